@@ -1,0 +1,190 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Rollout declares how a new version of one service replaces the current
+// one: which share of traffic it gets at each step, what is checked before
+// going on, and who decides.
+type Rollout struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RolloutSpec   `json:"spec"`
+	Status RolloutStatus `json:"status,omitempty"`
+}
+
+// RolloutSpec is what the user asks for.
+type RolloutSpec struct {
+	// Service says where the built-in proxy listens and which upstreams
+	// serve the stable and the canary version (standalone runtime).
+	Service ServiceSpec `json:"service"`
+
+	// Strategy lists the steps of the canary.
+	Strategy Strategy `json:"strategy"`
+
+	// Analysis lists the checks run while the canary receives traffic.
+	// +optional
+	Analysis *AnalysisSpec `json:"analysis,omitempty"`
+
+	// Decision says who moves the rollout on: automatic (default), manual
+	// or hybrid.
+	// +optional
+	Decision DecisionMode `json:"decision,omitempty"`
+
+	// ProgressDeadline bounds how long the rollout may wait for a canary to
+	// become healthy, or for a promotion or rollback to take effect, before
+	// it fails and sends all traffic to stable. Default 10m.
+	// +optional
+	ProgressDeadline *metav1.Duration `json:"progressDeadline,omitempty"`
+}
+
+// DecisionMode names who decides that the rollout moves on.
+// +kubebuilder:validation:Enum=automatic;manual;hybrid
+type DecisionMode string
+
+const (
+	// DecisionAutomatic advances while the canary is healthy and rolls back
+	// when it is not.
+	DecisionAutomatic DecisionMode = "automatic"
+	// DecisionManual waits for a person's promote at the end of every
+	// stage; failures still roll back on their own.
+	DecisionManual DecisionMode = "manual"
+	// DecisionHybrid advances on its own while healthy; on an anomaly it
+	// waits for a person (promote to go on, abort to roll back) instead of
+	// rolling back.
+	DecisionHybrid DecisionMode = "hybrid"
+)
+
+// ServiceSpec describes the service being rolled out in standalone mode.
+type ServiceSpec struct {
+	// Listen is the address of the built-in proxy, such as ":8080".
+	Listen string `json:"listen"`
+	// Stable is the version serving users now.
+	Stable Upstream `json:"stable"`
+	// Canary is the new version. When set in the file, pipit starts
+	// rolling it out as soon as it loads the file; it can also be given
+	// later with `pipit deploy NAME --canary URL`.
+	// +optional
+	Canary *Upstream `json:"canary,omitempty"`
+	// HealthCheck says how both upstreams are probed.
+	// +optional
+	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
+}
+
+// Upstream is one version of the service, reachable over HTTP.
+type Upstream struct {
+	// URL is the base URL requests are sent to, such as
+	// http://127.0.0.1:9001.
+	URL string `json:"url"`
+	// Version is a label for people (v1.4.2, a commit); defaults to the URL.
+	// +optional
+	Version string `json:"version,omitempty"`
+}
+
+// HealthCheck configures active health checks of the upstreams.
+type HealthCheck struct {
+	// Path is requested with GET; any 2xx or 3xx answer is healthy.
+	// Default /health.
+	// +optional
+	Path string `json:"path,omitempty"`
+	// Interval between probes. Default 1s.
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// Timeout of one probe. Default 1s.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// FailureThreshold is how many probes in a row must fail before the
+	// upstream counts as down. Default 2.
+	// +optional
+	FailureThreshold int32 `json:"failureThreshold,omitempty"`
+}
+
+// Strategy is the canary plan: an explicit list of steps, or Flagger's
+// shorthand (interval with stepWeight and maxWeight, or stepWeights), which
+// expands into steps. The two forms cannot be mixed.
+type Strategy struct {
+	// Steps run in order; after the last one the canary is promoted.
+	// +optional
+	Steps []Step `json:"steps,omitempty"`
+
+	// Interval is the time between checks in the shorthand form; each
+	// shorthand weight lasts until one check at that weight passed.
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// StepWeight is the increment of the shorthand form: stepWeight,
+	// 2×stepWeight, … up to maxWeight.
+	// +optional
+	StepWeight *Percent `json:"stepWeight,omitempty"`
+	// MaxWeight is the last weight of the shorthand form before promotion.
+	// Default 50 when stepWeight is set.
+	// +optional
+	MaxWeight *Percent `json:"maxWeight,omitempty"`
+	// StepWeights lists the shorthand weights explicitly, ascending.
+	// +optional
+	StepWeights []Percent `json:"stepWeights,omitempty"`
+}
+
+// Step is one step of the strategy; exactly one field is set.
+type Step struct {
+	// SetWeight sends this share of traffic to the canary.
+	// +optional
+	SetWeight *Percent `json:"setWeight,omitempty"`
+	// Pause waits: for a duration, or for a person when no duration is set.
+	// +optional
+	Pause *PauseStep `json:"pause,omitempty"`
+	// Analysis waits until checks at the current weight have passed.
+	// +optional
+	Analysis *AnalysisStep `json:"analysis,omitempty"`
+}
+
+// PauseStep waits at the current weight.
+type PauseStep struct {
+	// Duration of the pause (soak time). Without it the rollout waits for
+	// `pipit promote`.
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+}
+
+// AnalysisStep holds the rollout until enough checks passed at this step.
+type AnalysisStep struct {
+	// Checks is how many passing checks this step needs. Default 1.
+	// +optional
+	Checks int32 `json:"checks,omitempty"`
+}
+
+// AnalysisSpec configures the checks that run while the canary serves
+// traffic.
+type AnalysisSpec struct {
+	// Interval between two checks. Default: the strategy's interval, else 1m.
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+	// FailureLimit is how many failed checks are tolerated; one more rolls
+	// the canary back. Default 0: the first failed check rolls back.
+	// +optional
+	FailureLimit *int32 `json:"failureLimit,omitempty"`
+	// Metrics are evaluated at every check.
+	// +optional
+	Metrics []MetricSpec `json:"metrics,omitempty"`
+}
+
+// MetricSpec is one metric checked at every analysis interval.
+type MetricSpec struct {
+	// Name of the metric. For the built-in provider it names what the
+	// proxy measures: request-success-rate, error-rate, request-count,
+	// latency-mean, latency-p50, latency-p95, latency-p99 and
+	// request-duration (p99, as Flagger names it).
+	Name string `json:"name"`
+	// ThresholdRange is the range the canary's value must stay in.
+	// +optional
+	ThresholdRange *ThresholdRange `json:"thresholdRange,omitempty"`
+}
+
+// ThresholdRange bounds a metric's value; either end may be left open.
+type ThresholdRange struct {
+	// +optional
+	Min *float64 `json:"min,omitempty"`
+	// +optional
+	Max *float64 `json:"max,omitempty"`
+}

@@ -1,0 +1,183 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Phase is where a rollout stands.
+type Phase string
+
+const (
+	// PhaseIdle: stable serves everything and no canary is being rolled out.
+	PhaseIdle Phase = "Idle"
+	// PhaseProgressing: the canary is going through the steps.
+	PhaseProgressing Phase = "Progressing"
+	// PhasePaused: an operator paused the rollout; time does not run.
+	PhasePaused Phase = "Paused"
+	// PhaseAwaitingDecision: a person must promote (or abort) to go on.
+	PhaseAwaitingDecision Phase = "AwaitingDecision"
+	// PhasePromoting: all steps passed; the canary is becoming the stable.
+	PhasePromoting Phase = "Promoting"
+	// PhaseSucceeded: the canary was promoted and is now the stable.
+	PhaseSucceeded Phase = "Succeeded"
+	// PhaseRollingBack: traffic is being taken off the canary.
+	PhaseRollingBack Phase = "RollingBack"
+	// PhaseRolledBack: analysis or health failed; stable serves everything.
+	PhaseRolledBack Phase = "RolledBack"
+	// PhaseAborted: an operator aborted; stable serves everything.
+	PhaseAborted Phase = "Aborted"
+	// PhaseFailed: the progress deadline passed or an error stopped the
+	// rollout; stable serves everything.
+	PhaseFailed Phase = "Failed"
+)
+
+// Terminal reports whether the phase is an end state of a rollout.
+func (p Phase) Terminal() bool {
+	switch p {
+	case PhaseSucceeded, PhaseRolledBack, PhaseAborted, PhaseFailed:
+		return true
+	}
+	return false
+}
+
+// RolloutStatus is what pipit observed and decided. It is the whole state of
+// a rollout: the engine needs nothing else to go on after a restart.
+type RolloutStatus struct {
+	// ObservedGeneration is the spec generation this status was made from.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Phase of the rollout.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+	// Message says in a sentence why the rollout is in this phase.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// Stable is the version that serves users outside the canary share.
+	// +optional
+	Stable *VersionRef `json:"stable,omitempty"`
+	// Canary is the version being rolled out, if any.
+	// +optional
+	Canary *VersionRef `json:"canary,omitempty"`
+
+	// CurrentStep is the index of the step being run.
+	// +optional
+	CurrentStep int32 `json:"currentStep"`
+	// CanaryWeight is the share of traffic the canary should receive now.
+	// +optional
+	CanaryWeight Percent `json:"canaryWeight"`
+
+	// StartedAt is when the current rollout started.
+	// +optional
+	StartedAt *metav1.MicroTime `json:"startedAt,omitempty"`
+	// StepStartedAt is when the current step started. While paused by an
+	// operator it is moved forward on resume by the time spent paused, so a
+	// pause keeps the remaining soak time.
+	// +optional
+	StepStartedAt *metav1.MicroTime `json:"stepStartedAt,omitempty"`
+	// PausedAt is when an operator paused the rollout.
+	// +optional
+	PausedAt *metav1.MicroTime `json:"pausedAt,omitempty"`
+	// WaitingSince is when the rollout began waiting for the canary to
+	// become healthy, or for a promotion or rollback to take effect; the
+	// progress deadline is counted from it.
+	// +optional
+	WaitingSince *metav1.MicroTime `json:"waitingSince,omitempty"`
+
+	// Analysis is the state of the checks.
+	// +optional
+	Analysis AnalysisStatus `json:"analysis,omitempty"`
+
+	// Conditions in the Kubernetes style, for tools that wait on them.
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// VersionRef identifies one version of the service.
+type VersionRef struct {
+	// Version is the human label of the version.
+	Version string `json:"version"`
+	// URL is where the version is reached (standalone).
+	// +optional
+	URL string `json:"url,omitempty"`
+}
+
+// AnalysisStatus is the running state of the checks.
+type AnalysisStatus struct {
+	// LastCheckAt is when the last check ran.
+	// +optional
+	LastCheckAt *metav1.MicroTime `json:"lastCheckAt,omitempty"`
+	// NextCheckAt is when the next check is due.
+	// +optional
+	NextCheckAt *metav1.MicroTime `json:"nextCheckAt,omitempty"`
+	// FailedChecks counts failed checks in this rollout.
+	// +optional
+	FailedChecks int32 `json:"failedChecks"`
+	// PassedChecks counts passing checks in this rollout.
+	// +optional
+	PassedChecks int32 `json:"passedChecks"`
+	// StepPassedChecks counts passing checks at the current step.
+	// +optional
+	StepPassedChecks int32 `json:"stepPassedChecks"`
+	// LastResults are the metrics of the last check.
+	// +optional
+	LastResults []MetricResult `json:"lastResults,omitempty"`
+}
+
+// Verdict is the outcome of one metric at one check.
+type Verdict string
+
+const (
+	// VerdictSuccessful: the value is within its bounds.
+	VerdictSuccessful Verdict = "Successful"
+	// VerdictFailed: the value is out of its bounds.
+	VerdictFailed Verdict = "Failed"
+	// VerdictNoData: there was nothing to measure (no requests).
+	VerdictNoData Verdict = "NoData"
+	// VerdictError: the measurement itself failed.
+	VerdictError Verdict = "Error"
+)
+
+// MetricResult is one metric's value and verdict at one check.
+type MetricResult struct {
+	// Name of the metric.
+	Name string `json:"name"`
+	// Canary is the canary's value; absent when there was no data.
+	// +optional
+	Canary *float64 `json:"canary,omitempty"`
+	// Stable is the stable's value over the same window, for comparison.
+	// +optional
+	Stable *float64 `json:"stable,omitempty"`
+	// Verdict of the check.
+	Verdict Verdict `json:"verdict"`
+	// Message explains the verdict ("error-rate 7.2 > max 1").
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// Event is one transition of a rollout, as shown by `pipit history`.
+type Event struct {
+	// Time of the transition.
+	Time metav1.MicroTime `json:"time"`
+	// Type is Normal or Warning, as Kubernetes events.
+	Type string `json:"type"`
+	// Reason is a CamelCase word for machines: WeightChanged, RolledBack…
+	Reason string `json:"reason"`
+	// Message is the sentence for people.
+	Message string `json:"message"`
+	// Phase after the transition.
+	Phase Phase `json:"phase"`
+	// Step index after the transition.
+	Step int32 `json:"step"`
+	// Weight of the canary after the transition.
+	Weight Percent `json:"weight"`
+	// Actor is who caused it: "pipit" for the engine, else the operator.
+	// +optional
+	Actor string `json:"actor,omitempty"`
+}
+
+// Event types.
+const (
+	EventNormal  = "Normal"
+	EventWarning = "Warning"
+)

@@ -1,0 +1,101 @@
+// Package cli is pipit's command line: one file per verb, each a thin layer
+// that parses flags, calls into the packages that do the work and prints.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes shared by every command.
+const (
+	ExitOK       = 0
+	ExitFailed   = 1 // the operation was tried and failed
+	ExitBadInput = 2 // the input was refused; nothing was changed
+)
+
+// badInput marks an error as the caller's fault, so it exits 2.
+type badInput struct{ err error }
+
+func (e badInput) Error() string { return e.err.Error() }
+func (e badInput) Unwrap() error { return e.err }
+
+// BadInput wraps err so that the command exits with ExitBadInput.
+func BadInput(err error) error {
+	if err == nil {
+		return nil
+	}
+	return badInput{err}
+}
+
+// BadInputf formats a bad-input error.
+func BadInputf(format string, args ...any) error { return badInput{fmt.Errorf(format, args...)} }
+
+// globals holds the flags every command shares.
+type globals struct {
+	verbose bool
+}
+
+// Execute runs the command line and returns the process exit code.
+func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := NewRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return ExitOK
+	}
+	fmt.Fprintln(stderr, "Error:", err)
+	var bad badInput
+	if errors.As(err, &bad) || strings.HasPrefix(err.Error(), "unknown command") {
+		return ExitBadInput
+	}
+	return ExitFailed
+}
+
+// NewRoot builds the command tree.
+func NewRoot(stdout, stderr io.Writer) *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "pipit",
+		Short: "Progressive delivery: canary rollouts that widen while healthy and roll back when not",
+		Long: `pipit rolls a new version of a service out to a small share of its users, compares
+it with the current version, widens the share step by step while it stays healthy,
+and rolls back on its own the moment it does not.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+			level := slog.LevelWarn
+			if g.verbose {
+				level = slog.LevelDebug
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})))
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return BadInput(err) })
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug details to stderr")
+	for _, add := range commands {
+		root.AddCommand(add(g))
+	}
+	return root
+}
+
+// commands is filled by each verb's file in its init function, so adding a
+// verb touches one file only.
+var commands []func(*globals) *cobra.Command
+
+func register(c func(*globals) *cobra.Command) { commands = append(commands, c) }
+
+// exactArgs is cobra.ExactArgs with a bad-input exit code.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		return BadInput(cobra.ExactArgs(n)(cmd, args))
+	}
+}
