@@ -84,6 +84,15 @@ type RolloutStatus struct {
 	// +optional
 	WaitingSince *metav1.MicroTime `json:"waitingSince,omitempty"`
 
+	// Gate is set while the rollout waits for a person (phase
+	// AwaitingDecision): what it waits for and since when.
+	// +optional
+	Gate *Gate `json:"gate,omitempty"`
+	// Rollback is set once the rollout decided to take traffic off the
+	// canary: why, and which end phase it leads to.
+	// +optional
+	Rollback *Rollback `json:"rollback,omitempty"`
+
 	// Analysis is the state of the checks.
 	// +optional
 	Analysis AnalysisStatus `json:"analysis,omitempty"`
@@ -91,6 +100,45 @@ type RolloutStatus struct {
 	// Conditions in the Kubernetes style, for tools that wait on them.
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// GateKind says what a waiting rollout needs a person for.
+type GateKind string
+
+const (
+	// GatePause: an indefinite pause step; promote goes past it.
+	GatePause GateKind = "Pause"
+	// GateStage: manual decision mode; promote starts the next stage.
+	GateStage GateKind = "Stage"
+	// GatePromotion: manual decision mode; promote makes the canary stable.
+	GatePromotion GateKind = "Promotion"
+	// GateAnomaly: hybrid decision mode found an anomaly; promote goes on
+	// as if it had not happened, abort rolls back.
+	GateAnomaly GateKind = "Anomaly"
+)
+
+// Gate is a wait for a person's decision.
+type Gate struct {
+	// Kind of decision awaited.
+	Kind GateKind `json:"kind"`
+	// Since is when the wait began.
+	Since metav1.MicroTime `json:"since"`
+	// Reason is shown to the person who decides.
+	Reason string `json:"reason"`
+}
+
+// Rollback records why traffic was taken off the canary.
+type Rollback struct {
+	// Outcome is the end phase the rollback leads to: RolledBack,
+	// Aborted or Failed.
+	Outcome Phase `json:"outcome"`
+	// Reason is the sentence shown in status and history.
+	Reason string `json:"reason"`
+	// Metric names the metric that decided it, if one did.
+	// +optional
+	Metric string `json:"metric,omitempty"`
+	// At is when the decision was taken.
+	At metav1.MicroTime `json:"at"`
 }
 
 // VersionRef identifies one version of the service.

@@ -1,0 +1,210 @@
+package engine
+
+import (
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+)
+
+// CommandKind names an operator command.
+type CommandKind string
+
+const (
+	// CommandDeploy starts rolling out Canary; mid-rollout it replaces the
+	// canary and restarts the analysis from the first step.
+	CommandDeploy CommandKind = "deploy"
+	// CommandPause stops the clock of a progressing rollout.
+	CommandPause CommandKind = "pause"
+	// CommandResume restarts the clock, keeping the remaining soak time.
+	CommandResume CommandKind = "resume"
+	// CommandPromote goes past the current step or the awaited decision.
+	CommandPromote CommandKind = "promote"
+	// CommandPromoteFull skips every remaining step and promotes.
+	CommandPromoteFull CommandKind = "promote-full"
+	// CommandAbort takes all traffic off the canary now.
+	CommandAbort CommandKind = "abort"
+	// CommandRetry starts the same canary again after a rollback.
+	CommandRetry CommandKind = "retry"
+)
+
+// Command is an operator's request.
+type Command struct {
+	Kind CommandKind
+	// Canary is the version to roll out (CommandDeploy only).
+	Canary *v1alpha1.VersionRef
+	// Actor is who asked, for the history.
+	Actor string
+	// Reason is the operator's own words, for the history.
+	Reason string
+}
+
+// Allowed reports whether cmd can be applied to a rollout in status st, and
+// why not. The control API calls it to refuse a command up front with a
+// clear message; Step applies the same rule.
+func Allowed(st v1alpha1.RolloutStatus, cmd Command) error {
+	p := st.Phase
+	if p == "" {
+		p = v1alpha1.PhaseIdle
+	}
+	active := !p.Terminal() && p != v1alpha1.PhaseIdle
+	switch cmd.Kind {
+	case CommandDeploy:
+		if cmd.Canary == nil || cmd.Canary.Version == "" {
+			return fmt.Errorf("deploy needs a canary version")
+		}
+		if st.Stable != nil && st.Stable.Version == cmd.Canary.Version && !active {
+			return fmt.Errorf("version %s is already the stable version", cmd.Canary.Version)
+		}
+		if active && st.Canary != nil && *st.Canary == *cmd.Canary {
+			return fmt.Errorf("version %s is already being rolled out", cmd.Canary.Version)
+		}
+		if p == v1alpha1.PhasePromoting || p == v1alpha1.PhaseRollingBack {
+			return fmt.Errorf("the rollout is %s; deploy again when it has finished", p)
+		}
+		return nil
+	case CommandPause:
+		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing)
+	case CommandResume:
+		return phaseIn(p, cmd.Kind, v1alpha1.PhasePaused)
+	case CommandPromote:
+		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision)
+	case CommandPromoteFull, CommandAbort:
+		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision)
+	case CommandRetry:
+		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted, v1alpha1.PhaseFailed); err != nil {
+			return err
+		}
+		if st.Canary == nil {
+			return fmt.Errorf("there is no canary to retry")
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown command %q", cmd.Kind)
+}
+
+func phaseIn(p v1alpha1.Phase, kind CommandKind, allowed ...v1alpha1.Phase) error {
+	for _, a := range allowed {
+		if p == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("cannot %s a rollout that is %s", kind, p)
+}
+
+// command applies one operator command, or returns why it cannot.
+func (m *machine) command(c Command) error {
+	if err := Allowed(m.st, c); err != nil {
+		return err
+	}
+	switch c.Kind {
+	case CommandDeploy:
+		m.deploy(c)
+	case CommandPause:
+		m.st.PausedAt = micro(m.now)
+		m.setPhase(v1alpha1.PhasePaused, "paused by "+actorOf(c))
+		m.event(v1alpha1.EventNormal, "Paused", c, "Paused by %s%s", actorOf(c), because(c))
+	case CommandResume:
+		m.resume()
+		m.event(v1alpha1.EventNormal, "Resumed", c, "Resumed by %s%s", actorOf(c), because(c))
+	case CommandPromote:
+		m.promoteOne(c)
+	case CommandPromoteFull:
+		m.startPromotion()
+		m.event(v1alpha1.EventNormal, "PromotedFull", c, "Remaining steps skipped by %s%s", actorOf(c), because(c))
+	case CommandAbort:
+		m.rollBack(v1alpha1.PhaseAborted, "aborted by "+actorOf(c)+because(c), "")
+	case CommandRetry:
+		m.restart()
+		m.event(v1alpha1.EventNormal, "Retried", c, "Retry of canary %s by %s%s", m.st.Canary.Version, actorOf(c), because(c))
+	}
+	return nil
+}
+
+// deploy starts rolling out a new canary, replacing any canary in flight.
+func (m *machine) deploy(c Command) {
+	canary := *c.Canary
+	old := m.st.Canary
+	replacing := old != nil && !m.st.Phase.Terminal() && m.st.Phase != v1alpha1.PhaseIdle
+	m.st.Canary = &canary
+	m.restart()
+	if replacing {
+		m.event(v1alpha1.EventNormal, "CanaryReplaced", c,
+			"New canary %s replaces %s mid-rollout; analysis restarts from the first step", canary.Version, old.Version)
+		return
+	}
+	m.event(v1alpha1.EventNormal, "Started", c, "Rollout of canary %s started by %s%s", canary.Version, actorOf(c), because(c))
+}
+
+// restart runs the plan again from its first step with the current
+// canary, taking its traffic away until it is healthy.
+func (m *machine) restart() {
+	m.st.CurrentStep = 0
+	m.st.Gate, m.st.Rollback, m.st.PausedAt = nil, nil, nil
+	m.st.Analysis = v1alpha1.AnalysisStatus{}
+	m.st.StartedAt = micro(m.now)
+	m.st.StepStartedAt = micro(m.now)
+	m.st.WaitingSince = micro(m.now)
+	m.act(Action{Kind: ActionDeployCanary, Version: m.st.Canary})
+	m.setWeight(0)
+	m.setPhase(v1alpha1.PhaseProgressing, "waiting for canary "+m.st.Canary.Version+" to become healthy")
+}
+
+// resume restarts the clock: everything timed moves forward by the time
+// spent paused, so a pause keeps its remaining soak time.
+func (m *machine) resume() {
+	if m.st.PausedAt != nil {
+		d := m.now.Sub(m.st.PausedAt.Time)
+		for _, t := range []**metav1.MicroTime{&m.st.Analysis.NextCheckAt, &m.st.StepStartedAt, &m.st.WaitingSince} {
+			if *t != nil {
+				*t = micro((*t).Add(d))
+			}
+		}
+	}
+	m.st.PausedAt = nil
+	m.setPhase(v1alpha1.PhaseProgressing, "resumed")
+}
+
+// promoteOne goes past what the rollout waits for: the decision awaited,
+// or else the current step.
+func (m *machine) promoteOne(c Command) {
+	if m.st.Phase == v1alpha1.PhasePaused {
+		m.resume()
+	}
+	if g := m.st.Gate; g != nil {
+		m.st.Gate = nil
+		m.event(v1alpha1.EventNormal, "Approved", c, "%s decision approved by %s%s", g.Kind, actorOf(c), because(c))
+		m.setPhase(v1alpha1.PhaseProgressing, "approved by "+actorOf(c))
+		switch g.Kind {
+		case v1alpha1.GatePause:
+			m.nextStep()
+		case v1alpha1.GateStage:
+			m.runStep(true)
+		case v1alpha1.GatePromotion:
+			m.startPromotion()
+		case v1alpha1.GateAnomaly:
+			// The person judged the anomaly acceptable: forget the failed
+			// checks that caused it, so one more does not roll back at once.
+			m.st.Analysis.FailedChecks = 0
+		}
+		return
+	}
+	m.event(v1alpha1.EventNormal, "StepSkipped", c, "Step %d (%s) skipped by %s%s",
+		m.st.CurrentStep+1, m.stepName(), actorOf(c), because(c))
+	m.nextStep()
+}
+
+func actorOf(c Command) string {
+	if c.Actor == "" {
+		return "an operator"
+	}
+	return c.Actor
+}
+
+func because(c Command) string {
+	if c.Reason == "" {
+		return ""
+	}
+	return ": " + c.Reason
+}

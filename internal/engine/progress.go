@@ -1,0 +1,268 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/analysis"
+	"github.com/pipit-dev/pipit/internal/spec"
+)
+
+// progress runs a progressing rollout: health first, then the check that
+// may be due, then as many steps as the time allows.
+func (m *machine) progress() {
+	if !m.canaryReady() || m.runCheck() {
+		return
+	}
+	// Each pass runs one step; steps that take no time (setWeight) let the
+	// next run in the same decision. The bound is a guard, not a limit.
+	for range len(m.plan.Steps) + 1 {
+		if m.st.Phase != v1alpha1.PhaseProgressing {
+			return
+		}
+		if int(m.st.CurrentStep) >= len(m.plan.Steps) {
+			m.stepsDone()
+			return
+		}
+		if !m.runStep(false) {
+			return
+		}
+	}
+}
+
+// canaryReady handles the canary's health. Before the canary receives
+// traffic the rollout waits for it to be up, within the progress deadline;
+// once it receives traffic, a canary that goes down is an anomaly at once.
+func (m *machine) canaryReady() bool {
+	h := m.canaryHealth()
+	if m.st.CanaryWeight > 0 {
+		if h == HealthDown {
+			m.anomaly(fmt.Sprintf("canary %s is down: %s", m.st.Canary.Version, m.in.Observed.CanaryReason), "")
+			return false
+		}
+		return true
+	}
+	if h != HealthUp {
+		if m.st.WaitingSince == nil {
+			m.st.WaitingSince = micro(m.now)
+		}
+		if m.deadlinePassed() {
+			m.rollBack(v1alpha1.PhaseFailed, fmt.Sprintf("canary %s did not become healthy within the progress deadline (%s)",
+				m.st.Canary.Version, m.plan.ProgressDeadline), "")
+		}
+		return false
+	}
+	if m.st.WaitingSince != nil {
+		m.st.WaitingSince = nil
+		m.st.Message = "canary " + m.st.Canary.Version + " is healthy"
+		m.event(v1alpha1.EventNormal, "CanaryReady", Command{}, "Canary %s is healthy", m.st.Canary.Version)
+	}
+	return true
+}
+
+// canaryHealth is the observed health if it describes the current canary.
+func (m *machine) canaryHealth() Health {
+	if m.st.Canary == nil || m.in.Observed.CanaryVersion != m.st.Canary.Version {
+		return HealthUnknown
+	}
+	return m.in.Observed.CanaryHealth
+}
+
+// watchWhileWaiting keeps watching health and checks while a person
+// decides, so a canary that breaks meanwhile is still rolled back.
+func (m *machine) watchWhileWaiting() {
+	if m.watchCanaryHealth() {
+		m.runCheck()
+	}
+}
+
+// watchCanaryHealth turns a canary that went down while it receives
+// traffic into an anomaly; it reports whether the canary is fine.
+func (m *machine) watchCanaryHealth() bool {
+	if m.st.CanaryWeight > 0 && m.canaryHealth() == HealthDown {
+		m.anomaly(fmt.Sprintf("canary %s is down: %s", m.st.Canary.Version, m.in.Observed.CanaryReason), "")
+		return false
+	}
+	return true
+}
+
+// runCheck judges the measurements when a check is due. It reports whether
+// the check stopped the rollout's progress.
+func (m *machine) runCheck() bool {
+	if m.in.Measurements == nil || !CheckDue(m.st, m.now) {
+		return false
+	}
+	results, outcome := analysis.Check(m.plan.Analysis.Metrics, m.in.Measurements)
+	a := &m.st.Analysis
+	a.LastCheckAt = micro(m.now)
+	a.NextCheckAt = micro(m.now.Add(m.plan.Analysis.Interval))
+	a.LastResults = results
+	switch outcome {
+	case analysis.Passed:
+		a.PassedChecks++
+		a.StepPassedChecks++
+		m.event(v1alpha1.EventNormal, "CheckPassed", Command{}, "Metrics healthy at %s: %s", m.st.CanaryWeight, summary(results))
+	case analysis.Inconclusive:
+		m.event(v1alpha1.EventNormal, "CheckInconclusive", Command{}, "Check inconclusive at %s: %s", m.st.CanaryWeight, summary(results))
+	case analysis.Failed:
+		a.FailedChecks++
+		failed, _ := analysis.FirstFailure(results)
+		limit := m.plan.Analysis.FailureLimit
+		m.event(v1alpha1.EventWarning, "CheckFailed", Command{}, "Check failed at %s (%d of %d allowed failures): %s",
+			m.st.CanaryWeight, a.FailedChecks, limit, summary(results))
+		if int(a.FailedChecks) > limit {
+			m.anomaly(fmt.Sprintf("%s (%d failed checks, failureLimit %d)", failed.Message, a.FailedChecks, limit), failed.Name)
+			return true
+		}
+	}
+	return false
+}
+
+// runStep runs the current step and reports whether it is done. approved
+// is true when a person just let a manual stage go ahead.
+func (m *machine) runStep(approved bool) bool {
+	s := m.plan.Steps[m.st.CurrentStep]
+	switch s.Kind {
+	case spec.StepSetWeight:
+		if m.plan.Decision == v1alpha1.DecisionManual && !approved && m.st.CanaryWeight > 0 {
+			m.gate(v1alpha1.GateStage, fmt.Sprintf("stage at %s done; promote to go to %s", m.st.CanaryWeight, s.Weight))
+			return false
+		}
+		m.setWeight(s.Weight)
+		m.event(v1alpha1.EventNormal, "WeightChanged", Command{}, "Routed %s of traffic to canary %s (%s)",
+			s.Weight, m.st.Canary.Version, m.stepLabel())
+	case spec.StepPause:
+		if s.Duration == 0 {
+			m.gate(v1alpha1.GatePause, fmt.Sprintf("paused at %s until promoted (%s)", m.st.CanaryWeight, m.stepLabel()))
+			return false
+		}
+		if m.now.Before(m.st.StepStartedAt.Add(s.Duration)) {
+			m.st.Message = fmt.Sprintf("soaking at %s until %s", m.st.CanaryWeight, m.st.StepStartedAt.Add(s.Duration).UTC().Format("15:04:05"))
+			return false
+		}
+		m.event(v1alpha1.EventNormal, "PauseEnded", Command{}, "Soaked %s at %s (%s)", s.Duration, m.st.CanaryWeight, m.stepLabel())
+	case spec.StepAnalysis:
+		if int(m.st.Analysis.StepPassedChecks) < s.Checks {
+			m.st.Message = fmt.Sprintf("analysing at %s: %d of %d checks passed", m.st.CanaryWeight, m.st.Analysis.StepPassedChecks, s.Checks)
+			return false
+		}
+	}
+	m.nextStep()
+	return true
+}
+
+// stepsDone ends the steps: promotion, or a person's go-ahead first in
+// manual mode.
+func (m *machine) stepsDone() {
+	if m.plan.Decision == v1alpha1.DecisionManual {
+		m.gate(v1alpha1.GatePromotion, fmt.Sprintf("all steps passed at %s; promote to make canary %s stable", m.st.CanaryWeight, m.st.Canary.Version))
+		return
+	}
+	m.startPromotion()
+}
+
+func (m *machine) nextStep() {
+	m.st.CurrentStep++
+	m.st.StepStartedAt = micro(m.now)
+	m.st.Analysis.StepPassedChecks = 0
+}
+
+// anomaly reacts to a failed check or a canary gone down: roll back, or in
+// hybrid mode wait for a person instead.
+func (m *machine) anomaly(reason, metric string) {
+	if m.plan.Decision != v1alpha1.DecisionHybrid {
+		m.rollBack(v1alpha1.PhaseRolledBack, reason, metric)
+		return
+	}
+	if m.st.Gate != nil && m.st.Gate.Kind == v1alpha1.GateAnomaly {
+		return
+	}
+	m.st.PausedAt = nil
+	m.gate(v1alpha1.GateAnomaly, "anomaly detected, manual review required: "+reason)
+}
+
+// gate makes the rollout wait for a person.
+func (m *machine) gate(kind v1alpha1.GateKind, reason string) {
+	m.st.Gate = &v1alpha1.Gate{Kind: kind, Since: *micro(m.now), Reason: reason}
+	m.setPhase(v1alpha1.PhaseAwaitingDecision, reason)
+	typ := v1alpha1.EventNormal
+	if kind == v1alpha1.GateAnomaly {
+		typ = v1alpha1.EventWarning
+	}
+	m.event(typ, "AwaitingDecision", Command{}, "Waiting for a person: %s", reason)
+}
+
+// startPromotion sends all traffic to the canary and asks the target to
+// make it the stable version.
+func (m *machine) startPromotion() {
+	m.st.Gate, m.st.PausedAt = nil, nil
+	m.st.WaitingSince = micro(m.now)
+	m.setWeight(v1alpha1.FullWeight)
+	m.act(Action{Kind: ActionPromote, Version: m.st.Canary})
+	m.setPhase(v1alpha1.PhasePromoting, "promoting canary "+m.st.Canary.Version)
+	m.event(v1alpha1.EventNormal, "Promoting", Command{}, "Routed 100%% of traffic to canary %s; making it the stable version", m.st.Canary.Version)
+}
+
+// finishPromotion completes once the target serves the canary as stable.
+func (m *machine) finishPromotion() {
+	if m.in.Observed.StableVersion != m.st.Canary.Version {
+		if m.deadlinePassed() {
+			m.rollBack(v1alpha1.PhaseFailed, fmt.Sprintf("promotion of %s did not complete within the progress deadline (%s)",
+				m.st.Canary.Version, m.plan.ProgressDeadline), "")
+			return
+		}
+		m.act(Action{Kind: ActionPromote, Version: m.st.Canary})
+		return
+	}
+	promoted := *m.st.Canary
+	m.st.Stable, m.st.Canary = &promoted, nil
+	m.setWeight(0)
+	m.act(Action{Kind: ActionRetireCanary, Version: &promoted})
+	m.st.WaitingSince = nil
+	m.setPhase(v1alpha1.PhaseSucceeded, "canary "+promoted.Version+" promoted")
+	m.event(v1alpha1.EventNormal, "Promoted", Command{}, "Promotion completed: %s is now the stable version", promoted.Version)
+}
+
+// rollBack takes all traffic off the canary and records why.
+func (m *machine) rollBack(outcome v1alpha1.Phase, reason, metric string) {
+	m.st.Rollback = &v1alpha1.Rollback{Outcome: outcome, Reason: reason, Metric: metric, At: *micro(m.now)}
+	m.st.Gate, m.st.PausedAt = nil, nil
+	m.st.WaitingSince = micro(m.now)
+	m.setWeight(0)
+	m.act(Action{Kind: ActionRetireCanary, Version: m.st.Canary})
+	m.setPhase(v1alpha1.PhaseRollingBack, "rolling back: "+reason)
+	m.event(v1alpha1.EventWarning, "RollingBack", Command{}, "Rolling back canary %s: %s", m.st.Canary.Version, reason)
+}
+
+// finishRollback completes once the router sends the canary nothing.
+func (m *machine) finishRollback() {
+	if m.in.Observed.Weight != 0 {
+		m.setWeight(0)
+		m.act(Action{Kind: ActionRetireCanary, Version: m.st.Canary})
+		return
+	}
+	rb := m.st.Rollback
+	m.st.WaitingSince = nil
+	m.setPhase(rb.Outcome, rb.Reason)
+	m.event(v1alpha1.EventWarning, string(rb.Outcome), Command{}, "%s: all traffic on stable %s; canary %s: %s",
+		rb.Outcome, m.stableVersion(), m.st.Canary.Version, rb.Reason)
+}
+
+func (m *machine) deadlinePassed() bool {
+	return m.st.WaitingSince != nil && !m.now.Before(m.st.WaitingSince.Add(m.plan.ProgressDeadline))
+}
+
+// summary joins the messages of a check's results.
+func summary(results []v1alpha1.MetricResult) string {
+	if len(results) == 0 {
+		return "no metrics configured"
+	}
+	s := ""
+	for i, r := range results {
+		if i > 0 {
+			s += "; "
+		}
+		s += r.Message
+	}
+	return s
+}
