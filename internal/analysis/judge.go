@@ -5,6 +5,7 @@ package analysis
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
@@ -123,5 +124,11 @@ func rangeString(tr *v1alpha1.ThresholdRange) string {
 	}
 }
 
-// num prints a value with at most four significant decimals.
-func num(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+// num prints a value rounded to two decimals, without trailing zeros:
+// enough for rates in percent and latencies in milliseconds.
+func num(v float64) string {
+	if math.Abs(v) >= 1e9 {
+		return strconv.FormatFloat(v, 'g', 4, 64)
+	}
+	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64)
+}

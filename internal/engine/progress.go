@@ -108,7 +108,7 @@ func (m *machine) runCheck() bool {
 		a.FailedChecks++
 		failed, _ := analysis.FirstFailure(results)
 		limit := m.plan.Analysis.FailureLimit
-		m.event(v1alpha1.EventWarning, "CheckFailed", Command{}, "Check failed at %s (%d of %d allowed failures): %s",
+		m.event(v1alpha1.EventWarning, "CheckFailed", Command{}, "Check failed at %s (failed checks: %d, allowed: %d): %s",
 			m.st.CanaryWeight, a.FailedChecks, limit, summary(results))
 		if int(a.FailedChecks) > limit {
 			m.anomaly(fmt.Sprintf("%s (%d failed checks, failureLimit %d)", failed.Message, a.FailedChecks, limit), failed.Name)

@@ -1,0 +1,144 @@
+// Package controlapi is the contract between the pipit daemon and the
+// people and programs that steer it: the wire types of the control API and
+// the Backend interface that both the daemon (serving) and the CLI's
+// clients (calling) speak.
+package controlapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/engine"
+)
+
+// Backend is what the CLI verbs steer. The daemon implements it in process;
+// the HTTP client implements it over the control API; a Kubernetes client
+// can implement it over the API server.
+type Backend interface {
+	// Rollouts lists every rollout, sorted by name.
+	Rollouts(ctx context.Context) ([]RolloutView, error)
+	// Rollout returns one rollout, or an error wrapping ErrNotFound.
+	Rollout(ctx context.Context, name string) (RolloutView, error)
+	// Events returns the rollout's history, oldest first; limit <= 0 is all,
+	// otherwise the most recent limit events.
+	Events(ctx context.Context, name string, limit int) ([]v1alpha1.Event, error)
+	// Submit applies an operator command and returns the rollout once the
+	// engine has acted on it. A command the rollout's state does not allow
+	// returns a *RefusedError.
+	Submit(ctx context.Context, name string, cmd engine.Command) (RolloutView, error)
+}
+
+// ErrNotFound is returned (wrapped) for a rollout that does not exist.
+var ErrNotFound = errors.New("rollout not found")
+
+// RefusedError says why a command was not applied.
+type RefusedError struct{ Reason string }
+
+func (e *RefusedError) Error() string { return "refused: " + e.Reason }
+
+// RolloutView is one rollout as shown to people: the plan, the status and
+// what the proxy measures right now.
+type RolloutView struct {
+	Name string `json:"name"`
+	// Listen is the address of the rollout's proxy.
+	Listen string `json:"listen,omitempty"`
+	// Decision is the decision mode in force.
+	Decision v1alpha1.DecisionMode `json:"decision"`
+	// Steps describes each resolved step ("setWeight 5%", "pause 10m0s").
+	Steps []string `json:"steps"`
+	// Metrics names the analysis metrics and their bounds.
+	Metrics []v1alpha1.MetricSpec `json:"metrics,omitempty"`
+	// AnalysisInterval is the time between checks.
+	AnalysisInterval Duration `json:"analysisInterval"`
+	// Status is the rollout's whole state.
+	Status v1alpha1.RolloutStatus `json:"status"`
+	// Live is what the proxy measured since the last check, per version.
+	// +optional
+	Live *LiveMetrics `json:"live,omitempty"`
+}
+
+// LiveMetrics compares the versions over the current window.
+type LiveMetrics struct {
+	// Since is the start of the window.
+	Since time.Time `json:"since"`
+	// Stable and Canary are the two versions' measurements.
+	Stable VersionMetrics  `json:"stable"`
+	Canary *VersionMetrics `json:"canary,omitempty"`
+}
+
+// VersionMetrics is one version's traffic over a window. Absent values
+// mean no data: no requests in the window.
+type VersionMetrics struct {
+	Version      string   `json:"version"`
+	Healthy      *bool    `json:"healthy,omitempty"`
+	HealthReason string   `json:"healthReason,omitempty"`
+	Requests     uint64   `json:"requests"`
+	SuccessRate  *float64 `json:"successRate,omitempty"`
+	ErrorRate    *float64 `json:"errorRate,omitempty"`
+	LatencyMean  *float64 `json:"latencyMeanMs,omitempty"`
+	LatencyP50   *float64 `json:"latencyP50Ms,omitempty"`
+	LatencyP95   *float64 `json:"latencyP95Ms,omitempty"`
+	LatencyP99   *float64 `json:"latencyP99Ms,omitempty"`
+}
+
+// CommandRequest is the body of POST /v1/rollouts/{name}/commands.
+type CommandRequest struct {
+	Kind   engine.CommandKind   `json:"kind"`
+	Canary *v1alpha1.VersionRef `json:"canary,omitempty"`
+	Actor  string               `json:"actor,omitempty"`
+	Reason string               `json:"reason,omitempty"`
+}
+
+// ErrorResponse is the body of every non-2xx answer.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
+// Duration is a time.Duration written as "1m30s" in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	if len(b) < 2 || b[0] != '"' {
+		return fmt.Errorf("duration must be a string like \"1m\"")
+	}
+	v, err := time.ParseDuration(string(b[1 : len(b)-1]))
+	*d = Duration(v)
+	return err
+}
+
+// Files the daemon keeps in its state directory besides the database.
+const (
+	// TokenFile holds the control API's bearer token (mode 0600).
+	TokenFile = "token"
+	// AddressFile holds the control API's address, written at start.
+	AddressFile = "api-address"
+)
+
+// StateDir resolves the state directory: the flag if given, else
+// $PIPIT_STATE_DIR, else $XDG_STATE_HOME/pipit, else ~/.local/state/pipit.
+func StateDir(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if d := os.Getenv("PIPIT_STATE_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "pipit")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "state", "pipit")
+	}
+	return ".pipit"
+}

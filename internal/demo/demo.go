@@ -1,0 +1,266 @@
+// Package demo runs a whole canary rollout on this machine with nothing
+// else installed: two sample apps, the standalone daemon, steady traffic
+// through its proxy, and the timeline printed as it happens.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"text/template"
+	"time"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/controlapi"
+	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/loadgen"
+	"github.com/pipit-dev/pipit/internal/runtime/standalone"
+	"github.com/pipit-dev/pipit/internal/sampleapp"
+)
+
+// Options configure a demo run.
+type Options struct {
+	// Faulty gives the canary errors and latency; the demo then expects a
+	// rollback instead of a promotion.
+	Faulty bool
+	// Stage is the soak time of each of the three stages.
+	Stage time.Duration
+	// Rate is the traffic sent through the proxy, in requests per second.
+	Rate int
+	// StateDir keeps the daemon's state; empty uses a temporary directory
+	// removed at the end.
+	StateDir string
+	// Out receives the timeline.
+	Out io.Writer
+}
+
+// Outcome is how the demo's rollout ended.
+type Outcome struct {
+	Phase    v1alpha1.Phase
+	Reason   string
+	Metric   string
+	Took     time.Duration
+	Expected bool
+}
+
+// rolloutTemplate is the demo's rollout: the write-up's plan (5% → 25% →
+// 50% → promoted) with short stages and a check every two seconds.
+var rolloutTemplate = template.Must(template.New("rollout").Parse(`apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: demo
+spec:
+  service:
+    listen: 127.0.0.1:0
+    stable: {url: "http://{{.Stable}}", version: v1}
+    healthCheck: {path: /health, interval: 250ms}
+  strategy:
+    steps:
+    - setWeight: 5
+    - pause: {duration: {{.Stage}}}
+    - setWeight: 25
+    - pause: {duration: {{.Stage}}}
+    - setWeight: 50
+    - pause: {duration: {{.Stage}}}
+  analysis:
+    interval: {{.Interval}}
+    failureLimit: 1
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+    - name: latency-p99
+      thresholdRange: {max: 100}
+`))
+
+// timeout bounds a whole demo run.
+const timeout = 110 * time.Second
+
+// Run plays the demo and reports how the rollout ended. It returns an error
+// when the demo could not run; an unexpected ending is in Outcome.Expected.
+func Run(ctx context.Context, opt Options) (Outcome, error) {
+	if opt.Stage <= 0 {
+		opt.Stage = 6 * time.Second
+	}
+	if opt.Rate <= 0 {
+		opt.Rate = 200
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	stableCfg := sampleapp.Config{Version: "v1", Latency: 5 * time.Millisecond, LatencyJitter: 3 * time.Millisecond}
+	canaryCfg := sampleapp.Config{Version: "v2", Latency: 6 * time.Millisecond, LatencyJitter: 3 * time.Millisecond}
+	if opt.Faulty {
+		canaryCfg = sampleapp.Config{Version: "v2", ErrorRate: 0.2, Latency: 180 * time.Millisecond, LatencyJitter: 60 * time.Millisecond}
+	}
+	stableAddr, err := startApp(ctx, &wg, stableCfg)
+	if err != nil {
+		return Outcome{}, err
+	}
+	canaryAddr, err := startApp(ctx, &wg, canaryCfg)
+	if err != nil {
+		return Outcome{}, err
+	}
+	var doc bytes.Buffer
+	if err := rolloutTemplate.Execute(&doc, map[string]any{"Stable": stableAddr, "Stage": opt.Stage, "Interval": opt.Stage / 3}); err != nil {
+		return Outcome{}, err
+	}
+	dir := opt.StateDir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "pipit-demo-"); err != nil {
+			return Outcome{}, err
+		}
+		defer os.RemoveAll(dir)
+	}
+	d, err := standalone.Start(ctx, standalone.Config{
+		Sources: []standalone.Source{{File: "demo.yaml", Data: doc.Bytes()}}, StateDir: dir, APIAddr: "127.0.0.1:0",
+	})
+	if err != nil {
+		return Outcome{}, err
+	}
+	defer d.Stop(context.WithoutCancel(ctx))
+	proxyAddr, _ := d.ProxyAddr("demo")
+
+	out := opt.Out
+	fmt.Fprintf(out, "pipit demo: stable v1 on %s, canary v2 on %s", stableAddr, canaryAddr)
+	if opt.Faulty {
+		fmt.Fprint(out, " (faulty: 20% errors, ~180 ms latency)")
+	}
+	fmt.Fprintf(out, "\nproxy on %s receives %d requests/s; the rollout:\n\n%s\n", proxyAddr, opt.Rate, indent(doc.String()))
+
+	load := make(chan loadgen.Summary, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s, _ := loadgen.Run(ctx, loadgen.Config{URL: "http://" + proxyAddr + "/", Rate: opt.Rate, Duration: timeout})
+		load <- s
+	}()
+
+	start := time.Now()
+	if _, err := d.Submit(ctx, "demo", engine.Command{Kind: engine.CommandDeploy, Actor: "demo",
+		Canary: &v1alpha1.VersionRef{Version: "v2", URL: "http://" + canaryAddr}}); err != nil {
+		return Outcome{}, fmt.Errorf("starting the rollout: %w", err)
+	}
+	view, err := follow(ctx, d, out, start)
+	if err != nil {
+		return Outcome{}, err
+	}
+	cancel()
+	summary := <-load
+	return report(out, view, summary, opt.Faulty, time.Since(start)), nil
+}
+
+func startApp(ctx context.Context, wg *sync.WaitGroup, cfg sampleapp.Config) (string, error) {
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errc <- sampleapp.Serve(ctx, "127.0.0.1:0", cfg, func(addr string) { ready <- addr })
+	}()
+	select {
+	case addr := <-ready:
+		return addr, nil
+	case err := <-errc:
+		return "", fmt.Errorf("sample app %s: %w", cfg.Version, err)
+	}
+}
+
+// follow prints each new event until the rollout ends.
+func follow(ctx context.Context, b controlapi.Backend, out io.Writer, start time.Time) (controlapi.RolloutView, error) {
+	printed := 0
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		events, err := b.Events(ctx, "demo", 0)
+		if err != nil {
+			return controlapi.RolloutView{}, err
+		}
+		for _, e := range events[printed:] {
+			if e.Reason == "Registered" {
+				continue
+			}
+			mark := " "
+			if e.Type == v1alpha1.EventWarning {
+				mark = "!"
+			}
+			fmt.Fprintf(out, "%s %6.1fs  %-16s %5s  %s\n", mark, e.Time.Sub(start).Seconds(), e.Phase, e.Weight, e.Message)
+		}
+		printed = len(events)
+		view, err := b.Rollout(ctx, "demo")
+		if err != nil {
+			return controlapi.RolloutView{}, err
+		}
+		if view.Status.Phase.Terminal() {
+			return view, nil
+		}
+		select {
+		case <-ctx.Done():
+			return controlapi.RolloutView{}, errors.New("the demo's rollout did not finish in time; phase " + string(view.Status.Phase))
+		case <-tick.C:
+		}
+	}
+}
+
+// report prints how the rollout ended and why.
+func report(out io.Writer, v controlapi.RolloutView, load loadgen.Summary, faulty bool, took time.Duration) Outcome {
+	st := v.Status
+	o := Outcome{Phase: st.Phase, Took: took}
+	want := v1alpha1.PhaseSucceeded
+	if faulty {
+		want = v1alpha1.PhaseRolledBack
+	}
+	o.Expected = st.Phase == want
+	fmt.Fprintln(out)
+	if st.Rollback != nil {
+		o.Reason, o.Metric = st.Rollback.Reason, st.Rollback.Metric
+	}
+	if len(st.Analysis.LastResults) > 0 {
+		fmt.Fprintf(out, "last check:\n  %-22s %10s %10s  %s\n", "METRIC", "CANARY", "STABLE", "VERDICT")
+		for _, r := range st.Analysis.LastResults {
+			fmt.Fprintf(out, "  %-22s %10s %10s  %s\n", r.Name, value(r.Canary), value(r.Stable), r.Verdict)
+		}
+	}
+	fmt.Fprintf(out, "traffic: %d requests through the proxy, status codes %s\n", load.Requests, codes(load.StatusCodes))
+	switch {
+	case st.Phase == v1alpha1.PhaseSucceeded:
+		fmt.Fprintf(out, "\nSucceeded in %.1fs: %s is now the stable version.\n", took.Seconds(), st.Stable.Version)
+	case st.Rollback != nil:
+		fmt.Fprintf(out, "\n%s after %.1fs: %s\n", st.Phase, took.Seconds(), st.Rollback.Reason)
+		if st.Rollback.Metric != "" {
+			fmt.Fprintf(out, "failing metric: %s\n", st.Rollback.Metric)
+		}
+	}
+	if !o.Expected {
+		fmt.Fprintf(out, "expected %s, got %s\n", want, st.Phase)
+	}
+	return o
+}
+
+func value(v *float64) string {
+	if v == nil {
+		return "no data"
+	}
+	return fmt.Sprintf("%.2f", *v)
+}
+
+func codes(m map[string]int) string {
+	var parts []string
+	for _, c := range []string{"200", "500", "502", "503", "504", "0"} {
+		if n := m[c]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s×%d", c, n))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ") + "\n"
+}

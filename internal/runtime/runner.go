@@ -1,0 +1,197 @@
+// Package runtime is the loop shared by pipit's runtimes: observe the
+// world, let the engine decide, write the decision down, then carry it out.
+// What differs between standalone and Kubernetes — how a version runs
+// (Target), how traffic is split (Router), where state lives (Store) and
+// how metrics are measured (Meter) — comes in through small interfaces.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/analysis"
+	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/spec"
+)
+
+// Target runs the versions of a service. Each method is an idempotent
+// desired state: calling it again after a crash does no harm.
+type Target interface {
+	// DeployCanary makes v run as the canary.
+	DeployCanary(ctx context.Context, v v1alpha1.VersionRef) error
+	// Promote makes v serve as the stable version.
+	Promote(ctx context.Context, v v1alpha1.VersionRef) error
+	// RetireCanary stops v from running as the canary.
+	RetireCanary(ctx context.Context, v v1alpha1.VersionRef) error
+	// Observe reports the versions the target serves and the canary's
+	// health.
+	Observe(ctx context.Context) engine.Observed
+}
+
+// Router splits traffic between stable and canary.
+type Router interface {
+	// SetWeight sends w of the traffic to the canary.
+	SetWeight(ctx context.Context, w v1alpha1.Percent) error
+	// Weight is the share the router applies now.
+	Weight() v1alpha1.Percent
+}
+
+// Meter measures the analysis metrics over the window since its last
+// measurement.
+type Meter interface {
+	Measure(ctx context.Context, metrics []v1alpha1.MetricSpec) []analysis.Measurement
+}
+
+// Store keeps a rollout's state. Save writes the status, its events and the
+// consumption of commands in one durable step.
+type Store interface {
+	Save(ctx context.Context, status v1alpha1.RolloutStatus, events []v1alpha1.Event, consumed []int64) error
+	// Pending returns the commands not yet consumed, oldest first.
+	Pending(ctx context.Context) ([]PendingCommand, error)
+}
+
+// PendingCommand is an operator command waiting in the store.
+type PendingCommand struct {
+	ID int64
+	engine.Command
+}
+
+// Runner drives one rollout. It is not safe for concurrent use: one
+// goroutine calls Converge once, then Tick repeatedly.
+type Runner struct {
+	Name   string
+	Plan   spec.Plan
+	Status v1alpha1.RolloutStatus
+	Store  Store
+	Target Target
+	Router Router
+	Meter  Meter
+	// Now is the clock; tests give a simulated one.
+	Now func() time.Time
+	// OnCommand is told, for each consumed command, whether the engine
+	// applied it (nil) or refused it. Optional.
+	OnCommand func(id int64, err error)
+	Log       *slog.Logger
+
+	// diverged is set when carrying out an action failed, so the next tick
+	// re-applies the whole desired state.
+	diverged bool
+}
+
+// maxSettle bounds the immediate re-steps through transient phases
+// (Promoting, RollingBack) within one tick.
+const maxSettle = 4
+
+// Converge makes the target and router match the saved status: after a
+// restart the same canary runs and the same weight is applied again, before
+// anything new is decided.
+func (r *Runner) Converge(ctx context.Context) error {
+	st := r.Status
+	var errs []error
+	if st.Canary != nil {
+		if routed(st.Phase) {
+			errs = append(errs, r.Target.DeployCanary(ctx, *st.Canary))
+		} else {
+			errs = append(errs, r.Target.RetireCanary(ctx, *st.Canary))
+		}
+		if st.Phase == v1alpha1.PhasePromoting {
+			errs = append(errs, r.Target.Promote(ctx, *st.Canary))
+		}
+	}
+	errs = append(errs, r.Router.SetWeight(ctx, st.CanaryWeight))
+	err := errors.Join(errs...)
+	r.diverged = err != nil
+	return err
+}
+
+// routed reports whether the canary should be running in this phase.
+func routed(p v1alpha1.Phase) bool { return !p.Terminal() && p != v1alpha1.PhaseIdle }
+
+// Tick lets the engine decide once (more, through transient phases), saving
+// each decision before carrying it out. It returns when the rollout next
+// needs a tick if nothing else happens.
+func (r *Runner) Tick(ctx context.Context) (next time.Time, ok bool, err error) {
+	if r.diverged {
+		if err := r.Converge(ctx); err != nil {
+			return r.Now().Add(time.Second), true, fmt.Errorf("re-applying the desired state: %w", err)
+		}
+	}
+	pending, err := r.Store.Pending(ctx)
+	if err != nil {
+		return r.Now().Add(time.Second), true, fmt.Errorf("reading commands: %w", err)
+	}
+	for range maxSettle {
+		if err := r.decide(ctx, pending); err != nil {
+			return r.Now().Add(time.Second), true, err
+		}
+		pending = nil
+		if p := r.Status.Phase; p != v1alpha1.PhasePromoting && p != v1alpha1.PhaseRollingBack {
+			break
+		}
+	}
+	next, ok = engine.NextWake(r.Plan, r.Status)
+	return next, ok, nil
+}
+
+// decide runs one engine step: write first, then act.
+func (r *Runner) decide(ctx context.Context, pending []PendingCommand) error {
+	now := r.Now()
+	in := engine.Input{Now: now, Observed: r.Target.Observe(ctx)}
+	in.Observed.Weight = r.Router.Weight()
+	ids := make([]int64, len(pending))
+	for i, p := range pending {
+		in.Commands = append(in.Commands, p.Command)
+		ids[i] = p.ID
+	}
+	if engine.CheckDue(r.Status, now) {
+		in.Measurements = r.Meter.Measure(ctx, r.Plan.Analysis.Metrics)
+	}
+	res := engine.Step(r.Plan, r.Status, in)
+	if err := r.Store.Save(ctx, res.Status, res.Events, ids); err != nil {
+		return fmt.Errorf("saving status: %w", err)
+	}
+	r.Status = res.Status
+	for i, id := range ids {
+		if r.OnCommand != nil {
+			r.OnCommand(id, res.Consumed[i])
+		}
+	}
+	for _, e := range res.Events {
+		r.logger().Info("rollout event", "rollout", r.Name, "reason", e.Reason, "phase", e.Phase, "weight", e.Weight.String(), "message", e.Message)
+	}
+	for _, a := range res.Actions {
+		if err := r.apply(ctx, a); err != nil {
+			r.diverged = true
+			r.logger().Warn("action failed; retrying on the next tick", "rollout", r.Name, "action", a.Kind, "err", err)
+		}
+	}
+	return nil
+}
+
+func (r *Runner) apply(ctx context.Context, a engine.Action) error {
+	switch a.Kind {
+	case engine.ActionSetWeight:
+		return r.Router.SetWeight(ctx, a.Weight)
+	case engine.ActionDeployCanary:
+		if rs, ok := r.Meter.(interface{ Reset() }); ok {
+			rs.Reset()
+		}
+		return r.Target.DeployCanary(ctx, *a.Version)
+	case engine.ActionPromote:
+		return r.Target.Promote(ctx, *a.Version)
+	case engine.ActionRetireCanary:
+		return r.Target.RetireCanary(ctx, *a.Version)
+	}
+	return fmt.Errorf("unknown action %q", a.Kind)
+}
+
+func (r *Runner) logger() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.Default()
+}

@@ -1,0 +1,322 @@
+// Package standalone is pipit's embedded runtime: one process that runs the
+// rollout engine, a built-in traffic-splitting proxy per rollout, the
+// control API and its state in a SQLite file. It needs no Kubernetes and no
+// service mesh.
+package standalone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/controlapi"
+	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/spec"
+	"github.com/pipit-dev/pipit/internal/store"
+)
+
+// DefaultAPIAddr is where the control API listens unless told otherwise.
+const DefaultAPIAddr = "127.0.0.1:7433"
+
+// Source is one rollout file: its name for messages, and its content.
+type Source struct {
+	File string
+	Data []byte
+}
+
+// Config configures a daemon.
+type Config struct {
+	// Sources are the rollout files to run.
+	Sources []Source
+	// StateDir holds the database, the token and the API address.
+	StateDir string
+	// APIAddr is the control API's listen address; ":0" picks a free port.
+	APIAddr string
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+	// Logger; nil is slog.Default().
+	Logger *slog.Logger
+}
+
+// ConfigError is returned by Start when the rollout files are refused;
+// nothing was started or changed.
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error { return e.Err }
+
+// Daemon is a running standalone runtime. It implements
+// controlapi.Backend in process.
+type Daemon struct {
+	db       *store.Store
+	rollouts map[string]*managed
+	names    []string
+	api      *http.Server
+	apiLn    net.Listener
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	log      *slog.Logger
+}
+
+var _ controlapi.Backend = (*Daemon)(nil)
+
+// Start validates the rollouts, opens the state, re-applies each rollout's
+// saved state to its proxy, then serves. It returns once everything listens.
+func Start(ctx context.Context, cfg Config) (*Daemon, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	rollouts, raws, err := parseSources(cfg.Sources)
+	if err != nil {
+		return nil, &ConfigError{err}
+	}
+	db, err := store.Open(ctx, cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{db: db, rollouts: map[string]*managed{}, log: log}
+	if err := d.start(ctx, cfg, rollouts, raws, now); err != nil {
+		d.closeAll()
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rollout, raws [][]byte, now func() time.Time) error {
+	token, err := store.LoadOrCreateToken(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for i, r := range rollouts {
+		m, err := newManaged(ctx, d.db, r, raws[i], now, d.log)
+		if err != nil {
+			return fmt.Errorf("rollout %s: %w", r.Name, err)
+		}
+		if m.listener, err = net.Listen("tcp", r.Spec.Service.Listen); err != nil {
+			return fmt.Errorf("rollout %s: proxy: %w", r.Name, err)
+		}
+		m.server = proxyServer(m.proxy)
+		d.rollouts[r.Name] = m
+		d.names = append(d.names, r.Name)
+		wrapped := prometheus.WrapRegistererWith(prometheus.Labels{"rollout": r.Name}, reg)
+		if err := wrapped.Register(proxyCollector(m)); err != nil {
+			return err
+		}
+	}
+	reg.MustRegister(&statusCollector{d: d})
+	addr := cfg.APIAddr
+	if addr == "" {
+		addr = DefaultAPIAddr
+	}
+	if d.apiLn, err = net.Listen("tcp", addr); err != nil {
+		return fmt.Errorf("control API: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(cfg.StateDir, controlapi.AddressFile), []byte(d.apiLn.Addr().String()+"\n")); err != nil {
+		return err
+	}
+	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, token, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
+	for _, name := range d.names {
+		d.rollouts[name].run(runCtx, &d.wg)
+	}
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		if err := d.api.Serve(d.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("control API stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// parseSources parses and validates every file before anything starts, and
+// reports all problems at once.
+func parseSources(sources []Source) ([]*v1alpha1.Rollout, [][]byte, error) {
+	var rollouts []*v1alpha1.Rollout
+	var raws [][]byte
+	var errs []error
+	seen := map[string]string{}
+	listens := map[string]string{}
+	for _, src := range sources {
+		rs, err := spec.ParseFile(src.File, src.Data)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, r := range rs {
+			if prev, dup := seen[r.Name]; dup {
+				errs = append(errs, fmt.Errorf("%s: rollout %q is also defined in %s", src.File, r.Name, prev))
+				continue
+			}
+			if l := r.Spec.Service.Listen; listens[l] != "" && !hasZeroPort(l) {
+				errs = append(errs, fmt.Errorf("%s: rollout %q listens on %s like rollout %q", src.File, r.Name, l, listens[l]))
+				continue
+			}
+			seen[r.Name], listens[r.Spec.Service.Listen] = src.File, r.Name
+			rollouts = append(rollouts, r)
+			raws = append(raws, src.Data)
+		}
+	}
+	if len(errs) == 0 && len(rollouts) == 0 {
+		errs = append(errs, errors.New("no rollouts given"))
+	}
+	return rollouts, raws, errors.Join(errs...)
+}
+
+func hasZeroPort(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port == "0"
+}
+
+// APIAddr is the control API's address.
+func (d *Daemon) APIAddr() string { return d.apiLn.Addr().String() }
+
+// ProxyAddr is the address of a rollout's proxy.
+func (d *Daemon) ProxyAddr(name string) (string, bool) {
+	m, ok := d.rollouts[name]
+	if !ok {
+		return "", false
+	}
+	return m.listener.Addr().String(), true
+}
+
+// Stop shuts the servers down gracefully, waiting at most until ctx ends,
+// then stops the rollout loops and closes the state.
+func (d *Daemon) Stop(ctx context.Context) error {
+	var errs []error
+	for _, name := range d.names {
+		errs = append(errs, d.rollouts[name].server.Shutdown(ctx))
+	}
+	errs = append(errs, d.api.Shutdown(ctx))
+	d.cancel()
+	d.wg.Wait()
+	errs = append(errs, d.db.Close())
+	return errors.Join(errs...)
+}
+
+// closeAll releases what a failed Start opened.
+func (d *Daemon) closeAll() {
+	for _, m := range d.rollouts {
+		if m.listener != nil {
+			m.listener.Close()
+		}
+	}
+	if d.apiLn != nil {
+		d.apiLn.Close()
+	}
+	d.db.Close()
+}
+
+// Rollouts lists every rollout.
+func (d *Daemon) Rollouts(context.Context) ([]controlapi.RolloutView, error) {
+	out := make([]controlapi.RolloutView, 0, len(d.names))
+	for _, name := range d.names {
+		out = append(out, d.rollouts[name].view())
+	}
+	return out, nil
+}
+
+// Rollout returns one rollout.
+func (d *Daemon) Rollout(_ context.Context, name string) (controlapi.RolloutView, error) {
+	m, err := d.get(name)
+	if err != nil {
+		return controlapi.RolloutView{}, err
+	}
+	return m.view(), nil
+}
+
+// Events returns a rollout's history.
+func (d *Daemon) Events(ctx context.Context, name string, limit int) ([]v1alpha1.Event, error) {
+	if _, err := d.get(name); err != nil {
+		return nil, err
+	}
+	return d.db.Events(ctx, name, limit)
+}
+
+// submitTimeout bounds the wait for the engine to act on a command. The
+// command is durable once queued: past this wait it still takes effect.
+const submitTimeout = 10 * time.Second
+
+// Submit queues a command durably, wakes the rollout and waits until the
+// engine applied or refused it.
+func (d *Daemon) Submit(ctx context.Context, name string, cmd engine.Command) (controlapi.RolloutView, error) {
+	m, err := d.get(name)
+	if err != nil {
+		return controlapi.RolloutView{}, err
+	}
+	if err := engine.Allowed(m.snapshot(), cmd); err != nil {
+		return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: err.Error()}
+	}
+	done := make(chan error, 1)
+	// The waiter is registered under the lock before the command can be
+	// consumed, so its answer cannot be missed.
+	m.mu.Lock()
+	id, err := m.store.enqueue(ctx, cmd)
+	if err == nil {
+		m.waiters[id] = done
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return controlapi.RolloutView{}, err
+	}
+	m.poke()
+	ctx, cancel := context.WithTimeout(ctx, submitTimeout)
+	defer cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: err.Error()}
+		}
+		return m.view(), nil
+	case <-ctx.Done():
+		return controlapi.RolloutView{}, fmt.Errorf("command %d queued but not applied yet: %w", id, ctx.Err())
+	}
+}
+
+func (d *Daemon) get(name string) (*managed, error) {
+	m, ok := d.rollouts[name]
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", controlapi.ErrNotFound, name)
+	}
+	return m, nil
+}
+
+func deployCommand(v v1alpha1.VersionRef, actor string) engine.Command {
+	return engine.Command{Kind: engine.CommandDeploy, Canary: &v, Actor: actor}
+}
+
+// proxyServer serves a rollout's proxy. Timeouts bound slow clients; the
+// write timeout is left off so streamed responses (SSE) can run long.
+func proxyServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+}
+
+// writeFileAtomic writes through a temporary file and a rename, so a reader
+// never sees half a file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}

@@ -1,0 +1,275 @@
+package standalone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/controlapi"
+	"github.com/pipit-dev/pipit/internal/metric"
+	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/router"
+	"github.com/pipit-dev/pipit/internal/runtime"
+	"github.com/pipit-dev/pipit/internal/spec"
+	"github.com/pipit-dev/pipit/internal/store"
+	"github.com/pipit-dev/pipit/internal/target"
+)
+
+// pollInterval bounds the time between two ticks of a rollout when nothing
+// wakes it earlier: a safety net, as health changes and commands wake the
+// loop at once and timed steps schedule their own wake-up.
+const pollInterval = time.Second
+
+// managed is one rollout run by the daemon: its proxy, health checker,
+// meter and the runner loop.
+type managed struct {
+	name     string
+	rollout  *v1alpha1.Rollout
+	plan     spec.Plan
+	store    rolloutStore
+	proxy    *proxy.Proxy
+	health   *proxy.HealthChecker
+	meter    *metric.Builtin
+	runner   *runtime.Runner
+	listener net.Listener
+	server   *http.Server
+	log      *slog.Logger
+	wake     chan struct{}
+
+	mu      sync.Mutex
+	status  v1alpha1.RolloutStatus // the last status saved, for readers
+	waiters map[int64]chan error
+}
+
+// newManaged loads or creates the rollout's state and builds its data
+// plane, applying the saved weight before any traffic is accepted.
+func newManaged(ctx context.Context, db *store.Store, r *v1alpha1.Rollout, raw []byte, now func() time.Time, log *slog.Logger) (*managed, error) {
+	plan, err := spec.Resolve(&r.Spec)
+	if err != nil {
+		return nil, err
+	}
+	m := &managed{
+		name: r.Name, rollout: r, plan: plan, log: log.With("rollout", r.Name),
+		store:   rolloutStore{db: db, name: r.Name, spec: raw},
+		wake:    make(chan struct{}, 1),
+		waiters: map[int64]chan error{},
+	}
+	status, err := m.loadStatus(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m.status = status
+	stable, err := target.UpstreamOf(*status.Stable)
+	if err != nil {
+		return nil, err
+	}
+	m.proxy, err = proxy.New(proxy.Config{Stable: stable, VersionHeader: "X-Pipit-Version", Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	m.health, err = proxy.NewHealthChecker(m.proxy, healthConfig(r.Spec.Service.HealthCheck, m.poke, log))
+	if err != nil {
+		return nil, err
+	}
+	m.meter = metric.NewBuiltin(m.proxy)
+	m.runner = &runtime.Runner{
+		Name: r.Name, Plan: plan, Status: status, Store: m.store,
+		Target: &target.Static{Proxy: m.proxy, Health: m.health},
+		Router: router.Proxy{P: m.proxy}, Meter: m.meter, Now: now, Log: m.log,
+		OnCommand: m.commandDone,
+	}
+	if err := m.runner.Converge(ctx); err != nil {
+		return nil, fmt.Errorf("rollout %s: applying the saved state: %w", r.Name, err)
+	}
+	return m, m.deployFromFile(ctx)
+}
+
+// loadStatus returns the saved status, or saves a first one with the
+// file's stable version. A saved status wins over the file: after a
+// promotion the stable version is the promoted one, whatever the file says.
+func (m *managed) loadStatus(ctx context.Context) (v1alpha1.RolloutStatus, error) {
+	rec, err := m.store.db.Rollout(ctx, m.name)
+	if err == nil && rec.Status.Stable != nil {
+		return rec.Status, nil
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return v1alpha1.RolloutStatus{}, err
+	}
+	st := v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle, Stable: versionOf(m.rollout.Spec.Service.Stable)}
+	ev := v1alpha1.Event{Type: v1alpha1.EventNormal, Reason: "Registered", Phase: st.Phase, Actor: "pipit",
+		Message: "Rollout registered with stable " + st.Stable.Version}
+	ev.Time.Time = time.Now()
+	return st, m.store.Save(ctx, st, []v1alpha1.Event{ev}, nil)
+}
+
+// deployFromFile queues a deploy of the file's canary when it names a
+// version pipit has not seen yet, so editing the file and restarting rolls
+// the new version out.
+func (m *managed) deployFromFile(ctx context.Context) error {
+	c := m.rollout.Spec.Service.Canary
+	if c == nil {
+		return nil
+	}
+	v := versionOf(*c)
+	st := m.status
+	if (st.Stable != nil && st.Stable.Version == v.Version) || (st.Canary != nil && st.Canary.Version == v.Version) {
+		return nil
+	}
+	_, err := m.store.enqueue(ctx, deployCommand(*v, "rollout file"))
+	return err
+}
+
+// run serves the proxy and drives the rollout until ctx is done.
+func (m *managed) run(ctx context.Context, wg *sync.WaitGroup) {
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if err := m.server.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("proxy stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		if err := m.health.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			m.log.Error("health checks stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		m.loop(ctx)
+	}()
+}
+
+func (m *managed) loop(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.wake:
+		case <-timer.C:
+		}
+		next, ok, err := m.runner.Tick(ctx)
+		if err != nil && ctx.Err() == nil {
+			m.log.Warn("tick failed", "err", err)
+		}
+		m.mu.Lock()
+		m.status = m.runner.Status
+		m.mu.Unlock()
+		wait := pollInterval
+		if until := time.Until(next); ok && until < wait {
+			wait = max(until, 5*time.Millisecond)
+		}
+		timer.Reset(wait)
+	}
+}
+
+// poke wakes the loop; it never blocks.
+func (m *managed) poke() {
+	select {
+	case m.wake <- struct{}{}:
+	default:
+	}
+}
+
+// commandDone hands the engine's answer to whoever submitted the command.
+func (m *managed) commandDone(id int64, err error) {
+	m.mu.Lock()
+	ch := m.waiters[id]
+	delete(m.waiters, id)
+	m.mu.Unlock()
+	if ch != nil {
+		ch <- err
+	}
+}
+
+func (m *managed) snapshot() v1alpha1.RolloutStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.status
+}
+
+// view renders the rollout for the control API.
+func (m *managed) view() controlapi.RolloutView {
+	v := controlapi.RolloutView{
+		Name: m.name, Listen: m.listener.Addr().String(), Decision: m.plan.Decision,
+		Metrics: m.plan.Analysis.Metrics, AnalysisInterval: controlapi.Duration(m.plan.Analysis.Interval),
+		Status: m.snapshot(),
+	}
+	for _, s := range m.plan.Steps {
+		v.Steps = append(v.Steps, s.Describe())
+	}
+	v.Live = m.live()
+	return v
+}
+
+// live summarises the proxy's measurements since the last check.
+func (m *managed) live() *controlapi.LiveMetrics {
+	w := m.meter.Window()
+	l := &controlapi.LiveMetrics{Stable: m.versionMetrics("stable", w.Stable)}
+	if w.Canary.Version != "" {
+		c := m.versionMetrics("canary", w.Canary)
+		l.Canary = &c
+	}
+	return l
+}
+
+func (m *managed) versionMetrics(role string, s proxy.VersionStats) controlapi.VersionMetrics {
+	vm := controlapi.VersionMetrics{Version: s.Version, Requests: s.Requests}
+	if healthy, reason, known := m.health.Health(role); known {
+		vm.Healthy, vm.HealthReason = &healthy, reason
+	}
+	opt := func(v float64, ok bool) *float64 {
+		if !ok {
+			return nil
+		}
+		return &v
+	}
+	vm.SuccessRate = opt(s.SuccessRate())
+	vm.ErrorRate = opt(s.ErrorRate())
+	vm.LatencyMean = opt(s.Mean())
+	vm.LatencyP50 = opt(s.Quantile(0.50))
+	vm.LatencyP95 = opt(s.Quantile(0.95))
+	vm.LatencyP99 = opt(s.Quantile(0.99))
+	return vm
+}
+
+func healthConfig(hc *v1alpha1.HealthCheck, onChange func(), log *slog.Logger) proxy.HealthConfig {
+	cfg := proxy.HealthConfig{
+		Path: spec.DefaultHealthPath, Interval: spec.DefaultHealthInterval, Timeout: spec.DefaultHealthTimeout,
+		FailureThreshold: spec.DefaultHealthFailures, Logger: log,
+		OnChange: func(string, bool, string) { onChange() },
+	}
+	if hc == nil {
+		return cfg
+	}
+	if hc.Path != "" {
+		cfg.Path = hc.Path
+	}
+	if hc.Interval != nil {
+		cfg.Interval = hc.Interval.Duration
+	}
+	if hc.Timeout != nil {
+		cfg.Timeout = hc.Timeout.Duration
+	}
+	if hc.FailureThreshold > 0 {
+		cfg.FailureThreshold = int(hc.FailureThreshold)
+	}
+	return cfg
+}
+
+// versionOf names an upstream's version, defaulting to its URL.
+func versionOf(u v1alpha1.Upstream) *v1alpha1.VersionRef {
+	v := u.Version
+	if v == "" {
+		v = u.URL
+	}
+	return &v1alpha1.VersionRef{Version: v, URL: u.URL}
+}
