@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
@@ -151,6 +152,9 @@ func (r *Runner) decide(ctx context.Context, pending []PendingCommand) error {
 		in.Measurements = r.Meter.Measure(ctx, r.Plan.Analysis.Metrics)
 	}
 	res := engine.Step(r.Plan, r.Status, in)
+	if len(ids) == 0 && len(res.Events) == 0 && len(res.Actions) == 0 && reflect.DeepEqual(res.Status, r.Status) {
+		return nil // nothing changed: no write
+	}
 	if err := r.Store.Save(ctx, res.Status, res.Events, ids); err != nil {
 		return fmt.Errorf("saving status: %w", err)
 	}

@@ -42,6 +42,10 @@ type managed struct {
 	log      *slog.Logger
 	wake     chan struct{}
 
+	// answers collects the engine's answers to commands during a tick; the
+	// loop delivers them once the tick has settled. Loop goroutine only.
+	answers map[int64]error
+
 	mu      sync.Mutex
 	status  v1alpha1.RolloutStatus // the last status saved, for readers
 	waiters map[int64]chan error
@@ -59,6 +63,7 @@ func newManaged(ctx context.Context, db *store.Store, r *v1alpha1.Rollout, raw [
 		store:   rolloutStore{db: db, name: r.Name, spec: raw},
 		wake:    make(chan struct{}, 1),
 		waiters: map[int64]chan error{},
+		answers: map[int64]error{},
 	}
 	status, err := m.loadStatus(ctx)
 	if err != nil {
@@ -81,7 +86,7 @@ func newManaged(ctx context.Context, db *store.Store, r *v1alpha1.Rollout, raw [
 	m.runner = &runtime.Runner{
 		Name: r.Name, Plan: plan, Status: status, Store: m.store,
 		Target: &target.Static{Proxy: m.proxy, Health: m.health},
-		Router: router.Proxy{P: m.proxy}, Meter: m.meter, Now: now, Log: m.log,
+		Router: router.Proxy{P: m.proxy}, Meter: m.meter, Now: now, Log: log,
 		OnCommand: m.commandDone,
 	}
 	if err := m.runner.Converge(ctx); err != nil {
@@ -160,9 +165,7 @@ func (m *managed) loop(ctx context.Context) {
 		if err != nil && ctx.Err() == nil {
 			m.log.Warn("tick failed", "err", err)
 		}
-		m.mu.Lock()
-		m.status = m.runner.Status
-		m.mu.Unlock()
+		m.publish()
 		wait := pollInterval
 		if until := time.Until(next); ok && until < wait {
 			wait = max(until, 5*time.Millisecond)
@@ -179,14 +182,22 @@ func (m *managed) poke() {
 	}
 }
 
-// commandDone hands the engine's answer to whoever submitted the command.
-func (m *managed) commandDone(id int64, err error) {
+// commandDone notes the engine's answer to a command; publish hands it to
+// the submitter once the tick has settled.
+func (m *managed) commandDone(id int64, err error) { m.answers[id] = err }
+
+// publish makes the runner's status visible to readers, then answers the
+// commands consumed in the tick, so a submitter sees the settled result.
+func (m *managed) publish() {
 	m.mu.Lock()
-	ch := m.waiters[id]
-	delete(m.waiters, id)
-	m.mu.Unlock()
-	if ch != nil {
-		ch <- err
+	defer m.mu.Unlock()
+	m.status = m.runner.Status
+	for id, err := range m.answers {
+		if ch := m.waiters[id]; ch != nil {
+			ch <- err
+			delete(m.waiters, id)
+		}
+		delete(m.answers, id)
 	}
 }
 

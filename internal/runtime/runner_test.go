@@ -1,0 +1,192 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/analysis"
+	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/spec"
+)
+
+// world is a fake target, router, meter and store in one, recording the
+// order in which things happen.
+type world struct {
+	log       []string
+	weight    v1alpha1.Percent
+	stable    string
+	canary    string
+	saved     []v1alpha1.RolloutStatus
+	pending   []PendingCommand
+	failSave  bool
+	failRoute int // SetWeight calls left to fail
+}
+
+func (w *world) DeployCanary(_ context.Context, v v1alpha1.VersionRef) error {
+	w.log = append(w.log, "deploy "+v.Version)
+	w.canary = v.Version
+	return nil
+}
+func (w *world) Promote(_ context.Context, v v1alpha1.VersionRef) error {
+	w.log = append(w.log, "promote "+v.Version)
+	w.stable = v.Version
+	return nil
+}
+func (w *world) RetireCanary(_ context.Context, v v1alpha1.VersionRef) error {
+	w.log = append(w.log, "retire "+v.Version)
+	return nil
+}
+func (w *world) Observe(context.Context) engine.Observed {
+	return engine.Observed{StableVersion: w.stable, CanaryVersion: w.canary, CanaryHealth: engine.HealthUp}
+}
+func (w *world) SetWeight(_ context.Context, p v1alpha1.Percent) error {
+	if w.failRoute > 0 {
+		w.failRoute--
+		return errors.New("router unavailable")
+	}
+	w.log = append(w.log, "weight "+p.String())
+	w.weight = p
+	return nil
+}
+func (w *world) Weight() v1alpha1.Percent { return w.weight }
+func (w *world) Measure(context.Context, []v1alpha1.MetricSpec) []analysis.Measurement { return nil }
+func (w *world) Save(_ context.Context, st v1alpha1.RolloutStatus, _ []v1alpha1.Event, consumed []int64) error {
+	if w.failSave {
+		return errors.New("disk full")
+	}
+	w.log = append(w.log, "save "+string(st.Phase))
+	w.saved = append(w.saved, st)
+	var left []PendingCommand
+	for _, p := range w.pending {
+		keep := true
+		for _, id := range consumed {
+			keep = keep && id != p.ID
+		}
+		if keep {
+			left = append(left, p)
+		}
+	}
+	w.pending = left
+	return nil
+}
+func (w *world) Pending(context.Context) ([]PendingCommand, error) { return w.pending, nil }
+
+func newRunner(w *world, now *time.Time) *Runner {
+	five := v1alpha1.PercentOf(5)
+	plan, err := spec.Resolve(&v1alpha1.RolloutSpec{Strategy: v1alpha1.Strategy{Steps: []v1alpha1.Step{
+		{SetWeight: &five}, {Pause: &v1alpha1.PauseStep{Duration: &metav1.Duration{Duration: time.Minute}}},
+	}}})
+	if err != nil {
+		panic(err)
+	}
+	w.stable = "v1"
+	return &Runner{
+		Name: "web", Plan: plan, Store: w, Target: w, Router: w, Meter: w,
+		Status: v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle, Stable: &v1alpha1.VersionRef{Version: "v1"}},
+		Now:    func() time.Time { return *now },
+	}
+}
+
+func deploy(id int64, v string) PendingCommand {
+	return PendingCommand{ID: id, Command: engine.Command{Kind: engine.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: v}}}
+}
+
+func TestRunnerSavesBeforeActing(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := &world{pending: []PendingCommand{deploy(1, "v2")}}
+	r := newRunner(w, &now)
+	var applied []int64
+	r.OnCommand = func(id int64, err error) {
+		if err != nil {
+			t.Errorf("command %d refused: %v", id, err)
+		}
+		applied = append(applied, id)
+	}
+	if _, _, err := r.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.log) == 0 || w.log[0] != "save Progressing" {
+		t.Fatalf("first thing done was %v, want the save", w.log)
+	}
+	if len(w.pending) != 0 || len(applied) != 1 {
+		t.Errorf("command not consumed: pending %v applied %v", w.pending, applied)
+	}
+	now = now.Add(time.Second)
+	r.Tick(context.Background())
+	if w.weight != v1alpha1.PercentOf(5) {
+		t.Errorf("weight %s, want 5%%", w.weight)
+	}
+	// Nothing changes until the pause ends: no more writes.
+	saves := len(w.saved)
+	now = now.Add(10 * time.Second)
+	next, ok, _ := r.Tick(context.Background())
+	if len(w.saved) != saves {
+		t.Errorf("a tick that changed nothing wrote the status")
+	}
+	if !ok || !next.Equal(now.Add(50*time.Second)) {
+		t.Errorf("next wake %v, want the end of the pause", next)
+	}
+	// After the pause the runner settles through Promoting in one tick.
+	now = next
+	r.Tick(context.Background())
+	if r.Status.Phase != v1alpha1.PhaseSucceeded || w.stable != "v2" || w.weight != 0 {
+		t.Errorf("phase %s stable %s weight %s, want Succeeded with v2 at 0", r.Status.Phase, w.stable, w.weight)
+	}
+}
+
+func TestRunnerDoesNotActWhenTheSaveFails(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := &world{pending: []PendingCommand{deploy(1, "v2")}, failSave: true}
+	r := newRunner(w, &now)
+	if _, _, err := r.Tick(context.Background()); err == nil {
+		t.Fatal("tick succeeded although the save failed")
+	}
+	if len(w.log) != 0 || r.Status.Phase != v1alpha1.PhaseIdle || len(w.pending) != 1 {
+		t.Errorf("acted without saving: log %v, phase %s, pending %d", w.log, r.Status.Phase, len(w.pending))
+	}
+}
+
+func TestRunnerReappliesAfterAFailedAction(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := &world{pending: []PendingCommand{deploy(1, "v2")}}
+	r := newRunner(w, &now)
+	r.Tick(context.Background())
+	w.failRoute = 1
+	now = now.Add(time.Second)
+	r.Tick(context.Background()) // decides 5%, but the router refuses
+	if w.weight != 0 || r.Status.CanaryWeight != v1alpha1.PercentOf(5) {
+		t.Fatalf("router %s status %s", w.weight, r.Status.CanaryWeight)
+	}
+	now = now.Add(time.Second)
+	r.Tick(context.Background())
+	if w.weight != v1alpha1.PercentOf(5) {
+		t.Errorf("the failed weight change was not re-applied: router at %s", w.weight)
+	}
+}
+
+func TestConvergeReappliesTheSavedState(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := &world{}
+	r := newRunner(w, &now)
+	r.Status.Phase = v1alpha1.PhaseProgressing
+	r.Status.Canary = &v1alpha1.VersionRef{Version: "v2"}
+	r.Status.CanaryWeight = v1alpha1.PercentOf(25)
+	if err := r.Converge(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w.canary != "v2" || w.weight != v1alpha1.PercentOf(25) {
+		t.Errorf("after converge canary %q weight %s", w.canary, w.weight)
+	}
+	w.log = nil
+	r.Status.Phase = v1alpha1.PhaseRolledBack
+	r.Status.CanaryWeight = 0
+	r.Converge(context.Background())
+	if w.log[0] != "retire v2" || w.weight != 0 {
+		t.Errorf("rolled-back rollout converged to %v", w.log)
+	}
+}

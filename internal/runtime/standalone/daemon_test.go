@@ -1,0 +1,304 @@
+package standalone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/client"
+	"github.com/pipit-dev/pipit/internal/controlapi"
+	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/loadgen"
+	"github.com/pipit-dev/pipit/internal/sampleapp"
+)
+
+// app starts a sample app on loopback.
+func app(t *testing.T, cfg sampleapp.Config) *httptest.Server {
+	t.Helper()
+	s := httptest.NewServer(sampleapp.Handler(cfg))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// rolloutYAML is a short rollout: 5% → 1s → 50% → pause → promoted, with a
+// check every 300ms and fast health checks.
+func rolloutYAML(stableURL, lastPause string) []byte {
+	return []byte(fmt.Sprintf(`apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata:
+  name: web
+spec:
+  service:
+    listen: 127.0.0.1:0
+    stable: {url: %q, version: v1}
+    healthCheck: {interval: 100ms, timeout: 2s, failureThreshold: 2}
+  strategy:
+    steps:
+    - setWeight: 5
+    - pause: {duration: 1s}
+    - setWeight: 50
+    - pause: {duration: %s}
+  analysis:
+    interval: 300ms
+    failureLimit: 1
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+`, stableURL, lastPause))
+}
+
+func startDaemon(t *testing.T, dir string, doc []byte) (*Daemon, *client.HTTP) {
+	t.Helper()
+	d, err := Start(context.Background(), Config{Sources: []Source{{File: "web.yaml", Data: doc}}, StateDir: dir, APIAddr: "127.0.0.1:0",
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop(context.Background()) })
+	c, err := client.FromStateDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, c
+}
+
+// waitFor polls the rollout over the control API until cond holds.
+func waitFor(t *testing.T, c controlapi.Backend, limit time.Duration, what string, cond func(v1alpha1.RolloutStatus) bool) v1alpha1.RolloutStatus {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		v, err := c.Rollout(context.Background(), "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(v.Status) {
+			return v.Status
+		}
+		if time.Now().After(deadline) {
+			events, _ := c.Events(context.Background(), "web", 0)
+			t.Fatalf("%s not reached within %s: phase %s weight %s (%s)\nhistory: %s", what, limit, v.Status.Phase,
+				v.Status.CanaryWeight, v.Status.Message, historyText(events))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func phaseIs(p v1alpha1.Phase) func(v1alpha1.RolloutStatus) bool {
+	return func(st v1alpha1.RolloutStatus) bool { return st.Phase == p }
+}
+
+func historyText(events []v1alpha1.Event) string {
+	var b strings.Builder
+	for _, e := range events {
+		b.WriteString("\n  " + string(e.Phase) + " " + e.Weight.String() + " " + e.Message)
+	}
+	return b.String()
+}
+
+func deployV2(t *testing.T, c controlapi.Backend, url string) {
+	t.Helper()
+	if _, err := c.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandDeploy, Actor: "test",
+		Canary: &v1alpha1.VersionRef{Version: "v2", URL: url}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// versionsServed sends n requests through the proxy and counts the
+// versions that answered; any non-200 fails the test.
+func versionsServed(t *testing.T, proxyAddr string, n int) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for range n {
+		resp, err := http.Get("http://" + proxyAddr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d from the proxy", resp.StatusCode)
+		}
+		seen[resp.Header.Get("X-Pipit-Version")]++
+	}
+	return seen
+}
+
+func TestHealthyCanaryPromotedUnderLoadWithoutErrors(t *testing.T) {
+	stable := app(t, sampleapp.Config{Version: "v1"})
+	canary := app(t, sampleapp.Config{Version: "v2"})
+	d, c := startDaemon(t, t.TempDir(), rolloutYAML(stable.URL, "1s"))
+	addr, _ := d.ProxyAddr("web")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	loadDone := make(chan loadgen.Summary, 1)
+	go func() {
+		s, _ := loadgen.Run(ctx, loadgen.Config{URL: "http://" + addr + "/", Rate: 150, Duration: 30 * time.Second})
+		loadDone <- s
+	}()
+	deployV2(t, c, canary.URL)
+	st := waitFor(t, c, 20*time.Second, "Succeeded", phaseIs(v1alpha1.PhaseSucceeded))
+	cancel()
+	load := <-loadDone
+
+	if st.Stable.Version != "v2" || st.Canary != nil {
+		t.Errorf("after promotion stable %+v canary %+v", st.Stable, st.Canary)
+	}
+	if load.Requests < 150 || load.StatusCodes["200"] != int(load.Answered()) || len(load.StatusCodes) != 1 {
+		t.Errorf("load through the rollout: %d requests, codes %v, errors %v", load.Requests, load.StatusCodes, load.Errors)
+	}
+	if seen := versionsServed(t, addr, 50); seen["v2"] != 50 {
+		t.Errorf("after promotion the proxy served %v, want only v2", seen)
+	}
+	events, _ := c.Events(context.Background(), "web", 0)
+	h := historyText(events)
+	for _, want := range []string{"started by test", "Routed 5% of traffic", "Routed 50% of traffic", "Metrics healthy", "v2 is now the stable version"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("history lacks %q: %s", want, h)
+		}
+	}
+}
+
+func TestFaultyCanaryRolledBackWithTheMetricNamed(t *testing.T) {
+	stable := app(t, sampleapp.Config{Version: "v1"})
+	canary := app(t, sampleapp.Config{Version: "v2", ErrorRate: 0.5})
+	d, c := startDaemon(t, t.TempDir(), rolloutYAML(stable.URL, "1s"))
+	addr, _ := d.ProxyAddr("web")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go loadgen.Run(ctx, loadgen.Config{URL: "http://" + addr + "/", Rate: 200, Duration: 30 * time.Second})
+
+	deployV2(t, c, canary.URL)
+	st := waitFor(t, c, 20*time.Second, "RolledBack", phaseIs(v1alpha1.PhaseRolledBack))
+	if st.Rollback == nil || st.Rollback.Metric != "request-success-rate" || !strings.Contains(st.Rollback.Reason, "< min 99") {
+		t.Errorf("rollback %+v, want the success rate named", st.Rollback)
+	}
+	if seen := versionsServed(t, addr, 100); seen["v1"] != 100 {
+		t.Errorf("after rollback the proxy served %v, want only v1", seen)
+	}
+	// The rolled-back canary can be retried, and is rolled back again.
+	if _, err := c.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandRetry}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, 20*time.Second, "RolledBack again", phaseIs(v1alpha1.PhaseRolledBack))
+}
+
+func TestCanaryThatStopsAnsweringIsRolledBackAtOnce(t *testing.T) {
+	stable := app(t, sampleapp.Config{Version: "v1"})
+	canary := app(t, sampleapp.Config{Version: "v2"})
+	d, c := startDaemon(t, t.TempDir(), rolloutYAML(stable.URL, "1h"))
+	addr, _ := d.ProxyAddr("web")
+	deployV2(t, c, canary.URL)
+	waitFor(t, c, 10*time.Second, "50%", func(st v1alpha1.RolloutStatus) bool { return st.CanaryWeight == v1alpha1.PercentOf(50) })
+
+	canary.CloseClientConnections()
+	canary.Close()
+	killed := time.Now()
+	st := waitFor(t, c, 5*time.Second, "RolledBack", phaseIs(v1alpha1.PhaseRolledBack))
+	// Health is probed every 100ms and two failures mark it down: well
+	// under the 300ms analysis interval plus slack for a loaded machine.
+	if took := time.Since(killed); took > 2*time.Second {
+		t.Errorf("rollback took %s after the canary died", took)
+	}
+	if !strings.Contains(st.Rollback.Reason, "canary v2 is down") {
+		t.Errorf("reason %q", st.Rollback.Reason)
+	}
+	if seen := versionsServed(t, addr, 50); seen["v1"] != 50 {
+		t.Errorf("after the canary died the proxy served %v", seen)
+	}
+}
+
+func TestOperatorCommandsOverTheControlAPI(t *testing.T) {
+	stable := app(t, sampleapp.Config{Version: "v1"})
+	canary := app(t, sampleapp.Config{Version: "v2"})
+	_, c := startDaemon(t, t.TempDir(), rolloutYAML(stable.URL, "1h"))
+	ctx := context.Background()
+
+	_, err := c.Submit(ctx, "web", engine.Command{Kind: engine.CommandPromote})
+	var refused *controlapi.RefusedError
+	if !errors.As(err, &refused) {
+		t.Fatalf("promote on an idle rollout: %v, want refused", err)
+	}
+	if _, err := c.Rollout(ctx, "nope"); !errors.Is(err, controlapi.ErrNotFound) {
+		t.Errorf("unknown rollout: %v", err)
+	}
+	deployV2(t, c, canary.URL)
+	waitFor(t, c, 10*time.Second, "5%", func(st v1alpha1.RolloutStatus) bool { return st.CanaryWeight > 0 })
+	v, err := c.Submit(ctx, "web", engine.Command{Kind: engine.CommandPause, Actor: "ops", Reason: "lunch"})
+	if err != nil || v.Status.Phase != v1alpha1.PhasePaused {
+		t.Fatalf("pause: %v %s", err, v.Status.Phase)
+	}
+	if v, err = c.Submit(ctx, "web", engine.Command{Kind: engine.CommandResume}); err != nil || v.Status.Phase != v1alpha1.PhaseProgressing {
+		t.Fatalf("resume: %v %s", err, v.Status.Phase)
+	}
+	if v, err = c.Submit(ctx, "web", engine.Command{Kind: engine.CommandPromote}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, c, 10*time.Second, "50%", func(st v1alpha1.RolloutStatus) bool { return st.CanaryWeight == v1alpha1.PercentOf(50) })
+	if v, err = c.Submit(ctx, "web", engine.Command{Kind: engine.CommandAbort, Actor: "ops"}); err != nil || v.Status.Phase != v1alpha1.PhaseAborted {
+		t.Fatalf("abort: %v %s", err, v.Status.Phase)
+	}
+	events, err := c.Events(ctx, "web", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := historyText(events)
+	for _, want := range []string{"Paused by ops: lunch", "Resumed", "skipped", "aborted by ops"} {
+		if !strings.Contains(h, want) {
+			t.Errorf("history lacks %q: %s", want, h)
+		}
+	}
+	if v.Live == nil || v.Live.Stable.Version != "v1" {
+		t.Errorf("live metrics %+v", v.Live)
+	}
+}
+
+func TestRestartResumesAtTheSameStepAndWeight(t *testing.T) {
+	stable := app(t, sampleapp.Config{Version: "v1"})
+	canary := app(t, sampleapp.Config{Version: "v2"})
+	dir := t.TempDir()
+	doc := rolloutYAML(stable.URL, "1h")
+	d, c := startDaemon(t, dir, doc)
+	deployV2(t, c, canary.URL)
+	before := waitFor(t, c, 10*time.Second, "50%", func(st v1alpha1.RolloutStatus) bool { return st.CanaryWeight == v1alpha1.PercentOf(50) })
+	if err := d.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	d2, c2 := startDaemon(t, dir, doc)
+	after, err := c2.Rollout(context.Background(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Status.CurrentStep != before.CurrentStep || after.Status.CanaryWeight != before.CanaryWeight ||
+		!after.Status.StepStartedAt.Equal(before.StepStartedAt) {
+		t.Errorf("after restart step %d weight %s started %v; before step %d weight %s started %v",
+			after.Status.CurrentStep, after.Status.CanaryWeight, after.Status.StepStartedAt,
+			before.CurrentStep, before.CanaryWeight, before.StepStartedAt)
+	}
+	addr, _ := d2.ProxyAddr("web")
+	if seen := versionsServed(t, addr, 200); seen["v2"] < 60 || seen["v1"] < 60 {
+		t.Errorf("after restart the proxy split %v, want about half each", seen)
+	}
+}
+
+func TestBadRolloutFileStartsNothing(t *testing.T) {
+	dir := t.TempDir() + "/state"
+	bad := []byte("apiVersion: pipit.dev/v1alpha1\nkind: Rollout\nmetadata: {name: web}\nspec:\n  service:\n    listen: 127.0.0.1:0\n    stable: {url: http://127.0.0.1:1}\n  strategy:\n    stepz: []\n")
+	_, err := Start(context.Background(), Config{Sources: []Source{{File: "web.yaml", Data: bad}}, StateDir: dir, APIAddr: "127.0.0.1:0"})
+	var cfgErr *ConfigError
+	if !errors.As(err, &cfgErr) || !strings.Contains(err.Error(), "web.yaml:9") || !strings.Contains(err.Error(), "stepz") {
+		t.Fatalf("err %v, want a ConfigError naming web.yaml:9 and the field", err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("a refused file created the state directory")
+	}
+}
