@@ -61,8 +61,10 @@ const mixturePoints = 32
 // at most Alpha over that whole composite null, not just at equal rates.
 //
 // The guarantee assumes requests are independent and that, within one
-// batch, both sides face the same conditions. A RateTest is not safe for
-// concurrent use.
+// batch, both sides face the same conditions. Read both sides' counts at the
+// same moment: a batch that adds requests to one side only carries no
+// evidence, since the canary's share of its events is then fixed. A
+// RateTest is not safe for concurrent use.
 type RateTest struct {
 	alpha    float64
 	theta    [mixturePoints]float64 // log odds ratios of the mixture

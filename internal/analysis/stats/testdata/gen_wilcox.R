@@ -59,6 +59,7 @@ set.seed(16); v <- rnorm(20); add("identical_samples", v, v)
 set.seed(21); add("heavy_ties_unequal", sample(1:5, 200, TRUE), sample(2:6, 37, TRUE))
 set.seed(25); add("error_rate_series", rbinom(30, 1000, 0.02) / 1000, rbinom(30, 1000, 0.01) / 1000)
 set.seed(26); add("constant_vs_varied", rep(3, 12), rnorm(15, 3))
+set.seed(29); add("exact_requested_with_ties", round(rnorm(12), 1), round(rnorm(14, 0.8), 1), exact = TRUE)
 
 # Normal approximation because a sample has 50 or more values.
 set.seed(13); add("normal_60_vs_80", rnorm(60), rnorm(80, 0.2))
