@@ -85,7 +85,7 @@ const (
 // means Kayenta's default for the measure: 1.0 for MeanRatio (any move in
 // the failing direction) and 0.5 for CLES.
 type EffectSize struct {
-	Measure EffectMeasure
+	Measure EffectMeasure // which effect the thresholds apply to
 	// AllowedIncrease is the smallest effect that lets a metric be High.
 	AllowedIncrease float64
 	// AllowedDecrease is the largest effect that lets a metric be Low.
@@ -101,10 +101,11 @@ type EffectSize struct {
 // MetricConfig configures the classification of one metric, after
 // Kayenta's per-metric canary analysis configuration.
 type MetricConfig struct {
-	Name   string
+	Name   string   // copied to the result
 	Groups []string // the score groups the metric counts in
 	// Direction is the direction of change that fails the metric.
-	Direction   Direction
+	Direction Direction
+	// NaNStrategy says whether NaNs are dropped or read as 0.
 	NaNStrategy NaNStrategy
 	// Critical makes a failure of this metric fail the whole canary.
 	Critical bool
@@ -112,7 +113,9 @@ type MetricConfig struct {
 	// (MetricNoDataFail) for a metric that is not critical.
 	MustHaveData bool
 	// Muted keeps the metric in reports but out of the score.
-	Muted  bool
+	Muted bool
+	// Effect gates High and Low on the size of the change, on top of
+	// its significance.
 	Effect EffectSize
 	// ConfLevel is the two-sided confidence level of the shift's interval;
 	// 0 means 0.98, the level Kayenta's judge hard-codes.
@@ -165,15 +168,17 @@ func (c MetricConfig) validate() error {
 
 // SeriesSummary describes one side's values after NaN handling.
 type SeriesSummary struct {
-	Count int
+	Count int     // values left after NaN handling
 	Mean  float64 // NaN when there are no values
 }
 
 // MetricResult is the classification of one metric with the numbers behind it.
 type MetricResult struct {
-	Name           string
-	Groups         []string
-	Muted          bool
+	// Name, Groups and Muted are copied from the configuration, for Score.
+	Name   string
+	Groups []string
+	Muted  bool
+	// Classification is the verdict, and Reason says why in a sentence.
 	Classification Classification
 	Reason         string
 	// Critical marks a failure that fails the whole canary.
@@ -183,7 +188,8 @@ type MetricResult struct {
 	Effect float64
 	// MeanRatio is mean(canary) / mean(stable), the deviation to show
 	// people whatever the effect measure; NaN when undefined.
-	MeanRatio      float64
+	MeanRatio float64
+	// Canary and Stable describe the values compared.
 	Canary, Stable SeriesSummary
 	// Test is the rank-sum test of canary against stable; nil when a
 	// check before the test decided the classification.

@@ -11,9 +11,9 @@ type RateDecision string
 // Decisions. They speak of rates of bad events such as errors: Worse means
 // the canary's rate is higher.
 const (
-	RateUndecided RateDecision = "Undecided"
-	RateWorse     RateDecision = "Worse"  // the canary's rate is higher
-	RateBetter    RateDecision = "Better" // the canary's rate is lower
+	RateUndecided RateDecision = "Undecided" // no decision yet
+	RateWorse     RateDecision = "Worse"     // the canary's rate is higher
+	RateBetter    RateDecision = "Better"    // the canary's rate is lower
 )
 
 // RateConfig configures a RateTest. Zero fields take the defaults.
@@ -189,11 +189,16 @@ func (t *RateTest) Decision() RateDecision { return t.decision }
 
 // RateStatus is a snapshot of a RateTest.
 type RateStatus struct {
-	Decision                  RateDecision
-	CanaryN, CanaryEvents     uint64
-	StableN, StableEvents     uint64
-	CanaryRate, StableRate    float64 // NaN while a side has no requests
-	LogEvidence, LogThreshold float64 // decided once LogEvidence >= LogThreshold
+	Decision RateDecision // fixed at the first crossing of the threshold
+	// The cumulative counts last observed.
+	CanaryN, CanaryEvents uint64
+	StableN, StableEvents uint64
+	// CanaryRate and StableRate are events per request; NaN while a side
+	// has no requests.
+	CanaryRate, StableRate float64
+	// LogEvidence is the log of the mixture's e-value; the test decided
+	// when it first reached LogThreshold, log(1/Alpha).
+	LogEvidence, LogThreshold float64
 }
 
 // Status returns the counts, rates and evidence so far.

@@ -48,12 +48,13 @@ type ScoreConfig struct {
 	// GroupWeights gives groups explicit weights out of 100. Groups without
 	// one share what is left equally.
 	GroupWeights map[string]float64
-	Thresholds   Thresholds
+	// Thresholds classify the score; the zero value means the defaults.
+	Thresholds Thresholds
 }
 
 // GroupScore is the score of one group of metrics.
 type GroupScore struct {
-	Name   string
+	Name   string  // the group's name
 	Score  float64 // 0..100
 	Weight float64 // out of 100
 	// Counted is the number of metrics in the score's denominator.
@@ -63,10 +64,10 @@ type GroupScore struct {
 // Scorecard is the overall result of a canary analysis.
 type Scorecard struct {
 	Score   float64 // 0..100, rounded to two decimals
-	Verdict Verdict
+	Verdict Verdict // the score classified by the thresholds
 	// Reason explains a score forced to 0; empty otherwise.
 	Reason string
-	Groups []GroupScore // sorted by name
+	Groups []GroupScore // the group scores behind Score, sorted by name
 }
 
 // ErrNoMetrics reports a Score call without any metric that is not muted.

@@ -49,11 +49,11 @@ const (
 // WilcoxonOptions configures WilcoxonTest. The zero value is R's default
 // apart from the confidence level, which R also defaults to 0.95.
 type WilcoxonOptions struct {
-	Alternative Alternative
+	Alternative Alternative // the alternative hypothesis
 	// ConfLevel is the confidence level of the interval, in (0, 1);
 	// 0 means 0.95.
 	ConfLevel float64
-	Method    Method
+	Method    Method // exact or normal approximation
 }
 
 // WilcoxonResult is the outcome of WilcoxonTest, field for field R's htest
@@ -62,7 +62,7 @@ type WilcoxonResult struct {
 	// W is the Mann-Whitney statistic: the rank sum of x minus
 	// nx(nx+1)/2, i.e. the number of pairs with x > y, ties counting half.
 	W      float64
-	PValue float64
+	PValue float64 // for the chosen alternative
 	// Estimate is the Hodges-Lehmann estimate of the shift of x from y.
 	// With the exact method it is the median of all differences x_i - y_j;
 	// with the normal approximation it is R's root of the uncorrected
@@ -201,57 +201,22 @@ func normalTest(x, y []float64, r []float64, w float64, opt WilcoxonOptions) (Wi
 	case Less:
 		res.PValue = pnorm(z, false)
 	}
-
 	s := shiftStat{x: x, y: y, buf: make([]float64, len(x)+len(y))}
-	lo, hi := slices.Min(x)-slices.Max(y), slices.Max(x)-slices.Min(y)
-	wLo, wHi := s.at(lo, opt.Alternative), s.at(hi, opt.Alternative)
-	root := func(zq float64) (float64, error) {
-		fLo, fHi := wLo-zq, wHi-zq
-		// The statistic falls as the shift grows; when the wanted level is
-		// beyond an end of the search range R returns that end.
-		if fLo <= 0 {
-			return lo, nil
-		}
-		if fHi >= 0 {
-			return hi, nil
-		}
-		return zeroin(func(d float64) float64 { return s.at(d, opt.Alternative) - zq }, lo, hi, fLo, fHi, rootTol, 1000)
-	}
-	alpha := 1 - opt.ConfLevel
-	var err1, err2 error
-	switch opt.Alternative {
-	case TwoSided:
-		res.ConfInt[0], err1 = root(qnorm(1 - alpha/2))
-		res.ConfInt[1], err2 = root(qnorm(alpha / 2))
-	case Greater:
-		res.ConfInt[0], err1 = root(qnorm(1 - alpha))
-		res.ConfInt[1] = math.Inf(1)
-	case Less:
-		res.ConfInt[0] = math.Inf(-1)
-		res.ConfInt[1], err2 = root(qnorm(alpha))
-	}
-	if err := errors.Join(err1, err2); err != nil {
+	var err error
+	if res.ConfInt, err = s.interval(opt); err != nil {
 		return WilcoxonResult{}, fmt.Errorf("wilcoxon confidence interval: %w", err)
 	}
-
-	// The estimate is the shift at which the statistic without continuity
-	// correction is zero; R turns the correction off for it.
-	f := func(d float64) float64 { return s.at(d, -1) }
-	fLo, fHi := f(lo), f(hi)
-	if math.Signbit(fLo) == math.Signbit(fHi) && fLo != 0 && fHi != 0 {
-		return WilcoxonResult{}, errors.New("wilcoxon estimate: no sign change over the range of differences")
-	}
-	est, err := zeroin(f, lo, hi, fLo, fHi, rootTol, 1000)
-	if err != nil {
+	if res.Estimate, err = s.estimate(); err != nil {
 		return WilcoxonResult{}, fmt.Errorf("wilcoxon estimate: %w", err)
 	}
-	res.Estimate = est
 	return res, nil
 }
 
+// noCorrection stands for "no alternative" where the continuity correction
+// depends on one: R drops the correction for the estimate.
+const noCorrection Alternative = -1
+
 // continuity returns R's continuity correction for the centred statistic z.
-// An alternative outside the three known (the estimate passes -1) means no
-// correction.
 func continuity(z float64, alt Alternative) float64 {
 	switch alt {
 	case TwoSided:
@@ -297,6 +262,58 @@ func (s shiftStat) at(d float64, alt Alternative) float64 {
 		dz += v
 	}
 	return (dz - continuity(dz, alt)) / rankSigma(r, nx, ny)
+}
+
+// searchRange is where the shift is sought: from the smallest to the
+// largest pairwise difference x_i - y_j.
+func (s shiftStat) searchRange() (lo, hi float64) {
+	return slices.Min(s.x) - slices.Max(s.y), slices.Max(s.x) - slices.Min(s.y)
+}
+
+// interval returns the shifts at which the statistic, with R's continuity
+// correction, crosses the normal quantiles of the wanted level.
+func (s shiftStat) interval(opt WilcoxonOptions) ([2]float64, error) {
+	lo, hi := s.searchRange()
+	wLo, wHi := s.at(lo, opt.Alternative), s.at(hi, opt.Alternative)
+	root := func(zq float64) (float64, error) {
+		fLo, fHi := wLo-zq, wHi-zq
+		// The statistic falls as the shift grows; when the wanted level is
+		// beyond an end of the search range R returns that end.
+		if fLo <= 0 {
+			return lo, nil
+		}
+		if fHi >= 0 {
+			return hi, nil
+		}
+		return zeroin(func(d float64) float64 { return s.at(d, opt.Alternative) - zq }, lo, hi, fLo, fHi, rootTol, 1000)
+	}
+	alpha := 1 - opt.ConfLevel
+	var ci [2]float64
+	var err1, err2 error
+	switch opt.Alternative {
+	case TwoSided:
+		ci[0], err1 = root(-qnorm(alpha / 2))
+		ci[1], err2 = root(qnorm(alpha / 2))
+	case Greater:
+		ci[0], err1 = root(-qnorm(alpha))
+		ci[1] = math.Inf(1)
+	case Less:
+		ci[0] = math.Inf(-1)
+		ci[1], err2 = root(qnorm(alpha))
+	}
+	return ci, errors.Join(err1, err2)
+}
+
+// estimate returns the shift at which the statistic without continuity
+// correction is zero, R's Hodges-Lehmann estimate for this branch.
+func (s shiftStat) estimate() (float64, error) {
+	lo, hi := s.searchRange()
+	f := func(d float64) float64 { return s.at(d, noCorrection) }
+	fLo, fHi := f(lo), f(hi)
+	if math.Signbit(fLo) == math.Signbit(fHi) && fLo != 0 && fHi != 0 {
+		return 0, errors.New("no sign change over the range of differences")
+	}
+	return zeroin(f, lo, hi, fLo, fHi, rootTol, 1000)
 }
 
 // rank returns the ranks of v, 1-based, ties sharing their average rank

@@ -1,0 +1,44 @@
+# pipit — make targets. `make test` is what CI runs (.ci/run).
+GO ?= go
+# Bounded fuzzing time per fuzz target in `make test`.
+FUZZTIME ?= 10s
+
+.PHONY: all build demo demo-faulty test vet fmt-check unit fuzz bench
+
+all: build
+
+build:
+	$(GO) build -o bin/pipit ./cmd/pipit
+
+demo:
+	$(GO) run ./cmd/pipit demo
+
+demo-faulty:
+	$(GO) run ./cmd/pipit demo --faulty
+
+# The whole suite: formatting, vet, every test under the race detector
+# (including the end-to-end tests that build and kill the real binary), and
+# a bounded run of each fuzz target.
+test: fmt-check vet unit fuzz
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -hoE '^func (Fuzz[A-Za-z0-9_]+)' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/engine ./internal/proxy

@@ -1,0 +1,311 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pipit-dev/pipit/internal/analysis/stats"
+)
+
+func init() { register(newJudgeCmd) }
+
+// judgeOptions are the flags of pipit judge.
+type judgeOptions struct {
+	stable, canary string
+	direction      string
+	confidence     float64
+	allowedChange  float64
+	output         string
+}
+
+func newJudgeCmd(*globals) *cobra.Command {
+	o := &judgeOptions{}
+	cmd := &cobra.Command{
+		Use:   "judge --stable FILE --canary FILE",
+		Short: "Compare a canary's metric series with the stable's, as Kayenta does",
+		Long: `judge compares two series of one metric, say a value per minute from the stable
+version and from the canary, the way Kayenta's canary judge does. A Wilcoxon
+rank-sum (Mann-Whitney) test gives the shift of the canary from the stable (the
+Hodges-Lehmann estimate) and its confidence interval. The metric is High when the
+whole interval lies above a quarter of the estimated shift and the canary's mean
+has grown by more than the allowed change, Low in the mirror case, and Pass
+otherwise; --direction says which change is bad. The score is what this one metric
+would give a canary: 100 when it passes, 0 when it is High or Low or has no data;
+75 and above passes, 50 and above is marginal.
+
+Each FILE holds numbers either as a JSON array ([1.5, 2, null]) or one per line,
+as a one-column CSV, optionally under a header line. NaN (or null) is a missing
+point and is dropped. The verdict is printed; the exit code is 0 whatever it is,
+and 2 when an input cannot be read.`,
+		Example: `  pipit judge --stable stable.csv --canary canary.csv
+  pipit judge --stable p99-stable.json --canary p99-canary.json --direction increase --allowed-change 0.1
+  pipit judge --stable a.csv --canary b.csv -o json | jq .classification`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.OutOrStdout()) },
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.stable, "stable", "", "file with the stable version's values (required)")
+	f.StringVar(&o.canary, "canary", "", "file with the canary's values (required)")
+	f.StringVar(&o.direction, "direction", "either", "the change that fails: increase, decrease or either")
+	f.Float64Var(&o.confidence, "confidence", stats.DefaultConfLevel, "confidence level of the shift's interval, in (0, 1)")
+	f.Float64Var(&o.allowedChange, "allowed-change", 0, "relative change of the mean to tolerate, in [0, 1): 0.1 lets the mean move 10% before a significant shift fails")
+	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func (o *judgeOptions) run(out io.Writer) error {
+	cfg, err := o.config()
+	if err != nil {
+		return err
+	}
+	stable, err := readSeries(o.stable)
+	if err != nil {
+		return BadInput(err)
+	}
+	canary, err := readSeries(o.canary)
+	if err != nil {
+		return BadInput(err)
+	}
+	res := stats.Classify(stable, canary, cfg)
+	card, err := stats.Score([]stats.MetricResult{res}, stats.ScoreConfig{})
+	if err != nil {
+		return err
+	}
+	report := newJudgeReport(res, card, cfg.ConfLevel)
+	if o.output == "json" {
+		return printJSON(out, report)
+	}
+	_, err = io.WriteString(out, report.text())
+	return err
+}
+
+// config checks the flags and turns them into a metric configuration.
+func (o *judgeOptions) config() (stats.MetricConfig, error) {
+	switch {
+	case o.stable == "" || o.canary == "":
+		return stats.MetricConfig{}, BadInputf("both --stable and --canary are required")
+	case o.output != "text" && o.output != "json":
+		return stats.MetricConfig{}, BadInputf("--output %q: want text or json", o.output)
+	case !(o.confidence > 0 && o.confidence < 1):
+		return stats.MetricConfig{}, BadInputf("--confidence %v: want a number between 0 and 1", o.confidence)
+	case !(o.allowedChange >= 0 && o.allowedChange < 1):
+		return stats.MetricConfig{}, BadInputf("--allowed-change %v: want a number in [0, 1)", o.allowedChange)
+	}
+	dir, err := stats.ParseDirection(o.direction)
+	if err != nil {
+		return stats.MetricConfig{}, BadInputf("--direction: %v", err)
+	}
+	return stats.MetricConfig{
+		Name:      "metric",
+		Direction: dir,
+		ConfLevel: o.confidence,
+		// Kayenta's effect gate is on the mean ratio: an allowed change
+		// of 10% means a ratio of at least 1.1 for High, at most 0.9 for Low.
+		Effect: stats.EffectSize{AllowedIncrease: 1 + o.allowedChange, AllowedDecrease: 1 - o.allowedChange},
+	}, nil
+}
+
+// readSeries reads a file of numbers, a JSON array or one number per line
+// (see parseSeries).
+func readSeries(path string) ([]float64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	v, err := parseSeries(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s:%w", path, err)
+	}
+	return v, nil
+}
+
+// parseSeries reads a JSON array when the content starts with '[', else one
+// number per line. Errors start with the line number and a colon, so the
+// caller can put the file name in front.
+func parseSeries(data []byte) ([]float64, error) {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // a UTF-8 byte order mark
+	var v []float64
+	var err error
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '[' {
+		v, err = parseJSONSeries(data)
+	} else {
+		v, err = parseLineSeries(data)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(v) == 0 {
+		return nil, errors.New("1: no values")
+	}
+	return v, nil
+}
+
+// parseLineSeries reads one number per line. Blank lines are skipped, and so
+// is the first non-blank line when it is not a number: a CSV header.
+func parseLineSeries(data []byte) ([]float64, error) {
+	var out []float64
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	seen := false
+	for line := 1; sc.Scan(); line++ {
+		s := strings.TrimSpace(sc.Text())
+		if s == "" {
+			continue
+		}
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil && !seen {
+			seen = true
+			continue
+		}
+		seen = true
+		if err != nil {
+			return nil, fmt.Errorf("%d: %q is not a number", line, s)
+		}
+		if math.IsInf(x, 0) {
+			return nil, fmt.Errorf("%d: %q is not a finite number", line, s)
+		}
+		out = append(out, x)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("1: %v", err)
+	}
+	return out, nil
+}
+
+// parseJSONSeries reads a JSON array of numbers, null standing for a
+// missing value.
+func parseJSONSeries(data []byte) ([]float64, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	lineAt := func(off int64) int { return 1 + bytes.Count(data[:min(off, int64(len(data)))], []byte("\n")) }
+	fail := func(err error) error {
+		var syn *json.SyntaxError
+		if errors.As(err, &syn) {
+			return fmt.Errorf("%d: %v", lineAt(syn.Offset), err)
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return fmt.Errorf("%d: the array is not closed", lineAt(int64(len(data))))
+		}
+		return fmt.Errorf("%d: %v", lineAt(dec.InputOffset()), err)
+	}
+	if _, err := dec.Token(); err != nil { // the opening '['
+		return nil, fail(err)
+	}
+	var out []float64
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fail(err)
+		}
+		// A token ends on the line it starts on, so the offset after it
+		// names its line.
+		line := lineAt(dec.InputOffset())
+		switch t := tok.(type) {
+		case nil:
+			out = append(out, math.NaN())
+		case json.Number:
+			x, err := strconv.ParseFloat(string(t), 64)
+			if err != nil || math.IsInf(x, 0) {
+				return nil, fmt.Errorf("%d: %s is not a finite number", line, t)
+			}
+			out = append(out, x)
+		default:
+			return nil, fmt.Errorf("%d: element %d is %v, not a number", line, len(out)+1, tok)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing ']'
+		return nil, fail(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%d: unexpected content after the array", lineAt(dec.InputOffset()))
+	}
+	return out, nil
+}
+
+// judgeReport is what pipit judge prints. Numbers that are undefined (no
+// test ran, a mean of zero) are null in JSON.
+type judgeReport struct {
+	Classification stats.Classification `json:"classification"`
+	Reason         string               `json:"reason"`
+	Score          float64              `json:"score"`
+	Verdict        stats.Verdict        `json:"verdict"`
+	ScoreReason    string               `json:"scoreReason,omitempty"`
+	Estimate       *float64             `json:"estimate"`
+	ConfInt        []*float64           `json:"confInt"`
+	ConfLevel      float64              `json:"confLevel"`
+	PValue         *float64             `json:"pValue"`
+	W              *float64             `json:"W"`
+	MeanRatio      *float64             `json:"meanRatio"`
+	Canary         seriesReport         `json:"canary"`
+	Stable         seriesReport         `json:"stable"`
+}
+
+type seriesReport struct {
+	Count int      `json:"count"`
+	Mean  *float64 `json:"mean"`
+}
+
+func newJudgeReport(res stats.MetricResult, card stats.Scorecard, level float64) judgeReport {
+	r := judgeReport{
+		Classification: res.Classification,
+		Reason:         res.Reason,
+		Score:          card.Score,
+		Verdict:        card.Verdict,
+		ScoreReason:    card.Reason,
+		ConfLevel:      level,
+		MeanRatio:      finite(res.MeanRatio),
+		Canary:         seriesReport{res.Canary.Count, finite(res.Canary.Mean)},
+		Stable:         seriesReport{res.Stable.Count, finite(res.Stable.Mean)},
+	}
+	if t := res.Test; t != nil {
+		r.Estimate, r.PValue, r.W = finite(t.Estimate), finite(t.PValue), finite(t.W)
+		r.ConfInt = []*float64{finite(t.ConfInt[0]), finite(t.ConfInt[1])}
+	}
+	return r
+}
+
+// finite returns a pointer to v, or nil when v is NaN or infinite.
+func finite(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+func (r judgeReport) text() string {
+	g := func(v *float64) string {
+		if v == nil {
+			return "-"
+		}
+		return strconv.FormatFloat(*v, 'g', 6, 64)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Classification:  %s (%s)\n", r.Classification, r.Reason)
+	verdict := string(r.Verdict)
+	if r.ScoreReason != "" {
+		verdict += ": " + r.ScoreReason
+	}
+	fmt.Fprintf(&b, "Score:           %s (%s)\n", g(&r.Score), verdict)
+	if r.Estimate != nil {
+		fmt.Fprintf(&b, "Shift:           %s (Hodges-Lehmann estimate of canary - stable)\n", g(r.Estimate))
+		fmt.Fprintf(&b, "%-17s[%s, %s]\n", g(ptr(100*r.ConfLevel))+"% interval:", g(r.ConfInt[0]), g(r.ConfInt[1]))
+		fmt.Fprintf(&b, "p-value:         %s (Wilcoxon rank-sum, W = %s, normal approximation)\n", g(r.PValue), g(r.W))
+	} else {
+		fmt.Fprintf(&b, "Shift:           - (no test was needed)\n")
+	}
+	fmt.Fprintf(&b, "Mean ratio:      %s\n", g(r.MeanRatio))
+	fmt.Fprintf(&b, "Canary:          %d values, mean %s\n", r.Canary.Count, g(r.Canary.Mean))
+	fmt.Fprintf(&b, "Stable:          %d values, mean %s\n", r.Stable.Count, g(r.Stable.Mean))
+	return b.String()
+}
+
+func ptr(v float64) *float64 { return &v }
