@@ -153,38 +153,3 @@ type AnalysisStep struct {
 	// +optional
 	Checks int32 `json:"checks,omitempty"`
 }
-
-// AnalysisSpec configures the checks that run while the canary serves
-// traffic.
-type AnalysisSpec struct {
-	// Interval between two checks. Default: the strategy's interval, else 1m.
-	// +optional
-	Interval *metav1.Duration `json:"interval,omitempty"`
-	// FailureLimit is how many failed checks are tolerated; one more rolls
-	// the canary back. Default 0: the first failed check rolls back.
-	// +optional
-	FailureLimit *int32 `json:"failureLimit,omitempty"`
-	// Metrics are evaluated at every check.
-	// +optional
-	Metrics []MetricSpec `json:"metrics,omitempty"`
-}
-
-// MetricSpec is one metric checked at every analysis interval.
-type MetricSpec struct {
-	// Name of the metric. For the built-in provider it names what the
-	// proxy measures: request-success-rate, error-rate, request-count,
-	// latency-mean, latency-p50, latency-p95, latency-p99 and
-	// request-duration (p99, as Flagger names it).
-	Name string `json:"name"`
-	// ThresholdRange is the range the canary's value must stay in.
-	// +optional
-	ThresholdRange *ThresholdRange `json:"thresholdRange,omitempty"`
-}
-
-// ThresholdRange bounds a metric's value; either end may be left open.
-type ThresholdRange struct {
-	// +optional
-	Min *float64 `json:"min,omitempty"`
-	// +optional
-	Max *float64 `json:"max,omitempty"`
-}

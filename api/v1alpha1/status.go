@@ -170,6 +170,26 @@ type AnalysisStatus struct {
 	// LastResults are the metrics of the last check.
 	// +optional
 	LastResults []MetricResult `json:"lastResults,omitempty"`
+	// Metrics are each metric's counters in this rollout, which its limits
+	// are checked against.
+	// +optional
+	Metrics []MetricStatus `json:"metrics,omitempty"`
+}
+
+// MetricStatus counts one metric's measurements in the current rollout.
+type MetricStatus struct {
+	Name         string `json:"name"`
+	Successful   int32  `json:"successful"`
+	Failed       int32  `json:"failed"`
+	Inconclusive int32  `json:"inconclusive"`
+	Errors       int32  `json:"errors"`
+	// ConsecutiveErrors counts measurement errors since the last
+	// measurement that could be taken.
+	ConsecutiveErrors int32 `json:"consecutiveErrors"`
+	// NoDataSince is when the metric last started to have no data, while
+	// it still has none.
+	// +optional
+	NoDataSince *metav1.MicroTime `json:"noDataSince,omitempty"`
 }
 
 // Verdict is the outcome of one metric at one check.
@@ -180,6 +200,9 @@ const (
 	VerdictSuccessful Verdict = "Successful"
 	// VerdictFailed: the value is out of its bounds.
 	VerdictFailed Verdict = "Failed"
+	// VerdictInconclusive: the measurement neither passed nor failed (a
+	// canary score between marginal and pass, or neither condition held).
+	VerdictInconclusive Verdict = "Inconclusive"
 	// VerdictNoData: there was nothing to measure (no requests).
 	VerdictNoData Verdict = "NoData"
 	// VerdictError: the measurement itself failed.
@@ -201,6 +224,9 @@ type MetricResult struct {
 	// Message explains the verdict ("error-rate 7.2 > max 1").
 	// +optional
 	Message string `json:"message,omitempty"`
+	// DryRun results are reported but do not decide.
+	// +optional
+	DryRun bool `json:"dryRun,omitempty"`
 }
 
 // Event is one transition of a rollout, as shown by `pipit history`.

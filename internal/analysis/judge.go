@@ -1,6 +1,6 @@
 // Package analysis judges measurements: it turns the values measured for
-// the canary (and the stable, for comparison) into verdicts, and a check's
-// verdicts into one outcome. It is pure: no I/O, no clock.
+// the canary (and the stable, for comparison) into verdicts. It is pure:
+// no I/O, no clock.
 package analysis
 
 import (
@@ -18,97 +18,86 @@ type Measurement struct {
 	Metric string
 	Canary *float64
 	Stable *float64
+	// CanarySamples and StableSamples are the window's samples, for metrics
+	// that compare distributions.
+	CanarySamples, StableSamples []float64
 	// Err is set when measuring failed; the values are then ignored.
 	Err error
 }
 
-// Outcome is the result of one check over all its metrics.
-type Outcome int
-
-const (
-	// Passed: every metric was within its bounds.
-	Passed Outcome = iota
-	// Failed: at least one metric was out of its bounds.
-	Failed
-	// Inconclusive: nothing failed, but at least one metric had no data or
-	// could not be measured, so the check neither passes nor fails.
-	Inconclusive
-)
-
-func (o Outcome) String() string {
-	switch o {
-	case Passed:
-		return "passed"
-	case Failed:
-		return "failed"
-	case Inconclusive:
-		return "inconclusive"
-	}
-	return fmt.Sprintf("Outcome(%d)", int(o))
+// Alarm is evidence, found between checks by a continuous test, that the
+// canary is worse than the stable version.
+type Alarm struct {
+	// Metric names what showed it, such as "error-rate (sequential)".
+	Metric string
+	// Reason is the evidence, in a sentence.
+	Reason string
 }
 
-// Judge gives one metric's verdict on one measurement.
-func Judge(m v1alpha1.MetricSpec, meas Measurement) v1alpha1.MetricResult {
-	r := v1alpha1.MetricResult{Name: m.Name, Canary: meas.Canary, Stable: meas.Stable}
+// Evaluate gives one metric's verdict on one measurement. Measurement
+// errors and missing data are verdicts of their own; what they mean for
+// the rollout (limits, the no-data policy) is the engine's call.
+func Evaluate(m v1alpha1.MetricSpec, meas Measurement, confidence float64) v1alpha1.MetricResult {
+	r := v1alpha1.MetricResult{Name: m.Name, Canary: meas.Canary, Stable: meas.Stable, DryRun: m.DryRun}
 	switch {
 	case meas.Err != nil:
-		r.Verdict = v1alpha1.VerdictError
-		r.Message = fmt.Sprintf("%s: %v", m.Name, meas.Err)
+		r.Verdict, r.Message = v1alpha1.VerdictError, fmt.Sprintf("%s: %v", m.Name, meas.Err)
+	case m.Compare != nil:
+		r.Verdict, r.Message = compare(m, meas, confidence)
 	case meas.Canary == nil:
-		r.Verdict = v1alpha1.VerdictNoData
-		r.Message = m.Name + ": no data for the canary in this window"
+		r.Verdict, r.Message = v1alpha1.VerdictNoData, m.Name+": no data for the canary in this window"
 	default:
-		r.Verdict, r.Message = judgeRange(m.Name, *meas.Canary, m.ThresholdRange)
+		r.Verdict, r.Message = judgeValue(m, *meas.Canary, meas.Stable)
 	}
 	return r
 }
 
-func judgeRange(name string, v float64, tr *v1alpha1.ThresholdRange) (v1alpha1.Verdict, string) {
+// judgeValue applies the threshold range, then the conditions.
+func judgeValue(m v1alpha1.MetricSpec, v float64, stable *float64) (v1alpha1.Verdict, string) {
+	tr := m.ThresholdRange
 	if tr != nil && tr.Min != nil && v < *tr.Min {
-		return v1alpha1.VerdictFailed, fmt.Sprintf("%s %s < min %s", name, num(v), num(*tr.Min))
+		return v1alpha1.VerdictFailed, fmt.Sprintf("%s %s < min %s", m.Name, num(v), num(*tr.Min))
 	}
 	if tr != nil && tr.Max != nil && v > *tr.Max {
-		return v1alpha1.VerdictFailed, fmt.Sprintf("%s %s > max %s", name, num(v), num(*tr.Max))
+		return v1alpha1.VerdictFailed, fmt.Sprintf("%s %s > max %s", m.Name, num(v), num(*tr.Max))
 	}
-	return v1alpha1.VerdictSuccessful, fmt.Sprintf("%s %s within %s", name, num(v), rangeString(tr))
+	if m.SuccessCondition == "" && m.FailureCondition == "" {
+		return v1alpha1.VerdictSuccessful, fmt.Sprintf("%s %s within %s", m.Name, num(v), rangeString(tr))
+	}
+	return judgeConditions(m, v, stable)
 }
 
-// Check judges every metric and combines the verdicts. Metrics without a
-// measurement count as no data. A check with no metrics passes: the
-// rollout is then gated by time and health alone.
-func Check(metrics []v1alpha1.MetricSpec, measured []Measurement) ([]v1alpha1.MetricResult, Outcome) {
-	byName := make(map[string]Measurement, len(measured))
-	for _, m := range measured {
-		byName[m.Metric] = m
+// judgeConditions follows Argo's rules: a failure condition that holds
+// fails; a success condition that does not hold fails when it is the only
+// condition; with both set and neither holding, the result is inconclusive.
+func judgeConditions(m v1alpha1.MetricSpec, v float64, stable *float64) (v1alpha1.Verdict, string) {
+	env := conditionEnv(v, stable)
+	show := m.Name + " " + num(v)
+	if stable != nil {
+		show += " (stable " + num(*stable) + ")"
 	}
-	results := make([]v1alpha1.MetricResult, 0, len(metrics))
-	outcome := Passed
-	for _, m := range metrics {
-		meas, ok := byName[m.Name]
-		if !ok {
-			meas = Measurement{Metric: m.Name}
+	if m.FailureCondition != "" {
+		failed, err := evalCondition(m.FailureCondition, env)
+		if err != nil {
+			return v1alpha1.VerdictError, fmt.Sprintf("%s: failureCondition: %v", m.Name, err)
 		}
-		r := Judge(m, meas)
-		results = append(results, r)
-		switch {
-		case r.Verdict == v1alpha1.VerdictFailed:
-			outcome = Failed
-		case r.Verdict != v1alpha1.VerdictSuccessful && outcome == Passed:
-			outcome = Inconclusive
+		if failed {
+			return v1alpha1.VerdictFailed, fmt.Sprintf("%s: failureCondition %q holds", show, m.FailureCondition)
 		}
 	}
-	return results, outcome
-}
-
-// FirstFailure returns the first failed result, which names the metric a
-// rollback is blamed on.
-func FirstFailure(results []v1alpha1.MetricResult) (v1alpha1.MetricResult, bool) {
-	for _, r := range results {
-		if r.Verdict == v1alpha1.VerdictFailed {
-			return r, true
-		}
+	if m.SuccessCondition == "" {
+		return v1alpha1.VerdictSuccessful, fmt.Sprintf("%s: failureCondition %q does not hold", show, m.FailureCondition)
 	}
-	return v1alpha1.MetricResult{}, false
+	ok, err := evalCondition(m.SuccessCondition, env)
+	switch {
+	case err != nil:
+		return v1alpha1.VerdictError, fmt.Sprintf("%s: successCondition: %v", m.Name, err)
+	case ok:
+		return v1alpha1.VerdictSuccessful, fmt.Sprintf("%s: successCondition %q holds", show, m.SuccessCondition)
+	case m.FailureCondition != "":
+		return v1alpha1.VerdictInconclusive, fmt.Sprintf("%s: neither condition holds", show)
+	}
+	return v1alpha1.VerdictFailed, fmt.Sprintf("%s: successCondition %q does not hold", show, m.SuccessCondition)
 }
 
 func rangeString(tr *v1alpha1.ThresholdRange) string {

@@ -2,33 +2,50 @@ package analysis
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/analysis/stats"
 )
 
 func f(v float64) *float64 { return &v }
 
-func TestJudge(t *testing.T) {
+func TestEvaluate(t *testing.T) {
 	minMax := &v1alpha1.ThresholdRange{Min: f(1), Max: f(5)}
 	cases := []struct {
 		name string
-		tr   *v1alpha1.ThresholdRange
+		m    v1alpha1.MetricSpec
 		meas Measurement
 		want v1alpha1.Verdict
 		msg  string
 	}{
-		{"inside", minMax, Measurement{Canary: f(3)}, v1alpha1.VerdictSuccessful, "m 3 within [1, 5]"},
-		{"on the min edge", minMax, Measurement{Canary: f(1)}, v1alpha1.VerdictSuccessful, "m 1 within [1, 5]"},
-		{"below min", minMax, Measurement{Canary: f(0.5)}, v1alpha1.VerdictFailed, "m 0.5 < min 1"},
-		{"above max", minMax, Measurement{Canary: f(7.25)}, v1alpha1.VerdictFailed, "m 7.25 > max 5"},
-		{"open range", nil, Measurement{Canary: f(1e9)}, v1alpha1.VerdictSuccessful, "m 1e+09 within (no bounds)"},
-		{"no data is not zero", minMax, Measurement{}, v1alpha1.VerdictNoData, "m: no data for the canary in this window"},
-		{"error wins over values", minMax, Measurement{Canary: f(3), Err: errors.New("timeout")}, v1alpha1.VerdictError, "m: timeout"},
+		{"inside", v1alpha1.MetricSpec{ThresholdRange: minMax}, Measurement{Canary: f(3)}, v1alpha1.VerdictSuccessful, "m 3 within [1, 5]"},
+		{"on the min edge", v1alpha1.MetricSpec{ThresholdRange: minMax}, Measurement{Canary: f(1)}, v1alpha1.VerdictSuccessful, "m 1 within [1, 5]"},
+		{"below min", v1alpha1.MetricSpec{ThresholdRange: minMax}, Measurement{Canary: f(0.5)}, v1alpha1.VerdictFailed, "m 0.5 < min 1"},
+		{"above max", v1alpha1.MetricSpec{ThresholdRange: minMax}, Measurement{Canary: f(7.25)}, v1alpha1.VerdictFailed, "m 7.25 > max 5"},
+		{"open range", v1alpha1.MetricSpec{}, Measurement{Canary: f(1e9)}, v1alpha1.VerdictSuccessful, "m 1e+09 within (no bounds)"},
+		{"no data is not zero", v1alpha1.MetricSpec{ThresholdRange: minMax}, Measurement{}, v1alpha1.VerdictNoData, "m: no data for the canary in this window"},
+		{"error wins over values", v1alpha1.MetricSpec{ThresholdRange: minMax}, Measurement{Canary: f(3), Err: errors.New("timeout")}, v1alpha1.VerdictError, "m: timeout"},
+		{"failure condition holds", v1alpha1.MetricSpec{FailureCondition: "result > 0.05"}, Measurement{Canary: f(0.07)},
+			v1alpha1.VerdictFailed, `m 0.07: failureCondition "result > 0.05" holds`},
+		{"failure condition does not hold", v1alpha1.MetricSpec{FailureCondition: "result > 0.05"}, Measurement{Canary: f(0.01)},
+			v1alpha1.VerdictSuccessful, `m 0.01: failureCondition "result > 0.05" does not hold`},
+		{"canary against stable passes", v1alpha1.MetricSpec{SuccessCondition: "canary <= stable * 1.1"}, Measurement{Canary: f(105), Stable: f(100)},
+			v1alpha1.VerdictSuccessful, `m 105 (stable 100): successCondition "canary <= stable * 1.1" holds`},
+		{"canary against stable fails", v1alpha1.MetricSpec{SuccessCondition: "canary <= stable * 1.1"}, Measurement{Canary: f(120), Stable: f(100)},
+			v1alpha1.VerdictFailed, `m 120 (stable 100): successCondition "canary <= stable * 1.1" does not hold`},
+		{"neither condition holds", v1alpha1.MetricSpec{SuccessCondition: "result < 1", FailureCondition: "result > 2"}, Measurement{Canary: f(1.5)},
+			v1alpha1.VerdictInconclusive, "m 1.5: neither condition holds"},
+		{"stable without data", v1alpha1.MetricSpec{SuccessCondition: "canary <= stable"}, Measurement{Canary: f(1)},
+			v1alpha1.VerdictError, "m: successCondition: the stable version has no data to compare with"},
+		{"threshold checked before conditions", v1alpha1.MetricSpec{ThresholdRange: minMax, SuccessCondition: "true"}, Measurement{Canary: f(9)},
+			v1alpha1.VerdictFailed, "m 9 > max 5"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := Judge(v1alpha1.MetricSpec{Name: "m", ThresholdRange: tc.tr}, tc.meas)
+			tc.m.Name = "m"
+			r := Evaluate(tc.m, tc.meas, 0.98)
 			if r.Verdict != tc.want || r.Message != tc.msg {
 				t.Errorf("got %s %q, want %s %q", r.Verdict, r.Message, tc.want, tc.msg)
 			}
@@ -36,34 +53,82 @@ func TestJudge(t *testing.T) {
 	}
 }
 
-func TestCheckCombinesVerdicts(t *testing.T) {
-	metrics := []v1alpha1.MetricSpec{
-		{Name: "a", ThresholdRange: &v1alpha1.ThresholdRange{Max: f(1)}},
-		{Name: "b", ThresholdRange: &v1alpha1.ThresholdRange{Min: f(99)}},
+func TestCompileCondition(t *testing.T) {
+	if err := CompileCondition("canary <= stable * 1.1"); err != nil {
+		t.Errorf("valid condition refused: %v", err)
 	}
-	cases := []struct {
-		name string
-		meas []Measurement
-		want Outcome
-	}{
-		{"all pass", []Measurement{{Metric: "a", Canary: f(0)}, {Metric: "b", Canary: f(100)}}, Passed},
-		{"one fails", []Measurement{{Metric: "a", Canary: f(2)}, {Metric: "b", Canary: f(100)}}, Failed},
-		{"fail beats no data", []Measurement{{Metric: "a"}, {Metric: "b", Canary: f(1)}}, Failed},
-		{"missing measurement is no data", []Measurement{{Metric: "a", Canary: f(0)}}, Inconclusive},
+	for _, bad := range []string{"canary <=", "result + 1", "nosuchvar > 1"} {
+		if err := CompileCondition(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			results, got := Check(metrics, tc.meas)
-			if got != tc.want || len(results) != 2 {
-				t.Errorf("outcome %s with %d results, want %s", got, len(results), tc.want)
-			}
-		})
+}
+
+func series(base float64, n int, step float64) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = base + float64(i%10)*step
 	}
-	if _, out := Check(nil, nil); out != Passed {
-		t.Errorf("a check without metrics should pass, got %s", out)
+	return out
+}
+
+func TestCompareAndScore(t *testing.T) {
+	lat := v1alpha1.MetricSpec{Name: "latency", Compare: &v1alpha1.CompareSpec{Direction: "increase"}}
+	same, c1 := Compare(lat, Measurement{CanarySamples: series(100, 60, 1), StableSamples: series(100, 60, 1)}, 0.98)
+	if same.Verdict != v1alpha1.VerdictSuccessful || c1.Classification != stats.MetricPass {
+		t.Errorf("same distributions: %s %s", same.Verdict, same.Message)
 	}
-	results, _ := Check(metrics, []Measurement{{Metric: "a", Canary: f(0)}, {Metric: "b", Canary: f(50)}})
-	if r, ok := FirstFailure(results); !ok || r.Name != "b" {
-		t.Errorf("first failure %+v %v", r, ok)
+	slower, c2 := Compare(lat, Measurement{CanarySamples: series(150, 60, 1), StableSamples: series(100, 60, 1)}, 0.98)
+	if slower.Verdict != v1alpha1.VerdictFailed || c2.Classification != stats.MetricHigh {
+		t.Errorf("50%% slower canary: %s %s", slower.Verdict, slower.Message)
+	}
+	faster, _ := Compare(lat, Measurement{CanarySamples: series(50, 60, 1), StableSamples: series(100, 60, 1)}, 0.98)
+	if faster.Verdict != v1alpha1.VerdictSuccessful {
+		t.Errorf("a faster canary is not bad for direction increase: %s", faster.Message)
+	}
+	if none, _ := Compare(lat, Measurement{StableSamples: series(100, 60, 1)}, 0.98); none.Verdict != v1alpha1.VerdictNoData {
+		t.Errorf("no canary samples: %s", none.Verdict)
+	}
+	if s := Score([]stats.MetricResult{c1}, 75, 50, nil); s.Verdict != v1alpha1.VerdictSuccessful || *s.Canary != 100 {
+		t.Errorf("score of one passing metric: %s %v", s.Verdict, s.Message)
+	}
+	if s := Score([]stats.MetricResult{c1, c2}, 75, 50, nil); s.Verdict != v1alpha1.VerdictInconclusive || *s.Canary != 50 {
+		t.Errorf("score of one pass, one high: %s %s", s.Verdict, s.Message)
+	}
+	c2.Critical = true
+	if s := Score([]stats.MetricResult{c1, c2}, 75, 50, nil); s.Verdict != v1alpha1.VerdictFailed {
+		t.Errorf("a failed critical metric must fail the score: %s %s", s.Verdict, s.Message)
+	}
+}
+
+func TestRateMonitorAlarmsOnAWorseCanaryOnly(t *testing.T) {
+	healthy := NewRateMonitor(0.01)
+	bad := NewRateMonitor(0.01)
+	var alarm *Alarm
+	var cn, ce, sn, se uint64
+	// 25 canary and 475 stable requests a second; stable fails 1%, the bad
+	// canary 6%: deterministic counts, rounded down.
+	for sec := 1; sec <= 60 && alarm == nil; sec++ {
+		cn, sn = uint64(25*sec), uint64(475*sec)
+		ce, se = uint64(25*sec)/100, uint64(475*sec)/100
+		if a, err := healthy.Observe("v2", cn, ce, sn, se); err != nil || a != nil {
+			t.Fatalf("healthy canary at %ds: alarm %v err %v", sec, a, err)
+		}
+		var err error
+		if alarm, err = bad.Observe("v2", cn, uint64(25*sec)*6/100, sn, se); err != nil {
+			t.Fatal(err)
+		}
+		if alarm != nil && sec > 30 {
+			t.Errorf("a 6%% vs 1%% error rate took %ds to detect", sec)
+		}
+	}
+	if alarm == nil || alarm.Metric != ErrorRateAlarm || !strings.Contains(alarm.Reason, "is higher than stable's") {
+		t.Fatalf("alarm %+v", alarm)
+	}
+	if again, _ := bad.Observe("v2", cn+25, ce+25, sn+475, se); again != nil {
+		t.Errorf("the same canary alarmed twice")
+	}
+	if fresh, _ := bad.Observe("v3", cn+25, ce, sn+475, se); fresh != nil {
+		t.Errorf("a new canary version inherited the old one's evidence")
 	}
 }

@@ -184,9 +184,13 @@ func (m *machine) promoteOne(c Command) {
 		case v1alpha1.GatePromotion:
 			m.startPromotion()
 		case v1alpha1.GateAnomaly:
-			// The person judged the anomaly acceptable: forget the failed
-			// checks that caused it, so one more does not roll back at once.
+			// The person judged the anomaly acceptable: forget the failures
+			// that caused it, so one more does not stop the rollout at once.
 			m.st.Analysis.FailedChecks = 0
+			for i := range m.st.Analysis.Metrics {
+				ms := &m.st.Analysis.Metrics[i]
+				ms.Failed, ms.Inconclusive, ms.ConsecutiveErrors, ms.NoDataSince = 0, 0, 0, nil
+			}
 		}
 		return
 	}

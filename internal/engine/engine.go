@@ -54,6 +54,9 @@ type Input struct {
 	// Measurements of the analysis metrics. The runtime measures only when
 	// CheckDue says a check is due; nil means no check this time.
 	Measurements []analysis.Measurement
+	// Alarms from continuous tests (the sequential error-rate test) found
+	// since the last step; any alarm is an anomaly at once.
+	Alarms []analysis.Alarm
 }
 
 // ActionKind names a side effect the runtime must carry out.
@@ -125,6 +128,7 @@ func newMachine(plan spec.Plan, st v1alpha1.RolloutStatus, in Input) *machine {
 // the caller's value is left alone.
 func copyStatus(st v1alpha1.RolloutStatus) v1alpha1.RolloutStatus {
 	st.Analysis.LastResults = append([]v1alpha1.MetricResult(nil), st.Analysis.LastResults...)
+	st.Analysis.Metrics = append([]v1alpha1.MetricStatus(nil), st.Analysis.Metrics...)
 	st.Conditions = append(st.Conditions[:0:0], st.Conditions...)
 	return st
 }
@@ -138,7 +142,7 @@ func (m *machine) advance() {
 	case v1alpha1.PhaseAwaitingDecision:
 		m.watchWhileWaiting()
 	case v1alpha1.PhasePaused:
-		m.watchCanaryHealth()
+		_ = m.watchCanaryHealth() && m.noAlarm()
 	case v1alpha1.PhasePromoting:
 		m.finishPromotion()
 	case v1alpha1.PhaseRollingBack:

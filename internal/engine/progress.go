@@ -4,14 +4,13 @@ import (
 	"fmt"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/analysis"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // progress runs a progressing rollout: health first, then the check that
 // may be due, then as many steps as the time allows.
 func (m *machine) progress() {
-	if !m.canaryReady() || m.runCheck() {
+	if !m.canaryReady() || !m.noAlarm() || m.runCheck() {
 		return
 	}
 	// Each pass runs one step; steps that take no time (setWeight) let the
@@ -71,9 +70,20 @@ func (m *machine) canaryHealth() Health {
 // watchWhileWaiting keeps watching health and checks while a person
 // decides, so a canary that breaks meanwhile is still rolled back.
 func (m *machine) watchWhileWaiting() {
-	if m.watchCanaryHealth() {
+	if m.watchCanaryHealth() && m.noAlarm() {
 		m.runCheck()
 	}
+}
+
+// noAlarm turns an alarm from a continuous test into an anomaly at once,
+// while the canary receives traffic; it reports whether there was none.
+func (m *machine) noAlarm() bool {
+	if m.st.CanaryWeight == 0 || len(m.in.Alarms) == 0 {
+		return true
+	}
+	a := m.in.Alarms[0]
+	m.anomaly(a.Metric+": "+a.Reason, a.Metric)
+	return false
 }
 
 // watchCanaryHealth turns a canary that went down while it receives
@@ -84,38 +94,6 @@ func (m *machine) watchCanaryHealth() bool {
 		return false
 	}
 	return true
-}
-
-// runCheck judges the measurements when a check is due. It reports whether
-// the check stopped the rollout's progress.
-func (m *machine) runCheck() bool {
-	if m.in.Measurements == nil || !CheckDue(m.st, m.now) {
-		return false
-	}
-	results, outcome := analysis.Check(m.plan.Analysis.Metrics, m.in.Measurements)
-	a := &m.st.Analysis
-	a.LastCheckAt = micro(m.now)
-	a.NextCheckAt = micro(m.now.Add(m.plan.Analysis.Interval))
-	a.LastResults = results
-	switch outcome {
-	case analysis.Passed:
-		a.PassedChecks++
-		a.StepPassedChecks++
-		m.event(v1alpha1.EventNormal, "CheckPassed", Command{}, "Metrics healthy at %s: %s", m.st.CanaryWeight, summary(results))
-	case analysis.Inconclusive:
-		m.event(v1alpha1.EventNormal, "CheckInconclusive", Command{}, "Check inconclusive at %s: %s", m.st.CanaryWeight, summary(results))
-	case analysis.Failed:
-		a.FailedChecks++
-		failed, _ := analysis.FirstFailure(results)
-		limit := m.plan.Analysis.FailureLimit
-		m.event(v1alpha1.EventWarning, "CheckFailed", Command{}, "Check failed at %s (failed checks: %d, allowed: %d): %s",
-			m.st.CanaryWeight, a.FailedChecks, limit, summary(results))
-		if int(a.FailedChecks) > limit {
-			m.anomaly(fmt.Sprintf("%s (%d failed checks, failureLimit %d)", failed.Message, a.FailedChecks, limit), failed.Name)
-			return true
-		}
-	}
-	return false
 }
 
 // runStep runs the current step and reports whether it is done. approved
@@ -252,17 +230,4 @@ func (m *machine) deadlinePassed() bool {
 	return m.st.WaitingSince != nil && !m.now.Before(m.st.WaitingSince.Add(m.plan.ProgressDeadline))
 }
 
-// summary joins the messages of a check's results.
-func summary(results []v1alpha1.MetricResult) string {
-	if len(results) == 0 {
-		return "no metrics configured"
-	}
-	s := ""
-	for i, r := range results {
-		if i > 0 {
-			s += "; "
-		}
-		s += r.Message
-	}
-	return s
-}
+

@@ -184,12 +184,12 @@ func TestRolloutScenarios(t *testing.T) {
 		{
 			name: "unhealthy at the second stage is rolled back", plan: seedPlan(v1alpha1.DecisionAutomatic, 1),
 			measure: failingFrom(v1alpha1.PercentOf(25)), phase: v1alpha1.PhaseRolledBack, limit: time.Hour,
-			weights: []float64{5, 25}, stable: "v1", inReason: "request-success-rate 91.5 < min 99 (2 failed checks, failureLimit 1)",
+			weights: []float64{5, 25}, stable: "v1", inReason: "request-success-rate 91.5 < min 99 (failed 2 times, failureLimit 1)",
 		},
 		{
 			name: "unhealthy from the start with no tolerance", plan: seedPlan(v1alpha1.DecisionAutomatic, 0),
 			measure: failingFrom(0), phase: v1alpha1.PhaseRolledBack, limit: 5 * time.Minute,
-			weights: []float64{5}, stable: "v1", inReason: "1 failed checks, failureLimit 0",
+			weights: []float64{5}, stable: "v1", inReason: "(failed 1 times, failureLimit 0)",
 		},
 	}
 	for _, tc := range cases {

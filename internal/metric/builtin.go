@@ -1,13 +1,11 @@
 // Package metric holds the providers that measure analysis metrics, one
-// file each.
+// file each, and the Set that measures a rollout's metrics with them.
 package metric
 
 import (
-	"context"
 	"fmt"
 	"sync"
 
-	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis"
 	"github.com/pipit-dev/pipit/internal/proxy"
 )
@@ -30,34 +28,84 @@ const (
 // BuiltinNames lists the builtin metrics, for validation and docs.
 var BuiltinNames = []string{RequestSuccessRate, ErrorRate, RequestCount, LatencyMean, LatencyP50, LatencyP95, LatencyP99, RequestDuration}
 
+// IsBuiltin reports whether name is a builtin metric.
+func IsBuiltin(name string) bool {
+	for _, n := range BuiltinNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
 // StatsSource is where the builtin provider reads cumulative measurements:
 // the built-in proxy.
 type StatsSource interface {
 	Stats() proxy.Stats
 }
 
+// maxSamples bounds the per-tick samples kept between two checks (an hour
+// of one-second ticks).
+const maxSamples = 3600
+
 // Builtin measures the proxy's own per-version metrics over the window
-// since its previous measurement.
+// since its previous measurement. Sampled at every tick, it also keeps a
+// series of per-tick values, so canary and stable can be compared as
+// distributions, and it serves the counts of the sequential test.
 type Builtin struct {
-	src  StatsSource
-	mu   sync.Mutex
-	prev proxy.Stats
+	src StatsSource
+
+	mu       sync.Mutex
+	prev     proxy.Stats // at the last Measure: the window's start
+	lastTick proxy.Stats // at the last Sample
+	samples  map[string][2][]float64
 }
 
 // NewBuiltin returns a provider whose first window starts now.
-func NewBuiltin(src StatsSource) *Builtin { return &Builtin{src: src, prev: src.Stats()} }
+func NewBuiltin(src StatsSource) *Builtin {
+	now := src.Stats()
+	return &Builtin{src: src, prev: now, lastTick: now, samples: map[string][2][]float64{}}
+}
 
-// Measure measures every metric over the window since the last call and
-// starts a new window.
-func (b *Builtin) Measure(_ context.Context, metrics []v1alpha1.MetricSpec) []analysis.Measurement {
+// Sample records one tick's values of every builtin metric, for both
+// versions, and returns the cumulative stats it read.
+func (b *Builtin) Sample() proxy.Stats {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := b.src.Stats()
+	tick := now.Since(b.lastTick)
+	b.lastTick = now
+	if tick.Canary.Requests == 0 && tick.Stable.Requests == 0 {
+		return now
+	}
+	for _, name := range BuiltinNames {
+		m := Compute(name, tick)
+		s := b.samples[name]
+		for i, v := range []*float64{m.Canary, m.Stable} {
+			if v != nil && len(s[i]) < maxSamples {
+				s[i] = append(s[i], *v)
+			}
+		}
+		b.samples[name] = s
+	}
+	return now
+}
+
+// Measure measures every named metric over the window since the last call,
+// with the window's per-tick samples, and starts a new window.
+func (b *Builtin) Measure(names []string) []analysis.Measurement {
 	b.mu.Lock()
 	now := b.src.Stats()
 	window := now.Since(b.prev)
 	b.prev = now
+	samples := b.samples
+	b.samples = map[string][2][]float64{}
 	b.mu.Unlock()
-	out := make([]analysis.Measurement, 0, len(metrics))
-	for _, m := range metrics {
-		out = append(out, Compute(m.Name, window))
+	out := make([]analysis.Measurement, 0, len(names))
+	for _, name := range names {
+		m := Compute(name, window)
+		m.CanarySamples, m.StableSamples = samples[name][0], samples[name][1]
+		out = append(out, m)
 	}
 	return out
 }
@@ -75,6 +123,8 @@ func (b *Builtin) Window() proxy.Stats {
 func (b *Builtin) Reset() {
 	b.mu.Lock()
 	b.prev = b.src.Stats()
+	b.lastTick = b.prev
+	b.samples = map[string][2][]float64{}
 	b.mu.Unlock()
 }
 

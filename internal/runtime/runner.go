@@ -41,10 +41,16 @@ type Router interface {
 	Weight() v1alpha1.Percent
 }
 
-// Meter measures the analysis metrics over the window since its last
-// measurement.
+// Meter measures a rollout's analysis metrics.
 type Meter interface {
-	Measure(ctx context.Context, metrics []v1alpha1.MetricSpec) []analysis.Measurement
+	// Measure measures every metric over the window since the last call,
+	// for the status' canary and stable versions.
+	Measure(ctx context.Context, st v1alpha1.RolloutStatus) []analysis.Measurement
+	// Tick runs the continuous tests at every tick and returns their
+	// alarms.
+	Tick(st v1alpha1.RolloutStatus) []analysis.Alarm
+	// Reset starts a new window, for a new canary.
+	Reset()
 }
 
 // Store keeps a rollout's state. Save writes the status, its events and the
@@ -141,7 +147,7 @@ func (r *Runner) Tick(ctx context.Context) (next time.Time, ok bool, err error) 
 // decide runs one engine step: write first, then act.
 func (r *Runner) decide(ctx context.Context, pending []PendingCommand) error {
 	now := r.Now()
-	in := engine.Input{Now: now, Observed: r.Target.Observe(ctx)}
+	in := engine.Input{Now: now, Observed: r.Target.Observe(ctx), Alarms: r.Meter.Tick(r.Status)}
 	in.Observed.Weight = r.Router.Weight()
 	ids := make([]int64, len(pending))
 	for i, p := range pending {
@@ -149,7 +155,7 @@ func (r *Runner) decide(ctx context.Context, pending []PendingCommand) error {
 		ids[i] = p.ID
 	}
 	if engine.CheckDue(r.Status, now) {
-		in.Measurements = r.Meter.Measure(ctx, r.Plan.Analysis.Metrics)
+		in.Measurements = r.Meter.Measure(ctx, r.Status)
 	}
 	res := engine.Step(r.Plan, r.Status, in)
 	if len(ids) == 0 && len(res.Events) == 0 && len(res.Actions) == 0 && reflect.DeepEqual(res.Status, r.Status) {
@@ -181,9 +187,7 @@ func (r *Runner) apply(ctx context.Context, a engine.Action) error {
 	case engine.ActionSetWeight:
 		return r.Router.SetWeight(ctx, a.Weight)
 	case engine.ActionDeployCanary:
-		if rs, ok := r.Meter.(interface{ Reset() }); ok {
-			rs.Reset()
-		}
+		r.Meter.Reset()
 		return r.Target.DeployCanary(ctx, *a.Version)
 	case engine.ActionPromote:
 		return r.Target.Promote(ctx, *a.Version)

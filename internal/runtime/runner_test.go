@@ -53,8 +53,10 @@ func (w *world) SetWeight(_ context.Context, p v1alpha1.Percent) error {
 	w.weight = p
 	return nil
 }
-func (w *world) Weight() v1alpha1.Percent                                              { return w.weight }
-func (w *world) Measure(context.Context, []v1alpha1.MetricSpec) []analysis.Measurement { return nil }
+func (w *world) Weight() v1alpha1.Percent                                               { return w.weight }
+func (w *world) Measure(context.Context, v1alpha1.RolloutStatus) []analysis.Measurement { return nil }
+func (w *world) Tick(v1alpha1.RolloutStatus) []analysis.Alarm                           { return nil }
+func (w *world) Reset()                                                                 {}
 func (w *world) Save(_ context.Context, st v1alpha1.RolloutStatus, _ []v1alpha1.Event, consumed []int64) error {
 	if w.failSave {
 		return errors.New("disk full")

@@ -22,7 +22,13 @@ const (
 	DefaultHealthTimeout        = time.Second
 	DefaultHealthFailures       = 2
 	DefaultDecision             = v1alpha1.DecisionAutomatic
-	DefaultSuccessRateThreshold = 99.0
+	DefaultConsecutiveErrors    = 4
+	DefaultNoDataPolicy         = v1alpha1.NoDataHold
+	DefaultNoDataTimeout        = 5 * time.Minute
+	DefaultSequentialAlpha      = 0.01
+	DefaultPassScore            = 75.0
+	DefaultMarginalScore        = 50.0
+	DefaultJudgeConfidence      = 0.98
 )
 
 // StepKind says what a resolved step does.
@@ -78,9 +84,39 @@ func (s PlanStep) Describe() string {
 
 // AnalysisPlan is the analysis section with its defaults applied.
 type AnalysisPlan struct {
-	Interval     time.Duration
+	Interval time.Duration
+	// FailureLimit is the analysis' default, which also applies to the
+	// canary score of compared metrics.
 	FailureLimit int
-	Metrics      []v1alpha1.MetricSpec
+	Metrics      []PlanMetric
+	Vars     map[string]string
+	// Sequential is the continuous error-rate test; Alpha is zero when it
+	// is off.
+	Sequential SequentialPlan
+	Judge      JudgePlan
+}
+
+// PlanMetric is one metric with its limits resolved.
+type PlanMetric struct {
+	v1alpha1.MetricSpec
+	FailureLimit          int
+	InconclusiveLimit     int // zero: no limit
+	ConsecutiveErrorLimit int
+	NoData                v1alpha1.NoDataPolicy
+	NoDataTimeout         time.Duration
+}
+
+// SequentialPlan configures the continuous error-rate test.
+type SequentialPlan struct {
+	Enabled bool
+	Alpha   float64
+}
+
+// JudgePlan configures the score over compared metrics.
+type JudgePlan struct {
+	PassScore, MarginalScore float64
+	Confidence               float64
+	GroupWeights             map[string]float64
 }
 
 // Plan is a rollout spec resolved for the engine: every default applied and
@@ -100,20 +136,10 @@ func Resolve(s *v1alpha1.RolloutSpec) (Plan, error) {
 	p := Plan{
 		Decision:         s.Decision,
 		ProgressDeadline: durationOr(s.ProgressDeadline, DefaultProgressDeadline),
-		Analysis: AnalysisPlan{
-			Interval:     durationOr(s.Strategy.Interval, DefaultAnalysisInterval),
-			FailureLimit: DefaultFailureLimit,
-		},
+		Analysis:         resolveAnalysis(s.Analysis, durationOr(s.Strategy.Interval, DefaultAnalysisInterval)),
 	}
 	if p.Decision == "" {
 		p.Decision = DefaultDecision
-	}
-	if a := s.Analysis; a != nil {
-		p.Analysis.Interval = durationOr(a.Interval, p.Analysis.Interval)
-		if a.FailureLimit != nil {
-			p.Analysis.FailureLimit = int(*a.FailureLimit)
-		}
-		p.Analysis.Metrics = a.Metrics
 	}
 	steps, err := expandSteps(&s.Strategy)
 	if err != nil {
@@ -121,6 +147,61 @@ func Resolve(s *v1alpha1.RolloutSpec) (Plan, error) {
 	}
 	p.Steps = steps
 	return p, nil
+}
+
+func resolveAnalysis(a *v1alpha1.AnalysisSpec, interval time.Duration) AnalysisPlan {
+	p := AnalysisPlan{
+		Interval:   interval,
+		Sequential: SequentialPlan{Enabled: true, Alpha: DefaultSequentialAlpha},
+		Judge: JudgePlan{PassScore: DefaultPassScore, MarginalScore: DefaultMarginalScore,
+			Confidence: DefaultJudgeConfidence},
+	}
+	if a == nil {
+		return p
+	}
+	p.Interval = durationOr(a.Interval, interval)
+	p.Vars = a.Variables
+	p.FailureLimit = intOr(a.FailureLimit, DefaultFailureLimit)
+	for _, m := range a.Metrics {
+		pm := PlanMetric{MetricSpec: m, FailureLimit: p.FailureLimit, ConsecutiveErrorLimit: DefaultConsecutiveErrors,
+			NoData: m.NoData, NoDataTimeout: durationOr(m.NoDataTimeout, DefaultNoDataTimeout)}
+		pm.FailureLimit = intOr(m.FailureLimit, pm.FailureLimit)
+		pm.InconclusiveLimit = intOr(m.InconclusiveLimit, 0)
+		pm.ConsecutiveErrorLimit = intOr(m.ConsecutiveErrorLimit, pm.ConsecutiveErrorLimit)
+		if pm.NoData == "" {
+			pm.NoData = DefaultNoDataPolicy
+		}
+		p.Metrics = append(p.Metrics, pm)
+	}
+	if sq := a.Sequential; sq != nil {
+		if sq.Enabled != nil {
+			p.Sequential.Enabled = *sq.Enabled
+		}
+		if sq.FalseAlarmRate != nil {
+			p.Sequential.Alpha = *sq.FalseAlarmRate
+		}
+	}
+	if j := a.Judge; j != nil {
+		p.Judge.PassScore = floatOr(j.PassScore, p.Judge.PassScore)
+		p.Judge.MarginalScore = floatOr(j.MarginalScore, p.Judge.MarginalScore)
+		p.Judge.Confidence = floatOr(j.Confidence, p.Judge.Confidence)
+		p.Judge.GroupWeights = j.GroupWeights
+	}
+	return p
+}
+
+func intOr(v *int32, def int) int {
+	if v == nil {
+		return def
+	}
+	return int(*v)
+}
+
+func floatOr(v *float64, def float64) float64 {
+	if v == nil {
+		return def
+	}
+	return *v
 }
 
 // expandSteps resolves the explicit steps, or expands Flagger's shorthand

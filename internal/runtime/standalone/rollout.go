@@ -35,7 +35,8 @@ type managed struct {
 	store    rolloutStore
 	proxy    *proxy.Proxy
 	health   *proxy.HealthChecker
-	meter    *metric.Builtin
+	builtin  *metric.Builtin
+	meter    *metric.Set
 	runner   *runtime.Runner
 	listener net.Listener
 	server   *http.Server
@@ -82,7 +83,10 @@ func newManaged(ctx context.Context, db *store.Store, r *v1alpha1.Rollout, raw [
 	if err != nil {
 		return nil, err
 	}
-	m.meter = metric.NewBuiltin(m.proxy)
+	m.builtin = metric.NewBuiltin(m.proxy)
+	if m.meter, err = metric.NewSet(metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, Builtin: m.builtin}); err != nil {
+		return nil, err
+	}
 	m.runner = &runtime.Runner{
 		Name: r.Name, Plan: plan, Status: status, Store: m.store,
 		Target: &target.Static{Proxy: m.proxy, Health: m.health},
@@ -211,7 +215,7 @@ func (m *managed) snapshot() v1alpha1.RolloutStatus {
 func (m *managed) view() controlapi.RolloutView {
 	v := controlapi.RolloutView{
 		Name: m.name, Listen: m.listener.Addr().String(), Decision: m.plan.Decision,
-		Metrics: m.plan.Analysis.Metrics, AnalysisInterval: controlapi.Duration(m.plan.Analysis.Interval),
+		Metrics: metricSpecs(m.plan.Analysis.Metrics), AnalysisInterval: controlapi.Duration(m.plan.Analysis.Interval),
 		Status: m.snapshot(),
 	}
 	for _, s := range m.plan.Steps {
@@ -223,7 +227,7 @@ func (m *managed) view() controlapi.RolloutView {
 
 // live summarises the proxy's measurements since the last check.
 func (m *managed) live() *controlapi.LiveMetrics {
-	w := m.meter.Window()
+	w := m.builtin.Window()
 	l := &controlapi.LiveMetrics{Stable: m.versionMetrics("stable", w.Stable)}
 	if w.Canary.Version != "" {
 		c := m.versionMetrics("canary", w.Canary)
@@ -283,4 +287,12 @@ func versionOf(u v1alpha1.Upstream) *v1alpha1.VersionRef {
 		v = u.URL
 	}
 	return &v1alpha1.VersionRef{Version: v, URL: u.URL}
+}
+
+func metricSpecs(pms []spec.PlanMetric) []v1alpha1.MetricSpec {
+	out := make([]v1alpha1.MetricSpec, len(pms))
+	for i, pm := range pms {
+		out[i] = pm.MetricSpec
+	}
+	return out
 }

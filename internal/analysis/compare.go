@@ -1,0 +1,84 @@
+package analysis
+
+import (
+	"fmt"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/analysis/stats"
+)
+
+// ScoreMetric is the name of the result that carries the canary score of
+// the compared metrics.
+const ScoreMetric = "canary-score"
+
+// Compare classifies the canary's samples against the stable's (Kayenta's
+// judge): the verdict for the check, and the classification for the score.
+func Compare(m v1alpha1.MetricSpec, meas Measurement, confidence float64) (v1alpha1.MetricResult, stats.MetricResult) {
+	r := v1alpha1.MetricResult{Name: m.Name, Canary: meas.Canary, Stable: meas.Stable, DryRun: m.DryRun}
+	c := m.Compare
+	dir, err := stats.ParseDirection(c.Direction)
+	if err != nil {
+		r.Verdict, r.Message = v1alpha1.VerdictError, fmt.Sprintf("%s: %v", m.Name, err)
+		return r, stats.MetricResult{Name: m.Name, Classification: stats.MetricError}
+	}
+	cfg := stats.MetricConfig{Name: m.Name, Direction: dir, Critical: c.Critical, ConfLevel: confidence, Muted: m.DryRun}
+	if c.Group != "" {
+		cfg.Groups = []string{c.Group}
+	}
+	if c.AllowedChange != nil {
+		cfg.Effect.AllowedIncrease = 1 + *c.AllowedChange
+		cfg.Effect.AllowedDecrease = 1 - *c.AllowedChange
+	}
+	if meas.Err != nil {
+		r.Verdict, r.Message = v1alpha1.VerdictError, fmt.Sprintf("%s: %v", m.Name, meas.Err)
+		return r, stats.MetricResult{Name: m.Name, Groups: cfg.Groups, Classification: stats.MetricError, Muted: m.DryRun}
+	}
+	res := stats.Classify(meas.StableSamples, meas.CanarySamples, cfg)
+	switch res.Classification {
+	case stats.MetricPass:
+		r.Verdict = v1alpha1.VerdictSuccessful
+	case stats.MetricHigh, stats.MetricLow:
+		r.Verdict = v1alpha1.VerdictFailed
+	case stats.MetricNoData, stats.MetricNoDataFail:
+		r.Verdict = v1alpha1.VerdictNoData
+	default:
+		r.Verdict = v1alpha1.VerdictError
+	}
+	r.Message = fmt.Sprintf("%s: canary %s vs stable (mean %s vs %s, %d vs %d samples): %s",
+		m.Name, res.Classification, num(res.Canary.Mean), num(res.Stable.Mean), res.Canary.Count, res.Stable.Count, res.Reason)
+	return r, res
+}
+
+// compare is Compare without the classification, for Evaluate.
+func compare(m v1alpha1.MetricSpec, meas Measurement, confidence float64) (v1alpha1.Verdict, string) {
+	r, _ := Compare(m, meas, confidence)
+	return r.Verdict, r.Message
+}
+
+// Score turns the compared metrics' classifications into one result:
+// successful at or above pass, failed at or below marginal (or when a
+// critical metric failed), inconclusive in between.
+func Score(classified []stats.MetricResult, pass, marginal float64, weights map[string]float64) v1alpha1.MetricResult {
+	r := v1alpha1.MetricResult{Name: ScoreMetric}
+	card, err := stats.Score(classified, stats.ScoreConfig{GroupWeights: weights,
+		Thresholds: stats.Thresholds{Pass: pass, Marginal: marginal}})
+	if err != nil {
+		r.Verdict, r.Message = v1alpha1.VerdictNoData, ScoreMetric+": "+err.Error()
+		return r
+	}
+	score := card.Score
+	r.Canary = &score
+	switch card.Verdict {
+	case stats.VerdictPass:
+		r.Verdict = v1alpha1.VerdictSuccessful
+	case stats.VerdictFail:
+		r.Verdict = v1alpha1.VerdictFailed
+	default:
+		r.Verdict = v1alpha1.VerdictInconclusive
+	}
+	r.Message = fmt.Sprintf("%s %s (pass %s, marginal %s)", ScoreMetric, num(score), num(pass), num(marginal))
+	if card.Reason != "" {
+		r.Message += ": " + card.Reason
+	}
+	return r
+}

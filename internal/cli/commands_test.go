@@ -1,0 +1,148 @@
+package cli
+
+import (
+	"os/user"
+	"strings"
+	"testing"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/engine"
+)
+
+func TestDeploy(t *testing.T) {
+	t.Setenv("PIPIT_ACTOR", "ci-pipeline")
+	f := newFakeBackend()
+	dir := startDaemon(t, f)
+
+	code, out, errOut := run(t, "deploy", "api", "--canary", "http://127.0.0.1:9009", "--version", "v8",
+		"--reason", "release 8", "--state-dir", dir)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if want := "api: Progressing, step 1/1 setWeight 10%, weight 0% (waiting for canary v8 to become healthy)\n"; out != want {
+		t.Fatalf("output %q, want %q", out, want)
+	}
+	got := f.submitted[0]
+	if got.Kind != engine.CommandDeploy || *got.Canary != (v1alpha1.VersionRef{Version: "v8", URL: "http://127.0.0.1:9009"}) ||
+		got.Actor != "ci-pipeline" || got.Reason != "release 8" {
+		t.Fatalf("daemon got %+v", got)
+	}
+
+	// Without --version the URL names the version.
+	if code, _, errOut := run(t, "deploy", "web", "--canary", "https://127.0.0.1:9010/", "--state-dir", dir); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if c := f.submitted[1].Canary; c.Version != "https://127.0.0.1:9010/" || c.URL != c.Version {
+		t.Fatalf("canary %+v", c)
+	}
+}
+
+func TestDeployBadInput(t *testing.T) {
+	f := newFakeBackend()
+	dir := startDaemon(t, f)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no name", []string{"--canary", "http://127.0.0.1:9"}, "accepts 1 arg"},
+		{"no canary", []string{"web"}, "--canary: a URL is required"},
+		{"relative URL", []string{"web", "--canary", "/v2"}, "not an absolute http or https URL"},
+		{"no scheme", []string{"web", "--canary", "127.0.0.1:9002"}, "--canary"},
+		{"other scheme", []string{"web", "--canary", "ftp://127.0.0.1/"}, "not an absolute http or https URL"},
+		{"no host", []string{"web", "--canary", "http:///x"}, "not an absolute http or https URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := run(t, append(append([]string{"deploy"}, tt.args...), "--state-dir", dir)...)
+			if code != ExitBadInput || !strings.Contains(errOut, tt.want) || out != "" {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2 mentioning %q", code, out, errOut, tt.want)
+			}
+		})
+	}
+	if len(f.submitted) != 0 {
+		t.Fatalf("bad input reached the daemon: %+v", f.submitted)
+	}
+}
+
+func TestSteeringCommands(t *testing.T) {
+	t.Setenv("PIPIT_ACTOR", "ann")
+	f := newFakeBackend()
+	dir := startDaemon(t, f)
+	steps := []struct {
+		args []string
+		kind engine.CommandKind
+		want string
+	}{
+		{[]string{"pause", "web", "--reason", "lunch"}, engine.CommandPause, "web: Paused, step 4/6 pause 10m0s, weight 25% (paused by ann)\n"},
+		{[]string{"resume", "web"}, engine.CommandResume, "web: Progressing, step 4/6 pause 10m0s, weight 25% (resumed)\n"},
+		{[]string{"promote", "web"}, engine.CommandPromote, "web: Progressing, step 5/6 setWeight 50%, weight 25% (resumed)\n"},
+		{[]string{"abort", "web"}, engine.CommandAbort, "web: Aborted, step 5/6 setWeight 50%, weight 0% (aborted by ann)\n"},
+		{[]string{"retry", "web"}, engine.CommandRetry, "web: Progressing, step 1/6 setWeight 5%, weight 0% (aborted by ann)\n"},
+		{[]string{"promote", "web", "--full"}, engine.CommandPromoteFull, "web: Promoting, step promotion, weight 0% (promoting)\n"},
+	}
+	for i, s := range steps {
+		code, out, errOut := run(t, append(s.args, "--state-dir", dir)...)
+		if code != ExitOK || out != s.want {
+			t.Fatalf("%v: exit %d, output %q, stderr %q; want %q", s.args, code, out, errOut, s.want)
+		}
+		if got := f.submitted[i]; got.Kind != s.kind || got.Actor != "ann" {
+			t.Fatalf("%v: daemon got %+v", s.args, got)
+		}
+	}
+	if f.submitted[0].Reason != "lunch" {
+		t.Fatalf("reason %q, want lunch", f.submitted[0].Reason)
+	}
+}
+
+func TestRefusedCommandsExit1(t *testing.T) {
+	f := newFakeBackend()
+	dir := startDaemon(t, f)
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"pause", "api"}, ExitFailed, "pause api refused: cannot pause a rollout that is Idle"},
+		{[]string{"resume", "web"}, ExitFailed, "resume web refused: cannot resume a rollout that is Progressing"},
+		{[]string{"retry", "web"}, ExitFailed, "retry web refused"},
+		{[]string{"promote", "api", "--full"}, ExitFailed, "promote-full api refused"},
+		{[]string{"abort", "nope"}, ExitFailed, "not found"},
+		{[]string{"abort"}, ExitBadInput, "accepts 1 arg"},
+		{[]string{"pause", "web", "api"}, ExitBadInput, "accepts 1 arg"},
+	}
+	for _, tt := range tests {
+		code, out, errOut := run(t, append(tt.args, "--state-dir", dir)...)
+		if code != tt.code || !strings.Contains(errOut, tt.want) || out != "" {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit %d mentioning %q", tt.args, code, out, errOut, tt.code, tt.want)
+		}
+	}
+	if len(f.submitted) != 0 {
+		t.Fatalf("refused commands were applied: %+v", f.submitted)
+	}
+}
+
+func TestActorDefaultsToTheUser(t *testing.T) {
+	t.Setenv("PIPIT_ACTOR", "")
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actor(); got != u.Username {
+		t.Fatalf("actor() = %q, want %q", got, u.Username)
+	}
+	t.Setenv("PIPIT_ACTOR", "deploy-bot")
+	if got := actor(); got != "deploy-bot" {
+		t.Fatalf("actor() = %q, want deploy-bot", got)
+	}
+}
+
+func TestHelpOfEveryRolloutVerb(t *testing.T) {
+	for _, verb := range []string{"status", "get", "deploy", "promote", "abort", "pause", "resume", "retry", "history"} {
+		code, out, _ := run(t, verb, "--help")
+		if code != ExitOK || !strings.Contains(out, "Examples:") || !strings.Contains(out, "--state-dir") ||
+			!strings.Contains(out, "--api") || !strings.Contains(out, "--token-file") {
+			t.Errorf("%s --help: exit %d\n%s", verb, code, out)
+		}
+	}
+}

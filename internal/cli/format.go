@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/controlapi"
+)
+
+// This file holds the pieces of text that several verbs show the same
+// way. Each is a pure function of its arguments, so tests can pin them.
+
+// stepLabel says where a rollout is in its plan: "3/6 pause 10m0s", or
+// "promotion" once past the last step, or "-" when nothing runs.
+func stepLabel(v controlapi.RolloutView) string {
+	n, i := len(v.Steps), int(v.Status.CurrentStep)
+	switch {
+	case n == 0 || v.Status.Phase == "" || v.Status.Phase == v1alpha1.PhaseIdle:
+		return "-"
+	case i >= n:
+		return "promotion"
+	}
+	return fmt.Sprintf("%d/%d %s", i+1, n, v.Steps[i])
+}
+
+// version names a version, or "-" for none.
+func version(r *v1alpha1.VersionRef) string {
+	if r == nil || r.Version == "" {
+		return "-"
+	}
+	return r.Version
+}
+
+// ago says how long before now t was, coarsely: "45s ago", "2m ago".
+func ago(now, t time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d/time.Second))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d/time.Minute))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dd ago", int(d/(24*time.Hour)))
+}
+
+// checkOutcome sums up one check: failed if any metric failed, error if
+// any measurement failed, no data if nothing was measured, else passed.
+func checkOutcome(results []v1alpha1.MetricResult) string {
+	outcome := "no data"
+	for _, r := range results {
+		switch r.Verdict {
+		case v1alpha1.VerdictFailed:
+			return "failed"
+		case v1alpha1.VerdictError:
+			outcome = "error"
+		case v1alpha1.VerdictSuccessful:
+			if outcome == "no data" {
+				outcome = "passed"
+			}
+		}
+	}
+	return outcome
+}
+
+// lastCheck is the LAST CHECK column: "passed 2m ago", or "-".
+func lastCheck(a v1alpha1.AnalysisStatus, now time.Time) string {
+	if a.LastCheckAt == nil {
+		return "-"
+	}
+	return checkOutcome(a.LastResults) + " " + ago(now, a.LastCheckAt.Time)
+}
+
+// progressBar draws a weight as "[#####...............] 25%", one mark per
+// 100/width percent, rounded down so that a bar is never fuller than the
+// weight.
+func progressBar(w v1alpha1.Percent, width int) string {
+	w = min(max(w, 0), v1alpha1.FullWeight)
+	filled := int(int64(w) * int64(width) / int64(v1alpha1.FullWeight))
+	return "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "] " + w.String()
+}
+
+// number writes v with at most decimals places and no trailing zeros.
+func number(v float64, decimals int) string {
+	s := strconv.FormatFloat(v, 'f', decimals, 64)
+	if strings.Contains(s, ".") {
+		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	}
+	return s
+}
+
+// value writes a measured value, or "-" when there was none.
+func value(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return number(*v, 3)
+}
+
+// percentValue writes a rate in percent: "99.95%".
+func percentValue(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return number(*v, 2) + "%"
+}
+
+// millis writes a latency in milliseconds with about three significant
+// digits: "0.35ms", "45.2ms", "1.25s".
+func millis(v *float64) string {
+	switch {
+	case v == nil:
+		return "-"
+	case *v >= 1000:
+		return number(*v/1000, 2) + "s"
+	case *v >= 100:
+		return number(*v, 0) + "ms"
+	case *v >= 10:
+		return number(*v, 1) + "ms"
+	}
+	return number(*v, 2) + "ms"
+}
+
+// health says whether a version passes its health checks.
+func health(m controlapi.VersionMetrics) string {
+	switch {
+	case m.Healthy == nil:
+		return "-"
+	case *m.Healthy:
+		return "healthy"
+	case m.HealthReason != "":
+		return "unhealthy: " + m.HealthReason
+	}
+	return "unhealthy"
+}
+
+// liveTable puts what the proxy measures of each version side by side.
+func liveTable(l *controlapi.LiveMetrics, indent string) string {
+	if l == nil {
+		return indent + "no measurements yet\n"
+	}
+	versions := []controlapi.VersionMetrics{l.Stable}
+	header := indent + "\tSTABLE " + l.Stable.Version
+	if l.Canary != nil {
+		versions = append(versions, *l.Canary)
+		header += "\tCANARY " + l.Canary.Version
+	}
+	rows := []struct {
+		name string
+		cell func(controlapi.VersionMetrics) string
+	}{
+		{"Requests", func(m controlapi.VersionMetrics) string { return strconv.FormatUint(m.Requests, 10) }},
+		{"Success rate", func(m controlapi.VersionMetrics) string { return percentValue(m.SuccessRate) }},
+		{"Latency p50", func(m controlapi.VersionMetrics) string { return millis(m.LatencyP50) }},
+		{"Latency p99", func(m controlapi.VersionMetrics) string { return millis(m.LatencyP99) }},
+		{"Health", health},
+	}
+	var b bytes.Buffer
+	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprint(tw, indent, r.name)
+		for _, m := range versions {
+			fmt.Fprint(tw, "\t", r.cell(m))
+		}
+		fmt.Fprintln(tw)
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// printJSON writes v as indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printYAML writes v as YAML with the field names and order of its JSON
+// form, so the two outputs describe the same document.
+func printYAML(w io.Writer, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err
+	}
+	blockStyle(&doc)
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// blockStyle drops the flow style that JSON input gives every node, so
+// the encoder writes ordinary block YAML and quotes only where needed.
+func blockStyle(n *yaml.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+}

@@ -1,0 +1,43 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/pipit-dev/pipit/internal/engine"
+)
+
+func init() { register(newPromoteCmd) }
+
+func newPromoteCmd(*globals) *cobra.Command {
+	var (
+		full  bool
+		flags *commandFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "promote NAME",
+		Short: "Move a rollout past its current step, or all the way with --full",
+		Long: `promote moves a rollout on by hand. When the rollout waits for a person (an
+indefinite pause, or a manual or hybrid decision) it gives the go-ahead; otherwise
+it skips the current step. A paused rollout is resumed.
+
+With --full it skips every remaining step and makes the canary the stable version.
+
+It exits 1 if no rollout is in flight.`,
+		Example: `  # approve the next stage
+  pipit promote web
+
+  # skip the remaining steps
+  pipit promote web --full --reason "hotfix, verified in staging"`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			kind := engine.CommandPromote
+			if full {
+				kind = engine.CommandPromoteFull
+			}
+			return flags.submit(cmd, args[0], engine.Command{Kind: kind})
+		},
+	}
+	flags = addCommandFlags(cmd)
+	cmd.Flags().BoolVar(&full, "full", false, "skip every remaining step and promote the canary")
+	return cmd
+}

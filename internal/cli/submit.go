@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pipit-dev/pipit/internal/controlapi"
+	"github.com/pipit-dev/pipit/internal/engine"
+)
+
+// commandFlags are the flags of every verb that sends a command.
+type commandFlags struct {
+	backend *backendFlags
+	reason  string
+}
+
+func addCommandFlags(cmd *cobra.Command) *commandFlags {
+	f := &commandFlags{backend: addBackendFlags(cmd)}
+	cmd.Flags().StringVar(&f.reason, "reason", "", "why, in your words; kept in the rollout's history")
+	return f
+}
+
+// submit sends c to the rollout on behalf of the user and prints where
+// the rollout stands after it. A refusal is a failed operation.
+func (f *commandFlags) submit(cmd *cobra.Command, name string, c engine.Command) error {
+	b, err := f.backend.backend()
+	if err != nil {
+		return err
+	}
+	c.Actor, c.Reason = actor(), f.reason
+	v, err := b.Submit(cmd.Context(), name, c)
+	var refused *controlapi.RefusedError
+	if errors.As(err, &refused) {
+		return fmt.Errorf("%s %s refused: %s", c.Kind, name, refused.Reason)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(cmd.OutOrStdout(), outcomeLine(v))
+	return err
+}
+
+// outcomeLine sums a rollout up in one line: "web: Progressing, step 1/6
+// setWeight 5%, weight 5% (routing 5% to canary v2)".
+func outcomeLine(v controlapi.RolloutView) string {
+	st := v.Status
+	s := fmt.Sprintf("%s: %s", v.Name, phase(st.Phase))
+	if step := stepLabel(v); step != "-" {
+		s += ", step " + step
+	}
+	s += ", weight " + st.CanaryWeight.String()
+	if st.Message != "" {
+		s += " (" + st.Message + ")"
+	}
+	return s
+}
+
+// newSimpleCommand builds a verb that sends a command of one kind, with
+// nothing to say but the rollout's name.
+func newSimpleCommand(kind engine.CommandKind, short, long, example string) *cobra.Command {
+	var flags *commandFlags
+	cmd := &cobra.Command{
+		Use:     string(kind) + " NAME",
+		Short:   short,
+		Long:    long,
+		Example: example,
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return flags.submit(cmd, args[0], engine.Command{Kind: kind})
+		},
+	}
+	flags = addCommandFlags(cmd)
+	return cmd
+}

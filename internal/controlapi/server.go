@@ -1,0 +1,251 @@
+package controlapi
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/engine"
+)
+
+// MaxCommandBody bounds the body of a command request; a real one is a few
+// hundred bytes, so anything larger is refused before it is read.
+const MaxCommandBody = 64 << 10
+
+// RolloutList is the body of GET /v1/rollouts. The list sits in an object
+// so that fields can be added without breaking clients.
+type RolloutList struct {
+	Rollouts []RolloutView `json:"rollouts"`
+}
+
+// EventList is the body of GET /v1/rollouts/{name}/events.
+type EventList struct {
+	Events []v1alpha1.Event `json:"events"`
+}
+
+// Command turns the request into an engine command, refusing what no
+// rollout could accept: an unknown kind, a deploy without a version, a
+// canary given to another command.
+func (r CommandRequest) Command() (engine.Command, error) {
+	switch r.Kind {
+	case engine.CommandDeploy:
+		if r.Canary == nil || r.Canary.Version == "" {
+			return engine.Command{}, errors.New("deploy needs canary.version")
+		}
+	case engine.CommandPause, engine.CommandResume, engine.CommandPromote, engine.CommandPromoteFull,
+		engine.CommandAbort, engine.CommandRetry:
+		if r.Canary != nil {
+			return engine.Command{}, fmt.Errorf("canary is only accepted by deploy, not %s", r.Kind)
+		}
+	case "":
+		return engine.Command{}, errors.New("kind is required")
+	default:
+		return engine.Command{}, fmt.Errorf("unknown command kind %q", r.Kind)
+	}
+	return engine.Command{Kind: r.Kind, Canary: r.Canary, Actor: r.Actor, Reason: r.Reason}, nil
+}
+
+// NewHandler serves the control API over b. Every /v1 route needs the
+// header "Authorization: Bearer <token>"; an empty token refuses them all,
+// so a daemon that failed to make one is locked rather than open.
+// /healthz, and /metrics when metrics is not nil, need no token so that
+// probes and scrapers work without the secret.
+func NewHandler(b Backend, token string, metrics http.Handler) http.Handler {
+	s := server{b: b}
+	v1 := http.NewServeMux()
+	v1.HandleFunc("GET /v1/rollouts", s.list)
+	v1.HandleFunc("GET /v1/rollouts/{name}", s.get)
+	v1.HandleFunc("GET /v1/rollouts/{name}/events", s.events)
+	v1.HandleFunc("POST /v1/rollouts/{name}/commands", s.command)
+
+	mux := http.NewServeMux()
+	// Authentication comes before routing, so that without the token one
+	// cannot even learn which routes exist.
+	mux.Handle("/v1/", requireToken(token, v1))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
+	return mux
+}
+
+// NewServer returns an HTTP server for h with timeouts that keep slow or
+// idle clients from holding connections. The write timeout leaves room for
+// a command, which waits until the engine has acted on it.
+func NewServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
+	}
+}
+
+// requireToken lets a request through only with the right bearer token.
+// Both sides are hashed before the constant-time comparison, so neither
+// the content nor the length of the token leaks through timing.
+func requireToken(token string, next http.Handler) http.Handler {
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		given, ok := bearer(r.Header.Get("Authorization"))
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit"`)
+			writeError(w, http.StatusUnauthorized, "missing bearer token")
+			return
+		}
+		got := sha256.Sum256([]byte(given))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || token == "" {
+			slog.Debug("control API: token rejected", "remote", r.RemoteAddr, "path", r.URL.Path)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// bearer extracts the token of an "Authorization: Bearer <token>" header.
+// The scheme is case-insensitive (RFC 9110).
+func bearer(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
+}
+
+// server holds the handlers of the /v1 routes.
+type server struct{ b Backend }
+
+func (s server) list(w http.ResponseWriter, r *http.Request) {
+	views, err := s.b.Rollouts(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if views == nil {
+		views = []RolloutView{}
+	}
+	writeJSON(w, http.StatusOK, RolloutList{Rollouts: views})
+}
+
+func (s server) get(w http.ResponseWriter, r *http.Request) {
+	v, err := s.b.Rollout(r.Context(), r.PathValue("name"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+func (s server) events(w http.ResponseWriter, r *http.Request) {
+	limit := 0
+	if q := r.URL.Query().Get("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a whole number, 0 or more", q))
+			return
+		}
+		limit = n
+	}
+	evs, err := s.b.Events(r.Context(), r.PathValue("name"), limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if evs == nil {
+		evs = []v1alpha1.Event{}
+	}
+	writeJSON(w, http.StatusOK, EventList{Events: evs})
+}
+
+func (s server) command(w http.ResponseWriter, r *http.Request) {
+	var req CommandRequest
+	if status, err := decodeStrict(w, r, &req); err != nil {
+		writeError(w, status, err.Error())
+		return
+	}
+	cmd, err := req.Command()
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	v, err := s.b.Submit(r.Context(), r.PathValue("name"), cmd)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// decodeStrict reads exactly one JSON object of known fields from a body
+// of at most MaxCommandBody bytes, and says which status a failure earns.
+func decodeStrict(w http.ResponseWriter, r *http.Request, into any) (int, error) {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxCommandBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(into)
+	if err == nil && dec.Decode(&struct{}{}) != io.EOF {
+		err = errors.New("body holds more than one JSON value")
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return http.StatusRequestEntityTooLarge, fmt.Errorf("body larger than %d bytes", tooBig.Limit)
+	case errors.Is(err, io.EOF):
+		return http.StatusBadRequest, errors.New("empty body: want a JSON command")
+	case err != nil:
+		return http.StatusBadRequest, fmt.Errorf("invalid command: %v", err)
+	}
+	return 0, nil
+}
+
+// fail answers a Backend error: the caller's mistakes with their message,
+// anything else with a generic one, since internal errors may say more
+// about the host than a client should learn.
+func (s server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var refused *RefusedError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.As(err, &refused):
+		writeError(w, http.StatusConflict, refused.Reason)
+	default:
+		slog.Error("control API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, "internal error; see the daemon's log")
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, ErrorResponse{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		slog.Error("control API: encoding the answer failed", "err", err)
+		status = http.StatusInternalServerError
+		body = []byte(`{"error":"internal error; see the daemon's log"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}

@@ -1,0 +1,415 @@
+package controlapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/engine"
+)
+
+const testToken = "s3cret-token-value"
+
+// fakeBackend keeps rollouts in memory. A rollout named "broken" fails
+// with an internal error on every call.
+type fakeBackend struct {
+	mu        sync.Mutex
+	views     map[string]RolloutView
+	events    map[string][]v1alpha1.Event
+	submitted []engine.Command
+	gotLimit  int
+}
+
+func newFake() *fakeBackend {
+	return &fakeBackend{
+		views: map[string]RolloutView{
+			"web": {Name: "web", Steps: []string{"setWeight 5%", "pause 10m0s"}, Status: v1alpha1.RolloutStatus{
+				Phase: v1alpha1.PhaseProgressing, CanaryWeight: 5000,
+				Stable: &v1alpha1.VersionRef{Version: "v1"}, Canary: &v1alpha1.VersionRef{Version: "v2"},
+			}},
+			"api": {Name: "api", Status: v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle}},
+		},
+		events: map[string][]v1alpha1.Event{
+			"web": {{Reason: "Started", Message: "one"}, {Reason: "WeightChanged", Message: "two"}, {Reason: "Paused", Message: "three"}},
+		},
+	}
+}
+
+var errBroken = errors.New("disk on fire at /var/lib/secret")
+
+func (f *fakeBackend) Rollouts(context.Context) ([]RolloutView, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return []RolloutView{f.views["api"], f.views["web"]}, nil
+}
+
+func (f *fakeBackend) Rollout(_ context.Context, name string) (RolloutView, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if name == "broken" {
+		return RolloutView{}, errBroken
+	}
+	v, ok := f.views[name]
+	if !ok {
+		return RolloutView{}, fmt.Errorf("rollout %q: %w", name, ErrNotFound)
+	}
+	return v, nil
+}
+
+func (f *fakeBackend) Events(_ context.Context, name string, limit int) ([]v1alpha1.Event, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gotLimit = limit
+	if _, ok := f.views[name]; !ok {
+		return nil, fmt.Errorf("rollout %q: %w", name, ErrNotFound)
+	}
+	evs := f.events[name]
+	if limit > 0 && limit < len(evs) {
+		evs = evs[len(evs)-limit:]
+	}
+	return evs, nil
+}
+
+func (f *fakeBackend) Submit(_ context.Context, name string, cmd engine.Command) (RolloutView, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if name == "broken" {
+		return RolloutView{}, errBroken
+	}
+	v, ok := f.views[name]
+	if !ok {
+		return RolloutView{}, fmt.Errorf("rollout %q: %w", name, ErrNotFound)
+	}
+	if err := engine.Allowed(v.Status, cmd); err != nil {
+		return RolloutView{}, &RefusedError{Reason: err.Error()}
+	}
+	f.submitted = append(f.submitted, cmd)
+	if cmd.Kind == engine.CommandPause {
+		v.Status.Phase = v1alpha1.PhasePaused
+	}
+	f.views[name] = v
+	return v, nil
+}
+
+func newTestServer(t *testing.T, f *fakeBackend, metrics http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(NewHandler(f, testToken, metrics))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// call sends a request with the test token and returns the status, the
+// body and the Content-Type.
+func call(t *testing.T, srv *httptest.Server, method, path, body string) (int, []byte, http.Header) {
+	t.Helper()
+	return callWith(t, srv, method, path, body, "Bearer "+testToken)
+}
+
+func callWith(t *testing.T, srv *httptest.Server, method, path, body, auth string) (int, []byte, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b, resp.Header
+}
+
+func errorOf(t *testing.T, body []byte) string {
+	t.Helper()
+	var e ErrorResponse
+	if err := json.Unmarshal(body, &e); err != nil || e.Error == "" {
+		t.Fatalf("body %q is not an ErrorResponse: %v", body, err)
+	}
+	return e.Error
+}
+
+func TestAuthRequiredOnEveryV1Route(t *testing.T) {
+	srv := newTestServer(t, newFake(), nil)
+	routes := []struct{ method, path string }{
+		{"GET", "/v1/rollouts"},
+		{"GET", "/v1/rollouts/web"},
+		{"GET", "/v1/rollouts/web/events"},
+		{"POST", "/v1/rollouts/web/commands"},
+		{"GET", "/v1/no-such-route"},
+	}
+	auths := []struct{ name, header, wantChallenge string }{
+		{"missing", "", `Bearer realm="pipit"`},
+		{"wrong token", "Bearer not-the-token", `Bearer realm="pipit", error="invalid_token"`},
+		{"token prefix", "Bearer " + testToken[:5], `Bearer realm="pipit", error="invalid_token"`},
+		{"token plus more", "Bearer " + testToken + "x", `Bearer realm="pipit", error="invalid_token"`},
+		{"other scheme", "Basic " + testToken, `Bearer realm="pipit"`},
+		{"empty bearer", "Bearer ", `Bearer realm="pipit"`},
+	}
+	for _, r := range routes {
+		for _, a := range auths {
+			t.Run(r.method+" "+r.path+" "+a.name, func(t *testing.T) {
+				code, body, h := callWith(t, srv, r.method, r.path, `{"kind":"pause"}`, a.header)
+				if code != http.StatusUnauthorized {
+					t.Fatalf("status %d, want 401; body %s", code, body)
+				}
+				if got := h.Get("WWW-Authenticate"); got != a.wantChallenge {
+					t.Fatalf("WWW-Authenticate %q, want %q", got, a.wantChallenge)
+				}
+				if strings.Contains(string(body), testToken) {
+					t.Fatalf("answer %q repeats the token", body)
+				}
+				errorOf(t, body)
+			})
+		}
+	}
+}
+
+func TestEmptyTokenLocksTheAPI(t *testing.T) {
+	srv := httptest.NewServer(NewHandler(newFake(), "", nil))
+	defer srv.Close()
+	for _, auth := range []string{"", "Bearer ", "Bearer x"} {
+		if code, _, _ := callWith(t, srv, "GET", "/v1/rollouts", "", auth); code != http.StatusUnauthorized {
+			t.Fatalf("auth %q: status %d, want 401", auth, code)
+		}
+	}
+}
+
+func TestBearerSchemeIsCaseInsensitive(t *testing.T) {
+	srv := newTestServer(t, newFake(), nil)
+	if code, body, _ := callWith(t, srv, "GET", "/v1/rollouts", "", "bearer "+testToken); code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, body)
+	}
+}
+
+func TestNoAuthRoutes(t *testing.T) {
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "pipit_up 1\n") })
+	srv := newTestServer(t, newFake(), metrics)
+	code, body, h := callWith(t, srv, "GET", "/healthz", "", "")
+	if code != http.StatusOK || h.Get("Content-Type") != "application/json" || !strings.Contains(string(body), `"ok"`) {
+		t.Fatalf("healthz: %d %q %q", code, h.Get("Content-Type"), body)
+	}
+	code, body, _ = callWith(t, srv, "GET", "/metrics", "", "")
+	if code != http.StatusOK || string(body) != "pipit_up 1\n" {
+		t.Fatalf("metrics: %d %q", code, body)
+	}
+
+	bare := newTestServer(t, newFake(), nil)
+	if code, _, _ := callWith(t, bare, "GET", "/metrics", "", ""); code != http.StatusNotFound {
+		t.Fatalf("metrics without a handler: status %d, want 404", code)
+	}
+}
+
+func TestListAndGet(t *testing.T) {
+	srv := newTestServer(t, newFake(), nil)
+	code, body, h := call(t, srv, "GET", "/v1/rollouts", "")
+	if code != http.StatusOK || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("list: %d %q", code, h.Get("Content-Type"))
+	}
+	var list RolloutList
+	if err := json.Unmarshal(body, &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Rollouts) != 2 || list.Rollouts[0].Name != "api" || list.Rollouts[1].Name != "web" {
+		t.Fatalf("list = %+v", list)
+	}
+
+	code, body, _ = call(t, srv, "GET", "/v1/rollouts/web", "")
+	var v RolloutView
+	if err := json.Unmarshal(body, &v); code != http.StatusOK || err != nil {
+		t.Fatalf("get: %d %v %s", code, err, body)
+	}
+	if v.Status.CanaryWeight != 5000 || v.Status.Canary.Version != "v2" || len(v.Steps) != 2 {
+		t.Fatalf("get = %+v", v)
+	}
+
+	code, body, _ = call(t, srv, "GET", "/v1/rollouts/nope", "")
+	if code != http.StatusNotFound || !strings.Contains(errorOf(t, body), "not found") {
+		t.Fatalf("missing rollout: %d %s", code, body)
+	}
+}
+
+func TestEmptyListIsAnArray(t *testing.T) {
+	f := &fakeBackend{views: map[string]RolloutView{}}
+	srv := httptest.NewServer(NewHandler(emptyBackend{f}, testToken, nil))
+	defer srv.Close()
+	_, body, _ := call(t, srv, "GET", "/v1/rollouts", "")
+	if strings.TrimSpace(string(body)) != `{"rollouts":[]}` {
+		t.Fatalf("body = %s", body)
+	}
+	_, body, _ = call(t, srv, "GET", "/v1/rollouts/x/events", "")
+	if strings.TrimSpace(string(body)) != `{"events":[]}` {
+		t.Fatalf("body = %s", body)
+	}
+}
+
+// emptyBackend answers nil slices, as a backend with nothing to show may.
+type emptyBackend struct{ *fakeBackend }
+
+func (emptyBackend) Rollouts(context.Context) ([]RolloutView, error) { return nil, nil }
+func (emptyBackend) Events(context.Context, string, int) ([]v1alpha1.Event, error) {
+	return nil, nil
+}
+
+func TestEvents(t *testing.T) {
+	f := newFake()
+	srv := newTestServer(t, f, nil)
+	tests := []struct {
+		query    string
+		code     int
+		messages []string
+	}{
+		{"", 200, []string{"one", "two", "three"}},
+		{"?limit=0", 200, []string{"one", "two", "three"}},
+		{"?limit=2", 200, []string{"two", "three"}},
+		{"?limit=-1", 400, nil},
+		{"?limit=lots", 400, nil},
+	}
+	for _, tt := range tests {
+		code, body, _ := call(t, srv, "GET", "/v1/rollouts/web/events"+tt.query, "")
+		if code != tt.code {
+			t.Fatalf("%q: status %d, want %d: %s", tt.query, code, tt.code, body)
+		}
+		if code != 200 {
+			errorOf(t, body)
+			continue
+		}
+		var list EventList
+		if err := json.Unmarshal(body, &list); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range list.Events {
+			got = append(got, e.Message)
+		}
+		if strings.Join(got, ",") != strings.Join(tt.messages, ",") {
+			t.Fatalf("%q: events %v, want %v", tt.query, got, tt.messages)
+		}
+	}
+	if code, _, _ := call(t, srv, "GET", "/v1/rollouts/nope/events", ""); code != http.StatusNotFound {
+		t.Fatalf("events of a missing rollout: %d", code)
+	}
+}
+
+func TestCommands(t *testing.T) {
+	tests := []struct {
+		name, rollout, body string
+		code                int
+		wantErr             string
+	}{
+		{"accepted", "web", `{"kind":"pause","actor":"ann","reason":"lunch"}`, 200, ""},
+		{"refused by state", "api", `{"kind":"pause"}`, 409, "cannot pause a rollout that is Idle"},
+		{"missing rollout", "nope", `{"kind":"pause"}`, 404, "not found"},
+		{"unknown kind", "web", `{"kind":"explode"}`, 400, `unknown command kind "explode"`},
+		{"no kind", "web", `{}`, 400, "kind is required"},
+		{"unknown field", "web", `{"kind":"pause","force":true}`, 400, `unknown field "force"`},
+		{"not JSON", "web", `pause please`, 400, "invalid command"},
+		{"empty body", "web", ``, 400, "empty body"},
+		{"two values", "web", `{"kind":"pause"}{"kind":"abort"}`, 400, "more than one"},
+		{"deploy without version", "web", `{"kind":"deploy","canary":{"url":"http://127.0.0.1:1"}}`, 400, "canary.version"},
+		{"canary on pause", "web", `{"kind":"pause","canary":{"version":"v3"}}`, 400, "only accepted by deploy"},
+		{"too large", "web", `{"kind":"pause","reason":"` + strings.Repeat("x", MaxCommandBody) + `"}`, 413, "larger than"},
+		{"internal error", "broken", `{"kind":"pause"}`, 500, "internal error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFake()
+			srv := newTestServer(t, f, nil)
+			code, body, h := call(t, srv, "POST", "/v1/rollouts/"+tt.rollout+"/commands", tt.body)
+			if code != tt.code {
+				t.Fatalf("status %d, want %d: %s", code, tt.code, body)
+			}
+			if h.Get("Content-Type") != "application/json" {
+				t.Fatalf("Content-Type %q", h.Get("Content-Type"))
+			}
+			if tt.code != 200 {
+				if msg := errorOf(t, body); !strings.Contains(msg, tt.wantErr) {
+					t.Fatalf("error %q does not mention %q", msg, tt.wantErr)
+				}
+				if len(f.submitted) != 0 {
+					t.Fatalf("backend applied %v", f.submitted)
+				}
+				return
+			}
+			var v RolloutView
+			if err := json.Unmarshal(body, &v); err != nil || v.Status.Phase != v1alpha1.PhasePaused {
+				t.Fatalf("answer %s (%v), want the paused rollout", body, err)
+			}
+			want := engine.Command{Kind: engine.CommandPause, Actor: "ann", Reason: "lunch"}
+			if len(f.submitted) != 1 || f.submitted[0].Kind != want.Kind || f.submitted[0].Actor != want.Actor || f.submitted[0].Reason != want.Reason {
+				t.Fatalf("backend got %+v, want %+v", f.submitted, want)
+			}
+		})
+	}
+}
+
+func TestDeployPassesTheCanary(t *testing.T) {
+	f := newFake()
+	srv := newTestServer(t, f, nil)
+	code, body, _ := call(t, srv, "POST", "/v1/rollouts/api/commands",
+		`{"kind":"deploy","canary":{"version":"v9","url":"http://127.0.0.1:9"}}`)
+	if code != 200 {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	if len(f.submitted) != 1 || f.submitted[0].Canary == nil || *f.submitted[0].Canary != (v1alpha1.VersionRef{Version: "v9", URL: "http://127.0.0.1:9"}) {
+		t.Fatalf("backend got %+v", f.submitted)
+	}
+}
+
+func TestInternalErrorsAreLoggedNotShown(t *testing.T) {
+	var logs bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(old)
+
+	srv := newTestServer(t, newFake(), nil)
+	code, body, _ := call(t, srv, "GET", "/v1/rollouts/broken", "")
+	if code != http.StatusInternalServerError {
+		t.Fatalf("status %d", code)
+	}
+	if strings.Contains(string(body), "disk on fire") {
+		t.Fatalf("answer %s shows the internal error", body)
+	}
+	if !strings.Contains(logs.String(), "disk on fire") {
+		t.Fatalf("log %q lacks the internal error", logs.String())
+	}
+	if strings.Contains(logs.String(), testToken) {
+		t.Fatal("the log holds the token")
+	}
+}
+
+func TestWrongMethod(t *testing.T) {
+	srv := newTestServer(t, newFake(), nil)
+	if code, _, _ := call(t, srv, "DELETE", "/v1/rollouts/web", ""); code != http.StatusMethodNotAllowed {
+		t.Fatalf("DELETE: status %d, want 405", code)
+	}
+	if code, _, _ := call(t, srv, "GET", "/v1/rollouts/web/commands", ""); code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET commands: status %d, want 405", code)
+	}
+}
+
+func TestNewServerHasTimeouts(t *testing.T) {
+	s := NewServer("127.0.0.1:0", http.NotFoundHandler())
+	if s.ReadHeaderTimeout <= 0 || s.ReadTimeout <= 0 || s.WriteTimeout <= 0 || s.IdleTimeout <= 0 {
+		t.Fatalf("server without timeouts: %+v", s)
+	}
+	if s.WriteTimeout < 30e9 {
+		t.Fatalf("write timeout %v is shorter than a command may take", s.WriteTimeout)
+	}
+}

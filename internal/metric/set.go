@@ -1,0 +1,182 @@
+package metric
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/analysis"
+	"github.com/pipit-dev/pipit/internal/spec"
+)
+
+// Set measures one rollout's analysis metrics: builtin ones from the
+// proxy, the others through their providers, for the canary and for the
+// stable version over the same window. It also runs the continuous
+// sequential error-rate test on the proxy's counts.
+type Set struct {
+	rollout, namespace string
+	plan               spec.AnalysisPlan
+	builtin            *Builtin // nil where there is no built-in proxy
+	providers          map[string]Provider
+	monitor            *analysis.RateMonitor
+}
+
+// SetConfig says what a Set measures.
+type SetConfig struct {
+	Rollout, Namespace string
+	Plan               spec.AnalysisPlan
+	// Builtin is the built-in proxy's provider; nil when metrics come only
+	// from providers.
+	Builtin *Builtin
+}
+
+// NewSet builds the providers of every metric. It fails on a metric it
+// cannot measure, naming it.
+func NewSet(cfg SetConfig) (*Set, error) {
+	s := &Set{rollout: cfg.Rollout, namespace: cfg.Namespace, plan: cfg.Plan, builtin: cfg.Builtin, providers: map[string]Provider{}}
+	for _, m := range cfg.Plan.Metrics {
+		if m.Provider == nil {
+			if cfg.Builtin == nil {
+				return nil, fmt.Errorf("metric %s: no provider, and no built-in proxy to measure it", m.Name)
+			}
+			continue
+		}
+		p, err := NewProvider(m.MetricSpec)
+		if err != nil {
+			return nil, fmt.Errorf("metric %s: %w", m.Name, err)
+		}
+		s.providers[m.Name] = p
+	}
+	if cfg.Plan.Sequential.Enabled && cfg.Builtin != nil {
+		s.monitor = analysis.NewRateMonitor(cfg.Plan.Sequential.Alpha)
+	}
+	return s, nil
+}
+
+// Measure measures every metric for the status' canary and stable
+// versions. Provider queries run concurrently, each bounded by its own
+// timeout and by ctx.
+func (s *Set) Measure(ctx context.Context, st v1alpha1.RolloutStatus) []analysis.Measurement {
+	out := make([]analysis.Measurement, len(s.plan.Metrics))
+	var builtinNames []string
+	var builtinIdx []int
+	var wg sync.WaitGroup
+	for i, m := range s.plan.Metrics {
+		p, ok := s.providers[m.Name]
+		if !ok {
+			builtinNames, builtinIdx = append(builtinNames, m.Name), append(builtinIdx, i)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = s.measureProvider(ctx, m, p, st)
+		}()
+	}
+	if s.builtin != nil {
+		for j, meas := range s.builtin.Measure(builtinNames) {
+			out[builtinIdx[j]] = meas
+		}
+	}
+	wg.Wait()
+	return out
+}
+
+func (s *Set) measureProvider(ctx context.Context, m spec.PlanMetric, p Provider, st v1alpha1.RolloutStatus) analysis.Measurement {
+	meas := analysis.Measurement{Metric: m.Name}
+	q := Query{Rollout: s.rollout, Namespace: s.namespace, Interval: s.plan.Interval, Vars: s.plan.Vars}
+	side := func(role string, v *v1alpha1.VersionRef) (*float64, []float64, error) {
+		if v == nil {
+			return nil, nil, nil
+		}
+		q := q
+		q.Role, q.Version = role, v.Version
+		if sp, ok := p.(SampleProvider); ok && m.Compare != nil {
+			samples, err := sp.Samples(ctx, q)
+			if err != nil {
+				return nil, nil, err
+			}
+			return mean(samples), samples, nil
+		}
+		val, err := p.Measure(ctx, q)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &val, nil, nil
+	}
+	var err error
+	meas.Canary, meas.CanarySamples, err = side("canary", st.Canary)
+	if errors.Is(err, ErrNoData) {
+		return meas // no data: not an error
+	}
+	if err != nil {
+		meas.Err = err
+		return meas
+	}
+	// The stable's value is for comparison: missing stable data leaves it
+	// empty rather than failing the canary's measurement.
+	stable, stableSamples, err := side("stable", st.Stable)
+	if err != nil && !errors.Is(err, ErrNoData) && (m.Compare != nil || usesStable(m.MetricSpec)) {
+		meas.Err = fmt.Errorf("stable: %w", err)
+	}
+	meas.Stable, meas.StableSamples = stable, stableSamples
+	return meas
+}
+
+// usesStable reports whether a metric's judgement reads the stable value.
+func usesStable(m v1alpha1.MetricSpec) bool {
+	return containsWord(m.SuccessCondition, "stable") || containsWord(m.FailureCondition, "stable")
+}
+
+// Tick samples the built-in proxy and feeds the sequential test; it
+// returns an alarm when the test found the canary worse. The runtime calls
+// it at every tick, between checks.
+func (s *Set) Tick(st v1alpha1.RolloutStatus) []analysis.Alarm {
+	if s.builtin == nil {
+		return nil
+	}
+	stats := s.builtin.Sample()
+	if s.monitor == nil || st.Canary == nil || st.CanaryWeight == 0 || stats.Canary.Version != st.Canary.Version {
+		return nil
+	}
+	c, b := stats.Canary, stats.Stable
+	alarm, err := s.monitor.Observe(c.Version, c.Requests, c.Errors5xx+c.TransportErrors, b.Requests, b.Errors5xx+b.TransportErrors)
+	if err != nil || alarm == nil {
+		return nil
+	}
+	return []analysis.Alarm{*alarm}
+}
+
+// Reset starts a new window for a new canary.
+func (s *Set) Reset() {
+	if s.builtin != nil {
+		s.builtin.Reset()
+	}
+}
+
+func mean(v []float64) *float64 {
+	if len(v) == 0 {
+		return nil
+	}
+	sum := 0.0
+	for _, x := range v {
+		sum += x
+	}
+	m := sum / float64(len(v))
+	return &m
+}
+
+// containsWord reports whether s names the identifier w.
+func containsWord(s, w string) bool {
+	isIdent := func(c byte) bool {
+		return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+	}
+	for i := 0; i+len(w) <= len(s); i++ {
+		if s[i:i+len(w)] == w && (i == 0 || !isIdent(s[i-1])) && (i+len(w) == len(s) || !isIdent(s[i+len(w)])) {
+			return true
+		}
+	}
+	return false
+}
