@@ -5,6 +5,7 @@ package metric
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pipit-dev/pipit/internal/analysis"
 	"github.com/pipit-dev/pipit/internal/proxy"
@@ -57,6 +58,7 @@ type Builtin struct {
 
 	mu       sync.Mutex
 	prev     proxy.Stats // at the last Measure: the window's start
+	since    time.Time   // when prev was taken
 	lastTick proxy.Stats // at the last Sample
 	samples  map[string][2][]float64
 }
@@ -64,7 +66,7 @@ type Builtin struct {
 // NewBuiltin returns a provider whose first window starts now.
 func NewBuiltin(src StatsSource) *Builtin {
 	now := src.Stats()
-	return &Builtin{src: src, prev: now, lastTick: now, samples: map[string][2][]float64{}}
+	return &Builtin{src: src, prev: now, since: time.Now(), lastTick: now, samples: map[string][2][]float64{}}
 }
 
 // Sample records one tick's values of every builtin metric, for both
@@ -97,7 +99,7 @@ func (b *Builtin) Measure(names []string) []analysis.Measurement {
 	b.mu.Lock()
 	now := b.src.Stats()
 	window := now.Since(b.prev)
-	b.prev = now
+	b.prev, b.since = now, time.Now()
 	samples := b.samples
 	b.samples = map[string][2][]float64{}
 	b.mu.Unlock()
@@ -110,19 +112,19 @@ func (b *Builtin) Measure(names []string) []analysis.Measurement {
 	return out
 }
 
-// Window returns the measurements since the last Measure without starting
-// a new window, for live views.
-func (b *Builtin) Window() proxy.Stats {
+// Window returns the measurements since the last Measure, and when that
+// was, without starting a new window: for live views.
+func (b *Builtin) Window() (proxy.Stats, time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.src.Stats().Since(b.prev)
+	return b.src.Stats().Since(b.prev), b.since
 }
 
 // Reset starts a new window now, so a new canary is judged on its own
 // traffic only.
 func (b *Builtin) Reset() {
 	b.mu.Lock()
-	b.prev = b.src.Stats()
+	b.prev, b.since = b.src.Stats(), time.Now()
 	b.lastTick = b.prev
 	b.samples = map[string][2][]float64{}
 	b.mu.Unlock()

@@ -227,8 +227,8 @@ func (m *managed) view() controlapi.RolloutView {
 
 // live summarises the proxy's measurements since the last check.
 func (m *managed) live() *controlapi.LiveMetrics {
-	w := m.builtin.Window()
-	l := &controlapi.LiveMetrics{Stable: m.versionMetrics("stable", w.Stable)}
+	w, since := m.builtin.Window()
+	l := &controlapi.LiveMetrics{Since: since, Stable: m.versionMetrics("stable", w.Stable)}
 	if w.Canary.Version != "" {
 		c := m.versionMetrics("canary", w.Canary)
 		l.Canary = &c

@@ -1,0 +1,52 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+)
+
+// BenchmarkProxyRoute measures the routing decision alone, at a weight
+// that needs a random draw.
+func BenchmarkProxyRoute(b *testing.B) {
+	tab := &table{weight: 5_000, stable: &backend{role: RoleStable}, canary: &backend{role: RoleCanary}}
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tab.route(req)
+		}
+	})
+}
+
+// BenchmarkProxyServe measures a whole request through the proxy to a
+// loopback backend, over keep-alive connections on both sides.
+func BenchmarkProxyServe(b *testing.B) {
+	body := []byte("ok")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	defer up.Close()
+	canary := &Upstream{Version: "v2", URL: mustURL(b, up.URL)}
+	p := newProxy(b, Config{Stable: Upstream{Version: "v1", URL: mustURL(b, up.URL)}, Canary: canary, Weight: 10 * v1alpha1.PercentScale})
+	url := front(b, p)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}

@@ -1,0 +1,83 @@
+package proxy
+
+import (
+	"math"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// promBounds are the upper bounds of the exported duration histogram. Each
+// is an edge of the internal histogram (see histogram.go), so the
+// exported counts are exact.
+var promBounds = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+var (
+	requestsDesc = prometheus.NewDesc("pipit_proxy_requests_total",
+		"Requests through the proxy by upstream role, version and status class ('error': the upstream gave no answer).",
+		[]string{"role", "version", "code_class"}, nil)
+	durationDesc = prometheus.NewDesc("pipit_proxy_request_duration_seconds",
+		"Time from a request's arrival at the proxy to the end of its response.",
+		[]string{"role", "version"}, nil)
+	weightDesc = prometheus.NewDesc("pipit_proxy_canary_weight_percent",
+		"Share of traffic sent to the canary, in percent.", nil, nil)
+	upDesc = prometheus.NewDesc("pipit_proxy_upstream_up",
+		"1 when the upstream in the role is healthy, 0 when down; absent while unknown.",
+		[]string{"role"}, nil)
+)
+
+// Collector exports a Proxy's measurements to Prometheus.
+type Collector struct {
+	p *Proxy
+	h *HealthChecker
+}
+
+// NewCollector returns a collector of p's measurements, and of h's health
+// verdicts when h is not nil. Register it on the caller's own registry.
+func NewCollector(p *Proxy, h *HealthChecker) *Collector { return &Collector{p: p, h: h} }
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- requestsDesc
+	ch <- durationDesc
+	ch <- weightDesc
+	ch <- upDesc
+}
+
+// Collect implements prometheus.Collector. A version's series start when
+// it takes a role and vanish when it leaves; a version that comes back
+// starts from zero, which Prometheus reads as a counter reset.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.p.Stats()
+	for _, r := range [...]struct {
+		role string
+		vs   *VersionStats
+	}{{RoleStable, &s.Stable}, {RoleCanary, &s.Canary}} {
+		if r.vs.Version != "" {
+			collectVersion(ch, r.role, r.vs)
+		}
+		if c.h == nil {
+			continue
+		}
+		if healthy, _, known := c.h.Health(r.role); known {
+			up := 0.0
+			if healthy {
+				up = 1
+			}
+			ch <- prometheus.MustNewConstMetric(upDesc, prometheus.GaugeValue, up, r.role)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, c.p.Weight().Float())
+}
+
+func collectVersion(ch chan<- prometheus.Metric, role string, vs *VersionStats) {
+	for class, n := range vs.classes {
+		ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), role, vs.Version, classNames[class])
+	}
+	buckets := make(map[float64]uint64, len(promBounds))
+	for _, b := range promBounds {
+		buckets[b] = vs.latency.countBelow(time.Duration(math.Round(b * float64(time.Second))))
+	}
+	ch <- prometheus.MustNewConstHistogram(durationDesc, vs.latency.total(),
+		float64(vs.latency.sumNanos)/1e9, buckets, role, vs.Version)
+}

@@ -1,0 +1,436 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+)
+
+// withinBinomial reports whether got successes out of n draws at
+// probability prob lie within 6 standard deviations of the mean, or 3
+// draws for tiny means; a correct split fails this about once in 10^9
+// runs.
+func withinBinomial(got, n int, prob float64) bool {
+	mean := float64(n) * prob
+	tol := math.Max(6*math.Sqrt(mean*(1-prob)), 3)
+	return math.Abs(float64(got)-mean) <= tol
+}
+
+func TestRouteSplitsByWeight(t *testing.T) {
+	stable, canary := &backend{role: RoleStable}, &backend{role: RoleCanary}
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	for _, tc := range []struct {
+		weight v1alpha1.Percent
+		draws  int
+	}{
+		{0, 100_000},
+		{1, 4_000_000}, // 0.001%, the finest step: about 40 of 4M
+		{500, 400_000}, // 0.5%
+		{5_000, 200_000},
+		{33_333, 200_000},
+		{50_000, 200_000},
+		{99_999, 4_000_000},
+		{100_000, 100_000},
+	} {
+		tab := &table{weight: tc.weight, stable: stable, canary: canary}
+		got := 0
+		for range tc.draws {
+			if tab.route(req) == canary {
+				got++
+			}
+		}
+		if !withinBinomial(got, tc.draws, tc.weight.Float()/100) {
+			t.Errorf("weight %s: %d of %d draws to canary, want about %.0f", tc.weight, got, tc.draws, float64(tc.draws)*tc.weight.Float()/100)
+		}
+		if (tc.weight == 0 && got != 0) || (tc.weight == v1alpha1.FullWeight && got != tc.draws) {
+			t.Errorf("weight %s: %d of %d draws to canary", tc.weight, got, tc.draws)
+		}
+	}
+	tab := &table{weight: v1alpha1.FullWeight, stable: stable}
+	if tab.route(req) != stable {
+		t.Error("no canary upstream: routed away from stable")
+	}
+}
+
+func TestProxySplitsTrafficOverHTTP(t *testing.T) {
+	st, ca := newUpstream(t, "v1"), newUpstream(t, "v2")
+	c := ca.upstream(t)
+	p := newProxy(t, Config{Stable: st.upstream(t), Canary: &c, Weight: 25_000})
+	url := front(t, p)
+	client := &http.Client{}
+	const n = 2000
+	for range n {
+		code, version, body := get(t, client, url+"/x")
+		if code != http.StatusOK || version != body {
+			t.Fatalf("got %d, version header %q, body %q", code, version, body)
+		}
+	}
+	if !withinBinomial(int(ca.hits.Load()), n, 0.25) {
+		t.Errorf("canary served %d of %d at 25%%", ca.hits.Load(), n)
+	}
+	s := settled(t, p, n)
+	if s.Stable.Requests != uint64(st.hits.Load()) || s.Canary.Requests != uint64(ca.hits.Load()) {
+		t.Errorf("stats count %d stable + %d canary, upstreams served %d + %d",
+			s.Stable.Requests, s.Canary.Requests, st.hits.Load(), ca.hits.Load())
+	}
+	if s.Stable.Version != "v1" || s.Canary.Version != "v2" {
+		t.Errorf("stats versions %q, %q", s.Stable.Version, s.Canary.Version)
+	}
+}
+
+func TestProxyWeightExtremes(t *testing.T) {
+	st, ca := newUpstream(t, "v1"), newUpstream(t, "v2")
+	c := ca.upstream(t)
+	p := newProxy(t, Config{Stable: st.upstream(t), Canary: &c})
+	url := front(t, p)
+	client := &http.Client{}
+	for range 300 {
+		get(t, client, url)
+	}
+	if ca.hits.Load() != 0 || st.hits.Load() != 300 {
+		t.Fatalf("weight 0: canary %d, stable %d", ca.hits.Load(), st.hits.Load())
+	}
+	setWeight(t, p, v1alpha1.FullWeight)
+	for range 300 {
+		get(t, client, url)
+	}
+	if ca.hits.Load() != 300 || st.hits.Load() != 300 {
+		t.Fatalf("weight 100%%: canary %d, stable still %d", ca.hits.Load(), st.hits.Load())
+	}
+	if p.Weight() != v1alpha1.FullWeight {
+		t.Errorf("Weight() = %s", p.Weight())
+	}
+}
+
+func TestProxySetUpstreamsSwapsAndRestartsCanaryCounters(t *testing.T) {
+	st, v2, v3 := newUpstream(t, "v1"), newUpstream(t, "v2"), newUpstream(t, "v3")
+	c := v2.upstream(t)
+	p := newProxy(t, Config{Stable: st.upstream(t), Canary: &c, Weight: v1alpha1.FullWeight})
+	url := front(t, p)
+	client := &http.Client{}
+	for range 10 {
+		get(t, client, url)
+	}
+	before := settled(t, p, 10)
+
+	c3 := v3.upstream(t)
+	if err := p.SetUpstreams(st.upstream(t), &c3); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		if _, version, _ := get(t, client, url); version != "v3" {
+			t.Fatalf("after the swap answered by %q", version)
+		}
+	}
+	after := settled(t, p, 4) // stable 0, and the new canary's own 4
+	window := after.Since(before)
+	if window.Canary.Version != "v3" || window.Canary.Requests != 4 {
+		t.Errorf("canary window after swap: version %q, %d requests; want v3, 4", window.Canary.Version, window.Canary.Requests)
+	}
+	if got := after.Canary.Requests; got != 4 {
+		t.Errorf("new canary's cumulative count %d, want 4 (its own only)", got)
+	}
+	if window.Stable.Requests != 0 {
+		t.Errorf("stable window %d requests, want 0", window.Stable.Requests)
+	}
+
+	// Same version at a new address: counters go on.
+	c3.URL = mustURL(t, v3.URL+"/")
+	if err := p.SetUpstreams(st.upstream(t), &c3); err != nil {
+		t.Fatal(err)
+	}
+	get(t, client, url)
+	if got := settled(t, p, 5).Canary.Requests; got != 5 {
+		t.Errorf("same version, new URL: count %d, want 5", got)
+	}
+
+	if err := p.SetUpstreams(st.upstream(t), nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, version, _ := get(t, client, url); version != "v1" {
+		t.Errorf("no canary, weight 100%%: answered by %q", version)
+	}
+	stable, canary := p.Upstreams()
+	if stable.Version != "v1" || canary != nil {
+		t.Errorf("Upstreams() = %v, %v", stable, canary)
+	}
+}
+
+func TestProxyAnswersUpstreamFailures(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	}))
+	defer slow.Close()
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "boom", http.StatusServiceUnavailable)
+	}))
+	defer broken.Close()
+
+	for _, tc := range []struct {
+		name            string
+		url             string
+		code            int
+		errs5xx, errsTr uint64
+	}{
+		{"nothing listening", deadURL(t).String(), http.StatusBadGateway, 0, 1},
+		{"no headers in time", slow.URL, http.StatusGatewayTimeout, 0, 1},
+		{"upstream 503", broken.URL, http.StatusServiceUnavailable, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newProxy(t, Config{
+				Stable:                Upstream{Version: "v1", URL: mustURL(t, tc.url)},
+				ResponseHeaderTimeout: 100 * time.Millisecond,
+			})
+			code, version, _ := get(t, &http.Client{}, front(t, p))
+			if code != tc.code || version != "v1" {
+				t.Fatalf("got %d with version header %q, want %d and v1", code, version, tc.code)
+			}
+			s := settled(t, p, 1).Stable
+			if s.Requests != 1 || s.Errors5xx != tc.errs5xx || s.TransportErrors != tc.errsTr {
+				t.Errorf("stats %d requests, %d 5xx, %d transport errors", s.Requests, s.Errors5xx, s.TransportErrors)
+			}
+			if rate, ok := s.ErrorRate(); !ok || rate != 100 {
+				t.Errorf("error rate %v %v, want 100", rate, ok)
+			}
+		})
+	}
+}
+
+func TestProxySetsForwardedHeaders(t *testing.T) {
+	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s|%s|%s|%s", r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"),
+			r.Header.Get("X-Forwarded-Host"), r.URL.RequestURI())
+	}))
+	defer echo.Close()
+	p := newProxy(t, Config{Stable: Upstream{URL: mustURL(t, echo.URL+"/base")}})
+	req, _ := http.NewRequest(http.MethodGet, front(t, p)+"/path?q=1", nil)
+	req.Host = "shop.example"
+	req.Header.Set("X-Forwarded-For", "10.9.9.9") // forged by the client: the proxy appends
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	want := "10.9.9.9, 127.0.0.1|http|shop.example|/base/path?q=1"
+	if string(body) != want {
+		t.Errorf("upstream saw %q, want %q", body, want)
+	}
+	if got := resp.Header.Get(DefaultVersionHeader); got != echo.URL+"/base" {
+		t.Errorf("version header %q, want the URL as default version", got)
+	}
+}
+
+func TestProxyVersionHeaderOff(t *testing.T) {
+	st := newUpstream(t, "v1")
+	p, err := New(Config{Stable: st.upstream(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.CloseIdleConnections()
+	if _, version, _ := get(t, &http.Client{}, front(t, p)); version != "" {
+		t.Errorf("version header %q with VersionHeader empty", version)
+	}
+}
+
+func TestProxyStreamsWithoutBuffering(t *testing.T) {
+	release := make(chan struct{})
+	sse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		http.NewResponseController(w).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		io.WriteString(w, "data: second\n\n")
+	}))
+	defer sse.Close()
+	defer close(release)
+	p := newProxy(t, Config{Stable: Upstream{URL: mustURL(t, sse.URL)}})
+	resp, err := http.Get(front(t, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// The upstream holds the second event until released, so reading the
+	// first proves the proxy flushed it instead of buffering.
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "data: first\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+}
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	good := Upstream{URL: mustURL(t, "http://127.0.0.1:1")}
+	for name, cfg := range map[string]Config{
+		"no stable URL":      {},
+		"not http":           {Stable: Upstream{URL: mustURL(t, "ftp://127.0.0.1/")}},
+		"no host":            {Stable: Upstream{URL: mustURL(t, "http:///x")}},
+		"canary without URL": {Stable: good, Canary: &Upstream{Version: "v2"}},
+		"weight over 100%":   {Stable: good, Weight: v1alpha1.FullWeight + 1},
+		"negative weight":    {Stable: good, Weight: -1},
+	} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("%s: New accepted it", name)
+		}
+	}
+	p := newProxy(t, Config{Stable: good})
+	if err := p.SetWeight(v1alpha1.FullWeight + 1); err == nil || p.Weight() != 0 {
+		t.Errorf("SetWeight(100.001%%) = %v, weight now %s", err, p.Weight())
+	}
+}
+
+func TestStatsSinceWindows(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		w.WriteHeader(code)
+	}))
+	defer up.Close()
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	url := front(t, p)
+	client := &http.Client{}
+	send := func(code, n int) {
+		for range n {
+			get(t, client, url+"?code="+strconv.Itoa(code))
+		}
+	}
+
+	zero := p.Stats()
+	if _, ok := zero.Stable.SuccessRate(); ok {
+		t.Error("success rate with no requests reported ok")
+	}
+	if _, ok := zero.Canary.Quantile(0.5); ok {
+		t.Error("quantile with no canary reported ok")
+	}
+	send(200, 8)
+	send(500, 2)
+	first := settled(t, p, 10)
+	send(200, 5)
+	second := settled(t, p, 15)
+
+	w1, w2 := first.Since(zero).Stable, second.Since(first).Stable
+	if w1.Requests != 10 || w1.Errors5xx != 2 {
+		t.Errorf("first window %d requests, %d 5xx; want 10, 2", w1.Requests, w1.Errors5xx)
+	}
+	if rate, _ := w1.SuccessRate(); rate != 80 {
+		t.Errorf("first window success rate %v, want 80", rate)
+	}
+	if w2.Requests != 5 || w2.Errors5xx != 0 {
+		t.Errorf("second window %d requests, %d 5xx; want 5, 0", w2.Requests, w2.Errors5xx)
+	}
+	if rate, _ := w2.ErrorRate(); rate != 0 {
+		t.Errorf("second window error rate %v, want 0", rate)
+	}
+	if _, ok := second.Since(second).Stable.Mean(); ok {
+		t.Error("empty window's mean reported ok")
+	}
+	if m, ok := w2.Mean(); !ok || m <= 0 {
+		t.Errorf("second window mean %v %v", m, ok)
+	}
+}
+
+func TestAccountingAllocatesNothing(t *testing.T) {
+	c := newCounters("v1", 1)
+	if n := testing.AllocsPerRun(1000, func() { c.record(class2xx, 3*time.Millisecond) }); n != 0 {
+		t.Errorf("record allocates %v times per request", n)
+	}
+}
+
+func TestProxyCountsUpstreamClasses(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var code int
+		fmt.Sscan(strings.TrimPrefix(r.URL.Path, "/"), &code)
+		w.WriteHeader(code)
+	}))
+	defer up.Close()
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	url := front(t, p)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	for _, code := range []int{200, 204, 302, 404, 500, 503} {
+		get(t, client, fmt.Sprintf("%s/%d", url, code))
+	}
+	s := settled(t, p, 6).Stable
+	want := [numClasses]uint64{class2xx: 2, class3xx: 1, class4xx: 1, class5xx: 2}
+	if s.classes != want || s.Requests != 6 || s.Errors5xx != 2 {
+		t.Errorf("classes %v (requests %d, 5xx %d), want %v", s.classes, s.Requests, s.Errors5xx, want)
+	}
+}
+
+func TestProxyCountsBrokenOffResponse(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		io.WriteString(w, "only ten b")
+		http.NewResponseController(w).Flush()
+		panic(http.ErrAbortHandler) // drops the connection mid-body
+	}))
+	defer up.Close()
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	resp, err := http.Get(front(t, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil {
+		t.Error("the client read a whole body from a broken-off response")
+	}
+	s := settled(t, p, 1).Stable
+	if s.TransportErrors != 1 || s.classes[class2xx] != 0 {
+		t.Errorf("broken-off response counted as %v, want one transport error", s.classes)
+	}
+}
+
+func TestProxyPassesProtocolSwitch(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		brw.WriteString(line)
+		brw.Flush()
+	}))
+	defer up.Close()
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(front(t, p), "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get(DefaultVersionHeader) != "v1" {
+		t.Fatalf("got %d, version header %q", resp.StatusCode, resp.Header.Get(DefaultVersionHeader))
+	}
+	io.WriteString(conn, "ping\n")
+	if line, err := br.ReadString('\n'); line != "ping\n" {
+		t.Fatalf("echo %q, %v", line, err)
+	}
+	conn.Close()
+	if s := settled(t, p, 1).Stable; s.classes[class1xx] != 1 {
+		t.Errorf("protocol switch counted as %v, want one 1xx", s.classes)
+	}
+}
