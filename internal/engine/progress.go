@@ -229,5 +229,3 @@ func (m *machine) finishRollback() {
 func (m *machine) deadlinePassed() bool {
 	return m.st.WaitingSince != nil && !m.now.Before(m.st.WaitingSince.Add(m.plan.ProgressDeadline))
 }
-
-

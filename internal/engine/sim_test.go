@@ -16,7 +16,7 @@ import (
 // out actions at once, re-steps through the transient phases as the real
 // runtime does, and measures through a function the test provides.
 type sim struct {
-	t       *testing.T
+	t       testing.TB
 	plan    spec.Plan
 	st      v1alpha1.RolloutStatus
 	now     time.Time
@@ -31,7 +31,7 @@ type sim struct {
 
 var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 
-func newSim(t *testing.T, plan spec.Plan) *sim {
+func newSim(t testing.TB, plan spec.Plan) *sim {
 	s := &sim{t: t, plan: plan, now: t0, stable: "v1", health: HealthUp, measure: healthy}
 	s.st = v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle, Stable: &v1alpha1.VersionRef{Version: "v1"}}
 	return s
@@ -560,5 +560,21 @@ func TestEventsReadLikeATimeline(t *testing.T) {
 		if e.Time.IsZero() || e.Phase == "" {
 			t.Errorf("event without time or phase: %+v", e)
 		}
+	}
+}
+
+// BenchmarkHourLongRollout walks the write-up's plan with one-hour stages
+// (three hours of rollout) second by second on the simulated clock.
+func BenchmarkHourLongRollout(b *testing.B) {
+	plan := seedPlan(v1alpha1.DecisionAutomatic, 1)
+	for i := range plan.Steps {
+		if plan.Steps[i].Kind == spec.StepPause {
+			plan.Steps[i].Duration = time.Hour
+		}
+	}
+	for range b.N {
+		s := newSim(b, plan)
+		s.deploy("v2")
+		s.runUntil(v1alpha1.PhaseSucceeded, 4*time.Hour)
 	}
 }
