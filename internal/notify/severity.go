@@ -1,0 +1,98 @@
+package notify
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+)
+
+// Severity orders events by how much they matter to the people notified; a
+// notifier sends the events at or above its least severity.
+type Severity int8
+
+// Severities, least first.
+const (
+	// SeverityDebug: routine check results, sent only to notifiers that ask
+	// for debug.
+	SeverityDebug Severity = iota
+	// SeverityInfo: normal progress worth telling a team.
+	SeverityInfo
+	// SeverityWarn: something went wrong but the rollout goes on or waits.
+	SeverityWarn
+	// SeverityError: traffic is being or was taken off the canary.
+	SeverityError
+)
+
+// String returns the name used in specs and payloads: debug, info, warn,
+// error.
+func (s Severity) String() string {
+	switch s {
+	case SeverityDebug:
+		return "debug"
+	case SeverityInfo:
+		return "info"
+	case SeverityWarn:
+		return "warn"
+	case SeverityError:
+		return "error"
+	}
+	return fmt.Sprintf("Severity(%d)", int(s))
+}
+
+// MarshalText writes the severity by name, so JSON payloads read "warn".
+func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a severity by name, so WebhookPayload decodes.
+func (s *Severity) UnmarshalText(b []byte) error {
+	v, err := ParseSeverity(v1alpha1.NotifySeverity(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
+// ParseSeverity reads a spec's severity; empty means info.
+func ParseSeverity(s v1alpha1.NotifySeverity) (Severity, error) {
+	switch s {
+	case v1alpha1.NotifyDebug:
+		return SeverityDebug, nil
+	case "", v1alpha1.NotifyInfo:
+		return SeverityInfo, nil
+	case v1alpha1.NotifyWarn:
+		return SeverityWarn, nil
+	case v1alpha1.NotifyError:
+		return SeverityError, nil
+	}
+	return 0, fmt.Errorf("unknown severity %q (want debug, info, warn or error)", s)
+}
+
+// SeverityOf says how much an event matters:
+//
+//	Type     Reason                                         Severity
+//	Warning  RollingBack, RolledBack, Aborted, Failed        error
+//	Warning  HookFailed, or any reason ending in HookFailed  error
+//	Warning  anything else (CheckFailed, AwaitingDecision    warn
+//	         on an anomaly...)
+//	Normal   CheckPassed, CheckInconclusive                 debug (one per check: too chatty for a channel)
+//	Normal   anything else (Started, WeightChanged,         info
+//	         AwaitingDecision, Promoted...)
+//
+// A missed progress deadline and a failed pre-rollout hook end in Failed or
+// RolledBack, so they are errors too.
+func SeverityOf(e v1alpha1.Event) Severity {
+	if e.Type == v1alpha1.EventWarning {
+		switch {
+		case e.Reason == "RollingBack", e.Reason == "RolledBack", e.Reason == "Aborted", e.Reason == "Failed",
+			strings.HasSuffix(e.Reason, "HookFailed"):
+			return SeverityError
+		}
+		return SeverityWarn
+	}
+	switch e.Reason {
+	case "CheckPassed", "CheckInconclusive":
+		return SeverityDebug
+	}
+	return SeverityInfo
+}
