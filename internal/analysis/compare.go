@@ -16,7 +16,11 @@ const ScoreMetric = "canary-score"
 func Compare(m v1alpha1.MetricSpec, meas Measurement, confidence float64) (v1alpha1.MetricResult, stats.MetricResult) {
 	r := v1alpha1.MetricResult{Name: m.Name, Canary: meas.Canary, Stable: meas.Stable, DryRun: m.DryRun}
 	c := m.Compare
-	dir, err := stats.ParseDirection(c.Direction)
+	direction := c.Direction
+	if direction == "" {
+		direction = stats.Either.String() // the documented default
+	}
+	dir, err := stats.ParseDirection(direction)
 	if err != nil {
 		r.Verdict, r.Message = v1alpha1.VerdictError, fmt.Sprintf("%s: %v", m.Name, err)
 		return r, stats.MetricResult{Name: m.Name, Classification: stats.MetricError}

@@ -86,6 +86,10 @@ func TestCompareAndScore(t *testing.T) {
 	if faster.Verdict != v1alpha1.VerdictSuccessful {
 		t.Errorf("a faster canary is not bad for direction increase: %s", faster.Message)
 	}
+	either := v1alpha1.MetricSpec{Name: "latency", Compare: &v1alpha1.CompareSpec{}}
+	if r, _ := Compare(either, Measurement{CanarySamples: series(50, 60, 1), StableSamples: series(100, 60, 1)}, 0.98); r.Verdict != v1alpha1.VerdictFailed {
+		t.Errorf("with no direction (either), a big drop fails: %s %s", r.Verdict, r.Message)
+	}
 	if none, _ := Compare(lat, Measurement{StableSamples: series(100, 60, 1)}, 0.98); none.Verdict != v1alpha1.VerdictNoData {
 		t.Errorf("no canary samples: %s", none.Verdict)
 	}

@@ -1,0 +1,64 @@
+package spec
+
+import (
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+)
+
+// TestExamples parses and resolves every example, so that the examples
+// shipped with pipit always load.
+func TestExamples(t *testing.T) {
+	files, err := filepath.Glob("../../examples/*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 5 {
+		t.Fatalf("found %d examples, want at least 5", len(files))
+	}
+	plans := map[string]Plan{}
+	for _, f := range files {
+		rollouts, err := Load(f)
+		if err != nil {
+			t.Errorf("Load: %v", err)
+			continue
+		}
+		for _, r := range rollouts {
+			p, err := Resolve(&r.Spec)
+			if err != nil {
+				t.Errorf("%s: Resolve %s: %v", f, r.Name, err)
+			}
+			plans[filepath.Base(f)] = p
+		}
+	}
+
+	// The seed plan: 5% → 25% → 50% → promoted, each stage soaking ten
+	// minutes and then passing one check.
+	var want []PlanStep
+	for _, w := range []v1alpha1.Percent{5000, 25000, 50000} {
+		want = append(want,
+			PlanStep{Kind: StepSetWeight, Weight: w},
+			PlanStep{Kind: StepPause, Duration: 10 * time.Minute},
+			PlanStep{Kind: StepAnalysis, Checks: 1})
+	}
+	canary := plans["canary.yaml"]
+	if !reflect.DeepEqual(canary.Steps, want) || canary.Decision != v1alpha1.DecisionAutomatic || len(canary.Analysis.Metrics) != 2 {
+		t.Errorf("canary.yaml plan = %+v", canary)
+	}
+	if p := plans["flagger-shorthand.yaml"]; len(p.Steps) != 20 || p.Steps[18].Weight != 50000 || p.Analysis.Interval != time.Minute {
+		t.Errorf("flagger-shorthand.yaml plan = %+v", p)
+	}
+	if p := plans["fine-weights.yaml"]; len(p.Steps) != 16 || p.Steps[0].Weight != 100 || p.Steps[2].Weight != 500 {
+		t.Errorf("fine-weights.yaml plan = %+v", p)
+	}
+	if plans["manual.yaml"].Decision != v1alpha1.DecisionManual || plans["hybrid.yaml"].Decision != v1alpha1.DecisionHybrid {
+		t.Error("manual.yaml or hybrid.yaml has the wrong decision mode")
+	}
+	hybrid := plans["hybrid.yaml"].Steps
+	if last := hybrid[len(hybrid)-1]; last.Kind != StepPause || last.Duration != 0 {
+		t.Errorf("hybrid.yaml does not end with an indefinite pause: %+v", last)
+	}
+}

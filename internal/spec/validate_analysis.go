@@ -1,0 +1,281 @@
+package spec
+
+import (
+	"fmt"
+	"math"
+	"strings"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/analysis"
+)
+
+// unit is what a built-in metric's value measures, which bounds its
+// thresholds.
+type unit int
+
+const (
+	unitPercent unit = iota // 0 to 100
+	unitMillis              // a latency in milliseconds
+	unitCount               // requests over the analysis interval
+)
+
+// maxConditionLength bounds the expressions compiled during validation: a
+// condition compares a few numbers, and compiling costs time in its length.
+const maxConditionLength = 1024
+
+// builtinMetrics are the metrics the built-in proxy measures, in the order
+// MetricSpec's documentation lists them.
+var builtinMetrics = []struct {
+	name string
+	unit unit
+}{
+	{"request-success-rate", unitPercent},
+	{"error-rate", unitPercent},
+	{"request-count", unitCount},
+	{"latency-mean", unitMillis},
+	{"latency-p50", unitMillis},
+	{"latency-p95", unitMillis},
+	{"latency-p99", unitMillis},
+	{"request-duration", unitMillis},
+}
+
+func (v *validator) analysis(a *v1alpha1.AnalysisSpec) {
+	const p = "spec.analysis"
+	v.positive(p+".interval", a.Interval)
+	v.notNegative(p+".failureLimit", a.FailureLimit)
+	first := make(map[string]int, len(a.Metrics))
+	for i, m := range a.Metrics {
+		q := fmt.Sprintf("%s.metrics[%d]", p, i)
+		if j, dup := first[m.Name]; dup && m.Name != "" {
+			v.add(q+".name", "metric %q is already listed as metrics[%d]", clip(m.Name), j)
+		} else {
+			first[m.Name] = i
+		}
+		v.metric(q, &m)
+	}
+	if sq := a.Sequential; sq != nil && sq.FalseAlarmRate != nil {
+		if f := *sq.FalseAlarmRate; !(f > 0 && f < 1) {
+			v.add(p+".sequential.falseAlarmRate", "must be a probability between 0 and 1, such as 0.01, not %s", fnum(f))
+		}
+	}
+	if a.Judge != nil {
+		v.judge(p+".judge", a.Judge)
+	}
+}
+
+func (v *validator) metric(p string, m *v1alpha1.MetricSpec) {
+	u, builtin := metricUnit(m.Name)
+	switch {
+	case m.Provider != nil:
+		v.provider(p+".provider", m.Provider)
+	case m.Name == "":
+		v.add(p+".name", "is required: one of %s, or a name of your own with a provider", metricNames())
+	case !builtin:
+		if guess := closest(m.Name, metricNameList()); guess != "" {
+			v.add(p+".name", "unknown metric %q; did you mean %q?", clip(m.Name), guess)
+		} else {
+			v.add(p+".name", "unknown metric %q; the built-in metrics are %s, and other metrics need a provider",
+				clip(m.Name), metricNames())
+		}
+	}
+	if m.Provider != nil && m.Name == "" {
+		v.add(p+".name", "is required")
+	}
+	if m.ThresholdRange != nil {
+		v.threshold(p+".thresholdRange", m.Name, u, builtin && m.Provider == nil, m.ThresholdRange)
+	}
+	v.condition(p+".successCondition", m.SuccessCondition)
+	v.condition(p+".failureCondition", m.FailureCondition)
+	if c := m.Compare; c != nil {
+		switch c.Direction {
+		case "", "increase", "decrease", "either":
+		default:
+			v.add(p+".compare.direction", "must be increase, decrease or either, not %q", clip(c.Direction))
+		}
+		if f := c.AllowedChange; f != nil && !(*f >= 0 && !math.IsInf(*f, 0)) {
+			v.add(p+".compare.allowedChange", "must be a finite number, 0 or more, such as 0.1 for 10%%")
+		}
+	}
+	v.notNegative(p+".failureLimit", m.FailureLimit)
+	v.notNegative(p+".inconclusiveLimit", m.InconclusiveLimit)
+	v.notNegative(p+".consecutiveErrorLimit", m.ConsecutiveErrorLimit)
+	switch m.NoData {
+	case "", v1alpha1.NoDataHold, v1alpha1.NoDataFail, v1alpha1.NoDataIgnore:
+	default:
+		v.add(p+".noData", "must be hold, fail or ignore, not %q", clip(string(m.NoData)))
+	}
+	v.positive(p+".noDataTimeout", m.NoDataTimeout)
+}
+
+func (v *validator) threshold(p, metric string, u unit, builtin bool, tr *v1alpha1.ThresholdRange) {
+	if tr.Min == nil && tr.Max == nil {
+		v.add(p, "needs min or max")
+		return
+	}
+	ok := true
+	for _, b := range []struct {
+		name  string
+		value *float64
+	}{{"min", tr.Min}, {"max", tr.Max}} {
+		if b.value == nil {
+			continue
+		}
+		f := *b.value
+		switch {
+		case math.IsNaN(f) || math.IsInf(f, 0):
+			v.add(p+"."+b.name, "must be a finite number")
+		case builtin && u == unitPercent && (f < 0 || f > 100):
+			v.add(p+"."+b.name, "%s is a percentage from 0 to 100; %s is outside it", metric, fnum(f))
+		case builtin && f < 0:
+			v.add(p+"."+b.name, "%s cannot be negative, so %s is never reached", metric, fnum(f))
+		default:
+			continue
+		}
+		ok = false
+	}
+	if ok && tr.Min != nil && tr.Max != nil && *tr.Min > *tr.Max {
+		v.add(p, "min %s is above max %s, so no value passes", fnum(*tr.Min), fnum(*tr.Max))
+	}
+}
+
+// condition checks that an expression compiles as the analysis will run
+// it, so that a typo fails the file rather than the rollout.
+func (v *validator) condition(p, src string) {
+	switch {
+	case src == "":
+		return
+	case len(src) > maxConditionLength:
+		v.add(p, "is %d characters long; a condition may have at most %d", len(src), maxConditionLength)
+		return
+	}
+	if err := analysis.CompileCondition(src); err != nil {
+		// expr's messages continue with the source and a caret on
+		// further lines; the first line says what is wrong.
+		msg, _, _ := strings.Cut(err.Error(), "\n")
+		v.add(p, "is not a valid condition over result, canary and stable: %s", msg)
+	}
+}
+
+func (v *validator) provider(p string, mp *v1alpha1.MetricProvider) {
+	switch {
+	case mp.Prometheus != nil && mp.Web != nil:
+		v.add(p, "sets prometheus and web; a metric has one provider")
+	case mp.Prometheus != nil:
+		pr := mp.Prometheus
+		q := p + ".prometheus"
+		if pr.Address == "" {
+			v.add(q+".address", "is required, such as http://127.0.0.1:9090")
+		} else if reason := checkURL(pr.Address); reason != "" {
+			v.add(q+".address", "%s", reason)
+		}
+		if strings.TrimSpace(pr.Query) == "" {
+			v.add(q+".query", "is required")
+		}
+		v.positive(q+".timeout", pr.Timeout)
+		v.auth(q+".auth", pr.Auth)
+		v.tls(q+".tls", pr.TLS)
+	case mp.Web != nil:
+		w := mp.Web
+		q := p + ".web"
+		if w.URL == "" {
+			v.add(q+".url", "is required")
+		} else if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
+			v.add(q+".url", "must start with http:// or https://")
+		}
+		switch w.Method {
+		case "", "GET":
+			if w.Body != "" {
+				v.add(q+".body", "is sent only with method POST")
+			}
+		case "POST":
+		default:
+			v.add(q+".method", "must be GET or POST, not %q", clip(w.Method))
+		}
+		if w.JSONPath == "" {
+			v.add(q+".jsonPath", "is required, such as {$.data.value}")
+		}
+		v.positive(q+".timeout", w.Timeout)
+		v.auth(q+".auth", w.Auth)
+		v.tls(q+".tls", w.TLS)
+	default:
+		v.add(p, "needs prometheus or web")
+	}
+}
+
+func (v *validator) auth(p string, a *v1alpha1.HTTPAuth) {
+	if a == nil {
+		return
+	}
+	set := 0
+	for _, s := range []bool{a.BearerTokenFile != "", a.BearerTokenEnv != "", a.Basic != nil} {
+		if s {
+			set++
+		}
+	}
+	if set != 1 {
+		v.add(p, "needs exactly one of bearerTokenFile, bearerTokenEnv and basic")
+	}
+	if b := a.Basic; b != nil {
+		if b.Username == "" {
+			v.add(p+".basic.username", "is required")
+		}
+		if b.PasswordFile != "" && b.PasswordEnv != "" {
+			v.add(p+".basic", "sets passwordFile and passwordEnv; use one")
+		}
+	}
+}
+
+func (v *validator) tls(p string, t *v1alpha1.TLSOptions) {
+	if t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+		v.add(p, "a client certificate needs both certFile and keyFile")
+	}
+}
+
+func (v *validator) judge(p string, j *v1alpha1.JudgeSpec) {
+	pass, marginal, ok := DefaultPassScore, DefaultMarginalScore, true
+	for _, s := range []struct {
+		name  string
+		value *float64
+		dst   *float64
+	}{{"passScore", j.PassScore, &pass}, {"marginalScore", j.MarginalScore, &marginal}} {
+		if s.value == nil {
+			continue
+		}
+		if f := *s.value; !(f >= 0 && f <= 100) {
+			v.add(p+"."+s.name, "must be a score from 0 to 100, not %s", fnum(f))
+			ok = false
+			continue
+		}
+		*s.dst = *s.value
+	}
+	if ok && marginal > pass {
+		v.add(p, "marginalScore %s is above passScore %s", fnum(marginal), fnum(pass))
+	}
+	if c := j.Confidence; c != nil && !(*c > 0 && *c < 1) {
+		v.add(p+".confidence", "must be between 0 and 1, such as 0.98, not %s", fnum(*c))
+	}
+	for group, w := range j.GroupWeights {
+		if !(w >= 0 && !math.IsInf(w, 0)) {
+			v.add(index(p+".groupWeights", group), "must be a finite number, 0 or more, not %s", fnum(w))
+		}
+	}
+}
+
+func metricUnit(name string) (unit, bool) {
+	for _, m := range builtinMetrics {
+		if m.name == name {
+			return m.unit, true
+		}
+	}
+	return 0, false
+}
+
+func metricNameList() []string {
+	names := make([]string, len(builtinMetrics))
+	for i, m := range builtinMetrics {
+		names[i] = m.name
+	}
+	return names
+}
+
+func metricNames() string { return strings.Join(metricNameList(), ", ") }
