@@ -8,7 +8,7 @@ import (
 // and their meaning are Flagger's, so that gates written for Flagger work
 // unchanged. A hook "answers yes" when an HTTP hook returns a 2xx status, a
 // command exits 0, or a load test got at least one HTTP answer.
-// +kubebuilder:validation:Enum=confirm-rollout;pre-rollout;rollout;confirm-traffic-increase;confirm-promotion;post-rollout;rollback;event
+// +kubebuilder:validation:Enum=confirm-rollout;pre-rollout;rollout;confirm-traffic-increase;confirm-promotion;post-rollout;rollback;event;contract
 type HookType string
 
 const (
@@ -48,6 +48,12 @@ const (
 	// `pipit history`), with the event in the payload. It is fire and
 	// forget: it never delays the rollout and its result is only logged.
 	HookEvent HookType = "event"
+	// HookContract runs once after a promotion, when the rollback window
+	// (undoWindow) has closed without an undo: the "contract" half of an
+	// expand/contract database migration, such as dropping a column only
+	// the old version read. It never runs after a rollback or an undo.
+	// Failures are recorded and notified; the rollout stays promoted.
+	HookContract HookType = "contract"
 )
 
 // WebhookSpec is one hook: what runs (an HTTP endpoint, a local command or

@@ -38,6 +38,23 @@ type RolloutSpec struct {
 	// it fails and sends all traffic to stable. Default 10m.
 	// +optional
 	ProgressDeadline *metav1.Duration `json:"progressDeadline,omitempty"`
+
+	// UndoWindow is how long after a promotion `pipit undo` can switch
+	// traffic back to the previous stable at once, without re-running the
+	// steps; process targets keep the previous version running meanwhile.
+	// Contract hooks run when it closes. Default 15m; 0 turns undo off.
+	// +optional
+	UndoWindow *metav1.Duration `json:"undoWindow,omitempty"`
+
+	// Webhooks are gates and callbacks around the rollout (Flagger's hook
+	// types, plus contract).
+	// +optional
+	Webhooks []WebhookSpec `json:"webhooks,omitempty"`
+
+	// Notifications are sent to chat and webhook endpoints for the events
+	// that matter.
+	// +optional
+	Notifications []NotifierSpec `json:"notifications,omitempty"`
 }
 
 // DecisionMode names who decides that the rollout moves on.
@@ -137,7 +154,36 @@ type Step struct {
 	// Analysis waits until checks at the current weight have passed.
 	// +optional
 	Analysis *AnalysisStep `json:"analysis,omitempty"`
+	// Approval waits for `pipit approve` (go on) or `pipit reject` (roll
+	// back), with an optional timeout.
+	// +optional
+	Approval *ApprovalStep `json:"approval,omitempty"`
 }
+
+// ApprovalStep waits for a person's approval.
+type ApprovalStep struct {
+	// Message is shown to the approver.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Timeout bounds the wait; without it the rollout waits for ever.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// OnTimeout is what happens when the timeout passes: rollback
+	// (default) or wait (keep waiting; the expiry is recorded and notified).
+	// +optional
+	OnTimeout ApprovalTimeoutPolicy `json:"onTimeout,omitempty"`
+}
+
+// ApprovalTimeoutPolicy says what an expired approval does.
+// +kubebuilder:validation:Enum=rollback;wait
+type ApprovalTimeoutPolicy string
+
+const (
+	// ApprovalRollback rolls the canary back when the approval expires.
+	ApprovalRollback ApprovalTimeoutPolicy = "rollback"
+	// ApprovalWait keeps waiting after the approval expired.
+	ApprovalWait ApprovalTimeoutPolicy = "wait"
+)
 
 // PauseStep waits at the current weight.
 type PauseStep struct {

@@ -92,6 +92,27 @@ type RolloutStatus struct {
 	// canary: why, and which end phase it leads to.
 	// +optional
 	Rollback *Rollback `json:"rollback,omitempty"`
+	// HookWait is set while the rollout waits on gate hooks.
+	// +optional
+	HookWait *HookWait `json:"hookWait,omitempty"`
+	// HooksPassed lists the occasions whose gate hooks said yes in this
+	// rollout.
+	// +optional
+	HooksPassed []string `json:"hooksPassed,omitempty"`
+	// HookRuns counts runs of gate hooks, to number the next one.
+	// +optional
+	HookRuns int64 `json:"hookRuns,omitempty"`
+
+	// Previous is the stable version before the last promotion, kept for
+	// `pipit undo` until PromotedAt + undoWindow.
+	// +optional
+	Previous *VersionRef `json:"previous,omitempty"`
+	// PromotedAt is when the last promotion completed.
+	// +optional
+	PromotedAt *metav1.MicroTime `json:"promotedAt,omitempty"`
+	// Contracted is set once the contract hooks ran after the undo window.
+	// +optional
+	Contracted bool `json:"contracted,omitempty"`
 
 	// Analysis is the state of the checks.
 	// +optional
@@ -115,6 +136,8 @@ const (
 	// GateAnomaly: hybrid decision mode found an anomaly; promote goes on
 	// as if it had not happened, abort rolls back.
 	GateAnomaly GateKind = "Anomaly"
+	// GateApproval: an approval step; approve goes on, reject rolls back.
+	GateApproval GateKind = "Approval"
 )
 
 // Gate is a wait for a person's decision.
@@ -125,6 +148,33 @@ type Gate struct {
 	Since metav1.MicroTime `json:"since"`
 	// Reason is shown to the person who decides.
 	Reason string `json:"reason"`
+	// Expires is when an approval's timeout passes, if it has one.
+	// +optional
+	Expires *metav1.MicroTime `json:"expires,omitempty"`
+	// Expired is set once the timeout passed and the policy was to wait.
+	// +optional
+	Expired bool `json:"expired,omitempty"`
+}
+
+// HookWait is a wait on gate hooks (confirm-*, pre-rollout).
+type HookWait struct {
+	// Type of the hooks waited on.
+	Type HookType `json:"type"`
+	// Key identifies the occasion, such as "confirm-traffic-increase@3",
+	// so a hook passed for one step is asked again at the next.
+	Key string `json:"key"`
+	// Run numbers the current run of the hooks; results of older runs are
+	// ignored.
+	Run int64 `json:"run"`
+	// Since is when the wait began; NextRunAt when the hooks are run again.
+	Since     metav1.MicroTime `json:"since"`
+	NextRunAt metav1.MicroTime `json:"nextRunAt"`
+	// Failures counts failed runs (pre-rollout hooks).
+	// +optional
+	Failures int32 `json:"failures,omitempty"`
+	// Message is the hooks' last answer.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // Rollback records why traffic was taken off the canary.

@@ -27,6 +27,14 @@ const (
 	CommandAbort CommandKind = "abort"
 	// CommandRetry starts the same canary again after a rollback.
 	CommandRetry CommandKind = "retry"
+	// CommandApprove goes past the decision awaited (an approval step, a
+	// manual stage, a hybrid anomaly), as promote does, but only then.
+	CommandApprove CommandKind = "approve"
+	// CommandReject rolls back instead of going past the decision awaited.
+	CommandReject CommandKind = "reject"
+	// CommandUndo switches back to the stable version before the last
+	// promotion, at once, within the rollout's undo window.
+	CommandUndo CommandKind = "undo"
 )
 
 // Command is an operator's request.
@@ -72,6 +80,16 @@ func Allowed(st v1alpha1.RolloutStatus, cmd Command) error {
 		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision)
 	case CommandPromoteFull, CommandAbort:
 		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision)
+	case CommandApprove, CommandReject:
+		return phaseIn(p, cmd.Kind, v1alpha1.PhaseAwaitingDecision)
+	case CommandUndo:
+		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseSucceeded); err != nil {
+			return err
+		}
+		if st.Previous == nil {
+			return fmt.Errorf("nothing to undo: the undo window of the last promotion has closed")
+		}
+		return nil
 	case CommandRetry:
 		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted, v1alpha1.PhaseFailed); err != nil {
 			return err
@@ -108,8 +126,12 @@ func (m *machine) command(c Command) error {
 	case CommandResume:
 		m.resume()
 		m.event(v1alpha1.EventNormal, "Resumed", c, "Resumed by %s%s", actorOf(c), because(c))
-	case CommandPromote:
+	case CommandPromote, CommandApprove:
 		m.promoteOne(c)
+	case CommandReject:
+		m.rollBack(v1alpha1.PhaseAborted, "rejected by "+actorOf(c)+because(c), "")
+	case CommandUndo:
+		return m.undo(c)
 	case CommandPromoteFull:
 		m.startPromotion()
 		m.event(v1alpha1.EventNormal, "PromotedFull", c, "Remaining steps skipped by %s%s", actorOf(c), because(c))
@@ -141,7 +163,7 @@ func (m *machine) deploy(c Command) {
 // canary, taking its traffic away until it is healthy.
 func (m *machine) restart() {
 	m.st.CurrentStep = 0
-	m.st.Gate, m.st.Rollback, m.st.PausedAt = nil, nil, nil
+	m.st.Gate, m.st.Rollback, m.st.PausedAt, m.st.HookWait, m.st.HooksPassed = nil, nil, nil, nil, nil
 	m.st.Analysis = v1alpha1.AnalysisStatus{}
 	m.st.StartedAt = micro(m.now)
 	m.st.StepStartedAt = micro(m.now)
@@ -177,7 +199,7 @@ func (m *machine) promoteOne(c Command) {
 		m.event(v1alpha1.EventNormal, "Approved", c, "%s decision approved by %s%s", g.Kind, actorOf(c), because(c))
 		m.setPhase(v1alpha1.PhaseProgressing, "approved by "+actorOf(c))
 		switch g.Kind {
-		case v1alpha1.GatePause:
+		case v1alpha1.GatePause, v1alpha1.GateApproval:
 			m.nextStep()
 		case v1alpha1.GateStage:
 			m.runStep(true)
@@ -197,6 +219,25 @@ func (m *machine) promoteOne(c Command) {
 	m.event(v1alpha1.EventNormal, "StepSkipped", c, "Step %d (%s) skipped by %s%s",
 		m.st.CurrentStep+1, m.stepName(), actorOf(c), because(c))
 	m.nextStep()
+}
+
+// undo switches straight back to the stable before the last promotion,
+// without running the steps again.
+func (m *machine) undo(c Command) error {
+	if m.now.After(m.st.PromotedAt.Add(m.plan.UndoWindow)) {
+		return fmt.Errorf("the undo window of %s after the promotion has passed", m.plan.UndoWindow)
+	}
+	undone, previous := *m.st.Stable, *m.st.Previous
+	m.st.Stable, m.st.Previous, m.st.Canary = &previous, nil, &undone
+	m.st.CanaryWeight = 0
+	m.act(Action{Kind: ActionPromote, Version: &previous})
+	m.act(Action{Kind: ActionSetWeight, Weight: 0})
+	reason := fmt.Sprintf("undone by %s%s", actorOf(c), because(c))
+	m.st.Rollback = &v1alpha1.Rollback{Outcome: v1alpha1.PhaseRolledBack, Reason: reason, At: *micro(m.now)}
+	m.setPhase(v1alpha1.PhaseRolledBack, reason)
+	m.event(v1alpha1.EventWarning, "Undone", c, "Promotion of %s undone by %s%s: all traffic back on %s",
+		undone.Version, actorOf(c), because(c), previous.Version)
+	return nil
 }
 
 func actorOf(c Command) string {

@@ -54,9 +54,13 @@ type Input struct {
 	// Measurements of the analysis metrics. The runtime measures only when
 	// CheckDue says a check is due; nil means no check this time.
 	Measurements []analysis.Measurement
-	// Alarms from continuous tests (the sequential error-rate test) found
-	// since the last step; any alarm is an anomaly at once.
+	// Alarms from continuous tests (the sequential error-rate test, the
+	// rollback hooks) found since the last step; any alarm is an anomaly at
+	// once.
 	Alarms []analysis.Alarm
+	// HookResults are the answers of gate hook runs that finished since the
+	// last step.
+	HookResults []HookResult
 }
 
 // ActionKind names a side effect the runtime must carry out.
@@ -71,6 +75,9 @@ const (
 	ActionPromote ActionKind = "Promote"
 	// ActionRetireCanary stops routing to, and running, the canary Version.
 	ActionRetireCanary ActionKind = "RetireCanary"
+	// ActionRunHooks runs every webhook of type Hook, as run number Run; the
+	// answer comes back as a HookResult.
+	ActionRunHooks ActionKind = "RunHooks"
 )
 
 // Action is one side effect. Actions are idempotent desired states, so
@@ -78,7 +85,9 @@ const (
 type Action struct {
 	Kind    ActionKind
 	Weight  v1alpha1.Percent     // ActionSetWeight
-	Version *v1alpha1.VersionRef // the others
+	Version *v1alpha1.VersionRef // DeployCanary, Promote, RetireCanary
+	Hook    v1alpha1.HookType    // ActionRunHooks
+	Run     int64                // ActionRunHooks
 }
 
 // Result is what Step decided.
@@ -147,6 +156,8 @@ func (m *machine) advance() {
 		m.finishPromotion()
 	case v1alpha1.PhaseRollingBack:
 		m.finishRollback()
+	case v1alpha1.PhaseSucceeded:
+		m.closeUndoWindow()
 	}
 }
 
@@ -189,6 +200,15 @@ func NextWake(plan spec.Plan, st v1alpha1.RolloutStatus) (at time.Time, ok bool)
 		if s := plan.Steps[st.CurrentStep]; s.Kind == spec.StepPause && s.Duration > 0 {
 			consider(st.StepStartedAt.Add(s.Duration))
 		}
+	}
+	if w := st.HookWait; w != nil && st.Phase == v1alpha1.PhaseProgressing {
+		consider(w.NextRunAt.Time)
+	}
+	if g := st.Gate; g != nil && g.Expires != nil && !g.Expired && st.Phase == v1alpha1.PhaseAwaitingDecision {
+		consider(g.Expires.Time)
+	}
+	if st.Phase == v1alpha1.PhaseSucceeded && st.PromotedAt != nil && (st.Previous != nil || !st.Contracted && len(plan.Hooks[v1alpha1.HookContract]) > 0) {
+		consider(st.PromotedAt.Add(plan.UndoWindow))
 	}
 	return at, ok
 }

@@ -10,7 +10,14 @@ import (
 // progress runs a progressing rollout: health first, then the check that
 // may be due, then as many steps as the time allows.
 func (m *machine) progress() {
+	beforeTraffic := m.st.CurrentStep == 0 && m.st.CanaryWeight == 0
+	if beforeTraffic && !m.hooksPass(v1alpha1.HookConfirmRollout, string(v1alpha1.HookConfirmRollout)) {
+		return
+	}
 	if !m.canaryReady() || !m.noAlarm() || m.runCheck() {
+		return
+	}
+	if beforeTraffic && !m.hooksPass(v1alpha1.HookPreRollout, string(v1alpha1.HookPreRollout)) {
 		return
 	}
 	// Each pass runs one step; steps that take no time (setWeight) let the
@@ -70,9 +77,29 @@ func (m *machine) canaryHealth() Health {
 // watchWhileWaiting keeps watching health and checks while a person
 // decides, so a canary that breaks meanwhile is still rolled back.
 func (m *machine) watchWhileWaiting() {
+	if m.approvalExpired() {
+		return
+	}
 	if m.watchCanaryHealth() && m.noAlarm() {
 		m.runCheck()
 	}
+}
+
+// approvalExpired applies an approval's timeout policy once it passed, and
+// reports whether the rollout was rolled back for it.
+func (m *machine) approvalExpired() bool {
+	g := m.st.Gate
+	if g == nil || g.Expires == nil || g.Expired || m.now.Before(g.Expires.Time) {
+		return false
+	}
+	s := m.plan.Steps[m.st.CurrentStep]
+	if s.OnTimeout == v1alpha1.ApprovalWait {
+		g.Expired = true
+		m.event(v1alpha1.EventWarning, "ApprovalExpired", Command{}, "No approval within %s; still waiting", s.Duration)
+		return false
+	}
+	m.rollBack(v1alpha1.PhaseRolledBack, fmt.Sprintf("no approval within %s (onTimeout: rollback)", s.Duration), "")
+	return true
 }
 
 // noAlarm turns an alarm from a continuous test into an anomaly at once,
@@ -106,6 +133,10 @@ func (m *machine) runStep(approved bool) bool {
 			m.gate(v1alpha1.GateStage, fmt.Sprintf("stage at %s done; promote to go to %s", m.st.CanaryWeight, s.Weight))
 			return false
 		}
+		key := fmt.Sprintf("%s@%d", v1alpha1.HookConfirmTrafficIncrease, m.st.CurrentStep)
+		if s.Weight > m.st.CanaryWeight && !m.hooksPass(v1alpha1.HookConfirmTrafficIncrease, key) {
+			return false
+		}
 		m.setWeight(s.Weight)
 		m.event(v1alpha1.EventNormal, "WeightChanged", Command{}, "Routed %s of traffic to canary %s (%s)",
 			s.Weight, m.st.Canary.Version, m.stepLabel())
@@ -119,6 +150,16 @@ func (m *machine) runStep(approved bool) bool {
 			return false
 		}
 		m.event(v1alpha1.EventNormal, "PauseEnded", Command{}, "Soaked %s at %s (%s)", s.Duration, m.st.CanaryWeight, m.stepLabel())
+	case spec.StepApproval:
+		reason := s.Message
+		if reason == "" {
+			reason = fmt.Sprintf("approval needed at %s (%s): pipit approve to go on, pipit reject to roll back", m.st.CanaryWeight, m.stepLabel())
+		}
+		m.gate(v1alpha1.GateApproval, reason)
+		if s.Duration > 0 {
+			m.st.Gate.Expires = micro(m.now.Add(s.Duration))
+		}
+		return false
 	case spec.StepAnalysis:
 		if int(m.st.Analysis.StepPassedChecks) < s.Checks {
 			m.st.Message = fmt.Sprintf("analysing at %s: %d of %d checks passed", m.st.CanaryWeight, m.st.Analysis.StepPassedChecks, s.Checks)
@@ -132,6 +173,9 @@ func (m *machine) runStep(approved bool) bool {
 // stepsDone ends the steps: promotion, or a person's go-ahead first in
 // manual mode.
 func (m *machine) stepsDone() {
+	if !m.hooksPass(v1alpha1.HookConfirmPromotion, string(v1alpha1.HookConfirmPromotion)) {
+		return
+	}
 	if m.plan.Decision == v1alpha1.DecisionManual {
 		m.gate(v1alpha1.GatePromotion, fmt.Sprintf("all steps passed at %s; promote to make canary %s stable", m.st.CanaryWeight, m.st.Canary.Version))
 		return
@@ -193,7 +237,11 @@ func (m *machine) finishPromotion() {
 		return
 	}
 	promoted := *m.st.Canary
+	if m.plan.UndoWindow > 0 {
+		m.st.Previous = m.st.Stable
+	}
 	m.st.Stable, m.st.Canary = &promoted, nil
+	m.st.PromotedAt, m.st.Contracted = micro(m.now), false
 	m.setWeight(0)
 	m.act(Action{Kind: ActionRetireCanary, Version: &promoted})
 	m.st.WaitingSince = nil
@@ -204,7 +252,7 @@ func (m *machine) finishPromotion() {
 // rollBack takes all traffic off the canary and records why.
 func (m *machine) rollBack(outcome v1alpha1.Phase, reason, metric string) {
 	m.st.Rollback = &v1alpha1.Rollback{Outcome: outcome, Reason: reason, Metric: metric, At: *micro(m.now)}
-	m.st.Gate, m.st.PausedAt = nil, nil
+	m.st.Gate, m.st.PausedAt, m.st.HookWait = nil, nil, nil
 	m.st.WaitingSince = micro(m.now)
 	m.setWeight(0)
 	m.act(Action{Kind: ActionRetireCanary, Version: m.st.Canary})

@@ -25,8 +25,13 @@ type sim struct {
 	canary  string
 	health  Health
 	measure func(s *sim) []analysis.Measurement
-	events  []v1alpha1.Event
-	refused []error
+	// hooks answers hook runs (nil: every hook says yes); the answer is
+	// fed back at the next step, as a runtime would.
+	hooks    func(t v1alpha1.HookType) (bool, string)
+	answers  []HookResult
+	hookRuns []v1alpha1.HookType
+	events   []v1alpha1.Event
+	refused  []error
 }
 
 var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
@@ -42,7 +47,9 @@ func newSim(t testing.TB, plan spec.Plan) *sim {
 func (s *sim) step(cmds ...Command) {
 	s.t.Helper()
 	for range 4 {
-		in := Input{Now: s.now, Commands: cmds, Observed: Observed{CanaryVersion: s.canary, CanaryHealth: s.health, StableVersion: s.stable, Weight: s.weight}}
+		in := Input{Now: s.now, Commands: cmds, HookResults: s.answers,
+			Observed: Observed{CanaryVersion: s.canary, CanaryHealth: s.health, StableVersion: s.stable, Weight: s.weight}}
+		s.answers = nil
 		if CheckDue(s.st, s.now) {
 			in.Measurements = s.measure(s)
 		}
@@ -66,6 +73,13 @@ func (s *sim) step(cmds ...Command) {
 				s.stable = a.Version.Version
 			case ActionDeployCanary:
 				s.canary = a.Version.Version
+			case ActionRunHooks:
+				ok, msg := true, "yes"
+				if s.hooks != nil {
+					ok, msg = s.hooks(a.Hook)
+				}
+				s.hookRuns = append(s.hookRuns, a.Hook)
+				s.answers = append(s.answers, HookResult{Run: a.Run, OK: ok, Message: msg})
 			}
 		}
 		cmds = nil

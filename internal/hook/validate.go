@@ -28,6 +28,7 @@ var Types = []v1alpha1.HookType{
 	v1alpha1.HookPostRollout,
 	v1alpha1.HookRollback,
 	v1alpha1.HookEvent,
+	v1alpha1.HookContract,
 }
 
 // Problem is one thing wrong with a WebhookSpec. Field is the path below the

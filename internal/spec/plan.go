@@ -12,24 +12,30 @@ import (
 // Defaults applied where a rollout leaves a field out. docs/spec.md lists
 // them; keep the two in step.
 const (
-	DefaultProgressDeadline     = 10 * time.Minute
-	DefaultAnalysisInterval     = time.Minute
-	DefaultFailureLimit         = 0
-	DefaultAnalysisChecks       = 1
-	DefaultMaxWeight            = 50 * v1alpha1.PercentScale
-	DefaultHealthPath           = "/health"
-	DefaultHealthInterval       = time.Second
-	DefaultHealthTimeout        = time.Second
-	DefaultHealthFailures       = 2
-	DefaultDecision             = v1alpha1.DecisionAutomatic
-	DefaultConsecutiveErrors    = 4
-	DefaultNoDataPolicy         = v1alpha1.NoDataHold
-	DefaultNoDataTimeout        = 5 * time.Minute
-	DefaultSequentialAlpha      = 0.01
-	DefaultPassScore            = 75.0
-	DefaultMarginalScore        = 50.0
-	DefaultJudgeConfidence      = 0.98
+	DefaultProgressDeadline  = 10 * time.Minute
+	DefaultAnalysisInterval  = time.Minute
+	DefaultFailureLimit      = 0
+	DefaultAnalysisChecks    = 1
+	DefaultMaxWeight         = 50 * v1alpha1.PercentScale
+	DefaultHealthPath        = "/health"
+	DefaultHealthInterval    = time.Second
+	DefaultHealthTimeout     = time.Second
+	DefaultHealthFailures    = 2
+	DefaultDecision          = v1alpha1.DecisionAutomatic
+	DefaultConsecutiveErrors = 4
+	DefaultNoDataPolicy      = v1alpha1.NoDataHold
+	DefaultNoDataTimeout     = 5 * time.Minute
+	DefaultSequentialAlpha   = 0.01
+	DefaultPassScore         = 75.0
+	DefaultMarginalScore     = 50.0
+	DefaultJudgeConfidence   = 0.98
+	DefaultUndoWindow        = 15 * time.Minute
+	DefaultApprovalOnTimeout = v1alpha1.ApprovalRollback
 )
+
+// HookMetricPrefix names the metric that carries a rollout hook's
+// answers, so that its failures count like a metric's.
+const HookMetricPrefix = "webhook/"
 
 // StepKind says what a resolved step does.
 type StepKind int
@@ -41,6 +47,9 @@ const (
 	StepPause
 	// StepAnalysis waits until Checks checks passed at this step.
 	StepAnalysis
+	// StepApproval waits for a person's approval, up to Duration when it
+	// is not zero, then does OnTimeout.
+	StepApproval
 )
 
 func (k StepKind) String() string {
@@ -51,6 +60,8 @@ func (k StepKind) String() string {
 		return "pause"
 	case StepAnalysis:
 		return "analysis"
+	case StepApproval:
+		return "approval"
 	}
 	return fmt.Sprintf("StepKind(%d)", int(k))
 }
@@ -61,6 +72,9 @@ type PlanStep struct {
 	Weight   v1alpha1.Percent // StepSetWeight
 	Duration time.Duration    // StepPause; zero waits for a person
 	Checks   int              // StepAnalysis
+	// StepApproval: the message shown and what an expired wait does.
+	Message   string
+	OnTimeout v1alpha1.ApprovalTimeoutPolicy
 }
 
 // Describe renders the step as a short phrase for events and tables.
@@ -78,6 +92,11 @@ func (s PlanStep) Describe() string {
 			return "analysis (1 check)"
 		}
 		return fmt.Sprintf("analysis (%d checks)", s.Checks)
+	case StepApproval:
+		if s.Duration == 0 {
+			return "approval"
+		}
+		return fmt.Sprintf("approval (timeout %s, then %s)", s.Duration, s.OnTimeout)
 	}
 	return s.Kind.String()
 }
@@ -89,7 +108,7 @@ type AnalysisPlan struct {
 	// canary score of compared metrics.
 	FailureLimit int
 	Metrics      []PlanMetric
-	Vars     map[string]string
+	Vars         map[string]string
 	// Sequential is the continuous error-rate test; Alpha is zero when it
 	// is off.
 	Sequential SequentialPlan
@@ -99,6 +118,9 @@ type AnalysisPlan struct {
 // PlanMetric is one metric with its limits resolved.
 type PlanMetric struct {
 	v1alpha1.MetricSpec
+	// Hook is set for the metric that carries a rollout hook's answers: 1
+	// when it said yes, 0 when it said no.
+	Hook                  *v1alpha1.WebhookSpec
 	FailureLimit          int
 	InconclusiveLimit     int // zero: no limit
 	ConsecutiveErrorLimit int
@@ -127,6 +149,11 @@ type Plan struct {
 	Decision         v1alpha1.DecisionMode
 	ProgressDeadline time.Duration
 	Analysis         AnalysisPlan
+	// Hooks lists the webhooks by type.
+	Hooks map[v1alpha1.HookType][]v1alpha1.WebhookSpec
+	// UndoWindow is how long after a promotion undo is possible; zero
+	// turns undo off.
+	UndoWindow time.Duration
 }
 
 // Resolve turns a validated spec into a Plan. It fails only on specs that
@@ -140,6 +167,19 @@ func Resolve(s *v1alpha1.RolloutSpec) (Plan, error) {
 	}
 	if p.Decision == "" {
 		p.Decision = DefaultDecision
+	}
+	p.UndoWindow = durationOr(s.UndoWindow, DefaultUndoWindow)
+	p.Hooks = map[v1alpha1.HookType][]v1alpha1.WebhookSpec{}
+	for _, h := range s.Webhooks {
+		p.Hooks[h.Type] = append(p.Hooks[h.Type], h)
+		if h.Type == v1alpha1.HookRollout {
+			one := 1.0
+			p.Analysis.Metrics = append(p.Analysis.Metrics, PlanMetric{
+				MetricSpec: v1alpha1.MetricSpec{Name: HookMetricPrefix + h.Name, ThresholdRange: &v1alpha1.ThresholdRange{Min: &one}},
+				Hook:       &h, FailureLimit: p.Analysis.FailureLimit, ConsecutiveErrorLimit: DefaultConsecutiveErrors,
+				NoData: v1alpha1.NoDataIgnore, NoDataTimeout: DefaultNoDataTimeout,
+			})
+		}
 	}
 	steps, err := expandSteps(&s.Strategy)
 	if err != nil {
@@ -228,6 +268,13 @@ func expandSteps(st *v1alpha1.Strategy) ([]PlanStep, error) {
 			out = append(out, PlanStep{Kind: StepSetWeight, Weight: *step.SetWeight})
 		case step.Pause != nil:
 			out = append(out, PlanStep{Kind: StepPause, Duration: durationOr(step.Pause.Duration, 0)})
+		case step.Approval != nil:
+			policy := step.Approval.OnTimeout
+			if policy == "" {
+				policy = DefaultApprovalOnTimeout
+			}
+			out = append(out, PlanStep{Kind: StepApproval, Duration: durationOr(step.Approval.Timeout, 0),
+				Message: step.Approval.Message, OnTimeout: policy})
 		case step.Analysis != nil:
 			checks := int(step.Analysis.Checks)
 			if checks == 0 {

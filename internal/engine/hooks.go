@@ -1,0 +1,90 @@
+package engine
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/spec"
+)
+
+// HookResult is the answer of one run of gate hooks: all the hooks of the
+// type said yes (OK), or not, with their messages.
+type HookResult struct {
+	Run     int64
+	OK      bool
+	Message string
+}
+
+// hooksPass reports whether the gate hooks of type t said yes for the
+// occasion key. Until they have, it runs them, and runs them again once an
+// analysis interval after each "no"; the rollout waits meanwhile.
+func (m *machine) hooksPass(t v1alpha1.HookType, key string) bool {
+	if len(m.plan.Hooks[t]) == 0 || slices.Contains(m.st.HooksPassed, key) {
+		return true
+	}
+	w := m.st.HookWait
+	if w == nil || w.Key != key {
+		m.st.HookWait = &v1alpha1.HookWait{Type: t, Key: key, Since: *micro(m.now)}
+		m.runHooks()
+		return false
+	}
+	for _, r := range m.in.HookResults {
+		if r.Run != w.Run {
+			continue
+		}
+		if r.OK {
+			m.st.HooksPassed = append(m.st.HooksPassed, key)
+			m.st.HookWait = nil
+			m.event(v1alpha1.EventNormal, "HooksPassed", Command{}, "%s hooks said yes: %s", t, r.Message)
+			return true
+		}
+		w.Message = r.Message
+		if t == v1alpha1.HookPreRollout {
+			w.Failures++
+			m.event(v1alpha1.EventWarning, "PreRolloutHookFailed", Command{}, "pre-rollout hooks failed (%d of %d allowed): %s",
+				w.Failures, m.plan.Analysis.FailureLimit, r.Message)
+			if int(w.Failures) > m.plan.Analysis.FailureLimit {
+				m.st.HookWait = nil
+				m.rollBack(v1alpha1.PhaseRolledBack, "pre-rollout hooks failed: "+r.Message, spec.HookMetricPrefix+string(t))
+				return false
+			}
+		}
+		m.st.Message = fmt.Sprintf("waiting for %s hooks: %s", t, r.Message)
+	}
+	if !m.now.Before(w.NextRunAt.Time) {
+		m.runHooks()
+	}
+	return false
+}
+
+// runHooks starts a new run of the hooks waited on.
+func (m *machine) runHooks() {
+	w := m.st.HookWait
+	m.st.HookRuns++
+	w.Run = m.st.HookRuns
+	w.NextRunAt = *micro(m.now.Add(m.plan.Analysis.Interval))
+	m.act(Action{Kind: ActionRunHooks, Hook: w.Type, Run: w.Run})
+	if w.Message == "" {
+		m.st.Message = fmt.Sprintf("waiting for %s hooks", w.Type)
+	}
+}
+
+// closeUndoWindow ends the undo window of a promotion once it has passed,
+// and then runs the contract hooks, which must never run while an undo is
+// still possible.
+func (m *machine) closeUndoWindow() {
+	if m.st.PromotedAt == nil || m.now.Before(m.st.PromotedAt.Add(m.plan.UndoWindow)) {
+		return
+	}
+	if m.st.Previous != nil {
+		m.st.Previous = nil
+		m.event(v1alpha1.EventNormal, "UndoWindowClosed", Command{}, "Undo window of %s closed", m.plan.UndoWindow)
+	}
+	if len(m.plan.Hooks[v1alpha1.HookContract]) > 0 && !m.st.Contracted {
+		m.st.Contracted = true
+		m.st.HookRuns++
+		m.act(Action{Kind: ActionRunHooks, Hook: v1alpha1.HookContract, Run: m.st.HookRuns})
+		m.event(v1alpha1.EventNormal, "ContractHooksStarted", Command{}, "Running contract hooks of %s", m.stableVersion())
+	}
+}
