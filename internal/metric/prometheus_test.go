@@ -3,6 +3,7 @@ package metric
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -257,6 +258,9 @@ func TestPrometheusProvider(t *testing.T) {
 
 	t.Run("timeout", func(t *testing.T) {
 		_, addr := newFront(t, prom.URL, func(_ int32, _ http.ResponseWriter, r *http.Request) bool {
+			// The server notices the client hanging up only once the
+			// body is read.
+			_, _ = io.Copy(io.Discard, r.Body)
 			<-r.Context().Done()
 			return false
 		})
