@@ -217,6 +217,10 @@ type AnalysisStatus struct {
 	// StepPassedChecks counts passing checks at the current step.
 	// +optional
 	StepPassedChecks int32 `json:"stepPassedChecks"`
+	// WeightPassedChecks counts passing checks since the weight last
+	// changed; promotion needs one when the analysis has metrics.
+	// +optional
+	WeightPassedChecks int32 `json:"weightPassedChecks"`
 	// LastResults are the metrics of the last check.
 	// +optional
 	LastResults []MetricResult `json:"lastResults,omitempty"`

@@ -42,7 +42,7 @@ func (r CommandRequest) Command() (engine.Command, error) {
 			return engine.Command{}, errors.New("deploy needs canary.version")
 		}
 	case engine.CommandPause, engine.CommandResume, engine.CommandPromote, engine.CommandPromoteFull,
-		engine.CommandAbort, engine.CommandRetry:
+		engine.CommandAbort, engine.CommandRetry, engine.CommandApprove, engine.CommandReject, engine.CommandUndo:
 		if r.Canary != nil {
 			return engine.Command{}, fmt.Errorf("canary is only accepted by deploy, not %s", r.Kind)
 		}

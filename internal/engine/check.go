@@ -163,6 +163,7 @@ func (m *machine) conclude(c checkTally, results []v1alpha1.MetricResult) bool {
 	case c.passed:
 		a.PassedChecks++
 		a.StepPassedChecks++
+		a.WeightPassedChecks++
 		m.event(v1alpha1.EventNormal, "CheckPassed", Command{}, "Metrics healthy at %s: %s", m.st.CanaryWeight, summary(results))
 	case c.anyFail:
 		a.FailedChecks++

@@ -175,3 +175,27 @@ func TestCanaryScoreDecidesComparedMetrics(t *testing.T) {
 		t.Errorf("rollback %+v", s.st.Rollback)
 	}
 }
+
+func TestNoPromotionWithoutAPassingCheckAtTheLastWeight(t *testing.T) {
+	p := seedPlan(v1alpha1.DecisionAutomatic, 1)
+	p.Analysis.Metrics[0].NoDataTimeout = 20 * time.Minute
+	s := newSim(t, p)
+	// Data only while the canary is at 5% or 25%: at 50% every check has
+	// no data, so the pauses end but the rollout must not be promoted.
+	s.measure = func(s *sim) []analysis.Measurement {
+		if s.weight >= v1alpha1.PercentOf(50) {
+			return []analysis.Measurement{{Metric: "request-success-rate"}}
+		}
+		return successRate(99.9)
+	}
+	s.deploy("v2")
+	s.advance(35 * time.Minute)
+	if s.st.Phase != v1alpha1.PhaseProgressing || !strings.Contains(s.st.Message, "waiting for a passing check at 50%") {
+		t.Fatalf("phase %s (%s), want to hold before promotion", s.st.Phase, s.st.Message)
+	}
+	// The no-data hold runs out: the rollout fails instead of promoting.
+	s.runUntil(v1alpha1.PhaseRolledBack, 30*time.Minute)
+	if !strings.Contains(s.st.Rollback.Reason, "no data for") {
+		t.Errorf("reason %q", s.st.Rollback.Reason)
+	}
+}

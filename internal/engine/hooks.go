@@ -74,6 +74,15 @@ func (m *machine) runHooks() {
 // and then runs the contract hooks, which must never run while an undo is
 // still possible.
 func (m *machine) closeUndoWindow() {
+	// After a promotion the only hooks the engine runs are the contract
+	// hooks: record their answers in the history.
+	for _, r := range m.in.HookResults {
+		if r.OK {
+			m.event(v1alpha1.EventNormal, "ContractHooksPassed", Command{}, "contract hooks said yes: %s", r.Message)
+		} else {
+			m.event(v1alpha1.EventWarning, "ContractHookFailed", Command{}, "contract hooks failed: %s", r.Message)
+		}
+	}
 	if m.st.PromotedAt == nil || m.now.Before(m.st.PromotedAt.Add(m.plan.UndoWindow)) {
 		return
 	}

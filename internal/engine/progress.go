@@ -173,6 +173,12 @@ func (m *machine) runStep(approved bool) bool {
 // stepsDone ends the steps: promotion, or a person's go-ahead first in
 // manual mode.
 func (m *machine) stepsDone() {
+	// Never promote on missing data: with metrics to check, one check must
+	// have passed at the last weight (the no-data policy bounds the wait).
+	if len(m.plan.Analysis.Metrics) > 0 && m.st.Analysis.WeightPassedChecks == 0 {
+		m.st.Message = fmt.Sprintf("all steps done; waiting for a passing check at %s before promotion", m.st.CanaryWeight)
+		return
+	}
 	if !m.hooksPass(v1alpha1.HookConfirmPromotion, string(v1alpha1.HookConfirmPromotion)) {
 		return
 	}

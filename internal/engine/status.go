@@ -10,6 +10,9 @@ import (
 )
 
 func (m *machine) setWeight(w v1alpha1.Percent) {
+	if w != m.st.CanaryWeight {
+		m.st.Analysis.WeightPassedChecks = 0
+	}
 	m.st.CanaryWeight = w
 	switch {
 	case w == 0:

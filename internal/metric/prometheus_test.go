@@ -3,6 +3,7 @@ package metric
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"text/template"
 	"time"
 
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -301,4 +303,24 @@ func mustTemplate(t *testing.T, text string) *template.Template {
 		t.Fatal(err)
 	}
 	return tmpl
+}
+
+func TestTransient(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"5xx", &promv1.Error{Type: promv1.ErrServer, Msg: "server error: 503"}, true},
+		{"transport", &url.Error{Op: "Post", URL: "http://127.0.0.1:1", Err: errors.New("connection refused")}, true},
+		{"bad PromQL", &promv1.Error{Type: promv1.ErrBadData, Msg: "parse error"}, false},
+		{"4xx", &promv1.Error{Type: promv1.ErrClient, Msg: "client error: 403"}, false},
+		{"execution", &promv1.Error{Type: promv1.ErrExec, Msg: "too many samples"}, false},
+		{"unreadable credentials", &url.Error{Op: "Post", URL: "http://127.0.0.1:1", Err: fmt.Errorf("%w: token", errCredentials)}, false},
+	}
+	for _, c := range cases {
+		if got := transient(c.err); got != c.want {
+			t.Errorf("%s: transient = %v, want %v", c.name, got, c.want)
+		}
+	}
 }

@@ -37,6 +37,9 @@ type SetConfig struct {
 func NewSet(cfg SetConfig) (*Set, error) {
 	s := &Set{rollout: cfg.Rollout, namespace: cfg.Namespace, plan: cfg.Plan, builtin: cfg.Builtin, providers: map[string]Provider{}}
 	for _, m := range cfg.Plan.Metrics {
+		if m.Hook != nil {
+			continue // measured by the runtime's hook runner
+		}
 		if m.Provider == nil {
 			if cfg.Builtin == nil {
 				return nil, fmt.Errorf("metric %s: no provider, and no built-in proxy to measure it", m.Name)
@@ -59,11 +62,17 @@ func NewSet(cfg SetConfig) (*Set, error) {
 // versions. Provider queries run concurrently, each bounded by its own
 // timeout and by ctx.
 func (s *Set) Measure(ctx context.Context, st v1alpha1.RolloutStatus) []analysis.Measurement {
-	out := make([]analysis.Measurement, len(s.plan.Metrics))
+	var metrics []spec.PlanMetric
+	for _, m := range s.plan.Metrics {
+		if m.Hook == nil {
+			metrics = append(metrics, m)
+		}
+	}
+	out := make([]analysis.Measurement, len(metrics))
 	var builtinNames []string
 	var builtinIdx []int
 	var wg sync.WaitGroup
-	for i, m := range s.plan.Metrics {
+	for i, m := range metrics {
 		p, ok := s.providers[m.Name]
 		if !ok {
 			builtinNames, builtinIdx = append(builtinNames, m.Name), append(builtinIdx, i)

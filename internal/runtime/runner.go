@@ -79,10 +79,15 @@ type Runner struct {
 	Meter  Meter
 	// Now is the clock; tests give a simulated one.
 	Now func() time.Time
+	// Hooks runs the rollout's webhooks. Optional.
+	Hooks *Hooks
 	// OnCommand is told, for each consumed command, whether the engine
 	// applied it (nil) or refused it. Optional.
 	OnCommand func(id int64, err error)
-	Log       *slog.Logger
+	// OnEvents is handed every saved event with the status it led to, for
+	// notifications. It must not block. Optional.
+	OnEvents func(st v1alpha1.RolloutStatus, events []v1alpha1.Event)
+	Log      *slog.Logger
 
 	// diverged is set when carrying out an action failed, so the next tick
 	// re-applies the whole desired state.
@@ -148,6 +153,10 @@ func (r *Runner) Tick(ctx context.Context) (next time.Time, ok bool, err error) 
 func (r *Runner) decide(ctx context.Context, pending []PendingCommand) error {
 	now := r.Now()
 	in := engine.Input{Now: now, Observed: r.Target.Observe(ctx), Alarms: r.Meter.Tick(r.Status)}
+	if r.Hooks != nil {
+		in.HookResults = r.Hooks.Results()
+		in.Alarms = append(in.Alarms, r.Hooks.Alarms(r.Status, now)...)
+	}
 	in.Observed.Weight = r.Router.Weight()
 	ids := make([]int64, len(pending))
 	for i, p := range pending {
@@ -156,6 +165,9 @@ func (r *Runner) decide(ctx context.Context, pending []PendingCommand) error {
 	}
 	if engine.CheckDue(r.Status, now) {
 		in.Measurements = r.Meter.Measure(ctx, r.Status)
+		if r.Hooks != nil {
+			in.Measurements = append(in.Measurements, r.Hooks.Measure(r.Status)...)
+		}
 	}
 	res := engine.Step(r.Plan, r.Status, in)
 	if len(ids) == 0 && len(res.Events) == 0 && len(res.Actions) == 0 && reflect.DeepEqual(res.Status, r.Status) {
@@ -172,6 +184,14 @@ func (r *Runner) decide(ctx context.Context, pending []PendingCommand) error {
 	}
 	for _, e := range res.Events {
 		r.logger().Info("rollout event", "rollout", r.Name, "reason", e.Reason, "phase", e.Phase, "weight", e.Weight.String(), "message", e.Message)
+	}
+	if len(res.Events) > 0 {
+		if r.Hooks != nil {
+			r.Hooks.Events(res.Status, res.Events)
+		}
+		if r.OnEvents != nil {
+			r.OnEvents(res.Status, res.Events)
+		}
 	}
 	for _, a := range res.Actions {
 		if err := r.apply(ctx, a); err != nil {
@@ -193,6 +213,11 @@ func (r *Runner) apply(ctx context.Context, a engine.Action) error {
 		return r.Target.Promote(ctx, *a.Version)
 	case engine.ActionRetireCanary:
 		return r.Target.RetireCanary(ctx, *a.Version)
+	case engine.ActionRunHooks:
+		if r.Hooks != nil {
+			r.Hooks.Start(a.Hook, a.Run, r.Status)
+		}
+		return nil
 	}
 	return fmt.Errorf("unknown action %q", a.Kind)
 }

@@ -43,6 +43,11 @@ func Validate(r *v1alpha1.Rollout) Errors {
 	if d := r.Spec.ProgressDeadline; d != nil && d.Duration <= 0 {
 		v.add("spec.progressDeadline", "must be positive, not %s", d.Duration)
 	}
+	if d := r.Spec.UndoWindow; d != nil && d.Duration < 0 {
+		v.add("spec.undoWindow", "must not be negative, not %s", d.Duration)
+	}
+	v.webhooks(r.Spec.Webhooks)
+	v.notifications(r.Spec.Notifications)
 	return v.errs
 }
 
@@ -192,7 +197,7 @@ func (v *validator) steps(steps []v1alpha1.Step) {
 		p := fmt.Sprintf("spec.strategy.steps[%d]", i)
 		switch kinds := stepKinds(s); len(kinds) {
 		case 0:
-			v.add(p, "a step needs one of setWeight, pause or analysis")
+			v.add(p, "a step needs one of setWeight, pause, analysis or approval")
 		case 1:
 		default:
 			v.add(p, "a step sets %s; give each its own step", strings.Join(kinds, " and "))
@@ -214,6 +219,14 @@ func (v *validator) steps(steps []v1alpha1.Step) {
 		if a := s.Analysis; a != nil && a.Checks < 0 {
 			v.add(p+".analysis.checks", "must not be negative, not %d", a.Checks)
 		}
+		if a := s.Approval; a != nil {
+			v.positive(p+".approval.timeout", a.Timeout)
+			switch a.OnTimeout {
+			case "", v1alpha1.ApprovalRollback, v1alpha1.ApprovalWait:
+			default:
+				v.add(p+".approval.onTimeout", "must be rollback or wait, not %q", clip(string(a.OnTimeout)))
+			}
+		}
 	}
 }
 
@@ -227,6 +240,9 @@ func stepKinds(s v1alpha1.Step) []string {
 	}
 	if s.Analysis != nil {
 		kinds = append(kinds, "analysis")
+	}
+	if s.Approval != nil {
+		kinds = append(kinds, "approval")
 	}
 	return kinds
 }

@@ -97,7 +97,7 @@ func TestValidateRefuses(t *testing.T) {
 		{"no strategy", func(r *v1alpha1.Rollout) { r.Spec.Strategy = v1alpha1.Strategy{} }, "spec.strategy", "needs steps, or the shorthand stepWeight or stepWeights"},
 		{"strategy interval", func(r *v1alpha1.Rollout) { r.Spec.Strategy.Interval = dur(0) }, "spec.strategy.interval", "must be positive"},
 		{"steps and shorthand", func(r *v1alpha1.Rollout) { r.Spec.Strategy.StepWeight = pct(5) }, "spec.strategy", "use steps or the shorthand"},
-		{"step of no kind", func(r *v1alpha1.Rollout) { r.Spec.Strategy.Steps[1] = v1alpha1.Step{} }, "spec.strategy.steps[1]", "a step needs one of setWeight, pause or analysis"},
+		{"step of no kind", func(r *v1alpha1.Rollout) { r.Spec.Strategy.Steps[1] = v1alpha1.Step{} }, "spec.strategy.steps[1]", "a step needs one of setWeight, pause, analysis or approval"},
 		{"step of two kinds", func(r *v1alpha1.Rollout) {
 			r.Spec.Strategy.Steps[1].Analysis = &v1alpha1.AnalysisStep{}
 		}, "spec.strategy.steps[1]", "a step sets pause and analysis; give each its own step"},

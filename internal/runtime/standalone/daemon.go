@@ -106,8 +106,10 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
 	for i, r := range rollouts {
-		m, err := newManaged(ctx, d.db, r, raws[i], now, d.log)
+		m, err := newManaged(ctx, runCtx, d.db, r, raws[i], now, d.log)
 		if err != nil {
 			return fmt.Errorf("rollout %s: %w", r.Name, err)
 		}
@@ -134,8 +136,6 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 		return err
 	}
 	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, token, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d.cancel = cancel
 	for _, name := range d.names {
 		d.rollouts[name].run(runCtx, &d.wg)
 	}
@@ -210,12 +210,18 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	errs = append(errs, d.api.Shutdown(ctx))
 	d.cancel()
 	d.wg.Wait()
+	for _, name := range d.names {
+		d.rollouts[name].hooks.Wait()
+	}
 	errs = append(errs, d.db.Close())
 	return errors.Join(errs...)
 }
 
 // closeAll releases what a failed Start opened.
 func (d *Daemon) closeAll() {
+	if d.cancel != nil {
+		d.cancel()
+	}
 	for _, m := range d.rollouts {
 		if m.listener != nil {
 			m.listener.Close()

@@ -13,6 +13,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/metric"
+	"github.com/pipit-dev/pipit/internal/notify"
 	"github.com/pipit-dev/pipit/internal/proxy"
 	"github.com/pipit-dev/pipit/internal/router"
 	"github.com/pipit-dev/pipit/internal/runtime"
@@ -40,6 +41,8 @@ type managed struct {
 	runner   *runtime.Runner
 	listener net.Listener
 	server   *http.Server
+	hooks    *runtime.Hooks
+	notifier *notify.Dispatcher
 	log      *slog.Logger
 	wake     chan struct{}
 
@@ -54,7 +57,8 @@ type managed struct {
 
 // newManaged loads or creates the rollout's state and builds its data
 // plane, applying the saved weight before any traffic is accepted.
-func newManaged(ctx context.Context, db *store.Store, r *v1alpha1.Rollout, raw []byte, now func() time.Time, log *slog.Logger) (*managed, error) {
+// runCtx bounds the background work (hooks, notifications) of the rollout.
+func newManaged(ctx, runCtx context.Context, db *store.Store, r *v1alpha1.Rollout, raw []byte, now func() time.Time, log *slog.Logger) (*managed, error) {
 	plan, err := spec.Resolve(&r.Spec)
 	if err != nil {
 		return nil, err
@@ -87,11 +91,17 @@ func newManaged(ctx context.Context, db *store.Store, r *v1alpha1.Rollout, raw [
 	if m.meter, err = metric.NewSet(metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, Builtin: m.builtin}); err != nil {
 		return nil, err
 	}
+	notifiers, err := notify.Build(r.Spec.Notifications)
+	if err != nil {
+		return nil, err
+	}
+	m.notifier = notify.NewDispatcher(notifiers, notify.Options{Logger: log})
+	m.hooks = runtime.NewHooks(runCtx, r.Name, r.Namespace, plan, log)
 	m.runner = &runtime.Runner{
 		Name: r.Name, Plan: plan, Status: status, Store: m.store,
 		Target: &target.Static{Proxy: m.proxy, Health: m.health},
-		Router: router.Proxy{P: m.proxy}, Meter: m.meter, Now: now, Log: log,
-		OnCommand: m.commandDone,
+		Router: router.Proxy{P: m.proxy}, Meter: m.meter, Hooks: m.hooks, Now: now, Log: log,
+		OnCommand: m.commandDone, OnEvents: m.notify,
 	}
 	if err := m.runner.Converge(ctx); err != nil {
 		return nil, fmt.Errorf("rollout %s: applying the saved state: %w", r.Name, err)
@@ -134,9 +144,30 @@ func (m *managed) deployFromFile(ctx context.Context) error {
 	return err
 }
 
+// notify sends the events to the rollout's notifiers, never blocking.
+func (m *managed) notify(st v1alpha1.RolloutStatus, events []v1alpha1.Event) {
+	fields := map[string]string{}
+	if st.Stable != nil {
+		fields[notify.FieldStable] = st.Stable.Version
+	}
+	if st.Canary != nil {
+		fields[notify.FieldCanary] = st.Canary.Version
+	}
+	if rb := st.Rollback; rb != nil {
+		fields[notify.FieldMetric], fields[notify.FieldEvidence] = rb.Metric, rb.Reason
+	}
+	for _, e := range events {
+		m.notifier.Send(m.name, e, fields)
+	}
+}
+
 // run serves the proxy and drives the rollout until ctx is done.
 func (m *managed) run(ctx context.Context, wg *sync.WaitGroup) {
-	wg.Add(3)
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		m.notifier.Run(ctx)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := m.server.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {

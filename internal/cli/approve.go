@@ -1,0 +1,34 @@
+package cli
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/pipit-dev/pipit/internal/engine"
+)
+
+func init() {
+	register(newApproveCmd)
+	register(newRejectCmd)
+}
+
+func newApproveCmd(*globals) *cobra.Command {
+	return newSimpleCommand(engine.CommandApprove,
+		"Approve the decision a rollout waits for, so it goes on",
+		`approve lets a rollout that waits for a person go on: an approval step, a manual
+stage or promotion, an indefinite pause, or a hybrid rollout's anomaly review. Who
+approved, when and why (--reason) is kept in the history.
+
+It exits 1 if the rollout is not waiting for a decision.`,
+		`  pipit approve web --reason "QA signed off on staging"`)
+}
+
+func newRejectCmd(*globals) *cobra.Command {
+	return newSimpleCommand(engine.CommandReject,
+		"Reject the decision a rollout waits for: roll the canary back",
+		`reject answers "no" to a rollout that waits for a person: all traffic goes back to
+the stable version at once and the rollout ends Aborted, with who rejected it and
+why (--reason) in the history.
+
+It exits 1 if the rollout is not waiting for a decision.`,
+		`  pipit reject web --reason "checkout button misaligned"`)
+}

@@ -1,0 +1,364 @@
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/proxy"
+)
+
+// Process defaults, used where ProcessConfig leaves a field zero.
+const (
+	DefaultRestartBackoff    = time.Second
+	DefaultMaxRestartBackoff = 30 * time.Second
+	DefaultCrashLoopRestarts = 3
+	DefaultCrashLoopWindow   = time.Minute
+)
+
+// retryPeriod is how often a Process re-applies its desired state on its
+// own, which retries failed pushes and closes the rollback window.
+const retryPeriod = time.Second
+
+// Endpoints is the part of the built-in proxy a process target steers: it
+// routes each role to the ready replicas of one version and balances
+// across them.
+type Endpoints interface {
+	// SetEndpoints routes role (proxy.RoleStable or proxy.RoleCanary) to
+	// urls, the ready replicas of version. An empty version takes the role
+	// away (canary only). A version with no urls has no ready replica right
+	// now: its share of traffic cannot be served.
+	SetEndpoints(role, version string, urls []*url.URL) error
+}
+
+// ErrNoUndo is returned by Undo outside the rollback window.
+var ErrNoUndo = errors.New("nothing to undo: no previous stable version is kept warm")
+
+// ErrProcessClosed is returned by a Process after Shutdown.
+var ErrProcessClosed = errors.New("process target is shut down")
+
+// ProcessConfig configures a Process. Zero backoffs, crash-loop settings
+// and log bounds take the defaults above.
+type ProcessConfig struct {
+	// Dir is the target's own directory (one per rollout): the list of
+	// running processes and the versions' logs live there. Required.
+	Dir string
+	// Specs returns the process spec of a version label, false if it has
+	// none. Required; it must not call back into the Process.
+	Specs func(version string) (v1alpha1.ProcessSpec, bool)
+	// Endpoints receives the ready replicas of each role. Required.
+	Endpoints Endpoints
+	// OnChange is called when what Observe reports may have changed (a
+	// replica became ready or exited, the stable switched), so the caller
+	// can decide at once. It must not block. Optional.
+	OnChange func()
+	// UndoWindow is how long the previous stable keeps running after a
+	// promotion so that Undo can switch back to it at once. Zero stops it
+	// as soon as the proxy no longer routes to it.
+	UndoWindow time.Duration
+	// RestartBackoff is the wait before restarting a replica that exited;
+	// it doubles with each exit in a row.
+	RestartBackoff time.Duration
+	// MaxRestartBackoff caps RestartBackoff's doubling.
+	MaxRestartBackoff time.Duration
+	// CrashLoopRestarts exits of a replica within CrashLoopWindow make a
+	// crash loop: the version counts as down until the replica runs a
+	// whole window without exiting.
+	CrashLoopRestarts int
+	// CrashLoopWindow is the window of CrashLoopRestarts; a replica that
+	// ran this long also starts its backoff over.
+	CrashLoopWindow time.Duration
+	// MaxLogBytes bounds each version's log file (DefaultMaxLogBytes).
+	MaxLogBytes int64
+	// Logger receives the target's logs; nil uses slog.Default().
+	Logger *slog.Logger
+}
+
+// Process is a target that runs each version as local processes: it
+// starts their replicas on loopback ports, probes them, restarts them,
+// routes the proxy's roles to the ready ones and drains old versions. Its
+// methods are safe for concurrent use.
+type Process struct {
+	cfg         ProcessConfig
+	log         *slog.Logger
+	state       *stateFile
+	logs        *logSet
+	probeClient *http.Client
+	ports       portSet
+
+	kickc      chan struct{}
+	stopLoop   context.CancelFunc
+	loopDone   chan struct{}
+	draining   sync.WaitGroup // groups being stopped
+	reconciles sync.Mutex     // one writer of routes at a time
+
+	mu         sync.Mutex
+	closed     bool
+	groups     map[string]*group // running versions by label
+	stopping   map[*group]bool
+	stableWant string
+	canaryWant string
+	routed     map[string]route // what the proxy was last told, by role
+	warm       *warmth
+}
+
+// route is what a role of the proxy points at.
+type route struct {
+	version string
+	urls    []*url.URL
+}
+
+func (r route) equal(o route) bool {
+	return r.version == o.version && slices.EqualFunc(r.urls, o.urls, func(a, b *url.URL) bool { return a.String() == b.String() })
+}
+
+// warmth is the previous stable kept running for Undo.
+type warmth struct {
+	ref   v1alpha1.VersionRef
+	until time.Time
+	timer *time.Timer
+}
+
+// NewProcess prepares a process target in cfg.Dir. Processes that a
+// previous run recorded there and that still run are stopped first (see
+// stateFile.stopLeftovers): the daemon then starts its versions afresh.
+func NewProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
+	if cfg.Dir == "" || cfg.Specs == nil || cfg.Endpoints == nil {
+		return nil, errors.New("process target: Dir, Specs and Endpoints are required")
+	}
+	cfg.RestartBackoff = orDefault(cfg.RestartBackoff, DefaultRestartBackoff)
+	cfg.MaxRestartBackoff = orDefault(cfg.MaxRestartBackoff, DefaultMaxRestartBackoff)
+	cfg.CrashLoopRestarts = orDefault(cfg.CrashLoopRestarts, DefaultCrashLoopRestarts)
+	cfg.CrashLoopWindow = orDefault(cfg.CrashLoopWindow, DefaultCrashLoopWindow)
+	cfg.MaxLogBytes = orDefault(cfg.MaxLogBytes, DefaultMaxLogBytes)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	logDir := filepath.Join(cfg.Dir, "logs")
+	if err := os.MkdirAll(logDir, 0o700); err != nil {
+		return nil, fmt.Errorf("process target: %w", err)
+	}
+	p := &Process{
+		cfg: cfg, log: log, state: newStateFile(cfg.Dir, log),
+		logs:        &logSet{dir: logDir, max: cfg.MaxLogBytes, log: log, files: map[string]*logFile{}},
+		probeClient: newProbeClient(),
+		ports:       portSet{used: map[int]bool{}},
+		kickc:       make(chan struct{}, 1),
+		loopDone:    make(chan struct{}),
+		groups:      map[string]*group{},
+		stopping:    map[*group]bool{},
+		routed:      map[string]route{},
+	}
+	if err := p.state.stopLeftovers(ctx); err != nil {
+		return nil, fmt.Errorf("process target: %w", err)
+	}
+	loopCtx, cancel := context.WithCancel(context.Background())
+	p.stopLoop = cancel
+	go p.loop(loopCtx)
+	return p, nil
+}
+
+func orDefault[T time.Duration | int | int64](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
+// DeployCanary runs v as the canary; the canary role gets its replicas as
+// they become ready.
+func (p *Process) DeployCanary(_ context.Context, v v1alpha1.VersionRef) error {
+	if err := p.want(v, func() { p.canaryWant = v.Version }); err != nil {
+		return err
+	}
+	return p.reconcile()
+}
+
+// Promote makes v the stable version, starting it if it does not run (as
+// for the first stable). The stable role switches to v once one of its
+// replicas is ready — Observe's StableVersion says when — and only then is
+// the previous stable kept warm for UndoWindow, then drained. The canary
+// role stays as it is until the canary is retired, so no request is
+// dropped in between.
+func (p *Process) Promote(_ context.Context, v v1alpha1.VersionRef) error {
+	if err := p.want(v, func() { p.stableWant = v.Version }); err != nil {
+		return err
+	}
+	return p.reconcile()
+}
+
+// RetireCanary takes the canary role away from v and, unless v is the
+// stable now, drains it: SIGTERM, the grace period, SIGKILL.
+func (p *Process) RetireCanary(_ context.Context, v v1alpha1.VersionRef) error {
+	p.mu.Lock()
+	if p.canaryWant == v.Version {
+		p.canaryWant = ""
+	}
+	p.mu.Unlock()
+	return p.reconcile()
+}
+
+// Observe reports the version the stable role routes to and the canary's
+// health: down in a crash loop or when no replica is ready any more, up
+// when all its replicas are ready.
+func (p *Process) Observe(context.Context) engine.Observed {
+	p.mu.Lock()
+	o := engine.Observed{StableVersion: p.routed[proxy.RoleStable].version, CanaryVersion: p.canaryWant}
+	g := p.groups[p.canaryWant]
+	p.mu.Unlock()
+	if g != nil {
+		o.CanaryHealth, o.CanaryReason = g.health(time.Now())
+	}
+	return o
+}
+
+// Undo switches the stable role back to the version a promotion replaced,
+// at once, if that is still inside the rollback window, and drains the
+// version it replaces. It returns the restored version, or ErrNoUndo.
+// Promote of that previous version does the same (it is how the engine
+// undoes); after the window, Promote starts it afresh instead.
+func (p *Process) Undo(context.Context) (v1alpha1.VersionRef, error) {
+	p.reconciles.Lock()
+	defer p.reconciles.Unlock()
+	now := time.Now()
+	p.mu.Lock()
+	w := p.warm
+	if p.closed || w == nil || !now.Before(w.until) {
+		p.mu.Unlock()
+		return v1alpha1.VersionRef{}, ErrNoUndo
+	}
+	r := routeOf(w.ref.Version, p.groups[w.ref.Version])
+	if len(r.urls) == 0 {
+		p.mu.Unlock()
+		return v1alpha1.VersionRef{}, fmt.Errorf("undo: the previous stable %s has no ready replica", w.ref.Version)
+	}
+	prevWant := p.stableWant
+	p.stableWant = w.ref.Version
+	p.mu.Unlock()
+	if err := p.push(proxy.RoleStable, r, now); err != nil {
+		p.mu.Lock()
+		p.stableWant = prevWant
+		p.mu.Unlock()
+		return v1alpha1.VersionRef{}, fmt.Errorf("undo: %w", err)
+	}
+	p.mu.Lock()
+	p.settleLocked(now)
+	p.mu.Unlock()
+	p.changed()
+	return w.ref, nil
+}
+
+// UndoUntil reports the version Undo would restore and until when.
+func (p *Process) UndoUntil() (prev v1alpha1.VersionRef, until time.Time, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.warm == nil || !time.Now().Before(p.warm.until) {
+		return v1alpha1.VersionRef{}, time.Time{}, false
+	}
+	return p.warm.ref, p.warm.until, true
+}
+
+// Usage measures a running version: CPU in % of one core (summed over its
+// replicas, averaged since the previous call), and resident memory in % of
+// its stated limit (MemoryLimitBytes per replica) or, without a limit, in
+// bytes. ok is false when no replica of the version runs.
+func (p *Process) Usage(version string) (cpuPct, memPct float64, ok bool) {
+	p.mu.Lock()
+	g := p.groups[version]
+	p.mu.Unlock()
+	if g == nil {
+		return 0, 0, false
+	}
+	return g.usage(time.Now())
+}
+
+// Replicas describes the replicas of a running version.
+func (p *Process) Replicas(version string) []ReplicaStatus {
+	p.mu.Lock()
+	g := p.groups[version]
+	p.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	out := make([]ReplicaStatus, len(g.replicas))
+	for i, r := range g.replicas {
+		out[i] = r.status()
+	}
+	return out
+}
+
+// LogFile is the file that receives a version's output, one line per
+// output line, prefixed with "[REPLICA] ".
+func (p *Process) LogFile(version string) string { return logPath(p.logs.dir, version) }
+
+// Shutdown stops every version gracefully and waits for them. When ctx
+// ends first, the remaining processes are killed at once.
+func (p *Process) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		for v, g := range p.groups {
+			delete(p.groups, v)
+			p.drainLocked(g)
+		}
+		p.clearWarmLocked()
+	}
+	p.mu.Unlock()
+	p.stopLoop()
+	<-p.loopDone
+	done := make(chan struct{})
+	go func() { p.draining.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	for g := range p.stopping {
+		g.rush()
+	}
+	p.mu.Unlock()
+	<-done
+	return nil
+}
+
+// want starts v if needed and records a desired role for it.
+func (p *Process) want(v v1alpha1.VersionRef, set func()) error {
+	if v.Version == "" {
+		return errors.New("process target: a version needs a label")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrProcessClosed
+	}
+	if _, ok := p.groups[v.Version]; !ok {
+		s, ok := p.cfg.Specs(v.Version)
+		if !ok {
+			return fmt.Errorf("version %s: no process spec", v.Version)
+		}
+		ps, err := resolveProcessSpec(s)
+		if err != nil {
+			return fmt.Errorf("version %s: %w", v.Version, err)
+		}
+		lf, err := p.logs.acquire(v.Version)
+		if err != nil {
+			return fmt.Errorf("version %s: %w", v.Version, err)
+		}
+		p.log.Info("starting version", "version", v.Version, "replicas", ps.replicas, "log", lf.path)
+		p.groups[v.Version] = p.newGroup(v, ps, lf)
+	}
+	set()
+	return nil
+}
