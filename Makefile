@@ -3,7 +3,7 @@ GO ?= go
 # Bounded fuzzing time per fuzz target in `make test`.
 FUZZTIME ?= 10s
 
-.PHONY: all build demo demo-faulty test vet fmt-check unit fuzz bench
+.PHONY: all build demo demo-faulty test deps vet fmt-check unit fuzz bench
 
 all: build
 
@@ -19,7 +19,12 @@ demo-faulty:
 # The whole suite: formatting, vet, every test under the race detector
 # (including the end-to-end tests that build and kill the real binary), and
 # a bounded run of each fuzz target.
-test: fmt-check vet unit fuzz
+test: deps fmt-check vet unit fuzz
+
+# What the tests need that Go does not bring: a real Prometheus server
+# (Debian's package). Skipped when already installed.
+deps:
+	bash hack/install-prometheus.sh
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
