@@ -147,7 +147,9 @@ func (s *Set) Tick(st v1alpha1.RolloutStatus) []analysis.Alarm {
 		return nil
 	}
 	stats := s.builtin.Sample()
-	if s.monitor == nil || st.Canary == nil || st.CanaryWeight == 0 || stats.Canary.Version != st.Canary.Version {
+	// The test takes its starting counts even before the canary gets
+	// traffic, so the first second of traffic already counts as evidence.
+	if s.monitor == nil || st.Canary == nil || stats.Canary.Version != st.Canary.Version {
 		return nil
 	}
 	c, b := stats.Canary, stats.Stable

@@ -95,6 +95,12 @@ func (v *validator) metric(p string, m *v1alpha1.MetricSpec) {
 		if f := c.AllowedChange; f != nil && !(*f >= 0 && !math.IsInf(*f, 0)) {
 			v.add(p+".compare.allowedChange", "must be a finite number, 0 or more, such as 0.1 for 10%%")
 		}
+		// Compared metrics decide together through the canary score, whose
+		// limit is the analysis' failureLimit: a metric's own would be
+		// silently ignored.
+		if m.FailureLimit != nil {
+			v.add(p+".failureLimit", "does not apply to a compared metric: compared metrics decide through the canary score, limited by spec.analysis.failureLimit")
+		}
 	}
 	v.notNegative(p+".failureLimit", m.FailureLimit)
 	v.notNegative(p+".inconclusiveLimit", m.InconclusiveLimit)

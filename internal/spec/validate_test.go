@@ -231,6 +231,10 @@ func TestValidateRefuses(t *testing.T) {
 		{"compare allowed change", func(r *v1alpha1.Rollout) {
 			r.Spec.Analysis.Metrics[0].Compare = &v1alpha1.CompareSpec{AllowedChange: ptr(-0.1)}
 		}, "spec.analysis.metrics[0].compare.allowedChange", "must be a finite number, 0 or more"},
+		{"failure limit on a compared metric", func(r *v1alpha1.Rollout) {
+			r.Spec.Analysis.Metrics[0].Compare = &v1alpha1.CompareSpec{}
+			r.Spec.Analysis.Metrics[0].FailureLimit = ptr(int32(2))
+		}, "spec.analysis.metrics[0].failureLimit", "does not apply to a compared metric"},
 		{"metric failure limit", func(r *v1alpha1.Rollout) { r.Spec.Analysis.Metrics[0].FailureLimit = ptr(int32(-1)) }, "spec.analysis.metrics[0].failureLimit", "must not be negative, not -1"},
 		{"inconclusive limit", func(r *v1alpha1.Rollout) { r.Spec.Analysis.Metrics[0].InconclusiveLimit = ptr(int32(-1)) }, "spec.analysis.metrics[0].inconclusiveLimit", "must not be negative"},
 		{"consecutive error limit", func(r *v1alpha1.Rollout) {
