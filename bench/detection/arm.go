@@ -83,14 +83,16 @@ func (a *arm) tick(now time.Time, s *second) error {
 	var alarms []analysis.Alarm
 	if a.weight > 0 {
 		a.record(s)
-		if a.monitor != nil {
-			alarm, err := a.monitor.Observe(a.canary, a.total[0], a.total[1], a.total[2], a.total[3])
-			if err != nil {
-				return err
-			}
-			if alarm != nil {
-				alarms = []analysis.Alarm{*alarm}
-			}
+	}
+	// As metric.Set.Tick does, the test is fed from the moment the canary
+	// is deployed, so its starting counts are taken before traffic flows.
+	if a.monitor != nil && a.canary != "" {
+		alarm, err := a.monitor.Observe(a.canary, a.total[0], a.total[1], a.total[2], a.total[3])
+		if err != nil {
+			return err
+		}
+		if alarm != nil {
+			alarms = []analysis.Alarm{*alarm}
 		}
 	}
 	return a.step(now, alarms, nil)
