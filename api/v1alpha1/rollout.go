@@ -88,6 +88,10 @@ type ServiceSpec struct {
 	// HealthCheck says how both upstreams are probed.
 	// +optional
 	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
+	// Traffic says who gets the canary: users by a hashed key, segments and
+	// overrides by rules, sticky sessions and mirroring.
+	// +optional
+	Traffic *TrafficSpec `json:"traffic,omitempty"`
 }
 
 // Upstream is one version of the service, reachable over HTTP.

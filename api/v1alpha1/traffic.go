@@ -87,7 +87,7 @@ const (
 // matches when every condition written holds; write several rules with
 // the same destination for "or". Istio's HTTPMatchRequest is the model.
 type TrafficRule struct {
-	// Name is shown in logs and errors.
+	// Name names the rule in errors.
 	// +optional
 	Name string `json:"name,omitempty"`
 	// To is canary or stable. A rule can only send to a canary that is

@@ -46,17 +46,25 @@ func newSeqUpstream(t *testing.T) *seqUpstream {
 	return u
 }
 
-// TestLoadWeightChangesLoseNoRequests sends a steady 400 req/s for 3s
-// while the weight changes 200 times and then goes to 0 at about half time: no request may
-// fail, and none routed after the final 0 may reach the canary.
+// TestLoadWeightChangesLoseNoRequests sends a steady 400 req/s for 3s,
+// on each request path, while the weight changes 200 times and then the
+// canary is rolled back (weight 0, canary shut off) at about half time:
+// no request may fail, and none routed after the rollback may reach the
+// canary.
 func TestLoadWeightChangesLoseNoRequests(t *testing.T) {
+	for _, fe := range frontends {
+		t.Run(fe.name, func(t *testing.T) { testLoadWeightChanges(t, fe) })
+	}
+}
+
+func testLoadWeightChanges(t *testing.T, fe frontend) {
 	st, ca := newSeqUpstream(t), newSeqUpstream(t)
 	p := newProxy(t, Config{
 		Stable: Upstream{Version: "v1", URL: mustURL(t, st.URL)},
 		Canary: &Upstream{Version: "v2", URL: mustURL(t, ca.URL)},
 		Weight: 50_000,
 	})
-	url := front(t, p)
+	url := fe.serve(t, p)
 
 	var seq, finalSeq atomic.Uint64
 	targeter := func(tgt *vegeta.Target) error {
@@ -87,6 +95,7 @@ func TestLoadWeightChangesLoseNoRequests(t *testing.T) {
 		if err := p.SetWeight(0); err != nil {
 			t.Error(err)
 		}
+		p.SetCanaryAllowed(false)
 		finalSeq.Store(seq.Load())
 	}()
 
@@ -124,34 +133,61 @@ func TestLoadWeightChangesLoseNoRequests(t *testing.T) {
 	}
 }
 
-// TestCanaryDiesMidRun closes the canary under traffic. The test plays the
-// daemon: on the checker's "canary down" it sets the weight to 0. Only
-// requests sent before that may fail, and every later one must be served
-// by stable.
+// TestCanaryDiesMidRun closes the canary under traffic, on each request
+// path. The test plays the daemon: on the checker's "canary down" it sets
+// the weight to 0. Only requests sent before that may fail, and every
+// later one must be served by stable. Outlier detection is off, so that
+// the health checker alone is tested here (see TestCanaryDiesMidRunEjected).
 func TestCanaryDiesMidRun(t *testing.T) {
-	st, ca := newSeqUpstream(t), newSeqUpstream(t)
-	p := newProxy(t, Config{
-		Stable: Upstream{Version: "v1", URL: mustURL(t, st.URL)},
-		Canary: &Upstream{Version: "v2", URL: mustURL(t, ca.URL)},
-		Weight: 50_000,
-	})
-	url := front(t, p)
+	for _, fe := range frontends {
+		t.Run(fe.name, func(t *testing.T) { testCanaryDies(t, fe, false) })
+	}
+}
 
+// TestCanaryDiesMidRunEjected is TestCanaryDiesMidRun with no daemon and
+// no health checker: the proxy's own outlier detection takes the canary
+// out of the traffic after a few failures.
+func TestCanaryDiesMidRunEjected(t *testing.T) {
+	for _, fe := range frontends {
+		t.Run(fe.name, func(t *testing.T) { testCanaryDies(t, fe, true) })
+	}
+}
+
+func testCanaryDies(t *testing.T, fe frontend, eject bool) {
+	st, ca := newSeqUpstream(t), newSeqUpstream(t)
 	var seq, downSeq atomic.Uint64
 	down := make(chan struct{})
-	_, changes := runChecker(t, p, HealthConfig{Interval: 50 * time.Millisecond, FailureThreshold: 2, PassiveFailures: 5},
-		func(c change) {
-			if c.role == RoleCanary && !c.healthy && downSeq.Load() == 0 {
-				if err := p.SetWeight(0); err != nil {
-					t.Error(err)
+	markDown := func() {
+		downSeq.Store(seq.Load())
+		close(down)
+	}
+	cfg := Config{
+		Stable:          Upstream{Version: "v1", URL: mustURL(t, st.URL)},
+		Canary:          &Upstream{Version: "v2", URL: mustURL(t, ca.URL)},
+		Weight:          50_000,
+		OutlierFailures: -1,
+	}
+	if eject {
+		cfg.OutlierFailures = 3
+		cfg.OnEject = func(string, string) { markDown() }
+	}
+	p := newProxy(t, cfg)
+	url := fe.serve(t, p)
+
+	if !eject {
+		_, changes := runChecker(t, p, HealthConfig{Interval: 50 * time.Millisecond, FailureThreshold: 2, PassiveFailures: 5},
+			func(c change) {
+				if c.role == RoleCanary && !c.healthy && downSeq.Load() == 0 {
+					if err := p.SetWeight(0); err != nil {
+						t.Error(err)
+					}
+					markDown()
 				}
-				downSeq.Store(seq.Load())
-				close(down)
+			})
+		for range 2 {
+			if c := nextChange(t, changes); !c.healthy {
+				t.Fatalf("change %+v before the canary was closed", c)
 			}
-		})
-	for range 2 {
-		if c := nextChange(t, changes); !c.healthy {
-			t.Fatalf("change %+v before the canary was closed", c)
 		}
 	}
 

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -39,6 +40,8 @@ const (
 	DefaultResponseHeaderTimeout = 60 * time.Second
 	DefaultIdleConnTimeout       = 90 * time.Second
 	DefaultMaxIdleConnsPerHost   = 512
+	DefaultRetries               = 2
+	DefaultOutlierFailures       = 5
 )
 
 // Upstream is one version of the service.
@@ -48,6 +51,15 @@ type Upstream struct {
 	Version string
 	// URL is the base URL requests are sent to: http or https with a host.
 	URL *url.URL
+	// Replicas are more base URLs of the same version. Requests are
+	// spread round-robin over URL and Replicas, and a request that could
+	// not connect is retried on the next one. Health checks and mirrored
+	// copies use URL.
+	Replicas []*url.URL
+
+	// state is the live side of the upstream once a backend serves it:
+	// connection pools and the outlier count. Copies handed out have none.
+	state *upstreamState
 }
 
 // Config configures a Proxy. Zero durations and sizes take the defaults
@@ -81,6 +93,31 @@ type Config struct {
 	// Logger receives debug logs of upstream errors; nil uses
 	// slog.Default().
 	Logger *slog.Logger
+
+	// Retries is how many more times a request is sent when it could
+	// not connect to its upstream: only idempotent requests (GET, HEAD,
+	// OPTIONS, PUT, DELETE) and only to the same version, on its next
+	// replica when it has several. Zero takes DefaultRetries; negative
+	// turns retries off. Requests that met a kept-alive connection the
+	// upstream had just closed are sent again on a fresh one besides.
+	Retries int
+	// OutlierFailures is passive outlier detection on the canary: this
+	// many 5xx answers or transport errors in a row from it eject it at
+	// once. An ejected canary gets no traffic (as SetCanaryAllowed(false))
+	// until SetCanaryAllowed(true) or a canary of another version. Zero
+	// takes DefaultOutlierFailures; negative turns detection off.
+	OutlierFailures int
+	// OnEject is called, on a goroutine of its own, when the canary is
+	// ejected, with the role ejected and why.
+	OnEject func(role, reason string)
+
+	// Name names the service (the rollout): the default salt of user
+	// keys and the default sticky cookie's name, pipit-NAME.
+	Name string
+	// Traffic says who gets the canary beyond the weight: user keys,
+	// rules, sticky sessions, mirroring (see route.go); nil splits by
+	// weight alone.
+	Traffic *v1alpha1.TrafficSpec
 }
 
 // Proxy is an http.Handler that sends each request to the stable or the
@@ -102,6 +139,14 @@ type Proxy struct {
 	// passive is where bursts of transport errors are reported while a
 	// HealthChecker runs; nil otherwise.
 	passive atomic.Pointer[passiveSink]
+
+	versionKey      []byte          // versionHeader in canonical form, for the fast path
+	transportCfg    transportConfig // of the fast path's connections
+	retries         int
+	outlierFailures int64 // 0: off
+	onEject         func(role, reason string)
+	// ejection is the last ejection of a canary; see eject.
+	ejection atomic.Pointer[Ejection]
 }
 
 // New builds a Proxy from cfg.
@@ -113,19 +158,28 @@ func New(cfg Config) (*Proxy, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	dialer := &net.Dialer{Timeout: orDefault(cfg.DialTimeout, DefaultDialTimeout), KeepAlive: 30 * time.Second}
-	maxIdle := cfg.MaxIdleConnsPerHost
-	if maxIdle <= 0 {
-		maxIdle = DefaultMaxIdleConnsPerHost
+	tc := transportConfig{
+		dialTimeout:   orDefault(cfg.DialTimeout, DefaultDialTimeout),
+		headerTimeout: orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
+		idleTimeout:   orDefault(cfg.IdleConnTimeout, DefaultIdleConnTimeout),
+		maxIdle:       cfg.MaxIdleConnsPerHost,
 	}
+	if tc.maxIdle <= 0 {
+		tc.maxIdle = DefaultMaxIdleConnsPerHost
+	}
+	dialer := &net.Dialer{Timeout: tc.dialTimeout, KeepAlive: 30 * time.Second}
 	p := &Proxy{
+		transportCfg:    tc,
+		retries:         orDefaultInt(cfg.Retries, DefaultRetries),
+		outlierFailures: int64(orDefaultInt(cfg.OutlierFailures, DefaultOutlierFailures)),
+		onEject:         cfg.OnEject,
 		transport: &http.Transport{
 			Proxy:                 nil, // upstreams are reached directly, never through HTTP_PROXY
 			DialContext:           dialer.DialContext,
 			ForceAttemptHTTP2:     true,
-			MaxIdleConnsPerHost:   maxIdle,
-			IdleConnTimeout:       orDefault(cfg.IdleConnTimeout, DefaultIdleConnTimeout),
-			ResponseHeaderTimeout: orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
+			MaxIdleConnsPerHost:   tc.maxIdle,
+			IdleConnTimeout:       tc.idleTimeout,
+			ResponseHeaderTimeout: tc.headerTimeout,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,
 			// Pass the client's Accept-Encoding through untouched instead
@@ -133,9 +187,14 @@ func New(cfg Config) (*Proxy, error) {
 			DisableCompression: true,
 		},
 		versionHeader: cfg.VersionHeader,
+		versionKey:    []byte(textproto.CanonicalMIMEHeaderKey(cfg.VersionHeader)),
 		log:           log,
 	}
-	p.table.Store(&table{weight: cfg.Weight})
+	tr, err := newTraffic(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	p.table.Store(&table{weight: cfg.Weight, traffic: tr})
 	if err := p.SetUpstreams(cfg.Stable, cfg.Canary); err != nil {
 		return nil, err
 	}
@@ -143,34 +202,50 @@ func New(cfg Config) (*Proxy, error) {
 }
 
 // ServeHTTP forwards r to the upstream chosen by the routing table and
-// records the outcome for that version.
+// records the outcome for that version. It is the path of HTTP/2,
+// protocol upgrades, and of a Proxy used as a plain http.Handler; a
+// Server takes the fast path (fast.go) for HTTP/1 requests.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	b := p.table.Load().route(r)
+	start := time.Now()
+	b := p.table.Load().dispatch(w, r)
 	rec := newRecorder(w, b)
+	rec.p, rec.start = p, start
 	// A deferred call, not a plain one: ReverseProxy panics with
 	// http.ErrAbortHandler when an upstream breaks off mid-body, and that
 	// request must still be counted (as a transport error).
-	defer p.finish(rec, r, time.Now())
+	defer p.finish(rec, r)
 	b.rp.ServeHTTP(rec, r)
 	rec.completed = true
 }
 
-// finish records one request and reports transport-error bursts.
-func (p *Proxy) finish(rec *recorder, r *http.Request, start time.Time) {
+// finish accounts for one request of the net/http path.
+func (p *Proxy) finish(rec *recorder, r *http.Request) {
 	defer rec.release()
-	b := rec.b
 	failed := rec.err != nil || !rec.completed
-	if failed && r.Context().Err() != nil {
+	switch {
+	case rec.accounted || rec.clientFault:
+		// Counted when the protocol switched, or the client's fault.
+	case failed && r.Context().Err() != nil:
 		// The client went away: that says nothing about the upstream,
 		// so it is neither counted nor held against the version.
-		return
+	case failed:
+		reason := "the response broke off"
+		if rec.err != nil {
+			reason = rec.err.Error()
+		}
+		p.account(rec.b, classError, time.Since(rec.start), reason)
+	default:
+		p.account(rec.b, classOf(rec.code), time.Since(rec.start), "")
 	}
-	class := classError
-	if !failed {
-		class = classOf(rec.code)
-	}
-	b.stats.record(class, time.Since(start))
-	if !failed {
+}
+
+// account records one request's outcome for b, on either path: its
+// statistics, the passive health check's run of transport errors and the
+// outlier detector's run of failures. reason says what failed.
+func (p *Proxy) account(b *backend, class codeClass, d time.Duration, reason string) {
+	b.stats.record(class, d)
+	p.detectOutlier(b, class, reason)
+	if class != classError {
 		if b.consecutiveErrors.Load() != 0 {
 			b.consecutiveErrors.Store(0)
 		}
@@ -181,10 +256,6 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, start time.Time) {
 	// Swapping the counter back to zero lets exactly one request report
 	// each run of Threshold errors, and the next run report again.
 	if sink != nil && n >= sink.threshold && b.consecutiveErrors.CompareAndSwap(n, 0) {
-		reason := "the response broke off"
-		if rec.err != nil {
-			reason = rec.err.Error()
-		}
 		sink.report(b, n, reason)
 	}
 }
@@ -193,6 +264,16 @@ func (p *Proxy) finish(rec *recorder, r *http.Request, start time.Time) {
 // answer, so the proxy answers 504 for a timeout and 502 otherwise.
 func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
 	rec := w.(*recorder) // ServeHTTP hands every ReverseProxy a *recorder
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		// The body passed Server's bound: the client's doing, not the
+		// upstream's.
+		rec.clientFault = true
+		if rec.code == 0 {
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+		}
+		return
+	}
 	rec.err = err
 	if r.Context().Err() != nil || rec.code != 0 {
 		return // nobody is listening, or the answer has already begun
@@ -249,7 +330,7 @@ func (p *Proxy) SetUpstreams(stable Upstream, canary *Upstream) error {
 			return err
 		}
 	}
-	p.table.Store(&table{weight: old.weight, stable: sb, canary: cb})
+	p.table.Store(p.withUpstreams(old, sb, cb))
 	return nil
 }
 
@@ -267,7 +348,15 @@ func (p *Proxy) Upstreams() (stable Upstream, canary *Upstream) {
 
 // CloseIdleConnections closes the keep-alive connections to upstreams
 // that are not in use, as on shutdown.
-func (p *Proxy) CloseIdleConnections() { p.transport.CloseIdleConnections() }
+func (p *Proxy) CloseIdleConnections() {
+	p.transport.CloseIdleConnections()
+	t := p.table.Load()
+	for _, b := range [...]*backend{t.stable, t.canary} {
+		if b != nil {
+			b.up.state.closeIdle()
+		}
+	}
+}
 
 // backendFor returns prev when up is the same upstream, and a new backend
 // otherwise; the new one keeps prev's counters when only the URL moved.
@@ -275,16 +364,19 @@ func (p *Proxy) backendFor(role string, up Upstream, prev *backend) (*backend, e
 	if up.URL == nil {
 		return nil, fmt.Errorf("%s upstream: no URL", role)
 	}
-	if (up.URL.Scheme != "http" && up.URL.Scheme != "https") || up.URL.Host == "" {
-		return nil, fmt.Errorf("%s upstream %q: want an http or https URL with a host", role, up.URL.Redacted())
+	for _, u := range append([]*url.URL{up.URL}, up.Replicas...) {
+		if u == nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("%s upstream %q: want an http or https URL with a host", role, u.Redacted())
+		}
 	}
 	up = up.clone()
 	if up.Version == "" {
 		up.Version = up.URL.String()
 	}
-	if prev != nil && prev.up.Version == up.Version && prev.up.URL.String() == up.URL.String() {
+	if prev != nil && prev.up.Version == up.Version && sameAddresses(prev.up, up) {
 		return prev, nil
 	}
+	up.state = newUpstreamState(up, &p.transportCfg)
 	b := &backend{role: role, up: up}
 	if prev != nil && prev.up.Version == up.Version {
 		b.stats = prev.stats
@@ -296,17 +388,14 @@ func (p *Proxy) backendFor(role string, up Upstream, prev *backend) (*backend, e
 }
 
 func (p *Proxy) reverseProxy(b *backend) *httputil.ReverseProxy {
-	target := b.up.URL
+	st := b.up.state
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			pr.SetURL(target)
-			// Keep the chain of proxies in front of this one and append
-			// the client, as nginx's $proxy_add_x_forwarded_for does;
-			// X-Forwarded-Host and -Proto describe this hop only.
-			pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
-			pr.SetXForwarded()
+			var first uint32
+			pr.SetURL(st.pick(&first, 0).url)
+			setForwardedHeaders(pr)
 		},
-		Transport:     p.transport,
+		Transport:     retryTransport{base: p.transport, retries: p.retries, st: st},
 		FlushInterval: -1, // flush every write, so event streams are not held back
 		BufferPool:    buffers{},
 		ErrorHandler:  p.answerError,
@@ -321,10 +410,33 @@ func (p *Proxy) reverseProxy(b *backend) *httputil.ReverseProxy {
 	return rp
 }
 
+// clone is a deep copy of u without its live state.
 func (u Upstream) clone() Upstream {
 	c := *u.URL
 	u.URL = &c
+	if u.Replicas != nil {
+		reps := make([]*url.URL, len(u.Replicas))
+		for i, r := range u.Replicas {
+			rc := *r
+			reps[i] = &rc
+		}
+		u.Replicas = reps
+	}
+	u.state = nil
 	return u
+}
+
+// sameAddresses reports whether a and b have the same URL and replicas.
+func sameAddresses(a, b Upstream) bool {
+	if a.URL.String() != b.URL.String() || len(a.Replicas) != len(b.Replicas) {
+		return false
+	}
+	for i := range a.Replicas {
+		if a.Replicas[i].String() != b.Replicas[i].String() {
+			return false
+		}
+	}
+	return true
 }
 
 func checkWeight(w v1alpha1.Percent) error {
@@ -332,6 +444,17 @@ func checkWeight(w v1alpha1.Percent) error {
 		return fmt.Errorf("canary weight %s is outside 0%% to 100%%", w)
 	}
 	return nil
+}
+
+// orDefaultInt is n, def when n is zero, and 0 (off) when n is negative.
+func orDefaultInt(n, def int) int {
+	switch {
+	case n == 0:
+		return def
+	case n < 0:
+		return 0
+	}
+	return n
 }
 
 func orDefault(d, def time.Duration) time.Duration {

@@ -45,7 +45,7 @@ func TestRouteSplitsByWeight(t *testing.T) {
 		tab := &table{weight: tc.weight, stable: stable, canary: canary}
 		got := 0
 		for range tc.draws {
-			if tab.route(req) == canary {
+			if tab.route(req).b == canary {
 				got++
 			}
 		}
@@ -57,7 +57,7 @@ func TestRouteSplitsByWeight(t *testing.T) {
 		}
 	}
 	tab := &table{weight: v1alpha1.FullWeight, stable: stable}
-	if tab.route(req) != stable {
+	if tab.route(req).b != stable {
 		t.Error("no canary upstream: routed away from stable")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // recorder wraps the client's ResponseWriter to learn the status the
@@ -12,10 +13,14 @@ import (
 // accounting allocates nothing per request.
 type recorder struct {
 	http.ResponseWriter
-	b         *backend
-	code      int   // final status written; 0 until then
-	err       error // set when the upstream gave no usable answer
-	completed bool  // ReverseProxy returned normally
+	b           *backend
+	p           *Proxy
+	start       time.Time
+	code        int   // final status written; 0 until then
+	err         error // set when the upstream gave no usable answer
+	completed   bool  // ReverseProxy returned normally
+	accounted   bool  // counted already, when the protocol switched
+	clientFault bool  // the request failed by the client's doing (body too large)
 }
 
 var recorders = sync.Pool{New: func() any { return new(recorder) }}
@@ -47,11 +52,15 @@ func (w *recorder) Write(p []byte) (int, error) {
 }
 
 // Hijack serves protocol switches (WebSocket): ReverseProxy writes the
-// 101 on the hijacked connection itself, so it is noted here.
+// 101 on the hijacked connection itself, so it is noted and counted here.
 func (w *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil {
+		// An upgraded connection (a WebSocket) may last for hours: it
+		// counts as one request, timed to the switch, not to its end.
 		w.code = http.StatusSwitchingProtocols
+		w.p.account(w.b, class1xx, time.Since(w.start), "")
+		w.accounted = true
 	}
 	return conn, rw, err
 }

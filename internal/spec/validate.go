@@ -125,6 +125,7 @@ func (v *validator) service(s *v1alpha1.ServiceSpec) {
 			v.add(p+".healthCheck.failureThreshold", "must not be negative, not %d", hc.FailureThreshold)
 		}
 	}
+	v.errs = append(v.errs, ValidateTraffic(s.Traffic, p+".traffic")...)
 }
 
 func (v *validator) upstream(field string, u *v1alpha1.Upstream) {

@@ -79,7 +79,8 @@ func newManaged(ctx, runCtx context.Context, db *store.Store, r *v1alpha1.Rollou
 	if err != nil {
 		return nil, err
 	}
-	m.proxy, err = proxy.New(proxy.Config{Stable: stable, VersionHeader: "X-Pipit-Version", Logger: log})
+	m.proxy, err = proxy.New(proxy.Config{Name: r.Name, Stable: stable, Traffic: r.Spec.Service.Traffic,
+		VersionHeader: proxy.DefaultVersionHeader, Logger: log})
 	if err != nil {
 		return nil, err
 	}

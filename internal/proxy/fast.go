@@ -1,0 +1,365 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The fast path serves plain HTTP/1.x requests on fasthttp's server and
+// forwards them over pooled HTTP/1.1 connections of its own: no
+// per-request goroutines, header maps or copies of small bodies. It makes
+// the same decisions as ServeHTTP (the one routing function, ejection,
+// retries, accounting, the version header); protocol upgrades and
+// HTTP/2 go to ServeHTTP instead (see Server).
+
+// fastHandler is implemented by the handlers that have a fast path: Proxy
+// and Mux.
+type fastHandler interface {
+	http.Handler
+	// serveFast answers ctx and returns true, or returns false without
+	// touching ctx when the request needs net/http.
+	serveFast(ctx *fasthttp.RequestCtx) bool
+}
+
+// maxBufferedBody is the largest response body read whole before it is
+// written to the client; larger ones, bodies of unknown length and event
+// streams are streamed.
+const maxBufferedBody = 64 << 10
+
+// serveFast implements fastHandler.
+func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) bool {
+	h := &ctx.Request.Header
+	if h.ConnectionUpgrade() || h.IsConnect() {
+		return false
+	}
+	info := connInfoOf(ctx)
+	t := p.table.Load()
+	v := newRequestView(ctx, info)
+	d := t.route(&v.r)
+	if d.mirror {
+		t.traffic.mirror.sendBuffered(&v.r, ctx.Request.Body(), t.canary)
+	}
+	v.release()
+	p.forwardFast(ctx, d.b, info, d.setCookie)
+	return true
+}
+
+// forwardFast sends ctx's request to b and puts the answer in ctx.Response,
+// with setCookie (the routing decision's sticky cookie) when not empty.
+func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo, setCookie string) {
+	start := ctx.Time()
+	req := &ctx.Request
+	clientClose := req.Header.ConnectionClose()
+	prepareUpstreamRequest(&req.Header, info)
+	retryable := isIdempotent(req.Header.Method())
+	head := req.Header.IsHead()
+
+	st := b.up.state
+	var (
+		c     *upConn
+		ep    *endpoint
+		err   error
+		first uint32
+	)
+	// The client's target is kept when it can be sent as it is, the
+	// common case; otherwise each attempt builds the endpoint's.
+	var target []byte
+	if uri := req.Header.RequestURI(); st.rewrite || (len(uri) > 0 && uri[0] != '/' && uri[0] != '*') {
+		target = bytes.Clone(uri)
+	}
+	// fasthttp would write the target again from its parsed and
+	// normalised form, and the Host from it: the upstream gets the
+	// client's target byte for byte instead, and the endpoint's host.
+	req.UseHostHeader = true
+	if target == nil {
+		req.SetRequestURIBytes(req.Header.RequestURI())
+	}
+	for attempt, stale := 0, 0; ; attempt++ {
+		ep = st.pick(&first, attempt-stale)
+		req.Header.SetHost(ep.host)
+		if target != nil {
+			req.SetRequestURIBytes(ep.targetFor(target))
+		}
+		c, err = ep.roundTrip(req, &ctx.Response, p.transportCfg.headerTimeout)
+		if err == nil {
+			break
+		}
+		var se *errStale
+		if errors.As(err, &se) && (se.nothingWritten || retryable) && stale < maxStaleRetries {
+			// The upstream had closed this kept-alive connection, and
+			// likely its other idle ones: start afresh on a new one.
+			ep.pool.closeIdle()
+			stale++
+			continue
+		}
+		if attempt-stale >= p.retries || !retryable || !isDialError(err) {
+			break
+		}
+	}
+	if clientClose {
+		req.Header.SetConnectionClose()
+	}
+	if err != nil {
+		p.answerFastError(ctx, b, err)
+		return
+	}
+
+	resp := &ctx.Response
+	upClose := resp.Header.ConnectionClose()
+	resp.Header.ResetConnectionClose()
+	stripHopByHop(&resp.Header)
+	if p.versionHeader != "" {
+		resp.Header.SetCanonical(p.versionKey, b.up.state.version)
+	}
+	if setCookie != "" {
+		resp.Header.Add("Set-Cookie", setCookie)
+	}
+	code := resp.Header.StatusCode()
+	cl := resp.Header.ContentLength()
+	switch {
+	case head || code == http.StatusNoContent || code == http.StatusNotModified:
+		p.release(ep, c, upClose)
+	case cl >= 0 && cl <= maxBufferedBody && !isEventStream(resp.Header.ContentType()):
+		if err := resp.ReadBody(c.br, 0); err != nil {
+			c.Close()
+			resp.Reset()
+			p.answerFastError(ctx, b, fmt.Errorf("reading the response body: %w", err))
+			return
+		}
+		p.release(ep, c, upClose)
+	default:
+		// Event streams and long bodies are not bounded in time.
+		_ = c.SetReadDeadline(time.Time{})
+		s := &streamBody{p: p, b: b, ep: ep, c: c, start: start, code: code, keep: !upClose && cl != -2}
+		switch cl {
+		case -1:
+			s.r = httputil.NewChunkedReader(c.br)
+			s.chunked = true
+		case -2:
+			s.r = c.br // until the upstream closes the connection
+		default:
+			s.r = io.LimitReader(c.br, int64(cl))
+		}
+		if cl < 0 {
+			cl = -1 // the client gets the body chunked, each piece flushed
+		}
+		resp.SetBodyStream(s, cl)
+		return // the stream accounts for the request when it ends
+	}
+	p.account(b, classOf(code), time.Since(start), "")
+}
+
+// release returns a connection whose response was read to its end, or
+// closes it when the upstream asked to.
+func (p *Proxy) release(ep *endpoint, c *upConn, closeIt bool) {
+	if closeIt {
+		c.Close()
+		return
+	}
+	ep.pool.put(c)
+}
+
+// answerFastError answers 502, or 504 for a timeout, when the upstream gave
+// no usable answer, and counts a transport error.
+func (p *Proxy) answerFastError(ctx *fasthttp.RequestCtx, b *backend, err error) {
+	code := http.StatusBadGateway
+	if isTimeout(err) {
+		code = http.StatusGatewayTimeout
+	}
+	ctx.Response.Reset()
+	ctx.Response.SetStatusCode(code)
+	if p.versionHeader != "" {
+		ctx.Response.Header.Set(p.versionHeader, b.up.Version)
+	}
+	p.log.Debug("upstream error", "role", b.role, "version", b.up.Version, "status", code, "err", err)
+	p.account(b, classError, time.Since(ctx.Time()), err.Error())
+}
+
+// targetFor is the request target sent to ep for the client's target: in
+// origin form, under the endpoint URL's path and with its query first, as
+// httputil's ProxyRequest.SetURL does.
+func (ep *endpoint) targetFor(client []byte) []byte {
+	path, query := splitRequestURI(client)
+	if len(path) == 0 {
+		path = []byte("/")
+	}
+	base := ep.url.EscapedPath()
+	out := make([]byte, 0, len(base)+len(path)+len(ep.url.RawQuery)+len(query)+2)
+	switch {
+	case base == "" || base == "/":
+		out = append(out, path...)
+	case strings.HasSuffix(base, "/") && path[0] == '/':
+		out = append(append(out, base...), path[1:]...)
+	case !strings.HasSuffix(base, "/") && path[0] != '/':
+		out = append(append(append(out, base...), '/'), path...)
+	default:
+		out = append(append(out, base...), path...)
+	}
+	switch {
+	case ep.url.RawQuery != "" && len(query) > 0:
+		out = append(append(append(append(out, '?'), ep.url.RawQuery...), '&'), query...)
+	case ep.url.RawQuery != "":
+		out = append(append(out, '?'), ep.url.RawQuery...)
+	case len(query) > 0:
+		out = append(append(out, '?'), query...)
+	}
+	return out
+}
+
+// maxStaleRetries bounds the retries of requests that met a kept-alive
+// connection the upstream had closed.
+const maxStaleRetries = 2
+
+// errStale is a failure on a reused connection before any byte of the
+// answer: the upstream had closed it while it was idle.
+type errStale struct {
+	err error
+	// nothingWritten: the request could not even be sent, so the
+	// upstream cannot have seen it.
+	nothingWritten bool
+}
+
+func (e *errStale) Error() string {
+	return "kept-alive connection closed by the upstream: " + e.err.Error()
+}
+func (e *errStale) Unwrap() error { return e.err }
+
+// roundTrip sends req on a connection to ep and reads the head of the
+// final answer (1xx interim answers are dropped) into resp.
+func (ep *endpoint) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) (*upConn, error) {
+	c, err := ep.pool.get()
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	err = req.Write(c.bw)
+	if err == nil {
+		err = c.bw.Flush()
+	}
+	if err != nil {
+		c.Close()
+		if c.reused {
+			return nil, &errStale{err: err, nothingWritten: true}
+		}
+		return nil, err
+	}
+	for {
+		if err := resp.Header.Read(c.br); err != nil {
+			c.Close()
+			if c.reused && errors.Is(err, io.EOF) {
+				return nil, &errStale{err: err}
+			}
+			if errors.Is(err, fasthttp.ErrTimeout) {
+				return nil, fmt.Errorf("no answer from %s within %s: %w", ep.host, timeout, errTimeout)
+			}
+			return nil, err
+		}
+		if code := resp.Header.StatusCode(); code >= 200 || code == http.StatusSwitchingProtocols {
+			break
+		}
+	}
+	if resp.Header.StatusCode() == http.StatusSwitchingProtocols {
+		// Only upgrade requests may be switched, and those go to net/http.
+		c.Close()
+		return nil, errors.New("the upstream switched protocols on a request that did not ask to")
+	}
+	return c, nil
+}
+
+// errTimeout is the timeout error of the fast path; isTimeout knows it.
+var errTimeout = timeoutError{}
+
+type timeoutError struct{}
+
+func (timeoutError) Error() string   { return "timeout" }
+func (timeoutError) Timeout() bool   { return true }
+func (timeoutError) Temporary() bool { return true }
+
+// streamBody streams a response body from the upstream to the client.
+// fasthttp writes a body of unknown length chunk by chunk, flushing each
+// one, so event streams reach the client as they are produced.
+type streamBody struct {
+	p       *Proxy
+	b       *backend
+	ep      *endpoint
+	c       *upConn
+	r       io.Reader
+	chunked bool
+	keep    bool // the connection may be reused once the body is read
+	start   time.Time
+	code    int
+	eof     bool
+	readErr error
+}
+
+func (s *streamBody) Read(buf []byte) (int, error) {
+	n, err := s.r.Read(buf)
+	switch {
+	case err == io.EOF:
+		s.eof = true
+	case err != nil:
+		s.readErr = err
+	}
+	return n, err
+}
+
+// CloseWithError is called by fasthttp once the body is written or the
+// writing failed; it settles the connection and accounts for the request.
+func (s *streamBody) CloseWithError(werr error) error {
+	keep := s.keep && s.eof && werr == nil
+	if keep && s.chunked {
+		keep = discardTrailers(s.c.br) == nil
+	}
+	if keep {
+		s.ep.pool.put(s.c)
+	} else {
+		s.c.Close()
+	}
+	switch {
+	case s.readErr != nil:
+		s.p.account(s.b, classError, time.Since(s.start), "the response broke off: "+s.readErr.Error())
+	case werr != nil && !s.eof:
+		// The client went away: that says nothing about the upstream.
+	default:
+		s.p.account(s.b, classOf(s.code), time.Since(s.start), "")
+	}
+	return nil
+}
+
+// discardTrailers reads the trailer section that follows a chunked body's
+// last chunk, up to its empty line. Trailers are dropped.
+func discardTrailers(br *bufio.Reader) error {
+	for range 64 {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return nil
+		}
+	}
+	return errors.New("too many trailers")
+}
+
+func isEventStream(contentType []byte) bool {
+	return len(contentType) >= 17 && bytes.EqualFold(contentType[:17], []byte("text/event-stream"))
+}
+
+// isIdempotent reports whether a request with this method may be sent
+// twice: GET, HEAD, OPTIONS, PUT and DELETE (RFC 9110, 9.2.2).
+func isIdempotent(method []byte) bool {
+	switch string(method) {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,73 @@
+package proxy
+
+import (
+	"fmt"
+	"time"
+)
+
+// Ejection is the canary's ejection by passive outlier detection
+// (Config.OutlierFailures).
+type Ejection struct {
+	// Version is the canary version ejected.
+	Version string
+	// Reason says how many failures in a row, and the last one.
+	Reason string
+	// Time is when it was ejected.
+	Time time.Time
+}
+
+// Ejected returns the ejection in force: ok is false when the canary
+// serves, or was shut off by SetCanaryAllowed rather than ejected.
+func (p *Proxy) Ejected() (e Ejection, ok bool) {
+	t := p.table.Load()
+	last := p.ejection.Load()
+	if last == nil || t.canary == nil || !t.closed || t.canary.up.Version != last.Version {
+		return Ejection{}, false
+	}
+	return *last, true
+}
+
+// detectOutlier counts the canary's failures in a row, 5xx answers and
+// transport errors alike, and ejects it when they reach the threshold.
+// Stable is never ejected: there is nowhere else to send its traffic.
+func (p *Proxy) detectOutlier(b *backend, class codeClass, reason string) {
+	if p.outlierFailures <= 0 || b.role != RoleCanary {
+		return
+	}
+	st := b.up.state
+	if class != classError && class != class5xx {
+		if st.failures.Load() != 0 {
+			st.failures.Store(0)
+		}
+		return
+	}
+	// Swapping the count back to zero makes one request eject, and lets
+	// a canary let back in be judged afresh.
+	if n := st.failures.Add(1); n >= p.outlierFailures && st.failures.CompareAndSwap(n, 0) {
+		if reason == "" {
+			reason = "answered " + classNames[class]
+		}
+		p.eject(b, fmt.Sprintf("%d failures in a row (5xx answers or transport errors), the last: %s", n, reason))
+	}
+}
+
+// eject shuts the canary b off at once, as SetCanaryAllowed(false) does,
+// and reports it to Config.OnEject. It does nothing when b is no longer
+// the canary or the canary is already shut off.
+func (p *Proxy) eject(b *backend, reason string) {
+	p.mu.Lock()
+	t := p.table.Load()
+	if t.canary != b || t.closed {
+		p.mu.Unlock()
+		return
+	}
+	nt := *t
+	nt.closed = true
+	p.table.Store(&nt)
+	p.ejection.Store(&Ejection{Version: b.up.Version, Reason: reason, Time: time.Now()})
+	p.mu.Unlock()
+	p.log.Warn("canary ejected: its traffic goes to stable", "version", b.up.Version, "reason", reason)
+	if p.onEject != nil {
+		go p.onEject(RoleCanary, reason)
+	}
+}

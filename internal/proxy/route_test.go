@@ -1,0 +1,77 @@
+package proxy
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+)
+
+// TestRouteAllocations: the decisions of the request path allocate
+// nothing, for a plain weighted split and with a header key, three rules
+// and a sticky cookie.
+func TestRouteAllocations(t *testing.T) {
+	stable, canary := testBackends()
+	plain := &table{weight: 5_000, stable: stable, canary: canary}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	if n := testing.AllocsPerRun(1000, func() { plain.route(r) }); n != 0 {
+		t.Errorf("plain weighted route: %v allocations", n)
+	}
+	tab := trafficTable(t, keyAndRules(), 5_000)
+	kr := userRequest("user-42")
+	kr.Header.Set("X-Customer-Tier", "pro")
+	if n := testing.AllocsPerRun(1000, func() { tab.route(kr) }); n != 0 {
+		t.Errorf("header key and three rules: %v allocations", n)
+	}
+	kr.Header.Set("Cookie", "a=b; pipit-checkout="+tab.cookies.stable.value)
+	if n := testing.AllocsPerRun(1000, func() { tab.route(kr) }); n != 0 {
+		t.Errorf("sticky cookie: %v allocations", n)
+	}
+}
+
+// keyAndRules is a header key, three seed rules and sticky sessions.
+func keyAndRules() *v1alpha1.TrafficSpec {
+	return &v1alpha1.TrafficSpec{
+		UserKey:       byUserID.UserKey,
+		Rules:         []v1alpha1.TrafficRule{forceCanary, enterprise, internalUsers},
+		StickySession: &v1alpha1.StickySession{},
+	}
+}
+
+// BenchmarkRoutePlain is the decision for a plain weighted request: no
+// TrafficSpec, a weight that needs a draw.
+func BenchmarkRoutePlain(b *testing.B) {
+	stable, canary := testBackends()
+	tab := &table{weight: 5_000, stable: stable, canary: canary}
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		tab.route(r)
+	}
+}
+
+// BenchmarkRouteKeyRules is the decision with a header user key and three
+// header rules that all miss, so that every rule is tried and the key
+// hashed; sticky sessions are on but the request has no cookie yet.
+func BenchmarkRouteKeyRules(b *testing.B) {
+	tab := trafficTable(b, keyAndRules(), 5_000)
+	r := userRequest("3f9a1c52-7d4e-4b8a-9e21-5c6d7e8f9a0b")
+	r.Header.Set("X-Customer-Tier", "pro")
+	r.Header.Set("X-User-Email", "someone@example.com")
+	b.ReportAllocs()
+	for b.Loop() {
+		tab.route(r)
+	}
+}
+
+// BenchmarkRouteStickyCookie is a returning browser: three rules miss and
+// the sticky cookie, among others, decides.
+func BenchmarkRouteStickyCookie(b *testing.B) {
+	tab := trafficTable(b, keyAndRules(), 5_000)
+	r := req("/", "Cookie", "_ga=GA1.2.3; session=abc; pipit-checkout="+tab.cookies.canary.value+"; theme=dark")
+	b.ReportAllocs()
+	for b.Loop() {
+		tab.route(r)
+	}
+}

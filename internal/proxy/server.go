@@ -1,0 +1,436 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Server defaults, used where ServerConfig leaves a field zero.
+const (
+	DefaultReadHeaderTimeout   = 10 * time.Second
+	DefaultReadTimeout         = time.Minute
+	DefaultIdleTimeout         = 2 * time.Minute
+	DefaultMaxRequestBodyBytes = 10 << 20
+	DefaultMaxHeaderBytes      = 16 << 10
+)
+
+// ServerConfig configures a Server. Zero values take the defaults above.
+type ServerConfig struct {
+	// CertFile and KeyFile, set together, make the server speak HTTPS
+	// only, HTTP/2 or HTTP/1.1 as the client prefers (ALPN). The files
+	// are looked at again at most once a second and reloaded when they
+	// change, so a renewed certificate needs no restart.
+	CertFile, KeyFile string
+	// ReadHeaderTimeout bounds a TLS handshake and the wait for a new
+	// connection's first bytes, and on HTTP/2 the reading of a request's
+	// head.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading an HTTP/1 request, head and body.
+	ReadTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle for this long.
+	IdleTimeout time.Duration
+	// MaxRequestBodyBytes is the largest request body accepted; a larger
+	// one is answered 413 and never reaches an upstream.
+	MaxRequestBodyBytes int64
+	// MaxHeaderBytes is the largest request head accepted; a larger one
+	// is answered 431.
+	MaxHeaderBytes int
+	// DisableH2C turns off HTTP/2 over plain TCP (prior knowledge, as
+	// gRPC clients and curl --http2-prior-knowledge speak it).
+	DisableH2C bool
+	// Logger receives connection errors at debug level and certificate
+	// reloads; nil uses slog.Default().
+	Logger *slog.Logger
+}
+
+// Server serves a Proxy or a Mux of them on one listener. HTTP/1.1 and
+// HTTP/1.0 requests, the bulk of traffic, take the fast path (fasthttp's
+// server and the proxy's own upstream connections); HTTP/2 (over TLS or
+// h2c), protocol upgrades such as WebSocket, and handlers that have no
+// fast path are served by net/http. Both make the same routing decision
+// and count in the same statistics.
+type Server struct {
+	handler http.Handler
+	fast    fastHandler // nil when handler has no fast path
+	cfg     ServerConfig
+	tls     *tls.Config
+	certs   *certReloader // nil without TLS
+	log     *slog.Logger
+
+	h1     *fasthttp.Server
+	std    *http.Server
+	h1Conn *connQueue // connections for the fast path
+	stdCon *connQueue // connections for net/http
+
+	mu     sync.Mutex
+	ln     net.Listener
+	closed bool
+}
+
+// NewServer returns a server of h; Serve starts it. h is usually a *Proxy
+// or a *Mux; any other handler is served by net/http alone.
+func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("proxy server: no handler")
+	}
+	if (cfg.CertFile == "") != (cfg.KeyFile == "") {
+		return nil, errors.New("proxy server: set both the TLS certificate and key files, or neither")
+	}
+	if cfg.MaxRequestBodyBytes < 0 || cfg.MaxHeaderBytes < 0 {
+		return nil, errors.New("proxy server: size limits cannot be negative")
+	}
+	cfg.ReadHeaderTimeout = orDefault(cfg.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	cfg.ReadTimeout = orDefault(cfg.ReadTimeout, DefaultReadTimeout)
+	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, DefaultIdleTimeout)
+	if cfg.MaxRequestBodyBytes == 0 {
+		cfg.MaxRequestBodyBytes = DefaultMaxRequestBodyBytes
+	}
+	if cfg.MaxHeaderBytes == 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{handler: h, cfg: cfg, log: log, h1Conn: newConnQueue(), stdCon: newConnQueue()}
+	s.fast, _ = h.(fastHandler)
+	if cfg.CertFile != "" {
+		certs, err := newCertReloader(cfg.CertFile, cfg.KeyFile, log)
+		if err != nil {
+			return nil, fmt.Errorf("proxy server: %w", err)
+		}
+		s.certs = certs
+		s.tls = &tls.Config{
+			GetCertificate: certs.getCertificate,
+			NextProtos:     []string{"h2", "http/1.1"},
+			MinVersion:     tls.VersionTLS12,
+		}
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(!cfg.DisableH2C)
+	s.std = &http.Server{
+		Handler:           http.HandlerFunc(s.serveStd),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		Protocols:         protocols,
+		ConnContext:       withConnTLS,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	s.h1 = &fasthttp.Server{
+		Handler:                      s.serveH1,
+		NoDefaultServerHeader:        true,
+		NoDefaultDate:                true,
+		NoDefaultContentType:         true,
+		ReadTimeout:                  cfg.ReadTimeout,
+		IdleTimeout:                  cfg.IdleTimeout,
+		MaxRequestBodySize:           int(cfg.MaxRequestBodyBytes),
+		ReadBufferSize:               cfg.MaxHeaderBytes,
+		KeepHijackedConns:            true,
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
+		ErrorHandler:                 answerBadRequest,
+		Logger:                       fastLogger{log},
+	}
+	return s, nil
+}
+
+// Serve accepts connections on ln until Shutdown or Close, and then
+// returns http.ErrServerClosed; it returns other errors of ln at once. A
+// Server serves one listener.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	case s.ln != nil:
+		s.mu.Unlock()
+		return errors.New("proxy server: already serving")
+	}
+	s.ln = ln
+	s.mu.Unlock()
+
+	if s.fast != nil {
+		go func() { _ = s.h1.Serve(s.h1Conn) }()
+	}
+	go func() { _ = s.std.Serve(s.stdCon) }()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond) // out of file descriptors, most likely
+				continue
+			}
+			_ = s.Close()
+			return err
+		}
+		go s.dispatch(c)
+	}
+}
+
+// ListenAndServe listens on the TCP address addr and calls Serve.
+func (s *Server) ListenAndServe(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ln)
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Shutdown stops accepting connections, closes idle ones, and waits for
+// the requests in flight until ctx is done. Upgraded connections
+// (WebSockets) are not waited for.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stop()
+	errH1 := s.h1.ShutdownWithContext(ctx)
+	errStd := s.std.Shutdown(ctx)
+	s.h1Conn.Close()
+	s.stdCon.Close()
+	return errors.Join(errH1, errStd)
+}
+
+// Close closes the listener and every connection at once.
+func (s *Server) Close() error {
+	s.stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = s.h1.ShutdownWithContext(ctx)
+	s.h1Conn.Close()
+	s.stdCon.Close()
+	return s.std.Close()
+}
+
+func (s *Server) stop() {
+	s.mu.Lock()
+	s.closed = true
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+}
+
+// dispatch sends a new connection to the server that speaks its
+// protocol: HTTP/2 to net/http, HTTP/1 to the fast path.
+func (s *Server) dispatch(c net.Conn) {
+	if s.tls != nil {
+		tc := tls.Server(c, s.tls)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ReadHeaderTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			s.log.Debug("TLS handshake failed", "remote", c.RemoteAddr().String(), "err", err)
+			_ = c.Close()
+			return
+		}
+		state := tc.ConnectionState()
+		if state.NegotiatedProtocol == "h2" || s.fast == nil {
+			s.stdCon.push(tc) // net/http sees a *tls.Conn and speaks HTTP/2 or 1.1 on it
+			return
+		}
+		s.h1Conn.push(&serverConn{Conn: tc, info: newConnInfo(tc, &state)})
+		return
+	}
+	if s.fast == nil {
+		s.stdCon.push(c)
+		return
+	}
+	sc := &serverConn{Conn: c, info: newConnInfo(c, nil)}
+	if !s.cfg.DisableH2C {
+		h2, err := sc.sniffPreface(s.cfg.ReadHeaderTimeout)
+		if err != nil {
+			_ = c.Close()
+			return
+		}
+		if h2 {
+			s.stdCon.push(sc)
+			return
+		}
+	}
+	s.h1Conn.push(sc)
+}
+
+// serveH1 is the fast path's handler: the request is answered there, or
+// its connection is handed to net/http with the request still unread.
+func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
+	if s.fast.serveFast(ctx) {
+		return
+	}
+	var info connInfo
+	if sc, ok := ctx.Conn().(*serverConn); ok {
+		info = sc.info
+	}
+	req := &ctx.Request
+	body := req.Body()
+	if len(body) > 0 {
+		req.Header.SetContentLength(len(body)) // fasthttp has de-chunked it
+	}
+	replay := append(bytes.Clone(req.Header.Header()), body...)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		s.stdCon.push(&serverConn{Conn: c, pending: replay, info: info})
+	})
+}
+
+// serveStd is net/http's handler: it restores the TLS state of a
+// connection handed over from the fast path and bounds request bodies as
+// the fast path does.
+func (s *Server) serveStd(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil {
+		if state, ok := r.Context().Value(connTLSKey{}).(*tls.ConnectionState); ok {
+			r.TLS = state
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength > s.cfg.MaxRequestBodyBytes {
+			http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBodyBytes)
+	}
+	s.handler.ServeHTTP(w, r)
+}
+
+// answerBadRequest is the fast path's answer to a request it could not
+// read; such requests never reach a handler, nor the statistics.
+func answerBadRequest(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		ctx.Error("request body too large", http.StatusRequestEntityTooLarge)
+	case errors.As(err, &small):
+		ctx.Error("request header too large", http.StatusRequestHeaderFieldsTooLarge)
+	case errors.As(err, &ne) && ne.Timeout():
+		ctx.Error("request timeout", http.StatusRequestTimeout)
+	default:
+		ctx.Error("malformed request", http.StatusBadRequest)
+	}
+}
+
+type connTLSKey struct{}
+
+// withConnTLS is http.Server.ConnContext: it carries the TLS state of a
+// handed-over connection, which net/http cannot see through the wrapper.
+func withConnTLS(ctx context.Context, c net.Conn) context.Context {
+	if sc, ok := c.(*serverConn); ok && sc.info.tls != nil {
+		return context.WithValue(ctx, connTLSKey{}, sc.info.tls)
+	}
+	return ctx
+}
+
+// h2Preface opens every HTTP/2 connection (RFC 9113, 3.4).
+var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+
+// serverConn is an accepted connection with what the fast path needs to
+// know of it, and bytes already read from it that its reader gets first.
+type serverConn struct {
+	net.Conn
+	info    connInfo
+	pending []byte
+	peek    [24]byte
+}
+
+func (c *serverConn) Read(p []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// sniffPreface reads the first bytes of the connection, no more than the
+// HTTP/2 preface, and reports whether they are that preface. The bytes
+// are read again by whoever serves the connection.
+func (c *serverConn) sniffPreface(timeout time.Duration) (bool, error) {
+	_ = c.SetReadDeadline(time.Now().Add(timeout))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	got := 0
+	for got < len(h2Preface) {
+		n, err := c.Conn.Read(c.peek[got:])
+		got += n
+		c.pending = c.peek[:got]
+		if !bytes.HasPrefix(h2Preface, c.pending) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// connQueue is a net.Listener whose connections are pushed by the
+// dispatcher.
+type connQueue struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+func newConnQueue() *connQueue {
+	return &connQueue{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (q *connQueue) push(c net.Conn) {
+	select {
+	case q.ch <- c:
+	case <-q.done:
+		_ = c.Close()
+	}
+}
+
+func (q *connQueue) Accept() (net.Conn, error) {
+	select {
+	case c := <-q.ch:
+		return c, nil
+	case <-q.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (q *connQueue) Close() error {
+	q.once.Do(func() { close(q.done) })
+	return nil
+}
+
+func (q *connQueue) Addr() net.Addr { return queueAddr{} }
+
+type queueAddr struct{}
+
+func (queueAddr) Network() string { return "pipit" }
+func (queueAddr) String() string  { return "dispatcher" }
+
+// fastLogger sends fasthttp's messages (mostly clients that went away) to
+// the debug log.
+type fastLogger struct{ log *slog.Logger }
+
+func (l fastLogger) Printf(format string, args ...any) {
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(fmt.Sprintf(format, args...))
+	}
+}

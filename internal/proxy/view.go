@@ -1,0 +1,178 @@
+package proxy
+
+import (
+	"bytes"
+	"crypto/tls"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"sync"
+
+	"github.com/valyala/fasthttp"
+)
+
+// connInfo is what the fast path needs to know of a client connection,
+// worked out once per connection instead of once per request.
+type connInfo struct {
+	remoteAddr   string               // as net/http's Request.RemoteAddr
+	clientIP     string               // the host part of remoteAddr
+	forwardedFor []byte               // for=<clientIP>, as in the Forwarded header
+	tls          *tls.ConnectionState // nil for plain HTTP
+}
+
+func newConnInfo(c net.Conn, state *tls.ConnectionState) connInfo {
+	addr := c.RemoteAddr().String()
+	ip := addr
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		ip = host
+	}
+	return connInfo{remoteAddr: addr, clientIP: ip, forwardedFor: appendForwardedFor(nil, ip), tls: state}
+}
+
+// connInfoOf returns the information of ctx's connection: the one the
+// Server recorded, or one worked out now for a connection it did not
+// accept.
+func connInfoOf(ctx *fasthttp.RequestCtx) *connInfo {
+	if c, ok := ctx.Conn().(*serverConn); ok {
+		return &c.info
+	}
+	info := newConnInfo(ctx.Conn(), nil)
+	return &info
+}
+
+// requestView presents a fast-path request as the *http.Request the
+// routing function reads. Views are pooled and reused once the routing
+// decision is made; header values are copies, never fasthttp's buffers,
+// so a clone of the view (Request.Clone) may be kept.
+type requestView struct {
+	r    http.Request
+	u    url.URL
+	h    http.Header
+	vals []string
+}
+
+var views = sync.Pool{New: func() any { return &requestView{h: make(http.Header, 8)} }}
+
+func newRequestView(ctx *fasthttp.RequestCtx, info *connInfo) *requestView {
+	v := views.Get().(*requestView)
+	h := &ctx.Request.Header
+	path, query := splitRequestURI(h.RequestURI())
+	v.u = url.URL{Path: pathString(path)}
+	if len(query) > 0 {
+		v.u.RawQuery = string(query)
+	}
+	clear(v.h)
+	v.vals = v.vals[:0]
+	for k, val := range h.All() {
+		key := headerName(k)
+		if key == "Host" {
+			continue // net/http keeps it in Request.Host
+		}
+		v.vals = append(v.vals, string(val))
+		if prev, ok := v.h[key]; ok {
+			v.h[key] = append(prev, v.vals[len(v.vals)-1])
+			continue
+		}
+		v.h[key] = v.vals[len(v.vals)-1 : len(v.vals) : len(v.vals)]
+	}
+	v.r = http.Request{
+		Method:        methodString(h.Method()),
+		URL:           &v.u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        v.h,
+		Body:          http.NoBody,
+		ContentLength: int64(max(h.ContentLength(), 0)),
+		Host:          string(h.Host()),
+		RemoteAddr:    info.remoteAddr,
+		RequestURI:    string(h.RequestURI()),
+		TLS:           info.tls,
+	}
+	if !h.IsHTTP11() {
+		v.r.Proto, v.r.ProtoMinor = "HTTP/1.0", 0
+	}
+	return v
+}
+
+func (v *requestView) release() {
+	v.r = http.Request{}
+	views.Put(v)
+}
+
+// splitRequestURI splits a request target into its path and query; an
+// absolute target (http://host/path) loses its scheme and authority.
+func splitRequestURI(uri []byte) (path, query []byte) {
+	if len(uri) > 0 && uri[0] != '/' && uri[0] != '*' {
+		if i := bytes.Index(uri, []byte("://")); i >= 0 {
+			uri = uri[i+3:]
+			if j := bytes.IndexByte(uri, '/'); j >= 0 {
+				uri = uri[j:]
+			} else if j := bytes.IndexByte(uri, '?'); j >= 0 {
+				uri = append([]byte("/"), uri[j:]...)
+			} else {
+				uri = []byte("/")
+			}
+		}
+	}
+	if i := bytes.IndexByte(uri, '?'); i >= 0 {
+		return uri[:i], uri[i+1:]
+	}
+	return uri, nil
+}
+
+// pathString is the decoded path, as in net/http's URL.Path.
+func pathString(p []byte) string {
+	switch {
+	case len(p) == 0 || (len(p) == 1 && p[0] == '/'):
+		return "/"
+	case bytes.IndexByte(p, '%') >= 0:
+		if s, err := url.PathUnescape(string(p)); err == nil {
+			return s
+		}
+	}
+	return string(p)
+}
+
+// methodString returns the method without allocating for the common ones.
+func methodString(m []byte) string {
+	for _, s := range knownMethods {
+		if string(m) == s {
+			return s
+		}
+	}
+	return string(m)
+}
+
+var knownMethods = [...]string{
+	http.MethodGet, http.MethodPost, http.MethodHead, http.MethodPut, http.MethodDelete,
+	http.MethodOptions, http.MethodPatch, http.MethodConnect, http.MethodTrace,
+}
+
+// headerName returns the canonical form of a header name; common names
+// come from a table instead of a new string.
+func headerName(k []byte) string {
+	if s, ok := commonHeaders[string(k)]; ok {
+		return s
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(k))
+}
+
+var commonHeaders = func() map[string]string {
+	names := []string{
+		"Accept", "Accept-Encoding", "Accept-Language", "Authorization", "Cache-Control",
+		"Connection", "Content-Length", "Content-Type", "Cookie", "Host", "If-Modified-Since",
+		"If-None-Match", "Origin", "Pragma", "Referer", "User-Agent", "X-Forwarded-For",
+		"X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Request-Id", "X-Real-Ip",
+		"X-User-Id", "X-User-Email", "X-User-Segment", "Canary", "Traceparent", "Tracestate",
+		"Sec-Ch-Ua", "Sec-Ch-Ua-Mobile", "Sec-Ch-Ua-Platform", "Sec-Fetch-Dest", "Sec-Fetch-Mode",
+		"Sec-Fetch-Site", "Sec-Fetch-User", "Upgrade-Insecure-Requests", "Dnt", "Te",
+	}
+	m := make(map[string]string, 2*len(names))
+	for _, n := range names {
+		m[n] = n
+		m[textproto.CanonicalMIMEHeaderKey(n)] = textproto.CanonicalMIMEHeaderKey(n)
+	}
+	return m
+}()
