@@ -82,7 +82,8 @@ type ServiceSpec struct {
 	Stable Upstream `json:"stable"`
 	// Canary is the new version. When set in the file, pipit starts
 	// rolling it out as soon as it loads the file; it can also be given
-	// later with `pipit deploy NAME --canary URL`.
+	// later with `pipit deploy NAME --canary URL` (or, for processes,
+	// `pipit deploy NAME --version V --command CMD ...`).
 	// +optional
 	Canary *Upstream `json:"canary,omitempty"`
 	// HealthCheck says how both upstreams are probed.
@@ -92,14 +93,41 @@ type ServiceSpec struct {
 	// overrides by rules, sticky sessions and mirroring.
 	// +optional
 	Traffic *TrafficSpec `json:"traffic,omitempty"`
+	// Host and PathPrefix route requests to this rollout when several
+	// rollouts share one listen address: an exact host beats any host, and
+	// the longest path prefix wins.
+	// +optional
+	Host string `json:"host,omitempty"`
+	// +optional
+	PathPrefix string `json:"pathPrefix,omitempty"`
+	// TLS terminates HTTPS (HTTP/2 and HTTP/1.1) with certificate files,
+	// reloaded when they change. Rollouts sharing a listen address share it.
+	// +optional
+	TLS *ServiceTLS `json:"tls,omitempty"`
 }
 
-// Upstream is one version of the service, reachable over HTTP.
+// ServiceTLS names a certificate and its key, PEM files.
+type ServiceTLS struct {
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+}
+
+// Upstream is one version of the service: already running and reached
+// over HTTP at URL, or run by pipit itself as local processes. Exactly
+// one of URL and Process is set, and the stable and the canary of a
+// rollout are of the same kind.
 type Upstream struct {
 	// URL is the base URL requests are sent to, such as
 	// http://127.0.0.1:9001.
-	URL string `json:"url"`
-	// Version is a label for people (v1.4.2, a commit); defaults to the URL.
+	// +optional
+	URL string `json:"url,omitempty"`
+	// Process declares the version as processes pipit starts, probes,
+	// restarts and drains (standalone runtime); the proxy balances across
+	// the ready ones.
+	// +optional
+	Process *ProcessSpec `json:"process,omitempty"`
+	// Version is a label for people (v1.4.2, a commit); defaults to the
+	// URL, and is required with Process.
 	// +optional
 	Version string `json:"version,omitempty"`
 }

@@ -198,6 +198,11 @@ type VersionRef struct {
 	// URL is where the version is reached (standalone).
 	// +optional
 	URL string `json:"url,omitempty"`
+	// Process is how pipit runs the version when it runs it itself
+	// (standalone). The status keeps the whole description so that a
+	// restarted daemon can start the version again.
+	// +optional
+	Process *ProcessSpec `json:"process,omitempty"`
 }
 
 // AnalysisStatus is the running state of the checks.

@@ -49,6 +49,10 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) bool {
 		t.traffic.mirror.sendBuffered(&v.r, ctx.Request.Body(), t.canary)
 	}
 	v.release()
+	if d.b.unready() {
+		p.answerUnreadyFast(ctx, d.b)
+		return true
+	}
 	p.forwardFast(ctx, d.b, info, d.setCookie)
 	return true
 }
@@ -116,7 +120,7 @@ func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo
 	resp := &ctx.Response
 	upClose := resp.Header.ConnectionClose()
 	resp.Header.ResetConnectionClose()
-	stripHopByHop(&resp.Header)
+	stripResponseHopByHop(&resp.Header)
 	if p.versionHeader != "" {
 		resp.Header.SetCanonical(p.versionKey, b.up.state.version)
 	}
@@ -240,7 +244,14 @@ func (ep *endpoint) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, ti
 	if err != nil {
 		return nil, err
 	}
-	_ = c.SetDeadline(time.Now().Add(timeout))
+	// The answer's head must come within timeout. A request body larger
+	// than the socket buffers could block the write as well.
+	deadline := time.Now().Add(timeout)
+	if len(req.Body()) > upstreamBufferSize {
+		_ = c.SetDeadline(deadline)
+	} else {
+		_ = c.SetReadDeadline(deadline)
+	}
 	err = req.Write(c.bw)
 	if err == nil {
 		err = c.bw.Flush()

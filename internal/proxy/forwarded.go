@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"iter"
 	"net"
 	"net/http/httputil"
 	"net/netip"
@@ -30,27 +29,39 @@ func isHopHeader(k []byte) bool {
 	return false
 }
 
+// stripRequestHopByHop removes the hop-by-hop headers from a request.
+// Most requests have none, so one pass looks before anything is deleted;
+// the loop is written out for each header type so that it allocates
+// nothing.
+func stripRequestHopByHop(h *fasthttp.RequestHeader) {
+	for k := range h.All() {
+		if isHopHeader(k) {
+			deleteHopHeaders(h)
+			return
+		}
+	}
+}
+
+// stripResponseHopByHop is stripRequestHopByHop for a response.
+func stripResponseHopByHop(h *fasthttp.ResponseHeader) {
+	for k := range h.All() {
+		if isHopHeader(k) {
+			deleteHopHeaders(h)
+			return
+		}
+	}
+}
+
 // headerDeleter is the part of fasthttp's request and response headers
-// that stripHopByHop needs.
+// that deleteHopHeaders needs.
 type headerDeleter interface {
-	All() iter.Seq2[[]byte, []byte]
 	Peek(key string) []byte
 	Del(key string)
 }
 
-// stripHopByHop removes the hop-by-hop headers from h. Most messages have
-// none, so one pass looks before anything is deleted.
-func stripHopByHop(h headerDeleter) {
-	found := false
-	for k := range h.All() {
-		if isHopHeader(k) {
-			found = true
-			break
-		}
-	}
-	if !found {
-		return
-	}
+// deleteHopHeaders deletes the hop-by-hop headers and those Connection
+// lists from h.
+func deleteHopHeaders(h headerDeleter) {
 	// The names listed in Connection are copied out first: deleting
 	// headers reuses the memory Peek's answer points into.
 	var buf [256]byte
@@ -72,7 +83,7 @@ func stripHopByHop(h headerDeleter) {
 // X-Forwarded-For and Forwarded and describes the client's request in
 // X-Forwarded-Host and -Proto, as nginx and httputil.ProxyRequest do.
 func prepareUpstreamRequest(h *fasthttp.RequestHeader, info *connInfo) {
-	stripHopByHop(h)
+	stripRequestHopByHop(h)
 	// The client's Connection: close is for its own connection; the
 	// caller restores it once the upstream has answered.
 	h.ResetConnectionClose()

@@ -69,7 +69,12 @@ type HealthChecker struct {
 // address is a new upstream.
 type upstreamID struct{ version, url string }
 
-func idOf(b *backend) upstreamID { return upstreamID{b.up.Version, b.up.URL.String()} }
+func idOf(b *backend) upstreamID {
+	if b.up.URL == nil { // a version with no ready replica (SetEndpoints)
+		return upstreamID{version: b.up.Version}
+	}
+	return upstreamID{b.up.Version, b.up.URL.String()}
+}
 
 type roleState struct {
 	id       upstreamID
@@ -223,7 +228,7 @@ func (h *HealthChecker) probeAll(ctx context.Context, probes *sync.WaitGroup) {
 		b := t.backend(role)
 		h.mu.Lock()
 		st := h.follow(role, b)
-		start := b != nil && !st.probing
+		start := b != nil && b.up.URL != nil && !st.probing
 		st.probing = st.probing || start
 		h.mu.Unlock()
 		if start {

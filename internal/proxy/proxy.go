@@ -4,7 +4,10 @@
 //
 // It knows nothing of rollouts. The daemon tells it the upstreams and the
 // weight (SetUpstreams, SetWeight), reads its measurements (Stats) and
-// listens to its health checker (HealthChecker.OnChange).
+// listens to its health checker (HealthChecker.OnChange) and to its
+// outlier detection (Config.OnEject). A Server serves a Proxy, or a Mux of
+// several, on one listener: HTTP/1 on a fast path of its own, HTTP/2 (TLS
+// or h2c) and protocol upgrades on net/http, TLS from certificate files.
 package proxy
 
 import (
@@ -65,7 +68,9 @@ type Upstream struct {
 // Config configures a Proxy. Zero durations and sizes take the defaults
 // above.
 type Config struct {
-	// Stable receives all traffic that does not go to the canary.
+	// Stable receives all traffic that does not go to the canary. A
+	// Stable with a Version and no URL starts a proxy steered by
+	// SetEndpoints before any replica of it is ready.
 	Stable Upstream
 	// Canary is the version being rolled out; nil sends everything to
 	// stable whatever the weight.
@@ -195,7 +200,7 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, err
 	}
 	p.table.Store(&table{weight: cfg.Weight, traffic: tr})
-	if err := p.SetUpstreams(cfg.Stable, cfg.Canary); err != nil {
+	if err := p.initialUpstreams(cfg); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -208,6 +213,10 @@ func New(cfg Config) (*Proxy, error) {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	b := p.table.Load().dispatch(w, r)
+	if b.unready() {
+		p.answerUnready(w, b, start)
+		return
+	}
 	rec := newRecorder(w, b)
 	rec.p, rec.start = p, start
 	// A deferred call, not a plain one: ReverseProxy panics with
@@ -412,8 +421,10 @@ func (p *Proxy) reverseProxy(b *backend) *httputil.ReverseProxy {
 
 // clone is a deep copy of u without its live state.
 func (u Upstream) clone() Upstream {
-	c := *u.URL
-	u.URL = &c
+	if u.URL != nil { // nil: a version with no ready replica (SetEndpoints)
+		c := *u.URL
+		u.URL = &c
+	}
 	if u.Replicas != nil {
 		reps := make([]*url.URL, len(u.Replicas))
 		for i, r := range u.Replicas {
@@ -428,7 +439,7 @@ func (u Upstream) clone() Upstream {
 
 // sameAddresses reports whether a and b have the same URL and replicas.
 func sameAddresses(a, b Upstream) bool {
-	if a.URL.String() != b.URL.String() || len(a.Replicas) != len(b.Replicas) {
+	if a.URL == nil || a.URL.String() != b.URL.String() || len(a.Replicas) != len(b.Replicas) {
 		return false
 	}
 	for i := range a.Replicas {

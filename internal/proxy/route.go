@@ -59,15 +59,16 @@ type decision struct {
 }
 
 // route decides which upstream serves r. It is the one place where that
-// decision is made, in the order TrafficSpec documents: no canary or a
-// closed one sends everything to stable; then the first matching rule;
+// decision is made, in the order TrafficSpec documents: no canary, a
+// closed one or one without a ready replica sends everything to stable; then the first matching rule;
 // then a sticky cookie naming a version still serving in its role; then
 // the user key's bucket; then a weighted draw at the 0.001% resolution of
 // Percent. A plain weighted split (no TrafficSpec) takes the first and
 // the last step only and allocates nothing; math/rand/v2's top-level
 // source is per-thread, so the draw takes no lock.
 func (t *table) route(r *http.Request) decision {
-	open := t.canary != nil && !t.closed
+	// A canary without a ready replica (SetEndpoints) serves nobody.
+	open := t.canary != nil && !t.closed && !t.canary.unready()
 	if t.traffic == nil {
 		if open && t.draw() {
 			return decision{b: t.canary}

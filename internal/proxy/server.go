@@ -212,7 +212,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(errH1, errStd)
 }
 
-// Close closes the listener and every connection at once.
+// Close closes the listener and the idle connections at once, and the
+// HTTP/2 and upgraded ones; a request in flight on an HTTP/1 connection
+// runs to its end.
 func (s *Server) Close() error {
 	s.stop()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -526,3 +526,33 @@ func TestServerShutdownRefusesServe(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkServerFastPath measures a whole request through a Server's
+// fast path to a loopback backend, over keep-alive connections on both
+// sides; compare BenchmarkProxyServe (net/http alone).
+func BenchmarkServerFastPath(b *testing.B) {
+	body := []byte("ok")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
+	defer up.Close()
+	canary := &Upstream{Version: "v2", URL: mustURL(b, up.URL)}
+	p := newProxy(b, Config{Stable: Upstream{Version: "v1", URL: mustURL(b, up.URL)}, Canary: canary, Weight: 10 * v1alpha1.PercentScale})
+	url := serveWith(b, p, ServerConfig{Logger: testLogger(b)})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	defer client.CloseIdleConnections()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			resp, err := client.Get(url)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}

@@ -19,6 +19,18 @@ type connInfo struct {
 	clientIP     string               // the host part of remoteAddr
 	forwardedFor []byte               // for=<clientIP>, as in the Forwarded header
 	tls          *tls.ConnectionState // nil for plain HTTP
+	// host is the Host of the connection's last request: a client
+	// sends the same one on every request of a connection, so it is
+	// made a string once. Only the connection's goroutine uses it.
+	host string
+}
+
+// hostString returns b as a string, the last one when it is the same.
+func (c *connInfo) hostString(b []byte) string {
+	if string(b) != c.host {
+		c.host = string(b)
+	}
+	return c.host
 }
 
 func newConnInfo(c net.Conn, state *tls.ConnectionState) connInfo {
@@ -85,9 +97,8 @@ func newRequestView(ctx *fasthttp.RequestCtx, info *connInfo) *requestView {
 		Header:        v.h,
 		Body:          http.NoBody,
 		ContentLength: int64(max(h.ContentLength(), 0)),
-		Host:          string(h.Host()),
+		Host:          info.hostString(h.Host()),
 		RemoteAddr:    info.remoteAddr,
-		RequestURI:    string(h.RequestURI()),
 		TLS:           info.tls,
 	}
 	if !h.IsHTTP11() {

@@ -48,6 +48,7 @@ func Validate(r *v1alpha1.Rollout) Errors {
 	}
 	v.webhooks(r.Spec.Webhooks)
 	v.notifications(r.Spec.Notifications)
+	v.usageMetrics(&r.Spec)
 	return v.errs
 }
 
@@ -114,6 +115,11 @@ func (v *validator) service(s *v1alpha1.ServiceSpec) {
 	v.upstream(p+".stable", &s.Stable)
 	if s.Canary != nil {
 		v.upstream(p+".canary", s.Canary)
+		// A version that is both is reported once, above.
+		both := func(u *v1alpha1.Upstream) bool { return u.URL != "" && u.Process != nil }
+		if !both(&s.Stable) && !both(s.Canary) && (s.Canary.Process != nil) != (s.Stable.Process != nil) {
+			v.add(p+".canary", "must be of the same kind as the stable: both urls or both processes")
+		}
 	}
 	if hc := s.HealthCheck; hc != nil {
 		if hc.Path != "" && !strings.HasPrefix(hc.Path, "/") {
@@ -126,13 +132,32 @@ func (v *validator) service(s *v1alpha1.ServiceSpec) {
 		}
 	}
 	v.errs = append(v.errs, ValidateTraffic(s.Traffic, p+".traffic")...)
+	if strings.ContainsAny(s.Host, ":/ ") {
+		v.add(p+".host", "must be a host name without port or path, such as shop.example.com, not %q", clip(s.Host))
+	}
+	if s.PathPrefix != "" && !strings.HasPrefix(s.PathPrefix, "/") {
+		v.add(p+".pathPrefix", "must start with /, as in /api, not %q", clip(s.PathPrefix))
+	}
+	if t := s.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
+		v.add(p+".tls", "needs both certFile and keyFile")
+	}
 }
 
 func (v *validator) upstream(field string, u *v1alpha1.Upstream) {
-	if u.URL == "" {
-		v.add(field+".url", "is required, such as http://127.0.0.1:9001")
-	} else if reason := checkURL(u.URL); reason != "" {
-		v.add(field+".url", "%s", reason)
+	switch {
+	case u.URL != "" && u.Process != nil:
+		v.add(field, "set url or process, not both: a version is reached at a URL or run by pipit")
+	case u.Process != nil:
+		v.process(field+".process", u.Process)
+		if u.Version == "" {
+			v.add(field+".version", "is required with process: it names the version's processes and logs")
+		}
+	case u.URL == "":
+		v.add(field+".url", "is required, such as http://127.0.0.1:9001, unless process is set")
+	default:
+		if reason := checkURL(u.URL); reason != "" {
+			v.add(field+".url", "%s", reason)
+		}
 	}
 }
 

@@ -16,6 +16,9 @@ import (
 type Upstreams interface {
 	SetUpstreams(stable proxy.Upstream, canary *proxy.Upstream) error
 	Upstreams() (stable proxy.Upstream, canary *proxy.Upstream)
+	// Ejected reports a canary the proxy took out of rotation itself
+	// (passive outlier detection).
+	Ejected() (proxy.Ejection, bool)
 }
 
 // HealthSource reports a role's health ("stable" or "canary").
@@ -74,6 +77,10 @@ func (s *Static) Observe(context.Context) engine.Observed {
 		return o
 	}
 	o.CanaryVersion = canary.Version
+	if e, ok := s.Proxy.Ejected(); ok && e.Version == canary.Version {
+		o.CanaryHealth, o.CanaryReason = engine.HealthDown, "ejected by the proxy: "+e.Reason
+		return o
+	}
 	healthy, reason, known := s.Health.Health("canary")
 	switch {
 	case !known:

@@ -60,9 +60,10 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 // Daemon is a running standalone runtime. It implements
 // controlapi.Backend in process.
 type Daemon struct {
-	db       *store.Store
-	rollouts map[string]*managed
-	names    []string
+	db        *store.Store
+	rollouts  map[string]*managed
+	names     []string
+	frontends []*frontend
 	api      *http.Server
 	apiLn    net.Listener
 	cancel   context.CancelFunc
@@ -83,7 +84,11 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if now == nil {
 		now = time.Now
 	}
-	rollouts, raws, err := parseSources(cfg.Sources)
+	rollouts, raws, files, err := parseSources(cfg.Sources)
+	if err != nil {
+		return nil, &ConfigError{err}
+	}
+	frontends, err := groupFrontends(rollouts, files)
 	if err != nil {
 		return nil, &ConfigError{err}
 	}
@@ -91,7 +96,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{db: db, rollouts: map[string]*managed{}, log: log}
+	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log}
 	if err := d.start(ctx, cfg, rollouts, raws, now); err != nil {
 		d.closeAll()
 		return nil, err
@@ -113,15 +118,23 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 		if err != nil {
 			return fmt.Errorf("rollout %s: %w", r.Name, err)
 		}
-		if m.listener, err = net.Listen("tcp", r.Spec.Service.Listen); err != nil {
-			return fmt.Errorf("rollout %s: proxy: %w", r.Name, err)
-		}
-		m.server = proxyServer(m.proxy)
 		d.rollouts[r.Name] = m
 		d.names = append(d.names, r.Name)
 		wrapped := prometheus.WrapRegistererWith(prometheus.Labels{"rollout": r.Name}, reg)
 		if err := wrapped.Register(proxyCollector(m)); err != nil {
 			return err
+		}
+	}
+	for _, f := range d.frontends {
+		handlers := make([]http.Handler, len(f.names))
+		for i, name := range f.names {
+			handlers[i] = d.rollouts[name].proxy
+		}
+		if err := f.start(handlers, d.log); err != nil {
+			return err
+		}
+		for _, name := range f.names {
+			d.rollouts[name].addr = f.ln.Addr().String()
 		}
 	}
 	reg.MustRegister(&statusCollector{d: d})
@@ -139,6 +152,15 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	for _, name := range d.names {
 		d.rollouts[name].run(runCtx, &d.wg)
 	}
+	for _, f := range d.frontends {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			if err := f.server.Serve(f.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				d.log.Error("proxy listener stopped", "addr", f.addr, "err", err)
+			}
+		}()
+	}
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -151,12 +173,9 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 
 // parseSources parses and validates every file before anything starts, and
 // reports all problems at once.
-func parseSources(sources []Source) ([]*v1alpha1.Rollout, [][]byte, error) {
-	var rollouts []*v1alpha1.Rollout
-	var raws [][]byte
+func parseSources(sources []Source) (rollouts []*v1alpha1.Rollout, raws [][]byte, files []string, err error) {
 	var errs []error
 	seen := map[string]string{}
-	listens := map[string]string{}
 	for _, src := range sources {
 		rs, err := spec.ParseFile(src.File, src.Data)
 		if err != nil {
@@ -168,19 +187,16 @@ func parseSources(sources []Source) ([]*v1alpha1.Rollout, [][]byte, error) {
 				errs = append(errs, fmt.Errorf("%s: rollout %q is also defined in %s", src.File, r.Name, prev))
 				continue
 			}
-			if l := r.Spec.Service.Listen; listens[l] != "" && !hasZeroPort(l) {
-				errs = append(errs, fmt.Errorf("%s: rollout %q listens on %s like rollout %q", src.File, r.Name, l, listens[l]))
-				continue
-			}
-			seen[r.Name], listens[r.Spec.Service.Listen] = src.File, r.Name
+			seen[r.Name] = src.File
 			rollouts = append(rollouts, r)
 			raws = append(raws, src.Data)
+			files = append(files, src.File)
 		}
 	}
 	if len(errs) == 0 && len(rollouts) == 0 {
 		errs = append(errs, errors.New("no rollouts given"))
 	}
-	return rollouts, raws, errors.Join(errs...)
+	return rollouts, raws, files, errors.Join(errs...)
 }
 
 func hasZeroPort(addr string) bool {
@@ -197,15 +213,15 @@ func (d *Daemon) ProxyAddr(name string) (string, bool) {
 	if !ok {
 		return "", false
 	}
-	return m.listener.Addr().String(), true
+	return m.addr, true
 }
 
 // Stop shuts the servers down gracefully, waiting at most until ctx ends,
 // then stops the rollout loops and closes the state.
 func (d *Daemon) Stop(ctx context.Context) error {
 	var errs []error
-	for _, name := range d.names {
-		errs = append(errs, d.rollouts[name].server.Shutdown(ctx))
+	for _, f := range d.frontends {
+		errs = append(errs, f.server.Shutdown(ctx))
 	}
 	errs = append(errs, d.api.Shutdown(ctx))
 	d.cancel()
@@ -222,9 +238,9 @@ func (d *Daemon) closeAll() {
 	if d.cancel != nil {
 		d.cancel()
 	}
-	for _, m := range d.rollouts {
-		if m.listener != nil {
-			m.listener.Close()
+	for _, f := range d.frontends {
+		if f.ln != nil {
+			f.ln.Close()
 		}
 	}
 	if d.apiLn != nil {
@@ -309,12 +325,6 @@ func (d *Daemon) get(name string) (*managed, error) {
 
 func deployCommand(v v1alpha1.VersionRef, actor string) engine.Command {
 	return engine.Command{Kind: engine.CommandDeploy, Canary: &v, Actor: actor}
-}
-
-// proxyServer serves a rollout's proxy. Timeouts bound slow clients; the
-// write timeout is left off so streamed responses (SSE) can run long.
-func proxyServer(h http.Handler) *http.Server {
-	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 }
 
 // writeFileAtomic writes through a temporary file and a rename, so a reader

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -39,8 +37,7 @@ type managed struct {
 	builtin  *metric.Builtin
 	meter    *metric.Set
 	runner   *runtime.Runner
-	listener net.Listener
-	server   *http.Server
+	addr     string // where its proxy listens
 	hooks    *runtime.Hooks
 	notifier *notify.Dispatcher
 	log      *slog.Logger
@@ -80,7 +77,10 @@ func newManaged(ctx, runCtx context.Context, db *store.Store, r *v1alpha1.Rollou
 		return nil, err
 	}
 	m.proxy, err = proxy.New(proxy.Config{Name: r.Name, Stable: stable, Traffic: r.Spec.Service.Traffic,
-		VersionHeader: proxy.DefaultVersionHeader, Logger: log})
+		VersionHeader: proxy.DefaultVersionHeader, Logger: log,
+		// An ejection is acted on at once: the loop wakes, sees the canary
+		// down and rolls back (or waits for a person in hybrid mode).
+		OnEject: func(string, string) { m.poke() }})
 	if err != nil {
 		return nil, err
 	}
@@ -164,16 +164,10 @@ func (m *managed) notify(st v1alpha1.RolloutStatus, events []v1alpha1.Event) {
 
 // run serves the proxy and drives the rollout until ctx is done.
 func (m *managed) run(ctx context.Context, wg *sync.WaitGroup) {
-	wg.Add(4)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		m.notifier.Run(ctx)
-	}()
-	go func() {
-		defer wg.Done()
-		if err := m.server.Serve(m.listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.log.Error("proxy stopped", "err", err)
-		}
 	}()
 	go func() {
 		defer wg.Done()
@@ -246,7 +240,7 @@ func (m *managed) snapshot() v1alpha1.RolloutStatus {
 // view renders the rollout for the control API.
 func (m *managed) view() controlapi.RolloutView {
 	v := controlapi.RolloutView{
-		Name: m.name, Listen: m.listener.Addr().String(), Decision: m.plan.Decision,
+		Name: m.name, Listen: m.addr, Decision: m.plan.Decision,
 		Metrics: metricSpecs(m.plan.Analysis.Metrics), AnalysisInterval: controlapi.Duration(m.plan.Analysis.Interval),
 		Status: m.snapshot(),
 	}

@@ -1,0 +1,151 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// SetEndpoints routes role (RoleStable or RoleCanary) to urls, the ready
+// replicas of version; requests are spread round-robin over them, and a
+// request that could not connect is retried on the next one. It is how a
+// process target steers the proxy, instead of SetUpstreams.
+//
+// An empty version takes the canary role away. A version with no urls has
+// no ready replica right now: a canary without one gets no request (its
+// share, and the users its rules or sticky cookies name, go to stable),
+// and a stable without one is answered 503 by the proxy itself.
+//
+// Counters belong to the version, not to its replicas: replicas coming
+// and going keep them, and Stats reports the version as one. The new
+// routing table is swapped in at once; requests already routed finish on
+// the replica they were sent to.
+//
+// A HealthChecker probes only the first URL of an upstream and skips a
+// version without one; the replicas' health is the caller's business.
+func (p *Proxy) SetEndpoints(role, version string, urls []*url.URL) error {
+	if role != RoleStable && role != RoleCanary {
+		return fmt.Errorf("unknown role %q", role)
+	}
+	if version == "" && role == RoleStable {
+		return errors.New("stable endpoints: a version is required")
+	}
+	for _, u := range urls {
+		if u == nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("%s endpoint of %s: want an http or https URL with a host", role, version)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.table.Load()
+	prev := old.backend(role)
+	var b *backend
+	if version != "" {
+		b = p.endpointsBackend(role, version, urls, prev)
+	}
+	stable, canary := old.stable, b
+	if role == RoleStable {
+		stable, canary = b, old.canary
+	}
+	p.table.Store(p.withUpstreams(old, stable, canary))
+	if prev != nil && prev != b {
+		// The connections kept to replicas no longer routed to would
+		// otherwise wait for the idle timeout.
+		for _, ep := range prev.up.state.endpoints {
+			if b == nil || !slices.Contains(b.up.state.endpoints, ep) {
+				ep.pool.closeIdle()
+			}
+		}
+	}
+	return nil
+}
+
+// endpointsBackend returns prev when it already serves version on urls,
+// else a new backend. Within a version it keeps prev's counters, and the
+// endpoints (with their kept-alive connections) of the replicas that stay.
+func (p *Proxy) endpointsBackend(role, version string, urls []*url.URL, prev *backend) *backend {
+	same := prev != nil && prev.up.Version == version
+	if same && slices.EqualFunc(prev.up.state.endpoints, urls, func(ep *endpoint, u *url.URL) bool { return ep.url.String() == u.String() }) {
+		return prev
+	}
+	up := Upstream{Version: version}
+	st := &upstreamState{version: []byte(version)}
+	for _, u := range urls {
+		u := *u
+		var ep *endpoint
+		if same {
+			if i := slices.IndexFunc(prev.up.state.endpoints, func(e *endpoint) bool { return e.url.String() == u.String() }); i >= 0 {
+				ep = prev.up.state.endpoints[i]
+			}
+		}
+		if ep == nil {
+			ep = newEndpoint(&u, &p.transportCfg)
+		}
+		st.rewrite = st.rewrite || ep.base
+		st.endpoints = append(st.endpoints, ep)
+		if up.URL == nil {
+			up.URL = ep.url
+		} else {
+			up.Replicas = append(up.Replicas, ep.url)
+		}
+	}
+	up.state = st
+	b := &backend{role: role, up: up}
+	if same {
+		b.stats = prev.stats
+	} else {
+		b.stats = newCounters(version, p.epochs.Add(1))
+	}
+	b.rp = p.reverseProxy(b)
+	return b
+}
+
+// initialUpstreams sets the upstreams of a new Proxy. A stable with a
+// Version but no URL (and no canary) is a proxy steered by SetEndpoints
+// whose stable has no ready replica yet.
+func (p *Proxy) initialUpstreams(cfg Config) error {
+	if cfg.Stable.URL == nil && cfg.Stable.Version != "" && cfg.Canary == nil {
+		return p.SetEndpoints(RoleStable, cfg.Stable.Version, nil)
+	}
+	return p.SetUpstreams(cfg.Stable, cfg.Canary)
+}
+
+// unready reports whether b has nowhere to send a request: a version
+// steered by SetEndpoints with no ready replica. Only a stable can be
+// routed to in that state (see table.route).
+func (b *backend) unready() bool { return b.up.state != nil && len(b.up.state.endpoints) == 0 }
+
+// errNoReplica is what a request to an unready stable fails with.
+var errNoReplica = errors.New("no ready replica")
+
+// unavailableRetry is the Retry-After of an answer of an unready stable:
+// replicas are probed about that often.
+const unavailableRetry = "1"
+
+// answerUnready answers 503 for an unready stable on the net/http path and
+// counts it against the version: its users got no answer from it.
+func (p *Proxy) answerUnready(w http.ResponseWriter, b *backend, start time.Time) {
+	if p.versionHeader != "" {
+		w.Header().Set(p.versionHeader, b.up.Version)
+	}
+	w.Header().Set("Retry-After", unavailableRetry)
+	http.Error(w, "service unavailable: "+errNoReplica.Error()+" of version "+b.up.Version, http.StatusServiceUnavailable)
+	p.account(b, classError, time.Since(start), errNoReplica.Error())
+}
+
+// answerUnreadyFast is answerUnready on the fast path.
+func (p *Proxy) answerUnreadyFast(ctx *fasthttp.RequestCtx, b *backend) {
+	ctx.Response.Reset()
+	ctx.Response.SetStatusCode(http.StatusServiceUnavailable)
+	if p.versionHeader != "" {
+		ctx.Response.Header.Set(p.versionHeader, b.up.Version)
+	}
+	ctx.Response.Header.Set("Retry-After", unavailableRetry)
+	ctx.Response.SetBodyString("service unavailable: " + errNoReplica.Error() + " of version " + b.up.Version + "\n")
+	p.account(b, classError, time.Since(ctx.Time()), errNoReplica.Error())
+}

@@ -1,0 +1,144 @@
+package standalone
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/target"
+)
+
+// undoMargin keeps the previous stable's processes a little longer than
+// the engine's undo window, so that an undo accepted at its last moment
+// still finds them running.
+const undoMargin = 2 * time.Second
+
+// processShutdownWait bounds how long the processes of a daemon that
+// failed to start get to stop gracefully.
+const processShutdownWait = 15 * time.Second
+
+// processDir is the process target's directory of a rollout: its list of
+// running processes and the versions' logs.
+func processDir(stateDir, rollout string) string {
+	return filepath.Join(stateDir, "processes", rollout)
+}
+
+// processVersions remembers how each version runs, for the process
+// target's Specs lookup. The engine hands the target whole versions (the
+// status keeps their process description), and the target looks
+// versions up by label.
+type processVersions struct {
+	mu    sync.Mutex
+	specs map[string]v1alpha1.ProcessSpec
+}
+
+func newProcessVersions(refs ...*v1alpha1.VersionRef) *processVersions {
+	pv := &processVersions{specs: map[string]v1alpha1.ProcessSpec{}}
+	for _, r := range refs {
+		pv.note(r)
+	}
+	return pv
+}
+
+// note records how v runs; the last description given for a label wins.
+func (pv *processVersions) note(v *v1alpha1.VersionRef) {
+	if v == nil || v.Process == nil {
+		return
+	}
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	pv.specs[v.Version] = *v.Process
+}
+
+func (pv *processVersions) lookup(version string) (v1alpha1.ProcessSpec, bool) {
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	s, ok := pv.specs[version]
+	return s, ok
+}
+
+// processTarget is the process target, told how each version runs by the
+// versions it is asked to run.
+type processTarget struct {
+	*target.Process
+	versions *processVersions
+}
+
+// DeployCanary records how v runs, then runs it as the canary.
+func (t processTarget) DeployCanary(ctx context.Context, v v1alpha1.VersionRef) error {
+	t.versions.note(&v)
+	return t.Process.DeployCanary(ctx, v)
+}
+
+// Promote records how v runs, then makes it the stable version.
+func (t processTarget) Promote(ctx context.Context, v v1alpha1.VersionRef) error {
+	t.versions.note(&v)
+	return t.Process.Promote(ctx, v)
+}
+
+// newProcessTarget starts the process target of m, whose proxy it steers,
+// and runs the saved stable version. Processes a previous daemon left
+// behind are stopped first (see target.NewProcess).
+func (m *managed) newProcessTarget(ctx context.Context, stateDir string) (processTarget, error) {
+	spec := &m.rollout.Spec.Service
+	st := m.status
+	versions := newProcessVersions(versionOf(spec.Stable), upstreamVersion(spec.Canary), st.Previous, st.Stable, st.Canary)
+	p, err := target.NewProcess(ctx, target.ProcessConfig{
+		Dir: processDir(stateDir, m.name), Specs: versions.lookup, Endpoints: m.proxy, OnChange: m.poke,
+		UndoWindow: m.plan.UndoWindow + undoMargin, Logger: m.log,
+	})
+	if err != nil {
+		return processTarget{}, err
+	}
+	t := processTarget{Process: p, versions: versions}
+	if err := t.Promote(ctx, *st.Stable); err != nil {
+		m.shutdownProcesses(p)
+		return processTarget{}, err
+	}
+	return t, nil
+}
+
+// shutdownProcesses stops every process of a target that is given up on.
+func (m *managed) shutdownProcesses(p *target.Process) {
+	ctx, cancel := context.WithTimeout(context.Background(), processShutdownWait)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		m.log.Warn("stopping the processes", "err", err)
+	}
+}
+
+// processHealth is a role's health as the process target sees it: the
+// canary's as the engine gets it, and the stable healthy while one of its
+// replicas is ready.
+func processHealth(p *target.Process) func(role string) (bool, string, bool) {
+	return func(role string) (bool, string, bool) {
+		o := p.Observe(context.Background())
+		if role == proxy.RoleCanary {
+			switch o.CanaryHealth {
+			case engine.HealthUp:
+				return true, "", true
+			case engine.HealthDown:
+				return false, o.CanaryReason, true
+			}
+			return false, "", false
+		}
+		for _, r := range p.Replicas(o.StableVersion) {
+			if r.Ready {
+				return true, "", true
+			}
+		}
+		return false, "no ready replica", o.StableVersion != ""
+	}
+}
+
+// upstreamVersion is versionOf for an optional upstream.
+func upstreamVersion(u *v1alpha1.Upstream) *v1alpha1.VersionRef {
+	if u == nil {
+		return nil
+	}
+	return versionOf(*u)
+}
