@@ -38,7 +38,9 @@ type MetricSpec struct {
 	// Name of the metric. Without a provider it names a builtin metric of
 	// the proxy: request-success-rate, error-rate, request-count,
 	// latency-mean, latency-p50, latency-p95, latency-p99 and
-	// request-duration (p99, as Flagger names it).
+	// request-duration (p99, as Flagger names it); or, for process
+	// targets, cpu-usage (% of one core) and memory-usage (% of the
+	// stated memory limit) of the version's processes.
 	Name string `json:"name"`
 	// Provider measures the metric; default the built-in proxy.
 	// +optional

@@ -1,7 +1,10 @@
 package cli
 
 import (
+	"os"
 	"os/user"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -37,6 +40,32 @@ func TestDeploy(t *testing.T) {
 	}
 }
 
+func TestDeployProcess(t *testing.T) {
+	f := newFakeBackend()
+	dir := startDaemon(t, f)
+	code, _, errOut := run(t, "deploy", "web", "--version", "v2", "--command", "pipit", "--arg", "sample-app",
+		"--arg", "--listen=127.0.0.1:{{ .Port }}", "--env", "MODE=canary", "--env", "EMPTY=", "--replicas", "2", "--state-dir", dir)
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	want := &v1alpha1.ProcessSpec{Command: "pipit", Args: []string{"sample-app", "--listen=127.0.0.1:{{ .Port }}"},
+		Env: map[string]string{"MODE": "canary", "EMPTY": ""}, Replicas: 2}
+	if c := f.submitted[0].Canary; c.Version != "v2" || c.URL != "" || !reflect.DeepEqual(c.Process, want) {
+		t.Fatalf("canary %+v, process %+v", c, c.Process)
+	}
+
+	file := filepath.Join(t.TempDir(), "v3.yaml")
+	if err := os.WriteFile(file, []byte("command: ./server\nreadiness: {path: /ready, period: 1s}\nmemoryLimitBytes: 1000000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := run(t, "deploy", "web", "--version", "v3", "--from", file, "--state-dir", dir); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if p := f.submitted[1].Canary.Process; p == nil || p.Command != "./server" || p.Readiness.Path != "/ready" || *p.MemoryLimitBytes != 1000000 {
+		t.Fatalf("process from file %+v", p)
+	}
+}
+
 func TestDeployBadInput(t *testing.T) {
 	f := newFakeBackend()
 	dir := startDaemon(t, f)
@@ -51,6 +80,12 @@ func TestDeployBadInput(t *testing.T) {
 		{"no scheme", []string{"web", "--canary", "127.0.0.1:9002"}, "--canary"},
 		{"other scheme", []string{"web", "--canary", "ftp://127.0.0.1/"}, "not an absolute http or https URL"},
 		{"no host", []string{"web", "--canary", "http:///x"}, "not an absolute http or https URL"},
+		{"URL and command", []string{"web", "--canary", "http://127.0.0.1:9", "--command", "app"}, "give one of --canary, --command and --from"},
+		{"process without version", []string{"web", "--command", "app"}, "--version: a label is required"},
+		{"arg without command", []string{"web", "--canary", "http://127.0.0.1:9", "--arg", "x"}, "go with --command"},
+		{"bad template", []string{"web", "--version", "v2", "--command", "app", "--arg", "{{ .Prot }}"}, "args[0]: "},
+		{"bad env", []string{"web", "--version", "v2", "--command", "app", "--env", "MODE"}, `--env "MODE": want KEY=VALUE`},
+		{"missing file", []string{"web", "--version", "v2", "--from", "/nonexistent/v2.yaml"}, "--from: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,51 +1,148 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 func init() { register(newDeployCmd) }
 
+// processFlags describe a process canary on the command line.
+type processFlags struct {
+	command, workdir, from string
+	args, env              []string
+	replicas               int32
+}
+
 func newDeployCmd(*globals) *cobra.Command {
 	var (
 		canary v1alpha1.VersionRef
+		proc   processFlags
 		flags  *commandFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "deploy NAME --canary URL",
+		Use:   "deploy NAME (--canary URL | --version V --command CMD [--arg A]... | --version V --from FILE)",
 		Short: "Start rolling a new version out",
-		Long: `deploy starts rolling out the version served at --canary: it waits for it to
-become healthy, then gives it the share of traffic of each step in turn while the
-checks pass. --version labels it in status and history; it defaults to the URL.
+		Long: `deploy starts rolling out a new version: it waits for it to become healthy, then
+gives it the share of traffic of each step in turn while the checks pass.
+
+A rollout whose versions are URLs takes the version served at --canary; --version
+labels it in status and history and defaults to the URL.
+
+A rollout whose versions are processes pipit runs takes a process description and a
+--version label (required): either --command with its --arg, --env, --workdir and
+--replicas, or --from, a YAML file holding a process description as written under
+service.canary.process in a rollout file (with readiness and liveness probes, a
+stop grace period, a memory limit). In arguments and environment values,
+{{ .Port }} is the port pipit gives each replica and {{ .Version }} the label.
+Without a readiness probe a replica is ready once its port accepts connections.
 
 Deploying while another canary is in flight replaces that canary and starts the
 analysis again from the first step.
 
-It exits 2 if the URL is not an absolute http or https URL, and 1 if the rollout
-cannot take a new canary now (for example while it is promoting).`,
+It exits 2 if the URL or the process description is not valid, and 1 if the
+rollout cannot take this canary now (for example while it is promoting, or a
+URL for a rollout of processes).`,
 		Example: `  pipit deploy web --canary http://127.0.0.1:9002 --version v2
-  pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --reason "release 1.4"`,
+  pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --reason "release 1.4"
+  pipit deploy web --version v2 --command ./server --arg --port={{ .Port }} --env MODE=canary --replicas 2
+  pipit deploy web --version v2 --from v2.yaml`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkUpstreamURL(canary.URL); err != nil {
-				return BadInputf("--canary: %v", err)
-			}
-			if canary.Version == "" {
-				canary.Version = canary.URL
+			if err := proc.describe(cmd, &canary); err != nil {
+				return BadInput(err)
 			}
 			return flags.submit(cmd, args[0], engine.Command{Kind: engine.CommandDeploy, Canary: &canary})
 		},
 	}
 	flags = addCommandFlags(cmd)
-	cmd.Flags().StringVar(&canary.URL, "canary", "", "base URL of the new version, such as http://127.0.0.1:9002 (required)")
-	cmd.Flags().StringVar(&canary.Version, "version", "", "label of the new version (default: the URL)")
+	f := cmd.Flags()
+	f.StringVar(&canary.URL, "canary", "", "base URL of the new version, such as http://127.0.0.1:9002")
+	f.StringVar(&canary.Version, "version", "", "label of the new version (default: the URL; required for processes)")
+	f.StringVar(&proc.command, "command", "", "program to run as the new version (a rollout of processes)")
+	f.StringArrayVar(&proc.args, "arg", nil, "argument of --command (repeatable, in order)")
+	f.StringArrayVar(&proc.env, "env", nil, "KEY=VALUE added to the environment of --command (repeatable)")
+	f.StringVar(&proc.workdir, "workdir", "", "directory --command starts in (default: the daemon's)")
+	f.Int32Var(&proc.replicas, "replicas", 0, "how many processes of --command serve the version (default 1)")
+	f.StringVar(&proc.from, "from", "", "YAML file describing the new version's processes")
 	return cmd
+}
+
+// describe completes v from the flags: a URL, or a checked process
+// description.
+func (p *processFlags) describe(cmd *cobra.Command, v *v1alpha1.VersionRef) error {
+	given := func(names ...string) int {
+		n := 0
+		for _, name := range names {
+			if cmd.Flags().Changed(name) {
+				n++
+			}
+		}
+		return n
+	}
+	switch given("canary", "command", "from") {
+	case 0:
+		return errors.New("--canary: a URL is required, or --command or --from for a rollout of processes")
+	case 1:
+	default:
+		return errors.New("give one of --canary, --command and --from")
+	}
+	if !cmd.Flags().Changed("command") && given("arg", "env", "workdir", "replicas") > 0 {
+		return errors.New("--arg, --env, --workdir and --replicas go with --command")
+	}
+	if cmd.Flags().Changed("canary") {
+		if err := checkUpstreamURL(v.URL); err != nil {
+			return fmt.Errorf("--canary: %w", err)
+		}
+		if v.Version == "" {
+			v.Version = v.URL
+		}
+		return nil
+	}
+	if v.Version == "" {
+		return errors.New("--version: a label is required for a process version, such as v2 or a commit")
+	}
+	s, err := p.spec()
+	if err != nil {
+		return err
+	}
+	if _, err := spec.ResolveProcess(s); err != nil {
+		return fmt.Errorf("the process description:\n%w", err)
+	}
+	v.Process = &s
+	return nil
+}
+
+// spec reads the process description from --from or builds it from
+// --command and its flags.
+func (p *processFlags) spec() (v1alpha1.ProcessSpec, error) {
+	if p.from != "" {
+		data, err := readRolloutFile(p.from)
+		if err != nil {
+			return v1alpha1.ProcessSpec{}, fmt.Errorf("--from: %w", err)
+		}
+		return spec.ParseProcessFile(p.from, data)
+	}
+	s := v1alpha1.ProcessSpec{Command: p.command, Args: p.args, WorkingDir: p.workdir, Replicas: p.replicas}
+	for _, kv := range p.env {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok {
+			return v1alpha1.ProcessSpec{}, fmt.Errorf("--env %q: want KEY=VALUE", kv)
+		}
+		if s.Env == nil {
+			s.Env = map[string]string{}
+		}
+		s.Env[k] = val
+	}
+	return s, nil
 }
 
 // checkUpstreamURL accepts an absolute http or https URL with a host.

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"reflect"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -65,7 +66,9 @@ func Allowed(st v1alpha1.RolloutStatus, cmd Command) error {
 		if st.Stable != nil && st.Stable.Version == cmd.Canary.Version && !active {
 			return fmt.Errorf("version %s is already the stable version", cmd.Canary.Version)
 		}
-		if active && st.Canary != nil && *st.Canary == *cmd.Canary {
+		// The whole description counts: the same label at another URL, or
+		// run another way, is a new canary.
+		if active && st.Canary != nil && reflect.DeepEqual(*st.Canary, *cmd.Canary) {
 			return fmt.Errorf("version %s is already being rolled out", cmd.Canary.Version)
 		}
 		if p == v1alpha1.PhasePromoting || p == v1alpha1.PhaseRollingBack {

@@ -35,6 +35,10 @@ type Observed struct {
 	CanaryHealth Health
 	// CanaryReason says why the canary is down, for events.
 	CanaryReason string
+	// CanaryFailed says the canary is down for good rather than not up
+	// yet (its processes crash in a loop): an anomaly even before it
+	// receives traffic, instead of a wait until the progress deadline.
+	CanaryFailed bool
 	// StableVersion is the version the stable target serves now. A
 	// promotion is complete when it equals the canary's version.
 	StableVersion string
@@ -139,6 +143,17 @@ func copyStatus(st v1alpha1.RolloutStatus) v1alpha1.RolloutStatus {
 	st.Analysis.LastResults = append([]v1alpha1.MetricResult(nil), st.Analysis.LastResults...)
 	st.Analysis.Metrics = append([]v1alpha1.MetricStatus(nil), st.Analysis.Metrics...)
 	st.Conditions = append(st.Conditions[:0:0], st.Conditions...)
+	st.HooksPassed = append(st.HooksPassed[:0:0], st.HooksPassed...)
+	// Gate and HookWait are updated in place; the caller's may be read
+	// elsewhere while Step runs (a daemon's status view).
+	if st.Gate != nil {
+		g := *st.Gate
+		st.Gate = &g
+	}
+	if st.HookWait != nil {
+		w := *st.HookWait
+		st.HookWait = &w
+	}
 	return st
 }
 

@@ -38,17 +38,16 @@ func (m *machine) progress() {
 
 // canaryReady handles the canary's health. Before the canary receives
 // traffic the rollout waits for it to be up, within the progress deadline;
-// once it receives traffic, a canary that goes down is an anomaly at once.
+// once it receives traffic, a canary that goes down is an anomaly at once,
+// and so is one that failed for good at any time.
 func (m *machine) canaryReady() bool {
-	h := m.canaryHealth()
+	if !m.watchCanaryHealth() {
+		return false
+	}
 	if m.st.CanaryWeight > 0 {
-		if h == HealthDown {
-			m.anomaly(fmt.Sprintf("canary %s is down: %s", m.st.Canary.Version, m.in.Observed.CanaryReason), "")
-			return false
-		}
 		return true
 	}
-	if h != HealthUp {
+	if h := m.canaryHealth(); h != HealthUp {
 		if m.st.WaitingSince == nil {
 			m.st.WaitingSince = micro(m.now)
 		}
@@ -114,9 +113,10 @@ func (m *machine) noAlarm() bool {
 }
 
 // watchCanaryHealth turns a canary that went down while it receives
-// traffic into an anomaly; it reports whether the canary is fine.
+// traffic, or failed for good, into an anomaly; it reports whether the
+// canary is fine.
 func (m *machine) watchCanaryHealth() bool {
-	if m.st.CanaryWeight > 0 && m.canaryHealth() == HealthDown {
+	if m.canaryHealth() == HealthDown && (m.st.CanaryWeight > 0 || m.in.Observed.CanaryFailed) {
 		m.anomaly(fmt.Sprintf("canary %s is down: %s", m.st.Canary.Version, m.in.Observed.CanaryReason), "")
 		return false
 	}

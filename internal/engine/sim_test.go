@@ -24,6 +24,8 @@ type sim struct {
 	stable  string
 	canary  string
 	health  Health
+	failed  bool   // the target reports the canary failed for good
+	reason  string // why it is down
 	measure func(s *sim) []analysis.Measurement
 	// hooks answers hook runs (nil: every hook says yes); the answer is
 	// fed back at the next step, as a runtime would.
@@ -48,7 +50,8 @@ func (s *sim) step(cmds ...Command) {
 	s.t.Helper()
 	for range 4 {
 		in := Input{Now: s.now, Commands: cmds, HookResults: s.answers,
-			Observed: Observed{CanaryVersion: s.canary, CanaryHealth: s.health, StableVersion: s.stable, Weight: s.weight}}
+			Observed: Observed{CanaryVersion: s.canary, CanaryHealth: s.health, CanaryReason: s.reason, CanaryFailed: s.failed,
+				StableVersion: s.stable, Weight: s.weight}}
 		s.answers = nil
 		if CheckDue(s.st, s.now) {
 			in.Measurements = s.measure(s)
@@ -431,6 +434,21 @@ func TestUnhealthyCanaryFailsAtTheDeadline(t *testing.T) {
 	}
 	if s.weight != 0 || len(s.sawWeights()) != 0 {
 		t.Errorf("an unhealthy canary received traffic: %v", s.sawWeights())
+	}
+}
+
+func TestFailedCanaryRolledBackBeforeTraffic(t *testing.T) {
+	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
+	s.health = HealthUnknown
+	s.deploy("v2")
+	s.advance(5 * time.Second)
+	s.health, s.failed, s.reason = HealthDown, true, "crash loop: exited 3 times in 1m: exit status 1"
+	s.step()
+	if s.st.Phase != v1alpha1.PhaseRolledBack || len(s.sawWeights()) != 0 {
+		t.Fatalf("phase %s, weights %v: want RolledBack at once, without traffic", s.st.Phase, s.sawWeights())
+	}
+	if want := "canary v2 is down: crash loop"; !strings.Contains(s.st.Rollback.Reason, want) {
+		t.Errorf("reason %q, want %q", s.st.Rollback.Reason, want)
 	}
 }
 

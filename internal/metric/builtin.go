@@ -4,16 +4,19 @@ package metric
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/pipit-dev/pipit/internal/analysis"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // Builtin metric names: what the built-in proxy measures per version. Rates
 // are percent (0 to 100), latencies milliseconds, request-count a count over
-// the window between two checks.
+// the window between two checks. CPUUsage and MemoryUsage are measured on
+// the processes of a process target instead (see UsageSource).
 const (
 	RequestSuccessRate = "request-success-rate"
 	ErrorRate          = "error-rate"
@@ -24,10 +27,17 @@ const (
 	LatencyP99         = "latency-p99"
 	// RequestDuration is the p99 latency, named as Flagger names it.
 	RequestDuration = "request-duration"
+	// CPUUsage is in % of one core, summed over a version's replicas.
+	CPUUsage = spec.MetricCPUUsage
+	// MemoryUsage is resident memory in % of a version's stated limit.
+	MemoryUsage = spec.MetricMemoryUsage
 )
 
+// proxyNames are the builtin metrics the proxy measures.
+var proxyNames = []string{RequestSuccessRate, ErrorRate, RequestCount, LatencyMean, LatencyP50, LatencyP95, LatencyP99, RequestDuration}
+
 // BuiltinNames lists the builtin metrics, for validation and docs.
-var BuiltinNames = []string{RequestSuccessRate, ErrorRate, RequestCount, LatencyMean, LatencyP50, LatencyP95, LatencyP99, RequestDuration}
+var BuiltinNames = append(slices.Clip(proxyNames), CPUUsage, MemoryUsage)
 
 // IsBuiltin reports whether name is a builtin metric.
 func IsBuiltin(name string) bool {
@@ -80,7 +90,7 @@ func (b *Builtin) Sample() proxy.Stats {
 	if tick.Canary.Requests == 0 && tick.Stable.Requests == 0 {
 		return now
 	}
-	for _, name := range BuiltinNames {
+	for _, name := range proxyNames {
 		m := Compute(name, tick)
 		s := b.samples[name]
 		for i, v := range []*float64{m.Canary, m.Stable} {

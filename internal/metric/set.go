@@ -12,13 +12,14 @@ import (
 )
 
 // Set measures one rollout's analysis metrics: builtin ones from the
-// proxy, the others through their providers, for the canary and for the
-// stable version over the same window. It also runs the continuous
+// proxy or the process target, the others through their providers, for
+// the canary and for the stable version over the same window. It also runs the continuous
 // sequential error-rate test on the proxy's counts.
 type Set struct {
 	rollout, namespace string
 	plan               spec.AnalysisPlan
-	builtin            *Builtin // nil where there is no built-in proxy
+	builtin            *Builtin    // nil where there is no built-in proxy
+	usage              UsageSource // nil where pipit runs no processes
 	providers          map[string]Provider
 	monitor            *analysis.RateMonitor
 }
@@ -30,15 +31,24 @@ type SetConfig struct {
 	// Builtin is the built-in proxy's provider; nil when metrics come only
 	// from providers.
 	Builtin *Builtin
+	// Usage measures cpu-usage and memory-usage: the process target; nil
+	// when the versions are not processes pipit runs.
+	Usage UsageSource
 }
 
 // NewSet builds the providers of every metric. It fails on a metric it
 // cannot measure, naming it.
 func NewSet(cfg SetConfig) (*Set, error) {
-	s := &Set{rollout: cfg.Rollout, namespace: cfg.Namespace, plan: cfg.Plan, builtin: cfg.Builtin, providers: map[string]Provider{}}
+	s := &Set{rollout: cfg.Rollout, namespace: cfg.Namespace, plan: cfg.Plan, builtin: cfg.Builtin, usage: cfg.Usage, providers: map[string]Provider{}}
 	for _, m := range cfg.Plan.Metrics {
 		if m.Hook != nil {
 			continue // measured by the runtime's hook runner
+		}
+		if m.Provider == nil && isUsage(m.Name) {
+			if cfg.Usage == nil {
+				return nil, fmt.Errorf("metric %s: measured on processes pipit runs, and this rollout runs none", m.Name)
+			}
+			continue
 		}
 		if m.Provider == nil {
 			if cfg.Builtin == nil {
@@ -84,12 +94,38 @@ func (s *Set) Measure(ctx context.Context, st v1alpha1.RolloutStatus) []analysis
 			out[i] = s.measureProvider(ctx, m, p, st)
 		}()
 	}
-	if s.builtin != nil {
-		for j, meas := range s.builtin.Measure(builtinNames) {
-			out[builtinIdx[j]] = meas
-		}
+	for j, meas := range s.measureBuiltin(builtinNames, st) {
+		out[builtinIdx[j]] = meas
 	}
 	wg.Wait()
+	return out
+}
+
+// measureBuiltin measures the named builtin metrics: the proxy's over
+// its window, the processes' usage now.
+func (s *Set) measureBuiltin(names []string, st v1alpha1.RolloutStatus) []analysis.Measurement {
+	out := make([]analysis.Measurement, len(names))
+	var proxied, used []string
+	var proxiedIdx, usedIdx []int
+	for i, n := range names {
+		if isUsage(n) {
+			used, usedIdx = append(used, n), append(usedIdx, i)
+		} else {
+			proxied, proxiedIdx = append(proxied, n), append(proxiedIdx, i)
+		}
+	}
+	// The proxy's window starts again at every check, even when no
+	// metric of its own is measured.
+	if s.builtin != nil {
+		for j, meas := range s.builtin.Measure(proxied) {
+			out[proxiedIdx[j]] = meas
+		}
+	}
+	if len(used) > 0 { // NewSet made sure there is a source
+		for j, meas := range measureUsage(s.usage, used, st) {
+			out[usedIdx[j]] = meas
+		}
+	}
 	return out
 }
 

@@ -3,6 +3,7 @@ package spec
 import (
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -32,6 +33,12 @@ func TestExamples(t *testing.T) {
 				t.Errorf("%s: Resolve %s: %v", f, r.Name, err)
 			}
 			plans[filepath.Base(f)] = p
+			if filepath.Base(f) == "process.yaml" {
+				proc, notes := r.Spec.Service.Stable.Process, r.Spec.Notifications
+				if proc == nil || proc.Readiness == nil || proc.Liveness == nil || len(notes) != 1 || notes[0].URLEnv == "" {
+					t.Errorf("process.yaml: want a process with readiness and liveness probes and a notifier whose URL comes from the environment")
+				}
+			}
 		}
 	}
 
@@ -56,6 +63,11 @@ func TestExamples(t *testing.T) {
 	}
 	if plans["manual.yaml"].Decision != v1alpha1.DecisionManual || plans["hybrid.yaml"].Decision != v1alpha1.DecisionHybrid {
 		t.Error("manual.yaml or hybrid.yaml has the wrong decision mode")
+	}
+	if p := plans["process.yaml"]; len(p.Hooks[v1alpha1.HookRollout]) != 1 || p.Hooks[v1alpha1.HookRollout][0].LoadTest == nil ||
+		!slices.ContainsFunc(p.Steps, func(s PlanStep) bool { return s.Kind == StepApproval }) ||
+		!slices.ContainsFunc(p.Analysis.Metrics, func(m PlanMetric) bool { return m.Name == MetricMemoryUsage }) {
+		t.Errorf("process.yaml plan = %+v", p)
 	}
 	hybrid := plans["hybrid.yaml"].Steps
 	if last := hybrid[len(hybrid)-1]; last.Kind != StepPause || last.Duration != 0 {

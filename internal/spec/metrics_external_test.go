@@ -17,11 +17,13 @@ import (
 func TestMetricNamesMatchTheBuiltinProvider(t *testing.T) {
 	rollout := func(metric string) *v1alpha1.Rollout {
 		stepWeight := v1alpha1.PercentOf(10)
+		limit := int64(512 << 20)
 		return &v1alpha1.Rollout{
 			TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.KindRollout},
 			ObjectMeta: metav1.ObjectMeta{Name: "web"},
 			Spec: v1alpha1.RolloutSpec{
-				Service:  v1alpha1.ServiceSpec{Listen: ":8080", Stable: v1alpha1.Upstream{URL: "http://127.0.0.1:9001"}},
+				Service: v1alpha1.ServiceSpec{Listen: ":8080", Stable: v1alpha1.Upstream{Version: "v1",
+					Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}}},
 				Strategy: v1alpha1.Strategy{StepWeight: &stepWeight},
 				Analysis: &v1alpha1.AnalysisSpec{Metrics: []v1alpha1.MetricSpec{{Name: metric}}},
 			},

@@ -17,14 +17,16 @@ const (
 	unitPercent unit = iota // 0 to 100
 	unitMillis              // a latency in milliseconds
 	unitCount               // requests over the analysis interval
+	unitUsage               // % of one core or of a memory limit; may pass 100
 )
 
 // maxConditionLength bounds the expressions compiled during validation: a
 // condition compares a few numbers, and compiling costs time in its length.
 const maxConditionLength = 1024
 
-// builtinMetrics are the metrics the built-in proxy measures, in the order
-// MetricSpec's documentation lists them.
+// builtinMetrics are the metrics pipit measures itself, in the order
+// MetricSpec's documentation lists them: the built-in proxy's, then the
+// usage of process targets.
 var builtinMetrics = []struct {
 	name string
 	unit unit
@@ -37,6 +39,8 @@ var builtinMetrics = []struct {
 	{"latency-p95", unitMillis},
 	{"latency-p99", unitMillis},
 	{"request-duration", unitMillis},
+	{MetricCPUUsage, unitUsage},
+	{MetricMemoryUsage, unitUsage},
 }
 
 func (v *validator) analysis(a *v1alpha1.AnalysisSpec) {

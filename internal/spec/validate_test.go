@@ -84,6 +84,29 @@ func TestValidateRefuses(t *testing.T) {
 		{"url hides its password", func(r *v1alpha1.Rollout) { r.Spec.Service.Canary.URL = "ftp://me:hunter2@host" }, "spec.service.canary.url", `not "ftp://me:xxxxx@host"`},
 		{"url without host", func(r *v1alpha1.Rollout) { r.Spec.Service.Canary.URL = "http:///x" }, "spec.service.canary.url", `"http:///x" has no host`},
 		{"canary without url", func(r *v1alpha1.Rollout) { r.Spec.Service.Canary.URL = "" }, "spec.service.canary.url", "is required"},
+		{"url and process", func(r *v1alpha1.Rollout) {
+			r.Spec.Service.Stable.Process = &v1alpha1.ProcessSpec{Command: "app"}
+		}, "spec.service.stable", "set url or process, not both"},
+		{"process without version", func(r *v1alpha1.Rollout) {
+			r.Spec.Service.Stable = v1alpha1.Upstream{Process: &v1alpha1.ProcessSpec{Command: "app"}}
+			r.Spec.Service.Canary = &v1alpha1.Upstream{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app"}}
+		}, "spec.service.stable.version", "is required with process"},
+		{"bad process", func(r *v1alpha1.Rollout) {
+			r.Spec.Service.Stable = v1alpha1.Upstream{Version: "v1", Process: &v1alpha1.ProcessSpec{Command: "app", Args: []string{"{{ .Prot }}"}}}
+			r.Spec.Service.Canary = &v1alpha1.Upstream{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app"}}
+		}, "spec.service.stable.process.args[0]", "can't evaluate field Prot"},
+		{"mixed kinds", func(r *v1alpha1.Rollout) {
+			r.Spec.Service.Canary = &v1alpha1.Upstream{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app"}}
+		}, "spec.service.canary", "must be of the same kind as the stable"},
+		{"cpu-usage of URLs", func(r *v1alpha1.Rollout) {
+			r.Spec.Analysis.Metrics[0].Name = "cpu-usage"
+		}, "spec.analysis.metrics[0].name", "cpu-usage is measured on the processes pipit runs, and spec.service.stable is a URL"},
+		{"memory-usage without a limit", func(r *v1alpha1.Rollout) {
+			limit := int64(1 << 30)
+			r.Spec.Service.Stable = v1alpha1.Upstream{Version: "v1", Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}}
+			r.Spec.Service.Canary = &v1alpha1.Upstream{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app"}}
+			r.Spec.Analysis.Metrics[0] = v1alpha1.MetricSpec{Name: "memory-usage", ThresholdRange: &v1alpha1.ThresholdRange{Max: ptr(80.0)}}
+		}, "spec.analysis.metrics[0].name", "spec.service.canary.process states no memoryLimitBytes"},
 		{"health path", func(r *v1alpha1.Rollout) { r.Spec.Service.HealthCheck = &v1alpha1.HealthCheck{Path: "health"} }, "spec.service.healthCheck.path", "must start with /"},
 		{"health interval", func(r *v1alpha1.Rollout) {
 			r.Spec.Service.HealthCheck = &v1alpha1.HealthCheck{Interval: dur(0)}
@@ -345,6 +368,9 @@ func TestValidRolloutsResolve(t *testing.T) {
 			}
 		}, 4},
 		{"every metric", func(r *v1alpha1.Rollout) {
+			limit := int64(256 << 20)
+			r.Spec.Service.Stable = v1alpha1.Upstream{Version: "v1", Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}}
+			r.Spec.Service.Canary = &v1alpha1.Upstream{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}}
 			r.Spec.Analysis.Metrics = nil
 			for _, m := range builtinMetrics {
 				r.Spec.Analysis.Metrics = append(r.Spec.Analysis.Metrics, v1alpha1.MetricSpec{Name: m.name,

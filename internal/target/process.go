@@ -37,7 +37,8 @@ type Endpoints interface {
 	// SetEndpoints routes role (proxy.RoleStable or proxy.RoleCanary) to
 	// urls, the ready replicas of version. An empty version takes the role
 	// away (canary only). A version with no urls has no ready replica right
-	// now: its share of traffic cannot be served.
+	// now: a canary's share then goes to stable, and a stable cannot be
+	// served. *proxy.Proxy implements it.
 	SetEndpoints(role, version string, urls []*url.URL) error
 }
 
@@ -210,15 +211,17 @@ func (p *Process) RetireCanary(_ context.Context, v v1alpha1.VersionRef) error {
 }
 
 // Observe reports the version the stable role routes to and the canary's
-// health: down in a crash loop or when no replica is ready any more, up
-// when all its replicas are ready.
+// health: down in a crash loop (failed, even before it serves) or when no
+// replica is ready any more, up when all its replicas are ready.
 func (p *Process) Observe(context.Context) engine.Observed {
 	p.mu.Lock()
 	o := engine.Observed{StableVersion: p.routed[proxy.RoleStable].version, CanaryVersion: p.canaryWant}
 	g := p.groups[p.canaryWant]
 	p.mu.Unlock()
 	if g != nil {
-		o.CanaryHealth, o.CanaryReason = g.health(time.Now())
+		now := time.Now()
+		o.CanaryHealth, o.CanaryReason = g.health(now)
+		o.CanaryFailed = g.crashLoop(now) != ""
 	}
 	return o
 }
@@ -356,7 +359,7 @@ func (p *Process) want(v v1alpha1.VersionRef, set func()) error {
 		if err != nil {
 			return fmt.Errorf("version %s: %w", v.Version, err)
 		}
-		p.log.Info("starting version", "version", v.Version, "replicas", ps.replicas, "log", lf.path)
+		p.log.Info("starting version", "version", v.Version, "replicas", ps.Replicas, "log", lf.path)
 		p.groups[v.Version] = p.newGroup(v, ps, lf)
 	}
 	set()

@@ -45,7 +45,7 @@ func (p *Process) newGroup(ref v1alpha1.VersionRef, spec procSpec, logf *logFile
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &group{p: p, ref: ref, spec: spec, logf: logf, ctx: ctx, cancel: cancel, hurry: make(chan struct{})}
 	g.sample.at = time.Now()
-	for i := range spec.replicas {
+	for i := range spec.Replicas {
 		g.replicas = append(g.replicas, &replica{g: g, index: i})
 	}
 	g.wg.Add(len(g.replicas))
@@ -99,10 +99,8 @@ func (g *group) noteReady() {
 // loop or when it served and no replica is ready any more; up when all
 // replicas are ready; unknown while it starts.
 func (g *group) health(now time.Time) (engine.Health, string) {
-	for _, r := range g.replicas {
-		if reason := r.crashLoop(now); reason != "" {
-			return engine.HealthDown, reason
-		}
+	if reason := g.crashLoop(now); reason != "" {
+		return engine.HealthDown, reason
 	}
 	ready := g.readyCount()
 	g.mu.Lock()
@@ -115,6 +113,16 @@ func (g *group) health(now time.Time) (engine.Health, string) {
 		return engine.HealthDown, "no ready replica: " + g.replicas[0].notReadyReason()
 	}
 	return engine.HealthUnknown, ""
+}
+
+// crashLoop returns why a replica of the group is in a crash loop, or "".
+func (g *group) crashLoop(now time.Time) string {
+	for _, r := range g.replicas {
+		if reason := r.crashLoop(now); reason != "" {
+			return reason
+		}
+	}
+	return ""
 }
 
 // usage measures the group's CPU (in % of one core, since the previous
@@ -154,8 +162,8 @@ func (g *group) usage(now time.Time) (cpuPct, memPct float64, ok bool) {
 	cpuPct = g.sample.cpu
 	g.mu.Unlock()
 	memPct = float64(rss)
-	if g.spec.memLimit > 0 {
-		memPct = float64(rss) / float64(g.spec.memLimit*int64(len(ticks))) * 100
+	if g.spec.MemoryLimitBytes > 0 {
+		memPct = float64(rss) / float64(g.spec.MemoryLimitBytes*int64(len(ticks))) * 100
 	}
 	return cpuPct, memPct, true
 }

@@ -8,19 +8,16 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // portPollPeriod is how often a replica without a readiness probe is
 // checked for an open port until it has one.
 const portPollPeriod = 100 * time.Millisecond
 
-// probe is a resolved ProbeSpec.
-type probe struct {
-	path                 string
-	initialDelay, period time.Duration
-	timeout              time.Duration
-	successes, failures  int
-}
+// probe is a resolved ProbeSpec that can run.
+type probe spec.ProbePlan
 
 // newProbeClient returns the client probes use: no keep-alive, so every
 // probe tests a fresh connection as a new request from the proxy would;
@@ -36,9 +33,9 @@ func newProbeClient() *http.Client {
 
 // check runs the probe once against the replica on port.
 func (pr *probe) check(ctx context.Context, client *http.Client, port int) error {
-	ctx, cancel := context.WithTimeout(ctx, pr.timeout)
+	ctx, cancel := context.WithTimeout(ctx, pr.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+loopback(port)+pr.path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+loopback(port)+pr.Path, nil)
 	if err != nil {
 		return err
 	}
@@ -49,17 +46,17 @@ func (pr *probe) check(ctx context.Context, client *http.Client, port int) error
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode >= 400 {
-		return fmt.Errorf("GET %s: %s", pr.path, resp.Status)
+		return fmt.Errorf("GET %s: %s", pr.Path, resp.Status)
 	}
 	return nil
 }
 
 // loop runs pr until ctx ends. The verdict starts as initial; it turns
-// passing after `successes` successes in a row and failing after
-// `failures` failures in a row. report is called on each change, and on
+// passing after SuccessThreshold successes in a row and failing after
+// FailureThreshold failures in a row. report is called on each change, and on
 // each failed probe while failing so the latest error is known.
 func (pr *probe) loop(ctx context.Context, client *http.Client, port int, initial bool, report func(passing bool, err error)) {
-	if !sleepCtx(ctx, pr.initialDelay) {
+	if !sleepCtx(ctx, pr.InitialDelay) {
 		return
 	}
 	passing, successes, failures := initial, 0, 0
@@ -70,20 +67,20 @@ func (pr *probe) loop(ctx context.Context, client *http.Client, port int, initia
 		}
 		if err == nil {
 			successes, failures = successes+1, 0
-			if !passing && successes >= pr.successes {
+			if !passing && successes >= pr.SuccessThreshold {
 				passing = true
 				report(true, nil)
 			}
 		} else {
 			successes, failures = 0, failures+1
-			if passing && failures >= pr.failures {
+			if passing && failures >= pr.FailureThreshold {
 				passing = false
 				report(false, err)
 			} else if !passing {
 				report(false, err)
 			}
 		}
-		if !sleepCtx(ctx, pr.period) {
+		if !sleepCtx(ctx, pr.Period) {
 			return
 		}
 	}

@@ -150,10 +150,10 @@ func (r *replica) supervise(pid, port int, cmd *exec.Cmd) (reason string, stoppe
 		stopProbes()
 		probes.Wait()
 		r.setReady(false, nil)
-		terminate(pid, exited, g.spec.grace, g.hurry)
+		terminate(pid, exited, g.spec.StopGracePeriod, g.hurry)
 		return "liveness probe failed: " + err.Error(), false
 	case <-g.ctx.Done():
-		terminate(pid, exited, g.spec.grace, g.hurry)
+		terminate(pid, exited, g.spec.StopGracePeriod, g.hurry)
 		return "", true
 	}
 }
@@ -162,14 +162,14 @@ func (r *replica) supervise(pid, port int, cmd *exec.Cmd) (reason string, stoppe
 // process group so that stopping it reaches the children it starts.
 func (r *replica) command(port int) (*exec.Cmd, *lineWriter, error) {
 	g := r.g
-	args, env, err := g.spec.render(g.ref.Version, port)
+	args, env, err := g.spec.Render(g.ref.Version, port)
 	if err != nil {
 		return nil, nil, err
 	}
 	out := &lineWriter{lf: g.logf, prefix: "[" + strconv.Itoa(r.index) + "] "}
-	cmd := exec.Command(g.spec.command, args...)
+	cmd := exec.Command(g.spec.Command, args...)
 	cmd.Env = append(os.Environ(), env...)
-	cmd.Dir = g.spec.dir
+	cmd.Dir = g.spec.WorkingDir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.WaitDelay = exitWaitDelay

@@ -347,7 +347,7 @@ func TestCrashLoopMakesTheCanaryDown(t *testing.T) {
 				o = h.p.Observe(context.Background())
 				return o.CanaryHealth == engine.HealthDown
 			})
-			if o.CanaryVersion != "v2" || o.CanaryReason != tc.wantReason {
+			if o.CanaryVersion != "v2" || o.CanaryReason != tc.wantReason || !o.CanaryFailed {
 				t.Errorf("Observe = %+v, want reason %q", o, tc.wantReason)
 			}
 		})

@@ -40,7 +40,9 @@ type Source struct {
 type Config struct {
 	// Sources are the rollout files to run.
 	Sources []Source
-	// StateDir holds the database, the token and the API address.
+	// StateDir holds the database, the token and the API address, and
+	// under processes/ what process targets keep: their processes' list
+	// and logs.
 	StateDir string
 	// APIAddr is the control API's listen address; ":0" picks a free port.
 	APIAddr string
@@ -64,11 +66,11 @@ type Daemon struct {
 	rollouts  map[string]*managed
 	names     []string
 	frontends []*frontend
-	api      *http.Server
-	apiLn    net.Listener
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	log      *slog.Logger
+	api       *http.Server
+	apiLn     net.Listener
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	log       *slog.Logger
 }
 
 var _ controlapi.Backend = (*Daemon)(nil)
@@ -113,8 +115,9 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
+	e := env{db: d.db, stateDir: cfg.StateDir, now: now, log: d.log}
 	for i, r := range rollouts {
-		m, err := newManaged(ctx, runCtx, d.db, r, raws[i], now, d.log)
+		m, err := newManaged(ctx, runCtx, e, r, raws[i])
 		if err != nil {
 			return fmt.Errorf("rollout %s: %w", r.Name, err)
 		}
@@ -217,7 +220,8 @@ func (d *Daemon) ProxyAddr(name string) (string, bool) {
 }
 
 // Stop shuts the servers down gracefully, waiting at most until ctx ends,
-// then stops the rollout loops and closes the state.
+// then stops the rollout loops and the processes pipit runs (gracefully
+// too, killed when ctx ends) and closes the state.
 func (d *Daemon) Stop(ctx context.Context) error {
 	var errs []error
 	for _, f := range d.frontends {
@@ -227,16 +231,27 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	d.cancel()
 	d.wg.Wait()
 	for _, name := range d.names {
+		if p := d.rollouts[name].process; p != nil {
+			errs = append(errs, p.Shutdown(ctx))
+		}
+	}
+	for _, name := range d.names {
 		d.rollouts[name].hooks.Wait()
 	}
 	errs = append(errs, d.db.Close())
 	return errors.Join(errs...)
 }
 
-// closeAll releases what a failed Start opened.
+// closeAll releases what a failed Start opened, and stops the processes
+// it started.
 func (d *Daemon) closeAll() {
 	if d.cancel != nil {
 		d.cancel()
+	}
+	for _, m := range d.rollouts {
+		if m.process != nil {
+			m.shutdownProcesses(m.process)
+		}
 	}
 	for _, f := range d.frontends {
 		if f.ln != nil {
@@ -288,6 +303,11 @@ func (d *Daemon) Submit(ctx context.Context, name string, cmd engine.Command) (c
 	}
 	if err := engine.Allowed(m.snapshot(), cmd); err != nil {
 		return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: err.Error()}
+	}
+	if cmd.Kind == engine.CommandDeploy && cmd.Canary != nil {
+		if err := spec.CheckCanary(&m.rollout.Spec, *cmd.Canary); err != nil {
+			return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: err.Error()}
+		}
 	}
 	done := make(chan error, 1)
 	// The waiter is registered under the lock before the command can be

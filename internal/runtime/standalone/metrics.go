@@ -7,7 +7,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/proxy"
 )
 
-func proxyCollector(m *managed) prometheus.Collector { return proxy.NewCollector(m.proxy, m.health) }
+func proxyCollector(m *managed) prometheus.Collector { return proxy.NewCollector(m.proxy, m.checker) }
 
 var (
 	phaseDesc = prometheus.NewDesc("pipit_rollout_phase", "1 for the rollout's current phase, 0 for the others.",

@@ -62,10 +62,11 @@ func (pv *processVersions) lookup(version string) (v1alpha1.ProcessSpec, bool) {
 }
 
 // processTarget is the process target, told how each version runs by the
-// versions it is asked to run.
+// versions it is asked to run, and told of ejections by the proxy.
 type processTarget struct {
 	*target.Process
 	versions *processVersions
+	proxy    *proxy.Proxy
 }
 
 // DeployCanary records how v runs, then runs it as the canary.
@@ -78,6 +79,16 @@ func (t processTarget) DeployCanary(ctx context.Context, v v1alpha1.VersionRef) 
 func (t processTarget) Promote(ctx context.Context, v v1alpha1.VersionRef) error {
 	t.versions.note(&v)
 	return t.Process.Promote(ctx, v)
+}
+
+// Observe is the process target's view, where a canary the proxy ejected
+// (its answers failed in a row) is down.
+func (t processTarget) Observe(ctx context.Context) engine.Observed {
+	o := t.Process.Observe(ctx)
+	if e, ok := t.proxy.Ejected(); ok && e.Version == o.CanaryVersion && o.CanaryVersion != "" {
+		o.CanaryHealth, o.CanaryReason = engine.HealthDown, "ejected by the proxy: "+e.Reason
+	}
+	return o
 }
 
 // newProcessTarget starts the process target of m, whose proxy it steers,
@@ -94,7 +105,7 @@ func (m *managed) newProcessTarget(ctx context.Context, stateDir string) (proces
 	if err != nil {
 		return processTarget{}, err
 	}
-	t := processTarget{Process: p, versions: versions}
+	t := processTarget{Process: p, versions: versions, proxy: m.proxy}
 	if err := t.Promote(ctx, *st.Stable); err != nil {
 		m.shutdownProcesses(p)
 		return processTarget{}, err

@@ -25,15 +25,21 @@ import (
 // loop at once and timed steps schedule their own wake-up.
 const pollInterval = time.Second
 
-// managed is one rollout run by the daemon: its proxy, health checker,
-// meter and the runner loop.
+// managed is one rollout run by the daemon: its proxy, its target (fixed
+// URLs, or processes it runs), health checks, meter and the runner loop.
 type managed struct {
-	name     string
-	rollout  *v1alpha1.Rollout
-	plan     spec.Plan
-	store    rolloutStore
-	proxy    *proxy.Proxy
-	health   *proxy.HealthChecker
+	name    string
+	rollout *v1alpha1.Rollout
+	plan    spec.Plan
+	store   rolloutStore
+	proxy   *proxy.Proxy
+	// checker probes URL upstreams; nil for processes, which the process
+	// target probes replica by replica.
+	checker *proxy.HealthChecker
+	// process runs the versions of a process rollout; nil for URLs.
+	process *target.Process
+	// health reports a role's health for views: healthy, why not, known.
+	health   func(role string) (healthy bool, reason string, known bool)
 	builtin  *metric.Builtin
 	meter    *metric.Set
 	runner   *runtime.Runner
@@ -52,17 +58,28 @@ type managed struct {
 	waiters map[int64]chan error
 }
 
+// env is what the rollouts of a daemon share.
+type env struct {
+	db       *store.Store
+	stateDir string
+	now      func() time.Time
+	log      *slog.Logger
+}
+
 // newManaged loads or creates the rollout's state and builds its data
-// plane, applying the saved weight before any traffic is accepted.
-// runCtx bounds the background work (hooks, notifications) of the rollout.
-func newManaged(ctx, runCtx context.Context, db *store.Store, r *v1alpha1.Rollout, raw []byte, now func() time.Time, log *slog.Logger) (*managed, error) {
+// plane, applying the saved weight before any traffic is accepted. For a
+// process rollout it starts the stable version's processes, and stops
+// them again if it fails after that. runCtx bounds the background work
+// (hooks, notifications) of the rollout.
+func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []byte) (m *managed, err error) {
 	plan, err := spec.Resolve(&r.Spec)
 	if err != nil {
 		return nil, err
 	}
-	m := &managed{
+	log, now := e.log, e.now
+	m = &managed{
 		name: r.Name, rollout: r, plan: plan, log: log.With("rollout", r.Name),
-		store:   rolloutStore{db: db, name: r.Name, spec: raw},
+		store:   rolloutStore{db: e.db, name: r.Name, spec: raw},
 		wake:    make(chan struct{}, 1),
 		waiters: map[int64]chan error{},
 		answers: map[int64]error{},
@@ -72,24 +89,26 @@ func newManaged(ctx, runCtx context.Context, db *store.Store, r *v1alpha1.Rollou
 		return nil, err
 	}
 	m.status = status
-	stable, err := target.UpstreamOf(*status.Stable)
-	if err != nil {
-		return nil, err
-	}
-	m.proxy, err = proxy.New(proxy.Config{Name: r.Name, Stable: stable, Traffic: r.Spec.Service.Traffic,
+	proxyCfg := proxy.Config{Name: r.Name, Traffic: r.Spec.Service.Traffic,
 		VersionHeader: proxy.DefaultVersionHeader, Logger: log,
 		// An ejection is acted on at once: the loop wakes, sees the canary
 		// down and rolls back (or waits for a person in hybrid mode).
-		OnEject: func(string, string) { m.poke() }})
+		OnEject: func(string, string) { m.poke() }}
+	tgt, err := m.newTarget(ctx, proxyCfg, e.stateDir)
 	if err != nil {
 		return nil, err
 	}
-	m.health, err = proxy.NewHealthChecker(m.proxy, healthConfig(r.Spec.Service.HealthCheck, m.poke, log))
-	if err != nil {
-		return nil, err
-	}
+	defer func() {
+		if err != nil && m.process != nil {
+			m.shutdownProcesses(m.process)
+		}
+	}()
 	m.builtin = metric.NewBuiltin(m.proxy)
-	if m.meter, err = metric.NewSet(metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, Builtin: m.builtin}); err != nil {
+	setCfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, Builtin: m.builtin}
+	if m.process != nil {
+		setCfg.Usage = m.process
+	}
+	if m.meter, err = metric.NewSet(setCfg); err != nil {
 		return nil, err
 	}
 	notifiers, err := notify.Build(r.Spec.Notifications)
@@ -99,8 +118,7 @@ func newManaged(ctx, runCtx context.Context, db *store.Store, r *v1alpha1.Rollou
 	m.notifier = notify.NewDispatcher(notifiers, notify.Options{Logger: log})
 	m.hooks = runtime.NewHooks(runCtx, r.Name, r.Namespace, plan, log)
 	m.runner = &runtime.Runner{
-		Name: r.Name, Plan: plan, Status: status, Store: m.store,
-		Target: &target.Static{Proxy: m.proxy, Health: m.health},
+		Name: r.Name, Plan: plan, Status: status, Store: m.store, Target: tgt,
 		Router: router.Proxy{P: m.proxy}, Meter: m.meter, Hooks: m.hooks, Now: now, Log: log,
 		OnCommand: m.commandDone, OnEvents: m.notify,
 	}
@@ -108,6 +126,37 @@ func newManaged(ctx, runCtx context.Context, db *store.Store, r *v1alpha1.Rollou
 		return nil, fmt.Errorf("rollout %s: applying the saved state: %w", r.Name, err)
 	}
 	return m, m.deployFromFile(ctx)
+}
+
+// newTarget builds the proxy from cfg and the target that steers it: the
+// process target when the versions are processes (it probes its replicas
+// itself), else the static target with the proxy's health checker.
+func (m *managed) newTarget(ctx context.Context, cfg proxy.Config, stateDir string) (runtime.Target, error) {
+	var err error
+	if m.rollout.Spec.Service.Stable.Process != nil {
+		// No replica of the stable is ready before its processes start.
+		cfg.Stable = proxy.Upstream{Version: m.status.Stable.Version}
+		if m.proxy, err = proxy.New(cfg); err != nil {
+			return nil, err
+		}
+		t, err := m.newProcessTarget(ctx, stateDir)
+		if err != nil {
+			return nil, err
+		}
+		m.process, m.health = t.Process, processHealth(t.Process)
+		return t, nil
+	}
+	if cfg.Stable, err = target.UpstreamOf(*m.status.Stable); err != nil {
+		return nil, err
+	}
+	if m.proxy, err = proxy.New(cfg); err != nil {
+		return nil, err
+	}
+	if m.checker, err = proxy.NewHealthChecker(m.proxy, healthConfig(m.rollout.Spec.Service.HealthCheck, m.poke, m.log)); err != nil {
+		return nil, err
+	}
+	m.health = m.checker.Health
+	return &target.Static{Proxy: m.proxy, Health: m.checker}, nil
 }
 
 // loadStatus returns the saved status, or saves a first one with the
@@ -164,17 +213,18 @@ func (m *managed) notify(st v1alpha1.RolloutStatus, events []v1alpha1.Event) {
 
 // run serves the proxy and drives the rollout until ctx is done.
 func (m *managed) run(ctx context.Context, wg *sync.WaitGroup) {
-	wg.Add(3)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		m.notifier.Run(ctx)
 	}()
-	go func() {
-		defer wg.Done()
-		if err := m.health.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			m.log.Error("health checks stopped", "err", err)
-		}
-	}()
+	if m.checker != nil {
+		wg.Go(func() {
+			if err := m.checker.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				m.log.Error("health checks stopped", "err", err)
+			}
+		})
+	}
 	go func() {
 		defer wg.Done()
 		m.loop(ctx)
@@ -264,7 +314,7 @@ func (m *managed) live() *controlapi.LiveMetrics {
 
 func (m *managed) versionMetrics(role string, s proxy.VersionStats) controlapi.VersionMetrics {
 	vm := controlapi.VersionMetrics{Version: s.Version, Requests: s.Requests}
-	if healthy, reason, known := m.health.Health(role); known {
+	if healthy, reason, known := m.health(role); known {
 		vm.Healthy, vm.HealthReason = &healthy, reason
 	}
 	opt := func(v float64, ok bool) *float64 {
@@ -312,7 +362,7 @@ func versionOf(u v1alpha1.Upstream) *v1alpha1.VersionRef {
 	if v == "" {
 		v = u.URL
 	}
-	return &v1alpha1.VersionRef{Version: v, URL: u.URL}
+	return &v1alpha1.VersionRef{Version: v, URL: u.URL, Process: u.Process}
 }
 
 func metricSpecs(pms []spec.PlanMetric) []v1alpha1.MetricSpec {
