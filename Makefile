@@ -21,10 +21,14 @@ demo-faulty:
 # a bounded run of each fuzz target.
 test: deps fmt-check vet unit fuzz
 
-# What the tests need that Go does not bring: a real Prometheus server
-# (Debian's package). Skipped when already installed.
+# What the tests need that Go does not bring, each skipped when already
+# there: a real Prometheus server (Debian's package), and a real Kubernetes
+# control plane (etcd from Debian; kube-apiserver, controller-manager,
+# scheduler and kwok built from source once and cached outside the tree:
+# about 15 minutes on two idle cores the first time).
 deps:
 	bash hack/install-prometheus.sh
+	bash hack/install-kube-tools.sh >/dev/null
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
