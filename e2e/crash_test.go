@@ -24,6 +24,7 @@ type daemon struct {
 	cmd      *exec.Cmd
 	stateDir string
 	file     string
+	name     string // the rollout the helpers below look at
 }
 
 func startUp(t *testing.T, file, stateDir string) *daemon {
@@ -38,7 +39,7 @@ func startUp(t *testing.T, file, stateDir string) *daemon {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, cmd: cmd, stateDir: stateDir, file: file}
+	d := &daemon{t: t, cmd: cmd, stateDir: stateDir, file: file, name: "web"}
 	t.Cleanup(func() { d.cmd.Process.Kill(); d.cmd.Wait() })
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -64,7 +65,7 @@ func (d *daemon) kill9() {
 
 func (d *daemon) status() controlapi.RolloutView {
 	d.t.Helper()
-	r := pipit(d.t, 10*time.Second, "status", "web", "-o", "json", "--state-dir", d.stateDir)
+	r := pipit(d.t, 10*time.Second, "status", d.name, "-o", "json", "--state-dir", d.stateDir)
 	if r.code != 0 {
 		d.t.Fatalf("pipit status: exit %d: %s", r.code, r.stderr)
 	}
@@ -92,7 +93,7 @@ func (d *daemon) waitFor(limit time.Duration, what string, cond func(v1alpha1.Ro
 
 func (d *daemon) history() []v1alpha1.Event {
 	d.t.Helper()
-	r := pipit(d.t, 10*time.Second, "history", "web", "-o", "json", "--state-dir", d.stateDir)
+	r := pipit(d.t, 10*time.Second, "history", d.name, "-o", "json", "--state-dir", d.stateDir)
 	if r.code != 0 {
 		d.t.Fatalf("pipit history: exit %d: %s", r.code, r.stderr)
 	}
