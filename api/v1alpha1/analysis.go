@@ -102,6 +102,9 @@ const (
 )
 
 // ThresholdRange bounds a metric's value; either end may be left open.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.min) || has(self.max)",message="needs min or max"
+// +kubebuilder:validation:XValidation:rule="!has(self.min) || !has(self.max) || self.min <= self.max",message="min is above max, so no value passes"
 type ThresholdRange struct {
 	// +optional
 	Min *float64 `json:"min,omitempty"`
@@ -110,6 +113,8 @@ type ThresholdRange struct {
 }
 
 // MetricProvider names where a metric is measured; exactly one is set.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.prometheus) != has(self.web)",message="set one of prometheus and web: a metric has one provider"
 type MetricProvider struct {
 	// +optional
 	Prometheus *PrometheusProvider `json:"prometheus,omitempty"`

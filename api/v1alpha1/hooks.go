@@ -61,6 +61,8 @@ const (
 // (Type). Every run sends the same JSON payload (rollout, phase, versions,
 // step, weight, metadata): as the body of an HTTP POST, or on a command's
 // standard input.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.url) ? 1 : 0) + (has(self.command) ? 1 : 0) + (has(self.loadTest) ? 1 : 0) == 1",message="a hook needs exactly one of url, command and loadTest"
 type WebhookSpec struct {
 	// Name identifies the hook in logs, history and notifications.
 	Name string `json:"name"`

@@ -43,6 +43,8 @@ const (
 // one of URL, URLEnv and URLFile gives the endpoint: webhook URLs carry
 // their credentials, so keeping them out of the rollout file is usually
 // better.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.url) ? 1 : 0) + (has(self.urlEnv) ? 1 : 0) + (has(self.urlFile) ? 1 : 0) == 1",message="set exactly one of url, urlEnv and urlFile"
 type NotifierSpec struct {
 	// Name identifies the notifier in logs and counters. Default: the
 	// type.

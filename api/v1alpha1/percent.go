@@ -15,6 +15,8 @@ import (
 // number of percent, such as 5 or 2.5.
 //
 // +kubebuilder:validation:Type=number
+// +kubebuilder:validation:Minimum=0
+// +kubebuilder:validation:Maximum=100
 type Percent int32
 
 // PercentScale is the number of Percent units in one percent.

@@ -7,12 +7,30 @@ import (
 // Rollout declares how a new version of one service replaces the current
 // one: which share of traffic it gets at each step, what is checked before
 // going on, and who decides.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:categories=pipit
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`,description="Where the rollout stands"
+// +kubebuilder:printcolumn:name="Weight",type=number,JSONPath=`.status.canaryWeight`,description="Share of traffic on the canary, in percent"
+// +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.currentStep`,description="Index of the step being run"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Rollout struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	Spec   RolloutSpec   `json:"spec"`
 	Status RolloutStatus `json:"status,omitempty"`
+}
+
+// RolloutList is a list of Rollouts, as the API server returns it.
+//
+// +kubebuilder:object:root=true
+type RolloutList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// Items are the Rollouts.
+	Items []Rollout `json:"items"`
 }
 
 // RolloutSpec is what the user asks for.
@@ -116,6 +134,9 @@ type ServiceTLS struct {
 // over HTTP at URL, or run by pipit itself as local processes. Exactly
 // one of URL and Process is set, and the stable and the canary of a
 // rollout are of the same kind.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.url) != has(self.process)",message="set url or process, not both: a version is reached at a URL or run by pipit"
+// +kubebuilder:validation:XValidation:rule="!has(self.process) || has(self.version)",message="version is required with process"
 type Upstream struct {
 	// URL is the base URL requests are sent to, such as
 	// http://127.0.0.1:9001.
@@ -153,8 +174,12 @@ type HealthCheck struct {
 // Strategy is the canary plan: an explicit list of steps, or Flagger's
 // shorthand (interval with stepWeight and maxWeight, or stepWeights), which
 // expands into steps. The two forms cannot be mixed.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.steps) && size(self.steps) > 0 && (has(self.stepWeight) || has(self.maxWeight) || has(self.stepWeights)))",message="use steps or the shorthand (stepWeight, maxWeight, stepWeights), not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.stepWeights) || !(has(self.stepWeight) || has(self.maxWeight))",message="use stepWeights, or stepWeight with maxWeight, not both"
 type Strategy struct {
 	// Steps run in order; after the last one the canary is promoted.
+	// +kubebuilder:validation:MaxItems=1000
 	// +optional
 	Steps []Step `json:"steps,omitempty"`
 
@@ -176,6 +201,8 @@ type Strategy struct {
 }
 
 // Step is one step of the strategy; exactly one field is set.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.analysis) ? 1 : 0) + (has(self.approval) ? 1 : 0) == 1",message="a step needs exactly one of setWeight, pause, analysis and approval"
 type Step struct {
 	// SetWeight sends this share of traffic to the canary.
 	// +optional

@@ -119,6 +119,9 @@ type RolloutStatus struct {
 	Analysis AnalysisStatus `json:"analysis,omitempty"`
 
 	// Conditions in the Kubernetes style, for tools that wait on them.
+	// Keyed by type, so server-side apply merges them one by one.
+	// +listType=map
+	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }

@@ -32,6 +32,7 @@ type TrafficSpec struct {
 	// [0, weight×1000): a user keeps their version at a given weight, and
 	// raising the weight never moves a canary user back to stable.
 	// Requests without a key are split at random.
+	// +kubebuilder:validation:MaxItems=16
 	// +optional
 	UserKey []UserKeySource `json:"userKey,omitempty"`
 	// Salt is hashed with every user key, so that two rollouts put the
@@ -55,6 +56,8 @@ type TrafficSpec struct {
 
 // UserKeySource is one place a user key is read from; exactly one field
 // is set.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.header) ? 1 : 0) + (has(self.cookie) ? 1 : 0) + (has(self.query) ? 1 : 0) + (has(self.clientIP) && self.clientIP ? 1 : 0) == 1",message="set one of header, cookie, query or clientIP"
 type UserKeySource struct {
 	// Header is a request header's name, such as X-User-ID; its first
 	// value is the key.

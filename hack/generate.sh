@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Regenerates what controller-gen derives from the API types in
+# api/v1alpha1: the deepcopy methods (zz_generated.deepcopy.go) and the
+# Rollout CustomResourceDefinition in deploy/kubernetes/crd/. Run it after
+# changing a type or a +kubebuilder marker, and commit the result:
+#   bash hack/generate.sh
+# controller-gen runs through `go run pkg@version`, so it needs no entry in
+# go.mod; the first run downloads and builds it (under a minute).
+# allowDangerousTypes admits the float64 fields (thresholds, scores), which
+# are decimal numbers in the schema.
+set -euo pipefail
+
+controller_tools_version=v0.23.0
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+controller_gen() {
+	go run "sigs.k8s.io/controller-tools/cmd/controller-gen@$controller_tools_version" "$@"
+}
+
+controller_gen object paths=./api/...
+controller_gen crd:allowDangerousTypes=true paths=./api/... output:crd:artifacts:config=deploy/kubernetes/crd

@@ -1,0 +1,200 @@
+package kube
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	authzv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/restmapper"
+
+	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+)
+
+// manifestDir holds the install manifests, applied with
+// `kubectl apply -k deploy/kubernetes`.
+var manifestDir = filepath.Join(repoRoot, "deploy/kubernetes")
+
+// controllerUser is the identity the controller runs as once installed.
+const controllerUser = "system:serviceaccount:pipit-system:pipit-controller"
+
+// kustomization is kustomization.yaml; this test renders its namespace and
+// resources, and knows its other fields only so that a misspelt one fails.
+type kustomization struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Namespace  string   `json:"namespace"`
+	Labels     []any    `json:"labels"`
+	Resources  []string `json:"resources"`
+	Images     []any    `json:"images"`
+}
+
+// renderManifests reads the kustomization's resources and puts the
+// namespaced ones in its namespace, as kustomize does.
+func renderManifests(t *testing.T) (kustomization, []*unstructured.Unstructured) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(manifestDir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k kustomization
+	if err := yaml.UnmarshalStrict(raw, &k); err != nil {
+		t.Fatalf("kustomization.yaml: %v", err)
+	}
+	if k.Namespace != "pipit-system" {
+		t.Errorf("kustomization namespace %q, want pipit-system", k.Namespace)
+	}
+	// Every manifest in the directory is installed: a file left out of the
+	// list would silently not be applied.
+	files, err := filepath.Glob(filepath.Join(manifestDir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if name := filepath.Base(f); name != "kustomization.yaml" && !slices.Contains(k.Resources, name) {
+			t.Errorf("%s is not listed in kustomization.yaml's resources", name)
+		}
+	}
+	var objs []*unstructured.Unstructured
+	for _, res := range k.Resources {
+		read, err := readObjects(filepath.Join(manifestDir, res))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(read) == 0 {
+			t.Errorf("%s holds no object", res)
+		}
+		objs = append(objs, read...)
+	}
+	return k, objs
+}
+
+func TestInstallManifests(t *testing.T) {
+	c := clusterWithCRD(t)
+	k, objs := renderManifests(t)
+
+	kinds := map[string]int{}
+	for _, o := range objs {
+		kinds[o.GetKind()]++
+	}
+	for _, kind := range []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
+		"ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service"} {
+		if kinds[kind] != 1 {
+			t.Errorf("%d objects of kind %s, want 1", kinds[kind], kind)
+		}
+	}
+
+	applyManifests(t, c, k.Namespace, objs)
+
+	// Least privilege: what a Rollout controller does is allowed, the rest
+	// (secrets, deleting the users' Rollouts, leases elsewhere) is not.
+	allowed := []authzv1.ResourceAttributes{
+		{Group: "pipit.dev", Resource: "rollouts", Verb: "watch", Namespace: "shop"},
+		{Group: "pipit.dev", Resource: "rollouts", Subresource: "status", Verb: "patch", Namespace: "shop"},
+		{Group: "pipit.dev", Resource: "rollouts", Subresource: "finalizers", Verb: "update", Namespace: "shop"},
+		{Group: "apps", Resource: "deployments", Verb: "create", Namespace: "shop"},
+		{Group: "apps", Resource: "replicasets", Verb: "list", Namespace: "shop"},
+		{Resource: "pods", Verb: "watch", Namespace: "shop"},
+		{Resource: "services", Verb: "patch", Namespace: "shop"},
+		{Resource: "events", Verb: "create", Namespace: "shop"},
+		{Group: "gateway.networking.k8s.io", Resource: "httproutes", Verb: "update", Namespace: "shop"},
+		{Group: "networking.istio.io", Resource: "virtualservices", Verb: "patch", Namespace: "shop"},
+		{Group: "networking.istio.io", Resource: "destinationrules", Verb: "create", Namespace: "shop"},
+		{Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Namespace: k.Namespace},
+	}
+	denied := []authzv1.ResourceAttributes{
+		{Resource: "secrets", Verb: "get", Namespace: "shop"},
+		{Resource: "pods", Verb: "delete", Namespace: "shop"},
+		{Group: "apps", Resource: "replicasets", Verb: "delete", Namespace: "shop"},
+		{Group: "pipit.dev", Resource: "rollouts", Verb: "delete", Namespace: "shop"},
+		{Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Namespace: "kube-system"},
+		{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "create"},
+	}
+	for _, attrs := range allowed {
+		if !allowedTo(t, c, attrs) {
+			t.Errorf("the controller may not %s", describe(attrs))
+		}
+	}
+	for _, attrs := range denied {
+		if allowedTo(t, c, attrs) {
+			t.Errorf("the controller may %s, which it does not need", describe(attrs))
+		}
+	}
+}
+
+// applyManifests creates the objects in the cluster, which validates them
+// against the real API schemas, and deletes them when the test ends. The
+// CRD is the one clusterWithCRD installed from the same file.
+func applyManifests(t *testing.T, c *kubecluster.Cluster, namespace string, objs []*unstructured.Unstructured) {
+	t.Helper()
+	groups, err := restmapper.GetAPIGroupResources(c.Clientset().Discovery())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mapper := restmapper.NewDiscoveryRESTMapper(groups)
+	for _, obj := range objs {
+		if obj.GetKind() == "CustomResourceDefinition" {
+			continue
+		}
+		gvk := obj.GroupVersionKind()
+		mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			t.Fatalf("%s %s: %v", gvk, obj.GetName(), err)
+		}
+		res := c.Dynamic().Resource(mapping.Resource)
+		create, del := res.Create, res.Delete
+		if mapping.Scope.Name() == "namespace" {
+			if obj.GetNamespace() != namespace {
+				t.Errorf("%s %s is in namespace %q, want %q", gvk.Kind, obj.GetName(), obj.GetNamespace(), namespace)
+			}
+			obj.SetNamespace(namespace)
+			create, del = res.Namespace(namespace).Create, res.Namespace(namespace).Delete
+		}
+		if _, err := create(callCtx(t), obj, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil {
+			t.Fatalf("create %s %s: %v", gvk.Kind, obj.GetName(), err)
+		}
+		name := obj.GetName()
+		t.Cleanup(func() {
+			if err := del(callCtx(t), name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("delete %s %s: %v", gvk.Kind, name, err)
+			}
+		})
+	}
+}
+
+// allowedTo asks the API server's authorizer whether the controller's
+// service account may act.
+func allowedTo(t *testing.T, c *kubecluster.Cluster, attrs authzv1.ResourceAttributes) bool {
+	t.Helper()
+	review := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+		User:               controllerUser,
+		Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:pipit-system", "system:authenticated"},
+		ResourceAttributes: &attrs,
+	}}
+	got, err := c.Clientset().AuthorizationV1().SubjectAccessReviews().Create(callCtx(t), review, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("access review: %v", err)
+	}
+	return got.Status.Allowed
+}
+
+func describe(a authzv1.ResourceAttributes) string {
+	resource := a.Resource
+	if a.Subresource != "" {
+		resource += "/" + a.Subresource
+	}
+	if a.Group != "" {
+		resource += "." + a.Group
+	}
+	where := "cluster-wide"
+	if a.Namespace != "" {
+		where = "in " + a.Namespace
+	}
+	return strings.Join([]string{a.Verb, resource, where}, " ")
+}
