@@ -3,7 +3,7 @@ GO ?= go
 # Bounded fuzzing time per fuzz target in `make test`.
 FUZZTIME ?= 10s
 
-.PHONY: all build demo demo-faulty test deps vet fmt-check unit fuzz bench
+.PHONY: all build demo demo-faulty test deps generate generate-check vet fmt-check unit fuzz bench
 
 all: build
 
@@ -19,7 +19,14 @@ demo-faulty:
 # The whole suite: formatting, vet, every test under the race detector
 # (including the end-to-end tests that build and kill the real binary), and
 # a bounded run of each fuzz target.
-test: deps fmt-check vet unit fuzz
+test: deps fmt-check generate-check vet unit fuzz
+
+# Deepcopy methods and the Rollout CRD are generated from api/v1alpha1.
+generate:
+	bash hack/generate.sh
+
+generate-check:
+	bash hack/generate.sh --check
 
 # What the tests need that Go does not bring, each skipped when already
 # there: a real Prometheus server (Debian's package), and a real Kubernetes

@@ -4,6 +4,9 @@
 # Rollout CustomResourceDefinition in deploy/kubernetes/crd/. Run it after
 # changing a type or a +kubebuilder marker, and commit the result:
 #   bash hack/generate.sh
+# With --check it generates into a scratch copy instead and fails when the
+# committed files differ (make test runs it, so they never drift):
+#   bash hack/generate.sh --check
 # controller-gen runs through `go run pkg@version`, so it needs no entry in
 # go.mod; the first run downloads and builds it (under a minute).
 # allowDangerousTypes admits the float64 fields (thresholds, scores), which
@@ -19,5 +22,25 @@ controller_gen() {
 	go run "sigs.k8s.io/controller-tools/cmd/controller-gen@$controller_tools_version" "$@"
 }
 
-controller_gen object paths=./api/...
-controller_gen crd:allowDangerousTypes=true paths=./api/... output:crd:artifacts:config=deploy/kubernetes/crd
+generate() {
+	controller_gen object paths=./api/...
+	controller_gen crd:allowDangerousTypes=true paths=./api/... output:crd:artifacts:config=deploy/kubernetes/crd
+}
+
+if [ "${1:-}" != "--check" ]; then
+	generate
+	exit 0
+fi
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+cp go.mod go.sum "$scratch"/
+cp -r api "$scratch"/
+mkdir -p "$scratch/deploy/kubernetes/crd"
+(cd "$scratch" && generate)
+if ! diff -u api/v1alpha1/zz_generated.deepcopy.go "$scratch/api/v1alpha1/zz_generated.deepcopy.go" ||
+	! diff -ru deploy/kubernetes/crd "$scratch/deploy/kubernetes/crd"; then
+	echo "generated files are out of date: run bash hack/generate.sh and commit the result" >&2
+	exit 1
+fi
+echo "generated files are up to date"
