@@ -5,6 +5,7 @@ import (
 	"math/bits"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -111,12 +112,18 @@ func userKey(r *http.Request, srcs []keySource) (string, bool) {
 }
 
 // clientIP is the host part of a RemoteAddr, or all of it when it has no
-// port (as in some tests and unix sockets).
+// port (as in some tests and unix sockets). An IPv6 zone is dropped: it
+// names an interface of this host, which means nothing upstream and must
+// not split one client into several user keys.
 func clientIP(remoteAddr string) string {
-	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
-		return host
+	host := remoteAddr
+	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		host = h
 	}
-	return remoteAddr
+	if ip, err := netip.ParseAddr(host); err == nil && ip.Zone() != "" {
+		return ip.WithZone("").String()
+	}
+	return host
 }
 
 // Limits net/http applies when it parses cookies and queries; the

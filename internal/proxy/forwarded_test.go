@@ -107,6 +107,7 @@ func FuzzForwardedHeaders(f *testing.F) {
 		if err := h.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 			t.Skip("fasthttp refuses the request")
 		}
+		ip = clientIP(ip) // as newConnInfo reads it from the connection
 		info := connInfo{clientIP: ip, forwardedFor: appendForwardedFor(nil, ip)}
 		prepareUpstreamRequest(&h, &info)
 

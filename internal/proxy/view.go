@@ -35,10 +35,7 @@ func (c *connInfo) hostString(b []byte) string {
 
 func newConnInfo(c net.Conn, state *tls.ConnectionState) connInfo {
 	addr := c.RemoteAddr().String()
-	ip := addr
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		ip = host
-	}
+	ip := clientIP(addr)
 	return connInfo{remoteAddr: addr, clientIP: ip, forwardedFor: appendForwardedFor(nil, ip), tls: state}
 }
 
