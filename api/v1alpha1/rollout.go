@@ -33,11 +33,26 @@ type RolloutList struct {
 	Items []Rollout `json:"items"`
 }
 
-// RolloutSpec is what the user asks for.
+// RolloutSpec is what the user asks for. A rollout names what it rolls
+// out in one of two ways: Service (the standalone runtime's proxy and
+// upstreams) or TargetRef (a workload in the Kubernetes runtime).
+//
+// +kubebuilder:validation:XValidation:rule="has(self.service) != has(self.targetRef)",message="set service (standalone) or targetRef (Kubernetes), not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.kubernetes) || has(self.targetRef)",message="kubernetes needs targetRef"
 type RolloutSpec struct {
 	// Service says where the built-in proxy listens and which upstreams
 	// serve the stable and the canary version (standalone runtime).
-	Service ServiceSpec `json:"service"`
+	// +optional
+	Service *ServiceSpec `json:"service,omitempty"`
+
+	// TargetRef names the workload rolled out (Kubernetes runtime).
+	// +optional
+	TargetRef *TargetRef `json:"targetRef,omitempty"`
+
+	// Kubernetes says how the Kubernetes runtime names its copies and
+	// Services and splits traffic. Optional: every field has a default.
+	// +optional
+	Kubernetes *KubernetesSpec `json:"kubernetes,omitempty"`
 
 	// Strategy lists the steps of the canary.
 	Strategy Strategy `json:"strategy"`

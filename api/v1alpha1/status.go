@@ -118,6 +118,21 @@ type RolloutStatus struct {
 	// +optional
 	Analysis AnalysisStatus `json:"analysis,omitempty"`
 
+	// Commands are operator commands waiting for the controller
+	// (Kubernetes runtime), oldest first.
+	// +kubebuilder:validation:MaxItems=100
+	// +optional
+	Commands []CommandRequest `json:"commands,omitempty"`
+	// CommandResults answer the last consumed commands, newest last.
+	// +kubebuilder:validation:MaxItems=20
+	// +optional
+	CommandResults []CommandResult `json:"commandResults,omitempty"`
+	// History holds the latest transitions, oldest first (Kubernetes
+	// runtime; the standalone runtime keeps all of them in its database).
+	// +kubebuilder:validation:MaxItems=100
+	// +optional
+	History []Event `json:"history,omitempty"`
+
 	// Conditions in the Kubernetes style, for tools that wait on them.
 	// Keyed by type, so server-side apply merges them one by one.
 	// +listType=map
@@ -206,6 +221,10 @@ type VersionRef struct {
 	// restarted daemon can start the version again.
 	// +optional
 	Process *ProcessSpec `json:"process,omitempty"`
+	// Template is the hash of the version's pod template (Kubernetes
+	// runtime); Version is then the containers' images, for people.
+	// +optional
+	Template string `json:"template,omitempty"`
 }
 
 // AnalysisStatus is the running state of the checks.

@@ -22,7 +22,7 @@ func TestMetricNamesMatchTheBuiltinProvider(t *testing.T) {
 			TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.KindRollout},
 			ObjectMeta: metav1.ObjectMeta{Name: "web"},
 			Spec: v1alpha1.RolloutSpec{
-				Service: v1alpha1.ServiceSpec{Listen: ":8080", Stable: v1alpha1.Upstream{Version: "v1",
+				Service: &v1alpha1.ServiceSpec{Listen: ":8080", Stable: v1alpha1.Upstream{Version: "v1",
 					Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}}},
 				Strategy: v1alpha1.Strategy{StepWeight: &stepWeight},
 				Analysis: &v1alpha1.AnalysisSpec{Metrics: []v1alpha1.MetricSpec{{Name: metric}}},

@@ -192,7 +192,7 @@ const (
 
 // usageMetrics refuses the usage metrics where they cannot be measured.
 func (v *validator) usageMetrics(s *v1alpha1.RolloutSpec) {
-	if s.Analysis == nil {
+	if s.Analysis == nil || s.Service == nil {
 		return
 	}
 	type version struct {
@@ -236,6 +236,8 @@ func usageProblem(metric, p string, process *v1alpha1.ProcessSpec) string {
 // analysis measures memory-usage.
 func CheckCanary(s *v1alpha1.RolloutSpec, v v1alpha1.VersionRef) error {
 	switch {
+	case s.Service == nil:
+		return nil // a Kubernetes rollout's canary is its workload's template
 	case s.Service.Stable.Process != nil && v.Process == nil:
 		return fmt.Errorf("rollout's versions run as processes: deploy %s with a process description, not a URL", v.Version)
 	case s.Service.Stable.Process == nil && v.Process != nil:

@@ -64,12 +64,12 @@ func TestResolveProcessAppliesDefaultsAndRenders(t *testing.T) {
 func TestCheckCanary(t *testing.T) {
 	limit := int64(1 << 30)
 	procs := &v1alpha1.RolloutSpec{
-		Service: v1alpha1.ServiceSpec{Stable: v1alpha1.Upstream{Version: "v1", Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}}},
+		Service: &v1alpha1.ServiceSpec{Stable: v1alpha1.Upstream{Version: "v1", Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}}},
 		Analysis: &v1alpha1.AnalysisSpec{Metrics: []v1alpha1.MetricSpec{
 			{Name: "memory-usage", ThresholdRange: &v1alpha1.ThresholdRange{Max: ptr(80.0)}},
 		}},
 	}
-	urls := &v1alpha1.RolloutSpec{Service: v1alpha1.ServiceSpec{Stable: v1alpha1.Upstream{URL: "http://127.0.0.1:9001"}}}
+	urls := &v1alpha1.RolloutSpec{Service: &v1alpha1.ServiceSpec{Stable: v1alpha1.Upstream{URL: "http://127.0.0.1:9001"}}}
 	for _, tc := range []struct {
 		name string
 		s    *v1alpha1.RolloutSpec

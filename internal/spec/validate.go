@@ -30,7 +30,19 @@ func Validate(r *v1alpha1.Rollout) Errors {
 	}
 	var v validator
 	v.header(r)
-	v.service(&r.Spec.Service)
+	switch s := &r.Spec; {
+	case s.Service != nil && s.TargetRef != nil:
+		v.add("spec", "set service (the standalone runtime's proxy and upstreams) or targetRef (a Kubernetes workload), not both")
+	case s.Service != nil:
+		v.service(s.Service)
+		if s.Kubernetes != nil {
+			v.add("spec.kubernetes", "is for rollouts with a targetRef (Kubernetes runtime)")
+		}
+	case s.TargetRef != nil:
+		v.kubernetes(s)
+	default:
+		v.add("spec.service", "is required: where pipit's proxy listens and the stable upstream (or, in Kubernetes, spec.targetRef: the Deployment to roll out)")
+	}
 	v.strategy(&r.Spec.Strategy)
 	if r.Spec.Analysis != nil {
 		v.analysis(r.Spec.Analysis)

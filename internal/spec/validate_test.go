@@ -27,7 +27,7 @@ func validRollout() *v1alpha1.Rollout {
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.KindRollout},
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec: v1alpha1.RolloutSpec{
-			Service: v1alpha1.ServiceSpec{
+			Service: &v1alpha1.ServiceSpec{
 				Listen: "127.0.0.1:8080",
 				Stable: v1alpha1.Upstream{URL: "http://127.0.0.1:9001"},
 				Canary: &v1alpha1.Upstream{URL: "http://127.0.0.1:9002"},

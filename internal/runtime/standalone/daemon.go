@@ -191,6 +191,10 @@ func parseSources(sources []Source) (rollouts []*v1alpha1.Rollout, raws [][]byte
 				continue
 			}
 			seen[r.Name] = src.File
+			if spec.RuntimeOf(&r.Spec) != spec.RuntimeStandalone {
+				errs = append(errs, fmt.Errorf("%s: rollout %q names a targetRef: it runs in Kubernetes (kubectl apply, pipit controller), not in pipit up", src.File, r.Name))
+				continue
+			}
 			rollouts = append(rollouts, r)
 			raws = append(raws, src.Data)
 			files = append(files, src.File)

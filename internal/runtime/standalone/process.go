@@ -95,7 +95,7 @@ func (t processTarget) Observe(ctx context.Context) engine.Observed {
 // and runs the saved stable version. Processes a previous daemon left
 // behind are stopped first (see target.NewProcess).
 func (m *managed) newProcessTarget(ctx context.Context, stateDir string) (processTarget, error) {
-	spec := &m.rollout.Spec.Service
+	spec := m.rollout.Spec.Service
 	st := m.status
 	versions := newProcessVersions(versionOf(spec.Stable), upstreamVersion(spec.Canary), st.Previous, st.Stable, st.Canary)
 	p, err := target.NewProcess(ctx, target.ProcessConfig{

@@ -289,14 +289,8 @@ func (m *managed) snapshot() v1alpha1.RolloutStatus {
 
 // view renders the rollout for the control API.
 func (m *managed) view() controlapi.RolloutView {
-	v := controlapi.RolloutView{
-		Name: m.name, Listen: m.addr, Decision: m.plan.Decision,
-		Metrics: metricSpecs(m.plan.Analysis.Metrics), AnalysisInterval: controlapi.Duration(m.plan.Analysis.Interval),
-		Status: m.snapshot(),
-	}
-	for _, s := range m.plan.Steps {
-		v.Steps = append(v.Steps, s.Describe())
-	}
+	v := controlapi.NewView(m.name, m.plan, m.snapshot())
+	v.Listen = m.addr
 	v.Live = m.live()
 	return v
 }
@@ -363,12 +357,4 @@ func versionOf(u v1alpha1.Upstream) *v1alpha1.VersionRef {
 		v = u.URL
 	}
 	return &v1alpha1.VersionRef{Version: v, URL: u.URL, Process: u.Process}
-}
-
-func metricSpecs(pms []spec.PlanMetric) []v1alpha1.MetricSpec {
-	out := make([]v1alpha1.MetricSpec, len(pms))
-	for i, pm := range pms {
-		out[i] = pm.MetricSpec
-	}
-	return out
 }

@@ -1,0 +1,168 @@
+package spec
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+)
+
+// Runtime names where a rollout runs, as its spec says.
+type Runtime string
+
+const (
+	// RuntimeStandalone rollouts name a service: pipit's proxy and its
+	// upstreams (pipit up).
+	RuntimeStandalone Runtime = "standalone"
+	// RuntimeKubernetes rollouts name a workload (pipit controller).
+	RuntimeKubernetes Runtime = "kubernetes"
+)
+
+// RuntimeOf says which runtime s is for.
+func RuntimeOf(s *v1alpha1.RolloutSpec) Runtime {
+	if s.TargetRef != nil {
+		return RuntimeKubernetes
+	}
+	return RuntimeStandalone
+}
+
+// kubernetes checks a Kubernetes rollout: the target, the names it
+// derives, the router, the traffic rules the router can express, and
+// metrics that need pipit's own proxy or processes.
+func (v *validator) kubernetes(s *v1alpha1.RolloutSpec) {
+	t := s.TargetRef
+	switch t.APIVersion {
+	case "", "apps/v1":
+	default:
+		v.add("spec.targetRef.apiVersion", "must be apps/v1, not %q", clip(t.APIVersion))
+	}
+	switch t.Kind {
+	case "", "Deployment":
+	default:
+		v.add("spec.targetRef.kind", "must be Deployment, the only kind pipit rolls out today, not %q", clip(t.Kind))
+	}
+	if t.Name == "" {
+		v.add("spec.targetRef.name", "is required: the Deployment to roll out")
+	} else {
+		v.dnsName("spec.targetRef.name", t.Name)
+	}
+	if s.Analysis != nil {
+		for i, m := range s.Analysis.Metrics {
+			if m.Provider == nil {
+				v.add(fmt.Sprintf("spec.analysis.metrics[%d].provider", i),
+					"is required in Kubernetes: the built-in metrics are measured by pipit's own proxy, which does not carry Kubernetes traffic; use prometheus or web")
+			}
+		}
+	}
+	k := s.Kubernetes
+	if k == nil {
+		return
+	}
+	v.dnsName("spec.kubernetes.stableWorkload", k.StableWorkload)
+	v.dnsName("spec.kubernetes.canaryWorkload", k.CanaryWorkload)
+	if sv := k.Service; sv != nil {
+		v.optionalLabel("spec.kubernetes.service.name", sv.Name)
+		v.optionalLabel("spec.kubernetes.service.stableName", sv.StableName)
+		v.optionalLabel("spec.kubernetes.service.canaryName", sv.CanaryName)
+		for _, p := range []struct {
+			field string
+			port  int32
+		}{{"port", sv.Port}, {"targetPort", sv.TargetPort}} {
+			if p.port < 0 || p.port > 65535 {
+				v.add("spec.kubernetes.service."+p.field, "must be a port from 1 to 65535, not %d", p.port)
+			}
+		}
+	}
+	var gateway, istio bool
+	if r := k.Router; r != nil {
+		gateway, istio = r.GatewayAPI != nil, r.Istio != nil
+		if gateway && istio {
+			v.add("spec.kubernetes.router", "set gatewayAPI or istio, not both")
+		}
+		if g := r.GatewayAPI; g != nil {
+			v.dnsName("spec.kubernetes.router.gatewayAPI.httpRoute", g.HTTPRoute)
+			for i, p := range g.ParentRefs {
+				f := fmt.Sprintf("spec.kubernetes.router.gatewayAPI.parentRefs[%d]", i)
+				if p.Name == "" {
+					v.add(f+".name", "is required: the Gateway's name")
+				}
+				v.dnsName(f+".name", p.Name)
+				v.optionalLabel(f+".namespace", p.Namespace)
+			}
+		}
+		if is := r.Istio; is != nil {
+			v.dnsName("spec.kubernetes.router.istio.virtualService", is.VirtualService)
+			v.dnsName("spec.kubernetes.router.istio.destinationRule", is.DestinationRule)
+		}
+	}
+	if tr := k.Traffic; tr != nil {
+		v.kubernetesTraffic(tr, gateway, istio)
+	}
+}
+
+// kubernetesTraffic checks the traffic section against what a Kubernetes
+// router can express: rules and sticky sessions need a router, the
+// user-key buckets and list files are the built-in proxy's only, and the
+// Gateway API has no negated match.
+func (v *validator) kubernetesTraffic(t *v1alpha1.TrafficSpec, gateway, istio bool) {
+	const p = "spec.kubernetes.traffic"
+	v.traffic(t, p)
+	if len(t.UserKey) > 0 {
+		v.add(p+".userKey", "sticky percentages by user key are computed by pipit's own proxy; in Kubernetes use stickySession or rules")
+	}
+	if t.Salt != "" {
+		v.add(p+".salt", "goes with userKey, which Kubernetes routers do not offer")
+	}
+	routed := gateway || istio
+	if !routed && (len(t.Rules) > 0 || t.StickySession != nil || t.Mirror != nil) {
+		v.add(p, "rules, stickySession and mirror need a router: set spec.kubernetes.router.gatewayAPI or .istio")
+	}
+	for i, r := range t.Rules {
+		rp := fmt.Sprintf("%s.rules[%d]", p, i)
+		each := func(field string, m v1alpha1.StringMatch) {
+			if m.InFile != "" {
+				v.add(field+".inFile", "the controller reads no local files: list the values with in")
+			}
+			if m.Not && gateway {
+				v.add(field+".not", "the Gateway API cannot negate a match")
+			}
+		}
+		for _, name := range slices.Sorted(maps.Keys(r.Headers)) {
+			each(index(rp+".headers", clip(name)), r.Headers[name])
+		}
+		for _, name := range slices.Sorted(maps.Keys(r.Cookies)) {
+			each(index(rp+".cookies", clip(name)), r.Cookies[name])
+		}
+		for _, name := range slices.Sorted(maps.Keys(r.QueryParams)) {
+			each(index(rp+".queryParams", clip(name)), r.QueryParams[name])
+		}
+		if r.Path != nil {
+			each(rp+".path", *r.Path)
+		}
+		if r.Method != nil {
+			each(rp+".method", *r.Method)
+		}
+	}
+}
+
+// dnsName reports a name that is set but is no DNS subdomain, as object
+// names must be.
+func (v *validator) dnsName(field, name string) {
+	if name == "" {
+		return
+	}
+	for _, msg := range validation.IsDNS1123Subdomain(name) {
+		v.add(field, "%q is not a valid object name: %s", clip(name), msg)
+	}
+}
+
+// optionalLabel reports a name that is set but is no DNS label, as
+// Service and namespace names must be.
+func (v *validator) optionalLabel(field, name string) {
+	if name != "" {
+		v.dnsLabel(field, name)
+	}
+}
