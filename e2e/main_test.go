@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
 )
 
 // pipitBin is the binary built for this test run.
@@ -30,6 +32,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	kubecluster.StopShared()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -227,6 +227,16 @@ type VersionRef struct {
 	Template string `json:"template,omitempty"`
 }
 
+// ID identifies the version: its pod-template hash when it has one
+// (Kubernetes, where two templates may carry the same images), else its
+// label.
+func (v VersionRef) ID() string {
+	if v.Template != "" {
+		return v.Template
+	}
+	return v.Version
+}
+
 // AnalysisStatus is the running state of the checks.
 type AnalysisStatus struct {
 	// LastCheckAt is when the last check ran.

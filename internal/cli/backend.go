@@ -18,9 +18,16 @@ type backendFlags struct {
 	stateDir  string
 	api       string
 	tokenFile string
+
+	// kube steers Rollouts in a cluster instead of a daemon; the other
+	// three pick the cluster and namespace as kubectl's flags do.
+	kube        bool
+	kubeconfig  string
+	kubeContext string
+	namespace   string
 }
 
-// addBackendFlags adds the flags that pick the daemon to cmd.
+// addBackendFlags adds the flags that pick the daemon, or the cluster, to cmd.
 func addBackendFlags(cmd *cobra.Command) *backendFlags {
 	b := &backendFlags{}
 	f := cmd.Flags()
@@ -28,12 +35,25 @@ func addBackendFlags(cmd *cobra.Command) *backendFlags {
 		"the daemon's state directory (default $PIPIT_STATE_DIR, else $XDG_STATE_HOME/pipit, else ~/.local/state/pipit)")
 	f.StringVar(&b.api, "api", "", "control API address, HOST:PORT or http(s) URL (default: the one the daemon wrote in the state directory)")
 	f.StringVar(&b.tokenFile, "token-file", "", "file holding the control API token, mode 0600 (default: the state directory's token)")
+	f.BoolVar(&b.kube, "kube", false,
+		"steer Rollouts in a Kubernetes cluster, through its API server and the pipit controller, instead of a daemon")
+	f.StringVar(&b.kubeconfig, "kubeconfig", "", "kubeconfig file, with --kube (default $KUBECONFIG, else ~/.kube/config)")
+	f.StringVar(&b.kubeContext, "context", "", "kubeconfig context, with --kube (default: the current context)")
+	f.StringVarP(&b.namespace, "namespace", "n", "",
+		`namespace of the Rollouts, with --kube (default: the context's namespace, else "default")`)
 	return b
 }
 
-// backend returns the Backend the flags point at. A malformed --api is bad
-// input; a daemon that cannot be found is a failed operation.
+// backend returns the Backend the flags point at. A malformed --api or
+// kubeconfig is bad input; a daemon or cluster that cannot be reached is a
+// failed operation.
 func (b *backendFlags) backend() (controlapi.Backend, error) {
+	if b.kube {
+		return b.kubeBackend()
+	}
+	if b.kubeconfig != "" || b.kubeContext != "" || b.namespace != "" {
+		return nil, BadInputf("--kubeconfig, --context and --namespace go with --kube")
+	}
 	dir := controlapi.StateDir(b.stateDir)
 	if b.api == "" && b.tokenFile == "" {
 		return client.FromStateDir(dir)
@@ -63,6 +83,19 @@ func (b *backendFlags) backend() (controlapi.Backend, error) {
 		return nil, err
 	}
 	return client.NewHTTP(base, token), nil
+}
+
+// kubeBackend returns the client of the cluster the kubeconfig flags pick.
+// Building it contacts nothing, so its errors are all bad input.
+func (b *backendFlags) kubeBackend() (controlapi.Backend, error) {
+	if b.stateDir != "" || b.api != "" || b.tokenFile != "" {
+		return nil, BadInputf("--state-dir, --api and --token-file pick a pipit daemon; they do not go with --kube")
+	}
+	k, err := client.NewKube(client.KubeOptions{Kubeconfig: b.kubeconfig, Context: b.kubeContext, Namespace: b.namespace})
+	if err != nil {
+		return nil, BadInputf("--kube: %v", err)
+	}
+	return k, nil
 }
 
 // actor names who gives a command, for the history: $PIPIT_ACTOR (set it

@@ -63,7 +63,7 @@ func Allowed(st v1alpha1.RolloutStatus, cmd Command) error {
 		if cmd.Canary == nil || cmd.Canary.Version == "" {
 			return fmt.Errorf("deploy needs a canary version")
 		}
-		if st.Stable != nil && st.Stable.Version == cmd.Canary.Version && !active {
+		if st.Stable != nil && st.Stable.ID() == cmd.Canary.ID() && !active {
 			return fmt.Errorf("version %s is already the stable version", cmd.Canary.Version)
 		}
 		// The whole description counts: the same label at another URL, or

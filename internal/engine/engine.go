@@ -28,8 +28,9 @@ const (
 
 // Observed is what the runtime sees of the world when it calls Step.
 type Observed struct {
-	// CanaryVersion is the version CanaryHealth describes. Health reported
-	// for another version (the one just replaced) counts as unknown.
+	// CanaryVersion is the ID (VersionRef.ID) of the version CanaryHealth
+	// describes. Health reported for another version (the one just
+	// replaced) counts as unknown.
 	CanaryVersion string
 	// CanaryHealth of CanaryVersion.
 	CanaryHealth Health
@@ -39,8 +40,8 @@ type Observed struct {
 	// yet (its processes crash in a loop): an anomaly even before it
 	// receives traffic, instead of a wait until the progress deadline.
 	CanaryFailed bool
-	// StableVersion is the version the stable target serves now. A
-	// promotion is complete when it equals the canary's version.
+	// StableVersion is the ID of the version the stable target serves
+	// now. A promotion is complete when it equals the canary's.
 	StableVersion string
 	// Weight is the canary weight the router applies now. A rollback is
 	// complete when it is zero.
@@ -115,7 +116,7 @@ func Step(plan spec.Plan, st v1alpha1.RolloutStatus, in Input) Result {
 	}
 	m.advance()
 	m.res.Status = m.st
-	m.res.Status.Conditions = conditions(m.st, in.Now)
+	m.res.Status.Conditions = Conditions(m.st, in.Now)
 	return m.res
 }
 

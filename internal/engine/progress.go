@@ -67,7 +67,7 @@ func (m *machine) canaryReady() bool {
 
 // canaryHealth is the observed health if it describes the current canary.
 func (m *machine) canaryHealth() Health {
-	if m.st.Canary == nil || m.in.Observed.CanaryVersion != m.st.Canary.Version {
+	if m.st.Canary == nil || m.in.Observed.CanaryVersion != m.st.Canary.ID() {
 		return HealthUnknown
 	}
 	return m.in.Observed.CanaryHealth
@@ -233,7 +233,7 @@ func (m *machine) startPromotion() {
 
 // finishPromotion completes once the target serves the canary as stable.
 func (m *machine) finishPromotion() {
-	if m.in.Observed.StableVersion != m.st.Canary.Version {
+	if m.in.Observed.StableVersion != m.st.Canary.ID() {
 		if m.deadlinePassed() {
 			m.rollBack(v1alpha1.PhaseFailed, fmt.Sprintf("promotion of %s did not complete within the progress deadline (%s)",
 				m.st.Canary.Version, m.plan.ProgressDeadline), "")

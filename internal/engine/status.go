@@ -84,9 +84,9 @@ const (
 	ConditionReady = "Ready"
 )
 
-// conditions derives the standard conditions from the phase, keeping the
+// Conditions derives the standard conditions from the phase, keeping the
 // transition time of a condition whose status did not change.
-func conditions(st v1alpha1.RolloutStatus, now time.Time) []metav1.Condition {
+func Conditions(st v1alpha1.RolloutStatus, now time.Time) []metav1.Condition {
 	active := !st.Phase.Terminal() && st.Phase != v1alpha1.PhaseIdle
 	ready := st.Phase == v1alpha1.PhaseIdle || st.Phase == v1alpha1.PhaseSucceeded
 	want := []metav1.Condition{

@@ -153,6 +153,24 @@ func (d *Dispatcher) Send(rollout string, e v1alpha1.Event, fields map[string]st
 	}
 }
 
+// SendAll queues the events that led to st, with st's versions and
+// rollback evidence as fields.
+func (d *Dispatcher) SendAll(rollout string, st v1alpha1.RolloutStatus, events []v1alpha1.Event) {
+	fields := map[string]string{}
+	if st.Stable != nil {
+		fields[FieldStable] = st.Stable.Version
+	}
+	if st.Canary != nil {
+		fields[FieldCanary] = st.Canary.Version
+	}
+	if rb := st.Rollback; rb != nil {
+		fields[FieldMetric], fields[FieldEvidence] = rb.Metric, rb.Reason
+	}
+	for _, e := range events {
+		d.Send(rollout, e, fields)
+	}
+}
+
 // push queues m, dropping the oldest message when the queue is full or m
 // itself once the queue is closed; it reports whether it dropped one.
 func (q *queue) push(m Message) (dropped bool) {

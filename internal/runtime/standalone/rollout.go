@@ -196,19 +196,7 @@ func (m *managed) deployFromFile(ctx context.Context) error {
 
 // notify sends the events to the rollout's notifiers, never blocking.
 func (m *managed) notify(st v1alpha1.RolloutStatus, events []v1alpha1.Event) {
-	fields := map[string]string{}
-	if st.Stable != nil {
-		fields[notify.FieldStable] = st.Stable.Version
-	}
-	if st.Canary != nil {
-		fields[notify.FieldCanary] = st.Canary.Version
-	}
-	if rb := st.Rollback; rb != nil {
-		fields[notify.FieldMetric], fields[notify.FieldEvidence] = rb.Metric, rb.Reason
-	}
-	for _, e := range events {
-		m.notifier.Send(m.name, e, fields)
-	}
+	m.notifier.SendAll(m.name, st, events)
 }
 
 // run serves the proxy and drives the rollout until ctx is done.

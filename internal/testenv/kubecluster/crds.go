@@ -33,6 +33,17 @@ func (c *Cluster) installCRDs(ctx context.Context) error {
 		return fmt.Errorf("no CRD manifests under %s", c.tools.crds)
 	}
 	sort.Strings(files)
+	return c.installCRDFiles(ctx, files)
+}
+
+// InstallCRDs creates the CustomResourceDefinitions of the manifest files
+// (those that exist already are kept) and waits until each is
+// Established: a test installs pipit's own CRD with it.
+func (c *Cluster) InstallCRDs(ctx context.Context, files ...string) error {
+	return c.installCRDFiles(ctx, files)
+}
+
+func (c *Cluster) installCRDFiles(ctx context.Context, files []string) error {
 	var names []string
 	for _, f := range files {
 		crds, err := readCRDs(f)

@@ -1,0 +1,433 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/runtime/kube"
+	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+)
+
+// kubeWait bounds one wait on the cluster.
+const kubeWait = 2 * time.Minute
+
+// kubeEnv is one Kubernetes test: the shared cluster with pipit's CRD, a
+// namespace of its own and a client.
+type kubeEnv struct {
+	t  *testing.T
+	c  *kubecluster.Cluster
+	ns string
+	kc client.Client
+}
+
+var crdOnce sync.Once
+
+func newKubeEnv(t *testing.T) *kubeEnv {
+	t.Helper()
+	c := kubecluster.Start(t)
+	var crdErr error
+	crdOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), kubeWait)
+		defer cancel()
+		crdErr = c.InstallCRDs(ctx, filepath.Join("..", "deploy", "kubernetes", "crd", "pipit.dev_rollouts.yaml"))
+	})
+	if crdErr != nil {
+		t.Fatalf("installing the Rollout CRD: %v", crdErr)
+	}
+	kc, err := client.New(c.RESTConfig(), client.Options{Scheme: kube.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kubeEnv{t: t, c: c, ns: c.Namespace(t), kc: kc}
+}
+
+func (e *kubeEnv) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	e.t.Cleanup(cancel)
+	return ctx
+}
+
+func (e *kubeEnv) key(name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: e.ns, Name: name}
+}
+
+// controllerProc is a `pipit controller` process.
+type controllerProc struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	metrics string
+	mu      sync.Mutex
+	logs    bytes.Buffer
+	done    chan struct{}
+}
+
+// startController runs the real binary against the test's namespace.
+// With leaderElect, it competes for a Lease with short timings.
+func (e *kubeEnv) startController(leaderElect bool) *controllerProc {
+	e.t.Helper()
+	metrics := freePort(e.t)
+	args := []string{"controller", "--kubeconfig", e.c.Kubeconfig, "--namespace", e.ns,
+		"--metrics-bind-address", metrics, "--health-probe-bind-address", "", "--log-level", "debug"}
+	if leaderElect {
+		args = append(args, "--leader-elect", "--leader-election-namespace", e.ns,
+			"--leader-election-lease-duration", "4s", "--leader-election-renew-deadline", "3s",
+			"--leader-election-retry-period", "500ms")
+	}
+	p := &controllerProc{t: e.t, cmd: exec.Command(pipitBin, args...), metrics: metrics, done: make(chan struct{})}
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	go func() {
+		defer close(p.done)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.logs.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+		}
+		_ = p.cmd.Wait()
+	}()
+	e.t.Cleanup(func() {
+		p.kill9()
+		if e.t.Failed() {
+			e.t.Logf("controller %d logs:\n%s", p.cmd.Process.Pid, lastLines(p.log(), 60))
+		}
+	})
+	return p
+}
+
+// kill9 kills the process with SIGKILL: no clean shutdown, no lease
+// released.
+func (p *controllerProc) kill9() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func (p *controllerProc) log() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// reconciles is how many reconciles the process' controller ran, read
+// from its /metrics; a replica that is not the leader runs none.
+func (p *controllerProc) reconciles() (int, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + p.metrics + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	re := regexp.MustCompile(`(?m)^controller_runtime_reconcile_total\{controller="rollout",result="[a-z_]+"\} (\d+)`)
+	for _, m := range re.FindAllStringSubmatch(string(body), -1) {
+		n, _ := strconv.Atoi(m[1])
+		total += n
+	}
+	return total, nil
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (e *kubeEnv) createDeployment(name, image string, replicas int32) {
+	e.t.Helper()
+	labels := map[string]string{"app": name}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "app", Image: image, Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
+				}}},
+			},
+		},
+	}
+	if err := e.kc.Create(e.ctx(), d); err != nil {
+		e.t.Fatalf("create deployment: %v", err)
+	}
+}
+
+func (e *kubeEnv) setImage(name, image string) {
+	e.t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		var d appsv1.Deployment
+		if err := e.kc.Get(e.ctx(), e.key(name), &d); err != nil {
+			return err
+		}
+		d.Spec.Template.Spec.Containers[0].Image = image
+		return e.kc.Update(e.ctx(), &d)
+	})
+	if err != nil {
+		e.t.Fatalf("set image: %v", err)
+	}
+}
+
+func (e *kubeEnv) createRollout(manifest string) {
+	e.t.Helper()
+	var r v1alpha1.Rollout
+	if err := yaml.UnmarshalStrict([]byte(manifest), &r); err != nil {
+		e.t.Fatalf("rollout manifest: %v", err)
+	}
+	r.Namespace = e.ns
+	if err := e.kc.Create(e.ctx(), &r); err != nil {
+		e.t.Fatalf("create rollout: %v", err)
+	}
+}
+
+func (e *kubeEnv) rollout(name string) *v1alpha1.Rollout {
+	e.t.Helper()
+	var r v1alpha1.Rollout
+	if err := e.kc.Get(e.ctx(), e.key(name), &r); err != nil {
+		e.t.Fatalf("get rollout: %v", err)
+	}
+	return &r
+}
+
+func (e *kubeEnv) waitRollout(name, what string, cond func(*v1alpha1.Rollout) bool) *v1alpha1.Rollout {
+	e.t.Helper()
+	var last v1alpha1.Rollout
+	ctx, cancel := context.WithTimeout(context.Background(), kubeWait)
+	defer cancel()
+	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		if err := e.kc.Get(ctx, e.key(name), &last); err != nil {
+			return false, nil
+		}
+		return cond(&last), nil
+	})
+	if err != nil {
+		e.t.Fatalf("rollout %s: waiting for %s: %v\nphase=%s step=%d weight=%s message=%q\n%s",
+			name, what, err, last.Status.Phase, last.Status.CurrentStep, last.Status.CanaryWeight, last.Status.Message, kubeHistory(&last))
+	}
+	return &last
+}
+
+func kubeHistory(r *v1alpha1.Rollout) string {
+	var b strings.Builder
+	for _, ev := range r.Status.History {
+		fmt.Fprintf(&b, "  %s %s %s %s: %s\n", ev.Time.Format("15:04:05.000"), ev.Reason, ev.Phase, ev.Weight, ev.Message)
+	}
+	return b.String()
+}
+
+// kubectl runs a CLI verb against the test's namespace with --kube.
+func (e *kubeEnv) kubectlVerb(args ...string) result {
+	e.t.Helper()
+	return pipit(e.t, time.Minute, append(args, "--kube", "--kubeconfig", e.c.Kubeconfig, "-n", e.ns)...)
+}
+
+const manualRollout = `
+apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  targetRef: {name: web}
+  strategy:
+    steps:
+      - setWeight: 20
+      - approval: {message: "QA must sign off"}
+      - setWeight: 50
+      - pause: {}
+      - setWeight: 80
+      - pause: {duration: 1h}
+`
+
+// TestKubeOperatorVerbs drives a rollout through its gates with the CLI's
+// verbs against the cluster: approve an approval step, promote past an
+// indefinite pause, abort; status and history read the same rollout.
+func TestKubeOperatorVerbs(t *testing.T) {
+	t.Parallel()
+	e := newKubeEnv(t)
+	e.createDeployment("web", "registry.example/web:v1", 2)
+	e.createRollout(manualRollout)
+	e.startController(false)
+	e.waitRollout("web", "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
+
+	if res := e.kubectlVerb("approve", "web"); res.code != 1 || !strings.Contains(res.stderr, "refused") {
+		t.Errorf("approve with nothing to approve: exit %d, %s; want exit 1, refused", res.code, res.stderr)
+	}
+	e.setImage("web", "registry.example/web:v2")
+	e.waitRollout("web", "the approval gate", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.PhaseAwaitingDecision && r.Status.Gate != nil && r.Status.Gate.Kind == v1alpha1.GateApproval
+	})
+	if res := e.kubectlVerb("status", "web"); res.code != 0 || !strings.Contains(res.stdout, "AwaitingDecision") {
+		t.Fatalf("pipit status --kube: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	if res := e.kubectlVerb("approve", "web", "--reason", "QA signed off"); res.code != 0 {
+		t.Fatalf("pipit approve --kube: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	e.waitRollout("web", "the indefinite pause at 50%", func(r *v1alpha1.Rollout) bool {
+		return r.Status.CurrentStep == 3 && r.Status.CanaryWeight == v1alpha1.PercentOf(50)
+	})
+	if res := e.kubectlVerb("promote", "web"); res.code != 0 {
+		t.Fatalf("pipit promote --kube: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	e.waitRollout("web", "the long pause at 80%", func(r *v1alpha1.Rollout) bool {
+		return r.Status.CurrentStep == 5 && r.Status.CanaryWeight == v1alpha1.PercentOf(80)
+	})
+	if res := e.kubectlVerb("abort", "web", "--reason", "saw errors"); res.code != 0 {
+		t.Fatalf("pipit abort --kube: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	r := e.waitRollout("web", "aborted", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.PhaseAborted })
+	if r.Status.CanaryWeight != 0 {
+		t.Errorf("weight %s after abort", r.Status.CanaryWeight)
+	}
+	res := e.kubectlVerb("history", "web")
+	for _, want := range []string{"Approved", "QA signed off", "saw errors"} {
+		if !strings.Contains(res.stdout, want) {
+			t.Errorf("pipit history --kube lacks %q:\n%s%s", want, res.stdout, res.stderr)
+		}
+	}
+	if res := e.kubectlVerb("resume", "nosuch"); res.code == 0 || !strings.Contains(res.stderr, "not found") {
+		t.Errorf("a verb on a missing rollout: exit %d, %s", res.code, res.stderr)
+	}
+}
+
+// TestKubeControllerKill9ResumesAtTheSameStep kills the controller with
+// SIGKILL during a pause; a new one resumes at the same step, weight and
+// pause start, repeats nothing, and acts on the next command.
+func TestKubeControllerKill9ResumesAtTheSameStep(t *testing.T) {
+	t.Parallel()
+	e := newKubeEnv(t)
+	e.createDeployment("web", "registry.example/web:v1", 2)
+	e.createRollout(`
+apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  targetRef: {name: web}
+  strategy:
+    steps:
+      - setWeight: 20
+      - pause: {duration: 1s}
+      - setWeight: 40
+      - pause: {duration: 6s}
+      - setWeight: 60
+      - pause: {}
+`)
+	first := e.startController(false)
+	e.waitRollout("web", "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
+	e.setImage("web", "registry.example/web:v2")
+	before := e.waitRollout("web", "the 6s pause at 40%", func(r *v1alpha1.Rollout) bool {
+		return r.Status.CurrentStep == 3 && r.Status.Phase == v1alpha1.PhaseProgressing
+	})
+	first.kill9()
+	time.Sleep(time.Second)
+	if now := e.rollout("web"); now.Status.CurrentStep != 3 || now.Status.CanaryWeight != v1alpha1.PercentOf(40) {
+		t.Fatalf("the status moved while no controller ran: step %d weight %s", now.Status.CurrentStep, now.Status.CanaryWeight)
+	}
+	e.startController(false)
+	after := e.waitRollout("web", "the indefinite pause at 60%", func(r *v1alpha1.Rollout) bool {
+		return r.Status.CurrentStep == 5 && r.Status.Phase == v1alpha1.PhaseAwaitingDecision
+	})
+	if !after.Status.StartedAt.Equal(before.Status.StartedAt) {
+		t.Errorf("the rollout restarted: startedAt %v, was %v", after.Status.StartedAt, before.Status.StartedAt)
+	}
+	weights := map[v1alpha1.Percent]int{}
+	for _, ev := range after.Status.History {
+		if ev.Reason == "WeightChanged" {
+			weights[ev.Weight]++
+		}
+	}
+	for _, w := range []float64{20, 40, 60} {
+		if weights[v1alpha1.PercentOf(w)] != 1 {
+			t.Errorf("weight %v%% set %d times, want once:\n%s", w, weights[v1alpha1.PercentOf(w)], kubeHistory(after))
+		}
+	}
+	if res := e.kubectlVerb("promote", "web"); res.code != 0 {
+		t.Fatalf("pipit promote --kube after the restart: exit %d\n%s", res.code, res.stderr)
+	}
+	e.waitRollout("web", "promoted", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.PhaseSucceeded })
+}
+
+// TestKubeOnlyTheLeaderActs runs two replicas with leader election: one
+// holds the Lease and reconciles, the other runs no reconcile; when the
+// leader is killed, the other takes over and finishes the rollout.
+func TestKubeOnlyTheLeaderActs(t *testing.T) {
+	t.Parallel()
+	e := newKubeEnv(t)
+	e.createDeployment("web", "registry.example/web:v1", 1)
+	e.createRollout(`
+apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  targetRef: {name: web}
+  strategy:
+    steps:
+      - setWeight: 50
+      - pause: {duration: 1s}
+`)
+	a, b := e.startController(true), e.startController(true)
+	e.waitRollout("web", "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
+
+	var lease coordinationv1.Lease
+	if err := e.kc.Get(e.ctx(), e.key(kube.LeaderElectionID), &lease); err != nil {
+		t.Fatalf("no Lease %s: %v", kube.LeaderElectionID, err)
+	}
+	ra, errA := a.reconciles()
+	rb, errB := b.reconciles()
+	if errA != nil || errB != nil {
+		t.Fatalf("reading /metrics: %v, %v", errA, errB)
+	}
+	leader, follower := a, b
+	if rb > 0 {
+		leader, follower = b, a
+	}
+	if (ra > 0) == (rb > 0) {
+		t.Fatalf("reconciles: replica A %d, replica B %d; want exactly one replica acting", ra, rb)
+	}
+	if holder := ptr.Deref(lease.Spec.HolderIdentity, ""); holder == "" {
+		t.Errorf("the Lease names no holder")
+	}
+
+	leader.kill9()
+	e.setImage("web", "registry.example/web:v2")
+	e.waitRollout("web", "promoted by the new leader", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.PhaseSucceeded && r.Status.Stable != nil && strings.Contains(r.Status.Stable.Version, "web:v2")
+	})
+	if n, err := follower.reconciles(); err != nil || n == 0 {
+		t.Errorf("the remaining replica ran %d reconciles (%v): it did not take over", n, err)
+	}
+}

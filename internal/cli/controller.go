@@ -1,0 +1,69 @@
+package cli
+
+import (
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/pipit-dev/pipit/internal/runtime/kube"
+)
+
+func init() { register(newControllerCmd) }
+
+func newControllerCmd(*globals) *cobra.Command {
+	var o kube.Options
+	var kubeconfig, kubeContext, logLevel string
+	cmd := &cobra.Command{
+		Use:   "controller [--kubeconfig FILE] [--leader-elect] [--namespace NS]",
+		Short: "Run the Kubernetes controller: reconcile Rollout resources",
+		Long: `controller runs pipit in Kubernetes. It reconciles the Rollout resources (pipit.dev/v1alpha1)
+of the cluster, or of one namespace: for each, it keeps a stable and a canary copy of the
+Deployment named by spec.targetRef, the Services in front of them, and the traffic split in
+a Gateway API HTTPRoute, an Istio VirtualService or the replica counts, with the same
+engine, analysis, webhooks and notifications as 'pipit up'. The state of each rollout is
+its status; a restarted controller resumes every rollout at the same step.
+
+In the cluster it uses its service account; outside, --kubeconfig or $KUBECONFIG. With
+--leader-elect several replicas run and only the elected one acts. Install the CRD, RBAC
+and Deployment with: kubectl apply -k deploy/kubernetes`,
+		Example: `  pipit controller --kubeconfig ~/.kube/config
+  pipit controller --leader-elect --leader-election-namespace pipit-system`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			rules := clientcmd.NewDefaultClientConfigLoadingRules()
+			rules.ExplicitPath = kubeconfig
+			cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
+				&clientcmd.ConfigOverrides{CurrentContext: kubeContext}).ClientConfig()
+			if err != nil {
+				return BadInputf("reaching the cluster: %v", err)
+			}
+			o.Config = cfg
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return BadInputf("--log-level: %v", err)
+			}
+			o.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			if o.LeaderElection && o.LeaderElectionNamespace == "" {
+				o.LeaderElectionNamespace = os.Getenv("POD_NAMESPACE")
+			}
+			return kube.Run(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, else $KUBECONFIG, else ~/.kube/config)")
+	f.StringVar(&kubeContext, "context", "", "kubeconfig context to use")
+	f.StringVar(&o.Namespace, "namespace", "", "watch only this namespace (default: all)")
+	f.BoolVar(&o.LeaderElection, "leader-elect", false, "elect a leader through a Lease so that several replicas can run")
+	f.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default $POD_NAMESPACE)")
+	f.DurationVar(&o.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease lasts without renewal")
+	f.DurationVar(&o.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew before it steps down")
+	f.DurationVar(&o.RetryPeriod, "leader-election-retry-period", 2*time.Second, "time between election attempts")
+	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 turns it off)")
+	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (empty turns them off)")
+	f.IntVar(&o.Concurrency, "concurrency", 8, "rollouts reconciled at once")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}

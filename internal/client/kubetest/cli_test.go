@@ -1,0 +1,211 @@
+package kubetest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/cli"
+	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+)
+
+// pipit runs the command line as the binary does and returns its exit
+// code, stdout and stderr.
+func pipit(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	code := cli.Execute(ctx, args, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// kubeconfigWithTeam copies the cluster's kubeconfig (current context
+// pipit-test, namespace default) adding a context "team" whose namespace
+// is ns; current names the current context of the copy.
+func kubeconfigWithTeam(t *testing.T, c *kubecluster.Cluster, ns, current string) string {
+	t.Helper()
+	cfg, err := clientcmd.LoadFromFile(c.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	team := cfg.Contexts[cfg.CurrentContext].DeepCopy()
+	team.Namespace = ns
+	cfg.Contexts["team"] = team
+	cfg.CurrentContext = current
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestCLIStatusReachesTheNamespace(t *testing.T) {
+	c := clusterWithCRD(t)
+	ns := c.Namespace(t)
+	createRollout(t, adminClient(t, c), ns, "web", progressing())
+
+	code, out, errOut := pipit(t, "status", "--kube", "--kubeconfig", c.Kubeconfig, "-n", ns, "web")
+	if code != cli.ExitOK {
+		t.Fatalf("status web: exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"Name:", "web", "Progressing", "nginx:1.1", "setWeight 10%", "pause until promoted"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status web printed no %q:\n%s", want, out)
+		}
+	}
+
+	code, out, errOut = pipit(t, "status", "--kube", "--kubeconfig", c.Kubeconfig, "--namespace", ns, "-o", "json")
+	var views []struct {
+		Name   string                 `json:"name"`
+		Status v1alpha1.RolloutStatus `json:"status"`
+	}
+	if code != cli.ExitOK || json.Unmarshal([]byte(out), &views) != nil || len(views) != 1 || views[0].Name != "web" {
+		t.Errorf("status -o json: exit %d, %s%s; want the one rollout", code, out, errOut)
+	}
+
+	// Without -n, the kubeconfig context's namespace ("default") is used.
+	code, _, errOut = pipit(t, "status", "--kube", "--kubeconfig", c.Kubeconfig, "web")
+	if code != cli.ExitFailed || !strings.Contains(errOut, `rollout "web" not found in namespace default`) {
+		t.Errorf("status web in the default namespace: exit %d: %s; want not found there", code, errOut)
+	}
+}
+
+func TestCLIContextAndKUBECONFIG(t *testing.T) {
+	c := clusterWithCRD(t)
+	ns := c.Namespace(t)
+	createRollout(t, adminClient(t, c), ns, "web", progressing())
+
+	// --context picks a context, and its namespace.
+	path := kubeconfigWithTeam(t, c, ns, "pipit-test")
+	if code, out, errOut := pipit(t, "status", "--kube", "--kubeconfig", path, "--context", "team", "web"); code != cli.ExitOK || !strings.Contains(out, "Progressing") {
+		t.Errorf("status --context team web: exit %d: %s%s", code, out, errOut)
+	}
+	// KUBECONFIG is read when --kubeconfig is not given, its current
+	// context giving the namespace.
+	t.Setenv("KUBECONFIG", kubeconfigWithTeam(t, c, ns, "team"))
+	if code, out, errOut := pipit(t, "get", "--kube", "web"); code != cli.ExitOK || !strings.Contains(out, "web  Progressing") {
+		t.Errorf("get web with KUBECONFIG: exit %d: %s%s", code, out, errOut)
+	}
+	if code, _, errOut := pipit(t, "get", "--kube", "--context", "nope", "web"); code != cli.ExitBadInput || !strings.Contains(errOut, `context "nope" does not exist`) {
+		t.Errorf("get --context nope: exit %d: %s; want bad input", code, errOut)
+	}
+}
+
+func TestCLICommandsThroughTheController(t *testing.T) {
+	c := clusterWithCRD(t)
+	ns := c.Namespace(t)
+	cl := adminClient(t, c)
+	st := progressing()
+	st.History = []v1alpha1.Event{{Time: metav1.NowMicro(), Type: v1alpha1.EventNormal, Reason: "Started",
+		Message: "Rollout of canary nginx:1.1 started", Phase: v1alpha1.PhaseProgressing}}
+	createRollout(t, cl, ns, "web", st)
+	ctl := &fakeController{cl: cl, key: ctrlclient.ObjectKey{Namespace: ns, Name: "web"},
+		decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
+			switch engine.CommandKind(req.Kind) {
+			case engine.CommandPause:
+				st.Phase, st.Message = v1alpha1.PhasePaused, "paused by "+req.Actor
+			case engine.CommandAbort:
+				st.Phase, st.Message, st.CanaryWeight = v1alpha1.PhaseAborted, "aborted by "+req.Actor, 0
+			default:
+				return "not in this test"
+			}
+			st.History = append(st.History, v1alpha1.Event{Time: metav1.NowMicro(), Type: v1alpha1.EventNormal, Reason: req.Kind,
+				Message: st.Message + ": " + req.Reason, Phase: st.Phase})
+			return ""
+		}}
+	ctl.run(t)
+	t.Setenv("PIPIT_ACTOR", "ci-bot")
+	kube := []string{"--kube", "--kubeconfig", c.Kubeconfig, "-n", ns}
+
+	code, out, errOut := pipit(t, append([]string{"pause", "web", "--reason", "db migration"}, kube...)...)
+	if code != cli.ExitOK || !strings.Contains(out, "web: Paused") || !strings.Contains(out, "paused by ci-bot") {
+		t.Errorf("pause: exit %d: %s%s; want web Paused by ci-bot", code, out, errOut)
+	}
+	// Refused by the rollout's state before anything is queued.
+	code, _, errOut = pipit(t, append([]string{"approve", "web"}, kube...)...)
+	if code != cli.ExitFailed || !strings.Contains(errOut, "approve web refused: cannot approve a rollout that is Paused") {
+		t.Errorf("approve: exit %d: %s; want a refusal", code, errOut)
+	}
+	code, _, errOut = pipit(t, append([]string{"deploy", "web", "--canary", "http://10.0.0.7:8080"}, kube...)...)
+	if code != cli.ExitFailed || !strings.Contains(errOut, "kubectl set image deployment/web") {
+		t.Errorf("deploy: exit %d: %s; want a refusal pointing at kubectl set image", code, errOut)
+	}
+	code, out, errOut = pipit(t, append([]string{"abort", "web"}, kube...)...)
+	if code != cli.ExitOK || !strings.Contains(out, "web: Aborted") {
+		t.Errorf("abort: exit %d: %s%s", code, out, errOut)
+	}
+	if reqs := ctl.requests(); len(reqs) != 2 || reqs[0].Kind != "pause" || reqs[0].Actor != "ci-bot" ||
+		reqs[0].Reason != "db migration" || reqs[1].Kind != "abort" {
+		t.Errorf("the controller saw %+v, want pause then abort by ci-bot", reqs)
+	}
+
+	code, out, errOut = pipit(t, append([]string{"history", "web", "--limit", "2"}, kube...)...)
+	if code != cli.ExitOK || strings.Contains(out, "started") || !strings.Contains(out, "paused by ci-bot: db migration") ||
+		!strings.Contains(out, "aborted by ci-bot") {
+		t.Errorf("history --limit 2: exit %d:\n%s%s\nwant the last two events", code, out, errOut)
+	}
+	// get --watch ends at once on a rollout that has ended.
+	code, out, errOut = pipit(t, append([]string{"get", "web", "--watch", "--interval", "100ms"}, kube...)...)
+	if code != cli.ExitOK || !strings.Contains(out, "web  Aborted") {
+		t.Errorf("get --watch: exit %d: %s%s", code, out, errOut)
+	}
+}
+
+// TestCLIKubeFlagErrors needs no cluster: the flags are checked, and the
+// kubeconfig read, before anything is sent.
+func TestCLIKubeFlagErrors(t *testing.T) {
+	t.Setenv("KUBECONFIG", filepath.Join(t.TempDir(), "none"))
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "-n", "team"}, "--kubeconfig, --context and --namespace go with --kube"},
+		{[]string{"pause", "web", "--context", "x"}, "go with --kube"},
+		{[]string{"status", "--kube", "--api", "127.0.0.1:1"}, "do not go with --kube"},
+		{[]string{"history", "web", "--kube", "--kubeconfig", filepath.Join(t.TempDir(), "missing")}, "no such file"},
+		{[]string{"status", "--kube", "-n", "Team_A"}, `namespace "Team_A"`},
+		{[]string{"get", "web", "--kube"}, "no kubeconfig found"},
+	} {
+		code, _, errOut := pipit(t, tc.args...)
+		if code != cli.ExitBadInput || !strings.Contains(errOut, tc.want) {
+			t.Errorf("pipit %s: exit %d: %s; want exit 2 saying %q", strings.Join(tc.args, " "), code, errOut, tc.want)
+		}
+	}
+}
+
+// TestCLIUnreachableCluster: a cluster out of reach is a failed operation,
+// not bad input, and the message names the server.
+func TestCLIUnreachableCluster(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := "https://" + l.Addr().String()
+	l.Close() // nothing listens there now
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: server}
+	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: "t"}
+	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
+	cfg.CurrentContext = "c"
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := pipit(t, "status", "--kube", "--kubeconfig", path)
+	if code != cli.ExitFailed || !strings.Contains(errOut, "cannot reach the Kubernetes API server at "+server) {
+		t.Errorf("status against %s: exit %d: %s; want exit 1 naming the server", server, code, errOut)
+	}
+}

@@ -1,0 +1,18 @@
+// Package kubetest tests the Kubernetes client of the CLI (internal/client.Kube)
+// and the CLI's --kube flags against a real API server.
+package kubetest
+
+import (
+	"os"
+	"testing"
+
+	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+)
+
+// TestMain stops the test binary's cluster, which the tests of this package
+// share, after they ran.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kubecluster.StopShared()
+	os.Exit(code)
+}

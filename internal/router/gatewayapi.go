@@ -1,0 +1,618 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/spec"
+)
+
+// AddToScheme registers the Gateway API types the GatewayAPI router reads
+// and writes; the controller's client needs them in its scheme.
+func AddToScheme(s *runtime.Scheme) error { return gatewayv1.Install(s) }
+
+// GatewayAPI splits traffic with the weights of a Gateway API HTTPRoute's
+// backendRefs.
+//
+// When the route exists it is the user's: pipit changes only the rules
+// that send traffic to the rollout's Services (the apex, stable or canary
+// one), giving each the stable and canary Services with the weights, and
+// adds rules of its own, named pipit-..., for the traffic rules. When it
+// does not exist, pipit creates it, owned by the Rollout, with one rule.
+//
+// Each traffic rule becomes one pipit rule per rule of the user's that it
+// narrows: its conditions are added to that rule's matches (a Gateway API
+// rule is chosen by how specific its match is, so a bare header match
+// would otherwise take requests the user sends elsewhere), and it keeps
+// that rule's filters and timeouts. Path prefixes are the Gateway API's:
+// whole path segments. The API cannot negate a match, and matches methods
+// exactly (a list of methods becomes one match per method).
+//
+// Sticky sessions set the rules' sessionPersistence, an experimental field
+// that the standard channel's CRD does not have: the API server drops it,
+// and the router then stops setting it (logging so once). Mirroring adds a
+// RequestMirror filter to the canary; it copies all of the rule's
+// requests, the canary's share included, which the API cannot tell apart.
+type GatewayAPI struct {
+	c      client.Client
+	owner  *v1alpha1.Rollout
+	plan   spec.KubePlan
+	log    *slog.Logger
+	weight atomic.Int32
+	// noSession is set once the API server dropped sessionPersistence.
+	noSession atomic.Bool
+}
+
+// NewGatewayAPI returns the router of the HTTPRoute plan.HTTPRoute in
+// plan.Namespace, on behalf of the Rollout owner.
+func NewGatewayAPI(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan) *GatewayAPI {
+	return &GatewayAPI{
+		c: c, owner: owner, plan: plan,
+		log: slog.Default().With("router", "gatewayAPI", "rollout", owner.Name, "namespace", plan.Namespace, "httpRoute", plan.HTTPRoute),
+	}
+}
+
+// Apply sends w of the traffic to the canary, creating the route when it
+// does not exist. While canaryLive, pipit's rules for the traffic rules
+// are in the route; otherwise they are removed and the stable Service gets
+// everything.
+func (g *GatewayAPI) Apply(ctx context.Context, w v1alpha1.Percent, canaryLive bool) error {
+	if err := checkWeight(w); err != nil {
+		return err
+	}
+	if !canaryLive {
+		w = 0
+	}
+	if err := g.write(ctx, w, canaryLive, true); err != nil {
+		return err
+	}
+	g.weight.Store(int32(w))
+	return nil
+}
+
+// Weight is the weight last applied successfully.
+func (g *GatewayAPI) Weight() v1alpha1.Percent { return v1alpha1.Percent(g.weight.Load()) }
+
+// Remove takes pipit's rules, mirror and session persistence out of the
+// route and sends everything to stable. A route pipit created is left to
+// the garbage collector, which deletes it with the Rollout.
+func (g *GatewayAPI) Remove(ctx context.Context) error {
+	if err := g.write(ctx, 0, false, false); err != nil {
+		return err
+	}
+	g.weight.Store(0)
+	return nil
+}
+
+// write reads the route, edits it and writes it back when that changed
+// anything, again when another writer came first.
+func (g *GatewayAPI) write(ctx context.Context, w v1alpha1.Percent, live, create bool) error {
+	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	key := client.ObjectKey{Namespace: g.plan.Namespace, Name: g.plan.HTTPRoute}
+	session := live && g.sticky() && !g.noSession.Load()
+	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
+		var route gatewayv1.HTTPRoute
+		err := g.c.Get(ctx, key, &route)
+		if apierrors.IsNotFound(err) {
+			if !create {
+				return nil
+			}
+			route = g.newRoute()
+			if err := g.edit(&route, w, live, session); err != nil {
+				return err
+			}
+			if err := g.c.Create(ctx, &route); err != nil {
+				return err
+			}
+			g.log.Info("created HTTPRoute", "weight", w, "canaryLive", live)
+			g.checkSession(&route, session)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		before := route.Spec.DeepCopy()
+		if err := g.edit(&route, w, live, session); err != nil {
+			return err
+		}
+		if equality.Semantic.DeepEqual(before, &route.Spec) {
+			return nil
+		}
+		if err := g.c.Update(ctx, &route); err != nil {
+			return err
+		}
+		g.log.Info("updated HTTPRoute", "weight", w, "canaryLive", live)
+		g.checkSession(&route, session)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("HTTPRoute %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	return nil
+}
+
+// checkSession notices that the API server dropped the session
+// persistence just written, so that the router stops writing it: writing
+// it again would change nothing but cost a write on every Apply.
+func (g *GatewayAPI) checkSession(route *gatewayv1.HTTPRoute, wanted bool) {
+	if !wanted {
+		return
+	}
+	name, _ := g.sessionCookie()
+	for _, r := range route.Spec.Rules {
+		if sp := r.SessionPersistence; sp != nil && ptr.Deref(sp.SessionName, "") == name {
+			return
+		}
+	}
+	g.noSession.Store(true)
+	g.log.Warn("the HTTPRoute CRD has no sessionPersistence (an experimental Gateway API field; install the experimental channel's CRDs for it): sticky sessions are off")
+}
+
+// newRoute is the route pipit creates when there is none: owned by the
+// Rollout, attached to the plan's parents, with one rule to stable.
+func (g *GatewayAPI) newRoute() gatewayv1.HTTPRoute {
+	return gatewayv1.HTTPRoute{
+		ObjectMeta: ownedMeta(g.owner, g.plan.Namespace, g.plan.HTTPRoute),
+		Spec: gatewayv1.HTTPRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: g.parentRefs()},
+			Rules: []gatewayv1.HTTPRouteRule{{
+				Matches:     []gatewayv1.HTTPRouteMatch{{Path: rootPath()}},
+				BackendRefs: []gatewayv1.HTTPBackendRef{g.backendRef(g.plan.StableService, int32(v1alpha1.FullWeight), nil)},
+			}},
+		},
+	}
+}
+
+// parentRefs are the plan's parents with the defaults the API server
+// would fill in, so that comparing with a stored route sees no change.
+func (g *GatewayAPI) parentRefs() []gatewayv1.ParentReference {
+	var refs []gatewayv1.ParentReference
+	for _, p := range g.plan.ParentRefs {
+		ref := gatewayv1.ParentReference{
+			Group: ptr.To(gatewayv1.Group(gatewayv1.GroupName)),
+			Kind:  ptr.To(gatewayv1.Kind("Gateway")),
+			Name:  gatewayv1.ObjectName(p.Name),
+		}
+		if p.Namespace != "" {
+			ref.Namespace = ptr.To(gatewayv1.Namespace(p.Namespace))
+		}
+		if p.SectionName != "" {
+			ref.SectionName = ptr.To(gatewayv1.SectionName(p.SectionName))
+		}
+		refs = append(refs, ref)
+	}
+	return refs
+}
+
+// edit makes the route the desired state: the user's rules that send to
+// the rollout's Services split by weight (with pipit's mirror and session
+// persistence while they apply), and pipit's rules first while the canary
+// is live. Other rules are left as they are.
+func (g *GatewayAPI) edit(route *gatewayv1.HTTPRoute, w v1alpha1.Percent, live, session bool) error {
+	if metav1.IsControlledBy(route, g.owner) {
+		route.Spec.ParentRefs = g.parentRefs()
+	}
+	var user []gatewayv1.HTTPRouteRule
+	for _, r := range route.Spec.Rules {
+		if !isPipitRule(string(ptr.Deref(r.Name, ""))) {
+			user = append(user, r)
+		}
+	}
+	var managed []int
+	for i, r := range user {
+		ours, err := g.managed(r)
+		if err != nil {
+			return fmt.Errorf("rule %d: %w", i, err)
+		}
+		if ours {
+			managed = append(managed, i)
+		}
+	}
+	if len(managed) == 0 && live {
+		return fmt.Errorf("no rule sends traffic to Service %s, %s or %s: add a backendRef to one of them", g.plan.Service, g.plan.StableService, g.plan.CanaryService)
+	}
+	for _, i := range managed {
+		g.split(&user[i], w, live, session)
+	}
+	var added []gatewayv1.HTTPRouteRule
+	if live {
+		var err error
+		if added, err = g.pipitRules(user, managed); err != nil {
+			return err
+		}
+	}
+	route.Spec.Rules = append(added, user...)
+	return nil
+}
+
+// managed says whether a rule sends traffic to the rollout's Services,
+// and refuses one that also sends to other backends: pipit could not keep
+// their share while it sets its own weights.
+func (g *GatewayAPI) managed(r gatewayv1.HTTPRouteRule) (bool, error) {
+	var ours, others []string
+	for _, ref := range r.BackendRefs {
+		if g.isOurs(ref.BackendObjectReference, g.plan.Service, g.plan.StableService, g.plan.CanaryService) {
+			ours = append(ours, string(ref.Name))
+		} else {
+			others = append(others, string(ref.Name))
+		}
+	}
+	if len(ours) > 0 && len(others) > 0 {
+		return false, fmt.Errorf("sends traffic to %s and to %s: pipit sets the weights of a rule whose backends are all the rollout's Services; give the others their own rule",
+			strings.Join(ours, ", "), strings.Join(others, ", "))
+	}
+	return len(ours) > 0, nil
+}
+
+// isOurs says whether ref is a Service of the route's namespace with one
+// of the names.
+func (g *GatewayAPI) isOurs(ref gatewayv1.BackendObjectReference, names ...string) bool {
+	return ptr.Deref(ref.Group, "") == "" && ptr.Deref(ref.Kind, "Service") == "Service" &&
+		string(ptr.Deref(ref.Namespace, gatewayv1.Namespace(g.plan.Namespace))) == g.plan.Namespace &&
+		slices.Contains(names, string(ref.Name))
+}
+
+// split gives a managed rule the stable and canary Services with the
+// weights, in place of its references to the rollout's Services (whose
+// filters they keep), and sets or clears pipit's mirror and session
+// persistence.
+func (g *GatewayAPI) split(r *gatewayv1.HTTPRouteRule, w v1alpha1.Percent, live, session bool) {
+	filters := slices.Clone(r.BackendRefs[0].Filters)
+	r.BackendRefs = []gatewayv1.HTTPBackendRef{
+		g.backendRef(g.plan.StableService, int32(v1alpha1.FullWeight-w), filters),
+		g.backendRef(g.plan.CanaryService, int32(w), filters),
+	}
+	r.Filters = g.withoutMirror(r.Filters)
+	if m := g.mirror(); live && m != nil {
+		r.Filters = append(r.Filters, *m)
+	}
+	name, ttl := g.sessionCookie()
+	if sp := r.SessionPersistence; sp != nil && ptr.Deref(sp.SessionName, "") == name {
+		r.SessionPersistence = nil
+	}
+	if session && r.SessionPersistence == nil {
+		r.SessionPersistence = &gatewayv1.SessionPersistence{
+			SessionName:     ptr.To(name),
+			AbsoluteTimeout: ptr.To(gatewayDuration(ttl)),
+			Type:            ptr.To(gatewayv1.CookieBasedSessionPersistence),
+			CookieConfig:    &gatewayv1.CookieConfig{LifetimeType: ptr.To(gatewayv1.PermanentCookieLifetimeType)},
+		}
+	}
+}
+
+// backendRef is a reference to one of the rollout's Services, with the
+// defaults the API server would fill in.
+func (g *GatewayAPI) backendRef(service string, weight int32, filters []gatewayv1.HTTPRouteFilter) gatewayv1.HTTPBackendRef {
+	return gatewayv1.HTTPBackendRef{
+		BackendRef: gatewayv1.BackendRef{BackendObjectReference: g.serviceRef(service), Weight: ptr.To(weight)},
+		Filters:    filters,
+	}
+}
+
+func (g *GatewayAPI) serviceRef(service string) gatewayv1.BackendObjectReference {
+	return gatewayv1.BackendObjectReference{
+		Group: ptr.To(gatewayv1.Group("")),
+		Kind:  ptr.To(gatewayv1.Kind("Service")),
+		Name:  gatewayv1.ObjectName(service),
+		Port:  ptr.To(g.plan.Port),
+	}
+}
+
+// mirror is pipit's RequestMirror filter, nil without mirroring: a whole
+// percent as percent, a finer share as a fraction.
+func (g *GatewayAPI) mirror() *gatewayv1.HTTPRouteFilter {
+	if g.plan.Traffic == nil || g.plan.Traffic.Mirror == nil {
+		return nil
+	}
+	p := g.plan.Traffic.Mirror.Percent
+	m := &gatewayv1.HTTPRequestMirrorFilter{BackendRef: g.serviceRef(g.plan.CanaryService)}
+	if p%v1alpha1.PercentScale == 0 {
+		m.Percent = ptr.To(int32(p / v1alpha1.PercentScale))
+	} else {
+		m.Fraction = &gatewayv1.Fraction{Numerator: int32(p), Denominator: ptr.To(int32(v1alpha1.FullWeight))}
+	}
+	return &gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: m}
+}
+
+// withoutMirror is filters without pipit's mirror: the only one that
+// mirrors to the canary Service.
+func (g *GatewayAPI) withoutMirror(filters []gatewayv1.HTTPRouteFilter) []gatewayv1.HTTPRouteFilter {
+	return slices.DeleteFunc(slices.Clone(filters), func(f gatewayv1.HTTPRouteFilter) bool {
+		return f.Type == gatewayv1.HTTPRouteFilterRequestMirror && f.RequestMirror != nil &&
+			g.isOurs(f.RequestMirror.BackendRef, g.plan.CanaryService)
+	})
+}
+
+func (g *GatewayAPI) sticky() bool {
+	return g.plan.Traffic != nil && g.plan.Traffic.StickySession != nil
+}
+
+// sessionCookie is the sticky-session cookie; its name tells pipit's
+// session persistence from a user's.
+func (g *GatewayAPI) sessionCookie() (string, metav1.Duration) {
+	s := &v1alpha1.StickySession{}
+	if g.sticky() {
+		s = g.plan.Traffic.StickySession
+	}
+	return stickyCookie(g.owner, s)
+}
+
+// pipitRules are the rules for the traffic rules: one per traffic rule
+// and managed rule, narrowing that rule's matches, to one Service.
+func (g *GatewayAPI) pipitRules(user []gatewayv1.HTTPRouteRule, managed []int) ([]gatewayv1.HTTPRouteRule, error) {
+	if g.plan.Traffic == nil {
+		return nil, nil
+	}
+	names := ruleNames(g.plan.Traffic.Rules)
+	used := map[string]bool{}
+	var out []gatewayv1.HTTPRouteRule
+	for i, tr := range g.plan.Traffic.Rules {
+		ours, err := gatewayMatches(tr)
+		if err != nil {
+			return nil, ruleError(i, tr, err)
+		}
+		service, at := g.plan.CanaryService, 1
+		if tr.To == v1alpha1.DestinationStable {
+			service, at = g.plan.StableService, 0
+		}
+		for _, m := range managed {
+			r := user[m]
+			matches := combineMatches(r, ours)
+			if len(matches) == 0 {
+				g.log.Warn("a traffic rule cannot narrow a route rule's matches (paths not inside one another, different methods or conditions on one header, or a rewrite of the matched prefix): no pipit rule for that route rule", "trafficRule", i, "routeRule", m)
+				continue
+			}
+			out = append(out, gatewayv1.HTTPRouteRule{
+				Name:        ptr.To(gatewayv1.SectionName(uniqueName(names[i], used))),
+				Matches:     matches,
+				Filters:     g.withoutMirror(r.Filters),
+				BackendRefs: []gatewayv1.HTTPBackendRef{g.backendRef(service, 1, r.BackendRefs[at].Filters)},
+				Timeouts:    r.Timeouts.DeepCopy(),
+				Retry:       r.Retry.DeepCopy(),
+			})
+		}
+	}
+	return out, nil
+}
+
+// gatewayMatches translates a traffic rule into Gateway API matches: one,
+// or one per method of a list of methods.
+func gatewayMatches(r v1alpha1.TrafficRule) ([]gatewayv1.HTTPRouteMatch, error) {
+	must, not, err := headerConditions(r)
+	if err != nil {
+		return nil, err
+	}
+	cookies, notCookies := cookieConditions(r)
+	if len(not)+len(notCookies) > 0 {
+		return nil, errors.New("the Gateway API cannot negate a match (not)")
+	}
+	var m gatewayv1.HTTPRouteMatch
+	for _, name := range sortedKeys(must) {
+		v, err := valueCondition(must[name], false)
+		if err != nil {
+			return nil, fmt.Errorf("header %s: %w", name, err)
+		}
+		m.Headers = append(m.Headers, headerMatch(name, v))
+	}
+	if len(cookies) > 0 {
+		re, err := cookiesAll(cookies)
+		if err != nil {
+			return nil, err
+		}
+		m.Headers = append(m.Headers, headerMatch(cookieHeader, valueMatch{matchRegex, re}))
+		slices.SortFunc(m.Headers, func(a, b gatewayv1.HTTPHeaderMatch) int { return strings.Compare(string(a.Name), string(b.Name)) })
+	}
+	for _, name := range sortedKeys(r.QueryParams) {
+		q := r.QueryParams[name]
+		if q.Not {
+			return nil, errors.New("the Gateway API cannot negate a match (not)")
+		}
+		v, err := valueCondition(q, false)
+		if err != nil {
+			return nil, fmt.Errorf("query parameter %s: %w", name, err)
+		}
+		t := gatewayv1.QueryParamMatchExact
+		if v.kind == matchRegex {
+			t = gatewayv1.QueryParamMatchRegularExpression
+		}
+		m.QueryParams = append(m.QueryParams, gatewayv1.HTTPQueryParamMatch{Type: ptr.To(t), Name: gatewayv1.HTTPHeaderName(name), Value: v.value})
+	}
+	if p := r.Path; p != nil {
+		if p.Not {
+			return nil, errors.New("the Gateway API cannot negate a match (not)")
+		}
+		v, err := valueCondition(*p, true)
+		if err != nil {
+			return nil, fmt.Errorf("path: %w", err)
+		}
+		t := map[matchKind]gatewayv1.PathMatchType{
+			matchExact: gatewayv1.PathMatchExact, matchPrefix: gatewayv1.PathMatchPathPrefix, matchRegex: gatewayv1.PathMatchRegularExpression,
+		}[v.kind]
+		m.Path = &gatewayv1.HTTPPathMatch{Type: ptr.To(t), Value: ptr.To(v.value)}
+	}
+	return withMethods(m, r.Method)
+}
+
+// withMethods is the match for each method a condition allows: the
+// Gateway API matches one method exactly.
+func withMethods(m gatewayv1.HTTPRouteMatch, c *v1alpha1.StringMatch) ([]gatewayv1.HTTPRouteMatch, error) {
+	switch {
+	case c == nil:
+		return []gatewayv1.HTTPRouteMatch{m}, nil
+	case c.Not, c.Prefix != "", c.Suffix != "", c.Regex != "", c.InFile != "":
+		return nil, errors.New("method: the Gateway API matches methods exactly: use exact or in")
+	case c.Exact != "":
+		m.Method = ptr.To(gatewayv1.HTTPMethod(c.Exact))
+		return []gatewayv1.HTTPRouteMatch{m}, nil
+	}
+	var out []gatewayv1.HTTPRouteMatch
+	for _, method := range c.In {
+		one := *m.DeepCopy()
+		one.Method = ptr.To(gatewayv1.HTTPMethod(method))
+		out = append(out, one)
+	}
+	return out, nil
+}
+
+func headerMatch(name string, v valueMatch) gatewayv1.HTTPHeaderMatch {
+	t := gatewayv1.HeaderMatchExact
+	if v.kind == matchRegex {
+		t = gatewayv1.HeaderMatchRegularExpression
+	}
+	return gatewayv1.HTTPHeaderMatch{Type: ptr.To(t), Name: gatewayv1.HTTPHeaderName(name), Value: v.value}
+}
+
+// combineMatches is every user match narrowed by every one of pipit's:
+// requests that both select. A rule without matches matches everything.
+// Pairs that cannot both hold in one Gateway API match (paths neither
+// inside the other, different methods, two conditions on one header) are
+// left out, and so is narrowing the path of a rule that replaces the
+// matched path prefix, which would change what it replaces.
+func combineMatches(r gatewayv1.HTTPRouteRule, ours []gatewayv1.HTTPRouteMatch) []gatewayv1.HTTPRouteMatch {
+	user := r.Matches
+	if len(user) == 0 {
+		user = []gatewayv1.HTTPRouteMatch{{}}
+	}
+	fixed := replacesPrefix(r)
+	var out []gatewayv1.HTTPRouteMatch
+	for _, u := range user {
+		for _, o := range ours {
+			if m, ok := combineMatch(u, o, fixed); ok {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+func combineMatch(u, o gatewayv1.HTTPRouteMatch, fixedPath bool) (gatewayv1.HTTPRouteMatch, bool) {
+	out := *u.DeepCopy()
+	path, ok := narrowPath(out.Path, o.Path, fixedPath)
+	if !ok {
+		return out, false
+	}
+	out.Path = path
+	if o.Method != nil {
+		if out.Method != nil && *out.Method != *o.Method {
+			return out, false
+		}
+		out.Method = ptr.To(*o.Method)
+	}
+	for _, h := range o.Headers {
+		i := slices.IndexFunc(out.Headers, func(x gatewayv1.HTTPHeaderMatch) bool { return strings.EqualFold(string(x.Name), string(h.Name)) })
+		if i < 0 {
+			out.Headers = append(out.Headers, h)
+		} else if x := out.Headers[i]; ptr.Deref(x.Type, gatewayv1.HeaderMatchExact) != *h.Type || x.Value != h.Value {
+			return out, false
+		}
+	}
+	for _, q := range o.QueryParams {
+		i := slices.IndexFunc(out.QueryParams, func(x gatewayv1.HTTPQueryParamMatch) bool { return x.Name == q.Name })
+		if i < 0 {
+			out.QueryParams = append(out.QueryParams, q)
+		} else if x := out.QueryParams[i]; ptr.Deref(x.Type, gatewayv1.QueryParamMatchExact) != *q.Type || x.Value != q.Value {
+			return out, false
+		}
+	}
+	return out, true
+}
+
+// narrowPath is the path match both user and ours select: the narrower
+// one, when one is inside the other.
+func narrowPath(user, ours *gatewayv1.HTTPPathMatch, fixed bool) (*gatewayv1.HTTPPathMatch, bool) {
+	switch {
+	case ours == nil && user == nil:
+		return rootPath(), true
+	case ours == nil:
+		return user, true
+	case user != nil && samePath(*user, *ours):
+		return user, true
+	case fixed:
+		return nil, false
+	case isRootPath(user) || pathWithin(*ours, *user):
+		return ours.DeepCopy(), true
+	}
+	return nil, false
+}
+
+// pathWithin says whether every path p matches is under prefix, a
+// PathPrefix match (whole path segments).
+func pathWithin(p, prefix gatewayv1.HTTPPathMatch) bool {
+	if ptr.Deref(prefix.Type, gatewayv1.PathMatchPathPrefix) != gatewayv1.PathMatchPathPrefix ||
+		ptr.Deref(p.Type, gatewayv1.PathMatchPathPrefix) == gatewayv1.PathMatchRegularExpression {
+		return false
+	}
+	base := strings.TrimSuffix(ptr.Deref(prefix.Value, "/"), "/")
+	v := ptr.Deref(p.Value, "/")
+	return v == base || strings.HasPrefix(v, base+"/")
+}
+
+// replacesPrefix says whether a rule rewrites or redirects by replacing
+// the path prefix its match selected.
+func replacesPrefix(r gatewayv1.HTTPRouteRule) bool {
+	filters := slices.Clone(r.Filters)
+	for _, b := range r.BackendRefs {
+		filters = append(filters, b.Filters...)
+	}
+	return slices.ContainsFunc(filters, func(f gatewayv1.HTTPRouteFilter) bool {
+		var p *gatewayv1.HTTPPathModifier
+		switch {
+		case f.URLRewrite != nil:
+			p = f.URLRewrite.Path
+		case f.RequestRedirect != nil:
+			p = f.RequestRedirect.Path
+		}
+		return p != nil && p.Type == gatewayv1.PrefixMatchHTTPPathModifier
+	})
+}
+
+// rootPath is the match of every path, the API's default.
+func rootPath() *gatewayv1.HTTPPathMatch {
+	return &gatewayv1.HTTPPathMatch{Type: ptr.To(gatewayv1.PathMatchPathPrefix), Value: ptr.To("/")}
+}
+
+func isRootPath(p *gatewayv1.HTTPPathMatch) bool {
+	return p == nil || samePath(*p, *rootPath())
+}
+
+func samePath(a, b gatewayv1.HTTPPathMatch) bool {
+	return ptr.Deref(a.Type, gatewayv1.PathMatchPathPrefix) == ptr.Deref(b.Type, gatewayv1.PathMatchPathPrefix) &&
+		ptr.Deref(a.Value, "/") == ptr.Deref(b.Value, "/")
+}
+
+// gatewayDuration writes d as a Gateway API duration (GEP-2257): hours,
+// minutes, seconds and milliseconds, such as 1h30m.
+func gatewayDuration(d metav1.Duration) gatewayv1.Duration {
+	left := d.Round(time.Millisecond)
+	if left <= 0 {
+		return "0s"
+	}
+	var b strings.Builder
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}, {time.Millisecond, "ms"}} {
+		if n := left / u.unit; n > 0 {
+			fmt.Fprintf(&b, "%d%s", n, u.name)
+			left -= n * u.unit
+		}
+	}
+	return gatewayv1.Duration(b.String())
+}

@@ -1,0 +1,666 @@
+package router
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/spec"
+)
+
+// The Istio kinds the router writes, as unstructured objects: pipit does
+// not depend on Istio's Go modules.
+var (
+	virtualServiceGVK  = schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "VirtualService"}
+	destinationRuleGVK = schema.GroupVersionKind{Group: "networking.istio.io", Version: "v1", Kind: "DestinationRule"}
+)
+
+// primaryRoute names the one route of a VirtualService pipit creates.
+const primaryRoute = "primary"
+
+// Istio splits traffic with the weights of an Istio VirtualService's
+// route destinations, whole percents adding up to 100.
+//
+// When the VirtualService exists it is the user's: pipit changes only the
+// HTTP routes whose destinations are the rollout's Services (the apex,
+// stable or canary one, by short name or a longer name in the namespace),
+// giving each the stable and canary destinations with the weights, and
+// adds routes of its own, named pipit-..., for the traffic rules. When it
+// does not exist, pipit creates it, owned by the Rollout, with one route.
+//
+// Destinations are the per-version Services, or, with a DestinationRule
+// named in the plan, the stable and canary subsets of the apex Service in
+// that DestinationRule, which pipit creates and owns. Sticky sessions set
+// its cookie-based consistent hashing, which keeps a user on one pod
+// within the version the weights chose.
+//
+// Each traffic rule becomes one pipit route per route of the user's that
+// it narrows: a copy of that route (its rewrites, timeouts, retries…)
+// whose matches also hold the rule's conditions, sending everything to
+// one version. Istio can negate header (and so cookie) conditions, not
+// others. Mirroring sets the routes' mirror to the canary, unless the user
+// mirrors them elsewhere already.
+type Istio struct {
+	c      client.Client
+	owner  *v1alpha1.Rollout
+	plan   spec.KubePlan
+	log    *slog.Logger
+	weight atomic.Int32
+}
+
+// NewIstio returns the router of the VirtualService plan.VirtualService
+// in plan.Namespace, on behalf of the Rollout owner.
+func NewIstio(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan) *Istio {
+	return &Istio{
+		c: c, owner: owner, plan: plan,
+		log: slog.Default().With("router", "istio", "rollout", owner.Name, "namespace", plan.Namespace, "virtualService", plan.VirtualService),
+	}
+}
+
+// Apply sends w of the traffic to the canary, rounded to whole percent,
+// creating the VirtualService (and the DestinationRule when routing by
+// subsets) when it does not exist. While canaryLive, pipit's routes for
+// the traffic rules are in the VirtualService; otherwise they are removed
+// and stable gets everything. Weight reports w as asked, not as rounded.
+func (i *Istio) Apply(ctx context.Context, w v1alpha1.Percent, canaryLive bool) error {
+	if err := checkWeight(w); err != nil {
+		return err
+	}
+	if !canaryLive {
+		w = 0
+	}
+	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	if i.bySubsets() {
+		if err := i.ensureDestinationRule(ctx); err != nil {
+			return err
+		}
+	}
+	if err := i.writeVirtualService(ctx, w, canaryLive, true); err != nil {
+		return err
+	}
+	i.weight.Store(int32(w))
+	return nil
+}
+
+// Weight is the weight last applied successfully.
+func (i *Istio) Weight() v1alpha1.Percent { return v1alpha1.Percent(i.weight.Load()) }
+
+// Remove takes pipit's routes and mirror out of the VirtualService and
+// sends everything to stable. What pipit created is left to the garbage
+// collector, which deletes it with the Rollout.
+func (i *Istio) Remove(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	if err := i.writeVirtualService(ctx, 0, false, false); err != nil {
+		return err
+	}
+	i.weight.Store(0)
+	return nil
+}
+
+func (i *Istio) bySubsets() bool { return i.plan.DestinationRule != "" }
+
+// writeVirtualService reads the VirtualService, edits it and writes it
+// back when that changed anything, again when another writer came first.
+func (i *Istio) writeVirtualService(ctx context.Context, w v1alpha1.Percent, live, create bool) error {
+	key := client.ObjectKey{Namespace: i.plan.Namespace, Name: i.plan.VirtualService}
+	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
+		vs := newUnstructured(virtualServiceGVK)
+		err := i.c.Get(ctx, key, vs)
+		if apierrors.IsNotFound(err) {
+			if !create {
+				return nil
+			}
+			vs = i.newVirtualService()
+			if err := i.edit(vs, w, live); err != nil {
+				return err
+			}
+			if err := i.c.Create(ctx, vs); err != nil {
+				return err
+			}
+			i.log.Info("created VirtualService", "weight", w, "canaryLive", live)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		before, err := json.Marshal(vs.Object["spec"])
+		if err != nil {
+			return err
+		}
+		if err := i.edit(vs, w, live); err != nil {
+			return err
+		}
+		if same, err := jsonEqual(before, vs.Object["spec"]); err != nil || same {
+			return err
+		}
+		if err := i.c.Update(ctx, vs); err != nil {
+			return err
+		}
+		i.log.Info("updated VirtualService", "weight", w, "canaryLive", live)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("VirtualService %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	return nil
+}
+
+// newVirtualService is the VirtualService pipit creates when there is
+// none: owned by the Rollout, for the plan's hosts and gateways, with one
+// route to stable.
+func (i *Istio) newVirtualService() *unstructured.Unstructured {
+	vs := newUnstructured(virtualServiceGVK)
+	setMeta(vs, ownedMeta(i.owner, i.plan.Namespace, i.plan.VirtualService))
+	dest := map[string]any{"host": i.plan.StableService, "port": map[string]any{"number": int64(i.plan.Port)}}
+	vs.Object["spec"] = map[string]any{
+		"http": []any{map[string]any{
+			"name":  primaryRoute,
+			"route": []any{map[string]any{"destination": dest, "weight": int64(100)}},
+		}},
+	}
+	return vs
+}
+
+// edit makes the VirtualService the desired state: the user's routes to
+// the rollout's Services split by weight (with pipit's mirror while it
+// applies), and pipit's routes first while the canary is live. Other
+// routes are left as they are.
+func (i *Istio) edit(vs *unstructured.Unstructured, w v1alpha1.Percent, live bool) error {
+	spec, ok := vs.Object["spec"].(map[string]any)
+	if !ok {
+		spec = map[string]any{}
+		vs.Object["spec"] = spec
+	}
+	if metav1.IsControlledBy(vs, i.owner) {
+		spec["hosts"] = anyStrings(i.plan.Hosts)
+		if len(i.plan.Gateways) > 0 {
+			spec["gateways"] = anyStrings(i.plan.Gateways)
+		} else {
+			delete(spec, "gateways")
+		}
+	}
+	all, _ := spec["http"].([]any)
+	var user []map[string]any
+	for n, r := range all {
+		route, ok := r.(map[string]any)
+		if !ok {
+			return fmt.Errorf("http route %d is not an object", n)
+		}
+		if name, _ := route["name"].(string); !isPipitRule(name) {
+			user = append(user, route)
+		}
+	}
+	var managed []int
+	for n, r := range user {
+		ours, err := i.managed(r)
+		if err != nil {
+			return fmt.Errorf("http route %d: %w", n, err)
+		}
+		if ours {
+			managed = append(managed, n)
+		}
+	}
+	if len(managed) == 0 && live {
+		return fmt.Errorf("no http route sends traffic to Service %s, %s or %s: add a destination to one of them", i.plan.Service, i.plan.StableService, i.plan.CanaryService)
+	}
+	for _, n := range managed {
+		i.split(user[n], w, live)
+	}
+	var routes []any
+	if live {
+		added, err := i.pipitRoutes(user, managed)
+		if err != nil {
+			return err
+		}
+		routes = append(routes, added...)
+	}
+	for _, r := range user {
+		routes = append(routes, r)
+	}
+	spec["http"] = routes
+	return nil
+}
+
+// managed says whether a route sends traffic to the rollout's Services,
+// and refuses one that also sends to other destinations: pipit could not
+// keep their share while it sets its own weights.
+func (i *Istio) managed(route map[string]any) (bool, error) {
+	var ours, others []string
+	for _, d := range destinations(route) {
+		host := hostOf(d)
+		if _, _, ok := i.ourHost(host); ok {
+			ours = append(ours, host)
+		} else {
+			others = append(others, host)
+		}
+	}
+	if len(ours) > 0 && len(others) > 0 {
+		return false, fmt.Errorf("sends traffic to %s and to %s: pipit sets the weights of a route whose destinations are all the rollout's Services; give the others their own route",
+			strings.Join(ours, ", "), strings.Join(others, ", "))
+	}
+	return len(ours) > 0, nil
+}
+
+// ourHost says which of the rollout's Services a destination host names,
+// and what follows the Service's name in it: nothing (the short name),
+// the namespace, or the namespace and .svc with the cluster's domain.
+func (i *Istio) ourHost(host string) (service, suffix string, ok bool) {
+	ns := "." + i.plan.Namespace
+	for _, svc := range []string{i.plan.Service, i.plan.StableService, i.plan.CanaryService} {
+		rest, found := strings.CutPrefix(host, svc)
+		if found && (rest == "" || rest == ns || rest == ns+".svc" || strings.HasPrefix(rest, ns+".svc.")) {
+			return svc, rest, true
+		}
+	}
+	return "", "", false
+}
+
+// split gives a managed route the stable and canary destinations with the
+// weights, in place of its destinations, written in the form of the first
+// one (its port, its header changes), and sets or clears pipit's mirror.
+func (i *Istio) split(route map[string]any, w v1alpha1.Percent, live bool) {
+	first := destinations(route)[0]
+	_, suffix, _ := i.ourHost(hostOf(first))
+	stable, canary := wholePercents(w)
+	route["route"] = []any{
+		i.routeDestination(first, roleStable, suffix, stable),
+		i.routeDestination(first, roleCanary, suffix, canary),
+	}
+	if m, ok := route["mirror"].(map[string]any); ok && i.isCanary(m) {
+		delete(route, "mirror")
+		delete(route, "mirrorPercentage")
+	}
+	mirror := i.plan.Traffic != nil && i.plan.Traffic.Mirror != nil
+	if !live || !mirror {
+		return
+	}
+	if _, taken := route["mirror"]; taken {
+		i.log.Warn("an http route mirrors to another destination already: pipit does not mirror it to the canary", "route", route["name"])
+		return
+	}
+	dest, _ := runtime.DeepCopyJSONValue(first["destination"]).(map[string]any)
+	i.setDestination(dest, roleCanary, suffix)
+	route["mirror"] = dest
+	route["mirrorPercentage"] = map[string]any{"value": i.plan.Traffic.Mirror.Percent.Float()}
+}
+
+// routeDestination is a copy of the route destination tmpl for one
+// version, with a weight.
+func (i *Istio) routeDestination(tmpl map[string]any, role, suffix string, weight int64) map[string]any {
+	d, _ := runtime.DeepCopyJSONValue(tmpl).(map[string]any)
+	dest, _ := d["destination"].(map[string]any)
+	i.setDestination(dest, role, suffix)
+	d["weight"] = weight
+	return d
+}
+
+// setDestination points an Istio Destination at one version: its Service
+// or its subset of the apex Service.
+func (i *Istio) setDestination(dest map[string]any, role, suffix string) {
+	if i.bySubsets() {
+		dest["host"] = i.plan.Service + suffix
+		dest["subset"] = role
+		return
+	}
+	svc := i.plan.StableService
+	if role == roleCanary {
+		svc = i.plan.CanaryService
+	}
+	dest["host"] = svc + suffix
+	delete(dest, "subset")
+}
+
+// isCanary says whether a Destination is the canary: pipit's mirror is
+// the only one that mirrors there.
+func (i *Istio) isCanary(dest map[string]any) bool {
+	svc, _, ok := i.ourHost(hostOf(dest))
+	subset, _ := dest["subset"].(string)
+	return ok && (svc == i.plan.CanaryService || (svc == i.plan.Service && subset == roleCanary))
+}
+
+// pipitRoutes are the routes for the traffic rules: for each traffic rule
+// and managed route, a copy of the route narrowed by the rule's conditions
+// and sending everything to one version.
+func (i *Istio) pipitRoutes(user []map[string]any, managed []int) ([]any, error) {
+	if i.plan.Traffic == nil {
+		return nil, nil
+	}
+	names := ruleNames(i.plan.Traffic.Rules)
+	used := map[string]bool{}
+	var out []any
+	for n, tr := range i.plan.Traffic.Rules {
+		ours, err := istioMatch(tr)
+		if err != nil {
+			return nil, ruleError(n, tr, err)
+		}
+		at := 1
+		if tr.To == v1alpha1.DestinationStable {
+			at = 0
+		}
+		for _, m := range managed {
+			src := user[m]
+			matches, err := combineIstioMatches(src, ours)
+			if err != nil {
+				return nil, fmt.Errorf("http route %d: %w", m, err)
+			}
+			if len(matches) == 0 {
+				i.log.Warn("a traffic rule cannot narrow an http route's matches (URIs not inside one another, different methods or conditions on one header, or a URI rewrite): no pipit route for that route", "trafficRule", n, "route", m)
+				continue
+			}
+			route, _ := runtime.DeepCopyJSONValue(src).(map[string]any)
+			if mirror, ok := route["mirror"].(map[string]any); ok && i.isCanary(mirror) {
+				delete(route, "mirror")
+				delete(route, "mirrorPercentage")
+			}
+			dest, _ := runtime.DeepCopyJSONValue(src["route"].([]any)[at]).(map[string]any)
+			dest["weight"] = int64(100)
+			route["name"] = uniqueName(names[n], used)
+			route["match"] = matches
+			route["route"] = []any{dest}
+			out = append(out, route)
+		}
+	}
+	return out, nil
+}
+
+// istioMatch translates a traffic rule into an Istio HTTPMatchRequest.
+// Header names are lower case, as Istio asks; query parameters take no
+// prefix, so a prefix there becomes a regular expression.
+func istioMatch(r v1alpha1.TrafficRule) (map[string]any, error) {
+	must, not, err := headerConditions(r)
+	if err != nil {
+		return nil, err
+	}
+	headers, err := istioStringMatches(must, true)
+	if err != nil {
+		return nil, fmt.Errorf("header %w", err)
+	}
+	without, err := istioStringMatches(not, true)
+	if err != nil {
+		return nil, fmt.Errorf("header %w", err)
+	}
+	cookies, notCookies := cookieConditions(r)
+	if len(cookies) > 0 {
+		re, err := cookiesAll(cookies)
+		if err != nil {
+			return nil, err
+		}
+		headers[cookieHeader] = map[string]any{"regex": re}
+	}
+	if len(notCookies) > 0 {
+		re, err := cookiesAny(notCookies)
+		if err != nil {
+			return nil, err
+		}
+		without[cookieHeader] = map[string]any{"regex": re}
+	}
+	for name, q := range r.QueryParams {
+		if q.Not {
+			return nil, fmt.Errorf("query parameter %s: Istio negates header conditions only", name)
+		}
+	}
+	query, err := istioStringMatches(r.QueryParams, false)
+	if err != nil {
+		return nil, fmt.Errorf("query parameter %w", err)
+	}
+	m := map[string]any{}
+	for key, v := range map[string]map[string]any{"headers": headers, "withoutHeaders": without, "queryParams": query} {
+		if len(v) > 0 {
+			m[key] = v
+		}
+	}
+	for key, c := range map[string]*v1alpha1.StringMatch{"uri": r.Path, "method": r.Method} {
+		if c == nil {
+			continue
+		}
+		if c.Not {
+			return nil, fmt.Errorf("%s: Istio negates header conditions only", key)
+		}
+		v, err := valueCondition(*c, true)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
+		}
+		m[key] = istioStringMatch(v)
+	}
+	return m, nil
+}
+
+// istioStringMatches translates conditions by name; a failure starts with
+// the name.
+func istioStringMatches(conds map[string]v1alpha1.StringMatch, prefixes bool) (map[string]any, error) {
+	out := map[string]any{}
+	for name, c := range conds {
+		v, err := valueCondition(c, prefixes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		out[name] = istioStringMatch(v)
+	}
+	return out, nil
+}
+
+func istioStringMatch(v valueMatch) map[string]any {
+	key := map[matchKind]string{matchExact: "exact", matchPrefix: "prefix", matchRegex: "regex"}[v.kind]
+	return map[string]any{key: v.value}
+}
+
+// combineIstioMatches is every match of a user's route narrowed by
+// pipit's: requests that both select. A route without matches matches
+// everything. Pairs that cannot both hold in one match (URIs neither
+// inside the other, different methods, two conditions on one header or
+// parameter) are left out, and so is narrowing the URI of a route that
+// rewrites it, which would change what the rewrite replaces.
+func combineIstioMatches(route map[string]any, ours map[string]any) ([]any, error) {
+	user, _ := route["match"].([]any)
+	if len(user) == 0 {
+		user = []any{map[string]any{}}
+	}
+	rewrite, _ := route["rewrite"].(map[string]any)
+	_, fixed := rewrite["uri"]
+	if _, regex := rewrite["uriRegexRewrite"]; regex {
+		fixed = true
+	}
+	var out []any
+	for n, u := range user {
+		um, ok := u.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("match %d is not an object", n)
+		}
+		if m, ok := combineIstioMatch(um, ours, fixed); ok {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+func combineIstioMatch(u, o map[string]any, fixedURI bool) (map[string]any, bool) {
+	out, _ := runtime.DeepCopyJSONValue(u).(map[string]any)
+	if ov, set := o["uri"]; set {
+		uv, userSet := out["uri"]
+		switch {
+		case userSet && reflect.DeepEqual(uv, ov):
+		case fixedURI:
+			return nil, false
+		case !userSet || uriWithin(ov, uv):
+			out["uri"] = runtime.DeepCopyJSONValue(ov)
+		default:
+			return nil, false
+		}
+	}
+	if ov, set := o["method"]; set {
+		if uv, userSet := out["method"]; userSet && !reflect.DeepEqual(uv, ov) {
+			return nil, false
+		}
+		out["method"] = runtime.DeepCopyJSONValue(ov)
+	}
+	for _, key := range []string{"headers", "withoutHeaders", "queryParams"} {
+		om, _ := o[key].(map[string]any)
+		if len(om) == 0 {
+			continue
+		}
+		um, _ := out[key].(map[string]any)
+		if um == nil {
+			um = map[string]any{}
+		}
+		for name, v := range om {
+			if uv, set := um[name]; set {
+				if !reflect.DeepEqual(uv, v) {
+					return nil, false
+				}
+				continue
+			}
+			um[name] = runtime.DeepCopyJSONValue(v)
+		}
+		out[key] = um
+	}
+	return out, true
+}
+
+// uriWithin says whether every URI the StringMatch inner matches is
+// matched by outer, a prefix match.
+func uriWithin(inner, outer any) bool {
+	o, _ := outer.(map[string]any)
+	prefix, ok := o["prefix"].(string)
+	if !ok {
+		return false
+	}
+	i, _ := inner.(map[string]any)
+	for _, key := range []string{"exact", "prefix"} {
+		if v, ok := i[key].(string); ok {
+			return strings.HasPrefix(v, prefix)
+		}
+	}
+	return false
+}
+
+// ensureDestinationRule creates the DestinationRule with the stable and
+// canary subsets of the apex Service, or brings pipit's own up to date. A
+// DestinationRule of that name that is not this rollout's is refused.
+func (i *Istio) ensureDestinationRule(ctx context.Context) error {
+	key := client.ObjectKey{Namespace: i.plan.Namespace, Name: i.plan.DestinationRule}
+	want := i.destinationRuleSpec()
+	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
+		dr := newUnstructured(destinationRuleGVK)
+		err := i.c.Get(ctx, key, dr)
+		if apierrors.IsNotFound(err) {
+			dr = newUnstructured(destinationRuleGVK)
+			setMeta(dr, ownedMeta(i.owner, i.plan.Namespace, i.plan.DestinationRule))
+			dr.Object["spec"] = want
+			if err := i.c.Create(ctx, dr); err != nil {
+				return err
+			}
+			i.log.Info("created DestinationRule", "destinationRule", key.Name)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !metav1.IsControlledBy(dr, i.owner) {
+			return errors.New("it exists and is not this rollout's: pipit manages the DestinationRule it names, so name one that does not exist")
+		}
+		have, err := json.Marshal(dr.Object["spec"])
+		if err != nil {
+			return err
+		}
+		if same, err := jsonEqual(have, want); err != nil || same {
+			return err
+		}
+		dr.Object["spec"] = want
+		if err := i.c.Update(ctx, dr); err != nil {
+			return err
+		}
+		i.log.Info("updated DestinationRule", "destinationRule", key.Name)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("DestinationRule %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	return nil
+}
+
+// destinationRuleSpec is the DestinationRule pipit wants: a subset per
+// version of the apex Service and, for sticky sessions, hashing by cookie.
+func (i *Istio) destinationRuleSpec() map[string]any {
+	subset := func(role string) any {
+		return map[string]any{"name": role, "labels": map[string]any{labelRole: role}}
+	}
+	s := map[string]any{"host": i.plan.Service, "subsets": []any{subset(roleStable), subset(roleCanary)}}
+	if i.plan.Traffic != nil && i.plan.Traffic.StickySession != nil {
+		name, ttl := stickyCookie(i.owner, i.plan.Traffic.StickySession)
+		s["trafficPolicy"] = map[string]any{"loadBalancer": map[string]any{"consistentHash": map[string]any{
+			"httpCookie": map[string]any{"name": name, "ttl": strconv.FormatFloat(ttl.Seconds(), 'f', -1, 64) + "s"},
+		}}}
+	}
+	return s
+}
+
+func newUnstructured(gvk schema.GroupVersionKind) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{}}
+	u.SetGroupVersionKind(gvk)
+	return u
+}
+
+func setMeta(u *unstructured.Unstructured, m metav1.ObjectMeta) {
+	u.SetName(m.Name)
+	u.SetNamespace(m.Namespace)
+	u.SetLabels(m.Labels)
+	u.SetOwnerReferences(m.OwnerReferences)
+}
+
+// destinations are a route's route destinations that are objects.
+func destinations(route map[string]any) []map[string]any {
+	list, _ := route["route"].([]any)
+	var out []map[string]any
+	for _, d := range list {
+		if m, ok := d.(map[string]any); ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// hostOf is the host of a route destination ({destination: {host}}) or
+// of a Destination ({host}).
+func hostOf(d map[string]any) string {
+	if dest, ok := d["destination"].(map[string]any); ok {
+		d = dest
+	}
+	host, _ := d["host"].(string)
+	return host
+}
+
+func anyStrings(s []string) []any {
+	out := make([]any, len(s))
+	for n, v := range s {
+		out[n] = v
+	}
+	return out
+}
+
+// jsonEqual says whether v encodes to the same JSON as before: the way to
+// compare what was read with what was edited, as numbers read back from
+// the API server may be of another Go type than those written.
+func jsonEqual(before []byte, v any) (bool, error) {
+	after, err := json.Marshal(v)
+	if err != nil {
+		return false, err
+	}
+	return string(before) == string(after), nil
+}

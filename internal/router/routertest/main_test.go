@@ -1,0 +1,16 @@
+package routertest
+
+import (
+	"os"
+	"testing"
+
+	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+)
+
+// TestMain stops the test binary's cluster, which the tests of this package
+// share, after they ran.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	kubecluster.StopShared()
+	os.Exit(code)
+}

@@ -1,0 +1,435 @@
+package kube
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/utils/ptr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+)
+
+// analysisSteps is a short plan: two weights, each soaked briefly and
+// checked by the analysis before the next.
+const analysisSteps = `
+  strategy:
+    steps:
+      - setWeight: 20
+      - pause: {duration: 1s}
+      - analysis: {}
+      - setWeight: 50
+      - pause: {duration: 1s}
+      - analysis: {}
+  analysis:
+    interval: 1s
+    metrics:
+      - name: success-rate
+        provider: {web: {url: METRIC_URL, jsonPath: "$.value"}}
+        thresholdRange: {min: 99}
+`
+
+const gatewayRollout = `
+apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  targetRef: {name: web}
+  kubernetes:
+    router:
+      gatewayAPI:
+        parentRefs: [{name: gw}]
+    traffic:
+      rules:
+        - name: force-canary
+          to: canary
+          headers: {canary: {exact: "true"}}
+` + analysisSteps
+
+const istioRollout = `
+apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  targetRef: {name: web}
+  kubernetes:
+    router:
+      istio: {}
+` + analysisSteps
+
+// weightRecorder samples a router's canary share (in percent) while a
+// rollout runs, keeping each distinct value in order.
+type weightRecorder struct {
+	mu   sync.Mutex
+	seen []int64
+	stop context.CancelFunc
+	done chan struct{}
+}
+
+func recordWeights(sample func() (canaryPercent int64, ok bool)) *weightRecorder {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &weightRecorder{stop: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for ctx.Err() == nil {
+			if p, ok := sample(); ok {
+				w.mu.Lock()
+				if len(w.seen) == 0 || w.seen[len(w.seen)-1] != p {
+					w.seen = append(w.seen, p)
+				}
+				w.mu.Unlock()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return w
+}
+
+func (w *weightRecorder) values() []int64 {
+	w.stop()
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.seen)
+}
+
+func percentOf(stable, canary int64) int64 {
+	if stable+canary == 0 {
+		return 0
+	}
+	return canary * 100 / (stable + canary)
+}
+
+// installed waits for the first install of the web Deployment and checks
+// what it created: the stable copy serving the first image, the three
+// Services, the user's Deployment scaled to zero, no analysis.
+func (s *scenario) installed(image string) *v1alpha1.Rollout {
+	s.t.Helper()
+	r := s.waitRollout("web", "the first install", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Stable != nil && r.Status.Phase == v1alpha1.PhaseIdle
+	})
+	if r.Status.Canary != nil || r.Status.Analysis.PassedChecks+r.Status.Analysis.FailedChecks != 0 {
+		s.t.Errorf("a first install ran a canary or checks: %+v", r.Status)
+	}
+	if !strings.Contains(r.Status.Message, "first install") {
+		s.t.Errorf("status message %q does not say it was a first install", r.Status.Message)
+	}
+	stable := s.waitDeployment("web-stable", "the stable copy ready", func(d *appsv1.Deployment) bool {
+		return d.Status.ReadyReplicas == 2
+	})
+	if got := stable.Spec.Template.Spec.Containers[0].Image; got != image {
+		s.t.Errorf("stable copy runs %s, want %s", got, image)
+	}
+	if stable.Labels["team"] != "shop" {
+		s.t.Errorf("the user's labels were not carried over to the stable copy: %v", stable.Labels)
+	}
+	for _, name := range []string{"web", "web-stable", "web-canary"} {
+		var svc corev1.Service
+		if err := s.kc.Get(s.ctx(), s.key(name), &svc); err != nil {
+			s.t.Errorf("service %s: %v", name, err)
+		}
+	}
+	s.waitDeployment("web", "the user's Deployment scaled to zero", func(d *appsv1.Deployment) bool {
+		return ptr.Deref(d.Spec.Replicas, 1) == 0
+	})
+	s.waitEvent("web", "Installed")
+	return r
+}
+
+func TestFirstInstallIsNotACanary(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	s.createDeployment("web", "registry.example/web:v1", 2)
+	s.createRollout(gatewayRollout)
+	s.startController()
+	r := s.installed("registry.example/web:v1")
+	if c := meta.FindStatusCondition(r.Status.Conditions, "Ready"); c == nil || c.Status != "True" {
+		t.Errorf("Ready condition after the first install: %+v", c)
+	}
+	if r.Status.ObservedGeneration != r.Generation {
+		t.Errorf("observedGeneration %d, generation %d", r.Status.ObservedGeneration, r.Generation)
+	}
+}
+
+func TestGatewayAPIPromotes(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	s.createDeployment("web", "registry.example/web:v1", 2)
+	s.createRollout(gatewayRollout)
+	s.startController()
+	s.installed("registry.example/web:v1")
+
+	rec := recordWeights(func() (int64, bool) {
+		st, c, ok := s.routeWeights("web", "web-stable", "web-canary")
+		return percentOf(int64(st), int64(c)), ok
+	})
+	s.setImage("web", "registry.example/web:v2")
+	s.waitRollout("web", "the canary override rule while progressing", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.PhaseProgressing && s.hasPipitRule("web")
+	})
+	r := s.waitPhase("web", v1alpha1.PhaseSucceeded)
+	seen := rec.values()
+	if !containsInOrder(seen, 20, 50) {
+		t.Errorf("HTTPRoute canary shares seen %v, want 20 then 50", seen)
+	}
+	if st, c, _ := s.routeWeights("web", "web-stable", "web-canary"); c != 0 || st == 0 {
+		t.Errorf("after promotion the route sends stable %d, canary %d; want all to stable", st, c)
+	}
+	if s.hasPipitRule("web") {
+		t.Errorf("pipit's override rule is still in the route after the rollout ended")
+	}
+	s.waitDeployment("web-stable", "the stable copy on v2", func(d *appsv1.Deployment) bool {
+		return d.Spec.Template.Spec.Containers[0].Image == "registry.example/web:v2" && d.Status.UpdatedReplicas == 2
+	})
+	s.waitDeployment("web-canary", "the canary scaled to zero", func(d *appsv1.Deployment) bool {
+		return ptr.Deref(d.Spec.Replicas, 1) == 0
+	})
+	if r.Status.Stable == nil || !strings.Contains(r.Status.Stable.Version, "web:v2") {
+		t.Errorf("status.stable %+v, want v2", r.Status.Stable)
+	}
+	for _, reason := range []string{"Started", "WeightChanged", "CheckPassed", "Promoted"} {
+		s.waitEvent("web", reason)
+	}
+}
+
+func TestGatewayAPIRollsBackOnFailingMetric(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	s.createDeployment("web", "registry.example/web:v1", 2)
+	s.createRollout(gatewayRollout)
+	s.startController()
+	s.installed("registry.example/web:v1")
+
+	s.metric.Store(50.0) // success rate far below the 99 asked for
+	s.setImage("web", "registry.example/web:v2")
+	r := s.waitPhase("web", v1alpha1.PhaseRolledBack)
+	if r.Status.Rollback == nil || r.Status.Rollback.Metric != "success-rate" {
+		t.Errorf("rollback %+v does not name the metric", r.Status.Rollback)
+	}
+	if !strings.Contains(r.Status.Message, "success-rate") {
+		t.Errorf("status message %q does not say why", r.Status.Message)
+	}
+	if st, c, _ := s.routeWeights("web", "web-stable", "web-canary"); c != 0 || st == 0 {
+		t.Errorf("after rollback the route sends stable %d, canary %d", st, c)
+	}
+	if s.hasPipitRule("web") {
+		t.Errorf("after rollback pipit's override rule still sends requests to the canary")
+	}
+	s.waitDeployment("web-canary", "the canary scaled to zero", func(d *appsv1.Deployment) bool {
+		return ptr.Deref(d.Spec.Replicas, 1) == 0
+	})
+	if img := s.deployment("web-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:v1" {
+		t.Errorf("stable copy runs %s after a rollback", img)
+	}
+	ev := s.waitEvent("web", "RollingBack")
+	if !strings.HasPrefix(ev[0], "Warning") || !strings.Contains(ev[0], "success-rate") {
+		t.Errorf("RollingBack event %q: want a Warning naming the metric", ev[0])
+	}
+}
+
+func TestIstioPromotesAndRollsBack(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	s.createDeployment("web", "registry.example/web:v1", 2)
+	s.createRollout(istioRollout)
+	s.startController()
+	s.installed("registry.example/web:v1")
+
+	rec := recordWeights(func() (int64, bool) {
+		st, c, ok := s.virtualServiceWeights("web", "web-stable", "web-canary")
+		return percentOf(st, c), ok
+	})
+	s.setImage("web", "registry.example/web:v2")
+	s.waitRollout("web", "v2 promoted", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.PhaseSucceeded && r.Status.Stable != nil && strings.Contains(r.Status.Stable.Version, "web:v2")
+	})
+	if seen := rec.values(); !containsInOrder(seen, 20, 50) {
+		t.Errorf("VirtualService canary shares seen %v, want 20 then 50", seen)
+	}
+	if st, c, _ := s.virtualServiceWeights("web", "web-stable", "web-canary"); st != 100 || c != 0 {
+		t.Errorf("after promotion the VirtualService sends stable %d, canary %d", st, c)
+	}
+
+	s.metric.Store(50.0)
+	s.setImage("web", "registry.example/web:v3")
+	r := s.waitPhase("web", v1alpha1.PhaseRolledBack)
+	if r.Status.Rollback == nil || r.Status.Rollback.Metric != "success-rate" {
+		t.Errorf("rollback %+v does not name the metric", r.Status.Rollback)
+	}
+	if st, c, _ := s.virtualServiceWeights("web", "web-stable", "web-canary"); st != 100 || c != 0 {
+		t.Errorf("after rollback the VirtualService sends stable %d, canary %d", st, c)
+	}
+	if img := s.deployment("web-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:v2" {
+		t.Errorf("stable copy runs %s after the v3 rollback, want v2", img)
+	}
+}
+
+func TestReplicaSplitWithoutRouter(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	s.createDeployment("web", "registry.example/web:v1", 4)
+	s.createRollout(`
+apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  targetRef: {name: web}
+  strategy:
+    steps:
+      - setWeight: 50
+      - pause: {}
+`)
+	s.startController()
+	s.waitRollout("web", "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
+	s.setImage("web", "registry.example/web:v2")
+	s.waitPhase("web", v1alpha1.PhaseAwaitingDecision)
+	canary := s.waitDeployment("web-canary", "half the replicas", func(d *appsv1.Deployment) bool {
+		return ptr.Deref(d.Spec.Replicas, 0) == 2
+	})
+	if img := canary.Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:v2" {
+		t.Errorf("canary copy runs %s", img)
+	}
+	if got := ptr.Deref(s.deployment("web-stable").Spec.Replicas, 0); got != 2 {
+		t.Errorf("stable copy has %d replicas at 50%%, want 2", got)
+	}
+}
+
+// hasPipitRule reports whether the HTTPRoute holds a rule pipit added.
+func (s *scenario) hasPipitRule(route string) bool {
+	s.t.Helper()
+	var hr gatewayv1.HTTPRoute
+	if err := s.kc.Get(s.ctx(), s.key(route), &hr); err != nil {
+		return false
+	}
+	return slices.ContainsFunc(hr.Spec.Rules, func(rule gatewayv1.HTTPRouteRule) bool {
+		return rule.Name != nil && strings.HasPrefix(string(*rule.Name), "pipit-")
+	})
+}
+
+func containsInOrder(seen []int64, want ...int64) bool {
+	i := 0
+	for _, v := range seen {
+		if i < len(want) && v == want[i] {
+			i++
+		}
+	}
+	return i == len(want)
+}
+
+func TestNewTemplateMidRolloutRestartsAnalysis(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	s.createDeployment("web", "registry.example/web:v1", 2)
+	s.createRollout(`
+apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  targetRef: {name: web}
+  kubernetes:
+    router:
+      gatewayAPI:
+        parentRefs: [{name: gw}]
+  strategy:
+    steps:
+      - setWeight: 20
+      - pause: {duration: 1s}
+      - setWeight: 40
+      - pause: {}
+`)
+	s.startController()
+	s.waitRollout("web", "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
+	s.setImage("web", "registry.example/web:v2")
+	s.waitRollout("web", "v2 waiting at 40%", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.PhaseAwaitingDecision && r.Status.CurrentStep == 3
+	})
+	s.setImage("web", "registry.example/web:v3")
+	r := s.waitRollout("web", "v3 waiting at 40%", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Canary != nil && strings.Contains(r.Status.Canary.Version, "web:v3") &&
+			r.Status.Phase == v1alpha1.PhaseAwaitingDecision && r.Status.CurrentStep == 3
+	})
+	var restarted bool
+	for _, e := range r.Status.History {
+		if e.Reason == "CanaryReplaced" {
+			restarted = true
+		}
+	}
+	if !restarted {
+		t.Errorf("no CanaryReplaced in the history:\n%s", history(r))
+	}
+	// The steps ran again for v3: 20% came back after the replacement.
+	var after []v1alpha1.Percent
+	seenReplace := false
+	for _, e := range r.Status.History {
+		seenReplace = seenReplace || e.Reason == "CanaryReplaced"
+		if seenReplace && e.Reason == "WeightChanged" {
+			after = append(after, e.Weight)
+		}
+	}
+	if len(after) < 2 || after[0] != v1alpha1.PercentOf(20) {
+		t.Errorf("weights after the new template: %v, want the steps again from 20%%", after)
+	}
+	s.waitDeployment("web-canary", "the canary copy on v3", func(d *appsv1.Deployment) bool {
+		return d.Spec.Template.Spec.Containers[0].Image == "registry.example/web:v3"
+	})
+}
+
+func TestInvalidRolloutIsRefusedOrReportedNeverHalfApplied(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	s.createDeployment("web", "registry.example/web:v1", 2)
+	s.startController()
+
+	// What the schema can tell, the API server refuses.
+	var both v1alpha1.Rollout
+	both.Name, both.Namespace = "both", s.ns
+	both.Spec.TargetRef = &v1alpha1.TargetRef{Name: "web"}
+	both.Spec.Service = &v1alpha1.ServiceSpec{Listen: ":8080", Stable: v1alpha1.Upstream{URL: "http://127.0.0.1:1"}}
+	both.Spec.Strategy.Steps = []v1alpha1.Step{{SetWeight: ptr.To(v1alpha1.PercentOf(10))}}
+	err := s.kc.Create(s.ctx(), &both)
+	if err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Errorf("a Rollout with service and targetRef: %v, want the API server to refuse it", err)
+	}
+
+	// What needs pipit's rules, the controller reports in the status and
+	// does not act on.
+	s.createRollout(`
+apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  targetRef: {name: web}
+  strategy:
+    steps:
+      - setWeight: 20
+  analysis:
+    metrics:
+      - name: request-success-rate
+        thresholdRange: {min: 99}
+`)
+	r := s.waitRollout("web", "the Stalled condition", func(r *v1alpha1.Rollout) bool {
+		c := meta.FindStatusCondition(r.Status.Conditions, ConditionStalled)
+		return c != nil && c.Status == "True"
+	})
+	c := meta.FindStatusCondition(r.Status.Conditions, ConditionStalled)
+	if c.Reason != "InvalidSpec" || !strings.Contains(c.Message, "spec.analysis.metrics[0].provider") {
+		t.Errorf("Stalled condition %+v: want InvalidSpec naming the field", c)
+	}
+	if r.Status.Stable != nil {
+		t.Errorf("an invalid rollout was installed: %+v", r.Status.Stable)
+	}
+	time.Sleep(time.Second) // give a wrong controller the time to act
+	if d := s.deployment("web-stable"); d != nil {
+		t.Errorf("an invalid rollout created the stable copy")
+	}
+	if got := ptr.Deref(s.deployment("web").Spec.Replicas, 0); got != 2 {
+		t.Errorf("an invalid rollout scaled the user's Deployment to %d", got)
+	}
+}

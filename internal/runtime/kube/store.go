@@ -1,0 +1,228 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/runtime"
+)
+
+// Bounds of the bookkeeping lists kept in a Rollout's status, so that the
+// object stays small however long it lives.
+const (
+	maxHistory        = 100
+	maxCommandResults = 20
+)
+
+// deployID marks the controller's own deploy command (a new pod template)
+// among the pending commands; operator commands are numbered from 1.
+const deployID = -1
+
+// ConditionStalled is kstatus' condition for a rollout that cannot go on
+// without a person: an invalid spec, a missing target.
+const ConditionStalled = "Stalled"
+
+// statusStore keeps a rollout's state in its status subresource. The
+// engine's decisions are written before they are carried out, like the
+// standalone runtime's SQLite store; the API server is the database.
+type statusStore struct {
+	c      client.Client // reads through the API server, not the cache
+	key    types.NamespacedName
+	events eventSink
+
+	// generation is the spec generation the plan was built from.
+	generation int64
+	// deploy is the controller's own pending deploy, if any.
+	deploy *v1alpha1.VersionRef
+	// requests are the operator commands last read from the status,
+	// numbered from 1 in order.
+	requests []v1alpha1.CommandRequest
+	// consumed remembers the IDs of commands already applied, so that a
+	// stale read of the status (the cache lags behind the store's own
+	// writes) never applies one twice.
+	consumed map[string]bool
+	// results collects the engine's answers to consumed commands until
+	// they are written with the next save.
+	results []v1alpha1.CommandResult
+}
+
+// eventSink records a rollout's transitions as Kubernetes Events.
+type eventSink func(r *v1alpha1.Rollout, e v1alpha1.Event)
+
+// Pending returns the controller's deploy, then the operators' commands.
+func (s *statusStore) Pending(context.Context) ([]runtime.PendingCommand, error) {
+	var out []runtime.PendingCommand
+	if s.deploy != nil {
+		out = append(out, runtime.PendingCommand{ID: deployID, Command: engine.Command{
+			Kind: engine.CommandDeploy, Canary: s.deploy, Actor: "pipit",
+			Reason: "new pod template " + s.deploy.Template,
+		}})
+	}
+	for i, r := range s.requests {
+		out = append(out, runtime.PendingCommand{ID: int64(i + 1), Command: engine.Command{
+			Kind: engine.CommandKind(r.Kind), Actor: r.Actor, Reason: r.Reason,
+		}})
+	}
+	return out, nil
+}
+
+// setRequests takes the operator commands waiting in a status read
+// before a tick, leaving out those already consumed.
+func (s *statusStore) setRequests(reqs []v1alpha1.CommandRequest) {
+	s.requests = slices.DeleteFunc(slices.Clone(reqs), func(r v1alpha1.CommandRequest) bool { return s.consumed[r.ID] })
+}
+
+// answer notes the engine's answer to a consumed command.
+func (s *statusStore) answer(id int64, err error) {
+	if id == deployID {
+		s.deploy = nil
+		return
+	}
+	if id < 1 || int(id) > len(s.requests) {
+		return
+	}
+	res := v1alpha1.CommandResult{ID: s.requests[id-1].ID}
+	if s.consumed == nil {
+		s.consumed = map[string]bool{}
+	}
+	s.consumed[res.ID] = true
+	if err != nil {
+		res.Error = err.Error()
+	}
+	s.results = append(s.results, res)
+}
+
+// Save writes the engine's status with the bookkeeping the controller
+// owns: consumed commands leave status.commands (commands that arrived
+// meanwhile stay), the events join status.history, the answers of the
+// previous save's commands join status.commandResults.
+func (s *statusStore) Save(ctx context.Context, st v1alpha1.RolloutStatus, events []v1alpha1.Event, consumed []int64) error {
+	var done []string
+	for _, id := range consumed {
+		if id >= 1 && int(id) <= len(s.requests) {
+			done = append(done, s.requests[id-1].ID)
+		}
+	}
+	var saved *v1alpha1.Rollout
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		var r v1alpha1.Rollout
+		if err := s.c.Get(ctx, s.key, &r); err != nil {
+			return err
+		}
+		next := st.DeepCopy()
+		next.ObservedGeneration = s.generation
+		next.Commands = slices.DeleteFunc(slices.Clone(r.Status.Commands), func(c v1alpha1.CommandRequest) bool {
+			return slices.Contains(done, c.ID)
+		})
+		next.CommandResults = keepLast(append(slices.Clone(r.Status.CommandResults), s.results...), maxCommandResults)
+		next.History = keepLast(append(slices.Clone(r.Status.History), events...), maxHistory)
+		next.Conditions = withStalled(st.Conditions, s.generation, nil)
+		r.Status = *next
+		if err := s.c.Status().Update(ctx, &r); err != nil {
+			return err
+		}
+		saved = &r
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rollout %s: writing status: %w", s.key, err)
+	}
+	s.results = nil
+	if s.events != nil {
+		for _, e := range events {
+			s.events(saved, e)
+		}
+	}
+	return nil
+}
+
+// flushResults writes answers that no save carried (a tick whose commands
+// changed nothing is not saved by the runner).
+func (s *statusStore) flushResults(ctx context.Context) error {
+	if len(s.results) == 0 {
+		return nil
+	}
+	var done []string
+	for _, r := range s.results {
+		done = append(done, r.ID)
+	}
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		var r v1alpha1.Rollout
+		if err := s.c.Get(ctx, s.key, &r); err != nil {
+			return err
+		}
+		r.Status.Commands = slices.DeleteFunc(r.Status.Commands, func(c v1alpha1.CommandRequest) bool {
+			return slices.Contains(done, c.ID)
+		})
+		r.Status.CommandResults = keepLast(append(r.Status.CommandResults, s.results...), maxCommandResults)
+		return s.c.Status().Update(ctx, &r)
+	})
+	if err != nil {
+		return fmt.Errorf("rollout %s: writing command results: %w", s.key, err)
+	}
+	s.results = nil
+	return nil
+}
+
+// stall records in the status why the controller cannot act on the
+// rollout (an invalid spec, a missing target), leaving the rest of the
+// status as it is: nothing is half-applied.
+func stall(ctx context.Context, c client.Client, key types.NamespacedName, generation int64, reason, message string) error {
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		var r v1alpha1.Rollout
+		if err := c.Get(ctx, key, &r); err != nil {
+			return err
+		}
+		cond := &metav1.Condition{Type: ConditionStalled, Status: metav1.ConditionTrue, Reason: reason, Message: message}
+		conds := withStalled(r.Status.Conditions, generation, cond)
+		if r.Status.Message == message && slices.EqualFunc(conds, r.Status.Conditions, sameCondition) {
+			return nil
+		}
+		r.Status.Conditions = conds
+		r.Status.Message = message
+		return c.Status().Update(ctx, &r)
+	})
+}
+
+// withStalled returns conds with the Stalled condition set to cond, or to
+// False when cond is nil.
+func withStalled(conds []metav1.Condition, generation int64, cond *metav1.Condition) []metav1.Condition {
+	out := slices.Clone(conds)
+	if cond == nil {
+		cond = &metav1.Condition{Type: ConditionStalled, Status: metav1.ConditionFalse, Reason: "Reconciled", Message: ""}
+	}
+	cond.ObservedGeneration = generation
+	meta.SetStatusCondition(&out, *cond)
+	return out
+}
+
+func sameCondition(a, b metav1.Condition) bool {
+	return a.Type == b.Type && a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message &&
+		a.ObservedGeneration == b.ObservedGeneration
+}
+
+func keepLast[T any](s []T, n int) []T {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// eventType maps an engine event's type onto Kubernetes'.
+func eventType(e v1alpha1.Event) string {
+	if strings.EqualFold(e.Type, v1alpha1.EventWarning) {
+		return corev1.EventTypeWarning
+	}
+	return corev1.EventTypeNormal
+}
