@@ -314,7 +314,7 @@ func TestKubeOperatorVerbs(t *testing.T) {
 		t.Errorf("weight %s after abort", r.Status.CanaryWeight)
 	}
 	res := e.kubectlVerb("history", "web")
-	for _, want := range []string{"Approved", "QA signed off", "saw errors"} {
+	for _, want := range []string{"approved by", "QA signed off", "saw errors"} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("pipit history --kube lacks %q:\n%s%s", want, res.stdout, res.stderr)
 		}
