@@ -55,7 +55,7 @@ and Deployment with: kubectl apply -k deploy/kubernetes`,
 	f := cmd.Flags()
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster, else $KUBECONFIG, else ~/.kube/config)")
 	f.StringVar(&kubeContext, "context", "", "kubeconfig context to use")
-	f.StringVar(&o.Namespace, "namespace", "", "watch only this namespace (default: all)")
+	f.StringVarP(&o.Namespace, "namespace", "n", "", "watch only this namespace (default: all)")
 	f.BoolVar(&o.LeaderElection, "leader-elect", false, "elect a leader through a Lease so that several replicas can run")
 	f.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease (default $POD_NAMESPACE)")
 	f.DurationVar(&o.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long a leader's Lease lasts without renewal")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 
@@ -122,31 +123,59 @@ func (v *validator) kubernetesTraffic(t *v1alpha1.TrafficSpec, gateway, istio bo
 	}
 	for i, r := range t.Rules {
 		rp := fmt.Sprintf("%s.rules[%d]", p, i)
-		each := func(field string, m v1alpha1.StringMatch) {
+		// negatable says whether the router can negate the condition:
+		// Istio only headers (and so cookies), the Gateway API nothing.
+		each := func(field string, m v1alpha1.StringMatch, negatable bool) {
 			if m.InFile != "" {
 				v.add(field+".inFile", "the controller reads no local files: list the values with in")
 			}
-			if m.Not && gateway {
+			switch {
+			case m.Not && gateway:
 				v.add(field+".not", "the Gateway API cannot negate a match")
+			case m.Not && !negatable:
+				v.add(field+".not", "Istio negates header and cookie conditions only")
 			}
 		}
+		lower := map[string]string{}
 		for _, name := range slices.Sorted(maps.Keys(r.Headers)) {
-			each(index(rp+".headers", clip(name)), r.Headers[name])
+			field := index(rp+".headers", clip(name))
+			each(field, r.Headers[name], true)
+			if prev, dup := lower[strings.ToLower(name)]; dup {
+				v.add(field, "header names ignore case: %q and %q name one header", clip(prev), clip(name))
+			}
+			lower[strings.ToLower(name)] = name
+			if strings.EqualFold(name, "Cookie") && len(r.Cookies) > 0 {
+				v.add(field, "a condition on the Cookie header cannot go with cookie conditions: both match that header")
+			}
 		}
+		positive := 0
 		for _, name := range slices.Sorted(maps.Keys(r.Cookies)) {
-			each(index(rp+".cookies", clip(name)), r.Cookies[name])
+			each(index(rp+".cookies", clip(name)), r.Cookies[name], true)
+			if !r.Cookies[name].Not {
+				positive++
+			}
+		}
+		if positive > maxKubeCookieConditions {
+			v.add(rp+".cookies", "at most %d cookie conditions per rule in Kubernetes (they become one regular expression on the Cookie header), not %d", maxKubeCookieConditions, positive)
 		}
 		for _, name := range slices.Sorted(maps.Keys(r.QueryParams)) {
-			each(index(rp+".queryParams", clip(name)), r.QueryParams[name])
+			each(index(rp+".queryParams", clip(name)), r.QueryParams[name], false)
 		}
 		if r.Path != nil {
-			each(rp+".path", *r.Path)
+			each(rp+".path", *r.Path, false)
 		}
-		if r.Method != nil {
-			each(rp+".method", *r.Method)
+		if m := r.Method; m != nil {
+			each(rp+".method", *m, false)
+			if gateway && (m.Prefix != "" || m.Suffix != "" || m.Regex != "") {
+				v.add(rp+".method", "the Gateway API matches methods exactly: use exact or in")
+			}
 		}
 	}
 }
+
+// maxKubeCookieConditions bounds the cookie conditions of one rule: the
+// routers spell every order of the cookies out in one regular expression.
+const maxKubeCookieConditions = 3
 
 // dnsName reports a name that is set but is no DNS subdomain, as object
 // names must be.
