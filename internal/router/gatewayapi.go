@@ -49,6 +49,10 @@ func AddToScheme(s *runtime.Scheme) error { return gatewayv1.Install(s) }
 // and the router then stops setting it (logging so once). Mirroring adds a
 // RequestMirror filter to the canary; it copies all of the rule's
 // requests, the canary's share included, which the API cannot tell apart.
+//
+// When the Rollout is deleted, Remove gives the user's route back as it
+// was before pipit split it: the stable and canary Services go with the
+// Rollout, the apex Service stays.
 type GatewayAPI struct {
 	c      client.Client
 	owner  *v1alpha1.Rollout
@@ -79,7 +83,7 @@ func (g *GatewayAPI) Apply(ctx context.Context, w v1alpha1.Percent, canaryLive b
 	if !canaryLive {
 		w = 0
 	}
-	if err := g.write(ctx, w, canaryLive, true); err != nil {
+	if err := g.write(ctx, w, canaryLive); err != nil {
 		return err
 	}
 	g.weight.Store(int32(w))
@@ -89,20 +93,47 @@ func (g *GatewayAPI) Apply(ctx context.Context, w v1alpha1.Percent, canaryLive b
 // Weight is the weight last applied successfully.
 func (g *GatewayAPI) Weight() v1alpha1.Percent { return v1alpha1.Percent(g.weight.Load()) }
 
-// Remove takes pipit's rules, mirror and session persistence out of the
-// route and sends everything to stable. A route pipit created is left to
-// the garbage collector, which deletes it with the Rollout.
+// Remove undoes pipit's edits of the user's route, for a Rollout being
+// deleted, whose stable and canary Services the garbage collector deletes
+// with it: pipit's rules go, and each rule that sends to the rollout's
+// Services sends to the apex Service alone, without pipit's mirror and
+// session persistence. A route pipit created is left as it is: the
+// garbage collector deletes it too. A missing route is no error.
 func (g *GatewayAPI) Remove(ctx context.Context) error {
-	if err := g.write(ctx, 0, false, false); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
+	defer cancel()
+	key := client.ObjectKey{Namespace: g.plan.Namespace, Name: g.plan.HTTPRoute}
+	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
+		var route gatewayv1.HTTPRoute
+		err := g.c.Get(ctx, key, &route)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if metav1.IsControlledBy(&route, g.owner) {
+			return nil
+		}
+		updated, err := g.update(ctx, &route, func(r *gatewayv1.HTTPRoute) error {
+			g.restore(r)
+			return nil
+		})
+		if updated {
+			g.log.Info("gave the HTTPRoute back to the apex Service", "service", g.plan.Service)
+		}
 		return err
+	})
+	if err != nil {
+		return fmt.Errorf("HTTPRoute %s/%s: %w", key.Namespace, key.Name, err)
 	}
 	g.weight.Store(0)
 	return nil
 }
 
-// write reads the route, edits it and writes it back when that changed
-// anything, again when another writer came first.
-func (g *GatewayAPI) write(ctx context.Context, w v1alpha1.Percent, live, create bool) error {
+// write reads the route, creating it when missing, edits it and writes it
+// back when that changed anything, again when another writer came first.
+func (g *GatewayAPI) write(ctx context.Context, w v1alpha1.Percent, live bool) error {
 	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
 	key := client.ObjectKey{Namespace: g.plan.Namespace, Name: g.plan.HTTPRoute}
@@ -111,9 +142,6 @@ func (g *GatewayAPI) write(ctx context.Context, w v1alpha1.Percent, live, create
 		var route gatewayv1.HTTPRoute
 		err := g.c.Get(ctx, key, &route)
 		if apierrors.IsNotFound(err) {
-			if !create {
-				return nil
-			}
 			route = g.newRoute()
 			if err := g.edit(&route, w, live, session); err != nil {
 				return err
@@ -128,14 +156,10 @@ func (g *GatewayAPI) write(ctx context.Context, w v1alpha1.Percent, live, create
 		if err != nil {
 			return err
 		}
-		before := route.Spec.DeepCopy()
-		if err := g.edit(&route, w, live, session); err != nil {
-			return err
-		}
-		if equality.Semantic.DeepEqual(before, &route.Spec) {
-			return nil
-		}
-		if err := g.c.Update(ctx, &route); err != nil {
+		updated, err := g.update(ctx, &route, func(r *gatewayv1.HTTPRoute) error {
+			return g.edit(r, w, live, session)
+		})
+		if err != nil || !updated {
 			return err
 		}
 		g.log.Info("updated HTTPRoute", "weight", w, "canaryLive", live)
@@ -146,6 +170,22 @@ func (g *GatewayAPI) write(ctx context.Context, w v1alpha1.Percent, live, create
 		return fmt.Errorf("HTTPRoute %s/%s: %w", key.Namespace, key.Name, err)
 	}
 	return nil
+}
+
+// update applies change to a route read from the API server and writes
+// it back when that changed its spec, reporting whether it did.
+func (g *GatewayAPI) update(ctx context.Context, route *gatewayv1.HTTPRoute, change func(*gatewayv1.HTTPRoute) error) (bool, error) {
+	before := route.Spec.DeepCopy()
+	if err := change(route); err != nil {
+		return false, err
+	}
+	if equality.Semantic.DeepEqual(before, &route.Spec) {
+		return false, nil
+	}
+	if err := g.c.Update(ctx, route); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // checkSession notices that the API server dropped the session
@@ -283,17 +323,66 @@ func (g *GatewayAPI) split(r *gatewayv1.HTTPRouteRule, w v1alpha1.Percent, live,
 	if m := g.mirror(); live && m != nil {
 		r.Filters = append(r.Filters, *m)
 	}
-	name, ttl := g.sessionCookie()
-	if sp := r.SessionPersistence; sp != nil && ptr.Deref(sp.SessionName, "") == name {
-		r.SessionPersistence = nil
-	}
+	g.dropSession(r)
 	if session && r.SessionPersistence == nil {
+		name, ttl := g.sessionCookie()
 		r.SessionPersistence = &gatewayv1.SessionPersistence{
 			SessionName:     ptr.To(name),
 			AbsoluteTimeout: ptr.To(gatewayDuration(ttl)),
 			Type:            ptr.To(gatewayv1.CookieBasedSessionPersistence),
 			CookieConfig:    &gatewayv1.CookieConfig{LifetimeType: ptr.To(gatewayv1.PermanentCookieLifetimeType)},
 		}
+	}
+}
+
+// restore takes pipit out of a user's route: its rules go, and each rule
+// that sends to the rollout's Services only is given back to the apex
+// Service. A rule that also sends elsewhere, which pipit refuses to split
+// and so never wrote, is left as it is.
+func (g *GatewayAPI) restore(route *gatewayv1.HTTPRoute) {
+	var rules []gatewayv1.HTTPRouteRule
+	for i, r := range route.Spec.Rules {
+		if isPipitRule(string(ptr.Deref(r.Name, ""))) {
+			continue
+		}
+		ours, err := g.managed(r)
+		switch {
+		case err != nil && g.sendsToVersions(r):
+			g.log.Warn("a route rule sends to the rollout's per-version Services, which are deleted with it, and to other backends: pipit leaves it as it is", "rule", i, "error", err)
+		case ours:
+			g.unsplit(&r)
+		}
+		rules = append(rules, r)
+	}
+	route.Spec.Rules = rules
+}
+
+// sendsToVersions says whether a rule sends to the stable or canary
+// Service.
+func (g *GatewayAPI) sendsToVersions(r gatewayv1.HTTPRouteRule) bool {
+	return slices.ContainsFunc(r.BackendRefs, func(b gatewayv1.HTTPBackendRef) bool {
+		return g.isOurs(b.BackendObjectReference, g.plan.StableService, g.plan.CanaryService)
+	})
+}
+
+// unsplit undoes split: the rule sends to the apex Service alone, with
+// the filters of its first reference (the user's, which split copied
+// onto both versions), and without pipit's mirror and session
+// persistence. The weight is the API's default, written out as the API
+// server stores it so that a second Remove finds nothing to change.
+func (g *GatewayAPI) unsplit(r *gatewayv1.HTTPRouteRule) {
+	filters := slices.Clone(r.BackendRefs[0].Filters)
+	r.BackendRefs = []gatewayv1.HTTPBackendRef{g.backendRef(g.plan.Service, 1, filters)}
+	r.Filters = g.withoutMirror(r.Filters)
+	g.dropSession(r)
+}
+
+// dropSession takes pipit's session persistence, the one named after its
+// cookie, out of a rule.
+func (g *GatewayAPI) dropSession(r *gatewayv1.HTTPRouteRule) {
+	name, _ := g.sessionCookie()
+	if sp := r.SessionPersistence; sp != nil && ptr.Deref(sp.SessionName, "") == name {
+		r.SessionPersistence = nil
 	}
 }
 

@@ -243,10 +243,7 @@ func TestGatewayAPIWritesOnlyChanges(t *testing.T) {
 		{To: v1alpha1.DestinationCanary, Headers: map[string]v1alpha1.StringMatch{"X-Beta": {}}},
 	}})
 	updates := 0
-	c := newFakeClient(t, &interceptor.Funcs{Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-		updates++
-		return c.Update(ctx, obj, opts...)
-	}}, userRoute())
+	c := newFakeClient(t, countUpdates(&updates), userRoute())
 	g := NewGatewayAPI(c, ro, plan(ro))
 	for range 3 {
 		if err := g.Apply(testCtx(t), 1000, true); err != nil {
@@ -414,25 +411,90 @@ func TestGatewayAPIRefusals(t *testing.T) {
 	}
 }
 
+// countUpdates is interceptor functions counting the client's updates.
+func countUpdates(n *int) *interceptor.Funcs {
+	return &interceptor.Funcs{Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+		*n++
+		return c.Update(ctx, obj, opts...)
+	}}
+}
+
+// TestGatewayAPIRemove: once the Rollout is deleted, each of the user's
+// rules that pipit split sends to the apex Service alone, as before, and
+// pipit's rules, mirror and session persistence are gone: the stable and
+// canary Services go with the Rollout.
 func TestGatewayAPIRemove(t *testing.T) {
-	ro := gatewayRollout("shop", &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{
-		{To: v1alpha1.DestinationCanary, Headers: map[string]v1alpha1.StringMatch{"X-Beta": {}}},
-	}})
-	c := newFakeClient(t, nil, userRoute())
+	ro := gatewayRollout("shop", &v1alpha1.TrafficSpec{
+		Rules:         []v1alpha1.TrafficRule{{Name: "beta", To: v1alpha1.DestinationCanary, Headers: map[string]v1alpha1.StringMatch{"X-Beta": {}}}},
+		Mirror:        &v1alpha1.Mirror{Percent: 10_000},
+		StickySession: &v1alpha1.StickySession{},
+	})
+	original := userRoute()
+	app := &original.Spec.Rules[1]
+	app.BackendRefs[0].Filters = []gatewayv1.HTTPRouteFilter{{
+		Type:                   gatewayv1.HTTPRouteFilterResponseHeaderModifier,
+		ResponseHeaderModifier: &gatewayv1.HTTPHeaderFilter{Add: []gatewayv1.HTTPHeader{{Name: "X-App", Value: "web"}}},
+	}}
+	// The user split a preview between the per-version Services himself.
+	original.Spec.Rules = append(original.Spec.Rules, gatewayv1.HTTPRouteRule{
+		Name:        ptr.To(gatewayv1.SectionName("preview")),
+		Matches:     []gatewayv1.HTTPRouteMatch{{Path: prefix("/preview")}},
+		BackendRefs: []gatewayv1.HTTPBackendRef{svcRef("web-canary", 80, ptr.To[int32](3)), svcRef("web-stable", 80, ptr.To[int32](1))},
+	})
+	updates := 0
+	c := newFakeClient(t, countUpdates(&updates), original.DeepCopy())
 	g := NewGatewayAPI(c, ro, plan(ro))
 	if err := g.Apply(testCtx(t), 50_000, true); err != nil {
 		t.Fatal(err)
 	}
+	route := getRoute(t, c, "shop")
+	if got := strings.Join(ruleNamesOf(route), ","); got != "pipit-beta,pipit-beta-2,assets,app,preview" {
+		t.Fatalf("rules %s after Apply", got)
+	}
+	if w := weightsOf(ruleNamed(t, route, "app")); w["web-canary"] != 50_000 || len(ruleNamed(t, route, "app").Filters) != 2 {
+		t.Fatalf("app %+v after Apply, want a split with pipit's mirror", ruleNamed(t, route, "app"))
+	}
+
 	if err := g.Remove(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	route := getRoute(t, c, "shop")
-	if got := strings.Join(ruleNamesOf(route), ","); got != "assets,app" {
-		t.Errorf("rules %s after Remove, want the user's", got)
+	route = getRoute(t, c, "shop")
+	if got := strings.Join(ruleNamesOf(route), ","); got != "assets,app,preview" {
+		t.Fatalf("rules %s after Remove, want the user's", got)
 	}
-	if w := weightsOf(ruleNamed(t, route, "app")); w["web-stable"] != 100_000 || w["web-canary"] != 0 {
-		t.Errorf("weights %v after Remove", w)
+	if !equality.Semantic.DeepEqual(ruleNamed(t, route, "assets"), original.Spec.Rules[0]) {
+		t.Errorf("Remove changed the rule to another Service:\n%+v", ruleNamed(t, route, "assets"))
 	}
+	apex := func(filters []gatewayv1.HTTPRouteFilter) []gatewayv1.HTTPBackendRef {
+		return []gatewayv1.HTTPBackendRef{{
+			BackendRef: gatewayv1.BackendRef{
+				BackendObjectReference: gatewayv1.BackendObjectReference{
+					Group: ptr.To(gatewayv1.Group("")), Kind: ptr.To(gatewayv1.Kind("Service")), Name: "web", Port: ptr.To[int32](80),
+				},
+				Weight: ptr.To[int32](1),
+			},
+			Filters: filters,
+		}}
+	}
+	wantApp := app.DeepCopy()
+	wantApp.BackendRefs = apex(app.BackendRefs[0].Filters)
+	if got := ruleNamed(t, route, "app"); !equality.Semantic.DeepEqual(got, *wantApp) {
+		t.Errorf("app after Remove\n%+v\nwant the user's rule to the apex Service alone\n%+v", got, *wantApp)
+	}
+	if got := ruleNamed(t, route, "preview").BackendRefs; !equality.Semantic.DeepEqual(got, apex(nil)) {
+		t.Errorf("preview sends to %+v after Remove, want the apex Service alone", got)
+	}
+	if g.Weight() != 0 {
+		t.Errorf("Weight() = %s after Remove, want 0", g.Weight())
+	}
+	before := updates
+	if err := g.Remove(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if updates != before {
+		t.Errorf("a second Remove wrote the route again")
+	}
+
 	// Remove never creates a route.
 	empty := newFakeClient(t, nil)
 	if err := NewGatewayAPI(empty, ro, plan(ro)).Remove(testCtx(t)); err != nil {
@@ -441,6 +503,45 @@ func TestGatewayAPIRemove(t *testing.T) {
 	var list gatewayv1.HTTPRouteList
 	if err := empty.List(testCtx(t), &list); err != nil || len(list.Items) != 0 {
 		t.Errorf("Remove created %d routes (%v)", len(list.Items), err)
+	}
+}
+
+// TestGatewayAPIRemoveLeavesOwnedRoute: the route pipit created is the
+// garbage collector's to delete with the Rollout; Remove does not write
+// it.
+func TestGatewayAPIRemoveLeavesOwnedRoute(t *testing.T) {
+	ro := gatewayRollout("", &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{
+		{To: v1alpha1.DestinationCanary, Headers: map[string]v1alpha1.StringMatch{"X-Beta": {}}},
+	}})
+	updates := 0
+	c := newFakeClient(t, countUpdates(&updates))
+	g := NewGatewayAPI(c, ro, plan(ro))
+	if err := g.Apply(testCtx(t), 20_000, true); err != nil {
+		t.Fatal(err)
+	}
+	created := getRoute(t, c, "web")
+	if err := g.Remove(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := getRoute(t, c, "web"); updates != 0 || got.ResourceVersion != created.ResourceVersion || !equality.Semantic.DeepEqual(got.Spec, created.Spec) {
+		t.Errorf("Remove rewrote the route pipit owns (%d updates): %+v", updates, got.Spec.Rules)
+	}
+}
+
+// TestGatewayAPIRemoveLeavesMixedRule: a rule that sends to the rollout's
+// Services and to another backend was never pipit's to split (Apply
+// refuses it); Remove leaves it and does not fail, so that the Rollout
+// can still be deleted.
+func TestGatewayAPIRemoveLeavesMixedRule(t *testing.T) {
+	ro := gatewayRollout("shop", nil)
+	route := userRoute()
+	route.Spec.Rules[1].BackendRefs = []gatewayv1.HTTPBackendRef{svcRef("web-stable", 80, ptr.To[int32](9)), svcRef("legacy", 80, ptr.To[int32](1))}
+	c := newFakeClient(t, nil, route.DeepCopy())
+	if err := NewGatewayAPI(c, ro, plan(ro)).Remove(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := getRoute(t, c, "shop"); !equality.Semantic.DeepEqual(got.Spec, route.Spec) {
+		t.Errorf("Remove changed a rule pipit never split: %+v", got.Spec.Rules)
 	}
 }
 

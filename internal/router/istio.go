@@ -55,6 +55,10 @@ const primaryRoute = "primary"
 // one version. Istio can negate header (and so cookie) conditions, not
 // others. Mirroring sets the routes' mirror to the canary, unless the user
 // mirrors them elsewhere already.
+//
+// When the Rollout is deleted, Remove gives the user's VirtualService
+// back as it was before pipit split it: the stable and canary Services
+// and the DestinationRule go with the Rollout, the apex Service stays.
 type Istio struct {
 	c      client.Client
 	owner  *v1alpha1.Rollout
@@ -91,7 +95,7 @@ func (i *Istio) Apply(ctx context.Context, w v1alpha1.Percent, canaryLive bool) 
 			return err
 		}
 	}
-	if err := i.writeVirtualService(ctx, w, canaryLive, true); err != nil {
+	if err := i.writeVirtualService(ctx, w, canaryLive); err != nil {
 		return err
 	}
 	i.weight.Store(int32(w))
@@ -101,14 +105,37 @@ func (i *Istio) Apply(ctx context.Context, w v1alpha1.Percent, canaryLive bool) 
 // Weight is the weight last applied successfully.
 func (i *Istio) Weight() v1alpha1.Percent { return v1alpha1.Percent(i.weight.Load()) }
 
-// Remove takes pipit's routes and mirror out of the VirtualService and
-// sends everything to stable. What pipit created is left to the garbage
-// collector, which deletes it with the Rollout.
+// Remove undoes pipit's edits of the user's VirtualService, for a Rollout
+// being deleted, whose stable and canary Services and DestinationRule the
+// garbage collector deletes with it: pipit's routes go, and each route
+// whose destinations are the rollout's Services sends to the apex Service
+// alone, without subset, weight or pipit's mirror. What pipit created is
+// left as it is: the garbage collector deletes it too. A missing
+// VirtualService is no error.
 func (i *Istio) Remove(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
-	if err := i.writeVirtualService(ctx, 0, false, false); err != nil {
+	key := client.ObjectKey{Namespace: i.plan.Namespace, Name: i.plan.VirtualService}
+	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
+		vs := newUnstructured(virtualServiceGVK)
+		err := i.c.Get(ctx, key, vs)
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if metav1.IsControlledBy(vs, i.owner) {
+			return nil
+		}
+		updated, err := i.update(ctx, vs, i.restore)
+		if updated {
+			i.log.Info("gave the VirtualService back to the apex Service", "service", i.plan.Service)
+		}
 		return err
+	})
+	if err != nil {
+		return fmt.Errorf("VirtualService %s/%s: %w", key.Namespace, key.Name, err)
 	}
 	i.weight.Store(0)
 	return nil
@@ -116,17 +143,15 @@ func (i *Istio) Remove(ctx context.Context) error {
 
 func (i *Istio) bySubsets() bool { return i.plan.DestinationRule != "" }
 
-// writeVirtualService reads the VirtualService, edits it and writes it
-// back when that changed anything, again when another writer came first.
-func (i *Istio) writeVirtualService(ctx context.Context, w v1alpha1.Percent, live, create bool) error {
+// writeVirtualService reads the VirtualService, creating it when
+// missing, edits it and writes it back when that changed anything, again
+// when another writer came first.
+func (i *Istio) writeVirtualService(ctx context.Context, w v1alpha1.Percent, live bool) error {
 	key := client.ObjectKey{Namespace: i.plan.Namespace, Name: i.plan.VirtualService}
 	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
 		vs := newUnstructured(virtualServiceGVK)
 		err := i.c.Get(ctx, key, vs)
 		if apierrors.IsNotFound(err) {
-			if !create {
-				return nil
-			}
 			vs = i.newVirtualService()
 			if err := i.edit(vs, w, live); err != nil {
 				return err
@@ -140,17 +165,10 @@ func (i *Istio) writeVirtualService(ctx context.Context, w v1alpha1.Percent, liv
 		if err != nil {
 			return err
 		}
-		before, err := json.Marshal(vs.Object["spec"])
-		if err != nil {
-			return err
-		}
-		if err := i.edit(vs, w, live); err != nil {
-			return err
-		}
-		if same, err := jsonEqual(before, vs.Object["spec"]); err != nil || same {
-			return err
-		}
-		if err := i.c.Update(ctx, vs); err != nil {
+		updated, err := i.update(ctx, vs, func(vs *unstructured.Unstructured) error {
+			return i.edit(vs, w, live)
+		})
+		if err != nil || !updated {
 			return err
 		}
 		i.log.Info("updated VirtualService", "weight", w, "canaryLive", live)
@@ -160,6 +178,25 @@ func (i *Istio) writeVirtualService(ctx context.Context, w v1alpha1.Percent, liv
 		return fmt.Errorf("VirtualService %s/%s: %w", key.Namespace, key.Name, err)
 	}
 	return nil
+}
+
+// update applies change to a VirtualService read from the API server and
+// writes it back when that changed its spec, reporting whether it did.
+func (i *Istio) update(ctx context.Context, vs *unstructured.Unstructured, change func(*unstructured.Unstructured) error) (bool, error) {
+	before, err := json.Marshal(vs.Object["spec"])
+	if err != nil {
+		return false, err
+	}
+	if err := change(vs); err != nil {
+		return false, err
+	}
+	if same, err := jsonEqual(before, vs.Object["spec"]); err != nil || same {
+		return false, err
+	}
+	if err := i.c.Update(ctx, vs); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // newVirtualService is the VirtualService pipit creates when there is
@@ -283,10 +320,7 @@ func (i *Istio) split(route map[string]any, w v1alpha1.Percent, live bool) {
 		i.routeDestination(first, roleStable, suffix, stable),
 		i.routeDestination(first, roleCanary, suffix, canary),
 	}
-	if m, ok := route["mirror"].(map[string]any); ok && i.isCanary(m) {
-		delete(route, "mirror")
-		delete(route, "mirrorPercentage")
-	}
+	i.dropMirror(route)
 	mirror := i.plan.Traffic != nil && i.plan.Traffic.Mirror != nil
 	if !live || !mirror {
 		return
@@ -299,6 +333,81 @@ func (i *Istio) split(route map[string]any, w v1alpha1.Percent, live bool) {
 	i.setDestination(dest, roleCanary, suffix)
 	route["mirror"] = dest
 	route["mirrorPercentage"] = map[string]any{"value": i.plan.Traffic.Mirror.Percent.Float()}
+}
+
+// restore takes pipit out of a user's VirtualService: its routes go, and
+// each route whose destinations are all the rollout's Services is given
+// back to the apex Service. A route that also sends elsewhere, which
+// pipit refuses to split and so never wrote, is left as it is.
+func (i *Istio) restore(vs *unstructured.Unstructured) error {
+	spec, _ := vs.Object["spec"].(map[string]any)
+	all, ok := spec["http"].([]any)
+	if !ok {
+		return nil
+	}
+	routes := []any{}
+	for n, r := range all {
+		route, ok := r.(map[string]any)
+		if !ok {
+			return fmt.Errorf("http route %d is not an object", n)
+		}
+		if name, _ := route["name"].(string); isPipitRule(name) {
+			continue
+		}
+		ours, err := i.managed(route)
+		switch {
+		case err != nil && i.sendsToVersions(route):
+			i.log.Warn("an http route sends to the rollout's per-version Services, which are deleted with it, and to other destinations: pipit leaves it as it is", "route", n, "error", err)
+		case ours:
+			i.unsplit(route)
+		}
+		routes = append(routes, route)
+	}
+	spec["http"] = routes
+	return nil
+}
+
+// sendsToVersions says whether a route sends to the stable or canary
+// Service.
+func (i *Istio) sendsToVersions(route map[string]any) bool {
+	for _, d := range destinations(route) {
+		if svc, _, ok := i.ourHost(hostOf(d)); ok && svc != i.plan.Service {
+			return true
+		}
+	}
+	return false
+}
+
+// unsplit undoes split: the route has one destination, in the form of
+// its first one (its header changes), to the apex Service on the plan's
+// port, without subset or weight, and no mirror of pipit's. The host is
+// the apex Service as the route names it, or, when it names the
+// per-version Services only, the apex Service's name with the first
+// destination's namespace suffix: the way the user wrote it before split
+// replaced it.
+func (i *Istio) unsplit(route map[string]any) {
+	dests := destinations(route)
+	_, suffix, _ := i.ourHost(hostOf(dests[0]))
+	host := i.plan.Service + suffix
+	for _, d := range dests {
+		if svc, _, _ := i.ourHost(hostOf(d)); svc == i.plan.Service {
+			host = hostOf(d)
+			break
+		}
+	}
+	d, _ := runtime.DeepCopyJSONValue(dests[0]).(map[string]any)
+	d["destination"] = map[string]any{"host": host, "port": map[string]any{"number": int64(i.plan.Port)}}
+	delete(d, "weight")
+	route["route"] = []any{d}
+	i.dropMirror(route)
+}
+
+// dropMirror takes pipit's mirror, the one to the canary, out of a route.
+func (i *Istio) dropMirror(route map[string]any) {
+	if m, ok := route["mirror"].(map[string]any); ok && i.isCanary(m) {
+		delete(route, "mirror")
+		delete(route, "mirrorPercentage")
+	}
 }
 
 // routeDestination is a copy of the route destination tmpl for one
@@ -365,10 +474,7 @@ func (i *Istio) pipitRoutes(user []map[string]any, managed []int) ([]any, error)
 				continue
 			}
 			route, _ := runtime.DeepCopyJSONValue(src).(map[string]any)
-			if mirror, ok := route["mirror"].(map[string]any); ok && i.isCanary(mirror) {
-				delete(route, "mirror")
-				delete(route, "mirrorPercentage")
-			}
+			i.dropMirror(route)
 			dest, _ := runtime.DeepCopyJSONValue(src["route"].([]any)[at]).(map[string]any)
 			dest["weight"] = int64(100)
 			route["name"] = uniqueName(names[n], used)

@@ -1,7 +1,6 @@
 package router
 
 import (
-	"context"
 	"encoding/json"
 	"regexp"
 	"strings"
@@ -10,7 +9,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 )
@@ -245,6 +243,133 @@ func TestIstioSubsets(t *testing.T) {
 	}
 }
 
+// withHTTPRoute is vs with one more http route, given in JSON.
+func withHTTPRoute(t *testing.T, vs *unstructured.Unstructured, route string) *unstructured.Unstructured {
+	t.Helper()
+	var r map[string]any
+	if err := json.Unmarshal([]byte(route), &r); err != nil {
+		t.Fatal(err)
+	}
+	http, _, _ := unstructured.NestedSlice(vs.Object, "spec", "http")
+	if err := unstructured.SetNestedSlice(vs.Object, append(http, r), "spec", "http"); err != nil {
+		t.Fatal(err)
+	}
+	return vs
+}
+
+// TestIstioRemove: once the Rollout is deleted, each of the user's routes
+// that pipit split sends to the apex Service alone, as before, and
+// pipit's routes and mirror are gone: the stable and canary Services and
+// the DestinationRule go with the Rollout.
+func TestIstioRemove(t *testing.T) {
+	for _, dr := range []string{"", "web-versions"} {
+		t.Run("destinationRule="+dr, func(t *testing.T) {
+			ro := istioRollout("shop", dr, &v1alpha1.TrafficSpec{
+				Rules:  []v1alpha1.TrafficRule{{Name: "beta", To: v1alpha1.DestinationCanary, Headers: map[string]v1alpha1.StringMatch{"X-Beta": {}}}},
+				Mirror: &v1alpha1.Mirror{Percent: 10_000},
+			})
+			// The user split a preview between the per-version Services
+			// himself, by their names in the namespace.
+			original := withHTTPRoute(t, userVirtualService(t), `{"name": "preview", "match": [{"uri": {"prefix": "/preview"}}],
+			  "route": [{"destination": {"host": "web-canary.shop", "port": {"number": 80}}, "weight": 10},
+			            {"destination": {"host": "web-stable.shop", "port": {"number": 80}}, "weight": 90}]}`)
+			updates := 0
+			c := newFakeClient(t, countUpdates(&updates), original.DeepCopy())
+			r := NewIstio(c, ro, plan(ro))
+			if err := r.Apply(testCtx(t), 40_000, true); err != nil {
+				t.Fatal(err)
+			}
+			names, routes := httpRoutes(t, getIstio(t, c, "VirtualService", "shop"))
+			if got := strings.Join(names, ","); got != "pipit-beta,pipit-beta-2,assets,app,preview" {
+				t.Fatalf("routes %s after Apply", got)
+			}
+			if _, ok := routes["app"]["mirror"]; !ok || !strings.Contains(jsonOf(t, routes["app"]["route"]), `"weight":40`) {
+				t.Fatalf("app %s after Apply, want a split with pipit's mirror", jsonOf(t, routes["app"]))
+			}
+
+			if err := r.Remove(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			names, routes = httpRoutes(t, getIstio(t, c, "VirtualService", "shop"))
+			if got := strings.Join(names, ","); got != "assets,app,preview" {
+				t.Fatalf("routes %s after Remove, want the user's", got)
+			}
+			_, before := httpRoutes(t, original)
+			for _, name := range []string{"assets", "app"} {
+				if got, want := jsonOf(t, routes[name]), jsonOf(t, before[name]); got != want {
+					t.Errorf("%s after Remove\n%s\nwant it as the user wrote it\n%s", name, got, want)
+				}
+			}
+			if got := jsonOf(t, routes["preview"]["route"]); got != `[{"destination":{"host":"web.shop","port":{"number":80}}}]` {
+				t.Errorf("preview routes to %s after Remove, want the apex Service alone", got)
+			}
+			if r.Weight() != 0 {
+				t.Errorf("Weight() = %s after Remove, want 0", r.Weight())
+			}
+			n := updates
+			if err := r.Remove(testCtx(t)); err != nil {
+				t.Fatal(err)
+			}
+			if updates != n {
+				t.Errorf("a second Remove wrote the VirtualService again")
+			}
+		})
+	}
+	// Remove never creates a VirtualService.
+	ro := istioRollout("shop", "", nil)
+	empty := newFakeClient(t, nil)
+	if err := NewIstio(empty, ro, plan(ro)).Remove(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	list := &unstructured.UnstructuredList{}
+	list.SetGroupVersionKind(virtualServiceGVK.GroupVersion().WithKind("VirtualServiceList"))
+	if err := empty.List(testCtx(t), list); err != nil || len(list.Items) != 0 {
+		t.Errorf("Remove created %d VirtualServices (%v)", len(list.Items), err)
+	}
+}
+
+// TestIstioRemoveLeavesOwnedObjects: the VirtualService and
+// DestinationRule pipit created are the garbage collector's to delete
+// with the Rollout; Remove does not write them.
+func TestIstioRemoveLeavesOwnedObjects(t *testing.T) {
+	ro := istioRollout("", "web-versions", &v1alpha1.TrafficSpec{
+		Rules: []v1alpha1.TrafficRule{{To: v1alpha1.DestinationCanary, Headers: map[string]v1alpha1.StringMatch{"X-Beta": {}}}},
+	})
+	updates := 0
+	c := newFakeClient(t, countUpdates(&updates))
+	r := NewIstio(c, ro, plan(ro))
+	if err := r.Apply(testCtx(t), 20_000, true); err != nil {
+		t.Fatal(err)
+	}
+	vs, dr := getIstio(t, c, "VirtualService", "web"), getIstio(t, c, "DestinationRule", "web-versions")
+	if err := r.Remove(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := getIstio(t, c, "VirtualService", "web"); updates != 0 || got.GetResourceVersion() != vs.GetResourceVersion() || jsonOf(t, got.Object["spec"]) != jsonOf(t, vs.Object["spec"]) {
+		t.Errorf("Remove rewrote the VirtualService pipit owns (%d updates): %s", updates, jsonOf(t, got.Object["spec"]))
+	}
+	if got := getIstio(t, c, "DestinationRule", "web-versions"); got.GetResourceVersion() != dr.GetResourceVersion() {
+		t.Errorf("Remove rewrote the DestinationRule pipit owns")
+	}
+}
+
+// TestIstioRemoveLeavesMixedRoute: a route that sends to the rollout's
+// Services and elsewhere was never pipit's to split (Apply refuses it);
+// Remove leaves it and does not fail, so that the Rollout can still be
+// deleted.
+func TestIstioRemoveLeavesMixedRoute(t *testing.T) {
+	ro := istioRollout("shop", "", nil)
+	vs := withHTTPRoute(t, userVirtualService(t), `{"name": "mixed",
+	  "route": [{"destination": {"host": "web-stable"}, "weight": 90}, {"destination": {"host": "legacy"}, "weight": 10}]}`)
+	c := newFakeClient(t, nil, vs.DeepCopy())
+	if err := NewIstio(c, ro, plan(ro)).Remove(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := getIstio(t, c, "VirtualService", "shop"); jsonOf(t, got.Object["spec"]) != jsonOf(t, vs.Object["spec"]) {
+		t.Errorf("Remove changed a route pipit never split: %s", jsonOf(t, got.Object["spec"]))
+	}
+}
+
 func TestIstioKeepsUserMirror(t *testing.T) {
 	ro := istioRollout("shop", "", &v1alpha1.TrafficSpec{Mirror: &v1alpha1.Mirror{Percent: 10_000}})
 	vs := userVirtualService(t)
@@ -283,10 +408,7 @@ func TestIstioWritesOnlyChanges(t *testing.T) {
 		Mirror: &v1alpha1.Mirror{Percent: 5_000},
 	})
 	updates := 0
-	c := newFakeClient(t, &interceptor.Funcs{Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
-		updates++
-		return c.Update(ctx, obj, opts...)
-	}}, userVirtualService(t))
+	c := newFakeClient(t, countUpdates(&updates), userVirtualService(t))
 	r := NewIstio(c, ro, plan(ro))
 	for range 3 {
 		if err := r.Apply(testCtx(t), 1000, true); err != nil {

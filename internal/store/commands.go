@@ -45,8 +45,16 @@ func (s *Store) EnqueueCommand(ctx context.Context, c Command) (int64, error) {
 		c.At = time.Now()
 	}
 	// One statement checks that the rollout exists and inserts, so the
-	// check cannot go stale before the insert.
-	res, err := s.db.ExecContext(ctx, `
+	// check cannot go stale before the insert. It runs in an immediate
+	// transaction: an autocommit INSERT … SELECT starts as a reader, and a
+	// reader whose snapshot another writer outdated gets SQLITE_BUSY at
+	// once instead of waiting its busy_timeout.
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("enqueue %s for %s: %w", c.Kind, c.Rollout, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `
 		INSERT INTO commands (rollout, kind, args, actor, at)
 		SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM rollouts WHERE name = ?)`,
 		c.Rollout, c.Kind, args, c.Actor, formatTime(c.At), c.Rollout)
@@ -60,6 +68,9 @@ func (s *Store) EnqueueCommand(ctx context.Context, c Command) (int64, error) {
 	}
 	id, err := res.LastInsertId()
 	if err != nil {
+		return 0, fmt.Errorf("enqueue %s for %s: %w", c.Kind, c.Rollout, err)
+	}
+	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("enqueue %s for %s: %w", c.Kind, c.Rollout, err)
 	}
 	return id, nil

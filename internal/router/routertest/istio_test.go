@@ -55,7 +55,8 @@ func jsonOf(t *testing.T, v any) string {
 
 // TestIstioCreatesVirtualService: the VirtualService pipit creates, by
 // Service, with a route for each kind of condition, passes Istio's schema;
-// a second Apply writes nothing; the Rollout's deletion takes it along.
+// a second Apply writes nothing; Remove leaves it, and the Rollout's
+// deletion takes it along.
 func TestIstioCreatesVirtualService(t *testing.T) {
 	c, cl := clusterClient(t)
 	ns := c.Namespace(t)
@@ -91,6 +92,11 @@ func TestIstioCreatesVirtualService(t *testing.T) {
 	if vs.GetResourceVersion() != version {
 		t.Errorf("a second Apply of the same weight rewrote the VirtualService")
 	}
+	must(t, "Remove", r.Remove(callCtx(t)))
+	get(t, cl, vs)
+	if vs.GetResourceVersion() != version {
+		t.Errorf("Remove rewrote the VirtualService pipit owns, which is the garbage collector's")
+	}
 
 	must(t, "Apply at the end", r.Apply(callCtx(t), 0, false))
 	get(t, cl, vs)
@@ -108,7 +114,10 @@ func TestIstioCreatesVirtualService(t *testing.T) {
 
 // TestIstioEditsUserVirtualService: by subsets, with sticky sessions; the
 // user's unrelated route survives Apply and Remove as the API server
-// stored it, the DestinationRule pipit creates passes the schema.
+// stored it, the DestinationRule pipit creates passes the schema; Remove
+// gives the VirtualService back as the API server stored it, the route
+// sending to the apex alone, and it outlives the Rollout while the
+// DestinationRule goes with it.
 func TestIstioEditsUserVirtualService(t *testing.T) {
 	c, cl := clusterClient(t)
 	ns := c.Namespace(t)
@@ -178,13 +187,28 @@ func TestIstioEditsUserVirtualService(t *testing.T) {
 	if names != "assets,app" {
 		t.Fatalf("routes %s after Remove", names)
 	}
-	if jsonOf(t, routes["assets"]) != jsonOf(t, stored["assets"]) {
-		t.Errorf("Remove changed the user's unrelated route")
+	for _, name := range []string{"assets", "app"} {
+		if got, want := jsonOf(t, routes[name]), jsonOf(t, stored[name]); got != want {
+			t.Errorf("%s after Remove\n%s\nwant it as the user wrote it\n%s", name, got, want)
+		}
 	}
-	if got := jsonOf(t, routes["app"]["route"]); !strings.Contains(got, `"subset":"stable"},"weight":100`) || !strings.Contains(got, `"subset":"canary"},"weight":0`) {
-		t.Errorf("app route %s after Remove, want 100/0", got)
+	if got := jsonOf(t, routes["app"]["route"]); got != `[{"destination":{"host":"`+host+`","port":{"number":80}}}]` {
+		t.Errorf("app routes to %s after Remove, want the apex Service alone", got)
 	}
 	if len(vs.GetOwnerReferences()) != 0 {
 		t.Errorf("pipit took ownership of the user's VirtualService")
+	}
+	version = vs.GetResourceVersion()
+	must(t, "Remove again", r.Remove(callCtx(t)))
+	get(t, cl, vs)
+	if vs.GetResourceVersion() != version {
+		t.Errorf("a second Remove rewrote the VirtualService")
+	}
+
+	must(t, "delete the Rollout", cl.Delete(callCtx(t), ro, client.PropagationPolicy(metav1.DeletePropagationForeground)))
+	waitGone(t, cl, dr)
+	get(t, cl, vs)
+	if vs.GetResourceVersion() != version {
+		t.Errorf("deleting the Rollout changed the user's VirtualService")
 	}
 }

@@ -1,10 +1,14 @@
 package kube
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	authzv1 "k8s.io/api/authorization/v1"
@@ -12,7 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
 
 	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
 )
@@ -126,6 +133,76 @@ func TestInstallManifests(t *testing.T) {
 			t.Errorf("the controller may %s, which it does not need", describe(attrs))
 		}
 	}
+
+	t.Run("the controller needs no more", func(t *testing.T) {
+		controllerRunsWithInstalledRBAC(t, k.Namespace)
+	})
+}
+
+// controllerRunsWithInstalledRBAC runs a controller as the installed
+// service account, leader election included, through a first install and
+// a promotion behind a Gateway API route: the RBAC is not only small, it
+// is enough.
+func controllerRunsWithInstalledRBAC(t *testing.T, leaseNamespace string) {
+	s := newScenario(t)
+	cfg := rest.CopyConfig(s.c.RESTConfig())
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: controllerUser}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var logs syncBuffer
+	go func() {
+		done <- Run(ctx, Options{Config: cfg, Namespace: s.ns, MetricsAddr: "0",
+			LeaderElection: true, LeaderElectionNamespace: leaseNamespace,
+			Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("controller: %v", err)
+		}
+		if strings.Contains(logs.String(), "forbidden") {
+			t.Errorf("the controller was refused something:\n%s", logs.String())
+		}
+	}()
+	s.createDeployment("web", "registry.example/web:v1", 1)
+	s.createRollout(`
+apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  targetRef: {name: web}
+  kubernetes:
+    router:
+      gatewayAPI: {parentRefs: [{name: gw}]}
+  strategy:
+    steps:
+      - setWeight: 50
+      - pause: {duration: 1s}
+`)
+	s.waitRollout("web", "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
+	s.setImage("web", "registry.example/web:v2")
+	s.waitRollout("web", "promoted", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.PhaseSucceeded && strings.Contains(r.Status.Stable.Version, "web:v2")
+	})
+	s.waitEvent("web", "Promoted")
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // applyManifests creates the objects in the cluster, which validates them
