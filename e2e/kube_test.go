@@ -3,12 +3,9 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -16,63 +13,27 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/runtime/kube"
-	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
-
-// kubeWait bounds one wait on the cluster.
-const kubeWait = 2 * time.Minute
 
 // kubeEnv is one Kubernetes test: the shared cluster with pipit's CRD, a
 // namespace of its own and a client.
 type kubeEnv struct {
-	t  *testing.T
-	c  *kubecluster.Cluster
-	ns string
-	kc client.Client
+	*kubefixture.Env
 }
 
-var crdOnce sync.Once
-
-func newKubeEnv(t *testing.T) *kubeEnv {
+// newKubeEnv starts a test with the user's Deployment web, replicas of v1,
+// and the Rollout web of it with spec.
+func newKubeEnv(t *testing.T, replicas int32, spec string) *kubeEnv {
 	t.Helper()
-	c := kubecluster.Start(t)
-	var crdErr error
-	crdOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), kubeWait)
-		defer cancel()
-		crdErr = c.InstallCRDs(ctx, filepath.Join("..", "deploy", "kubernetes", "crd", "pipit.dev_rollouts.yaml"))
-	})
-	if crdErr != nil {
-		t.Fatalf("installing the Rollout CRD: %v", crdErr)
-	}
-	kc, err := client.New(c.RESTConfig(), client.Options{Scheme: kube.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &kubeEnv{t: t, c: c, ns: c.Namespace(t), kc: kc}
-}
-
-func (e *kubeEnv) ctx() context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	e.t.Cleanup(cancel)
-	return ctx
-}
-
-func (e *kubeEnv) key(name string) types.NamespacedName {
-	return types.NamespacedName{Namespace: e.ns, Name: name}
+	e := &kubeEnv{kubefixture.New(t)}
+	e.CreateWebRollout(replicas, spec)
+	return e
 }
 
 // controllerProc is a `pipit controller` process.
@@ -88,22 +49,22 @@ type controllerProc struct {
 // startController runs the real binary against the test's namespace.
 // With leaderElect, it competes for a Lease with short timings.
 func (e *kubeEnv) startController(leaderElect bool) *controllerProc {
-	e.t.Helper()
-	metrics := freePort(e.t)
-	args := []string{"controller", "--kubeconfig", e.c.Kubeconfig, "--namespace", e.ns,
+	e.T.Helper()
+	metrics := freePort(e.T)
+	args := []string{"controller", "--kubeconfig", e.Cluster.Kubeconfig, "--namespace", e.Namespace,
 		"--metrics-bind-address", metrics, "--health-probe-bind-address", "", "--log-level", "debug"}
 	if leaderElect {
-		args = append(args, "--leader-elect", "--leader-election-namespace", e.ns,
+		args = append(args, "--leader-elect", "--leader-election-namespace", e.Namespace,
 			"--leader-election-lease-duration", "4s", "--leader-election-renew-deadline", "3s",
 			"--leader-election-retry-period", "500ms")
 	}
-	p := &controllerProc{t: e.t, cmd: exec.Command(pipitBin, args...), metrics: metrics, done: make(chan struct{})}
+	p := &controllerProc{t: e.T, cmd: exec.Command(pipitBin, args...), metrics: metrics, done: make(chan struct{})}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	if err := p.cmd.Start(); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	go func() {
 		defer close(p.done)
@@ -116,10 +77,10 @@ func (e *kubeEnv) startController(leaderElect bool) *controllerProc {
 		}
 		_ = p.cmd.Wait()
 	}()
-	e.t.Cleanup(func() {
+	e.T.Cleanup(func() {
 		p.kill9()
-		if e.t.Failed() {
-			e.t.Logf("controller %d logs:\n%s", p.cmd.Process.Pid, lastLines(p.log(), 60))
+		if e.T.Failed() {
+			e.T.Logf("controller %d logs:\n%s", p.cmd.Process.Pid, lastLines(p.log(), 60))
 		}
 	})
 	return p
@@ -168,101 +129,15 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func (e *kubeEnv) createDeployment(name, image string, replicas int32) {
-	e.t.Helper()
-	labels := map[string]string{"app": name}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "app", Image: image, Ports: []corev1.ContainerPort{{ContainerPort: 8080}},
-				}}},
-			},
-		},
-	}
-	if err := e.kc.Create(e.ctx(), d); err != nil {
-		e.t.Fatalf("create deployment: %v", err)
-	}
-}
-
-func (e *kubeEnv) setImage(name, image string) {
-	e.t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		var d appsv1.Deployment
-		if err := e.kc.Get(e.ctx(), e.key(name), &d); err != nil {
-			return err
-		}
-		d.Spec.Template.Spec.Containers[0].Image = image
-		return e.kc.Update(e.ctx(), &d)
-	})
-	if err != nil {
-		e.t.Fatalf("set image: %v", err)
-	}
-}
-
-func (e *kubeEnv) createRollout(manifest string) {
-	e.t.Helper()
-	var r v1alpha1.Rollout
-	if err := yaml.UnmarshalStrict([]byte(manifest), &r); err != nil {
-		e.t.Fatalf("rollout manifest: %v", err)
-	}
-	r.Namespace = e.ns
-	if err := e.kc.Create(e.ctx(), &r); err != nil {
-		e.t.Fatalf("create rollout: %v", err)
-	}
-}
-
-func (e *kubeEnv) rollout(name string) *v1alpha1.Rollout {
-	e.t.Helper()
-	var r v1alpha1.Rollout
-	if err := e.kc.Get(e.ctx(), e.key(name), &r); err != nil {
-		e.t.Fatalf("get rollout: %v", err)
-	}
-	return &r
-}
-
-func (e *kubeEnv) waitRollout(name, what string, cond func(*v1alpha1.Rollout) bool) *v1alpha1.Rollout {
-	e.t.Helper()
-	var last v1alpha1.Rollout
-	ctx, cancel := context.WithTimeout(context.Background(), kubeWait)
-	defer cancel()
-	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		if err := e.kc.Get(ctx, e.key(name), &last); err != nil {
-			return false, nil
-		}
-		return cond(&last), nil
-	})
-	if err != nil {
-		e.t.Fatalf("rollout %s: waiting for %s: %v\nphase=%s step=%d weight=%s message=%q\n%s",
-			name, what, err, last.Status.Phase, last.Status.CurrentStep, last.Status.CanaryWeight, last.Status.Message, kubeHistory(&last))
-	}
-	return &last
-}
-
-func kubeHistory(r *v1alpha1.Rollout) string {
-	var b strings.Builder
-	for _, ev := range r.Status.History {
-		fmt.Fprintf(&b, "  %s %s %s %s: %s\n", ev.Time.Format("15:04:05.000"), ev.Reason, ev.Phase, ev.Weight, ev.Message)
-	}
-	return b.String()
-}
-
 // kubectl runs a CLI verb against the test's namespace with --kube.
 func (e *kubeEnv) kubectlVerb(args ...string) result {
-	e.t.Helper()
-	return pipit(e.t, time.Minute, append(args, "--kube", "--kubeconfig", e.c.Kubeconfig, "-n", e.ns)...)
+	e.T.Helper()
+	return pipit(e.T, time.Minute, append(args, "--kube", "--kubeconfig", e.Cluster.Kubeconfig, "-n", e.Namespace)...)
 }
 
-const manualRollout = `
-apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  targetRef: {name: web}
+// manualSpec stops at every kind of gate: an approval, an indefinite
+// pause and a long one.
+const manualSpec = `
   strategy:
     steps:
       - setWeight: 20
@@ -278,17 +153,15 @@ spec:
 // indefinite pause, abort; status and history read the same rollout.
 func TestKubeOperatorVerbs(t *testing.T) {
 	t.Parallel()
-	e := newKubeEnv(t)
-	e.createDeployment("web", "registry.example/web:v1", 2)
-	e.createRollout(manualRollout)
+	e := newKubeEnv(t, 2, manualSpec)
 	e.startController(false)
-	e.waitRollout("web", "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
+	e.WaitInstalled("web")
 
 	if res := e.kubectlVerb("approve", "web"); res.code != 1 || !strings.Contains(res.stderr, "refused") {
 		t.Errorf("approve with nothing to approve: exit %d, %s; want exit 1, refused", res.code, res.stderr)
 	}
-	e.setImage("web", "registry.example/web:v2")
-	e.waitRollout("web", "the approval gate", func(r *v1alpha1.Rollout) bool {
+	e.SetImage("web", "registry.example/web:v2")
+	e.WaitRollout("web", "the approval gate", func(r *v1alpha1.Rollout) bool {
 		return r.Status.Phase == v1alpha1.PhaseAwaitingDecision && r.Status.Gate != nil && r.Status.Gate.Kind == v1alpha1.GateApproval
 	})
 	if res := e.kubectlVerb("status", "web"); res.code != 0 || !strings.Contains(res.stdout, "AwaitingDecision") {
@@ -297,19 +170,19 @@ func TestKubeOperatorVerbs(t *testing.T) {
 	if res := e.kubectlVerb("approve", "web", "--reason", "QA signed off"); res.code != 0 {
 		t.Fatalf("pipit approve --kube: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
-	e.waitRollout("web", "the indefinite pause at 50%", func(r *v1alpha1.Rollout) bool {
+	e.WaitRollout("web", "the indefinite pause at 50%", func(r *v1alpha1.Rollout) bool {
 		return r.Status.CurrentStep == 3 && r.Status.CanaryWeight == v1alpha1.PercentOf(50)
 	})
 	if res := e.kubectlVerb("promote", "web"); res.code != 0 {
 		t.Fatalf("pipit promote --kube: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
-	e.waitRollout("web", "the long pause at 80%", func(r *v1alpha1.Rollout) bool {
+	e.WaitRollout("web", "the long pause at 80%", func(r *v1alpha1.Rollout) bool {
 		return r.Status.CurrentStep == 5 && r.Status.CanaryWeight == v1alpha1.PercentOf(80)
 	})
 	if res := e.kubectlVerb("abort", "web", "--reason", "saw errors"); res.code != 0 {
 		t.Fatalf("pipit abort --kube: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
-	r := e.waitRollout("web", "aborted", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.PhaseAborted })
+	r := e.WaitRollout("web", "aborted", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.PhaseAborted })
 	if r.Status.CanaryWeight != 0 {
 		t.Errorf("weight %s after abort", r.Status.CanaryWeight)
 	}
@@ -329,14 +202,7 @@ func TestKubeOperatorVerbs(t *testing.T) {
 // pause start, repeats nothing, and acts on the next command.
 func TestKubeControllerKill9ResumesAtTheSameStep(t *testing.T) {
 	t.Parallel()
-	e := newKubeEnv(t)
-	e.createDeployment("web", "registry.example/web:v1", 2)
-	e.createRollout(`
-apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  targetRef: {name: web}
+	e := newKubeEnv(t, 2, `
   strategy:
     steps:
       - setWeight: 20
@@ -347,18 +213,18 @@ spec:
       - pause: {}
 `)
 	first := e.startController(false)
-	e.waitRollout("web", "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
-	e.setImage("web", "registry.example/web:v2")
-	before := e.waitRollout("web", "the 6s pause at 40%", func(r *v1alpha1.Rollout) bool {
+	e.WaitInstalled("web")
+	e.SetImage("web", "registry.example/web:v2")
+	before := e.WaitRollout("web", "the 6s pause at 40%", func(r *v1alpha1.Rollout) bool {
 		return r.Status.CurrentStep == 3 && r.Status.Phase == v1alpha1.PhaseProgressing
 	})
 	first.kill9()
 	time.Sleep(time.Second)
-	if now := e.rollout("web"); now.Status.CurrentStep != 3 || now.Status.CanaryWeight != v1alpha1.PercentOf(40) {
+	if now := e.Rollout("web"); now.Status.CurrentStep != 3 || now.Status.CanaryWeight != v1alpha1.PercentOf(40) {
 		t.Fatalf("the status moved while no controller ran: step %d weight %s", now.Status.CurrentStep, now.Status.CanaryWeight)
 	}
 	e.startController(false)
-	after := e.waitRollout("web", "the indefinite pause at 60%", func(r *v1alpha1.Rollout) bool {
+	after := e.WaitRollout("web", "the indefinite pause at 60%", func(r *v1alpha1.Rollout) bool {
 		return r.Status.CurrentStep == 5 && r.Status.Phase == v1alpha1.PhaseAwaitingDecision
 	})
 	if !after.Status.StartedAt.Equal(before.Status.StartedAt) {
@@ -372,13 +238,13 @@ spec:
 	}
 	for _, w := range []float64{20, 40, 60} {
 		if weights[v1alpha1.PercentOf(w)] != 1 {
-			t.Errorf("weight %v%% set %d times, want once:\n%s", w, weights[v1alpha1.PercentOf(w)], kubeHistory(after))
+			t.Errorf("weight %v%% set %d times, want once:\n%s", w, weights[v1alpha1.PercentOf(w)], kubefixture.History(after))
 		}
 	}
 	if res := e.kubectlVerb("promote", "web"); res.code != 0 {
 		t.Fatalf("pipit promote --kube after the restart: exit %d\n%s", res.code, res.stderr)
 	}
-	e.waitRollout("web", "promoted", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.PhaseSucceeded })
+	e.WaitRollout("web", "promoted", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.PhaseSucceeded })
 }
 
 // TestKubeOnlyTheLeaderActs runs two replicas with leader election: one
@@ -386,24 +252,17 @@ spec:
 // leader is killed, the other takes over and finishes the rollout.
 func TestKubeOnlyTheLeaderActs(t *testing.T) {
 	t.Parallel()
-	e := newKubeEnv(t)
-	e.createDeployment("web", "registry.example/web:v1", 1)
-	e.createRollout(`
-apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  targetRef: {name: web}
+	e := newKubeEnv(t, 1, `
   strategy:
     steps:
       - setWeight: 50
       - pause: {duration: 1s}
 `)
 	a, b := e.startController(true), e.startController(true)
-	e.waitRollout("web", "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
+	e.WaitInstalled("web")
 
 	var lease coordinationv1.Lease
-	if err := e.kc.Get(e.ctx(), e.key(kube.LeaderElectionID), &lease); err != nil {
+	if err := e.Client.Get(e.Ctx(), e.Key(kube.LeaderElectionID), &lease); err != nil {
 		t.Fatalf("no Lease %s: %v", kube.LeaderElectionID, err)
 	}
 	ra, errA := a.reconciles()
@@ -423,8 +282,8 @@ spec:
 	}
 
 	leader.kill9()
-	e.setImage("web", "registry.example/web:v2")
-	e.waitRollout("web", "promoted by the new leader", func(r *v1alpha1.Rollout) bool {
+	e.SetImage("web", "registry.example/web:v2")
+	e.WaitRollout("web", "promoted by the new leader", func(r *v1alpha1.Rollout) bool {
 		return r.Status.Phase == v1alpha1.PhaseSucceeded && r.Status.Stable != nil && strings.Contains(r.Status.Stable.Version, "web:v2")
 	})
 	if n, err := follower.reconciles(); err != nil || n == 0 {

@@ -3,18 +3,14 @@ package client
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -22,6 +18,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 const testNamespace = "team"
@@ -66,81 +63,6 @@ func getRollout(t *testing.T, c ctrlclient.Client, name string) *v1alpha1.Rollou
 		t.Fatal(err)
 	}
 	return r
-}
-
-// fakeController plays the pipit controller: it takes the commands out of
-// status.commands and answers each in status.commandResults with what
-// decide says, until the test ends. With a split, it writes the answers in
-// a second write that long after the first, as the real controller may;
-// with dropResults it never writes them, as when later answers pushed
-// them out of the list.
-type fakeController struct {
-	c           ctrlclient.Client
-	name        string
-	decide      func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string
-	split       time.Duration
-	dropResults bool
-
-	mu   sync.Mutex
-	seen []v1alpha1.CommandRequest
-}
-
-func (f *fakeController) run(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			f.once(ctx)
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-}
-
-func (f *fakeController) once(ctx context.Context) {
-	key := ctrlclient.ObjectKey{Namespace: testNamespace, Name: f.name}
-	r := &v1alpha1.Rollout{}
-	if err := f.c.Get(ctx, key, r); err != nil || len(r.Status.Commands) == 0 {
-		return
-	}
-	f.mu.Lock()
-	split := f.split
-	f.mu.Unlock()
-	reqs := r.Status.Commands
-	var results []v1alpha1.CommandResult
-	for _, req := range reqs {
-		results = append(results, v1alpha1.CommandResult{ID: req.ID, Error: f.decide(&r.Status, req)})
-	}
-	r.Status.Commands = nil
-	if split == 0 && !f.dropResults {
-		r.Status.CommandResults = append(r.Status.CommandResults, results...)
-	}
-	if f.c.Status().Update(ctx, r) != nil {
-		return // a conflict: try again next time
-	}
-	f.mu.Lock()
-	f.seen = append(f.seen, reqs...)
-	f.mu.Unlock()
-	if split == 0 || f.dropResults {
-		return
-	}
-	time.Sleep(split)
-	for ctx.Err() == nil {
-		if err := f.c.Get(ctx, key, r); err != nil {
-			return
-		}
-		r.Status.CommandResults = append(r.Status.CommandResults, results...)
-		if f.c.Status().Update(ctx, r) == nil {
-			return
-		}
-	}
-}
-
-func (f *fakeController) requests() []v1alpha1.CommandRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]v1alpha1.CommandRequest(nil), f.seen...)
 }
 
 func TestKubeRolloutsSortedAndRendered(t *testing.T) {
@@ -252,15 +174,15 @@ func TestKubeSubmitRefusals(t *testing.T) {
 
 func TestKubeSubmitAnswered(t *testing.T) {
 	k, c := fakeKube(t, nil, rollout("web", v1alpha1.PhaseProgressing))
-	ctl := &fakeController{c: c, name: "web",
-		decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
+	ctl := &kubefixture.FakeController{Client: c, Key: ctrlclient.ObjectKey{Namespace: testNamespace, Name: "web"},
+		Decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
 			if req.Kind == string(engine.CommandPause) {
 				st.Phase, st.Message = v1alpha1.PhasePaused, "paused by "+req.Actor
 				return ""
 			}
 			return "the engine says no"
 		}}
-	ctl.run(t)
+	ctl.Run(t)
 
 	v, err := k.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandPause, Actor: "ana", Reason: "db migration"})
 	if err != nil {
@@ -269,31 +191,29 @@ func TestKubeSubmitAnswered(t *testing.T) {
 	if v.Name != "web" || v.Status.Phase != v1alpha1.PhasePaused || v.Status.Message != "paused by ana" || len(v.Steps) != 2 {
 		t.Errorf("view after pause: %+v, want the rollout as the controller left it", v)
 	}
-	reqs := ctl.requests()
+	reqs := ctl.Requests()
 	if len(reqs) != 1 || reqs[0].Kind != "pause" || reqs[0].Actor != "ana" || reqs[0].Reason != "db migration" || len(reqs[0].ID) < 16 {
 		t.Errorf("requests seen by the controller: %+v", reqs)
 	}
 
 	// The controller refuses the next one, answering in a later write: its
 	// reason comes back.
-	ctl.mu.Lock()
-	ctl.split = 3 * answerPoll
-	ctl.mu.Unlock()
+	ctl.SetAnswerDelay(3 * answerPoll)
 	_, err = k.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandAbort})
 	var refused *controlapi.RefusedError
 	if !errors.As(err, &refused) || refused.Reason != "the engine says no" {
 		t.Errorf("abort refused by the controller: %v, want its reason", err)
 	}
-	if reqs := ctl.requests(); len(reqs) != 2 || reqs[1].ID == reqs[0].ID {
+	if reqs := ctl.Requests(); len(reqs) != 2 || reqs[1].ID == reqs[0].ID {
 		t.Errorf("requests %+v, want two with distinct IDs", reqs)
 	}
 }
 
 func TestKubeSubmitAnswerDropped(t *testing.T) {
 	k, c := fakeKube(t, nil, rollout("web", v1alpha1.PhaseProgressing))
-	ctl := &fakeController{c: c, name: "web", dropResults: true,
-		decide: func(*v1alpha1.RolloutStatus, v1alpha1.CommandRequest) string { return "" }}
-	ctl.run(t)
+	ctl := &kubefixture.FakeController{Client: c, Key: ctrlclient.ObjectKey{Namespace: testNamespace, Name: "web"}, DropResults: true,
+		Decide: func(*v1alpha1.RolloutStatus, v1alpha1.CommandRequest) string { return "" }}
+	ctl.Run(t)
 	start := time.Now()
 	_, err := k.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandPause})
 	if err == nil || !strings.Contains(err.Error(), "did not appear in status.commandResults") {
@@ -398,25 +318,8 @@ func TestSeconds(t *testing.T) {
 	}
 }
 
-// writeKubeconfig writes a kubeconfig with two contexts on one server:
-// "main" (current, namespace team) and "bare" (no namespace).
-func writeKubeconfig(t *testing.T, server string) string {
-	t.Helper()
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: server}
-	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: "t"}
-	cfg.Contexts["main"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u", Namespace: testNamespace}
-	cfg.Contexts["bare"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	cfg.CurrentContext = "main"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestNewKubeNamespace(t *testing.T) {
-	path := writeKubeconfig(t, "https://127.0.0.1:6443")
+	path := kubefixture.Kubeconfig(t, "https://127.0.0.1:6443", testNamespace)
 	for _, tc := range []struct {
 		name string
 		opts KubeOptions
@@ -443,7 +346,7 @@ func TestNewKubeNamespace(t *testing.T) {
 }
 
 func TestNewKubeBadOptions(t *testing.T) {
-	path := writeKubeconfig(t, "https://127.0.0.1:6443")
+	path := kubefixture.Kubeconfig(t, "https://127.0.0.1:6443", testNamespace)
 	for _, tc := range []struct {
 		opts KubeOptions
 		want string
@@ -468,13 +371,8 @@ func TestNewKubeBadOptions(t *testing.T) {
 }
 
 func TestKubeUnreachable(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := "https://" + l.Addr().String()
-	l.Close() // nothing listens there now
-	k, err := NewKube(KubeOptions{Kubeconfig: writeKubeconfig(t, server)})
+	server := kubefixture.UnreachableServer(t)
+	k, err := NewKube(KubeOptions{Kubeconfig: kubefixture.Kubeconfig(t, server, testNamespace)})
 	if err != nil {
 		t.Fatal(err)
 	}

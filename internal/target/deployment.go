@@ -161,21 +161,14 @@ func versionOf(t *corev1.PodTemplateSpec) v1alpha1.VersionRef {
 func (d *Deployment) Install(ctx context.Context, v v1alpha1.VersionRef) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	t, err := d.target(ctx)
-	if err != nil {
-		return err
-	}
-	tmpl, err := d.templateOf(ctx, t, v.Template)
+	t, tmpl, err := d.source(ctx, v)
 	if err != nil {
 		return err
 	}
 	if _, err := d.ensureHPA(ctx); err != nil {
 		return err
 	}
-	stable, err := d.applyCopy(ctx, t, copySpec{
-		name: d.plan.StableWorkload, role: RoleStable, template: tmpl, hash: v.Template,
-		replicas: originalReplicas(t), keepReplicas: true,
-	})
+	stable, err := d.applyStable(ctx, t, tmpl, v, true)
 	if err != nil {
 		return err
 	}
@@ -204,11 +197,7 @@ func (d *Deployment) Install(ctx context.Context, v v1alpha1.VersionRef) error {
 func (d *Deployment) DeployCanary(ctx context.Context, v v1alpha1.VersionRef) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	t, err := d.target(ctx)
-	if err != nil {
-		return err
-	}
-	tmpl, err := d.templateOf(ctx, t, v.Template)
+	t, tmpl, err := d.source(ctx, v)
 	if err != nil {
 		return err
 	}
@@ -241,11 +230,7 @@ func (d *Deployment) DeployCanary(ctx context.Context, v v1alpha1.VersionRef) er
 func (d *Deployment) Promote(ctx context.Context, v v1alpha1.VersionRef) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	t, err := d.target(ctx)
-	if err != nil {
-		return err
-	}
-	tmpl, err := d.templateOf(ctx, t, v.Template)
+	t, tmpl, err := d.source(ctx, v)
 	if err != nil {
 		return err
 	}
@@ -253,10 +238,7 @@ func (d *Deployment) Promote(ctx context.Context, v v1alpha1.VersionRef) error {
 	if err != nil {
 		return err
 	}
-	if _, err := d.applyCopy(ctx, t, copySpec{
-		name: d.plan.StableWorkload, role: RoleStable, template: tmpl, hash: v.Template,
-		replicas: originalReplicas(t), keepReplicas: autoscaled,
-	}); err != nil {
+	if _, err := d.applyStable(ctx, t, tmpl, v, autoscaled); err != nil {
 		return err
 	}
 	return d.park(ctx)
@@ -422,7 +404,7 @@ func (d *Deployment) Release(ctx context.Context) error {
 		return err
 	}
 	if _, held := t.Annotations[AnnotationOriginalReplicas]; !held && replicasOf(t) > 0 {
-		return nil // never held at zero, or released already
+		return d.releaseApexService(ctx) // never held at zero, or released already
 	}
 	restore, err := d.restoredReplicas(ctx, t)
 	if err != nil {
@@ -457,7 +439,7 @@ func (d *Deployment) Release(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
-	return nil
+	return d.releaseApexService(ctx)
 }
 
 // restoredReplicas is what Release gives the target back: the replicas
@@ -496,6 +478,31 @@ func (d *Deployment) park(ctx context.Context) error {
 		return fmt.Errorf("scale the target to zero: %w", err)
 	}
 	return nil
+}
+
+// source reads the target and finds v's pod template (see templateOf):
+// what Install, DeployCanary and Promote write into a copy.
+func (d *Deployment) source(ctx context.Context, v v1alpha1.VersionRef) (*appsv1.Deployment, *corev1.PodTemplateSpec, error) {
+	t, err := d.target(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl, err := d.templateOf(ctx, t, v.Template)
+	if err != nil {
+		return nil, nil, err
+	}
+	return t, tmpl, nil
+}
+
+// applyStable makes the stable copy run tmpl, v's template, at the
+// target's replicas; with keepReplicas an existing copy keeps its own, as
+// an autoscaler sizes it.
+func (d *Deployment) applyStable(ctx context.Context, t *appsv1.Deployment, tmpl *corev1.PodTemplateSpec,
+	v v1alpha1.VersionRef, keepReplicas bool) (*appsv1.Deployment, error) {
+	return d.applyCopy(ctx, t, copySpec{
+		name: d.plan.StableWorkload, role: RoleStable, template: tmpl, hash: v.Template,
+		replicas: originalReplicas(t), keepReplicas: keepReplicas,
+	})
 }
 
 // copySpec is the desired state of one copy.

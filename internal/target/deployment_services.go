@@ -3,10 +3,13 @@ package target
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 )
@@ -128,4 +131,32 @@ func selects(selector, pods map[string]string) bool {
 	_, podsRole := pods[LabelRole]
 	_, selRole := selector[LabelRole]
 	return podsRole == selRole
+}
+
+// releaseApexService hands the apex Service to the user when pipit created
+// it: without the Rollout's owner reference and pipit's labels it outlives
+// the Rollout, and the user's routes, which Remove pointed back at it,
+// keep reaching the user's Deployment (its selector already picks those
+// pods). The per-version Services go with the Rollout.
+func (d *Deployment) releaseApexService(ctx context.Context) error {
+	key := d.key(d.plan.Service)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var svc corev1.Service
+		if err := d.c.Get(ctx, key, &svc); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		if !d.ours(&svc) {
+			return nil // the user's own Service: pipit never owned it
+		}
+		svc.OwnerReferences = slices.DeleteFunc(svc.OwnerReferences, func(r metav1.OwnerReference) bool {
+			return r.UID == d.owner.UID
+		})
+		delete(svc.Labels, LabelManagedBy)
+		delete(svc.Labels, LabelRollout)
+		return d.c.Update(ctx, &svc)
+	})
+	if err != nil {
+		return fmt.Errorf("release Service %s: %w", d.name(d.plan.Service), err)
+	}
+	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/spec"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 const testNS = "shop"
@@ -86,20 +87,17 @@ func rolledOutStatus(n int32) appsv1.DeploymentStatus {
 
 func (f *kubeFixture) deployment(name string) *appsv1.Deployment {
 	f.t.Helper()
-	var d appsv1.Deployment
-	if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: testNS, Name: name}, &d); err != nil {
-		f.t.Fatalf("get Deployment %s: %v", name, err)
-	}
-	return &d
+	return f.env().Deployment(name)
 }
 
 func (f *kubeFixture) service(name string) *corev1.Service {
 	f.t.Helper()
-	var s corev1.Service
-	if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: testNS, Name: name}, &s); err != nil {
-		f.t.Fatalf("get Service %s: %v", name, err)
-	}
-	return &s
+	return kubefixture.Get(f.env(), name, &corev1.Service{})
+}
+
+// env reads the fake API server as kubefixture does a real one.
+func (f *kubeFixture) env() *kubefixture.Env {
+	return &kubefixture.Env{T: f.t, Namespace: testNS, Client: f.c}
 }
 
 // setStatus plays the Deployment controller: name's status becomes st.
@@ -127,6 +125,23 @@ func (f *kubeFixture) setImage(image string) v1alpha1.VersionRef {
 	if err := f.c.Update(f.ctx, t); err != nil {
 		f.t.Fatalf("update target: %v", err)
 	}
+	return f.desired()
+}
+
+// deployCanary plays the user setting a new image, then deploys it as the
+// canary; it returns its version.
+func (f *kubeFixture) deployCanary(image string) v1alpha1.VersionRef {
+	f.t.Helper()
+	v := f.setImage(image)
+	if err := f.d.DeployCanary(f.ctx, v); err != nil {
+		f.t.Fatalf("DeployCanary %s: %v", image, err)
+	}
+	return v
+}
+
+// desired is the version the target describes now.
+func (f *kubeFixture) desired() v1alpha1.VersionRef {
+	f.t.Helper()
 	v, err := f.d.Desired(f.ctx)
 	if err != nil {
 		f.t.Fatalf("Desired: %v", err)
@@ -138,10 +153,7 @@ func (f *kubeFixture) setImage(image string) v1alpha1.VersionRef {
 // with the target parked.
 func (f *kubeFixture) install() v1alpha1.VersionRef {
 	f.t.Helper()
-	v, err := f.d.Desired(f.ctx)
-	if err != nil {
-		f.t.Fatalf("Desired: %v", err)
-	}
+	v := f.desired()
 	if err := f.d.Install(f.ctx, v); !errors.Is(err, ErrNotReady) {
 		f.t.Fatalf("first Install = %v, want ErrNotReady while the stable copy rolls out", err)
 	}
@@ -238,10 +250,7 @@ func TestDesiredNamesTheTargetsTemplate(t *testing.T) {
 
 func TestInstallCopiesTheTargetAndParksIt(t *testing.T) {
 	f := newKubeFixture(t, spec.RouterReplicas, webTarget("web:v1", 3))
-	v, err := f.d.Desired(f.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := f.desired()
 	if err := f.d.Install(f.ctx, v); !errors.Is(err, ErrNotReady) {
 		t.Fatalf("Install before the stable copy rolled out = %v, want ErrNotReady", err)
 	}
@@ -327,11 +336,7 @@ func TestInstallRefusesAForeignCopy(t *testing.T) {
 	theirs.Name = "web-stable"
 	theirs.Labels = map[string]string{"app": "legacy"}
 	f := newKubeFixture(t, spec.RouterReplicas, webTarget("web:v1", 3), theirs)
-	v, err := f.d.Desired(f.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = f.d.Install(f.ctx, v)
+	err := f.d.Install(f.ctx, f.desired())
 	if err == nil || !strings.Contains(err.Error(), "not managed by rollout web") || !strings.Contains(err.Error(), "shop/web-stable") {
 		t.Fatalf("Install over someone else's web-stable = %v, want a refusal naming it", err)
 	}
@@ -534,10 +539,7 @@ func TestCanaryRunsFullSizeThenIsPromotedAndRetired(t *testing.T) {
 func TestDeployCanaryNeedsTheTemplate(t *testing.T) {
 	f := newKubeFixture(t, spec.RouterGatewayAPI, webTarget("web:v1", 2))
 	f.install()
-	v2 := f.setImage("web:v2")
-	if err := f.d.DeployCanary(f.ctx, v2); err != nil {
-		t.Fatal(err)
-	}
+	v2 := f.deployCanary("web:v2")
 	if err := f.d.RetireCanary(f.ctx, v2); err != nil {
 		t.Fatal(err)
 	}
@@ -665,10 +667,7 @@ func TestSplitReplicas(t *testing.T) {
 func TestScaleForWeightSizesTheCopies(t *testing.T) {
 	f := newKubeFixture(t, spec.RouterReplicas, webTarget("web:v1", 4))
 	f.install()
-	v2 := f.setImage("web:v2")
-	if err := f.d.DeployCanary(f.ctx, v2); err != nil {
-		t.Fatal(err)
-	}
+	v2 := f.deployCanary("web:v2")
 	f.wantReplicas("web-canary", 1) // the replica router starts at 0%
 
 	steps := []struct {
@@ -813,6 +812,21 @@ func TestReleaseHandsTheServiceBack(t *testing.T) {
 	if _, ok := target.Annotations[AnnotationOriginalReplicas]; ok || replicasOf(target) != 3 {
 		t.Errorf("released target: %d replicas, annotations %v", replicasOf(target), target.Annotations)
 	}
+	// The apex Service pipit created outlives the Rollout; the per-version
+	// ones go with it.
+	var apex, stable corev1.Service
+	if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: testNS, Name: "web"}, &apex); err != nil {
+		t.Fatal(err)
+	}
+	if len(apex.OwnerReferences) != 0 || apex.Labels[LabelManagedBy] != "" || apex.Labels[LabelRollout] != "" {
+		t.Errorf("released apex Service still pipit's: owners %v, labels %v", apex.OwnerReferences, apex.Labels)
+	}
+	if err := f.c.Get(f.ctx, types.NamespacedName{Namespace: testNS, Name: "web-stable"}, &stable); err != nil {
+		t.Fatal(err)
+	}
+	if len(stable.OwnerReferences) != 1 {
+		t.Errorf("the stable Service lost its owner: %v", stable.OwnerReferences)
+	}
 
 	// Released already: nothing to wait for, even while it rolls out.
 	f.setStatus("web", appsv1.DeploymentStatus{})
@@ -844,10 +858,7 @@ func TestReleaseGivesUpOnATargetThatCannotRollOut(t *testing.T) {
 
 func TestInstallReportsAStableCopyThatCannotRollOut(t *testing.T) {
 	f := newKubeFixture(t, spec.RouterGatewayAPI, webTarget("web:v1", 2))
-	v, err := f.d.Desired(f.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	v := f.desired()
 	if err := f.d.Install(f.ctx, v); !errors.Is(err, ErrNotReady) {
 		t.Fatalf("first Install = %v, want ErrNotReady", err)
 	}
@@ -855,7 +866,7 @@ func TestInstallReportsAStableCopyThatCannotRollOut(t *testing.T) {
 		Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: "ProgressDeadlineExceeded",
 		Message: "timed out progressing",
 	}}})
-	err = f.d.Install(f.ctx, v)
+	err := f.d.Install(f.ctx, v)
 	if err == nil || errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "timed out progressing") {
 		t.Errorf("Install with a stuck stable copy = %v, want an error saying why", err)
 	}

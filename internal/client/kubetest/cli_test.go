@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,13 +11,12 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/cli"
 	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 // pipit runs the command line as the binary does and returns its exit
@@ -53,9 +51,8 @@ func kubeconfigWithTeam(t *testing.T, c *kubecluster.Cluster, ns, current string
 }
 
 func TestCLIStatusReachesTheNamespace(t *testing.T) {
-	c := clusterWithCRD(t)
-	ns := c.Namespace(t)
-	createRollout(t, adminClient(t, c), ns, "web", progressing())
+	e := progressingWeb(t)
+	c, ns := e.Cluster, e.Namespace
 
 	code, out, errOut := pipit(t, "status", "--kube", "--kubeconfig", c.Kubeconfig, "-n", ns, "web")
 	if code != cli.ExitOK {
@@ -84,9 +81,8 @@ func TestCLIStatusReachesTheNamespace(t *testing.T) {
 }
 
 func TestCLIContextAndKUBECONFIG(t *testing.T) {
-	c := clusterWithCRD(t)
-	ns := c.Namespace(t)
-	createRollout(t, adminClient(t, c), ns, "web", progressing())
+	e := progressingWeb(t)
+	c, ns := e.Cluster, e.Namespace
 
 	// --context picks a context, and its namespace.
 	path := kubeconfigWithTeam(t, c, ns, "pipit-test")
@@ -105,15 +101,14 @@ func TestCLIContextAndKUBECONFIG(t *testing.T) {
 }
 
 func TestCLICommandsThroughTheController(t *testing.T) {
-	c := clusterWithCRD(t)
-	ns := c.Namespace(t)
-	cl := adminClient(t, c)
+	e := kubefixture.New(t)
+	c, ns := e.Cluster, e.Namespace
 	st := progressing()
 	st.History = []v1alpha1.Event{{Time: metav1.NowMicro(), Type: v1alpha1.EventNormal, Reason: "Started",
 		Message: "Rollout of canary nginx:1.1 started", Phase: v1alpha1.PhaseProgressing}}
-	createRollout(t, cl, ns, "web", st)
-	ctl := &fakeController{cl: cl, key: ctrlclient.ObjectKey{Namespace: ns, Name: "web"},
-		decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
+	createRollout(e, ns, "web", st)
+	ctl := &kubefixture.FakeController{Client: e.Client, Key: e.Key("web"), Every: controllerEvery,
+		Decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
 			switch engine.CommandKind(req.Kind) {
 			case engine.CommandPause:
 				st.Phase, st.Message = v1alpha1.PhasePaused, "paused by "+req.Actor
@@ -126,7 +121,7 @@ func TestCLICommandsThroughTheController(t *testing.T) {
 				Message: st.Message + ": " + req.Reason, Phase: st.Phase})
 			return ""
 		}}
-	ctl.run(t)
+	ctl.Run(t)
 	t.Setenv("PIPIT_ACTOR", "ci-bot")
 	kube := []string{"--kube", "--kubeconfig", c.Kubeconfig, "-n", ns}
 
@@ -147,7 +142,7 @@ func TestCLICommandsThroughTheController(t *testing.T) {
 	if code != cli.ExitOK || !strings.Contains(out, "web: Aborted") {
 		t.Errorf("abort: exit %d: %s%s", code, out, errOut)
 	}
-	if reqs := ctl.requests(); len(reqs) != 2 || reqs[0].Kind != "pause" || reqs[0].Actor != "ci-bot" ||
+	if reqs := ctl.Requests(); len(reqs) != 2 || reqs[0].Kind != "pause" || reqs[0].Actor != "ci-bot" ||
 		reqs[0].Reason != "db migration" || reqs[1].Kind != "abort" {
 		t.Errorf("the controller saw %+v, want pause then abort by ci-bot", reqs)
 	}
@@ -189,21 +184,8 @@ func TestCLIKubeFlagErrors(t *testing.T) {
 // TestCLIUnreachableCluster: a cluster out of reach is a failed operation,
 // not bad input, and the message names the server.
 func TestCLIUnreachableCluster(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := "https://" + l.Addr().String()
-	l.Close() // nothing listens there now
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["c"] = &clientcmdapi.Cluster{Server: server}
-	cfg.AuthInfos["u"] = &clientcmdapi.AuthInfo{Token: "t"}
-	cfg.Contexts["c"] = &clientcmdapi.Context{Cluster: "c", AuthInfo: "u"}
-	cfg.CurrentContext = "c"
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
+	server := kubefixture.UnreachableServer(t)
+	path := kubefixture.Kubeconfig(t, server, "team")
 	code, _, errOut := pipit(t, "status", "--kube", "--kubeconfig", path)
 	if code != cli.ExitFailed || !strings.Contains(errOut, "cannot reach the Kubernetes API server at "+server) {
 		t.Errorf("status against %s: exit %d: %s; want exit 1 naming the server", server, code, errOut)

@@ -9,48 +9,34 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/client"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
-	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
-// newKube is the CLI's client of the namespace, built from the cluster's
-// kubeconfig as `--kube --kubeconfig FILE -n NS` builds it.
-func newKube(t *testing.T, c *kubecluster.Cluster, ns string) *client.Kube {
-	t.Helper()
-	k, err := client.NewKube(client.KubeOptions{Kubeconfig: c.Kubeconfig, Namespace: ns})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 func TestKubeReadsRollouts(t *testing.T) {
-	c := clusterWithCRD(t)
-	ns, elsewhere := c.Namespace(t), c.Namespace(t)
-	cl := adminClient(t, c)
+	e := kubefixture.New(t)
+	elsewhere := e.Cluster.Namespace(t)
 	st := progressing()
 	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	for i, reason := range []string{"Started", "WeightChanged", "CheckPassed"} {
 		st.History = append(st.History, v1alpha1.Event{Time: metav1.NewMicroTime(at.Add(time.Duration(i) * time.Minute)),
 			Type: v1alpha1.EventNormal, Reason: reason, Message: reason, Phase: v1alpha1.PhaseProgressing})
 	}
-	createRollout(t, cl, ns, "web", st)
-	createRollout(t, cl, ns, "api", v1alpha1.RolloutStatus{Phase: v1alpha1.PhasePaused})
-	createRollout(t, cl, elsewhere, "other", v1alpha1.RolloutStatus{Phase: v1alpha1.PhasePaused})
-	k := newKube(t, c, ns)
-	ctx := callCtx(t)
+	createRollout(e, e.Namespace, "web", st)
+	createRollout(e, e.Namespace, "api", v1alpha1.RolloutStatus{Phase: v1alpha1.PhasePaused})
+	createRollout(e, elsewhere, "other", v1alpha1.RolloutStatus{Phase: v1alpha1.PhasePaused})
+	k := newKube(e)
+	ctx := e.Ctx()
 
 	views, err := k.Rollouts(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(views) != 2 || views[0].Name != "api" || views[1].Name != "web" {
-		t.Fatalf("Rollouts: %d views %v, want api and web of %s, sorted", len(views), names(views), ns)
+		t.Fatalf("Rollouts: %d views %v, want api and web of %s, sorted", len(views), names(views), e.Namespace)
 	}
 	web := views[1]
 	if web.Status.Phase != v1alpha1.PhaseProgressing || web.Status.CanaryWeight != v1alpha1.PercentOf(10) ||
@@ -90,11 +76,8 @@ func names(views []controlapi.RolloutView) []string {
 }
 
 func TestKubeSubmitRefusedAtOnce(t *testing.T) {
-	c := clusterWithCRD(t)
-	ns := c.Namespace(t)
-	cl := adminClient(t, c)
-	createRollout(t, cl, ns, "web", progressing())
-	k := newKube(t, c, ns)
+	e := progressingWeb(t)
+	k := newKube(e)
 
 	for _, tc := range []struct {
 		cmd  engine.Command
@@ -105,7 +88,7 @@ func TestKubeSubmitRefusedAtOnce(t *testing.T) {
 		{engine.Command{Kind: engine.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: "nginx:1.2"}}, "kubectl set image deployment/web"},
 	} {
 		start := time.Now()
-		_, err := k.Submit(callCtx(t), "web", tc.cmd)
+		_, err := k.Submit(e.Ctx(), "web", tc.cmd)
 		var refused *controlapi.RefusedError
 		if !errors.As(err, &refused) || !strings.Contains(refused.Reason, tc.want) {
 			t.Errorf("%s: %v, want a refusal saying %q", tc.cmd.Kind, err, tc.want)
@@ -114,45 +97,42 @@ func TestKubeSubmitRefusedAtOnce(t *testing.T) {
 			t.Errorf("%s refused after %v, want at once", tc.cmd.Kind, d)
 		}
 	}
-	if cmds := getRollout(t, cl, ns, "web").Status.Commands; len(cmds) != 0 {
+	if cmds := e.Rollout("web").Status.Commands; len(cmds) != 0 {
 		t.Errorf("refused commands were queued: %+v", cmds)
 	}
 }
 
 func TestKubeSubmitAnsweredByController(t *testing.T) {
-	c := clusterWithCRD(t)
-	ns := c.Namespace(t)
-	cl := adminClient(t, c)
-	createRollout(t, cl, ns, "web", progressing())
-	ctl := &fakeController{cl: cl, key: ctrlclient.ObjectKey{Namespace: ns, Name: "web"},
-		decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
+	e := progressingWeb(t)
+	ctl := &kubefixture.FakeController{Client: e.Client, Key: e.Key("web"), Every: controllerEvery,
+		Decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
 			if req.Kind != string(engine.CommandPause) {
 				return "the engine refuses " + req.Kind
 			}
 			st.Phase, st.Message = v1alpha1.PhasePaused, "paused by "+req.Actor
 			return ""
 		}}
-	ctl.run(t)
-	k := newKube(t, c, ns)
+	ctl.Run(t)
+	k := newKube(e)
 
-	v, err := k.Submit(callCtx(t), "web", engine.Command{Kind: engine.CommandPause, Actor: "ana", Reason: "migration"})
+	v, err := k.Submit(e.Ctx(), "web", engine.Command{Kind: engine.CommandPause, Actor: "ana", Reason: "migration"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v.Name != "web" || v.Status.Phase != v1alpha1.PhasePaused || v.Status.Message != "paused by ana" {
 		t.Errorf("view after pause: %s %s %q, want web Paused by ana", v.Name, v.Status.Phase, v.Status.Message)
 	}
-	reqs := ctl.requests()
+	reqs := ctl.Requests()
 	if len(reqs) != 1 || reqs[0].Kind != "pause" || reqs[0].Actor != "ana" || reqs[0].Reason != "migration" || reqs[0].ID == "" {
 		t.Fatalf("the controller saw %+v, want the pause request", reqs)
 	}
-	r := getRollout(t, cl, ns, "web")
+	r := e.Rollout("web")
 	if len(r.Status.Commands) != 0 || len(r.Status.CommandResults) != 1 || r.Status.CommandResults[0].ID != reqs[0].ID {
 		t.Errorf("status commands %+v results %+v, want the request answered", r.Status.Commands, r.Status.CommandResults)
 	}
 
 	// The engine may still refuse what the CLI let through.
-	_, err = k.Submit(callCtx(t), "web", engine.Command{Kind: engine.CommandAbort})
+	_, err = k.Submit(e.Ctx(), "web", engine.Command{Kind: engine.CommandAbort})
 	var refused *controlapi.RefusedError
 	if !errors.As(err, &refused) || refused.Reason != "the engine refuses abort" {
 		t.Errorf("abort: %v, want the controller's refusal", err)
@@ -162,12 +142,9 @@ func TestKubeSubmitAnsweredByController(t *testing.T) {
 // TestKubeSubmitRacesAWriter queues a command while a busy controller
 // writes the status every 20ms: the optimistic writes must lose neither.
 func TestKubeSubmitRacesAWriter(t *testing.T) {
-	c := clusterWithCRD(t)
-	ns := c.Namespace(t)
-	cl := adminClient(t, c)
-	createRollout(t, cl, ns, "web", progressing())
-	key := ctrlclient.ObjectKey{Namespace: ns, Name: "web"}
-	ctl := &fakeController{cl: cl, key: key, decide: func(*v1alpha1.RolloutStatus, v1alpha1.CommandRequest) string { return "" }}
+	e := progressingWeb(t)
+	key := e.Key("web")
+	ctl := &kubefixture.FakeController{Client: e.Client, Key: key, Decide: func(*v1alpha1.RolloutStatus, v1alpha1.CommandRequest) string { return "" }}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int)
@@ -175,26 +152,26 @@ func TestKubeSubmitRacesAWriter(t *testing.T) {
 		writes := 0
 		for i := 0; ctx.Err() == nil; i++ {
 			r := &v1alpha1.Rollout{}
-			if cl.Get(ctx, key, r) == nil {
+			if e.Client.Get(ctx, key, r) == nil {
 				r.Status.Message = fmt.Sprintf("write %d", i)
-				if cl.Status().Update(ctx, r) == nil {
+				if e.Client.Status().Update(ctx, r) == nil {
 					writes++
 				}
 			}
-			ctl.once(ctx)
+			ctl.Once(ctx)
 			time.Sleep(20 * time.Millisecond)
 		}
 		done <- writes
 	}()
-	v, err := newKube(t, c, ns).Submit(callCtx(t), "web", engine.Command{Kind: engine.CommandPause})
+	v, err := newKube(e).Submit(e.Ctx(), "web", engine.Command{Kind: engine.CommandPause})
 	cancel()
 	writes := <-done
 	if err != nil {
 		t.Fatalf("Submit while the status changes: %v", err)
 	}
-	if v.Name != "web" || len(ctl.requests()) != 1 || !strings.HasPrefix(v.Status.Message, "write ") {
+	if v.Name != "web" || len(ctl.Requests()) != 1 || !strings.HasPrefix(v.Status.Message, "write ") {
 		t.Errorf("view %q (message %q), the controller saw %d requests; want one, answered, and the writer's status",
-			v.Name, v.Status.Message, len(ctl.requests()))
+			v.Name, v.Status.Message, len(ctl.Requests()))
 	}
 	if writes < 2 {
 		t.Errorf("only %d concurrent writes: the test did not race", writes)
@@ -202,11 +179,8 @@ func TestKubeSubmitRacesAWriter(t *testing.T) {
 }
 
 func TestKubeSubmitWithoutController(t *testing.T) {
-	c := clusterWithCRD(t)
-	ns := c.Namespace(t)
-	cl := adminClient(t, c)
-	createRollout(t, cl, ns, "web", progressing())
-	k := newKube(t, c, ns)
+	e := progressingWeb(t)
+	k := newKube(e)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
@@ -222,7 +196,7 @@ func TestKubeSubmitWithoutController(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("gave up after %v, want about the context's 1.5s", d)
 	}
-	if cmds := getRollout(t, cl, ns, "web").Status.Commands; len(cmds) != 0 {
+	if cmds := e.Rollout("web").Status.Commands; len(cmds) != 0 {
 		t.Errorf("status.commands after giving up: %+v, want the command taken back", cmds)
 	}
 }

@@ -2,7 +2,6 @@ package kube
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -14,13 +13,14 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 // exampleRollout reads examples/canary.yaml, the rollout the CRD must take
 // as it is, named name.
 func exampleRollout(t *testing.T, name string) *unstructured.Unstructured {
 	t.Helper()
-	objs, err := readObjects(filepath.Join(repoRoot, "examples/canary.yaml"))
+	objs, err := readObjects(kubefixture.RepoPath(t, "examples/canary.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,16 +45,29 @@ func typed(t *testing.T, obj *unstructured.Unstructured) *v1alpha1.Rollout {
 	return &r
 }
 
+// TestRolloutCRDManifestHoldsOnlyTheCRD: the file the tests install, and
+// the install manifests list, holds pipit's CustomResourceDefinition and
+// nothing else, which kubecluster's installer would pass over.
+func TestRolloutCRDManifestHoldsOnlyTheCRD(t *testing.T) {
+	objs, err := readObjects(kubefixture.RepoPath(t, kubefixture.CRDPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != 1 || objs[0].GetKind() != "CustomResourceDefinition" || objs[0].GetName() != "rollouts.pipit.dev" {
+		t.Fatalf("%s holds %d objects, want only the CustomResourceDefinition rollouts.pipit.dev", kubefixture.CRDPath, len(objs))
+	}
+}
+
 func TestRolloutCRDServesTheExample(t *testing.T) {
-	c := clusterWithCRD(t)
+	c := kubefixture.Cluster(t)
 	ns := c.Namespace(t)
 	want := exampleRollout(t, "checkout")
 	rollouts := c.Dynamic().Resource(rolloutResource).Namespace(ns)
 
-	if _, err := rollouts.Create(callCtx(t), want.DeepCopy(), metav1.CreateOptions{}); err != nil {
+	if _, err := rollouts.Create(kubefixture.CallContext(t), want.DeepCopy(), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create the example Rollout: %v", err)
 	}
-	got, err := rollouts.Get(callCtx(t), "checkout", metav1.GetOptions{})
+	got, err := rollouts.Get(kubefixture.CallContext(t), "checkout", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +83,7 @@ func TestRolloutCRDServesTheExample(t *testing.T) {
 }
 
 func TestRolloutCRDRefusesInvalidRollouts(t *testing.T) {
-	c := clusterWithCRD(t)
+	c := kubefixture.Cluster(t)
 	ns := c.Namespace(t)
 	rollouts := c.Dynamic().Resource(rolloutResource).Namespace(ns)
 
@@ -131,14 +144,14 @@ func TestRolloutCRDRefusesInvalidRollouts(t *testing.T) {
 			if err := unstructured.SetNestedField(obj.Object, tc.value, tc.path...); err != nil {
 				t.Fatal(err)
 			}
-			_, err := rollouts.Create(callCtx(t), obj, metav1.CreateOptions{})
+			_, err := rollouts.Create(kubefixture.CallContext(t), obj, metav1.CreateOptions{})
 			if !apierrors.IsInvalid(err) {
 				t.Fatalf("create: got %v, want the API server to refuse the Rollout as invalid", err)
 			}
 			if !namesField(err, tc.field, tc.reason) {
 				t.Errorf("the refusal does not name %s with %q:\n%v", tc.field, tc.reason, err)
 			}
-			if _, err := rollouts.Get(callCtx(t), obj.GetName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			if _, err := rollouts.Get(kubefixture.CallContext(t), obj.GetName(), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 				t.Errorf("the refused Rollout exists anyway: get says %v", err)
 			}
 		})
@@ -161,10 +174,10 @@ func namesField(err error, field, reason string) bool {
 }
 
 func TestRolloutStatusSubresource(t *testing.T) {
-	c := clusterWithCRD(t)
+	c := kubefixture.Cluster(t)
 	ns := c.Namespace(t)
 	rollouts := c.Dynamic().Resource(rolloutResource).Namespace(ns)
-	created, err := rollouts.Create(callCtx(t), exampleRollout(t, "checkout"), metav1.CreateOptions{})
+	created, err := rollouts.Create(kubefixture.CallContext(t), exampleRollout(t, "checkout"), metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +187,7 @@ func TestRolloutStatusSubresource(t *testing.T) {
 		"currentStep": 3, "canaryWeight": 25,
 		"conditions": [{"type": "Progressing", "status": "True", "reason": "StepRunning",
 			"message": "step 3 of 9", "lastTransitionTime": "2026-01-02T03:04:05Z"}]}}`
-	patched, err := rollouts.Patch(callCtx(t), "checkout", types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
+	patched, err := rollouts.Patch(kubefixture.CallContext(t), "checkout", types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
 	if err != nil {
 		t.Fatalf("patch status: %v", err)
 	}
@@ -190,7 +203,7 @@ func TestRolloutStatusSubresource(t *testing.T) {
 	// The main resource ignores status and the status subresource ignores
 	// spec, so the controller and the user never overwrite each other.
 	edit := `{"spec": {"decision": "manual"}, "status": {"phase": "Failed"}}`
-	edited, err := rollouts.Patch(callCtx(t), "checkout", types.MergePatchType, []byte(edit), metav1.PatchOptions{})
+	edited, err := rollouts.Patch(kubefixture.CallContext(t), "checkout", types.MergePatchType, []byte(edit), metav1.PatchOptions{})
 	if err != nil {
 		t.Fatalf("patch spec: %v", err)
 	}
@@ -202,7 +215,7 @@ func TestRolloutStatusSubresource(t *testing.T) {
 	}
 
 	// The status is validated too.
-	_, err = rollouts.Patch(callCtx(t), "checkout", types.MergePatchType, []byte(`{"status": {"canaryWeight": 150}}`), metav1.PatchOptions{}, "status")
+	_, err = rollouts.Patch(kubefixture.CallContext(t), "checkout", types.MergePatchType, []byte(`{"status": {"canaryWeight": 150}}`), metav1.PatchOptions{}, "status")
 	if !apierrors.IsInvalid(err) || !namesField(err, "status.canaryWeight", "less than or equal to 100") {
 		t.Errorf("a status weight of 150: got %v, want it refused naming status.canaryWeight", err)
 	}
@@ -219,7 +232,7 @@ func checkPrinterColumns(t *testing.T, c *kubecluster.Cluster, ns, name string, 
 	raw, err := c.Clientset().CoreV1().RESTClient().Get().
 		AbsPath("/apis", v1alpha1.Group, v1alpha1.Version, "namespaces", ns, "rollouts", name).
 		SetHeader("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io").
-		Do(callCtx(t)).Raw()
+		Do(kubefixture.CallContext(t)).Raw()
 	if err != nil {
 		t.Fatalf("get the Rollout as a table: %v", err)
 	}

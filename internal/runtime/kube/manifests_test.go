@@ -1,14 +1,12 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	authzv1 "k8s.io/api/authorization/v1"
@@ -20,13 +18,13 @@ import (
 	"k8s.io/client-go/restmapper"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-
 	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 // manifestDir holds the install manifests, applied with
-// `kubectl apply -k deploy/kubernetes`.
-var manifestDir = filepath.Join(repoRoot, "deploy/kubernetes")
+// `kubectl apply -k deploy/kubernetes`, relative to the repository's root.
+const manifestDir = "deploy/kubernetes"
 
 // controllerUser is the identity the controller runs as once installed.
 const controllerUser = "system:serviceaccount:pipit-system:pipit-controller"
@@ -46,7 +44,8 @@ type kustomization struct {
 // namespaced ones in its namespace, as kustomize does.
 func renderManifests(t *testing.T) (kustomization, []*unstructured.Unstructured) {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(manifestDir, "kustomization.yaml"))
+	dir := kubefixture.RepoPath(t, manifestDir)
+	raw, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +58,7 @@ func renderManifests(t *testing.T) (kustomization, []*unstructured.Unstructured)
 	}
 	// Every manifest in the directory is installed: a file left out of the
 	// list would silently not be applied.
-	files, err := filepath.Glob(filepath.Join(manifestDir, "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +69,7 @@ func renderManifests(t *testing.T) (kustomization, []*unstructured.Unstructured)
 	}
 	var objs []*unstructured.Unstructured
 	for _, res := range k.Resources {
-		read, err := readObjects(filepath.Join(manifestDir, res))
+		read, err := readObjects(filepath.Join(dir, res))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +82,7 @@ func renderManifests(t *testing.T) (kustomization, []*unstructured.Unstructured)
 }
 
 func TestInstallManifests(t *testing.T) {
-	c := clusterWithCRD(t)
+	c := kubefixture.Cluster(t)
 	k, objs := renderManifests(t)
 
 	kinds := map[string]int{}
@@ -145,32 +144,36 @@ func TestInstallManifests(t *testing.T) {
 // is enough.
 func controllerRunsWithInstalledRBAC(t *testing.T, leaseNamespace string) {
 	s := newScenario(t)
-	cfg := rest.CopyConfig(s.c.RESTConfig())
+	cfg := rest.CopyConfig(s.Cluster.RESTConfig())
 	cfg.Impersonate = rest.ImpersonationConfig{UserName: controllerUser}
+	// The controller logs to a file, read once it stopped.
+	logPath := filepath.Join(t.TempDir(), "controller.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var logs syncBuffer
 	go func() {
-		done <- Run(ctx, Options{Config: cfg, Namespace: s.ns, MetricsAddr: "0",
+		done <- Run(ctx, Options{Config: cfg, Namespace: s.Namespace, MetricsAddr: "0",
 			LeaderElection: true, LeaderElectionNamespace: leaseNamespace,
-			Log: slog.New(slog.NewTextHandler(&logs, nil))})
+			Log: slog.New(slog.NewTextHandler(logFile, nil))})
 	}()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("controller: %v", err)
 		}
-		if strings.Contains(logs.String(), "forbidden") {
-			t.Errorf("the controller was refused something:\n%s", logs.String())
+		logFile.Close()
+		logs, err := os.ReadFile(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(logs), "forbidden") {
+			t.Errorf("the controller was refused something:\n%s", logs)
 		}
 	}()
-	s.createDeployment("web", "registry.example/web:v1", 1)
-	s.createRollout(`
-apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  targetRef: {name: web}
+	s.createWeb(1, `
   kubernetes:
     router:
       gatewayAPI: {parentRefs: [{name: gw}]}
@@ -179,35 +182,17 @@ spec:
       - setWeight: 50
       - pause: {duration: 1s}
 `)
-	s.waitRollout("web", "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
-	s.setImage("web", "registry.example/web:v2")
-	s.waitRollout("web", "promoted", func(r *v1alpha1.Rollout) bool {
+	s.WaitInstalled("web")
+	s.SetImage("web", "registry.example/web:v2")
+	s.WaitRollout("web", "promoted", func(r *v1alpha1.Rollout) bool {
 		return r.Status.Phase == v1alpha1.PhaseSucceeded && strings.Contains(r.Status.Stable.Version, "web:v2")
 	})
 	s.waitEvent("web", "Promoted")
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // applyManifests creates the objects in the cluster, which validates them
 // against the real API schemas, and deletes them when the test ends. The
-// CRD is the one clusterWithCRD installed from the same file.
+// CRD is the one kubefixture.Cluster installed from the same file.
 func applyManifests(t *testing.T, c *kubecluster.Cluster, namespace string, objs []*unstructured.Unstructured) {
 	t.Helper()
 	groups, err := restmapper.GetAPIGroupResources(c.Clientset().Discovery())
@@ -233,12 +218,12 @@ func applyManifests(t *testing.T, c *kubecluster.Cluster, namespace string, objs
 			obj.SetNamespace(namespace)
 			create, del = res.Namespace(namespace).Create, res.Namespace(namespace).Delete
 		}
-		if _, err := create(callCtx(t), obj, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil {
+		if _, err := create(kubefixture.CallContext(t), obj, metav1.CreateOptions{FieldValidation: "Strict"}); err != nil {
 			t.Fatalf("create %s %s: %v", gvk.Kind, obj.GetName(), err)
 		}
 		name := obj.GetName()
 		t.Cleanup(func() {
-			if err := del(callCtx(t), name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			if err := del(kubefixture.CallContext(t), name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
 				t.Errorf("delete %s %s: %v", gvk.Kind, name, err)
 			}
 		})
@@ -254,7 +239,7 @@ func allowedTo(t *testing.T, c *kubecluster.Cluster, attrs authzv1.ResourceAttri
 		Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:pipit-system", "system:authenticated"},
 		ResourceAttributes: &attrs,
 	}}
-	got, err := c.Clientset().AuthorizationV1().SubjectAccessReviews().Create(callCtx(t), review, metav1.CreateOptions{})
+	got, err := c.Clientset().AuthorizationV1().SubjectAccessReviews().Create(kubefixture.CallContext(t), review, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("access review: %v", err)
 	}

@@ -2,6 +2,8 @@ package kube
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 // analysisSteps is a short plan: two weights, each soaked briefly and
@@ -36,12 +39,9 @@ const analysisSteps = `
         thresholdRange: {min: 99}
 `
 
-const gatewayRollout = `
-apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  targetRef: {name: web}
+// gatewaySpec is a Rollout's spec behind a Gateway API route, with a rule
+// that sends the requests with the header canary: true to the canary.
+const gatewaySpec = `
   kubernetes:
     router:
       gatewayAPI:
@@ -53,12 +53,8 @@ spec:
           headers: {canary: {exact: "true"}}
 ` + analysisSteps
 
-const istioRollout = `
-apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  targetRef: {name: web}
+// istioSpec is a Rollout's spec behind an Istio VirtualService.
+const istioSpec = `
   kubernetes:
     router:
       istio: {}
@@ -111,45 +107,59 @@ func percentOf(stable, canary int64) int64 {
 // what it created: the stable copy serving the first image, the three
 // Services, the user's Deployment scaled to zero, no analysis.
 func (s *scenario) installed(image string) *v1alpha1.Rollout {
-	s.t.Helper()
-	r := s.waitRollout("web", "the first install", func(r *v1alpha1.Rollout) bool {
+	s.T.Helper()
+	r := s.WaitRollout("web", "the first install", func(r *v1alpha1.Rollout) bool {
 		return r.Status.Stable != nil && r.Status.Phase == v1alpha1.PhaseIdle
 	})
 	if r.Status.Canary != nil || r.Status.Analysis.PassedChecks+r.Status.Analysis.FailedChecks != 0 {
-		s.t.Errorf("a first install ran a canary or checks: %+v", r.Status)
+		s.T.Errorf("a first install ran a canary or checks: %+v", r.Status)
 	}
 	if !strings.Contains(r.Status.Message, "first install") {
-		s.t.Errorf("status message %q does not say it was a first install", r.Status.Message)
+		s.T.Errorf("status message %q does not say it was a first install", r.Status.Message)
 	}
-	stable := s.waitDeployment("web-stable", "the stable copy ready", func(d *appsv1.Deployment) bool {
+	stable := s.WaitDeployment("web-stable", "the stable copy ready", func(d *appsv1.Deployment) bool {
 		return d.Status.ReadyReplicas == 2
 	})
 	if got := stable.Spec.Template.Spec.Containers[0].Image; got != image {
-		s.t.Errorf("stable copy runs %s, want %s", got, image)
+		s.T.Errorf("stable copy runs %s, want %s", got, image)
 	}
 	if stable.Labels["team"] != "shop" {
-		s.t.Errorf("the user's labels were not carried over to the stable copy: %v", stable.Labels)
+		s.T.Errorf("the user's labels were not carried over to the stable copy: %v", stable.Labels)
 	}
 	for _, name := range []string{"web", "web-stable", "web-canary"} {
 		var svc corev1.Service
-		if err := s.kc.Get(s.ctx(), s.key(name), &svc); err != nil {
-			s.t.Errorf("service %s: %v", name, err)
+		if err := s.Client.Get(s.Ctx(), s.Key(name), &svc); err != nil {
+			s.T.Errorf("service %s: %v", name, err)
 		}
 	}
-	s.waitDeployment("web", "the user's Deployment scaled to zero", func(d *appsv1.Deployment) bool {
+	s.WaitDeployment("web", "the user's Deployment scaled to zero", func(d *appsv1.Deployment) bool {
 		return ptr.Deref(d.Spec.Replicas, 1) == 0
 	})
 	s.waitEvent("web", "Installed")
 	return r
 }
 
+// startedScenario starts a scenario whose Deployment web, replicas of v1,
+// is rolled out by a Rollout with spec, and its controller.
+func startedScenario(t *testing.T, replicas int32, spec string) *scenario {
+	t.Helper()
+	s := newScenario(t)
+	s.createWeb(replicas, spec)
+	s.startController()
+	return s
+}
+
+// installedScenario is a startedScenario of two replicas after its first
+// install (see installed).
+func installedScenario(t *testing.T, spec string) (*scenario, *v1alpha1.Rollout) {
+	t.Helper()
+	s := startedScenario(t, 2, spec)
+	return s, s.installed("registry.example/web:v1")
+}
+
 func TestFirstInstallIsNotACanary(t *testing.T) {
 	t.Parallel()
-	s := newScenario(t)
-	s.createDeployment("web", "registry.example/web:v1", 2)
-	s.createRollout(gatewayRollout)
-	s.startController()
-	r := s.installed("registry.example/web:v1")
+	_, r := installedScenario(t, gatewaySpec)
 	if c := meta.FindStatusCondition(r.Status.Conditions, "Ready"); c == nil || c.Status != "True" {
 		t.Errorf("Ready condition after the first install: %+v", c)
 	}
@@ -160,35 +170,27 @@ func TestFirstInstallIsNotACanary(t *testing.T) {
 
 func TestGatewayAPIPromotes(t *testing.T) {
 	t.Parallel()
-	s := newScenario(t)
-	s.createDeployment("web", "registry.example/web:v1", 2)
-	s.createRollout(gatewayRollout)
-	s.startController()
-	s.installed("registry.example/web:v1")
+	s, _ := installedScenario(t, gatewaySpec)
 
 	rec := recordWeights(func() (int64, bool) {
 		st, c, ok := s.routeWeights("web", "web-stable", "web-canary")
 		return percentOf(int64(st), int64(c)), ok
 	})
-	s.setImage("web", "registry.example/web:v2")
-	s.waitRollout("web", "the canary override rule while progressing", func(r *v1alpha1.Rollout) bool {
+	s.SetImage("web", "registry.example/web:v2")
+	s.WaitRollout("web", "the canary override rule while progressing", func(r *v1alpha1.Rollout) bool {
 		return r.Status.Phase == v1alpha1.PhaseProgressing && s.hasPipitRule("web")
 	})
-	r := s.waitPhase("web", v1alpha1.PhaseSucceeded)
+	r := s.WaitPhase("web", v1alpha1.PhaseSucceeded)
 	seen := rec.values()
 	if !containsInOrder(seen, 20, 50) {
 		t.Errorf("HTTPRoute canary shares seen %v, want 20 then 50", seen)
 	}
-	if st, c, _ := s.routeWeights("web", "web-stable", "web-canary"); c != 0 || st == 0 {
-		t.Errorf("after promotion the route sends stable %d, canary %d; want all to stable", st, c)
-	}
-	if s.hasPipitRule("web") {
-		t.Errorf("pipit's override rule is still in the route after the rollout ended")
-	}
-	s.waitDeployment("web-stable", "the stable copy on v2", func(d *appsv1.Deployment) bool {
+	// The status is written before the route: the route follows.
+	s.routeAllStable("after promotion")
+	s.WaitDeployment("web-stable", "the stable copy on v2", func(d *appsv1.Deployment) bool {
 		return d.Spec.Template.Spec.Containers[0].Image == "registry.example/web:v2" && d.Status.UpdatedReplicas == 2
 	})
-	s.waitDeployment("web-canary", "the canary scaled to zero", func(d *appsv1.Deployment) bool {
+	s.WaitDeployment("web-canary", "the canary scaled to zero", func(d *appsv1.Deployment) bool {
 		return ptr.Deref(d.Spec.Replicas, 1) == 0
 	})
 	if r.Status.Stable == nil || !strings.Contains(r.Status.Stable.Version, "web:v2") {
@@ -201,31 +203,22 @@ func TestGatewayAPIPromotes(t *testing.T) {
 
 func TestGatewayAPIRollsBackOnFailingMetric(t *testing.T) {
 	t.Parallel()
-	s := newScenario(t)
-	s.createDeployment("web", "registry.example/web:v1", 2)
-	s.createRollout(gatewayRollout)
-	s.startController()
-	s.installed("registry.example/web:v1")
+	s, _ := installedScenario(t, gatewaySpec)
 
 	s.metric.Store(50.0) // success rate far below the 99 asked for
-	s.setImage("web", "registry.example/web:v2")
-	r := s.waitPhase("web", v1alpha1.PhaseRolledBack)
+	s.SetImage("web", "registry.example/web:v2")
+	r := s.WaitPhase("web", v1alpha1.PhaseRolledBack)
 	if r.Status.Rollback == nil || r.Status.Rollback.Metric != "success-rate" {
 		t.Errorf("rollback %+v does not name the metric", r.Status.Rollback)
 	}
 	if !strings.Contains(r.Status.Message, "success-rate") {
 		t.Errorf("status message %q does not say why", r.Status.Message)
 	}
-	if st, c, _ := s.routeWeights("web", "web-stable", "web-canary"); c != 0 || st == 0 {
-		t.Errorf("after rollback the route sends stable %d, canary %d", st, c)
-	}
-	if s.hasPipitRule("web") {
-		t.Errorf("after rollback pipit's override rule still sends requests to the canary")
-	}
-	s.waitDeployment("web-canary", "the canary scaled to zero", func(d *appsv1.Deployment) bool {
+	s.routeAllStable("after rollback")
+	s.WaitDeployment("web-canary", "the canary scaled to zero", func(d *appsv1.Deployment) bool {
 		return ptr.Deref(d.Spec.Replicas, 1) == 0
 	})
-	if img := s.deployment("web-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:v1" {
+	if img := s.Deployment("web-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:v1" {
 		t.Errorf("stable copy runs %s after a rollback", img)
 	}
 	ev := s.waitEvent("web", "RollingBack")
@@ -236,76 +229,87 @@ func TestGatewayAPIRollsBackOnFailingMetric(t *testing.T) {
 
 func TestIstioPromotesAndRollsBack(t *testing.T) {
 	t.Parallel()
-	s := newScenario(t)
-	s.createDeployment("web", "registry.example/web:v1", 2)
-	s.createRollout(istioRollout)
-	s.startController()
-	s.installed("registry.example/web:v1")
+	s, _ := installedScenario(t, istioSpec)
 
 	rec := recordWeights(func() (int64, bool) {
 		st, c, ok := s.virtualServiceWeights("web", "web-stable", "web-canary")
 		return percentOf(st, c), ok
 	})
-	s.setImage("web", "registry.example/web:v2")
-	s.waitRollout("web", "v2 promoted", func(r *v1alpha1.Rollout) bool {
+	s.SetImage("web", "registry.example/web:v2")
+	s.WaitRollout("web", "v2 promoted", func(r *v1alpha1.Rollout) bool {
 		return r.Status.Phase == v1alpha1.PhaseSucceeded && r.Status.Stable != nil && strings.Contains(r.Status.Stable.Version, "web:v2")
 	})
 	if seen := rec.values(); !containsInOrder(seen, 20, 50) {
 		t.Errorf("VirtualService canary shares seen %v, want 20 then 50", seen)
 	}
-	if st, c, _ := s.virtualServiceWeights("web", "web-stable", "web-canary"); st != 100 || c != 0 {
-		t.Errorf("after promotion the VirtualService sends stable %d, canary %d", st, c)
-	}
+	s.virtualServiceAllStable("after promotion")
 
 	s.metric.Store(50.0)
-	s.setImage("web", "registry.example/web:v3")
-	r := s.waitPhase("web", v1alpha1.PhaseRolledBack)
+	s.SetImage("web", "registry.example/web:v3")
+	r := s.WaitPhase("web", v1alpha1.PhaseRolledBack)
 	if r.Status.Rollback == nil || r.Status.Rollback.Metric != "success-rate" {
 		t.Errorf("rollback %+v does not name the metric", r.Status.Rollback)
 	}
-	if st, c, _ := s.virtualServiceWeights("web", "web-stable", "web-canary"); st != 100 || c != 0 {
-		t.Errorf("after rollback the VirtualService sends stable %d, canary %d", st, c)
-	}
-	if img := s.deployment("web-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:v2" {
+	s.virtualServiceAllStable("after rollback")
+	if img := s.Deployment("web-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:v2" {
 		t.Errorf("stable copy runs %s after the v3 rollback, want v2", img)
 	}
 }
 
 func TestReplicaSplitWithoutRouter(t *testing.T) {
 	t.Parallel()
-	s := newScenario(t)
-	s.createDeployment("web", "registry.example/web:v1", 4)
-	s.createRollout(`
-apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  targetRef: {name: web}
+	s := startedScenario(t, 4, `
   strategy:
     steps:
       - setWeight: 50
       - pause: {}
 `)
-	s.startController()
-	s.waitRollout("web", "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
-	s.setImage("web", "registry.example/web:v2")
-	s.waitPhase("web", v1alpha1.PhaseAwaitingDecision)
-	canary := s.waitDeployment("web-canary", "half the replicas", func(d *appsv1.Deployment) bool {
+	s.WaitInstalled("web")
+	s.SetImage("web", "registry.example/web:v2")
+	s.WaitPhase("web", v1alpha1.PhaseAwaitingDecision)
+	canary := s.WaitDeployment("web-canary", "half the replicas", func(d *appsv1.Deployment) bool {
 		return ptr.Deref(d.Spec.Replicas, 0) == 2
 	})
 	if img := canary.Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:v2" {
 		t.Errorf("canary copy runs %s", img)
 	}
-	if got := ptr.Deref(s.deployment("web-stable").Spec.Replicas, 0); got != 2 {
-		t.Errorf("stable copy has %d replicas at 50%%, want 2", got)
-	}
+	s.WaitDeployment("web-stable", "2 stable replicas at 50%", func(d *appsv1.Deployment) bool {
+		return ptr.Deref(d.Spec.Replicas, 0) == 2
+	})
+}
+
+// routeAllStable waits until the HTTPRoute sends everything to stable and
+// holds no rule of pipit's: after a rollout ends nobody reaches the canary.
+func (s *scenario) routeAllStable(when string) {
+	s.T.Helper()
+	s.Eventually(when+": the route sends all to stable, without pipit's rules", func(context.Context) error {
+		if st, c, _ := s.routeWeights("web", "web-stable", "web-canary"); c != 0 || st == 0 {
+			return fmt.Errorf("stable %d, canary %d", st, c)
+		}
+		if s.hasPipitRule("web") {
+			return errors.New("pipit's override rule is still in the route")
+		}
+		return nil
+	})
+}
+
+// virtualServiceAllStable waits until the VirtualService sends all to
+// stable.
+func (s *scenario) virtualServiceAllStable(when string) {
+	s.T.Helper()
+	s.Eventually(when+": the VirtualService sends all to stable", func(context.Context) error {
+		if st, c, _ := s.virtualServiceWeights("web", "web-stable", "web-canary"); st != 100 || c != 0 {
+			return fmt.Errorf("stable %d, canary %d", st, c)
+		}
+		return nil
+	})
 }
 
 // hasPipitRule reports whether the HTTPRoute holds a rule pipit added.
 func (s *scenario) hasPipitRule(route string) bool {
-	s.t.Helper()
+	s.T.Helper()
 	var hr gatewayv1.HTTPRoute
-	if err := s.kc.Get(s.ctx(), s.key(route), &hr); err != nil {
+	if err := s.Client.Get(s.Ctx(), s.Key(route), &hr); err != nil {
 		return false
 	}
 	return slices.ContainsFunc(hr.Spec.Rules, func(rule gatewayv1.HTTPRouteRule) bool {
@@ -325,14 +329,7 @@ func containsInOrder(seen []int64, want ...int64) bool {
 
 func TestNewTemplateMidRolloutRestartsAnalysis(t *testing.T) {
 	t.Parallel()
-	s := newScenario(t)
-	s.createDeployment("web", "registry.example/web:v1", 2)
-	s.createRollout(`
-apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  targetRef: {name: web}
+	s := startedScenario(t, 2, `
   kubernetes:
     router:
       gatewayAPI:
@@ -344,14 +341,13 @@ spec:
       - setWeight: 40
       - pause: {}
 `)
-	s.startController()
-	s.waitRollout("web", "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
-	s.setImage("web", "registry.example/web:v2")
-	s.waitRollout("web", "v2 waiting at 40%", func(r *v1alpha1.Rollout) bool {
+	s.WaitInstalled("web")
+	s.SetImage("web", "registry.example/web:v2")
+	s.WaitRollout("web", "v2 waiting at 40%", func(r *v1alpha1.Rollout) bool {
 		return r.Status.Phase == v1alpha1.PhaseAwaitingDecision && r.Status.CurrentStep == 3
 	})
-	s.setImage("web", "registry.example/web:v3")
-	r := s.waitRollout("web", "v3 waiting at 40%", func(r *v1alpha1.Rollout) bool {
+	s.SetImage("web", "registry.example/web:v3")
+	r := s.WaitRollout("web", "v3 waiting at 40%", func(r *v1alpha1.Rollout) bool {
 		return r.Status.Canary != nil && strings.Contains(r.Status.Canary.Version, "web:v3") &&
 			r.Status.Phase == v1alpha1.PhaseAwaitingDecision && r.Status.CurrentStep == 3
 	})
@@ -362,7 +358,7 @@ spec:
 		}
 	}
 	if !restarted {
-		t.Errorf("no CanaryReplaced in the history:\n%s", history(r))
+		t.Errorf("no CanaryReplaced in the history:\n%s", kubefixture.History(r))
 	}
 	// The steps ran again for v3: 20% came back after the replacement.
 	var after []v1alpha1.Percent
@@ -376,7 +372,7 @@ spec:
 	if len(after) < 2 || after[0] != v1alpha1.PercentOf(20) {
 		t.Errorf("weights after the new template: %v, want the steps again from 20%%", after)
 	}
-	s.waitDeployment("web-canary", "the canary copy on v3", func(d *appsv1.Deployment) bool {
+	s.WaitDeployment("web-canary", "the canary copy on v3", func(d *appsv1.Deployment) bool {
 		return d.Spec.Template.Spec.Containers[0].Image == "registry.example/web:v3"
 	})
 }
@@ -384,28 +380,23 @@ spec:
 func TestInvalidRolloutIsRefusedOrReportedNeverHalfApplied(t *testing.T) {
 	t.Parallel()
 	s := newScenario(t)
-	s.createDeployment("web", "registry.example/web:v1", 2)
+	s.CreateDeployment("web", "registry.example/web:v1", 2)
 	s.startController()
 
 	// What the schema can tell, the API server refuses.
 	var both v1alpha1.Rollout
-	both.Name, both.Namespace = "both", s.ns
+	both.Name, both.Namespace = "both", s.Namespace
 	both.Spec.TargetRef = &v1alpha1.TargetRef{Name: "web"}
 	both.Spec.Service = &v1alpha1.ServiceSpec{Listen: ":8080", Stable: v1alpha1.Upstream{URL: "http://127.0.0.1:1"}}
 	both.Spec.Strategy.Steps = []v1alpha1.Step{{SetWeight: ptr.To(v1alpha1.PercentOf(10))}}
-	err := s.kc.Create(s.ctx(), &both)
+	err := s.Client.Create(s.Ctx(), &both)
 	if err == nil || !strings.Contains(err.Error(), "not both") {
 		t.Errorf("a Rollout with service and targetRef: %v, want the API server to refuse it", err)
 	}
 
 	// What needs pipit's rules, the controller reports in the status and
 	// does not act on.
-	s.createRollout(`
-apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  targetRef: {name: web}
+	s.CreateRollout("web", `
   strategy:
     steps:
       - setWeight: 20
@@ -414,7 +405,7 @@ spec:
       - name: request-success-rate
         thresholdRange: {min: 99}
 `)
-	r := s.waitRollout("web", "the Stalled condition", func(r *v1alpha1.Rollout) bool {
+	r := s.WaitRollout("web", "the Stalled condition", func(r *v1alpha1.Rollout) bool {
 		c := meta.FindStatusCondition(r.Status.Conditions, ConditionStalled)
 		return c != nil && c.Status == "True"
 	})
@@ -426,10 +417,10 @@ spec:
 		t.Errorf("an invalid rollout was installed: %+v", r.Status.Stable)
 	}
 	time.Sleep(time.Second) // give a wrong controller the time to act
-	if d := s.deployment("web-stable"); d != nil {
+	if s.Found("web-stable", &appsv1.Deployment{}) {
 		t.Errorf("an invalid rollout created the stable copy")
 	}
-	if got := ptr.Deref(s.deployment("web").Spec.Replicas, 0); got != 2 {
+	if got := ptr.Deref(s.Deployment("web").Spec.Replicas, 0); got != 2 {
 		t.Errorf("an invalid rollout scaled the user's Deployment to %d", got)
 	}
 }

@@ -6,11 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -18,10 +15,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -29,31 +22,13 @@ import (
 	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/target"
-	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
-)
-
-// crdPath is the Rollout CRD, seen from this package's directory.
-var crdPath = filepath.Join("..", "..", "..", "deploy", "kubernetes", "crd", "pipit.dev_rollouts.yaml")
-
-const (
-	callTimeout = 30 * time.Second
-	// waitTimeout bounds a wait for the cluster's controllers; generous,
-	// as the machine is shared.
-	waitTimeout = 2 * time.Minute
-	pollEvery   = 200 * time.Millisecond
-)
-
-var (
-	crdOnce sync.Once
-	crdErr  error
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 // env is one test's namespace with the user's Deployment "web", a Rollout
 // "web" owning what pipit creates, and the target under test.
 type env struct {
-	t       *testing.T
-	c       client.Client
-	ns      string
+	*kubefixture.Env
 	rollout *v1alpha1.Rollout
 	d       *target.Deployment
 }
@@ -62,40 +37,15 @@ type env struct {
 // the Rollout, whose spec.kubernetes is k (nil for the defaults).
 func newEnv(t *testing.T, dep *appsv1.Deployment, k *v1alpha1.KubernetesSpec) *env {
 	t.Helper()
-	cluster := kubecluster.Start(t)
-	crdOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		crdErr = cluster.InstallCRDs(ctx, crdPath)
-	})
-	if crdErr != nil {
-		t.Fatalf("install the Rollout CRD: %v", crdErr)
-	}
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	if err := v1alpha1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(cluster.RESTConfig(), client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &env{t: t, c: c, ns: cluster.Namespace(t)}
-	dep.Namespace = e.ns
-	if err := c.Create(e.ctx(), dep); err != nil {
-		t.Fatalf("create the user's Deployment: %v", err)
-	}
+	e := &env{Env: kubefixture.New(t)}
+	e.Create(dep)
 	e.rollout = &v1alpha1.Rollout{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: e.ns},
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec:       v1alpha1.RolloutSpec{TargetRef: &v1alpha1.TargetRef{Name: dep.Name}, Kubernetes: k},
 	}
-	if err := c.Create(e.ctx(), e.rollout); err != nil {
-		t.Fatalf("create the Rollout: %v", err)
-	}
+	e.Create(e.rollout)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.d = target.NewDeployment(c, e.rollout, spec.ResolveKubernetes(e.rollout), log)
+	e.d = target.NewDeployment(e.Client, e.rollout, spec.ResolveKubernetes(e.rollout), log)
 	return e
 }
 
@@ -123,46 +73,14 @@ func webDeployment(image string, replicas, deadlineSeconds int32) *appsv1.Deploy
 	}
 }
 
-// ctx is a context for one call, or a few, to the API server.
-func (e *env) ctx() context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
-	e.t.Cleanup(cancel)
-	return ctx
-}
-
-func (e *env) deployment(name string) *appsv1.Deployment {
-	e.t.Helper()
-	var d appsv1.Deployment
-	if err := e.c.Get(e.ctx(), types.NamespacedName{Namespace: e.ns, Name: name}, &d); err != nil {
-		e.t.Fatalf("get Deployment %s: %v", name, err)
-	}
-	return &d
-}
-
-// eventually polls cond until it holds, failing the test with what it
-// last said otherwise.
-func (e *env) eventually(what string, cond func(ctx context.Context) error) {
-	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	var last error
-	err := wait.PollUntilContextCancel(ctx, pollEvery, true, func(ctx context.Context) (bool, error) {
-		last = cond(ctx)
-		return last == nil, nil
-	})
-	if err != nil {
-		e.t.Fatalf("%s: %v (last: %v)", what, err, last)
-	}
-}
-
 // untilReady calls step until it stops answering ErrNotReady; any other
 // error fails the test.
 func (e *env) untilReady(what string, step func(ctx context.Context) error) {
-	e.t.Helper()
-	e.eventually(what, func(ctx context.Context) error {
+	e.T.Helper()
+	e.Eventually(what, func(ctx context.Context) error {
 		err := step(ctx)
 		if err != nil && !errors.Is(err, target.ErrNotReady) {
-			e.t.Fatalf("%s: %v", what, err)
+			e.T.Fatalf("%s: %v", what, err)
 		}
 		return err
 	})
@@ -172,7 +90,7 @@ func (e *env) untilReady(what string, step func(ctx context.Context) error) {
 // all available.
 func (e *env) rolledOut(ctx context.Context, name string, want int32) error {
 	var d appsv1.Deployment
-	if err := e.c.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: name}, &d); err != nil {
+	if err := e.Client.Get(ctx, e.Key(name), &d); err != nil {
 		return err
 	}
 	s := d.Status
@@ -193,18 +111,11 @@ func replicasOf(d *appsv1.Deployment) int32 {
 // setImage plays the user changing the image of their Deployment, and
 // returns the version it now describes.
 func (e *env) setImage(change func(*corev1.PodSpec)) v1alpha1.VersionRef {
-	e.t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		d := e.deployment("web")
-		change(&d.Spec.Template.Spec)
-		return e.c.Update(e.ctx(), d)
-	})
+	e.T.Helper()
+	e.UpdateDeployment("web", func(d *appsv1.Deployment) { change(&d.Spec.Template.Spec) })
+	v, err := e.d.Desired(e.Ctx())
 	if err != nil {
-		e.t.Fatalf("update the user's Deployment: %v", err)
-	}
-	v, err := e.d.Desired(e.ctx())
-	if err != nil {
-		e.t.Fatalf("Desired: %v", err)
+		e.T.Fatalf("Desired: %v", err)
 	}
 	return v
 }
@@ -213,7 +124,7 @@ func (e *env) setImage(change func(*corev1.PodSpec)) v1alpha1.VersionRef {
 // Service: proof that its selector picks the pods it should.
 func (e *env) wantEndpoints(ctx context.Context, service string, want int) error {
 	var slices discoveryv1.EndpointSliceList
-	if err := e.c.List(ctx, &slices, client.InNamespace(e.ns), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
+	if err := e.Client.List(ctx, &slices, client.InNamespace(e.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
 		return err
 	}
 	n := 0
@@ -233,7 +144,7 @@ func (e *env) wantEndpoints(ctx context.Context, service string, want int) error
 // podImages lists the images of the pods with the labels, deduplicated.
 func (e *env) podImages(ctx context.Context, labels map[string]string) (map[string]int, error) {
 	var pods corev1.PodList
-	if err := e.c.List(ctx, &pods, client.InNamespace(e.ns), client.MatchingLabels(labels)); err != nil {
+	if err := e.Client.List(ctx, &pods, client.InNamespace(e.Namespace), client.MatchingLabels(labels)); err != nil {
 		return nil, err
 	}
 	out := map[string]int{}
@@ -247,9 +158,9 @@ func (e *env) podImages(ctx context.Context, labels map[string]string) (map[stri
 
 func TestRolloutThroughTheCopies(t *testing.T) {
 	e := newEnv(t, webDeployment("registry.example/web:v1", 4, 600), nil)
-	e.eventually("the user's Deployment rolls out", func(ctx context.Context) error { return e.rolledOut(ctx, "web", 4) })
+	e.Eventually("the user's Deployment rolls out", func(ctx context.Context) error { return e.rolledOut(ctx, "web", 4) })
 
-	v1, err := e.d.Desired(e.ctx())
+	v1, err := e.d.Desired(e.Ctx())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,15 +168,15 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 		t.Fatalf("Desired = %+v", v1)
 	}
 	e.untilReady("Install", func(ctx context.Context) error { return e.d.Install(ctx, v1) })
-	if err := e.rolledOut(e.ctx(), "web-stable", 4); err != nil {
+	if err := e.rolledOut(e.Ctx(), "web-stable", 4); err != nil {
 		t.Fatalf("Install returned before the stable copy rolled out: %v", err)
 	}
-	web := e.deployment("web")
+	web := e.Deployment("web")
 	if *web.Spec.Replicas != 0 || web.Annotations[target.AnnotationOriginalReplicas] != "4" {
 		t.Fatalf("the user's Deployment has %d replicas, original-replicas %q; want 0 and 4",
 			*web.Spec.Replicas, web.Annotations[target.AnnotationOriginalReplicas])
 	}
-	stable := e.deployment("web-stable")
+	stable := e.Deployment("web-stable")
 	if stable.Annotations["team"] != "shop" || stable.Labels["app.kubernetes.io/name"] != "web" ||
 		stable.Labels[target.LabelManagedBy] != target.ManagedBy || stable.Annotations[target.AnnotationTemplateHash] != v1.Template {
 		t.Errorf("stable copy metadata: labels %v, annotations %v", stable.Labels, stable.Annotations)
@@ -280,7 +191,7 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 	}
 	for name, sel := range wantSelectors {
 		var svc corev1.Service
-		if err := e.c.Get(e.ctx(), types.NamespacedName{Namespace: e.ns, Name: name}, &svc); err != nil {
+		if err := e.Client.Get(e.Ctx(), e.Key(name), &svc); err != nil {
 			t.Fatalf("Service %s: %v", name, err)
 		}
 		if !maps.Equal(svc.Spec.Selector, sel) || svc.Spec.Ports[0].TargetPort.IntValue() != 8080 || svc.Spec.ClusterIP == "" {
@@ -288,11 +199,11 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 		}
 	}
 	for _, svc := range []string{"web", "web-stable"} {
-		e.eventually("Service "+svc+" lists the stable copy's 4 pods", func(ctx context.Context) error {
+		e.Eventually("Service "+svc+" lists the stable copy's 4 pods", func(ctx context.Context) error {
 			return e.wantEndpoints(ctx, svc, 4)
 		})
 	}
-	if o := e.d.Observe(e.ctx()); o.StableVersion != v1.Template || o.CanaryVersion != "" {
+	if o := e.d.Observe(e.Ctx()); o.StableVersion != v1.Template || o.CanaryVersion != "" {
 		t.Errorf("installed: Observe = %+v, want stable %s and no canary", o, v1.Template)
 	}
 
@@ -302,18 +213,18 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 	if v2.Template == v1.Template {
 		t.Fatal("a new image did not change the template hash")
 	}
-	if err := e.d.DeployCanary(e.ctx(), v2); err != nil {
+	if err := e.d.DeployCanary(e.Ctx(), v2); err != nil {
 		t.Fatal(err)
 	}
-	e.eventually("the canary is up", func(ctx context.Context) error { return wantCanaryUp(e.d.Observe(ctx), v2) })
-	if got := *e.deployment("web-canary").Spec.Replicas; got != 1 {
+	e.Eventually("the canary is up", func(ctx context.Context) error { return wantCanaryUp(e.d.Observe(ctx), v2) })
+	if got := *e.Deployment("web-canary").Spec.Replicas; got != 1 {
 		t.Errorf("canary runs %d replicas at 0%%, want 1", got)
 	}
 
-	if err := e.d.ScaleForWeight(e.ctx(), v1alpha1.PercentOf(50)); err != nil {
+	if err := e.d.ScaleForWeight(e.Ctx(), v1alpha1.PercentOf(50)); err != nil {
 		t.Fatal(err)
 	}
-	e.eventually("half the replicas run the canary", func(ctx context.Context) error {
+	e.Eventually("half the replicas run the canary", func(ctx context.Context) error {
 		if err := e.rolledOut(ctx, "web-stable", 2); err != nil {
 			return err
 		}
@@ -322,7 +233,7 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 		}
 		return wantCanaryUp(e.d.Observe(ctx), v2)
 	})
-	e.eventually("the apex Service lists both versions' pods", func(ctx context.Context) error {
+	e.Eventually("the apex Service lists both versions' pods", func(ctx context.Context) error {
 		if err := e.wantEndpoints(ctx, "web-canary", 2); err != nil {
 			return err
 		}
@@ -331,19 +242,19 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 
 	// Promotion: all replicas to the canary, then the stable copy takes
 	// its template.
-	if err := e.d.ScaleForWeight(e.ctx(), v1alpha1.FullWeight); err != nil {
+	if err := e.d.ScaleForWeight(e.Ctx(), v1alpha1.FullWeight); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.d.Promote(e.ctx(), v2); err != nil {
+	if err := e.d.Promote(e.Ctx(), v2); err != nil {
 		t.Fatal(err)
 	}
-	e.eventually("the stable copy serves v2", func(ctx context.Context) error {
+	e.Eventually("the stable copy serves v2", func(ctx context.Context) error {
 		if o := e.d.Observe(ctx); o.StableVersion != v2.Template {
 			return fmt.Errorf("Observe = %+v", o)
 		}
 		return nil
 	})
-	e.eventually("every stable pod runs v2", func(ctx context.Context) error {
+	e.Eventually("every stable pod runs v2", func(ctx context.Context) error {
 		images, err := e.podImages(ctx, map[string]string{target.LabelRole: target.RoleStable})
 		if err == nil && !maps.Equal(images, map[string]int{"registry.example/web:v2": 4}) {
 			err = fmt.Errorf("stable pods run %v", images)
@@ -351,23 +262,23 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 		return err
 	})
 
-	if err := e.d.ScaleForWeight(e.ctx(), 0); err != nil {
+	if err := e.d.ScaleForWeight(e.Ctx(), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.d.RetireCanary(e.ctx(), v2); err != nil {
+	if err := e.d.RetireCanary(e.Ctx(), v2); err != nil {
 		t.Fatal(err)
 	}
-	e.eventually("the canary copy has no pods left", func(ctx context.Context) error {
-		d := e.deployment("web-canary")
+	e.Eventually("the canary copy has no pods left", func(ctx context.Context) error {
+		d := e.Deployment("web-canary")
 		if *d.Spec.Replicas != 0 || d.Status.Replicas != 0 {
 			return fmt.Errorf("canary spec %d, status %+v", *d.Spec.Replicas, d.Status)
 		}
 		return nil
 	})
-	if o := e.d.Observe(e.ctx()); o.CanaryVersion != "" || o.StableVersion != v2.Template {
+	if o := e.d.Observe(e.Ctx()); o.CanaryVersion != "" || o.StableVersion != v2.Template {
 		t.Errorf("after the canary was retired: Observe = %+v", o)
 	}
-	if err := e.rolledOut(e.ctx(), "web-stable", 4); err != nil {
+	if err := e.rolledOut(e.Ctx(), "web-stable", 4); err != nil {
 		t.Errorf("stable copy after the rollout: %v", err)
 	}
 
@@ -376,16 +287,16 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 	e.untilReady("Release", e.d.Release)
 	// Removing pipit's annotation is a new generation of the Deployment,
 	// which its controller observes in a moment.
-	e.eventually("the released Deployment serves", func(ctx context.Context) error { return e.rolledOut(ctx, "web", 4) })
+	e.Eventually("the released Deployment serves", func(ctx context.Context) error { return e.rolledOut(ctx, "web", 4) })
 	// Until the copies go, the apex Service reaches both the user's pods
 	// and the stable copy's: the hand-over drops no capacity.
-	e.eventually("the apex Service lists the user's and the stable copy's pods", func(ctx context.Context) error {
+	e.Eventually("the apex Service lists the user's and the stable copy's pods", func(ctx context.Context) error {
 		return e.wantEndpoints(ctx, "web", 8)
 	})
-	if _, ok := e.deployment("web").Annotations[target.AnnotationOriginalReplicas]; ok {
+	if _, ok := e.Deployment("web").Annotations[target.AnnotationOriginalReplicas]; ok {
 		t.Error("the released Deployment keeps the original-replicas annotation")
 	}
-	if err := e.c.Delete(e.ctx(), e.rollout); err != nil {
+	if err := e.Client.Delete(e.Ctx(), e.rollout); err != nil {
 		t.Fatal(err)
 	}
 	gone := []client.Object{
@@ -396,8 +307,8 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web-canary"}},
 	}
 	for _, obj := range gone {
-		e.eventually(fmt.Sprintf("%T %s is garbage collected", obj, obj.GetName()), func(ctx context.Context) error {
-			err := e.c.Get(ctx, types.NamespacedName{Namespace: e.ns, Name: obj.GetName()}, obj)
+		e.Eventually(fmt.Sprintf("%T %s is garbage collected", obj, obj.GetName()), func(ctx context.Context) error {
+			err := e.Client.Get(ctx, e.Key(obj.GetName()), obj)
 			if apierrors.IsNotFound(err) {
 				return nil
 			}
@@ -407,7 +318,7 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 			return err
 		})
 	}
-	if err := e.rolledOut(e.ctx(), "web", 4); err != nil {
+	if err := e.rolledOut(e.Ctx(), "web", 4); err != nil {
 		t.Errorf("the user's Deployment after the Rollout went: %v", err)
 	}
 }
@@ -422,7 +333,7 @@ func wantCanaryUp(o engine.Observed, v v1alpha1.VersionRef) error {
 func TestCanaryThatCannotBeScheduledIsDown(t *testing.T) {
 	gateway := &v1alpha1.KubernetesSpec{Router: &v1alpha1.KubernetesRouter{GatewayAPI: &v1alpha1.GatewayAPIRouter{}}}
 	e := newEnv(t, webDeployment("registry.example/web:v1", 1, 5), gateway)
-	v1, err := e.d.Desired(e.ctx())
+	v1, err := e.d.Desired(e.Ctx())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -434,16 +345,16 @@ func TestCanaryThatCannotBeScheduledIsDown(t *testing.T) {
 		p.Containers[0].Image = "registry.example/web:v2"
 		p.NodeSelector = map[string]string{"pipit.dev/test-zone": "nowhere"}
 	})
-	if err := e.d.DeployCanary(e.ctx(), v2); err != nil {
+	if err := e.d.DeployCanary(e.Ctx(), v2); err != nil {
 		t.Fatal(err)
 	}
-	if got := *e.deployment("web-canary").Spec.Replicas; got != 1 {
+	if got := *e.Deployment("web-canary").Spec.Replicas; got != 1 {
 		t.Errorf("canary runs %d replicas, want the stable copy's 1", got)
 	}
-	if o := e.d.Observe(e.ctx()); o.CanaryHealth == engine.HealthUp {
+	if o := e.d.Observe(e.Ctx()); o.CanaryHealth == engine.HealthUp {
 		t.Fatalf("an unschedulable canary is up: %+v", o)
 	}
-	e.eventually("the canary is down for good", func(ctx context.Context) error {
+	e.Eventually("the canary is down for good", func(ctx context.Context) error {
 		o := e.d.Observe(ctx)
 		if o.CanaryVersion != v2.Template || o.CanaryHealth != engine.HealthDown || !o.CanaryFailed {
 			return fmt.Errorf("Observe = %+v", o)
@@ -453,22 +364,22 @@ func TestCanaryThatCannotBeScheduledIsDown(t *testing.T) {
 		}
 		return nil
 	})
-	if o := e.d.Observe(e.ctx()); o.StableVersion != v1.Template {
+	if o := e.d.Observe(e.Ctx()); o.StableVersion != v1.Template {
 		t.Errorf("a failing canary moved the stable version: %+v", o)
 	}
 
 	// The rollback retires it; the stable copy never stopped serving.
-	if err := e.d.RetireCanary(e.ctx(), v2); err != nil {
+	if err := e.d.RetireCanary(e.Ctx(), v2); err != nil {
 		t.Fatal(err)
 	}
-	e.eventually("the failed canary has no pods left", func(ctx context.Context) error {
+	e.Eventually("the failed canary has no pods left", func(ctx context.Context) error {
 		images, err := e.podImages(ctx, map[string]string{target.LabelRole: target.RoleCanary})
 		if err == nil && len(images) != 0 {
 			err = fmt.Errorf("canary pods: %v", images)
 		}
 		return err
 	})
-	if err := e.rolledOut(e.ctx(), "web-stable", 1); err != nil {
+	if err := e.rolledOut(e.Ctx(), "web-stable", 1); err != nil {
 		t.Errorf("stable copy: %v", err)
 	}
 }
@@ -476,29 +387,29 @@ func TestCanaryThatCannotBeScheduledIsDown(t *testing.T) {
 func TestAutoscaledDeploymentKeepsItsAutoscaler(t *testing.T) {
 	e := newEnv(t, webDeployment("registry.example/web:v1", 1, 600), nil)
 	users := &autoscalingv2.HorizontalPodAutoscaler{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: e.ns},
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: e.Namespace},
 		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
 			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
 			MinReplicas:    new(int32(2)),
 			MaxReplicas:    5,
 		},
 	}
-	if err := e.c.Create(e.ctx(), users); err != nil {
+	if err := e.Client.Create(e.Ctx(), users); err != nil {
 		t.Fatal(err)
 	}
 	// The autoscaler raises the user's Deployment to its minimum (it
 	// needs no metrics for that): it works in this cluster.
-	e.eventually("the autoscaler scales the user's Deployment to 2", func(ctx context.Context) error {
+	e.Eventually("the autoscaler scales the user's Deployment to 2", func(ctx context.Context) error {
 		return e.rolledOut(ctx, "web", 2)
 	})
-	v1, err := e.d.Desired(e.ctx())
+	v1, err := e.d.Desired(e.Ctx())
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.untilReady("Install", func(ctx context.Context) error { return e.d.Install(ctx, v1) })
 
 	var copied autoscalingv2.HorizontalPodAutoscaler
-	if err := e.c.Get(e.ctx(), types.NamespacedName{Namespace: e.ns, Name: "web-stable"}, &copied); err != nil {
+	if err := e.Client.Get(e.Ctx(), e.Key("web-stable"), &copied); err != nil {
 		t.Fatalf("the stable copy's autoscaler: %v", err)
 	}
 	if ref := copied.Spec.ScaleTargetRef; ref.Kind != "Deployment" || ref.Name != "web-stable" || *copied.Spec.MinReplicas != 2 || copied.Spec.MaxReplicas != 5 {
@@ -509,28 +420,28 @@ func TestAutoscaledDeploymentKeepsItsAutoscaler(t *testing.T) {
 	// the stable copy, and pipit leaves the replicas to it.
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var h autoscalingv2.HorizontalPodAutoscaler
-		if err := e.c.Get(e.ctx(), types.NamespacedName{Namespace: e.ns, Name: "web"}, &h); err != nil {
+		if err := e.Client.Get(e.Ctx(), e.Key("web"), &h); err != nil {
 			return err
 		}
 		h.Spec.MinReplicas = new(int32(3))
-		return e.c.Update(e.ctx(), &h)
+		return e.Client.Update(e.Ctx(), &h)
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.d.Promote(e.ctx(), v1); err != nil {
+	if err := e.d.Promote(e.Ctx(), v1); err != nil {
 		t.Fatal(err)
 	}
-	e.eventually("the autoscaler scales the stable copy to 3", func(ctx context.Context) error {
+	e.Eventually("the autoscaler scales the stable copy to 3", func(ctx context.Context) error {
 		return e.rolledOut(ctx, "web-stable", 3)
 	})
-	if err := e.d.Promote(e.ctx(), v1); err != nil {
+	if err := e.d.Promote(e.Ctx(), v1); err != nil {
 		t.Fatal(err)
 	}
-	if got := *e.deployment("web-stable").Spec.Replicas; got != 3 {
+	if got := *e.Deployment("web-stable").Spec.Replicas; got != 3 {
 		t.Errorf("Promote set the autoscaled stable copy to %d replicas, want the autoscaler's 3", got)
 	}
-	if got := *e.deployment("web").Spec.Replicas; got != 0 {
+	if got := *e.Deployment("web").Spec.Replicas; got != 0 {
 		t.Errorf("the user's autoscaled Deployment has %d replicas, want 0 while pipit serves", got)
 	}
 }

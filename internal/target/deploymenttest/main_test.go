@@ -4,13 +4,12 @@
 package deploymenttest
 
 import (
-	"os"
 	"testing"
 
 	"github.com/go-logr/logr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 // TestMain stops the cluster the tests of this package share after they
@@ -18,7 +17,5 @@ import (
 // through slog.
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard())
-	code := m.Run()
-	kubecluster.StopShared()
-	os.Exit(code)
+	kubefixture.Main(m)
 }
