@@ -16,6 +16,8 @@ func init() { register(newControllerCmd) }
 func newControllerCmd(*globals) *cobra.Command {
 	var o kube.Options
 	var kubeconfig, kubeContext, logLevel string
+	var qps float32
+	var burst int
 	cmd := &cobra.Command{
 		Use:   "controller [--kubeconfig FILE] [--leader-elect] [--namespace NS]",
 		Short: "Run the Kubernetes controller: reconcile Rollout resources",
@@ -40,6 +42,9 @@ and Deployment with: kubectl apply -k deploy/kubernetes`,
 			if err != nil {
 				return BadInputf("reaching the cluster: %v", err)
 			}
+			// client-go's own default (5 requests/s) would queue a
+			// few hundred rollouts' steps behind its rate limiter.
+			cfg.QPS, cfg.Burst = qps, burst
 			o.Config = cfg
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -64,6 +69,8 @@ and Deployment with: kubectl apply -k deploy/kubernetes`,
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 turns it off)")
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (empty turns them off)")
 	f.IntVar(&o.Concurrency, "concurrency", 8, "rollouts reconciled at once")
+	f.Float32Var(&qps, "kube-api-qps", 50, "requests per second to the API server, sustained")
+	f.IntVar(&burst, "kube-api-burst", 100, "requests to the API server in a burst")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

@@ -109,9 +109,12 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	logger := logr.FromSlogHandler(log.Handler())
+	// controller-runtime's packages log through its global logger too.
+	ctrl.SetLogger(logger)
 	mo := ctrl.Options{
 		Scheme:                  Scheme(),
-		Logger:                  logr.FromSlogHandler(log.Handler()),
+		Logger:                  logger,
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
 		LeaderElection:          o.LeaderElection,
