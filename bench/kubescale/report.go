@@ -26,12 +26,15 @@ type report struct {
 	Machine    string // "2 CPUs (AMD EPYC)"
 	LoadBefore string // /proc/loadavg's first three fields
 	LoadAfter  string
-	Command    string
+	Command    string // what the report cites
+	Benchmark  string // the go test command behind it
 
 	Rollouts    int
 	Pause       time.Duration
 	Bound       time.Duration // how long the benchmark waits for all to succeed
+	Controller  string        // which program ran the controller
 	Concurrency string        // the controller's --concurrency, as run
+	LogLevel    string        // the controller's --log-level
 	Phases      map[v1alpha1.Phase]int
 	Succeeded   int
 	TimedOut    bool
@@ -47,7 +50,7 @@ type report struct {
 	Requests         float64 // the controller's API requests in the window
 	RequestsByMethod map[string]float64
 	RequestsByCode   map[string]float64
-	PeakRequestRate  float64 // highest rate over one sampling interval
+	PeakRequestRate  float64            // highest rate over one sampling interval
 	Reconciles       map[string]float64 // by result
 	ReconcileErrors  float64
 	MaxQueueDepth    float64
@@ -85,8 +88,8 @@ func serverLoad(before, after metrics, top int) []resourceLoad {
 				byResource[res] = l
 			}
 			l.Total += sign * s.value
-			switch s.labels["verb"] {
-			case "CREATE", "UPDATE", "PATCH", "DELETE", "APPLY":
+			switch s.labels["verb"] { // the HTTP verbs, and APPLY for server-side apply
+			case "POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY":
 				l.Writes += sign * s.value
 			}
 			if s.labels["code"] == "409" {
@@ -149,6 +152,7 @@ var (
 // different rollouts count as one message.
 func summariseLog(text, ns string) logSummary {
 	s := logSummary{ByLevel: map[string]int{}, Messages: map[string]int{}}
+	inBlock := false // within lines that are not JSON, such as a stack trace
 	for line := range strings.Lines(text) {
 		line = strings.TrimSpace(line)
 		if line == "" {
@@ -162,10 +166,15 @@ func summariseLog(text, ns string) logSummary {
 			Error string `json:"error"`
 		}
 		if json.Unmarshal([]byte(line), &rec) != nil {
-			s.ByLevel["(not JSON)"]++
-			s.Messages["(not JSON) "+truncate(line, 160)]++
+			// A block of such lines counts once, under its first line.
+			if !inBlock {
+				s.ByLevel["not JSON"]++
+				s.Messages["(not JSON) "+truncate(line, 160)]++
+			}
+			inBlock = true
 			continue
 		}
+		inBlock = false
 		s.ByLevel[rec.Level]++
 		msg := rec.Level + " " + rec.Msg
 		if e := rec.Err + rec.Error; e != "" {
@@ -196,13 +205,16 @@ func (r *report) markdown() string {
 	p("%s\n\n", Heading)
 	p("Measured by `%s` on %s, on a machine with %s; load average before the run %s, after it %s.\n",
 		r.Command, r.When.UTC().Format("2006-01-02 15:04 UTC"), r.Machine, r.LoadBefore, r.LoadAfter)
+	if r.Benchmark != "" && r.Benchmark != r.Command {
+		p("The script runs `%s` with `-kubescale.doc` naming this file.\n", r.Benchmark)
+	}
 	p("The whole test cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok), the\n")
 	p("benchmark and the controller share those CPUs.\n\n")
 
 	p("**What runs.** %d Deployments (1 replica each, one container) and %d Rollouts, one per Deployment, with the\n", r.Rollouts, r.Rollouts)
 	p("Gateway API router (pipit creates one HTTPRoute per rollout; no gateway controller runs) and the steps\n")
 	p("`setWeight 10, pause %s, setWeight 30, pause %s, setWeight 60, pause %s`, no analysis, `progressDeadline: 30m`.\n", r.Pause, r.Pause, r.Pause)
-	p("The real `pipit controller` binary runs as its own process (`--namespace`, `--log-level warn`,\n")
+	p("The controller, %s, runs as its own process (`--namespace`, `--log-level %s`,\n", r.Controller, r.LogLevel)
 	p("concurrency %s), with the kubeconfig the test cluster writes. Once every rollout has installed its first\n", r.Concurrency)
 	p("version (stable copy, Services, HTTPRoute), the benchmark changes all %d images at once and waits, at most\n", r.Rollouts)
 	p("%s, until every rollout is Succeeded. The simulated kubelet (kwok) makes pods Ready as soon as they are\n", r.Bound)
@@ -234,7 +246,7 @@ func (r *report) markdown() string {
 	p("- reconciles by result: %s; reconcile errors: %.0f\n", numList(r.Reconciles), r.ReconcileErrors)
 	p("- work queue: deepest %.0f rollouts waiting; a rollout waited %s in the queue on average, a reconcile took %s on average\n",
 		r.MaxQueueDepth, round(r.QueueWait), round(r.WorkTime))
-	p("- log: %d lines (%s)", r.Logs.Lines, intList(r.Logs.ByLevel))
+	p("- log: %d lines (by level: %s)", r.Logs.Lines, intList(r.Logs.ByLevel))
 	if len(r.Logs.Messages) > 0 {
 		p("; most frequent:\n")
 		for _, m := range topMessages(r.Logs.Messages, 5) {
