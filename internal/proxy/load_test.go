@@ -46,10 +46,10 @@ func newSeqUpstream(t *testing.T) *seqUpstream {
 	return u
 }
 
-// TestLoadWeightChangesLoseNoRequests sends a steady 400 req/s for 3s,
-// on each request path, while the weight changes 200 times and then the
-// canary is rolled back (weight 0, canary shut off) at about half time:
-// no request may fail, and none routed after the rollback may reach the
+// TestLoadWeightChangesLoseNoRequests sends a steady 400 req/s, on each
+// request path, while the weight changes 200 times and then the canary is
+// rolled back (weight 0, canary shut off), and 300 requests more: no
+// request may fail, and none routed after the rollback may reach the
 // canary.
 func TestLoadWeightChangesLoseNoRequests(t *testing.T) {
 	for _, fe := range frontends {
@@ -78,7 +78,7 @@ func testLoadWeightChanges(t *testing.T, fe frontend) {
 		defer close(changed)
 		// Paced by the traffic rather than the clock, so a busy machine
 		// still sees every change under load: one change every 3 requests,
-		// the last at about request 600 of 1200.
+		// the last at about request 600.
 		rng := rand.New(rand.NewPCG(7, 11))
 		for i := range uint64(200) {
 			for seq.Load() < 3*(i+1) {
@@ -100,8 +100,27 @@ func testLoadWeightChanges(t *testing.T, fe frontend) {
 	}()
 
 	attacker := vegeta.NewAttacker(vegeta.Timeout(10*time.Second), vegeta.Workers(8), vegeta.MaxWorkers(64))
+	// The attack lasts until 300 requests after the final weight change
+	// rather than for a fixed time, so that a busy machine, which sends
+	// fewer requests a second, still sees every change under load.
+	go func() {
+		defer attacker.Stop()
+		limit := time.After(2 * time.Minute)
+		select {
+		case <-changed:
+		case <-limit:
+			return
+		}
+		for final := finalSeq.Load(); final != 0 && seq.Load() < final+300; {
+			select {
+			case <-limit:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
 	var m vegeta.Metrics
-	for res := range attacker.Attack(targeter, vegeta.Rate{Freq: 400, Per: time.Second}, 3*time.Second, "weights") {
+	for res := range attacker.Attack(targeter, vegeta.Rate{Freq: 400, Per: time.Second}, 0, "weights") {
 		m.Add(res)
 	}
 	m.Close()

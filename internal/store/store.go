@@ -32,8 +32,11 @@ const (
 )
 
 // busyTimeout is how long a connection waits for another one's write lock
-// before it gives up with SQLITE_BUSY.
-const busyTimeout = 5 * time.Second
+// before it gives up with SQLITE_BUSY. Writes are short, but a starved
+// machine with synchronous fsyncs stretched them past 5s in tests, and a
+// failed write costs more than a slow one: state is written before it is
+// acted on.
+const busyTimeout = 30 * time.Second
 
 var (
 	// ErrNotFound is returned when a rollout is not in the store.
