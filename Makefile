@@ -44,8 +44,16 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
+# Packages whose tests start a Kubernetes control plane (their TestMain
+# stops it) run after the others, one package at a time: a control plane
+# takes most of two cores for a while, and the timing tests of the proxy,
+# the daemon, the process target and the demo should not share the
+# machine with one.
+KUBE_TEST_DIRS = $(shell grep -rlE --include='*_test.go' 'StopShared|kubefixture[.]Main' . | xargs -n1 dirname | sort -u)
+
 unit:
-	$(GO) test -race -count=1 -timeout 30m ./...
+	$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v -x -F $(foreach d,$(KUBE_TEST_DIRS),-e github.com/pipit-dev/pipit/$(patsubst ./%,%,$(d))))
+	$(GO) test -race -count=1 -timeout 30m -p 1 $(KUBE_TEST_DIRS)
 
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
