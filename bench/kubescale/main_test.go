@@ -1,16 +1,11 @@
 package kubescale
 
 import (
-	"os"
 	"testing"
 
-	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
-// TestMain stops the test cluster, which only the benchmark starts, after
-// the run.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	kubecluster.StopShared()
-	os.Exit(code)
-}
+// TestMain stops the test binary's cluster, which the tests of this package
+// share, after they ran.
+func TestMain(m *testing.M) { kubefixture.Main(m) }
