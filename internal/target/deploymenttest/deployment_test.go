@@ -282,8 +282,9 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 		t.Errorf("stable copy after the rollout: %v", err)
 	}
 
-	// The Rollout goes: the user's Deployment serves again, and the
-	// garbage collector removes what pipit created.
+	// The Rollout goes: the user's Deployment serves again, the apex
+	// Service is handed to the user, and the garbage collector removes
+	// the rest of what pipit created.
 	e.untilReady("Release", e.d.Release)
 	// Removing pipit's annotation is a new generation of the Deployment,
 	// which its controller observes in a moment.
@@ -302,7 +303,6 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 	gone := []client.Object{
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web-stable"}},
 		&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "web-canary"}},
-		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web"}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web-stable"}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web-canary"}},
 	}
@@ -321,6 +321,11 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 	if err := e.rolledOut(e.Ctx(), "web", 4); err != nil {
 		t.Errorf("the user's Deployment after the Rollout went: %v", err)
 	}
+	// The apex Service outlives the Rollout and reaches the user's pods
+	// alone, so routes pointed back at it keep working.
+	e.Eventually("the apex Service lists the user's pods alone", func(ctx context.Context) error {
+		return e.wantEndpoints(ctx, "web", 4)
+	})
 }
 
 func wantCanaryUp(o engine.Observed, v v1alpha1.VersionRef) error {
