@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"os"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -261,9 +262,10 @@ func compileMatcher(sm v1alpha1.StringMatch, lists listOptions) (matcher, error)
 }
 
 // compileRegex compiles a rule's regular expression so that it must match
-// a whole value, as Istio's regex match does. The expression is compiled
-// alone first: wrapping an unbalanced one such as `)|(.*` would turn it
-// into a different, valid expression.
+// a whole value, as Istio's regex match does. The anchors are added to the
+// parsed expression, not to its text: textual wrapping would turn an
+// unbalanced expression such as `)|(.*` into a different, valid one, and
+// would swallow the closing anchor into an unterminated `\Q` quote.
 func compileRegex(expr string) (*regexp.Regexp, error) {
 	if len(expr) > v1alpha1.MaxRegexLength {
 		return nil, fmt.Errorf("regex is %d bytes long; at most %d are allowed", len(expr), v1alpha1.MaxRegexLength)
@@ -271,7 +273,14 @@ func compileRegex(expr string) (*regexp.Regexp, error) {
 	if _, err := regexp.Compile(expr); err != nil {
 		return nil, fmt.Errorf("regex: %w", err)
 	}
-	return regexp.Compile(`^(?:` + expr + `)$`)
+	parsed, err := syntax.Parse(expr, syntax.Perl)
+	if err != nil {
+		return nil, fmt.Errorf("regex: %w", err)
+	}
+	whole := &syntax.Regexp{Op: syntax.OpConcat, Sub: []*syntax.Regexp{
+		{Op: syntax.OpBeginText}, parsed, {Op: syntax.OpEndText},
+	}}
+	return regexp.Compile(whole.String())
 }
 
 // listCheckInterval is how often an inFile list is checked for changes.
