@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"testing"
@@ -268,7 +269,8 @@ func TestStickyUserKeySources(t *testing.T) {
 }
 
 // FuzzUserKey: the key is what net/http itself reads from the same
-// request (Header.Get, Request.Cookie, URL.Query().Get, the peer's host),
+// request (Header.Get, Request.Cookie, URL.Query().Get, the peer's host
+// without an IPv6 zone),
 // first non-empty wins, and its bucket is in range and repeatable.
 func FuzzUserKey(f *testing.F) {
 	f.Add("alice", "uid=bob", "user=carol", "192.0.2.1:80")
@@ -297,6 +299,12 @@ func FuzzUserKey(f *testing.F) {
 			want = remote
 			if host, _, err := net.SplitHostPort(remote); err == nil {
 				want = host
+			}
+			// A zone names an interface of the proxy's machine, not
+			// the client: the same client has the same key on every
+			// interface.
+			if ip, err := netip.ParseAddr(want); err == nil && ip.Zone() != "" {
+				want = ip.WithZone("").String()
 			}
 		}
 		got, ok := userKey(r, srcs)
