@@ -48,6 +48,7 @@ trap cleanup EXIT
 log "building pipit and the proxy harness"
 go build -o "$work/pipit" ./cmd/pipit
 go build -o "$work/harness" ./bench/proxy
+go build -o "$work/baseline" ./bench/proxy/baseline
 
 # free_port prints a TCP port on 127.0.0.1 that nothing listens on.
 free_port() {
@@ -61,12 +62,28 @@ free_port() {
 	done
 }
 
-# start NAME CMD...: runs CMD in the background, logging to $work/NAME.log.
+# start NAME CMD...: runs CMD in the background, logging to $work/NAME.log;
+# its process ID is kept in pid[NAME].
+declare -A pid
 start() {
 	local name=$1
 	shift
 	"$@" >"$work/$name.log" 2>&1 &
 	pids+=($!)
+	pid[$name]=$!
+}
+
+# cpu_ticks PID: the CPU time, in clock ticks, that the process and its
+# child processes (nginx's workers) have used so far, user and system.
+cpu_ticks() {
+	local total=0 p f
+	for p in "$1" $(pgrep -P "$1" || true); do
+		# Fields 14 and 15 of stat, counted after the command's ")".
+		f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+		set -- $f
+		total=$((total + ${12} + ${13}))
+	done
+	echo "$total"
 }
 
 # wait_listening NAME ADDR: waits until something listens on ADDR, for 10
@@ -93,6 +110,11 @@ pipit_port=$(free_port)
 start pipit "$work/harness" -listen "127.0.0.1:$pipit_port" \
 	-stable "http://127.0.0.1:$stable_port" -canary "http://127.0.0.1:$canary_port" -weight 5
 wait_listening pipit "127.0.0.1:$pipit_port"
+
+baseline_port=$(free_port)
+start baseline "$work/baseline" -listen "127.0.0.1:$baseline_port" \
+	-stable "127.0.0.1:$stable_port" -canary "127.0.0.1:$canary_port" -weight 5
+wait_listening baseline "127.0.0.1:$baseline_port"
 
 # nginx and HAProxy do what pipit does on every request: keep-alive
 # connections to the backends, the same forwarding headers, no access log.
@@ -159,9 +181,10 @@ start haproxy haproxy -f "$work/haproxy.cfg"
 wait_listening haproxy "127.0.0.1:$haproxy_port"
 
 # --- measurements ----------------------------------------------------------
-targets=(direct pipit nginx haproxy)
-declare -A port=([direct]=$stable_port [pipit]=$pipit_port [nginx]=$nginx_port [haproxy]=$haproxy_port)
-declare -A rps p50 p99 errs
+targets=(direct pipit baseline nginx haproxy)
+declare -A port=([direct]=$stable_port [pipit]=$pipit_port [baseline]=$baseline_port [nginx]=$nginx_port [haproxy]=$haproxy_port)
+declare -A rps p50 p99 errs cpu
+ticks_per_second=$(getconf CLK_TCK)
 
 # to_ms converts wrk's latency (850.00us, 1.23ms, 1.05s) to milliseconds.
 to_ms() {
@@ -177,8 +200,14 @@ for round in $(seq "$ROUNDS"); do
 	for t in "${targets[@]}"; do
 		url="http://127.0.0.1:${port[$t]}/"
 		wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" "$url" >/dev/null
+		ticks_before=$([ "$t" = direct ] || cpu_ticks "${pid[$t]}")
 		out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url")
 		r=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+		if [ "$t" != direct ]; then
+			# The proxy's own CPU time per request, in microseconds.
+			cpu[$t]+="$(awk -v t=$(($(cpu_ticks "${pid[$t]}") - ticks_before)) -v hz="$ticks_per_second" -v r="$r" -v d="$DURATION" \
+				'BEGIN {printf "%.1f", t / hz * 1e6 / (r * d)}') "
+		fi
 		l50=$(to_ms "$(awk '$1 == "50%" {print $2}' <<<"$out")")
 		l99=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
 		e=$(awk '/Non-2xx or 3xx responses:/ {n += $NF} /Socket errors:/ {gsub(",", ""); n += $4 + $6 + $8 + $10} END {print n + 0}' <<<"$out")
@@ -193,8 +222,9 @@ done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
-declare -A m_rps m_p50 m_p99
+declare -A m_rps m_p50 m_p99 m_cpu=([direct]="–")
 for t in "${targets[@]}"; do
+	[ "$t" = direct ] || m_cpu[$t]=$(median "${cpu[$t]}")
 	m_rps[$t]=$(median "${rps[$t]}")
 	m_p50[$t]=$(median "${p50[$t]}")
 	m_p99[$t]=$(median "${p99[$t]}")
@@ -202,16 +232,27 @@ done
 
 nginx_version=$(nginx -v 2>&1 | sed 's/.*nginx\///')
 haproxy_version=$(haproxy -v 2>&1 | awk 'NR == 1 {print $3}')
-declare -A label=([direct]="direct to one backend" [pipit]="pipit" [nginx]="nginx $nginx_version" [haproxy]="HAProxy $haproxy_version")
+declare -A label=([direct]="direct to one backend" [pipit]="pipit" [baseline]="minimal fasthttp proxy (reference)" [nginx]="nginx $nginx_version" [haproxy]="HAProxy $haproxy_version")
 
-table="| target | requests/s | p50 (ms) | p99 (ms) | errors |
-| --- | ---: | ---: | ---: | ---: |"
+table="| target | requests/s | p50 (ms) | p99 (ms) | proxy CPU (µs/request) | errors |
+| --- | ---: | ---: | ---: | ---: | ---: |"
 for t in "${targets[@]}"; do
 	table+="
-| ${label[$t]} | $(printf '%.0f' "${m_rps[$t]}") | ${m_p50[$t]} | ${m_p99[$t]} | ${errs[$t]} |"
+| ${label[$t]} | $(printf '%.0f' "${m_rps[$t]}") | ${m_p50[$t]} | ${m_p99[$t]} | ${m_cpu[$t]} | ${errs[$t]} |"
 done
 summary="pipit/nginx rps: $(ratio "${m_rps[pipit]}" "${m_rps[nginx]}"); pipit/haproxy rps: $(ratio "${m_rps[pipit]}" "${m_rps[haproxy]}"); pipit/nginx p99: $(ratio "${m_p99[pipit]}" "${m_p99[nginx]}")"
 p99_haproxy="pipit/haproxy p99: $(ratio "${m_p99[pipit]}" "${m_p99[haproxy]}")"
+
+# The budget of a proxy that would serve 1.2 times nginx's requests/s: the
+# machine's CPU time per request behind nginx, less what nginx itself
+# spent, is what wrk and the backends cost per request; a faster proxy
+# saves only its own share.
+budget=$(awk -v n="$(nproc)" -v r="${m_rps[nginx]}" -v c="${m_cpu[nginx]}" 'BEGIN {
+	total = n * 1e6 / r; others = total - c
+	printf "Behind nginx the machine spent %.1f µs of CPU per request, %.1f µs of it in wrk and the backends. ", total, others
+	printf "A proxy serving 1.2 times nginx'"'"'s requests/s would have to spend at most %.1f µs per request, ", n * 1e6 / (1.2 * r) - others
+	printf "against nginx'"'"'s %.1f µs; a proxy that cost nothing would reach %.2f times nginx.", c, total / others
+}')
 
 # --- docs/benchmarks.md: the "## Proxy" section only --------------------------
 doc=docs/benchmarks.md
@@ -227,15 +268,23 @@ $table
 
 $summary; $p99_haproxy
 
+$budget
+
 - **pipit**: the real proxy code path (\`proxy.Server\` in front of a \`proxy.Proxy\`, as \`bench/proxy\`
   starts it) at a fixed canary weight of 5%, with the version header, per-version statistics,
   passive outlier detection and the forwarding headers on.
+- **minimal fasthttp proxy**: \`bench/proxy/baseline\`, the same split and forwarding headers on
+  fasthttp's HostClient and nothing else: no rules, statistics, outlier detection or protocol
+  fallbacks. pipit's fast path is built on the same library, so the gap between the two rows is
+  pipit's own work, and this row is the ceiling of that design on this machine.
 - **nginx**: upstream weights 95/5, \`keepalive 128\`, HTTP/1.1 to the backends, no access log.
 - **HAProxy**: server weights 95/5, \`http-reuse always\`, no log.
 - nginx and HAProxy set the same forwarding headers as pipit (X-Forwarded-For, -Proto, -Host and
   \`Forwarded\`), so every proxy does the same work per request.
 - All processes share the machine's CPUs: requests/s measure how much CPU each proxy leaves to
-  the backends and to wrk as much as the proxy's own speed."
+  the backends and to wrk as much as the proxy's own speed. The proxy CPU column (user and
+  system time of the proxy's processes during the measurement, divided by the requests served)
+  is the steadier number when the machine is noisy."
 
 if [ -f "$doc" ]; then
 	SECTION="$section" awk '
