@@ -170,11 +170,18 @@ func (r *Runner) decide(ctx context.Context, pending []PendingCommand) error {
 		}
 	}
 	res := engine.Step(r.Plan, r.Status, in)
-	if len(ids) == 0 && len(res.Events) == 0 && len(res.Actions) == 0 && reflect.DeepEqual(res.Status, r.Status) {
-		return nil // nothing changed: no write
+	// A decision that changes nothing saved is not written again: while
+	// a promotion waits for the target, the engine repeats its Promote
+	// action on every tick with the same status, and the saved status
+	// already says what is being acted on.
+	changed := len(ids) > 0 || len(res.Events) > 0 || !reflect.DeepEqual(res.Status, r.Status)
+	if !changed && len(res.Actions) == 0 {
+		return nil
 	}
-	if err := r.Store.Save(ctx, res.Status, res.Events, ids); err != nil {
-		return fmt.Errorf("saving status: %w", err)
+	if changed {
+		if err := r.Store.Save(ctx, res.Status, res.Events, ids); err != nil {
+			return fmt.Errorf("saving status: %w", err)
+		}
 	}
 	r.Status = res.Status
 	for i, id := range ids {

@@ -25,6 +25,9 @@ type world struct {
 	pending   []PendingCommand
 	failSave  bool
 	failRoute int // SetWeight calls left to fail
+	// promoteLater: Promote is asked for but the target does not serve
+	// the new stable version until the test sets stable itself.
+	promoteLater bool
 }
 
 func (w *world) DeployCanary(_ context.Context, v v1alpha1.VersionRef) error {
@@ -34,7 +37,9 @@ func (w *world) DeployCanary(_ context.Context, v v1alpha1.VersionRef) error {
 }
 func (w *world) Promote(_ context.Context, v v1alpha1.VersionRef) error {
 	w.log = append(w.log, "promote "+v.Version)
-	w.stable = v.Version
+	if !w.promoteLater {
+		w.stable = v.Version
+	}
 	return nil
 }
 func (w *world) RetireCanary(_ context.Context, v v1alpha1.VersionRef) error {
@@ -138,6 +143,47 @@ func TestRunnerSavesBeforeActing(t *testing.T) {
 	r.Tick(context.Background())
 	if r.Status.Phase != v1alpha1.PhaseSucceeded || w.stable != "v2" || w.weight != 0 {
 		t.Errorf("phase %s stable %s weight %s, want Succeeded with v2 at 0", r.Status.Phase, w.stable, w.weight)
+	}
+}
+
+// TestRunnerDoesNotRewriteAWaitingPromotion: while the target rolls the
+// new stable version out, every tick asks it again to promote, but the
+// status, saved once, is not written again until the promotion completes.
+func TestRunnerDoesNotRewriteAWaitingPromotion(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	w := &world{pending: []PendingCommand{deploy(1, "v2")}, promoteLater: true}
+	r := newRunner(w, &now)
+	r.Tick(context.Background())
+	now = now.Add(time.Second)
+	r.Tick(context.Background()) // 5%
+	now = now.Add(time.Minute)
+	r.Tick(context.Background()) // the pause is over: promoting
+	if r.Status.Phase != v1alpha1.PhasePromoting {
+		t.Fatalf("phase %s, want Promoting", r.Status.Phase)
+	}
+	saves, asked := len(w.saved), 0
+	for range 5 {
+		now = now.Add(time.Second)
+		if _, _, err := r.Tick(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, l := range w.log {
+		if l == "promote v2" {
+			asked++
+		}
+	}
+	if len(w.saved) != saves {
+		t.Errorf("%d writes of an unchanged status while the promotion waited", len(w.saved)-saves)
+	}
+	if asked < 6 {
+		t.Errorf("the target was asked to promote %d times, want once per tick", asked)
+	}
+	w.stable = "v2"
+	now = now.Add(time.Second)
+	r.Tick(context.Background())
+	if r.Status.Phase != v1alpha1.PhaseSucceeded || len(w.saved) != saves+1 {
+		t.Errorf("phase %s after %d more writes, want Succeeded after one", r.Status.Phase, len(w.saved)-saves)
 	}
 }
 
