@@ -55,6 +55,9 @@ type statusStore struct {
 	// results collects the engine's answers to consumed commands until
 	// they are written with the next save.
 	results []v1alpha1.CommandResult
+	// last is the Rollout as the store's last write left it, the base of
+	// the next write; nil until the first write, and after a failed one.
+	last *v1alpha1.Rollout
 }
 
 // eventSink records a rollout's transitions as Kubernetes Events.
@@ -114,12 +117,7 @@ func (s *statusStore) Save(ctx context.Context, st v1alpha1.RolloutStatus, event
 			done = append(done, s.requests[id-1].ID)
 		}
 	}
-	var saved *v1alpha1.Rollout
-	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		var r v1alpha1.Rollout
-		if err := s.c.Get(ctx, s.key, &r); err != nil {
-			return err
-		}
+	saved, err := s.update(ctx, func(r *v1alpha1.Rollout) {
 		next := st.DeepCopy()
 		next.ObservedGeneration = s.generation
 		next.Commands = slices.DeleteFunc(slices.Clone(r.Status.Commands), func(c v1alpha1.CommandRequest) bool {
@@ -129,11 +127,6 @@ func (s *statusStore) Save(ctx context.Context, st v1alpha1.RolloutStatus, event
 		next.History = keepLast(append(slices.Clone(r.Status.History), events...), maxHistory)
 		next.Conditions = withStalled(st.Conditions, s.generation, nil)
 		r.Status = *next
-		if err := s.c.Status().Update(ctx, &r); err != nil {
-			return err
-		}
-		saved = &r
-		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("rollout %s: writing status: %w", s.key, err)
@@ -157,22 +150,44 @@ func (s *statusStore) flushResults(ctx context.Context) error {
 	for _, r := range s.results {
 		done = append(done, r.ID)
 	}
-	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		var r v1alpha1.Rollout
-		if err := s.c.Get(ctx, s.key, &r); err != nil {
-			return err
-		}
+	_, err := s.update(ctx, func(r *v1alpha1.Rollout) {
 		r.Status.Commands = slices.DeleteFunc(r.Status.Commands, func(c v1alpha1.CommandRequest) bool {
 			return slices.Contains(done, c.ID)
 		})
 		r.Status.CommandResults = keepLast(append(r.Status.CommandResults, s.results...), maxCommandResults)
-		return s.c.Status().Update(ctx, &r)
 	})
 	if err != nil {
 		return fmt.Errorf("rollout %s: writing command results: %w", s.key, err)
 	}
 	s.results = nil
 	return nil
+}
+
+// update writes the status that change makes of the Rollout. The first
+// try starts from the store's own last write without reading the object
+// again: the API server refuses it (409 Conflict) if anyone wrote since,
+// an operator's command or a spec change, and the retry starts from a
+// fresh read. So a rollout that only the controller writes costs one
+// request per save instead of two.
+func (s *statusStore) update(ctx context.Context, change func(r *v1alpha1.Rollout)) (*v1alpha1.Rollout, error) {
+	base := s.last
+	s.last = nil
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		r := &v1alpha1.Rollout{}
+		if base != nil {
+			base.DeepCopyInto(r)
+			base = nil
+		} else if err := s.c.Get(ctx, s.key, r); err != nil {
+			return err
+		}
+		change(r)
+		if err := s.c.Status().Update(ctx, r); err != nil {
+			return err
+		}
+		s.last = r
+		return nil
+	})
+	return s.last, err
 }
 
 // stall records in the status why the controller cannot act on the

@@ -1,0 +1,76 @@
+package kube
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
+)
+
+// countingClient counts the reads it passes on.
+type countingClient struct {
+	client.Client
+	gets atomic.Int64
+}
+
+func (c *countingClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.gets.Add(1)
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+// TestStatusStoreWritesWithoutReadingAndKeepsOthersWrites: a save starts
+// from the store's own last write, without reading the Rollout again; when
+// an operator's command was written in between, the API server refuses the
+// stale write and the retry keeps the command.
+func TestStatusStoreWritesWithoutReadingAndKeepsOthersWrites(t *testing.T) {
+	e := kubefixture.New(t)
+	e.CreateRollout("store", "  strategy: {steps: [{setWeight: 10}]}\n")
+	c := &countingClient{Client: e.Client}
+	s := &statusStore{c: c, key: e.Key("store"), generation: 1}
+	event := func(reason string) []v1alpha1.Event {
+		return []v1alpha1.Event{{Time: metav1.NowMicro(), Type: v1alpha1.EventNormal, Reason: reason, Message: reason, Phase: v1alpha1.PhaseProgressing}}
+	}
+
+	save := func(phase v1alpha1.Phase, reason string) {
+		t.Helper()
+		if err := s.Save(e.Ctx(), v1alpha1.RolloutStatus{Phase: phase}, event(reason), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(v1alpha1.PhaseIdle, "Installed")
+	if n := c.gets.Load(); n != 1 {
+		t.Errorf("the first save read the Rollout %d times, want once", n)
+	}
+	save(v1alpha1.PhaseProgressing, "Deployed")
+	save(v1alpha1.PhaseProgressing, "WeightChanged")
+	if n := c.gets.Load(); n != 1 {
+		t.Errorf("saves of a Rollout nobody else wrote read it %d times in all, want once", n)
+	}
+
+	// An operator asks for a pause, as `pipit pause --kube` does.
+	r := e.Rollout("store")
+	r.Status.Commands = append(r.Status.Commands, v1alpha1.CommandRequest{ID: "c1", Kind: "pause", Actor: "alice"})
+	if err := e.Client.Status().Update(e.Ctx(), r); err != nil {
+		t.Fatal(err)
+	}
+	save(v1alpha1.PhaseProgressing, "Checked")
+	if n := c.gets.Load(); n != 2 {
+		t.Errorf("a save after another writer read the Rollout %d times in all, want 2", n)
+	}
+	got := e.Rollout("store").Status
+	if got.Phase != v1alpha1.PhaseProgressing || len(got.Commands) != 1 || got.Commands[0].ID != "c1" {
+		t.Errorf("after the save: phase %s, commands %+v; want Progressing with alice's pause kept", got.Phase, got.Commands)
+	}
+	var reasons []string
+	for _, ev := range got.History {
+		reasons = append(reasons, ev.Reason)
+	}
+	if want := []string{"Installed", "Deployed", "WeightChanged", "Checked"}; len(reasons) != len(want) || reasons[3] != want[3] {
+		t.Errorf("history %v, want %v", reasons, want)
+	}
+}
