@@ -53,9 +53,13 @@ const (
 	activePoll = 5 * time.Second
 	idlePoll   = time.Minute
 	// stalledPoll is how soon a rollout whose target is missing is tried
-	// again; notReadyPoll how soon a step waiting for a copy to roll out.
+	// again; notReadyPoll how soon a step waiting for a copy to roll out,
+	// at the latest: the watch on the Deployments wakes the rollout as
+	// soon as the copy's status changes, so this poll is only a safety
+	// net, and a short one made 500 waiting rollouts ask for 500
+	// reconciles a second.
 	stalledPoll  = 15 * time.Second
-	notReadyPoll = time.Second
+	notReadyPoll = 10 * time.Second
 )
 
 // targetIndex indexes Rollouts by the name of their target Deployment.
