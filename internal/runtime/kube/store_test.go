@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -70,7 +71,7 @@ func TestStatusStoreWritesWithoutReadingAndKeepsOthersWrites(t *testing.T) {
 	for _, ev := range got.History {
 		reasons = append(reasons, ev.Reason)
 	}
-	if want := []string{"Installed", "Deployed", "WeightChanged", "Checked"}; len(reasons) != len(want) || reasons[3] != want[3] {
+	if want := []string{"Installed", "Deployed", "WeightChanged", "Checked"}; !slices.Equal(reasons, want) {
 		t.Errorf("history %v, want %v", reasons, want)
 	}
 }
