@@ -317,6 +317,10 @@ func (p *Proxy) SetWeight(w v1alpha1.Percent) error {
 	return nil
 }
 
+// StableReady reports whether the stable version can take requests: it
+// has a ready replica. A version at fixed URLs always has.
+func (p *Proxy) StableReady() bool { return !p.table.Load().stable.unready() }
+
 // Weight is the canary weight last set. With no canary upstream all
 // traffic goes to stable whatever it says.
 func (p *Proxy) Weight() v1alpha1.Percent { return p.table.Load().weight }

@@ -159,6 +159,10 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
+			if !d.awaitStable(runCtx, f) {
+				f.ln.Close() // stopped before it served
+				return
+			}
 			if err := f.server.Serve(f.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				d.log.Error("proxy listener stopped", "addr", f.addr, "err", err)
 			}
@@ -172,6 +176,41 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 		}
 	}()
 	return nil
+}
+
+// startupHold bounds how long a listener waits for the stable versions
+// behind it before it serves anyway (and answers 503 while they have no
+// ready replica).
+const startupHold = 30 * time.Second
+
+// awaitStable waits until the stable version of every rollout behind f
+// has a ready replica, for startupHold at most. Until then f's listener is
+// open but nothing accepts: clients wait in the kernel's listen backlog
+// instead of getting 503s while the processes of a (re)started daemon
+// pass their readiness probes. It returns false when ctx ends first.
+func (d *Daemon) awaitStable(ctx context.Context, f *frontend) bool {
+	hold, cancel := context.WithTimeout(ctx, startupHold)
+	defer cancel()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ready := true
+		for _, name := range f.names {
+			ready = ready && d.rollouts[name].proxy.StableReady()
+		}
+		if ready {
+			return true
+		}
+		select {
+		case <-hold.Done():
+			if ctx.Err() != nil {
+				return false
+			}
+			d.log.Warn("serving before the stable version is ready", "addr", f.addr, "waited", startupHold)
+			return true
+		case <-tick.C:
+		}
+	}
 }
 
 // parseSources parses and validates every file before anything starts, and

@@ -230,6 +230,22 @@ func TestProcessRolloutPromotedUnderLoadThenOldStableDrained(t *testing.T) {
 	}
 }
 
+// TestFirstRequestWaitsForTheStableProcesses: a daemon that has just
+// started (or restarted) its processes holds the first requests until a
+// stable replica is ready, instead of answering 503.
+func TestFirstRequestWaitsForTheStableProcesses(t *testing.T) {
+	d, _ := startDaemon(t, t.TempDir(), processRolloutYAML(t, "1h"))
+	addr, _ := d.ProxyAddr("web")
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Pipit-Version") != "v1" {
+		t.Errorf("the first request got %d from %q, want 200 from v1", resp.StatusCode, resp.Header.Get("X-Pipit-Version"))
+	}
+}
+
 func TestCrashingProcessCanaryRolledBackWithTheCrashLoop(t *testing.T) {
 	d, c := startDaemon(t, t.TempDir(), processRolloutYAML(t, "1h"))
 	addr, _ := d.ProxyAddr("web")
