@@ -464,6 +464,43 @@ func TestServerH2C(t *testing.T) {
 	}
 }
 
+// TestServerTrailers pins down what docs/operations.md says of response
+// trailers: HTTP/2 clients (the net/http path) get them; the HTTP/1.1
+// fast path delivers the body whole and drops them.
+func TestServerTrailers(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.(http.Flusher).Flush() // a body of unknown length: chunked
+		_, _ = io.WriteString(w, "streamed")
+		w.Header().Set("Grpc-Status", "0")
+	}))
+	defer up.Close()
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	url := serveWith(t, p, ServerConfig{})
+	for _, tc := range []struct {
+		name     string
+		client   *http.Client
+		trailers bool
+	}{
+		{"HTTP/2", &http.Client{Transport: &http.Transport{Protocols: unencryptedHTTP2()}}, true},
+		{"HTTP/1.1", &http.Client{}, false},
+	} {
+		resp, err := tc.client.Get(url + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		tc.client.CloseIdleConnections()
+		if err != nil || string(body) != "streamed" || resp.StatusCode != http.StatusOK {
+			t.Errorf("%s: %d %q, %v", tc.name, resp.StatusCode, body, err)
+		}
+		if got := resp.Trailer.Get("Grpc-Status") == "0"; got != tc.trailers {
+			t.Errorf("%s: trailer Grpc-Status %q, want it passed: %v", tc.name, resp.Trailer.Get("Grpc-Status"), tc.trailers)
+		}
+	}
+}
+
 func TestServerStickyCookieOnFastPath(t *testing.T) {
 	st, ca := newUpstream(t, "v1"), newUpstream(t, "v2")
 	c := ca.upstream(t)
