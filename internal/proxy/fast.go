@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -143,7 +142,7 @@ func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo
 	default:
 		// Event streams and long bodies are not bounded in time.
 		_ = c.SetReadDeadline(time.Time{})
-		s := &streamBody{p: p, b: b, ep: ep, c: c, start: start, code: code, keep: !upClose && cl != -2}
+		s := &streamBody{p: p, b: b, ep: ep, c: c, header: &resp.Header, start: start, code: code, keep: !upClose && cl != -2}
 		switch cl {
 		case -1:
 			s.r = httputil.NewChunkedReader(c.br)
@@ -297,12 +296,14 @@ func (timeoutError) Temporary() bool { return true }
 
 // streamBody streams a response body from the upstream to the client.
 // fasthttp writes a body of unknown length chunk by chunk, flushing each
-// one, so event streams reach the client as they are produced.
+// one, so event streams reach the client as they are produced, and then
+// the trailers it finds in the response header.
 type streamBody struct {
 	p       *Proxy
 	b       *backend
 	ep      *endpoint
 	c       *upConn
+	header  *fasthttp.ResponseHeader // the client's: a chunked body's trailers go there
 	r       io.Reader
 	chunked bool
 	keep    bool // the connection may be reused once the body is read
@@ -310,13 +311,22 @@ type streamBody struct {
 	code    int
 	eof     bool
 	readErr error
+	// trailerErr is set when the upstream's trailer section was bad: its
+	// trailers are dropped and the connection is not reused.
+	trailerErr error
 }
 
 func (s *streamBody) Read(buf []byte) (int, error) {
 	n, err := s.r.Read(buf)
 	switch {
-	case err == io.EOF:
+	case err == io.EOF && !s.eof:
 		s.eof = true
+		if s.chunked {
+			// The trailer section follows the last chunk; it is read
+			// once, now, before fasthttp writes the client's.
+			s.trailerErr = s.header.ReadTrailer(s.c.br)
+		}
+	case err == io.EOF:
 	case err != nil:
 		s.readErr = err
 	}
@@ -326,10 +336,7 @@ func (s *streamBody) Read(buf []byte) (int, error) {
 // CloseWithError is called by fasthttp once the body is written or the
 // writing failed; it settles the connection and accounts for the request.
 func (s *streamBody) CloseWithError(werr error) error {
-	keep := s.keep && s.eof && werr == nil
-	if keep && s.chunked {
-		keep = discardTrailers(s.c.br) == nil
-	}
+	keep := s.keep && s.eof && werr == nil && s.trailerErr == nil
 	if keep {
 		s.ep.pool.put(s.c)
 	} else {
@@ -344,21 +351,6 @@ func (s *streamBody) CloseWithError(werr error) error {
 		s.p.account(s.b, classOf(s.code), time.Since(s.start), "")
 	}
 	return nil
-}
-
-// discardTrailers reads the trailer section that follows a chunked body's
-// last chunk, up to its empty line. Trailers are dropped.
-func discardTrailers(br *bufio.Reader) error {
-	for range 64 {
-		line, err := br.ReadSlice('\n')
-		if err != nil {
-			return err
-		}
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			return nil
-		}
-	}
-	return errors.New("too many trailers")
 }
 
 func isEventStream(contentType []byte) bool {

@@ -464,9 +464,9 @@ func TestServerH2C(t *testing.T) {
 	}
 }
 
-// TestServerTrailers pins down what docs/operations.md says of response
-// trailers: HTTP/2 clients (the net/http path) get them; the HTTP/1.1
-// fast path delivers the body whole and drops them.
+// TestServerTrailers: a chunked response's trailers reach HTTP/2 clients
+// (the net/http path) and HTTP/1.1 clients (the fast path), and the
+// upstream connection they came on serves the next request.
 func TestServerTrailers(t *testing.T) {
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Trailer", "Grpc-Status")
@@ -483,7 +483,8 @@ func TestServerTrailers(t *testing.T) {
 		trailers bool
 	}{
 		{"HTTP/2", &http.Client{Transport: &http.Transport{Protocols: unencryptedHTTP2()}}, true},
-		{"HTTP/1.1", &http.Client{}, false},
+		{"HTTP/1.1", &http.Client{}, true},
+		{"HTTP/1.1 again, on the kept-alive upstream connection", &http.Client{}, true},
 	} {
 		resp, err := tc.client.Get(url + "/")
 		if err != nil {
