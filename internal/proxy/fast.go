@@ -319,14 +319,13 @@ type streamBody struct {
 func (s *streamBody) Read(buf []byte) (int, error) {
 	n, err := s.r.Read(buf)
 	switch {
-	case err == io.EOF && !s.eof:
-		s.eof = true
-		if s.chunked {
+	case err == io.EOF:
+		if s.chunked && !s.eof {
 			// The trailer section follows the last chunk; it is read
 			// once, now, before fasthttp writes the client's.
 			s.trailerErr = s.header.ReadTrailer(s.c.br)
 		}
-	case err == io.EOF:
+		s.eof = true
 	case err != nil:
 		s.readErr = err
 	}
