@@ -136,8 +136,10 @@ func (m *machine) command(c Command) error {
 	case CommandUndo:
 		return m.undo(c)
 	case CommandPromoteFull:
-		m.startPromotion()
+		// The person's decision is recorded before what it causes, so
+		// the history reads in order.
 		m.event(v1alpha1.EventNormal, "PromotedFull", c, "Remaining steps skipped by %s%s", actorOf(c), because(c))
+		m.startPromotion()
 	case CommandAbort:
 		m.rollBack(v1alpha1.PhaseAborted, "aborted by "+actorOf(c)+because(c), "")
 	case CommandRetry:

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -468,9 +469,17 @@ func TestPromoteFullSkipsTheSteps(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
 	s.deploy("v2")
 	s.advance(2 * time.Minute)
-	s.step(Command{Kind: CommandPromoteFull})
+	s.step(Command{Kind: CommandPromoteFull, Actor: "bob"})
 	if s.st.Phase != v1alpha1.PhaseSucceeded || s.stable != "v2" {
 		t.Fatalf("phase %s stable %s", s.st.Phase, s.stable)
+	}
+	// The history reads in order: bob's decision, then what it caused.
+	var last []string
+	for _, e := range s.events[len(s.events)-3:] {
+		last = append(last, e.Reason)
+	}
+	if want := []string{"PromotedFull", "Promoting", "Promoted"}; !slices.Equal(last, want) {
+		t.Errorf("history ends with %v, want %v:\n%s", last, want, s.history())
 	}
 }
 
