@@ -181,3 +181,34 @@ func TestHelpOfEveryRolloutVerb(t *testing.T) {
 		}
 	}
 }
+
+// TestFlagsBeforeTheVerb: the flags that pick a daemon or a cluster may
+// come before the verb, as kubectl's do, and reach the verb; where the
+// verb has no such flag, or it is also given after the verb, the command
+// line is refused.
+func TestFlagsBeforeTheVerb(t *testing.T) {
+	f := newFakeBackend()
+	dir := startDaemon(t, f)
+	if code, _, errOut := run(t, "--state-dir", dir, "pause", "web", "--reason", "dashboards"); code != ExitOK {
+		t.Fatalf("--state-dir before the verb: exit %d: %s", code, errOut)
+	}
+	if len(f.submitted) != 1 || f.submitted[0].Kind != engine.CommandPause {
+		t.Fatalf("daemon got %+v, want one pause", f.submitted)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-n", "shop", "--kube", "--kubeconfig", filepath.Join(dir, "missing"), "status", "web"}, "kubeconfig"},
+		{[]string{"--kube", "up", "-f", "web.yaml"}, "--kube does not go with pipit up"},
+		{[]string{"-n", "a", "status", "-n", "b", "web"}, "--namespace is given both before and after status"},
+	} {
+		code, _, errOut := run(t, tc.args...)
+		if code != ExitBadInput || !strings.Contains(errOut, tc.want) {
+			t.Errorf("pipit %s: exit %d, %q; want %d naming %q", strings.Join(tc.args, " "), code, errOut, ExitBadInput, tc.want)
+		}
+	}
+	if len(f.submitted) != 1 {
+		t.Errorf("a refused command line reached the daemon: %+v", f.submitted)
+	}
+}

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes shared by every command.
@@ -69,22 +71,67 @@ it with the current version, widens the share step by step while it stays health
 and rolls back on its own the moment it does not.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		PersistentPreRun: func(cmd *cobra.Command, _ []string) {
+		// Flags before the verb are parsed by the root: see preVerbFlags.
+		TraverseChildren: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelWarn
 			if g.verbose {
 				level = slog.LevelDebug
 			}
 			slog.SetDefault(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})))
+			return handOverPreVerbFlags(cmd.Root(), cmd)
 		},
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return BadInput(err) })
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug details to stderr")
+	for _, f := range preVerbFlags {
+		if f.isBool {
+			root.Flags().BoolP(f.name, f.short, false, "")
+		} else {
+			root.Flags().StringP(f.name, f.short, "", "")
+		}
+		_ = root.Flags().MarkHidden(f.name)
+	}
 	for _, add := range commands {
 		root.AddCommand(add(g))
 	}
 	return root
+}
+
+// preVerbFlags are the flags that pick a cluster or a daemon, which
+// kubectl users write before the verb (pipit -n shop --kube status web).
+// The root accepts them there and hands them to the verb, which must have
+// the flag itself: written after the verb they work as they always did.
+var preVerbFlags = []preVerbFlag{
+	{name: "kube", isBool: true}, {name: "kubeconfig"}, {name: "context"}, {name: "namespace", short: "n"},
+	{name: "state-dir"}, {name: "api"}, {name: "token-file"},
+}
+
+type preVerbFlag struct {
+	name, short string
+	isBool      bool
+}
+
+// handOverPreVerbFlags sets the flags given before the verb on the verb.
+func handOverPreVerbFlags(root, verb *cobra.Command) error {
+	var err error
+	root.Flags().Visit(func(f *pflag.Flag) {
+		if err != nil || verb == root || !slices.ContainsFunc(preVerbFlags, func(p preVerbFlag) bool { return p.name == f.Name }) {
+			return
+		}
+		target := verb.Flags().Lookup(f.Name)
+		switch {
+		case target == nil:
+			err = BadInputf("--%s does not go with pipit %s", f.Name, verb.Name())
+		case target.Changed:
+			err = BadInputf("--%s is given both before and after %s", f.Name, verb.Name())
+		default:
+			err = verb.Flags().Set(f.Name, f.Value.String())
+		}
+	})
+	return err
 }
 
 // commands is filled by each verb's file in its init function, so adding a
