@@ -202,6 +202,7 @@ func TestFlagsBeforeTheVerb(t *testing.T) {
 		{[]string{"-n", "shop", "--kube", "--kubeconfig", filepath.Join(dir, "missing"), "status", "web"}, "kubeconfig"},
 		{[]string{"--kube", "up", "-f", "web.yaml"}, "--kube does not go with pipit up"},
 		{[]string{"-n", "a", "status", "-n", "b", "web"}, "--namespace is given both before and after status"},
+		{[]string{"--state-dir", dir, "deplyo", "web"}, `unknown command "deplyo" for "pipit"; did you mean deploy?`},
 	} {
 		code, _, errOut := run(t, tc.args...)
 		if code != ExitBadInput || !strings.Contains(errOut, tc.want) {

@@ -73,6 +73,18 @@ and rolls back on its own the moment it does not.`,
 		SilenceErrors: true,
 		// Flags before the verb are parsed by the root: see preVerbFlags.
 		TraverseChildren: true,
+		// With TraverseChildren an unknown verb reaches the root as an
+		// argument instead of failing the lookup of a subcommand.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return cmd.Help()
+			}
+			msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += "; did you mean " + strings.Join(s, " or ") + "?"
+			}
+			return BadInputf("%s", msg)
+		},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelWarn
 			if g.verbose {
