@@ -2,26 +2,27 @@ package main
 
 import (
 	"fmt"
+	"iter"
+	"math/rand/v2"
 	"slices"
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/metric"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
-// The builtin metrics the simulation measures, named as in docs/spec.md.
-// They are spelled out rather than taken from internal/metric, which
-// brings the whole proxy along.
+// The builtin metrics the simulation measures.
 const (
-	requestSuccessRate = "request-success-rate"
-	errorRateMetric    = "error-rate"
-	requestCount       = "request-count"
-	latencyP50         = "latency-p50"
-	latencyP95         = "latency-p95"
-	latencyP99         = "latency-p99"
-	requestDuration    = "request-duration" // p99, as Flagger names it
+	requestSuccessRate = metric.RequestSuccessRate
+	errorRateMetric    = metric.ErrorRate
+	requestCount       = metric.RequestCount
+	latencyP50         = metric.LatencyP50
+	latencyP95         = metric.LatencyP95
+	latencyP99         = metric.LatencyP99
+	requestDuration    = metric.RequestDuration // p99, as Flagger names it
 )
 
 // Versions of the simulated service.
@@ -46,22 +47,24 @@ type arm struct {
 	// total counts requests and errors since the canary's first traffic:
 	// canary n, canary errors, stable n, stable errors.
 	total [4]uint64
+	// canaryLatencies are the latencies of every canary request so far,
+	// for the samples of a compared metric, which grow with the rollout.
+	canaryLatencies []float64
 	// onset is when the canary first received traffic.
 	onset time.Time
+	// traffic and rng draw the stable's latencies that a comparison takes.
+	traffic traffic
+	rng     *rand.Rand
 }
 
 // window is what the builtin provider gathers between two checks.
 type window struct {
 	canaryN, canaryErrors, stableN, stableErrors uint64
 	canaryLatencies                              []float64
-	// Per-second medians, the samples of a compared latency-p50. A second
-	// without requests to a version adds no sample for it, as in the
-	// builtin provider.
-	canaryP50s, stableP50s []float64
 }
 
-func newArm(c config) *arm {
-	a := &arm{plan: c.plan, stable: stableVersion,
+func newArm(c config, tr traffic, rng *rand.Rand) *arm {
+	a := &arm{plan: c.plan, stable: stableVersion, traffic: tr, rng: rng,
 		st: v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle, Stable: &v1alpha1.VersionRef{Version: stableVersion}}}
 	if sq := c.plan.Analysis.Sequential; sq.Enabled {
 		a.monitor = analysis.NewRateMonitor(sq.Alpha)
@@ -105,12 +108,7 @@ func (a *arm) record(s *second) {
 	w.stableN += s.stableN
 	w.stableErrors += s.stableErrors
 	w.canaryLatencies = append(w.canaryLatencies, s.canaryLatencies...)
-	if s.canaryN > 0 {
-		w.canaryP50s = append(w.canaryP50s, s.canaryP50)
-	}
-	if s.stableN > 0 {
-		w.stableP50s = append(w.stableP50s, s.stableP50)
-	}
+	a.canaryLatencies = append(a.canaryLatencies, s.canaryLatencies...)
 	for i, n := range []uint64{s.canaryN, s.canaryErrors, s.stableN, s.stableErrors} {
 		a.total[i] += n
 	}
@@ -172,8 +170,14 @@ func (a *arm) measure() []analysis.Measurement {
 			if v, ok := quantileOf(w.canaryLatencies, latencyQ(m.Name)); ok {
 				meas.Canary = &v
 			}
-			if m.Compare != nil { // latency-p50, as loadConfig checked
-				meas.CanarySamples, meas.StableSamples = w.canaryP50s, w.stableP50s
+			if m.Compare != nil { // a latency, as loadConfig checked
+				// As the builtin provider samples: equal groups of each
+				// version's requests since the canary's first, of the
+				// stable's as many as it uses.
+				k := metric.GroupSize(m.Name, a.total[0])
+				stable := a.traffic.stableLatencies(a.rng, min(a.total[2], uint64(metric.MaxSamples*k)), nil)
+				meas.CanarySamples = metric.Samples(m.Name, k, each(a.canaryLatencies))
+				meas.StableSamples = metric.Samples(m.Name, k, each(stable))
 			}
 		}
 		out = append(out, meas)
@@ -236,4 +240,15 @@ func (a *arm) outcome() outcome {
 		return outcome{promoted: true}
 	}
 	return outcome{}
+}
+
+// each describes values one request each, as metric.Samples takes them.
+func each(values []float64) iter.Seq2[float64, uint64] {
+	return func(yield func(float64, uint64) bool) {
+		for _, v := range values {
+			if !yield(v, 1) {
+				return
+			}
+		}
+	}
 }

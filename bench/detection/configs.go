@@ -64,17 +64,18 @@ func loadConfig(file string, data []byte) (config, error) {
 }
 
 // simulated reports an error for a metric the simulation cannot measure:
-// it draws the canary's latencies one by one but the stable's per-second
-// median only, so only that median can be compared.
+// it counts requests and errors, and draws latencies, so rates are judged
+// on their value and latencies can also be compared.
 func simulated(m spec.PlanMetric) error {
 	if m.Provider != nil {
 		return fmt.Errorf("only builtin metrics are simulated")
 	}
 	if m.Compare != nil {
-		if m.Name != latencyP50 {
-			return fmt.Errorf("only %s can be compared in the simulation", latencyP50)
+		switch m.Name {
+		case latencyP50, latencyP95, latencyP99, requestDuration:
+			return nil
 		}
-		return nil
+		return fmt.Errorf("only latencies can be compared in the simulation")
 	}
 	switch m.Name {
 	case requestSuccessRate, errorRateMetric, requestCount,

@@ -120,29 +120,6 @@ func TestPoissonMoments(t *testing.T) {
 	}
 }
 
-func TestBetaOrderStatisticMatchesSortedUniforms(t *testing.T) {
-	// The median of 9 uniforms is Beta(5, 5): compare the mean and
-	// variance of both ways of drawing it.
-	rng := rand.New(rand.NewPCG(8, 9))
-	const runs = 20000
-	var direct, sorted [runs]float64
-	for i := range runs {
-		direct[i] = betaVariate(rng, 5, 5)
-		u := make([]float64, 9)
-		for j := range u {
-			u[j] = rng.Float64()
-		}
-		slices.Sort(u)
-		sorted[i], _ = quantileOf(u, 0.5)
-	}
-	md, vd := moments(direct[:])
-	ms, vs := moments(sorted[:])
-	// Beta(5, 5): mean 1/2, variance 1/44.
-	if math.Abs(md-0.5) > 0.005 || math.Abs(ms-0.5) > 0.005 || math.Abs(vd*44-1) > 0.05 || math.Abs(vs*44-1) > 0.05 {
-		t.Errorf("beta: mean %.4f var %.5f; sorted uniforms: mean %.4f var %.5f; want 0.5 and %.5f", md, vd, ms, vs, 1.0/44)
-	}
-}
-
 func moments(xs []float64) (mean, variance float64) {
 	for _, x := range xs {
 		mean += x

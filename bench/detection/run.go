@@ -26,7 +26,7 @@ type cell struct {
 func simulate(cfgs []config, tr traffic, sc scenario, rng *rand.Rand) ([]outcome, error) {
 	arms := make([]*arm, len(cfgs))
 	for i, c := range cfgs {
-		arms[i] = newArm(c)
+		arms[i] = newArm(c, tr, rng)
 		if err := arms[i].deploy(t0); err != nil {
 			return nil, err
 		}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 )
 
 // scenario is how the canary behaves compared with the stable version,
@@ -63,14 +62,6 @@ type second struct {
 	// canaryLatencies are the canary's requests' latencies in ms, each
 	// drawn, so that any quantile of any window can be taken from them.
 	canaryLatencies []float64
-	// canaryP50 is the median of canaryLatencies; NaN when the canary got
-	// no request.
-	canaryP50 float64
-	// stableP50 is the stable's median latency over the second (ms), drawn
-	// directly as an order statistic rather than from hundreds of single
-	// latencies; NaN when the stable got no request.
-	stableP50 float64
-	sorted    []float64 // scratch
 }
 
 // draw simulates one second at canary weight w (a fraction), reusing the
@@ -87,25 +78,22 @@ func (t traffic) draw(rng *rand.Rand, sc scenario, w float64, into *second) {
 		lat = append(lat, sc.latencyFactor*t.LatencyMedian*math.Exp(t.LatencySigma*rng.NormFloat64()))
 	}
 	into.canaryLatencies = lat
-	into.canaryP50 = math.NaN()
-	if len(lat) > 0 {
-		sorted := append(into.sorted[:0], lat...)
-		slices.Sort(sorted)
-		into.canaryP50, _ = quantileOf(sorted, 0.5)
-		into.sorted = sorted
-	}
 	// Thinning: the stable's failed and successful requests are two
 	// independent Poisson streams, which is the same as Poisson arrivals
 	// that each fail with the baseline rate.
 	stableRate := t.Rate * (1 - w)
 	into.stableErrors = poisson(rng, stableRate*t.Baseline/100)
 	into.stableN = into.stableErrors + poisson(rng, stableRate*(1-t.Baseline/100))
-	into.stableP50 = math.NaN()
-	if n := into.stableN; n > 0 {
-		k := orderRank(0.5, int(n))
-		u := betaVariate(rng, float64(k), float64(int(n)+1-k))
-		into.stableP50 = t.LatencyMedian * math.Exp(t.LatencySigma*normalQuantile(u))
+}
+
+// stableLatencies appends n latencies of the stable version (ms) to into.
+// The stable's requests are not drawn one by one each second, as they are
+// many; a comparison takes a bounded number of them, drawn when needed.
+func (t traffic) stableLatencies(rng *rand.Rand, n uint64, into []float64) []float64 {
+	for range n {
+		into = append(into, t.LatencyMedian*math.Exp(t.LatencySigma*rng.NormFloat64()))
 	}
+	return into
 }
 
 // orderRank is the rank (1-based) of the order statistic that the proxy's
@@ -162,32 +150,6 @@ func poisson(rng *rand.Rand, mean float64) uint64 {
 		lg, _ := math.Lgamma(k + 1)
 		if math.Log(v)+math.Log(invAlpha)-math.Log(a/(us*us)+b) <= -mean+k*logMean-lg {
 			return uint64(k)
-		}
-	}
-}
-
-// betaVariate draws from Beta(a, b), a, b ≥ 1, as the k-th of n uniform
-// order statistics is Beta(k, n+1-k).
-func betaVariate(rng *rand.Rand, a, b float64) float64 {
-	x := gammaVariate(rng, a)
-	return x / (x + gammaVariate(rng, b))
-}
-
-// gammaVariate draws from Gamma(shape, 1), shape ≥ 1, by Marsaglia and
-// Tsang's method.
-func gammaVariate(rng *rand.Rand, shape float64) float64 {
-	d := shape - 1.0/3
-	c := 1 / math.Sqrt(9*d)
-	for {
-		x := rng.NormFloat64()
-		v := 1 + c*x
-		if v <= 0 {
-			continue
-		}
-		v = v * v * v
-		u := rng.Float64()
-		if u < 1-0.0331*x*x*x*x || math.Log(u) < 0.5*x*x+d*(1-v+math.Log(v)) {
-			return d * v
 		}
 	}
 }

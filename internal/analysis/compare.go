@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis/stats"
@@ -53,6 +54,20 @@ func Compare(m v1alpha1.MetricSpec, meas Measurement, confidence float64) (v1alp
 	return r, res
 }
 
+// SpentConfidence is the confidence for the check-th test (from 1) of the
+// same canary on samples that grow from check to check, as the builtin
+// metrics' do: the check-th test gets 1/(check·(check+1)) of the error
+// that confidence allows, and since those shares add up to one, the chance
+// that any test of the rollout fails a canary no worse than stable stays
+// within 1 − confidence, however many checks there are, instead of within
+// it at each check. The early checks, on little data, get the largest
+// shares; the later ones need stronger evidence, which their larger
+// samples give a real regression.
+func SpentConfidence(confidence float64, check int) float64 {
+	check = max(check, 1)
+	return 1 - (1-confidence)/float64(check*(check+1))
+}
+
 // compare is Compare without the classification, for Evaluate.
 func compare(m v1alpha1.MetricSpec, meas Measurement, confidence float64) (v1alpha1.Verdict, string) {
 	r, _ := Compare(m, meas, confidence)
@@ -72,10 +87,14 @@ func Score(classified []stats.MetricResult, pass, marginal float64, weights map[
 	}
 	score := card.Score
 	r.Canary = &score
-	switch card.Verdict {
-	case stats.VerdictPass:
+	switch {
+	case card.NoData:
+		// Too few metrics had data to score: the score's noData policy
+		// decides (hold: wait for traffic, then fail), not a failure now.
+		r.Verdict = v1alpha1.VerdictNoData
+	case card.Verdict == stats.VerdictPass:
 		r.Verdict = v1alpha1.VerdictSuccessful
-	case stats.VerdictFail:
+	case card.Verdict == stats.VerdictFail:
 		r.Verdict = v1alpha1.VerdictFailed
 	default:
 		r.Verdict = v1alpha1.VerdictInconclusive
@@ -83,6 +102,20 @@ func Score(classified []stats.MetricResult, pass, marginal float64, weights map[
 	r.Message = fmt.Sprintf("%s %s (pass %s, marginal %s)", ScoreMetric, num(score), num(pass), num(marginal))
 	if card.Reason != "" {
 		r.Message += ": " + card.Reason
+	}
+	// Name the metrics that pulled the score down, so that a rollback on
+	// the score says what was worse.
+	var against []string
+	for _, c := range classified {
+		switch c.Classification {
+		case stats.MetricHigh, stats.MetricLow, stats.MetricNoDataFail:
+			if !c.Muted {
+				against = append(against, c.Name+" "+string(c.Classification))
+			}
+		}
+	}
+	if len(against) > 0 {
+		r.Message += "; against the canary: " + strings.Join(against, ", ")
 	}
 	return r
 }

@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -96,8 +97,15 @@ func TestCompareAndScore(t *testing.T) {
 	if s := Score([]stats.MetricResult{c1}, 75, 50, nil); s.Verdict != v1alpha1.VerdictSuccessful || *s.Canary != 100 {
 		t.Errorf("score of one passing metric: %s %v", s.Verdict, s.Message)
 	}
-	if s := Score([]stats.MetricResult{c1, c2}, 75, 50, nil); s.Verdict != v1alpha1.VerdictInconclusive || *s.Canary != 50 {
-		t.Errorf("score of one pass, one high: %s %s", s.Verdict, s.Message)
+	if s := Score([]stats.MetricResult{c1, c2}, 75, 50, nil); s.Verdict != v1alpha1.VerdictInconclusive || *s.Canary != 50 ||
+		!strings.HasSuffix(s.Message, "; against the canary: latency High") {
+		t.Errorf("score of one pass, one high, naming the high one: %s %s", s.Verdict, s.Message)
+	}
+	// Too little traffic to compare is no data, left to the score's
+	// noData policy, not a failure of the canary.
+	_, empty := Compare(lat, Measurement{StableSamples: series(100, 60, 1)}, 0.98)
+	if s := Score([]stats.MetricResult{c1, empty}, 75, 50, nil); s.Verdict != v1alpha1.VerdictNoData {
+		t.Errorf("score with half the metrics without data: %s %s", s.Verdict, s.Message)
 	}
 	c2.Critical = true
 	if s := Score([]stats.MetricResult{c1, c2}, 75, 50, nil); s.Verdict != v1alpha1.VerdictFailed {
@@ -134,5 +142,23 @@ func TestRateMonitorAlarmsOnAWorseCanaryOnly(t *testing.T) {
 	}
 	if fresh, _ := bad.Observe("v3", cn+25, ce, sn+475, se); fresh != nil {
 		t.Errorf("a new canary version inherited the old one's evidence")
+	}
+}
+
+func TestSpentConfidenceAddsUpToTheConfidence(t *testing.T) {
+	if c := SpentConfidence(0.98, 1); math.Abs(c-0.99) > 1e-12 {
+		t.Errorf("first check at %v, want 0.99", c)
+	}
+	spent := 0.0
+	for check := 1; check <= 1000; check++ {
+		c := SpentConfidence(0.98, check)
+		if check > 1 && c <= SpentConfidence(0.98, check-1) {
+			t.Fatalf("check %d at %v, no stricter than the one before", check, c)
+		}
+		spent += 1 - c
+	}
+	// The shares of 1000 checks add up to 1 − 1/1001 of the error.
+	if want := 0.02 * 1000 / 1001; math.Abs(spent-want) > 1e-12 {
+		t.Errorf("1000 checks spent %v of the error, want %v", spent, want)
 	}
 }

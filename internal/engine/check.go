@@ -61,7 +61,14 @@ func (m *machine) evaluate() ([]spec.PlanMetric, []v1alpha1.MetricResult) {
 			meas = analysis.Measurement{Metric: pm.Name}
 		}
 		if pm.Compare != nil {
-			r, c := analysis.Compare(pm.MetricSpec, meas, ap.Judge.Confidence)
+			confidence := ap.Judge.Confidence
+			if pm.Provider == nil {
+				// Builtin samples grow with the rollout: the same canary
+				// is tested again at each check, so the error is spent
+				// over the checks that were scored.
+				confidence = analysis.SpentConfidence(confidence, m.scoredChecks()+1)
+			}
+			r, c := analysis.Compare(pm.MetricSpec, meas, confidence)
 			results = append(results, r)
 			classified = append(classified, c)
 			continue
@@ -74,12 +81,19 @@ func (m *machine) evaluate() ([]spec.PlanMetric, []v1alpha1.MetricResult) {
 			MetricSpec: v1alpha1.MetricSpec{Name: analysis.ScoreMetric}, FailureLimit: ap.FailureLimit,
 			ConsecutiveErrorLimit: spec.DefaultConsecutiveErrors, NoData: v1alpha1.NoDataHold, NoDataTimeout: spec.DefaultNoDataTimeout,
 		})
-		// The compared metrics decide through the score, not one by one.
-		for i := range classified {
-			results[i].DryRun = true
-		}
 	}
 	return metrics, results
+}
+
+// scoredChecks is how many checks of this canary the compared metrics'
+// score judged (passed, failed or inconclusive; not those without data).
+func (m *machine) scoredChecks() int {
+	for _, ms := range m.st.Analysis.Metrics {
+		if ms.Name == analysis.ScoreMetric {
+			return int(ms.Successful + ms.Failed + ms.Inconclusive)
+		}
+	}
+	return 0
 }
 
 // count updates one metric's counters from its result and checks its
@@ -104,8 +118,10 @@ func (m *machine) count(pm spec.PlanMetric, r v1alpha1.MetricResult, c *checkTal
 	if r.Verdict != v1alpha1.VerdictNoData {
 		ms.NoDataSince = nil
 	}
-	if r.DryRun {
-		return // measured and reported, never deciding
+	if r.DryRun || pm.Compare != nil {
+		// Measured and reported, never deciding: a dry run; or a compared
+		// metric, which decides through the score, not on its own.
+		return
 	}
 	c.deciding++
 	switch r.Verdict {

@@ -95,6 +95,70 @@ func TestDryRunMetricsNeverDecide(t *testing.T) {
 	}
 }
 
+// A threshold metric listed before a compared one decides as before: the
+// compared metrics decide through the score only, whatever their place.
+func TestThresholdMetricListedBeforeACompareOneStillDecides(t *testing.T) {
+	s := newSim(t, metricsPlan(t, v1alpha1.DecisionAutomatic,
+		v1alpha1.MetricSpec{Name: "rate", ThresholdRange: &v1alpha1.ThresholdRange{Max: val(1)}},
+		v1alpha1.MetricSpec{Name: "latency", Compare: &v1alpha1.CompareSpec{Direction: "increase"}}))
+	same := make([]float64, 60)
+	for i := range same {
+		same[i] = 100 + float64(i%7)
+	}
+	s.measure = constant(map[string]analysis.Measurement{
+		"rate":    {Canary: val(50)},
+		"latency": {CanarySamples: same, StableSamples: same},
+	})
+	s.deploy("v2")
+	s.runUntil(v1alpha1.PhaseRolledBack, 10*time.Minute)
+	if s.st.Rollback.Metric != "rate" || strings.Contains(s.history(), "rate 50 > max 1 [dry run]") {
+		t.Errorf("rollback %+v, want the failing threshold metric, counted and not a dry run:\n%s", s.st.Rollback, s.history())
+	}
+	if strings.Contains(s.history(), "[dry run]") {
+		t.Errorf("no metric here is a dry run:\n%s", s.history())
+	}
+}
+
+// Builtin samples grow from check to check, so the comparison's error is
+// spent over the checks: evidence that fails the first check (at 0.99) no
+// longer fails the second (at 0.9967). A provider's samples are a new
+// window each time, and the same evidence fails every check.
+func TestComparedBuiltinMetricSpendsItsConfidenceOverTheChecks(t *testing.T) {
+	var stable, canary []float64
+	for i := range 60 {
+		stable = append(stable, 100+float64((i*37)%11))
+		canary = append(canary, 102+float64((i*53)%11))
+	}
+	for _, tc := range []struct {
+		name     string
+		provider *v1alpha1.MetricProvider
+		want     v1alpha1.Phase
+		failed   int32
+	}{
+		{"builtin", nil, v1alpha1.PhaseSucceeded, 1},
+		{"prometheus", &v1alpha1.MetricProvider{Prometheus: &v1alpha1.PrometheusProvider{Address: "http://127.0.0.1:9090", Query: "q"}},
+			v1alpha1.PhaseRolledBack, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := spec.Resolve(&v1alpha1.RolloutSpec{
+				Strategy: v1alpha1.Strategy{Steps: []v1alpha1.Step{{SetWeight: pct(10)}, {Analysis: &v1alpha1.AnalysisStep{Checks: 3}}}},
+				Analysis: &v1alpha1.AnalysisSpec{Interval: &metav1.Duration{Duration: time.Minute}, FailureLimit: int32p(1),
+					Metrics: []v1alpha1.MetricSpec{{Name: "latency-p50", Provider: tc.provider, Compare: &v1alpha1.CompareSpec{Direction: "increase"}}}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := newSim(t, p)
+			s.measure = constant(map[string]analysis.Measurement{"latency-p50": {CanarySamples: canary, StableSamples: stable}})
+			s.deploy("v2")
+			s.runUntil(tc.want, 20*time.Minute)
+			if got := s.st.Analysis.FailedChecks; got != tc.failed {
+				t.Errorf("%d failed checks, want %d:\n%s", got, tc.failed, s.history())
+			}
+		})
+	}
+}
+
 func TestConsecutiveErrorLimit(t *testing.T) {
 	flaky := 0
 	s := newSim(t, metricsPlan(t, v1alpha1.DecisionAutomatic,

@@ -55,68 +55,40 @@ type StatsSource interface {
 	Stats() proxy.Stats
 }
 
-// maxSamples bounds the per-tick samples kept between two checks (an hour
-// of one-second ticks).
-const maxSamples = 3600
-
 // Builtin measures the proxy's own per-version metrics over the window
-// since its previous measurement. Sampled at every tick, it also keeps a
-// series of per-tick values, so canary and stable can be compared as
-// distributions, and it serves the counts of the sequential test.
+// since its previous measurement. For the metrics compared canary against
+// stable it adds samples of each version's requests since the canary was
+// deployed (see Samples): a growing window, Spinnaker's default lookback,
+// so that each check judges on more evidence than the last, and a chance
+// excursion of one short window does not roll a healthy canary back.
 type Builtin struct {
 	src StatsSource
 
-	mu       sync.Mutex
-	prev     proxy.Stats // at the last Measure: the window's start
-	since    time.Time   // when prev was taken
-	lastTick proxy.Stats // at the last Sample
-	samples  map[string][2][]float64
+	mu     sync.Mutex
+	prev   proxy.Stats // at the last Measure: the window's start
+	since  time.Time   // when prev was taken
+	origin proxy.Stats // when the canary was deployed: the samples' start
 }
 
 // NewBuiltin returns a provider whose first window starts now.
 func NewBuiltin(src StatsSource) *Builtin {
 	now := src.Stats()
-	return &Builtin{src: src, prev: now, since: time.Now(), lastTick: now, samples: map[string][2][]float64{}}
-}
-
-// Sample records one tick's values of every builtin metric, for both
-// versions, and returns the cumulative stats it read.
-func (b *Builtin) Sample() proxy.Stats {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	now := b.src.Stats()
-	tick := now.Since(b.lastTick)
-	b.lastTick = now
-	if tick.Canary.Requests == 0 && tick.Stable.Requests == 0 {
-		return now
-	}
-	for _, name := range proxyNames {
-		m := Compute(name, tick)
-		s := b.samples[name]
-		for i, v := range []*float64{m.Canary, m.Stable} {
-			if v != nil && len(s[i]) < maxSamples {
-				s[i] = append(s[i], *v)
-			}
-		}
-		b.samples[name] = s
-	}
-	return now
+	return &Builtin{src: src, prev: now, since: time.Now(), origin: now}
 }
 
 // Measure measures every named metric over the window since the last call,
-// with the window's per-tick samples, and starts a new window.
+// with the samples since the canary was deployed, and starts a new window.
 func (b *Builtin) Measure(names []string) []analysis.Measurement {
 	b.mu.Lock()
 	now := b.src.Stats()
-	window := now.Since(b.prev)
+	window, sampled := now.Since(b.prev), now.Since(b.origin)
 	b.prev, b.since = now, time.Now()
-	samples := b.samples
-	b.samples = map[string][2][]float64{}
 	b.mu.Unlock()
 	out := make([]analysis.Measurement, 0, len(names))
 	for _, name := range names {
 		m := Compute(name, window)
-		m.CanarySamples, m.StableSamples = samples[name][0], samples[name][1]
+		k := GroupSize(name, sampled.Canary.Requests)
+		m.CanarySamples, m.StableSamples = requestSamples(name, k, sampled.Canary), requestSamples(name, k, sampled.Stable)
 		out = append(out, m)
 	}
 	return out
@@ -130,13 +102,12 @@ func (b *Builtin) Window() (proxy.Stats, time.Time) {
 	return b.src.Stats().Since(b.prev), b.since
 }
 
-// Reset starts a new window now, so a new canary is judged on its own
-// traffic only.
+// Reset starts a new window and new samples now, so a new canary is judged
+// on its own traffic only.
 func (b *Builtin) Reset() {
 	b.mu.Lock()
 	b.prev, b.since = b.src.Stats(), time.Now()
-	b.lastTick = b.prev
-	b.samples = map[string][2][]float64{}
+	b.origin = b.prev
 	b.mu.Unlock()
 }
 

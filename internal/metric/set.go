@@ -182,7 +182,7 @@ func (s *Set) Tick(st v1alpha1.RolloutStatus) []analysis.Alarm {
 	if s.builtin == nil {
 		return nil
 	}
-	stats := s.builtin.Sample()
+	stats := s.builtin.src.Stats()
 	// The test takes its starting counts even before the canary gets
 	// traffic, so the first second of traffic already counts as evidence.
 	if s.monitor == nil || st.Canary == nil || stats.Canary.Version != st.Canary.Version {

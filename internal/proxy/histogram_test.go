@@ -158,3 +158,36 @@ func TestProxyMeasuresKnownDelays(t *testing.T) {
 		t.Errorf("mean %.2fms, want between %.2fms and %.2fms", mean, float64(sumDelay)/n, float64(sumSeen)/n)
 	}
 }
+
+func TestLatenciesDescribeEachRequest(t *testing.T) {
+	c := newCounters("v1", 1)
+	recorded := []time.Duration{3 * time.Millisecond, 3 * time.Millisecond, 250 * time.Microsecond, 2 * time.Second, 5 * time.Microsecond}
+	for _, d := range recorded {
+		c.record(class2xx, d)
+	}
+	var values []float64
+	for ms, n := range c.snapshot().Latencies() {
+		for range n {
+			values = append(values, ms)
+		}
+	}
+	want := slices.Clone(recorded)
+	slices.Sort(want)
+	if len(values) != len(want) {
+		t.Fatalf("Latencies described %d requests, want %d: %v", len(values), len(want), values)
+	}
+	for i, d := range want {
+		ms := float64(d) / 1e6
+		if math.Abs(values[i]-ms) > 0.05*ms+0.005 { // the first bucket is 0 to 10µs wide
+			t.Errorf("request %d: %vms, want %vms within 5%%", i, values[i], ms)
+		}
+	}
+	stops := 0
+	for range c.snapshot().Latencies() {
+		stops++
+		break
+	}
+	if stops != 1 {
+		t.Errorf("Latencies went on after its consumer stopped")
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"iter"
 	"sync/atomic"
 	"time"
 )
@@ -176,4 +177,23 @@ func (v VersionStats) Mean() (ms float64, ok bool) {
 func (v VersionStats) Quantile(q float64) (ms float64, ok bool) {
 	d, ok := v.latency.quantile(q)
 	return float64(d) / 1e6, ok
+}
+
+// Latencies yields the latency histogram: for each bucket that holds
+// requests, in increasing order, its middle in milliseconds and how many
+// requests took that long. It describes the requests one by one, as far as
+// the buckets tell them apart (5% at most), for analyses that need more
+// than a quantile.
+func (v VersionStats) Latencies() iter.Seq2[float64, uint64] {
+	return func(yield func(float64, uint64) bool) {
+		for i, c := range v.latency.counts {
+			if c == 0 {
+				continue
+			}
+			lower, upper := bucketBounds(i)
+			if !yield(float64(lower+upper)/2/1e6, c) {
+				return
+			}
+		}
+	}
 }

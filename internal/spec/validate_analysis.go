@@ -96,6 +96,9 @@ func (v *validator) metric(p string, m *v1alpha1.MetricSpec) {
 		default:
 			v.add(p+".compare.direction", "must be increase, decrease or either, not %q", clip(c.Direction))
 		}
+		if builtin && m.Provider == nil && m.Name == "request-count" {
+			v.add(p+".compare", "request-count cannot be compared: each version's share of the requests is its weight, not its behaviour; compare request-success-rate or a latency instead")
+		}
 		if f := c.AllowedChange; f != nil && !(*f >= 0 && !math.IsInf(*f, 0)) {
 			v.add(p+".compare.allowedChange", "must be a finite number, 0 or more, such as 0.1 for 10%%")
 		}

@@ -251,6 +251,9 @@ func TestValidateRefuses(t *testing.T) {
 		{"compare direction", func(r *v1alpha1.Rollout) {
 			r.Spec.Analysis.Metrics[0].Compare = &v1alpha1.CompareSpec{Direction: "up"}
 		}, "spec.analysis.metrics[0].compare.direction", `must be increase, decrease or either, not "up"`},
+		{"compare request count", func(r *v1alpha1.Rollout) {
+			r.Spec.Analysis.Metrics[0] = v1alpha1.MetricSpec{Name: "request-count", Compare: &v1alpha1.CompareSpec{}}
+		}, "spec.analysis.metrics[0].compare", "request-count cannot be compared"},
 		{"compare allowed change", func(r *v1alpha1.Rollout) {
 			r.Spec.Analysis.Metrics[0].Compare = &v1alpha1.CompareSpec{AllowedChange: ptr(-0.1)}
 		}, "spec.analysis.metrics[0].compare.allowedChange", "must be a finite number, 0 or more"},

@@ -67,6 +67,10 @@ type Scorecard struct {
 	Verdict Verdict // the score classified by the thresholds
 	// Reason explains a score forced to 0; empty otherwise.
 	Reason string
+	// NoData is set when the score was forced to 0 because half the
+	// metrics or more had no data: too little to judge, rather than a
+	// canary found worse.
+	NoData bool
 	Groups []GroupScore // the group scores behind Score, sorted by name
 }
 
@@ -113,7 +117,7 @@ func Score(results []MetricResult, cfg ScoreConfig) (Scorecard, error) {
 		}
 	}
 	if card.Reason == "" && 2*noData >= len(scored) {
-		card.Score, card.Reason = 0, fmt.Sprintf("%d of %d metrics have no data", noData, len(scored))
+		card.Score, card.Reason, card.NoData = 0, fmt.Sprintf("%d of %d metrics have no data", noData, len(scored)), true
 	}
 	card.Verdict = th.Classify(card.Score)
 	return card, nil
