@@ -68,8 +68,8 @@ type Scorecard struct {
 	// Reason explains a score forced to 0; empty otherwise.
 	Reason string
 	// NoData is set when the score was forced to 0 because half the
-	// metrics or more had no data: too little to judge, rather than a
-	// canary found worse.
+	// metrics or more, or a critical one, had no data: too little to
+	// judge, rather than a canary found worse.
 	NoData bool
 	Groups []GroupScore // the group scores behind Score, sorted by name
 }
@@ -110,6 +110,9 @@ func Score(results []MetricResult, cfg ScoreConfig) (Scorecard, error) {
 	for _, r := range scored {
 		if r.Critical && r.Classification != MetricPass {
 			card.Score, card.Reason = 0, fmt.Sprintf("critical metric %q is %s", r.Name, r.Classification)
+			// A critical metric must have data to pass; without it there
+			// is too little to judge, not a canary found worse.
+			card.NoData = r.Classification == MetricNoData
 			break
 		}
 		if r.Classification == MetricNoData {

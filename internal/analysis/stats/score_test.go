@@ -63,6 +63,29 @@ func TestScore(t *testing.T) {
 	}
 }
 
+// A score forced to 0 for want of data says so, so that pipit can wait for
+// data instead of failing the canary.
+func TestScoreWithoutDataSaysSo(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		results []MetricResult
+		noData  bool
+	}{
+		{"critical nodata", []MetricResult{critical(m("a", MetricNoData, "g")), m("b", MetricPass, "g"), m("c", MetricPass, "g")}, true},
+		{"half nodata", []MetricResult{m("a", MetricNoData, "g"), m("b", MetricPass, "g")}, true},
+		{"critical failure", []MetricResult{critical(m("a", MetricHigh, "g")), m("b", MetricNoData, "g")}, false},
+		{"critical error", []MetricResult{critical(m("a", MetricError, "g")), m("b", MetricPass, "g")}, false},
+	} {
+		card, err := Score(c.results, ScoreConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if card.NoData != c.noData || card.Score != 0 {
+			t.Errorf("%s: score %v, NoData %v (%s), want 0 and NoData %v", c.name, card.Score, card.NoData, card.Reason, c.noData)
+		}
+	}
+}
+
 func TestScoreGroups(t *testing.T) {
 	card, err := Score([]MetricResult{m("a", MetricPass, "b"), m("b", MetricHigh, "a"), m("c", MetricError, "c")},
 		ScoreConfig{GroupWeights: map[string]float64{"a": 50}})
