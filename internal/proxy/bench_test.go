@@ -25,12 +25,19 @@ func BenchmarkProxyRoute(b *testing.B) {
 // BenchmarkProxyServe measures a whole request through the proxy to a
 // loopback backend, over keep-alive connections on both sides.
 func BenchmarkProxyServe(b *testing.B) {
+	benchmarkServe(b, front)
+}
+
+// benchmarkServe measures a whole request through a Proxy, served by
+// serve, to a loopback backend, over keep-alive connections on both
+// sides, so that the benchmarks of the two frontends differ only in it.
+func benchmarkServe(b *testing.B, serve func(testing.TB, *Proxy) string) {
 	body := []byte("ok")
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
 	defer up.Close()
 	canary := &Upstream{Version: "v2", URL: mustURL(b, up.URL)}
 	p := newProxy(b, Config{Stable: Upstream{Version: "v1", URL: mustURL(b, up.URL)}, Canary: canary, Weight: 10 * v1alpha1.PercentScale})
-	url := front(b, p)
+	url := serve(b, p)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()
 	b.ReportAllocs()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -66,23 +65,7 @@ func TestProxySplitsTrafficOverHTTP(t *testing.T) {
 	st, ca := newUpstream(t, "v1"), newUpstream(t, "v2")
 	c := ca.upstream(t)
 	p := newProxy(t, Config{Stable: st.upstream(t), Canary: &c, Weight: 25_000})
-	url := front(t, p)
-	client := &http.Client{}
-	const n = 2000
-	for range n {
-		code, version, body := get(t, client, url+"/x")
-		if code != http.StatusOK || version != body {
-			t.Fatalf("got %d, version header %q, body %q", code, version, body)
-		}
-	}
-	if !withinBinomial(int(ca.hits.Load()), n, 0.25) {
-		t.Errorf("canary served %d of %d at 25%%", ca.hits.Load(), n)
-	}
-	s := settled(t, p, n)
-	if s.Stable.Requests != uint64(st.hits.Load()) || s.Canary.Requests != uint64(ca.hits.Load()) {
-		t.Errorf("stats count %d stable + %d canary, upstreams served %d + %d",
-			s.Stable.Requests, s.Canary.Requests, st.hits.Load(), ca.hits.Load())
-	}
+	s := checkSplit(t, p, front(t, p), st, ca, 2000, 25)
 	if s.Stable.Version != "v1" || s.Canary.Version != "v2" {
 		t.Errorf("stats versions %q, %q", s.Stable.Version, s.Canary.Version)
 	}
@@ -167,28 +150,7 @@ func TestProxySetUpstreamsSwapsAndRestartsCanaryCounters(t *testing.T) {
 }
 
 func TestProxyAnswersUpstreamFailures(t *testing.T) {
-	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-r.Context().Done():
-		case <-time.After(5 * time.Second):
-		}
-	}))
-	defer slow.Close()
-	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "boom", http.StatusServiceUnavailable)
-	}))
-	defer broken.Close()
-
-	for _, tc := range []struct {
-		name            string
-		url             string
-		code            int
-		errs5xx, errsTr uint64
-	}{
-		{"nothing listening", deadURL(t).String(), http.StatusBadGateway, 0, 1},
-		{"no headers in time", slow.URL, http.StatusGatewayTimeout, 0, 1},
-		{"upstream 503", broken.URL, http.StatusServiceUnavailable, 1, 0},
-	} {
+	for _, tc := range upstreamFailures(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newProxy(t, Config{
 				Stable:                Upstream{Version: "v1", URL: mustURL(t, tc.url)},
@@ -247,19 +209,8 @@ func TestProxyVersionHeaderOff(t *testing.T) {
 }
 
 func TestProxyStreamsWithoutBuffering(t *testing.T) {
-	release := make(chan struct{})
-	sse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		io.WriteString(w, "data: first\n\n")
-		http.NewResponseController(w).Flush()
-		select {
-		case <-release:
-		case <-r.Context().Done():
-		}
-		io.WriteString(w, "data: second\n\n")
-	}))
-	defer sse.Close()
-	defer close(release)
+	sse, release := eventStream(t)
+	defer release() // before the front closes, which waits for the proxy's handler
 	p := newProxy(t, Config{Stable: Upstream{URL: mustURL(t, sse.URL)}})
 	resp, err := http.Get(front(t, p))
 	if err != nil {
@@ -395,36 +346,9 @@ func TestProxyCountsBrokenOffResponse(t *testing.T) {
 }
 
 func TestProxyPassesProtocolSwitch(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			t.Error(err)
-			return
-		}
-		defer conn.Close()
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
-		brw.Flush()
-		line, _ := brw.ReadString('\n')
-		brw.WriteString(line)
-		brw.Flush()
-	}))
-	defer up.Close()
+	up := echoUpgrade(t)
 	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
-	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(front(t, p), "http://"), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get(DefaultVersionHeader) != "v1" {
-		t.Fatalf("got %d, version header %q", resp.StatusCode, resp.Header.Get(DefaultVersionHeader))
-	}
+	conn, br := switchToEcho(t, front(t, p))
 	io.WriteString(conn, "ping\n")
 	if line, err := br.ReadString('\n'); line != "ping\n" {
 		t.Fatalf("echo %q, %v", line, err)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -80,22 +81,8 @@ func TestFrontendsSplitAndKeepAlive(t *testing.T) {
 			st, ca := countingUpstream(t, "v1", &conns), countingUpstream(t, "v2", &conns)
 			c := ca.upstream(t)
 			p := newProxy(t, Config{Stable: st.upstream(t), Canary: &c, Weight: 20_000})
-			url := fe.serve(t, p)
-			client := &http.Client{}
 			const n = 1000
-			for range n {
-				code, version, body := get(t, client, url+"/x")
-				if code != http.StatusOK || version != body {
-					t.Fatalf("got %d, version header %q, body %q", code, version, body)
-				}
-			}
-			if !withinBinomial(int(ca.hits.Load()), n, 0.2) {
-				t.Errorf("canary served %d of %d at 20%%", ca.hits.Load(), n)
-			}
-			s := settled(t, p, n)
-			if s.Stable.Requests != uint64(st.hits.Load()) || s.Canary.Requests != uint64(ca.hits.Load()) {
-				t.Errorf("stats count %d + %d, upstreams served %d + %d", s.Stable.Requests, s.Canary.Requests, st.hits.Load(), ca.hits.Load())
-			}
+			checkSplit(t, p, fe.serve(t, p), st, ca, n, 20)
 			// One client connection, one at a time: each upstream needs
 			// one kept-alive connection, not one per request.
 			if got := conns.Load(); got > 2 {
@@ -103,6 +90,30 @@ func TestFrontendsSplitAndKeepAlive(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkSplit sends n sequential GETs through p at url, each of which must
+// be answered by the version its body names, and checks that the canary
+// ca served about pct percent of them and that p's stats count what the
+// upstreams served. It returns those stats.
+func checkSplit(t *testing.T, p *Proxy, url string, st, ca *upstream, n, pct int) Stats {
+	t.Helper()
+	client := &http.Client{}
+	for range n {
+		code, version, body := get(t, client, url+"/x")
+		if code != http.StatusOK || version != body {
+			t.Fatalf("got %d, version header %q, body %q", code, version, body)
+		}
+	}
+	if !withinBinomial(int(ca.hits.Load()), n, float64(pct)/100) {
+		t.Errorf("canary served %d of %d at %d%%", ca.hits.Load(), n, pct)
+	}
+	s := settled(t, p, uint64(n))
+	if s.Stable.Requests != uint64(st.hits.Load()) || s.Canary.Requests != uint64(ca.hits.Load()) {
+		t.Errorf("stats count %d stable + %d canary, upstreams served %d + %d",
+			s.Stable.Requests, s.Canary.Requests, st.hits.Load(), ca.hits.Load())
+	}
+	return s
 }
 
 // countingUpstream is newUpstream that also counts the connections
@@ -182,19 +193,7 @@ func TestFrontendsForwardedAndHopByHopHeaders(t *testing.T) {
 func TestFrontendsStreamEvents(t *testing.T) {
 	for _, fe := range frontends {
 		t.Run(fe.name, func(t *testing.T) {
-			release := make(chan struct{})
-			sse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Type", "text/event-stream")
-				io.WriteString(w, "data: first\n\n")
-				http.NewResponseController(w).Flush()
-				select {
-				case <-release:
-				case <-r.Context().Done():
-					return
-				}
-				io.WriteString(w, "data: second\n\n")
-			}))
-			defer sse.Close()
+			sse, release := eventStream(t)
 			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, sse.URL)}})
 			resp, err := http.Get(fe.serve(t, p))
 			if err != nil {
@@ -207,7 +206,7 @@ func TestFrontendsStreamEvents(t *testing.T) {
 			if line, err := br.ReadString('\n'); err != nil || line != "data: first\n" {
 				t.Fatalf("first line %q, %v", line, err)
 			}
-			close(release)
+			release()
 			rest, err := io.ReadAll(br)
 			if err != nil || string(rest) != "\ndata: second\n\n" {
 				t.Fatalf("rest %q, %v", rest, err)
@@ -219,44 +218,36 @@ func TestFrontendsStreamEvents(t *testing.T) {
 	}
 }
 
+// eventStream is an upstream that sends a server-sent event at once and a
+// second one only after release, so that a client that reads the first
+// knows the proxy flushed it rather than buffered it. The test's end
+// releases it too, before the server closes, which waits for handlers.
+func eventStream(t *testing.T) (sse *httptest.Server, release func()) {
+	gate := make(chan struct{})
+	sse = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: first\n\n")
+		http.NewResponseController(w).Flush()
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, "data: second\n\n")
+	}))
+	t.Cleanup(sse.Close)
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	return sse, release
+}
+
 func TestFrontendsProtocolSwitch(t *testing.T) {
 	for _, fe := range frontends {
 		t.Run(fe.name, func(t *testing.T) {
-			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				conn, brw, err := http.NewResponseController(w).Hijack()
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				defer conn.Close()
-				brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
-				brw.Flush()
-				for {
-					line, err := brw.ReadString('\n')
-					if err != nil {
-						return
-					}
-					brw.WriteString(line)
-					brw.Flush()
-				}
-			}))
-			defer up.Close()
+			up := echoUpgrade(t)
 			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
-			conn, err := net.DialTimeout("tcp", strings.TrimPrefix(fe.serve(t, p), "http://"), 5*time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
-			io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
-			br := bufio.NewReader(conn)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get(DefaultVersionHeader) != "v1" {
-				t.Fatalf("got %d, version header %q", resp.StatusCode, resp.Header.Get(DefaultVersionHeader))
-			}
+			conn, br := switchToEcho(t, fe.serve(t, p))
 			// Counted once the protocol switched, while the connection
 			// is still open: a WebSocket may last for hours.
 			if s := settled(t, p, 1).Stable; s.classes[class1xx] != 1 {
@@ -272,29 +263,90 @@ func TestFrontendsProtocolSwitch(t *testing.T) {
 	}
 }
 
-func TestFrontendsUpstreamFailures(t *testing.T) {
+// echoUpgrade is an upstream that switches any request to a protocol
+// "echo", in which it sends back each line it reads.
+func echoUpgrade(t *testing.T) *httptest.Server {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			brw.WriteString(line)
+			brw.Flush()
+		}
+	}))
+	t.Cleanup(up.Close)
+	return up
+}
+
+// switchToEcho asks the proxy at url, on a connection of its own, to
+// switch to echoUpgrade's protocol, and fails the test unless the answer
+// is 101 from version v1. It returns the connection, closed when the test
+// ends, and its reader, which may hold bytes already read from it.
+func switchToEcho(t *testing.T, url string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	// A raw connection, as a client must keep it after the switch.
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(url, "http://"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get(DefaultVersionHeader) != "v1" {
+		t.Fatalf("got %d, version header %q", resp.StatusCode, resp.Header.Get(DefaultVersionHeader))
+	}
+	return conn, br
+}
+
+// upstreamFailure is a way for an upstream to fail a request, with the
+// status the proxy answers for it and how it counts it against the version.
+type upstreamFailure struct {
+	name            string
+	url             string
+	code            int
+	errs5xx, errsTr uint64
+}
+
+// upstreamFailures starts the failing upstreams, closed when the test
+// ends, and returns the failures to be had from them. The proxy must have
+// a ResponseHeaderTimeout well under 5s for "no headers in time".
+func upstreamFailures(t *testing.T) []upstreamFailure {
 	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 		case <-time.After(5 * time.Second):
 		}
 	}))
-	defer slow.Close()
+	t.Cleanup(slow.Close)
 	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "boom", http.StatusServiceUnavailable)
 	}))
-	defer broken.Close()
+	t.Cleanup(broken.Close)
+	return []upstreamFailure{
+		{"nothing listening", deadURL(t).String(), http.StatusBadGateway, 0, 1},
+		{"no headers in time", slow.URL, http.StatusGatewayTimeout, 0, 1},
+		{"upstream 503", broken.URL, http.StatusServiceUnavailable, 1, 0},
+	}
+}
+
+func TestFrontendsUpstreamFailures(t *testing.T) {
 	for _, fe := range frontends {
-		for _, tc := range []struct {
-			name            string
-			url             string
-			code            int
-			errs5xx, errsTr uint64
-		}{
-			{"nothing listening", deadURL(t).String(), http.StatusBadGateway, 0, 1},
-			{"no headers in time", slow.URL, http.StatusGatewayTimeout, 0, 1},
-			{"upstream 503", broken.URL, http.StatusServiceUnavailable, 1, 0},
-		} {
+		for _, tc := range upstreamFailures(t) {
 			t.Run(fe.name+"/"+tc.name, func(t *testing.T) {
 				p := newProxy(t, Config{
 					Stable:                Upstream{Version: "v1", URL: mustURL(t, tc.url)},
@@ -569,28 +621,7 @@ func TestServerShutdownRefusesServe(t *testing.T) {
 // fast path to a loopback backend, over keep-alive connections on both
 // sides; compare BenchmarkProxyServe (net/http alone).
 func BenchmarkServerFastPath(b *testing.B) {
-	body := []byte("ok")
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
-	defer up.Close()
-	canary := &Upstream{Version: "v2", URL: mustURL(b, up.URL)}
-	p := newProxy(b, Config{Stable: Upstream{Version: "v1", URL: mustURL(b, up.URL)}, Canary: canary, Weight: 10 * v1alpha1.PercentScale})
-	url := serveWith(b, p, ServerConfig{Logger: testLogger(b)})
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	defer client.CloseIdleConnections()
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			resp, err := client.Get(url)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				b.Errorf("status %d", resp.StatusCode)
-				return
-			}
-		}
+	benchmarkServe(b, func(b testing.TB, p *Proxy) string {
+		return serveWith(b, p, ServerConfig{Logger: testLogger(b)})
 	})
 }
