@@ -27,6 +27,28 @@ func decodeDoc(t *testing.T, s string) any {
 	return v
 }
 
+// checkOutcome fails the test unless got and err are the outcome a case
+// wants: with noData an error that wraps ErrNoData, with errText another
+// error containing it, else want and no error. The two errors are kept
+// apart because an answer without a value is not a failed query.
+func checkOutcome(t *testing.T, got float64, err error, want float64, noData bool, errText string) {
+	t.Helper()
+	switch {
+	case noData:
+		if !errors.Is(err, ErrNoData) {
+			t.Fatalf("got %v, %v; want ErrNoData", got, err)
+		}
+	case errText != "":
+		if err == nil || errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), errText) {
+			t.Fatalf("got %v, %v; want an error containing %q", got, err, errText)
+		}
+	default:
+		if err != nil || got != want {
+			t.Fatalf("got %v, %v; want %v", got, err, want)
+		}
+	}
+}
+
 func TestJSONPathValue(t *testing.T) {
 	doc := decodeDoc(t, jsonDoc)
 	cases := []struct {
@@ -70,20 +92,7 @@ func TestJSONPathValue(t *testing.T) {
 				t.Fatalf("parse: %v", err)
 			}
 			got, err := p.value(doc)
-			switch {
-			case c.noData:
-				if !errors.Is(err, ErrNoData) {
-					t.Fatalf("got %v, %v; want ErrNoData", got, err)
-				}
-			case c.err != "":
-				if err == nil || errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("got %v, %v; want an error containing %q", got, err, c.err)
-				}
-			default:
-				if err != nil || got != c.want {
-					t.Fatalf("got %v, %v; want %v", got, err, c.want)
-				}
-			}
+			checkOutcome(t, got, err, c.want, c.noData, c.err)
 		})
 	}
 }

@@ -102,20 +102,7 @@ func TestWebAnswers(t *testing.T) {
 			}))
 			defer srv.Close()
 			got, err := newWeb(t, v1alpha1.WebProvider{URL: srv.URL, JSONPath: "$.v"}).Measure(context.Background(), webQuery)
-			switch {
-			case c.noData:
-				if !errors.Is(err, ErrNoData) {
-					t.Fatalf("got %v, %v; want ErrNoData", got, err)
-				}
-			case c.err != "":
-				if err == nil || errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), c.err) {
-					t.Fatalf("got %v, %v; want an error containing %q", got, err, c.err)
-				}
-			default:
-				if err != nil || got != c.want {
-					t.Fatalf("got %v, %v; want %v", got, err, c.want)
-				}
-			}
+			checkOutcome(t, got, err, c.want, c.noData, c.err)
 		})
 	}
 }
