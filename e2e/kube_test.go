@@ -150,7 +150,8 @@ const manualSpec = `
 
 // TestKubeOperatorVerbs drives a rollout through its gates with the CLI's
 // verbs against the cluster: approve an approval step, promote past an
-// indefinite pause, abort; status and history read the same rollout.
+// indefinite pause, set the weight by hand, abort; status and history read
+// the same rollout.
 func TestKubeOperatorVerbs(t *testing.T) {
 	t.Parallel()
 	e := newKubeEnv(t, 2, manualSpec)
@@ -179,6 +180,12 @@ func TestKubeOperatorVerbs(t *testing.T) {
 	e.WaitRollout("web", "the long pause at 80%", func(r *v1alpha1.Rollout) bool {
 		return r.Status.CurrentStep == 5 && r.Status.CanaryWeight == v1alpha1.PercentOf(80)
 	})
+	if res := e.kubectlVerb("set-weight", "web", "30", "--reason", "fewer users while we look"); res.code != 0 {
+		t.Fatalf("pipit set-weight --kube: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	e.WaitRollout("web", "the operator's 30%", func(r *v1alpha1.Rollout) bool {
+		return r.Status.CurrentStep == 5 && r.Status.CanaryWeight == v1alpha1.PercentOf(30)
+	})
 	if res := e.kubectlVerb("abort", "web", "--reason", "saw errors"); res.code != 0 {
 		t.Fatalf("pipit abort --kube: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
@@ -187,7 +194,7 @@ func TestKubeOperatorVerbs(t *testing.T) {
 		t.Errorf("weight %s after abort", r.Status.CanaryWeight)
 	}
 	res := e.kubectlVerb("history", "web")
-	for _, want := range []string{"approved by", "QA signed off", "saw errors"} {
+	for _, want := range []string{"approved by", "QA signed off", "Weight set to 30%", "fewer users while we look", "saw errors"} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("pipit history --kube lacks %q:\n%s%s", want, res.stdout, res.stderr)
 		}

@@ -139,8 +139,11 @@ type CommandRequest struct {
 	// ID tells the requester its command apart.
 	ID string `json:"id"`
 	// Kind is the command: pause, resume, promote, promote-full, abort,
-	// retry, approve, reject, undo.
+	// retry, approve, reject, undo, set-weight.
 	Kind string `json:"kind"`
+	// Weight is the canary's share of traffic, for set-weight.
+	// +optional
+	Weight *Percent `json:"weight,omitempty"`
 	// Actor is who gave it.
 	// +optional
 	Actor string `json:"actor,omitempty"`

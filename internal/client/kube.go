@@ -174,7 +174,7 @@ func (k *Kube) Submit(ctx context.Context, name string, cmd engine.Command) (con
 	if cmd.Kind == engine.CommandDeploy {
 		return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: deployRefusal(r)}
 	}
-	req := v1alpha1.CommandRequest{ID: rand.Text(), Kind: string(cmd.Kind), Actor: cmd.Actor, Reason: cmd.Reason}
+	req := v1alpha1.CommandRequest{ID: rand.Text(), Kind: string(cmd.Kind), Weight: cmd.Weight, Actor: cmd.Actor, Reason: cmd.Reason}
 	if err := k.enqueue(ctx, r, cmd, req); err != nil {
 		return controlapi.RolloutView{}, err
 	}

@@ -324,6 +324,9 @@ func TestCommands(t *testing.T) {
 		{"two values", "web", `{"kind":"pause"}{"kind":"abort"}`, 400, "more than one"},
 		{"deploy without version", "web", `{"kind":"deploy","canary":{"url":"http://127.0.0.1:1"}}`, 400, "canary.version"},
 		{"canary on pause", "web", `{"kind":"pause","canary":{"version":"v3"}}`, 400, "only accepted by deploy"},
+		{"weight on pause", "web", `{"kind":"pause","weight":20}`, 400, "weight is only accepted by set-weight"},
+		{"set-weight without weight", "web", `{"kind":"set-weight"}`, 400, "set-weight needs weight"},
+		{"set-weight of no number", "web", `{"kind":"set-weight","weight":"lots"}`, 400, "not a number of percent"},
 		{"too large", "web", `{"kind":"pause","reason":"` + strings.Repeat("x", MaxCommandBody) + `"}`, 413, "larger than"},
 		{"internal error", "broken", `{"kind":"pause"}`, 500, "internal error"},
 	}
@@ -368,6 +371,19 @@ func TestDeployPassesTheCanary(t *testing.T) {
 		t.Fatalf("status %d: %s", code, body)
 	}
 	if len(f.submitted) != 1 || f.submitted[0].Canary == nil || *f.submitted[0].Canary != (v1alpha1.VersionRef{Version: "v9", URL: "http://127.0.0.1:9"}) {
+		t.Fatalf("backend got %+v", f.submitted)
+	}
+}
+
+func TestSetWeightPassesTheWeight(t *testing.T) {
+	f := newFake()
+	srv := newTestServer(t, f, nil)
+	code, body, _ := call(t, srv, "POST", "/v1/rollouts/web/commands", `{"kind":"set-weight","weight":12.5}`)
+	if code != 200 {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	if len(f.submitted) != 1 || f.submitted[0].Kind != engine.CommandSetWeight || f.submitted[0].Weight == nil ||
+		*f.submitted[0].Weight != v1alpha1.PercentOf(12.5) {
 		t.Fatalf("backend got %+v", f.submitted)
 	}
 }

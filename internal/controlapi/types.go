@@ -90,8 +90,11 @@ type VersionMetrics struct {
 type CommandRequest struct {
 	Kind   engine.CommandKind   `json:"kind"`
 	Canary *v1alpha1.VersionRef `json:"canary,omitempty"`
-	Actor  string               `json:"actor,omitempty"`
-	Reason string               `json:"reason,omitempty"`
+	// Weight is the canary's share of traffic for set-weight, such as
+	// 12.5 for 12.5%.
+	Weight *v1alpha1.Percent `json:"weight,omitempty"`
+	Actor  string            `json:"actor,omitempty"`
+	Reason string            `json:"reason,omitempty"`
 }
 
 // ErrorResponse is the body of every non-2xx answer.

@@ -36,6 +36,9 @@ const (
 	// CommandUndo switches back to the stable version before the last
 	// promotion, at once, within the rollout's undo window.
 	CommandUndo CommandKind = "undo"
+	// CommandSetWeight sends Weight of the traffic to the canary now, in
+	// place of the current step's weight, until a later step sets its own.
+	CommandSetWeight CommandKind = "set-weight"
 )
 
 // Command is an operator's request.
@@ -43,6 +46,8 @@ type Command struct {
 	Kind CommandKind
 	// Canary is the version to roll out (CommandDeploy only).
 	Canary *v1alpha1.VersionRef
+	// Weight is the canary's share of traffic (CommandSetWeight only).
+	Weight *v1alpha1.Percent
 	// Actor is who asked, for the history.
 	Actor string
 	// Reason is the operator's own words, for the history.
@@ -85,6 +90,11 @@ func Allowed(st v1alpha1.RolloutStatus, cmd Command) error {
 		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision)
 	case CommandApprove, CommandReject:
 		return phaseIn(p, cmd.Kind, v1alpha1.PhaseAwaitingDecision)
+	case CommandSetWeight:
+		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision); err != nil {
+			return err
+		}
+		return checkManualWeight(cmd.Weight)
 	case CommandUndo:
 		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseSucceeded); err != nil {
 			return err
@@ -103,6 +113,18 @@ func Allowed(st v1alpha1.RolloutStatus, cmd Command) error {
 		return nil
 	}
 	return fmt.Errorf("unknown command %q", cmd.Kind)
+}
+
+// checkManualWeight refuses a weight an operator cannot set: none, or all
+// of the traffic, which is a promotion (promote --full) and not a weight.
+func checkManualWeight(w *v1alpha1.Percent) error {
+	switch {
+	case w == nil:
+		return fmt.Errorf("set-weight needs a weight")
+	case *w < 0 || *w >= v1alpha1.FullWeight:
+		return fmt.Errorf("weight %s is out of range: from 0%% to below 100%%; to send all traffic to the canary, promote it (promote --full)", w)
+	}
+	return nil
 }
 
 func phaseIn(p v1alpha1.Phase, kind CommandKind, allowed ...v1alpha1.Phase) error {
@@ -135,6 +157,15 @@ func (m *machine) command(c Command) error {
 		m.rollBack(v1alpha1.PhaseAborted, "rejected by "+actorOf(c)+because(c), "")
 	case CommandUndo:
 		return m.undo(c)
+	case CommandSetWeight:
+		// Traffic goes only to a canary that is up, as with a setWeight
+		// step; the runtime sees the refusal at once.
+		if *c.Weight > 0 && m.st.CanaryWeight == 0 && m.canaryHealth() != HealthUp {
+			return fmt.Errorf("canary %s is not healthy yet; set its weight once it is", m.st.Canary.Version)
+		}
+		m.event(v1alpha1.EventNormal, "WeightSet", c, "Weight set to %s by %s%s; the plan's next setWeight step sets its own",
+			c.Weight, actorOf(c), because(c))
+		m.setWeight(*c.Weight)
 	case CommandPromoteFull:
 		// The person's decision is recorded before what it causes, so
 		// the history reads in order.

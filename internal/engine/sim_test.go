@@ -619,3 +619,49 @@ func BenchmarkHourLongRollout(b *testing.B) {
 		s.runUntil(v1alpha1.PhaseSucceeded, 4*time.Hour)
 	}
 }
+
+// An operator's weight replaces the current step's until the plan's next
+// setWeight step; the soak goes on meanwhile.
+func TestSetWeightHoldsUntilTheNextSetWeightStep(t *testing.T) {
+	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
+	s.deploy("v2")
+	s.advance(2 * time.Minute) // in the first 10-minute soak at 5%
+	s.step(Command{Kind: CommandSetWeight, Weight: pct(12.5), Actor: "bob", Reason: "more traffic for the cache"})
+	if len(s.refused) > 0 || s.weight != v1alpha1.PercentOf(12.5) || s.st.Phase != v1alpha1.PhaseProgressing {
+		t.Fatalf("after set-weight 12.5%%: weight %s phase %s, refused %v", s.weight, s.st.Phase, s.refused)
+	}
+	if !strings.Contains(s.history(), "Weight set to 12.5% by bob: more traffic for the cache") {
+		t.Errorf("history lacks the operator's weight:\n%s", s.history())
+	}
+	s.advance(7 * time.Minute)
+	if s.weight != v1alpha1.PercentOf(12.5) {
+		t.Fatalf("the operator's weight did not hold through the soak: %s", s.weight)
+	}
+	s.advance(2 * time.Minute) // the soak ends: the next step sets 25%
+	if s.weight != v1alpha1.PercentOf(25) {
+		t.Fatalf("the next setWeight step did not take over: weight %s\n%s", s.weight, s.history())
+	}
+	for _, w := range []*v1alpha1.Percent{nil, pct(100), pct(-1)} {
+		s.refused = nil
+		s.step(Command{Kind: CommandSetWeight, Weight: w})
+		if len(s.refused) != 1 || s.weight != v1alpha1.PercentOf(25) {
+			t.Errorf("set-weight %v: refused %v, weight %s; want refused, 25%% kept", w, s.refused, s.weight)
+		}
+	}
+	s.runUntil(v1alpha1.PhaseSucceeded, 2*time.Hour)
+	s.refused = nil
+	s.step(Command{Kind: CommandSetWeight, Weight: pct(10)})
+	if len(s.refused) != 1 || !strings.Contains(s.refused[0].Error(), "cannot set-weight a rollout that is Succeeded") {
+		t.Errorf("set-weight after promotion: refused %v", s.refused)
+	}
+}
+
+func TestSetWeightWaitsForAHealthyCanary(t *testing.T) {
+	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
+	s.health = HealthDown
+	s.deploy("v2")
+	s.step(Command{Kind: CommandSetWeight, Weight: pct(10)})
+	if len(s.refused) != 1 || !strings.Contains(s.refused[0].Error(), "not healthy yet") || s.weight != 0 {
+		t.Fatalf("set-weight on a canary still coming up: refused %v, weight %s", s.refused, s.weight)
+	}
+}

@@ -74,7 +74,7 @@ func (s *statusStore) Pending(context.Context) ([]runtime.PendingCommand, error)
 	}
 	for i, r := range s.requests {
 		out = append(out, runtime.PendingCommand{ID: int64(i + 1), Command: engine.Command{
-			Kind: engine.CommandKind(r.Kind), Actor: r.Actor, Reason: r.Reason,
+			Kind: engine.CommandKind(r.Kind), Weight: r.Weight, Actor: r.Actor, Reason: r.Reason,
 		}})
 	}
 	return out, nil

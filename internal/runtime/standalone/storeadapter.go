@@ -22,6 +22,7 @@ type rolloutStore struct {
 // commandArgs is how a command's arguments are kept in the queue.
 type commandArgs struct {
 	Canary *v1alpha1.VersionRef `json:"canary,omitempty"`
+	Weight *v1alpha1.Percent    `json:"weight,omitempty"`
 	Reason string               `json:"reason,omitempty"`
 }
 
@@ -43,7 +44,7 @@ func (s rolloutStore) Pending(ctx context.Context) ([]runtime.PendingCommand, er
 			}
 		}
 		out = append(out, runtime.PendingCommand{ID: c.ID, Command: engine.Command{
-			Kind: engine.CommandKind(c.Kind), Canary: args.Canary, Actor: c.Actor, Reason: args.Reason,
+			Kind: engine.CommandKind(c.Kind), Canary: args.Canary, Weight: args.Weight, Actor: c.Actor, Reason: args.Reason,
 		}})
 	}
 	return out, nil
@@ -51,7 +52,7 @@ func (s rolloutStore) Pending(ctx context.Context) ([]runtime.PendingCommand, er
 
 // enqueue stores a command durably before it is acted on.
 func (s rolloutStore) enqueue(ctx context.Context, c engine.Command) (int64, error) {
-	args, err := json.Marshal(commandArgs{Canary: c.Canary, Reason: c.Reason})
+	args, err := json.Marshal(commandArgs{Canary: c.Canary, Weight: c.Weight, Reason: c.Reason})
 	if err != nil {
 		return 0, err
 	}
