@@ -36,10 +36,10 @@ const maxGroupSize = 500
 // to be steadier than a single request and to reach into the tail that
 // the metric names (20 stands for p95 and p99 alike, so that a canary with
 // a few hundred requests still gives some samples); enough for an error
-// rate to be above zero now and then.
-// Past MaxSamples groups of the canary's requests it grows, so that every
-// request of the canary counts, up to maxGroupSize. Zero means the metric has no samples: a
-// request count is the version's weight, not its behaviour.
+// rate to be above zero now and then. Past MaxSamples groups of the
+// canary's requests it grows, so that every request of the canary counts,
+// up to maxGroupSize. Zero means the metric has no samples: a request
+// count is the version's weight, not its behaviour.
 func GroupSize(name string, canaryRequests uint64) int {
 	least := 0
 	switch name {
