@@ -139,30 +139,28 @@ func versionsServed(t *testing.T, proxyAddr string, n int) map[string]int {
 	return seen
 }
 
-func TestHealthyCanaryPromotedUnderLoadWithoutErrors(t *testing.T) {
-	stable := app(t, sampleapp.Config{Version: "v1"})
-	canary := app(t, sampleapp.Config{Version: "v2"})
-	d, c := startDaemon(t, t.TempDir(), rolloutYAML(stable.URL, "1s"))
-	addr, _ := d.ProxyAddr("web")
-
+// startLoad sends rate requests a second through the proxy at addr, for
+// 30s at the most; stopLoad ends it at once and returns what it got.
+func startLoad(t *testing.T, addr string, rate int) (stopLoad func() loadgen.Summary) {
 	ctx, cancel := context.WithCancel(context.Background())
-	loadDone := make(chan loadgen.Summary, 1)
+	t.Cleanup(cancel) // a test that fails before stopLoad leaves no load running
+	done := make(chan loadgen.Summary, 1)
 	go func() {
-		s, _ := loadgen.Run(ctx, loadgen.Config{URL: "http://" + addr + "/", Rate: 150, Duration: 30 * time.Second})
-		loadDone <- s
+		s, _ := loadgen.Run(ctx, loadgen.Config{URL: "http://" + addr + "/", Rate: rate, Duration: 30 * time.Second})
+		done <- s
 	}()
-	deployV2(t, c, canary.URL)
-	st := waitFor(t, c, 40*time.Second, "Succeeded", phaseIs(v1alpha1.PhaseSucceeded))
-	cancel()
-	load := <-loadDone
-
-	if st.Stable.Version != "v2" || st.Canary != nil {
-		t.Errorf("after promotion stable %+v canary %+v", st.Stable, st.Canary)
+	return func() loadgen.Summary {
+		cancel()
+		return <-done
 	}
-	// Every answer is a 200: neither the weight changes nor the promotion
-	// made the proxy fail a request. (Code 0 counts requests without any
-	// answer, such as those cut off when the load stops, or client
-	// timeouts on a starved machine; they are not answers from the proxy.)
+}
+
+// checkAllAnswered fails the test unless every answer the load got was a
+// 200, and at least 100 were. Code 0 counts requests without any answer,
+// such as those cut off when the load stops, or client timeouts on a
+// starved machine; they are not answers from the proxy.
+func checkAllAnswered(t *testing.T, load loadgen.Summary) {
+	t.Helper()
 	for code, n := range load.StatusCodes {
 		if code != "200" && code != "0" {
 			t.Errorf("%d answers with status %s during the rollout", n, code)
@@ -171,6 +169,25 @@ func TestHealthyCanaryPromotedUnderLoadWithoutErrors(t *testing.T) {
 	if load.StatusCodes["200"] < 100 {
 		t.Errorf("only %d requests answered: %v, errors %v", load.StatusCodes["200"], load.StatusCodes, load.Errors)
 	}
+}
+
+func TestHealthyCanaryPromotedUnderLoadWithoutErrors(t *testing.T) {
+	stable := app(t, sampleapp.Config{Version: "v1"})
+	canary := app(t, sampleapp.Config{Version: "v2"})
+	d, c := startDaemon(t, t.TempDir(), rolloutYAML(stable.URL, "1s"))
+	addr, _ := d.ProxyAddr("web")
+
+	stopLoad := startLoad(t, addr, 150)
+	deployV2(t, c, canary.URL)
+	st := waitFor(t, c, 40*time.Second, "Succeeded", phaseIs(v1alpha1.PhaseSucceeded))
+	load := stopLoad()
+
+	if st.Stable.Version != "v2" || st.Canary != nil {
+		t.Errorf("after promotion stable %+v canary %+v", st.Stable, st.Canary)
+	}
+	// Neither the weight changes nor the promotion may make the proxy
+	// fail a request.
+	checkAllAnswered(t, load)
 	if seen := versionsServed(t, addr, 50); seen["v2"] != 50 {
 		t.Errorf("after promotion the proxy served %v, want only v2", seen)
 	}
