@@ -20,15 +20,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/yaml"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/runtime/kube"
 	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 // defaultCommand is how the benchmark is run, cited in the report.
@@ -64,14 +62,10 @@ const (
 	logEvery    = 30 * time.Second
 )
 
-// rolloutManifest is every rollout's spec; NAME is its name and its
-// Deployment's.
-const rolloutManifest = `
-apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata: {name: NAME}
-spec:
-  targetRef: {name: NAME}
+// rolloutSpec is every rollout's spec but its target, its Deployment of
+// the same name (see kubefixture.RolloutYAML); PAUSE is each pause's
+// length.
+const rolloutSpec = `
   progressDeadline: 30m
   kubernetes:
     router:
@@ -143,22 +137,14 @@ func runScale(b *testing.B) *report {
 	for i := range n {
 		s.names = append(s.names, fmt.Sprintf("app-%03d", i))
 	}
-	s.c = kubecluster.Start(b)
+	s.c = kubefixture.Cluster(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
-	crdCtx, crdCancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer crdCancel()
-	if err := s.c.InstallCRDs(crdCtx, filepath.Join("..", "..", "deploy", "kubernetes", "crd", "pipit.dev_rollouts.yaml")); err != nil {
-		b.Fatalf("installing the Rollout CRD: %v", err)
-	}
 	bin := buildPipit(b)
 	s.ns = s.c.Namespace(b)
-	cfg := s.c.RESTConfig()
+	s.kc = kubefixture.Client(b, s.c)
 	var err error
-	if s.kc, err = client.New(cfg, client.Options{Scheme: kube.Scheme()}); err != nil {
-		b.Fatal(err)
-	}
-	if s.w, err = watch(ctx, cfg, s.ns, newImage, n); err != nil {
+	if s.w, err = watch(ctx, s.c.RESTConfig(), s.ns, newImage, n); err != nil {
 		b.Fatalf("watching the namespace: %v", err)
 	}
 	s.startController(bin)
@@ -209,7 +195,10 @@ func (s *scale) startController(bin string) {
 	s.progress("pipit controller running, pid %d, log %s", ctrl.pid, logPath)
 }
 
-// create makes the i-th Deployment and its Rollout.
+// create makes the i-th Deployment and its Rollout. The Deployment is not
+// kubefixture.Deployment: that one's extra label and named port would go
+// into every copy and Service the controller makes, and the runs measured
+// before would no longer compare.
 func (s *scale) create(i int) error {
 	name := s.names[i]
 	labels := map[string]string{"app": name}
@@ -231,13 +220,12 @@ func (s *scale) create(i int) error {
 	if err := s.kc.Create(ctx, d); err != nil {
 		return fmt.Errorf("deployment %s: %w", name, err)
 	}
-	manifest := strings.NewReplacer("NAME", name, "PAUSE", s.rep.Pause.String()).Replace(rolloutManifest)
-	var r v1alpha1.Rollout
-	if err := yaml.UnmarshalStrict([]byte(manifest), &r); err != nil {
+	r, err := kubefixture.ParseRollout(kubefixture.RolloutYAML(name, strings.ReplaceAll(rolloutSpec, "PAUSE", s.rep.Pause.String())))
+	if err != nil {
 		return err
 	}
 	r.Namespace = s.ns
-	if err := s.kc.Create(ctx, &r); err != nil {
+	if err := s.kc.Create(ctx, r); err != nil {
 		return fmt.Errorf("rollout %s: %w", name, err)
 	}
 	return nil
@@ -428,18 +416,12 @@ func meanSeconds(before, after metrics, histogram string) time.Duration {
 	return time.Duration(sum / n * float64(time.Second))
 }
 
-// setImage changes a Deployment's image as kubectl set image does.
+// setImage changes a Deployment's image to newImage as kubectl set image
+// does.
 func (s *scale) setImage(name string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		var d appsv1.Deployment
-		if err := s.kc.Get(ctx, types.NamespacedName{Namespace: s.ns, Name: name}, &d); err != nil {
-			return err
-		}
-		d.Spec.Template.Spec.Containers[0].Image = newImage
-		return s.kc.Update(ctx, &d)
-	})
+	return kubefixture.SetImage(ctx, s.kc, types.NamespacedName{Namespace: s.ns, Name: name}, newImage)
 }
 
 // collectDelays reads every rollout's history and the phases they ended in.
