@@ -64,12 +64,22 @@ type GatewayAPI struct {
 }
 
 // NewGatewayAPI returns the router of the HTTPRoute plan.HTTPRoute in
-// plan.Namespace, on behalf of the Rollout owner.
-func NewGatewayAPI(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan) *GatewayAPI {
+// plan.Namespace, on behalf of the Rollout owner. It logs to log (nil:
+// slog.Default()), adding the router and the HTTPRoute.
+func NewGatewayAPI(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan, log *slog.Logger) *GatewayAPI {
 	return &GatewayAPI{
 		c: c, owner: owner, plan: plan,
-		log: slog.Default().With("router", "gatewayAPI", "rollout", owner.Name, "namespace", plan.Namespace, "httpRoute", plan.HTTPRoute),
+		log: orDefault(log).With("router", "gatewayAPI", "httpRoute", plan.HTTPRoute),
 	}
+}
+
+// orDefault is log, or slog.Default() when there is none. The caller's
+// logger carries the rollout and its namespace.
+func orDefault(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.Default()
+	}
+	return log
 }
 
 // Apply sends w of the traffic to the canary, creating the route when it

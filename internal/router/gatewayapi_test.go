@@ -111,7 +111,7 @@ func ruleNamesOf(route *gatewayv1.HTTPRoute) []string {
 func TestGatewayAPICreatesRoute(t *testing.T) {
 	ro := gatewayRollout("", nil)
 	c := newFakeClient(t, nil)
-	g := NewGatewayAPI(c, ro, plan(ro))
+	g := NewGatewayAPI(c, ro, plan(ro), nil)
 	if err := g.Apply(testCtx(t), 5000, true); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestGatewayAPIEditsUserRoute(t *testing.T) {
 	ro := gatewayRollout("shop", traffic)
 	original := userRoute()
 	c := newFakeClient(t, nil, original.DeepCopy())
-	g := NewGatewayAPI(c, ro, plan(ro))
+	g := NewGatewayAPI(c, ro, plan(ro), nil)
 
 	if err := g.Apply(testCtx(t), 12_500, true); err != nil {
 		t.Fatal(err)
@@ -244,7 +244,7 @@ func TestGatewayAPIWritesOnlyChanges(t *testing.T) {
 	}})
 	updates := 0
 	c := newFakeClient(t, countUpdates(&updates), userRoute())
-	g := NewGatewayAPI(c, ro, plan(ro))
+	g := NewGatewayAPI(c, ro, plan(ro), nil)
 	for range 3 {
 		if err := g.Apply(testCtx(t), 1000, true); err != nil {
 			t.Fatal(err)
@@ -271,7 +271,7 @@ func TestGatewayAPIRetriesConflicts(t *testing.T) {
 		}
 		return c.Update(ctx, obj, opts...)
 	}}, userRoute())
-	g := NewGatewayAPI(c, ro, plan(ro))
+	g := NewGatewayAPI(c, ro, plan(ro), nil)
 	if err := g.Apply(testCtx(t), 3000, true); err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +292,7 @@ func TestGatewayAPIFailedWriteKeepsWeight(t *testing.T) {
 		}
 		return c.Update(ctx, obj, opts...)
 	}}, userRoute())
-	g := NewGatewayAPI(c, ro, plan(ro))
+	g := NewGatewayAPI(c, ro, plan(ro), nil)
 	if err := g.Apply(testCtx(t), 3000, true); err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func TestGatewayAPIMirrorAndSessions(t *testing.T) {
 				StickySession: &v1alpha1.StickySession{TTL: ttl(90 * time.Minute)},
 			})
 			cl := newFakeClient(t, nil, userRoute())
-			g := NewGatewayAPI(cl, ro, plan(ro))
+			g := NewGatewayAPI(cl, ro, plan(ro), nil)
 			if err := g.Apply(testCtx(t), 1000, true); err != nil {
 				t.Fatal(err)
 			}
@@ -359,7 +359,7 @@ func TestGatewayAPIKeepsUserSessionPersistence(t *testing.T) {
 	mine := &gatewayv1.SessionPersistence{SessionName: ptr.To("user-session")}
 	route.Spec.Rules[1].SessionPersistence = mine
 	c := newFakeClient(t, nil, route)
-	g := NewGatewayAPI(c, ro, plan(ro))
+	g := NewGatewayAPI(c, ro, plan(ro), nil)
 	if err := g.Apply(testCtx(t), 1000, true); err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +392,7 @@ func TestGatewayAPIRefusals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ro := gatewayRollout("shop", c.traffic)
 			cl := newFakeClient(t, nil, c.route)
-			err := NewGatewayAPI(cl, ro, plan(ro)).Apply(testCtx(t), 1000, true)
+			err := NewGatewayAPI(cl, ro, plan(ro), nil).Apply(testCtx(t), 1000, true)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, c.want)
 			}
@@ -403,10 +403,10 @@ func TestGatewayAPIRefusals(t *testing.T) {
 	}
 	// Once the rollout is over a route that routes nothing to it is fine.
 	ro := gatewayRollout("shop", nil)
-	if err := NewGatewayAPI(newFakeClient(t, nil, unrelated), ro, plan(ro)).Apply(testCtx(t), 0, false); err != nil {
+	if err := NewGatewayAPI(newFakeClient(t, nil, unrelated), ro, plan(ro), nil).Apply(testCtx(t), 0, false); err != nil {
 		t.Errorf("Apply after the rollout on an unrelated route: %v", err)
 	}
-	if err := NewGatewayAPI(newFakeClient(t, nil), ro, plan(ro)).Apply(testCtx(t), -1, true); err == nil {
+	if err := NewGatewayAPI(newFakeClient(t, nil), ro, plan(ro), nil).Apply(testCtx(t), -1, true); err == nil {
 		t.Error("a negative weight was accepted")
 	}
 }
@@ -443,7 +443,7 @@ func TestGatewayAPIRemove(t *testing.T) {
 	})
 	updates := 0
 	c := newFakeClient(t, countUpdates(&updates), original.DeepCopy())
-	g := NewGatewayAPI(c, ro, plan(ro))
+	g := NewGatewayAPI(c, ro, plan(ro), nil)
 	if err := g.Apply(testCtx(t), 50_000, true); err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +497,7 @@ func TestGatewayAPIRemove(t *testing.T) {
 
 	// Remove never creates a route.
 	empty := newFakeClient(t, nil)
-	if err := NewGatewayAPI(empty, ro, plan(ro)).Remove(testCtx(t)); err != nil {
+	if err := NewGatewayAPI(empty, ro, plan(ro), nil).Remove(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	var list gatewayv1.HTTPRouteList
@@ -515,7 +515,7 @@ func TestGatewayAPIRemoveLeavesOwnedRoute(t *testing.T) {
 	}})
 	updates := 0
 	c := newFakeClient(t, countUpdates(&updates))
-	g := NewGatewayAPI(c, ro, plan(ro))
+	g := NewGatewayAPI(c, ro, plan(ro), nil)
 	if err := g.Apply(testCtx(t), 20_000, true); err != nil {
 		t.Fatal(err)
 	}
@@ -537,7 +537,7 @@ func TestGatewayAPIRemoveLeavesMixedRule(t *testing.T) {
 	route := userRoute()
 	route.Spec.Rules[1].BackendRefs = []gatewayv1.HTTPBackendRef{svcRef("web-stable", 80, ptr.To[int32](9)), svcRef("legacy", 80, ptr.To[int32](1))}
 	c := newFakeClient(t, nil, route.DeepCopy())
-	if err := NewGatewayAPI(c, ro, plan(ro)).Remove(testCtx(t)); err != nil {
+	if err := NewGatewayAPI(c, ro, plan(ro), nil).Remove(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	if got := getRoute(t, c, "shop"); !equality.Semantic.DeepEqual(got.Spec, route.Spec) {

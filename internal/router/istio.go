@@ -68,11 +68,12 @@ type Istio struct {
 }
 
 // NewIstio returns the router of the VirtualService plan.VirtualService
-// in plan.Namespace, on behalf of the Rollout owner.
-func NewIstio(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan) *Istio {
+// in plan.Namespace, on behalf of the Rollout owner. It logs to log (nil:
+// slog.Default()), adding the router and the VirtualService.
+func NewIstio(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan, log *slog.Logger) *Istio {
 	return &Istio{
 		c: c, owner: owner, plan: plan,
-		log: slog.Default().With("router", "istio", "rollout", owner.Name, "namespace", plan.Namespace, "virtualService", plan.VirtualService),
+		log: orDefault(log).With("router", "istio", "virtualService", plan.VirtualService),
 	}
 }
 

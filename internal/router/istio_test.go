@@ -94,7 +94,7 @@ func jsonOf(t *testing.T, v any) string {
 func TestIstioCreatesVirtualService(t *testing.T) {
 	ro := istioRollout("", "", nil)
 	c := newFakeClient(t, nil)
-	r := NewIstio(c, ro, plan(ro))
+	r := NewIstio(c, ro, plan(ro), nil)
 	if err := r.Apply(testCtx(t), 5_400, true); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestIstioEditsUserVirtualService(t *testing.T) {
 	ro := istioRollout("shop", "", traffic)
 	original := userVirtualService(t)
 	c := newFakeClient(t, nil, original.DeepCopy())
-	r := NewIstio(c, ro, plan(ro))
+	r := NewIstio(c, ro, plan(ro), nil)
 	if err := r.Apply(testCtx(t), 33_333, true); err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestIstioSubsets(t *testing.T) {
 		Mirror:        &v1alpha1.Mirror{Percent: 2_500},
 	})
 	c := newFakeClient(t, nil, userVirtualService(t))
-	r := NewIstio(c, ro, plan(ro))
+	r := NewIstio(c, ro, plan(ro), nil)
 	if err := r.Apply(testCtx(t), 99_600, true); err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestIstioRemove(t *testing.T) {
 			            {"destination": {"host": "web-stable.shop", "port": {"number": 80}}, "weight": 90}]}`)
 			updates := 0
 			c := newFakeClient(t, countUpdates(&updates), original.DeepCopy())
-			r := NewIstio(c, ro, plan(ro))
+			r := NewIstio(c, ro, plan(ro), nil)
 			if err := r.Apply(testCtx(t), 40_000, true); err != nil {
 				t.Fatal(err)
 			}
@@ -318,7 +318,7 @@ func TestIstioRemove(t *testing.T) {
 	// Remove never creates a VirtualService.
 	ro := istioRollout("shop", "", nil)
 	empty := newFakeClient(t, nil)
-	if err := NewIstio(empty, ro, plan(ro)).Remove(testCtx(t)); err != nil {
+	if err := NewIstio(empty, ro, plan(ro), nil).Remove(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	list := &unstructured.UnstructuredList{}
@@ -337,7 +337,7 @@ func TestIstioRemoveLeavesOwnedObjects(t *testing.T) {
 	})
 	updates := 0
 	c := newFakeClient(t, countUpdates(&updates))
-	r := NewIstio(c, ro, plan(ro))
+	r := NewIstio(c, ro, plan(ro), nil)
 	if err := r.Apply(testCtx(t), 20_000, true); err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +362,7 @@ func TestIstioRemoveLeavesMixedRoute(t *testing.T) {
 	vs := withHTTPRoute(t, userVirtualService(t), `{"name": "mixed",
 	  "route": [{"destination": {"host": "web-stable"}, "weight": 90}, {"destination": {"host": "legacy"}, "weight": 10}]}`)
 	c := newFakeClient(t, nil, vs.DeepCopy())
-	if err := NewIstio(c, ro, plan(ro)).Remove(testCtx(t)); err != nil {
+	if err := NewIstio(c, ro, plan(ro), nil).Remove(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
 	if got := getIstio(t, c, "VirtualService", "shop"); jsonOf(t, got.Object["spec"]) != jsonOf(t, vs.Object["spec"]) {
@@ -379,7 +379,7 @@ func TestIstioKeepsUserMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newFakeClient(t, nil, vs)
-	if err := NewIstio(c, ro, plan(ro)).Apply(testCtx(t), 1000, true); err != nil {
+	if err := NewIstio(c, ro, plan(ro), nil).Apply(testCtx(t), 1000, true); err != nil {
 		t.Fatal(err)
 	}
 	_, routes := httpRoutes(t, getIstio(t, c, "VirtualService", "shop"))
@@ -393,7 +393,7 @@ func TestIstioRefusesForeignDestinationRule(t *testing.T) {
 	dr := fromJSON(t, `{"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
 	  "metadata": {"name": "theirs", "namespace": "shop"}, "spec": {"host": "web"}}`)
 	c := newFakeClient(t, nil, userVirtualService(t), dr)
-	err := NewIstio(c, ro, plan(ro)).Apply(testCtx(t), 1000, true)
+	err := NewIstio(c, ro, plan(ro), nil).Apply(testCtx(t), 1000, true)
 	if err == nil || !strings.Contains(err.Error(), "DestinationRule shop/theirs") {
 		t.Fatalf("err = %v, want the user's DestinationRule refused", err)
 	}
@@ -409,7 +409,7 @@ func TestIstioWritesOnlyChanges(t *testing.T) {
 	})
 	updates := 0
 	c := newFakeClient(t, countUpdates(&updates), userVirtualService(t))
-	r := NewIstio(c, ro, plan(ro))
+	r := NewIstio(c, ro, plan(ro), nil)
 	for range 3 {
 		if err := r.Apply(testCtx(t), 1000, true); err != nil {
 			t.Fatal(err)
@@ -440,7 +440,7 @@ func TestIstioRefusals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ro := istioRollout("shop", "", c.traffic)
 			cl := newFakeClient(t, nil, userVirtualService(t))
-			err := NewIstio(cl, ro, plan(ro)).Apply(testCtx(t), 1000, true)
+			err := NewIstio(cl, ro, plan(ro), nil).Apply(testCtx(t), 1000, true)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, c.want)
 			}
@@ -454,7 +454,7 @@ func TestIstioRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	ro := istioRollout("shop", "", nil)
-	err := NewIstio(newFakeClient(t, nil, vs), ro, plan(ro)).Apply(testCtx(t), 1000, true)
+	err := NewIstio(newFakeClient(t, nil, vs), ro, plan(ro), nil).Apply(testCtx(t), 1000, true)
 	if err == nil || !strings.Contains(err.Error(), "legacy") {
 		t.Errorf("err = %v, want a route mixing the rollout's Services with legacy refused", err)
 	}
@@ -462,7 +462,7 @@ func TestIstioRefusals(t *testing.T) {
 
 func TestIstioOurHost(t *testing.T) {
 	ro := istioRollout("shop", "", nil)
-	r := NewIstio(newFakeClient(t, nil), ro, plan(ro))
+	r := NewIstio(newFakeClient(t, nil), ro, plan(ro), nil)
 	for host, want := range map[string]string{
 		"web": "", "web-canary": "", "web.shop": ".shop", "web-stable.shop.svc": ".shop.svc",
 		"web.shop.svc.cluster.local": ".shop.svc.cluster.local",

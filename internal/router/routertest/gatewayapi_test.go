@@ -73,7 +73,7 @@ func TestGatewayAPICreatesRoute(t *testing.T) {
 	ro, plan := createRollout(t, cl, ns, &v1alpha1.KubernetesRouter{GatewayAPI: &v1alpha1.GatewayAPIRouter{
 		ParentRefs: []v1alpha1.GatewayParentRef{{Name: "public", Namespace: "infra", SectionName: "https"}},
 	}}, allConditions())
-	g := router.NewGatewayAPI(cl, ro, plan)
+	g := router.NewGatewayAPI(cl, ro, plan, nil)
 
 	must(t, "Apply 2.5%", g.Apply(callCtx(t), v1alpha1.PercentOf(2.5), true))
 	route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}}
@@ -173,7 +173,7 @@ func TestGatewayAPIEditsUserRoute(t *testing.T) {
 	}
 	create(t, cl, user)
 	stored := user.DeepCopy() // as defaulted by the API server
-	g := router.NewGatewayAPI(cl, ro, plan)
+	g := router.NewGatewayAPI(cl, ro, plan, nil)
 
 	must(t, "Apply 10%", g.Apply(callCtx(t), v1alpha1.PercentOf(10), true))
 	route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop"}}

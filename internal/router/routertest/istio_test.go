@@ -62,7 +62,7 @@ func TestIstioCreatesVirtualService(t *testing.T) {
 	ns := c.Namespace(t)
 	ro, plan := createRollout(t, cl, ns, &v1alpha1.KubernetesRouter{Istio: &v1alpha1.IstioRouter{Gateways: []string{"istio-system/public"}, Hosts: []string{"shop.example.com"}}},
 		&v1alpha1.TrafficSpec{Rules: istioRules(), Mirror: &v1alpha1.Mirror{Percent: v1alpha1.PercentOf(0.5)}})
-	r := router.NewIstio(cl, ro, plan)
+	r := router.NewIstio(cl, ro, plan, nil)
 
 	must(t, "Apply 0.4%", r.Apply(callCtx(t), v1alpha1.PercentOf(0.4), true))
 	vs := istioObject("VirtualService", ns, "web")
@@ -139,7 +139,7 @@ func TestIstioEditsUserVirtualService(t *testing.T) {
 	user.Object["spec"] = spec
 	create(t, cl, user)
 	_, stored := httpRoutes(t, user)
-	r := router.NewIstio(cl, ro, plan)
+	r := router.NewIstio(cl, ro, plan, nil)
 
 	must(t, "Apply 25%", r.Apply(callCtx(t), v1alpha1.PercentOf(25), true))
 	dr := istioObject("DestinationRule", ns, "web-versions")

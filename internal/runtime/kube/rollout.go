@@ -87,7 +87,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 		hooks:      runtime.NewHooks(ctx, r.Name, r.Namespace, plan, log),
 		cancel:     cancel,
 	}
-	m.router = routerFor(rc.Client, r, kp, m.target)
+	m.router = routerFor(rc.Client, r, kp, m.target, log)
 	key := types.NamespacedName{Namespace: r.Namespace, Name: r.Name}
 	m.store = &statusStore{c: rc.Direct, key: key, generation: r.Generation, events: rc.recordEvent}
 	status := *r.Status.DeepCopy()
@@ -195,18 +195,18 @@ func (m *managed) release(ctx context.Context) error {
 func newRelease(c client.Client, r *v1alpha1.Rollout, log *slog.Logger) *managed {
 	kp := spec.ResolveKubernetes(r)
 	m := &managed{target: target.NewDeployment(c, r, kp, log)}
-	m.router = routerFor(c, r, kp, m.target)
+	m.router = routerFor(c, r, kp, m.target, log)
 	return m
 }
 
 // routerFor builds the router the plan names; without one, the canary's
 // share of replicas follows the weight.
-func routerFor(c client.Client, r *v1alpha1.Rollout, kp spec.KubePlan, t *target.Deployment) kubeRouter {
+func routerFor(c client.Client, r *v1alpha1.Rollout, kp spec.KubePlan, t *target.Deployment, log *slog.Logger) kubeRouter {
 	switch kp.Router {
 	case spec.RouterGatewayAPI:
-		return router.NewGatewayAPI(c, r, kp)
+		return router.NewGatewayAPI(c, r, kp, log)
 	case spec.RouterIstio:
-		return router.NewIstio(c, r, kp)
+		return router.NewIstio(c, r, kp, log)
 	}
 	return &router.Replicas{Scaler: t}
 }
