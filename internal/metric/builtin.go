@@ -76,19 +76,22 @@ func NewBuiltin(src StatsSource) *Builtin {
 	return &Builtin{src: src, prev: now, since: time.Now(), origin: now}
 }
 
-// Measure measures every named metric over the window since the last call,
-// with the samples since the canary was deployed, and starts a new window.
-func (b *Builtin) Measure(names []string) []analysis.Measurement {
+// Measure measures every metric over the window since the last call, adds
+// the samples since the canary was deployed to those compared canary
+// against stable, and starts a new window.
+func (b *Builtin) Measure(metrics []spec.PlanMetric) []analysis.Measurement {
 	b.mu.Lock()
 	now := b.src.Stats()
 	window, sampled := now.Since(b.prev), now.Since(b.origin)
 	b.prev, b.since = now, time.Now()
 	b.mu.Unlock()
-	out := make([]analysis.Measurement, 0, len(names))
-	for _, name := range names {
-		m := Compute(name, window)
-		k := GroupSize(name, sampled.Canary.Requests)
-		m.CanarySamples, m.StableSamples = requestSamples(name, k, sampled.Canary), requestSamples(name, k, sampled.Stable)
+	out := make([]analysis.Measurement, 0, len(metrics))
+	for _, pm := range metrics {
+		m := Compute(pm.Name, window)
+		if pm.Compare != nil {
+			k := GroupSize(pm.Name, sampled.Canary.Requests)
+			m.CanarySamples, m.StableSamples = requestSamples(pm.Name, k, sampled.Canary), requestSamples(pm.Name, k, sampled.Stable)
+		}
 		out = append(out, m)
 	}
 	return out

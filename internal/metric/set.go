@@ -79,13 +79,13 @@ func (s *Set) Measure(ctx context.Context, st v1alpha1.RolloutStatus) []analysis
 		}
 	}
 	out := make([]analysis.Measurement, len(metrics))
-	var builtinNames []string
+	var builtin []spec.PlanMetric
 	var builtinIdx []int
 	var wg sync.WaitGroup
 	for i, m := range metrics {
 		p, ok := s.providers[m.Name]
 		if !ok {
-			builtinNames, builtinIdx = append(builtinNames, m.Name), append(builtinIdx, i)
+			builtin, builtinIdx = append(builtin, m), append(builtinIdx, i)
 			continue
 		}
 		wg.Add(1)
@@ -94,24 +94,25 @@ func (s *Set) Measure(ctx context.Context, st v1alpha1.RolloutStatus) []analysis
 			out[i] = s.measureProvider(ctx, m, p, st)
 		}()
 	}
-	for j, meas := range s.measureBuiltin(builtinNames, st) {
+	for j, meas := range s.measureBuiltin(builtin, st) {
 		out[builtinIdx[j]] = meas
 	}
 	wg.Wait()
 	return out
 }
 
-// measureBuiltin measures the named builtin metrics: the proxy's over
-// its window, the processes' usage now.
-func (s *Set) measureBuiltin(names []string, st v1alpha1.RolloutStatus) []analysis.Measurement {
-	out := make([]analysis.Measurement, len(names))
-	var proxied, used []string
+// measureBuiltin measures the builtin metrics: the proxy's over its
+// window, the processes' usage now.
+func (s *Set) measureBuiltin(metrics []spec.PlanMetric, st v1alpha1.RolloutStatus) []analysis.Measurement {
+	out := make([]analysis.Measurement, len(metrics))
+	var proxied []spec.PlanMetric
+	var used []string
 	var proxiedIdx, usedIdx []int
-	for i, n := range names {
-		if isUsage(n) {
-			used, usedIdx = append(used, n), append(usedIdx, i)
+	for i, m := range metrics {
+		if isUsage(m.Name) {
+			used, usedIdx = append(used, m.Name), append(usedIdx, i)
 		} else {
-			proxied, proxiedIdx = append(proxied, n), append(proxiedIdx, i)
+			proxied, proxiedIdx = append(proxied, m), append(proxiedIdx, i)
 		}
 	}
 	// The proxy's window starts again at every check, even when no
