@@ -270,9 +270,6 @@ func compileRegex(expr string) (*regexp.Regexp, error) {
 	if len(expr) > v1alpha1.MaxRegexLength {
 		return nil, fmt.Errorf("regex is %d bytes long; at most %d are allowed", len(expr), v1alpha1.MaxRegexLength)
 	}
-	if _, err := regexp.Compile(expr); err != nil {
-		return nil, fmt.Errorf("regex: %w", err)
-	}
 	parsed, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
 		return nil, fmt.Errorf("regex: %w", err)
@@ -280,7 +277,11 @@ func compileRegex(expr string) (*regexp.Regexp, error) {
 	whole := &syntax.Regexp{Op: syntax.OpConcat, Sub: []*syntax.Regexp{
 		{Op: syntax.OpBeginText}, parsed, {Op: syntax.OpEndText},
 	}}
-	return regexp.Compile(whole.String())
+	re, err := regexp.Compile(whole.String())
+	if err != nil {
+		return nil, fmt.Errorf("regex: %w", err)
+	}
+	return re, nil
 }
 
 // listCheckInterval is how often an inFile list is checked for changes.
