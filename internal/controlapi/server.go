@@ -36,30 +36,27 @@ type EventList struct {
 // rollout could accept: an unknown kind, a deploy without a version, a
 // canary or a weight given to a command that takes none.
 func (r CommandRequest) Command() (engine.Command, error) {
-	if r.Weight != nil && r.Kind != engine.CommandSetWeight {
-		return engine.Command{}, fmt.Errorf("weight is only accepted by set-weight, not %s", r.Kind)
-	}
 	switch r.Kind {
 	case engine.CommandDeploy:
 		if r.Canary == nil || r.Canary.Version == "" {
 			return engine.Command{}, errors.New("deploy needs canary.version")
 		}
 	case engine.CommandSetWeight:
-		if r.Canary != nil {
-			return engine.Command{}, fmt.Errorf("canary is only accepted by deploy, not %s", r.Kind)
-		}
 		if r.Weight == nil {
 			return engine.Command{}, errors.New("set-weight needs weight")
 		}
 	case engine.CommandPause, engine.CommandResume, engine.CommandPromote, engine.CommandPromoteFull,
 		engine.CommandAbort, engine.CommandRetry, engine.CommandApprove, engine.CommandReject, engine.CommandUndo:
-		if r.Canary != nil {
-			return engine.Command{}, fmt.Errorf("canary is only accepted by deploy, not %s", r.Kind)
-		}
 	case "":
 		return engine.Command{}, errors.New("kind is required")
 	default:
 		return engine.Command{}, fmt.Errorf("unknown command kind %q", r.Kind)
+	}
+	if r.Canary != nil && r.Kind != engine.CommandDeploy {
+		return engine.Command{}, fmt.Errorf("canary is only accepted by deploy, not %s", r.Kind)
+	}
+	if r.Weight != nil && r.Kind != engine.CommandSetWeight {
+		return engine.Command{}, fmt.Errorf("weight is only accepted by set-weight, not %s", r.Kind)
 	}
 	return engine.Command{Kind: r.Kind, Canary: r.Canary, Weight: r.Weight, Actor: r.Actor, Reason: r.Reason}, nil
 }
