@@ -56,13 +56,7 @@ unit:
 	$(GO) test -race -count=1 -timeout 30m -p 1 $(KUBE_TEST_DIRS)
 
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./...); do \
-	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
-	  for f in $$(grep -hoE '^func (Fuzz[A-Za-z0-9_]+)' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
-	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
-	  done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash hack/fuzz.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/engine ./internal/proxy
