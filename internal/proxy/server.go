@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -22,6 +23,11 @@ const (
 	DefaultIdleTimeout         = 2 * time.Minute
 	DefaultMaxRequestBodyBytes = 10 << 20
 	DefaultMaxHeaderBytes      = 16 << 10
+	// DefaultMaxConnections and DefaultMaxConnectionsPerClient bound the
+	// connections a listener serves at once, overall and from one client
+	// address.
+	DefaultMaxConnections          = 10000
+	DefaultMaxConnectionsPerClient = 256
 )
 
 // ServerConfig configures a Server. Zero values take the defaults above.
@@ -45,6 +51,23 @@ type ServerConfig struct {
 	// MaxHeaderBytes is the largest request head accepted; a larger one
 	// is answered 431.
 	MaxHeaderBytes int
+	// MaxConnections bounds the connections served at once; past it the
+	// server stops accepting until one closes, and the kernel queues the
+	// rest (as HAProxy's maxconn). Zero takes DefaultMaxConnections;
+	// negative turns the bound off.
+	MaxConnections int
+	// MaxConnectionsPerClient bounds the connections of one client
+	// address at once; a connection past it is closed as soon as it is
+	// accepted. Behind a trusted proxy the client is the forwarded
+	// address, and the bound applies to its requests in flight instead
+	// (answered 429 past it). Zero takes DefaultMaxConnectionsPerClient;
+	// negative turns the bound off.
+	MaxConnectionsPerClient int
+	// TrustedProxies are the peers whose forwarding headers
+	// (X-Forwarded-For, Forwarded, X-Forwarded-Host and -Proto) are kept
+	// and extended; from any other peer they are replaced. Empty trusts
+	// no peer.
+	TrustedProxies []netip.Prefix
 	// DisableH2C turns off HTTP/2 over plain TCP (prior knowledge, as
 	// gRPC clients and curl --http2-prior-knowledge speak it).
 	DisableH2C bool
