@@ -45,7 +45,11 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) bool {
 	v := newRequestView(ctx, info)
 	d := t.route(&v.r)
 	if d.mirror {
-		t.traffic.mirror.sendBuffered(&v.r, ctx.Request.Body(), t.canary)
+		if ctx.Request.IsBodyStream() {
+			t.traffic.mirror.skipStreamed(&v.r)
+		} else {
+			t.traffic.mirror.sendBuffered(&v.r, ctx.Request.Body(), t.canary)
+		}
 	}
 	v.release()
 	if d.b.unready() {
@@ -63,8 +67,15 @@ func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	prepareUpstreamRequest(&req.Header, info)
-	retryable := isIdempotent(req.Header.Method())
+	// A streamed body cannot be sent twice; see settleBody.
+	streamed := req.IsBodyStream()
+	retryable := isIdempotent(req.Header.Method()) && !streamed
 	head := req.Header.IsHead()
+	// See hasNoBodySemantics: such a request's connection is not reused.
+	closeUpstream := hasNoBodySemantics(req.Header.Method()) && (streamed || len(req.Body()) > 0)
+	if closeUpstream {
+		req.Header.SetConnectionClose()
+	}
 
 	st := b.up.state
 	var (
@@ -97,7 +108,7 @@ func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo
 			break
 		}
 		var se *errStale
-		if errors.As(err, &se) && (se.nothingWritten || retryable) && stale < maxStaleRetries {
+		if errors.As(err, &se) && ((se.nothingWritten && !streamed) || retryable) && stale < maxStaleRetries {
 			// The upstream had closed this kept-alive connection, and
 			// likely its other idle ones: start afresh on a new one.
 			ep.pool.closeIdle()
@@ -110,6 +121,12 @@ func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo
 	}
 	if clientClose {
 		req.Header.SetConnectionClose()
+	} else {
+		req.Header.ResetConnectionClose()
+	}
+	if status := clientFaultStatus(err); status != 0 {
+		answerClientFault(ctx, status, err.Error())
+		return
 	}
 	if err != nil {
 		p.answerFastError(ctx, b, err)
@@ -117,7 +134,7 @@ func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo
 	}
 
 	resp := &ctx.Response
-	upClose := resp.Header.ConnectionClose()
+	upClose := resp.Header.ConnectionClose() || closeUpstream
 	resp.Header.ResetConnectionClose()
 	stripResponseHopByHop(&resp.Header)
 	if p.versionHeader != "" {
@@ -246,7 +263,7 @@ func (ep *endpoint) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, ti
 	// The answer's head must come within timeout. A request body larger
 	// than the socket buffers could block the write as well.
 	deadline := time.Now().Add(timeout)
-	if len(req.Body()) > upstreamBufferSize {
+	if req.IsBodyStream() || len(req.Body()) > upstreamBufferSize {
 		_ = c.SetDeadline(deadline)
 	} else {
 		_ = c.SetReadDeadline(deadline)
@@ -257,6 +274,9 @@ func (ep *endpoint) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, ti
 	}
 	if err != nil {
 		c.Close()
+		if clientFaultStatus(err) != 0 {
+			return nil, err
+		}
 		if c.reused {
 			return nil, &errStale{err: err, nothingWritten: true}
 		}

@@ -113,6 +113,14 @@ func (m *mirror) sendBuffered(r *http.Request, body []byte, to *backend) {
 	m.start(r, bytes.Clone(body), to)
 }
 
+// skipStreamed counts the copy of r not made because its body is
+// streamed (larger than a buffered body: see settleBody).
+func (m *mirror) skipStreamed(r *http.Request) {
+	if m.acquire(r) {
+		m.skip()
+	}
+}
+
 // acquire takes a slot for a copy of r, or counts the copy as dropped.
 func (m *mirror) acquire(r *http.Request) bool {
 	if r.Header.Get("Upgrade") != "" {

@@ -153,12 +153,15 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	s.h1 = &fasthttp.Server{
-		Handler:                      s.serveH1,
-		NoDefaultServerHeader:        true,
-		NoDefaultDate:                true,
-		NoDefaultContentType:         true,
-		ReadTimeout:                  cfg.ReadTimeout,
-		IdleTimeout:                  cfg.IdleTimeout,
+		Handler:               s.serveH1,
+		NoDefaultServerHeader: true,
+		NoDefaultDate:         true,
+		NoDefaultContentType:  true,
+		ReadTimeout:           cfg.ReadTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		// Bodies are streamed: fasthttp reads a few kilobytes of one
+		// before the handler, which decides the rest (settleBody).
+		StreamRequestBody:            true,
 		MaxRequestBodySize:           int(cfg.MaxRequestBodyBytes),
 		ReadBufferSize:               cfg.MaxHeaderBytes,
 		KeepHijackedConns:            true,
@@ -301,6 +304,20 @@ func (s *Server) dispatch(c net.Conn) {
 // serveH1 is the fast path's handler: the request is answered there, or
 // its connection is handed to net/http with the request still unread.
 func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
+	ambiguous, fault := checkRequestHead(&ctx.Request.Header)
+	if fault != nil {
+		answerClientFault(ctx, fault.status, fault.reason)
+		return
+	}
+	if ambiguous {
+		ctx.SetConnectionClose()
+	}
+	buf, err := settleBody(ctx, s.cfg.MaxRequestBodyBytes)
+	defer releaseBodyBuffer(buf)
+	if err != nil {
+		answerClientFault(ctx, clientFaultStatus(err), err.Error())
+		return
+	}
 	if s.fast.serveFast(ctx) {
 		return
 	}
@@ -309,9 +326,15 @@ func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
 		info = sc.info
 	}
 	req := &ctx.Request
+	if req.IsBodyStream() {
+		// Upgrades carry no body worth streaming; the replay below
+		// must hold all of it.
+		answerClientFault(ctx, http.StatusRequestEntityTooLarge, "request body too large for a protocol upgrade")
+		return
+	}
 	body := req.Body()
 	if len(body) > 0 {
-		req.Header.SetContentLength(len(body)) // fasthttp has de-chunked it
+		req.Header.SetContentLength(len(body)) // it may have come chunked
 	}
 	replay := append(bytes.Clone(req.Header.Header()), body...)
 	ctx.HijackSetNoResponse(true)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,7 +101,40 @@ type upConn struct {
 	bw        *bufio.Writer
 	reused    bool      // it served a request before: the peer may have closed it since
 	idleSince time.Time // when it went back to the pool
+	// socket peeks at the TCP socket under the connection (see quiet);
+	// nil when there is none.
+	socket *socketPeeker
+	tls    bool // Conn is a *tls.Conn, which may hold bytes the socket no longer has
 }
+
+// quiet reports whether an idle connection may carry a new request:
+// nothing has arrived on it since the end of its last answer. Bytes that
+// arrived (an answer nobody asked for, or one that ran past its framing)
+// would be read as the next request's answer and hand one user another's
+// response; an end of stream means the upstream closed it. Either way the
+// connection must go. Go's transport finds the same with a reader
+// goroutine per connection; one non-blocking peek at the socket costs less.
+func (c *upConn) quiet() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	if c.tls {
+		// crypto/tls may have read a whole record ahead of what bufio
+		// asked for. A read past its deadline returns what it has
+		// decrypted or buffered, and fails at once (harmlessly: a timeout
+		// is not sticky in crypto/tls) when it would have to wait.
+		_ = c.SetReadDeadline(aLongTimeAgo)
+		_, err := c.br.Peek(1)
+		_ = c.SetReadDeadline(time.Time{})
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return false
+		}
+	}
+	return c.socket == nil || c.socket.quiet()
+}
+
+// aLongTimeAgo is a deadline in the past: a read with it returns at once.
+var aLongTimeAgo = time.Unix(1, 0)
 
 // upstreamBufferSize is the read and write buffer of one upstream
 // connection; response heads must fit in it.
@@ -126,18 +160,26 @@ type errDial struct{ err error }
 func (e *errDial) Error() string { return e.err.Error() }
 func (e *errDial) Unwrap() error { return e.err }
 
-// get returns an idle connection, or dials a new one.
+// get returns an idle connection on which nothing has arrived since its
+// last answer, or dials a new one. Idle connections that got bytes or an
+// end of stream while in the pool are closed on the way.
 func (p *connPool) get() (*upConn, error) {
-	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if n == 0 {
+			p.mu.Unlock()
+			return p.dial()
+		}
 		c := p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		return c, nil
+		if c.quiet() {
+			return c, nil
+		}
+		c.Close()
 	}
-	p.mu.Unlock()
-	return p.dial()
 }
 
 func (p *connPool) dial() (*upConn, error) {
@@ -148,6 +190,7 @@ func (p *connPool) dial() (*upConn, error) {
 	if err != nil {
 		return nil, &errDial{err}
 	}
+	socket := newSocketPeeker(nc)
 	if p.tls != nil {
 		tc := tls.Client(nc, p.tls)
 		if err := tc.HandshakeContext(ctx); err != nil {
@@ -157,14 +200,22 @@ func (p *connPool) dial() (*upConn, error) {
 		nc = tc
 	}
 	return &upConn{
-		Conn: nc,
-		br:   bufio.NewReaderSize(nc, upstreamBufferSize),
-		bw:   bufio.NewWriterSize(nc, upstreamBufferSize),
+		Conn:   nc,
+		br:     bufio.NewReaderSize(nc, upstreamBufferSize),
+		bw:     bufio.NewWriterSize(nc, upstreamBufferSize),
+		socket: socket,
+		tls:    p.tls != nil,
 	}, nil
 }
 
-// put returns a connection whose last response was read to its end.
+// put returns a connection whose last response was read to exactly its
+// end. A connection with bytes past that end is closed instead: they are
+// no answer to anything this proxy sent.
 func (p *connPool) put(c *upConn) {
+	if c.br.Buffered() > 0 {
+		c.Close()
+		return
+	}
 	c.reused = true
 	c.idleSince = time.Now()
 	p.mu.Lock()
