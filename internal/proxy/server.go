@@ -95,6 +95,13 @@ type Server struct {
 	h1Conn *connQueue // connections for the fast path
 	stdCon *connQueue // connections for net/http
 
+	// slots holds a token per connection served, MaxConnections in all;
+	// nil when connections are not bounded.
+	slots chan struct{}
+	// clients counts each client's connections (MaxConnectionsPerClient).
+	clients *clientCounter
+	stopped chan struct{} // closed by stop
+
 	mu     sync.Mutex
 	ln     net.Listener
 	closed bool
@@ -125,7 +132,11 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{handler: h, cfg: cfg, log: log, h1Conn: newConnQueue(), stdCon: newConnQueue()}
+	s := &Server{handler: h, cfg: cfg, log: log, h1Conn: newConnQueue(), stdCon: newConnQueue(), stopped: make(chan struct{})}
+	if n := orDefaultInt(cfg.MaxConnections, DefaultMaxConnections); n > 0 {
+		s.slots = make(chan struct{}, n)
+	}
+	s.clients = newClientCounter(orDefaultInt(cfg.MaxConnectionsPerClient, DefaultMaxConnectionsPerClient))
 	s.fast, _ = h.(fastHandler)
 	if cfg.CertFile != "" {
 		certs, err := newCertReloader(cfg.CertFile, cfg.KeyFile, log)
@@ -194,8 +205,12 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	go func() { _ = s.std.Serve(s.stdCon) }()
 	for {
+		if !s.takeSlot() {
+			return http.ErrServerClosed
+		}
 		c, err := ln.Accept()
 		if err != nil {
+			s.giveSlot()
 			if s.isClosed() {
 				return http.ErrServerClosed
 			}
@@ -207,8 +222,51 @@ func (s *Server) Serve(ln net.Listener) error {
 			_ = s.Close()
 			return err
 		}
-		go s.dispatch(c)
+		if c = s.admit(c); c != nil {
+			go s.dispatch(c)
+		}
 	}
+}
+
+// takeSlot waits for a free place under MaxConnections; false when the
+// server stopped meanwhile.
+func (s *Server) takeSlot() bool {
+	if s.slots == nil {
+		return true
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-s.stopped:
+		return false
+	}
+}
+
+func (s *Server) giveSlot() {
+	if s.slots != nil {
+		<-s.slots
+	}
+}
+
+// admit returns c counted in the limits until it is closed, or closes it
+// and returns nil when its client holds MaxConnectionsPerClient already.
+// A trusted proxy's connections carry many clients each, so they are not
+// counted per client.
+func (s *Server) admit(c net.Conn) net.Conn {
+	addr := peerAddr(c)
+	perClient := !trusts(s.cfg.TrustedProxies, addr)
+	if perClient && !s.clients.acquire(addr) {
+		s.log.Debug("connection refused: too many from one client", "remote", c.RemoteAddr().String())
+		_ = c.Close()
+		s.giveSlot()
+		return nil
+	}
+	return &countedConn{Conn: c, release: func() {
+		if perClient {
+			s.clients.release(addr)
+		}
+		s.giveSlot()
+	}}
 }
 
 // ListenAndServe listens on the TCP address addr and calls Serve.
@@ -253,6 +311,9 @@ func (s *Server) Close() error {
 
 func (s *Server) stop() {
 	s.mu.Lock()
+	if !s.closed {
+		close(s.stopped)
+	}
 	s.closed = true
 	ln := s.ln
 	s.mu.Unlock()
