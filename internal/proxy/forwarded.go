@@ -89,6 +89,8 @@ func prepareUpstreamRequest(h *fasthttp.RequestHeader, info *connInfo) {
 	h.ResetConnectionClose()
 	// fasthttp has already answered 100-continue and read the body.
 	h.Del("Expect")
+	// The client's Content-Type, or none: never fasthttp's default.
+	h.SetNoDefaultContentType(true)
 	proto := "http"
 	if info.tls != nil {
 		proto = "https"

@@ -46,6 +46,7 @@ func checkRequestHead(h *fasthttp.RequestHeader) (ambiguous bool, fault *headFau
 		return false, &headFault{http.StatusBadRequest, "invalid Host header"}
 	}
 	var lengths, encodings int
+	expectation := false // an Expect header other than 100-continue
 	raw := h.RawHeaders()
 	for len(raw) > 0 {
 		end := bytes.IndexByte(raw, '\n')
@@ -67,6 +68,8 @@ func checkRequestHead(h *fasthttp.RequestHeader) (ambiguous bool, fault *headFau
 			return false, &headFault{http.StatusBadRequest, "invalid header value"}
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			lengths++
+		case bytes.EqualFold(name, []byte("Expect")):
+			expectation = expectation || !httpguts.HeaderValuesContainsToken([]string{string(value)}, "100-continue")
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
 			encodings++
 			if !bytes.EqualFold(bytes.Trim(value, " \t"), []byte("chunked")) {
@@ -81,6 +84,9 @@ func checkRequestHead(h *fasthttp.RequestHeader) (ambiguous bool, fault *headFau
 		return false, &headFault{http.StatusBadRequest, "more than one Content-Length header"}
 	case encodings > 0 && !h.IsHTTP11():
 		return false, &headFault{http.StatusBadRequest, "Transfer-Encoding in an HTTP/1.0 request"}
+	case expectation:
+		// fasthttp would ignore it; RFC 9110 10.1.1 and net/http refuse.
+		return false, &headFault{http.StatusExpectationFailed, "unsupported expectation"}
 	}
 	return lengths > 0 && encodings > 0, nil
 }
@@ -127,12 +133,15 @@ func settleBody(ctx *fasthttp.RequestCtx, limit int64) (*bodyBuffer, error) {
 	if cl > maxBufferedRequestBody {
 		// fasthttp's stream stops at Content-Length; the wrapper tells
 		// the client's failures from the upstream's.
-		req.SetBodyStream(&clientBody{r: stream, left: limit}, cl)
+		req.SetBodyStream(&clientBody{r: stream, left: limit, header: &req.Header}, cl)
 		return nil, nil
 	}
 	most := int(min(maxBufferedRequestBody, limit)) // what may be buffered
 	buf := bodyBuffers.Get().(*bodyBuffer)
 	n, err := buf.fill(stream, most+1)
+	if err == nil && n <= most && hasTrailers(&req.Header) {
+		err = errRequestTrailers
+	}
 	switch {
 	case err != nil:
 		releaseBodyBuffer(buf)
@@ -151,7 +160,7 @@ func settleBody(ctx *fasthttp.RequestCtx, limit int64) (*bodyBuffer, error) {
 	}
 	// A chunked body longer than the buffer: what was read goes first,
 	// then the rest as it comes, framed chunked again, within limit.
-	rest := &clientBody{r: stream, left: limit - int64(n)}
+	rest := &clientBody{r: stream, left: limit - int64(n), header: &req.Header}
 	req.SetBodyStream(io.MultiReader(bytes.NewReader(buf.b), rest), -1)
 	return buf, nil
 }
@@ -194,8 +203,9 @@ func releaseBodyBuffer(buf *bodyBuffer) {
 // clientBody is the rest of a streamed request body, bounded by the
 // server's limit.
 type clientBody struct {
-	r    io.Reader
-	left int64
+	r      io.Reader
+	left   int64
+	header *fasthttp.RequestHeader // where fasthttp puts the trailers it reads
 }
 
 func (c *clientBody) Read(p []byte) (int, error) {
@@ -204,10 +214,26 @@ func (c *clientBody) Read(p []byte) (int, error) {
 	switch {
 	case c.left < 0:
 		return n, errBodyTooLarge
+	case err == io.EOF && hasTrailers(c.header):
+		return n, &clientBodyError{errRequestTrailers}
 	case err != nil && err != io.EOF:
 		return n, &clientBodyError{err}
 	}
 	return n, err
+}
+
+// errRequestTrailers refuses a request with trailer fields. fasthttp
+// would pass them on as header fields, where net/http passes on only
+// those announced; HTTP/1.1 clients hardly ever send them (gRPC's come
+// over HTTP/2, which net/http serves), so the fast path takes none.
+var errRequestTrailers = errors.New("trailer fields in a request are not accepted")
+
+// hasTrailers reports whether a request announced or sent trailer fields.
+func hasTrailers(h *fasthttp.RequestHeader) bool {
+	for range h.Trailers() {
+		return true
+	}
+	return false
 }
 
 // clientBodyError is a failure to read the client's body: the client's

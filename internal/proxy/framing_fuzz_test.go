@@ -1,0 +1,210 @@
+package proxy
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The differential test of request framing: the same raw bytes go to the
+// fast path (fasthttp's parser and the proxy's own client) and to the
+// net/http path (Go's server and ReverseProxy), both in front of one
+// upstream that records what it got. Whatever the fast path forwards,
+// net/http forwards too, and the upstream gets the same request from
+// both: method, target, headers and body. The fast path may refuse what
+// net/http takes (it is stricter on purpose where framing is ambiguous:
+// see framing.go), never the other way round, and never by passing on
+// something the upstream cannot read.
+
+// forwarded is one request as the upstream read it, in a form that does
+// not depend on how it was framed.
+type forwarded struct {
+	method, target string
+	header         string // sorted, without the headers a proxy sets or frames with
+	body           string
+}
+
+// framingHarness is the two paths and their shared upstream.
+type framingHarness struct {
+	fast, std string // listener addresses
+	mu        sync.Mutex
+	got       []forwarded
+}
+
+func newFramingHarness(t testing.TB) *framingHarness {
+	h := &framingHarness{}
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		h.mu.Lock()
+		h.got = append(h.got, forwarded{method: r.Method, target: r.RequestURI, header: comparableHeader(r.Header), body: string(body)})
+		h.mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(up.Close)
+	cfg := Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}, Retries: -1, Logger: discardLogger}
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverCfg := ServerConfig{Logger: discardLogger, ReadTimeout: 2 * time.Second, ReadHeaderTimeout: 2 * time.Second}
+	h.fast = strings.TrimPrefix(serveWith(t, p, serverCfg), "http://")
+	h.std = strings.TrimPrefix(serveWith(t, http.HandlerFunc(p.ServeHTTP), serverCfg), "http://")
+	return h
+}
+
+// proxySetHeaders are set, replaced or removed by a proxy, or carry the
+// framing, which each path chooses on its own. Expect too: fasthttp
+// answers a 100-continue itself, net/http asks the upstream.
+var proxySetHeaders = []string{
+	"Expect", "Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate",
+	"Transfer-Encoding", "Content-Length", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded",
+}
+
+func comparableHeader(h http.Header) string {
+	var lines []string
+	for k, vs := range h {
+		if slices.Contains(proxySetHeaders, k) {
+			continue
+		}
+		for _, v := range vs {
+			lines = append(lines, k+": "+v)
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
+}
+
+// exchange sends raw on a new connection to addr and returns the status
+// of the first answer (0 for none) and the first request the upstream
+// got from it.
+func (h *framingHarness) exchange(addr string, raw []byte) (int, *forwarded) {
+	h.mu.Lock()
+	h.got = h.got[:0]
+	h.mu.Unlock()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return -1, nil
+	}
+	defer c.Close()
+	_ = c.SetWriteDeadline(time.Now().Add(3 * time.Second))
+	_, _ = c.Write(raw)
+	// net/http takes a client's end of stream for its going away and
+	// cancels the request, so the end is sent only to a server still
+	// waiting for more of a request after a while.
+	br := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if _, err := br.Peek(1); err != nil {
+		_ = c.(*net.TCPConn).CloseWrite()
+	}
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	status := 0
+	for status < http.StatusOK { // interim answers (100 Continue) are skipped
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			break
+		}
+		status = resp.StatusCode
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	// Read to the server's end of the connection: then whatever it
+	// forwarded from it has reached the upstream, and nothing from this
+	// exchange can be taken for the next one's.
+	_ = c.(*net.TCPConn).CloseWrite()
+	_, _ = io.Copy(io.Discard, br)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.got) == 0 {
+		return status, nil
+	}
+	first := h.got[0]
+	return status, &first
+}
+
+// check is the differential property for one input.
+func (h *framingHarness) check(t *testing.T, raw []byte) {
+	if err := h.differ(raw); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// differ returns how the two paths treated raw differently, nil when
+// they did not.
+func (h *framingHarness) differ(raw []byte) error {
+	fastStatus, fast := h.exchange(h.fast, raw)
+	stdStatus, std := h.exchange(h.std, raw)
+	switch {
+	case fast != nil && std == nil:
+		return fmt.Errorf("the fast path forwarded what net/http refused (%d):\n%q\nforwarded: %+v", stdStatus, raw, *fast)
+	case fast != nil && *fast != *std:
+		return fmt.Errorf("the paths forwarded different requests for\n%q\nfast:     %+v\nnet/http: %+v", raw, *fast, *std)
+	case fast == nil && std != nil && (fastStatus == http.StatusBadGateway || fastStatus == http.StatusGatewayTimeout):
+		return fmt.Errorf("the fast path sent what the upstream could not read (%d) where net/http forwarded:\n%q\nnet/http: %+v", fastStatus, raw, *std)
+	}
+	return nil
+}
+
+var discardLogger = slog.New(slog.DiscardHandler)
+
+var framingSeeds = []string{
+	"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET /a/b?c=d HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\nAccept: */*\r\n\r\n",
+	"GET http://x/abs HTTP/1.1\r\nHost: x\r\n\r\n",
+	"HEAD / HTTP/1.0\r\nHost: x\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+	"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-Trailer: 1\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /s HTTP/1.1\r\nHost: x\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+	"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n",
+	"POST /p HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+	"GET / HTTP/1.1\nHost: x\n\n",
+	"GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n 2\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: x\r\nX A: 1\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: x\r\nX-A: \x01\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
+	// "GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-B\r\nX-B: 1\r\nConnection: X-C\r\nX-C: 2\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n\r\n",
+	"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+	"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+	"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n",
+}
+
+func FuzzRequestFraming(f *testing.F) {
+	for _, s := range framingSeeds {
+		f.Add([]byte(s))
+	}
+	// The harness outlives the inputs: servers per input would make the
+	// fuzzer crawl.
+	h := newFramingHarness(f)
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		if len(raw) > 8<<10 {
+			return
+		}
+		h.check(t, raw)
+	})
+}
+
+// TestRequestFramingSeeds runs the differential check on the seeds and on
+// the desync suite's requests in every test run, not only when fuzzing.
+func TestRequestFramingSeeds(t *testing.T) {
+	h := newFramingHarness(t)
+	for _, s := range framingSeeds {
+		t.Run(fmt.Sprintf("%.40q", s), func(t *testing.T) { h.check(t, []byte(s)) })
+	}
+}
