@@ -29,8 +29,19 @@ type daemon struct {
 
 func startUp(t *testing.T, file, stateDir string) *daemon {
 	t.Helper()
+	return startUpFiles(t, stateDir, file)
+}
+
+// startUpFiles starts `pipit up` with a -f for each file and waits until
+// its control API is up.
+func startUpFiles(t *testing.T, stateDir string, files ...string) *daemon {
+	t.Helper()
 	os.Remove(filepath.Join(stateDir, controlapi.AddressFile))
-	cmd := exec.Command(pipitBin, "up", "-f", file, "--state-dir", stateDir, "--api", "127.0.0.1:0")
+	args := []string{"up", "--state-dir", stateDir, "--api", "127.0.0.1:0"}
+	for _, f := range files {
+		args = append(args, "-f", f)
+	}
+	cmd := exec.Command(pipitBin, args...)
 	log, err := os.Create(filepath.Join(t.TempDir(), "up.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +50,7 @@ func startUp(t *testing.T, file, stateDir string) *daemon {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, cmd: cmd, stateDir: stateDir, file: file, name: "web"}
+	d := &daemon{t: t, cmd: cmd, stateDir: stateDir, file: files[0], name: "web"}
 	t.Cleanup(func() { d.cmd.Process.Kill(); d.cmd.Wait() })
 	deadline := time.Now().Add(15 * time.Second)
 	for {

@@ -137,6 +137,38 @@ type ServiceSpec struct {
 	// reloaded when they change. Rollouts sharing a listen address share it.
 	// +optional
 	TLS *ServiceTLS `json:"tls,omitempty"`
+	// VersionHeader says whether responses carry the X-Pipit-Version
+	// header naming the version that answered. Default true; false
+	// announces nothing, as nginx and HAProxy do. Rollouts sharing a
+	// listen address agree on it.
+	// +optional
+	VersionHeader *bool `json:"versionHeader,omitempty"`
+	// TrustedProxies are the peers, IP addresses or CIDR prefixes (IPv4
+	// or IPv6), whose forwarding headers (X-Forwarded-For, Forwarded,
+	// X-Forwarded-Host and -Proto) are believed; from any other peer they
+	// are replaced. Default none. Rollouts sharing a listen address agree
+	// on it.
+	// +optional
+	TrustedProxies []string `json:"trustedProxies,omitempty"`
+	// Limits bound the connections the listener serves. Rollouts sharing
+	// a listen address agree on them.
+	// +optional
+	Limits *ListenerLimits `json:"limits,omitempty"`
+}
+
+// ListenerLimits bound the connections of one listen address; a field
+// left out takes the proxy's default.
+type ListenerLimits struct {
+	// MaxConnections is how many connections are served at once; past
+	// it the listener stops accepting until one closes. Default 10000.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxConnections *int32 `json:"maxConnections,omitempty"`
+	// MaxConnectionsPerClient is how many connections one client address
+	// may hold at once. Default 256.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxConnectionsPerClient *int32 `json:"maxConnectionsPerClient,omitempty"`
 }
 
 // ServiceTLS names a certificate and its key, PEM files.

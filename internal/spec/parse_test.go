@@ -98,6 +98,16 @@ func TestParseFileReportsEveryProblemWithItsPosition(t *testing.T) {
 			},
 		},
 		{
+			name: "listener settings",
+			body: "    versionHeader: \"no\"\n    trustedProxies:\n      - 10.0.0.1\n      - 10.0.0.0/33\n" +
+				"    limits: {maxConnections: 0, maxConnectionsPerClient: 256}\n" + steps,
+			want: []string{
+				`f.yaml:9:20: spec.service.versionHeader: want true or false, not the string "no"`,
+				`f.yaml:12:9: spec.service.trustedProxies[1]: "10.0.0.0/33" is not an IP address or CIDR prefix, such as 10.0.0.7 or 10.0.0.0/8`,
+				"f.yaml:13:14: spec.service.limits.maxConnections: must be positive, not 0",
+			},
+		},
+		{
 			name: "weights going down",
 			body: steps + "      - setWeight: 50\n      - setWeight: 25\n",
 			want: []string{"f.yaml:13:9: spec.strategy.steps[2].setWeight: weights must not go down: 25 after 50"},

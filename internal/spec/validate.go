@@ -153,6 +153,7 @@ func (v *validator) service(s *v1alpha1.ServiceSpec) {
 	if t := s.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
 		v.add(p+".tls", "needs both certFile and keyFile")
 	}
+	v.listener(p, s)
 }
 
 func (v *validator) upstream(field string, u *v1alpha1.Upstream) {

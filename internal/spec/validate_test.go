@@ -95,6 +95,21 @@ func TestValidateRefuses(t *testing.T) {
 			r.Spec.Service.Stable = v1alpha1.Upstream{Version: "v1", Process: &v1alpha1.ProcessSpec{Command: "app", Args: []string{"{{ .Prot }}"}}}
 			r.Spec.Service.Canary = &v1alpha1.Upstream{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app"}}
 		}, "spec.service.stable.process.args[0]", "can't evaluate field Prot"},
+		{"trusted proxy prefix too long", func(r *v1alpha1.Rollout) {
+			r.Spec.Service.TrustedProxies = []string{"10.0.0.1", "10.0.0.0/33"}
+		}, "spec.service.trustedProxies[1]", `"10.0.0.0/33" is not an IP address or CIDR prefix`},
+		{"trusted proxy host name", func(r *v1alpha1.Rollout) {
+			r.Spec.Service.TrustedProxies = []string{"lb.example.com"}
+		}, "spec.service.trustedProxies[0]", `"lb.example.com" is not an IP address or CIDR prefix`},
+		{"trusted proxy with a zone", func(r *v1alpha1.Rollout) {
+			r.Spec.Service.TrustedProxies = []string{"fe80::1%eth0"}
+		}, "spec.service.trustedProxies[0]", `"fe80::1%eth0" has an IPv6 zone; write the address without %eth0`},
+		{"no connections", func(r *v1alpha1.Rollout) {
+			r.Spec.Service.Limits = &v1alpha1.ListenerLimits{MaxConnections: ptr(int32(0))}
+		}, "spec.service.limits.maxConnections", "must be positive, not 0"},
+		{"negative connections per client", func(r *v1alpha1.Rollout) {
+			r.Spec.Service.Limits = &v1alpha1.ListenerLimits{MaxConnectionsPerClient: ptr(int32(-1))}
+		}, "spec.service.limits.maxConnectionsPerClient", "must be positive, not -1"},
 		{"mixed kinds", func(r *v1alpha1.Rollout) {
 			r.Spec.Service.Canary = &v1alpha1.Upstream{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app"}}
 		}, "spec.service.canary", "must be of the same kind as the stable"},
@@ -351,6 +366,11 @@ func TestValidRolloutsResolve(t *testing.T) {
 		}, 4},
 		{"IPv6 listen", func(r *v1alpha1.Rollout) { r.Spec.Service.Listen = "[::1]:8080" }, 4},
 		{"host name listen", func(r *v1alpha1.Rollout) { r.Spec.Service.Listen = "localhost:8080" }, 4},
+		{"listener settings", func(r *v1alpha1.Rollout) {
+			r.Spec.Service.VersionHeader = ptr(false)
+			r.Spec.Service.TrustedProxies = []string{"10.0.0.7", "10.0.0.1/8", "fd00::/8", "::ffff:192.0.2.1"}
+			r.Spec.Service.Limits = &v1alpha1.ListenerLimits{MaxConnections: ptr(int32(1)), MaxConnectionsPerClient: ptr(int32(1))}
+		}, 4},
 		{"metrics of every provider and every analysis option", func(r *v1alpha1.Rollout) {
 			prom, web := promMetric("queue-depth"), webMetric("p99-from-apm")
 			prom.Provider.Prometheus.Auth = &v1alpha1.HTTPAuth{Basic: &v1alpha1.BasicAuth{Username: "u", PasswordFile: "/run/secrets/p"}}
@@ -396,5 +416,28 @@ func TestValidRolloutsResolve(t *testing.T) {
 				t.Errorf("%d steps, want %d", len(p.Steps), tt.steps)
 			}
 		})
+	}
+}
+
+func TestTrustedProxyCanonicalForm(t *testing.T) {
+	tests := map[string]string{
+		"10.0.0.7":             "10.0.0.7/32",
+		"10.0.0.1/8":           "10.0.0.0/8",
+		"2001:db8::1":          "2001:db8::1/128",
+		"2001:db8::1/32":       "2001:db8::/32",
+		"::ffff:192.0.2.1":     "192.0.2.1/32",
+		"::ffff:192.0.2.0/120": "192.0.2.0/24",
+		"0.0.0.0/0":            "0.0.0.0/0",
+	}
+	for in, want := range tests {
+		p, err := TrustedProxy(in)
+		if err != nil || p.String() != want {
+			t.Errorf("TrustedProxy(%q) = %s, %v; want %s", in, p, err, want)
+		}
+	}
+	for _, in := range []string{"", "10.0.0.0/33", "10.0.0.256", "10.0.0.0/", "/8", "010.0.0.1", "fe80::1%eth0", "fe80::/64%eth0"} {
+		if p, err := TrustedProxy(in); err == nil {
+			t.Errorf("TrustedProxy(%q) = %s, want an error", in, p)
+		}
 	}
 }
