@@ -48,8 +48,8 @@ type KeyRotator interface {
 type KeyRotation struct {
 	// RotatedAt is when the new key replaced the previous one.
 	RotatedAt time.Time `json:"rotatedAt"`
-	// Rollouts are the rollouts with sticky sessions, sorted by name,
-	// each with the end of its grace period.
+	// Rollouts are the rollouts with sticky sessions, each with the end
+	// of its grace period.
 	Rollouts []KeyGrace `json:"rollouts"`
 }
 
