@@ -65,6 +65,11 @@ const macLen = 43
 // couple (one per path or domain).
 const maxStickyCookies = 8
 
+// clockSlack is how far beyond one TTL ahead a cookie's expiry may lie:
+// the wall clock may step back (NTP) between issuing a cookie and
+// checking it, and that must not cost its user the version.
+const clockSlack = 60 // seconds
+
 // macLabel starts the input of every MAC, so that one of these can never
 // be taken for a MAC pipit makes of anything else with the same key.
 const macLabel = "pipit sticky cookie v1"
@@ -255,7 +260,7 @@ func (c *stickyConfig) cookieFor(b *backend) *stickyCookie {
 // first of the name, among the first maxStickyCookies, that is genuine. A
 // genuine cookie names a role with an upstream (the canary only when
 // canary is true), has an expiry that has not passed and lies at most one
-// TTL ahead, and carries the MAC of those under the current key or, for
+// TTL ahead (give or take clockSlack), and carries the MAC of those under the current key or, for
 // one TTL after a rotation, the previous one. present reports whether r
 // has a cookie of the name at all.
 func (c *stickyCookies) honoured(r *http.Request, canary bool) (sc *stickyCookie, present bool) {
@@ -277,7 +282,7 @@ func (c *stickyCookies) honoured(r *http.Request, canary bool) (sc *stickyCookie
 		if now == 0 {
 			now = c.now().Unix()
 		}
-		if expiry <= now || expiry > now+c.seconds() {
+		if expiry <= now || expiry > now+c.seconds()+clockSlack {
 			continue
 		}
 		if c.keys.current.verify(sc.prefix, expiry, mac) ||
