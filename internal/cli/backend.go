@@ -29,18 +29,26 @@ type backendFlags struct {
 
 // addBackendFlags adds the flags that pick the daemon, or the cluster, to cmd.
 func addBackendFlags(cmd *cobra.Command) *backendFlags {
-	b := &backendFlags{}
+	b := addDaemonFlags(cmd)
 	f := cmd.Flags()
-	f.StringVar(&b.stateDir, "state-dir", "",
-		"the daemon's state directory (default $PIPIT_STATE_DIR, else $XDG_STATE_HOME/pipit, else ~/.local/state/pipit)")
-	f.StringVar(&b.api, "api", "", "control API address, HOST:PORT or http(s) URL (default: the one the daemon wrote in the state directory)")
-	f.StringVar(&b.tokenFile, "token-file", "", "file holding the control API token, mode 0600 (default: the state directory's token)")
 	f.BoolVar(&b.kube, "kube", false,
 		"steer Rollouts in a Kubernetes cluster, through its API server and the pipit controller, instead of a daemon")
 	f.StringVar(&b.kubeconfig, "kubeconfig", "", "kubeconfig file, with --kube (default $KUBECONFIG, else ~/.kube/config)")
 	f.StringVar(&b.kubeContext, "context", "", "kubeconfig context, with --kube (default: the current context)")
 	f.StringVarP(&b.namespace, "namespace", "n", "",
 		`namespace of the Rollouts, with --kube (default: the context's namespace, else "default")`)
+	return b
+}
+
+// addDaemonFlags adds the flags that pick the daemon to cmd, for verbs that
+// only a daemon serves.
+func addDaemonFlags(cmd *cobra.Command) *backendFlags {
+	b := &backendFlags{}
+	f := cmd.Flags()
+	f.StringVar(&b.stateDir, "state-dir", "",
+		"the daemon's state directory (default $PIPIT_STATE_DIR, else $XDG_STATE_HOME/pipit, else ~/.local/state/pipit)")
+	f.StringVar(&b.api, "api", "", "control API address, HOST:PORT or http(s) URL (default: the one the daemon wrote in the state directory)")
+	f.StringVar(&b.tokenFile, "token-file", "", "file holding the control API token, mode 0600 (default: the state directory's token)")
 	return b
 }
 
@@ -54,6 +62,15 @@ func (b *backendFlags) backend() (controlapi.Backend, error) {
 	if b.kubeconfig != "" || b.kubeContext != "" || b.namespace != "" {
 		return nil, BadInputf("--kubeconfig, --context and --namespace go with --kube")
 	}
+	d, err := b.daemon()
+	if err != nil {
+		return nil, err // not a nil *client.HTTP in an interface
+	}
+	return d, nil
+}
+
+// daemon returns the client of the daemon the flags point at.
+func (b *backendFlags) daemon() (*client.HTTP, error) {
 	dir := controlapi.StateDir(b.stateDir)
 	if b.api == "" && b.tokenFile == "" {
 		return client.FromStateDir(dir)

@@ -32,6 +32,7 @@ type fakeBackend struct {
 	events    map[string][]v1alpha1.Event
 	submitted []engine.Command
 	gets      int
+	rotations int
 }
 
 func (f *fakeBackend) Rollouts(context.Context) ([]controlapi.RolloutView, error) {
@@ -108,6 +109,16 @@ func (f *fakeBackend) Submit(_ context.Context, name string, cmd engine.Command)
 	}
 	f.views[name] = v
 	return v, nil
+}
+
+// RotateCookieKeys rotates as the daemon would answer it: web has sticky
+// sessions of an hour, api none.
+func (f *fakeBackend) RotateCookieKeys(context.Context) (controlapi.KeyRotation, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rotations++
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	return controlapi.KeyRotation{RotatedAt: at, Rollouts: []controlapi.KeyGrace{{Name: "web", PreviousUntil: at.Add(time.Hour)}}}, nil
 }
 
 func fptr(v float64) *float64 { return &v }

@@ -46,7 +46,10 @@ type HTTP struct {
 	hc    *http.Client
 }
 
-var _ controlapi.Backend = (*HTTP)(nil)
+var (
+	_ controlapi.Backend    = (*HTTP)(nil)
+	_ controlapi.KeyRotator = (*HTTP)(nil)
+)
 
 // NewHTTP returns a client of the control API at baseURL, such as
 // http://127.0.0.1:7070, authenticating with token.
@@ -175,6 +178,21 @@ func (c *HTTP) Submit(ctx context.Context, name string, cmd engine.Command) (con
 	var v controlapi.RolloutView
 	err = c.do(ctx, http.MethodPost, "/v1/rollouts/"+url.PathEscape(name)+"/commands", body, &v)
 	return v, err
+}
+
+// RotateCookieKeys asks the daemon for a new sticky-cookie key. Like a
+// command it is never retried: the daemon may have rotated even when the
+// answer was lost, and a second rotation would drop the key the cookies
+// still in use were signed with.
+func (c *HTTP) RotateCookieKeys(ctx context.Context) (controlapi.KeyRotation, error) {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	var rot controlapi.KeyRotation
+	err := c.do(ctx, http.MethodPost, "/v1/keys/rotate", nil, &rot)
+	if errors.Is(err, controlapi.ErrNotFound) {
+		return rot, fmt.Errorf("the pipit daemon at %s has no key rotation (is it an older pipit?)", c.base)
+	}
+	return rot, err
 }
 
 // get fetches path into out, trying again with backoff when the

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
@@ -26,6 +27,7 @@ type fakeBackend struct {
 	mu        sync.Mutex
 	views     map[string]controlapi.RolloutView
 	submitted []engine.Command
+	rotations int
 }
 
 func newFake() *fakeBackend {
@@ -83,6 +85,14 @@ func (f *fakeBackend) Submit(_ context.Context, name string, cmd engine.Command)
 	v.Status.Canary = cmd.Canary
 	f.views[name] = v
 	return v, nil
+}
+
+func (f *fakeBackend) RotateCookieKeys(context.Context) (controlapi.KeyRotation, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rotations++
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	return controlapi.KeyRotation{RotatedAt: at, Rollouts: []controlapi.KeyGrace{{Name: "web", PreviousUntil: at.Add(time.Hour)}}}, nil
 }
 
 func startAPI(t *testing.T, b controlapi.Backend) *httptest.Server {
@@ -161,6 +171,36 @@ func TestErrorMapping(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "wrong") {
 		t.Fatalf("error %q shows the token", err)
+	}
+}
+
+// TestRotateCookieKeys: the rotation reaches the daemon with the token and
+// its answer comes back; it is never sent twice, even when the connection
+// dropped; a wrong token and a daemon without the route are told apart.
+func TestRotateCookieKeys(t *testing.T) {
+	f := newFake()
+	srv := startAPI(t, f)
+	ctx := context.Background()
+	rot, err := NewHTTP(srv.URL, testToken).RotateCookieKeys(ctx)
+	if err != nil || rot.RotatedAt.IsZero() || len(rot.Rollouts) != 1 || rot.Rollouts[0].Name != "web" ||
+		rot.Rollouts[0].PreviousUntil.Sub(rot.RotatedAt) != time.Hour || f.rotations != 1 {
+		t.Fatalf("RotateCookieKeys = %+v, %v; %d rotations", rot, err, f.rotations)
+	}
+	if _, err := NewHTTP(srv.URL, "wrong").RotateCookieKeys(ctx); !errors.Is(err, ErrTokenRejected) || f.rotations != 1 {
+		t.Fatalf("wrong token: %v, %d rotations", err, f.rotations)
+	}
+
+	flaky, l := startFlaky(t, f, 1)
+	if _, err := NewHTTP(flaky.URL, testToken).RotateCookieKeys(ctx); err == nil {
+		t.Fatal("a rotation over a dropped connection succeeded")
+	}
+	if n := l.accepted.Load(); n != 1 || f.rotations != 1 {
+		t.Fatalf("%d connections, %d rotations; want 1 and 1 (not retried)", n, f.rotations)
+	}
+
+	old := startAPI(t, struct{ controlapi.Backend }{f})
+	if _, err := NewHTTP(old.URL, testToken).RotateCookieKeys(ctx); err == nil || !strings.Contains(err.Error(), "has no key rotation") {
+		t.Fatalf("a daemon without the route: %v", err)
 	}
 }
 

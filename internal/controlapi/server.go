@@ -63,7 +63,8 @@ func (r CommandRequest) Command() (engine.Command, error) {
 
 // NewHandler serves the control API over b. Every /v1 route needs the
 // header "Authorization: Bearer <token>"; an empty token refuses them all,
-// so a daemon that failed to make one is locked rather than open.
+// so a daemon that failed to make one is locked rather than open. POST
+// /v1/keys/rotate is served when b is a KeyRotator.
 // /healthz, and /metrics when metrics is not nil, need no token so that
 // probes and scrapers work without the secret.
 func NewHandler(b Backend, token string, metrics http.Handler) http.Handler {
@@ -73,6 +74,10 @@ func NewHandler(b Backend, token string, metrics http.Handler) http.Handler {
 	v1.HandleFunc("GET /v1/rollouts/{name}", s.get)
 	v1.HandleFunc("GET /v1/rollouts/{name}/events", s.events)
 	v1.HandleFunc("POST /v1/rollouts/{name}/commands", s.command)
+	if kr, ok := b.(KeyRotator); ok {
+		s.keys = kr
+		v1.HandleFunc("POST /v1/keys/rotate", s.rotateKeys)
+	}
 
 	mux := http.NewServeMux()
 	// Authentication comes before routing, so that without the token one
@@ -138,7 +143,10 @@ func bearer(header string) (string, bool) {
 }
 
 // server holds the handlers of the /v1 routes.
-type server struct{ b Backend }
+type server struct {
+	b    Backend
+	keys KeyRotator // nil: b signs no cookies
+}
 
 func (s server) list(w http.ResponseWriter, r *http.Request) {
 	views, err := s.b.Rollouts(r.Context())
@@ -199,6 +207,19 @@ func (s server) command(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// rotateKeys rotates the sticky cookies' key. It takes no body.
+func (s server) rotateKeys(w http.ResponseWriter, r *http.Request) {
+	rot, err := s.keys.RotateCookieKeys(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if rot.Rollouts == nil {
+		rot.Rollouts = []KeyGrace{}
+	}
+	writeJSON(w, http.StatusOK, rot)
 }
 
 // decodeStrict reads exactly one JSON object of known fields from a body

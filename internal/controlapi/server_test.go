@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/engine"
@@ -28,6 +29,9 @@ type fakeBackend struct {
 	events    map[string][]v1alpha1.Event
 	submitted []engine.Command
 	gotLimit  int
+	rotations int
+	// rotateErr, when set, is what RotateCookieKeys fails with.
+	rotateErr error
 }
 
 func newFake() *fakeBackend {
@@ -101,6 +105,18 @@ func (f *fakeBackend) Submit(_ context.Context, name string, cmd engine.Command)
 	return v, nil
 }
 
+var rotatedAt = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func (f *fakeBackend) RotateCookieKeys(context.Context) (KeyRotation, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rotateErr != nil {
+		return KeyRotation{}, f.rotateErr
+	}
+	f.rotations++
+	return KeyRotation{RotatedAt: rotatedAt, Rollouts: []KeyGrace{{Name: "web", PreviousUntil: rotatedAt.Add(time.Hour)}}}, nil
+}
+
 func newTestServer(t *testing.T, f *fakeBackend, metrics http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(NewHandler(f, testToken, metrics))
@@ -152,6 +168,7 @@ func TestAuthRequiredOnEveryV1Route(t *testing.T) {
 		{"GET", "/v1/rollouts/web"},
 		{"GET", "/v1/rollouts/web/events"},
 		{"POST", "/v1/rollouts/web/commands"},
+		{"POST", "/v1/keys/rotate"},
 		{"GET", "/v1/no-such-route"},
 	}
 	auths := []struct{ name, header, wantChallenge string }{
@@ -178,6 +195,50 @@ func TestAuthRequiredOnEveryV1Route(t *testing.T) {
 				errorOf(t, body)
 			})
 		}
+	}
+}
+
+// TestRotateKeys: POST /v1/keys/rotate rotates once per call with the
+// token and answers when each rollout's grace period ends; without the
+// token, or with another method, nothing rotates. A backend that signs no
+// cookies has no such route, and a failure is not shown.
+func TestRotateKeys(t *testing.T) {
+	f := newFake()
+	srv := newTestServer(t, f, nil)
+	for _, auth := range []string{"", "Bearer wrong"} {
+		if code, _, _ := callWith(t, srv, "POST", "/v1/keys/rotate", "", auth); code != http.StatusUnauthorized {
+			t.Errorf("auth %q: status %d, want 401", auth, code)
+		}
+	}
+	if code, _, _ := call(t, srv, "GET", "/v1/keys/rotate", ""); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET: status %d, want 405", code)
+	}
+	if f.rotations != 0 {
+		t.Fatalf("%d rotations without a valid request", f.rotations)
+	}
+	code, body, h := call(t, srv, "POST", "/v1/keys/rotate", "")
+	if code != http.StatusOK || h.Get("Content-Type") != "application/json" {
+		t.Fatalf("rotate: %d %q %s", code, h.Get("Content-Type"), body)
+	}
+	var rot KeyRotation
+	if err := json.Unmarshal(body, &rot); err != nil || !rot.RotatedAt.Equal(rotatedAt) ||
+		len(rot.Rollouts) != 1 || rot.Rollouts[0].Name != "web" || !rot.Rollouts[0].PreviousUntil.Equal(rotatedAt.Add(time.Hour)) {
+		t.Fatalf("rotate answered %s (%v)", body, err)
+	}
+	if f.rotations != 1 {
+		t.Fatalf("%d rotations, want 1", f.rotations)
+	}
+
+	f.rotateErr = errBroken
+	code, body, _ = call(t, srv, "POST", "/v1/keys/rotate", "")
+	if code != http.StatusInternalServerError || strings.Contains(string(body), "disk on fire") {
+		t.Fatalf("a failed rotation: %d %s", code, body)
+	}
+
+	plain := httptest.NewServer(NewHandler(struct{ Backend }{newFake()}, testToken, nil))
+	defer plain.Close()
+	if code, _, _ := call(t, plain, "POST", "/v1/keys/rotate", ""); code != http.StatusNotFound {
+		t.Fatalf("a backend without keys: status %d, want 404", code)
 	}
 }
 

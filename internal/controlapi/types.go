@@ -33,6 +33,33 @@ type Backend interface {
 	Submit(ctx context.Context, name string, cmd engine.Command) (RolloutView, error)
 }
 
+// KeyRotator is a Backend whose proxies sign sticky-session cookies: the
+// standalone daemon, in process and over HTTP. In Kubernetes the cookies
+// belong to the mesh or gateway, not to pipit.
+type KeyRotator interface {
+	// RotateCookieKeys makes a new key to sign sticky cookies with, keeps
+	// the current one as the previous, saves both and hands them to every
+	// rollout's proxy. The previous key's cookies are honoured for one
+	// cookie TTL more; the key before it is dropped.
+	RotateCookieKeys(ctx context.Context) (KeyRotation, error)
+}
+
+// KeyRotation is the body of the answer to POST /v1/keys/rotate.
+type KeyRotation struct {
+	// RotatedAt is when the new key replaced the previous one.
+	RotatedAt time.Time `json:"rotatedAt"`
+	// Rollouts are the rollouts with sticky sessions, each with the end
+	// of its grace period.
+	Rollouts []KeyGrace `json:"rollouts"`
+}
+
+// KeyGrace is how long one rollout's proxy honours the cookies the
+// previous key signed: one cookie TTL after the rotation.
+type KeyGrace struct {
+	Name          string    `json:"name"`
+	PreviousUntil time.Time `json:"previousUntil"`
+}
+
 // ErrNotFound is returned (wrapped) for a rollout that does not exist.
 var ErrNotFound = errors.New("rollout not found")
 

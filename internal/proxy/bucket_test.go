@@ -25,12 +25,7 @@ func testBackends() (stable, canary *backend) {
 // table at weight with the test backends.
 func trafficTable(t testing.TB, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent) *table {
 	t.Helper()
-	tr, err := compileTraffic(spec, "checkout", listOptions{log: testLogger(t), interval: 10 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stable, canary := testBackends()
-	return new(Proxy).withUpstreams(&table{weight: weight, traffic: tr}, stable, canary)
+	return keyedTable(t, spec, weight, CookieKeys{Current: testKey(t)}, time.Now)
 }
 
 func atWeight(tab *table, w v1alpha1.Percent) *table {

@@ -123,6 +123,13 @@ type Config struct {
 	// rules, sticky sessions, mirroring (see route.go); nil splits by
 	// weight alone.
 	Traffic *v1alpha1.TrafficSpec
+	// CookieKeys sign the sticky-session cookies (see SetCookieKeys).
+	// None makes a random key for this Proxy alone: its cookies are
+	// honoured by no other Proxy, nor after a restart.
+	CookieKeys CookieKeys
+	// Now is the clock of cookie expiries and of a key rotation's grace
+	// period; nil is time.Now.
+	Now func() time.Time
 }
 
 // Proxy is an http.Handler that sends each request to the stable or the
@@ -199,7 +206,11 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.table.Store(&table{weight: cfg.Weight, traffic: tr})
+	keys, err := initialCookieKeys(cfg.CookieKeys)
+	if err != nil {
+		return nil, err
+	}
+	p.table.Store(&table{weight: cfg.Weight, traffic: tr, keys: keys})
 	if err := p.initialUpstreams(cfg); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"sync/atomic"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
@@ -25,6 +26,8 @@ type table struct {
 	// cookies are the sticky-session cookies naming these upstreams; nil
 	// when sticky sessions are off.
 	cookies *stickyCookies
+	// keys sign and check the sticky cookies (SetCookieKeys).
+	keys *cookieKeys
 }
 
 // backend is one upstream in one role, with what the request path needs.
@@ -61,7 +64,8 @@ type decision struct {
 // route decides which upstream serves r. It is the one place where that
 // decision is made, in the order TrafficSpec documents: no canary, a
 // closed one or one without a ready replica sends everything to stable; then the first matching rule;
-// then a sticky cookie naming a version still serving in its role; then
+// then a genuine sticky cookie naming a version still serving in its role
+// (a canary cookie only while the canary takes traffic); then
 // the user key's bucket; then a weighted draw at the 0.001% resolution of
 // Percent. A plain weighted split (no TrafficSpec) takes the first and
 // the last step only and allocates nothing; math/rand/v2's top-level
@@ -107,11 +111,14 @@ func (t *table) keyToCanary(key string) bool {
 
 // traffic is a compiled v1alpha1.TrafficSpec.
 type traffic struct {
-	keys   []keySource
-	hash   hasher
-	rules  []rule
-	sticky *stickyConfig // nil: no sticky sessions
-	mirror *mirror       // nil: no mirroring
+	keys  []keySource
+	hash  hasher
+	rules []rule
+	// rulesToCanary is whether a rule sends requests to the canary, which
+	// then takes traffic even at weight 0.
+	rulesToCanary bool
+	sticky        *stickyConfig // nil: no sticky sessions
+	mirror        *mirror       // nil: no mirroring
 }
 
 // route is table.route for a Proxy with a TrafficSpec.
@@ -133,8 +140,11 @@ func (tr *traffic) route(t *table, r *http.Request, open bool) decision {
 		}
 	}
 	var d decision
-	if role, ok := t.cookies.honoured(r); ok {
-		d.b = t.backend(role)
+	// A canary that takes no traffic, by weight or by rule, honours no
+	// cookie: a cookie would be the only way in, and that is not a
+	// share of traffic anybody chose.
+	if sc, _ := t.cookies.honoured(r, t.weight > 0 || tr.rulesToCanary); sc != nil {
+		d.b = t.backend(sc.role)
 	} else {
 		var toCanary bool
 		if key, ok := userKey(r, tr.keys); ok {
@@ -153,8 +163,9 @@ func (tr *traffic) route(t *table, r *http.Request, open bool) decision {
 }
 
 // compileTraffic checks and compiles spec. name is the service's name,
-// the default salt and the suffix of the default cookie name. A spec that
-// asks for nothing compiles to nil, the plain weighted split.
+// the default salt, the suffix of the default cookie name and part of
+// every sticky cookie's MAC. A spec that asks for nothing compiles to
+// nil, the plain weighted split.
 func compileTraffic(spec *v1alpha1.TrafficSpec, name string, lists listOptions) (*traffic, error) {
 	if spec == nil {
 		return nil, nil
@@ -171,7 +182,8 @@ func compileTraffic(spec *v1alpha1.TrafficSpec, name string, lists listOptions) 
 	if tr.rules, err = compileRules(spec.Rules, lists); err != nil {
 		return nil, err
 	}
-	if tr.sticky, err = compileSticky(spec.StickySession, name, tr.hash); err != nil {
+	tr.rulesToCanary = slices.ContainsFunc(tr.rules, func(r rule) bool { return r.toCanary })
+	if tr.sticky, err = compileSticky(spec.StickySession, name); err != nil {
 		return nil, err
 	}
 	if tr.mirror, err = compileMirror(spec.Mirror); err != nil {
@@ -188,6 +200,9 @@ func newTraffic(cfg Config, log *slog.Logger) (*traffic, error) {
 	tr, err := compileTraffic(cfg.Traffic, cfg.Name, listOptions{log: log, interval: listCheckInterval})
 	if err != nil {
 		return nil, fmt.Errorf("traffic: %w", err)
+	}
+	if tr != nil && tr.sticky != nil && cfg.Now != nil {
+		tr.sticky.now = cfg.Now
 	}
 	return tr, nil
 }
@@ -210,7 +225,7 @@ func (p *Proxy) withUpstreams(old *table, stable, canary *backend) *table {
 				canary.mirrored = newCounters(canary.up.Version, p.epochs.Add(1))
 			}
 		}
-		t.cookies = tr.sticky.cookiesFor(stable, canary)
+		t.cookies = tr.sticky.cookiesFor(stable, canary, t.keys)
 	}
 	return &t
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/proxy"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/store"
 )
@@ -40,9 +41,9 @@ type Source struct {
 type Config struct {
 	// Sources are the rollout files to run.
 	Sources []Source
-	// StateDir holds the database, the token and the API address, and
-	// under processes/ what process targets keep: their processes' list
-	// and logs.
+	// StateDir holds the database, the token, the sticky cookies' keys
+	// and the API address, and under processes/ what process targets
+	// keep: their processes' list and logs.
 	StateDir string
 	// APIAddr is the control API's listen address; ":0" picks a free port.
 	APIAddr string
@@ -71,9 +72,17 @@ type Daemon struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	log       *slog.Logger
+	stateDir  string
+	now       func() time.Time
+	// keysMu serialises key rotations, so that each keeps the key the
+	// one before made.
+	keysMu sync.Mutex
 }
 
-var _ controlapi.Backend = (*Daemon)(nil)
+var (
+	_ controlapi.Backend    = (*Daemon)(nil)
+	_ controlapi.KeyRotator = (*Daemon)(nil)
+)
 
 // Start validates the rollouts, opens the state, re-applies each rollout's
 // saved state to its proxy, then serves. It returns once everything listens.
@@ -98,7 +107,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log}
+	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, now: now}
 	if err := d.start(ctx, cfg, rollouts, raws, now); err != nil {
 		d.closeAll()
 		return nil, err
@@ -111,11 +120,15 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	if err != nil {
 		return err
 	}
+	keys, err := store.LoadOrCreateCookieKeys(cfg.StateDir)
+	if err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
-	e := env{db: d.db, stateDir: cfg.StateDir, now: now, log: d.log}
+	e := env{db: d.db, stateDir: cfg.StateDir, now: now, log: d.log, cookieKeys: proxy.CookieKeys(keys)}
 	for i, r := range rollouts {
 		m, err := newManaged(ctx, runCtx, e, r, raws[i])
 		if err != nil {
@@ -376,6 +389,31 @@ func (d *Daemon) Submit(ctx context.Context, name string, cmd engine.Command) (c
 	case <-ctx.Done():
 		return controlapi.RolloutView{}, fmt.Errorf("command %d queued but not applied yet: %w", id, ctx.Err())
 	}
+}
+
+// RotateCookieKeys makes a new key to sign sticky cookies with, keeping
+// the current one as the previous. The keys are saved before any proxy
+// gets them, so a failure changes nothing and a restart keeps the
+// rotation and its time.
+func (d *Daemon) RotateCookieKeys(context.Context) (controlapi.KeyRotation, error) {
+	d.keysMu.Lock()
+	defer d.keysMu.Unlock()
+	keys, err := store.RotateCookieKeys(d.stateDir, d.now())
+	if err != nil {
+		return controlapi.KeyRotation{}, err
+	}
+	rot := controlapi.KeyRotation{RotatedAt: keys.RotatedAt, Rollouts: []controlapi.KeyGrace{}}
+	for _, name := range d.names {
+		p := d.rollouts[name].proxy
+		if err := p.SetCookieKeys(proxy.CookieKeys(keys)); err != nil {
+			return controlapi.KeyRotation{}, fmt.Errorf("rollout %s: %w", name, err)
+		}
+		if ttl := p.StickyTTL(); ttl > 0 {
+			rot.Rollouts = append(rot.Rollouts, controlapi.KeyGrace{Name: name, PreviousUntil: keys.RotatedAt.Add(ttl)})
+		}
+	}
+	d.log.Info("sticky cookie key rotated", "rotatedAt", keys.RotatedAt)
+	return rot, nil
 }
 
 func (d *Daemon) get(name string) (*managed, error) {

@@ -64,6 +64,8 @@ type env struct {
 	stateDir string
 	now      func() time.Time
 	log      *slog.Logger
+	// cookieKeys sign every proxy's sticky cookies.
+	cookieKeys proxy.CookieKeys
 }
 
 // newManaged loads or creates the rollout's state and builds its data
@@ -90,7 +92,7 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 	}
 	m.status = status
 	proxyCfg := proxy.Config{Name: r.Name, Traffic: r.Spec.Service.Traffic,
-		VersionHeader: versionHeader(r.Spec.Service), Logger: log,
+		VersionHeader: versionHeader(r.Spec.Service), Logger: log, CookieKeys: e.cookieKeys, Now: now,
 		// An ejection is acted on at once: the loop wakes, sees the canary
 		// down and rolls back (or waits for a person in hybrid mode).
 		OnEject: func(string, string) { m.poke() }}

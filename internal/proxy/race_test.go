@@ -1,0 +1,7 @@
+//go:build race
+
+package proxy
+
+// raceEnabled: the race detector is on, and sync.Pool drops a quarter of
+// what it is given on purpose, so pooled state is sometimes made afresh.
+const raceEnabled = true

@@ -1,0 +1,509 @@
+package proxy
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+)
+
+// testClock is a clock the tests move by hand.
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *testClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *testClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// testKey is a fresh random cookie key.
+func testKey(t testing.TB) []byte {
+	t.Helper()
+	k := make([]byte, MinCookieKeyLen)
+	rand.Read(k)
+	return k
+}
+
+// keyedTable compiles spec for a service named checkout and returns a
+// table at weight with the test backends, signing its cookies with keys
+// on the clock now.
+func keyedTable(t testing.TB, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent, keys CookieKeys, now func() time.Time) *table {
+	t.Helper()
+	return namedTable(t, "checkout", spec, weight, keys, now)
+}
+
+func namedTable(t testing.TB, service string, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent, keys CookieKeys, now func() time.Time) *table {
+	t.Helper()
+	tr, err := compileTraffic(spec, service, listOptions{log: testLogger(t), interval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr != nil && tr.sticky != nil {
+		tr.sticky.now = now
+	}
+	ck, err := compileCookieKeys(keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stable, canary := testBackends()
+	return new(Proxy).withUpstreams(&table{weight: weight, traffic: tr, keys: ck}, stable, canary)
+}
+
+// stickyValue is the value of the cookie tab issues now for role.
+func stickyValue(tab *table, role string) string {
+	return setCookieValue(tab.cookies.header(role, false))
+}
+
+// setCookieValue is the cookie value of a Set-Cookie header; empty for
+// none.
+func setCookieValue(header string) string {
+	pair, _, _ := strings.Cut(header, ";")
+	_, v, _ := strings.Cut(pair, "=")
+	return v
+}
+
+// routeCookie routes a request with the Cookie header h and returns the
+// role it went to and the value of the cookie set on the way, if any.
+func routeCookie(tab *table, h string) (role, set string) {
+	d := tab.route(req("/", "Cookie", h))
+	return d.b.role, setCookieValue(d.setCookie)
+}
+
+// splitCookie cuts a cookie value into role, expiry and MAC.
+func splitCookie(t testing.TB, v string) (role string, expiry int64, mac string) {
+	t.Helper()
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 {
+		t.Fatalf("cookie %q: want ROLE.EXPIRY.MAC", v)
+	}
+	expiry, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parts[0], expiry, parts[2]
+}
+
+// toCanaryByRule is sticky sessions with a rule to the canary that no
+// test request matches: at weight 0 the canary then takes traffic (so its
+// cookies count), yet only a cookie can send a request there.
+var toCanaryByRule = &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{forceCanary}, StickySession: &v1alpha1.StickySession{}}
+
+// TestStickyCookieFormat: the cookie is ROLE.EXPIRY.MAC, all of it
+// cookie-safe: its expiry one TTL ahead in Unix seconds, its MAC 43
+// base64url characters, another for each role.
+func TestStickyCookieFormat(t *testing.T) {
+	clk := newTestClock()
+	tab := keyedTable(t, stickyOn, 0, CookieKeys{Current: testKey(t)}, clk.now)
+	if want := base64.RawURLEncoding.EncodedLen(MinCookieKeyLen); macLen != want {
+		t.Fatalf("macLen %d, want %d", macLen, want)
+	}
+	format := regexp.MustCompile(`^(stable|canary)\.([1-9][0-9]*)\.[A-Za-z0-9_-]{43}$`)
+	for _, role := range []string{RoleStable, RoleCanary} {
+		v := stickyValue(tab, role)
+		m := format.FindStringSubmatch(v)
+		if m == nil || m[1] != role || m[2] != strconv.FormatInt(clk.now().Add(time.Hour).Unix(), 10) {
+			t.Errorf("%s cookie %q: want %s.EXPIRY.MAC expiring in an hour", role, v, role)
+		}
+	}
+	if stickyValue(tab, RoleStable)[len("stable."):] == stickyValue(tab, RoleCanary)[len("canary."):] {
+		t.Error("the stable and canary cookies carry the same MAC")
+	}
+}
+
+// TestStickyCookieForgeries: at weight 0 with a rule to the canary (so
+// its cookies count, and only a cookie can send there), no cookie but the
+// one the proxy issued with its key sends a user to the canary. Each
+// forgery gets stable and a fresh, genuine stable cookie.
+func TestStickyCookieForgeries(t *testing.T) {
+	clk := newTestClock()
+	keys := CookieKeys{Current: testKey(t)}
+	tab := keyedTable(t, toCanaryByRule, 0, keys, clk.now)
+	genuine, stableValue := stickyValue(tab, RoleCanary), stickyValue(tab, RoleStable)
+	_, expiry, mac := splitCookie(t, genuine)
+	_, _, stableMAC := splitCookie(t, stableValue)
+	exp := strconv.FormatInt(expiry, 10)
+
+	// The MAC spelled another way: the last of its 43 characters holds 4
+	// bits and 2 unused ones, which a lax decoder ignores.
+	last := strings.IndexByte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", mac[macLen-1])
+	respelled := mac[:macLen-1] + string("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last^1])
+	if a, b := decodeMAC(t, mac), decodeMAC(t, respelled); a != b || respelled == mac {
+		t.Fatalf("%q and %q should decode alike", mac, respelled)
+	}
+	flipped := []byte(mac)
+	flipped[10] ^= 1
+
+	forgeries := map[string]string{
+		"the old unsigned format":        "canary." + strconv.FormatUint(newHasher("checkout").sum("v2"), 16),
+		"another installation's key":     stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: testKey(t)}, clk.now), RoleCanary),
+		"a key made of public values":    stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: []byte(strings.Repeat("checkout", 4))}, clk.now), RoleCanary),
+		"another rollout's cookie":       stickyValue(namedTable(t, "shop", toCanaryByRule, 0, keys, clk.now), RoleCanary),
+		"stable's MAC, the role swapped": "canary." + exp + "." + stableMAC,
+		"the expiry extended":            "canary." + strconv.FormatInt(expiry+3600, 10) + "." + mac,
+		"the expiry brought forward":     "canary." + strconv.FormatInt(expiry-60, 10) + "." + mac,
+		"the expiry with a leading zero": "canary.0" + exp + "." + mac,
+		"the expiry negative":            "canary.-" + exp + "." + mac,
+		"the expiry past int64":          "canary.99999999999999999999." + mac,
+		"a bit of the MAC flipped":       "canary." + exp + "." + string(flipped),
+		"the MAC in capitals":            "canary." + exp + "." + strings.ToUpper(mac),
+		"the MAC spelled another way":    "canary." + exp + "." + respelled,
+		"the MAC padded":                 "canary." + exp + "." + mac + "=",
+		"the MAC cut short":              "canary." + exp + "." + mac[:macLen-1],
+		"no MAC":                         "canary." + exp,
+		"no expiry":                      "canary.." + mac,
+		"the role in capitals":           "CANARY." + exp + "." + mac,
+		"an unknown role":                "admin." + exp + "." + mac,
+		"a fourth part":                  genuine + ".x",
+		"the role alone":                 "canary",
+		"the version":                    "v2",
+		"empty":                          "",
+	}
+	for what, v := range forgeries {
+		if role, set := routeCookie(tab, "pipit-checkout="+v); role != RoleStable || set != stableValue {
+			t.Errorf("%s (%q): routed to %s, Set-Cookie %q; want stable and a fresh stable cookie", what, v, role, set)
+		}
+	}
+	// The genuine value, bare or quoted, keeps its user and is not replaced.
+	for _, h := range []string{"pipit-checkout=" + genuine, `pipit-checkout="` + genuine + `"`} {
+		if role, set := routeCookie(tab, h); role != RoleCanary || set != "" {
+			t.Errorf("Cookie %q: routed to %s, Set-Cookie %q", h, role, set)
+		}
+	}
+	// A new canary version: the cookie names a version no longer serving.
+	st, ca := testBackends()
+	ca.up.Version = "v3"
+	next := new(Proxy).withUpstreams(tab, st, ca)
+	if role, set := routeCookie(next, "pipit-checkout="+genuine); role != RoleStable || set == "" {
+		t.Errorf("v2's cookie with canary v3: routed to %s, Set-Cookie %q", role, set)
+	}
+}
+
+func decodeMAC(t *testing.T, s string) string {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestStickyCookieDuplicates: of several cookies of the name the first
+// genuine one decides, wherever the forged ones are; only the first
+// maxStickyCookies are looked at, so that forged ones cannot make a
+// request cost many HMACs.
+func TestStickyCookieDuplicates(t *testing.T) {
+	clk := newTestClock()
+	keys := CookieKeys{Current: testKey(t)}
+	tab := keyedTable(t, toCanaryByRule, 0, keys, clk.now)
+	canary, stable := "pipit-checkout="+stickyValue(tab, RoleCanary), "pipit-checkout="+stickyValue(tab, RoleStable)
+	_, expiry, _ := splitCookie(t, stickyValue(tab, RoleCanary))
+	forged := "pipit-checkout=canary." + strconv.FormatInt(expiry, 10) + "." + strings.Repeat("A", macLen)
+	other := "pipit-checkout=" + stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: testKey(t)}, clk.now), RoleCanary)
+	forgedRun := func(n int) string { return strings.Repeat(forged+"; ", n) }
+
+	for _, c := range []struct {
+		name    string
+		headers []string
+		role    string
+		set     bool
+	}{
+		{"forged, then genuine", []string{forged + "; " + canary}, RoleCanary, false},
+		{"another key's, then genuine", []string{other + "; " + canary}, RoleCanary, false},
+		{"forged and genuine in two headers", []string{forged, canary}, RoleCanary, false},
+		{"genuine stable, then genuine canary", []string{stable + "; " + canary}, RoleStable, false},
+		{"genuine canary, then forged", []string{canary + "; " + forged}, RoleCanary, false},
+		{"forged twice", []string{forged + "; " + other}, RoleStable, true},
+		{"the genuine one last of those looked at", []string{forgedRun(maxStickyCookies-1) + canary}, RoleCanary, false},
+		{"the genuine one past those looked at", []string{forgedRun(maxStickyCookies) + canary}, RoleStable, true},
+	} {
+		r := req("/")
+		for _, h := range c.headers {
+			r.Header.Add("Cookie", h)
+		}
+		d := tab.route(r)
+		if d.b.role != c.role || (d.setCookie != "") != c.set {
+			t.Errorf("%s: routed to %s, Set-Cookie %q; want %s, a cookie set: %v", c.name, d.b.role, d.setCookie, c.role, c.set)
+		}
+	}
+}
+
+// TestStickyCookieExpiry: a cookie keeps its user for its TTL on the
+// server too, not only in the browser: a copy kept past it is ignored and
+// replaced. A cookie that reaches further than one TTL (issued under a
+// longer one) is not honoured either; a wall clock stepping back a little
+// is no reason to drop a user.
+func TestStickyCookieExpiry(t *testing.T) {
+	clk := newTestClock()
+	keys := CookieKeys{Current: testKey(t)}
+	short := &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{forceCanary},
+		StickySession: &v1alpha1.StickySession{TTL: &metav1.Duration{Duration: 90 * time.Second}}}
+	tab := keyedTable(t, short, 0, keys, clk.now)
+	cookie := "pipit-checkout=" + stickyValue(tab, RoleCanary)
+	clk.advance(-30 * time.Second) // the wall clock stepped back
+	if role, set := routeCookie(tab, cookie); role != RoleCanary || set != "" {
+		t.Fatalf("after the clock stepped back 30s: %s, Set-Cookie %q", role, set)
+	}
+	clk.advance(30*time.Second + 89*time.Second)
+	if role, set := routeCookie(tab, cookie); role != RoleCanary || set != "" {
+		t.Fatalf("a second before the cookie expires: %s, Set-Cookie %q", role, set)
+	}
+	clk.advance(time.Second)
+	if role, set := routeCookie(tab, cookie); role != RoleStable || set != stickyValue(tab, RoleStable) {
+		t.Fatalf("once the cookie expired: %s, Set-Cookie %q; want stable and a fresh stable cookie", role, set)
+	}
+
+	long := keyedTable(t, toCanaryByRule, 0, keys, clk.now) // a TTL of an hour, the same key
+	if role, _ := routeCookie(tab, "pipit-checkout="+stickyValue(long, RoleCanary)); role != RoleStable {
+		t.Errorf("a cookie expiring in an hour was honoured with a TTL of 90s")
+	}
+}
+
+// TestStickyCookieKeyRotation: after SetCookieKeys new cookies are signed
+// with the new key only, and a cookie signed with the previous one keeps
+// its user for one TTL after the rotation, then no more, whatever its own
+// expiry says. A second rotation drops the first key.
+func TestStickyCookieKeyRotation(t *testing.T) {
+	clk := newTestClock()
+	a, b, c := testKey(t), testKey(t), testKey(t)
+	dead := mustURL(t, "http://127.0.0.1:1") // routing never connects
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: dead}, Canary: &Upstream{Version: "v2", URL: dead},
+		Name: "checkout", Traffic: toCanaryByRule, CookieKeys: CookieKeys{Current: a}, Now: clk.now})
+	route := func(v string) (string, string) { return routeCookie(p.table.Load(), "pipit-checkout="+v) }
+	signedWithA := stickyValue(p.table.Load(), RoleCanary) // expires at T+1h
+
+	clk.advance(10 * time.Minute)
+	rotated := clk.now()
+	if err := p.SetCookieKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated}); err != nil {
+		t.Fatal(err)
+	}
+	if role, set := route(signedWithA); role != RoleCanary || set != "" {
+		t.Fatalf("the previous key's cookie after the rotation: %s, Set-Cookie %q", role, set)
+	}
+	signedWithB := stickyValue(p.table.Load(), RoleCanary)
+	onlyA := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: a}, clk.now)
+	onlyB := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: b}, clk.now)
+	if role, _ := routeCookie(onlyB, "pipit-checkout="+signedWithB); role != RoleCanary {
+		t.Error("a cookie issued after the rotation is not signed with the new key")
+	}
+	if role, _ := routeCookie(onlyA, "pipit-checkout="+signedWithB); role != RoleStable {
+		t.Error("a cookie issued after the rotation passes with the previous key")
+	}
+
+	// The grace period, apart from the cookie's expiry: the rotation is
+	// dated 20 minutes before the cookie was issued, so the previous key
+	// counts until T+40m while the cookie would last until T+1h.
+	if err := p.SetCookieKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated.Add(-30 * time.Minute)}); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(30*time.Minute - time.Second) // T+40m-1s
+	if role, _ := route(signedWithA); role != RoleCanary {
+		t.Fatal("the previous key's cookie was refused within one TTL of the rotation")
+	}
+	clk.advance(time.Second)
+	if role, set := route(signedWithA); role != RoleStable || set == "" {
+		t.Fatalf("the previous key's cookie one TTL after the rotation: %s, Set-Cookie %q", role, set)
+	}
+	if role, _ := route(signedWithB); role != RoleCanary {
+		t.Fatal("the current key's cookie was refused")
+	}
+
+	// Dated as it happened, the rotation's grace period ends with the
+	// last cookie the previous key signed.
+	if err := p.SetCookieKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated}); err != nil {
+		t.Fatal(err)
+	}
+	clk.advance(20*time.Minute - time.Second) // T+1h-1s
+	if role, _ := route(signedWithA); role != RoleCanary {
+		t.Fatal("the previous key's cookie was refused a second before it expired")
+	}
+	if err := p.SetCookieKeys(CookieKeys{Current: c, Previous: b, RotatedAt: clk.now()}); err != nil {
+		t.Fatal(err)
+	}
+	if role, _ := route(signedWithA); role != RoleStable {
+		t.Error("the key before the previous one is still honoured after a second rotation")
+	}
+	if role, _ := route(signedWithB); role != RoleCanary {
+		t.Error("the previous key's cookie was refused right after the second rotation")
+	}
+
+	// Bad keys are refused and change nothing.
+	for _, bad := range []CookieKeys{
+		{},
+		{Current: c[:MinCookieKeyLen-1]},
+		{Current: c, Previous: a[:8], RotatedAt: clk.now()},
+		{Current: c, Previous: a},
+	} {
+		if err := p.SetCookieKeys(bad); err == nil {
+			t.Errorf("SetCookieKeys(%d-byte current, %d-byte previous, rotated %v) succeeded", len(bad.Current), len(bad.Previous), bad.RotatedAt)
+		}
+	}
+	if role, _ := route(signedWithB); role != RoleCanary {
+		t.Error("a refused SetCookieKeys changed the keys")
+	}
+	if p.StickyTTL() != DefaultStickyTTL {
+		t.Errorf("StickyTTL %s", p.StickyTTL())
+	}
+}
+
+// TestStickyCookieWeightZero: a canary at weight 0 that no rule sends
+// anyone to takes nobody, cookie or not: a genuine canary cookie gets
+// stable and a stable cookie. Stable cookies are honoured as ever. With a
+// weight, or a rule to the canary, canary cookies keep their users.
+func TestStickyCookieWeightZero(t *testing.T) {
+	clk := newTestClock()
+	keys := CookieKeys{Current: testKey(t)}
+	tab := keyedTable(t, stickyOn, 0, keys, clk.now)
+	canary, stable := stickyValue(tab, RoleCanary), stickyValue(tab, RoleStable)
+	if role, set := routeCookie(tab, "pipit-checkout="+canary); role != RoleStable || set != stable {
+		t.Errorf("a canary cookie at weight 0: %s, Set-Cookie %q; want stable and a stable cookie", role, set)
+	}
+	if role, set := routeCookie(tab, "pipit-checkout="+stable); role != RoleStable || set != "" {
+		t.Errorf("a stable cookie at weight 0: %s, Set-Cookie %q", role, set)
+	}
+	if role, set := routeCookie(atWeight(tab, 1), "pipit-checkout="+canary); role != RoleCanary || set != "" {
+		t.Errorf("a canary cookie at weight 0.001%%: %s, Set-Cookie %q", role, set)
+	}
+	ruled := keyedTable(t, toCanaryByRule, 0, keys, clk.now)
+	if role, set := routeCookie(ruled, "pipit-checkout="+canary); role != RoleCanary || set != "" {
+		t.Errorf("a canary cookie at weight 0 with a rule to the canary: %s, Set-Cookie %q", role, set)
+	}
+	// Closed, the canary honours no cookie even with a rule to it.
+	closed := *ruled
+	closed.closed = true
+	if role, set := routeCookie(&closed, "pipit-checkout="+canary); role != RoleStable || set != stable {
+		t.Errorf("a canary cookie with the canary closed: %s, Set-Cookie %q", role, set)
+	}
+}
+
+// stickyPaths are the request paths a sticky cookie is checked on: the
+// net/http path, as a plain handler and as HTTP/2 (h2c) through a Server,
+// and the Server's fast path for HTTP/1.1.
+var stickyPaths = []struct {
+	name  string
+	serve func(testing.TB, *Proxy) string
+	h2c   bool
+}{
+	{"net/http", front, false},
+	{"h2c", func(t testing.TB, p *Proxy) string { return serveWith(t, p, ServerConfig{}) }, true},
+	{"fast", func(t testing.TB, p *Proxy) string { return serveWith(t, p, ServerConfig{}) }, false},
+}
+
+// cookieGet sends GET url with the Cookie header, if any, and returns the
+// version that answered and the value of the sticky cookie set.
+func cookieGet(t *testing.T, client *http.Client, url, cookie string, h2 bool) (version, set string) {
+	t.Helper()
+	r, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cookie != "" {
+		r.Header.Set("Cookie", cookie)
+	}
+	res, err := client.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if (res.ProtoMajor == 2) != h2 {
+		t.Fatalf("answered over %s", res.Proto)
+	}
+	if sc := res.Header.Values("Set-Cookie"); len(sc) > 1 {
+		t.Fatalf("several Set-Cookie: %q", sc)
+	}
+	return res.Header.Get(DefaultVersionHeader), setCookieValue(res.Header.Get("Set-Cookie"))
+}
+
+// TestStickyCookieAttacksOverHTTP plays the attacks over real connections
+// on every request path: the cookie a browser got keeps it on the canary;
+// forged, tampered and foreign cookies get stable and a genuine stable
+// cookie; the cookie survives a key rotation and stops working once its
+// TTL is over; and with neither weight nor rule the canary takes nobody.
+func TestStickyCookieAttacksOverHTTP(t *testing.T) {
+	stable, canary := newUpstream(t, "v1"), newUpstream(t, "v2")
+	for _, path := range stickyPaths {
+		t.Run(path.name, func(t *testing.T) {
+			client := &http.Client{Timeout: 10 * time.Second}
+			if path.h2c {
+				client.Transport = &http.Transport{Protocols: unencryptedHTTP2()}
+			}
+			defer client.CloseIdleConnections()
+			clk := newTestClock()
+			a := testKey(t)
+			c := canary.upstream(t)
+			p := newProxy(t, Config{Stable: stable.upstream(t), Canary: &c, Weight: v1alpha1.FullWeight, Name: "checkout",
+				Traffic: toCanaryByRule, CookieKeys: CookieKeys{Current: a}, Now: clk.now})
+			url := path.serve(t, p)
+			get := func(cookie string) (string, string) { t.Helper(); return cookieGet(t, client, url, cookie, path.h2c) }
+
+			v, genuine := get("")
+			if v != "v2" || genuine == "" {
+				t.Fatalf("at 100%%: %s, Set-Cookie %q", v, genuine)
+			}
+			setWeight(t, p, 0) // only the cookie can send there now
+			if v, set := get("pipit-checkout=" + genuine); v != "v2" || set != "" {
+				t.Fatalf("the genuine cookie: %s, Set-Cookie %q", v, set)
+			}
+			_, expiry, mac := splitCookie(t, genuine)
+			forged := "canary." + strconv.FormatInt(expiry, 10) + "." + strings.Repeat("A", macLen)
+			for what, value := range map[string]string{
+				"the old unsigned format":    "canary." + strconv.FormatUint(newHasher("checkout").sum("v2"), 16),
+				"another installation's key": stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: testKey(t)}, clk.now), RoleCanary),
+				"the role swapped":           "stable." + strconv.FormatInt(expiry, 10) + "." + mac,
+				"the expiry extended":        "canary." + strconv.FormatInt(expiry+86400, 10) + "." + mac,
+				"a made-up MAC":              forged,
+				"garbage":                    "<script>",
+			} {
+				v, set := get("pipit-checkout=" + value)
+				if v != "v1" || !strings.HasPrefix(set, "stable.") {
+					t.Errorf("%s: %s, Set-Cookie %q; want v1 and a stable cookie", what, v, set)
+					continue
+				}
+				if v, again := get("pipit-checkout=" + set); v != "v1" || again != "" {
+					t.Errorf("%s: the stable cookie given in its place: %s, Set-Cookie %q", what, v, again)
+				}
+			}
+			if v, set := get("pipit-checkout=" + forged + "; pipit-checkout=" + genuine); v != "v2" || set != "" {
+				t.Errorf("a forged cookie before the genuine one: %s, Set-Cookie %q", v, set)
+			}
+
+			clk.advance(10 * time.Minute)
+			if err := p.SetCookieKeys(CookieKeys{Current: testKey(t), Previous: a, RotatedAt: clk.now()}); err != nil {
+				t.Fatal(err)
+			}
+			if v, set := get("pipit-checkout=" + genuine); v != "v2" || set != "" {
+				t.Errorf("the cookie after a key rotation: %s, Set-Cookie %q", v, set)
+			}
+			clk.advance(50 * time.Minute) // the cookie's TTL is over
+			if v, set := get("pipit-checkout=" + genuine); v != "v1" || !strings.HasPrefix(set, "stable.") {
+				t.Errorf("the cookie past its TTL: %s, Set-Cookie %q", v, set)
+			}
+
+			// Neither weight nor rule: the canary takes nobody.
+			c2 := canary.upstream(t)
+			bare := newProxy(t, Config{Stable: stable.upstream(t), Canary: &c2, Weight: v1alpha1.FullWeight, Name: "checkout",
+				Traffic: stickyOn, CookieKeys: CookieKeys{Current: a}, Now: clk.now})
+			url = path.serve(t, bare)
+			if v, genuine = get(""); v != "v2" {
+				t.Fatalf("at 100%%: %s", v)
+			}
+			setWeight(t, bare, 0)
+			if v, set := get("pipit-checkout=" + genuine); v != "v1" || !strings.HasPrefix(set, "stable.") {
+				t.Errorf("a canary cookie at weight 0: %s, Set-Cookie %q; want v1 and a stable cookie", v, set)
+			}
+		})
+	}
+}
