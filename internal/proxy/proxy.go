@@ -406,7 +406,7 @@ func (p *Proxy) reverseProxy(b *backend) *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			var first uint32
 			pr.SetURL(st.pick(&first, 0).url)
-			setForwardedHeaders(pr)
+			setForwardedHeaders(pr.Out.Header, pr.In)
 		},
 		Transport:     retryTransport{base: p.transport, retries: p.retries, st: st},
 		FlushInterval: -1, // flush every write, so event streams are not held back

@@ -65,8 +65,11 @@ type ServerConfig struct {
 	MaxConnectionsPerClient int
 	// TrustedProxies are the peers whose forwarding headers
 	// (X-Forwarded-For, Forwarded, X-Forwarded-Host and -Proto) are kept
-	// and extended; from any other peer they are replaced. Empty trusts
-	// no peer.
+	// and extended; from any other peer they are replaced. Behind a
+	// trusted peer the client is the right-most X-Forwarded-For address
+	// that is not a trusted proxy itself (see effectiveClientAddr).
+	// Empty trusts no peer: a client's own forwarding headers never
+	// reach an upstream, where the proxy used to append to them.
 	TrustedProxies []netip.Prefix
 	// DisableH2C turns off HTTP/2 over plain TCP (prior knowledge, as
 	// gRPC clients and curl --http2-prior-knowledge speak it).
@@ -88,6 +91,7 @@ type Server struct {
 	cfg     ServerConfig
 	tls     *tls.Config
 	certs   *certReloader // nil without TLS
+	trust   trustedProxies
 	log     *slog.Logger
 
 	h1     *fasthttp.Server
@@ -121,11 +125,15 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 	if cfg.MaxHeaderBytes == 0 {
 		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
+	trust, err := newTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("proxy server: %w", err)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{handler: h, cfg: cfg, log: log, h1Conn: newConnQueue(), stdCon: newConnQueue()}
+	s := &Server{handler: h, cfg: cfg, trust: trust, log: log, h1Conn: newConnQueue(), stdCon: newConnQueue()}
 	s.fast, _ = h.(fastHandler)
 	if cfg.CertFile != "" {
 		certs, err := newCertReloader(cfg.CertFile, cfg.KeyFile, log)
@@ -149,7 +157,7 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		Protocols:         protocols,
-		ConnContext:       withConnTLS,
+		ConnContext:       s.connContext,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	s.h1 = &fasthttp.Server{
@@ -276,14 +284,14 @@ func (s *Server) dispatch(c net.Conn) {
 			s.stdCon.push(tc) // net/http sees a *tls.Conn and speaks HTTP/2 or 1.1 on it
 			return
 		}
-		s.h1Conn.push(&serverConn{Conn: tc, info: newConnInfo(tc, &state)})
+		s.h1Conn.push(&serverConn{Conn: tc, info: newConnInfo(tc.RemoteAddr().String(), &state, s.trust)})
 		return
 	}
 	if s.fast == nil {
 		s.stdCon.push(c)
 		return
 	}
-	sc := &serverConn{Conn: c, info: newConnInfo(c, nil)}
+	sc := &serverConn{Conn: c, info: newConnInfo(c.RemoteAddr().String(), nil, s.trust)}
 	if !s.cfg.DisableH2C {
 		h2, err := sc.sniffPreface(s.cfg.ReadHeaderTimeout)
 		if err != nil {
@@ -304,7 +312,7 @@ func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
 	if s.fast.serveFast(ctx) {
 		return
 	}
-	var info connInfo
+	var info *connInfo
 	if sc, ok := ctx.Conn().(*serverConn); ok {
 		info = sc.info
 	}
@@ -325,9 +333,7 @@ func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
 // the fast path does.
 func (s *Server) serveStd(w http.ResponseWriter, r *http.Request) {
 	if r.TLS == nil {
-		if state, ok := r.Context().Value(connTLSKey{}).(*tls.ConnectionState); ok {
-			r.TLS = state
-		}
+		r.TLS = requestConnInfo(r).tls
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > s.cfg.MaxRequestBodyBytes {
@@ -356,15 +362,24 @@ func answerBadRequest(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
-type connTLSKey struct{}
-
-// withConnTLS is http.Server.ConnContext: it carries the TLS state of a
-// handed-over connection, which net/http cannot see through the wrapper.
-func withConnTLS(ctx context.Context, c net.Conn) context.Context {
-	if sc, ok := c.(*serverConn); ok && sc.info.tls != nil {
-		return context.WithValue(ctx, connTLSKey{}, sc.info.tls)
+// connContext is http.Server.ConnContext: it carries the facts of the
+// connection (connInfo) to its requests, for requestConnInfo. Those of a
+// connection handed over from the fast path were worked out there, TLS
+// state included, which net/http cannot see through the wrapper; those
+// of a connection given to net/http directly are worked out now.
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	var info *connInfo
+	switch c := c.(type) {
+	case *serverConn:
+		info = c.info
+	case *tls.Conn:
+		state := c.ConnectionState()
+		info = newConnInfo(c.RemoteAddr().String(), &state, s.trust)
 	}
-	return ctx
+	if info == nil {
+		info = newConnInfo(c.RemoteAddr().String(), nil, s.trust)
+	}
+	return context.WithValue(ctx, connInfoKey{}, info)
 }
 
 // h2Preface opens every HTTP/2 connection (RFC 9113, 3.4).
@@ -374,7 +389,7 @@ var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 // know of it, and bytes already read from it that its reader gets first.
 type serverConn struct {
 	net.Conn
-	info    connInfo
+	info    *connInfo
 	pending []byte
 	peek    [24]byte
 }
