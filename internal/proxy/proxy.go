@@ -207,10 +207,14 @@ func New(cfg Config) (*Proxy, error) {
 }
 
 // ServeHTTP forwards r to the upstream chosen by the routing table and
-// records the outcome for that version. It is the path of HTTP/2,
+// records the outcome for that version; r's target is put in normal form
+// first (normalizeRequest), or refused. It is the path of HTTP/2,
 // protocol upgrades, and of a Proxy used as a plain http.Handler; a
 // Server takes the fast path (fast.go) for HTTP/1 requests.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !normalizeRequest(w, r) {
+		return
+	}
 	start := time.Now()
 	b := p.table.Load().dispatch(w, r)
 	if b.unready() {

@@ -306,10 +306,11 @@ func (s *Server) dispatch(c net.Conn) {
 	s.h1Conn.push(sc)
 }
 
-// serveH1 is the fast path's handler: the request is answered there, or
-// its connection is handed to net/http with the request still unread.
+// serveH1 is the fast path's handler: the request's target is put in
+// normal form (or refused), then the request is answered there, or its
+// connection is handed to net/http with the request still unread.
 func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
-	if s.fast.serveFast(ctx) {
+	if !normalizeFastRequest(ctx) || s.fast.serveFast(ctx) {
 		return
 	}
 	var info *connInfo

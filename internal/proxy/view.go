@@ -93,8 +93,14 @@ var views = sync.Pool{New: func() any { return &requestView{h: make(http.Header,
 func newRequestView(ctx *fasthttp.RequestCtx, info *connInfo) *requestView {
 	v := views.Get().(*requestView)
 	h := &ctx.Request.Header
+	// The target is in normal form already (normalizeFastRequest): the
+	// path is decoded as net/http decodes it, and RawPath keeps the
+	// escapes that decoding loses (%2F), as net/http's URL does.
 	path, query := splitRequestURI(h.RequestURI())
 	v.u = url.URL{Path: pathString(path)}
+	if bytes.IndexByte(path, '%') >= 0 {
+		v.u.RawPath = string(path)
+	}
 	if len(query) > 0 {
 		v.u.RawQuery = string(query)
 	}
@@ -133,25 +139,11 @@ func (v *requestView) release() {
 	views.Put(v)
 }
 
-// splitRequestURI splits a request target into its path and query; an
-// absolute target (http://host/path) loses its scheme and authority.
+// splitRequestURI splits an origin-form request target, as the fast
+// path has it once normalised, into its path and query.
 func splitRequestURI(uri []byte) (path, query []byte) {
-	if len(uri) > 0 && uri[0] != '/' && uri[0] != '*' {
-		if i := bytes.Index(uri, []byte("://")); i >= 0 {
-			uri = uri[i+3:]
-			if j := bytes.IndexByte(uri, '/'); j >= 0 {
-				uri = uri[j:]
-			} else if j := bytes.IndexByte(uri, '?'); j >= 0 {
-				uri = append([]byte("/"), uri[j:]...)
-			} else {
-				uri = []byte("/")
-			}
-		}
-	}
-	if i := bytes.IndexByte(uri, '?'); i >= 0 {
-		return uri[:i], uri[i+1:]
-	}
-	return uri, nil
+	path, query, _ = bytes.Cut(uri, []byte("?"))
+	return path, query
 }
 
 // pathString is the decoded path, as in net/http's URL.Path.
