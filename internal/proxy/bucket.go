@@ -88,7 +88,8 @@ func compileKeySources(srcs []v1alpha1.UserKeySource) ([]keySource, error) {
 
 // userKey returns the first key present and not empty in r, reading each
 // source as net/http would (Header.Get, Request.Cookie, URL.Query().Get),
-// without allocating.
+// and the client's address as clientAddress does, without allocating
+// (but for an address read from a trusted proxy's X-Forwarded-For).
 func userKey(r *http.Request, srcs []keySource) (string, bool) {
 	for _, s := range srcs {
 		var v string
@@ -102,7 +103,7 @@ func userKey(r *http.Request, srcs []keySource) (string, bool) {
 		case keyQuery:
 			v, _ = firstQueryValue(r.URL.RawQuery, s.name)
 		case keyClientIP:
-			v = clientIP(r.RemoteAddr)
+			v = clientAddress(r)
 		}
 		if v != "" {
 			return v, true

@@ -21,12 +21,12 @@ import (
 // for; no innocent client may ever read it.
 const smuggledAnswer = "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED"
 
-// rawUpstream is an HTTP/1.1 server that answers each request with the
+// scriptedUpstream is an HTTP/1.1 server that answers each request with the
 // bytes its script returns, written as they are, and logs the requests it
 // parsed. Requests are read with Go's parser; a script may leave a body
 // unread, so that its bytes are parsed as the next request, as a careless
 // server does.
-type rawUpstream struct {
+type scriptedUpstream struct {
 	ln     net.Listener
 	script func(r *http.Request) (answer string, readBody bool, after func(net.Conn))
 
@@ -34,13 +34,13 @@ type rawUpstream struct {
 	seen []string // "METHOD target" of each request parsed
 }
 
-func newRawUpstream(t *testing.T, script func(r *http.Request) (string, bool, func(net.Conn))) *rawUpstream {
+func newScriptedUpstream(t *testing.T, script func(r *http.Request) (string, bool, func(net.Conn))) *scriptedUpstream {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &rawUpstream{ln: ln, script: script}
+	u := &scriptedUpstream{ln: ln, script: script}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Go(func() {
@@ -55,7 +55,7 @@ func newRawUpstream(t *testing.T, script func(r *http.Request) (string, bool, fu
 	return u
 }
 
-func (u *rawUpstream) serve(c net.Conn) {
+func (u *scriptedUpstream) serve(c net.Conn) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	for {
@@ -83,7 +83,7 @@ func (u *rawUpstream) serve(c net.Conn) {
 	}
 }
 
-func (u *rawUpstream) requests() []string {
+func (u *scriptedUpstream) requests() []string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return append([]string(nil), u.seen...)
@@ -195,7 +195,7 @@ func TestDesyncMisbehavingUpstream(t *testing.T) {
 		{"a GET body the upstream ignores", "GET /ignores-body HTTP/1.1\r\nHost: x\r\nContent-Length: 36\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := newRawUpstream(t, misbehaving)
+			up := newScriptedUpstream(t, misbehaving)
 			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, "http://"+up.ln.Addr().String())}, Retries: -1})
 			for name, base := range paths(t, p) {
 				t.Run(name, func(t *testing.T) {
@@ -250,7 +250,7 @@ func TestDesyncRequestFraming(t *testing.T) {
 		{"HTTP/2.0 as an HTTP/1 request", "GET /a HTTP/2.0\r\nHost: x\r\n\r\n", 505},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := newRawUpstream(t, misbehaving)
+			up := newScriptedUpstream(t, misbehaving)
 			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, "http://"+up.ln.Addr().String())}})
 			for name, base := range paths(t, p) {
 				t.Run(name, func(t *testing.T) {

@@ -2,8 +2,7 @@ package proxy
 
 import (
 	"bytes"
-	"net"
-	"net/http/httputil"
+	"net/http"
 	"net/netip"
 	"strings"
 
@@ -55,17 +54,20 @@ func stripResponseHopByHop(h *fasthttp.ResponseHeader) {
 // headerDeleter is the part of fasthttp's request and response headers
 // that deleteHopHeaders needs.
 type headerDeleter interface {
-	Peek(key string) []byte
+	PeekAll(key string) [][]byte
 	Del(key string)
 }
 
-// deleteHopHeaders deletes the hop-by-hop headers and those Connection
-// lists from h.
+// deleteHopHeaders deletes the hop-by-hop headers and those that any
+// Connection header lists from h.
 func deleteHopHeaders(h headerDeleter) {
-	// The names listed in Connection are copied out first: deleting
-	// headers reuses the memory Peek's answer points into.
+	// The names listed are copied out first: deleting headers reuses
+	// the memory PeekAll's answer points into.
 	var buf [256]byte
-	listed := append(buf[:0], h.Peek("Connection")...)
+	listed := buf[:0]
+	for _, v := range h.PeekAll("Connection") {
+		listed = append(append(listed, v...), ',')
+	}
 	for len(listed) > 0 {
 		var name []byte
 		name, listed, _ = bytes.Cut(listed, []byte(","))
@@ -78,11 +80,42 @@ func deleteHopHeaders(h headerDeleter) {
 	}
 }
 
+// forwardingHeaders are the headers in which proxies describe the client
+// and its request. Both paths remove the client's and write their own
+// (prepareUpstreamRequest, setForwardedHeaders); X-Forwarded, which
+// nothing writes any more, is removed as httputil.ReverseProxy does.
+var forwardingHeaders = [...]string{"Forwarded", "X-Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"}
+
 // prepareUpstreamRequest turns a client's request into the one sent
-// upstream: hop-by-hop headers go, and the proxy adds itself to
-// X-Forwarded-For and Forwarded and describes the client's request in
-// X-Forwarded-Host and -Proto, as nginx and httputil.ProxyRequest do.
+// upstream: hop-by-hop headers go, and the forwarding headers are written
+// for this hop, as setForwardedHeaders writes them on net/http's path:
+// from a trusted peer its X-Forwarded-For and Forwarded are kept, as one
+// header each, with the peer appended, and its X-Forwarded-Host and
+// -Proto are kept; from any other peer they describe this hop alone.
 func prepareUpstreamRequest(h *fasthttp.RequestHeader, info *connInfo) {
+	// The values are worked out before anything is deleted: deleting
+	// reuses the memory PeekAll's answers point into. And a forwarding
+	// header that the peer lists in Connection is still addressed to
+	// this proxy, as net/http's path reads it too.
+	proto := info.scheme()
+	host := h.Host()
+	var buf [1024]byte
+	b := appendXForwardedFor(buf[:0], info, h.PeekAll("X-Forwarded-For"))
+	xff := len(b)
+	b = appendForwarded(b, info, h.PeekAll("Forwarded"), host, proto)
+	fwd := len(b)
+	if v, ok := keptValue(info, h.PeekAll("X-Forwarded-Host")); ok {
+		b = append(b, v...)
+	} else {
+		b = append(b, host...)
+	}
+	xfh := len(b)
+	if v, ok := keptValue(info, h.PeekAll("X-Forwarded-Proto")); ok {
+		b = append(b, v...)
+	} else {
+		b = append(b, proto...)
+	}
+
 	stripRequestHopByHop(h)
 	// The client's Connection: close is for its own connection; the
 	// caller restores it once the upstream has answered.
@@ -91,65 +124,96 @@ func prepareUpstreamRequest(h *fasthttp.RequestHeader, info *connInfo) {
 	h.Del("Expect")
 	// The client's Content-Type, or none: never fasthttp's default.
 	h.SetNoDefaultContentType(true)
-	proto := "http"
-	if info.tls != nil {
-		proto = "https"
+	// Every copy goes: setting a header replaces only its first one.
+	for _, k := range forwardingHeaders {
+		h.Del(k)
 	}
-	var buf [512]byte
-	b := buf[:0]
-	if prior := bytes.TrimSpace(h.Peek("X-Forwarded-For")); len(prior) > 0 {
-		b = append(append(b, prior...), ", "...)
+	h.SetBytesV("X-Forwarded-For", b[:xff])
+	h.SetBytesV("Forwarded", b[xff:fwd])
+	if xfh > fwd {
+		h.SetBytesV("X-Forwarded-Host", b[fwd:xfh])
 	}
-	b = append(b, info.clientIP...)
-	h.SetBytesV("X-Forwarded-For", b)
-
-	b = b[:0]
-	if prior := bytes.TrimSpace(h.Peek("Forwarded")); len(prior) > 0 {
-		b = append(append(b, prior...), ", "...)
-	}
-	host := h.Host()
-	b = appendForwardedHost(append(b, info.forwardedFor...), host, proto)
-	h.SetBytesV("Forwarded", b)
-	h.Set("X-Forwarded-Proto", proto)
-	if len(host) > 0 {
-		h.SetBytesV("X-Forwarded-Host", host)
-	} else {
-		h.Del("X-Forwarded-Host")
-	}
+	h.SetBytesV("X-Forwarded-Proto", b[xfh:])
 }
 
-// setForwardedHeaders is prepareUpstreamRequest for net/http's path;
-// ReverseProxy has already removed the hop-by-hop headers and the
-// client's X-Forwarded-* and Forwarded from pr.Out.
-func setForwardedHeaders(pr *httputil.ProxyRequest) {
-	// Keep the chain of proxies in front of this one and append the
-	// client, as nginx's $proxy_add_x_forwarded_for does.
-	pr.Out.Header["X-Forwarded-For"] = pr.In.Header["X-Forwarded-For"]
-	pr.SetXForwarded()
-	proto := "http"
-	if pr.In.TLS != nil {
-		proto = "https"
+// setForwardedHeaders is prepareUpstreamRequest for net/http's path: it
+// writes out's forwarding headers for in, the client's request. out's
+// hop-by-hop headers are gone already (httputil.ReverseProxy,
+// copyRequest).
+func setForwardedHeaders(out http.Header, in *http.Request) {
+	info := requestConnInfo(in)
+	proto := info.scheme()
+	for _, k := range forwardingHeaders {
+		delete(out, k)
 	}
-	ip := pr.In.RemoteAddr
-	if host, _, err := net.SplitHostPort(ip); err == nil {
-		ip = host
+	out["X-Forwarded-For"] = []string{string(appendXForwardedFor(nil, info, in.Header["X-Forwarded-For"]))}
+	out["Forwarded"] = []string{string(appendForwarded(nil, info, in.Header["Forwarded"], []byte(in.Host), proto))}
+	host, ok := keptValue(info, in.Header["X-Forwarded-Host"])
+	if !ok {
+		host = in.Host
 	}
-	var b []byte
-	if prior := pr.In.Header.Values("Forwarded"); len(prior) > 0 {
-		b = append(append(b, strings.Join(prior, ", ")...), ", "...)
+	if host != "" {
+		out["X-Forwarded-Host"] = []string{host}
 	}
-	pr.Out.Header.Set("Forwarded", string(appendForwardedElement(b, ip, []byte(pr.In.Host), proto)))
+	if p, ok := keptValue(info, in.Header["X-Forwarded-Proto"]); ok {
+		proto = p
+	}
+	out["X-Forwarded-Proto"] = []string{proto}
 }
 
-// appendForwardedElement appends one RFC 7239 forwarded-element to dst:
-// for=<client>;host=<host>;proto=<proto>. An IPv6 client is quoted and
-// bracketed, a client that is no IP address is "unknown", and a host that
-// is not a token is quoted; a host with control characters is left out.
-func appendForwardedElement(dst []byte, clientIP string, host []byte, proto string) []byte {
-	return appendForwardedHost(appendForwardedFor(dst, clientIP), host, proto)
+// appendXForwardedFor appends the X-Forwarded-For value sent upstream:
+// from a trusted peer the list it sent, all its headers as one, then the
+// peer; from any other peer, the peer alone. The type parameter lets
+// both paths pass their own header values without copying them.
+func appendXForwardedFor[S ~string | ~[]byte](dst []byte, info *connInfo, prior []S) []byte {
+	if info.trusted {
+		dst = appendList(dst, prior)
+	}
+	return append(dst, info.clientIP...)
 }
 
-// appendForwardedFor appends the element's first pair, for=<client>.
+// appendForwarded appends the Forwarded value sent upstream, kept or
+// replaced as appendXForwardedFor's, ending with this hop's element.
+func appendForwarded[S ~string | ~[]byte](dst []byte, info *connInfo, prior []S, host []byte, proto string) []byte {
+	if info.trusted {
+		dst = appendList(dst, prior)
+	}
+	return appendForwardedHost(append(dst, info.forwardedFor...), host, proto)
+}
+
+// appendList appends the values of a repeated header as one list, each
+// trimmed and empty ones left out, followed by ", " when there was any.
+func appendList[S ~string | ~[]byte](dst []byte, values []S) []byte {
+	for _, v := range values {
+		if v = trimOWS(v); len(v) > 0 {
+			dst = append(append(dst, v...), ", "...)
+		}
+	}
+	return dst
+}
+
+// keptValue is the value a trusted peer gave a forwarding header that
+// names one thing (X-Forwarded-Host, X-Forwarded-Proto): its first that
+// is not empty. ok is false from any other peer, or when it gave none:
+// the header then describes this request.
+func keptValue[S ~string | ~[]byte](info *connInfo, values []S) (v S, ok bool) {
+	if !info.trusted {
+		return v, false
+	}
+	for _, v := range values {
+		if v = trimOWS(v); len(v) > 0 {
+			return v, true
+		}
+	}
+	return v, false
+}
+
+// appendForwardedFor appends the first pair of an RFC 7239
+// forwarded-element, for=<client>, and appendForwardedHost the others:
+// the whole element reads for=<client>;host=<host>;proto=<proto>. An IPv6
+// client is quoted and bracketed, a client that is no IP address is
+// "unknown", and a host that is not a token is quoted; a host with
+// control characters is left out.
 func appendForwardedFor(dst []byte, clientIP string) []byte {
 	dst = append(dst, "for="...)
 	switch ip, err := netip.ParseAddr(clientIP); {
@@ -164,7 +228,8 @@ func appendForwardedFor(dst []byte, clientIP string) []byte {
 	}
 }
 
-// appendForwardedHost appends the element's other pairs, host and proto.
+// appendForwardedHost appends the element's other pairs, host and proto
+// (see appendForwardedFor).
 func appendForwardedHost(dst, host []byte, proto string) []byte {
 	if len(host) > 0 && !hasControl(host) {
 		dst = append(dst, ";host="...)

@@ -178,7 +178,7 @@ var framingSeeds = []string{
 	"GET / HTTP/1.1\r\nHost: x\r\nX A: 1\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: x\r\nX-A: \x01\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
-	// "GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-B\r\nX-B: 1\r\nConnection: X-C\r\nX-C: 2\r\n\r\n",
+	"GET /x HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-B\r\nX-B: 1\r\nConnection: X-C\r\nX-C: 2\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-For: 5.6.7.8\r\n\r\n",
 	"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
 	"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",

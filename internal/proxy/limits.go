@@ -67,16 +67,6 @@ func peerAddr(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// trusts reports whether addr is one of the trusted proxies.
-func trusts(trusted []netip.Prefix, addr netip.Addr) bool {
-	for _, p := range trusted {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
-}
-
 // countedConn is an accepted connection holding a place in the limits
 // until it is closed, by whichever server ends up owning it.
 type countedConn struct {

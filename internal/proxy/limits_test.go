@@ -11,20 +11,6 @@ import (
 	"time"
 )
 
-// dialFrom opens a connection to base's address from the loopback
-// address src (any of 127.0.0.0/8 is this machine), so that a test can be
-// several clients at once.
-func dialFrom(t *testing.T, src, base string) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // answers sends one request on c and reports whether an answer came
 // within wait.
 func answers(c net.Conn, wait time.Duration) bool {
@@ -43,7 +29,7 @@ func answers(c net.Conn, wait time.Duration) bool {
 func TestServerConnectionsPerClient(t *testing.T) {
 	up := newUpstream(t, "v1")
 	p := newProxy(t, Config{Stable: up.upstream(t)})
-	base := serveWith(t, p, ServerConfig{MaxConnectionsPerClient: 3, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.3/32")}})
+	base := strings.TrimPrefix(serveWith(t, p, ServerConfig{MaxConnectionsPerClient: 3, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.3/32")}}), "http://")
 
 	var held []net.Conn
 	for range 3 {
@@ -73,7 +59,7 @@ func TestServerConnectionsPerClient(t *testing.T) {
 func TestServerMaxConnections(t *testing.T) {
 	up := newUpstream(t, "v1")
 	p := newProxy(t, Config{Stable: up.upstream(t)})
-	base := serveWith(t, p, ServerConfig{MaxConnections: 2})
+	base := strings.TrimPrefix(serveWith(t, p, ServerConfig{MaxConnections: 2}), "http://")
 
 	first := dialFrom(t, "127.0.0.1", base)
 	second := dialFrom(t, "127.0.0.2", base)

@@ -82,6 +82,9 @@ func (c *condition) holds(r *http.Request) bool {
 			found = c.m.match(v)
 		}
 	case partPath:
+		// The normal form of the path (normalizePath), decoded: the
+		// same on every protocol, and as before for a path without
+		// escapes or dot-segments.
 		found = c.m.match(r.URL.Path)
 	case partMethod:
 		found = c.m.match(r.Method)

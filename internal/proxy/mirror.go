@@ -207,7 +207,7 @@ func copyRequest(ctx context.Context, r *http.Request, target *url.URL, body []b
 	removeHopHeaders(out.Header)
 	pr := httputil.ProxyRequest{In: r, Out: out}
 	pr.SetURL(target)
-	pr.SetXForwarded()
+	setForwardedHeaders(out.Header, r)
 	out.Header.Set(MirrorHeader, "1")
 	return out
 }

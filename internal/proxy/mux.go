@@ -20,7 +20,10 @@ type MuxRoute struct {
 	Host string
 	// PathPrefix is matched on whole path segments: "/api" matches
 	// "/api" and "/api/users", not "/apis". A prefix ending in "/"
-	// matches what starts with it. Empty is "/", every path.
+	// matches what starts with it. Empty is "/", every path. It is
+	// matched on the normal form of the request's path (see
+	// normalizePath), escapes such as %2F kept: "/x/../api" and
+	// "/%61pi" are under "/api", "/api%2Fx" is not.
 	PathPrefix string
 	// Handler serves the matching requests.
 	Handler http.Handler
@@ -152,22 +155,28 @@ func prefixMatches(path []byte, prefix string) bool {
 	return len(path) == len(prefix) || prefix[len(prefix)-1] == '/' || path[len(prefix)] == '/'
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. The prefix is matched on the
+// normal form of the request's path, still escaped (normalizeRequest),
+// as on the fast path: "/api%2Fx" is not under "/api".
 func (m *Mux) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !normalizeRequest(w, r) {
+		return
+	}
 	host := r.Host
 	if host == "" {
 		host = r.URL.Host
 	}
-	route := m.match([]byte(host), []byte(r.URL.Path))
+	path := r.URL.EscapedPath()
+	route := m.match([]byte(host), []byte(path))
 	if route == nil {
-		http.Error(w, notFoundMessage(host, r.URL.Path), http.StatusNotFound)
+		http.Error(w, notFoundMessage(host, path), http.StatusNotFound)
 		return
 	}
 	route.h.ServeHTTP(w, r)
 }
 
 // serveFast implements fastHandler: requests for handlers without a fast
-// path go to net/http.
+// path go to net/http. The Server has put the target in normal form.
 func (m *Mux) serveFast(ctx *fasthttp.RequestCtx) bool {
 	h := &ctx.Request.Header
 	path, _ := splitRequestURI(h.RequestURI())

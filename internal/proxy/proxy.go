@@ -218,10 +218,14 @@ func New(cfg Config) (*Proxy, error) {
 }
 
 // ServeHTTP forwards r to the upstream chosen by the routing table and
-// records the outcome for that version. It is the path of HTTP/2,
+// records the outcome for that version; r's target is put in normal form
+// first (normalizeRequest), or refused. It is the path of HTTP/2,
 // protocol upgrades, and of a Proxy used as a plain http.Handler; a
 // Server takes the fast path (fast.go) for HTTP/1 requests.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !normalizeRequest(w, r) {
+		return
+	}
 	start := time.Now()
 	b := p.table.Load().dispatch(w, r)
 	if b.unready() {
@@ -417,7 +421,7 @@ func (p *Proxy) reverseProxy(b *backend) *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			var first uint32
 			pr.SetURL(st.pick(&first, 0).url)
-			setForwardedHeaders(pr)
+			setForwardedHeaders(pr.Out.Header, pr.In)
 		},
 		Transport:     retryTransport{base: p.transport, retries: p.retries, st: st},
 		FlushInterval: -1, // flush every write, so event streams are not held back

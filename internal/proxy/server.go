@@ -65,8 +65,11 @@ type ServerConfig struct {
 	MaxConnectionsPerClient int
 	// TrustedProxies are the peers whose forwarding headers
 	// (X-Forwarded-For, Forwarded, X-Forwarded-Host and -Proto) are kept
-	// and extended; from any other peer they are replaced. Empty trusts
-	// no peer.
+	// and extended; from any other peer they are replaced. Behind a
+	// trusted peer the client is the right-most X-Forwarded-For address
+	// that is not a trusted proxy itself (see effectiveClientAddr).
+	// Empty trusts no peer: a client's own forwarding headers never
+	// reach an upstream, where the proxy used to append to them.
 	TrustedProxies []netip.Prefix
 	// DisableH2C turns off HTTP/2 over plain TCP (prior knowledge, as
 	// gRPC clients and curl --http2-prior-knowledge speak it).
@@ -88,6 +91,7 @@ type Server struct {
 	cfg     ServerConfig
 	tls     *tls.Config
 	certs   *certReloader // nil without TLS
+	trust   trustedProxies
 	log     *slog.Logger
 
 	h1     *fasthttp.Server
@@ -128,11 +132,15 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 	if cfg.MaxHeaderBytes == 0 {
 		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
+	trust, err := newTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("proxy server: %w", err)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{handler: h, cfg: cfg, log: log, h1Conn: newConnQueue(), stdCon: newConnQueue(), stopped: make(chan struct{})}
+	s := &Server{handler: h, cfg: cfg, trust: trust, log: log, h1Conn: newConnQueue(), stdCon: newConnQueue(), stopped: make(chan struct{})}
 	if n := orDefaultInt(cfg.MaxConnections, DefaultMaxConnections); n > 0 {
 		s.slots = make(chan struct{}, n)
 	}
@@ -160,7 +168,7 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		Protocols:         protocols,
-		ConnContext:       withConnTLS,
+		ConnContext:       s.connContext,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	s.h1 = &fasthttp.Server{
@@ -254,7 +262,7 @@ func (s *Server) giveSlot() {
 // counted per client.
 func (s *Server) admit(c net.Conn) net.Conn {
 	addr := peerAddr(c)
-	perClient := !trusts(s.cfg.TrustedProxies, addr)
+	perClient := !s.trust.contains(addr)
 	if perClient && !s.clients.acquire(addr) {
 		s.log.Debug("connection refused: too many from one client", "remote", c.RemoteAddr().String())
 		_ = c.Close()
@@ -340,14 +348,14 @@ func (s *Server) dispatch(c net.Conn) {
 			s.stdCon.push(tc) // net/http sees a *tls.Conn and speaks HTTP/2 or 1.1 on it
 			return
 		}
-		s.h1Conn.push(&serverConn{Conn: tc, info: newConnInfo(tc, &state)})
+		s.h1Conn.push(&serverConn{Conn: tc, info: newConnInfo(tc.RemoteAddr().String(), &state, s.trust)})
 		return
 	}
 	if s.fast == nil {
 		s.stdCon.push(c)
 		return
 	}
-	sc := &serverConn{Conn: c, info: newConnInfo(c, nil)}
+	sc := &serverConn{Conn: c, info: newConnInfo(c.RemoteAddr().String(), nil, s.trust)}
 	if !s.cfg.DisableH2C {
 		h2, err := sc.sniffPreface(s.cfg.ReadHeaderTimeout)
 		if err != nil {
@@ -362,8 +370,9 @@ func (s *Server) dispatch(c net.Conn) {
 	s.h1Conn.push(sc)
 }
 
-// serveH1 is the fast path's handler: the request is answered there, or
-// its connection is handed to net/http with the request still unread.
+// serveH1 is the fast path's handler: the request's target is put in
+// normal form (or refused), then the request is answered there, or its
+// connection is handed to net/http with the request still unread.
 func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
 	ambiguous, fault := checkRequestHead(&ctx.Request.Header)
 	if fault != nil {
@@ -379,10 +388,10 @@ func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
 		answerClientFault(ctx, clientFaultStatus(err), err.Error())
 		return
 	}
-	if s.fast.serveFast(ctx) {
+	if !normalizeFastRequest(ctx) || s.fast.serveFast(ctx) {
 		return
 	}
-	var info connInfo
+	var info *connInfo
 	if sc, ok := ctx.Conn().(*serverConn); ok {
 		info = sc.info
 	}
@@ -409,9 +418,7 @@ func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
 // the fast path does.
 func (s *Server) serveStd(w http.ResponseWriter, r *http.Request) {
 	if r.TLS == nil {
-		if state, ok := r.Context().Value(connTLSKey{}).(*tls.ConnectionState); ok {
-			r.TLS = state
-		}
+		r.TLS = requestConnInfo(r).tls
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > s.cfg.MaxRequestBodyBytes {
@@ -440,15 +447,24 @@ func answerBadRequest(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
-type connTLSKey struct{}
-
-// withConnTLS is http.Server.ConnContext: it carries the TLS state of a
-// handed-over connection, which net/http cannot see through the wrapper.
-func withConnTLS(ctx context.Context, c net.Conn) context.Context {
-	if sc, ok := c.(*serverConn); ok && sc.info.tls != nil {
-		return context.WithValue(ctx, connTLSKey{}, sc.info.tls)
+// connContext is http.Server.ConnContext: it carries the facts of the
+// connection (connInfo) to its requests, for requestConnInfo. Those of a
+// connection handed over from the fast path were worked out there, TLS
+// state included, which net/http cannot see through the wrapper; those
+// of a connection given to net/http directly are worked out now.
+func (s *Server) connContext(ctx context.Context, c net.Conn) context.Context {
+	var info *connInfo
+	switch c := c.(type) {
+	case *serverConn:
+		info = c.info
+	case *tls.Conn:
+		state := c.ConnectionState()
+		info = newConnInfo(c.RemoteAddr().String(), &state, s.trust)
 	}
-	return ctx
+	if info == nil {
+		info = newConnInfo(c.RemoteAddr().String(), nil, s.trust)
+	}
+	return context.WithValue(ctx, connInfoKey{}, info)
 }
 
 // h2Preface opens every HTTP/2 connection (RFC 9113, 3.4).
@@ -458,7 +474,7 @@ var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 // know of it, and bytes already read from it that its reader gets first.
 type serverConn struct {
 	net.Conn
-	info    connInfo
+	info    *connInfo
 	pending []byte
 	peek    [24]byte
 }

@@ -2,9 +2,10 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
-	"net"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"net/url"
 	"sync"
@@ -12,13 +13,25 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// connInfo is what the fast path needs to know of a client connection,
-// worked out once per connection instead of once per request.
+// connInfo is what the proxy needs to know of a client connection,
+// worked out once per connection instead of once per request. Both paths
+// have it: the fast path from its serverConn, net/http from the
+// connection's context (Server.connContext, requestConnInfo).
 type connInfo struct {
 	remoteAddr   string               // as net/http's Request.RemoteAddr
-	clientIP     string               // the host part of remoteAddr
+	clientIP     string               // the peer's address: the host part of remoteAddr
 	forwardedFor []byte               // for=<clientIP>, as in the Forwarded header
 	tls          *tls.ConnectionState // nil for plain HTTP
+	// trust is the server's trusted proxies, and trusted says whether
+	// the peer is one of them: then its forwarding headers are kept
+	// and extended, and name the client (effectiveClientAddr).
+	trust   trustedProxies
+	trusted bool
+	// request is an empty Request whose context holds this connInfo.
+	// The fast path's views start as copies of it, since a Request's
+	// context can be set only by copying one that has it, and so
+	// requestConnInfo finds the connection of a view as of any request.
+	request *http.Request
 	// host is the Host of the connection's last request: a client
 	// sends the same one on every request of a connection, so it is
 	// made a string once. Only the connection's goroutine uses it.
@@ -33,21 +46,35 @@ func (c *connInfo) hostString(b []byte) string {
 	return c.host
 }
 
-func newConnInfo(c net.Conn, state *tls.ConnectionState) connInfo {
-	addr := c.RemoteAddr().String()
-	ip := clientIP(addr)
-	return connInfo{remoteAddr: addr, clientIP: ip, forwardedFor: appendForwardedFor(nil, ip), tls: state}
+// scheme is the scheme the client spoke to the proxy.
+func (c *connInfo) scheme() string {
+	if c.tls != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// newConnInfo works out the facts of a connection from the peer's
+// address (as net.Conn.RemoteAddr gives it), its TLS state (nil for plain
+// HTTP) and the proxies the server trusts.
+func newConnInfo(remoteAddr string, state *tls.ConnectionState, trust trustedProxies) *connInfo {
+	ip := clientIP(remoteAddr)
+	c := &connInfo{remoteAddr: remoteAddr, clientIP: ip, forwardedFor: appendForwardedFor(nil, ip), tls: state, trust: trust}
+	if addr, err := netip.ParseAddr(ip); err == nil {
+		c.trusted = trust.contains(addr)
+	}
+	c.request = (&http.Request{}).WithContext(context.WithValue(context.Background(), connInfoKey{}, c))
+	return c
 }
 
 // connInfoOf returns the information of ctx's connection: the one the
-// Server recorded, or one worked out now for a connection it did not
-// accept.
+// Server recorded, or one worked out now, trusting no proxy, for a
+// connection it did not accept.
 func connInfoOf(ctx *fasthttp.RequestCtx) *connInfo {
-	if c, ok := ctx.Conn().(*serverConn); ok {
-		return &c.info
+	if c, ok := ctx.Conn().(*serverConn); ok && c.info != nil {
+		return c.info
 	}
-	info := newConnInfo(ctx.Conn(), nil)
-	return &info
+	return newConnInfo(ctx.RemoteAddr().String(), nil, nil)
 }
 
 // requestView presents a fast-path request as the *http.Request the
@@ -66,8 +93,14 @@ var views = sync.Pool{New: func() any { return &requestView{h: make(http.Header,
 func newRequestView(ctx *fasthttp.RequestCtx, info *connInfo) *requestView {
 	v := views.Get().(*requestView)
 	h := &ctx.Request.Header
+	// The target is in normal form already (normalizeFastRequest): the
+	// path is decoded as net/http decodes it, and RawPath keeps the
+	// escapes that decoding loses (%2F), as net/http's URL does.
 	path, query := splitRequestURI(h.RequestURI())
 	v.u = url.URL{Path: pathString(path)}
+	if bytes.IndexByte(path, '%') >= 0 {
+		v.u.RawPath = string(path)
+	}
 	if len(query) > 0 {
 		v.u.RawQuery = string(query)
 	}
@@ -85,19 +118,16 @@ func newRequestView(ctx *fasthttp.RequestCtx, info *connInfo) *requestView {
 		}
 		v.h[key] = v.vals[len(v.vals)-1 : len(v.vals) : len(v.vals)]
 	}
-	v.r = http.Request{
-		Method:        methodString(h.Method()),
-		URL:           &v.u,
-		Proto:         "HTTP/1.1",
-		ProtoMajor:    1,
-		ProtoMinor:    1,
-		Header:        v.h,
-		Body:          http.NoBody,
-		ContentLength: int64(max(h.ContentLength(), 0)),
-		Host:          info.hostString(h.Host()),
-		RemoteAddr:    info.remoteAddr,
-		TLS:           info.tls,
-	}
+	v.r = *info.request // for its context, which leads back to info
+	v.r.Method = methodString(h.Method())
+	v.r.URL = &v.u
+	v.r.Proto, v.r.ProtoMajor, v.r.ProtoMinor = "HTTP/1.1", 1, 1
+	v.r.Header = v.h
+	v.r.Body = http.NoBody
+	v.r.ContentLength = int64(max(h.ContentLength(), 0))
+	v.r.Host = info.hostString(h.Host())
+	v.r.RemoteAddr = info.remoteAddr
+	v.r.TLS = info.tls
 	if !h.IsHTTP11() {
 		v.r.Proto, v.r.ProtoMinor = "HTTP/1.0", 0
 	}
@@ -109,25 +139,11 @@ func (v *requestView) release() {
 	views.Put(v)
 }
 
-// splitRequestURI splits a request target into its path and query; an
-// absolute target (http://host/path) loses its scheme and authority.
+// splitRequestURI splits an origin-form request target, as the fast
+// path has it once normalised, into its path and query.
 func splitRequestURI(uri []byte) (path, query []byte) {
-	if len(uri) > 0 && uri[0] != '/' && uri[0] != '*' {
-		if i := bytes.Index(uri, []byte("://")); i >= 0 {
-			uri = uri[i+3:]
-			if j := bytes.IndexByte(uri, '/'); j >= 0 {
-				uri = uri[j:]
-			} else if j := bytes.IndexByte(uri, '?'); j >= 0 {
-				uri = append([]byte("/"), uri[j:]...)
-			} else {
-				uri = []byte("/")
-			}
-		}
-	}
-	if i := bytes.IndexByte(uri, '?'); i >= 0 {
-		return uri[:i], uri[i+1:]
-	}
-	return uri, nil
+	path, query, _ = bytes.Cut(uri, []byte("?"))
+	return path, query
 }
 
 // pathString is the decoded path, as in net/http's URL.Path.
