@@ -82,3 +82,11 @@ func (c *countedConn) Close() error {
 	}
 	return err
 }
+
+// forwardedClient is the key of a client behind a trusted proxy, from its
+// effective address (effectiveClientAddr writes a valid one, or the
+// peer's).
+func forwardedClient(addr string) netip.Addr {
+	a, _ := netip.ParseAddr(addr)
+	return a
+}

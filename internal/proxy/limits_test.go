@@ -82,3 +82,63 @@ func TestServerMaxConnections(t *testing.T) {
 		t.Fatal("the waiting connection was not served once a place was free")
 	}
 }
+
+// TestServerRequestsPerForwardedClient: behind a trusted proxy, the bound
+// applies to each forwarded client's requests in flight (answered 429
+// past it), on both paths, while other clients of the same proxy pass.
+func TestServerRequestsPerForwardedClient(t *testing.T) {
+	release := make(chan struct{})
+	slow := newScriptedUpstream(t, func(r *http.Request) (string, bool, func(net.Conn)) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		return innocentAnswer(r), true, nil
+	})
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, "http://"+slow.ln.Addr().String())}})
+	trust := []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
+	for name, h := range map[string]http.Handler{"fast": p, "net/http": http.HandlerFunc(p.ServeHTTP)} {
+		t.Run(name, func(t *testing.T) {
+			base := strings.TrimPrefix(serveWith(t, h, ServerConfig{MaxConnectionsPerClient: 2, TrustedProxies: trust}), "http://")
+			send := func(path, client string) int {
+				c := dialFrom(t, "127.0.0.2", base)
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+				io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: "+client+"\r\n\r\n")
+				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+				if err != nil {
+					return 0
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			done := make(chan int, 2)
+			for range 2 {
+				go func() { done <- send("/slow", "203.0.113.7") }()
+			}
+			waitFor(t, "two slow requests at the upstream", func() bool {
+				n := 0
+				for _, r := range slow.requests() {
+					if strings.HasSuffix(r, "/slow") {
+						n++
+					}
+				}
+				return n >= 2
+			})
+			if code := send("/x", "203.0.113.7"); code != http.StatusTooManyRequests {
+				t.Errorf("a third request in flight from one forwarded client: %d, want 429", code)
+			}
+			if code := send("/x", "203.0.113.8"); code != http.StatusOK {
+				t.Errorf("another client of the trusted proxy: %d, want 200", code)
+			}
+			release <- struct{}{}
+			release <- struct{}{}
+			for range 2 {
+				if code := <-done; code != http.StatusOK {
+					t.Errorf("a slow request: %d", code)
+				}
+			}
+			slow.mu.Lock()
+			slow.seen = nil
+			slow.mu.Unlock()
+		})
+	}
+}

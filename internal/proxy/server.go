@@ -102,8 +102,10 @@ type Server struct {
 	// slots holds a token per connection served, MaxConnections in all;
 	// nil when connections are not bounded.
 	slots chan struct{}
-	// clients counts each client's connections (MaxConnectionsPerClient).
-	clients *clientCounter
+	// clients counts each client's connections (MaxConnectionsPerClient);
+	// forwarded counts the requests in flight of each client behind a
+	// trusted proxy, under the same bound.
+	clients, forwarded *clientCounter
 	stopped chan struct{} // closed by stop
 
 	mu     sync.Mutex
@@ -144,7 +146,8 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 	if n := orDefaultInt(cfg.MaxConnections, DefaultMaxConnections); n > 0 {
 		s.slots = make(chan struct{}, n)
 	}
-	s.clients = newClientCounter(orDefaultInt(cfg.MaxConnectionsPerClient, DefaultMaxConnectionsPerClient))
+	perClient := orDefaultInt(cfg.MaxConnectionsPerClient, DefaultMaxConnectionsPerClient)
+	s.clients, s.forwarded = newClientCounter(perClient), newClientCounter(perClient)
 	s.fast, _ = h.(fastHandler)
 	if cfg.CertFile != "" {
 		certs, err := newCertReloader(cfg.CertFile, cfg.KeyFile, log)
@@ -388,6 +391,14 @@ func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
 		answerClientFault(ctx, clientFaultStatus(err), err.Error())
 		return
 	}
+	if info := connInfoOf(ctx); info.trusted {
+		addr := forwardedClient(effectiveClientAddr(info, ctx.Request.Header.PeekAll("X-Forwarded-For")))
+		if !s.forwarded.acquire(addr) {
+			answerClientFault(ctx, http.StatusTooManyRequests, "too many requests in flight from one client")
+			return
+		}
+		defer s.forwarded.release(addr)
+	}
 	if !normalizeFastRequest(ctx) || s.fast.serveFast(ctx) {
 		return
 	}
@@ -417,8 +428,17 @@ func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
 // connection handed over from the fast path and bounds request bodies as
 // the fast path does.
 func (s *Server) serveStd(w http.ResponseWriter, r *http.Request) {
+	info := requestConnInfo(r)
 	if r.TLS == nil {
-		r.TLS = requestConnInfo(r).tls
+		r.TLS = info.tls
+	}
+	if info.trusted {
+		addr := forwardedClient(effectiveClientAddr(info, r.Header["X-Forwarded-For"]))
+		if !s.forwarded.acquire(addr) {
+			http.Error(w, "too many requests in flight from one client", http.StatusTooManyRequests)
+			return
+		}
+		defer s.forwarded.release(addr)
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > s.cfg.MaxRequestBodyBytes {
