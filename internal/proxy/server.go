@@ -106,7 +106,7 @@ type Server struct {
 	// forwarded counts the requests in flight of each client behind a
 	// trusted proxy, under the same bound.
 	clients, forwarded *clientCounter
-	stopped chan struct{} // closed by stop
+	stopped            chan struct{} // closed by stop
 
 	mu     sync.Mutex
 	ln     net.Listener
