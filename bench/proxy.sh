@@ -7,7 +7,7 @@
 #   bash bench/proxy.sh
 #
 # Settings (environment): DURATION (seconds per measurement, default 10),
-# ROUNDS (default 3: the targets are measured in turn, ROUNDS times, and
+# ROUNDS (default 5: the targets are measured in turn, ROUNDS times, and
 # the median is reported, so a burst of load from elsewhere on the machine
 # does not fall on one target only), THREADS (2), CONNECTIONS (64).
 # Everything listens on 127.0.0.1 only.
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 WARMUP=2
@@ -257,7 +257,7 @@ for t in "${targets[@]}"; do
 	table+="
 | ${label[$t]} | $(printf '%.0f' "${m_rps[$t]}") | ${m_p50[$t]} | ${m_p99[$t]} | ${m_cpu[$t]} | ${m_sys[$t]} | ${errs[$t]} |"
 done
-summary="pipit/nginx rps: $(ratio "${m_rps[pipit]}" "${m_rps[nginx]}"); pipit/haproxy rps: $(ratio "${m_rps[pipit]}" "${m_rps[haproxy]}"); pipit/nginx p99: $(ratio "${m_p99[pipit]}" "${m_p99[nginx]}")"
+summary="pipit/nginx rps: $(ratio "${m_rps[pipit]}" "${m_rps[nginx]}"); pipit/haproxy rps: $(ratio "${m_rps[pipit]}" "${m_rps[haproxy]}"); pipit/nginx p99: $(ratio "${m_p99[pipit]}" "${m_p99[nginx]}"); pipit/baseline rps: $(ratio "${m_rps[pipit]}" "${m_rps[baseline]}"); pipit/baseline cpu: $(ratio "${m_cpu[pipit]}" "${m_cpu[baseline]}")"
 p99_haproxy="pipit/haproxy p99: $(ratio "${m_p99[pipit]}" "${m_p99[haproxy]}")"
 
 # The budget of a proxy that would serve 1.2 times nginx's requests/s: the
