@@ -124,12 +124,12 @@ func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo
 	} else {
 		req.Header.ResetConnectionClose()
 	}
-	if status := clientFaultStatus(err); status != 0 {
-		answerClientFault(ctx, status, err.Error())
-		return
-	}
 	if err != nil {
-		p.answerFastError(ctx, b, err)
+		if status := clientFaultStatus(err); status != 0 {
+			answerClientFault(ctx, status, err.Error())
+		} else {
+			p.answerFastError(ctx, b, err)
+		}
 		return
 	}
 

@@ -64,7 +64,7 @@ func checkRequestHead(h *fasthttp.RequestHeader) (ambiguous bool, fault *headFau
 			return false, &headFault{http.StatusBadRequest, "folded header line (obs-fold)"}
 		case !ok || !isToken(name):
 			return false, &headFault{http.StatusBadRequest, "invalid header name"}
-		case !httpguts.ValidHeaderFieldValue(string(value)):
+		case !validFieldValue(value):
 			return false, &headFault{http.StatusBadRequest, "invalid header value"}
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			lengths++
@@ -89,6 +89,17 @@ func checkRequestHead(h *fasthttp.RequestHeader) (ambiguous bool, fault *headFau
 		return false, &headFault{http.StatusExpectationFailed, "unsupported expectation"}
 	}
 	return lengths > 0 && encodings > 0, nil
+}
+
+// validFieldValue is httpguts.ValidHeaderFieldValue on bytes, without
+// making a string of every value: no control byte but horizontal tab.
+func validFieldValue(v []byte) bool {
+	for _, c := range v {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func isToken(b []byte) bool {

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // The differential test of request framing: the same raw bytes go to the
@@ -206,5 +208,16 @@ func TestRequestFramingSeeds(t *testing.T) {
 	h := newFramingHarness(t)
 	for _, s := range framingSeeds {
 		t.Run(fmt.Sprintf("%.40q", s), func(t *testing.T) { h.check(t, []byte(s)) })
+	}
+}
+
+// TestValidFieldValueAgreesWithHTTPGuts: the fast path's byte check of
+// header values is Go's, byte for byte.
+func TestValidFieldValueAgreesWithHTTPGuts(t *testing.T) {
+	for c := range 256 {
+		v := []byte{'a', byte(c), 'b'}
+		if got, want := validFieldValue(v), httpguts.ValidHeaderFieldValue(string(v)); got != want {
+			t.Errorf("byte %#x: %v, httpguts says %v", c, got, want)
+		}
 	}
 }
