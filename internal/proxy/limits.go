@@ -83,10 +83,14 @@ func (c *countedConn) Close() error {
 	return err
 }
 
-// forwardedClient is the key of a client behind a trusted proxy, from its
+// forwardedClient is the key of a client behind a trusted proxy on
+// info's connection, given its request's X-Forwarded-For values: its
 // effective address (effectiveClientAddr writes a valid one, or the
 // peer's).
-func forwardedClient(addr string) netip.Addr {
-	a, _ := netip.ParseAddr(addr)
+func forwardedClient[S ~string | ~[]byte](info *connInfo, xff []S) netip.Addr {
+	a, _ := netip.ParseAddr(effectiveClientAddr(info, xff))
 	return a
 }
+
+// tooManyInFlight answers a forwarded client over its bound.
+const tooManyInFlight = "too many requests in flight from one client"

@@ -392,9 +392,9 @@ func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if info := connInfoOf(ctx); info.trusted {
-		addr := forwardedClient(effectiveClientAddr(info, ctx.Request.Header.PeekAll("X-Forwarded-For")))
+		addr := forwardedClient(info, ctx.Request.Header.PeekAll("X-Forwarded-For"))
 		if !s.forwarded.acquire(addr) {
-			answerClientFault(ctx, http.StatusTooManyRequests, "too many requests in flight from one client")
+			answerClientFault(ctx, http.StatusTooManyRequests, tooManyInFlight)
 			return
 		}
 		defer s.forwarded.release(addr)
@@ -433,9 +433,9 @@ func (s *Server) serveStd(w http.ResponseWriter, r *http.Request) {
 		r.TLS = info.tls
 	}
 	if info.trusted {
-		addr := forwardedClient(effectiveClientAddr(info, r.Header["X-Forwarded-For"]))
+		addr := forwardedClient(info, r.Header["X-Forwarded-For"])
 		if !s.forwarded.acquire(addr) {
-			http.Error(w, "too many requests in flight from one client", http.StatusTooManyRequests)
+			http.Error(w, tooManyInFlight, http.StatusTooManyRequests)
 			return
 		}
 		defer s.forwarded.release(addr)
