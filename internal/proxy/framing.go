@@ -182,14 +182,14 @@ type bodyBuffer struct{ b []byte }
 
 var bodyBuffers = sync.Pool{New: func() any { return &bodyBuffer{b: make([]byte, 0, 4<<10)} }}
 
-// fill reads r to its end or until max bytes, whichever comes first.
-func (buf *bodyBuffer) fill(r io.Reader, max int) (int, error) {
+// fill reads r to its end or until limit bytes, whichever comes first.
+func (buf *bodyBuffer) fill(r io.Reader, limit int) (int, error) {
 	buf.b = buf.b[:0]
-	for len(buf.b) < max {
+	for len(buf.b) < limit {
 		if len(buf.b) == cap(buf.b) {
 			buf.b = append(buf.b, 0)[:len(buf.b)]
 		}
-		n, err := r.Read(buf.b[len(buf.b):min(cap(buf.b), max)])
+		n, err := r.Read(buf.b[len(buf.b):min(cap(buf.b), limit)])
 		buf.b = buf.b[:len(buf.b)+n]
 		if err == io.EOF {
 			return len(buf.b), nil
