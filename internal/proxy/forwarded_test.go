@@ -148,7 +148,7 @@ func FuzzForwardedHeaders(f *testing.F) {
 		var chain []string
 		if trusted {
 			for _, v := range in.Header["X-Forwarded-For"] {
-				if v = strings.TrimSpace(v); v != "" {
+				if v = strings.Trim(v, " \t"); v != "" {
 					chain = append(chain, v)
 				}
 			}
@@ -160,7 +160,7 @@ func FuzzForwardedHeaders(f *testing.F) {
 			t.Fatalf("X-Forwarded-Host and -Proto %q, trusted %v", got, trusted)
 		}
 		got := req.Header.Get("Forwarded")
-		prior := strings.TrimSpace(fwd)
+		prior := strings.Trim(fwd, " \t")
 		last := got
 		if trusted && prior != "" {
 			if !strings.HasPrefix(got, prior+", ") {
