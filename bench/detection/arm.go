@@ -11,6 +11,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/analysis"
 	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/metric"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -74,7 +75,7 @@ func newArm(c config, tr traffic, rng *rand.Rand) *arm {
 
 // deploy starts the rollout of the canary at now.
 func (a *arm) deploy(now time.Time) error {
-	return a.step(now, nil, []engine.Command{{Kind: engine.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: canaryVersion}, Actor: "bench"}})
+	return a.step(now, nil, []rollout.Command{{Kind: rollout.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: canaryVersion}, Actor: "bench"}})
 }
 
 // done reports whether the rollout reached an end.
@@ -83,7 +84,7 @@ func (a *arm) done() bool { return a.st.Phase.Terminal() }
 // tick takes the traffic of the second that ends at now, feeds the
 // sequential test and runs one decision.
 func (a *arm) tick(now time.Time, s *second) error {
-	var alarms []analysis.Alarm
+	var alarms []rollout.Alarm
 	if a.weight > 0 {
 		a.record(s)
 	}
@@ -95,7 +96,7 @@ func (a *arm) tick(now time.Time, s *second) error {
 			return err
 		}
 		if alarm != nil {
-			alarms = []analysis.Alarm{*alarm}
+			alarms = []rollout.Alarm{*alarm}
 		}
 	}
 	return a.step(now, alarms, nil)
@@ -116,10 +117,10 @@ func (a *arm) record(s *second) {
 
 // step runs one decision at now, carries out its actions, and follows the
 // transient phases until the rollout settles, as the runtime does.
-func (a *arm) step(now time.Time, alarms []analysis.Alarm, cmds []engine.Command) error {
+func (a *arm) step(now time.Time, alarms []rollout.Alarm, cmds []rollout.Command) error {
 	for range 4 {
-		in := engine.Input{Now: now, Commands: cmds, Alarms: alarms, Observed: engine.Observed{
-			CanaryVersion: a.canary, CanaryHealth: engine.HealthUp, StableVersion: a.stable, Weight: a.weight}}
+		in := engine.Input{Now: now, Commands: cmds, Alarms: alarms, Observed: rollout.Observed{
+			CanaryVersion: a.canary, CanaryHealth: rollout.HealthUp, StableVersion: a.stable, Weight: a.weight}}
 		if engine.CheckDue(a.st, now) {
 			in.Measurements = a.measure()
 		}
@@ -127,11 +128,11 @@ func (a *arm) step(now time.Time, alarms []analysis.Alarm, cmds []engine.Command
 		a.st = r.Status
 		for _, act := range r.Actions {
 			switch act.Kind {
-			case engine.ActionSetWeight:
+			case rollout.ActionSetWeight:
 				a.weight = act.Weight
-			case engine.ActionPromote:
+			case rollout.ActionPromote:
 				a.stable = act.Version.Version
-			case engine.ActionDeployCanary:
+			case rollout.ActionDeployCanary:
 				a.canary = act.Version.Version
 			}
 		}
@@ -148,14 +149,14 @@ func (a *arm) step(now time.Time, alarms []analysis.Alarm, cmds []engine.Command
 
 // measure measures the plan's metrics over the window since the last
 // check, and starts a new window.
-func (a *arm) measure() []analysis.Measurement {
+func (a *arm) measure() []rollout.Measurement {
 	w := a.win
 	// The next window reuses the latency buffer: nothing below keeps it.
 	a.win = window{canaryLatencies: w.canaryLatencies[:0]}
 	slices.Sort(w.canaryLatencies)
-	out := make([]analysis.Measurement, 0, len(a.plan.Analysis.Metrics))
+	out := make([]rollout.Measurement, 0, len(a.plan.Analysis.Metrics))
 	for _, m := range a.plan.Analysis.Metrics {
-		meas := analysis.Measurement{Metric: m.Name}
+		meas := rollout.Measurement{Metric: m.Name}
 		switch m.Name {
 		case requestSuccessRate:
 			meas.Canary, meas.Stable = successRate(w.canaryN, w.canaryErrors), successRate(w.stableN, w.stableErrors)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis/stats"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // ScoreMetric is the name of the result that carries the canary score of
@@ -14,7 +15,7 @@ const ScoreMetric = "canary-score"
 
 // Compare classifies the canary's samples against the stable's (Kayenta's
 // judge): the verdict for the check, and the classification for the score.
-func Compare(m v1alpha1.MetricSpec, meas Measurement, confidence float64) (v1alpha1.MetricResult, stats.MetricResult) {
+func Compare(m v1alpha1.MetricSpec, meas rollout.Measurement, confidence float64) (v1alpha1.MetricResult, stats.MetricResult) {
 	r := v1alpha1.MetricResult{Name: m.Name, Canary: meas.Canary, Stable: meas.Stable, DryRun: m.DryRun}
 	c := m.Compare
 	direction := c.Direction
@@ -69,7 +70,7 @@ func SpentConfidence(confidence float64, check int) float64 {
 }
 
 // compare is Compare without the classification, for Evaluate.
-func compare(m v1alpha1.MetricSpec, meas Measurement, confidence float64) (v1alpha1.Verdict, string) {
+func compare(m v1alpha1.MetricSpec, meas rollout.Measurement, confidence float64) (v1alpha1.Verdict, string) {
 	r, _ := Compare(m, meas, confidence)
 	return r.Verdict, r.Message
 }

@@ -9,35 +9,13 @@ import (
 	"strconv"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
-
-// Measurement is one metric measured over one window for both versions.
-// A nil value means there was nothing to measure (no requests), which is
-// not the same as zero.
-type Measurement struct {
-	Metric string
-	Canary *float64
-	Stable *float64
-	// CanarySamples and StableSamples are the window's samples, for metrics
-	// that compare distributions.
-	CanarySamples, StableSamples []float64
-	// Err is set when measuring failed; the values are then ignored.
-	Err error
-}
-
-// Alarm is evidence, found between checks by a continuous test, that the
-// canary is worse than the stable version.
-type Alarm struct {
-	// Metric names what showed it, such as "error-rate (sequential)".
-	Metric string
-	// Reason is the evidence, in a sentence.
-	Reason string
-}
 
 // Evaluate gives one metric's verdict on one measurement. Measurement
 // errors and missing data are verdicts of their own; what they mean for
 // the rollout (limits, the no-data policy) is the engine's call.
-func Evaluate(m v1alpha1.MetricSpec, meas Measurement, confidence float64) v1alpha1.MetricResult {
+func Evaluate(m v1alpha1.MetricSpec, meas rollout.Measurement, confidence float64) v1alpha1.MetricResult {
 	r := v1alpha1.MetricResult{Name: m.Name, Canary: meas.Canary, Stable: meas.Stable, DryRun: m.DryRun}
 	switch {
 	case meas.Err != nil:

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis/stats"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func f(v float64) *float64 { return &v }
@@ -17,30 +18,30 @@ func TestEvaluate(t *testing.T) {
 	cases := []struct {
 		name string
 		m    v1alpha1.MetricSpec
-		meas Measurement
+		meas rollout.Measurement
 		want v1alpha1.Verdict
 		msg  string
 	}{
-		{"inside", v1alpha1.MetricSpec{ThresholdRange: minMax}, Measurement{Canary: f(3)}, v1alpha1.VerdictSuccessful, "m 3 within [1, 5]"},
-		{"on the min edge", v1alpha1.MetricSpec{ThresholdRange: minMax}, Measurement{Canary: f(1)}, v1alpha1.VerdictSuccessful, "m 1 within [1, 5]"},
-		{"below min", v1alpha1.MetricSpec{ThresholdRange: minMax}, Measurement{Canary: f(0.5)}, v1alpha1.VerdictFailed, "m 0.5 < min 1"},
-		{"above max", v1alpha1.MetricSpec{ThresholdRange: minMax}, Measurement{Canary: f(7.25)}, v1alpha1.VerdictFailed, "m 7.25 > max 5"},
-		{"open range", v1alpha1.MetricSpec{}, Measurement{Canary: f(1e9)}, v1alpha1.VerdictSuccessful, "m 1e+09 within (no bounds)"},
-		{"no data is not zero", v1alpha1.MetricSpec{ThresholdRange: minMax}, Measurement{}, v1alpha1.VerdictNoData, "m: no data for the canary in this window"},
-		{"error wins over values", v1alpha1.MetricSpec{ThresholdRange: minMax}, Measurement{Canary: f(3), Err: errors.New("timeout")}, v1alpha1.VerdictError, "m: timeout"},
-		{"failure condition holds", v1alpha1.MetricSpec{FailureCondition: "result > 0.05"}, Measurement{Canary: f(0.07)},
+		{"inside", v1alpha1.MetricSpec{ThresholdRange: minMax}, rollout.Measurement{Canary: f(3)}, v1alpha1.VerdictSuccessful, "m 3 within [1, 5]"},
+		{"on the min edge", v1alpha1.MetricSpec{ThresholdRange: minMax}, rollout.Measurement{Canary: f(1)}, v1alpha1.VerdictSuccessful, "m 1 within [1, 5]"},
+		{"below min", v1alpha1.MetricSpec{ThresholdRange: minMax}, rollout.Measurement{Canary: f(0.5)}, v1alpha1.VerdictFailed, "m 0.5 < min 1"},
+		{"above max", v1alpha1.MetricSpec{ThresholdRange: minMax}, rollout.Measurement{Canary: f(7.25)}, v1alpha1.VerdictFailed, "m 7.25 > max 5"},
+		{"open range", v1alpha1.MetricSpec{}, rollout.Measurement{Canary: f(1e9)}, v1alpha1.VerdictSuccessful, "m 1e+09 within (no bounds)"},
+		{"no data is not zero", v1alpha1.MetricSpec{ThresholdRange: minMax}, rollout.Measurement{}, v1alpha1.VerdictNoData, "m: no data for the canary in this window"},
+		{"error wins over values", v1alpha1.MetricSpec{ThresholdRange: minMax}, rollout.Measurement{Canary: f(3), Err: errors.New("timeout")}, v1alpha1.VerdictError, "m: timeout"},
+		{"failure condition holds", v1alpha1.MetricSpec{FailureCondition: "result > 0.05"}, rollout.Measurement{Canary: f(0.07)},
 			v1alpha1.VerdictFailed, `m 0.07: failureCondition "result > 0.05" holds`},
-		{"failure condition does not hold", v1alpha1.MetricSpec{FailureCondition: "result > 0.05"}, Measurement{Canary: f(0.01)},
+		{"failure condition does not hold", v1alpha1.MetricSpec{FailureCondition: "result > 0.05"}, rollout.Measurement{Canary: f(0.01)},
 			v1alpha1.VerdictSuccessful, `m 0.01: failureCondition "result > 0.05" does not hold`},
-		{"canary against stable passes", v1alpha1.MetricSpec{SuccessCondition: "canary <= stable * 1.1"}, Measurement{Canary: f(105), Stable: f(100)},
+		{"canary against stable passes", v1alpha1.MetricSpec{SuccessCondition: "canary <= stable * 1.1"}, rollout.Measurement{Canary: f(105), Stable: f(100)},
 			v1alpha1.VerdictSuccessful, `m 105 (stable 100): successCondition "canary <= stable * 1.1" holds`},
-		{"canary against stable fails", v1alpha1.MetricSpec{SuccessCondition: "canary <= stable * 1.1"}, Measurement{Canary: f(120), Stable: f(100)},
+		{"canary against stable fails", v1alpha1.MetricSpec{SuccessCondition: "canary <= stable * 1.1"}, rollout.Measurement{Canary: f(120), Stable: f(100)},
 			v1alpha1.VerdictFailed, `m 120 (stable 100): successCondition "canary <= stable * 1.1" does not hold`},
-		{"neither condition holds", v1alpha1.MetricSpec{SuccessCondition: "result < 1", FailureCondition: "result > 2"}, Measurement{Canary: f(1.5)},
+		{"neither condition holds", v1alpha1.MetricSpec{SuccessCondition: "result < 1", FailureCondition: "result > 2"}, rollout.Measurement{Canary: f(1.5)},
 			v1alpha1.VerdictInconclusive, "m 1.5: neither condition holds"},
-		{"stable without data", v1alpha1.MetricSpec{SuccessCondition: "canary <= stable"}, Measurement{Canary: f(1)},
+		{"stable without data", v1alpha1.MetricSpec{SuccessCondition: "canary <= stable"}, rollout.Measurement{Canary: f(1)},
 			v1alpha1.VerdictError, "m: successCondition: the stable version has no data to compare with"},
-		{"threshold checked before conditions", v1alpha1.MetricSpec{ThresholdRange: minMax, SuccessCondition: "true"}, Measurement{Canary: f(9)},
+		{"threshold checked before conditions", v1alpha1.MetricSpec{ThresholdRange: minMax, SuccessCondition: "true"}, rollout.Measurement{Canary: f(9)},
 			v1alpha1.VerdictFailed, "m 9 > max 5"},
 	}
 	for _, tc := range cases {
@@ -75,23 +76,23 @@ func series(base float64, n int, step float64) []float64 {
 
 func TestCompareAndScore(t *testing.T) {
 	lat := v1alpha1.MetricSpec{Name: "latency", Compare: &v1alpha1.CompareSpec{Direction: "increase"}}
-	same, c1 := Compare(lat, Measurement{CanarySamples: series(100, 60, 1), StableSamples: series(100, 60, 1)}, 0.98)
+	same, c1 := Compare(lat, rollout.Measurement{CanarySamples: series(100, 60, 1), StableSamples: series(100, 60, 1)}, 0.98)
 	if same.Verdict != v1alpha1.VerdictSuccessful || c1.Classification != stats.MetricPass {
 		t.Errorf("same distributions: %s %s", same.Verdict, same.Message)
 	}
-	slower, c2 := Compare(lat, Measurement{CanarySamples: series(150, 60, 1), StableSamples: series(100, 60, 1)}, 0.98)
+	slower, c2 := Compare(lat, rollout.Measurement{CanarySamples: series(150, 60, 1), StableSamples: series(100, 60, 1)}, 0.98)
 	if slower.Verdict != v1alpha1.VerdictFailed || c2.Classification != stats.MetricHigh {
 		t.Errorf("50%% slower canary: %s %s", slower.Verdict, slower.Message)
 	}
-	faster, _ := Compare(lat, Measurement{CanarySamples: series(50, 60, 1), StableSamples: series(100, 60, 1)}, 0.98)
+	faster, _ := Compare(lat, rollout.Measurement{CanarySamples: series(50, 60, 1), StableSamples: series(100, 60, 1)}, 0.98)
 	if faster.Verdict != v1alpha1.VerdictSuccessful {
 		t.Errorf("a faster canary is not bad for direction increase: %s", faster.Message)
 	}
 	either := v1alpha1.MetricSpec{Name: "latency", Compare: &v1alpha1.CompareSpec{}}
-	if r, _ := Compare(either, Measurement{CanarySamples: series(50, 60, 1), StableSamples: series(100, 60, 1)}, 0.98); r.Verdict != v1alpha1.VerdictFailed {
+	if r, _ := Compare(either, rollout.Measurement{CanarySamples: series(50, 60, 1), StableSamples: series(100, 60, 1)}, 0.98); r.Verdict != v1alpha1.VerdictFailed {
 		t.Errorf("with no direction (either), a big drop fails: %s %s", r.Verdict, r.Message)
 	}
-	if none, _ := Compare(lat, Measurement{StableSamples: series(100, 60, 1)}, 0.98); none.Verdict != v1alpha1.VerdictNoData {
+	if none, _ := Compare(lat, rollout.Measurement{StableSamples: series(100, 60, 1)}, 0.98); none.Verdict != v1alpha1.VerdictNoData {
 		t.Errorf("no canary samples: %s", none.Verdict)
 	}
 	if s := Score([]stats.MetricResult{c1}, 75, 50, nil); s.Verdict != v1alpha1.VerdictSuccessful || *s.Canary != 100 {
@@ -103,7 +104,7 @@ func TestCompareAndScore(t *testing.T) {
 	}
 	// Too little traffic to compare is no data, left to the score's
 	// noData policy, not a failure of the canary.
-	_, empty := Compare(lat, Measurement{StableSamples: series(100, 60, 1)}, 0.98)
+	_, empty := Compare(lat, rollout.Measurement{StableSamples: series(100, 60, 1)}, 0.98)
 	if s := Score([]stats.MetricResult{c1, empty}, 75, 50, nil); s.Verdict != v1alpha1.VerdictNoData {
 		t.Errorf("score with half the metrics without data: %s %s", s.Verdict, s.Message)
 	}
@@ -116,7 +117,7 @@ func TestCompareAndScore(t *testing.T) {
 func TestRateMonitorAlarmsOnAWorseCanaryOnly(t *testing.T) {
 	healthy := NewRateMonitor(0.01)
 	bad := NewRateMonitor(0.01)
-	var alarm *Alarm
+	var alarm *rollout.Alarm
 	var cn, ce, sn, se uint64
 	// 25 canary and 475 stable requests a second; stable fails 1%, the bad
 	// canary 6%: deterministic counts, rounded down.

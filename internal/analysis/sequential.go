@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/pipit-dev/pipit/internal/analysis/stats"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // ErrorRateAlarm names the alarm the sequential error-rate test raises.
@@ -29,7 +30,7 @@ func NewRateMonitor(alpha float64) *RateMonitor { return &RateMonitor{alpha: alp
 // Observe takes the cumulative counts of the canary version and of the
 // stable, and returns an alarm the first time the canary is found worse.
 // Counts that go down (the proxy restarted its counters) start a new test.
-func (m *RateMonitor) Observe(version string, canaryN, canaryErrors, stableN, stableErrors uint64) (*Alarm, error) {
+func (m *RateMonitor) Observe(version string, canaryN, canaryErrors, stableN, stableErrors uint64) (*rollout.Alarm, error) {
 	now := [4]uint64{canaryN, canaryErrors, stableN, stableErrors}
 	if m.test == nil || version != m.version || below(now, m.base) {
 		t, err := stats.NewRateTest(stats.RateConfig{Alpha: m.alpha})
@@ -47,7 +48,7 @@ func (m *RateMonitor) Observe(version string, canaryN, canaryErrors, stableN, st
 	}
 	m.alarmed = true
 	s := m.test.Status()
-	return &Alarm{Metric: ErrorRateAlarm, Reason: fmt.Sprintf(
+	return &rollout.Alarm{Metric: ErrorRateAlarm, Reason: fmt.Sprintf(
 		"canary error rate %s%% (%d of %d) is higher than stable's %s%% (%d of %d) at false-alarm probability %s",
 		num(100*s.CanaryRate), s.CanaryEvents, s.CanaryN, num(100*s.StableRate), s.StableEvents, s.StableN, num(m.alpha))}, nil
 }

@@ -3,13 +3,13 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func init() { register(newAbortCmd) }
 
 func newAbortCmd(*globals) *cobra.Command {
-	return newSimpleCommand(engine.CommandAbort,
+	return newSimpleCommand(rollout.CommandAbort,
 		"Take all traffic off the canary now",
 		`abort ends a rollout in flight: all traffic goes back to the stable version at
 once and the rollout ends Aborted. `+"`pipit retry`"+` starts the same canary again.

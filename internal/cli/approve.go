@@ -3,7 +3,7 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func init() {
@@ -12,7 +12,7 @@ func init() {
 }
 
 func newApproveCmd(*globals) *cobra.Command {
-	return newSimpleCommand(engine.CommandApprove,
+	return newSimpleCommand(rollout.CommandApprove,
 		"Approve the decision a rollout waits for, so it goes on",
 		`approve lets a rollout that waits for a person go on: an approval step, a manual
 stage or promotion, an indefinite pause, or a hybrid rollout's anomaly review. Who
@@ -23,7 +23,7 @@ It exits 1 if the rollout is not waiting for a decision.`,
 }
 
 func newRejectCmd(*globals) *cobra.Command {
-	return newSimpleCommand(engine.CommandReject,
+	return newSimpleCommand(rollout.CommandReject,
 		"Reject the decision a rollout waits for: roll the canary back",
 		`reject answers "no" to a rollout that waits for a person: all traffic goes back to
 the stable version at once and the rollout ends Aborted, with who rejected it and

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func TestDeploy(t *testing.T) {
@@ -26,7 +26,7 @@ func TestDeploy(t *testing.T) {
 		t.Fatalf("output %q, want %q", out, want)
 	}
 	got := f.submitted[0]
-	if got.Kind != engine.CommandDeploy || *got.Canary != (v1alpha1.VersionRef{Version: "v8", URL: "http://127.0.0.1:9009"}) ||
+	if got.Kind != rollout.CommandDeploy || *got.Canary != (v1alpha1.VersionRef{Version: "v8", URL: "http://127.0.0.1:9009"}) ||
 		got.Actor != "ci-pipeline" || got.Reason != "release 8" {
 		t.Fatalf("daemon got %+v", got)
 	}
@@ -106,15 +106,15 @@ func TestSteeringCommands(t *testing.T) {
 	dir := startDaemon(t, f)
 	steps := []struct {
 		args []string
-		kind engine.CommandKind
+		kind rollout.CommandKind
 		want string
 	}{
-		{[]string{"pause", "web", "--reason", "lunch"}, engine.CommandPause, "web: Paused, step 4/6 pause 10m0s, weight 25% (paused by ann)\n"},
-		{[]string{"resume", "web"}, engine.CommandResume, "web: Progressing, step 4/6 pause 10m0s, weight 25% (resumed)\n"},
-		{[]string{"promote", "web"}, engine.CommandPromote, "web: Progressing, step 5/6 setWeight 50%, weight 25% (resumed)\n"},
-		{[]string{"abort", "web"}, engine.CommandAbort, "web: Aborted, step 5/6 setWeight 50%, weight 0% (aborted by ann)\n"},
-		{[]string{"retry", "web"}, engine.CommandRetry, "web: Progressing, step 1/6 setWeight 5%, weight 0% (aborted by ann)\n"},
-		{[]string{"promote", "web", "--full"}, engine.CommandPromoteFull, "web: Promoting, step promotion, weight 0% (promoting)\n"},
+		{[]string{"pause", "web", "--reason", "lunch"}, rollout.CommandPause, "web: Paused, step 4/6 pause 10m0s, weight 25% (paused by ann)\n"},
+		{[]string{"resume", "web"}, rollout.CommandResume, "web: Progressing, step 4/6 pause 10m0s, weight 25% (resumed)\n"},
+		{[]string{"promote", "web"}, rollout.CommandPromote, "web: Progressing, step 5/6 setWeight 50%, weight 25% (resumed)\n"},
+		{[]string{"abort", "web"}, rollout.CommandAbort, "web: Aborted, step 5/6 setWeight 50%, weight 0% (aborted by ann)\n"},
+		{[]string{"retry", "web"}, rollout.CommandRetry, "web: Progressing, step 1/6 setWeight 5%, weight 0% (aborted by ann)\n"},
+		{[]string{"promote", "web", "--full"}, rollout.CommandPromoteFull, "web: Promoting, step promotion, weight 0% (promoting)\n"},
 	}
 	for i, s := range steps {
 		code, out, errOut := run(t, append(s.args, "--state-dir", dir)...)
@@ -192,7 +192,7 @@ func TestFlagsBeforeTheVerb(t *testing.T) {
 	if code, _, errOut := run(t, "--state-dir", dir, "pause", "web", "--reason", "dashboards"); code != ExitOK {
 		t.Fatalf("--state-dir before the verb: exit %d: %s", code, errOut)
 	}
-	if len(f.submitted) != 1 || f.submitted[0].Kind != engine.CommandPause {
+	if len(f.submitted) != 1 || f.submitted[0].Kind != rollout.CommandPause {
 		t.Fatalf("daemon got %+v, want one pause", f.submitted)
 	}
 	for _, tc := range []struct {

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -60,7 +60,7 @@ URL for a rollout of processes).`,
 			if err := proc.describe(cmd, &canary); err != nil {
 				return BadInput(err)
 			}
-			return flags.submit(cmd, args[0], engine.Command{Kind: engine.CommandDeploy, Canary: &canary})
+			return flags.submit(cmd, args[0], rollout.Command{Kind: rollout.CommandDeploy, Canary: &canary})
 		},
 	}
 	flags = addCommandFlags(cmd)

@@ -17,6 +17,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 const apiToken = "cli-test-token"
@@ -30,7 +31,7 @@ type fakeBackend struct {
 	views     map[string]controlapi.RolloutView
 	script    map[string][]controlapi.RolloutView
 	events    map[string][]v1alpha1.Event
-	submitted []engine.Command
+	submitted []rollout.Command
 	gets      int
 	rotations int
 }
@@ -78,7 +79,7 @@ func (f *fakeBackend) Events(_ context.Context, name string, limit int) ([]v1alp
 	return evs, nil
 }
 
-func (f *fakeBackend) Submit(_ context.Context, name string, cmd engine.Command) (controlapi.RolloutView, error) {
+func (f *fakeBackend) Submit(_ context.Context, name string, cmd rollout.Command) (controlapi.RolloutView, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	v, ok := f.views[name]
@@ -91,20 +92,20 @@ func (f *fakeBackend) Submit(_ context.Context, name string, cmd engine.Command)
 	f.submitted = append(f.submitted, cmd)
 	st := &v.Status
 	switch cmd.Kind {
-	case engine.CommandDeploy:
+	case rollout.CommandDeploy:
 		st.Phase, st.Canary, st.CurrentStep, st.CanaryWeight = v1alpha1.PhaseProgressing, cmd.Canary, 0, 0
 		st.Message = "waiting for canary " + cmd.Canary.Version + " to become healthy"
-	case engine.CommandPause:
+	case rollout.CommandPause:
 		st.Phase, st.Message = v1alpha1.PhasePaused, "paused by "+cmd.Actor
-	case engine.CommandResume:
+	case rollout.CommandResume:
 		st.Phase, st.Message = v1alpha1.PhaseProgressing, "resumed"
-	case engine.CommandPromote:
+	case rollout.CommandPromote:
 		st.CurrentStep++
-	case engine.CommandPromoteFull:
+	case rollout.CommandPromoteFull:
 		st.Phase, st.CurrentStep, st.Message = v1alpha1.PhasePromoting, int32(len(v.Steps)), "promoting"
-	case engine.CommandAbort:
+	case rollout.CommandAbort:
 		st.Phase, st.CanaryWeight, st.Message = v1alpha1.PhaseAborted, 0, "aborted by "+cmd.Actor
-	case engine.CommandRetry:
+	case rollout.CommandRetry:
 		st.Phase, st.CurrentStep = v1alpha1.PhaseProgressing, 0
 	}
 	f.views[name] = v

@@ -3,13 +3,13 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func init() { register(newPauseCmd) }
 
 func newPauseCmd(*globals) *cobra.Command {
-	return newSimpleCommand(engine.CommandPause,
+	return newSimpleCommand(rollout.CommandPause,
 		"Stop a rollout's clock, keeping the canary's share of traffic",
 		`pause stops a progressing rollout where it is: the canary keeps its share of
 traffic, but no step advances and no pause runs down until `+"`pipit resume`"+`.

@@ -3,7 +3,7 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func init() { register(newPromoteCmd) }
@@ -30,11 +30,11 @@ It exits 1 if no rollout is in flight.`,
   pipit promote web --full --reason "hotfix, verified in staging"`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			kind := engine.CommandPromote
+			kind := rollout.CommandPromote
 			if full {
-				kind = engine.CommandPromoteFull
+				kind = rollout.CommandPromoteFull
 			}
-			return flags.submit(cmd, args[0], engine.Command{Kind: kind})
+			return flags.submit(cmd, args[0], rollout.Command{Kind: kind})
 		},
 	}
 	flags = addCommandFlags(cmd)

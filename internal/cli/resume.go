@@ -3,13 +3,13 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func init() { register(newResumeCmd) }
 
 func newResumeCmd(*globals) *cobra.Command {
-	return newSimpleCommand(engine.CommandResume,
+	return newSimpleCommand(rollout.CommandResume,
 		"Restart the clock of a paused rollout",
 		`resume lets a paused rollout go on from where it stopped; a pause step keeps the
 soak time it had left when the rollout was paused.

@@ -3,13 +3,13 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func init() { register(newRetryCmd) }
 
 func newRetryCmd(*globals) *cobra.Command {
-	return newSimpleCommand(engine.CommandRetry,
+	return newSimpleCommand(rollout.CommandRetry,
 		"Roll the last canary out again after it was rolled back",
 		`retry starts the canary of a rollout that was rolled back, aborted or failed
 again, from the first step.

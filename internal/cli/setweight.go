@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func init() { register(newSetWeightCmd) }
@@ -39,7 +39,7 @@ if PERCENT is not a share of traffic.`,
 			if w < 0 || w >= v1alpha1.FullWeight {
 				return BadInputf("PERCENT: %s is not from 0 to below 100; to send all traffic to the canary, promote it (pipit promote %s --full)", w, args[0])
 			}
-			return flags.submit(cmd, args[0], engine.Command{Kind: engine.CommandSetWeight, Weight: &w})
+			return flags.submit(cmd, args[0], rollout.Command{Kind: rollout.CommandSetWeight, Weight: &w})
 		},
 	}
 	flags = addCommandFlags(cmd)

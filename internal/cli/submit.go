@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pipit-dev/pipit/internal/controlapi"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // commandFlags are the flags of every verb that sends a command.
@@ -24,7 +24,7 @@ func addCommandFlags(cmd *cobra.Command) *commandFlags {
 
 // submit sends c to the rollout on behalf of the user and prints where
 // the rollout stands after it. A refusal is a failed operation.
-func (f *commandFlags) submit(cmd *cobra.Command, name string, c engine.Command) error {
+func (f *commandFlags) submit(cmd *cobra.Command, name string, c rollout.Command) error {
 	b, err := f.backend.backend()
 	if err != nil {
 		return err
@@ -59,7 +59,7 @@ func outcomeLine(v controlapi.RolloutView) string {
 
 // newSimpleCommand builds a verb that sends a command of one kind, with
 // nothing to say but the rollout's name.
-func newSimpleCommand(kind engine.CommandKind, short, long, example string) *cobra.Command {
+func newSimpleCommand(kind rollout.CommandKind, short, long, example string) *cobra.Command {
 	var flags *commandFlags
 	cmd := &cobra.Command{
 		Use:     string(kind) + " NAME",
@@ -68,7 +68,7 @@ func newSimpleCommand(kind engine.CommandKind, short, long, example string) *cob
 		Example: example,
 		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return flags.submit(cmd, args[0], engine.Command{Kind: kind})
+			return flags.submit(cmd, args[0], rollout.Command{Kind: kind})
 		},
 	}
 	flags = addCommandFlags(cmd)

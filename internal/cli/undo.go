@@ -3,13 +3,13 @@ package cli
 import (
 	"github.com/spf13/cobra"
 
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func init() { register(newUndoCmd) }
 
 func newUndoCmd(*globals) *cobra.Command {
-	return newSimpleCommand(engine.CommandUndo,
+	return newSimpleCommand(rollout.CommandUndo,
 		"Switch back to the previous stable version at once, after a promotion",
 		`undo reverts the last promotion within the rollout's undo window (undoWindow,
 default 15m): all traffic goes back to the previous stable version in one switch,

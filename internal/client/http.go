@@ -20,7 +20,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // Limits of an HTTP client. A command waits until the engine has acted on
@@ -168,7 +168,7 @@ func (c *HTTP) Events(ctx context.Context, name string, limit int) ([]v1alpha1.E
 
 // Submit sends an operator command. It is never retried: the daemon may
 // have applied it even when the answer was lost.
-func (c *HTTP) Submit(ctx context.Context, name string, cmd engine.Command) (controlapi.RolloutView, error) {
+func (c *HTTP) Submit(ctx context.Context, name string, cmd rollout.Command) (controlapi.RolloutView, error) {
 	body, err := json.Marshal(controlapi.CommandRequest{Kind: cmd.Kind, Canary: cmd.Canary, Weight: cmd.Weight, Actor: cmd.Actor, Reason: cmd.Reason})
 	if err != nil {
 		return controlapi.RolloutView{}, err

@@ -17,6 +17,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 const testToken = "client-test-token"
@@ -26,7 +27,7 @@ const testToken = "client-test-token"
 type fakeBackend struct {
 	mu        sync.Mutex
 	views     map[string]controlapi.RolloutView
-	submitted []engine.Command
+	submitted []rollout.Command
 	rotations int
 }
 
@@ -70,7 +71,7 @@ func (f *fakeBackend) Events(_ context.Context, name string, limit int) ([]v1alp
 	return evs, nil
 }
 
-func (f *fakeBackend) Submit(_ context.Context, name string, cmd engine.Command) (controlapi.RolloutView, error) {
+func (f *fakeBackend) Submit(_ context.Context, name string, cmd rollout.Command) (controlapi.RolloutView, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	v, ok := f.views[name]
@@ -124,12 +125,12 @@ func TestRoundTrip(t *testing.T) {
 	}
 
 	canary := &v1alpha1.VersionRef{Version: "v2", URL: "http://127.0.0.1:9002"}
-	v, err = c.Submit(ctx, "api", engine.Command{Kind: engine.CommandDeploy, Canary: canary, Actor: "ann", Reason: "ship it"})
+	v, err = c.Submit(ctx, "api", rollout.Command{Kind: rollout.CommandDeploy, Canary: canary, Actor: "ann", Reason: "ship it"})
 	if err != nil || v.Status.Phase != v1alpha1.PhaseProgressing || *v.Status.Canary != *canary {
 		t.Fatalf("Submit = %+v, %v", v, err)
 	}
 	got := f.submitted[0]
-	if got.Kind != engine.CommandDeploy || *got.Canary != *canary || got.Actor != "ann" || got.Reason != "ship it" {
+	if got.Kind != rollout.CommandDeploy || *got.Canary != *canary || got.Actor != "ann" || got.Reason != "ship it" {
 		t.Fatalf("backend got %+v", got)
 	}
 }
@@ -155,12 +156,12 @@ func TestErrorMapping(t *testing.T) {
 	if !errors.Is(err, controlapi.ErrNotFound) {
 		t.Fatalf("events of a missing rollout: %v", err)
 	}
-	_, err = c.Submit(ctx, "api", engine.Command{Kind: engine.CommandPause})
+	_, err = c.Submit(ctx, "api", rollout.Command{Kind: rollout.CommandPause})
 	var refused *controlapi.RefusedError
 	if !errors.As(err, &refused) || refused.Reason != "cannot pause a rollout that is Idle" {
 		t.Fatalf("refused command: %v", err)
 	}
-	_, err = c.Submit(ctx, "api", engine.Command{Kind: "explode"})
+	_, err = c.Submit(ctx, "api", rollout.Command{Kind: "explode"})
 	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "unknown command kind") {
 		t.Fatalf("bad command: %v", err)
 	}
@@ -263,7 +264,7 @@ func TestGetGivesUpAfterThreeTries(t *testing.T) {
 func TestCommandsAreNotRetried(t *testing.T) {
 	f := newFake()
 	srv, l := startFlaky(t, f, 1)
-	_, err := NewHTTP(srv.URL, testToken).Submit(context.Background(), "web", engine.Command{Kind: engine.CommandPause})
+	_, err := NewHTTP(srv.URL, testToken).Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandPause})
 	if err == nil {
 		t.Fatal("command over a dropped connection succeeded")
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -166,12 +167,12 @@ func (k *Kube) Events(ctx context.Context, name string, limit int) ([]v1alpha1.E
 // controller's answer in status.commandResults. A command nobody answered
 // within the time allowed is taken back, so that it is never applied
 // later by surprise.
-func (k *Kube) Submit(ctx context.Context, name string, cmd engine.Command) (controlapi.RolloutView, error) {
+func (k *Kube) Submit(ctx context.Context, name string, cmd rollout.Command) (controlapi.RolloutView, error) {
 	r, err := k.get(ctx, name)
 	if err != nil {
 		return controlapi.RolloutView{}, err
 	}
-	if cmd.Kind == engine.CommandDeploy {
+	if cmd.Kind == rollout.CommandDeploy {
 		return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: deployRefusal(r)}
 	}
 	req := v1alpha1.CommandRequest{ID: rand.Text(), Kind: string(cmd.Kind), Weight: cmd.Weight, Actor: cmd.Actor, Reason: cmd.Reason}
@@ -197,7 +198,7 @@ func deployRefusal(r *v1alpha1.Rollout) string {
 // with the engine's own reason. The write carries the resourceVersion
 // read, so a race with the controller is a conflict, tried again on a
 // fresh read, never a lost command or a lost status.
-func (k *Kube) enqueue(ctx context.Context, r *v1alpha1.Rollout, cmd engine.Command, req v1alpha1.CommandRequest) error {
+func (k *Kube) enqueue(ctx context.Context, r *v1alpha1.Rollout, cmd rollout.Command, req v1alpha1.CommandRequest) error {
 	fresh := false
 	return retry.OnError(conflictBackoff, apierrors.IsConflict, func() error {
 		if fresh {
@@ -236,7 +237,7 @@ func (k *Kube) writeCommands(ctx context.Context, r *v1alpha1.Rollout, commands 
 
 // await polls the rollout until the controller answers command id, the
 // answer timeout passes or ctx ends.
-func (k *Kube) await(ctx context.Context, name string, kind engine.CommandKind, id string) (controlapi.RolloutView, error) {
+func (k *Kube) await(ctx context.Context, name string, kind rollout.CommandKind, id string) (controlapi.RolloutView, error) {
 	start := time.Now()
 	waitCtx, cancel := context.WithTimeout(ctx, answerTimeout)
 	defer cancel()
@@ -311,7 +312,7 @@ func result(r *v1alpha1.Rollout, res v1alpha1.CommandResult) (controlapi.Rollout
 
 // giveUp takes back command id after nobody answered it, unless the
 // controller took it meanwhile, and says why it gave up.
-func (k *Kube) giveUp(ctx context.Context, name string, kind engine.CommandKind, id string, waited time.Duration, lastErr error) (controlapi.RolloutView, error) {
+func (k *Kube) giveUp(ctx context.Context, name string, kind rollout.CommandKind, id string, waited time.Duration, lastErr error) (controlapi.RolloutView, error) {
 	why := fmt.Sprintf("the controller did not answer within %s: is pipit controller running?", seconds(waited))
 	if errors.Is(ctx.Err(), context.Canceled) {
 		why = fmt.Sprintf("stopped waiting for the controller's answer after %s", seconds(waited))

@@ -17,14 +17,14 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 const testNamespace = "team"
 
 // rollout is a Rollout of the Kubernetes runtime with two steps.
-func rollout(name string, phase v1alpha1.Phase) *v1alpha1.Rollout {
+func kubeRollout(name string, phase v1alpha1.Phase) *v1alpha1.Rollout {
 	w := v1alpha1.PercentOf(10)
 	return &v1alpha1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNamespace},
@@ -66,9 +66,9 @@ func getRollout(t *testing.T, c ctrlclient.Client, name string) *v1alpha1.Rollou
 }
 
 func TestKubeRolloutsSortedAndRendered(t *testing.T) {
-	broken := rollout("api", v1alpha1.PhaseProgressing)
+	broken := kubeRollout("api", v1alpha1.PhaseProgressing)
 	broken.Spec.Strategy.Steps = []v1alpha1.Step{{}} // no kind: the spec does not resolve
-	k, _ := fakeKube(t, nil, rollout("web", v1alpha1.PhasePaused), broken,
+	k, _ := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhasePaused), broken,
 		&v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere", Namespace: "other"}})
 
 	views, err := k.Rollouts(context.Background())
@@ -99,7 +99,7 @@ func TestKubeRolloutsEmptyNamespace(t *testing.T) {
 }
 
 func TestKubeRolloutNotFound(t *testing.T) {
-	k, _ := fakeKube(t, nil, rollout("web", v1alpha1.PhasePaused))
+	k, _ := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhasePaused))
 	for _, name := range []string{"nope", "", "Not/A Name"} {
 		_, err := k.Rollout(context.Background(), name)
 		if !errors.Is(err, controlapi.ErrNotFound) || !strings.Contains(err.Error(), "namespace "+testNamespace) {
@@ -112,7 +112,7 @@ func TestKubeRolloutNotFound(t *testing.T) {
 }
 
 func TestKubeEvents(t *testing.T) {
-	r := rollout("web", v1alpha1.PhaseProgressing)
+	r := kubeRollout("web", v1alpha1.PhaseProgressing)
 	for _, reason := range []string{"Started", "WeightChanged", "Paused"} {
 		r.Status.History = append(r.Status.History, v1alpha1.Event{Reason: reason, Type: v1alpha1.EventNormal})
 	}
@@ -139,20 +139,20 @@ func TestKubeEvents(t *testing.T) {
 }
 
 func TestKubeSubmitRefusals(t *testing.T) {
-	full := rollout("full", v1alpha1.PhaseProgressing)
+	full := kubeRollout("full", v1alpha1.PhaseProgressing)
 	for range maxWaitingCommands {
 		full.Status.Commands = append(full.Status.Commands, v1alpha1.CommandRequest{ID: "x", Kind: "pause"})
 	}
-	k, c := fakeKube(t, nil, rollout("web", v1alpha1.PhaseProgressing), full)
+	k, c := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing), full)
 	for _, tc := range []struct {
 		name string
-		cmd  engine.Command
+		cmd  rollout.Command
 		want string
 	}{
-		{"web", engine.Command{Kind: engine.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: "v3"}}, "kubectl set image deployment/web"},
-		{"web", engine.Command{Kind: engine.CommandResume}, "cannot resume a rollout that is Progressing"},
-		{"web", engine.Command{Kind: engine.CommandApprove}, "cannot approve a rollout that is Progressing"},
-		{"full", engine.Command{Kind: engine.CommandPause}, "100 commands already wait for the controller"},
+		{"web", rollout.Command{Kind: rollout.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: "v3"}}, "kubectl set image deployment/web"},
+		{"web", rollout.Command{Kind: rollout.CommandResume}, "cannot resume a rollout that is Progressing"},
+		{"web", rollout.Command{Kind: rollout.CommandApprove}, "cannot approve a rollout that is Progressing"},
+		{"full", rollout.Command{Kind: rollout.CommandPause}, "100 commands already wait for the controller"},
 	} {
 		start := time.Now()
 		_, err := k.Submit(context.Background(), tc.name, tc.cmd)
@@ -167,16 +167,16 @@ func TestKubeSubmitRefusals(t *testing.T) {
 	if n := len(getRollout(t, c, "web").Status.Commands); n != 0 {
 		t.Errorf("a refused command was queued: %d commands", n)
 	}
-	if _, err := k.Submit(context.Background(), "nope", engine.Command{Kind: engine.CommandPause}); !errors.Is(err, controlapi.ErrNotFound) {
+	if _, err := k.Submit(context.Background(), "nope", rollout.Command{Kind: rollout.CommandPause}); !errors.Is(err, controlapi.ErrNotFound) {
 		t.Errorf("Submit to a missing rollout: %v, want ErrNotFound", err)
 	}
 }
 
 func TestKubeSubmitAnswered(t *testing.T) {
-	k, c := fakeKube(t, nil, rollout("web", v1alpha1.PhaseProgressing))
+	k, c := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing))
 	ctl := &kubefixture.FakeController{Client: c, Key: ctrlclient.ObjectKey{Namespace: testNamespace, Name: "web"},
 		Decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
-			if req.Kind == string(engine.CommandPause) {
+			if req.Kind == string(rollout.CommandPause) {
 				st.Phase, st.Message = v1alpha1.PhasePaused, "paused by "+req.Actor
 				return ""
 			}
@@ -184,7 +184,7 @@ func TestKubeSubmitAnswered(t *testing.T) {
 		}}
 	ctl.Run(t)
 
-	v, err := k.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandPause, Actor: "ana", Reason: "db migration"})
+	v, err := k.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandPause, Actor: "ana", Reason: "db migration"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestKubeSubmitAnswered(t *testing.T) {
 	// The controller refuses the next one, answering in a later write: its
 	// reason comes back.
 	ctl.SetAnswerDelay(3 * answerPoll)
-	_, err = k.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandAbort})
+	_, err = k.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandAbort})
 	var refused *controlapi.RefusedError
 	if !errors.As(err, &refused) || refused.Reason != "the engine says no" {
 		t.Errorf("abort refused by the controller: %v, want its reason", err)
@@ -210,12 +210,12 @@ func TestKubeSubmitAnswered(t *testing.T) {
 }
 
 func TestKubeSubmitAnswerDropped(t *testing.T) {
-	k, c := fakeKube(t, nil, rollout("web", v1alpha1.PhaseProgressing))
+	k, c := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing))
 	ctl := &kubefixture.FakeController{Client: c, Key: ctrlclient.ObjectKey{Namespace: testNamespace, Name: "web"}, DropResults: true,
 		Decide: func(*v1alpha1.RolloutStatus, v1alpha1.CommandRequest) string { return "" }}
 	ctl.Run(t)
 	start := time.Now()
-	_, err := k.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandPause})
+	_, err := k.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandPause})
 	if err == nil || !strings.Contains(err.Error(), "did not appear in status.commandResults") {
 		t.Errorf("error %v, want one saying the answer is missing", err)
 	}
@@ -248,10 +248,10 @@ func TestKubeSubmitRetriesOnConflict(t *testing.T) {
 			return err
 		},
 	}
-	k, c := fakeKube(t, funcs, rollout("web", v1alpha1.PhaseProgressing))
+	k, c := fakeKube(t, funcs, kubeRollout("web", v1alpha1.PhaseProgressing))
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	_, err := k.Submit(ctx, "web", engine.Command{Kind: engine.CommandPause})
+	_, err := k.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandPause})
 	if err == nil || !strings.Contains(err.Error(), "did not answer") {
 		t.Fatalf("error %v, want the controller's silence", err)
 	}
@@ -269,7 +269,7 @@ func TestKubeSubmitRetriesOnConflict(t *testing.T) {
 
 func TestKubeSubmitNoController(t *testing.T) {
 	queued := v1alpha1.CommandRequest{ID: "someone-else", Kind: "promote"}
-	r := rollout("web", v1alpha1.PhaseProgressing)
+	r := kubeRollout("web", v1alpha1.PhaseProgressing)
 	r.Status.Commands = []v1alpha1.CommandRequest{queued}
 	var patches int
 	funcs := &interceptor.Funcs{
@@ -288,7 +288,7 @@ func TestKubeSubmitNoController(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := k.Submit(ctx, "web", engine.Command{Kind: engine.CommandAbort})
+	_, err := k.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandAbort})
 	if err == nil || !strings.Contains(err.Error(), "the controller did not answer within") ||
 		!strings.Contains(err.Error(), "is pipit controller running?") || !strings.Contains(err.Error(), "abort command was taken back") {
 		t.Fatalf("error %v, want the controller's silence explained", err)
@@ -380,7 +380,7 @@ func TestKubeUnreachable(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cannot reach the Kubernetes API server at "+server) {
 		t.Errorf("error %v, want one saying the API server is out of reach", err)
 	}
-	_, err = k.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandPause})
+	_, err = k.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandPause})
 	if err == nil || !strings.Contains(err.Error(), "cannot reach") || errors.Is(err, controlapi.ErrNotFound) {
 		t.Errorf("Submit error %v, want one saying the API server is out of reach", err)
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // MaxCommandBody bounds the body of a command request; a real one is a few
@@ -35,30 +35,30 @@ type EventList struct {
 // Command turns the request into an engine command, refusing what no
 // rollout could accept: an unknown kind, a deploy without a version, a
 // canary or a weight given to a command that takes none.
-func (r CommandRequest) Command() (engine.Command, error) {
+func (r CommandRequest) Command() (rollout.Command, error) {
 	switch r.Kind {
-	case engine.CommandDeploy:
+	case rollout.CommandDeploy:
 		if r.Canary == nil || r.Canary.Version == "" {
-			return engine.Command{}, errors.New("deploy needs canary.version")
+			return rollout.Command{}, errors.New("deploy needs canary.version")
 		}
-	case engine.CommandSetWeight:
+	case rollout.CommandSetWeight:
 		if r.Weight == nil {
-			return engine.Command{}, errors.New("set-weight needs weight")
+			return rollout.Command{}, errors.New("set-weight needs weight")
 		}
-	case engine.CommandPause, engine.CommandResume, engine.CommandPromote, engine.CommandPromoteFull,
-		engine.CommandAbort, engine.CommandRetry, engine.CommandApprove, engine.CommandReject, engine.CommandUndo:
+	case rollout.CommandPause, rollout.CommandResume, rollout.CommandPromote, rollout.CommandPromoteFull,
+		rollout.CommandAbort, rollout.CommandRetry, rollout.CommandApprove, rollout.CommandReject, rollout.CommandUndo:
 	case "":
-		return engine.Command{}, errors.New("kind is required")
+		return rollout.Command{}, errors.New("kind is required")
 	default:
-		return engine.Command{}, fmt.Errorf("unknown command kind %q", r.Kind)
+		return rollout.Command{}, fmt.Errorf("unknown command kind %q", r.Kind)
 	}
-	if r.Canary != nil && r.Kind != engine.CommandDeploy {
-		return engine.Command{}, fmt.Errorf("canary is only accepted by deploy, not %s", r.Kind)
+	if r.Canary != nil && r.Kind != rollout.CommandDeploy {
+		return rollout.Command{}, fmt.Errorf("canary is only accepted by deploy, not %s", r.Kind)
 	}
-	if r.Weight != nil && r.Kind != engine.CommandSetWeight {
-		return engine.Command{}, fmt.Errorf("weight is only accepted by set-weight, not %s", r.Kind)
+	if r.Weight != nil && r.Kind != rollout.CommandSetWeight {
+		return rollout.Command{}, fmt.Errorf("weight is only accepted by set-weight, not %s", r.Kind)
 	}
-	return engine.Command{Kind: r.Kind, Canary: r.Canary, Weight: r.Weight, Actor: r.Actor, Reason: r.Reason}, nil
+	return rollout.Command{Kind: r.Kind, Canary: r.Canary, Weight: r.Weight, Actor: r.Actor, Reason: r.Reason}, nil
 }
 
 // NewHandler serves the control API over b. Every /v1 route needs the

@@ -17,6 +17,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 const testToken = "s3cret-token-value"
@@ -27,7 +28,7 @@ type fakeBackend struct {
 	mu        sync.Mutex
 	views     map[string]RolloutView
 	events    map[string][]v1alpha1.Event
-	submitted []engine.Command
+	submitted []rollout.Command
 	gotLimit  int
 	rotations int
 	// rotateErr, when set, is what RotateCookieKeys fails with.
@@ -84,7 +85,7 @@ func (f *fakeBackend) Events(_ context.Context, name string, limit int) ([]v1alp
 	return evs, nil
 }
 
-func (f *fakeBackend) Submit(_ context.Context, name string, cmd engine.Command) (RolloutView, error) {
+func (f *fakeBackend) Submit(_ context.Context, name string, cmd rollout.Command) (RolloutView, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if name == "broken" {
@@ -98,7 +99,7 @@ func (f *fakeBackend) Submit(_ context.Context, name string, cmd engine.Command)
 		return RolloutView{}, &RefusedError{Reason: err.Error()}
 	}
 	f.submitted = append(f.submitted, cmd)
-	if cmd.Kind == engine.CommandPause {
+	if cmd.Kind == rollout.CommandPause {
 		v.Status.Phase = v1alpha1.PhasePaused
 	}
 	f.views[name] = v
@@ -415,7 +416,7 @@ func TestCommands(t *testing.T) {
 			if err := json.Unmarshal(body, &v); err != nil || v.Status.Phase != v1alpha1.PhasePaused {
 				t.Fatalf("answer %s (%v), want the paused rollout", body, err)
 			}
-			want := engine.Command{Kind: engine.CommandPause, Actor: "ann", Reason: "lunch"}
+			want := rollout.Command{Kind: rollout.CommandPause, Actor: "ann", Reason: "lunch"}
 			if len(f.submitted) != 1 || f.submitted[0].Kind != want.Kind || f.submitted[0].Actor != want.Actor || f.submitted[0].Reason != want.Reason {
 				t.Fatalf("backend got %+v, want %+v", f.submitted, want)
 			}
@@ -443,7 +444,7 @@ func TestSetWeightPassesTheWeight(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("status %d: %s", code, body)
 	}
-	if len(f.submitted) != 1 || f.submitted[0].Kind != engine.CommandSetWeight || f.submitted[0].Weight == nil ||
+	if len(f.submitted) != 1 || f.submitted[0].Kind != rollout.CommandSetWeight || f.submitted[0].Weight == nil ||
 		*f.submitted[0].Weight != v1alpha1.PercentOf(12.5) {
 		t.Fatalf("backend got %+v", f.submitted)
 	}

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // Backend is what the CLI verbs steer. The daemon implements it in process;
@@ -30,7 +30,7 @@ type Backend interface {
 	// Submit applies an operator command and returns the rollout once the
 	// engine has acted on it. A command the rollout's state does not allow
 	// returns a *RefusedError.
-	Submit(ctx context.Context, name string, cmd engine.Command) (RolloutView, error)
+	Submit(ctx context.Context, name string, cmd rollout.Command) (RolloutView, error)
 }
 
 // KeyRotator is a Backend whose proxies sign sticky-session cookies: the
@@ -115,7 +115,7 @@ type VersionMetrics struct {
 
 // CommandRequest is the body of POST /v1/rollouts/{name}/commands.
 type CommandRequest struct {
-	Kind   engine.CommandKind   `json:"kind"`
+	Kind   rollout.CommandKind  `json:"kind"`
 	Canary *v1alpha1.VersionRef `json:"canary,omitempty"`
 	// Weight is the canary's share of traffic for set-weight, such as
 	// 12.5 for 12.5%.

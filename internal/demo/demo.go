@@ -17,8 +17,8 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
-	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/loadgen"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/runtime/standalone"
 	"github.com/pipit-dev/pipit/internal/sampleapp"
 )
@@ -144,7 +144,7 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 	}()
 
 	start := time.Now()
-	if _, err := d.Submit(ctx, "demo", engine.Command{Kind: engine.CommandDeploy, Actor: "demo",
+	if _, err := d.Submit(ctx, "demo", rollout.Command{Kind: rollout.CommandDeploy, Actor: "demo",
 		Canary: &v1alpha1.VersionRef{Version: "v2", URL: "http://" + canaryAddr}}); err != nil {
 		return Outcome{}, fmt.Errorf("starting the rollout: %w", err)
 	}
@@ -184,7 +184,7 @@ func follow(ctx context.Context, b controlapi.Backend, out io.Writer, start time
 			return controlapi.RolloutView{}, err
 		}
 		for _, e := range events[printed:] {
-			if e.Reason == "Registered" {
+			if e.Reason == "Installed" {
 				continue
 			}
 			mark := " "

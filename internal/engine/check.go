@@ -7,6 +7,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis"
 	"github.com/pipit-dev/pipit/internal/analysis/stats"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -47,7 +48,7 @@ type checkTally struct {
 
 // evaluate judges every metric, and scores the compared ones together.
 func (m *machine) evaluate() ([]spec.PlanMetric, []v1alpha1.MetricResult) {
-	byName := make(map[string]analysis.Measurement, len(m.in.Measurements))
+	byName := make(map[string]rollout.Measurement, len(m.in.Measurements))
 	for _, meas := range m.in.Measurements {
 		byName[meas.Metric] = meas
 	}
@@ -58,7 +59,7 @@ func (m *machine) evaluate() ([]spec.PlanMetric, []v1alpha1.MetricResult) {
 	for _, pm := range ap.Metrics {
 		meas, ok := byName[pm.Name]
 		if !ok {
-			meas = analysis.Measurement{Metric: pm.Name}
+			meas = rollout.Measurement{Metric: pm.Name}
 		}
 		if pm.Compare != nil {
 			confidence := ap.Judge.Confidence
@@ -180,12 +181,12 @@ func (m *machine) conclude(c checkTally, results []v1alpha1.MetricResult) bool {
 		a.PassedChecks++
 		a.StepPassedChecks++
 		a.WeightPassedChecks++
-		m.event(v1alpha1.EventNormal, "CheckPassed", Command{}, "Metrics healthy at %s: %s", m.st.CanaryWeight, summary(results))
+		m.event(v1alpha1.EventNormal, "CheckPassed", rollout.Command{}, "Metrics healthy at %s: %s", m.st.CanaryWeight, summary(results))
 	case c.anyFail:
 		a.FailedChecks++
-		m.event(v1alpha1.EventWarning, "CheckFailed", Command{}, "Check failed at %s: %s", m.st.CanaryWeight, summary(results))
+		m.event(v1alpha1.EventWarning, "CheckFailed", rollout.Command{}, "Check failed at %s: %s", m.st.CanaryWeight, summary(results))
 	default:
-		m.event(v1alpha1.EventNormal, "CheckInconclusive", Command{}, "Check inconclusive at %s: %s", m.st.CanaryWeight, summary(results))
+		m.event(v1alpha1.EventNormal, "CheckInconclusive", rollout.Command{}, "Check inconclusive at %s: %s", m.st.CanaryWeight, summary(results))
 	}
 	switch {
 	case c.fail != "":

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -31,9 +32,9 @@ func metricsPlan(t *testing.T, decision v1alpha1.DecisionMode, metrics ...v1alph
 func int32p(v int32) *int32 { return &v }
 
 // constant measures every metric with the same value each check.
-func constant(values map[string]analysis.Measurement) func(*sim) []analysis.Measurement {
-	return func(*sim) []analysis.Measurement {
-		var out []analysis.Measurement
+func constant(values map[string]rollout.Measurement) func(*sim) []rollout.Measurement {
+	return func(*sim) []rollout.Measurement {
+		var out []rollout.Measurement
 		for name, m := range values {
 			m.Metric = name
 			out = append(out, m)
@@ -43,7 +44,7 @@ func constant(values map[string]analysis.Measurement) func(*sim) []analysis.Meas
 }
 
 func TestNoDataPolicies(t *testing.T) {
-	noData := map[string]analysis.Measurement{"rate": {}, "count": {Canary: val(5)}}
+	noData := map[string]rollout.Measurement{"rate": {}, "count": {Canary: val(5)}}
 	cases := []struct {
 		name   string
 		policy v1alpha1.NoDataPolicy
@@ -75,7 +76,7 @@ func TestNoDataPolicies(t *testing.T) {
 
 func TestMissingDataNeverPromotes(t *testing.T) {
 	s := newSim(t, metricsPlan(t, v1alpha1.DecisionAutomatic, v1alpha1.MetricSpec{Name: "rate", NoData: v1alpha1.NoDataIgnore}))
-	s.measure = constant(map[string]analysis.Measurement{"rate": {}})
+	s.measure = constant(map[string]rollout.Measurement{"rate": {}})
 	s.deploy("v2")
 	s.advance(2 * time.Hour)
 	if s.st.Phase != v1alpha1.PhaseProgressing || s.st.Analysis.PassedChecks != 0 {
@@ -87,7 +88,7 @@ func TestDryRunMetricsNeverDecide(t *testing.T) {
 	s := newSim(t, metricsPlan(t, v1alpha1.DecisionAutomatic,
 		v1alpha1.MetricSpec{Name: "experimental", DryRun: true, ThresholdRange: &v1alpha1.ThresholdRange{Max: val(1)}},
 		v1alpha1.MetricSpec{Name: "rate", ThresholdRange: &v1alpha1.ThresholdRange{Max: val(1)}}))
-	s.measure = constant(map[string]analysis.Measurement{"experimental": {Canary: val(50)}, "rate": {Canary: val(0.5)}})
+	s.measure = constant(map[string]rollout.Measurement{"experimental": {Canary: val(50)}, "rate": {Canary: val(0.5)}})
 	s.deploy("v2")
 	s.runUntil(v1alpha1.PhaseSucceeded, 10*time.Minute)
 	if !strings.Contains(s.history(), "experimental 50 > max 1 [dry run]") {
@@ -105,7 +106,7 @@ func TestThresholdMetricListedBeforeACompareOneStillDecides(t *testing.T) {
 	for i := range same {
 		same[i] = 100 + float64(i%7)
 	}
-	s.measure = constant(map[string]analysis.Measurement{
+	s.measure = constant(map[string]rollout.Measurement{
 		"rate":    {Canary: val(50)},
 		"latency": {CanarySamples: same, StableSamples: same},
 	})
@@ -149,7 +150,7 @@ func TestComparedBuiltinMetricSpendsItsConfidenceOverTheChecks(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := newSim(t, p)
-			s.measure = constant(map[string]analysis.Measurement{"latency-p50": {CanarySamples: canary, StableSamples: stable}})
+			s.measure = constant(map[string]rollout.Measurement{"latency-p50": {CanarySamples: canary, StableSamples: stable}})
 			s.deploy("v2")
 			s.runUntil(tc.want, 20*time.Minute)
 			if got := s.st.Analysis.FailedChecks; got != tc.failed {
@@ -165,12 +166,12 @@ func TestConsecutiveErrorLimit(t *testing.T) {
 		v1alpha1.MetricSpec{Name: "rate", ThresholdRange: &v1alpha1.ThresholdRange{Max: val(1)}}))
 	// One error in every two measurements: never four in a row, so the
 	// rollout goes on (slowly) and is promoted.
-	s.measure = func(*sim) []analysis.Measurement {
+	s.measure = func(*sim) []rollout.Measurement {
 		flaky++
 		if flaky%2 == 0 {
-			return []analysis.Measurement{{Metric: "rate", Err: errors.New("query timeout")}}
+			return []rollout.Measurement{{Metric: "rate", Err: errors.New("query timeout")}}
 		}
-		return []analysis.Measurement{{Metric: "rate", Canary: val(0.1)}}
+		return []rollout.Measurement{{Metric: "rate", Canary: val(0.1)}}
 	}
 	s.deploy("v2")
 	s.runUntil(v1alpha1.PhaseSucceeded, 20*time.Minute)
@@ -178,7 +179,7 @@ func TestConsecutiveErrorLimit(t *testing.T) {
 	// Always failing to measure: the fifth error in a row fails the analysis.
 	s = newSim(t, metricsPlan(t, v1alpha1.DecisionAutomatic,
 		v1alpha1.MetricSpec{Name: "rate", ThresholdRange: &v1alpha1.ThresholdRange{Max: val(1)}}))
-	s.measure = constant(map[string]analysis.Measurement{"rate": {Err: errors.New("connection refused")}})
+	s.measure = constant(map[string]rollout.Measurement{"rate": {Err: errors.New("connection refused")}})
 	s.deploy("v2")
 	took := s.runUntil(v1alpha1.PhaseRolledBack, 20*time.Minute)
 	if !strings.Contains(s.st.Rollback.Reason, "5 errors in a row, consecutiveErrorLimit 4") || took < 5*time.Minute {
@@ -189,7 +190,7 @@ func TestConsecutiveErrorLimit(t *testing.T) {
 func TestInconclusiveLimitWaitsForAPerson(t *testing.T) {
 	s := newSim(t, metricsPlan(t, v1alpha1.DecisionAutomatic, v1alpha1.MetricSpec{Name: "rate",
 		SuccessCondition: "result < 1", FailureCondition: "result > 2", InconclusiveLimit: int32p(2)}))
-	s.measure = constant(map[string]analysis.Measurement{"rate": {Canary: val(1.5)}})
+	s.measure = constant(map[string]rollout.Measurement{"rate": {Canary: val(1.5)}})
 	s.deploy("v2")
 	s.runUntil(v1alpha1.PhaseAwaitingDecision, 10*time.Minute)
 	if s.st.Gate.Kind != v1alpha1.GateAnomaly || !strings.Contains(s.st.Gate.Reason, "inconclusiveLimit 2") {
@@ -201,8 +202,8 @@ func TestAlarmRollsBackBetweenChecks(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 5))
 	s.deploy("v2")
 	s.advance(20 * time.Second) // first check is a minute away
-	in := Input{Now: s.now, Observed: Observed{CanaryVersion: "v2", CanaryHealth: HealthUp, StableVersion: "v1", Weight: s.weight},
-		Alarms: []analysis.Alarm{{Metric: analysis.ErrorRateAlarm, Reason: "canary error rate 6% is higher"}}}
+	in := Input{Now: s.now, Observed: rollout.Observed{CanaryVersion: "v2", CanaryHealth: rollout.HealthUp, StableVersion: "v1", Weight: s.weight},
+		Alarms: []rollout.Alarm{{Metric: analysis.ErrorRateAlarm, Reason: "canary error rate 6% is higher"}}}
 	r := Step(s.plan, s.st, in)
 	if r.Status.Phase != v1alpha1.PhaseRollingBack || r.Status.Rollback.Metric != analysis.ErrorRateAlarm {
 		t.Fatalf("phase %s rollback %+v", r.Status.Phase, r.Status.Rollback)
@@ -227,12 +228,12 @@ func TestCanaryScoreDecidesComparedMetrics(t *testing.T) {
 	}
 	compared := v1alpha1.MetricSpec{Name: "latency", Compare: &v1alpha1.CompareSpec{Direction: "increase"}}
 	s := newSim(t, metricsPlan(t, v1alpha1.DecisionAutomatic, compared))
-	s.measure = constant(map[string]analysis.Measurement{"latency": {CanarySamples: lat(100), StableSamples: lat(100)}})
+	s.measure = constant(map[string]rollout.Measurement{"latency": {CanarySamples: lat(100), StableSamples: lat(100)}})
 	s.deploy("v2")
 	s.runUntil(v1alpha1.PhaseSucceeded, 10*time.Minute)
 
 	s = newSim(t, metricsPlan(t, v1alpha1.DecisionAutomatic, compared))
-	s.measure = constant(map[string]analysis.Measurement{"latency": {CanarySamples: lat(180), StableSamples: lat(100)}})
+	s.measure = constant(map[string]rollout.Measurement{"latency": {CanarySamples: lat(180), StableSamples: lat(100)}})
 	s.deploy("v2")
 	s.runUntil(v1alpha1.PhaseRolledBack, 10*time.Minute)
 	if s.st.Rollback.Metric != analysis.ScoreMetric || !strings.Contains(s.st.Rollback.Reason, "canary-score 0") {
@@ -246,9 +247,9 @@ func TestNoPromotionWithoutAPassingCheckAtTheLastWeight(t *testing.T) {
 	s := newSim(t, p)
 	// Data only while the canary is at 5% or 25%: at 50% every check has
 	// no data, so the pauses end but the rollout must not be promoted.
-	s.measure = func(s *sim) []analysis.Measurement {
+	s.measure = func(s *sim) []rollout.Measurement {
 		if s.weight >= v1alpha1.PercentOf(50) {
-			return []analysis.Measurement{{Metric: "request-success-rate"}}
+			return []rollout.Measurement{{Metric: "request-success-rate"}}
 		}
 		return successRate(99.9)
 	}

@@ -7,64 +7,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
-
-// CommandKind names an operator command.
-type CommandKind string
-
-const (
-	// CommandDeploy starts rolling out Canary; mid-rollout it replaces the
-	// canary and restarts the analysis from the first step.
-	CommandDeploy CommandKind = "deploy"
-	// CommandPause stops the clock of a progressing rollout.
-	CommandPause CommandKind = "pause"
-	// CommandResume restarts the clock, keeping the remaining soak time.
-	CommandResume CommandKind = "resume"
-	// CommandPromote goes past the current step or the awaited decision.
-	CommandPromote CommandKind = "promote"
-	// CommandPromoteFull skips every remaining step and promotes.
-	CommandPromoteFull CommandKind = "promote-full"
-	// CommandAbort takes all traffic off the canary now.
-	CommandAbort CommandKind = "abort"
-	// CommandRetry starts the same canary again after a rollback.
-	CommandRetry CommandKind = "retry"
-	// CommandApprove goes past the decision awaited (an approval step, a
-	// manual stage, a hybrid anomaly), as promote does, but only then.
-	CommandApprove CommandKind = "approve"
-	// CommandReject rolls back instead of going past the decision awaited.
-	CommandReject CommandKind = "reject"
-	// CommandUndo switches back to the stable version before the last
-	// promotion, at once, within the rollout's undo window.
-	CommandUndo CommandKind = "undo"
-	// CommandSetWeight sends Weight of the traffic to the canary now, in
-	// place of the current step's weight, until a later step sets its own.
-	CommandSetWeight CommandKind = "set-weight"
-)
-
-// Command is an operator's request.
-type Command struct {
-	Kind CommandKind
-	// Canary is the version to roll out (CommandDeploy only).
-	Canary *v1alpha1.VersionRef
-	// Weight is the canary's share of traffic (CommandSetWeight only).
-	Weight *v1alpha1.Percent
-	// Actor is who asked, for the history.
-	Actor string
-	// Reason is the operator's own words, for the history.
-	Reason string
-}
 
 // Allowed reports whether cmd can be applied to a rollout in status st, and
 // why not. The control API calls it to refuse a command up front with a
 // clear message; Step applies the same rule.
-func Allowed(st v1alpha1.RolloutStatus, cmd Command) error {
+func Allowed(st v1alpha1.RolloutStatus, cmd rollout.Command) error {
 	p := st.Phase
 	if p == "" {
 		p = v1alpha1.PhaseIdle
 	}
 	active := !p.Terminal() && p != v1alpha1.PhaseIdle
 	switch cmd.Kind {
-	case CommandDeploy:
+	case rollout.CommandDeploy:
 		if cmd.Canary == nil || cmd.Canary.Version == "" {
 			return fmt.Errorf("deploy needs a canary version")
 		}
@@ -80,22 +36,22 @@ func Allowed(st v1alpha1.RolloutStatus, cmd Command) error {
 			return fmt.Errorf("the rollout is %s; deploy again when it has finished", p)
 		}
 		return nil
-	case CommandPause:
+	case rollout.CommandPause:
 		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing)
-	case CommandResume:
+	case rollout.CommandResume:
 		return phaseIn(p, cmd.Kind, v1alpha1.PhasePaused)
-	case CommandPromote:
+	case rollout.CommandPromote:
 		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision)
-	case CommandPromoteFull, CommandAbort:
+	case rollout.CommandPromoteFull, rollout.CommandAbort:
 		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision)
-	case CommandApprove, CommandReject:
+	case rollout.CommandApprove, rollout.CommandReject:
 		return phaseIn(p, cmd.Kind, v1alpha1.PhaseAwaitingDecision)
-	case CommandSetWeight:
+	case rollout.CommandSetWeight:
 		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision); err != nil {
 			return err
 		}
 		return checkManualWeight(cmd.Weight)
-	case CommandUndo:
+	case rollout.CommandUndo:
 		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseSucceeded); err != nil {
 			return err
 		}
@@ -103,7 +59,7 @@ func Allowed(st v1alpha1.RolloutStatus, cmd Command) error {
 			return fmt.Errorf("nothing to undo: the undo window of the last promotion has closed")
 		}
 		return nil
-	case CommandRetry:
+	case rollout.CommandRetry:
 		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted, v1alpha1.PhaseFailed); err != nil {
 			return err
 		}
@@ -127,7 +83,7 @@ func checkManualWeight(w *v1alpha1.Percent) error {
 	return nil
 }
 
-func phaseIn(p v1alpha1.Phase, kind CommandKind, allowed ...v1alpha1.Phase) error {
+func phaseIn(p v1alpha1.Phase, kind rollout.CommandKind, allowed ...v1alpha1.Phase) error {
 	for _, a := range allowed {
 		if p == a {
 			return nil
@@ -137,51 +93,69 @@ func phaseIn(p v1alpha1.Phase, kind CommandKind, allowed ...v1alpha1.Phase) erro
 }
 
 // command applies one operator command, or returns why it cannot.
-func (m *machine) command(c Command) error {
+func (m *machine) command(c rollout.Command) error {
 	if err := Allowed(m.st, c); err != nil {
 		return err
 	}
 	switch c.Kind {
-	case CommandDeploy:
+	case rollout.CommandDeploy:
+		if m.st.Stable == nil {
+			m.install(c)
+			return nil
+		}
 		m.deploy(c)
-	case CommandPause:
+	case rollout.CommandPause:
 		m.st.PausedAt = micro(m.now)
 		m.setPhase(v1alpha1.PhasePaused, "paused by "+actorOf(c))
 		m.event(v1alpha1.EventNormal, "Paused", c, "Paused by %s%s", actorOf(c), because(c))
-	case CommandResume:
+	case rollout.CommandResume:
 		m.resume()
 		m.event(v1alpha1.EventNormal, "Resumed", c, "Resumed by %s%s", actorOf(c), because(c))
-	case CommandPromote, CommandApprove:
+	case rollout.CommandPromote, rollout.CommandApprove:
 		m.promoteOne(c)
-	case CommandReject:
+	case rollout.CommandReject:
 		m.rollBack(v1alpha1.PhaseAborted, "rejected by "+actorOf(c)+because(c), "")
-	case CommandUndo:
+	case rollout.CommandUndo:
 		return m.undo(c)
-	case CommandSetWeight:
+	case rollout.CommandSetWeight:
 		// Traffic goes only to a canary that is up, as with a setWeight
 		// step; the runtime sees the refusal at once.
-		if *c.Weight > 0 && m.st.CanaryWeight == 0 && m.canaryHealth() != HealthUp {
+		if *c.Weight > 0 && m.st.CanaryWeight == 0 && m.canaryHealth() != rollout.HealthUp {
 			return fmt.Errorf("canary %s is not healthy yet; set its weight once it is", m.st.Canary.Version)
 		}
 		m.event(v1alpha1.EventNormal, "WeightSet", c, "Weight set to %s by %s%s; the plan's next setWeight step sets its own",
 			c.Weight, actorOf(c), because(c))
 		m.setWeight(*c.Weight)
-	case CommandPromoteFull:
+	case rollout.CommandPromoteFull:
 		// The person's decision is recorded before what it causes, so
 		// the history reads in order.
 		m.event(v1alpha1.EventNormal, "PromotedFull", c, "Remaining steps skipped by %s%s", actorOf(c), because(c))
 		m.startPromotion()
-	case CommandAbort:
+	case rollout.CommandAbort:
 		m.rollBack(v1alpha1.PhaseAborted, "aborted by "+actorOf(c)+because(c), "")
-	case CommandRetry:
+	case rollout.CommandRetry:
 		m.restart()
 		m.event(v1alpha1.EventNormal, "Retried", c, "Retry of canary %s by %s%s", m.st.Canary.Version, actorOf(c), because(c))
 	}
 	return nil
 }
 
+// install makes the first version the stable one: there is nothing to
+// compare it with, so it is not a canary, and all traffic goes to it
+// through the router from the start, so that the first canary only
+// changes weights.
+func (m *machine) install(c rollout.Command) {
+	stable := *c.Canary
+	m.st.Stable = &stable
+	m.setPhase(v1alpha1.PhaseIdle, "Installed "+stable.Version+
+		" as the stable version: a first install has nothing to compare with, so it is not a canary")
+	m.act(rollout.Action{Kind: rollout.ActionInstall, Version: &stable})
+	m.setWeight(0)
+	m.event(v1alpha1.EventNormal, "Installed", c, "%s", m.st.Message)
+}
+
 // deploy starts rolling out a new canary, replacing any canary in flight.
-func (m *machine) deploy(c Command) {
+func (m *machine) deploy(c rollout.Command) {
 	canary := *c.Canary
 	old := m.st.Canary
 	replacing := old != nil && !m.st.Phase.Terminal() && m.st.Phase != v1alpha1.PhaseIdle
@@ -204,7 +178,7 @@ func (m *machine) restart() {
 	m.st.StartedAt = micro(m.now)
 	m.st.StepStartedAt = micro(m.now)
 	m.st.WaitingSince = micro(m.now)
-	m.act(Action{Kind: ActionDeployCanary, Version: m.st.Canary})
+	m.act(rollout.Action{Kind: rollout.ActionDeployCanary, Version: m.st.Canary})
 	m.setWeight(0)
 	m.setPhase(v1alpha1.PhaseProgressing, "waiting for canary "+m.st.Canary.Version+" to become healthy")
 }
@@ -226,7 +200,7 @@ func (m *machine) resume() {
 
 // promoteOne goes past what the rollout waits for: the decision awaited,
 // or else the current step.
-func (m *machine) promoteOne(c Command) {
+func (m *machine) promoteOne(c rollout.Command) {
 	if m.st.Phase == v1alpha1.PhasePaused {
 		m.resume()
 	}
@@ -259,15 +233,15 @@ func (m *machine) promoteOne(c Command) {
 
 // undo switches straight back to the stable before the last promotion,
 // without running the steps again.
-func (m *machine) undo(c Command) error {
+func (m *machine) undo(c rollout.Command) error {
 	if m.now.After(m.st.PromotedAt.Add(m.plan.UndoWindow)) {
 		return fmt.Errorf("the undo window of %s after the promotion has passed", m.plan.UndoWindow)
 	}
 	undone, previous := *m.st.Stable, *m.st.Previous
 	m.st.Stable, m.st.Previous, m.st.Canary = &previous, nil, &undone
 	m.st.CanaryWeight = 0
-	m.act(Action{Kind: ActionPromote, Version: &previous})
-	m.act(Action{Kind: ActionSetWeight, Weight: 0})
+	m.act(rollout.Action{Kind: rollout.ActionPromote, Version: &previous})
+	m.act(rollout.Action{Kind: rollout.ActionSetWeight, Weight: 0})
 	reason := fmt.Sprintf("undone by %s%s", actorOf(c), because(c))
 	m.st.Rollback = &v1alpha1.Rollback{Outcome: v1alpha1.PhaseRolledBack, Reason: reason, At: *micro(m.now)}
 	m.setPhase(v1alpha1.PhaseRolledBack, reason)
@@ -276,14 +250,14 @@ func (m *machine) undo(c Command) error {
 	return nil
 }
 
-func actorOf(c Command) string {
+func actorOf(c rollout.Command) string {
 	if c.Actor == "" {
 		return "an operator"
 	}
 	return c.Actor
 }
 
-func because(c Command) string {
+func because(c rollout.Command) string {
 	if c.Reason == "" {
 		return ""
 	}

@@ -10,89 +10,28 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/analysis"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
-
-// Health is what the runtime knows of the canary's liveness.
-type Health int
-
-const (
-	// HealthUnknown: not probed yet (for example just after a restart).
-	HealthUnknown Health = iota
-	// HealthUp: the canary answers its health checks.
-	HealthUp
-	// HealthDown: the canary stopped answering.
-	HealthDown
-)
-
-// Observed is what the runtime sees of the world when it calls Step.
-type Observed struct {
-	// CanaryVersion is the ID (VersionRef.ID) of the version CanaryHealth
-	// describes. Health reported for another version (the one just
-	// replaced) counts as unknown.
-	CanaryVersion string
-	// CanaryHealth of CanaryVersion.
-	CanaryHealth Health
-	// CanaryReason says why the canary is down, for events.
-	CanaryReason string
-	// CanaryFailed says the canary is down for good rather than not up
-	// yet (its processes crash in a loop): an anomaly even before it
-	// receives traffic, instead of a wait until the progress deadline.
-	CanaryFailed bool
-	// StableVersion is the ID of the version the stable target serves
-	// now. A promotion is complete when it equals the canary's.
-	StableVersion string
-	// Weight is the canary weight the router applies now. A rollback is
-	// complete when it is zero.
-	Weight v1alpha1.Percent
-}
 
 // Input is everything Step needs besides the plan and the status.
 type Input struct {
 	// Now is the current time, from the runtime's clock.
 	Now time.Time
 	// Commands from operators, oldest first.
-	Commands []Command
+	Commands []rollout.Command
 	// Observed state of the target and router.
-	Observed Observed
+	Observed rollout.Observed
 	// Measurements of the analysis metrics. The runtime measures only when
 	// CheckDue says a check is due; nil means no check this time.
-	Measurements []analysis.Measurement
+	Measurements []rollout.Measurement
 	// Alarms from continuous tests (the sequential error-rate test, the
 	// rollback hooks) found since the last step; any alarm is an anomaly at
 	// once.
-	Alarms []analysis.Alarm
+	Alarms []rollout.Alarm
 	// HookResults are the answers of gate hook runs that finished since the
 	// last step.
 	HookResults []HookResult
-}
-
-// ActionKind names a side effect the runtime must carry out.
-type ActionKind string
-
-const (
-	// ActionDeployCanary makes the target run Version as the canary.
-	ActionDeployCanary ActionKind = "DeployCanary"
-	// ActionSetWeight makes the router send Weight of traffic to the canary.
-	ActionSetWeight ActionKind = "SetWeight"
-	// ActionPromote makes the target serve the canary's Version as stable.
-	ActionPromote ActionKind = "Promote"
-	// ActionRetireCanary stops routing to, and running, the canary Version.
-	ActionRetireCanary ActionKind = "RetireCanary"
-	// ActionRunHooks runs every webhook of type Hook, as run number Run; the
-	// answer comes back as a HookResult.
-	ActionRunHooks ActionKind = "RunHooks"
-)
-
-// Action is one side effect. Actions are idempotent desired states, so
-// carrying one out twice (for example after a crash) does no harm.
-type Action struct {
-	Kind    ActionKind
-	Weight  v1alpha1.Percent     // ActionSetWeight
-	Version *v1alpha1.VersionRef // DeployCanary, Promote, RetireCanary
-	Hook    v1alpha1.HookType    // ActionRunHooks
-	Run     int64                // ActionRunHooks
 }
 
 // Result is what Step decided.
@@ -100,7 +39,7 @@ type Result struct {
 	// Status to save before any action is carried out.
 	Status v1alpha1.RolloutStatus
 	// Actions to carry out, in order, after the status is saved.
-	Actions []Action
+	Actions []rollout.Action
 	// Events describing each transition, to save with the status.
 	Events []v1alpha1.Event
 	// Consumed says, for each input command in order, whether it was
@@ -115,6 +54,7 @@ func Step(plan spec.Plan, st v1alpha1.RolloutStatus, in Input) Result {
 		m.res.Consumed = append(m.res.Consumed, m.command(c))
 	}
 	m.advance()
+	m.markCanaryLive()
 	m.res.Status = m.st
 	m.res.Status.Conditions = Conditions(m.st, in.Now)
 	return m.res
@@ -157,6 +97,49 @@ func copyStatus(st v1alpha1.RolloutStatus) v1alpha1.RolloutStatus {
 	}
 	return st
 }
+
+// markCanaryLive says, on every weight change decided, whether requests
+// may reach the canary at all in the phase the step ends in: a weight of
+// zero in a rollback also closes the canary to matched and sticky
+// requests, and the router need not know the phases to tell.
+func (m *machine) markCanaryLive() {
+	for i := range m.res.Actions {
+		if m.res.Actions[i].Kind == rollout.ActionSetWeight {
+			m.res.Actions[i].CanaryLive = CanaryLive(m.st.Phase)
+		}
+	}
+}
+
+// CanaryLive reports whether requests may reach the canary in phase p:
+// not before a rollout, and not from the moment it rolls back.
+func CanaryLive(p v1alpha1.Phase) bool {
+	return !p.Terminal() && p != v1alpha1.PhaseIdle && p != v1alpha1.PhaseRollingBack && p != ""
+}
+
+// Reapply returns the actions that make the world match a saved status
+// again — after a restart, or after an action failed — before anything new
+// is decided: the stable installed, the canary running or retired as its
+// phase says, a promotion in flight carried on, and the weight applied.
+func Reapply(st v1alpha1.RolloutStatus) []rollout.Action {
+	var acts []rollout.Action
+	if st.Stable != nil && (st.Phase == v1alpha1.PhaseIdle || st.Phase == "") && st.Canary == nil {
+		acts = append(acts, rollout.Action{Kind: rollout.ActionInstall, Version: st.Stable})
+	}
+	if st.Canary != nil {
+		kind := rollout.ActionRetireCanary
+		if running(st.Phase) {
+			kind = rollout.ActionDeployCanary
+		}
+		acts = append(acts, rollout.Action{Kind: kind, Version: st.Canary})
+		if st.Phase == v1alpha1.PhasePromoting {
+			acts = append(acts, rollout.Action{Kind: rollout.ActionPromote, Version: st.Canary})
+		}
+	}
+	return append(acts, rollout.Action{Kind: rollout.ActionSetWeight, Weight: st.CanaryWeight, CanaryLive: CanaryLive(st.Phase)})
+}
+
+// running reports whether the canary should be running in phase p.
+func running(p v1alpha1.Phase) bool { return !p.Terminal() && p != v1alpha1.PhaseIdle && p != "" }
 
 // advance moves the rollout on as far as the plan, the time and the
 // observations allow.

@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -36,13 +37,13 @@ func (m *machine) hooksPass(t v1alpha1.HookType, key string) bool {
 		if r.OK {
 			m.st.HooksPassed = append(m.st.HooksPassed, key)
 			m.st.HookWait = nil
-			m.event(v1alpha1.EventNormal, "HooksPassed", Command{}, "%s hooks said yes: %s", t, r.Message)
+			m.event(v1alpha1.EventNormal, "HooksPassed", rollout.Command{}, "%s hooks said yes: %s", t, r.Message)
 			return true
 		}
 		w.Message = r.Message
 		if t == v1alpha1.HookPreRollout {
 			w.Failures++
-			m.event(v1alpha1.EventWarning, "PreRolloutHookFailed", Command{}, "pre-rollout hooks failed (%d of %d allowed): %s",
+			m.event(v1alpha1.EventWarning, "PreRolloutHookFailed", rollout.Command{}, "pre-rollout hooks failed (%d of %d allowed): %s",
 				w.Failures, m.plan.Analysis.FailureLimit, r.Message)
 			if int(w.Failures) > m.plan.Analysis.FailureLimit {
 				m.st.HookWait = nil
@@ -64,7 +65,7 @@ func (m *machine) runHooks() {
 	m.st.HookRuns++
 	w.Run = m.st.HookRuns
 	w.NextRunAt = *micro(m.now.Add(m.plan.Analysis.Interval))
-	m.act(Action{Kind: ActionRunHooks, Hook: w.Type, Run: w.Run})
+	m.act(rollout.Action{Kind: rollout.ActionRunHooks, Hook: w.Type, Run: w.Run})
 	if w.Message == "" {
 		m.st.Message = fmt.Sprintf("waiting for %s hooks", w.Type)
 	}
@@ -78,9 +79,9 @@ func (m *machine) closeUndoWindow() {
 	// hooks: record their answers in the history.
 	for _, r := range m.in.HookResults {
 		if r.OK {
-			m.event(v1alpha1.EventNormal, "ContractHooksPassed", Command{}, "contract hooks said yes: %s", r.Message)
+			m.event(v1alpha1.EventNormal, "ContractHooksPassed", rollout.Command{}, "contract hooks said yes: %s", r.Message)
 		} else {
-			m.event(v1alpha1.EventWarning, "ContractHookFailed", Command{}, "contract hooks failed: %s", r.Message)
+			m.event(v1alpha1.EventWarning, "ContractHookFailed", rollout.Command{}, "contract hooks failed: %s", r.Message)
 		}
 	}
 	if m.st.PromotedAt == nil || m.now.Before(m.st.PromotedAt.Add(m.plan.UndoWindow)) {
@@ -88,12 +89,12 @@ func (m *machine) closeUndoWindow() {
 	}
 	if m.st.Previous != nil {
 		m.st.Previous = nil
-		m.event(v1alpha1.EventNormal, "UndoWindowClosed", Command{}, "Undo window of %s closed", m.plan.UndoWindow)
+		m.event(v1alpha1.EventNormal, "UndoWindowClosed", rollout.Command{}, "Undo window of %s closed", m.plan.UndoWindow)
 	}
 	if len(m.plan.Hooks[v1alpha1.HookContract]) > 0 && !m.st.Contracted {
 		m.st.Contracted = true
 		m.st.HookRuns++
-		m.act(Action{Kind: ActionRunHooks, Hook: v1alpha1.HookContract, Run: m.st.HookRuns})
-		m.event(v1alpha1.EventNormal, "ContractHooksStarted", Command{}, "Running contract hooks of %s", m.stableVersion())
+		m.act(rollout.Action{Kind: rollout.ActionRunHooks, Hook: v1alpha1.HookContract, Run: m.st.HookRuns})
+		m.event(v1alpha1.EventNormal, "ContractHooksStarted", rollout.Command{}, "Running contract hooks of %s", m.stableVersion())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -116,14 +117,14 @@ func TestApprovalStep(t *testing.T) {
 	if s.st.Gate.Kind != v1alpha1.GateApproval || s.st.Gate.Reason != "QA sign-off" || s.st.Gate.Expires == nil {
 		t.Fatalf("gate %+v", s.st.Gate)
 	}
-	s.step(Command{Kind: CommandApprove, Actor: "qa-lead", Reason: "tested on staging"})
+	s.step(rollout.Command{Kind: rollout.CommandApprove, Actor: "qa-lead", Reason: "tested on staging"})
 	if s.st.Phase != v1alpha1.PhaseProgressing || s.weight != v1alpha1.PercentOf(25) {
 		t.Fatalf("after approve: %s at %s", s.st.Phase, s.weight)
 	}
 	if !strings.Contains(s.history(), "Approval decision approved by qa-lead: tested on staging") {
 		t.Errorf("who approved and why is not in the history:\n%s", s.history())
 	}
-	if err := Allowed(s.st, Command{Kind: CommandApprove}); err == nil {
+	if err := Allowed(s.st, rollout.Command{Kind: rollout.CommandApprove}); err == nil {
 		t.Errorf("approve allowed with nothing awaited")
 	}
 }
@@ -132,7 +133,7 @@ func TestRejectRollsBack(t *testing.T) {
 	s := newSim(t, approvalPlan(v1alpha1.ApprovalRollback))
 	s.deploy("v2")
 	s.runUntil(v1alpha1.PhaseAwaitingDecision, 15*time.Minute)
-	s.step(Command{Kind: CommandReject, Actor: "qa-lead", Reason: "checkout button misaligned"})
+	s.step(rollout.Command{Kind: rollout.CommandReject, Actor: "qa-lead", Reason: "checkout button misaligned"})
 	if s.st.Phase != v1alpha1.PhaseAborted || s.weight != 0 || !strings.Contains(s.st.Rollback.Reason, "rejected by qa-lead: checkout button misaligned") {
 		t.Fatalf("after reject: %s at %s: %+v", s.st.Phase, s.weight, s.st.Rollback)
 	}
@@ -154,7 +155,7 @@ func TestApprovalTimeoutPolicies(t *testing.T) {
 	if w.st.Phase != v1alpha1.PhaseAwaitingDecision || !w.st.Gate.Expired || !strings.Contains(w.history(), "No approval within 1h0m0s; still waiting") {
 		t.Fatalf("wait policy: %s %+v", w.st.Phase, w.st.Gate)
 	}
-	w.step(Command{Kind: CommandApprove})
+	w.step(rollout.Command{Kind: rollout.CommandApprove})
 	w.runUntil(v1alpha1.PhaseSucceeded, 2*time.Hour)
 }
 
@@ -168,7 +169,7 @@ func TestUndoInsideTheWindowAndContractAfterIt(t *testing.T) {
 	if count(s.hookRuns, v1alpha1.HookContract) != 0 {
 		t.Fatalf("contract hooks ran inside the undo window")
 	}
-	s.step(Command{Kind: CommandUndo, Actor: "sre", Reason: "checkout latency"})
+	s.step(rollout.Command{Kind: rollout.CommandUndo, Actor: "sre", Reason: "checkout latency"})
 	if s.st.Phase != v1alpha1.PhaseRolledBack || s.stable != "v1" || s.st.Stable.Version != "v1" || s.weight != 0 {
 		t.Fatalf("after undo: %s stable %s (status %s) weight %s", s.st.Phase, s.stable, s.st.Stable.Version, s.weight)
 	}
@@ -181,14 +182,14 @@ func TestUndoInsideTheWindowAndContractAfterIt(t *testing.T) {
 		t.Errorf("contract hooks ran after an undo")
 	}
 	// The undone version can be rolled out again.
-	s.step(Command{Kind: CommandRetry})
+	s.step(rollout.Command{Kind: rollout.CommandRetry})
 	s.runUntil(v1alpha1.PhaseSucceeded, 2*time.Hour)
 
 	s.advance(31 * time.Minute)
 	if n := count(s.hookRuns, v1alpha1.HookContract); n != 1 {
 		t.Errorf("contract hooks ran %d times after the window closed, want 1", n)
 	}
-	if err := Allowed(s.st, Command{Kind: CommandUndo}); err == nil || !strings.Contains(err.Error(), "undo window") {
+	if err := Allowed(s.st, rollout.Command{Kind: rollout.CommandUndo}); err == nil || !strings.Contains(err.Error(), "undo window") {
 		t.Errorf("undo after the window: %v", err)
 	}
 }
@@ -199,7 +200,7 @@ func TestUndoOffWithAZeroWindow(t *testing.T) {
 	s := newSim(t, p)
 	s.deploy("v2")
 	s.runUntil(v1alpha1.PhaseSucceeded, 2*time.Hour)
-	if err := Allowed(s.st, Command{Kind: CommandUndo}); err == nil {
+	if err := Allowed(s.st, rollout.Command{Kind: rollout.CommandUndo}); err == nil {
 		t.Errorf("undo allowed with undoWindow 0")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -47,7 +48,7 @@ func (m *machine) canaryReady() bool {
 	if m.st.CanaryWeight > 0 {
 		return true
 	}
-	if h := m.canaryHealth(); h != HealthUp {
+	if h := m.canaryHealth(); h != rollout.HealthUp {
 		if m.st.WaitingSince == nil {
 			m.st.WaitingSince = micro(m.now)
 		}
@@ -60,15 +61,15 @@ func (m *machine) canaryReady() bool {
 	if m.st.WaitingSince != nil {
 		m.st.WaitingSince = nil
 		m.st.Message = "canary " + m.st.Canary.Version + " is healthy"
-		m.event(v1alpha1.EventNormal, "CanaryReady", Command{}, "Canary %s is healthy", m.st.Canary.Version)
+		m.event(v1alpha1.EventNormal, "CanaryReady", rollout.Command{}, "Canary %s is healthy", m.st.Canary.Version)
 	}
 	return true
 }
 
 // canaryHealth is the observed health if it describes the current canary.
-func (m *machine) canaryHealth() Health {
+func (m *machine) canaryHealth() rollout.Health {
 	if m.st.Canary == nil || m.in.Observed.CanaryVersion != m.st.Canary.ID() {
-		return HealthUnknown
+		return rollout.HealthUnknown
 	}
 	return m.in.Observed.CanaryHealth
 }
@@ -94,7 +95,7 @@ func (m *machine) approvalExpired() bool {
 	s := m.plan.Steps[m.st.CurrentStep]
 	if s.OnTimeout == v1alpha1.ApprovalWait {
 		g.Expired = true
-		m.event(v1alpha1.EventWarning, "ApprovalExpired", Command{}, "No approval within %s; still waiting", s.Duration)
+		m.event(v1alpha1.EventWarning, "ApprovalExpired", rollout.Command{}, "No approval within %s; still waiting", s.Duration)
 		return false
 	}
 	m.rollBack(v1alpha1.PhaseRolledBack, fmt.Sprintf("no approval within %s (onTimeout: rollback)", s.Duration), "")
@@ -116,7 +117,7 @@ func (m *machine) noAlarm() bool {
 // traffic, or failed for good, into an anomaly; it reports whether the
 // canary is fine.
 func (m *machine) watchCanaryHealth() bool {
-	if m.canaryHealth() == HealthDown && (m.st.CanaryWeight > 0 || m.in.Observed.CanaryFailed) {
+	if m.canaryHealth() == rollout.HealthDown && (m.st.CanaryWeight > 0 || m.in.Observed.CanaryFailed) {
 		m.anomaly(fmt.Sprintf("canary %s is down: %s", m.st.Canary.Version, m.in.Observed.CanaryReason), "")
 		return false
 	}
@@ -138,7 +139,7 @@ func (m *machine) runStep(approved bool) bool {
 			return false
 		}
 		m.setWeight(s.Weight)
-		m.event(v1alpha1.EventNormal, "WeightChanged", Command{}, "Routed %s of traffic to canary %s (%s)",
+		m.event(v1alpha1.EventNormal, "WeightChanged", rollout.Command{}, "Routed %s of traffic to canary %s (%s)",
 			s.Weight, m.st.Canary.Version, m.stepLabel())
 	case spec.StepPause:
 		if s.Duration == 0 {
@@ -149,7 +150,7 @@ func (m *machine) runStep(approved bool) bool {
 			m.st.Message = fmt.Sprintf("soaking at %s until %s", m.st.CanaryWeight, m.st.StepStartedAt.Add(s.Duration).UTC().Format("15:04:05"))
 			return false
 		}
-		m.event(v1alpha1.EventNormal, "PauseEnded", Command{}, "Soaked %s at %s (%s)", s.Duration, m.st.CanaryWeight, m.stepLabel())
+		m.event(v1alpha1.EventNormal, "PauseEnded", rollout.Command{}, "Soaked %s at %s (%s)", s.Duration, m.st.CanaryWeight, m.stepLabel())
 	case spec.StepApproval:
 		reason := s.Message
 		if reason == "" {
@@ -217,7 +218,7 @@ func (m *machine) gate(kind v1alpha1.GateKind, reason string) {
 	if kind == v1alpha1.GateAnomaly {
 		typ = v1alpha1.EventWarning
 	}
-	m.event(typ, "AwaitingDecision", Command{}, "Waiting for a person: %s", reason)
+	m.event(typ, "AwaitingDecision", rollout.Command{}, "Waiting for a person: %s", reason)
 }
 
 // startPromotion sends all traffic to the canary and asks the target to
@@ -226,9 +227,9 @@ func (m *machine) startPromotion() {
 	m.st.Gate, m.st.PausedAt = nil, nil
 	m.st.WaitingSince = micro(m.now)
 	m.setWeight(v1alpha1.FullWeight)
-	m.act(Action{Kind: ActionPromote, Version: m.st.Canary})
+	m.act(rollout.Action{Kind: rollout.ActionPromote, Version: m.st.Canary})
 	m.setPhase(v1alpha1.PhasePromoting, "promoting canary "+m.st.Canary.Version)
-	m.event(v1alpha1.EventNormal, "Promoting", Command{}, "Routed 100%% of traffic to canary %s; making it the stable version", m.st.Canary.Version)
+	m.event(v1alpha1.EventNormal, "Promoting", rollout.Command{}, "Routed 100%% of traffic to canary %s; making it the stable version", m.st.Canary.Version)
 }
 
 // finishPromotion completes once the target serves the canary as stable.
@@ -239,7 +240,7 @@ func (m *machine) finishPromotion() {
 				m.st.Canary.Version, m.plan.ProgressDeadline), "")
 			return
 		}
-		m.act(Action{Kind: ActionPromote, Version: m.st.Canary})
+		m.act(rollout.Action{Kind: rollout.ActionPromote, Version: m.st.Canary})
 		return
 	}
 	promoted := *m.st.Canary
@@ -249,10 +250,10 @@ func (m *machine) finishPromotion() {
 	m.st.Stable, m.st.Canary = &promoted, nil
 	m.st.PromotedAt, m.st.Contracted = micro(m.now), false
 	m.setWeight(0)
-	m.act(Action{Kind: ActionRetireCanary, Version: &promoted})
+	m.act(rollout.Action{Kind: rollout.ActionRetireCanary, Version: &promoted})
 	m.st.WaitingSince = nil
 	m.setPhase(v1alpha1.PhaseSucceeded, "canary "+promoted.Version+" promoted")
-	m.event(v1alpha1.EventNormal, "Promoted", Command{}, "Promotion completed: %s is now the stable version", promoted.Version)
+	m.event(v1alpha1.EventNormal, "Promoted", rollout.Command{}, "Promotion completed: %s is now the stable version", promoted.Version)
 }
 
 // rollBack takes all traffic off the canary and records why.
@@ -261,22 +262,22 @@ func (m *machine) rollBack(outcome v1alpha1.Phase, reason, metric string) {
 	m.st.Gate, m.st.PausedAt, m.st.HookWait = nil, nil, nil
 	m.st.WaitingSince = micro(m.now)
 	m.setWeight(0)
-	m.act(Action{Kind: ActionRetireCanary, Version: m.st.Canary})
+	m.act(rollout.Action{Kind: rollout.ActionRetireCanary, Version: m.st.Canary})
 	m.setPhase(v1alpha1.PhaseRollingBack, "rolling back: "+reason)
-	m.event(v1alpha1.EventWarning, "RollingBack", Command{}, "Rolling back canary %s: %s", m.st.Canary.Version, reason)
+	m.event(v1alpha1.EventWarning, "RollingBack", rollout.Command{}, "Rolling back canary %s: %s", m.st.Canary.Version, reason)
 }
 
 // finishRollback completes once the router sends the canary nothing.
 func (m *machine) finishRollback() {
 	if m.in.Observed.Weight != 0 {
 		m.setWeight(0)
-		m.act(Action{Kind: ActionRetireCanary, Version: m.st.Canary})
+		m.act(rollout.Action{Kind: rollout.ActionRetireCanary, Version: m.st.Canary})
 		return
 	}
 	rb := m.st.Rollback
 	m.st.WaitingSince = nil
 	m.setPhase(rb.Outcome, rb.Reason)
-	m.event(v1alpha1.EventWarning, string(rb.Outcome), Command{}, "%s: all traffic on stable %s; canary %s: %s",
+	m.event(v1alpha1.EventWarning, string(rb.Outcome), rollout.Command{}, "%s: all traffic on stable %s; canary %s: %s",
 		rb.Outcome, m.stableVersion(), m.st.Canary.Version, rb.Reason)
 }
 

@@ -9,7 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/analysis"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -24,10 +24,10 @@ type sim struct {
 	weight  v1alpha1.Percent
 	stable  string
 	canary  string
-	health  Health
+	health  rollout.Health
 	failed  bool   // the target reports the canary failed for good
 	reason  string // why it is down
-	measure func(s *sim) []analysis.Measurement
+	measure func(s *sim) []rollout.Measurement
 	// hooks answers hook runs (nil: every hook says yes); the answer is
 	// fed back at the next step, as a runtime would.
 	hooks    func(t v1alpha1.HookType) (bool, string)
@@ -40,18 +40,18 @@ type sim struct {
 var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 
 func newSim(t testing.TB, plan spec.Plan) *sim {
-	s := &sim{t: t, plan: plan, now: t0, stable: "v1", health: HealthUp, measure: healthy}
+	s := &sim{t: t, plan: plan, now: t0, stable: "v1", health: rollout.HealthUp, measure: healthy}
 	s.st = v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle, Stable: &v1alpha1.VersionRef{Version: "v1"}}
 	return s
 }
 
 // step runs one decision, carries out its actions and follows transient
 // phases until the rollout settles.
-func (s *sim) step(cmds ...Command) {
+func (s *sim) step(cmds ...rollout.Command) {
 	s.t.Helper()
 	for range 4 {
 		in := Input{Now: s.now, Commands: cmds, HookResults: s.answers,
-			Observed: Observed{CanaryVersion: s.canary, CanaryHealth: s.health, CanaryReason: s.reason, CanaryFailed: s.failed,
+			Observed: rollout.Observed{CanaryVersion: s.canary, CanaryHealth: s.health, CanaryReason: s.reason, CanaryFailed: s.failed,
 				StableVersion: s.stable, Weight: s.weight}}
 		s.answers = nil
 		if CheckDue(s.st, s.now) {
@@ -71,13 +71,13 @@ func (s *sim) step(cmds ...Command) {
 		s.events = append(s.events, r.Events...)
 		for _, a := range r.Actions {
 			switch a.Kind {
-			case ActionSetWeight:
+			case rollout.ActionSetWeight:
 				s.weight = a.Weight
-			case ActionPromote:
+			case rollout.ActionPromote:
 				s.stable = a.Version.Version
-			case ActionDeployCanary:
+			case rollout.ActionDeployCanary:
 				s.canary = a.Version.Version
-			case ActionRunHooks:
+			case rollout.ActionRunHooks:
 				ok, msg := true, "yes"
 				if s.hooks != nil {
 					ok, msg = s.hooks(a.Hook)
@@ -119,7 +119,7 @@ func (s *sim) runUntil(p v1alpha1.Phase, limit time.Duration) time.Duration {
 }
 
 func (s *sim) deploy(version string) {
-	s.step(Command{Kind: CommandDeploy, Canary: &v1alpha1.VersionRef{Version: version}, Actor: "alice"})
+	s.step(rollout.Command{Kind: rollout.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: version}, Actor: "alice"})
 }
 
 func (s *sim) history() string {
@@ -142,15 +142,15 @@ func (s *sim) sawWeights() []v1alpha1.Percent {
 
 func val(v float64) *float64 { return &v }
 
-func successRate(canary float64) []analysis.Measurement {
-	return []analysis.Measurement{{Metric: "request-success-rate", Canary: val(canary), Stable: val(100)}}
+func successRate(canary float64) []rollout.Measurement {
+	return []rollout.Measurement{{Metric: "request-success-rate", Canary: val(canary), Stable: val(100)}}
 }
 
-func healthy(*sim) []analysis.Measurement { return successRate(99.9) }
+func healthy(*sim) []rollout.Measurement { return successRate(99.9) }
 
 // failingFrom fails the success rate once the weight reaches w.
-func failingFrom(w v1alpha1.Percent) func(*sim) []analysis.Measurement {
-	return func(s *sim) []analysis.Measurement {
+func failingFrom(w v1alpha1.Percent) func(*sim) []rollout.Measurement {
+	return func(s *sim) []rollout.Measurement {
 		if s.weight >= w {
 			return successRate(91.5)
 		}
@@ -188,7 +188,7 @@ func TestRolloutScenarios(t *testing.T) {
 	cases := []struct {
 		name     string
 		plan     spec.Plan
-		measure  func(*sim) []analysis.Measurement
+		measure  func(*sim) []rollout.Measurement
 		phase    v1alpha1.Phase
 		limit    time.Duration
 		weights  []float64 // weights seen, in order
@@ -280,7 +280,7 @@ func TestManualGateWaitsForPromote(t *testing.T) {
 		t.Fatalf("moved on without a person: %s at %s", s.st.Phase, s.weight)
 	}
 	for _, want := range []float64{25, 50} {
-		s.step(Command{Kind: CommandPromote, Actor: "bob"})
+		s.step(rollout.Command{Kind: rollout.CommandPromote, Actor: "bob"})
 		if s.weight != v1alpha1.PercentOf(want) {
 			t.Fatalf("after promote weight %s, want %v%%", s.weight, want)
 		}
@@ -289,7 +289,7 @@ func TestManualGateWaitsForPromote(t *testing.T) {
 	if s.st.Gate.Kind != v1alpha1.GatePromotion {
 		t.Fatalf("gate %+v, want the promotion gate", s.st.Gate)
 	}
-	s.step(Command{Kind: CommandPromote, Actor: "bob"})
+	s.step(rollout.Command{Kind: rollout.CommandPromote, Actor: "bob"})
 	if s.st.Phase != v1alpha1.PhaseSucceeded || s.stable != "v2" {
 		t.Fatalf("phase %s stable %s, want Succeeded with v2", s.st.Phase, s.stable)
 	}
@@ -321,7 +321,7 @@ func TestHybridWaitsOnAnomaly(t *testing.T) {
 	// The person judges the anomaly harmless: the rollout goes on, and with
 	// healthy metrics it is promoted.
 	s.measure = healthy
-	s.step(Command{Kind: CommandPromote, Actor: "carol", Reason: "known slow dependency"})
+	s.step(rollout.Command{Kind: rollout.CommandPromote, Actor: "carol", Reason: "known slow dependency"})
 	s.runUntil(v1alpha1.PhaseSucceeded, time.Hour)
 	if !strings.Contains(s.history(), "carol: known slow dependency") {
 		t.Errorf("history lacks the approval reason:\n%s", s.history())
@@ -333,7 +333,7 @@ func TestHybridAbortRollsBack(t *testing.T) {
 	s.measure = failingFrom(0)
 	s.deploy("v2")
 	s.runUntil(v1alpha1.PhaseAwaitingDecision, 5*time.Minute)
-	s.step(Command{Kind: CommandAbort, Actor: "dave"})
+	s.step(rollout.Command{Kind: rollout.CommandAbort, Actor: "dave"})
 	if s.st.Phase != v1alpha1.PhaseAborted || s.weight != 0 {
 		t.Fatalf("phase %s weight %s, want Aborted at 0", s.st.Phase, s.weight)
 	}
@@ -346,7 +346,7 @@ func TestAbortMidwayAndRetry(t *testing.T) {
 	if s.weight != v1alpha1.PercentOf(25) {
 		t.Fatalf("weight %s at 12m, want 25%%", s.weight)
 	}
-	s.step(Command{Kind: CommandAbort, Actor: "erin", Reason: "bad release notes"})
+	s.step(rollout.Command{Kind: rollout.CommandAbort, Actor: "erin", Reason: "bad release notes"})
 	if s.st.Phase != v1alpha1.PhaseAborted || s.weight != 0 || s.stable != "v1" {
 		t.Fatalf("after abort: %s weight %s stable %s", s.st.Phase, s.weight, s.stable)
 	}
@@ -357,7 +357,7 @@ func TestAbortMidwayAndRetry(t *testing.T) {
 	if s.st.Phase != v1alpha1.PhaseAborted {
 		t.Fatalf("aborted rollout moved on by itself: %s", s.st.Phase)
 	}
-	s.step(Command{Kind: CommandRetry})
+	s.step(rollout.Command{Kind: rollout.CommandRetry})
 	if s.st.Phase != v1alpha1.PhaseProgressing || s.st.CurrentStep != 1 || s.weight != v1alpha1.PercentOf(5) {
 		t.Fatalf("after retry: %s step %d weight %s, want Progressing at step 2 with 5%%", s.st.Phase, s.st.CurrentStep, s.weight)
 	}
@@ -368,7 +368,7 @@ func TestPauseAndResumeKeepRemainingSoak(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
 	s.deploy("v2")
 	s.advance(4 * time.Minute) // 4 minutes into the first 10-minute soak
-	s.step(Command{Kind: CommandPause})
+	s.step(rollout.Command{Kind: rollout.CommandPause})
 	checks := s.st.Analysis.PassedChecks
 	s.advance(45 * time.Minute)
 	if s.st.Phase != v1alpha1.PhasePaused || s.weight != v1alpha1.PercentOf(5) {
@@ -377,7 +377,7 @@ func TestPauseAndResumeKeepRemainingSoak(t *testing.T) {
 	if s.st.Analysis.PassedChecks != checks {
 		t.Errorf("checks ran while paused: %d → %d", checks, s.st.Analysis.PassedChecks)
 	}
-	s.step(Command{Kind: CommandResume})
+	s.step(rollout.Command{Kind: rollout.CommandResume})
 	s.advance(5*time.Minute + 58*time.Second)
 	if s.weight != v1alpha1.PercentOf(5) {
 		t.Fatalf("soak ended early after resume: weight %s", s.weight)
@@ -415,7 +415,7 @@ func TestCanaryDownIsAnAnomalyAtOnce(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 5))
 	s.deploy("v2")
 	s.advance(90 * time.Second)
-	s.health = HealthDown
+	s.health = rollout.HealthDown
 	s.step()
 	if s.st.Phase != v1alpha1.PhaseRolledBack || s.weight != 0 {
 		t.Fatalf("phase %s weight %s, want RolledBack at once", s.st.Phase, s.weight)
@@ -427,7 +427,7 @@ func TestCanaryDownIsAnAnomalyAtOnce(t *testing.T) {
 
 func TestUnhealthyCanaryFailsAtTheDeadline(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
-	s.health = HealthDown
+	s.health = rollout.HealthDown
 	s.deploy("v2")
 	took := s.runUntil(v1alpha1.PhaseFailed, time.Hour)
 	if took != spec.DefaultProgressDeadline {
@@ -440,10 +440,10 @@ func TestUnhealthyCanaryFailsAtTheDeadline(t *testing.T) {
 
 func TestFailedCanaryRolledBackBeforeTraffic(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
-	s.health = HealthUnknown
+	s.health = rollout.HealthUnknown
 	s.deploy("v2")
 	s.advance(5 * time.Second)
-	s.health, s.failed, s.reason = HealthDown, true, "crash loop: exited 3 times in 1m: exit status 1"
+	s.health, s.failed, s.reason = rollout.HealthDown, true, "crash loop: exited 3 times in 1m: exit status 1"
 	s.step()
 	if s.st.Phase != v1alpha1.PhaseRolledBack || len(s.sawWeights()) != 0 {
 		t.Fatalf("phase %s, weights %v: want RolledBack at once, without traffic", s.st.Phase, s.sawWeights())
@@ -455,13 +455,13 @@ func TestFailedCanaryRolledBackBeforeTraffic(t *testing.T) {
 
 func TestCanaryBecomingHealthyLateStillProceeds(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
-	s.health = HealthUnknown
+	s.health = rollout.HealthUnknown
 	s.deploy("v2")
 	s.advance(2 * time.Minute)
 	if s.weight != 0 {
 		t.Fatalf("weight %s before the canary was healthy", s.weight)
 	}
-	s.health = HealthUp
+	s.health = rollout.HealthUp
 	s.runUntil(v1alpha1.PhaseSucceeded, time.Hour)
 }
 
@@ -469,7 +469,7 @@ func TestPromoteFullSkipsTheSteps(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
 	s.deploy("v2")
 	s.advance(2 * time.Minute)
-	s.step(Command{Kind: CommandPromoteFull, Actor: "bob"})
+	s.step(rollout.Command{Kind: rollout.CommandPromoteFull, Actor: "bob"})
 	if s.st.Phase != v1alpha1.PhaseSucceeded || s.stable != "v2" {
 		t.Fatalf("phase %s stable %s", s.st.Phase, s.stable)
 	}
@@ -487,7 +487,7 @@ func TestPromoteSkipsOnePause(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
 	s.deploy("v2")
 	s.advance(time.Minute)
-	s.step(Command{Kind: CommandPromote})
+	s.step(rollout.Command{Kind: rollout.CommandPromote})
 	if s.weight != v1alpha1.PercentOf(25) {
 		t.Fatalf("weight %s after promote, want 25%%", s.weight)
 	}
@@ -504,9 +504,9 @@ func TestShorthandNeedsAPassedCheckPerWeight(t *testing.T) {
 	s := newSim(t, p)
 	// No data for the first five minutes: the rollout holds, it neither
 	// advances nor rolls back.
-	s.measure = func(s *sim) []analysis.Measurement {
+	s.measure = func(s *sim) []rollout.Measurement {
 		if s.now.Sub(t0) < 5*time.Minute {
-			return []analysis.Measurement{{Metric: "request-success-rate"}}
+			return []rollout.Measurement{{Metric: "request-success-rate"}}
 		}
 		return successRate(100)
 	}
@@ -529,13 +529,13 @@ func TestIndefinitePauseWaitsForAPerson(t *testing.T) {
 	if s.st.Phase != v1alpha1.PhaseAwaitingDecision || s.st.Gate.Kind != v1alpha1.GatePause {
 		t.Fatalf("phase %s gate %+v", s.st.Phase, s.st.Gate)
 	}
-	s.step(Command{Kind: CommandPromote})
+	s.step(rollout.Command{Kind: rollout.CommandPromote})
 	s.runUntil(v1alpha1.PhaseSucceeded, time.Hour)
 }
 
 func TestRefusedCommands(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
-	for _, c := range []Command{{Kind: CommandResume}, {Kind: CommandPromote}, {Kind: CommandAbort}, {Kind: CommandRetry}, {Kind: CommandDeploy}} {
+	for _, c := range []rollout.Command{{Kind: rollout.CommandResume}, {Kind: rollout.CommandPromote}, {Kind: rollout.CommandAbort}, {Kind: rollout.CommandRetry}, {Kind: rollout.CommandDeploy}} {
 		if err := Allowed(s.st, c); err == nil {
 			t.Errorf("%s allowed on an idle rollout", c.Kind)
 		}
@@ -553,7 +553,7 @@ func TestStepIsDeterministic(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
 	s.deploy("v2")
 	s.advance(11 * time.Minute)
-	in := Input{Now: s.now.Add(time.Minute), Observed: Observed{CanaryVersion: "v2", CanaryHealth: HealthUp, StableVersion: "v1", Weight: s.weight},
+	in := Input{Now: s.now.Add(time.Minute), Observed: rollout.Observed{CanaryVersion: "v2", CanaryHealth: rollout.HealthUp, StableVersion: "v1", Weight: s.weight},
 		Measurements: healthy(s)}
 	a, b := Step(s.plan, s.st, in), Step(s.plan, s.st, in)
 	if a.Status.Analysis.PassedChecks != b.Status.Analysis.PassedChecks || len(a.Events) != len(b.Events) || len(a.Actions) != len(b.Actions) {
@@ -626,7 +626,7 @@ func TestSetWeightHoldsUntilTheNextSetWeightStep(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
 	s.deploy("v2")
 	s.advance(2 * time.Minute) // in the first 10-minute soak at 5%
-	s.step(Command{Kind: CommandSetWeight, Weight: pct(12.5), Actor: "bob", Reason: "more traffic for the cache"})
+	s.step(rollout.Command{Kind: rollout.CommandSetWeight, Weight: pct(12.5), Actor: "bob", Reason: "more traffic for the cache"})
 	if len(s.refused) > 0 || s.weight != v1alpha1.PercentOf(12.5) || s.st.Phase != v1alpha1.PhaseProgressing {
 		t.Fatalf("after set-weight 12.5%%: weight %s phase %s, refused %v", s.weight, s.st.Phase, s.refused)
 	}
@@ -643,14 +643,14 @@ func TestSetWeightHoldsUntilTheNextSetWeightStep(t *testing.T) {
 	}
 	for _, w := range []*v1alpha1.Percent{nil, pct(100), pct(-1)} {
 		s.refused = nil
-		s.step(Command{Kind: CommandSetWeight, Weight: w})
+		s.step(rollout.Command{Kind: rollout.CommandSetWeight, Weight: w})
 		if len(s.refused) != 1 || s.weight != v1alpha1.PercentOf(25) {
 			t.Errorf("set-weight %v: refused %v, weight %s; want refused, 25%% kept", w, s.refused, s.weight)
 		}
 	}
 	s.runUntil(v1alpha1.PhaseSucceeded, 2*time.Hour)
 	s.refused = nil
-	s.step(Command{Kind: CommandSetWeight, Weight: pct(10)})
+	s.step(rollout.Command{Kind: rollout.CommandSetWeight, Weight: pct(10)})
 	if len(s.refused) != 1 || !strings.Contains(s.refused[0].Error(), "cannot set-weight a rollout that is Succeeded") {
 		t.Errorf("set-weight after promotion: refused %v", s.refused)
 	}
@@ -658,9 +658,9 @@ func TestSetWeightHoldsUntilTheNextSetWeightStep(t *testing.T) {
 
 func TestSetWeightWaitsForAHealthyCanary(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
-	s.health = HealthDown
+	s.health = rollout.HealthDown
 	s.deploy("v2")
-	s.step(Command{Kind: CommandSetWeight, Weight: pct(10)})
+	s.step(rollout.Command{Kind: rollout.CommandSetWeight, Weight: pct(10)})
 	if len(s.refused) != 1 || !strings.Contains(s.refused[0].Error(), "not healthy yet") || s.weight != 0 {
 		t.Fatalf("set-weight on a canary still coming up: refused %v, weight %s", s.refused, s.weight)
 	}

@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func (m *machine) setWeight(w v1alpha1.Percent) {
@@ -22,10 +23,10 @@ func (m *machine) setWeight(w v1alpha1.Percent) {
 		// so the first window holds real requests.
 		m.st.Analysis.NextCheckAt = micro(m.now.Add(m.plan.Analysis.Interval))
 	}
-	m.act(Action{Kind: ActionSetWeight, Weight: w})
+	m.act(rollout.Action{Kind: rollout.ActionSetWeight, Weight: w})
 }
 
-func (m *machine) act(a Action) { m.res.Actions = append(m.res.Actions, a) }
+func (m *machine) act(a rollout.Action) { m.res.Actions = append(m.res.Actions, a) }
 
 func (m *machine) setPhase(p v1alpha1.Phase, message string) {
 	m.st.Phase = p
@@ -33,7 +34,7 @@ func (m *machine) setPhase(p v1alpha1.Phase, message string) {
 }
 
 // event records a transition with the state it left the rollout in.
-func (m *machine) event(typ, reason string, c Command, format string, args ...any) {
+func (m *machine) event(typ, reason string, c rollout.Command, format string, args ...any) {
 	actor := c.Actor
 	if actor == "" {
 		actor = "pipit"

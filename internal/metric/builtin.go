@@ -8,8 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pipit-dev/pipit/internal/analysis"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -79,13 +79,13 @@ func NewBuiltin(src StatsSource) *Builtin {
 // Measure measures every metric over the window since the last call, adds
 // the samples since the canary was deployed to those compared canary
 // against stable, and starts a new window.
-func (b *Builtin) Measure(metrics []spec.PlanMetric) []analysis.Measurement {
+func (b *Builtin) Measure(metrics []spec.PlanMetric) []rollout.Measurement {
 	b.mu.Lock()
 	now := b.src.Stats()
 	window, sampled := now.Since(b.prev), now.Since(b.origin)
 	b.prev, b.since = now, time.Now()
 	b.mu.Unlock()
-	out := make([]analysis.Measurement, 0, len(metrics))
+	out := make([]rollout.Measurement, 0, len(metrics))
 	for _, pm := range metrics {
 		m := Compute(pm.Name, window)
 		if pm.Compare != nil {
@@ -115,8 +115,8 @@ func (b *Builtin) Reset() {
 }
 
 // Compute derives one builtin metric for both versions from a window.
-func Compute(name string, w proxy.Stats) analysis.Measurement {
-	m := analysis.Measurement{Metric: name}
+func Compute(name string, w proxy.Stats) rollout.Measurement {
+	m := rollout.Measurement{Metric: name}
 	f, err := valueOf(name)
 	if err != nil {
 		m.Err = err

@@ -10,6 +10,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // requests yields n latencies in milliseconds, log-normal around 20ms and
@@ -52,7 +53,7 @@ func TestComparedLatencyIsFairAtASmallWeight(t *testing.T) {
 		verdicts := func(factor float64) (failed int) {
 			rng := rand.New(rand.NewPCG(uint64(len(c.metric)), uint64(factor*100)))
 			for range trials {
-				meas := analysis.Measurement{Metric: c.metric,
+				meas := rollout.Measurement{Metric: c.metric,
 					CanarySamples: Samples(c.metric, k, requests(rng, canaryN, factor)),
 					StableSamples: Samples(c.metric, k, requests(rng, stableN, 1))}
 				if r, _ := analysis.Compare(spec, meas, 0.98); r.Verdict == v1alpha1.VerdictFailed {

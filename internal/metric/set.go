@@ -8,6 +8,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -71,14 +72,14 @@ func NewSet(cfg SetConfig) (*Set, error) {
 // Measure measures every metric for the status' canary and stable
 // versions. Provider queries run concurrently, each bounded by its own
 // timeout and by ctx.
-func (s *Set) Measure(ctx context.Context, st v1alpha1.RolloutStatus) []analysis.Measurement {
+func (s *Set) Measure(ctx context.Context, st v1alpha1.RolloutStatus) []rollout.Measurement {
 	var metrics []spec.PlanMetric
 	for _, m := range s.plan.Metrics {
 		if m.Hook == nil {
 			metrics = append(metrics, m)
 		}
 	}
-	out := make([]analysis.Measurement, len(metrics))
+	out := make([]rollout.Measurement, len(metrics))
 	var builtin []spec.PlanMetric
 	var builtinIdx []int
 	var wg sync.WaitGroup
@@ -103,8 +104,8 @@ func (s *Set) Measure(ctx context.Context, st v1alpha1.RolloutStatus) []analysis
 
 // measureBuiltin measures the builtin metrics: the proxy's over its
 // window, the processes' usage now.
-func (s *Set) measureBuiltin(metrics []spec.PlanMetric, st v1alpha1.RolloutStatus) []analysis.Measurement {
-	out := make([]analysis.Measurement, len(metrics))
+func (s *Set) measureBuiltin(metrics []spec.PlanMetric, st v1alpha1.RolloutStatus) []rollout.Measurement {
+	out := make([]rollout.Measurement, len(metrics))
 	var proxied []spec.PlanMetric
 	var used []string
 	var proxiedIdx, usedIdx []int
@@ -130,8 +131,8 @@ func (s *Set) measureBuiltin(metrics []spec.PlanMetric, st v1alpha1.RolloutStatu
 	return out
 }
 
-func (s *Set) measureProvider(ctx context.Context, m spec.PlanMetric, p Provider, st v1alpha1.RolloutStatus) analysis.Measurement {
-	meas := analysis.Measurement{Metric: m.Name}
+func (s *Set) measureProvider(ctx context.Context, m spec.PlanMetric, p Provider, st v1alpha1.RolloutStatus) rollout.Measurement {
+	meas := rollout.Measurement{Metric: m.Name}
 	q := Query{Rollout: s.rollout, Namespace: s.namespace, Interval: s.plan.Interval, Vars: s.plan.Vars}
 	side := func(role string, v *v1alpha1.VersionRef) (*float64, []float64, error) {
 		if v == nil {
@@ -179,7 +180,7 @@ func usesStable(m v1alpha1.MetricSpec) bool {
 // Tick samples the built-in proxy and feeds the sequential test; it
 // returns an alarm when the test found the canary worse. The runtime calls
 // it at every tick, between checks.
-func (s *Set) Tick(st v1alpha1.RolloutStatus) []analysis.Alarm {
+func (s *Set) Tick(st v1alpha1.RolloutStatus) []rollout.Alarm {
 	if s.builtin == nil {
 		return nil
 	}
@@ -194,7 +195,7 @@ func (s *Set) Tick(st v1alpha1.RolloutStatus) []analysis.Alarm {
 	if err != nil || alarm == nil {
 		return nil
 	}
-	return []analysis.Alarm{*alarm}
+	return []rollout.Alarm{*alarm}
 }
 
 // Reset starts a new window for a new canary.

@@ -2,7 +2,7 @@ package metric
 
 import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/analysis"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // UsageSource measures the resources of a running version: the process
@@ -21,7 +21,7 @@ func isUsage(name string) bool { return name == CPUUsage || name == MemoryUsage 
 // measureUsage measures the named usage metrics of the status' canary and
 // stable versions. Each version is read once, so that both metrics cover
 // the same CPU window. A version that does not run has no data.
-func measureUsage(src UsageSource, names []string, st v1alpha1.RolloutStatus) []analysis.Measurement {
+func measureUsage(src UsageSource, names []string, st v1alpha1.RolloutStatus) []rollout.Measurement {
 	type usage struct{ cpu, mem *float64 }
 	read := func(v *v1alpha1.VersionRef) usage {
 		if v == nil {
@@ -34,9 +34,9 @@ func measureUsage(src UsageSource, names []string, st v1alpha1.RolloutStatus) []
 		return usage{&cpu, &mem}
 	}
 	canary, stable := read(st.Canary), read(st.Stable)
-	out := make([]analysis.Measurement, 0, len(names))
+	out := make([]rollout.Measurement, 0, len(names))
 	for _, name := range names {
-		m := analysis.Measurement{Metric: name, Canary: canary.cpu, Stable: stable.cpu}
+		m := rollout.Measurement{Metric: name, Canary: canary.cpu, Stable: stable.cpu}
 		if name == MemoryUsage {
 			m.Canary, m.Stable = canary.mem, stable.mem
 		}

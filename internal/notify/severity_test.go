@@ -12,7 +12,7 @@ func TestSeverityOf(t *testing.T) {
 		typ, reason string
 		want        Severity
 	}{
-		{N, "Registered", SeverityInfo},
+		{N, "Installed", SeverityInfo},
 		{N, "Started", SeverityInfo},
 		{N, "CanaryReplaced", SeverityInfo},
 		{N, "CanaryReady", SeverityInfo},

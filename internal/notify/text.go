@@ -15,7 +15,7 @@ import (
 // headlines say what happened, per event reason. The canary's version,
 // when known, follows a headline that ends in "canary".
 var headlines = map[string]string{
-	"Registered":        "Registered",
+	"Installed":         "Installed",
 	"Started":           "Started canary",
 	"CanaryReplaced":    "New canary",
 	"CanaryReady":       "Ready for traffic: canary",

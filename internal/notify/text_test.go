@@ -26,8 +26,8 @@ func TestDefaultText(t *testing.T) {
 		{"unknown reason in words", "web", event(W, "PreRolloutHookFailed", "hook db-check answered 500"), map[string]string{FieldCanary: "v3"},
 			"web: Pre rollout hook failed — hook db-check answered 500"},
 		{"no rollout, no message", "", event(N, "Promoted", ""), map[string]string{FieldCanary: "v2"}, "Promoted canary v2"},
-		{"headline not about the canary", "web", event(N, "Registered", "loaded from web.yaml"), map[string]string{FieldCanary: "v2"},
-			"web: Registered — loaded from web.yaml"},
+		{"headline not about the canary", "web", event(N, "Installed", "loaded from web.yaml"), map[string]string{FieldCanary: "v2"},
+			"web: Installed — loaded from web.yaml"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -41,7 +41,7 @@ func TestDefaultText(t *testing.T) {
 
 // Every reason the engine emits has a headline of its own.
 func TestHeadlinesCoverEngineReasons(t *testing.T) {
-	for _, r := range []string{"Registered", "Started", "CanaryReplaced", "CanaryReady", "WeightChanged", "CheckPassed",
+	for _, r := range []string{"Installed", "Started", "CanaryReplaced", "CanaryReady", "WeightChanged", "CheckPassed",
 		"CheckInconclusive", "CheckFailed", "PauseEnded", "AwaitingDecision", "Approved", "StepSkipped", "Paused", "Resumed",
 		"Promoting", "PromotedFull", "Promoted", "RollingBack", "RolledBack", "Aborted", "Failed", "Retried"} {
 		if _, ok := headlines[r]; !ok {

@@ -82,11 +82,11 @@ func orDefault(log *slog.Logger) *slog.Logger {
 	return log
 }
 
-// Apply sends w of the traffic to the canary, creating the route when it
+// SetWeight sends w of the traffic to the canary, creating the route when it
 // does not exist. While canaryLive, pipit's rules for the traffic rules
 // are in the route; otherwise they are removed and the stable Service gets
 // everything.
-func (g *GatewayAPI) Apply(ctx context.Context, w v1alpha1.Percent, canaryLive bool) error {
+func (g *GatewayAPI) SetWeight(ctx context.Context, w v1alpha1.Percent, canaryLive bool) error {
 	if err := checkWeight(w); err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ import (
 )
 
 func gatewayRollout(route string, traffic *v1alpha1.TrafficSpec) *v1alpha1.Rollout {
-	return rollout(&v1alpha1.KubernetesRouter{GatewayAPI: &v1alpha1.GatewayAPIRouter{
+	return kubeRollout(&v1alpha1.KubernetesRouter{GatewayAPI: &v1alpha1.GatewayAPIRouter{
 		HTTPRoute:  route,
 		ParentRefs: []v1alpha1.GatewayParentRef{{Name: "public", Namespace: "infra", SectionName: "https"}},
 	}}, traffic)
@@ -112,7 +112,7 @@ func TestGatewayAPICreatesRoute(t *testing.T) {
 	ro := gatewayRollout("", nil)
 	c := newFakeClient(t, nil)
 	g := NewGatewayAPI(c, ro, plan(ro), nil)
-	if err := g.Apply(testCtx(t), 5000, true); err != nil {
+	if err := g.SetWeight(testCtx(t), 5000, true); err != nil {
 		t.Fatal(err)
 	}
 	route := getRoute(t, c, "web")
@@ -157,7 +157,7 @@ func TestGatewayAPIEditsUserRoute(t *testing.T) {
 	c := newFakeClient(t, nil, original.DeepCopy())
 	g := NewGatewayAPI(c, ro, plan(ro), nil)
 
-	if err := g.Apply(testCtx(t), 12_500, true); err != nil {
+	if err := g.SetWeight(testCtx(t), 12_500, true); err != nil {
 		t.Fatal(err)
 	}
 	route := getRoute(t, c, "shop")
@@ -223,7 +223,7 @@ func TestGatewayAPIEditsUserRoute(t *testing.T) {
 
 	// The rollout ends: pipit's rules leave, stable gets everything, the
 	// rest is as the user wrote it (with the apex replaced).
-	if err := g.Apply(testCtx(t), 12_500, false); err != nil {
+	if err := g.SetWeight(testCtx(t), 12_500, false); err != nil {
 		t.Fatal(err)
 	}
 	route = getRoute(t, c, "shop")
@@ -246,14 +246,14 @@ func TestGatewayAPIWritesOnlyChanges(t *testing.T) {
 	c := newFakeClient(t, countUpdates(&updates), userRoute())
 	g := NewGatewayAPI(c, ro, plan(ro), nil)
 	for range 3 {
-		if err := g.Apply(testCtx(t), 1000, true); err != nil {
+		if err := g.SetWeight(testCtx(t), 1000, true); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if updates != 1 {
 		t.Errorf("%d updates for three Applies of one weight, want 1", updates)
 	}
-	if err := g.Apply(testCtx(t), 2000, true); err != nil {
+	if err := g.SetWeight(testCtx(t), 2000, true); err != nil {
 		t.Fatal(err)
 	}
 	if updates != 2 {
@@ -272,7 +272,7 @@ func TestGatewayAPIRetriesConflicts(t *testing.T) {
 		return c.Update(ctx, obj, opts...)
 	}}, userRoute())
 	g := NewGatewayAPI(c, ro, plan(ro), nil)
-	if err := g.Apply(testCtx(t), 3000, true); err != nil {
+	if err := g.SetWeight(testCtx(t), 3000, true); err != nil {
 		t.Fatal(err)
 	}
 	if w := weightsOf(ruleNamed(t, getRoute(t, c, "shop"), "app")); w["web-canary"] != 3000 {
@@ -293,11 +293,11 @@ func TestGatewayAPIFailedWriteKeepsWeight(t *testing.T) {
 		return c.Update(ctx, obj, opts...)
 	}}, userRoute())
 	g := NewGatewayAPI(c, ro, plan(ro), nil)
-	if err := g.Apply(testCtx(t), 3000, true); err != nil {
+	if err := g.SetWeight(testCtx(t), 3000, true); err != nil {
 		t.Fatal(err)
 	}
 	fail = true
-	err := g.Apply(testCtx(t), 6000, true)
+	err := g.SetWeight(testCtx(t), 6000, true)
 	if err == nil || !strings.Contains(err.Error(), "HTTPRoute shop/shop") {
 		t.Fatalf("err = %v, want the route named", err)
 	}
@@ -322,7 +322,7 @@ func TestGatewayAPIMirrorAndSessions(t *testing.T) {
 			})
 			cl := newFakeClient(t, nil, userRoute())
 			g := NewGatewayAPI(cl, ro, plan(ro), nil)
-			if err := g.Apply(testCtx(t), 1000, true); err != nil {
+			if err := g.SetWeight(testCtx(t), 1000, true); err != nil {
 				t.Fatal(err)
 			}
 			app := ruleNamed(t, getRoute(t, cl, "shop"), "app")
@@ -360,7 +360,7 @@ func TestGatewayAPIKeepsUserSessionPersistence(t *testing.T) {
 	route.Spec.Rules[1].SessionPersistence = mine
 	c := newFakeClient(t, nil, route)
 	g := NewGatewayAPI(c, ro, plan(ro), nil)
-	if err := g.Apply(testCtx(t), 1000, true); err != nil {
+	if err := g.SetWeight(testCtx(t), 1000, true); err != nil {
 		t.Fatal(err)
 	}
 	if got := ruleNamed(t, getRoute(t, c, "shop"), "app").SessionPersistence; !equality.Semantic.DeepEqual(got, mine) {
@@ -392,7 +392,7 @@ func TestGatewayAPIRefusals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ro := gatewayRollout("shop", c.traffic)
 			cl := newFakeClient(t, nil, c.route)
-			err := NewGatewayAPI(cl, ro, plan(ro), nil).Apply(testCtx(t), 1000, true)
+			err := NewGatewayAPI(cl, ro, plan(ro), nil).SetWeight(testCtx(t), 1000, true)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, c.want)
 			}
@@ -403,10 +403,10 @@ func TestGatewayAPIRefusals(t *testing.T) {
 	}
 	// Once the rollout is over a route that routes nothing to it is fine.
 	ro := gatewayRollout("shop", nil)
-	if err := NewGatewayAPI(newFakeClient(t, nil, unrelated), ro, plan(ro), nil).Apply(testCtx(t), 0, false); err != nil {
-		t.Errorf("Apply after the rollout on an unrelated route: %v", err)
+	if err := NewGatewayAPI(newFakeClient(t, nil, unrelated), ro, plan(ro), nil).SetWeight(testCtx(t), 0, false); err != nil {
+		t.Errorf("SetWeight after the rollout on an unrelated route: %v", err)
 	}
-	if err := NewGatewayAPI(newFakeClient(t, nil), ro, plan(ro), nil).Apply(testCtx(t), -1, true); err == nil {
+	if err := NewGatewayAPI(newFakeClient(t, nil), ro, plan(ro), nil).SetWeight(testCtx(t), -1, true); err == nil {
 		t.Error("a negative weight was accepted")
 	}
 }
@@ -444,7 +444,7 @@ func TestGatewayAPIRemove(t *testing.T) {
 	updates := 0
 	c := newFakeClient(t, countUpdates(&updates), original.DeepCopy())
 	g := NewGatewayAPI(c, ro, plan(ro), nil)
-	if err := g.Apply(testCtx(t), 50_000, true); err != nil {
+	if err := g.SetWeight(testCtx(t), 50_000, true); err != nil {
 		t.Fatal(err)
 	}
 	route := getRoute(t, c, "shop")
@@ -516,7 +516,7 @@ func TestGatewayAPIRemoveLeavesOwnedRoute(t *testing.T) {
 	updates := 0
 	c := newFakeClient(t, countUpdates(&updates))
 	g := NewGatewayAPI(c, ro, plan(ro), nil)
-	if err := g.Apply(testCtx(t), 20_000, true); err != nil {
+	if err := g.SetWeight(testCtx(t), 20_000, true); err != nil {
 		t.Fatal(err)
 	}
 	created := getRoute(t, c, "web")

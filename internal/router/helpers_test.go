@@ -17,9 +17,9 @@ import (
 
 const testNamespace = "shop"
 
-// rollout is a Kubernetes rollout of Deployment web in namespace shop:
+// kubeRollout is a Kubernetes rollout of Deployment web in namespace shop:
 // Services web, web-stable and web-canary on port 80.
-func rollout(router *v1alpha1.KubernetesRouter, traffic *v1alpha1.TrafficSpec) *v1alpha1.Rollout {
+func kubeRollout(router *v1alpha1.KubernetesRouter, traffic *v1alpha1.TrafficSpec) *v1alpha1.Rollout {
 	return &v1alpha1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: testNamespace, UID: "rollout-uid"},
 		Spec: v1alpha1.RolloutSpec{

@@ -77,12 +77,12 @@ func NewIstio(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan, log 
 	}
 }
 
-// Apply sends w of the traffic to the canary, rounded to whole percent,
+// SetWeight sends w of the traffic to the canary, rounded to whole percent,
 // creating the VirtualService (and the DestinationRule when routing by
 // subsets) when it does not exist. While canaryLive, pipit's routes for
 // the traffic rules are in the VirtualService; otherwise they are removed
 // and stable gets everything. Weight reports w as asked, not as rounded.
-func (i *Istio) Apply(ctx context.Context, w v1alpha1.Percent, canaryLive bool) error {
+func (i *Istio) SetWeight(ctx context.Context, w v1alpha1.Percent, canaryLive bool) error {
 	if err := checkWeight(w); err != nil {
 		return err
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 func istioRollout(vs, dr string, traffic *v1alpha1.TrafficSpec) *v1alpha1.Rollout {
-	return rollout(&v1alpha1.KubernetesRouter{Istio: &v1alpha1.IstioRouter{
+	return kubeRollout(&v1alpha1.KubernetesRouter{Istio: &v1alpha1.IstioRouter{
 		VirtualService: vs, DestinationRule: dr, Hosts: []string{"shop.example.com"}, Gateways: []string{"infra/public"},
 	}}, traffic)
 }
@@ -95,7 +95,7 @@ func TestIstioCreatesVirtualService(t *testing.T) {
 	ro := istioRollout("", "", nil)
 	c := newFakeClient(t, nil)
 	r := NewIstio(c, ro, plan(ro), nil)
-	if err := r.Apply(testCtx(t), 5_400, true); err != nil {
+	if err := r.SetWeight(testCtx(t), 5_400, true); err != nil {
 		t.Fatal(err)
 	}
 	vs := getIstio(t, c, "VirtualService", "web")
@@ -128,7 +128,7 @@ func TestIstioEditsUserVirtualService(t *testing.T) {
 	original := userVirtualService(t)
 	c := newFakeClient(t, nil, original.DeepCopy())
 	r := NewIstio(c, ro, plan(ro), nil)
-	if err := r.Apply(testCtx(t), 33_333, true); err != nil {
+	if err := r.SetWeight(testCtx(t), 33_333, true); err != nil {
 		t.Fatal(err)
 	}
 	vs := getIstio(t, c, "VirtualService", "shop")
@@ -189,7 +189,7 @@ func TestIstioEditsUserVirtualService(t *testing.T) {
 		t.Errorf("pipit-admin matches %s, want /api/admin inside /api only", jsonOf(t, admin))
 	}
 
-	if err := r.Apply(testCtx(t), 33_333, false); err != nil {
+	if err := r.SetWeight(testCtx(t), 33_333, false); err != nil {
 		t.Fatal(err)
 	}
 	names, routes = httpRoutes(t, getIstio(t, c, "VirtualService", "shop"))
@@ -208,7 +208,7 @@ func TestIstioSubsets(t *testing.T) {
 	})
 	c := newFakeClient(t, nil, userVirtualService(t))
 	r := NewIstio(c, ro, plan(ro), nil)
-	if err := r.Apply(testCtx(t), 99_600, true); err != nil {
+	if err := r.SetWeight(testCtx(t), 99_600, true); err != nil {
 		t.Fatal(err)
 	}
 	dr := getIstio(t, c, "DestinationRule", "web-versions")
@@ -276,7 +276,7 @@ func TestIstioRemove(t *testing.T) {
 			updates := 0
 			c := newFakeClient(t, countUpdates(&updates), original.DeepCopy())
 			r := NewIstio(c, ro, plan(ro), nil)
-			if err := r.Apply(testCtx(t), 40_000, true); err != nil {
+			if err := r.SetWeight(testCtx(t), 40_000, true); err != nil {
 				t.Fatal(err)
 			}
 			names, routes := httpRoutes(t, getIstio(t, c, "VirtualService", "shop"))
@@ -338,7 +338,7 @@ func TestIstioRemoveLeavesOwnedObjects(t *testing.T) {
 	updates := 0
 	c := newFakeClient(t, countUpdates(&updates))
 	r := NewIstio(c, ro, plan(ro), nil)
-	if err := r.Apply(testCtx(t), 20_000, true); err != nil {
+	if err := r.SetWeight(testCtx(t), 20_000, true); err != nil {
 		t.Fatal(err)
 	}
 	vs, dr := getIstio(t, c, "VirtualService", "web"), getIstio(t, c, "DestinationRule", "web-versions")
@@ -379,7 +379,7 @@ func TestIstioKeepsUserMirror(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := newFakeClient(t, nil, vs)
-	if err := NewIstio(c, ro, plan(ro), nil).Apply(testCtx(t), 1000, true); err != nil {
+	if err := NewIstio(c, ro, plan(ro), nil).SetWeight(testCtx(t), 1000, true); err != nil {
 		t.Fatal(err)
 	}
 	_, routes := httpRoutes(t, getIstio(t, c, "VirtualService", "shop"))
@@ -393,7 +393,7 @@ func TestIstioRefusesForeignDestinationRule(t *testing.T) {
 	dr := fromJSON(t, `{"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
 	  "metadata": {"name": "theirs", "namespace": "shop"}, "spec": {"host": "web"}}`)
 	c := newFakeClient(t, nil, userVirtualService(t), dr)
-	err := NewIstio(c, ro, plan(ro), nil).Apply(testCtx(t), 1000, true)
+	err := NewIstio(c, ro, plan(ro), nil).SetWeight(testCtx(t), 1000, true)
 	if err == nil || !strings.Contains(err.Error(), "DestinationRule shop/theirs") {
 		t.Fatalf("err = %v, want the user's DestinationRule refused", err)
 	}
@@ -411,7 +411,7 @@ func TestIstioWritesOnlyChanges(t *testing.T) {
 	c := newFakeClient(t, countUpdates(&updates), userVirtualService(t))
 	r := NewIstio(c, ro, plan(ro), nil)
 	for range 3 {
-		if err := r.Apply(testCtx(t), 1000, true); err != nil {
+		if err := r.SetWeight(testCtx(t), 1000, true); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -440,7 +440,7 @@ func TestIstioRefusals(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			ro := istioRollout("shop", "", c.traffic)
 			cl := newFakeClient(t, nil, userVirtualService(t))
-			err := NewIstio(cl, ro, plan(ro), nil).Apply(testCtx(t), 1000, true)
+			err := NewIstio(cl, ro, plan(ro), nil).SetWeight(testCtx(t), 1000, true)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, c.want)
 			}
@@ -454,7 +454,7 @@ func TestIstioRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	ro := istioRollout("shop", "", nil)
-	err := NewIstio(newFakeClient(t, nil, vs), ro, plan(ro), nil).Apply(testCtx(t), 1000, true)
+	err := NewIstio(newFakeClient(t, nil, vs), ro, plan(ro), nil).SetWeight(testCtx(t), 1000, true)
 	if err == nil || !strings.Contains(err.Error(), "legacy") {
 		t.Errorf("err = %v, want a route mixing the rollout's Services with legacy refused", err)
 	}

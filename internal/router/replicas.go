@@ -23,9 +23,9 @@ type Replicas struct {
 	weight atomic.Int32
 }
 
-// Apply scales the versions for w, or for none to the canary once the
+// SetWeight scales the versions for w, or for none to the canary once the
 // canary is no longer live.
-func (r *Replicas) Apply(ctx context.Context, w v1alpha1.Percent, canaryLive bool) error {
+func (r *Replicas) SetWeight(ctx context.Context, w v1alpha1.Percent, canaryLive bool) error {
 	if err := checkWeight(w); err != nil {
 		return err
 	}

@@ -24,21 +24,21 @@ func TestReplicas(t *testing.T) {
 	s := &scaler{}
 	r := &Replicas{Scaler: s}
 	ctx := testCtx(t)
-	if err := r.Apply(ctx, 20_000, true); err != nil {
+	if err := r.SetWeight(ctx, 20_000, true); err != nil {
 		t.Fatal(err)
 	}
 	if r.Weight() != 20_000 {
 		t.Errorf("Weight() = %s, want 20%%", r.Weight())
 	}
 	s.err = errors.New("no quota")
-	if err := r.Apply(ctx, 40_000, true); !errors.Is(err, s.err) {
+	if err := r.SetWeight(ctx, 40_000, true); !errors.Is(err, s.err) {
 		t.Fatalf("err = %v, want the scaler's", err)
 	}
 	if r.Weight() != 20_000 {
 		t.Errorf("Weight() = %s after a failed Apply, want the last applied 20%%", r.Weight())
 	}
 	s.err = nil
-	if err := r.Apply(ctx, 40_000, false); err != nil {
+	if err := r.SetWeight(ctx, 40_000, false); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Remove(ctx); err != nil {
@@ -50,7 +50,7 @@ func TestReplicas(t *testing.T) {
 	if r.Weight() != 0 {
 		t.Errorf("Weight() = %s, want 0", r.Weight())
 	}
-	if err := r.Apply(ctx, v1alpha1.FullWeight+1, true); err == nil {
+	if err := r.SetWeight(ctx, v1alpha1.FullWeight+1, true); err == nil {
 		t.Error("a weight above 100% was accepted")
 	}
 }

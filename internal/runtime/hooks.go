@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/analysis"
 	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/hook"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -32,7 +32,7 @@ type Hooks struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	done   []engine.HookResult
-	alarms []analysis.Alarm
+	alarms []rollout.Alarm
 	// nextRollbackPoll is when the rollback hooks are polled next;
 	// polling marks a poll in flight so polls never pile up.
 	nextRollbackPoll time.Time
@@ -135,7 +135,7 @@ func (h *Hooks) Results() []engine.HookResult {
 // Alarms polls the rollback hooks once an analysis interval while the
 // canary is being analysed, in the background, and returns the alarm of a
 // poll in which a hook asked for a rollback.
-func (h *Hooks) Alarms(st v1alpha1.RolloutStatus, now time.Time) []analysis.Alarm {
+func (h *Hooks) Alarms(st v1alpha1.RolloutStatus, now time.Time) []rollout.Alarm {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := h.alarms
@@ -159,10 +159,10 @@ func (h *Hooks) Alarms(st v1alpha1.RolloutStatus, now time.Time) []analysis.Alar
 }
 
 // pollRollback asks each rollback hook; any yes is a request to roll back.
-func (h *Hooks) pollRollback(p hook.Payload) *analysis.Alarm {
+func (h *Hooks) pollRollback(p hook.Payload) *rollout.Alarm {
 	for _, w := range h.Plan.Hooks[v1alpha1.HookRollback] {
 		if r := h.Run(h.ctx, w, p); r.OK {
-			return &analysis.Alarm{Metric: spec.HookMetricPrefix + w.Name,
+			return &rollout.Alarm{Metric: spec.HookMetricPrefix + w.Name,
 				Reason: "rollback hook " + w.Name + " asked for a rollback: " + describe(r)}
 		}
 	}
@@ -174,9 +174,9 @@ func (h *Hooks) pollRollback(p hook.Payload) *analysis.Alarm {
 // was no answer. Load tests run in the background for their duration; a
 // check reports the last finished one (a load test that is still running
 // for the first time counts as yes).
-func (h *Hooks) Measure(st v1alpha1.RolloutStatus) []analysis.Measurement {
+func (h *Hooks) Measure(st v1alpha1.RolloutStatus) []rollout.Measurement {
 	hooks := h.Plan.Hooks[v1alpha1.HookRollout]
-	out := make([]analysis.Measurement, len(hooks))
+	out := make([]rollout.Measurement, len(hooks))
 	p := h.payload(st)
 	var wg sync.WaitGroup
 	for i, w := range hooks {
@@ -195,7 +195,7 @@ func (h *Hooks) Measure(st v1alpha1.RolloutStatus) []analysis.Measurement {
 	return out
 }
 
-func (h *Hooks) loadTest(name string, w v1alpha1.WebhookSpec, p hook.Payload) analysis.Measurement {
+func (h *Hooks) loadTest(name string, w v1alpha1.WebhookSpec, p hook.Payload) rollout.Measurement {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	lt := h.loadTests[w.Name]
@@ -214,13 +214,13 @@ func (h *Hooks) loadTest(name string, w v1alpha1.WebhookSpec, p hook.Payload) an
 	}
 	if lt.last == nil {
 		one := 1.0
-		return analysis.Measurement{Metric: name, Canary: &one}
+		return rollout.Measurement{Metric: name, Canary: &one}
 	}
 	return measurement(name, *lt.last)
 }
 
-func measurement(name string, r hook.Result) analysis.Measurement {
-	m := analysis.Measurement{Metric: name}
+func measurement(name string, r hook.Result) rollout.Measurement {
+	m := rollout.Measurement{Metric: name}
 	switch {
 	case r.Err != nil:
 		m.Err = r.Err

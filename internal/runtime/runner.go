@@ -14,58 +14,10 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/analysis"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
-
-// Target runs the versions of a service. Each method is an idempotent
-// desired state: calling it again after a crash does no harm.
-type Target interface {
-	// DeployCanary makes v run as the canary.
-	DeployCanary(ctx context.Context, v v1alpha1.VersionRef) error
-	// Promote makes v serve as the stable version.
-	Promote(ctx context.Context, v v1alpha1.VersionRef) error
-	// RetireCanary stops v from running as the canary.
-	RetireCanary(ctx context.Context, v v1alpha1.VersionRef) error
-	// Observe reports the versions the target serves and the canary's
-	// health.
-	Observe(ctx context.Context) engine.Observed
-}
-
-// Router splits traffic between stable and canary.
-type Router interface {
-	// SetWeight sends w of the traffic to the canary.
-	SetWeight(ctx context.Context, w v1alpha1.Percent) error
-	// Weight is the share the router applies now.
-	Weight() v1alpha1.Percent
-}
-
-// Meter measures a rollout's analysis metrics.
-type Meter interface {
-	// Measure measures every metric over the window since the last call,
-	// for the status' canary and stable versions.
-	Measure(ctx context.Context, st v1alpha1.RolloutStatus) []analysis.Measurement
-	// Tick runs the continuous tests at every tick and returns their
-	// alarms.
-	Tick(st v1alpha1.RolloutStatus) []analysis.Alarm
-	// Reset starts a new window, for a new canary.
-	Reset()
-}
-
-// Store keeps a rollout's state. Save writes the status, its events and the
-// consumption of commands in one durable step.
-type Store interface {
-	Save(ctx context.Context, status v1alpha1.RolloutStatus, events []v1alpha1.Event, consumed []int64) error
-	// Pending returns the commands not yet consumed, oldest first.
-	Pending(ctx context.Context) ([]PendingCommand, error)
-}
-
-// PendingCommand is an operator command waiting in the store.
-type PendingCommand struct {
-	ID int64
-	engine.Command
-}
 
 // Runner drives one rollout. It is not safe for concurrent use: one
 // goroutine calls Converge once, then Tick repeatedly.
@@ -73,10 +25,10 @@ type Runner struct {
 	Name   string
 	Plan   spec.Plan
 	Status v1alpha1.RolloutStatus
-	Store  Store
-	Target Target
-	Router Router
-	Meter  Meter
+	Store  rollout.Store
+	Target rollout.Target
+	Router rollout.Router
+	Meter  rollout.Meter
 	// Now is the clock; tests give a simulated one.
 	Now func() time.Time
 	// Hooks runs the rollout's webhooks. Optional.
@@ -100,28 +52,16 @@ const maxSettle = 4
 
 // Converge makes the target and router match the saved status: after a
 // restart the same canary runs and the same weight is applied again, before
-// anything new is decided.
+// anything new is decided (engine.Reapply says what that takes).
 func (r *Runner) Converge(ctx context.Context) error {
-	st := r.Status
 	var errs []error
-	if st.Canary != nil {
-		if routed(st.Phase) {
-			errs = append(errs, r.Target.DeployCanary(ctx, *st.Canary))
-		} else {
-			errs = append(errs, r.Target.RetireCanary(ctx, *st.Canary))
-		}
-		if st.Phase == v1alpha1.PhasePromoting {
-			errs = append(errs, r.Target.Promote(ctx, *st.Canary))
-		}
+	for _, a := range engine.Reapply(r.Status) {
+		errs = append(errs, r.apply(ctx, a))
 	}
-	errs = append(errs, r.Router.SetWeight(ctx, st.CanaryWeight))
 	err := errors.Join(errs...)
 	r.diverged = err != nil
 	return err
 }
-
-// routed reports whether the canary should be running in this phase.
-func routed(p v1alpha1.Phase) bool { return !p.Terminal() && p != v1alpha1.PhaseIdle }
 
 // Tick lets the engine decide once (more, through transient phases), saving
 // each decision before carrying it out. It returns when the rollout next
@@ -150,7 +90,7 @@ func (r *Runner) Tick(ctx context.Context) (next time.Time, ok bool, err error) 
 }
 
 // decide runs one engine step: write first, then act.
-func (r *Runner) decide(ctx context.Context, pending []PendingCommand) error {
+func (r *Runner) decide(ctx context.Context, pending []rollout.PendingCommand) error {
 	now := r.Now()
 	in := engine.Input{Now: now, Observed: r.Target.Observe(ctx), Alarms: r.Meter.Tick(r.Status)}
 	if r.Hooks != nil {
@@ -209,18 +149,20 @@ func (r *Runner) decide(ctx context.Context, pending []PendingCommand) error {
 	return nil
 }
 
-func (r *Runner) apply(ctx context.Context, a engine.Action) error {
+func (r *Runner) apply(ctx context.Context, a rollout.Action) error {
 	switch a.Kind {
-	case engine.ActionSetWeight:
-		return r.Router.SetWeight(ctx, a.Weight)
-	case engine.ActionDeployCanary:
+	case rollout.ActionSetWeight:
+		return r.Router.SetWeight(ctx, a.Weight, a.CanaryLive)
+	case rollout.ActionInstall:
+		return r.Target.Install(ctx, *a.Version)
+	case rollout.ActionDeployCanary:
 		r.Meter.Reset()
 		return r.Target.DeployCanary(ctx, *a.Version)
-	case engine.ActionPromote:
+	case rollout.ActionPromote:
 		return r.Target.Promote(ctx, *a.Version)
-	case engine.ActionRetireCanary:
+	case rollout.ActionRetireCanary:
 		return r.Target.RetireCanary(ctx, *a.Version)
-	case engine.ActionRunHooks:
+	case rollout.ActionRunHooks:
 		if r.Hooks != nil {
 			r.Hooks.Start(a.Hook, a.Run, r.Status)
 		}

@@ -9,8 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/analysis"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -22,13 +21,15 @@ type world struct {
 	stable    string
 	canary    string
 	saved     []v1alpha1.RolloutStatus
-	pending   []PendingCommand
+	pending   []rollout.PendingCommand
 	failSave  bool
 	failRoute int // SetWeight calls left to fail
 	// promoteLater: Promote is asked for but the target does not serve
 	// the new stable version until the test sets stable itself.
 	promoteLater bool
 }
+
+func (w *world) Install(ctx context.Context, v v1alpha1.VersionRef) error { return w.Promote(ctx, v) }
 
 func (w *world) DeployCanary(_ context.Context, v v1alpha1.VersionRef) error {
 	w.log = append(w.log, "deploy "+v.Version)
@@ -46,10 +47,10 @@ func (w *world) RetireCanary(_ context.Context, v v1alpha1.VersionRef) error {
 	w.log = append(w.log, "retire "+v.Version)
 	return nil
 }
-func (w *world) Observe(context.Context) engine.Observed {
-	return engine.Observed{StableVersion: w.stable, CanaryVersion: w.canary, CanaryHealth: engine.HealthUp}
+func (w *world) Observe(context.Context) rollout.Observed {
+	return rollout.Observed{StableVersion: w.stable, CanaryVersion: w.canary, CanaryHealth: rollout.HealthUp}
 }
-func (w *world) SetWeight(_ context.Context, p v1alpha1.Percent) error {
+func (w *world) SetWeight(_ context.Context, p v1alpha1.Percent, _ bool) error {
 	if w.failRoute > 0 {
 		w.failRoute--
 		return errors.New("router unavailable")
@@ -58,17 +59,17 @@ func (w *world) SetWeight(_ context.Context, p v1alpha1.Percent) error {
 	w.weight = p
 	return nil
 }
-func (w *world) Weight() v1alpha1.Percent                                               { return w.weight }
-func (w *world) Measure(context.Context, v1alpha1.RolloutStatus) []analysis.Measurement { return nil }
-func (w *world) Tick(v1alpha1.RolloutStatus) []analysis.Alarm                           { return nil }
-func (w *world) Reset()                                                                 {}
+func (w *world) Weight() v1alpha1.Percent                                              { return w.weight }
+func (w *world) Measure(context.Context, v1alpha1.RolloutStatus) []rollout.Measurement { return nil }
+func (w *world) Tick(v1alpha1.RolloutStatus) []rollout.Alarm                           { return nil }
+func (w *world) Reset()                                                                {}
 func (w *world) Save(_ context.Context, st v1alpha1.RolloutStatus, _ []v1alpha1.Event, consumed []int64) error {
 	if w.failSave {
 		return errors.New("disk full")
 	}
 	w.log = append(w.log, "save "+string(st.Phase))
 	w.saved = append(w.saved, st)
-	var left []PendingCommand
+	var left []rollout.PendingCommand
 	for _, p := range w.pending {
 		keep := true
 		for _, id := range consumed {
@@ -81,7 +82,7 @@ func (w *world) Save(_ context.Context, st v1alpha1.RolloutStatus, _ []v1alpha1.
 	w.pending = left
 	return nil
 }
-func (w *world) Pending(context.Context) ([]PendingCommand, error) { return w.pending, nil }
+func (w *world) Pending(context.Context) ([]rollout.PendingCommand, error) { return w.pending, nil }
 
 func newRunner(w *world, now *time.Time) *Runner {
 	five := v1alpha1.PercentOf(5)
@@ -99,13 +100,13 @@ func newRunner(w *world, now *time.Time) *Runner {
 	}
 }
 
-func deploy(id int64, v string) PendingCommand {
-	return PendingCommand{ID: id, Command: engine.Command{Kind: engine.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: v}}}
+func deploy(id int64, v string) rollout.PendingCommand {
+	return rollout.PendingCommand{ID: id, Command: rollout.Command{Kind: rollout.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: v}}}
 }
 
 func TestRunnerSavesBeforeActing(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	w := &world{pending: []PendingCommand{deploy(1, "v2")}}
+	w := &world{pending: []rollout.PendingCommand{deploy(1, "v2")}}
 	r := newRunner(w, &now)
 	var applied []int64
 	r.OnCommand = func(id int64, err error) {
@@ -151,7 +152,7 @@ func TestRunnerSavesBeforeActing(t *testing.T) {
 // status, saved once, is not written again until the promotion completes.
 func TestRunnerDoesNotRewriteAWaitingPromotion(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	w := &world{pending: []PendingCommand{deploy(1, "v2")}, promoteLater: true}
+	w := &world{pending: []rollout.PendingCommand{deploy(1, "v2")}, promoteLater: true}
 	r := newRunner(w, &now)
 	r.Tick(context.Background())
 	now = now.Add(time.Second)
@@ -189,7 +190,7 @@ func TestRunnerDoesNotRewriteAWaitingPromotion(t *testing.T) {
 
 func TestRunnerDoesNotActWhenTheSaveFails(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	w := &world{pending: []PendingCommand{deploy(1, "v2")}, failSave: true}
+	w := &world{pending: []rollout.PendingCommand{deploy(1, "v2")}, failSave: true}
 	r := newRunner(w, &now)
 	if _, _, err := r.Tick(context.Background()); err == nil {
 		t.Fatal("tick succeeded although the save failed")
@@ -201,7 +202,7 @@ func TestRunnerDoesNotActWhenTheSaveFails(t *testing.T) {
 
 func TestRunnerReappliesAfterAFailedAction(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	w := &world{pending: []PendingCommand{deploy(1, "v2")}}
+	w := &world{pending: []rollout.PendingCommand{deploy(1, "v2")}}
 	r := newRunner(w, &now)
 	r.Tick(context.Background())
 	w.failRoute = 1

@@ -26,7 +26,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -265,10 +265,10 @@ func (d *Deployment) RetireCanary(ctx context.Context, v v1alpha1.VersionRef) er
 // Observe reports the canary copy's version and health and the version
 // the stable copy serves once rolled out. Errors from the API server leave
 // what they hide unknown.
-func (d *Deployment) Observe(ctx context.Context) engine.Observed {
+func (d *Deployment) Observe(ctx context.Context) rollout.Observed {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	o := engine.Observed{CanaryHealth: engine.HealthUnknown}
+	o := rollout.Observed{CanaryHealth: rollout.HealthUnknown}
 	canary, err := d.getCopy(ctx, d.plan.CanaryWorkload)
 	switch {
 	case err != nil:
@@ -276,9 +276,9 @@ func (d *Deployment) Observe(ctx context.Context) engine.Observed {
 	case canary != nil && replicasOf(canary) > 0:
 		o.CanaryVersion = canary.Annotations[AnnotationTemplateHash]
 		if rolledOut(canary) {
-			o.CanaryHealth = engine.HealthUp
+			o.CanaryHealth = rollout.HealthUp
 		} else if reason, failed := progressFailed(canary); failed {
-			o.CanaryHealth, o.CanaryReason, o.CanaryFailed = engine.HealthDown, reason, true
+			o.CanaryHealth, o.CanaryReason, o.CanaryFailed = rollout.HealthDown, reason, true
 		}
 	}
 	stable, err := d.getCopy(ctx, d.plan.StableWorkload)

@@ -21,7 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
@@ -498,11 +498,11 @@ func TestCanaryRunsFullSizeThenIsPromotedAndRetired(t *testing.T) {
 	wantOwner(t, canary)
 
 	o := f.d.Observe(f.ctx)
-	if o.CanaryVersion != v2.Template || o.CanaryHealth != engine.HealthUnknown || o.StableVersion != v1.Template {
+	if o.CanaryVersion != v2.Template || o.CanaryHealth != rollout.HealthUnknown || o.StableVersion != v1.Template {
 		t.Errorf("canary rolling out: Observe = %+v", o)
 	}
 	f.markRolledOut("web-canary")
-	if o := f.d.Observe(f.ctx); o.CanaryHealth != engine.HealthUp || o.CanaryVersion != v2.Template {
+	if o := f.d.Observe(f.ctx); o.CanaryHealth != rollout.HealthUp || o.CanaryVersion != v2.Template {
 		t.Errorf("canary rolled out: Observe = %+v, want %s up", o, v2.Template)
 	}
 
@@ -530,7 +530,7 @@ func TestCanaryRunsFullSizeThenIsPromotedAndRetired(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.wantReplicas("web-canary", 0)
-	if o := f.d.Observe(f.ctx); o.CanaryVersion != "" || o.CanaryHealth != engine.HealthUnknown {
+	if o := f.d.Observe(f.ctx); o.CanaryVersion != "" || o.CanaryHealth != rollout.HealthUnknown {
 		t.Errorf("retired canary: Observe = %+v, want no canary", o)
 	}
 	f.wantReplicas("web", 0)
@@ -609,15 +609,15 @@ func TestObserveCanaryHealth(t *testing.T) {
 		name       string
 		generation int64
 		status     appsv1.DeploymentStatus
-		want       engine.Health
+		want       rollout.Health
 	}{
-		{"rolled out", 2, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 3}, engine.HealthUp},
-		{"old generation observed", 3, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 3}, engine.HealthUnknown},
-		{"some updated", 2, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: 2, AvailableReplicas: 3}, engine.HealthUnknown},
-		{"not all available", 2, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 2}, engine.HealthUnknown},
-		{"old pods left", 2, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 4, UpdatedReplicas: 3, AvailableReplicas: 3}, engine.HealthUnknown},
-		{"progress deadline exceeded", 2, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, Conditions: []appsv1.DeploymentCondition{deadline}}, engine.HealthDown},
-		{"deadline of the previous template", 3, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, Conditions: []appsv1.DeploymentCondition{deadline}}, engine.HealthUnknown},
+		{"rolled out", 2, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 3}, rollout.HealthUp},
+		{"old generation observed", 3, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 3}, rollout.HealthUnknown},
+		{"some updated", 2, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: 2, AvailableReplicas: 3}, rollout.HealthUnknown},
+		{"not all available", 2, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 2}, rollout.HealthUnknown},
+		{"old pods left", 2, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 4, UpdatedReplicas: 3, AvailableReplicas: 3}, rollout.HealthUnknown},
+		{"progress deadline exceeded", 2, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, Conditions: []appsv1.DeploymentCondition{deadline}}, rollout.HealthDown},
+		{"deadline of the previous template", 3, appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, Conditions: []appsv1.DeploymentCondition{deadline}}, rollout.HealthUnknown},
 	}
 	for _, c := range cases {
 		canary := webTarget("web:v2", 3)
@@ -628,7 +628,7 @@ func TestObserveCanaryHealth(t *testing.T) {
 		if o.CanaryHealth != c.want || o.CanaryVersion != "abc" {
 			t.Errorf("%s: Observe = %+v, want health %v of abc", c.name, o, c.want)
 		}
-		if down := c.want == engine.HealthDown; o.CanaryFailed != down || down != strings.Contains(o.CanaryReason, "timed out progressing") {
+		if down := c.want == rollout.HealthDown; o.CanaryFailed != down || down != strings.Contains(o.CanaryReason, "timed out progressing") {
 			t.Errorf("%s: failed %v, reason %q", c.name, o.CanaryFailed, o.CanaryReason)
 		}
 	}

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // Process defaults, used where ProcessConfig leaves a field zero.
@@ -199,6 +199,10 @@ func (p *Process) Promote(_ context.Context, v v1alpha1.VersionRef) error {
 	return p.reconcile()
 }
 
+// Install runs v as the stable version when there was none; Promote does
+// just that for a first stable.
+func (p *Process) Install(ctx context.Context, v v1alpha1.VersionRef) error { return p.Promote(ctx, v) }
+
 // RetireCanary takes the canary role away from v and, unless v is the
 // stable now, drains it: SIGTERM, the grace period, SIGKILL.
 func (p *Process) RetireCanary(_ context.Context, v v1alpha1.VersionRef) error {
@@ -213,9 +217,9 @@ func (p *Process) RetireCanary(_ context.Context, v v1alpha1.VersionRef) error {
 // Observe reports the version the stable role routes to and the canary's
 // health: down in a crash loop (failed, even before it serves) or when no
 // replica is ready any more, up when all its replicas are ready.
-func (p *Process) Observe(context.Context) engine.Observed {
+func (p *Process) Observe(context.Context) rollout.Observed {
 	p.mu.Lock()
-	o := engine.Observed{StableVersion: p.routed[proxy.RoleStable].version, CanaryVersion: p.canaryWant}
+	o := rollout.Observed{StableVersion: p.routed[proxy.RoleStable].version, CanaryVersion: p.canaryWant}
 	g := p.groups[p.canaryWant]
 	p.mu.Unlock()
 	if g != nil {

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // minUsageInterval is the shortest wall time a CPU measurement is taken
@@ -98,9 +98,9 @@ func (g *group) noteReady() {
 // health is the version's health as the engine sees it: down in a crash
 // loop or when it served and no replica is ready any more; up when all
 // replicas are ready; unknown while it starts.
-func (g *group) health(now time.Time) (engine.Health, string) {
+func (g *group) health(now time.Time) (rollout.Health, string) {
 	if reason := g.crashLoop(now); reason != "" {
-		return engine.HealthDown, reason
+		return rollout.HealthDown, reason
 	}
 	ready := g.readyCount()
 	g.mu.Lock()
@@ -108,11 +108,11 @@ func (g *group) health(now time.Time) (engine.Health, string) {
 	g.mu.Unlock()
 	switch {
 	case ready == len(g.replicas):
-		return engine.HealthUp, ""
+		return rollout.HealthUp, ""
 	case ready == 0 && everUp:
-		return engine.HealthDown, "no ready replica: " + g.replicas[0].notReadyReason()
+		return rollout.HealthDown, "no ready replica: " + g.replicas[0].notReadyReason()
 	}
-	return engine.HealthUnknown, ""
+	return rollout.HealthUnknown, ""
 }
 
 // crashLoop returns why a replica of the group is in a crash loop, or "".

@@ -22,8 +22,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // fakeEndpoints records what the target tells the proxy.
@@ -226,7 +226,7 @@ func TestProcessRoutesRolesToReadyReplicas(t *testing.T) {
 		t.Errorf("canary answers %q", got)
 	}
 	o := h.p.Observe(context.Background())
-	if o.CanaryVersion != "v2" || o.CanaryHealth != engine.HealthUp || o.StableVersion != "v1" {
+	if o.CanaryVersion != "v2" || o.CanaryHealth != rollout.HealthUp || o.StableVersion != "v1" {
 		t.Errorf("Observe = %+v", o)
 	}
 
@@ -268,20 +268,20 @@ func TestReadinessDecidesTraffic(t *testing.T) {
 	if r := h.ep.get(proxy.RoleCanary); r.version != "v2" || len(r.urls) != 0 {
 		t.Fatalf("canary role before readiness = %+v, want v2 with no replica", r)
 	}
-	if o := h.p.Observe(context.Background()); o.CanaryHealth != engine.HealthUnknown {
+	if o := h.p.Observe(context.Background()); o.CanaryHealth != rollout.HealthUnknown {
 		t.Fatalf("a starting canary is %v, want unknown", o.CanaryHealth)
 	}
 
 	must(t, os.WriteFile(readyFile, nil, 0o600))
 	eventually(t, "the ready canary gets traffic", func() bool { return len(h.ep.get(proxy.RoleCanary).urls) == 1 })
-	if o := h.p.Observe(context.Background()); o.CanaryHealth != engine.HealthUp {
+	if o := h.p.Observe(context.Background()); o.CanaryHealth != rollout.HealthUp {
 		t.Fatalf("ready canary is %v", o.CanaryHealth)
 	}
 
 	must(t, os.Remove(readyFile))
 	eventually(t, "the unready canary loses traffic", func() bool { return len(h.ep.get(proxy.RoleCanary).urls) == 0 })
 	o := h.p.Observe(context.Background())
-	if want := "no ready replica: readiness probe failed: GET /health: 503 Service Unavailable"; o.CanaryHealth != engine.HealthDown || o.CanaryReason != want {
+	if want := "no ready replica: readiness probe failed: GET /health: 503 Service Unavailable"; o.CanaryHealth != rollout.HealthDown || o.CanaryReason != want {
 		t.Fatalf("Observe = %v %q, want down %q", o.CanaryHealth, o.CanaryReason, want)
 	}
 }
@@ -342,10 +342,10 @@ func TestCrashLoopMakesTheCanaryDown(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t, map[string]v1alpha1.ProcessSpec{"v2": tc.spec(t)}, func(c *ProcessConfig) { c.RestartBackoff = 10 * time.Millisecond })
 			must(t, h.p.DeployCanary(context.Background(), ref("v2")))
-			var o engine.Observed
+			var o rollout.Observed
 			eventually(t, "the canary is down", func() bool {
 				o = h.p.Observe(context.Background())
-				return o.CanaryHealth == engine.HealthDown
+				return o.CanaryHealth == rollout.HealthDown
 			})
 			if o.CanaryVersion != "v2" || o.CanaryReason != tc.wantReason || !o.CanaryFailed {
 				t.Errorf("Observe = %+v, want reason %q", o, tc.wantReason)

@@ -1,5 +1,5 @@
 // Package target holds the ways pipit runs the versions of a service, one
-// file each, behind runtime.Target.
+// file each, behind rollout.Target.
 package target
 
 import (
@@ -8,8 +8,8 @@ import (
 	"net/url"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // Upstreams is the part of the built-in proxy a static target steers.
@@ -46,6 +46,10 @@ func (s *Static) DeployCanary(_ context.Context, v v1alpha1.VersionRef) error {
 	return s.Proxy.SetUpstreams(stable, &up)
 }
 
+// Install points the proxy's stable role at v, as Promote does: the first
+// stable is reached by URL like any other.
+func (s *Static) Install(ctx context.Context, v v1alpha1.VersionRef) error { return s.Promote(ctx, v) }
+
 // Promote points the proxy's stable role at v, keeping the canary role as
 // it is until the canary is retired, so no request is dropped in between.
 func (s *Static) Promote(_ context.Context, v v1alpha1.VersionRef) error {
@@ -70,25 +74,25 @@ func (s *Static) RetireCanary(_ context.Context, v v1alpha1.VersionRef) error {
 }
 
 // Observe reports the proxy's versions and the canary's health.
-func (s *Static) Observe(context.Context) engine.Observed {
+func (s *Static) Observe(context.Context) rollout.Observed {
 	stable, canary := s.Proxy.Upstreams()
-	o := engine.Observed{StableVersion: stable.Version}
+	o := rollout.Observed{StableVersion: stable.Version}
 	if canary == nil {
 		return o
 	}
 	o.CanaryVersion = canary.Version
 	if e, ok := s.Proxy.Ejected(); ok && e.Version == canary.Version {
-		o.CanaryHealth, o.CanaryReason = engine.HealthDown, "ejected by the proxy: "+e.Reason
+		o.CanaryHealth, o.CanaryReason = rollout.HealthDown, "ejected by the proxy: "+e.Reason
 		return o
 	}
 	healthy, reason, known := s.Health.Health("canary")
 	switch {
 	case !known:
-		o.CanaryHealth = engine.HealthUnknown
+		o.CanaryHealth = rollout.HealthUnknown
 	case healthy:
-		o.CanaryHealth = engine.HealthUp
+		o.CanaryHealth = rollout.HealthUp
 	default:
-		o.CanaryHealth, o.CanaryReason = engine.HealthDown, reason
+		o.CanaryHealth, o.CanaryReason = rollout.HealthDown, reason
 	}
 	return o
 }

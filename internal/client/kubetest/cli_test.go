@@ -14,7 +14,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/cli"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
@@ -109,10 +109,10 @@ func TestCLICommandsThroughTheController(t *testing.T) {
 	createRollout(e, ns, "web", st)
 	ctl := &kubefixture.FakeController{Client: e.Client, Key: e.Key("web"), Every: controllerEvery,
 		Decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
-			switch engine.CommandKind(req.Kind) {
-			case engine.CommandPause:
+			switch rollout.CommandKind(req.Kind) {
+			case rollout.CommandPause:
 				st.Phase, st.Message = v1alpha1.PhasePaused, "paused by "+req.Actor
-			case engine.CommandAbort:
+			case rollout.CommandAbort:
 				st.Phase, st.Message, st.CanaryWeight = v1alpha1.PhaseAborted, "aborted by "+req.Actor, 0
 			default:
 				return "not in this test"

@@ -12,7 +12,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
@@ -80,12 +80,12 @@ func TestKubeSubmitRefusedAtOnce(t *testing.T) {
 	k := newKube(e)
 
 	for _, tc := range []struct {
-		cmd  engine.Command
+		cmd  rollout.Command
 		want string
 	}{
-		{engine.Command{Kind: engine.CommandResume}, "cannot resume a rollout that is Progressing"},
-		{engine.Command{Kind: engine.CommandUndo}, "cannot undo a rollout that is Progressing"},
-		{engine.Command{Kind: engine.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: "nginx:1.2"}}, "kubectl set image deployment/web"},
+		{rollout.Command{Kind: rollout.CommandResume}, "cannot resume a rollout that is Progressing"},
+		{rollout.Command{Kind: rollout.CommandUndo}, "cannot undo a rollout that is Progressing"},
+		{rollout.Command{Kind: rollout.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: "nginx:1.2"}}, "kubectl set image deployment/web"},
 	} {
 		start := time.Now()
 		_, err := k.Submit(e.Ctx(), "web", tc.cmd)
@@ -106,7 +106,7 @@ func TestKubeSubmitAnsweredByController(t *testing.T) {
 	e := progressingWeb(t)
 	ctl := &kubefixture.FakeController{Client: e.Client, Key: e.Key("web"), Every: controllerEvery,
 		Decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
-			if req.Kind != string(engine.CommandPause) {
+			if req.Kind != string(rollout.CommandPause) {
 				return "the engine refuses " + req.Kind
 			}
 			st.Phase, st.Message = v1alpha1.PhasePaused, "paused by "+req.Actor
@@ -115,7 +115,7 @@ func TestKubeSubmitAnsweredByController(t *testing.T) {
 	ctl.Run(t)
 	k := newKube(e)
 
-	v, err := k.Submit(e.Ctx(), "web", engine.Command{Kind: engine.CommandPause, Actor: "ana", Reason: "migration"})
+	v, err := k.Submit(e.Ctx(), "web", rollout.Command{Kind: rollout.CommandPause, Actor: "ana", Reason: "migration"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestKubeSubmitAnsweredByController(t *testing.T) {
 	}
 
 	// The engine may still refuse what the CLI let through.
-	_, err = k.Submit(e.Ctx(), "web", engine.Command{Kind: engine.CommandAbort})
+	_, err = k.Submit(e.Ctx(), "web", rollout.Command{Kind: rollout.CommandAbort})
 	var refused *controlapi.RefusedError
 	if !errors.As(err, &refused) || refused.Reason != "the engine refuses abort" {
 		t.Errorf("abort: %v, want the controller's refusal", err)
@@ -163,7 +163,7 @@ func TestKubeSubmitRacesAWriter(t *testing.T) {
 		}
 		done <- writes
 	}()
-	v, err := newKube(e).Submit(e.Ctx(), "web", engine.Command{Kind: engine.CommandPause})
+	v, err := newKube(e).Submit(e.Ctx(), "web", rollout.Command{Kind: rollout.CommandPause})
 	cancel()
 	writes := <-done
 	if err != nil {
@@ -185,7 +185,7 @@ func TestKubeSubmitWithoutController(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err := k.Submit(ctx, "web", engine.Command{Kind: engine.CommandPromote})
+	_, err := k.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandPromote})
 	if err == nil || !strings.Contains(err.Error(), "the controller did not answer within 1.") ||
 		!strings.Contains(err.Error(), "s: is pipit controller running?") {
 		t.Fatalf("error %v, want the controller's silence explained", err)

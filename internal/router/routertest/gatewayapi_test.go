@@ -75,7 +75,7 @@ func TestGatewayAPICreatesRoute(t *testing.T) {
 	}}, allConditions())
 	g := router.NewGatewayAPI(cl, ro, plan, nil)
 
-	must(t, "Apply 2.5%", g.Apply(callCtx(t), v1alpha1.PercentOf(2.5), true))
+	must(t, "SetWeight 2.5%", g.SetWeight(callCtx(t), v1alpha1.PercentOf(2.5), true))
 	route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}}
 	get(t, cl, route)
 	if !metav1.IsControlledBy(route, ro) || route.Labels["app.kubernetes.io/managed-by"] != "pipit" {
@@ -104,7 +104,7 @@ func TestGatewayAPICreatesRoute(t *testing.T) {
 	}
 
 	version := route.ResourceVersion
-	must(t, "Apply 2.5% again", g.Apply(callCtx(t), v1alpha1.PercentOf(2.5), true))
+	must(t, "SetWeight 2.5% again", g.SetWeight(callCtx(t), v1alpha1.PercentOf(2.5), true))
 	get(t, cl, route)
 	if route.ResourceVersion != version {
 		t.Errorf("a second Apply of the same weight rewrote the route (resourceVersion %s -> %s)", version, route.ResourceVersion)
@@ -115,7 +115,7 @@ func TestGatewayAPICreatesRoute(t *testing.T) {
 		t.Errorf("Remove rewrote the route pipit owns, which is the garbage collector's")
 	}
 
-	must(t, "Apply at the end", g.Apply(callCtx(t), 0, false))
+	must(t, "SetWeight at the end", g.SetWeight(callCtx(t), 0, false))
 	get(t, cl, route)
 	if got := ruleNames(route); got != "" || len(route.Spec.Rules) != 1 {
 		t.Fatalf("rules %q after the rollout, want the primary one only", got)
@@ -175,7 +175,7 @@ func TestGatewayAPIEditsUserRoute(t *testing.T) {
 	stored := user.DeepCopy() // as defaulted by the API server
 	g := router.NewGatewayAPI(cl, ro, plan, nil)
 
-	must(t, "Apply 10%", g.Apply(callCtx(t), v1alpha1.PercentOf(10), true))
+	must(t, "SetWeight 10%", g.SetWeight(callCtx(t), v1alpha1.PercentOf(10), true))
 	route := &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop"}}
 	get(t, cl, route)
 	if got := ruleNames(route); got != "pipit-beta,pipit-admin,assets,app" {
@@ -206,7 +206,7 @@ func TestGatewayAPIEditsUserRoute(t *testing.T) {
 	}
 
 	version := route.ResourceVersion
-	must(t, "Apply 10% again", g.Apply(callCtx(t), v1alpha1.PercentOf(10), true))
+	must(t, "SetWeight 10% again", g.SetWeight(callCtx(t), v1alpha1.PercentOf(10), true))
 	get(t, cl, route)
 	if route.ResourceVersion != version {
 		t.Errorf("a second Apply of the same weight rewrote the route")

@@ -64,7 +64,7 @@ func TestIstioCreatesVirtualService(t *testing.T) {
 		&v1alpha1.TrafficSpec{Rules: istioRules(), Mirror: &v1alpha1.Mirror{Percent: v1alpha1.PercentOf(0.5)}})
 	r := router.NewIstio(cl, ro, plan, nil)
 
-	must(t, "Apply 0.4%", r.Apply(callCtx(t), v1alpha1.PercentOf(0.4), true))
+	must(t, "SetWeight 0.4%", r.SetWeight(callCtx(t), v1alpha1.PercentOf(0.4), true))
 	vs := istioObject("VirtualService", ns, "web")
 	get(t, cl, vs)
 	if !metav1.IsControlledBy(vs, ro) {
@@ -87,7 +87,7 @@ func TestIstioCreatesVirtualService(t *testing.T) {
 	}
 
 	version := vs.GetResourceVersion()
-	must(t, "Apply 0.4% again", r.Apply(callCtx(t), v1alpha1.PercentOf(0.4), true))
+	must(t, "SetWeight 0.4% again", r.SetWeight(callCtx(t), v1alpha1.PercentOf(0.4), true))
 	get(t, cl, vs)
 	if vs.GetResourceVersion() != version {
 		t.Errorf("a second Apply of the same weight rewrote the VirtualService")
@@ -98,7 +98,7 @@ func TestIstioCreatesVirtualService(t *testing.T) {
 		t.Errorf("Remove rewrote the VirtualService pipit owns, which is the garbage collector's")
 	}
 
-	must(t, "Apply at the end", r.Apply(callCtx(t), 0, false))
+	must(t, "SetWeight at the end", r.SetWeight(callCtx(t), 0, false))
 	get(t, cl, vs)
 	names, routes = httpRoutes(t, vs)
 	if names != "primary" {
@@ -141,7 +141,7 @@ func TestIstioEditsUserVirtualService(t *testing.T) {
 	_, stored := httpRoutes(t, user)
 	r := router.NewIstio(cl, ro, plan, nil)
 
-	must(t, "Apply 25%", r.Apply(callCtx(t), v1alpha1.PercentOf(25), true))
+	must(t, "SetWeight 25%", r.SetWeight(callCtx(t), v1alpha1.PercentOf(25), true))
 	dr := istioObject("DestinationRule", ns, "web-versions")
 	get(t, cl, dr)
 	wantDR := `{"host":"web","subsets":[{"labels":{"pipit.dev/role":"stable"},"name":"stable"},{"labels":{"pipit.dev/role":"canary"},"name":"canary"}],` +
@@ -175,7 +175,7 @@ func TestIstioEditsUserVirtualService(t *testing.T) {
 	}
 
 	version := vs.GetResourceVersion()
-	must(t, "Apply 25% again", r.Apply(callCtx(t), v1alpha1.PercentOf(25), true))
+	must(t, "SetWeight 25% again", r.SetWeight(callCtx(t), v1alpha1.PercentOf(25), true))
 	get(t, cl, vs)
 	if vs.GetResourceVersion() != version {
 		t.Errorf("a second Apply of the same weight rewrote the VirtualService")

@@ -311,7 +311,10 @@ func (rc *Reconciler) finalize(ctx context.Context, r *v1alpha1.Rollout) (reconc
 	m := rc.rollouts[key]
 	rc.mu.Unlock()
 	if m == nil {
-		m = newRelease(rc.Client, r, rc.log())
+		var err error
+		if m, err = newRelease(rc.Client, r, rc.log()); err != nil {
+			return reconcile.Result{}, fmt.Errorf("releasing %s: %w", key, err)
+		}
 	}
 	if err := m.release(ctx); err != nil {
 		if errors.Is(err, target.ErrNotReady) {

@@ -14,8 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
-	"github.com/pipit-dev/pipit/internal/runtime"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // Bounds of the bookkeeping lists kept in a Rollout's status, so that the
@@ -64,17 +63,17 @@ type statusStore struct {
 type eventSink func(r *v1alpha1.Rollout, e v1alpha1.Event)
 
 // Pending returns the controller's deploy, then the operators' commands.
-func (s *statusStore) Pending(context.Context) ([]runtime.PendingCommand, error) {
-	var out []runtime.PendingCommand
+func (s *statusStore) Pending(context.Context) ([]rollout.PendingCommand, error) {
+	var out []rollout.PendingCommand
 	if s.deploy != nil {
-		out = append(out, runtime.PendingCommand{ID: deployID, Command: engine.Command{
-			Kind: engine.CommandDeploy, Canary: s.deploy, Actor: "pipit",
+		out = append(out, rollout.PendingCommand{ID: deployID, Command: rollout.Command{
+			Kind: rollout.CommandDeploy, Canary: s.deploy, Actor: "pipit",
 			Reason: "new pod template " + s.deploy.Template,
 		}})
 	}
 	for i, r := range s.requests {
-		out = append(out, runtime.PendingCommand{ID: int64(i + 1), Command: engine.Command{
-			Kind: engine.CommandKind(r.Kind), Weight: r.Weight, Actor: r.Actor, Reason: r.Reason,
+		out = append(out, rollout.PendingCommand{ID: int64(i + 1), Command: rollout.Command{
+			Kind: rollout.CommandKind(r.Kind), Weight: r.Weight, Actor: r.Actor, Reason: r.Reason,
 		}})
 	}
 	return out, nil

@@ -24,6 +24,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/store"
 )
@@ -352,7 +353,7 @@ const submitTimeout = 10 * time.Second
 
 // Submit queues a command durably, wakes the rollout and waits until the
 // engine applied or refused it.
-func (d *Daemon) Submit(ctx context.Context, name string, cmd engine.Command) (controlapi.RolloutView, error) {
+func (d *Daemon) Submit(ctx context.Context, name string, cmd rollout.Command) (controlapi.RolloutView, error) {
 	m, err := d.get(name)
 	if err != nil {
 		return controlapi.RolloutView{}, err
@@ -360,7 +361,7 @@ func (d *Daemon) Submit(ctx context.Context, name string, cmd engine.Command) (c
 	if err := engine.Allowed(m.snapshot(), cmd); err != nil {
 		return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: err.Error()}
 	}
-	if cmd.Kind == engine.CommandDeploy && cmd.Canary != nil {
+	if cmd.Kind == rollout.CommandDeploy && cmd.Canary != nil {
 		if err := spec.CheckCanary(&m.rollout.Spec, *cmd.Canary); err != nil {
 			return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: err.Error()}
 		}
@@ -424,8 +425,8 @@ func (d *Daemon) get(name string) (*managed, error) {
 	return m, nil
 }
 
-func deployCommand(v v1alpha1.VersionRef, actor string) engine.Command {
-	return engine.Command{Kind: engine.CommandDeploy, Canary: &v, Actor: actor}
+func deployCommand(v v1alpha1.VersionRef, actor string) rollout.Command {
+	return rollout.Command{Kind: rollout.CommandDeploy, Canary: &v, Actor: actor}
 }
 
 // writeFileAtomic writes through a temporary file and a rename, so a reader

@@ -17,8 +17,8 @@ import (
 	"github.com/pipit-dev/pipit/internal/analysis"
 	"github.com/pipit-dev/pipit/internal/client"
 	"github.com/pipit-dev/pipit/internal/controlapi"
-	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/loadgen"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/sampleapp"
 )
 
@@ -113,7 +113,7 @@ func historyText(events []v1alpha1.Event) string {
 
 func deployV2(t *testing.T, c controlapi.Backend, url string) {
 	t.Helper()
-	if _, err := c.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandDeploy, Actor: "test",
+	if _, err := c.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandDeploy, Actor: "test",
 		Canary: &v1alpha1.VersionRef{Version: "v2", URL: url}}); err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +228,7 @@ func TestFaultyCanaryRolledBackWithTheMetricNamed(t *testing.T) {
 		t.Errorf("after rollback the proxy served %v, want only v1", seen)
 	}
 	// The rolled-back canary can be retried, and is rolled back again.
-	if _, err := c.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandRetry}); err != nil {
+	if _, err := c.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandRetry}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, c, 20*time.Second, "RolledBack again", phaseIs(v1alpha1.PhaseRolledBack))
@@ -265,7 +265,7 @@ func TestOperatorCommandsOverTheControlAPI(t *testing.T) {
 	_, c := startDaemon(t, t.TempDir(), rolloutYAML(stable.URL, "1h"))
 	ctx := context.Background()
 
-	_, err := c.Submit(ctx, "web", engine.Command{Kind: engine.CommandPromote})
+	_, err := c.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandPromote})
 	var refused *controlapi.RefusedError
 	if !errors.As(err, &refused) {
 		t.Fatalf("promote on an idle rollout: %v, want refused", err)
@@ -275,18 +275,18 @@ func TestOperatorCommandsOverTheControlAPI(t *testing.T) {
 	}
 	deployV2(t, c, canary.URL)
 	waitFor(t, c, 10*time.Second, "5%", func(st v1alpha1.RolloutStatus) bool { return st.CanaryWeight > 0 })
-	v, err := c.Submit(ctx, "web", engine.Command{Kind: engine.CommandPause, Actor: "ops", Reason: "lunch"})
+	v, err := c.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandPause, Actor: "ops", Reason: "lunch"})
 	if err != nil || v.Status.Phase != v1alpha1.PhasePaused {
 		t.Fatalf("pause: %v %s", err, v.Status.Phase)
 	}
-	if v, err = c.Submit(ctx, "web", engine.Command{Kind: engine.CommandResume}); err != nil || v.Status.Phase != v1alpha1.PhaseProgressing {
+	if v, err = c.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandResume}); err != nil || v.Status.Phase != v1alpha1.PhaseProgressing {
 		t.Fatalf("resume: %v %s", err, v.Status.Phase)
 	}
-	if v, err = c.Submit(ctx, "web", engine.Command{Kind: engine.CommandPromote}); err != nil {
+	if v, err = c.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandPromote}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, c, 10*time.Second, "50%", func(st v1alpha1.RolloutStatus) bool { return st.CanaryWeight == v1alpha1.PercentOf(50) })
-	if v, err = c.Submit(ctx, "web", engine.Command{Kind: engine.CommandAbort, Actor: "ops"}); err != nil || v.Status.Phase != v1alpha1.PhaseAborted {
+	if v, err = c.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandAbort, Actor: "ops"}); err != nil || v.Status.Phase != v1alpha1.PhaseAborted {
 		t.Fatalf("abort: %v %s", err, v.Status.Phase)
 	}
 	events, err := c.Events(ctx, "web", 0)

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/hook"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/sampleapp"
 )
 
@@ -136,7 +136,7 @@ spec:
 	if st.Gate.Kind != v1alpha1.GateApproval || st.CanaryWeight != v1alpha1.PercentOf(10) || preRollout.count() != 1 {
 		t.Fatalf("at the gate: %+v at %s, pre-rollout ran %d times", st.Gate, st.CanaryWeight, preRollout.count())
 	}
-	if _, err := c.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandApprove, Actor: "qa", Reason: "looks good"}); err != nil {
+	if _, err := c.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandApprove, Actor: "qa", Reason: "looks good"}); err != nil {
 		t.Fatal(err)
 	}
 	st = waitFor(t, c, 15*time.Second, "Succeeded", phaseIs(v1alpha1.PhaseSucceeded))
@@ -145,7 +145,7 @@ spec:
 	}
 
 	// Undo inside the window: one switch back to v1, no steps.
-	v, err := c.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandUndo, Actor: "sre"})
+	v, err := c.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandUndo, Actor: "sre"})
 	if err != nil || v.Status.Phase != v1alpha1.PhaseRolledBack || v.Status.Stable.Version != "v1" {
 		t.Fatalf("undo: %v %s", err, v.Status.Phase)
 	}

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/target"
 )
 
@@ -81,12 +81,18 @@ func (t processTarget) Promote(ctx context.Context, v v1alpha1.VersionRef) error
 	return t.Process.Promote(ctx, v)
 }
 
+// Install records how v runs, then runs it as the first stable version.
+func (t processTarget) Install(ctx context.Context, v v1alpha1.VersionRef) error {
+	t.versions.note(&v)
+	return t.Process.Install(ctx, v)
+}
+
 // Observe is the process target's view, where a canary the proxy ejected
 // (its answers failed in a row) is down.
-func (t processTarget) Observe(ctx context.Context) engine.Observed {
+func (t processTarget) Observe(ctx context.Context) rollout.Observed {
 	o := t.Process.Observe(ctx)
 	if e, ok := t.proxy.Ejected(); ok && e.Version == o.CanaryVersion && o.CanaryVersion != "" {
-		o.CanaryHealth, o.CanaryReason = engine.HealthDown, "ejected by the proxy: "+e.Reason
+		o.CanaryHealth, o.CanaryReason = rollout.HealthDown, "ejected by the proxy: "+e.Reason
 	}
 	return o
 }
@@ -130,9 +136,9 @@ func processHealth(p *target.Process) func(role string) (bool, string, bool) {
 		o := p.Observe(context.Background())
 		if role == proxy.RoleCanary {
 			switch o.CanaryHealth {
-			case engine.HealthUp:
+			case rollout.HealthUp:
 				return true, "", true
-			case engine.HealthDown:
+			case rollout.HealthDown:
 				return false, o.CanaryReason, true
 			}
 			return false, "", false

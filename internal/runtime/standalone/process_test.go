@@ -17,8 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/loadgen"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/sampleapp"
 	"github.com/pipit-dev/pipit/internal/target"
 )
@@ -117,7 +117,7 @@ spec:
 // deployProcess deploys v2 as processes.
 func deployProcess(t *testing.T, d *Daemon, p *v1alpha1.ProcessSpec) {
 	t.Helper()
-	if _, err := d.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandDeploy, Actor: "test",
+	if _, err := d.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandDeploy, Actor: "test",
 		Canary: &v1alpha1.VersionRef{Version: "v2", Process: p}}); err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +279,7 @@ func TestUndoInsideTheWindowRestoresTheWarmStableAtOnce(t *testing.T) {
 	waitServing(t, addr, "v2")
 	v2 := pids(p, "v2")
 
-	v, err := c.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandUndo, Actor: "ops"})
+	v, err := c.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandUndo, Actor: "ops"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,14 +305,14 @@ func TestUndoInsideTheWindowRestoresTheWarmStableAtOnce(t *testing.T) {
 
 func TestDeployRefusesACanaryOfTheOtherKind(t *testing.T) {
 	d, _ := startDaemon(t, t.TempDir(), processRolloutYAML(t, "1s"))
-	_, err := d.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandDeploy,
+	_, err := d.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandDeploy,
 		Canary: &v1alpha1.VersionRef{Version: "v2", URL: "http://127.0.0.1:9"}})
 	if err == nil || !strings.Contains(err.Error(), "run as processes") {
 		t.Errorf("a URL canary for a process rollout: %v", err)
 	}
 	noLimit := appProcess(t, 1)
 	noLimit.MemoryLimitBytes = nil
-	_, err = d.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandDeploy,
+	_, err = d.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandDeploy,
 		Canary: &v1alpha1.VersionRef{Version: "v2", Process: noLimit}})
 	if err == nil || !strings.Contains(err.Error(), "states no memoryLimitBytes") {
 		t.Errorf("a canary without the memory limit memory-usage needs: %v", err)

@@ -10,9 +10,11 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
+	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/metric"
 	"github.com/pipit-dev/pipit/internal/notify"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/router"
 	"github.com/pipit-dev/pipit/internal/runtime"
 	"github.com/pipit-dev/pipit/internal/spec"
@@ -86,7 +88,7 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 		waiters: map[int64]chan error{},
 		answers: map[int64]error{},
 	}
-	status, err := m.loadStatus(ctx)
+	status, err := m.loadStatus(ctx, now())
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +135,7 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 // newTarget builds the proxy from cfg and the target that steers it: the
 // process target when the versions are processes (it probes its replicas
 // itself), else the static target with the proxy's health checker.
-func (m *managed) newTarget(ctx context.Context, cfg proxy.Config, stateDir string) (runtime.Target, error) {
+func (m *managed) newTarget(ctx context.Context, cfg proxy.Config, stateDir string) (rollout.Target, error) {
 	var err error
 	if m.rollout.Spec.Service.Stable.Process != nil {
 		// No replica of the stable is ready before its processes start.
@@ -164,7 +166,7 @@ func (m *managed) newTarget(ctx context.Context, cfg proxy.Config, stateDir stri
 // loadStatus returns the saved status, or saves a first one with the
 // file's stable version. A saved status wins over the file: after a
 // promotion the stable version is the promoted one, whatever the file says.
-func (m *managed) loadStatus(ctx context.Context) (v1alpha1.RolloutStatus, error) {
+func (m *managed) loadStatus(ctx context.Context, now time.Time) (v1alpha1.RolloutStatus, error) {
 	rec, err := m.store.db.Rollout(ctx, m.name)
 	if err == nil && rec.Status.Stable != nil {
 		return rec.Status, nil
@@ -172,11 +174,15 @@ func (m *managed) loadStatus(ctx context.Context) (v1alpha1.RolloutStatus, error
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return v1alpha1.RolloutStatus{}, err
 	}
-	st := v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle, Stable: versionOf(m.rollout.Spec.Service.Stable)}
-	ev := v1alpha1.Event{Type: v1alpha1.EventNormal, Reason: "Registered", Phase: st.Phase, Actor: "pipit",
-		Message: "Rollout registered with stable " + st.Stable.Version}
-	ev.Time.Time = time.Now()
-	return st, m.store.Save(ctx, st, []v1alpha1.Event{ev}, nil)
+	// The file's stable version is installed as a first version always
+	// is: the engine decides it, as it does on Kubernetes.
+	res := engine.Step(m.plan, v1alpha1.RolloutStatus{}, engine.Input{Now: now, Commands: []rollout.Command{{
+		Kind: rollout.CommandDeploy, Canary: versionOf(m.rollout.Spec.Service.Stable), Actor: "pipit", Reason: "rollout file",
+	}}})
+	if err := res.Consumed[0]; err != nil {
+		return v1alpha1.RolloutStatus{}, fmt.Errorf("rollout %s: installing the stable version: %w", m.name, err)
+	}
+	return res.Status, m.store.Save(ctx, res.Status, res.Events, nil)
 }
 
 // deployFromFile queues a deploy of the file's canary when it names a

@@ -6,8 +6,7 @@ import (
 	"fmt"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
-	"github.com/pipit-dev/pipit/internal/runtime"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/store"
 )
 
@@ -30,12 +29,12 @@ func (s rolloutStore) Save(ctx context.Context, st v1alpha1.RolloutStatus, event
 	return s.db.SaveStatus(ctx, s.name, s.spec, st, events, consumed...)
 }
 
-func (s rolloutStore) Pending(ctx context.Context) ([]runtime.PendingCommand, error) {
+func (s rolloutStore) Pending(ctx context.Context) ([]rollout.PendingCommand, error) {
 	cmds, err := s.db.PendingCommands(ctx, s.name)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]runtime.PendingCommand, 0, len(cmds))
+	out := make([]rollout.PendingCommand, 0, len(cmds))
 	for _, c := range cmds {
 		var args commandArgs
 		if len(c.Args) > 0 {
@@ -43,15 +42,15 @@ func (s rolloutStore) Pending(ctx context.Context) ([]runtime.PendingCommand, er
 				return nil, fmt.Errorf("command %d: %w", c.ID, err)
 			}
 		}
-		out = append(out, runtime.PendingCommand{ID: c.ID, Command: engine.Command{
-			Kind: engine.CommandKind(c.Kind), Canary: args.Canary, Weight: args.Weight, Actor: c.Actor, Reason: args.Reason,
+		out = append(out, rollout.PendingCommand{ID: c.ID, Command: rollout.Command{
+			Kind: rollout.CommandKind(c.Kind), Canary: args.Canary, Weight: args.Weight, Actor: c.Actor, Reason: args.Reason,
 		}})
 	}
 	return out, nil
 }
 
 // enqueue stores a command durably before it is acted on.
-func (s rolloutStore) enqueue(ctx context.Context, c engine.Command) (int64, error) {
+func (s rolloutStore) enqueue(ctx context.Context, c rollout.Command) (int64, error) {
 	args, err := json.Marshal(commandArgs{Canary: c.Canary, Weight: c.Weight, Reason: c.Reason})
 	if err != nil {
 		return 0, err

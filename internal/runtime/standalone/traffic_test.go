@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/sampleapp"
 )
 
@@ -81,7 +81,7 @@ spec:
 		t.Errorf("%d of 400 users on the canary at 10%%", canaryUsers)
 	}
 	// After a rollback nobody gets the canary, whatever the rules say.
-	if _, err := c.Submit(context.Background(), "web", engine.Command{Kind: engine.CommandAbort}); err != nil {
+	if _, err := c.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandAbort}); err != nil {
 		t.Fatal(err)
 	}
 	for range 20 {

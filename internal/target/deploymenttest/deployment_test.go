@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/target"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
@@ -328,8 +328,8 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 	})
 }
 
-func wantCanaryUp(o engine.Observed, v v1alpha1.VersionRef) error {
-	if o.CanaryVersion != v.Template || o.CanaryHealth != engine.HealthUp {
+func wantCanaryUp(o rollout.Observed, v v1alpha1.VersionRef) error {
+	if o.CanaryVersion != v.Template || o.CanaryHealth != rollout.HealthUp {
 		return fmt.Errorf("Observe = %+v, want canary %s up", o, v.Template)
 	}
 	return nil
@@ -356,12 +356,12 @@ func TestCanaryThatCannotBeScheduledIsDown(t *testing.T) {
 	if got := *e.Deployment("web-canary").Spec.Replicas; got != 1 {
 		t.Errorf("canary runs %d replicas, want the stable copy's 1", got)
 	}
-	if o := e.d.Observe(e.Ctx()); o.CanaryHealth == engine.HealthUp {
+	if o := e.d.Observe(e.Ctx()); o.CanaryHealth == rollout.HealthUp {
 		t.Fatalf("an unschedulable canary is up: %+v", o)
 	}
 	e.Eventually("the canary is down for good", func(ctx context.Context) error {
 		o := e.d.Observe(ctx)
-		if o.CanaryVersion != v2.Template || o.CanaryHealth != engine.HealthDown || !o.CanaryFailed {
+		if o.CanaryVersion != v2.Template || o.CanaryHealth != rollout.HealthDown || !o.CanaryFailed {
 			return fmt.Errorf("Observe = %+v", o)
 		}
 		if !strings.Contains(o.CanaryReason, "progress") {
