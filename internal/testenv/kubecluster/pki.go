@@ -46,45 +46,12 @@ func newCredentials(dir string) (*credentials, error) {
 		tokensFile: filepath.Join(dir, "tokens.csv"),
 		tokens:     map[string]string{},
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, caKey, err := newCA()
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "pipit-test-ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	c.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-
-	serveKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serveTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "kube-apiserver"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
-	}
-	serveDER, err := x509.CreateCertificate(rand.Reader, serveTmpl, caCert, &serveKey.PublicKey, caKey)
+	c.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
+	serveDER, serveKeyPEM, err := newServingCert(ca, caKey)
 	if err != nil {
 		return nil, err
 	}
@@ -92,23 +59,11 @@ func newCredentials(dir string) (*credentials, error) {
 	if err != nil {
 		return nil, err
 	}
-
-	var lines []string
-	for i, name := range clients {
-		token, err := randomToken()
-		if err != nil {
-			return nil, err
-		}
-		c.tokens[name] = token
-		// token,user,uid,"group1,group2"
-		lines = append(lines, fmt.Sprintf("%s,%s,%d,\"system:masters\"", token, name, i+1))
-	}
-
-	serveKeyPEM, err := ecKeyPEM(serveKey)
+	saKeyPEM, err := ecKeyPEM(saKey)
 	if err != nil {
 		return nil, err
 	}
-	saKeyPEM, err := ecKeyPEM(saKey)
+	tokens, err := c.newTokens()
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +75,7 @@ func newCredentials(dir string) (*credentials, error) {
 		{c.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: serveDER})},
 		{c.keyFile, serveKeyPEM},
 		{c.saKeyFile, saKeyPEM},
-		{c.tokensFile, []byte(strings.Join(lines, "\n") + "\n")},
+		{c.tokensFile, tokens},
 	}
 	for _, f := range files {
 		if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
@@ -128,6 +83,71 @@ func newCredentials(dir string) (*credentials, error) {
 		}
 	}
 	return c, nil
+}
+
+// newCA makes the self-signed CA every certificate of the cluster chains to.
+func newCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "pipit-test-ca"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	return cert, key, err
+}
+
+// newServingCert makes kube-apiserver's certificate for localhost and the
+// in-cluster names, signed by ca; it returns the certificate's DER and
+// its key's PEM.
+func newServingCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey) (der, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+	}
+	if der, err = x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey); err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err = ecKeyPEM(key)
+	return der, keyPEM, err
+}
+
+// newTokens makes a bearer token per client and returns the apiserver's
+// token file: token,user,uid,"group1,group2" per line.
+func (c *credentials) newTokens() ([]byte, error) {
+	var lines []string
+	for i, name := range clients {
+		token, err := randomToken()
+		if err != nil {
+			return nil, err
+		}
+		c.tokens[name] = token
+		lines = append(lines, fmt.Sprintf("%s,%s,%d,\"system:masters\"", token, name, i+1))
+	}
+	return []byte(strings.Join(lines, "\n") + "\n"), nil
 }
 
 func ecKeyPEM(k *ecdsa.PrivateKey) ([]byte, error) {
