@@ -75,6 +75,12 @@ func (m *machine) evaluate() ([]spec.PlanMetric, []v1alpha1.MetricResult) {
 		}
 		results = append(results, analysis.Evaluate(pm.MetricSpec, meas, ap.Judge.Confidence))
 	}
+	for i := range results {
+		// The status keeps its own copy of the measured values, not the
+		// caller's.
+		r := results[i]
+		r.DeepCopyInto(&results[i])
+	}
 	if len(classified) > 0 {
 		results = append(results, analysis.Score(classified, ap.Judge.PassScore, ap.Judge.MarginalScore, ap.Judge.GroupWeights))
 		metrics = append(metrics, spec.PlanMetric{

@@ -131,31 +131,14 @@ type machine struct {
 }
 
 func newMachine(plan spec.Plan, st v1alpha1.RolloutStatus, in Input) *machine {
-	st = copyStatus(st)
+	// A deep copy, so that Step changes nothing the caller holds (a
+	// daemon's status view may read it meanwhile) and the status it returns
+	// shares no memory with its input.
+	st = *st.DeepCopy()
 	if st.Phase == "" {
 		st.Phase = v1alpha1.PhaseIdle
 	}
 	return &machine{plan: plan, st: st, in: in, now: in.Now}
-}
-
-// copyStatus copies the parts of a status that Step changes in place, so
-// the caller's value is left alone.
-func copyStatus(st v1alpha1.RolloutStatus) v1alpha1.RolloutStatus {
-	st.Analysis.LastResults = append([]v1alpha1.MetricResult(nil), st.Analysis.LastResults...)
-	st.Analysis.Metrics = append([]v1alpha1.MetricStatus(nil), st.Analysis.Metrics...)
-	st.Conditions = append(st.Conditions[:0:0], st.Conditions...)
-	st.HooksPassed = append(st.HooksPassed[:0:0], st.HooksPassed...)
-	// Gate and HookWait are updated in place; the caller's may be read
-	// elsewhere while Step runs (a daemon's status view).
-	if st.Gate != nil {
-		g := *st.Gate
-		st.Gate = &g
-	}
-	if st.HookWait != nil {
-		w := *st.HookWait
-		st.HookWait = &w
-	}
-	return st
 }
 
 // advance moves the rollout on as far as the plan, the time and the

@@ -33,14 +33,19 @@ type sim struct {
 	hooks    func(t v1alpha1.HookType) (bool, string)
 	answers  []HookResult
 	hookRuns []v1alpha1.HookType
-	events   []v1alpha1.Event
-	refused  []error
+	// alarms are handed to the next step, as a runtime hands over what
+	// its continuous tests found since the last one.
+	alarms  []analysis.Alarm
+	events  []v1alpha1.Event
+	refused []error
+	// decide is Step, or a test's checked version of it.
+	decide func(spec.Plan, v1alpha1.RolloutStatus, Input) Result
 }
 
 var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 
 func newSim(t testing.TB, plan spec.Plan) *sim {
-	s := &sim{t: t, plan: plan, now: t0, stable: "v1", health: HealthUp, measure: healthy}
+	s := &sim{t: t, plan: plan, now: t0, stable: "v1", health: HealthUp, measure: healthy, decide: Step}
 	s.st = v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle, Stable: &v1alpha1.VersionRef{Version: "v1"}}
 	return s
 }
@@ -50,15 +55,15 @@ func newSim(t testing.TB, plan spec.Plan) *sim {
 func (s *sim) step(cmds ...Command) {
 	s.t.Helper()
 	for range 4 {
-		in := Input{Now: s.now, Commands: cmds, HookResults: s.answers,
+		in := Input{Now: s.now, Commands: cmds, HookResults: s.answers, Alarms: s.alarms,
 			Observed: Observed{CanaryVersion: s.canary, CanaryHealth: s.health, CanaryReason: s.reason, CanaryFailed: s.failed,
 				StableVersion: s.stable, Weight: s.weight}}
-		s.answers = nil
+		s.answers, s.alarms = nil, nil
 		if CheckDue(s.st, s.now) {
 			in.Measurements = s.measure(s)
 		}
 		before := s.st
-		r := Step(s.plan, s.st, in)
+		r := s.decide(s.plan, s.st, in)
 		if before.Phase != s.st.Phase || before.CanaryWeight != s.st.CanaryWeight {
 			s.t.Fatalf("Step mutated its input status")
 		}
