@@ -136,8 +136,8 @@ func phaseIn(p v1alpha1.Phase, kind CommandKind, allowed ...v1alpha1.Phase) erro
 	return fmt.Errorf("cannot %s a rollout that is %s", kind, p)
 }
 
-// command applies one operator command, or returns why it cannot.
-func (m *machine) command(c Command) error {
+// applyCommand applies one operator command, or returns why it cannot.
+func (m *machine) applyCommand(c Command) error {
 	if err := Allowed(m.st, c); err != nil {
 		return err
 	}
@@ -231,30 +231,44 @@ func (m *machine) promoteOne(c Command) {
 		m.resume()
 	}
 	if g := m.st.Gate; g != nil {
-		m.st.Gate = nil
-		m.event(v1alpha1.EventNormal, "Approved", c, "%s decision approved by %s%s", g.Kind, actorOf(c), because(c))
-		m.setPhase(v1alpha1.PhaseProgressing, "approved by "+actorOf(c))
-		switch g.Kind {
-		case v1alpha1.GatePause, v1alpha1.GateApproval:
-			m.nextStep()
-		case v1alpha1.GateStage:
-			m.runStep(true)
-		case v1alpha1.GatePromotion:
-			m.startPromotion()
-		case v1alpha1.GateAnomaly:
-			// The person judged the anomaly acceptable: forget the failures
-			// that caused it, so one more does not stop the rollout at once.
-			m.st.Analysis.FailedChecks = 0
-			for i := range m.st.Analysis.Metrics {
-				ms := &m.st.Analysis.Metrics[i]
-				ms.Failed, ms.Inconclusive, ms.ConsecutiveErrors, ms.NoDataSince = 0, 0, 0, nil
-			}
-		}
+		m.passGate(*g, c)
 		return
 	}
 	m.event(v1alpha1.EventNormal, "StepSkipped", c, "Step %d (%s) skipped by %s%s",
 		m.st.CurrentStep+1, m.stepName(), actorOf(c), because(c))
 	m.nextStep()
+}
+
+// passGate records a person's go-ahead and goes past what the gate held
+// back.
+func (m *machine) passGate(g v1alpha1.Gate, c Command) {
+	m.st.Gate = nil
+	m.event(v1alpha1.EventNormal, "Approved", c, "%s decision approved by %s%s", g.Kind, actorOf(c), because(c))
+	m.setPhase(v1alpha1.PhaseProgressing, "approved by "+actorOf(c))
+	switch g.Kind {
+	case v1alpha1.GatePause, v1alpha1.GateApproval:
+		m.nextStep()
+	case v1alpha1.GateStage:
+		// The person let this stage's raise go ahead: set it without
+		// asking again.
+		if m.setStepWeight(m.plan.Steps[m.st.CurrentStep]) == proceed {
+			m.nextStep()
+		}
+	case v1alpha1.GatePromotion:
+		m.startPromotion()
+	case v1alpha1.GateAnomaly:
+		m.forgiveFailures()
+	}
+}
+
+// forgiveFailures forgets the failures behind an anomaly a person judged
+// acceptable, so that one more does not stop the rollout at once.
+func (m *machine) forgiveFailures() {
+	m.st.Analysis.FailedChecks = 0
+	for i := range m.st.Analysis.Metrics {
+		ms := &m.st.Analysis.Metrics[i]
+		ms.Failed, ms.Inconclusive, ms.ConsecutiveErrors, ms.NoDataSince = 0, 0, 0, nil
+	}
 }
 
 // undo switches straight back to the stable before the last promotion,

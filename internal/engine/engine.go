@@ -112,7 +112,7 @@ type Result struct {
 func Step(plan spec.Plan, st v1alpha1.RolloutStatus, in Input) Result {
 	m := newMachine(plan, st, in)
 	for _, c := range in.Commands {
-		m.res.Consumed = append(m.res.Consumed, m.command(c))
+		m.res.Consumed = append(m.res.Consumed, m.applyCommand(c))
 	}
 	m.advance()
 	m.res.Status = m.st
@@ -148,14 +148,18 @@ func (m *machine) advance() {
 	case v1alpha1.PhaseProgressing:
 		m.progress()
 	case v1alpha1.PhaseAwaitingDecision:
-		m.watchWhileWaiting()
+		m.watchWhileAwaitingDecision()
 	case v1alpha1.PhasePaused:
-		_ = m.watchCanaryHealth() && m.noAlarm()
+		// An operator's pause stops the clock, not the watch: a canary
+		// that breaks meanwhile is still an anomaly. Nothing else runs, so
+		// the verdict is not needed.
+		m.watchForAnomalies()
 	case v1alpha1.PhasePromoting:
 		m.finishPromotion()
 	case v1alpha1.PhaseRollingBack:
 		m.finishRollback()
 	case v1alpha1.PhaseSucceeded:
+		m.recordContractHookResults()
 		m.closeUndoWindow()
 	}
 }
