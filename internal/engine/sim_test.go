@@ -14,8 +14,17 @@ import (
 )
 
 // sim plays the runtime around the engine on a simulated clock: it carries
-// out actions at once, re-steps through the transient phases as the real
-// runtime does, and measures through a function the test provides.
+// out actions at once, settles through the transient phases with Settle as
+// the runner does, and measures through a function the test provides.
+//
+// It does not drive the real runtime.Runner with fakes of its ports: the
+// runner's hooks run webhooks on goroutines and hand their answers to the
+// tick the scheduler picks, while these tests walk hours of rollout second
+// by second and count hook runs exactly; and the engine's own tests would
+// then depend on the runtime. The loop both share (how many decisions in a
+// row, through which phases, commands in the first only) is Settle; what
+// happens between two decisions (carry the actions out, observe again) is
+// the runtime's, played here by the sim.
 type sim struct {
 	t       testing.TB
 	plan    spec.Plan
@@ -50,53 +59,60 @@ func newSim(t testing.TB, plan spec.Plan) *sim {
 	return s
 }
 
-// step runs one decision, carries out its actions and follows transient
-// phases until the rollout settles.
+// step settles the rollout as the runner's tick does: one decision with
+// the commands, then more while the phase is transient.
 func (s *sim) step(cmds ...Command) {
 	s.t.Helper()
-	for range 4 {
-		in := Input{Now: s.now, Commands: cmds, HookResults: s.answers, Alarms: s.alarms,
-			Observed: Observed{CanaryVersion: s.canary, CanaryHealth: s.health, CanaryReason: s.reason, CanaryFailed: s.failed,
-				StableVersion: s.stable, Weight: s.weight}}
-		s.answers, s.alarms = nil, nil
-		if CheckDue(s.st, s.now) {
-			in.Measurements = s.measure(s)
-		}
-		before := s.st
-		r := s.decide(s.plan, s.st, in)
-		if before.Phase != s.st.Phase || before.CanaryWeight != s.st.CanaryWeight {
-			s.t.Fatalf("Step mutated its input status")
-		}
-		for _, err := range r.Consumed {
-			if err != nil {
-				s.refused = append(s.refused, err)
-			}
-		}
-		s.st = r.Status
-		s.events = append(s.events, r.Events...)
-		for _, a := range r.Actions {
-			switch a.Kind {
-			case ActionSetWeight:
-				s.weight = a.Weight
-			case ActionPromote:
-				s.stable = a.Version.Version
-			case ActionDeployCanary:
-				s.canary = a.Version.Version
-			case ActionRunHooks:
-				ok, msg := true, "yes"
-				if s.hooks != nil {
-					ok, msg = s.hooks(a.Hook)
-				}
-				s.hookRuns = append(s.hookRuns, a.Hook)
-				s.answers = append(s.answers, HookResult{Run: a.Run, OK: ok, Message: msg})
-			}
-		}
+	settled, _ := Settle(func() (v1alpha1.Phase, error) {
+		s.decideOnce(cmds)
 		cmds = nil
-		if s.st.Phase != v1alpha1.PhasePromoting && s.st.Phase != v1alpha1.PhaseRollingBack {
-			return
+		return s.st.Phase, nil
+	})
+	if !settled {
+		s.t.Fatalf("rollout did not settle: %s", s.st.Phase)
+	}
+}
+
+// decideOnce runs one decision and carries out its actions at once.
+func (s *sim) decideOnce(cmds []Command) {
+	s.t.Helper()
+	in := Input{Now: s.now, Commands: cmds, HookResults: s.answers, Alarms: s.alarms,
+		Observed: Observed{CanaryVersion: s.canary, CanaryHealth: s.health, CanaryReason: s.reason, CanaryFailed: s.failed,
+			StableVersion: s.stable, Weight: s.weight}}
+	s.answers, s.alarms = nil, nil
+	if CheckDue(s.st, s.now) {
+		in.Measurements = s.measure(s)
+	}
+	r := s.decide(s.plan, s.st, in)
+	for _, err := range r.Consumed {
+		if err != nil {
+			s.refused = append(s.refused, err)
 		}
 	}
-	s.t.Fatalf("rollout did not settle: %s", s.st.Phase)
+	s.st = r.Status
+	s.events = append(s.events, r.Events...)
+	for _, a := range r.Actions {
+		s.carryOut(a)
+	}
+}
+
+// carryOut makes the simulated world do what an action asks, at once.
+func (s *sim) carryOut(a Action) {
+	switch a.Kind {
+	case ActionSetWeight:
+		s.weight = a.Weight
+	case ActionPromote:
+		s.stable = a.Version.Version
+	case ActionDeployCanary:
+		s.canary = a.Version.Version
+	case ActionRunHooks:
+		ok, msg := true, "yes"
+		if s.hooks != nil {
+			ok, msg = s.hooks(a.Hook)
+		}
+		s.hookRuns = append(s.hookRuns, a.Hook)
+		s.answers = append(s.answers, HookResult{Run: a.Run, OK: ok, Message: msg})
+	}
 }
 
 // advance moves the clock by d in ticks of one second, stepping each tick.
