@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"reflect"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -54,6 +55,25 @@ type Command struct {
 	Reason string
 }
 
+// underWay are the phases of a rollout under way that a person may steer.
+var underWay = []v1alpha1.Phase{v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision}
+
+// commandPhases are the phases in which each command other than deploy may
+// be applied: the phase × command table of docs/architecture.md. Deploy is
+// refused only while a promotion or rollback is under way (checkDeploy).
+var commandPhases = map[CommandKind][]v1alpha1.Phase{
+	CommandPause:       {v1alpha1.PhaseProgressing},
+	CommandResume:      {v1alpha1.PhasePaused},
+	CommandPromote:     underWay,
+	CommandPromoteFull: underWay,
+	CommandAbort:       underWay,
+	CommandSetWeight:   underWay,
+	CommandApprove:     {v1alpha1.PhaseAwaitingDecision},
+	CommandReject:      {v1alpha1.PhaseAwaitingDecision},
+	CommandUndo:        {v1alpha1.PhaseSucceeded},
+	CommandRetry:       {v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted, v1alpha1.PhaseFailed},
+}
+
 // Allowed reports whether cmd can be applied to a rollout in status st, and
 // why not. The control API calls it to refuse a command up front with a
 // clear message; Step applies the same rule.
@@ -62,57 +82,57 @@ func Allowed(st v1alpha1.RolloutStatus, cmd Command) error {
 	if p == "" {
 		p = v1alpha1.PhaseIdle
 	}
-	active := !p.Terminal() && p != v1alpha1.PhaseIdle
+	if cmd.Kind == CommandDeploy {
+		return checkDeploy(st, cmd.Canary, p)
+	}
+	phases, known := commandPhases[cmd.Kind]
+	if !known {
+		return fmt.Errorf("unknown command %q", cmd.Kind)
+	}
+	if !slices.Contains(phases, p) {
+		return fmt.Errorf("cannot %s a rollout that is %s", cmd.Kind, p)
+	}
+	return checkArguments(st, cmd)
+}
+
+// checkArguments refuses a command, in a phase that allows it, for what it
+// lacks: a weight to set, a version to undo to, a canary to retry.
+func checkArguments(st v1alpha1.RolloutStatus, cmd Command) error {
 	switch cmd.Kind {
-	case CommandDeploy:
-		if cmd.Canary == nil || cmd.Canary.Version == "" {
-			return fmt.Errorf("deploy needs a canary version")
-		}
-		if st.Stable != nil && st.Stable.ID() == cmd.Canary.ID() && !active {
-			return fmt.Errorf("version %s is already the stable version", cmd.Canary.Version)
-		}
-		// The whole description counts: the same label at another URL, or
-		// run another way, is a new canary.
-		if active && st.Canary != nil && reflect.DeepEqual(*st.Canary, *cmd.Canary) {
-			return fmt.Errorf("version %s is already being rolled out", cmd.Canary.Version)
-		}
-		if p == v1alpha1.PhasePromoting || p == v1alpha1.PhaseRollingBack {
-			return fmt.Errorf("the rollout is %s; deploy again when it has finished", p)
-		}
-		return nil
-	case CommandPause:
-		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing)
-	case CommandResume:
-		return phaseIn(p, cmd.Kind, v1alpha1.PhasePaused)
-	case CommandPromote:
-		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision)
-	case CommandPromoteFull, CommandAbort:
-		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision)
-	case CommandApprove, CommandReject:
-		return phaseIn(p, cmd.Kind, v1alpha1.PhaseAwaitingDecision)
 	case CommandSetWeight:
-		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision); err != nil {
-			return err
-		}
 		return checkManualWeight(cmd.Weight)
 	case CommandUndo:
-		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseSucceeded); err != nil {
-			return err
-		}
 		if st.Previous == nil {
 			return fmt.Errorf("nothing to undo: the undo window of the last promotion has closed")
 		}
-		return nil
 	case CommandRetry:
-		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted, v1alpha1.PhaseFailed); err != nil {
-			return err
-		}
 		if st.Canary == nil {
 			return fmt.Errorf("there is no canary to retry")
 		}
-		return nil
 	}
-	return fmt.Errorf("unknown command %q", cmd.Kind)
+	return nil
+}
+
+// checkDeploy refuses a deploy of no version, of the stable version, or of
+// the canary already being rolled out; and, those mistakes told first,
+// one that comes while a promotion or rollback is under way.
+func checkDeploy(st v1alpha1.RolloutStatus, canary *v1alpha1.VersionRef, p v1alpha1.Phase) error {
+	if canary == nil || canary.Version == "" {
+		return fmt.Errorf("deploy needs a canary version")
+	}
+	active := !p.Terminal() && p != v1alpha1.PhaseIdle
+	if st.Stable != nil && st.Stable.ID() == canary.ID() && !active {
+		return fmt.Errorf("version %s is already the stable version", canary.Version)
+	}
+	// The whole description counts: the same label at another URL, or
+	// run another way, is a new canary.
+	if active && st.Canary != nil && reflect.DeepEqual(*st.Canary, *canary) {
+		return fmt.Errorf("version %s is already being rolled out", canary.Version)
+	}
+	if transient(p) {
+		return fmt.Errorf("the rollout is %s; deploy again when it has finished", p)
+	}
+	return nil
 }
 
 // checkManualWeight refuses a weight an operator cannot set: none, or all
@@ -125,15 +145,6 @@ func checkManualWeight(w *v1alpha1.Percent) error {
 		return fmt.Errorf("weight %s is out of range: from 0%% to below 100%%; to send all traffic to the canary, promote it (promote --full)", w)
 	}
 	return nil
-}
-
-func phaseIn(p v1alpha1.Phase, kind CommandKind, allowed ...v1alpha1.Phase) error {
-	for _, a := range allowed {
-		if p == a {
-			return nil
-		}
-	}
-	return fmt.Errorf("cannot %s a rollout that is %s", kind, p)
 }
 
 // applyCommand applies one operator command, or returns why it cannot.
