@@ -178,8 +178,15 @@ func closedUntil(s *sim, at time.Time) func(v1alpha1.HookType) (bool, string) {
 	}
 }
 
+func seed() spec.Plan { return seedPlan(v1alpha1.DecisionAutomatic, 1) }
+
+// richScenarios are rollouts the engine drives by itself, then rollouts
+// that people steer.
 func richScenarios() []richScenario {
-	seed := func() spec.Plan { return seedPlan(v1alpha1.DecisionAutomatic, 1) }
+	return append(drivenScenarios(), steeredScenarios()...)
+}
+
+func drivenScenarios() []richScenario {
 	return []richScenario{
 		{"progress with checks", seed, func(s *sim) {
 			s.deploy("v2")
@@ -201,6 +208,18 @@ func richScenarios() []richScenario {
 			s.deploy("v2")
 			s.runUntil(v1alpha1.PhaseSucceeded, 2*time.Hour)
 		}},
+		{"failing analysis and a replaced canary", seed, func(s *sim) {
+			s.measure = failingFrom(v1alpha1.PercentOf(25))
+			s.deploy("v2")
+			s.advance(5 * time.Minute)
+			s.deploy("v3")
+			s.runUntil(v1alpha1.PhaseRolledBack, time.Hour)
+		}},
+	}
+}
+
+func steeredScenarios() []richScenario {
+	return []richScenario{
 		{"approval gate approved", func() spec.Plan { return approvalPlan(v1alpha1.ApprovalWait) }, func(s *sim) {
 			s.deploy("v2")
 			s.runUntil(v1alpha1.PhaseAwaitingDecision, 15*time.Minute)
@@ -231,13 +250,6 @@ func richScenarios() []richScenario {
 			s.measure = healthy
 			s.step(Command{Kind: CommandApprove, Actor: "carol"})
 			s.runUntil(v1alpha1.PhaseSucceeded, time.Hour)
-		}},
-		{"failing analysis and a replaced canary", seed, func(s *sim) {
-			s.measure = failingFrom(v1alpha1.PercentOf(25))
-			s.deploy("v2")
-			s.advance(5 * time.Minute)
-			s.deploy("v3")
-			s.runUntil(v1alpha1.PhaseRolledBack, time.Hour)
 		}},
 		{"undo window", func() spec.Plan {
 			p := withHooks(seed(), v1alpha1.HookContract)

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -576,9 +577,9 @@ func TestStepIsDeterministic(t *testing.T) {
 	s.advance(11 * time.Minute)
 	in := Input{Now: s.now.Add(time.Minute), Observed: Observed{CanaryVersion: "v2", CanaryHealth: HealthUp, StableVersion: "v1", Weight: s.weight},
 		Measurements: healthy(s)}
-	a, b := Step(s.plan, s.st, in), Step(s.plan, s.st, in)
-	if a.Status.Analysis.PassedChecks != b.Status.Analysis.PassedChecks || len(a.Events) != len(b.Events) || len(a.Actions) != len(b.Actions) {
-		t.Fatalf("two identical steps differ")
+	a, b := snapshot(Step(s.plan, s.st, in)), snapshot(Step(s.plan, s.st, in))
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("two identical steps differ:\nfirst  %s\nsecond %s", a, b)
 	}
 }
 
