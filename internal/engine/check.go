@@ -11,12 +11,13 @@ import (
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
-// runCheck judges the measurements when a check is due, updates each
-// metric's counters and holds them against the metric's limits. It
-// reports whether the check stopped the rollout's progress.
-func (m *machine) runCheck() bool {
+// runDueCheck judges the measurements when a check is due, updates each
+// metric's counters and holds them against the metric's limits. It halts
+// the rollout when a limit was exceeded (an anomaly) or the analysis is
+// inconclusive for good (a person decides).
+func (m *machine) runDueCheck() verdict {
 	if m.in.Measurements == nil || !CheckDue(m.st, m.now) {
-		return false
+		return proceed
 	}
 	a := &m.st.Analysis
 	a.LastCheckAt = micro(m.now)
@@ -75,6 +76,12 @@ func (m *machine) evaluate() ([]spec.PlanMetric, []v1alpha1.MetricResult) {
 			continue
 		}
 		results = append(results, analysis.Evaluate(pm.MetricSpec, meas, ap.Judge.Confidence))
+	}
+	for i := range results {
+		// The status keeps its own copy of the measured values, not the
+		// caller's.
+		r := results[i]
+		r.DeepCopyInto(&results[i])
 	}
 	if len(classified) > 0 {
 		results = append(results, analysis.Score(classified, ap.Judge.PassScore, ap.Judge.MarginalScore, ap.Judge.GroupWeights))
@@ -135,7 +142,7 @@ func (m *machine) count(pm spec.PlanMetric, r v1alpha1.MetricResult, c *checkTal
 	case v1alpha1.VerdictError:
 		c.passed, c.anyFail = false, true
 	case v1alpha1.VerdictNoData:
-		m.noData(pm, ms, c)
+		m.applyNoDataPolicy(pm, ms, c)
 	}
 	blame := func(reason string) {
 		if c.fail == "" {
@@ -152,9 +159,9 @@ func (m *machine) count(pm spec.PlanMetric, r v1alpha1.MetricResult, c *checkTal
 	}
 }
 
-// noData applies the metric's no-data policy. Missing data never passes a
+// applyNoDataPolicy applies the metric's no-data policy. Missing data never passes a
 // check, whatever the policy; ignore only keeps it from blocking one.
-func (m *machine) noData(pm spec.PlanMetric, ms *v1alpha1.MetricStatus, c *checkTally) {
+func (m *machine) applyNoDataPolicy(pm spec.PlanMetric, ms *v1alpha1.MetricStatus, c *checkTally) {
 	switch pm.NoData {
 	case v1alpha1.NoDataIgnore:
 		// It neither blocks nor passes the check: the check passes on the
@@ -173,8 +180,9 @@ func (m *machine) noData(pm spec.PlanMetric, ms *v1alpha1.MetricStatus, c *check
 	}
 }
 
-// conclude records the check's outcome and reacts to an exceeded limit.
-func (m *machine) conclude(c checkTally, results []v1alpha1.MetricResult) bool {
+// conclude records the check's outcome and reacts to an exceeded limit,
+// which halts the rollout.
+func (m *machine) conclude(c checkTally, results []v1alpha1.MetricResult) verdict {
 	a := &m.st.Analysis
 	switch {
 	case c.passed:
@@ -190,17 +198,18 @@ func (m *machine) conclude(c checkTally, results []v1alpha1.MetricResult) bool {
 	}
 	switch {
 	case c.fail != "":
-		m.anomaly(c.fail, c.failMetric)
-		return true
+		m.reactToAnomaly(c.fail, c.failMetric)
+		return halted
 	case c.inconclusive != "":
 		if m.st.Gate == nil {
-			m.gate(v1alpha1.GateAnomaly, "analysis inconclusive, manual review required: "+c.inconclusive)
+			m.awaitDecision(v1alpha1.GateAnomaly, "analysis inconclusive, manual review required: "+c.inconclusive)
 		}
-		return true
+		return halted
 	}
-	return false
+	return proceed
 }
 
+// metricStatus is the counters of the named metric, added on first use.
 func (m *machine) metricStatus(name string) *v1alpha1.MetricStatus {
 	a := &m.st.Analysis
 	for i := range a.Metrics {

@@ -3,12 +3,32 @@ package engine
 import (
 	"fmt"
 	"reflect"
+	"slices"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/rollout"
 )
+
+// underWay are the phases of a rollout under way that a person may steer.
+var underWay = []v1alpha1.Phase{v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision}
+
+// commandPhases are the phases in which each command other than deploy may
+// be applied: the phase × command table of docs/architecture.md. Deploy is
+// refused only while a promotion or rollback is under way (checkDeploy).
+var commandPhases = map[rollout.CommandKind][]v1alpha1.Phase{
+	rollout.CommandPause:       {v1alpha1.PhaseProgressing},
+	rollout.CommandResume:      {v1alpha1.PhasePaused},
+	rollout.CommandPromote:     underWay,
+	rollout.CommandPromoteFull: underWay,
+	rollout.CommandAbort:       underWay,
+	rollout.CommandSetWeight:   underWay,
+	rollout.CommandApprove:     {v1alpha1.PhaseAwaitingDecision},
+	rollout.CommandReject:      {v1alpha1.PhaseAwaitingDecision},
+	rollout.CommandUndo:        {v1alpha1.PhaseSucceeded},
+	rollout.CommandRetry:       {v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted, v1alpha1.PhaseFailed},
+}
 
 // Allowed reports whether cmd can be applied to a rollout in status st, and
 // why not. The control API calls it to refuse a command up front with a
@@ -18,57 +38,57 @@ func Allowed(st v1alpha1.RolloutStatus, cmd rollout.Command) error {
 	if p == "" {
 		p = v1alpha1.PhaseIdle
 	}
-	active := !p.Terminal() && p != v1alpha1.PhaseIdle
+	if cmd.Kind == rollout.CommandDeploy {
+		return checkDeploy(st, cmd.Canary, p)
+	}
+	phases, known := commandPhases[cmd.Kind]
+	if !known {
+		return fmt.Errorf("unknown command %q", cmd.Kind)
+	}
+	if !slices.Contains(phases, p) {
+		return fmt.Errorf("cannot %s a rollout that is %s", cmd.Kind, p)
+	}
+	return checkArguments(st, cmd)
+}
+
+// checkArguments refuses a command, in a phase that allows it, for what it
+// lacks: a weight to set, a version to undo to, a canary to retry.
+func checkArguments(st v1alpha1.RolloutStatus, cmd rollout.Command) error {
 	switch cmd.Kind {
-	case rollout.CommandDeploy:
-		if cmd.Canary == nil || cmd.Canary.Version == "" {
-			return fmt.Errorf("deploy needs a canary version")
-		}
-		if st.Stable != nil && st.Stable.ID() == cmd.Canary.ID() && !active {
-			return fmt.Errorf("version %s is already the stable version", cmd.Canary.Version)
-		}
-		// The whole description counts: the same label at another URL, or
-		// run another way, is a new canary.
-		if active && st.Canary != nil && reflect.DeepEqual(*st.Canary, *cmd.Canary) {
-			return fmt.Errorf("version %s is already being rolled out", cmd.Canary.Version)
-		}
-		if p == v1alpha1.PhasePromoting || p == v1alpha1.PhaseRollingBack {
-			return fmt.Errorf("the rollout is %s; deploy again when it has finished", p)
-		}
-		return nil
-	case rollout.CommandPause:
-		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing)
-	case rollout.CommandResume:
-		return phaseIn(p, cmd.Kind, v1alpha1.PhasePaused)
-	case rollout.CommandPromote:
-		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision)
-	case rollout.CommandPromoteFull, rollout.CommandAbort:
-		return phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision)
-	case rollout.CommandApprove, rollout.CommandReject:
-		return phaseIn(p, cmd.Kind, v1alpha1.PhaseAwaitingDecision)
 	case rollout.CommandSetWeight:
-		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision); err != nil {
-			return err
-		}
 		return checkManualWeight(cmd.Weight)
 	case rollout.CommandUndo:
-		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseSucceeded); err != nil {
-			return err
-		}
 		if st.Previous == nil {
 			return fmt.Errorf("nothing to undo: the undo window of the last promotion has closed")
 		}
-		return nil
 	case rollout.CommandRetry:
-		if err := phaseIn(p, cmd.Kind, v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted, v1alpha1.PhaseFailed); err != nil {
-			return err
-		}
 		if st.Canary == nil {
 			return fmt.Errorf("there is no canary to retry")
 		}
-		return nil
 	}
-	return fmt.Errorf("unknown command %q", cmd.Kind)
+	return nil
+}
+
+// checkDeploy refuses a deploy of no version, of the stable version, or of
+// the canary already being rolled out; and, those mistakes told first,
+// one that comes while a promotion or rollback is under way.
+func checkDeploy(st v1alpha1.RolloutStatus, canary *v1alpha1.VersionRef, p v1alpha1.Phase) error {
+	if canary == nil || canary.Version == "" {
+		return fmt.Errorf("deploy needs a canary version")
+	}
+	active := !p.Terminal() && p != v1alpha1.PhaseIdle
+	if st.Stable != nil && st.Stable.ID() == canary.ID() && !active {
+		return fmt.Errorf("version %s is already the stable version", canary.Version)
+	}
+	// The whole description counts: the same label at another URL, or
+	// run another way, is a new canary.
+	if active && st.Canary != nil && reflect.DeepEqual(*st.Canary, *canary) {
+		return fmt.Errorf("version %s is already being rolled out", canary.Version)
+	}
+	if transient(p) {
+		return fmt.Errorf("the rollout is %s; deploy again when it has finished", p)
+	}
+	return nil
 }
 
 // checkManualWeight refuses a weight an operator cannot set: none, or all
@@ -83,17 +103,8 @@ func checkManualWeight(w *v1alpha1.Percent) error {
 	return nil
 }
 
-func phaseIn(p v1alpha1.Phase, kind rollout.CommandKind, allowed ...v1alpha1.Phase) error {
-	for _, a := range allowed {
-		if p == a {
-			return nil
-		}
-	}
-	return fmt.Errorf("cannot %s a rollout that is %s", kind, p)
-}
-
-// command applies one operator command, or returns why it cannot.
-func (m *machine) command(c rollout.Command) error {
+// applyCommand applies one operator command, or returns why it cannot.
+func (m *machine) applyCommand(c rollout.Command) error {
 	if err := Allowed(m.st, c); err != nil {
 		return err
 	}
@@ -205,30 +216,44 @@ func (m *machine) promoteOne(c rollout.Command) {
 		m.resume()
 	}
 	if g := m.st.Gate; g != nil {
-		m.st.Gate = nil
-		m.event(v1alpha1.EventNormal, "Approved", c, "%s decision approved by %s%s", g.Kind, actorOf(c), because(c))
-		m.setPhase(v1alpha1.PhaseProgressing, "approved by "+actorOf(c))
-		switch g.Kind {
-		case v1alpha1.GatePause, v1alpha1.GateApproval:
-			m.nextStep()
-		case v1alpha1.GateStage:
-			m.runStep(true)
-		case v1alpha1.GatePromotion:
-			m.startPromotion()
-		case v1alpha1.GateAnomaly:
-			// The person judged the anomaly acceptable: forget the failures
-			// that caused it, so one more does not stop the rollout at once.
-			m.st.Analysis.FailedChecks = 0
-			for i := range m.st.Analysis.Metrics {
-				ms := &m.st.Analysis.Metrics[i]
-				ms.Failed, ms.Inconclusive, ms.ConsecutiveErrors, ms.NoDataSince = 0, 0, 0, nil
-			}
-		}
+		m.passGate(*g, c)
 		return
 	}
 	m.event(v1alpha1.EventNormal, "StepSkipped", c, "Step %d (%s) skipped by %s%s",
 		m.st.CurrentStep+1, m.stepName(), actorOf(c), because(c))
 	m.nextStep()
+}
+
+// passGate records a person's go-ahead and goes past what the gate held
+// back.
+func (m *machine) passGate(g v1alpha1.Gate, c rollout.Command) {
+	m.st.Gate = nil
+	m.event(v1alpha1.EventNormal, "Approved", c, "%s decision approved by %s%s", g.Kind, actorOf(c), because(c))
+	m.setPhase(v1alpha1.PhaseProgressing, "approved by "+actorOf(c))
+	switch g.Kind {
+	case v1alpha1.GatePause, v1alpha1.GateApproval:
+		m.nextStep()
+	case v1alpha1.GateStage:
+		// The person let this stage's raise go ahead: set it without
+		// asking again.
+		if m.setStepWeight(m.plan.Steps[m.st.CurrentStep]) == proceed {
+			m.nextStep()
+		}
+	case v1alpha1.GatePromotion:
+		m.startPromotion()
+	case v1alpha1.GateAnomaly:
+		m.forgiveFailures()
+	}
+}
+
+// forgiveFailures forgets the failures behind an anomaly a person judged
+// acceptable, so that one more does not stop the rollout at once.
+func (m *machine) forgiveFailures() {
+	m.st.Analysis.FailedChecks = 0
+	for i := range m.st.Analysis.Metrics {
+		ms := &m.st.Analysis.Metrics[i]
+		ms.Failed, ms.Inconclusive, ms.ConsecutiveErrors, ms.NoDataSince = 0, 0, 0, nil
+	}
 }
 
 // undo switches straight back to the stable before the last promotion,

@@ -51,7 +51,7 @@ type Result struct {
 func Step(plan spec.Plan, st v1alpha1.RolloutStatus, in Input) Result {
 	m := newMachine(plan, st, in)
 	for _, c := range in.Commands {
-		m.res.Consumed = append(m.res.Consumed, m.command(c))
+		m.res.Consumed = append(m.res.Consumed, m.applyCommand(c))
 	}
 	m.advance()
 	m.markCanaryLive()
@@ -71,31 +71,14 @@ type machine struct {
 }
 
 func newMachine(plan spec.Plan, st v1alpha1.RolloutStatus, in Input) *machine {
-	st = copyStatus(st)
+	// A deep copy, so that Step changes nothing the caller holds (a
+	// daemon's status view may read it meanwhile) and the status it returns
+	// shares no memory with its input.
+	st = *st.DeepCopy()
 	if st.Phase == "" {
 		st.Phase = v1alpha1.PhaseIdle
 	}
 	return &machine{plan: plan, st: st, in: in, now: in.Now}
-}
-
-// copyStatus copies the parts of a status that Step changes in place, so
-// the caller's value is left alone.
-func copyStatus(st v1alpha1.RolloutStatus) v1alpha1.RolloutStatus {
-	st.Analysis.LastResults = append([]v1alpha1.MetricResult(nil), st.Analysis.LastResults...)
-	st.Analysis.Metrics = append([]v1alpha1.MetricStatus(nil), st.Analysis.Metrics...)
-	st.Conditions = append(st.Conditions[:0:0], st.Conditions...)
-	st.HooksPassed = append(st.HooksPassed[:0:0], st.HooksPassed...)
-	// Gate and HookWait are updated in place; the caller's may be read
-	// elsewhere while Step runs (a daemon's status view).
-	if st.Gate != nil {
-		g := *st.Gate
-		st.Gate = &g
-	}
-	if st.HookWait != nil {
-		w := *st.HookWait
-		st.HookWait = &w
-	}
-	return st
 }
 
 // markCanaryLive says, on every weight change decided, whether requests
@@ -113,8 +96,11 @@ func (m *machine) markCanaryLive() {
 // CanaryLive reports whether requests may reach the canary in phase p:
 // not before a rollout, and not from the moment it rolls back.
 func CanaryLive(p v1alpha1.Phase) bool {
-	return !p.Terminal() && p != v1alpha1.PhaseIdle && p != v1alpha1.PhaseRollingBack && p != ""
+	return running(p) && p != v1alpha1.PhaseRollingBack
 }
+
+// running reports whether the canary should be running in phase p.
+func running(p v1alpha1.Phase) bool { return !p.Terminal() && p != v1alpha1.PhaseIdle && p != "" }
 
 // Reapply returns the actions that make the world match a saved status
 // again — after a restart, or after an action failed — before anything new
@@ -138,9 +124,6 @@ func Reapply(st v1alpha1.RolloutStatus) []rollout.Action {
 	return append(acts, rollout.Action{Kind: rollout.ActionSetWeight, Weight: st.CanaryWeight, CanaryLive: CanaryLive(st.Phase)})
 }
 
-// running reports whether the canary should be running in phase p.
-func running(p v1alpha1.Phase) bool { return !p.Terminal() && p != v1alpha1.PhaseIdle && p != "" }
-
 // advance moves the rollout on as far as the plan, the time and the
 // observations allow.
 func (m *machine) advance() {
@@ -148,14 +131,18 @@ func (m *machine) advance() {
 	case v1alpha1.PhaseProgressing:
 		m.progress()
 	case v1alpha1.PhaseAwaitingDecision:
-		m.watchWhileWaiting()
+		m.watchWhileAwaitingDecision()
 	case v1alpha1.PhasePaused:
-		_ = m.watchCanaryHealth() && m.noAlarm()
+		// An operator's pause stops the clock, not the watch: a canary
+		// that breaks meanwhile is still an anomaly. Nothing else runs, so
+		// the verdict is not needed.
+		m.watchForAnomalies()
 	case v1alpha1.PhasePromoting:
 		m.finishPromotion()
 	case v1alpha1.PhaseRollingBack:
 		m.finishRollback()
 	case v1alpha1.PhaseSucceeded:
+		m.recordContractHookResults()
 		m.closeUndoWindow()
 	}
 }

@@ -17,18 +17,19 @@ type HookResult struct {
 	Message string
 }
 
-// hooksPass reports whether the gate hooks of type t said yes for the
-// occasion key. Until they have, it runs them, and runs them again once an
-// analysis interval after each "no"; the rollout waits meanwhile.
-func (m *machine) hooksPass(t v1alpha1.HookType, key string) bool {
+// waitForHooks holds the rollout until the gate hooks of type t said yes
+// for the occasion key. Until they have, it runs them, and runs them again
+// once an analysis interval after each "no"; pre-rollout hooks that said
+// no too often roll the rollout back.
+func (m *machine) waitForHooks(t v1alpha1.HookType, key string) verdict {
 	if len(m.plan.Hooks[t]) == 0 || slices.Contains(m.st.HooksPassed, key) {
-		return true
+		return proceed
 	}
 	w := m.st.HookWait
 	if w == nil || w.Key != key {
 		m.st.HookWait = &v1alpha1.HookWait{Type: t, Key: key, Since: *micro(m.now)}
 		m.runHooks()
-		return false
+		return halted
 	}
 	for _, r := range m.in.HookResults {
 		if r.Run != w.Run {
@@ -38,17 +39,12 @@ func (m *machine) hooksPass(t v1alpha1.HookType, key string) bool {
 			m.st.HooksPassed = append(m.st.HooksPassed, key)
 			m.st.HookWait = nil
 			m.event(v1alpha1.EventNormal, "HooksPassed", rollout.Command{}, "%s hooks said yes: %s", t, r.Message)
-			return true
+			return proceed
 		}
 		w.Message = r.Message
 		if t == v1alpha1.HookPreRollout {
-			w.Failures++
-			m.event(v1alpha1.EventWarning, "PreRolloutHookFailed", rollout.Command{}, "pre-rollout hooks failed (%d of %d allowed): %s",
-				w.Failures, m.plan.Analysis.FailureLimit, r.Message)
-			if int(w.Failures) > m.plan.Analysis.FailureLimit {
-				m.st.HookWait = nil
-				m.rollBack(v1alpha1.PhaseRolledBack, "pre-rollout hooks failed: "+r.Message, spec.HookMetricPrefix+string(t))
-				return false
+			if m.countPreRolloutFailure(w, r.Message) == halted {
+				return halted
 			}
 		}
 		m.st.Message = fmt.Sprintf("waiting for %s hooks: %s", t, r.Message)
@@ -56,7 +52,21 @@ func (m *machine) hooksPass(t v1alpha1.HookType, key string) bool {
 	if !m.now.Before(w.NextRunAt.Time) {
 		m.runHooks()
 	}
-	return false
+	return halted
+}
+
+// countPreRolloutFailure counts a "no" of the pre-rollout hooks, and rolls
+// the rollout back once they said no more often than the failure limit.
+func (m *machine) countPreRolloutFailure(w *v1alpha1.HookWait, message string) verdict {
+	w.Failures++
+	m.event(v1alpha1.EventWarning, "PreRolloutHookFailed", rollout.Command{}, "pre-rollout hooks failed (%d of %d allowed): %s",
+		w.Failures, m.plan.Analysis.FailureLimit, message)
+	if int(w.Failures) <= m.plan.Analysis.FailureLimit {
+		return proceed
+	}
+	m.st.HookWait = nil
+	m.rollBack(v1alpha1.PhaseRolledBack, "pre-rollout hooks failed: "+message, spec.HookMetricPrefix+string(v1alpha1.HookPreRollout))
+	return halted
 }
 
 // runHooks starts a new run of the hooks waited on.
@@ -71,12 +81,9 @@ func (m *machine) runHooks() {
 	}
 }
 
-// closeUndoWindow ends the undo window of a promotion once it has passed,
-// and then runs the contract hooks, which must never run while an undo is
-// still possible.
-func (m *machine) closeUndoWindow() {
-	// After a promotion the only hooks the engine runs are the contract
-	// hooks: record their answers in the history.
+// recordContractHookResults records the answers of the contract hooks in
+// the history: after a promotion they are the only hooks the engine runs.
+func (m *machine) recordContractHookResults() {
 	for _, r := range m.in.HookResults {
 		if r.OK {
 			m.event(v1alpha1.EventNormal, "ContractHooksPassed", rollout.Command{}, "contract hooks said yes: %s", r.Message)
@@ -84,6 +91,12 @@ func (m *machine) closeUndoWindow() {
 			m.event(v1alpha1.EventWarning, "ContractHookFailed", rollout.Command{}, "contract hooks failed: %s", r.Message)
 		}
 	}
+}
+
+// closeUndoWindow ends the undo window of a promotion once it has passed,
+// and then runs the contract hooks, which must never run while an undo is
+// still possible.
+func (m *machine) closeUndoWindow() {
 	if m.st.PromotedAt == nil || m.now.Before(m.st.PromotedAt.Add(m.plan.UndoWindow)) {
 		return
 	}

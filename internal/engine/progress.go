@@ -8,47 +8,74 @@ import (
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
-// progress runs a progressing rollout: health first, then the check that
-// may be due, then as many steps as the time allows.
+// verdict is what a rule that may hold the rollout back decided, so that
+// the next rule runs only when this one let the rollout go on.
+type verdict int
+
+const (
+	// proceed: nothing held the rollout back; the next rule may run.
+	proceed verdict = iota
+	// halted: this decision goes no further. The rollout waits (for time,
+	// health, hooks or a person), or the rule gated or rolled it back.
+	halted
+)
+
+// progress runs a progressing rollout, rule by rule in the order they
+// apply: the confirm-rollout hooks before any traffic, anomalies, the
+// canary's health before it gets traffic, the check that may be due, the
+// pre-rollout hooks, then as many steps as the time allows.
 func (m *machine) progress() {
-	beforeTraffic := m.st.CurrentStep == 0 && m.st.CanaryWeight == 0
-	if beforeTraffic && !m.hooksPass(v1alpha1.HookConfirmRollout, string(v1alpha1.HookConfirmRollout)) {
+	if m.waitForHooksBeforeTraffic(v1alpha1.HookConfirmRollout) == halted {
 		return
 	}
-	if !m.canaryReady() || !m.noAlarm() || m.runCheck() {
+	if m.watchForAnomalies() == halted {
 		return
 	}
-	if beforeTraffic && !m.hooksPass(v1alpha1.HookPreRollout, string(v1alpha1.HookPreRollout)) {
+	if m.waitForCanaryHealth() == halted {
 		return
 	}
-	// Each pass runs one step; steps that take no time (setWeight) let the
-	// next run in the same decision. The bound is a guard, not a limit.
+	if m.runDueCheck() == halted {
+		return
+	}
+	if m.waitForHooksBeforeTraffic(v1alpha1.HookPreRollout) == halted {
+		return
+	}
+	m.runSteps()
+}
+
+// waitForHooksBeforeTraffic waits for the gate hooks of type t once, before
+// the canary first gets traffic.
+func (m *machine) waitForHooksBeforeTraffic(t v1alpha1.HookType) verdict {
+	if m.st.CurrentStep > 0 || m.st.CanaryWeight > 0 {
+		return proceed
+	}
+	return m.waitForHooks(t, string(t))
+}
+
+// runSteps runs the current step and, while steps complete at once
+// (setWeight), the next ones in the same decision; after the last step it
+// turns to promotion. The bound is a guard, not a limit.
+func (m *machine) runSteps() {
 	for range len(m.plan.Steps) + 1 {
-		if m.st.Phase != v1alpha1.PhaseProgressing {
-			return
-		}
 		if int(m.st.CurrentStep) >= len(m.plan.Steps) {
-			m.stepsDone()
+			m.finishSteps()
 			return
 		}
-		if !m.runStep(false) {
+		if m.runStep() == halted {
 			return
 		}
 	}
 }
 
-// canaryReady handles the canary's health. Before the canary receives
-// traffic the rollout waits for it to be up, within the progress deadline;
-// once it receives traffic, a canary that goes down is an anomaly at once,
-// and so is one that failed for good at any time.
-func (m *machine) canaryReady() bool {
-	if !m.watchCanaryHealth() {
-		return false
-	}
+// waitForCanaryHealth holds the rollout until the canary is up, before it
+// gets traffic, within the progress deadline; it rolls the rollout back
+// (Failed) once the deadline passed. A canary that gets traffic already is
+// watched by watchForAnomalies instead.
+func (m *machine) waitForCanaryHealth() verdict {
 	if m.st.CanaryWeight > 0 {
-		return true
+		return proceed
 	}
-	if h := m.canaryHealth(); h != rollout.HealthUp {
+	if m.canaryHealth() != rollout.HealthUp {
 		if m.st.WaitingSince == nil {
 			m.st.WaitingSince = micro(m.now)
 		}
@@ -56,14 +83,14 @@ func (m *machine) canaryReady() bool {
 			m.rollBack(v1alpha1.PhaseFailed, fmt.Sprintf("canary %s did not become healthy within the progress deadline (%s)",
 				m.st.Canary.Version, m.plan.ProgressDeadline), "")
 		}
-		return false
+		return halted
 	}
 	if m.st.WaitingSince != nil {
 		m.st.WaitingSince = nil
 		m.st.Message = "canary " + m.st.Canary.Version + " is healthy"
 		m.event(v1alpha1.EventNormal, "CanaryReady", rollout.Command{}, "Canary %s is healthy", m.st.Canary.Version)
 	}
-	return true
+	return proceed
 }
 
 // canaryHealth is the observed health if it describes the current canary.
@@ -74,131 +101,180 @@ func (m *machine) canaryHealth() rollout.Health {
 	return m.in.Observed.CanaryHealth
 }
 
-// watchWhileWaiting keeps watching health and checks while a person
-// decides, so a canary that breaks meanwhile is still rolled back.
-func (m *machine) watchWhileWaiting() {
-	if m.approvalExpired() {
+// watchWhileAwaitingDecision keeps watching health and checks while a
+// person decides, so a canary that breaks meanwhile is still rolled back;
+// an approval's timeout applies first.
+func (m *machine) watchWhileAwaitingDecision() {
+	if m.applyApprovalTimeout() == halted {
 		return
 	}
-	if m.watchCanaryHealth() && m.noAlarm() {
-		m.runCheck()
+	if m.watchForAnomalies() == halted {
+		return
 	}
+	m.runDueCheck()
 }
 
-// approvalExpired applies an approval's timeout policy once it passed, and
-// reports whether the rollout was rolled back for it.
-func (m *machine) approvalExpired() bool {
+// applyApprovalTimeout applies an approval's timeout policy once it
+// passed: keep waiting (marking the gate expired), or roll back, which
+// halts the rollout.
+func (m *machine) applyApprovalTimeout() verdict {
 	g := m.st.Gate
 	if g == nil || g.Expires == nil || g.Expired || m.now.Before(g.Expires.Time) {
-		return false
+		return proceed
 	}
 	s := m.plan.Steps[m.st.CurrentStep]
 	if s.OnTimeout == v1alpha1.ApprovalWait {
 		g.Expired = true
 		m.event(v1alpha1.EventWarning, "ApprovalExpired", rollout.Command{}, "No approval within %s; still waiting", s.Duration)
-		return false
+		return proceed
 	}
 	m.rollBack(v1alpha1.PhaseRolledBack, fmt.Sprintf("no approval within %s (onTimeout: rollback)", s.Duration), "")
-	return true
+	return halted
 }
 
-// noAlarm turns an alarm from a continuous test into an anomaly at once,
-// while the canary receives traffic; it reports whether there was none.
-func (m *machine) noAlarm() bool {
+// watchForAnomalies reacts to a canary gone down, then to an alarm: either
+// is an anomaly at once, which halts the rollout.
+func (m *machine) watchForAnomalies() verdict {
+	if m.reactToCanaryDown() == halted {
+		return halted
+	}
+	return m.reactToAlarm()
+}
+
+// reactToAlarm turns an alarm from a continuous test into an anomaly at
+// once, while the canary gets traffic.
+func (m *machine) reactToAlarm() verdict {
 	if m.st.CanaryWeight == 0 || len(m.in.Alarms) == 0 {
-		return true
+		return proceed
 	}
 	a := m.in.Alarms[0]
-	m.anomaly(a.Metric+": "+a.Reason, a.Metric)
-	return false
+	m.reactToAnomaly(a.Metric+": "+a.Reason, a.Metric)
+	return halted
 }
 
-// watchCanaryHealth turns a canary that went down while it receives
-// traffic, or failed for good, into an anomaly; it reports whether the
-// canary is fine.
-func (m *machine) watchCanaryHealth() bool {
+// reactToCanaryDown turns a canary that went down while it gets traffic,
+// or failed for good, into an anomaly.
+func (m *machine) reactToCanaryDown() verdict {
 	if m.canaryHealth() == rollout.HealthDown && (m.st.CanaryWeight > 0 || m.in.Observed.CanaryFailed) {
-		m.anomaly(fmt.Sprintf("canary %s is down: %s", m.st.Canary.Version, m.in.Observed.CanaryReason), "")
-		return false
+		m.reactToAnomaly(fmt.Sprintf("canary %s is down: %s", m.st.Canary.Version, m.in.Observed.CanaryReason), "")
+		return halted
 	}
-	return true
+	return proceed
 }
 
-// runStep runs the current step and reports whether it is done. approved
-// is true when a person just let a manual stage go ahead.
-func (m *machine) runStep(approved bool) bool {
+// runStep runs the current step, and moves to the next one when it is
+// done (proceed).
+func (m *machine) runStep() verdict {
 	s := m.plan.Steps[m.st.CurrentStep]
+	v := proceed
 	switch s.Kind {
 	case spec.StepSetWeight:
-		if m.plan.Decision == v1alpha1.DecisionManual && !approved && m.st.CanaryWeight > 0 {
-			m.gate(v1alpha1.GateStage, fmt.Sprintf("stage at %s done; promote to go to %s", m.st.CanaryWeight, s.Weight))
-			return false
-		}
-		key := fmt.Sprintf("%s@%d", v1alpha1.HookConfirmTrafficIncrease, m.st.CurrentStep)
-		if s.Weight > m.st.CanaryWeight && !m.hooksPass(v1alpha1.HookConfirmTrafficIncrease, key) {
-			return false
-		}
-		m.setWeight(s.Weight)
-		m.event(v1alpha1.EventNormal, "WeightChanged", rollout.Command{}, "Routed %s of traffic to canary %s (%s)",
-			s.Weight, m.st.Canary.Version, m.stepLabel())
+		v = m.runSetWeightStep(s)
 	case spec.StepPause:
-		if s.Duration == 0 {
-			m.gate(v1alpha1.GatePause, fmt.Sprintf("paused at %s until promoted (%s)", m.st.CanaryWeight, m.stepLabel()))
-			return false
-		}
-		if m.now.Before(m.st.StepStartedAt.Add(s.Duration)) {
-			m.st.Message = fmt.Sprintf("soaking at %s until %s", m.st.CanaryWeight, m.st.StepStartedAt.Add(s.Duration).UTC().Format("15:04:05"))
-			return false
-		}
-		m.event(v1alpha1.EventNormal, "PauseEnded", rollout.Command{}, "Soaked %s at %s (%s)", s.Duration, m.st.CanaryWeight, m.stepLabel())
+		v = m.runPauseStep(s)
 	case spec.StepApproval:
-		reason := s.Message
-		if reason == "" {
-			reason = fmt.Sprintf("approval needed at %s (%s): pipit approve to go on, pipit reject to roll back", m.st.CanaryWeight, m.stepLabel())
-		}
-		m.gate(v1alpha1.GateApproval, reason)
-		if s.Duration > 0 {
-			m.st.Gate.Expires = micro(m.now.Add(s.Duration))
-		}
-		return false
+		v = m.runApprovalStep(s)
 	case spec.StepAnalysis:
-		if int(m.st.Analysis.StepPassedChecks) < s.Checks {
-			m.st.Message = fmt.Sprintf("analysing at %s: %d of %d checks passed", m.st.CanaryWeight, m.st.Analysis.StepPassedChecks, s.Checks)
-			return false
-		}
+		v = m.runAnalysisStep(s)
 	}
-	m.nextStep()
-	return true
+	if v == proceed {
+		m.nextStep()
+	}
+	return v
 }
 
-// stepsDone ends the steps: promotion, or a person's go-ahead first in
+// runSetWeightStep sets the step's weight. In manual mode each raise after
+// the first waits for a person first (a stage gate).
+func (m *machine) runSetWeightStep(s spec.PlanStep) verdict {
+	if m.plan.Decision == v1alpha1.DecisionManual && m.st.CanaryWeight > 0 {
+		m.awaitDecision(v1alpha1.GateStage, fmt.Sprintf("stage at %s done; promote to go to %s", m.st.CanaryWeight, s.Weight))
+		return halted
+	}
+	return m.setStepWeight(s)
+}
+
+// setStepWeight sets a setWeight step's weight, once the
+// confirm-traffic-increase hooks said yes to a raise.
+func (m *machine) setStepWeight(s spec.PlanStep) verdict {
+	if s.Weight > m.st.CanaryWeight {
+		key := fmt.Sprintf("%s@%d", v1alpha1.HookConfirmTrafficIncrease, m.st.CurrentStep)
+		if m.waitForHooks(v1alpha1.HookConfirmTrafficIncrease, key) == halted {
+			return halted
+		}
+	}
+	m.setWeight(s.Weight)
+	m.event(v1alpha1.EventNormal, "WeightChanged", rollout.Command{}, "Routed %s of traffic to canary %s (%s)",
+		s.Weight, m.st.Canary.Version, m.stepLabel())
+	return proceed
+}
+
+// runPauseStep soaks for the pause's duration, or waits for a person when
+// it has none.
+func (m *machine) runPauseStep(s spec.PlanStep) verdict {
+	if s.Duration == 0 {
+		m.awaitDecision(v1alpha1.GatePause, fmt.Sprintf("paused at %s until promoted (%s)", m.st.CanaryWeight, m.stepLabel()))
+		return halted
+	}
+	if end := m.st.StepStartedAt.Add(s.Duration); m.now.Before(end) {
+		m.st.Message = fmt.Sprintf("soaking at %s until %s", m.st.CanaryWeight, end.UTC().Format("15:04:05"))
+		return halted
+	}
+	m.event(v1alpha1.EventNormal, "PauseEnded", rollout.Command{}, "Soaked %s at %s (%s)", s.Duration, m.st.CanaryWeight, m.stepLabel())
+	return proceed
+}
+
+// runApprovalStep waits for a person's approval, until the step's timeout
+// if it has one.
+func (m *machine) runApprovalStep(s spec.PlanStep) verdict {
+	reason := s.Message
+	if reason == "" {
+		reason = fmt.Sprintf("approval needed at %s (%s): pipit approve to go on, pipit reject to roll back", m.st.CanaryWeight, m.stepLabel())
+	}
+	m.awaitDecision(v1alpha1.GateApproval, reason)
+	if s.Duration > 0 {
+		m.st.Gate.Expires = micro(m.now.Add(s.Duration))
+	}
+	return halted
+}
+
+// runAnalysisStep waits until the step's number of checks passed.
+func (m *machine) runAnalysisStep(s spec.PlanStep) verdict {
+	if int(m.st.Analysis.StepPassedChecks) < s.Checks {
+		m.st.Message = fmt.Sprintf("analysing at %s: %d of %d checks passed", m.st.CanaryWeight, m.st.Analysis.StepPassedChecks, s.Checks)
+		return halted
+	}
+	return proceed
+}
+
+// finishSteps ends the steps: promotion, or a person's go-ahead first in
 // manual mode.
-func (m *machine) stepsDone() {
+func (m *machine) finishSteps() {
 	// Never promote on missing data: with metrics to check, one check must
 	// have passed at the last weight (the no-data policy bounds the wait).
 	if len(m.plan.Analysis.Metrics) > 0 && m.st.Analysis.WeightPassedChecks == 0 {
 		m.st.Message = fmt.Sprintf("all steps done; waiting for a passing check at %s before promotion", m.st.CanaryWeight)
 		return
 	}
-	if !m.hooksPass(v1alpha1.HookConfirmPromotion, string(v1alpha1.HookConfirmPromotion)) {
+	if m.waitForHooks(v1alpha1.HookConfirmPromotion, string(v1alpha1.HookConfirmPromotion)) == halted {
 		return
 	}
 	if m.plan.Decision == v1alpha1.DecisionManual {
-		m.gate(v1alpha1.GatePromotion, fmt.Sprintf("all steps passed at %s; promote to make canary %s stable", m.st.CanaryWeight, m.st.Canary.Version))
+		m.awaitDecision(v1alpha1.GatePromotion, fmt.Sprintf("all steps passed at %s; promote to make canary %s stable", m.st.CanaryWeight, m.st.Canary.Version))
 		return
 	}
 	m.startPromotion()
 }
 
+// nextStep starts the next step, with its own clock and checks.
 func (m *machine) nextStep() {
 	m.st.CurrentStep++
 	m.st.StepStartedAt = micro(m.now)
 	m.st.Analysis.StepPassedChecks = 0
 }
 
-// anomaly reacts to a failed check or a canary gone down: roll back, or in
-// hybrid mode wait for a person instead.
-func (m *machine) anomaly(reason, metric string) {
+// reactToAnomaly reacts to a failed check, an alarm or a canary gone down:
+// roll back, or in hybrid mode wait for a person instead.
+func (m *machine) reactToAnomaly(reason, metric string) {
 	if m.plan.Decision != v1alpha1.DecisionHybrid {
 		m.rollBack(v1alpha1.PhaseRolledBack, reason, metric)
 		return
@@ -207,11 +283,11 @@ func (m *machine) anomaly(reason, metric string) {
 		return
 	}
 	m.st.PausedAt = nil
-	m.gate(v1alpha1.GateAnomaly, "anomaly detected, manual review required: "+reason)
+	m.awaitDecision(v1alpha1.GateAnomaly, "anomaly detected, manual review required: "+reason)
 }
 
-// gate makes the rollout wait for a person.
-func (m *machine) gate(kind v1alpha1.GateKind, reason string) {
+// awaitDecision makes the rollout wait for a person.
+func (m *machine) awaitDecision(kind v1alpha1.GateKind, reason string) {
 	m.st.Gate = &v1alpha1.Gate{Kind: kind, Since: *micro(m.now), Reason: reason}
 	m.setPhase(v1alpha1.PhaseAwaitingDecision, reason)
 	typ := v1alpha1.EventNormal
@@ -281,6 +357,8 @@ func (m *machine) finishRollback() {
 		rb.Outcome, m.stableVersion(), m.st.Canary.Version, rb.Reason)
 }
 
+// deadlinePassed reports whether the progress deadline passed since the
+// rollout began waiting.
 func (m *machine) deadlinePassed() bool {
 	return m.st.WaitingSince != nil && !m.now.Before(m.st.WaitingSince.Add(m.plan.ProgressDeadline))
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -14,8 +15,17 @@ import (
 )
 
 // sim plays the runtime around the engine on a simulated clock: it carries
-// out actions at once, re-steps through the transient phases as the real
-// runtime does, and measures through a function the test provides.
+// out actions at once, settles through the transient phases with Settle as
+// the runner does, and measures through a function the test provides.
+//
+// It does not drive the real runtime.Runner with fakes of its ports: the
+// runner's hooks run webhooks on goroutines and hand their answers to the
+// tick the scheduler picks, while these tests walk hours of rollout second
+// by second and count hook runs exactly; and the engine's own tests would
+// then depend on the runtime. The loop both share (how many decisions in a
+// row, through which phases, commands in the first only) is Settle; what
+// happens between two decisions (carry the actions out, observe again) is
+// the runtime's, played here by the sim.
 type sim struct {
 	t       testing.TB
 	plan    spec.Plan
@@ -33,65 +43,77 @@ type sim struct {
 	hooks    func(t v1alpha1.HookType) (bool, string)
 	answers  []HookResult
 	hookRuns []v1alpha1.HookType
-	events   []v1alpha1.Event
-	refused  []error
+	// alarms are handed to the next step, as a runtime hands over what
+	// its continuous tests found since the last one.
+	alarms  []rollout.Alarm
+	events  []v1alpha1.Event
+	refused []error
+	// decide is Step, or a test's checked version of it.
+	decide func(spec.Plan, v1alpha1.RolloutStatus, Input) Result
 }
 
 var t0 = time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 
 func newSim(t testing.TB, plan spec.Plan) *sim {
-	s := &sim{t: t, plan: plan, now: t0, stable: "v1", health: rollout.HealthUp, measure: healthy}
+	s := &sim{t: t, plan: plan, now: t0, stable: "v1", health: rollout.HealthUp, measure: healthy, decide: Step}
 	s.st = v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle, Stable: &v1alpha1.VersionRef{Version: "v1"}}
 	return s
 }
 
-// step runs one decision, carries out its actions and follows transient
-// phases until the rollout settles.
+// step settles the rollout as the runner's tick does: one decision with
+// the commands, then more while the phase is transient.
 func (s *sim) step(cmds ...rollout.Command) {
 	s.t.Helper()
-	for range 4 {
-		in := Input{Now: s.now, Commands: cmds, HookResults: s.answers,
-			Observed: rollout.Observed{CanaryVersion: s.canary, CanaryHealth: s.health, CanaryReason: s.reason, CanaryFailed: s.failed,
-				StableVersion: s.stable, Weight: s.weight}}
-		s.answers = nil
-		if CheckDue(s.st, s.now) {
-			in.Measurements = s.measure(s)
-		}
-		before := s.st
-		r := Step(s.plan, s.st, in)
-		if before.Phase != s.st.Phase || before.CanaryWeight != s.st.CanaryWeight {
-			s.t.Fatalf("Step mutated its input status")
-		}
-		for _, err := range r.Consumed {
-			if err != nil {
-				s.refused = append(s.refused, err)
-			}
-		}
-		s.st = r.Status
-		s.events = append(s.events, r.Events...)
-		for _, a := range r.Actions {
-			switch a.Kind {
-			case rollout.ActionSetWeight:
-				s.weight = a.Weight
-			case rollout.ActionPromote:
-				s.stable = a.Version.Version
-			case rollout.ActionDeployCanary:
-				s.canary = a.Version.Version
-			case rollout.ActionRunHooks:
-				ok, msg := true, "yes"
-				if s.hooks != nil {
-					ok, msg = s.hooks(a.Hook)
-				}
-				s.hookRuns = append(s.hookRuns, a.Hook)
-				s.answers = append(s.answers, HookResult{Run: a.Run, OK: ok, Message: msg})
-			}
-		}
+	settled, _ := Settle(func() (v1alpha1.Phase, error) {
+		s.decideOnce(cmds)
 		cmds = nil
-		if s.st.Phase != v1alpha1.PhasePromoting && s.st.Phase != v1alpha1.PhaseRollingBack {
-			return
+		return s.st.Phase, nil
+	})
+	if !settled {
+		s.t.Fatalf("rollout did not settle: %s", s.st.Phase)
+	}
+}
+
+// decideOnce runs one decision and carries out its actions at once.
+func (s *sim) decideOnce(cmds []rollout.Command) {
+	s.t.Helper()
+	in := Input{Now: s.now, Commands: cmds, HookResults: s.answers, Alarms: s.alarms,
+		Observed: rollout.Observed{CanaryVersion: s.canary, CanaryHealth: s.health, CanaryReason: s.reason, CanaryFailed: s.failed,
+			StableVersion: s.stable, Weight: s.weight}}
+	s.answers, s.alarms = nil, nil
+	if CheckDue(s.st, s.now) {
+		in.Measurements = s.measure(s)
+	}
+	r := s.decide(s.plan, s.st, in)
+	for _, err := range r.Consumed {
+		if err != nil {
+			s.refused = append(s.refused, err)
 		}
 	}
-	s.t.Fatalf("rollout did not settle: %s", s.st.Phase)
+	s.st = r.Status
+	s.events = append(s.events, r.Events...)
+	for _, a := range r.Actions {
+		s.carryOut(a)
+	}
+}
+
+// carryOut makes the simulated world do what an action asks, at once.
+func (s *sim) carryOut(a rollout.Action) {
+	switch a.Kind {
+	case rollout.ActionSetWeight:
+		s.weight = a.Weight
+	case rollout.ActionPromote:
+		s.stable = a.Version.Version
+	case rollout.ActionDeployCanary:
+		s.canary = a.Version.Version
+	case rollout.ActionRunHooks:
+		ok, msg := true, "yes"
+		if s.hooks != nil {
+			ok, msg = s.hooks(a.Hook)
+		}
+		s.hookRuns = append(s.hookRuns, a.Hook)
+		s.answers = append(s.answers, HookResult{Run: a.Run, OK: ok, Message: msg})
+	}
 }
 
 // advance moves the clock by d in ticks of one second, stepping each tick.
@@ -555,9 +577,9 @@ func TestStepIsDeterministic(t *testing.T) {
 	s.advance(11 * time.Minute)
 	in := Input{Now: s.now.Add(time.Minute), Observed: rollout.Observed{CanaryVersion: "v2", CanaryHealth: rollout.HealthUp, StableVersion: "v1", Weight: s.weight},
 		Measurements: healthy(s)}
-	a, b := Step(s.plan, s.st, in), Step(s.plan, s.st, in)
-	if a.Status.Analysis.PassedChecks != b.Status.Analysis.PassedChecks || len(a.Events) != len(b.Events) || len(a.Actions) != len(b.Actions) {
-		t.Fatalf("two identical steps differ")
+	a, b := snapshot(Step(s.plan, s.st, in)), snapshot(Step(s.plan, s.st, in))
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("two identical steps differ:\nfirst  %s\nsecond %s", a, b)
 	}
 }
 

@@ -46,10 +46,6 @@ type Runner struct {
 	diverged bool
 }
 
-// maxSettle bounds the immediate re-steps through transient phases
-// (Promoting, RollingBack) within one tick.
-const maxSettle = 4
-
 // Converge makes the target and router match the saved status: after a
 // restart the same canary runs and the same weight is applied again, before
 // anything new is decided (engine.Reapply says what that takes).
@@ -76,14 +72,15 @@ func (r *Runner) Tick(ctx context.Context) (next time.Time, ok bool, err error) 
 	if err != nil {
 		return r.Now().Add(time.Second), true, fmt.Errorf("reading commands: %w", err)
 	}
-	for range maxSettle {
-		if err := r.decide(ctx, pending); err != nil {
-			return r.Now().Add(time.Second), true, err
-		}
-		pending = nil
-		if p := r.Status.Phase; p != v1alpha1.PhasePromoting && p != v1alpha1.PhaseRollingBack {
-			break
-		}
+	// A rollout still promoting or rolling back after the settle bound
+	// goes on at the next tick: nothing more to do about it here.
+	_, err = engine.Settle(func() (v1alpha1.Phase, error) {
+		err := r.decide(ctx, pending)
+		pending = nil // consumed by the first decision only
+		return r.Status.Phase, err
+	})
+	if err != nil {
+		return r.Now().Add(time.Second), true, err
 	}
 	next, ok = engine.NextWake(r.Plan, r.Status)
 	return next, ok, nil
