@@ -81,6 +81,7 @@ func TestReapplyMatchesTheSavedPhase(t *testing.T) {
 		st   v1alpha1.RolloutStatus
 		want []rollout.Action
 	}{
+		{"nothing installed yet", v1alpha1.RolloutStatus{}, nil},
 		{"installed, no rollout yet", v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle, Stable: v1}, []rollout.Action{
 			{Kind: rollout.ActionInstall, Version: v1},
 			{Kind: rollout.ActionSetWeight},

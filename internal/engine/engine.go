@@ -106,7 +106,12 @@ func running(p v1alpha1.Phase) bool { return !p.Terminal() && p != v1alpha1.Phas
 // again — after a restart, or after an action failed — before anything new
 // is decided: the stable installed, the canary running or retired as its
 // phase says, a promotion in flight carried on, and the weight applied.
+// Before the first install there is nothing to re-apply: the router's
+// objects may need the stable version's to exist.
 func Reapply(st v1alpha1.RolloutStatus) []rollout.Action {
+	if st.Stable == nil {
+		return nil
+	}
 	var acts []rollout.Action
 	if st.Stable != nil && (st.Phase == v1alpha1.PhaseIdle || st.Phase == "") && st.Canary == nil {
 		acts = append(acts, rollout.Action{Kind: rollout.ActionInstall, Version: st.Stable})
