@@ -178,7 +178,7 @@ func (v *validator) provider(p string, mp *v1alpha1.MetricProvider) {
 		q := p + ".prometheus"
 		if pr.Address == "" {
 			v.add(q+".address", "is required, such as http://127.0.0.1:9090")
-		} else if reason := checkURL(pr.Address); reason != "" {
+		} else if reason := checkURL(pr.Address, true); reason != "" {
 			v.add(q+".address", "%s", reason)
 		}
 		if strings.TrimSpace(pr.Query) == "" {
