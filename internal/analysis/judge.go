@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/analysis/condition"
 	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
@@ -49,13 +50,12 @@ func judgeValue(m v1alpha1.MetricSpec, v float64, stable *float64) (v1alpha1.Ver
 // fails; a success condition that does not hold fails when it is the only
 // condition; with both set and neither holding, the result is inconclusive.
 func judgeConditions(m v1alpha1.MetricSpec, v float64, stable *float64) (v1alpha1.Verdict, string) {
-	env := conditionEnv(v, stable)
 	show := m.Name + " " + num(v)
 	if stable != nil {
 		show += " (stable " + num(*stable) + ")"
 	}
 	if m.FailureCondition != "" {
-		failed, err := evalCondition(m.FailureCondition, env)
+		failed, err := condition.Eval(m.FailureCondition, v, stable)
 		if err != nil {
 			return v1alpha1.VerdictError, fmt.Sprintf("%s: failureCondition: %v", m.Name, err)
 		}
@@ -66,7 +66,7 @@ func judgeConditions(m v1alpha1.MetricSpec, v float64, stable *float64) (v1alpha
 	if m.SuccessCondition == "" {
 		return v1alpha1.VerdictSuccessful, fmt.Sprintf("%s: failureCondition %q does not hold", show, m.FailureCondition)
 	}
-	ok, err := evalCondition(m.SuccessCondition, env)
+	ok, err := condition.Eval(m.SuccessCondition, v, stable)
 	switch {
 	case err != nil:
 		return v1alpha1.VerdictError, fmt.Sprintf("%s: successCondition: %v", m.Name, err)

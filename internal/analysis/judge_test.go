@@ -55,17 +55,6 @@ func TestEvaluate(t *testing.T) {
 	}
 }
 
-func TestCompileCondition(t *testing.T) {
-	if err := CompileCondition("canary <= stable * 1.1"); err != nil {
-		t.Errorf("valid condition refused: %v", err)
-	}
-	for _, bad := range []string{"canary <=", "result + 1", "nosuchvar > 1"} {
-		if err := CompileCondition(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
 func series(base float64, n int, step float64) []float64 {
 	out := make([]float64, n)
 	for i := range out {

@@ -9,7 +9,6 @@ package hook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -99,8 +98,8 @@ type attempt struct {
 // the retries are spent, or ctx is done, whichever comes first; each
 // attempt is also bounded by the spec's timeout.
 func Run(ctx context.Context, spec v1alpha1.WebhookSpec, p Payload) Result {
-	if problems := Validate(spec); len(problems) > 0 {
-		return Result{Err: fmt.Errorf("hook %q: %w", spec.Name, errors.Join(problemErrors(problems)...))}
+	if err := validate(spec); err != nil {
+		return Result{Err: err}
 	}
 	p.Type = spec.Type
 	p.Metadata = mergeMetadata(spec.Metadata, p.Metadata)

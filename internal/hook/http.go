@@ -46,7 +46,7 @@ func newSender(s v1alpha1.WebhookSpec, p Payload) (*sender, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding payload: %w", err)
 	}
-	u, err := url.Parse(s.URL) // Validate parsed it already
+	u, err := url.Parse(s.URL) // validation parsed it already
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
@@ -38,4 +39,27 @@ func runLoadTest(ctx context.Context, lt v1alpha1.LoadTestHook, timeout time.Dur
 func describe(s loadgen.Summary) string {
 	return fmt.Sprintf("%d requests, %.2f%% success, p99 %s",
 		s.Requests, 100*s.Success, s.Latencies.P99.Round(time.Microsecond))
+}
+
+// loadConfig turns a load-test hook into the load generator's config.
+func loadConfig(lt v1alpha1.LoadTestHook, timeout time.Duration) loadgen.Config {
+	var d time.Duration
+	if lt.Duration != nil {
+		d = lt.Duration.Duration
+	}
+	var h http.Header
+	if len(lt.Headers) > 0 {
+		h = make(http.Header, len(lt.Headers))
+		for k, v := range lt.Headers {
+			h.Set(k, v)
+		}
+	}
+	return loadgen.Config{
+		URL:      lt.URL,
+		Method:   lt.Method,
+		Rate:     int(lt.Rate),
+		Duration: d,
+		Headers:  h,
+		Timeout:  timeout,
+	}
 }

@@ -6,16 +6,14 @@ package loadgen
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
-
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/pipit-dev/pipit/internal/loadgen/loadconfig"
 )
 
 // DefaultTimeout is the per-request timeout used when Config.Timeout is zero.
@@ -46,39 +44,12 @@ type Config struct {
 	Body []byte
 }
 
-// Validate reports the first setting that cannot work.
+// Validate reports the first setting that cannot work, by the rules of
+// package loadconfig, which spec validation applies too.
 func (c Config) Validate() error {
-	if c.URL == "" {
-		return errors.New("loadgen: url is required")
-	}
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return fmt.Errorf("loadgen: url: %w", err)
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("loadgen: url %q must be absolute, with an http or https scheme and a host", c.URL)
-	}
-	if c.Method != "" && !httpguts.ValidHeaderFieldName(c.Method) { // methods are tokens, like header names
-		return fmt.Errorf("loadgen: invalid method %q", c.Method)
-	}
-	if c.Rate <= 0 {
-		return fmt.Errorf("loadgen: rate must be a positive number of requests per second, got %d", c.Rate)
-	}
-	if c.Duration <= 0 {
-		return fmt.Errorf("loadgen: duration must be positive, got %v", c.Duration)
-	}
-	if c.Timeout < 0 {
-		return fmt.Errorf("loadgen: timeout must not be negative, got %v", c.Timeout)
-	}
-	for name, values := range c.Headers {
-		if !httpguts.ValidHeaderFieldName(name) {
-			return fmt.Errorf("loadgen: invalid header name %q", name)
-		}
-		for _, v := range values {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				return fmt.Errorf("loadgen: invalid value for header %s", name)
-			}
-		}
+	s := loadconfig.Settings{URL: c.URL, Method: c.Method, Rate: c.Rate, Duration: c.Duration, Timeout: c.Timeout, Headers: c.Headers}
+	if err := s.Validate(); err != nil {
+		return fmt.Errorf("loadgen: %w", err)
 	}
 	return nil
 }

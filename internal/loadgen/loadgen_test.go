@@ -14,47 +14,6 @@ import (
 	"time"
 )
 
-func TestValidate(t *testing.T) {
-	ok := Config{URL: "http://127.0.0.1:8080/", Rate: 10, Duration: time.Second}
-	tests := []struct {
-		name   string
-		change func(*Config)
-		want   string // substring of the error; "" means valid
-	}{
-		{"valid", func(*Config) {}, ""},
-		{"https with method and headers", func(c *Config) {
-			c.URL, c.Method, c.Headers = "https://127.0.0.1/x", "POST", http.Header{"Host": {"app.example"}}
-		}, ""},
-		{"no url", func(c *Config) { c.URL = "" }, "url is required"},
-		{"relative url", func(c *Config) { c.URL = "/health" }, "absolute"},
-		{"other scheme", func(c *Config) { c.URL = "ftp://127.0.0.1/" }, "http or https"},
-		{"unparsable url", func(c *Config) { c.URL = "http://[::1" }, "url"},
-		{"zero rate", func(c *Config) { c.Rate = 0 }, "rate"},
-		{"negative rate", func(c *Config) { c.Rate = -5 }, "rate"},
-		{"zero duration", func(c *Config) { c.Duration = 0 }, "duration"},
-		{"negative timeout", func(c *Config) { c.Timeout = -time.Second }, "timeout"},
-		{"bad method", func(c *Config) { c.Method = "GE T" }, "method"},
-		{"bad header name", func(c *Config) { c.Headers = http.Header{"X Bad": {"1"}} }, "header name"},
-		{"bad header value", func(c *Config) { c.Headers = http.Header{"X-Ok": {"a\nb"}} }, "header X-Ok"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := ok
-			tt.change(&cfg)
-			err := cfg.Validate()
-			if tt.want == "" {
-				if err != nil {
-					t.Fatalf("Validate() = %v, want nil", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("Validate() = %v, want an error mentioning %q", err, tt.want)
-			}
-		})
-	}
-}
-
 func TestRunRefusesBadConfigWithoutSending(t *testing.T) {
 	var hits atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))

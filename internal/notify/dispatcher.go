@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // Named is one configured destination of a Dispatcher.
@@ -31,23 +32,23 @@ type Named struct {
 func Build(specs []v1alpha1.NotifierSpec) ([]Named, error) {
 	out := make([]Named, 0, len(specs))
 	seen := map[string]bool{}
-	for _, spec := range specs {
-		name := nameOf(spec)
+	for _, ns := range specs {
+		name := spec.NotifierName(ns)
 		if seen[name] {
 			return nil, fmt.Errorf("notifier %s: name used twice; give each notifier its own name", name)
 		}
 		seen[name] = true
-		n, err := New(spec) // validates the whole spec first
+		n, err := New(ns) // validates the whole spec first
 		if err != nil {
 			return nil, err
 		}
-		least, _ := ParseSeverity(spec.Severity)
+		least, _ := spec.ParseSeverity(ns.Severity)
 		nm := Named{Name: name, Notifier: n, MinSeverity: least}
-		if spec.Template != "" {
-			nm.Template, _ = ParseTemplate(spec.Template)
+		if ns.Template != "" {
+			nm.Template, _ = ParseTemplate(ns.Template)
 		}
-		if spec.Timeout != nil {
-			nm.Timeout = spec.Timeout.Duration
+		if ns.Timeout != nil {
+			nm.Timeout = ns.Timeout.Duration
 		}
 		out = append(out, nm)
 	}

@@ -10,13 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // DefaultTimeout bounds one request when the spec gives no timeout.
@@ -88,62 +88,18 @@ var providers = map[v1alpha1.NotifierType]func(endpoint) Notifier{
 }
 
 // New returns the Notifier a spec asks for, with its URL read from the
-// spec, the environment or a file. An unknown type is an error: a typo must
-// not quietly send nothing, or send elsewhere.
-func New(spec v1alpha1.NotifierSpec) (Notifier, error) {
-	if err := ValidateSpec(spec); err != nil {
+// spec, the environment or a file. It refuses a spec that does not pass
+// spec.ValidateNotifier: an unknown type must not quietly send nothing, or
+// send elsewhere.
+func New(ns v1alpha1.NotifierSpec) (Notifier, error) {
+	if err := spec.ValidateNotifier(ns); err != nil {
 		return nil, err
 	}
-	u, err := resolveURL(spec)
+	u, err := resolveURL(ns)
 	if err != nil {
-		return nil, fmt.Errorf("notifier %s: %w", nameOf(spec), err)
+		return nil, fmt.Errorf("notifier %s: %w", spec.NotifierName(ns), err)
 	}
-	return providers[spec.Type](endpoint{url: u, headers: spec.Headers, client: &http.Client{}}), nil
-}
-
-// ValidateSpec checks what can be checked without the daemon's environment
-// and files: the type, that exactly one URL source is given, the severity,
-// the timeout and the template. `pipit validate` can run it on a machine
-// that does not hold the secrets.
-func ValidateSpec(spec v1alpha1.NotifierSpec) error {
-	name := nameOf(spec)
-	if _, ok := providers[spec.Type]; !ok {
-		return fmt.Errorf("notifier %s: unknown type %q (want slack, teams, discord or webhook)", name, spec.Type)
-	}
-	n := 0
-	for _, s := range []string{spec.URL, spec.URLEnv, spec.URLFile} {
-		if s != "" {
-			n++
-		}
-	}
-	if n != 1 {
-		return fmt.Errorf("notifier %s: set exactly one of url, urlEnv and urlFile", name)
-	}
-	if spec.URL != "" {
-		if err := checkURL(spec.URL); err != nil {
-			return fmt.Errorf("notifier %s: url: %w", name, err)
-		}
-	}
-	if _, err := ParseSeverity(spec.Severity); err != nil {
-		return fmt.Errorf("notifier %s: %w", name, err)
-	}
-	if spec.Timeout != nil && spec.Timeout.Duration <= 0 {
-		return fmt.Errorf("notifier %s: timeout must be positive", name)
-	}
-	if spec.Template != "" {
-		if _, err := ParseTemplate(spec.Template); err != nil {
-			return fmt.Errorf("notifier %s: %w", name, err)
-		}
-	}
-	return nil
-}
-
-// nameOf is the notifier's name in logs: its name, else its type.
-func nameOf(spec v1alpha1.NotifierSpec) string {
-	if spec.Name != "" {
-		return spec.Name
-	}
-	return string(spec.Type)
+	return providers[ns.Type](endpoint{url: u, headers: ns.Headers, client: &http.Client{}}), nil
 }
 
 // resolveURL reads the URL from wherever the spec keeps it. Errors never
@@ -175,18 +131,11 @@ func resolveURL(spec v1alpha1.NotifierSpec) (string, error) {
 	return u, nil
 }
 
-// checkURL accepts absolute http and https URLs. Its errors do not quote
-// the URL.
+// checkURL checks a URL read at run time by the spec's rule for a
+// notifier's URL. Its errors do not quote the URL.
 func checkURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return errors.New("not a valid URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return errors.New("must be an http or https URL")
-	}
-	if u.Host == "" {
-		return errors.New("has no host")
+	if reason := spec.CheckSecretURL(s); reason != "" {
+		return errors.New(reason)
 	}
 	return nil
 }

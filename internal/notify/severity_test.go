@@ -47,21 +47,3 @@ func TestSeverityOf(t *testing.T) {
 		}
 	}
 }
-
-func TestParseSeverity(t *testing.T) {
-	for in, want := range map[v1alpha1.NotifySeverity]Severity{"": SeverityInfo, "debug": SeverityDebug, "info": SeverityInfo, "warn": SeverityWarn, "error": SeverityError} {
-		got, err := ParseSeverity(in)
-		if err != nil || got != want {
-			t.Errorf("ParseSeverity(%q) = %v, %v; want %v", in, got, err, want)
-		}
-		var back Severity
-		if err := back.UnmarshalText([]byte(want.String())); err != nil || back != want {
-			t.Errorf("round trip of %v gave %v, %v", want, back, err)
-		}
-	}
-	for _, bad := range []v1alpha1.NotifySeverity{"warning", "ERROR", "critical"} {
-		if _, err := ParseSeverity(bad); err == nil {
-			t.Errorf("ParseSeverity(%q) accepted", bad)
-		}
-	}
-}

@@ -1,15 +1,10 @@
 package notify
 
 import (
-	"fmt"
 	"strings"
-	"text/template"
-	"time"
 	"unicode"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // headlines say what happened, per event reason. The canary's version,
@@ -89,56 +84,23 @@ func words(reason string) string {
 	return b.String()
 }
 
-// Template renders a user's message text.
+// Template renders a user's message text, in the dialect the spec defines
+// and validates (see spec.NotifyTemplate).
 type Template struct {
-	t *template.Template
+	t *spec.NotifyTemplate
 }
 
-// templateData is what a template sees.
-type templateData struct {
-	Rollout  string
-	Event    v1alpha1.Event
-	Severity Severity
-	Fields   map[string]string
-	// Default is DefaultText, for templates that only add to it (a
-	// mention, a link to a dashboard).
-	Default string
-}
-
-// ParseTemplate parses a Go text/template and tries it on a sample message,
-// so that a misspelt field (.Event.Reson) is reported when the spec is
-// loaded rather than when a rollback needs announcing. Missing Fields keys
-// render as empty text.
+// ParseTemplate parses a notifier's template for rendering; it fails as
+// spec.ParseNotifyTemplate does, which validation already ran.
 func ParseTemplate(src string) (*Template, error) {
-	t, err := template.New("notification").Option("missingkey=zero").Parse(src)
+	t, err := spec.ParseNotifyTemplate(src)
 	if err != nil {
-		return nil, fmt.Errorf("template: %w", err)
-	}
-	tpl := &Template{t: t}
-	if _, err := tpl.Render(sampleMessage()); err != nil {
 		return nil, err
 	}
-	return tpl, nil
+	return &Template{t: t}, nil
 }
 
 // Render returns the template's text for m.
 func (t *Template) Render(m Message) (string, error) {
-	var b strings.Builder
-	data := templateData{Rollout: m.Rollout, Event: m.Event, Severity: m.Severity, Fields: m.Fields, Default: DefaultText(m)}
-	if err := t.t.Execute(&b, data); err != nil {
-		return "", fmt.Errorf("template: %w", err)
-	}
-	return b.String(), nil
-}
-
-// sampleMessage is a typical message to try templates on.
-func sampleMessage() Message {
-	e := v1alpha1.Event{
-		Time: metav1.NewMicroTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), Type: v1alpha1.EventWarning,
-		Reason: "RolledBack", Message: "RolledBack: all traffic on stable v1; canary v2: request-success-rate 91 < min 99",
-		Phase: v1alpha1.PhaseRolledBack, Weight: 0, Actor: "pipit",
-	}
-	return Message{Rollout: "checkout", Event: e, Severity: SeverityOf(e), Fields: map[string]string{
-		FieldCanary: "v2", FieldStable: "v1", FieldMetric: "request-success-rate", FieldEvidence: "request-success-rate 91 < min 99",
-	}}
+	return t.t.Execute(spec.NotifyTemplateData{Rollout: m.Rollout, Event: m.Event, Severity: m.Severity, Fields: m.Fields, Default: DefaultText(m)})
 }

@@ -1,10 +1,10 @@
 package notify
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 func TestDefaultText(t *testing.T) {
@@ -66,15 +66,17 @@ func TestTemplateRender(t *testing.T) {
 	}
 }
 
-func TestParseTemplateErrors(t *testing.T) {
-	for _, src := range []string{
-		`{{.Rollout`,          // syntax
-		`{{.Event.Reson}}`,    // misspelt field, found by the trial run
-		`{{template "nope"}}`, // undefined template
-	} {
-		if _, err := ParseTemplate(src); err == nil || !strings.HasPrefix(err.Error(), "template: ") {
-			t.Errorf("ParseTemplate(%q) error = %v, want a template error", src, err)
-		}
+// The sample templates are tried on at validation has the severity and
+// default text this package gives its event, so that a template sees at
+// validation what it will see when it runs.
+func TestSpecSampleMatchesRendering(t *testing.T) {
+	sample := spec.SampleNotification()
+	m := Message{Rollout: sample.Rollout, Event: sample.Event, Severity: SeverityOf(sample.Event), Fields: sample.Fields}
+	if m.Severity != sample.Severity {
+		t.Errorf("sample severity %s, SeverityOf gives %s", sample.Severity, m.Severity)
+	}
+	if got := DefaultText(m); got != sample.Default {
+		t.Errorf("sample default text %q, DefaultText gives %q", sample.Default, got)
 	}
 }
 

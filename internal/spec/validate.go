@@ -168,7 +168,7 @@ func (v *validator) upstream(field string, u *v1alpha1.Upstream) {
 	case u.URL == "":
 		v.add(field+".url", "is required, such as http://127.0.0.1:9001, unless process is set")
 	default:
-		if reason := checkURL(u.URL); reason != "" {
+		if reason := checkURL(u.URL, true); reason != "" {
 			v.add(field+".url", "%s", reason)
 		}
 	}
@@ -189,9 +189,11 @@ func checkListen(s string) string {
 	return ""
 }
 
-// checkURL explains what is wrong with an upstream URL, or returns "". It
-// never echoes a password written in the URL.
-func checkURL(s string) string {
+// checkURL explains what is wrong with an absolute http or https URL, or
+// returns "". With showURL it quotes the URL, less any password, to say
+// which one is wrong; a hook's or a notifier's URL is never shown, since
+// its path or query may hold a token.
+func checkURL(s string, showURL bool) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		var ue *url.Error
@@ -200,14 +202,23 @@ func checkURL(s string) string {
 		}
 		return "is not a valid URL: " + err.Error()
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https" && showURL:
 		return fmt.Sprintf("must be an absolute http or https URL such as http://127.0.0.1:9001, not %q", clip(u.Redacted()))
-	}
-	if u.Host == "" {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "must be an absolute http or https URL"
+	case u.Host == "" && showURL:
 		return fmt.Sprintf("%q has no host", clip(u.Redacted()))
+	case u.Host == "":
+		return "has no host"
 	}
 	return ""
 }
+
+// CheckSecretURL explains what is wrong with the URL of a hook or a
+// notifier, or returns "", without quoting the URL. The notify family
+// checks with it a URL it reads at run time from the environment or a file.
+func CheckSecretURL(s string) string { return checkURL(s, false) }
 
 func (v *validator) strategy(st *v1alpha1.Strategy) {
 	const p = "spec.strategy"

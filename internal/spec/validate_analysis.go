@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/analysis"
+	"github.com/pipit-dev/pipit/internal/analysis/condition"
 )
 
 // unit is what a built-in metric's value measures, which bounds its
@@ -161,7 +161,7 @@ func (v *validator) condition(p, src string) {
 		v.add(p, "is %d characters long; a condition may have at most %d", len(src), maxConditionLength)
 		return
 	}
-	if err := analysis.CompileCondition(src); err != nil {
+	if err := condition.Compile(src); err != nil {
 		// expr's messages continue with the source and a caret on
 		// further lines; the first line says what is wrong.
 		msg, _, _ := strings.Cut(err.Error(), "\n")
@@ -178,7 +178,7 @@ func (v *validator) provider(p string, mp *v1alpha1.MetricProvider) {
 		q := p + ".prometheus"
 		if pr.Address == "" {
 			v.add(q+".address", "is required, such as http://127.0.0.1:9090")
-		} else if reason := checkURL(pr.Address); reason != "" {
+		} else if reason := checkURL(pr.Address, true); reason != "" {
 			v.add(q+".address", "%s", reason)
 		}
 		if strings.TrimSpace(pr.Query) == "" {

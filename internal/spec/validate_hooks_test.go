@@ -1,7 +1,6 @@
-package hook
+package spec
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -9,7 +8,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 )
 
-func TestValidate(t *testing.T) {
+func TestValidateWebhook(t *testing.T) {
 	load := func(lt v1alpha1.LoadTestHook) *v1alpha1.LoadTestHook { return &lt }
 	tests := []struct {
 		name string
@@ -37,58 +36,25 @@ func TestValidate(t *testing.T) {
 		{"load test as a gate", v1alpha1.WebhookSpec{Name: "a", Type: v1alpha1.HookConfirmPromotion, LoadTest: load(v1alpha1.LoadTestHook{URL: "http://h/", Rate: 1, Duration: dur(time.Second)})}, []string{"loadTest: only runs as a rollout or pre-rollout hook"}},
 	}
 	for _, tt := range tests {
-		ps := Validate(tt.spec)
+		ps := ValidateWebhook(tt.spec)
 		var got []string
 		for _, p := range ps {
 			got = append(got, p.Error())
 		}
 		text := strings.Join(got, "\n")
 		if len(tt.want) == 0 && len(ps) > 0 {
-			t.Errorf("%s: Validate = %q, want no problem", tt.name, got)
+			t.Errorf("%s: ValidateWebhook = %q, want no problem", tt.name, got)
 		}
 		if len(tt.want) > 0 && len(ps) == 0 {
-			t.Errorf("%s: Validate found no problem, want %q", tt.name, tt.want)
+			t.Errorf("%s: ValidateWebhook found no problem, want %q", tt.name, tt.want)
 		}
 		for _, w := range tt.want {
 			if !strings.Contains(text, w) {
-				t.Errorf("%s: Validate = %q, want %q", tt.name, got, w)
+				t.Errorf("%s: ValidateWebhook = %q, want %q", tt.name, got, w)
 			}
 		}
 		if strings.Contains(text, "t0k") {
 			t.Errorf("%s: problem %q echoes the URL's token", tt.name, text)
-		}
-	}
-}
-
-func TestRunRefusesInvalidSpec(t *testing.T) {
-	res := Run(context.Background(), v1alpha1.WebhookSpec{Name: "bad", Type: v1alpha1.HookRollout}, Payload{})
-	if res.OK || res.Err == nil || res.Attempts != 0 || !strings.Contains(res.Err.Error(), "exactly one of") {
-		t.Fatalf("Run = %+v, want the spec's problem without an attempt", res)
-	}
-}
-
-func TestBackoffGrowsWithinBounds(t *testing.T) {
-	for n := 1; n <= 40; n++ {
-		d := min(baseBackoff<<min(n-1, 10), maxBackoff)
-		for range 20 {
-			if got := backoff(n); got < d/2 || got >= d {
-				t.Fatalf("backoff(%d) = %s, want in [%s, %s)", n, got, d/2, d)
-			}
-		}
-	}
-}
-
-func TestBound(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"  short\n", "short"},
-		{"bad \xff byte", "bad \uFFFD byte"},
-		{strings.Repeat("a", MaxMessage), strings.Repeat("a", MaxMessage)},
-		{strings.Repeat("a", MaxMessage+1), strings.Repeat("a", MaxMessage-3) + "…"},
-		{strings.Repeat("€", 400), strings.Repeat("€", 340) + "…"}, // 3-byte runes are not split
-	}
-	for _, tt := range tests {
-		if got := bound(tt.in); got != tt.want {
-			t.Errorf("bound(%.20q…) = %.20q… (%d bytes), want %d bytes", tt.in, got, len(got), len(tt.want))
 		}
 	}
 }
