@@ -13,7 +13,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"github.com/pipit-dev/pipit/internal/loadgen/loadconfig"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // DefaultTimeout is the per-request timeout used when Config.Timeout is zero.
@@ -47,7 +47,7 @@ type Config struct {
 // Validate reports the first setting that cannot work, by the rules of
 // package loadconfig, which spec validation applies too.
 func (c Config) Validate() error {
-	s := loadconfig.Settings{URL: c.URL, Method: c.Method, Rate: c.Rate, Duration: c.Duration, Timeout: c.Timeout, Headers: c.Headers}
+	s := spec.LoadSettings{URL: c.URL, Method: c.Method, Rate: c.Rate, Duration: c.Duration, Timeout: c.Timeout, Headers: c.Headers}
 	if err := s.Validate(); err != nil {
 		return fmt.Errorf("loadgen: %w", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/loadgen/loadconfig"
 )
 
 // maxHookRetries bounds WebhookSpec.Retries: with the hook family's backoff
@@ -124,7 +123,7 @@ func (v *validator) loadTest(p string, lt v1alpha1.LoadTestHook) {
 	for name, value := range lt.Headers {
 		headers[name] = []string{value}
 	}
-	settings := loadconfig.Settings{URL: lt.URL, Method: lt.Method, Rate: int(lt.Rate), Duration: lt.Duration.Duration, Headers: headers}
+	settings := LoadSettings{URL: lt.URL, Method: lt.Method, Rate: int(lt.Rate), Duration: lt.Duration.Duration, Headers: headers}
 	if err := settings.Validate(); err != nil {
 		v.add(p, "%v", err)
 	}

@@ -1,8 +1,9 @@
-// Package loadconfig holds the rules a load run's settings must follow. It
-// is apart from the load generator, which is an HTTP client, so that spec
-// validation applies the very rules the generator enforces without
-// importing one.
-package loadconfig
+package spec
+
+// The rules a load run's settings must follow live here, with the rest of
+// validation, so that a loadTest hook is checked by the very rules the load
+// generator (internal/loadgen, an HTTP client that spec must not import)
+// enforces when it runs.
 
 import (
 	"errors"
@@ -13,9 +14,9 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// Settings is what a load run is asked to do, in plain values; see
+// LoadSettings is what a load run is asked to do, in plain values; see
 // loadgen.Config for what each field means.
-type Settings struct {
+type LoadSettings struct {
 	URL      string
 	Method   string
 	Rate     int
@@ -25,7 +26,7 @@ type Settings struct {
 }
 
 // Validate reports the first setting that cannot work.
-func (s Settings) Validate() error {
+func (s LoadSettings) Validate() error {
 	if s.URL == "" {
 		return errors.New("url is required")
 	}
