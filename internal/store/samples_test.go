@@ -110,8 +110,9 @@ func TestPrune(t *testing.T) {
 	pending, _ := s.EnqueueCommand(ctx, Command{Rollout: "web", Kind: "promote", At: at(0)})
 
 	// By count: the 4 most recent of each rollout stay.
-	if err := s.Prune(ctx, 4, time.Time{}); err != nil {
-		t.Fatal(err)
+	// Each rollout loses 6 of 10 events and samples.
+	if n, err := s.Prune(ctx, 4, time.Time{}); err != nil || n != 2*(6+6) {
+		t.Fatalf("Prune keeping 4 = %d, %v; want 24 rows deleted", n, err)
 	}
 	for _, name := range []string{"web", "api"} {
 		evs, _ := s.Events(ctx, name, 0)
@@ -125,7 +126,7 @@ func TestPrune(t *testing.T) {
 	}
 
 	// By age: events and samples dated before 8s go.
-	if err := s.Prune(ctx, 0, checkAt(8)); err != nil {
+	if _, err := s.Prune(ctx, 0, checkAt(8)); err != nil {
 		t.Fatal(err)
 	}
 	if evs, _ := s.Events(ctx, "web", 0); len(evs) != 2 || evs[0].Reason != "E8" {
@@ -136,7 +137,7 @@ func TestPrune(t *testing.T) {
 	}
 	// Done commands are dated by when they were done; a pending command
 	// stays however old it is.
-	if err := s.Prune(ctx, 0, time.Now().Add(time.Hour)); err != nil {
+	if _, err := s.Prune(ctx, 0, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	var doneLeft int

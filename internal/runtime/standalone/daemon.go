@@ -24,6 +24,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/store"
 )
@@ -47,8 +48,14 @@ type Config struct {
 	StateDir string
 	// APIAddr is the control API's listen address; ":0" picks a free port.
 	APIAddr string
-	// Now is the clock; nil is time.Now.
+	// Clock paces the daemon's periodic work (pruning the history) and
+	// dates it; nil is the wall clock.
+	Clock rollout.Clock
+	// Now is the rollouts' clock; nil is Clock's Now.
 	Now func() time.Time
+	// Retention bounds the history kept in the state; the zero value
+	// keeps it all.
+	Retention Retention
 	// Logger; nil is slog.Default().
 	Logger *slog.Logger
 }
@@ -74,6 +81,8 @@ type Daemon struct {
 	log       *slog.Logger
 	stateDir  string
 	now       func() time.Time
+	clock     rollout.Clock
+	retention Retention
 	// keysMu serialises key rotations, so that each keeps the key the
 	// one before made.
 	keysMu sync.Mutex
@@ -91,9 +100,13 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	clock := rollout.ClockOrSystem(cfg.Clock)
 	now := cfg.Now
 	if now == nil {
-		now = time.Now
+		now = clock.Now
+	}
+	if err := cfg.Retention.validate(); err != nil {
+		return nil, &ConfigError{err}
 	}
 	rollouts, raws, files, err := parseSources(cfg.Sources)
 	if err != nil {
@@ -107,7 +120,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, now: now}
+	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, now: now,
+		clock: clock, retention: cfg.Retention}
 	if err := d.start(ctx, cfg, rollouts, raws, now); err != nil {
 		d.closeAll()
 		return nil, err
@@ -167,6 +181,9 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, token, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	for _, name := range d.names {
 		d.rollouts[name].run(runCtx, &d.wg)
+	}
+	if d.retention.enabled() {
+		d.wg.Go(func() { d.pruneHistory(runCtx) })
 	}
 	for _, f := range d.frontends {
 		d.wg.Add(1)
