@@ -89,8 +89,9 @@ type Daemon struct {
 }
 
 var (
-	_ controlapi.Backend    = (*Daemon)(nil)
-	_ controlapi.KeyRotator = (*Daemon)(nil)
+	_ controlapi.Backend      = (*Daemon)(nil)
+	_ controlapi.KeyRotator   = (*Daemon)(nil)
+	_ controlapi.SampleReader = (*Daemon)(nil)
 )
 
 // Start validates the rollouts, opens the state, re-applies each rollout's
@@ -361,6 +362,23 @@ func (d *Daemon) Events(ctx context.Context, name string, limit int) ([]v1alpha1
 		return nil, err
 	}
 	return d.db.Events(ctx, name, limit)
+}
+
+// Samples returns a rollout's analysis results from its checks made at or
+// after since, of metric or of every metric when it is empty.
+func (d *Daemon) Samples(ctx context.Context, name, metric string, since time.Time) ([]controlapi.Sample, error) {
+	if _, err := d.get(name); err != nil {
+		return nil, err
+	}
+	stored, err := d.db.Samples(ctx, name, metric, since)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]controlapi.Sample, len(stored))
+	for i, smp := range stored {
+		out[i] = controlapi.Sample{At: smp.At, MetricResult: smp.MetricResult}
+	}
+	return out, nil
 }
 
 // submitTimeout bounds the wait for the engine to act on a command. The

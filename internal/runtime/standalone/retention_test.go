@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/sampleapp"
 	"github.com/pipit-dev/pipit/internal/store"
 	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
@@ -170,5 +171,39 @@ func TestNegativeRetentionStartsNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a refused retention made the state directory: %v", err)
+	}
+}
+
+// TestChecksAreKeptAsSamples: each analysis check of a running rollout is
+// saved as samples with its status, and read back over the control API:
+// the check the status last names is there with the same results.
+func TestChecksAreKeptAsSamples(t *testing.T) {
+	stable := app(t, sampleapp.Config{Version: "v1"})
+	canary := app(t, sampleapp.Config{Version: "v2"})
+	d, c := startDaemon(t, t.TempDir(), rolloutYAML(stable.URL, "1h"))
+	deployV2(t, c, canary.URL)
+	// No load: each check finds no data, and is kept all the same.
+	var first *metav1.MicroTime
+	st := waitFor(t, c, 30*time.Second, "two checks", func(st v1alpha1.RolloutStatus) bool {
+		if first == nil {
+			first = st.Analysis.LastCheckAt
+		}
+		return first != nil && st.Analysis.LastCheckAt.After(first.Time)
+	})
+	ctx := context.Background()
+	last := st.Analysis.LastCheckAt.Time
+	got, err := c.Samples(ctx, "web", "", last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 || !got[0].At.Equal(last) || got[0].MetricResult != st.Analysis.LastResults[0] {
+		t.Fatalf("samples since the last check (%s): %+v; want first its results %+v", last, got, st.Analysis.LastResults)
+	}
+	all, err := c.Samples(ctx, "web", "request-success-rate", time.Time{})
+	if err != nil || len(all) < 2 || !all[0].At.Before(last) {
+		t.Errorf("every check's request-success-rate: %+v, %v; want two or more, the first before %s", all, err, last)
+	}
+	if _, err := d.Samples(ctx, "nope", "", time.Time{}); !errors.Is(err, controlapi.ErrNotFound) {
+		t.Errorf("samples of an unknown rollout: err = %v, want ErrNotFound", err)
 	}
 }
