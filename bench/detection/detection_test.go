@@ -119,14 +119,3 @@ func TestPoissonMoments(t *testing.T) {
 		}
 	}
 }
-
-func moments(xs []float64) (mean, variance float64) {
-	for _, x := range xs {
-		mean += x
-	}
-	mean /= float64(len(xs))
-	for _, x := range xs {
-		variance += (x - mean) * (x - mean)
-	}
-	return mean, variance / float64(len(xs))
-}

@@ -31,6 +31,7 @@ type fakeBackend struct {
 	views     map[string]controlapi.RolloutView
 	script    map[string][]controlapi.RolloutView
 	events    map[string][]v1alpha1.Event
+	samples   map[string][]controlapi.Sample
 	submitted []rollout.Command
 	gets      int
 	rotations int
@@ -112,6 +113,22 @@ func (f *fakeBackend) Submit(_ context.Context, name string, cmd rollout.Command
 	return v, nil
 }
 
+// Samples filters the rollout's samples as the daemon's store does.
+func (f *fakeBackend) Samples(_ context.Context, name, metric string, since time.Time) ([]controlapi.Sample, error) {
+	if _, err := f.Rollout(context.Background(), name); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []controlapi.Sample
+	for _, s := range f.samples[name] {
+		if (metric == "" || s.Name == metric) && !s.At.Before(since) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
 // RotateCookieKeys rotates as the daemon would answer it: web has sticky
 // sessions of an hour, api none.
 func (f *fakeBackend) RotateCookieKeys(context.Context) (controlapi.KeyRotation, error) {
@@ -180,9 +197,10 @@ func idleView() controlapi.RolloutView {
 
 func newFakeBackend() *fakeBackend {
 	return &fakeBackend{
-		views:  map[string]controlapi.RolloutView{"web": webView(time.Now()), "api": idleView()},
-		script: map[string][]controlapi.RolloutView{},
-		events: map[string][]v1alpha1.Event{},
+		views:   map[string]controlapi.RolloutView{"web": webView(time.Now()), "api": idleView()},
+		script:  map[string][]controlapi.RolloutView{},
+		events:  map[string][]v1alpha1.Event{},
+		samples: map[string][]controlapi.Sample{},
 	}
 }
 

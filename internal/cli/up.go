@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -19,8 +21,9 @@ func init() { register(newUpCmd) }
 func newUpCmd(*globals) *cobra.Command {
 	var files []string
 	var stateDir, api string
+	retention := standalone.Retention{MaxAge: standalone.DefaultRetentionAge, KeepPerRollout: standalone.DefaultRetentionKeep}
 	cmd := &cobra.Command{
-		Use:   "up -f ROLLOUT.yaml [-f MORE.yaml] [--state-dir DIR] [--api ADDR]",
+		Use:   "up -f ROLLOUT.yaml [-f MORE.yaml] [--state-dir DIR] [--api ADDR] [--retention AGE] [--retention-keep N]",
 		Short: "Run the standalone daemon: rollout engine, traffic-splitting proxy and control API",
 		Long: `up runs pipit on this machine with no Kubernetes and no service mesh. For each rollout in
 the files it serves a proxy on the rollout's service.listen address that splits traffic
@@ -29,11 +32,20 @@ rollout on. State is kept in an SQLite database in the state directory and writt
 it is acted on: after a crash, 'pipit up' again resumes every rollout where it was.
 
 The control API listens on --api (localhost only by default) and needs the token stored
-in the state directory; the other pipit commands find both there.`,
+in the state directory; the other pipit commands find both there.
+
+The history (events, analysis samples, commands carried out) is pruned as the daemon
+starts and then every hour: what is older than --retention goes, and each rollout keeps
+at most --retention-keep of the most recent events, of samples and of done commands.
+0 turns either bound off. Rollouts, their status and pending commands are never pruned.`,
 		Example: `  pipit up -f examples/canary.yaml
-  pipit up -f web.yaml -f api.yaml --state-dir /var/lib/pipit --api 127.0.0.1:7433`,
+  pipit up -f web.yaml -f api.yaml --state-dir /var/lib/pipit --api 127.0.0.1:7433
+  pipit up -f web.yaml --retention 90d --retention-keep 0`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if retention.KeepPerRollout < 0 {
+				return BadInputf("--retention-keep %d: want 0 (no bound on the number) or more", retention.KeepPerRollout)
+			}
 			if len(files) == 0 {
 				return BadInputf("no rollout file given: use -f FILE")
 			}
@@ -46,7 +58,8 @@ in the state directory; the other pipit commands find both there.`,
 				sources = append(sources, standalone.Source{File: f, Data: data})
 			}
 			dir := controlapi.StateDir(stateDir)
-			d, err := standalone.Start(cmd.Context(), standalone.Config{Sources: sources, StateDir: dir, APIAddr: api})
+			d, err := standalone.Start(cmd.Context(), standalone.Config{Sources: sources, StateDir: dir, APIAddr: api,
+				Retention: retention})
 			var cfgErr *standalone.ConfigError
 			if errors.As(err, &cfgErr) {
 				return BadInput(err)
@@ -70,8 +83,47 @@ in the state directory; the other pipit commands find both there.`,
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "rollout file (repeatable)")
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state directory (default $PIPIT_STATE_DIR, else ~/.local/state/pipit)")
 	cmd.Flags().StringVar(&api, "api", standalone.DefaultAPIAddr, "control API listen address")
+	cmd.Flags().Var((*ageValue)(&retention.MaxAge), "retention",
+		"how long history (events, samples, done commands) is kept: 30d, 36h, 90m… (0: whatever its age)")
+	cmd.Flags().IntVar(&retention.KeepPerRollout, "retention-keep", standalone.DefaultRetentionKeep,
+		"how many of the most recent events, samples and done commands each rollout keeps, each counted apart (0: whatever their number)")
 	return cmd
 }
+
+// ageValue is a flag holding a non-negative duration, written as Go writes
+// durations (36h, 90m) or in whole days (30d), as retention periods are.
+type ageValue time.Duration
+
+func (a *ageValue) String() string {
+	d := time.Duration(*a)
+	if d != 0 && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	}
+	return d.String()
+}
+
+func (a *ageValue) Set(s string) error {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 16)
+		if err != nil {
+			return fmt.Errorf("%q: want whole days such as 30d, or a duration such as 36h", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return fmt.Errorf("%q: want a duration such as 36h, or whole days such as 30d", s)
+		}
+	}
+	if d < 0 {
+		return fmt.Errorf("%q is negative: want 0 (keep whatever the age) or more", s)
+	}
+	*a = ageValue(d)
+	return nil
+}
+
+func (a *ageValue) Type() string { return "age" }
 
 // readRolloutFile checks the size before reading, so a huge file is never
 // read at all.

@@ -47,8 +47,9 @@ type HTTP struct {
 }
 
 var (
-	_ controlapi.Backend    = (*HTTP)(nil)
-	_ controlapi.KeyRotator = (*HTTP)(nil)
+	_ controlapi.Backend      = (*HTTP)(nil)
+	_ controlapi.KeyRotator   = (*HTTP)(nil)
+	_ controlapi.SampleReader = (*HTTP)(nil)
 )
 
 // NewHTTP returns a client of the control API at baseURL, such as
@@ -164,6 +165,26 @@ func (c *HTTP) Events(ctx context.Context, name string, limit int) ([]v1alpha1.E
 	var list controlapi.EventList
 	err := c.get(ctx, path, &list)
 	return list.Events, err
+}
+
+// Samples returns the rollout's analysis results from the checks made at
+// or after since (all of them when since is zero), of metric or of every
+// metric when it is empty, oldest first.
+func (c *HTTP) Samples(ctx context.Context, name, metric string, since time.Time) ([]controlapi.Sample, error) {
+	q := url.Values{}
+	if metric != "" {
+		q.Set("metric", metric)
+	}
+	if !since.IsZero() {
+		q.Set("since", since.UTC().Format(time.RFC3339Nano))
+	}
+	path := "/v1/rollouts/" + url.PathEscape(name) + "/samples"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var list controlapi.SampleList
+	err := c.get(ctx, path, &list)
+	return list.Samples, err
 }
 
 // Submit sends an operator command. It is never retried: the daemon may

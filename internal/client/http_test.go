@@ -96,6 +96,15 @@ func (f *fakeBackend) RotateCookieKeys(context.Context) (controlapi.KeyRotation,
 	return controlapi.KeyRotation{RotatedAt: at, Rollouts: []controlapi.KeyGrace{{Name: "web", PreviousUntil: at.Add(time.Hour)}}}, nil
 }
 
+// Samples answers one sample that says what was asked: the metric as its
+// name, since as its time.
+func (f *fakeBackend) Samples(_ context.Context, name, metric string, since time.Time) ([]controlapi.Sample, error) {
+	if _, err := f.Rollout(context.Background(), name); err != nil {
+		return nil, err
+	}
+	return []controlapi.Sample{{At: since, MetricResult: v1alpha1.MetricResult{Name: metric, Verdict: v1alpha1.VerdictNoData}}}, nil
+}
+
 func startAPI(t *testing.T, b controlapi.Backend) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(controlapi.NewHandler(b, testToken, nil))
@@ -122,6 +131,19 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if evs, err := c.Events(ctx, "web", 0); err != nil || len(evs) != 5 {
 		t.Fatalf("Events(0) = %d events, %v", len(evs), err)
+	}
+
+	// The time goes in UTC with its nanoseconds, the metric escaped.
+	since := time.Date(2026, 7, 1, 14, 0, 0, 123456789, time.FixedZone("CEST", 2*3600))
+	smp, err := c.Samples(ctx, "web", "p99 & more", since)
+	if err != nil || len(smp) != 1 || smp[0].Name != "p99 & more" || !smp[0].At.Equal(since) {
+		t.Fatalf("Samples = %+v, %v; want one of the metric asked for, at %s", smp, err, since)
+	}
+	if smp, err := c.Samples(ctx, "web", "", time.Time{}); err != nil || len(smp) != 1 || smp[0].Name != "" || !smp[0].At.IsZero() {
+		t.Fatalf("Samples of every metric since ever = %+v, %v", smp, err)
+	}
+	if _, err := c.Samples(ctx, "nope", "", time.Time{}); !errors.Is(err, controlapi.ErrNotFound) {
+		t.Fatalf("Samples of an unknown rollout: err = %v, want ErrNotFound", err)
 	}
 
 	canary := &v1alpha1.VersionRef{Version: "v2", URL: "http://127.0.0.1:9002"}

@@ -74,7 +74,10 @@ type Kube struct {
 	server string
 }
 
-var _ controlapi.Backend = (*Kube)(nil)
+var (
+	_ controlapi.Backend      = (*Kube)(nil)
+	_ controlapi.SampleReader = (*Kube)(nil)
+)
 
 // NewKube returns a client of the Rollouts in the cluster and namespace
 // that opts pick. It does not contact the cluster, so an error is a
@@ -161,6 +164,13 @@ func (k *Kube) Events(ctx context.Context, name string, limit int) ([]v1alpha1.E
 		evs = evs[len(evs)-limit:]
 	}
 	return evs, nil
+}
+
+// Samples always fails, with an error wrapping errors.ErrUnsupported: a
+// cluster keeps only the last check's results, in the Rollout's status.
+func (k *Kube) Samples(context.Context, string, string, time.Time) ([]controlapi.Sample, error) {
+	return nil, fmt.Errorf("analysis samples are not available on Kubernetes: a cluster keeps only the last check's results, in the Rollout's status.analysis.lastResults; the standalone daemon (pipit up) keeps every check's: %w",
+		errors.ErrUnsupported)
 }
 
 // Submit leaves cmd in the Rollout's status.commands and waits for the

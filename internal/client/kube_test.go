@@ -138,6 +138,17 @@ func TestKubeEvents(t *testing.T) {
 	}
 }
 
+// TestKubeSamplesNotAvailable: a cluster keeps no samples; asking says so
+// and where the last check's results are, without a call to the cluster.
+func TestKubeSamplesNotAvailable(t *testing.T) {
+	k, _ := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing))
+	_, err := k.Samples(context.Background(), "web", "", time.Time{})
+	if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "not available on Kubernetes") ||
+		!strings.Contains(err.Error(), "lastResults") {
+		t.Fatalf("err = %v, want ErrUnsupported saying samples are not available on Kubernetes", err)
+	}
+}
+
 func TestKubeSubmitRefusals(t *testing.T) {
 	full := kubeRollout("full", v1alpha1.PhaseProgressing)
 	for range maxWaitingCommands {

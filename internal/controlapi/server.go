@@ -64,7 +64,8 @@ func (r CommandRequest) Command() (rollout.Command, error) {
 // NewHandler serves the control API over b. Every /v1 route needs the
 // header "Authorization: Bearer <token>"; an empty token refuses them all,
 // so a daemon that failed to make one is locked rather than open. POST
-// /v1/keys/rotate is served when b is a KeyRotator.
+// /v1/keys/rotate is served when b is a KeyRotator, GET
+// /v1/rollouts/{name}/samples when it is a SampleReader.
 // /healthz, and /metrics when metrics is not nil, need no token so that
 // probes and scrapers work without the secret.
 func NewHandler(b Backend, token string, metrics http.Handler) http.Handler {
@@ -77,6 +78,10 @@ func NewHandler(b Backend, token string, metrics http.Handler) http.Handler {
 	if kr, ok := b.(KeyRotator); ok {
 		s.keys = kr
 		v1.HandleFunc("POST /v1/keys/rotate", s.rotateKeys)
+	}
+	if sr, ok := b.(SampleReader); ok {
+		s.samples = sr
+		v1.HandleFunc("GET /v1/rollouts/{name}/samples", s.listSamples)
 	}
 
 	mux := http.NewServeMux()
@@ -144,8 +149,9 @@ func bearer(header string) (string, bool) {
 
 // server holds the handlers of the /v1 routes.
 type server struct {
-	b    Backend
-	keys KeyRotator // nil: b signs no cookies
+	b       Backend
+	keys    KeyRotator   // nil: b signs no cookies
+	samples SampleReader // nil: b keeps no samples
 }
 
 func (s server) list(w http.ResponseWriter, r *http.Request) {
@@ -188,6 +194,45 @@ func (s server) events(w http.ResponseWriter, r *http.Request) {
 		evs = []v1alpha1.Event{}
 	}
 	writeJSON(w, http.StatusOK, EventList{Events: evs})
+}
+
+// MaxMetricName bounds the metric a samples query names; metric names are
+// DNS labels or close to it, so anything longer names none.
+const MaxMetricName = 253
+
+// listSamples serves GET /v1/rollouts/{name}/samples?metric=NAME&since=RFC3339;
+// both parameters are optional.
+func (s server) listSamples(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	for key := range q {
+		if key != "metric" && key != "since" {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q: want metric or since", key))
+			return
+		}
+	}
+	metric := q.Get("metric")
+	if len(metric) > MaxMetricName {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("metric: %d characters is more than the %d a metric name may have", len(metric), MaxMetricName))
+		return
+	}
+	var since time.Time
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("since %q: want an RFC 3339 time such as 2026-07-01T12:00:00Z", v))
+			return
+		}
+		since = t
+	}
+	samples, err := s.samples.Samples(r.Context(), r.PathValue("name"), metric, since)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if samples == nil {
+		samples = []Sample{}
+	}
+	writeJSON(w, http.StatusOK, SampleList{Samples: samples})
 }
 
 func (s server) command(w http.ResponseWriter, r *http.Request) {

@@ -118,6 +118,18 @@ func (f *fakeBackend) RotateCookieKeys(context.Context) (KeyRotation, error) {
 	return KeyRotation{RotatedAt: rotatedAt, Rollouts: []KeyGrace{{Name: "web", PreviousUntil: rotatedAt.Add(time.Hour)}}}, nil
 }
 
+// Samples answers what it was asked, so that a test sees how the query
+// was read: one sample of the metric asked for, at since.
+func (f *fakeBackend) Samples(_ context.Context, name, metric string, since time.Time) ([]Sample, error) {
+	if _, err := f.Rollout(context.Background(), name); err != nil {
+		return nil, err
+	}
+	if metric == "" {
+		return nil, nil
+	}
+	return []Sample{{At: since, MetricResult: v1alpha1.MetricResult{Name: metric, Verdict: v1alpha1.VerdictSuccessful}}}, nil
+}
+
 func newTestServer(t *testing.T, f *fakeBackend, metrics http.Handler) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(NewHandler(f, testToken, metrics))
@@ -170,6 +182,7 @@ func TestAuthRequiredOnEveryV1Route(t *testing.T) {
 		{"GET", "/v1/rollouts/web/events"},
 		{"POST", "/v1/rollouts/web/commands"},
 		{"POST", "/v1/keys/rotate"},
+		{"GET", "/v1/rollouts/web/samples"},
 		{"GET", "/v1/no-such-route"},
 	}
 	auths := []struct{ name, header, wantChallenge string }{
@@ -196,6 +209,44 @@ func TestAuthRequiredOnEveryV1Route(t *testing.T) {
 				errorOf(t, body)
 			})
 		}
+	}
+}
+
+// TestSamplesQuery: GET /v1/rollouts/{name}/samples hands the backend the
+// metric and the time asked for, answers an empty list as [], refuses a
+// query it cannot read with 400 naming the parameter, and an unknown
+// rollout with 404.
+func TestSamplesQuery(t *testing.T) {
+	srv := newTestServer(t, newFake(), nil)
+	code, body, _ := call(t, srv, "GET", "/v1/rollouts/web/samples?metric=error-rate&since=2026-07-01T14:00:00.5%2B02:00", "")
+	var list SampleList
+	if err := json.Unmarshal(body, &list); code != http.StatusOK || err != nil {
+		t.Fatalf("status %d, %v: %s", code, err, body)
+	}
+	want := time.Date(2026, 7, 1, 12, 0, 0, 5e8, time.UTC)
+	if len(list.Samples) != 1 || list.Samples[0].Name != "error-rate" || !list.Samples[0].At.Equal(want) {
+		t.Errorf("samples = %+v, want one of error-rate at %s", list.Samples, want)
+	}
+	if code, body, _ := call(t, srv, "GET", "/v1/rollouts/web/samples", ""); code != http.StatusOK || string(body) != `{"samples":[]}`+"\n" {
+		t.Errorf("no samples: status %d, body %q; want 200 and an empty list", code, body)
+	}
+	for _, tc := range []struct {
+		query string
+		code  int
+		want  string
+	}{
+		{"?since=yesterday", http.StatusBadRequest, `since "yesterday": want an RFC 3339 time`},
+		{"?since=2026-07-01", http.StatusBadRequest, `since "2026-07-01": want an RFC 3339 time`},
+		{"?metric=" + strings.Repeat("m", MaxMetricName+1), http.StatusBadRequest, "metric: 254 characters"},
+		{"?limit=5", http.StatusBadRequest, `unknown query parameter "limit": want metric or since`},
+	} {
+		code, body, _ := call(t, srv, "GET", "/v1/rollouts/web/samples"+tc.query, "")
+		if code != tc.code || !strings.Contains(errorOf(t, body), tc.want) {
+			t.Errorf("%s: status %d, %s; want %d naming %q", tc.query, code, body, tc.code, tc.want)
+		}
+	}
+	if code, body, _ := call(t, srv, "GET", "/v1/rollouts/nope/samples", ""); code != http.StatusNotFound {
+		t.Errorf("unknown rollout: status %d, %s; want 404", code, body)
 	}
 }
 

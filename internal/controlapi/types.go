@@ -44,6 +44,29 @@ type KeyRotator interface {
 	RotateCookieKeys(ctx context.Context) (KeyRotation, error)
 }
 
+// SampleReader is a Backend that keeps the results of every analysis
+// check: the standalone daemon, in process and over HTTP. In Kubernetes
+// only the last check's results are kept, in the Rollout's status.
+type SampleReader interface {
+	// Samples returns the rollout's results of metric (of every metric
+	// when it is empty) from the checks made at or after since, oldest
+	// first; an error wrapping ErrNotFound when there is no such rollout.
+	// Retention (pipit up --retention) bounds how far back they go.
+	Samples(ctx context.Context, name, metric string, since time.Time) ([]Sample, error)
+}
+
+// Sample is one metric's result at one analysis check.
+type Sample struct {
+	// At is when the check ran.
+	At time.Time `json:"at"`
+	v1alpha1.MetricResult
+}
+
+// SampleList is the body of GET /v1/rollouts/{name}/samples.
+type SampleList struct {
+	Samples []Sample `json:"samples"`
+}
+
 // KeyRotation is the body of the answer to POST /v1/keys/rotate.
 type KeyRotation struct {
 	// RotatedAt is when the new key replaced the previous one.

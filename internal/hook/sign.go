@@ -43,23 +43,6 @@ func mac(secret []byte, timestamp string, body []byte) []byte {
 	return m.Sum(nil)
 }
 
-// Verify reports whether header, the SignatureHeader of a request, signs
-// timestamp (its TimestampHeader) and body with secret. It compares in
-// constant time. It does not judge the timestamp: to refuse replayed
-// requests a receiver should also check that the timestamp is recent, say
-// within five minutes of its clock.
-func Verify(secret []byte, timestamp string, body []byte, header string) bool {
-	hexSig, ok := strings.CutPrefix(header, signaturePrefix)
-	if !ok {
-		return false
-	}
-	got, err := hex.DecodeString(hexSig)
-	if err != nil {
-		return false
-	}
-	return hmac.Equal(got, mac(secret, timestamp, body))
-}
-
 // loadSecret reads the hook's shared secret, nil when it has none. Errors
 // name where the secret was looked for, never what was found.
 func loadSecret(s v1alpha1.WebhookSpec) ([]byte, error) {

@@ -1,9 +1,29 @@
 package hook
 
 import (
+	"crypto/hmac"
+	"encoding/hex"
 	"strings"
 	"testing"
 )
+
+// Verify is a receiver's check: it reports whether header, the
+// SignatureHeader of a request, signs timestamp (its TimestampHeader) and
+// body with secret. It compares in
+// constant time. It does not judge the timestamp: to refuse replayed
+// requests a receiver should also check that the timestamp is recent, say
+// within five minutes of its clock.
+func Verify(secret []byte, timestamp string, body []byte, header string) bool {
+	hexSig, ok := strings.CutPrefix(header, signaturePrefix)
+	if !ok {
+		return false
+	}
+	got, err := hex.DecodeString(hexSig)
+	if err != nil {
+		return false
+	}
+	return hmac.Equal(got, mac(secret, timestamp, body))
+}
 
 func TestVerify(t *testing.T) {
 	secret := []byte("shared")

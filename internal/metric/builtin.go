@@ -39,16 +39,6 @@ var proxyNames = []string{RequestSuccessRate, ErrorRate, RequestCount, LatencyMe
 // BuiltinNames lists the builtin metrics, for validation and docs.
 var BuiltinNames = append(slices.Clip(proxyNames), CPUUsage, MemoryUsage)
 
-// IsBuiltin reports whether name is a builtin metric.
-func IsBuiltin(name string) bool {
-	for _, n := range BuiltinNames {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
-
 // StatsSource is where the builtin provider reads cumulative measurements:
 // the built-in proxy.
 type StatsSource interface {

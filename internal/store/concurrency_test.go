@@ -29,13 +29,10 @@ func TestReadersBesideWriters(t *testing.T) {
 	for _, name := range rollouts {
 		writers.Go(func() {
 			for i := 1; i <= saves; i++ {
-				st := v1alpha1.RolloutStatus{ObservedGeneration: int64(i)}
+				st := checked(i, check(float64(i)))
+				st.ObservedGeneration = int64(i)
 				ev := event(i, fmt.Sprintf("Save%d", i), int32(i))
 				if err := s.SaveStatus(ctx, name, nil, st, []v1alpha1.Event{ev}); err != nil {
-					errs <- err
-					return
-				}
-				if err := s.AddSamples(ctx, name, at(i), check(float64(i))); err != nil {
 					errs <- err
 					return
 				}

@@ -49,4 +49,15 @@ func event(sec int, reason string, step int32) v1alpha1.Event {
 	}
 }
 
+// checkAt is the time a sample of a check made at at(sec) keeps: the
+// status it comes with keeps microseconds.
+func checkAt(sec int) time.Time { return at(sec).Truncate(time.Microsecond) }
+
+// checked is a status that carries an analysis check made at at(sec)
+// with results, as the runner saves it after the check.
+func checked(sec int, results []v1alpha1.MetricResult) v1alpha1.RolloutStatus {
+	when := metav1.NewMicroTime(at(sec))
+	return v1alpha1.RolloutStatus{Analysis: v1alpha1.AnalysisStatus{LastCheckAt: &when, LastResults: results}}
+}
+
 func ptr[T any](v T) *T { return &v }

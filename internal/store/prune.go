@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -24,18 +25,28 @@ var histories = []history{
 // before before, and those beyond the most recent keepPerRollout of each
 // kind for each rollout, are deleted. A zero before or a keepPerRollout of
 // zero or less leaves that bound off. Rollouts and their status are never
-// pruned.
-func (s *Store) Prune(ctx context.Context, keepPerRollout int, before time.Time) error {
+// pruned. It returns how many rows it deleted.
+func (s *Store) Prune(ctx context.Context, keepPerRollout int, before time.Time) (int64, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("prune: %w", err)
+		return 0, fmt.Errorf("prune: %w", err)
 	}
 	defer tx.Rollback()
+	var deleted int64
+	count := func(res sql.Result) error {
+		n, err := res.RowsAffected()
+		deleted += n
+		return err
+	}
 	for _, h := range histories {
 		if !before.IsZero() {
 			q := fmt.Sprintf(`DELETE FROM %s WHERE %s AND %s < ?`, h.table, h.prunable, h.timeColumn)
-			if _, err := tx.ExecContext(ctx, q, formatTime(before)); err != nil {
-				return fmt.Errorf("prune %s by age: %w", h.table, err)
+			res, err := tx.ExecContext(ctx, q, formatTime(before))
+			if err == nil {
+				err = count(res)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("prune %s by age: %w", h.table, err)
 			}
 		}
 		if keepPerRollout > 0 {
@@ -46,13 +57,17 @@ func (s *Store) Prune(ctx context.Context, keepPerRollout int, before time.Time)
 						FROM %[1]s WHERE %[2]s
 					) WHERE n > ?
 				)`, h.table, h.prunable)
-			if _, err := tx.ExecContext(ctx, q, keepPerRollout); err != nil {
-				return fmt.Errorf("prune %s by count: %w", h.table, err)
+			res, err := tx.ExecContext(ctx, q, keepPerRollout)
+			if err == nil {
+				err = count(res)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("prune %s by count: %w", h.table, err)
 			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("prune: %w", err)
+		return 0, fmt.Errorf("prune: %w", err)
 	}
-	return nil
+	return deleted, nil
 }

@@ -25,10 +25,11 @@ type Record struct {
 	UpdatedAt time.Time
 }
 
-// SaveStatus records a rollout's spec and status, appends its events and
-// marks the commands doneCommandIDs as done, all in one transaction: a
-// command is consumed exactly when the status that carries its effect is
-// saved. It fails, saving nothing, if one of those commands is not pending
+// SaveStatus records a rollout's spec and status, appends its events,
+// stores the results of the analysis check the status carries when it is
+// a new one (see Sample), and marks the commands doneCommandIDs as done,
+// all in one transaction: a command is consumed, and a check's samples
+// kept, exactly when the status that carries them is saved. It fails, saving nothing, if one of those commands is not pending
 // for this rollout. Events are kept in the order given, after earlier ones.
 func (s *Store) SaveStatus(ctx context.Context, name string, spec []byte, status v1alpha1.RolloutStatus,
 	events []v1alpha1.Event, doneCommandIDs ...int64) error {
@@ -49,6 +50,10 @@ func (s *Store) SaveStatus(ctx context.Context, name string, spec []byte, status
 		return fmt.Errorf("save status of %s: %w", name, err)
 	}
 	defer tx.Rollback()
+	checkedAt, checked, err := newCheck(ctx, tx, name, status)
+	if err != nil {
+		return fmt.Errorf("save status of %s: %w", name, err)
+	}
 	// An upsert, never INSERT OR REPLACE: a replace deletes the row first,
 	// and the delete would cascade to the rollout's events.
 	_, err = tx.ExecContext(ctx, `
@@ -61,6 +66,11 @@ func (s *Store) SaveStatus(ctx context.Context, name string, spec []byte, status
 	}
 	if err := insertEvents(ctx, tx, name, events); err != nil {
 		return fmt.Errorf("save events of %s: %w", name, err)
+	}
+	if checked {
+		if err := insertSamples(ctx, tx, name, checkedAt, status.Analysis.LastResults); err != nil {
+			return fmt.Errorf("save samples of %s: %w", name, err)
+		}
 	}
 	for _, id := range doneCommandIDs {
 		if err := markDone(ctx, tx, name, id, now); err != nil {
@@ -164,24 +174,6 @@ func scanRecord(row interface{ Scan(...any) error }) (Record, error) {
 	}
 	r.UpdatedAt = t
 	return r, nil
-}
-
-// DeleteRollout removes a rollout with its events, commands and samples,
-// or returns an error wrapping ErrNotFound.
-func (s *Store) DeleteRollout(ctx context.Context, name string) error {
-	// foreign_keys is on for every connection, so the delete cascades.
-	res, err := s.db.ExecContext(ctx, `DELETE FROM rollouts WHERE name = ?`, name)
-	if err != nil {
-		return fmt.Errorf("delete rollout %s: %w", name, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("delete rollout %s: %w", name, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("rollout %s: %w", name, ErrNotFound)
-	}
-	return nil
 }
 
 // Events returns a rollout's events, oldest first. With limit > 0 it

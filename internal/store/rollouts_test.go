@@ -105,9 +105,6 @@ func TestRolloutNotFound(t *testing.T) {
 	if _, err := s.Rollout(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Rollout: err = %v, want ErrNotFound", err)
 	}
-	if err := s.DeleteRollout(ctx, "nope"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("DeleteRollout: err = %v, want ErrNotFound", err)
-	}
 	if err := s.SaveStatus(ctx, "", nil, v1alpha1.RolloutStatus{}, nil); err == nil {
 		t.Error("SaveStatus with an empty name succeeded")
 	}
@@ -134,38 +131,6 @@ func TestRolloutsSortedByName(t *testing.T) {
 	}
 	if want := []string{"api", "mobile", "web"}; !reflect.DeepEqual(names, want) {
 		t.Errorf("names = %v, want %v", names, want)
-	}
-}
-
-func TestDeleteRolloutTakesItsHistory(t *testing.T) {
-	ctx := context.Background()
-	s := openStore(t, t.TempDir())
-	for _, name := range []string{"web", "api"} {
-		if err := s.SaveStatus(ctx, name, nil, v1alpha1.RolloutStatus{}, []v1alpha1.Event{event(1, "Started", 0)}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.EnqueueCommand(ctx, Command{Rollout: name, Kind: "abort"}); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.AddSamples(ctx, name, at(1), []v1alpha1.MetricResult{{Name: "m", Verdict: v1alpha1.VerdictNoData}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := s.DeleteRollout(ctx, "web"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Rollout(ctx, "web"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("deleted rollout still there: %v", err)
-	}
-	for _, table := range []string{"events", "commands", "samples"} {
-		var web, api int
-		q := fmt.Sprintf("SELECT count(*) FILTER (WHERE rollout = 'web'), count(*) FILTER (WHERE rollout = 'api') FROM %s", table)
-		if err := s.db.QueryRowContext(ctx, q).Scan(&web, &api); err != nil {
-			t.Fatal(err)
-		}
-		if web != 0 || api != 1 {
-			t.Errorf("%s: %d rows of the deleted rollout, %d of the other; want 0 and 1", table, web, api)
-		}
 	}
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,47 +11,62 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 )
 
-// Sample is one metric's result at one analysis check.
+// Sample is one metric's result at one analysis check. SaveStatus records
+// them: a status that carries a new check (Analysis.LastCheckAt) has its
+// Analysis.LastResults stored as samples taken at that time, to the
+// microsecond as the status keeps it.
 type Sample struct {
-	// At is when the check ran, in UTC.
+	// At is when the check ran, in UTC, to the microsecond.
 	At time.Time
 	// MetricResult is the metric's name, values and verdict.
 	v1alpha1.MetricResult
 }
 
-// AddSamples stores the results of one check of a rollout made at at. It
-// returns an error wrapping ErrNotFound when the rollout is not stored.
-func (s *Store) AddSamples(ctx context.Context, rollout string, at time.Time, results []v1alpha1.MetricResult) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("add samples of %s: %w", rollout, err)
+// newCheck returns the time of the analysis check that status carries
+// when it is not the check already saved for the rollout, so that each
+// check's results are recorded once however often its status is saved.
+// It runs in tx, before the status is upserted.
+func newCheck(ctx context.Context, tx *sql.Tx, name string, status v1alpha1.RolloutStatus) (time.Time, bool, error) {
+	if status.Analysis.LastCheckAt == nil || len(status.Analysis.LastResults) == 0 {
+		return time.Time{}, false, nil
 	}
-	defer tx.Rollback()
-	var one int
-	err = tx.QueryRowContext(ctx, `SELECT 1 FROM rollouts WHERE name = ?`, rollout).Scan(&one)
+	// The saved status keeps microseconds (metav1.MicroTime's JSON): the
+	// samples keep the same time, so they compare with it.
+	checked := status.Analysis.LastCheckAt.Truncate(time.Microsecond)
+	var saved string
+	err := tx.QueryRowContext(ctx, `SELECT status FROM rollouts WHERE name = ?`, name).Scan(&saved)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("add samples: rollout %s: %w", rollout, ErrNotFound)
+		return checked, true, nil
 	}
 	if err != nil {
-		return fmt.Errorf("add samples of %s: %w", rollout, err)
+		return time.Time{}, false, err
 	}
+	var prev v1alpha1.RolloutStatus
+	if err := json.Unmarshal([]byte(saved), &prev); err != nil {
+		return time.Time{}, false, fmt.Errorf("stored status of %s: %w", name, err)
+	}
+	if last := prev.Analysis.LastCheckAt; last != nil && last.Time.Equal(checked) {
+		return time.Time{}, false, nil
+	}
+	return checked, true, nil
+}
+
+// insertSamples stores the results of one check of a rollout made at at.
+func insertSamples(ctx context.Context, tx *sql.Tx, rollout string, at time.Time, results []v1alpha1.MetricResult) error {
 	stmt, err := tx.PrepareContext(ctx, `
-		INSERT INTO samples (rollout, metric, at, canary, stable, verdict, message)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`)
+		INSERT INTO samples (rollout, metric, at, canary, stable, verdict, message, dry_run)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
-		return fmt.Errorf("add samples of %s: %w", rollout, err)
+		return err
 	}
 	defer stmt.Close()
 	when := formatTime(at)
 	for _, r := range results {
 		_, err := stmt.ExecContext(ctx, rollout, r.Name, when, nullFloat(r.Canary), nullFloat(r.Stable),
-			string(r.Verdict), r.Message)
+			string(r.Verdict), r.Message, r.DryRun)
 		if err != nil {
-			return fmt.Errorf("add samples of %s: %w", rollout, err)
+			return err
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("add samples of %s: %w", rollout, err)
 	}
 	return nil
 }
@@ -59,7 +75,7 @@ func (s *Store) AddSamples(ctx context.Context, rollout string, at time.Time, re
 // oldest first; an empty metric means every metric.
 func (s *Store) Samples(ctx context.Context, rollout, metric string, since time.Time) ([]Sample, error) {
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT at, metric, canary, stable, verdict, message FROM samples
+		SELECT at, metric, canary, stable, verdict, message, dry_run FROM samples
 		WHERE rollout = ? AND (? = '' OR metric = ?) AND at >= ?
 		ORDER BY at, id`, rollout, metric, metric, formatTime(since))
 	if err != nil {
@@ -73,7 +89,7 @@ func (s *Store) Samples(ctx context.Context, rollout, metric string, since time.
 			at, verdict    string
 			canary, stable sql.NullFloat64
 		)
-		if err := rows.Scan(&at, &smp.Name, &canary, &stable, &verdict, &smp.Message); err != nil {
+		if err := rows.Scan(&at, &smp.Name, &canary, &stable, &verdict, &smp.Message, &smp.DryRun); err != nil {
 			return nil, fmt.Errorf("read samples of %s: %w", rollout, err)
 		}
 		if smp.At, err = parseTime(at); err != nil {

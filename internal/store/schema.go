@@ -55,4 +55,7 @@ CREATE TABLE samples (
 CREATE INDEX samples_by_metric ON samples(rollout, metric, at);
 CREATE INDEX samples_by_rollout ON samples(rollout, id);
 `,
+	// 2: a sample says whether its metric was a dry run, which reports
+	// without deciding.
+	`ALTER TABLE samples ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0;`,
 }

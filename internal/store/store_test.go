@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 )
@@ -66,15 +67,13 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	status := v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseAwaitingDecision, CurrentStep: 3}
+	status := checked(2, []v1alpha1.MetricResult{{Name: "error-rate", Verdict: v1alpha1.VerdictNoData}})
+	status.Phase, status.CurrentStep = v1alpha1.PhaseAwaitingDecision, 3
 	if err := s.SaveStatus(ctx, "web", []byte("spec: 1"), status, []v1alpha1.Event{event(1, "Started", 0)}); err != nil {
 		t.Fatal(err)
 	}
 	id, err := s.EnqueueCommand(ctx, Command{Rollout: "web", Kind: "promote", Actor: "ana"})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AddSamples(ctx, "web", at(2), []v1alpha1.MetricResult{{Name: "error-rate", Verdict: v1alpha1.VerdictNoData}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -155,6 +154,38 @@ func TestMigrationsFromEmptyDatabase(t *testing.T) {
 	// Opening again applies nothing twice (a second CREATE TABLE would fail).
 	s.Close()
 	openStore(t, dir)
+}
+
+// TestMigrationKeepsVersionOneSamples: a database of schema 1 (before
+// samples said whether they were a dry run) opens with its samples, each
+// read as no dry run.
+func TestMigrationKeepsVersionOneSamples(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	raw, err := sql.Open("sqlite", filepath.Join(dir, dbFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := applyMigration(ctx, raw, 1, migrations[0]); err != nil {
+		t.Fatal(err)
+	}
+	_, err = raw.ExecContext(ctx, `
+		INSERT INTO rollouts (name, spec, status, updated_at) VALUES ('web', '', '{}', ?);
+		INSERT INTO samples (rollout, metric, at, canary, verdict, message) VALUES ('web', 'error-rate', ?, 1.5, 'Successful', 'ok');`,
+		formatTime(at(1)), formatTime(at(1)))
+	raw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s := openStore(t, dir)
+	got, err := s.Samples(ctx, "web", "", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != "error-rate" || *got[0].Canary != 1.5 || got[0].DryRun {
+		t.Errorf("version 1 samples after migrating: %+v", got)
+	}
 }
 
 func TestRefusesNewerSchema(t *testing.T) {

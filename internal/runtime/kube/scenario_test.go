@@ -11,7 +11,6 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -126,11 +125,10 @@ func (s *scenario) installed(image string) *v1alpha1.Rollout {
 	if stable.Labels["team"] != "shop" {
 		s.T.Errorf("the user's labels were not carried over to the stable copy: %v", stable.Labels)
 	}
+	// The status names the stable version as soon as the install is
+	// decided, before it is carried out: the Services follow.
 	for _, name := range []string{"web", "web-stable", "web-canary"} {
-		var svc corev1.Service
-		if err := s.Client.Get(s.Ctx(), s.Key(name), &svc); err != nil {
-			s.T.Errorf("service %s: %v", name, err)
-		}
+		s.WaitService(name)
 	}
 	s.WaitDeployment("web", "the user's Deployment scaled to zero", func(d *appsv1.Deployment) bool {
 		return ptr.Deref(d.Spec.Replicas, 1) == 0

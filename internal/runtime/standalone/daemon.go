@@ -48,8 +48,14 @@ type Config struct {
 	StateDir string
 	// APIAddr is the control API's listen address; ":0" picks a free port.
 	APIAddr string
-	// Now is the clock; nil is time.Now.
+	// Clock paces the daemon's periodic work (pruning the history) and
+	// dates it; nil is the wall clock.
+	Clock rollout.Clock
+	// Now is the rollouts' clock; nil is Clock's Now.
 	Now func() time.Time
+	// Retention bounds the history kept in the state; the zero value
+	// keeps it all.
+	Retention Retention
 	// Logger; nil is slog.Default().
 	Logger *slog.Logger
 }
@@ -75,14 +81,17 @@ type Daemon struct {
 	log       *slog.Logger
 	stateDir  string
 	now       func() time.Time
+	clock     rollout.Clock
+	retention Retention
 	// keysMu serialises key rotations, so that each keeps the key the
 	// one before made.
 	keysMu sync.Mutex
 }
 
 var (
-	_ controlapi.Backend    = (*Daemon)(nil)
-	_ controlapi.KeyRotator = (*Daemon)(nil)
+	_ controlapi.Backend      = (*Daemon)(nil)
+	_ controlapi.KeyRotator   = (*Daemon)(nil)
+	_ controlapi.SampleReader = (*Daemon)(nil)
 )
 
 // Start validates the rollouts, opens the state, re-applies each rollout's
@@ -92,9 +101,13 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if log == nil {
 		log = slog.Default()
 	}
+	clock := rollout.ClockOrSystem(cfg.Clock)
 	now := cfg.Now
 	if now == nil {
-		now = time.Now
+		now = clock.Now
+	}
+	if err := cfg.Retention.validate(); err != nil {
+		return nil, &ConfigError{err}
 	}
 	rollouts, raws, files, err := parseSources(cfg.Sources)
 	if err != nil {
@@ -108,7 +121,8 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, now: now}
+	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, now: now,
+		clock: clock, retention: cfg.Retention}
 	if err := d.start(ctx, cfg, rollouts, raws, now); err != nil {
 		d.closeAll()
 		return nil, err
@@ -168,6 +182,9 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, token, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
 	for _, name := range d.names {
 		d.rollouts[name].run(runCtx, &d.wg)
+	}
+	if d.retention.enabled() {
+		d.wg.Go(func() { d.pruneHistory(runCtx) })
 	}
 	for _, f := range d.frontends {
 		d.wg.Add(1)
@@ -345,6 +362,23 @@ func (d *Daemon) Events(ctx context.Context, name string, limit int) ([]v1alpha1
 		return nil, err
 	}
 	return d.db.Events(ctx, name, limit)
+}
+
+// Samples returns a rollout's analysis results from its checks made at or
+// after since, of metric or of every metric when it is empty.
+func (d *Daemon) Samples(ctx context.Context, name, metric string, since time.Time) ([]controlapi.Sample, error) {
+	if _, err := d.get(name); err != nil {
+		return nil, err
+	}
+	stored, err := d.db.Samples(ctx, name, metric, since)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]controlapi.Sample, len(stored))
+	for i, smp := range stored {
+		out[i] = controlapi.Sample{At: smp.At, MetricResult: smp.MetricResult}
+	}
+	return out, nil
 }
 
 // submitTimeout bounds the wait for the engine to act on a command. The

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -176,6 +177,13 @@ func (e *Env) WaitPhase(name string, p v1alpha1.Phase) *v1alpha1.Rollout {
 func (e *Env) WaitInstalled(name string) *v1alpha1.Rollout {
 	e.T.Helper()
 	return e.WaitRollout(name, "installed", func(r *v1alpha1.Rollout) bool { return r.Status.Stable != nil })
+}
+
+// WaitService waits until a Service exists, and returns it.
+func (e *Env) WaitService(name string) *corev1.Service {
+	e.T.Helper()
+	return waitFor(e, "Service", name, "it to exist", func(*corev1.Service) bool { return true },
+		func(s *corev1.Service) string { return s.Name })
 }
 
 // WaitDeployment waits until cond holds for a Deployment, and returns it

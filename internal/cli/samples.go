@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pipit-dev/pipit/internal/controlapi"
+)
+
+func init() { register(newSamplesCmd) }
+
+func newSamplesCmd(*globals) *cobra.Command {
+	var (
+		metric, since, output string
+		flags                 *backendFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "samples NAME [--metric METRIC] [--since TIME|AGE]",
+		Short: "Show the results of a rollout's analysis checks, oldest first",
+		Long: `samples prints what each analysis check of a rollout measured: the local time of the
+check, the metric, the canary's and the stable's values, and the verdict. The
+standalone daemon keeps every check's results, within its retention (pipit up
+--retention, --retention-keep); in Kubernetes only the last check's are kept, in
+the Rollout's status, so the verb exits 2 with --kube.
+
+--metric keeps one metric; --since keeps the checks made at or after a time, given
+in RFC 3339 (2026-07-01T12:00:00Z) or as an age (90m, 36h, 7d ago). -o json prints
+them as the control API returns them.`,
+		Example: `  pipit samples web
+  pipit samples web --metric request-success-rate --since 2h
+  pipit samples web --since 2026-07-01T12:00:00Z -o json | jq '.[] | select(.verdict == "Failed")'`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output != "table" && output != "json" {
+				return BadInputf("--output %q: want table or json", output)
+			}
+			from, err := parseSince(since, time.Now())
+			if err != nil {
+				return err
+			}
+			b, err := flags.backend()
+			if err != nil {
+				return err
+			}
+			reader, ok := b.(controlapi.SampleReader)
+			if !ok {
+				return BadInputf("this backend keeps no analysis samples")
+			}
+			samples, err := reader.Samples(cmd.Context(), args[0], metric, from)
+			if errors.Is(err, errors.ErrUnsupported) {
+				return BadInput(err)
+			}
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				if samples == nil {
+					samples = []controlapi.Sample{}
+				}
+				return printJSON(cmd.OutOrStdout(), samples)
+			}
+			return writeSamples(cmd.OutOrStdout(), samples, time.Local)
+		},
+	}
+	flags = addBackendFlags(cmd)
+	cmd.Flags().StringVar(&metric, "metric", "", "show only this metric's results (default: every metric)")
+	cmd.Flags().StringVar(&since, "since", "", "show only the checks made at or after this time: RFC 3339, or an age such as 2h or 7d (default: all kept)")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+// parseSince reads --since: an RFC 3339 time, or an age counted back from
+// now. Empty is the zero time: every sample kept.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	var age ageValue
+	if err := age.Set(s); err != nil {
+		return time.Time{}, BadInputf("--since %q: want an RFC 3339 time such as 2026-07-01T12:00:00Z, or an age such as 2h or 7d", s)
+	}
+	return now.Add(-time.Duration(age)), nil
+}
+
+// writeSamples writes one line per sample, in loc's time; a metric with
+// no data shows "-", and a dry run's verdict says so.
+func writeSamples(w io.Writer, samples []controlapi.Sample, loc *time.Location) error {
+	if len(samples) == 0 {
+		_, err := io.WriteString(w, "No samples.\n")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tMETRIC\tCANARY\tSTABLE\tVERDICT\tMESSAGE")
+	for _, s := range samples {
+		verdict := string(s.Verdict)
+		if s.DryRun {
+			verdict += " (dry run)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.At.In(loc).Format(time.DateTime), s.Name,
+			value(s.Canary), value(s.Stable), verdict, s.Message)
+	}
+	return tw.Flush()
+}
