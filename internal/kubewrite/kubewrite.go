@@ -34,6 +34,18 @@ const (
 	Updated
 )
 
+// String is the result as a log message starts it: "created",
+// "updated" or "unchanged".
+func (r Result) String() string {
+	switch r {
+	case Created:
+		return "created"
+	case Updated:
+		return "updated"
+	}
+	return "unchanged"
+}
+
 // backoff paces the attempts of one write: five at most, 10 ms apart at
 // first and twice as far each time, so that a few writers racing for one
 // object settle within a tenth of a second.

@@ -10,16 +10,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/kubewrite"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -64,20 +62,21 @@ type GatewayAPI struct {
 }
 
 // NewGatewayAPI returns the router of the HTTPRoute plan.HTTPRoute in
-// plan.Namespace, on behalf of the Rollout owner. It logs to log (nil:
-// slog.Default()), adding the router and the HTTPRoute.
+// plan.Namespace, on behalf of the Rollout owner. It logs to log only (nil
+// logs nothing), adding the router and the HTTPRoute.
 func NewGatewayAPI(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan, log *slog.Logger) *GatewayAPI {
 	return &GatewayAPI{
 		c: c, owner: owner, plan: plan,
-		log: orDefault(log).With("router", "gatewayAPI", "httpRoute", plan.HTTPRoute),
+		log: orDiscard(log).With("router", "gatewayAPI", "httpRoute", plan.HTTPRoute),
 	}
 }
 
-// orDefault is log, or slog.Default() when there is none. The caller's
-// logger carries the rollout and its namespace.
-func orDefault(log *slog.Logger) *slog.Logger {
+// orDiscard is log, or a logger that drops everything when there is none:
+// a router logs only to the logger it is given. The caller's logger
+// carries the rollout and its namespace.
+func orDiscard(log *slog.Logger) *slog.Logger {
 	if log == nil {
-		return slog.Default()
+		return slog.New(slog.DiscardHandler)
 	}
 	return log
 }
@@ -112,30 +111,18 @@ func (g *GatewayAPI) Weight() v1alpha1.Percent { return v1alpha1.Percent(g.weigh
 func (g *GatewayAPI) Remove(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
-	key := client.ObjectKey{Namespace: g.plan.Namespace, Name: g.plan.HTTPRoute}
-	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
-		var route gatewayv1.HTTPRoute
-		err := g.c.Get(ctx, key, &route)
-		if apierrors.IsNotFound(err) {
-			return nil
+	_, res, err := kubewrite.Update(ctx, g.c, g.object(), func(r *gatewayv1.HTTPRoute) error {
+		if metav1.IsControlledBy(r, g.owner) {
+			return nil // pipit's own: the garbage collector deletes it
 		}
-		if err != nil {
-			return err
-		}
-		if metav1.IsControlledBy(&route, g.owner) {
-			return nil
-		}
-		updated, err := g.update(ctx, &route, func(r *gatewayv1.HTTPRoute) error {
-			g.restore(r)
-			return nil
-		})
-		if updated {
-			g.log.Info("gave the HTTPRoute back to the apex Service", "service", g.plan.Service)
-		}
-		return err
+		g.restore(r)
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("HTTPRoute %s/%s: %w", key.Namespace, key.Name, err)
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("HTTPRoute %s/%s: %w", g.plan.Namespace, g.plan.HTTPRoute, err)
+	}
+	if res == kubewrite.Updated {
+		g.log.Info("gave the HTTPRoute back to the apex Service", "service", g.plan.Service)
 	}
 	g.weight.Store(0)
 	return nil
@@ -146,56 +133,26 @@ func (g *GatewayAPI) Remove(ctx context.Context) error {
 func (g *GatewayAPI) write(ctx context.Context, w v1alpha1.Percent, live bool) error {
 	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
-	key := client.ObjectKey{Namespace: g.plan.Namespace, Name: g.plan.HTTPRoute}
 	session := live && g.sticky() && !g.noSession.Load()
-	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
-		var route gatewayv1.HTTPRoute
-		err := g.c.Get(ctx, key, &route)
-		if apierrors.IsNotFound(err) {
-			route = g.newRoute()
-			if err := g.edit(&route, w, live, session); err != nil {
-				return err
-			}
-			if err := g.c.Create(ctx, &route); err != nil {
-				return err
-			}
-			g.log.Info("created HTTPRoute", "weight", w, "canaryLive", live)
-			g.checkSession(&route, session)
-			return nil
+	route, res, err := kubewrite.CreateOrUpdate(ctx, g.c, g.object(), func(r *gatewayv1.HTTPRoute) error {
+		if r.ResourceVersion == "" {
+			g.initRoute(r)
 		}
-		if err != nil {
-			return err
-		}
-		updated, err := g.update(ctx, &route, func(r *gatewayv1.HTTPRoute) error {
-			return g.edit(r, w, live, session)
-		})
-		if err != nil || !updated {
-			return err
-		}
-		g.log.Info("updated HTTPRoute", "weight", w, "canaryLive", live)
-		g.checkSession(&route, session)
-		return nil
+		return g.edit(r, w, live, session)
 	})
 	if err != nil {
-		return fmt.Errorf("HTTPRoute %s/%s: %w", key.Namespace, key.Name, err)
+		return fmt.Errorf("HTTPRoute %s/%s: %w", g.plan.Namespace, g.plan.HTTPRoute, err)
+	}
+	if res != kubewrite.Unchanged {
+		g.log.Info(res.String()+" HTTPRoute", "weight", w, "canaryLive", live)
+		g.checkSession(route, session)
 	}
 	return nil
 }
 
-// update applies change to a route read from the API server and writes
-// it back when that changed its spec, reporting whether it did.
-func (g *GatewayAPI) update(ctx context.Context, route *gatewayv1.HTTPRoute, change func(*gatewayv1.HTTPRoute) error) (bool, error) {
-	before := route.Spec.DeepCopy()
-	if err := change(route); err != nil {
-		return false, err
-	}
-	if equality.Semantic.DeepEqual(before, &route.Spec) {
-		return false, nil
-	}
-	if err := g.c.Update(ctx, route); err != nil {
-		return false, err
-	}
-	return true, nil
+// object names the route.
+func (g *GatewayAPI) object() *gatewayv1.HTTPRoute {
+	return &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: g.plan.Namespace, Name: g.plan.HTTPRoute}}
 }
 
 // checkSession notices that the API server dropped the session
@@ -215,18 +172,16 @@ func (g *GatewayAPI) checkSession(route *gatewayv1.HTTPRoute, wanted bool) {
 	g.log.Warn("the HTTPRoute CRD has no sessionPersistence (an experimental Gateway API field; install the experimental channel's CRDs for it): sticky sessions are off")
 }
 
-// newRoute is the route pipit creates when there is none: owned by the
-// Rollout, attached to the plan's parents, with one rule to stable.
-func (g *GatewayAPI) newRoute() gatewayv1.HTTPRoute {
-	return gatewayv1.HTTPRoute{
-		ObjectMeta: ownedMeta(g.owner, g.plan.Namespace, g.plan.HTTPRoute),
-		Spec: gatewayv1.HTTPRouteSpec{
-			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: g.parentRefs()},
-			Rules: []gatewayv1.HTTPRouteRule{{
-				Matches:     []gatewayv1.HTTPRouteMatch{{Path: rootPath()}},
-				BackendRefs: []gatewayv1.HTTPBackendRef{g.backendRef(g.plan.StableService, int32(v1alpha1.FullWeight), nil)},
-			}},
-		},
+// initRoute makes r the route pipit creates when there is none: owned by
+// the Rollout, attached to the plan's parents, with one rule to stable.
+func (g *GatewayAPI) initRoute(r *gatewayv1.HTTPRoute) {
+	r.ObjectMeta = ownedMeta(g.owner, g.plan.Namespace, g.plan.HTTPRoute)
+	r.Spec = gatewayv1.HTTPRouteSpec{
+		CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: g.parentRefs()},
+		Rules: []gatewayv1.HTTPRouteRule{{
+			Matches:     []gatewayv1.HTTPRouteMatch{{Path: rootPath()}},
+			BackendRefs: []gatewayv1.HTTPBackendRef{g.backendRef(g.plan.StableService, int32(v1alpha1.FullWeight), nil)},
+		}},
 	}
 }
 

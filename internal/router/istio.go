@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,15 +10,14 @@ import (
 	"strings"
 	"sync/atomic"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/kubewrite"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -68,12 +66,12 @@ type Istio struct {
 }
 
 // NewIstio returns the router of the VirtualService plan.VirtualService
-// in plan.Namespace, on behalf of the Rollout owner. It logs to log (nil:
-// slog.Default()), adding the router and the VirtualService.
+// in plan.Namespace, on behalf of the Rollout owner. It logs to log only
+// (nil logs nothing), adding the router and the VirtualService.
 func NewIstio(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan, log *slog.Logger) *Istio {
 	return &Istio{
 		c: c, owner: owner, plan: plan,
-		log: orDefault(log).With("router", "istio", "virtualService", plan.VirtualService),
+		log: orDiscard(log).With("router", "istio", "virtualService", plan.VirtualService),
 	}
 }
 
@@ -116,27 +114,17 @@ func (i *Istio) Weight() v1alpha1.Percent { return v1alpha1.Percent(i.weight.Loa
 func (i *Istio) Remove(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
-	key := client.ObjectKey{Namespace: i.plan.Namespace, Name: i.plan.VirtualService}
-	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
-		vs := newUnstructured(virtualServiceGVK)
-		err := i.c.Get(ctx, key, vs)
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	_, res, err := kubewrite.Update(ctx, i.c, i.object(virtualServiceGVK, i.plan.VirtualService), func(vs *unstructured.Unstructured) error {
 		if metav1.IsControlledBy(vs, i.owner) {
-			return nil
+			return nil // pipit's own: the garbage collector deletes it
 		}
-		updated, err := i.update(ctx, vs, i.restore)
-		if updated {
-			i.log.Info("gave the VirtualService back to the apex Service", "service", i.plan.Service)
-		}
-		return err
+		return i.restore(vs)
 	})
-	if err != nil {
-		return fmt.Errorf("VirtualService %s/%s: %w", key.Namespace, key.Name, err)
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("VirtualService %s/%s: %w", i.plan.Namespace, i.plan.VirtualService, err)
+	}
+	if res == kubewrite.Updated {
+		i.log.Info("gave the VirtualService back to the apex Service", "service", i.plan.Service)
 	}
 	i.weight.Store(0)
 	return nil
@@ -148,63 +136,25 @@ func (i *Istio) bySubsets() bool { return i.plan.DestinationRule != "" }
 // missing, edits it and writes it back when that changed anything, again
 // when another writer came first.
 func (i *Istio) writeVirtualService(ctx context.Context, w v1alpha1.Percent, live bool) error {
-	key := client.ObjectKey{Namespace: i.plan.Namespace, Name: i.plan.VirtualService}
-	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
-		vs := newUnstructured(virtualServiceGVK)
-		err := i.c.Get(ctx, key, vs)
-		if apierrors.IsNotFound(err) {
-			vs = i.newVirtualService()
-			if err := i.edit(vs, w, live); err != nil {
-				return err
-			}
-			if err := i.c.Create(ctx, vs); err != nil {
-				return err
-			}
-			i.log.Info("created VirtualService", "weight", w, "canaryLive", live)
-			return nil
+	_, res, err := kubewrite.CreateOrUpdate(ctx, i.c, i.object(virtualServiceGVK, i.plan.VirtualService), func(vs *unstructured.Unstructured) error {
+		if vs.GetResourceVersion() == "" {
+			i.initVirtualService(vs)
 		}
-		if err != nil {
-			return err
-		}
-		updated, err := i.update(ctx, vs, func(vs *unstructured.Unstructured) error {
-			return i.edit(vs, w, live)
-		})
-		if err != nil || !updated {
-			return err
-		}
-		i.log.Info("updated VirtualService", "weight", w, "canaryLive", live)
-		return nil
+		return i.edit(vs, w, live)
 	})
 	if err != nil {
-		return fmt.Errorf("VirtualService %s/%s: %w", key.Namespace, key.Name, err)
+		return fmt.Errorf("VirtualService %s/%s: %w", i.plan.Namespace, i.plan.VirtualService, err)
+	}
+	if res != kubewrite.Unchanged {
+		i.log.Info(res.String()+" VirtualService", "weight", w, "canaryLive", live)
 	}
 	return nil
 }
 
-// update applies change to a VirtualService read from the API server and
-// writes it back when that changed its spec, reporting whether it did.
-func (i *Istio) update(ctx context.Context, vs *unstructured.Unstructured, change func(*unstructured.Unstructured) error) (bool, error) {
-	before, err := json.Marshal(vs.Object["spec"])
-	if err != nil {
-		return false, err
-	}
-	if err := change(vs); err != nil {
-		return false, err
-	}
-	if same, err := jsonEqual(before, vs.Object["spec"]); err != nil || same {
-		return false, err
-	}
-	if err := i.c.Update(ctx, vs); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-// newVirtualService is the VirtualService pipit creates when there is
-// none: owned by the Rollout, for the plan's hosts and gateways, with one
-// route to stable.
-func (i *Istio) newVirtualService() *unstructured.Unstructured {
-	vs := newUnstructured(virtualServiceGVK)
+// initVirtualService makes vs the VirtualService pipit creates when there
+// is none: owned by the Rollout, for the plan's hosts and gateways (see
+// edit), with one route to stable.
+func (i *Istio) initVirtualService(vs *unstructured.Unstructured) {
 	setMeta(vs, ownedMeta(i.owner, i.plan.Namespace, i.plan.VirtualService))
 	dest := map[string]any{"host": i.plan.StableService, "port": map[string]any{"number": int64(i.plan.Port)}}
 	vs.Object["spec"] = map[string]any{
@@ -213,7 +163,6 @@ func (i *Istio) newVirtualService() *unstructured.Unstructured {
 			"route": []any{map[string]any{"destination": dest, "weight": int64(100)}},
 		}},
 	}
-	return vs
 }
 
 // edit makes the VirtualService the desired state: the user's routes to
@@ -661,43 +610,21 @@ func uriWithin(inner, outer any) bool {
 // canary subsets of the apex Service, or brings pipit's own up to date. A
 // DestinationRule of that name that is not this rollout's is refused.
 func (i *Istio) ensureDestinationRule(ctx context.Context) error {
-	key := client.ObjectKey{Namespace: i.plan.Namespace, Name: i.plan.DestinationRule}
-	want := i.destinationRuleSpec()
-	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
-		dr := newUnstructured(destinationRuleGVK)
-		err := i.c.Get(ctx, key, dr)
-		if apierrors.IsNotFound(err) {
-			dr = newUnstructured(destinationRuleGVK)
+	_, res, err := kubewrite.CreateOrUpdate(ctx, i.c, i.object(destinationRuleGVK, i.plan.DestinationRule), func(dr *unstructured.Unstructured) error {
+		switch {
+		case dr.GetResourceVersion() == "":
 			setMeta(dr, ownedMeta(i.owner, i.plan.Namespace, i.plan.DestinationRule))
-			dr.Object["spec"] = want
-			if err := i.c.Create(ctx, dr); err != nil {
-				return err
-			}
-			i.log.Info("created DestinationRule", "destinationRule", key.Name)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if !metav1.IsControlledBy(dr, i.owner) {
+		case !metav1.IsControlledBy(dr, i.owner):
 			return errors.New("it exists and is not this rollout's: pipit manages the DestinationRule it names, so name one that does not exist")
 		}
-		have, err := json.Marshal(dr.Object["spec"])
-		if err != nil {
-			return err
-		}
-		if same, err := jsonEqual(have, want); err != nil || same {
-			return err
-		}
-		dr.Object["spec"] = want
-		if err := i.c.Update(ctx, dr); err != nil {
-			return err
-		}
-		i.log.Info("updated DestinationRule", "destinationRule", key.Name)
+		dr.Object["spec"] = i.destinationRuleSpec()
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("DestinationRule %s/%s: %w", key.Namespace, key.Name, err)
+		return fmt.Errorf("DestinationRule %s/%s: %w", i.plan.Namespace, i.plan.DestinationRule, err)
+	}
+	if res != kubewrite.Unchanged {
+		i.log.Info(res.String()+" DestinationRule", "destinationRule", i.plan.DestinationRule)
 	}
 	return nil
 }
@@ -716,6 +643,14 @@ func (i *Istio) destinationRuleSpec() map[string]any {
 		}}}
 	}
 	return s
+}
+
+// object names an Istio object of the rollout's namespace.
+func (i *Istio) object(gvk schema.GroupVersionKind, name string) *unstructured.Unstructured {
+	u := newUnstructured(gvk)
+	u.SetNamespace(i.plan.Namespace)
+	u.SetName(name)
+	return u
 }
 
 func newUnstructured(gvk schema.GroupVersionKind) *unstructured.Unstructured {
@@ -759,15 +694,4 @@ func anyStrings(s []string) []any {
 		out[n] = v
 	}
 	return out
-}
-
-// jsonEqual says whether v encodes to the same JSON as before: the way to
-// compare what was read with what was edited, as numbers read back from
-// the API server may be of another Go type than those written.
-func jsonEqual(before []byte, v any) (bool, error) {
-	after, err := json.Marshal(v)
-	if err != nil {
-		return false, err
-	}
-	return string(before) == string(after), nil
 }

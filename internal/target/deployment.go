@@ -21,12 +21,12 @@ import (
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/kubewrite"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -106,7 +106,7 @@ type Deployment struct {
 // read from the API server (it needs its UID).
 func NewDeployment(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan, log *slog.Logger) *Deployment {
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	return &Deployment{c: c, owner: owner, plan: plan, log: log.With("rollout", owner.Name, "namespace", plan.Namespace)}
 }
@@ -519,12 +519,8 @@ type copySpec struct {
 // applyCopy creates or updates a copy of the target t and returns it as
 // written.
 func (d *Deployment) applyCopy(ctx context.Context, t *appsv1.Deployment, cs copySpec) (*appsv1.Deployment, error) {
-	var out *appsv1.Deployment
-	err := d.upsert(ctx, func() client.Object {
-		out = &appsv1.Deployment{ObjectMeta: d.meta(cs.name)}
-		return out
-	}, func() error {
-		return d.shapeCopy(out, t, cs)
+	out, _, err := kubewrite.CreateOrUpdate(ctx, d.c, &appsv1.Deployment{ObjectMeta: d.meta(cs.name)}, func(dep *appsv1.Deployment) error {
+		return d.shapeCopy(dep, t, cs)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("write Deployment %s: %w", d.name(cs.name), err)
@@ -635,18 +631,15 @@ func (d *Deployment) ensureHPA(ctx context.Context) (bool, error) {
 	}
 	if user == nil {
 		if mine != nil {
-			if err := d.c.Delete(ctx, mine); client.IgnoreNotFound(err) != nil {
+			if err := kubewrite.DeleteIfPresent(ctx, d.c, mine); err != nil {
 				return false, fmt.Errorf("delete HorizontalPodAutoscaler %s: %w", d.name(mine.Name), err)
 			}
 			d.log.Info("the target is no longer autoscaled; removed the stable copy's autoscaler")
 		}
 		return false, nil
 	}
-	var h *autoscalingv2.HorizontalPodAutoscaler
-	err := d.upsert(ctx, func() client.Object {
-		h = &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: d.meta(d.plan.StableWorkload)}
-		return h
-	}, func() error {
+	fresh := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: d.meta(d.plan.StableWorkload)}
+	_, _, err := kubewrite.CreateOrUpdate(ctx, d.c, fresh, func(h *autoscalingv2.HorizontalPodAutoscaler) error {
 		if h.ResourceVersion != "" && !d.ours(h) {
 			return fmt.Errorf("it exists and is not managed by rollout %s", d.owner.Name)
 		}
@@ -700,39 +693,14 @@ func (d *Deployment) getCopy(ctx context.Context, name string) (*appsv1.Deployme
 }
 
 // modifyDeployment applies change to a Deployment and writes it back when
-// it changed, retrying on conflicts. It returns the NotFound error as is.
+// it changed, retrying on conflicts. A missing Deployment's error is
+// NotFound (see apierrors.IsNotFound).
 func (d *Deployment) modifyDeployment(ctx context.Context, name string, change func(*appsv1.Deployment) error) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var dep appsv1.Deployment
-		if err := d.c.Get(ctx, d.key(name), &dep); err != nil {
-			if apierrors.IsNotFound(err) {
-				return err
-			}
-			return fmt.Errorf("get Deployment %s: %w", d.name(name), err)
-		}
-		before := dep.DeepCopy()
-		if err := change(&dep); err != nil {
-			return err
-		}
-		if equality.Semantic.DeepEqual(before, &dep) {
-			return nil
-		}
-		if err := d.c.Update(ctx, &dep); err != nil {
-			return fmt.Errorf("update Deployment %s: %w", d.name(name), err)
-		}
-		return nil
-	})
-}
-
-// upsert creates or updates the object fresh returns (with its name set),
-// after mutate shaped it, retrying when another writer got in between. It
-// writes nothing when mutate changed nothing.
-func (d *Deployment) upsert(ctx context.Context, fresh func() client.Object, mutate func() error) error {
-	retriable := func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
-	return retry.OnError(retry.DefaultRetry, retriable, func() error {
-		_, err := controllerutil.CreateOrUpdate(ctx, d.c, fresh(), mutate)
-		return err
-	})
+	_, _, err := kubewrite.Update(ctx, d.c, &appsv1.Deployment{ObjectMeta: d.meta(name)}, change)
+	if err != nil {
+		return fmt.Errorf("Deployment %s: %w", d.name(name), err)
+	}
+	return nil
 }
 
 // ours reports whether pipit manages obj for this rollout.
