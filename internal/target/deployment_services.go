@@ -31,6 +31,7 @@ func (d *Deployment) EnsureServices(ctx context.Context) error {
 	return d.ensureServices(ctx, t)
 }
 
+// ensureServices is EnsureServices for the target t, read already.
 func (d *Deployment) ensureServices(ctx context.Context, t *appsv1.Deployment) error {
 	if t.Spec.Selector == nil || len(t.Spec.Selector.MatchLabels) == 0 {
 		return fmt.Errorf("the selector of Deployment %s has no matchLabels, which the Services need to select its pods",
