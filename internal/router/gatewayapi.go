@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,16 +9,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/kubewrite"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -64,20 +61,21 @@ type GatewayAPI struct {
 }
 
 // NewGatewayAPI returns the router of the HTTPRoute plan.HTTPRoute in
-// plan.Namespace, on behalf of the Rollout owner. It logs to log (nil:
-// slog.Default()), adding the router and the HTTPRoute.
+// plan.Namespace, on behalf of the Rollout owner. It logs to log only (nil
+// logs nothing), adding the router and the HTTPRoute.
 func NewGatewayAPI(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan, log *slog.Logger) *GatewayAPI {
 	return &GatewayAPI{
 		c: c, owner: owner, plan: plan,
-		log: orDefault(log).With("router", "gatewayAPI", "httpRoute", plan.HTTPRoute),
+		log: orDiscard(log).With("router", "gatewayAPI", "httpRoute", plan.HTTPRoute),
 	}
 }
 
-// orDefault is log, or slog.Default() when there is none. The caller's
-// logger carries the rollout and its namespace.
-func orDefault(log *slog.Logger) *slog.Logger {
+// orDiscard is log, or a logger that drops everything when there is none:
+// a router logs only to the logger it is given. The caller's logger
+// carries the rollout and its namespace.
+func orDiscard(log *slog.Logger) *slog.Logger {
 	if log == nil {
-		return slog.Default()
+		return slog.New(slog.DiscardHandler)
 	}
 	return log
 }
@@ -112,30 +110,18 @@ func (g *GatewayAPI) Weight() v1alpha1.Percent { return v1alpha1.Percent(g.weigh
 func (g *GatewayAPI) Remove(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
-	key := client.ObjectKey{Namespace: g.plan.Namespace, Name: g.plan.HTTPRoute}
-	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
-		var route gatewayv1.HTTPRoute
-		err := g.c.Get(ctx, key, &route)
-		if apierrors.IsNotFound(err) {
-			return nil
+	_, res, err := kubewrite.Update(ctx, g.c, g.object(), func(r *gatewayv1.HTTPRoute) error {
+		if metav1.IsControlledBy(r, g.owner) {
+			return nil // pipit's own: the garbage collector deletes it
 		}
-		if err != nil {
-			return err
-		}
-		if metav1.IsControlledBy(&route, g.owner) {
-			return nil
-		}
-		updated, err := g.update(ctx, &route, func(r *gatewayv1.HTTPRoute) error {
-			g.restore(r)
-			return nil
-		})
-		if updated {
-			g.log.Info("gave the HTTPRoute back to the apex Service", "service", g.plan.Service)
-		}
-		return err
+		g.restore(r)
+		return nil
 	})
-	if err != nil {
-		return fmt.Errorf("HTTPRoute %s/%s: %w", key.Namespace, key.Name, err)
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("HTTPRoute %s/%s: %w", g.plan.Namespace, g.plan.HTTPRoute, err)
+	}
+	if res == kubewrite.Updated {
+		g.log.Info("gave the HTTPRoute back to the apex Service", "service", g.plan.Service)
 	}
 	g.weight.Store(0)
 	return nil
@@ -146,56 +132,26 @@ func (g *GatewayAPI) Remove(ctx context.Context) error {
 func (g *GatewayAPI) write(ctx context.Context, w v1alpha1.Percent, live bool) error {
 	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
-	key := client.ObjectKey{Namespace: g.plan.Namespace, Name: g.plan.HTTPRoute}
 	session := live && g.sticky() && !g.noSession.Load()
-	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
-		var route gatewayv1.HTTPRoute
-		err := g.c.Get(ctx, key, &route)
-		if apierrors.IsNotFound(err) {
-			route = g.newRoute()
-			if err := g.edit(&route, w, live, session); err != nil {
-				return err
-			}
-			if err := g.c.Create(ctx, &route); err != nil {
-				return err
-			}
-			g.log.Info("created HTTPRoute", "weight", w, "canaryLive", live)
-			g.checkSession(&route, session)
-			return nil
+	route, res, err := kubewrite.CreateOrUpdate(ctx, g.c, g.object(), func(r *gatewayv1.HTTPRoute) error {
+		if r.ResourceVersion == "" {
+			g.initRoute(r)
 		}
-		if err != nil {
-			return err
-		}
-		updated, err := g.update(ctx, &route, func(r *gatewayv1.HTTPRoute) error {
-			return g.edit(r, w, live, session)
-		})
-		if err != nil || !updated {
-			return err
-		}
-		g.log.Info("updated HTTPRoute", "weight", w, "canaryLive", live)
-		g.checkSession(&route, session)
-		return nil
+		return g.edit(r, w, live, session)
 	})
 	if err != nil {
-		return fmt.Errorf("HTTPRoute %s/%s: %w", key.Namespace, key.Name, err)
+		return fmt.Errorf("HTTPRoute %s/%s: %w", g.plan.Namespace, g.plan.HTTPRoute, err)
+	}
+	if res != kubewrite.Unchanged {
+		g.log.Info(res.String()+" HTTPRoute", "weight", w, "canaryLive", live)
+		g.checkSession(route, session)
 	}
 	return nil
 }
 
-// update applies change to a route read from the API server and writes
-// it back when that changed its spec, reporting whether it did.
-func (g *GatewayAPI) update(ctx context.Context, route *gatewayv1.HTTPRoute, change func(*gatewayv1.HTTPRoute) error) (bool, error) {
-	before := route.Spec.DeepCopy()
-	if err := change(route); err != nil {
-		return false, err
-	}
-	if equality.Semantic.DeepEqual(before, &route.Spec) {
-		return false, nil
-	}
-	if err := g.c.Update(ctx, route); err != nil {
-		return false, err
-	}
-	return true, nil
+// object names the route.
+func (g *GatewayAPI) object() *gatewayv1.HTTPRoute {
+	return &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: g.plan.Namespace, Name: g.plan.HTTPRoute}}
 }
 
 // checkSession notices that the API server dropped the session
@@ -215,18 +171,16 @@ func (g *GatewayAPI) checkSession(route *gatewayv1.HTTPRoute, wanted bool) {
 	g.log.Warn("the HTTPRoute CRD has no sessionPersistence (an experimental Gateway API field; install the experimental channel's CRDs for it): sticky sessions are off")
 }
 
-// newRoute is the route pipit creates when there is none: owned by the
-// Rollout, attached to the plan's parents, with one rule to stable.
-func (g *GatewayAPI) newRoute() gatewayv1.HTTPRoute {
-	return gatewayv1.HTTPRoute{
-		ObjectMeta: ownedMeta(g.owner, g.plan.Namespace, g.plan.HTTPRoute),
-		Spec: gatewayv1.HTTPRouteSpec{
-			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: g.parentRefs()},
-			Rules: []gatewayv1.HTTPRouteRule{{
-				Matches:     []gatewayv1.HTTPRouteMatch{{Path: rootPath()}},
-				BackendRefs: []gatewayv1.HTTPBackendRef{g.backendRef(g.plan.StableService, int32(v1alpha1.FullWeight), nil)},
-			}},
-		},
+// initRoute makes r the route pipit creates when there is none: owned by
+// the Rollout, attached to the plan's parents, with one rule to stable.
+func (g *GatewayAPI) initRoute(r *gatewayv1.HTTPRoute) {
+	r.ObjectMeta = ownedMeta(g.owner, g.plan.Namespace, g.plan.HTTPRoute)
+	r.Spec = gatewayv1.HTTPRouteSpec{
+		CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: g.parentRefs()},
+		Rules: []gatewayv1.HTTPRouteRule{{
+			Matches:     []gatewayv1.HTTPRouteMatch{{Path: rootPath()}},
+			BackendRefs: []gatewayv1.HTTPBackendRef{g.backendRef(g.plan.StableService, int32(v1alpha1.FullWeight), nil)},
+		}},
 	}
 }
 
@@ -451,249 +405,6 @@ func (g *GatewayAPI) sessionCookie() (string, metav1.Duration) {
 		s = g.plan.Traffic.StickySession
 	}
 	return stickyCookie(g.owner, s)
-}
-
-// pipitRules are the rules for the traffic rules: one per traffic rule
-// and managed rule, narrowing that rule's matches, to one Service.
-func (g *GatewayAPI) pipitRules(user []gatewayv1.HTTPRouteRule, managed []int) ([]gatewayv1.HTTPRouteRule, error) {
-	if g.plan.Traffic == nil {
-		return nil, nil
-	}
-	names := ruleNames(g.plan.Traffic.Rules)
-	used := map[string]bool{}
-	var out []gatewayv1.HTTPRouteRule
-	for i, tr := range g.plan.Traffic.Rules {
-		ours, err := gatewayMatches(tr)
-		if err != nil {
-			return nil, ruleError(i, tr, err)
-		}
-		service, at := g.plan.CanaryService, 1
-		if tr.To == v1alpha1.DestinationStable {
-			service, at = g.plan.StableService, 0
-		}
-		for _, m := range managed {
-			r := user[m]
-			matches := combineMatches(r, ours)
-			if len(matches) == 0 {
-				g.log.Warn("a traffic rule cannot narrow a route rule's matches (paths not inside one another, different methods or conditions on one header, or a rewrite of the matched prefix): no pipit rule for that route rule", "trafficRule", i, "routeRule", m)
-				continue
-			}
-			out = append(out, gatewayv1.HTTPRouteRule{
-				Name:        ptr.To(gatewayv1.SectionName(uniqueName(names[i], used))),
-				Matches:     matches,
-				Filters:     g.withoutMirror(r.Filters),
-				BackendRefs: []gatewayv1.HTTPBackendRef{g.backendRef(service, 1, r.BackendRefs[at].Filters)},
-				Timeouts:    r.Timeouts.DeepCopy(),
-				Retry:       r.Retry.DeepCopy(),
-			})
-		}
-	}
-	return out, nil
-}
-
-// gatewayMatches translates a traffic rule into Gateway API matches: one,
-// or one per method of a list of methods.
-func gatewayMatches(r v1alpha1.TrafficRule) ([]gatewayv1.HTTPRouteMatch, error) {
-	must, not, err := headerConditions(r)
-	if err != nil {
-		return nil, err
-	}
-	cookies, notCookies := cookieConditions(r)
-	if len(not)+len(notCookies) > 0 {
-		return nil, errors.New("the Gateway API cannot negate a match (not)")
-	}
-	var m gatewayv1.HTTPRouteMatch
-	for _, name := range sortedKeys(must) {
-		v, err := valueCondition(must[name], false)
-		if err != nil {
-			return nil, fmt.Errorf("header %s: %w", name, err)
-		}
-		m.Headers = append(m.Headers, headerMatch(name, v))
-	}
-	if len(cookies) > 0 {
-		re, err := cookiesAll(cookies)
-		if err != nil {
-			return nil, err
-		}
-		m.Headers = append(m.Headers, headerMatch(cookieHeader, valueMatch{matchRegex, re}))
-		slices.SortFunc(m.Headers, func(a, b gatewayv1.HTTPHeaderMatch) int { return strings.Compare(string(a.Name), string(b.Name)) })
-	}
-	for _, name := range sortedKeys(r.QueryParams) {
-		q := r.QueryParams[name]
-		if q.Not {
-			return nil, errors.New("the Gateway API cannot negate a match (not)")
-		}
-		v, err := valueCondition(q, false)
-		if err != nil {
-			return nil, fmt.Errorf("query parameter %s: %w", name, err)
-		}
-		t := gatewayv1.QueryParamMatchExact
-		if v.kind == matchRegex {
-			t = gatewayv1.QueryParamMatchRegularExpression
-		}
-		m.QueryParams = append(m.QueryParams, gatewayv1.HTTPQueryParamMatch{Type: ptr.To(t), Name: gatewayv1.HTTPHeaderName(name), Value: v.value})
-	}
-	if p := r.Path; p != nil {
-		if p.Not {
-			return nil, errors.New("the Gateway API cannot negate a match (not)")
-		}
-		v, err := valueCondition(*p, true)
-		if err != nil {
-			return nil, fmt.Errorf("path: %w", err)
-		}
-		t := map[matchKind]gatewayv1.PathMatchType{
-			matchExact: gatewayv1.PathMatchExact, matchPrefix: gatewayv1.PathMatchPathPrefix, matchRegex: gatewayv1.PathMatchRegularExpression,
-		}[v.kind]
-		m.Path = &gatewayv1.HTTPPathMatch{Type: ptr.To(t), Value: ptr.To(v.value)}
-	}
-	return withMethods(m, r.Method)
-}
-
-// withMethods is the match for each method a condition allows: the
-// Gateway API matches one method exactly.
-func withMethods(m gatewayv1.HTTPRouteMatch, c *v1alpha1.StringMatch) ([]gatewayv1.HTTPRouteMatch, error) {
-	switch {
-	case c == nil:
-		return []gatewayv1.HTTPRouteMatch{m}, nil
-	case c.Not, c.Prefix != "", c.Suffix != "", c.Regex != "", c.InFile != "":
-		return nil, errors.New("method: the Gateway API matches methods exactly: use exact or in")
-	case c.Exact != "":
-		m.Method = ptr.To(gatewayv1.HTTPMethod(c.Exact))
-		return []gatewayv1.HTTPRouteMatch{m}, nil
-	}
-	var out []gatewayv1.HTTPRouteMatch
-	for _, method := range c.In {
-		one := *m.DeepCopy()
-		one.Method = ptr.To(gatewayv1.HTTPMethod(method))
-		out = append(out, one)
-	}
-	return out, nil
-}
-
-func headerMatch(name string, v valueMatch) gatewayv1.HTTPHeaderMatch {
-	t := gatewayv1.HeaderMatchExact
-	if v.kind == matchRegex {
-		t = gatewayv1.HeaderMatchRegularExpression
-	}
-	return gatewayv1.HTTPHeaderMatch{Type: ptr.To(t), Name: gatewayv1.HTTPHeaderName(name), Value: v.value}
-}
-
-// combineMatches is every user match narrowed by every one of pipit's:
-// requests that both select. A rule without matches matches everything.
-// Pairs that cannot both hold in one Gateway API match (paths neither
-// inside the other, different methods, two conditions on one header) are
-// left out, and so is narrowing the path of a rule that replaces the
-// matched path prefix, which would change what it replaces.
-func combineMatches(r gatewayv1.HTTPRouteRule, ours []gatewayv1.HTTPRouteMatch) []gatewayv1.HTTPRouteMatch {
-	user := r.Matches
-	if len(user) == 0 {
-		user = []gatewayv1.HTTPRouteMatch{{}}
-	}
-	fixed := replacesPrefix(r)
-	var out []gatewayv1.HTTPRouteMatch
-	for _, u := range user {
-		for _, o := range ours {
-			if m, ok := combineMatch(u, o, fixed); ok {
-				out = append(out, m)
-			}
-		}
-	}
-	return out
-}
-
-func combineMatch(u, o gatewayv1.HTTPRouteMatch, fixedPath bool) (gatewayv1.HTTPRouteMatch, bool) {
-	out := *u.DeepCopy()
-	path, ok := narrowPath(out.Path, o.Path, fixedPath)
-	if !ok {
-		return out, false
-	}
-	out.Path = path
-	if o.Method != nil {
-		if out.Method != nil && *out.Method != *o.Method {
-			return out, false
-		}
-		out.Method = ptr.To(*o.Method)
-	}
-	for _, h := range o.Headers {
-		i := slices.IndexFunc(out.Headers, func(x gatewayv1.HTTPHeaderMatch) bool { return strings.EqualFold(string(x.Name), string(h.Name)) })
-		if i < 0 {
-			out.Headers = append(out.Headers, h)
-		} else if x := out.Headers[i]; ptr.Deref(x.Type, gatewayv1.HeaderMatchExact) != *h.Type || x.Value != h.Value {
-			return out, false
-		}
-	}
-	for _, q := range o.QueryParams {
-		i := slices.IndexFunc(out.QueryParams, func(x gatewayv1.HTTPQueryParamMatch) bool { return x.Name == q.Name })
-		if i < 0 {
-			out.QueryParams = append(out.QueryParams, q)
-		} else if x := out.QueryParams[i]; ptr.Deref(x.Type, gatewayv1.QueryParamMatchExact) != *q.Type || x.Value != q.Value {
-			return out, false
-		}
-	}
-	return out, true
-}
-
-// narrowPath is the path match both user and ours select: the narrower
-// one, when one is inside the other.
-func narrowPath(user, ours *gatewayv1.HTTPPathMatch, fixed bool) (*gatewayv1.HTTPPathMatch, bool) {
-	switch {
-	case ours == nil && user == nil:
-		return rootPath(), true
-	case ours == nil:
-		return user, true
-	case user != nil && samePath(*user, *ours):
-		return user, true
-	case fixed:
-		return nil, false
-	case isRootPath(user) || pathWithin(*ours, *user):
-		return ours.DeepCopy(), true
-	}
-	return nil, false
-}
-
-// pathWithin says whether every path p matches is under prefix, a
-// PathPrefix match (whole path segments).
-func pathWithin(p, prefix gatewayv1.HTTPPathMatch) bool {
-	if ptr.Deref(prefix.Type, gatewayv1.PathMatchPathPrefix) != gatewayv1.PathMatchPathPrefix ||
-		ptr.Deref(p.Type, gatewayv1.PathMatchPathPrefix) == gatewayv1.PathMatchRegularExpression {
-		return false
-	}
-	base := strings.TrimSuffix(ptr.Deref(prefix.Value, "/"), "/")
-	v := ptr.Deref(p.Value, "/")
-	return v == base || strings.HasPrefix(v, base+"/")
-}
-
-// replacesPrefix says whether a rule rewrites or redirects by replacing
-// the path prefix its match selected.
-func replacesPrefix(r gatewayv1.HTTPRouteRule) bool {
-	filters := slices.Clone(r.Filters)
-	for _, b := range r.BackendRefs {
-		filters = append(filters, b.Filters...)
-	}
-	return slices.ContainsFunc(filters, func(f gatewayv1.HTTPRouteFilter) bool {
-		var p *gatewayv1.HTTPPathModifier
-		switch {
-		case f.URLRewrite != nil:
-			p = f.URLRewrite.Path
-		case f.RequestRedirect != nil:
-			p = f.RequestRedirect.Path
-		}
-		return p != nil && p.Type == gatewayv1.PrefixMatchHTTPPathModifier
-	})
-}
-
-// rootPath is the match of every path, the API's default.
-func rootPath() *gatewayv1.HTTPPathMatch {
-	return &gatewayv1.HTTPPathMatch{Type: ptr.To(gatewayv1.PathMatchPathPrefix), Value: ptr.To("/")}
-}
-
-func isRootPath(p *gatewayv1.HTTPPathMatch) bool {
-	return p == nil || samePath(*p, *rootPath())
-}
-
-func samePath(a, b gatewayv1.HTTPPathMatch) bool {
-	return ptr.Deref(a.Type, gatewayv1.PathMatchPathPrefix) == ptr.Deref(b.Type, gatewayv1.PathMatchPathPrefix) &&
-		ptr.Deref(a.Value, "/") == ptr.Deref(b.Value, "/")
 }
 
 // gatewayDuration writes d as a Gateway API duration (GEP-2257): hours,

@@ -178,6 +178,29 @@ func TestGatewayAPIEditsUserRoute(t *testing.T) {
 		t.Errorf("app's matches or filters changed: %+v %+v", app.Matches, app.Filters)
 	}
 
+	checkGatewayPipitRules(t, route, original)
+
+	// The rollout ends: pipit's rules leave, stable gets everything, the
+	// rest is as the user wrote it (with the apex replaced).
+	if err := g.SetWeight(testCtx(t), 12_500, false); err != nil {
+		t.Fatal(err)
+	}
+	route = getRoute(t, c, "shop")
+	if got := strings.Join(ruleNamesOf(route), ","); got != "assets,app" {
+		t.Fatalf("rules %s after the rollout, want the user's only", got)
+	}
+	if w := weightsOf(ruleNamed(t, route, "app")); w["web-stable"] != 100_000 || w["web-canary"] != 0 {
+		t.Errorf("weights %v after the rollout, want all on stable", w)
+	}
+	if g.Weight() != 0 {
+		t.Errorf("Weight() = %s after the rollout, want 0", g.Weight())
+	}
+}
+
+// checkGatewayPipitRules checks the rules TestGatewayAPIEditsUserRoute's
+// traffic rules become: each narrows the user's app rule.
+func checkGatewayPipitRules(t *testing.T, route, original *gatewayv1.HTTPRoute) {
+	t.Helper()
 	beta := ruleNamed(t, route, "pipit-beta")
 	if w := weightsOf(beta); w["web-canary"] != 1 || len(w) != 1 {
 		t.Errorf("pipit-beta sends to %v, want web-canary only", w)
@@ -219,22 +242,6 @@ func TestGatewayAPIEditsUserRoute(t *testing.T) {
 		if *m.Path.Value != "/api/admin" || *m.Path.Type != gatewayv1.PathMatchPathPrefix || ptr.Deref(m.Method, "") != method {
 			t.Errorf("match %d: %s %s %v, want PathPrefix /api/admin %s", n, *m.Path.Type, *m.Path.Value, m.Method, method)
 		}
-	}
-
-	// The rollout ends: pipit's rules leave, stable gets everything, the
-	// rest is as the user wrote it (with the apex replaced).
-	if err := g.SetWeight(testCtx(t), 12_500, false); err != nil {
-		t.Fatal(err)
-	}
-	route = getRoute(t, c, "shop")
-	if got := strings.Join(ruleNamesOf(route), ","); got != "assets,app" {
-		t.Fatalf("rules %s after the rollout, want the user's only", got)
-	}
-	if w := weightsOf(ruleNamed(t, route, "app")); w["web-stable"] != 100_000 || w["web-canary"] != 0 {
-		t.Errorf("weights %v after the rollout, want all on stable", w)
-	}
-	if g.Weight() != 0 {
-		t.Errorf("Weight() = %s after the rollout, want 0", g.Weight())
 	}
 }
 
@@ -423,6 +430,20 @@ func countUpdates(n *int) *interceptor.Funcs {
 // rules that pipit split sends to the apex Service alone, as before, and
 // pipit's rules, mirror and session persistence are gone: the stable and
 // canary Services go with the Rollout.
+// apexRefs is a rule's backendRefs to the apex Service web alone, with
+// filters, as Remove writes them.
+func apexRefs(filters []gatewayv1.HTTPRouteFilter) []gatewayv1.HTTPBackendRef {
+	return []gatewayv1.HTTPBackendRef{{
+		BackendRef: gatewayv1.BackendRef{
+			BackendObjectReference: gatewayv1.BackendObjectReference{
+				Group: ptr.To(gatewayv1.Group("")), Kind: ptr.To(gatewayv1.Kind("Service")), Name: "web", Port: ptr.To[int32](80),
+			},
+			Weight: ptr.To[int32](1),
+		},
+		Filters: filters,
+	}}
+}
+
 func TestGatewayAPIRemove(t *testing.T) {
 	ro := gatewayRollout("shop", &v1alpha1.TrafficSpec{
 		Rules:         []v1alpha1.TrafficRule{{Name: "beta", To: v1alpha1.DestinationCanary, Headers: map[string]v1alpha1.StringMatch{"X-Beta": {}}}},
@@ -465,23 +486,12 @@ func TestGatewayAPIRemove(t *testing.T) {
 	if !equality.Semantic.DeepEqual(ruleNamed(t, route, "assets"), original.Spec.Rules[0]) {
 		t.Errorf("Remove changed the rule to another Service:\n%+v", ruleNamed(t, route, "assets"))
 	}
-	apex := func(filters []gatewayv1.HTTPRouteFilter) []gatewayv1.HTTPBackendRef {
-		return []gatewayv1.HTTPBackendRef{{
-			BackendRef: gatewayv1.BackendRef{
-				BackendObjectReference: gatewayv1.BackendObjectReference{
-					Group: ptr.To(gatewayv1.Group("")), Kind: ptr.To(gatewayv1.Kind("Service")), Name: "web", Port: ptr.To[int32](80),
-				},
-				Weight: ptr.To[int32](1),
-			},
-			Filters: filters,
-		}}
-	}
 	wantApp := app.DeepCopy()
-	wantApp.BackendRefs = apex(app.BackendRefs[0].Filters)
+	wantApp.BackendRefs = apexRefs(app.BackendRefs[0].Filters)
 	if got := ruleNamed(t, route, "app"); !equality.Semantic.DeepEqual(got, *wantApp) {
 		t.Errorf("app after Remove\n%+v\nwant the user's rule to the apex Service alone\n%+v", got, *wantApp)
 	}
-	if got := ruleNamed(t, route, "preview").BackendRefs; !equality.Semantic.DeepEqual(got, apex(nil)) {
+	if got := ruleNamed(t, route, "preview").BackendRefs; !equality.Semantic.DeepEqual(got, apexRefs(nil)) {
 		t.Errorf("preview sends to %+v after Remove, want the apex Service alone", got)
 	}
 	if g.Weight() != 0 {

@@ -2,24 +2,21 @@ package router
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/kubewrite"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -68,12 +65,12 @@ type Istio struct {
 }
 
 // NewIstio returns the router of the VirtualService plan.VirtualService
-// in plan.Namespace, on behalf of the Rollout owner. It logs to log (nil:
-// slog.Default()), adding the router and the VirtualService.
+// in plan.Namespace, on behalf of the Rollout owner. It logs to log only
+// (nil logs nothing), adding the router and the VirtualService.
 func NewIstio(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan, log *slog.Logger) *Istio {
 	return &Istio{
 		c: c, owner: owner, plan: plan,
-		log: orDefault(log).With("router", "istio", "virtualService", plan.VirtualService),
+		log: orDiscard(log).With("router", "istio", "virtualService", plan.VirtualService),
 	}
 }
 
@@ -116,27 +113,17 @@ func (i *Istio) Weight() v1alpha1.Percent { return v1alpha1.Percent(i.weight.Loa
 func (i *Istio) Remove(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, applyTimeout)
 	defer cancel()
-	key := client.ObjectKey{Namespace: i.plan.Namespace, Name: i.plan.VirtualService}
-	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
-		vs := newUnstructured(virtualServiceGVK)
-		err := i.c.Get(ctx, key, vs)
-		if apierrors.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
+	_, res, err := kubewrite.Update(ctx, i.c, i.object(virtualServiceGVK, i.plan.VirtualService), func(vs *unstructured.Unstructured) error {
 		if metav1.IsControlledBy(vs, i.owner) {
-			return nil
+			return nil // pipit's own: the garbage collector deletes it
 		}
-		updated, err := i.update(ctx, vs, i.restore)
-		if updated {
-			i.log.Info("gave the VirtualService back to the apex Service", "service", i.plan.Service)
-		}
-		return err
+		return i.restore(vs)
 	})
-	if err != nil {
-		return fmt.Errorf("VirtualService %s/%s: %w", key.Namespace, key.Name, err)
+	if client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("VirtualService %s/%s: %w", i.plan.Namespace, i.plan.VirtualService, err)
+	}
+	if res == kubewrite.Updated {
+		i.log.Info("gave the VirtualService back to the apex Service", "service", i.plan.Service)
 	}
 	i.weight.Store(0)
 	return nil
@@ -148,63 +135,25 @@ func (i *Istio) bySubsets() bool { return i.plan.DestinationRule != "" }
 // missing, edits it and writes it back when that changed anything, again
 // when another writer came first.
 func (i *Istio) writeVirtualService(ctx context.Context, w v1alpha1.Percent, live bool) error {
-	key := client.ObjectKey{Namespace: i.plan.Namespace, Name: i.plan.VirtualService}
-	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
-		vs := newUnstructured(virtualServiceGVK)
-		err := i.c.Get(ctx, key, vs)
-		if apierrors.IsNotFound(err) {
-			vs = i.newVirtualService()
-			if err := i.edit(vs, w, live); err != nil {
-				return err
-			}
-			if err := i.c.Create(ctx, vs); err != nil {
-				return err
-			}
-			i.log.Info("created VirtualService", "weight", w, "canaryLive", live)
-			return nil
+	_, res, err := kubewrite.CreateOrUpdate(ctx, i.c, i.object(virtualServiceGVK, i.plan.VirtualService), func(vs *unstructured.Unstructured) error {
+		if vs.GetResourceVersion() == "" {
+			i.initVirtualService(vs)
 		}
-		if err != nil {
-			return err
-		}
-		updated, err := i.update(ctx, vs, func(vs *unstructured.Unstructured) error {
-			return i.edit(vs, w, live)
-		})
-		if err != nil || !updated {
-			return err
-		}
-		i.log.Info("updated VirtualService", "weight", w, "canaryLive", live)
-		return nil
+		return i.edit(vs, w, live)
 	})
 	if err != nil {
-		return fmt.Errorf("VirtualService %s/%s: %w", key.Namespace, key.Name, err)
+		return fmt.Errorf("VirtualService %s/%s: %w", i.plan.Namespace, i.plan.VirtualService, err)
+	}
+	if res != kubewrite.Unchanged {
+		i.log.Info(res.String()+" VirtualService", "weight", w, "canaryLive", live)
 	}
 	return nil
 }
 
-// update applies change to a VirtualService read from the API server and
-// writes it back when that changed its spec, reporting whether it did.
-func (i *Istio) update(ctx context.Context, vs *unstructured.Unstructured, change func(*unstructured.Unstructured) error) (bool, error) {
-	before, err := json.Marshal(vs.Object["spec"])
-	if err != nil {
-		return false, err
-	}
-	if err := change(vs); err != nil {
-		return false, err
-	}
-	if same, err := jsonEqual(before, vs.Object["spec"]); err != nil || same {
-		return false, err
-	}
-	if err := i.c.Update(ctx, vs); err != nil {
-		return false, err
-	}
-	return true, nil
-}
-
-// newVirtualService is the VirtualService pipit creates when there is
-// none: owned by the Rollout, for the plan's hosts and gateways, with one
-// route to stable.
-func (i *Istio) newVirtualService() *unstructured.Unstructured {
-	vs := newUnstructured(virtualServiceGVK)
+// initVirtualService makes vs the VirtualService pipit creates when there
+// is none: owned by the Rollout, for the plan's hosts and gateways (see
+// edit), with one route to stable.
+func (i *Istio) initVirtualService(vs *unstructured.Unstructured) {
 	setMeta(vs, ownedMeta(i.owner, i.plan.Namespace, i.plan.VirtualService))
 	dest := map[string]any{"host": i.plan.StableService, "port": map[string]any{"number": int64(i.plan.Port)}}
 	vs.Object["spec"] = map[string]any{
@@ -213,7 +162,6 @@ func (i *Istio) newVirtualService() *unstructured.Unstructured {
 			"route": []any{map[string]any{"destination": dest, "weight": int64(100)}},
 		}},
 	}
-	return vs
 }
 
 // edit makes the VirtualService the desired state: the user's routes to
@@ -445,259 +393,25 @@ func (i *Istio) isCanary(dest map[string]any) bool {
 	return ok && (svc == i.plan.CanaryService || (svc == i.plan.Service && subset == roleCanary))
 }
 
-// pipitRoutes are the routes for the traffic rules: for each traffic rule
-// and managed route, a copy of the route narrowed by the rule's conditions
-// and sending everything to one version.
-func (i *Istio) pipitRoutes(user []map[string]any, managed []int) ([]any, error) {
-	if i.plan.Traffic == nil {
-		return nil, nil
-	}
-	names := ruleNames(i.plan.Traffic.Rules)
-	used := map[string]bool{}
-	var out []any
-	for n, tr := range i.plan.Traffic.Rules {
-		ours, err := istioMatch(tr)
-		if err != nil {
-			return nil, ruleError(n, tr, err)
-		}
-		at := 1
-		if tr.To == v1alpha1.DestinationStable {
-			at = 0
-		}
-		for _, m := range managed {
-			src := user[m]
-			matches, err := combineIstioMatches(src, ours)
-			if err != nil {
-				return nil, fmt.Errorf("http route %d: %w", m, err)
-			}
-			if len(matches) == 0 {
-				i.log.Warn("a traffic rule cannot narrow an http route's matches (URIs not inside one another, different methods or conditions on one header, or a URI rewrite): no pipit route for that route", "trafficRule", n, "route", m)
-				continue
-			}
-			route, _ := runtime.DeepCopyJSONValue(src).(map[string]any)
-			i.dropMirror(route)
-			dest, _ := runtime.DeepCopyJSONValue(src["route"].([]any)[at]).(map[string]any)
-			dest["weight"] = int64(100)
-			route["name"] = uniqueName(names[n], used)
-			route["match"] = matches
-			route["route"] = []any{dest}
-			out = append(out, route)
-		}
-	}
-	return out, nil
-}
-
-// istioMatch translates a traffic rule into an Istio HTTPMatchRequest.
-// Header names are lower case, as Istio asks; query parameters take no
-// prefix, so a prefix there becomes a regular expression.
-func istioMatch(r v1alpha1.TrafficRule) (map[string]any, error) {
-	must, not, err := headerConditions(r)
-	if err != nil {
-		return nil, err
-	}
-	headers, err := istioStringMatches(must, true)
-	if err != nil {
-		return nil, fmt.Errorf("header %w", err)
-	}
-	without, err := istioStringMatches(not, true)
-	if err != nil {
-		return nil, fmt.Errorf("header %w", err)
-	}
-	cookies, notCookies := cookieConditions(r)
-	if len(cookies) > 0 {
-		re, err := cookiesAll(cookies)
-		if err != nil {
-			return nil, err
-		}
-		headers[cookieHeader] = map[string]any{"regex": re}
-	}
-	if len(notCookies) > 0 {
-		re, err := cookiesAny(notCookies)
-		if err != nil {
-			return nil, err
-		}
-		without[cookieHeader] = map[string]any{"regex": re}
-	}
-	for name, q := range r.QueryParams {
-		if q.Not {
-			return nil, fmt.Errorf("query parameter %s: Istio negates header conditions only", name)
-		}
-	}
-	query, err := istioStringMatches(r.QueryParams, false)
-	if err != nil {
-		return nil, fmt.Errorf("query parameter %w", err)
-	}
-	m := map[string]any{}
-	for key, v := range map[string]map[string]any{"headers": headers, "withoutHeaders": without, "queryParams": query} {
-		if len(v) > 0 {
-			m[key] = v
-		}
-	}
-	for key, c := range map[string]*v1alpha1.StringMatch{"uri": r.Path, "method": r.Method} {
-		if c == nil {
-			continue
-		}
-		if c.Not {
-			return nil, fmt.Errorf("%s: Istio negates header conditions only", key)
-		}
-		v, err := valueCondition(*c, true)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", key, err)
-		}
-		m[key] = istioStringMatch(v)
-	}
-	return m, nil
-}
-
-// istioStringMatches translates conditions by name; a failure starts with
-// the name.
-func istioStringMatches(conds map[string]v1alpha1.StringMatch, prefixes bool) (map[string]any, error) {
-	out := map[string]any{}
-	for name, c := range conds {
-		v, err := valueCondition(c, prefixes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		out[name] = istioStringMatch(v)
-	}
-	return out, nil
-}
-
-func istioStringMatch(v valueMatch) map[string]any {
-	key := map[matchKind]string{matchExact: "exact", matchPrefix: "prefix", matchRegex: "regex"}[v.kind]
-	return map[string]any{key: v.value}
-}
-
-// combineIstioMatches is every match of a user's route narrowed by
-// pipit's: requests that both select. A route without matches matches
-// everything. Pairs that cannot both hold in one match (URIs neither
-// inside the other, different methods, two conditions on one header or
-// parameter) are left out, and so is narrowing the URI of a route that
-// rewrites it, which would change what the rewrite replaces.
-func combineIstioMatches(route map[string]any, ours map[string]any) ([]any, error) {
-	user, _ := route["match"].([]any)
-	if len(user) == 0 {
-		user = []any{map[string]any{}}
-	}
-	rewrite, _ := route["rewrite"].(map[string]any)
-	_, fixed := rewrite["uri"]
-	if _, regex := rewrite["uriRegexRewrite"]; regex {
-		fixed = true
-	}
-	var out []any
-	for n, u := range user {
-		um, ok := u.(map[string]any)
-		if !ok {
-			return nil, fmt.Errorf("match %d is not an object", n)
-		}
-		if m, ok := combineIstioMatch(um, ours, fixed); ok {
-			out = append(out, m)
-		}
-	}
-	return out, nil
-}
-
-func combineIstioMatch(u, o map[string]any, fixedURI bool) (map[string]any, bool) {
-	out, _ := runtime.DeepCopyJSONValue(u).(map[string]any)
-	if ov, set := o["uri"]; set {
-		uv, userSet := out["uri"]
-		switch {
-		case userSet && reflect.DeepEqual(uv, ov):
-		case fixedURI:
-			return nil, false
-		case !userSet || uriWithin(ov, uv):
-			out["uri"] = runtime.DeepCopyJSONValue(ov)
-		default:
-			return nil, false
-		}
-	}
-	if ov, set := o["method"]; set {
-		if uv, userSet := out["method"]; userSet && !reflect.DeepEqual(uv, ov) {
-			return nil, false
-		}
-		out["method"] = runtime.DeepCopyJSONValue(ov)
-	}
-	for _, key := range []string{"headers", "withoutHeaders", "queryParams"} {
-		om, _ := o[key].(map[string]any)
-		if len(om) == 0 {
-			continue
-		}
-		um, _ := out[key].(map[string]any)
-		if um == nil {
-			um = map[string]any{}
-		}
-		for name, v := range om {
-			if uv, set := um[name]; set {
-				if !reflect.DeepEqual(uv, v) {
-					return nil, false
-				}
-				continue
-			}
-			um[name] = runtime.DeepCopyJSONValue(v)
-		}
-		out[key] = um
-	}
-	return out, true
-}
-
-// uriWithin says whether every URI the StringMatch inner matches is
-// matched by outer, a prefix match.
-func uriWithin(inner, outer any) bool {
-	o, _ := outer.(map[string]any)
-	prefix, ok := o["prefix"].(string)
-	if !ok {
-		return false
-	}
-	i, _ := inner.(map[string]any)
-	for _, key := range []string{"exact", "prefix"} {
-		if v, ok := i[key].(string); ok {
-			return strings.HasPrefix(v, prefix)
-		}
-	}
-	return false
-}
-
 // ensureDestinationRule creates the DestinationRule with the stable and
 // canary subsets of the apex Service, or brings pipit's own up to date. A
 // DestinationRule of that name that is not this rollout's is refused.
 func (i *Istio) ensureDestinationRule(ctx context.Context) error {
-	key := client.ObjectKey{Namespace: i.plan.Namespace, Name: i.plan.DestinationRule}
-	want := i.destinationRuleSpec()
-	err := retry.OnError(retry.DefaultRetry, retriable, func() error {
-		dr := newUnstructured(destinationRuleGVK)
-		err := i.c.Get(ctx, key, dr)
-		if apierrors.IsNotFound(err) {
-			dr = newUnstructured(destinationRuleGVK)
+	_, res, err := kubewrite.CreateOrUpdate(ctx, i.c, i.object(destinationRuleGVK, i.plan.DestinationRule), func(dr *unstructured.Unstructured) error {
+		switch {
+		case dr.GetResourceVersion() == "":
 			setMeta(dr, ownedMeta(i.owner, i.plan.Namespace, i.plan.DestinationRule))
-			dr.Object["spec"] = want
-			if err := i.c.Create(ctx, dr); err != nil {
-				return err
-			}
-			i.log.Info("created DestinationRule", "destinationRule", key.Name)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if !metav1.IsControlledBy(dr, i.owner) {
+		case !metav1.IsControlledBy(dr, i.owner):
 			return errors.New("it exists and is not this rollout's: pipit manages the DestinationRule it names, so name one that does not exist")
 		}
-		have, err := json.Marshal(dr.Object["spec"])
-		if err != nil {
-			return err
-		}
-		if same, err := jsonEqual(have, want); err != nil || same {
-			return err
-		}
-		dr.Object["spec"] = want
-		if err := i.c.Update(ctx, dr); err != nil {
-			return err
-		}
-		i.log.Info("updated DestinationRule", "destinationRule", key.Name)
+		dr.Object["spec"] = i.destinationRuleSpec()
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("DestinationRule %s/%s: %w", key.Namespace, key.Name, err)
+		return fmt.Errorf("DestinationRule %s/%s: %w", i.plan.Namespace, i.plan.DestinationRule, err)
+	}
+	if res != kubewrite.Unchanged {
+		i.log.Info(res.String()+" DestinationRule", "destinationRule", i.plan.DestinationRule)
 	}
 	return nil
 }
@@ -716,6 +430,14 @@ func (i *Istio) destinationRuleSpec() map[string]any {
 		}}}
 	}
 	return s
+}
+
+// object names an Istio object of the rollout's namespace.
+func (i *Istio) object(gvk schema.GroupVersionKind, name string) *unstructured.Unstructured {
+	u := newUnstructured(gvk)
+	u.SetNamespace(i.plan.Namespace)
+	u.SetName(name)
+	return u
 }
 
 func newUnstructured(gvk schema.GroupVersionKind) *unstructured.Unstructured {
@@ -759,15 +481,4 @@ func anyStrings(s []string) []any {
 		out[n] = v
 	}
 	return out
-}
-
-// jsonEqual says whether v encodes to the same JSON as before: the way to
-// compare what was read with what was edited, as numbers read back from
-// the API server may be of another Go type than those written.
-func jsonEqual(before []byte, v any) (bool, error) {
-	after, err := json.Marshal(v)
-	if err != nil {
-		return false, err
-	}
-	return string(before) == string(after), nil
 }

@@ -150,6 +150,24 @@ func TestIstioEditsUserVirtualService(t *testing.T) {
 		t.Errorf("app\n%s\nwant\n%s", got, wantApp)
 	}
 
+	checkIstioPipitRoutes(t, routes)
+
+	if err := r.SetWeight(testCtx(t), 33_333, false); err != nil {
+		t.Fatal(err)
+	}
+	names, routes = httpRoutes(t, getIstio(t, c, "VirtualService", "shop"))
+	if got := strings.Join(names, ","); got != "assets,app" {
+		t.Fatalf("routes %s after the rollout, want the user's", got)
+	}
+	if got := jsonOf(t, routes["app"]["route"]); !strings.Contains(got, `"weight":100`) || !strings.Contains(got, `"weight":0`) {
+		t.Errorf("app routes %s after the rollout, want 100/0", got)
+	}
+}
+
+// checkIstioPipitRoutes checks the routes TestIstioEditsUserVirtualService's
+// traffic rules become: each narrows the user's app route.
+func checkIstioPipitRoutes(t *testing.T, routes map[string]map[string]any) {
+	t.Helper()
 	beta := routes["pipit-beta"]
 	if got := jsonOf(t, beta["route"]); got != `[{"destination":{"host":"web-canary.shop.svc.cluster.local","port":{"number":80}},"headers":{"request":{"set":{"x-via":"mesh"}}},"weight":100}]` {
 		t.Errorf("pipit-beta routes to %s", got)
@@ -187,17 +205,6 @@ func TestIstioEditsUserVirtualService(t *testing.T) {
 	admin := routes["pipit-admin"]["match"].([]any)
 	if len(admin) != 1 || jsonOf(t, admin[0]) != `{"method":{"regex":"^(?:GET|HEAD)$"},"uri":{"prefix":"/api/admin"}}` {
 		t.Errorf("pipit-admin matches %s, want /api/admin inside /api only", jsonOf(t, admin))
-	}
-
-	if err := r.SetWeight(testCtx(t), 33_333, false); err != nil {
-		t.Fatal(err)
-	}
-	names, routes = httpRoutes(t, getIstio(t, c, "VirtualService", "shop"))
-	if got := strings.Join(names, ","); got != "assets,app" {
-		t.Fatalf("routes %s after the rollout, want the user's", got)
-	}
-	if got := jsonOf(t, routes["app"]["route"]); !strings.Contains(got, `"weight":100`) || !strings.Contains(got, `"weight":0`) {
-		t.Errorf("app routes %s after the rollout, want 100/0", got)
 	}
 }
 

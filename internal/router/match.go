@@ -12,7 +12,6 @@ import (
 	"time"
 	"unicode"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
@@ -45,10 +44,6 @@ const maxCookieConditions = 3
 // applyTimeout bounds one Apply or Remove of a Kubernetes router: a few
 // calls to the API server, retried on conflicts.
 const applyTimeout = 30 * time.Second
-
-// retriable is what a router's write retries: another writer changed the
-// object between our read and our write, or created it first.
-func retriable(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
 
 // isPipitRule says whether a rule or route was added by pipit.
 func isPipitRule(name string) bool { return strings.HasPrefix(name, rulePrefix) }

@@ -77,75 +77,78 @@ func fullMatch(re *regexp.Regexp, s string) bool {
 	return regexp.MustCompile("^(?:" + re.String() + ")$").MatchString(s)
 }
 
+// cookiesAllCases are cookie conditions with Cookie headers that must
+// and must not match the regular expression cookiesAll makes of them.
+var cookiesAllCases = []struct {
+	name    string
+	cookies map[string]v1alpha1.StringMatch
+	match   []string
+	miss    []string
+}{
+	{
+		name:    "exact",
+		cookies: map[string]v1alpha1.StringMatch{"beta": {Exact: "1"}},
+		match:   []string{"beta=1", "a=2; beta=1", "beta=1; a=2", "a=2;beta=1;c=3"},
+		miss:    []string{"beta=12", "xbeta=1", "a=beta=1", "a=2", "", "beta=2; other=1"},
+	},
+	{
+		name:    "the name is literal",
+		cookies: map[string]v1alpha1.StringMatch{"a.b": {Exact: "1"}},
+		match:   []string{"a.b=1"},
+		miss:    []string{"axb=1"},
+	},
+	{
+		name:    "prefix stays in its cookie",
+		cookies: map[string]v1alpha1.StringMatch{"seg": {Prefix: "gold"}},
+		match:   []string{"seg=gold", "seg=golden; x=1"},
+		miss:    []string{"seg=silver; x=gold", "seg=; gold=1"},
+	},
+	{
+		name:    "suffix stays in its cookie",
+		cookies: map[string]v1alpha1.StringMatch{"user": {Suffix: "@corp"}},
+		match:   []string{"user=ann@corp", "x=1; user=bob@corp"},
+		miss:    []string{"user=ann; y=@corp", "user=ann@corp.evil"},
+	},
+	{
+		name:    "a regex cannot run into the next cookie",
+		cookies: map[string]v1alpha1.StringMatch{"user": {Regex: ".*x"}},
+		match:   []string{"user=abx", "user=x; b=1"},
+		miss:    []string{"user=1; b=x", "user=1;b=x"},
+	},
+	{
+		name:    "a regex's anchors mean the value's ends",
+		cookies: map[string]v1alpha1.StringMatch{"v": {Regex: "^(?i)beta$"}},
+		match:   []string{"v=beta", "a=1; v=BETA; b=2"},
+		miss:    []string{"v=betamax", "v=xbeta"},
+	},
+	{
+		name:    "a negated class excludes the semicolon",
+		cookies: map[string]v1alpha1.StringMatch{"v": {Regex: "[^a]+z"}},
+		match:   []string{"v=bcz", "v=bz; w=1"},
+		miss:    []string{"v=az", "v=b; q=z"},
+	},
+	{
+		name:    "in",
+		cookies: map[string]v1alpha1.StringMatch{"tier": {In: []string{"gold", "plat+"}}},
+		match:   []string{"tier=gold", "tier=plat+"},
+		miss:    []string{"tier=silver", "tier=plattt"},
+	},
+	{
+		name:    "presence",
+		cookies: map[string]v1alpha1.StringMatch{"beta": {}},
+		match:   []string{"beta=", "beta=anything; x=1"},
+		miss:    []string{"x=beta"},
+	},
+	{
+		name:    "every cookie, in any order",
+		cookies: map[string]v1alpha1.StringMatch{"a": {Exact: "1"}, "b": {Exact: "2"}},
+		match:   []string{"a=1; b=2", "b=2; a=1", "b=2; z=9; a=1", "a=1;b=2"},
+		miss:    []string{"a=1", "b=2", "a=1; b=3", "a=12; b=2"},
+	},
+}
+
 func TestCookiesAll(t *testing.T) {
-	cases := []struct {
-		name    string
-		cookies map[string]v1alpha1.StringMatch
-		match   []string
-		miss    []string
-	}{
-		{
-			name:    "exact",
-			cookies: map[string]v1alpha1.StringMatch{"beta": {Exact: "1"}},
-			match:   []string{"beta=1", "a=2; beta=1", "beta=1; a=2", "a=2;beta=1;c=3"},
-			miss:    []string{"beta=12", "xbeta=1", "a=beta=1", "a=2", "", "beta=2; other=1"},
-		},
-		{
-			name:    "the name is literal",
-			cookies: map[string]v1alpha1.StringMatch{"a.b": {Exact: "1"}},
-			match:   []string{"a.b=1"},
-			miss:    []string{"axb=1"},
-		},
-		{
-			name:    "prefix stays in its cookie",
-			cookies: map[string]v1alpha1.StringMatch{"seg": {Prefix: "gold"}},
-			match:   []string{"seg=gold", "seg=golden; x=1"},
-			miss:    []string{"seg=silver; x=gold", "seg=; gold=1"},
-		},
-		{
-			name:    "suffix stays in its cookie",
-			cookies: map[string]v1alpha1.StringMatch{"user": {Suffix: "@corp"}},
-			match:   []string{"user=ann@corp", "x=1; user=bob@corp"},
-			miss:    []string{"user=ann; y=@corp", "user=ann@corp.evil"},
-		},
-		{
-			name:    "a regex cannot run into the next cookie",
-			cookies: map[string]v1alpha1.StringMatch{"user": {Regex: ".*x"}},
-			match:   []string{"user=abx", "user=x; b=1"},
-			miss:    []string{"user=1; b=x", "user=1;b=x"},
-		},
-		{
-			name:    "a regex's anchors mean the value's ends",
-			cookies: map[string]v1alpha1.StringMatch{"v": {Regex: "^(?i)beta$"}},
-			match:   []string{"v=beta", "a=1; v=BETA; b=2"},
-			miss:    []string{"v=betamax", "v=xbeta"},
-		},
-		{
-			name:    "a negated class excludes the semicolon",
-			cookies: map[string]v1alpha1.StringMatch{"v": {Regex: "[^a]+z"}},
-			match:   []string{"v=bcz", "v=bz; w=1"},
-			miss:    []string{"v=az", "v=b; q=z"},
-		},
-		{
-			name:    "in",
-			cookies: map[string]v1alpha1.StringMatch{"tier": {In: []string{"gold", "plat+"}}},
-			match:   []string{"tier=gold", "tier=plat+"},
-			miss:    []string{"tier=silver", "tier=plattt"},
-		},
-		{
-			name:    "presence",
-			cookies: map[string]v1alpha1.StringMatch{"beta": {}},
-			match:   []string{"beta=", "beta=anything; x=1"},
-			miss:    []string{"x=beta"},
-		},
-		{
-			name:    "every cookie, in any order",
-			cookies: map[string]v1alpha1.StringMatch{"a": {Exact: "1"}, "b": {Exact: "2"}},
-			match:   []string{"a=1; b=2", "b=2; a=1", "b=2; z=9; a=1", "a=1;b=2"},
-			miss:    []string{"a=1", "b=2", "a=1; b=3", "a=12; b=2"},
-		},
-	}
-	for _, c := range cases {
+	for _, c := range cookiesAllCases {
 		t.Run(c.name, func(t *testing.T) {
 			s, err := cookiesAll(c.cookies)
 			if err != nil {

@@ -9,9 +9,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/pipit-dev/pipit/internal/kubewrite"
 )
 
 // defaultPortName names the Services' port when the container port has no
@@ -30,6 +31,7 @@ func (d *Deployment) EnsureServices(ctx context.Context) error {
 	return d.ensureServices(ctx, t)
 }
 
+// ensureServices is EnsureServices for the target t, read already.
 func (d *Deployment) ensureServices(ctx context.Context, t *appsv1.Deployment) error {
 	if t.Spec.Selector == nil || len(t.Spec.Selector.MatchLabels) == 0 {
 		return fmt.Errorf("the selector of Deployment %s has no matchLabels, which the Services need to select its pods",
@@ -62,11 +64,7 @@ func (d *Deployment) ensureServices(ctx context.Context, t *appsv1.Deployment) e
 // not delete it), and its selector unless that misses the pods (labelled
 // pods) the Service is for.
 func (d *Deployment) applyService(ctx context.Context, name string, selector, pods map[string]string, port corev1.ServicePort) error {
-	var svc *corev1.Service
-	err := d.upsert(ctx, func() client.Object {
-		svc = &corev1.Service{ObjectMeta: d.meta(name)}
-		return svc
-	}, func() error {
+	_, _, err := kubewrite.CreateOrUpdate(ctx, d.c, &corev1.Service{ObjectMeta: d.meta(name)}, func(svc *corev1.Service) error {
 		if svc.ResourceVersion != "" && !d.ours(svc) {
 			if !selects(svc.Spec.Selector, pods) {
 				svc.Spec.Selector = selector
@@ -139,13 +137,8 @@ func selects(selector, pods map[string]string) bool {
 // keep reaching the user's Deployment (its selector already picks those
 // pods). The per-version Services go with the Rollout.
 func (d *Deployment) releaseApexService(ctx context.Context) error {
-	key := d.key(d.plan.Service)
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		var svc corev1.Service
-		if err := d.c.Get(ctx, key, &svc); err != nil {
-			return client.IgnoreNotFound(err)
-		}
-		if !d.ours(&svc) {
+	_, _, err := kubewrite.Update(ctx, d.c, &corev1.Service{ObjectMeta: d.meta(d.plan.Service)}, func(svc *corev1.Service) error {
+		if !d.ours(svc) {
 			return nil // the user's own Service: pipit never owned it
 		}
 		svc.OwnerReferences = slices.DeleteFunc(svc.OwnerReferences, func(r metav1.OwnerReference) bool {
@@ -153,9 +146,9 @@ func (d *Deployment) releaseApexService(ctx context.Context) error {
 		})
 		delete(svc.Labels, LabelManagedBy)
 		delete(svc.Labels, LabelRollout)
-		return d.c.Update(ctx, &svc)
+		return nil
 	})
-	if err != nil {
+	if client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("release Service %s: %w", d.name(d.plan.Service), err)
 	}
 	return nil

@@ -128,22 +128,11 @@ func TestGatewayAPICreatesRoute(t *testing.T) {
 	waitGone(t, cl, route)
 }
 
-// TestGatewayAPIEditsUserRoute: in a user's route, the rule to another
-// Service stays exactly as the API server stored it, the rule to the apex
-// is split, pipit's rules narrow it; Remove gives the route back as the
-// API server stored it, the rule sending to the apex alone, and the route
-// outlives the Rollout.
-func TestGatewayAPIEditsUserRoute(t *testing.T) {
-	c, cl := clusterClient(t)
-	ns := c.Namespace(t)
-	ro, plan := createRollout(t, cl, ns, &v1alpha1.KubernetesRouter{GatewayAPI: &v1alpha1.GatewayAPIRouter{HTTPRoute: "shop"}}, &v1alpha1.TrafficSpec{
-		Rules: []v1alpha1.TrafficRule{
-			{Name: "beta", To: v1alpha1.DestinationCanary, Headers: map[string]v1alpha1.StringMatch{"X-Beta": {Exact: "1"}}},
-			{Name: "admin", To: v1alpha1.DestinationCanary, Path: &v1alpha1.StringMatch{Prefix: "/api/admin"}},
-		},
-		Mirror: &v1alpha1.Mirror{Percent: v1alpha1.PercentOf(10)},
-	})
-	user := &gatewayv1.HTTPRoute{
+// userAppRoute is a user's HTTPRoute shop in namespace ns: a rule to
+// another Service (assets) and one to the rollout's apex Service (app),
+// with a filter and a timeout.
+func userAppRoute(ns string) *gatewayv1.HTTPRoute {
+	return &gatewayv1.HTTPRoute{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "shop"},
 		Spec: gatewayv1.HTTPRouteSpec{
 			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Name: "public"}}},
@@ -171,6 +160,24 @@ func TestGatewayAPIEditsUserRoute(t *testing.T) {
 			},
 		},
 	}
+}
+
+// TestGatewayAPIEditsUserRoute: in a user's route, the rule to another
+// Service stays exactly as the API server stored it, the rule to the apex
+// is split, pipit's rules narrow it; Remove gives the route back as the
+// API server stored it, the rule sending to the apex alone, and the route
+// outlives the Rollout.
+func TestGatewayAPIEditsUserRoute(t *testing.T) {
+	c, cl := clusterClient(t)
+	ns := c.Namespace(t)
+	ro, plan := createRollout(t, cl, ns, &v1alpha1.KubernetesRouter{GatewayAPI: &v1alpha1.GatewayAPIRouter{HTTPRoute: "shop"}}, &v1alpha1.TrafficSpec{
+		Rules: []v1alpha1.TrafficRule{
+			{Name: "beta", To: v1alpha1.DestinationCanary, Headers: map[string]v1alpha1.StringMatch{"X-Beta": {Exact: "1"}}},
+			{Name: "admin", To: v1alpha1.DestinationCanary, Path: &v1alpha1.StringMatch{Prefix: "/api/admin"}},
+		},
+		Mirror: &v1alpha1.Mirror{Percent: v1alpha1.PercentOf(10)},
+	})
+	user := userAppRoute(ns)
 	create(t, cl, user)
 	stored := user.DeepCopy() // as defaulted by the API server
 	g := router.NewGatewayAPI(cl, ro, plan, nil)

@@ -112,6 +112,44 @@ func TestIstioCreatesVirtualService(t *testing.T) {
 	waitGone(t, cl, vs)
 }
 
+// createUserVirtualService creates a user's VirtualService shop in
+// namespace ns: a route to another Service (assets) and one to the
+// rollout's apex Service by its long name (app), with a timeout.
+func createUserVirtualService(t *testing.T, cl client.Client, ns string) *unstructured.Unstructured {
+	t.Helper()
+	user := istioObject("VirtualService", ns, "shop")
+	var spec map[string]any
+	must(t, "decode", json.Unmarshal([]byte(`{
+	    "hosts": ["shop.example.com"], "gateways": ["istio-system/public"],
+	    "http": [
+	      {"name": "assets", "match": [{"uri": {"prefix": "/static"}}],
+	       "route": [{"destination": {"host": "assets", "port": {"number": 8080}}}]},
+	      {"name": "app", "match": [{"uri": {"prefix": "/api"}}], "timeout": "10s",
+	       "route": [{"destination": {"host": "web.`+ns+`.svc.cluster.local", "port": {"number": 80}}}]}
+	    ]}`), &spec))
+	user.Object["spec"] = spec
+	create(t, cl, user)
+	return user
+}
+
+// checkDestinationRule checks the DestinationRule web-versions pipit
+// created for TestIstioEditsUserVirtualService's rollout ro, and returns
+// it.
+func checkDestinationRule(t *testing.T, cl client.Client, ns string, ro *v1alpha1.Rollout) *unstructured.Unstructured {
+	t.Helper()
+	dr := istioObject("DestinationRule", ns, "web-versions")
+	get(t, cl, dr)
+	wantDR := `{"host":"web","subsets":[{"labels":{"pipit.dev/role":"stable"},"name":"stable"},{"labels":{"pipit.dev/role":"canary"},"name":"canary"}],` +
+		`"trafficPolicy":{"loadBalancer":{"consistentHash":{"httpCookie":{"name":"user-session","ttl":"3600s"}}}}}`
+	if got := jsonOf(t, dr.Object["spec"]); got != wantDR {
+		t.Errorf("DestinationRule\n%s\nwant\n%s", got, wantDR)
+	}
+	if !metav1.IsControlledBy(dr, ro) {
+		t.Errorf("DestinationRule owners %+v", dr.GetOwnerReferences())
+	}
+	return dr
+}
+
 // TestIstioEditsUserVirtualService: by subsets, with sticky sessions; the
 // user's unrelated route survives Apply and Remove as the API server
 // stored it, the DestinationRule pipit creates passes the schema; Remove
@@ -126,32 +164,12 @@ func TestIstioEditsUserVirtualService(t *testing.T) {
 			Rules:         istioRules(),
 			StickySession: &v1alpha1.StickySession{CookieName: "user-session", TTL: &metav1.Duration{Duration: time.Hour}},
 		})
-	user := istioObject("VirtualService", ns, "shop")
-	var spec map[string]any
-	must(t, "decode", json.Unmarshal([]byte(`{
-	    "hosts": ["shop.example.com"], "gateways": ["istio-system/public"],
-	    "http": [
-	      {"name": "assets", "match": [{"uri": {"prefix": "/static"}}],
-	       "route": [{"destination": {"host": "assets", "port": {"number": 8080}}}]},
-	      {"name": "app", "match": [{"uri": {"prefix": "/api"}}], "timeout": "10s",
-	       "route": [{"destination": {"host": "web.`+ns+`.svc.cluster.local", "port": {"number": 80}}}]}
-	    ]}`), &spec))
-	user.Object["spec"] = spec
-	create(t, cl, user)
+	user := createUserVirtualService(t, cl, ns)
 	_, stored := httpRoutes(t, user)
 	r := router.NewIstio(cl, ro, plan, nil)
 
 	must(t, "SetWeight 25%", r.SetWeight(callCtx(t), v1alpha1.PercentOf(25), true))
-	dr := istioObject("DestinationRule", ns, "web-versions")
-	get(t, cl, dr)
-	wantDR := `{"host":"web","subsets":[{"labels":{"pipit.dev/role":"stable"},"name":"stable"},{"labels":{"pipit.dev/role":"canary"},"name":"canary"}],` +
-		`"trafficPolicy":{"loadBalancer":{"consistentHash":{"httpCookie":{"name":"user-session","ttl":"3600s"}}}}}`
-	if got := jsonOf(t, dr.Object["spec"]); got != wantDR {
-		t.Errorf("DestinationRule\n%s\nwant\n%s", got, wantDR)
-	}
-	if !metav1.IsControlledBy(dr, ro) {
-		t.Errorf("DestinationRule owners %+v", dr.GetOwnerReferences())
-	}
+	dr := checkDestinationRule(t, cl, ns, ro)
 	vs := istioObject("VirtualService", ns, "shop")
 	get(t, cl, vs)
 	names, routes := httpRoutes(t, vs)

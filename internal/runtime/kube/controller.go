@@ -278,22 +278,30 @@ func validate(r *v1alpha1.Rollout) error {
 }
 
 // managedFor returns the rollout's runner, built anew when the spec
-// changed since it was built.
+// changed since it was built. The lock is held only to look the runner up
+// and to detach or attach one: stopping the old runner waits for its hooks
+// and notifications, which must not hold up the reconciles of other
+// rollouts. Reconciles of one rollout never overlap, so nothing else
+// touches its entry in between.
 func (rc *Reconciler) managedFor(r *v1alpha1.Rollout) (*managed, error) {
 	key := types.NamespacedName{Namespace: r.Namespace, Name: r.Name}
 	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if m := rc.rollouts[key]; m != nil {
-		if m.generation == r.Generation {
-			return m, nil
-		}
-		m.stop()
-		delete(rc.rollouts, key)
+	old := rc.rollouts[key]
+	if old != nil && old.generation == r.Generation {
+		rc.mu.Unlock()
+		return old, nil
+	}
+	delete(rc.rollouts, key)
+	rc.mu.Unlock()
+	if old != nil {
+		old.stop()
 	}
 	m, err := rc.newManaged(r)
 	if err != nil {
 		return nil, err
 	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
 	if rc.rollouts == nil {
 		rc.rollouts = map[types.NamespacedName]*managed{}
 	}
@@ -343,14 +351,19 @@ func (rc *Reconciler) forget(key types.NamespacedName) {
 	rc.metrics.forget(key.Namespace, key.Name)
 }
 
-// stopAll ends every rollout's background work, when the controller stops.
+// stopAll ends every rollout's background work when the controller
+// stops, and waits until it has: the rollouts stop side by side, so that
+// shutting down takes as long as the slowest, not all of them in turn.
 func (rc *Reconciler) stopAll() {
 	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	for key, m := range rc.rollouts {
-		m.stop()
-		delete(rc.rollouts, key)
+	all := rc.rollouts
+	rc.rollouts = nil
+	rc.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, m := range all {
+		wg.Go(m.stop)
 	}
+	wg.Wait()
 }
 
 // recordEvent records a rollout transition as a Kubernetes Event.

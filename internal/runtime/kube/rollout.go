@@ -81,10 +81,14 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	return m, nil
 }
 
-// stop ends the rollout's background work: hook runs and notifications.
+// stop ends the rollout's background work and waits for it: hook runs
+// end with their context, and the notifier delivers what was queued before
+// stop (within its drain timeout) before it returns, so the last events of
+// a rollout that is rebuilt, deleted or shut down still go out.
 func (m *managed) stop() {
 	m.cancel()
 	m.hooks.Wait()
+	m.notifier.Close()
 }
 
 // tick runs the rollout once: turns a new pod template (or the first one)

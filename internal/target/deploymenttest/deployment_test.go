@@ -160,6 +160,16 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 	e := newEnv(t, webDeployment("registry.example/web:v1", 4, 600), nil)
 	e.Eventually("the user's Deployment rolls out", func(ctx context.Context) error { return e.rolledOut(ctx, "web", 4) })
 
+	v1 := installThroughTheCopies(t, e)
+	v2 := canaryThroughTheCopies(t, e, v1)
+	promoteThroughTheCopies(t, e, v2)
+	releaseThroughTheCopies(t, e)
+}
+
+// installThroughTheCopies installs the user's Deployment: the stable copy
+// serves it behind the Services, the Deployment held at zero.
+func installThroughTheCopies(t *testing.T, e *env) v1alpha1.VersionRef {
+	t.Helper()
 	v1, err := e.d.Desired(e.Ctx())
 	if err != nil {
 		t.Fatal(err)
@@ -206,9 +216,13 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 	if o := e.d.Observe(e.Ctx()); o.StableVersion != v1.Template || o.CanaryVersion != "" {
 		t.Errorf("installed: Observe = %+v, want stable %s and no canary", o, v1.Template)
 	}
+	return v1
+}
 
-	// The user sets a new image: it runs as the canary, one replica at 0%
-	// with the replica router.
+// canaryThroughTheCopies has the user set a new image: it runs as the
+// canary, one replica at 0% with the replica router, then half of them.
+func canaryThroughTheCopies(t *testing.T, e *env, v1 v1alpha1.VersionRef) v1alpha1.VersionRef {
+	t.Helper()
 	v2 := e.setImage(func(p *corev1.PodSpec) { p.Containers[0].Image = "registry.example/web:v2" })
 	if v2.Template == v1.Template {
 		t.Fatal("a new image did not change the template hash")
@@ -239,9 +253,13 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 		}
 		return e.wantEndpoints(ctx, "web", 4)
 	})
+	return v2
+}
 
-	// Promotion: all replicas to the canary, then the stable copy takes
-	// its template.
+// promoteThroughTheCopies promotes: all replicas to the canary, then the
+// stable copy takes its template and the canary is retired.
+func promoteThroughTheCopies(t *testing.T, e *env, v2 v1alpha1.VersionRef) {
+	t.Helper()
 	if err := e.d.ScaleForWeight(e.Ctx(), v1alpha1.FullWeight); err != nil {
 		t.Fatal(err)
 	}
@@ -281,10 +299,13 @@ func TestRolloutThroughTheCopies(t *testing.T) {
 	if err := e.rolledOut(e.Ctx(), "web-stable", 4); err != nil {
 		t.Errorf("stable copy after the rollout: %v", err)
 	}
+}
 
-	// The Rollout goes: the user's Deployment serves again, the apex
-	// Service is handed to the user, and the garbage collector removes
-	// the rest of what pipit created.
+// releaseThroughTheCopies has the Rollout go: the user's Deployment serves
+// again, the apex Service is handed to the user, and the garbage collector
+// removes the rest of what pipit created.
+func releaseThroughTheCopies(t *testing.T, e *env) {
+	t.Helper()
 	e.untilReady("Release", e.d.Release)
 	// Removing pipit's annotation is a new generation of the Deployment,
 	// which its controller observes in a moment.
