@@ -195,10 +195,10 @@ func TestStickyUserSalt(t *testing.T) {
 		t.Fatalf("%.2f%% of users are in both 10%% canaries; want about 1%%", share)
 	}
 	salted := trafficTable(t, &v1alpha1.TrafficSpec{UserKey: byUserID.UserKey, Salt: "search"}, 0)
-	if salted.traffic.hash != b {
+	if salted.policy.hash != b {
 		t.Fatal("TrafficSpec.Salt is not the salt")
 	}
-	if trafficTable(t, byUserID, 0).traffic.hash != newHasher("checkout") {
+	if trafficTable(t, byUserID, 0).policy.hash != newHasher("checkout") {
 		t.Fatal("the default salt is not the service's name")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // SetEndpoints routes role (RoleStable or RoleCanary) to urls, the ready
@@ -99,7 +101,7 @@ func (p *Proxy) endpointsBackend(role, version string, urls []*url.URL, prev *ba
 	if same {
 		b.stats = prev.stats
 	} else {
-		b.stats = newCounters(version, p.epochs.Add(1))
+		b.stats = traffic.NewCounters(version, p.epochs.Add(1))
 	}
 	b.rp = p.reverseProxy(b)
 	return b
@@ -135,7 +137,7 @@ func (p *Proxy) answerUnready(w http.ResponseWriter, b *backend, start time.Time
 	}
 	w.Header().Set("Retry-After", unavailableRetry)
 	http.Error(w, "service unavailable: "+errNoReplica.Error()+" of version "+b.up.Version, http.StatusServiceUnavailable)
-	p.account(b, classError, time.Since(start), errNoReplica.Error())
+	p.account(b, traffic.ClassError, time.Since(start), errNoReplica.Error())
 }
 
 // answerUnreadyFast is answerUnready on the fast path.
@@ -147,5 +149,5 @@ func (p *Proxy) answerUnreadyFast(ctx *fasthttp.RequestCtx, b *backend) {
 	}
 	ctx.Response.Header.Set("Retry-After", unavailableRetry)
 	ctx.Response.SetBodyString("service unavailable: " + errNoReplica.Error() + " of version " + b.up.Version + "\n")
-	p.account(b, classError, time.Since(ctx.Time()), errNoReplica.Error())
+	p.account(b, traffic.ClassError, time.Since(ctx.Time()), errNoReplica.Error())
 }

@@ -117,7 +117,7 @@ func TestSegmentBetaTestersFile(t *testing.T) {
 
 	missing := v1alpha1.TrafficRule{To: v1alpha1.DestinationCanary,
 		Headers: map[string]v1alpha1.StringMatch{"X-User-ID": {InFile: filepath.Join(t.TempDir(), "nope.txt")}}}
-	if _, err := compileTraffic(rules(missing), "x", listOptions{log: testLogger(t), interval: time.Second}); err == nil {
+	if _, err := compilePolicy(rules(missing), "x", listOptions{log: testLogger(t), interval: time.Second}); err == nil {
 		t.Fatal("a list file that does not exist compiled")
 	}
 }
@@ -282,7 +282,7 @@ func TestSegmentCompileErrors(t *testing.T) {
 		{"path presence", v1alpha1.TrafficRule{To: v1alpha1.DestinationCanary, Path: &v1alpha1.StringMatch{}}, "needs exact"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := compileTraffic(rules(tc.rule), "x", listOptions{log: testLogger(t), interval: time.Second})
+			_, err := compilePolicy(rules(tc.rule), "x", listOptions{log: testLogger(t), interval: time.Second})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v; want one about %q", err, tc.want)
 			}

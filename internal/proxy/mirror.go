@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // DefaultMirrorMaxBody bounds the body of a copied request when the spec
@@ -230,18 +232,18 @@ func removeHopHeaders(h http.Header) {
 
 // exchange sends one copy, reads the answer to its end and counts it. No
 // answer, or one cut short, is a transport error, as for real requests.
-func (m *mirror) exchange(out *http.Request, c *counters) {
+func (m *mirror) exchange(out *http.Request, c *traffic.Counters) {
 	start := time.Now()
 	res, err := m.transport.RoundTrip(out)
-	class := classError
+	class := traffic.ClassError
 	if err == nil {
 		_, err = io.Copy(io.Discard, res.Body)
 		res.Body.Close()
 		if err == nil {
-			class = classOf(res.StatusCode)
+			class = traffic.ClassOf(res.StatusCode)
 		}
 	}
-	c.record(class, time.Since(start))
+	c.Record(class, time.Since(start))
 }
 
 // MirrorStats are the measurements of the copies of stable's requests
@@ -250,7 +252,7 @@ func (m *mirror) exchange(out *http.Request, c *counters) {
 type MirrorStats struct {
 	// Canary counts the canary's answers to the copies, cumulative since
 	// the canary's version was set; zero with no canary or no mirroring.
-	Canary VersionStats
+	Canary traffic.VersionStats
 	// Dropped counts copies not sent because the in-flight bound was
 	// reached; cumulative since the Proxy started.
 	Dropped uint64
@@ -263,13 +265,13 @@ type MirrorStats struct {
 func (p *Proxy) MirrorStats() MirrorStats {
 	t := p.table.Load()
 	var s MirrorStats
-	if t.traffic == nil || t.traffic.mirror == nil {
+	if t.policy == nil || t.policy.mirror == nil {
 		return s
 	}
-	m := t.traffic.mirror
+	m := t.policy.mirror
 	s.Dropped, s.Skipped = m.dropped.Load(), m.skipped.Load()
 	if t.canary != nil && t.canary.mirrored != nil {
-		s.Canary = t.canary.mirrored.snapshot()
+		s.Canary = t.canary.mirrored.Snapshot()
 	}
 	return s
 }
@@ -278,7 +280,7 @@ func (p *Proxy) MirrorStats() MirrorStats {
 // Stats.Since does.
 func (s MirrorStats) Since(prev MirrorStats) MirrorStats {
 	return MirrorStats{
-		Canary:  s.Canary.since(prev.Canary),
+		Canary:  s.Canary.Since(prev.Canary),
 		Dropped: s.Dropped - prev.Dropped,
 		Skipped: s.Skipped - prev.Skipped,
 	}

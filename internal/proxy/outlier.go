@@ -3,6 +3,8 @@ package proxy
 import (
 	"fmt"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // Ejection is the canary's ejection by passive outlier detection
@@ -30,12 +32,12 @@ func (p *Proxy) Ejected() (e Ejection, ok bool) {
 // detectOutlier counts the canary's failures in a row, 5xx answers and
 // transport errors alike, and ejects it when they reach the threshold.
 // Stable is never ejected: there is nowhere else to send its traffic.
-func (p *Proxy) detectOutlier(b *backend, class codeClass, reason string) {
+func (p *Proxy) detectOutlier(b *backend, class traffic.Class, reason string) {
 	if p.outlierFailures <= 0 || b.role != RoleCanary {
 		return
 	}
 	st := b.up.state
-	if class != classError && class != class5xx {
+	if class != traffic.ClassError && class != traffic.Class5xx {
 		if st.failures.Load() != 0 {
 			st.failures.Store(0)
 		}
@@ -45,7 +47,7 @@ func (p *Proxy) detectOutlier(b *backend, class codeClass, reason string) {
 	// a canary let back in be judged afresh.
 	if n := st.failures.Add(1); n >= p.outlierFailures && st.failures.CompareAndSwap(n, 0) {
 		if reason == "" {
-			reason = "answered " + classNames[class]
+			reason = "answered " + class.String()
 		}
 		p.eject(b, fmt.Sprintf("%d failures in a row (5xx answers or transport errors), the last: %s", n, reason))
 	}

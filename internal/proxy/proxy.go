@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // Roles of the two upstreams. Stats, health and metrics are keyed by role.
@@ -202,7 +204,7 @@ func New(cfg Config) (*Proxy, error) {
 		versionKey:    []byte(textproto.CanonicalMIMEHeaderKey(cfg.VersionHeader)),
 		log:           log,
 	}
-	tr, err := newTraffic(cfg, log)
+	tr, err := newPolicy(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +212,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.table.Store(&table{weight: cfg.Weight, traffic: tr, keys: keys})
+	p.table.Store(&table{weight: cfg.Weight, policy: tr, keys: keys})
 	if err := p.initialUpstreams(cfg); err != nil {
 		return nil, err
 	}
@@ -257,19 +259,19 @@ func (p *Proxy) finish(rec *recorder, r *http.Request) {
 		if rec.err != nil {
 			reason = rec.err.Error()
 		}
-		p.account(rec.b, classError, time.Since(rec.start), reason)
+		p.account(rec.b, traffic.ClassError, time.Since(rec.start), reason)
 	default:
-		p.account(rec.b, classOf(rec.code), time.Since(rec.start), "")
+		p.account(rec.b, traffic.ClassOf(rec.code), time.Since(rec.start), "")
 	}
 }
 
 // account records one request's outcome for b, on either path: its
 // statistics, the passive health check's run of transport errors and the
 // outlier detector's run of failures. reason says what failed.
-func (p *Proxy) account(b *backend, class codeClass, d time.Duration, reason string) {
-	b.stats.record(class, d)
+func (p *Proxy) account(b *backend, class traffic.Class, d time.Duration, reason string) {
+	b.stats.Record(class, d)
 	p.detectOutlier(b, class, reason)
-	if class != classError {
+	if class != traffic.ClassError {
 		if b.consecutiveErrors.Load() != 0 {
 			b.consecutiveErrors.Store(0)
 		}
@@ -316,6 +318,23 @@ func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
+// Stats returns the cumulative measurements now. A role with no upstream
+// (no canary) has zero stats and an empty Version.
+//
+// Counters belong to a version: when a role's Version changes (a new
+// canary), that role starts from zero with a new counter set, and
+// requests still in flight to the old version finish into the old set, so
+// the two never mix. Since notices the change and counts the window from
+// the new version's start.
+func (p *Proxy) Stats() traffic.Stats {
+	t := p.table.Load()
+	s := traffic.Stats{Stable: t.stable.stats.Snapshot()}
+	if t.canary != nil {
+		s.Canary = t.canary.stats.Snapshot()
+	}
+	return s
 }
 
 // SetWeight sets the canary's share of traffic, from 0 to 100%. Requests
@@ -409,7 +428,7 @@ func (p *Proxy) backendFor(role string, up Upstream, prev *backend) (*backend, e
 	if prev != nil && prev.up.Version == up.Version {
 		b.stats = prev.stats
 	} else {
-		b.stats = newCounters(up.Version, p.epochs.Add(1))
+		b.stats = traffic.NewCounters(up.Version, p.epochs.Add(1))
 	}
 	b.rp = p.reverseProxy(b)
 	return b, nil

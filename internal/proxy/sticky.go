@@ -391,7 +391,7 @@ func (p *Proxy) SetCookieKeys(k CookieKeys) error {
 	defer p.mu.Unlock()
 	t := *p.table.Load()
 	t.keys = keys
-	if tr := t.traffic; tr != nil {
+	if tr := t.policy; tr != nil {
 		t.cookies = tr.sticky.cookiesFor(t.stable, t.canary, keys)
 	}
 	p.table.Store(&t)
@@ -402,7 +402,7 @@ func (p *Proxy) SetCookieKeys(k CookieKeys) error {
 // the previous key is honoured after a rotation; zero when sticky
 // sessions are off.
 func (p *Proxy) StickyTTL() time.Duration {
-	if tr := p.table.Load().traffic; tr != nil && tr.sticky != nil {
+	if tr := p.table.Load().policy; tr != nil && tr.sticky != nil {
 		return tr.sticky.ttl
 	}
 	return 0

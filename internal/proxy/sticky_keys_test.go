@@ -47,7 +47,7 @@ func keyedTable(t testing.TB, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percen
 
 func namedTable(t testing.TB, service string, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent, keys CookieKeys, now func() time.Time) *table {
 	t.Helper()
-	tr, err := compileTraffic(spec, service, listOptions{log: testLogger(t), interval: 10 * time.Millisecond})
+	tr, err := compilePolicy(spec, service, listOptions{log: testLogger(t), interval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func namedTable(t testing.TB, service string, spec *v1alpha1.TrafficSpec, weight
 		t.Fatal(err)
 	}
 	stable, canary := testBackends()
-	return new(Proxy).withUpstreams(&table{weight: weight, traffic: tr, keys: ck}, stable, canary)
+	return new(Proxy).withUpstreams(&table{weight: weight, policy: tr, keys: ck}, stable, canary)
 }
 
 // stickyValue is the value of the cookie tab issues now for role.

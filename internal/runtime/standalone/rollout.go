@@ -18,6 +18,8 @@ import (
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/store"
 	"github.com/pipit-dev/pipit/internal/target"
+
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // pollInterval bounds the time between two ticks of a rollout when nothing
@@ -296,7 +298,7 @@ func (m *managed) live() *controlapi.LiveMetrics {
 	return l
 }
 
-func (m *managed) versionMetrics(role string, s proxy.VersionStats) controlapi.VersionMetrics {
+func (m *managed) versionMetrics(role string, s traffic.VersionStats) controlapi.VersionMetrics {
 	vm := controlapi.VersionMetrics{Version: s.Version, Requests: s.Requests}
 	if healthy, reason, known := m.health(role); known {
 		vm.Healthy, vm.HealthReason = &healthy, reason
