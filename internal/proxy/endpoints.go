@@ -16,7 +16,7 @@ import (
 // SetEndpoints routes role (RoleStable or RoleCanary) to urls, the ready
 // replicas of version; requests are spread round-robin over them, and a
 // request that could not connect is retried on the next one. It is how a
-// process target steers the proxy, instead of SetUpstreams.
+// target steers the proxy.
 //
 // An empty version takes the canary role away. A version with no urls has
 // no ready replica right now: a canary without one gets no request (its
@@ -114,7 +114,7 @@ func (p *Proxy) initialUpstreams(cfg Config) error {
 	if cfg.Stable.URL == nil && cfg.Stable.Version != "" && cfg.Canary == nil {
 		return p.SetEndpoints(RoleStable, cfg.Stable.Version, nil)
 	}
-	return p.SetUpstreams(cfg.Stable, cfg.Canary)
+	return p.setUpstreams(cfg.Stable, cfg.Canary)
 }
 
 // unready reports whether b has nowhere to send a request: a version

@@ -50,7 +50,7 @@ type HealthConfig struct {
 }
 
 // HealthChecker probes the proxy's current upstreams and follows them as
-// SetUpstreams replaces them: a new upstream in a role starts unknown.
+// SetEndpoints replaces them: a new upstream in a role starts unknown.
 type HealthChecker struct {
 	p       *Proxy
 	cfg     HealthConfig

@@ -243,21 +243,21 @@ func TestSegmentRollbackOverridesRules(t *testing.T) {
 		}
 	}
 	// The same version again stays closed; a new one opens.
-	if err := p.SetUpstreams(stable.upstream(t), &c); err != nil {
+	if err := p.setUpstreams(stable.upstream(t), &c); err != nil {
 		t.Fatal(err)
 	}
 	if v := version("Canary", "true"); v != "v1" {
 		t.Fatalf("re-setting the rolled-back canary reopened it: %s", v)
 	}
 	next := Upstream{Version: "v3", URL: c.URL}
-	if err := p.SetUpstreams(stable.upstream(t), &next); err != nil {
+	if err := p.setUpstreams(stable.upstream(t), &next); err != nil {
 		t.Fatal(err)
 	}
 	if v := version("Canary", "true"); v != "v3" {
 		t.Fatalf("a new canary version is still closed: %s", v)
 	}
 	// Retiring the canary leaves rules nothing to send to.
-	if err := p.SetUpstreams(stable.upstream(t), nil); err != nil {
+	if err := p.setUpstreams(stable.upstream(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	if v := version("Canary", "true"); v != "v1" {

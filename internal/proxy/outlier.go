@@ -2,31 +2,27 @@ package proxy
 
 import (
 	"fmt"
-	"time"
 
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
-// Ejection is the canary's ejection by passive outlier detection
+// ejection is the canary's ejection by passive outlier detection
 // (Config.OutlierFailures).
-type Ejection struct {
-	// Version is the canary version ejected.
-	Version string
-	// Reason says how many failures in a row, and the last one.
-	Reason string
-	// Time is when it was ejected.
-	Time time.Time
+type ejection struct {
+	version string // the canary version ejected
+	reason  string // how many failures in a row, and the last one
 }
 
-// Ejected returns the ejection in force: ok is false when the canary
-// serves, or was shut off by SetCanaryAllowed rather than ejected.
-func (p *Proxy) Ejected() (e Ejection, ok bool) {
+// Ejected reports the ejection in force: the canary version ejected and
+// why. ok is false when the canary serves, or was shut off by
+// SetCanaryAllowed rather than ejected.
+func (p *Proxy) Ejected() (version, reason string, ok bool) {
 	t := p.table.Load()
 	last := p.ejection.Load()
-	if last == nil || t.canary == nil || !t.closed || t.canary.up.Version != last.Version {
-		return Ejection{}, false
+	if last == nil || t.canary == nil || !t.closed || t.canary.up.Version != last.version {
+		return "", "", false
 	}
-	return *last, true
+	return last.version, last.reason, true
 }
 
 // detectOutlier counts the canary's failures in a row, 5xx answers and
@@ -66,7 +62,7 @@ func (p *Proxy) eject(b *backend, reason string) {
 	nt := *t
 	nt.closed = true
 	p.table.Store(&nt)
-	p.ejection.Store(&Ejection{Version: b.up.Version, Reason: reason, Time: time.Now()})
+	p.ejection.Store(&ejection{version: b.up.Version, reason: reason})
 	p.mu.Unlock()
 	p.log.Warn("canary ejected: its traffic goes to stable", "version", b.up.Version, "reason", reason)
 	if p.onEject != nil {

@@ -3,7 +3,7 @@
 // each version, and probes both for health.
 //
 // It knows nothing of rollouts. The daemon tells it the upstreams and the
-// weight (SetUpstreams, SetWeight), reads its measurements (Stats) and
+// weight (SetEndpoints, SetWeight), reads its measurements (Stats) and
 // listens to its health checker (HealthChecker.OnChange) and to its
 // outlier detection (Config.OnEject). A Server serves a Proxy, or a Mux of
 // several, on one listener: HTTP/1 on a fast path of its own, HTTP/2 (TLS
@@ -144,7 +144,7 @@ type Proxy struct {
 	log           *slog.Logger
 
 	table atomic.Pointer[table]
-	// mu serialises writers of table (SetWeight, SetUpstreams) so that
+	// mu serialises writers of table (SetWeight, SetEndpoints) so that
 	// one never loses the other's change; readers do not take it.
 	mu sync.Mutex
 	// epochs numbers counter sets, so Stats.Since can tell a new
@@ -160,7 +160,7 @@ type Proxy struct {
 	outlierFailures int64 // 0: off
 	onEject         func(role, reason string)
 	// ejection is the last ejection of a canary; see eject.
-	ejection atomic.Pointer[Ejection]
+	ejection atomic.Pointer[ejection]
 }
 
 // New builds a Proxy from cfg.
@@ -359,11 +359,11 @@ func (p *Proxy) StableReady() bool { return !p.table.Load().stable.unready() }
 // traffic goes to stable whatever it says.
 func (p *Proxy) Weight() v1alpha1.Percent { return p.table.Load().weight }
 
-// SetUpstreams replaces the upstreams; canary may be nil. An upstream
+// setUpstreams replaces the upstreams; canary may be nil. An upstream
 // whose Version and URL are unchanged keeps its connections and counters.
 // A role whose Version changes starts new counters (see Stats). Requests
 // already routed finish against the upstream they were sent to.
-func (p *Proxy) SetUpstreams(stable Upstream, canary *Upstream) error {
+func (p *Proxy) setUpstreams(stable Upstream, canary *Upstream) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old := p.table.Load()
@@ -381,16 +381,11 @@ func (p *Proxy) SetUpstreams(stable Upstream, canary *Upstream) error {
 	return nil
 }
 
-// Upstreams returns copies of the current upstreams; canary is nil when
-// there is none.
-func (p *Proxy) Upstreams() (stable Upstream, canary *Upstream) {
+// RoutedVersions are the versions routed in each role now, read from one
+// routing table; canary is empty when there is none.
+func (p *Proxy) RoutedVersions() (stable, canary string) {
 	t := p.table.Load()
-	stable = t.stable.up.clone()
-	if t.canary != nil {
-		c := t.canary.up.clone()
-		canary = &c
-	}
-	return stable, canary
+	return t.stable.up.Version, versionOf(t.canary)
 }
 
 // CloseIdleConnections closes the keep-alive connections to upstreams

@@ -109,7 +109,7 @@ func TestProxySetUpstreamsSwapsAndRestartsCanaryCounters(t *testing.T) {
 	before := settled(t, p, 10)
 
 	c3 := v3.upstream(t)
-	if err := p.SetUpstreams(st.upstream(t), &c3); err != nil {
+	if err := p.setUpstreams(st.upstream(t), &c3); err != nil {
 		t.Fatal(err)
 	}
 	for range 4 {
@@ -131,7 +131,7 @@ func TestProxySetUpstreamsSwapsAndRestartsCanaryCounters(t *testing.T) {
 
 	// Same version at a new address: counters go on.
 	c3.URL = mustURL(t, v3.URL+"/")
-	if err := p.SetUpstreams(st.upstream(t), &c3); err != nil {
+	if err := p.setUpstreams(st.upstream(t), &c3); err != nil {
 		t.Fatal(err)
 	}
 	get(t, client, url)
@@ -139,15 +139,15 @@ func TestProxySetUpstreamsSwapsAndRestartsCanaryCounters(t *testing.T) {
 		t.Errorf("same version, new URL: count %d, want 5", got)
 	}
 
-	if err := p.SetUpstreams(st.upstream(t), nil); err != nil {
+	if err := p.setUpstreams(st.upstream(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, version, _ := get(t, client, url); version != "v1" {
 		t.Errorf("no canary, weight 100%%: answered by %q", version)
 	}
-	stable, canary := p.Upstreams()
-	if stable.Version != "v1" || canary != nil {
-		t.Errorf("Upstreams() = %v, %v", stable, canary)
+	stable, canary := p.RoutedVersions()
+	if stable != "v1" || canary != "" {
+		t.Errorf("RoutedVersions() = %q, %q", stable, canary)
 	}
 }
 

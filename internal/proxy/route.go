@@ -245,7 +245,7 @@ func versionOf(b *backend) string {
 // rollback needs, since rules and cookies would otherwise keep sending
 // their users to the canary at weight 0. A canary is open when set; once
 // closed it stays closed until SetCanaryAllowed(true) or until
-// SetUpstreams sets a canary of another version.
+// SetEndpoints sets a canary of another version.
 func (p *Proxy) SetCanaryAllowed(allowed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -147,8 +147,7 @@ func TestStickySessionRollback(t *testing.T) {
 	// A new canary version: the old canary cookie names nothing serving.
 	b.cookie = canaryCookie
 	next := Upstream{Version: "v3", URL: mustURL(t, canary.URL)}
-	stable, _ := p.Upstreams()
-	if err := p.SetUpstreams(stable, &next); err != nil {
+	if err := p.setUpstreams(p.table.Load().stable.up.clone(), &next); err != nil {
 		t.Fatal(err)
 	}
 	if v, set := b.get(); v != "v3" || set == "" || b.cookie == canaryCookie {
@@ -163,7 +162,7 @@ func TestStickySessionSecure(t *testing.T) {
 	spec := &v1alpha1.TrafficSpec{StickySession: &v1alpha1.StickySession{CookieName: "ver", TTL: &metav1.Duration{Duration: 90 * time.Second}}}
 	p := newProxy(t, Config{Stable: stable.upstream(t), Name: "checkout", Traffic: spec})
 	c := Upstream{Version: "v2", URL: mustURL(t, stable.URL)}
-	if err := p.SetUpstreams(stable.upstream(t), &c); err != nil {
+	if err := p.setUpstreams(stable.upstream(t), &c); err != nil {
 		t.Fatal(err)
 	}
 	s := httptest.NewTLSServer(p)

@@ -150,9 +150,11 @@ func (m *managed) newTarget(ctx context.Context, cfg proxy.Config, stateDir stri
 		m.process, m.health = t.Process, processHealth(t.Process)
 		return t, nil
 	}
-	if cfg.Stable, err = target.UpstreamOf(*m.status.Stable); err != nil {
+	u, err := target.URLOf(*m.status.Stable)
+	if err != nil {
 		return nil, err
 	}
+	cfg.Stable = proxy.Upstream{Version: m.status.Stable.Version, URL: u}
 	if m.proxy, err = proxy.New(cfg); err != nil {
 		return nil, err
 	}
