@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // testBackends are a stable and a canary backend for decision tests,
@@ -25,7 +26,7 @@ func testBackends() (stable, canary *backend) {
 // table at weight with the test backends.
 func trafficTable(t testing.TB, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent) *table {
 	t.Helper()
-	return keyedTable(t, spec, weight, CookieKeys{Current: testKey(t)}, time.Now)
+	return keyedTable(t, spec, weight, CookieKeys{Current: testKey(t)}, rollout.SystemClock{})
 }
 
 func atWeight(tab *table, w v1alpha1.Percent) *table {

@@ -83,7 +83,7 @@ func newProxy(t testing.TB, cfg Config) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.CloseIdleConnections)
+	t.Cleanup(p.Close)
 	return p
 }
 

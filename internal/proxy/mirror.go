@@ -44,12 +44,13 @@ type mirror struct {
 	weight    v1alpha1.Percent
 	maxBody   int64
 	slots     chan struct{} // one token per copy in flight
+	tasks     *background   // the Proxy's: copies run there
 	transport *http.Transport
 	dropped   atomic.Uint64
 	skipped   atomic.Uint64
 }
 
-func compileMirror(m *v1alpha1.Mirror) (*mirror, error) {
+func compileMirror(m *v1alpha1.Mirror, tasks *background) (*mirror, error) {
 	if m == nil {
 		return nil, nil
 	}
@@ -68,6 +69,7 @@ func compileMirror(m *v1alpha1.Mirror) (*mirror, error) {
 		weight:  m.Percent,
 		maxBody: maxBody,
 		slots:   make(chan struct{}, mirrorInFlight),
+		tasks:   tasks,
 		transport: &http.Transport{
 			Proxy:               nil,
 			DialContext:         dialer.DialContext,
@@ -144,15 +146,20 @@ func (m *mirror) skip() {
 }
 
 // start builds the copy now, while r is still valid, and sends it in the
-// background, giving the slot back when the exchange is over.
+// background, giving the slot back when the exchange is over. A Proxy
+// being closed sends no more copies and cuts those in flight short.
 func (m *mirror) start(r *http.Request, body []byte, to *backend) {
-	ctx, cancel := context.WithTimeout(context.Background(), mirrorTimeout)
-	out := copyRequest(ctx, r, to.up.URL, body)
-	go func() {
+	out := copyRequest(r, to.up.URL, body)
+	started := m.tasks.Go(func(ctx context.Context) {
 		defer func() { <-m.slots }()
+		// An I/O deadline, as the transport's own timeouts: the real clock.
+		ctx, cancel := context.WithTimeout(ctx, mirrorTimeout)
 		defer cancel()
-		m.exchange(out, to.mirrored)
-	}()
+		m.exchange(out.WithContext(ctx), to.mirrored)
+	})
+	if !started {
+		<-m.slots
+	}
 }
 
 // buffer reads r's body when it is at most maxBody bytes and replaces it
@@ -194,8 +201,8 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // copyRequest builds the copy of r for the canary at target, as the
 // reverse proxy would send r itself (same URL rewriting and X-Forwarded
 // headers, hop-by-hop headers removed), marked with MirrorHeader.
-func copyRequest(ctx context.Context, r *http.Request, target *url.URL, body []byte) *http.Request {
-	out := r.Clone(ctx)
+func copyRequest(r *http.Request, target *url.URL, body []byte) *http.Request {
+	out := r.Clone(context.Background())
 	out.RequestURI = ""
 	out.Close = false
 	out.TransferEncoding = nil

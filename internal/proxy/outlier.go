@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/pipit-dev/pipit/internal/traffic"
@@ -66,6 +67,6 @@ func (p *Proxy) eject(b *backend, reason string) {
 	p.mu.Unlock()
 	p.log.Warn("canary ejected: its traffic goes to stable", "version", b.up.Version, "reason", reason)
 	if p.onEject != nil {
-		go p.onEject(RoleCanary, reason)
+		p.tasks.Go(func(context.Context) { p.onEject(RoleCanary, reason) })
 	}
 }

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
@@ -114,8 +115,8 @@ type Config struct {
 	// until SetCanaryAllowed(true) or a canary of another version. Zero
 	// takes DefaultOutlierFailures; negative turns detection off.
 	OutlierFailures int
-	// OnEject is called, on a goroutine of its own, when the canary is
-	// ejected, with the role ejected and why.
+	// OnEject is called, on a goroutine the Proxy owns and Close waits
+	// for, when the canary is ejected, with the role ejected and why.
 	OnEject func(role, reason string)
 
 	// Name names the service (the rollout): the default salt of user
@@ -129,9 +130,9 @@ type Config struct {
 	// None makes a random key for this Proxy alone: its cookies are
 	// honoured by no other Proxy, nor after a restart.
 	CookieKeys CookieKeys
-	// Now is the clock of cookie expiries and of a key rotation's grace
-	// period; nil is time.Now.
-	Now func() time.Time
+	// Clock reads the time of cookie expiries, of a key rotation's grace
+	// period and of health-check intervals; nil is the wall clock.
+	Clock rollout.Clock
 }
 
 // Proxy is an http.Handler that sends each request to the stable or the
@@ -142,6 +143,10 @@ type Proxy struct {
 	transport     *http.Transport
 	versionHeader string
 	log           *slog.Logger
+	clock         rollout.Clock
+	// tasks runs what requests start and do not wait for (mirrored
+	// copies, OnEject, list reloads); Close waits for it.
+	tasks *background
 
 	table atomic.Pointer[table]
 	// mu serialises writers of table (SetWeight, SetEndpoints) so that
@@ -203,8 +208,10 @@ func New(cfg Config) (*Proxy, error) {
 		versionHeader: cfg.VersionHeader,
 		versionKey:    []byte(textproto.CanonicalMIMEHeaderKey(cfg.VersionHeader)),
 		log:           log,
+		clock:         rollout.ClockOrSystem(cfg.Clock),
+		tasks:         newBackground(),
 	}
-	tr, err := newPolicy(cfg, log)
+	tr, err := p.newPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -386,6 +393,15 @@ func (p *Proxy) setUpstreams(stable Upstream, canary *Upstream) error {
 func (p *Proxy) RoutedVersions() (stable, canary string) {
 	t := p.table.Load()
 	return t.stable.up.Version, versionOf(t.canary)
+}
+
+// Close stops the work the Proxy does in the background (mirrored copies
+// in flight are cut short, list reloads and OnEject calls are waited for)
+// and closes the idle connections to upstreams. Requests still served go
+// on, but start no more background work.
+func (p *Proxy) Close() {
+	p.tasks.Close()
+	p.CloseIdleConnections()
 }
 
 // CloseIdleConnections closes the keep-alive connections to upstreams

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
@@ -168,7 +167,7 @@ func (tr *policy) route(t *table, r *http.Request, open bool) decision {
 // the default salt, the suffix of the default cookie name and part of
 // every sticky cookie's MAC. A spec that asks for nothing compiles to
 // nil, the plain weighted split.
-func compilePolicy(spec *v1alpha1.TrafficSpec, name string, lists listOptions) (*policy, error) {
+func compilePolicy(spec *v1alpha1.TrafficSpec, name string, opts compileOptions) (*policy, error) {
 	if spec == nil {
 		return nil, nil
 	}
@@ -181,14 +180,14 @@ func compilePolicy(spec *v1alpha1.TrafficSpec, name string, lists listOptions) (
 	if tr.keys, err = compileKeySources(spec.UserKey); err != nil {
 		return nil, err
 	}
-	if tr.rules, err = compileRules(spec.Rules, lists); err != nil {
+	if tr.rules, err = compileRules(spec.Rules, opts); err != nil {
 		return nil, err
 	}
 	tr.rulesToCanary = slices.ContainsFunc(tr.rules, func(r rule) bool { return r.toCanary })
-	if tr.sticky, err = compileSticky(spec.StickySession, name); err != nil {
+	if tr.sticky, err = compileSticky(spec.StickySession, name, opts.clock); err != nil {
 		return nil, err
 	}
-	if tr.mirror, err = compileMirror(spec.Mirror); err != nil {
+	if tr.mirror, err = compileMirror(spec.Mirror, opts.tasks); err != nil {
 		return nil, err
 	}
 	if len(tr.keys) == 0 && len(tr.rules) == 0 && tr.sticky == nil && tr.mirror == nil {
@@ -197,14 +196,11 @@ func compilePolicy(spec *v1alpha1.TrafficSpec, name string, lists listOptions) (
 	return tr, nil
 }
 
-// newPolicy compiles cfg's TrafficSpec for New.
-func newPolicy(cfg Config, log *slog.Logger) (*policy, error) {
-	tr, err := compilePolicy(cfg.Traffic, cfg.Name, listOptions{log: log, interval: listCheckInterval})
+// newPolicy compiles cfg's TrafficSpec for p, a new Proxy.
+func (p *Proxy) newPolicy(cfg Config) (*policy, error) {
+	tr, err := compilePolicy(cfg.Traffic, cfg.Name, compileOptions{log: p.log, interval: listCheckInterval, clock: p.clock, tasks: p.tasks})
 	if err != nil {
 		return nil, fmt.Errorf("traffic: %w", err)
-	}
-	if tr != nil && tr.sticky != nil && cfg.Now != nil {
-		tr.sticky.now = cfg.Now
 	}
 	return tr, nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -204,8 +205,8 @@ func TestStickySessionRulesFirst(t *testing.T) {
 func FuzzStickyCookie(f *testing.F) {
 	clk := newTestClock()
 	keys := CookieKeys{Current: testKey(f)}
-	ruled := keyedTable(f, &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{forceCanary}, StickySession: &v1alpha1.StickySession{}}, 0, keys, clk.now)
-	bare := keyedTable(f, stickyOn, 0, keys, clk.now) // same service, versions, key and clock: the same cookies
+	ruled := keyedTable(f, &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{forceCanary}, StickySession: &v1alpha1.StickySession{}}, 0, keys, clk)
+	bare := keyedTable(f, stickyOn, 0, keys, clk) // same service, versions, key and clock: the same cookies
 	canaryValue, stableValue := stickyValue(ruled, RoleCanary), stickyValue(ruled, RoleStable)
 	f.Add("pipit-checkout="+canaryValue, false, true, false)
 	f.Add("a=1; pipit-checkout=\""+canaryValue+"\"", false, true, true)
@@ -271,17 +272,17 @@ func FuzzStickyCookie(f *testing.F) {
 // invalid one is refused.
 func TestStickySessionCookieName(t *testing.T) {
 	for name, want := range map[string]string{"checkout": "pipit-checkout", "": "pipit"} {
-		c, err := compileSticky(&v1alpha1.StickySession{}, name)
+		c, err := compileSticky(&v1alpha1.StickySession{}, name, rollout.SystemClock{})
 		if err != nil || c.name != want {
 			t.Errorf("service %q: cookie %v, %v; want %s", name, c, err, want)
 		}
 	}
 	for _, bad := range []string{"a b", "a;b", "é"} {
-		if _, err := compileSticky(&v1alpha1.StickySession{CookieName: bad}, "x"); err == nil {
+		if _, err := compileSticky(&v1alpha1.StickySession{CookieName: bad}, "x", rollout.SystemClock{}); err == nil {
 			t.Errorf("cookie name %q compiled", bad)
 		}
 	}
-	if _, err := compileSticky(&v1alpha1.StickySession{TTL: &metav1.Duration{}}, "x"); err == nil {
+	if _, err := compileSticky(&v1alpha1.StickySession{TTL: &metav1.Duration{}}, "x", rollout.SystemClock{}); err == nil {
 		t.Error("a zero TTL compiled")
 	}
 }

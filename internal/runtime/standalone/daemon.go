@@ -293,6 +293,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	}
 	for _, name := range d.names {
 		d.rollouts[name].hooks.Wait()
+		d.rollouts[name].proxy.Close()
 	}
 	errs = append(errs, d.db.Close())
 	return errors.Join(errs...)
@@ -307,6 +308,9 @@ func (d *Daemon) closeAll() {
 	for _, m := range d.rollouts {
 		if m.process != nil {
 			m.shutdownProcesses(m.process)
+		}
+		if m.proxy != nil {
+			m.proxy.Close()
 		}
 	}
 	for _, f := range d.frontends {

@@ -94,7 +94,7 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 	}
 	m.status = status
 	proxyCfg := proxy.Config{Name: r.Name, Traffic: r.Spec.Service.Traffic,
-		VersionHeader: versionHeader(r.Spec.Service), Logger: log, CookieKeys: e.cookieKeys, Now: now,
+		VersionHeader: versionHeader(r.Spec.Service), Logger: log, CookieKeys: e.cookieKeys, Clock: nowClock{now: now},
 		// An ejection is acted on at once: the loop wakes, sees the canary
 		// down and rolls back (or waits for a person in hybrid mode).
 		OnEject: func(string, string) { m.poke() }}
