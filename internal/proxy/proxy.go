@@ -235,6 +235,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !normalizeRequest(w, r) {
 		return
 	}
+	// Latency is measured on the monotonic clock, not through p.clock: it
+	// times this request and decides nothing.
 	start := time.Now()
 	b := p.table.Load().dispatch(w, r)
 	if b.unready() {
