@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pipit-dev/pipit/internal/proxy"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // Builtin metric names: what the built-in proxy measures per version. Rates
@@ -39,10 +39,21 @@ var proxyNames = []string{RequestSuccessRate, ErrorRate, RequestCount, LatencyMe
 // BuiltinNames lists the builtin metrics, for validation and docs.
 var BuiltinNames = append(slices.Clip(proxyNames), CPUUsage, MemoryUsage)
 
+// IsBuiltin reports whether name is a builtin metric.
+func IsBuiltin(name string) bool {
+	for _, n := range BuiltinNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
 // StatsSource is where the builtin provider reads cumulative measurements:
-// the built-in proxy.
+// the built-in proxy (*proxy.Proxy satisfies it), or anything else that
+// counts traffic per version.
 type StatsSource interface {
-	Stats() proxy.Stats
+	Stats() traffic.Stats
 }
 
 // Builtin measures the proxy's own per-version metrics over the window
@@ -55,9 +66,9 @@ type Builtin struct {
 	src StatsSource
 
 	mu     sync.Mutex
-	prev   proxy.Stats // at the last Measure: the window's start
-	since  time.Time   // when prev was taken
-	origin proxy.Stats // when the canary was deployed: the samples' start
+	prev   traffic.Stats // at the last Measure: the window's start
+	since  time.Time     // when prev was taken
+	origin traffic.Stats // when the canary was deployed: the samples' start
 }
 
 // NewBuiltin returns a provider whose first window starts now.
@@ -89,7 +100,7 @@ func (b *Builtin) Measure(metrics []spec.PlanMetric) []rollout.Measurement {
 
 // Window returns the measurements since the last Measure, and when that
 // was, without starting a new window: for live views.
-func (b *Builtin) Window() (proxy.Stats, time.Time) {
+func (b *Builtin) Window() (traffic.Stats, time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.src.Stats().Since(b.prev), b.since
@@ -105,7 +116,7 @@ func (b *Builtin) Reset() {
 }
 
 // Compute derives one builtin metric for both versions from a window.
-func Compute(name string, w proxy.Stats) rollout.Measurement {
+func Compute(name string, w traffic.Stats) rollout.Measurement {
 	m := rollout.Measurement{Metric: name}
 	f, err := valueOf(name)
 	if err != nil {
@@ -117,28 +128,28 @@ func Compute(name string, w proxy.Stats) rollout.Measurement {
 	return m
 }
 
-func valueOf(name string) (func(proxy.VersionStats) *float64, error) {
-	wrap := func(get func(proxy.VersionStats) (float64, bool)) func(proxy.VersionStats) *float64 {
-		return func(v proxy.VersionStats) *float64 {
+func valueOf(name string) (func(traffic.VersionStats) *float64, error) {
+	wrap := func(get func(traffic.VersionStats) (float64, bool)) func(traffic.VersionStats) *float64 {
+		return func(v traffic.VersionStats) *float64 {
 			if x, ok := get(v); ok {
 				return &x
 			}
 			return nil
 		}
 	}
-	quantile := func(q float64) func(proxy.VersionStats) *float64 {
-		return wrap(func(v proxy.VersionStats) (float64, bool) { return v.Quantile(q) })
+	quantile := func(q float64) func(traffic.VersionStats) *float64 {
+		return wrap(func(v traffic.VersionStats) (float64, bool) { return v.Quantile(q) })
 	}
 	switch name {
 	case RequestSuccessRate:
-		return wrap(proxy.VersionStats.SuccessRate), nil
+		return wrap(traffic.VersionStats.SuccessRate), nil
 	case ErrorRate:
-		return wrap(proxy.VersionStats.ErrorRate), nil
+		return wrap(traffic.VersionStats.ErrorRate), nil
 	case RequestCount:
 		// A count is never "no data": zero requests is the measurement.
-		return func(v proxy.VersionStats) *float64 { x := float64(v.Requests); return &x }, nil
+		return func(v traffic.VersionStats) *float64 { x := float64(v.Requests); return &x }, nil
 	case LatencyMean:
-		return wrap(proxy.VersionStats.Mean), nil
+		return wrap(traffic.VersionStats.Mean), nil
 	case LatencyP50:
 		return quantile(0.50), nil
 	case LatencyP95:

@@ -6,7 +6,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // A compared builtin metric is judged on samples of each version, and the
@@ -59,7 +59,7 @@ func GroupSize(name string, canaryRequests uint64) int {
 
 // requestSamples returns the samples of a builtin metric over a version's
 // requests, in groups of k (see Samples).
-func requestSamples(name string, k int, v proxy.VersionStats) []float64 {
+func requestSamples(name string, k int, v traffic.VersionStats) []float64 {
 	switch name {
 	case ErrorRate:
 		return Samples(name, k, outcomes(v, 100, 0))
@@ -106,7 +106,7 @@ func Samples(name string, k int, values iter.Seq2[float64, uint64]) []float64 {
 
 // outcomes describes each request by its outcome: bad for a failed one
 // (5xx, or no answer from the upstream), good otherwise.
-func outcomes(v proxy.VersionStats, bad, good float64) iter.Seq2[float64, uint64] {
+func outcomes(v traffic.VersionStats, bad, good float64) iter.Seq2[float64, uint64] {
 	failed := v.Errors5xx + v.TransportErrors
 	return func(yield func(float64, uint64) bool) {
 		if failed > 0 && !yield(bad, failed) {

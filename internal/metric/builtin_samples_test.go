@@ -9,8 +9,8 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis"
-	"github.com/pipit-dev/pipit/internal/proxy"
 	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // requests yields n latencies in milliseconds, log-normal around 20ms and
@@ -73,7 +73,7 @@ func TestComparedLatencyIsFairAtASmallWeight(t *testing.T) {
 }
 
 func TestErrorRateSamplesUseEveryRequestOnce(t *testing.T) {
-	v := proxy.VersionStats{Requests: 1000, Errors5xx: 20, TransportErrors: 10}
+	v := traffic.VersionStats{Requests: 1000, Errors5xx: 20, TransportErrors: 10}
 	k := GroupSize(ErrorRate, v.Requests)
 	errs := requestSamples(ErrorRate, k, v)
 	if k != 50 || len(errs) != 20 {
@@ -86,7 +86,7 @@ func TestErrorRateSamplesUseEveryRequestOnce(t *testing.T) {
 	if got := meanOf(requestSamples(RequestSuccessRate, k, v)); math.Abs(got-97) > 1e-9 {
 		t.Errorf("mean of the success-rate samples %v%%, want 97%%", got)
 	}
-	if s := requestSamples(ErrorRate, k, proxy.VersionStats{Requests: 49}); s != nil {
+	if s := requestSamples(ErrorRate, k, traffic.VersionStats{Requests: 49}); s != nil {
 		t.Errorf("49 requests gave error-rate samples %v; fewer than a group must give none", s)
 	}
 	if k := GroupSize(RequestCount, 1000); k != 0 {

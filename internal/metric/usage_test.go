@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/proxy"
 	"github.com/pipit-dev/pipit/internal/spec"
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // fakeUsage answers fixed usage per version; a version it does not know
@@ -60,4 +60,4 @@ func TestSetRefusesUsageWithoutProcesses(t *testing.T) {
 // fakeStats is a proxy that has seen nothing.
 type fakeStats struct{}
 
-func (fakeStats) Stats() proxy.Stats { return proxy.Stats{} }
+func (fakeStats) Stats() traffic.Stats { return traffic.Stats{} }

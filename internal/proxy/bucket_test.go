@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // testBackends are a stable and a canary backend for decision tests,
@@ -25,7 +26,7 @@ func testBackends() (stable, canary *backend) {
 // table at weight with the test backends.
 func trafficTable(t testing.TB, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent) *table {
 	t.Helper()
-	return keyedTable(t, spec, weight, CookieKeys{Current: testKey(t)}, time.Now)
+	return keyedTable(t, spec, weight, CookieKeys{Current: testKey(t)}, rollout.SystemClock{})
 }
 
 func atWeight(tab *table, w v1alpha1.Percent) *table {
@@ -195,10 +196,10 @@ func TestStickyUserSalt(t *testing.T) {
 		t.Fatalf("%.2f%% of users are in both 10%% canaries; want about 1%%", share)
 	}
 	salted := trafficTable(t, &v1alpha1.TrafficSpec{UserKey: byUserID.UserKey, Salt: "search"}, 0)
-	if salted.traffic.hash != b {
+	if salted.policy.hash != b {
 		t.Fatal("TrafficSpec.Salt is not the salt")
 	}
-	if trafficTable(t, byUserID, 0).traffic.hash != newHasher("checkout") {
+	if trafficTable(t, byUserID, 0).policy.hash != newHasher("checkout") {
 		t.Fatal("the default salt is not the service's name")
 	}
 }

@@ -9,12 +9,14 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // SetEndpoints routes role (RoleStable or RoleCanary) to urls, the ready
 // replicas of version; requests are spread round-robin over them, and a
 // request that could not connect is retried on the next one. It is how a
-// process target steers the proxy, instead of SetUpstreams.
+// target steers the proxy.
 //
 // An empty version takes the canary role away. A version with no urls has
 // no ready replica right now: a canary without one gets no request (its
@@ -99,7 +101,7 @@ func (p *Proxy) endpointsBackend(role, version string, urls []*url.URL, prev *ba
 	if same {
 		b.stats = prev.stats
 	} else {
-		b.stats = newCounters(version, p.epochs.Add(1))
+		b.stats = traffic.NewCounters(version, p.epochs.Add(1))
 	}
 	b.rp = p.reverseProxy(b)
 	return b
@@ -112,7 +114,7 @@ func (p *Proxy) initialUpstreams(cfg Config) error {
 	if cfg.Stable.URL == nil && cfg.Stable.Version != "" && cfg.Canary == nil {
 		return p.SetEndpoints(RoleStable, cfg.Stable.Version, nil)
 	}
-	return p.SetUpstreams(cfg.Stable, cfg.Canary)
+	return p.setUpstreams(cfg.Stable, cfg.Canary)
 }
 
 // unready reports whether b has nowhere to send a request: a version
@@ -135,7 +137,7 @@ func (p *Proxy) answerUnready(w http.ResponseWriter, b *backend, start time.Time
 	}
 	w.Header().Set("Retry-After", unavailableRetry)
 	http.Error(w, "service unavailable: "+errNoReplica.Error()+" of version "+b.up.Version, http.StatusServiceUnavailable)
-	p.account(b, classError, time.Since(start), errNoReplica.Error())
+	p.account(b, traffic.ClassError, time.Since(start), errNoReplica.Error())
 }
 
 // answerUnreadyFast is answerUnready on the fast path.
@@ -147,5 +149,5 @@ func (p *Proxy) answerUnreadyFast(ctx *fasthttp.RequestCtx, b *backend) {
 	}
 	ctx.Response.Header.Set("Retry-After", unavailableRetry)
 	ctx.Response.SetBodyString("service unavailable: " + errNoReplica.Error() + " of version " + b.up.Version + "\n")
-	p.account(b, classError, time.Since(ctx.Time()), errNoReplica.Error())
+	p.account(b, traffic.ClassError, time.Since(ctx.Time()), errNoReplica.Error())
 }

@@ -115,8 +115,8 @@ func TestEndpointsUnreadyCanaryGetsNothing(t *testing.T) {
 
 			// An empty version takes the canary away.
 			setEndpoints(t, p, RoleCanary, "")
-			if _, c := p.Upstreams(); c != nil {
-				t.Errorf("canary %+v after removal", c)
+			if _, c := p.RoutedVersions(); c != "" {
+				t.Errorf("canary %q after removal", c)
 			}
 			if seen := served(t, url, 10); seen["v1"] != 10 {
 				t.Errorf("canary removed: served %v", seen)

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // The fast path serves plain HTTP/1.x requests on fasthttp's server and
@@ -46,9 +48,9 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) bool {
 	d := t.route(&v.r)
 	if d.mirror {
 		if ctx.Request.IsBodyStream() {
-			t.traffic.mirror.skipStreamed(&v.r)
+			t.policy.mirror.skipStreamed(&v.r)
 		} else {
-			t.traffic.mirror.sendBuffered(&v.r, ctx.Request.Body(), t.canary)
+			t.policy.mirror.sendBuffered(&v.r, ctx.Request.Body(), t.canary)
 		}
 	}
 	v.release()
@@ -175,7 +177,7 @@ func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo
 		resp.SetBodyStream(s, cl)
 		return // the stream accounts for the request when it ends
 	}
-	p.account(b, classOf(code), time.Since(start), "")
+	p.account(b, traffic.ClassOf(code), time.Since(start), "")
 }
 
 // release returns a connection whose response was read to its end, or
@@ -201,7 +203,7 @@ func (p *Proxy) answerFastError(ctx *fasthttp.RequestCtx, b *backend, err error)
 		ctx.Response.Header.Set(p.versionHeader, b.up.Version)
 	}
 	p.log.Debug("upstream error", "role", b.role, "version", b.up.Version, "status", code, "err", err)
-	p.account(b, classError, time.Since(ctx.Time()), err.Error())
+	p.account(b, traffic.ClassError, time.Since(ctx.Time()), err.Error())
 }
 
 // targetFor is the request target sent to ep for the client's target: in
@@ -363,11 +365,11 @@ func (s *streamBody) CloseWithError(werr error) error {
 	}
 	switch {
 	case s.readErr != nil:
-		s.p.account(s.b, classError, time.Since(s.start), "the response broke off: "+s.readErr.Error())
+		s.p.account(s.b, traffic.ClassError, time.Since(s.start), "the response broke off: "+s.readErr.Error())
 	case werr != nil && !s.eof:
 		// The client went away: that says nothing about the upstream.
 	default:
-		s.p.account(s.b, classOf(s.code), time.Since(s.start), "")
+		s.p.account(s.b, traffic.ClassOf(s.code), time.Since(s.start), "")
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ type HealthConfig struct {
 }
 
 // HealthChecker probes the proxy's current upstreams and follows them as
-// SetUpstreams replaces them: a new upstream in a role starts unknown.
+// SetEndpoints replaces them: a new upstream in a role starts unknown.
 type HealthChecker struct {
 	p       *Proxy
 	cfg     HealthConfig
@@ -173,14 +173,17 @@ func (h *HealthChecker) Run(ctx context.Context) error {
 		h.forgetPending()
 	}()
 
-	ticker := time.NewTicker(h.cfg.Interval)
-	defer ticker.Stop()
+	// The proxy's clock paces the probes; a probe's own timeout is an I/O
+	// deadline, on the real clock.
+	next := h.p.clock.NewTimer(h.cfg.Interval)
+	defer next.Stop()
 	h.probeAll(ctx, &probes)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-ticker.C:
+		case <-next.C():
+			next.Reset(h.cfg.Interval)
 			h.probeAll(ctx, &probes)
 		case r := <-h.results:
 			h.observe(r.role, r.id, r.ok, r.reason, false)

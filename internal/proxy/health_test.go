@@ -111,13 +111,13 @@ func TestHealthCheckerFollowsNewCanary(t *testing.T) {
 	}
 
 	c2 := v2.upstream(t)
-	if err := p.SetUpstreams(st.upstream(t), &c2); err != nil {
+	if err := p.setUpstreams(st.upstream(t), &c2); err != nil {
 		t.Fatal(err)
 	}
 	if c := nextChange(t, changes); c != (change{RoleCanary, true, c.reason}) {
 		t.Fatalf("change %+v, want canary v2 healthy", c)
 	}
-	if err := p.SetUpstreams(st.upstream(t), &Upstream{Version: "v3", URL: dead}); err != nil {
+	if err := p.setUpstreams(st.upstream(t), &Upstream{Version: "v3", URL: dead}); err != nil {
 		t.Fatal(err)
 	}
 	// v3 is a new upstream: its first verdict is reported even though v2
@@ -125,7 +125,7 @@ func TestHealthCheckerFollowsNewCanary(t *testing.T) {
 	if c := nextChange(t, changes); c.role != RoleCanary || c.healthy || !strings.Contains(c.reason, "refused") {
 		t.Fatalf("change %+v, want canary v3 down", c)
 	}
-	if err := p.SetUpstreams(st.upstream(t), nil); err != nil {
+	if err := p.setUpstreams(st.upstream(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "canary health to be forgotten", func() bool {

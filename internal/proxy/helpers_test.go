@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // upstream is a test backend on 127.0.0.1 that answers its own name and
@@ -81,7 +82,7 @@ func newProxy(t testing.TB, cfg Config) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.CloseIdleConnections)
+	t.Cleanup(p.Close)
 	return p
 }
 
@@ -136,9 +137,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // settled waits until p has counted n requests and returns its stats. The
 // proxy counts a request when its handler returns, which can be just
 // after the client has read the response.
-func settled(t *testing.T, p *Proxy, n uint64) Stats {
+func settled(t *testing.T, p *Proxy, n uint64) traffic.Stats {
 	t.Helper()
-	var s Stats
+	var s traffic.Stats
 	waitFor(t, fmt.Sprintf("the proxy to count %d requests", n), func() bool {
 		s = p.Stats()
 		return s.Stable.Requests+s.Canary.Requests >= n

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // rule is one compiled v1alpha1.TrafficRule.
@@ -136,7 +138,7 @@ func (m *matcher) match(v string) bool {
 // compileRules turns the spec's rules into conditions. Validation has
 // already explained any problem to the user; the errors here keep a
 // rollout that skipped validation from routing on a half-read rule.
-func compileRules(specs []v1alpha1.TrafficRule, lists listOptions) ([]rule, error) {
+func compileRules(specs []v1alpha1.TrafficRule, lists compileOptions) ([]rule, error) {
 	out := make([]rule, 0, len(specs))
 	for i, s := range specs {
 		ru, err := compileRule(s, lists)
@@ -152,7 +154,7 @@ func compileRules(specs []v1alpha1.TrafficRule, lists listOptions) ([]rule, erro
 	return out, nil
 }
 
-func compileRule(s v1alpha1.TrafficRule, lists listOptions) (rule, error) {
+func compileRule(s v1alpha1.TrafficRule, lists compileOptions) (rule, error) {
 	var ru rule
 	switch s.To {
 	case v1alpha1.DestinationCanary:
@@ -230,7 +232,7 @@ func matchOperators(sm v1alpha1.StringMatch) int {
 	return n
 }
 
-func compileMatcher(sm v1alpha1.StringMatch, lists listOptions) (matcher, error) {
+func compileMatcher(sm v1alpha1.StringMatch, lists compileOptions) (matcher, error) {
 	if matchOperators(sm) > 1 {
 		return matcher{}, fmt.Errorf("set one of exact, prefix, suffix, regex and a list (in, inFile), not several")
 	}
@@ -293,11 +295,15 @@ const listCheckInterval = 2 * time.Second
 // maxListFileBytes bounds an inFile list: it is held in memory as a set.
 const maxListFileBytes = 16 << 20
 
-// listOptions configures the files of inFile lists.
-type listOptions struct {
+// compileOptions is what compiling a TrafficSpec needs of its Proxy.
+type compileOptions struct {
 	log *slog.Logger
-	// interval between two checks of a file for changes.
+	// interval between two checks of an inFile list for changes.
 	interval time.Duration
+	// clock reads the time of list checks and of sticky cookies' expiry.
+	clock rollout.Clock
+	// tasks runs the list checks and mirrored copies.
+	tasks *background
 }
 
 // listFile is the set of values of an inFile list. Requests read the set
@@ -309,7 +315,7 @@ type listOptions struct {
 // values last loaded.
 type listFile struct {
 	path     string
-	opts     listOptions
+	opts     compileOptions
 	values   atomic.Pointer[map[string]struct{}]
 	due      atomic.Int64 // UnixNano of the next check
 	checking atomic.Bool
@@ -321,19 +327,21 @@ type listFile struct {
 
 // openListFile loads the list; a file missing at the start is an error,
 // as a typo in its path would otherwise match nobody in silence.
-func openListFile(path string, opts listOptions) (*listFile, error) {
+func openListFile(path string, opts compileOptions) (*listFile, error) {
 	l := &listFile{path: path, opts: opts}
 	if err := l.load(); err != nil {
 		return nil, err
 	}
-	l.due.Store(time.Now().Add(opts.interval).UnixNano())
+	l.due.Store(opts.clock.Now().Add(opts.interval).UnixNano())
 	return l, nil
 }
 
 func (l *listFile) contains(v string) bool {
-	if now := time.Now().UnixNano(); now >= l.due.Load() && l.checking.CompareAndSwap(false, true) {
+	if now := l.opts.clock.Now().UnixNano(); now >= l.due.Load() && l.checking.CompareAndSwap(false, true) {
 		l.due.Store(now + int64(l.opts.interval))
-		go l.check()
+		if !l.opts.tasks.Go(func(context.Context) { l.check() }) {
+			l.checking.Store(false) // the Proxy is closed: no more checks
+		}
 	}
 	_, ok := (*l.values.Load())[v]
 	return ok

@@ -90,7 +90,17 @@ func TestSegmentBetaTestersFile(t *testing.T) {
 	write("# beta testers\nu-1\n  u-2  \n\n")
 	rule := v1alpha1.TrafficRule{To: v1alpha1.DestinationCanary,
 		Headers: map[string]v1alpha1.StringMatch{"X-User-ID": {In: []string{"u-inline"}, InFile: path}}}
-	tab := trafficTable(t, rules(rule), 0)
+	clk := newTestClock()
+	tab := keyedTable(t, rules(rule), 0, CookieKeys{Current: testKey(t)}, clk)
+	file := tab.policy.rules[0].conds[0].m.file
+	// check moves the proxy's clock past the list's interval, so that the
+	// next request starts a check, and waits for that check to end.
+	check := func() {
+		t.Helper()
+		clk.Advance(listTestInterval)
+		tab.route(req("/", "X-User-ID", "u-0"))
+		waitFor(t, "the list check to end", func() bool { return !file.checking.Load() })
+	}
 	routesTo(t, tab, req("/", "X-User-ID", "u-1"), RoleCanary)
 	routesTo(t, tab, req("/", "X-User-ID", "u-2"), RoleCanary)
 	routesTo(t, tab, req("/", "X-User-ID", "u-inline"), RoleCanary)
@@ -99,25 +109,33 @@ func TestSegmentBetaTestersFile(t *testing.T) {
 
 	write("u-2\nu-3\n")
 	toCanary := func(id string) bool { return tab.route(req("/", "X-User-ID", id)).b == tab.canary }
-	waitFor(t, "the list to be reloaded", func() bool { return toCanary("u-3") && !toCanary("u-1") })
+	if toCanary("u-3") {
+		t.Error("the list was reloaded before its interval passed")
+	}
+	check()
+	if !toCanary("u-3") || toCanary("u-1") {
+		t.Error("the list was not reloaded")
+	}
 	routesTo(t, tab, req("/", "X-User-ID", "u-2"), RoleCanary)
 	routesTo(t, tab, req("/", "X-User-ID", "u-inline"), RoleCanary)
 
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	// Give the checker several intervals to notice the file is gone.
+	// Several checks find the file gone, and keep the values they had.
 	for range 5 {
-		toCanary("u-3")
-		time.Sleep(20 * time.Millisecond)
+		check()
 	}
 	routesTo(t, tab, req("/", "X-User-ID", "u-3"), RoleCanary)
 	write("u-9\n")
-	waitFor(t, "the list to come back", func() bool { return toCanary("u-9") && !toCanary("u-3") })
+	check()
+	if !toCanary("u-9") || toCanary("u-3") {
+		t.Error("the list did not come back")
+	}
 
 	missing := v1alpha1.TrafficRule{To: v1alpha1.DestinationCanary,
 		Headers: map[string]v1alpha1.StringMatch{"X-User-ID": {InFile: filepath.Join(t.TempDir(), "nope.txt")}}}
-	if _, err := compileTraffic(rules(missing), "x", listOptions{log: testLogger(t), interval: time.Second}); err == nil {
+	if _, err := compilePolicy(rules(missing), "x", compileOptions{log: testLogger(t), interval: time.Second}); err == nil {
 		t.Fatal("a list file that does not exist compiled")
 	}
 }
@@ -243,21 +261,21 @@ func TestSegmentRollbackOverridesRules(t *testing.T) {
 		}
 	}
 	// The same version again stays closed; a new one opens.
-	if err := p.SetUpstreams(stable.upstream(t), &c); err != nil {
+	if err := p.setUpstreams(stable.upstream(t), &c); err != nil {
 		t.Fatal(err)
 	}
 	if v := version("Canary", "true"); v != "v1" {
 		t.Fatalf("re-setting the rolled-back canary reopened it: %s", v)
 	}
 	next := Upstream{Version: "v3", URL: c.URL}
-	if err := p.SetUpstreams(stable.upstream(t), &next); err != nil {
+	if err := p.setUpstreams(stable.upstream(t), &next); err != nil {
 		t.Fatal(err)
 	}
 	if v := version("Canary", "true"); v != "v3" {
 		t.Fatalf("a new canary version is still closed: %s", v)
 	}
 	// Retiring the canary leaves rules nothing to send to.
-	if err := p.SetUpstreams(stable.upstream(t), nil); err != nil {
+	if err := p.setUpstreams(stable.upstream(t), nil); err != nil {
 		t.Fatal(err)
 	}
 	if v := version("Canary", "true"); v != "v1" {
@@ -282,7 +300,7 @@ func TestSegmentCompileErrors(t *testing.T) {
 		{"path presence", v1alpha1.TrafficRule{To: v1alpha1.DestinationCanary, Path: &v1alpha1.StringMatch{}}, "needs exact"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := compileTraffic(rules(tc.rule), "x", listOptions{log: testLogger(t), interval: time.Second})
+			_, err := compilePolicy(rules(tc.rule), "x", compileOptions{log: testLogger(t), interval: time.Second})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %v; want one about %q", err, tc.want)
 			}
@@ -318,7 +336,7 @@ func FuzzMatch(f *testing.F) {
 			sm.Regex = pattern
 			re, err := regexp.Compile(pattern)
 			if err != nil || len(pattern) > v1alpha1.MaxRegexLength {
-				if _, cerr := compileMatcher(sm, listOptions{}); cerr == nil {
+				if _, cerr := compileMatcher(sm, compileOptions{}); cerr == nil {
 					t.Fatalf("regex %q compiled in a rule", pattern)
 				}
 				return
@@ -337,7 +355,7 @@ func FuzzMatch(f *testing.F) {
 		if pattern == "" && op%6 != 5 {
 			oracle = func(string) bool { return true } // an empty operand is no operator
 		}
-		m, err := compileMatcher(sm, listOptions{})
+		m, err := compileMatcher(sm, compileOptions{})
 		if err != nil {
 			t.Fatalf("compile %+v: %v", sm, err)
 		}

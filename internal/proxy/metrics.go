@@ -5,10 +5,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // promBounds are the upper bounds of the exported duration histogram. Each
-// is an edge of the internal histogram (see histogram.go), so the
+// is an edge of the traffic package's histogram (traffic.IsBucketEdge), so the
 // exported counts are exact.
 var promBounds = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 
@@ -51,7 +53,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.p.Stats()
 	for _, r := range [...]struct {
 		role string
-		vs   *VersionStats
+		vs   *traffic.VersionStats
 	}{{RoleStable, &s.Stable}, {RoleCanary, &s.Canary}} {
 		if r.vs.Version != "" {
 			collectVersion(ch, r.role, r.vs)
@@ -70,14 +72,14 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, c.p.Weight().Float())
 }
 
-func collectVersion(ch chan<- prometheus.Metric, role string, vs *VersionStats) {
-	for class, n := range vs.classes {
-		ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), role, vs.Version, classNames[class])
+func collectVersion(ch chan<- prometheus.Metric, role string, vs *traffic.VersionStats) {
+	for class := range traffic.NumClasses {
+		ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(vs.Count(class)), role, vs.Version, class.String())
 	}
 	buckets := make(map[float64]uint64, len(promBounds))
 	for _, b := range promBounds {
-		buckets[b] = vs.latency.countBelow(time.Duration(math.Round(b * float64(time.Second))))
+		buckets[b] = vs.LatencyBelow(time.Duration(math.Round(b * float64(time.Second))))
 	}
-	ch <- prometheus.MustNewConstHistogram(durationDesc, vs.latency.total(),
-		float64(vs.latency.sumNanos)/1e9, buckets, role, vs.Version)
+	ch <- prometheus.MustNewConstHistogram(durationDesc, vs.LatencyCount(),
+		float64(vs.LatencySum())/1e9, buckets, role, vs.Version)
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // DefaultMirrorMaxBody bounds the body of a copied request when the spec
@@ -42,12 +43,13 @@ type mirror struct {
 	weight    v1alpha1.Percent
 	maxBody   int64
 	slots     chan struct{} // one token per copy in flight
+	tasks     *background   // the Proxy's: copies run there
 	transport *http.Transport
 	dropped   atomic.Uint64
 	skipped   atomic.Uint64
 }
 
-func compileMirror(m *v1alpha1.Mirror) (*mirror, error) {
+func compileMirror(m *v1alpha1.Mirror, tasks *background) (*mirror, error) {
 	if m == nil {
 		return nil, nil
 	}
@@ -66,6 +68,7 @@ func compileMirror(m *v1alpha1.Mirror) (*mirror, error) {
 		weight:  m.Percent,
 		maxBody: maxBody,
 		slots:   make(chan struct{}, mirrorInFlight),
+		tasks:   tasks,
 		transport: &http.Transport{
 			Proxy:               nil,
 			DialContext:         dialer.DialContext,
@@ -142,15 +145,20 @@ func (m *mirror) skip() {
 }
 
 // start builds the copy now, while r is still valid, and sends it in the
-// background, giving the slot back when the exchange is over.
+// background, giving the slot back when the exchange is over. A Proxy
+// being closed sends no more copies and cuts those in flight short.
 func (m *mirror) start(r *http.Request, body []byte, to *backend) {
-	ctx, cancel := context.WithTimeout(context.Background(), mirrorTimeout)
-	out := copyRequest(ctx, r, to.up.URL, body)
-	go func() {
+	out := copyRequest(r, to.up.URL, body)
+	started := m.tasks.Go(func(ctx context.Context) {
 		defer func() { <-m.slots }()
+		// An I/O deadline, as the transport's own timeouts: the real clock.
+		ctx, cancel := context.WithTimeout(ctx, mirrorTimeout)
 		defer cancel()
-		m.exchange(out, to.mirrored)
-	}()
+		m.exchange(out.WithContext(ctx), to.mirrored)
+	})
+	if !started {
+		<-m.slots
+	}
 }
 
 // buffer reads r's body when it is at most maxBody bytes and replaces it
@@ -192,8 +200,8 @@ func (e errReader) Read([]byte) (int, error) { return 0, e.err }
 // copyRequest builds the copy of r for the canary at target, as the
 // reverse proxy would send r itself (same URL rewriting and X-Forwarded
 // headers, hop-by-hop headers removed), marked with MirrorHeader.
-func copyRequest(ctx context.Context, r *http.Request, target *url.URL, body []byte) *http.Request {
-	out := r.Clone(ctx)
+func copyRequest(r *http.Request, target *url.URL, body []byte) *http.Request {
+	out := r.Clone(context.Background())
 	out.RequestURI = ""
 	out.Close = false
 	out.TransferEncoding = nil
@@ -230,18 +238,18 @@ func removeHopHeaders(h http.Header) {
 
 // exchange sends one copy, reads the answer to its end and counts it. No
 // answer, or one cut short, is a transport error, as for real requests.
-func (m *mirror) exchange(out *http.Request, c *counters) {
+func (m *mirror) exchange(out *http.Request, c *traffic.Counters) {
 	start := time.Now()
 	res, err := m.transport.RoundTrip(out)
-	class := classError
+	class := traffic.ClassError
 	if err == nil {
 		_, err = io.Copy(io.Discard, res.Body)
 		res.Body.Close()
 		if err == nil {
-			class = classOf(res.StatusCode)
+			class = traffic.ClassOf(res.StatusCode)
 		}
 	}
-	c.record(class, time.Since(start))
+	c.Record(class, time.Since(start))
 }
 
 // MirrorStats are the measurements of the copies of stable's requests
@@ -250,7 +258,7 @@ func (m *mirror) exchange(out *http.Request, c *counters) {
 type MirrorStats struct {
 	// Canary counts the canary's answers to the copies, cumulative since
 	// the canary's version was set; zero with no canary or no mirroring.
-	Canary VersionStats
+	Canary traffic.VersionStats
 	// Dropped counts copies not sent because the in-flight bound was
 	// reached; cumulative since the Proxy started.
 	Dropped uint64
@@ -263,13 +271,13 @@ type MirrorStats struct {
 func (p *Proxy) MirrorStats() MirrorStats {
 	t := p.table.Load()
 	var s MirrorStats
-	if t.traffic == nil || t.traffic.mirror == nil {
+	if t.policy == nil || t.policy.mirror == nil {
 		return s
 	}
-	m := t.traffic.mirror
+	m := t.policy.mirror
 	s.Dropped, s.Skipped = m.dropped.Load(), m.skipped.Load()
 	if t.canary != nil && t.canary.mirrored != nil {
-		s.Canary = t.canary.mirrored.snapshot()
+		s.Canary = t.canary.mirrored.Snapshot()
 	}
 	return s
 }
@@ -278,7 +286,7 @@ func (p *Proxy) MirrorStats() MirrorStats {
 // Stats.Since does.
 func (s MirrorStats) Since(prev MirrorStats) MirrorStats {
 	return MirrorStats{
-		Canary:  s.Canary.since(prev.Canary),
+		Canary:  s.Canary.Since(prev.Canary),
 		Dropped: s.Dropped - prev.Dropped,
 		Skipped: s.Skipped - prev.Skipped,
 	}

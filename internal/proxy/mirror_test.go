@@ -230,13 +230,13 @@ func TestMirrorBuffered(t *testing.T) {
 	tab := p.table.Load()
 	buf := []byte("hello")
 	r := httptest.NewRequest(http.MethodPut, "/k", nil)
-	tab.traffic.mirror.sendBuffered(r, buf, tab.canary)
+	tab.policy.mirror.sendBuffered(r, buf, tab.canary)
 	copy(buf, "XXXXX")
 	waitFor(t, "the copy", func() bool { return p.MirrorStats().Canary.Requests == 1 })
 	if c := canary.requests(); len(c) != 1 || c[0].bodySum != sha256.Sum256([]byte("hello")) || c[0].method != http.MethodPut {
 		t.Fatalf("canary received %+v", c)
 	}
-	tab.traffic.mirror.sendBuffered(r, bytes.Repeat([]byte("x"), DefaultMirrorMaxBody+1), tab.canary)
+	tab.policy.mirror.sendBuffered(r, bytes.Repeat([]byte("x"), DefaultMirrorMaxBody+1), tab.canary)
 	if ms := p.MirrorStats(); ms.Skipped != 1 {
 		t.Fatalf("skipped %d; want the body over the bound skipped", ms.Skipped)
 	}

@@ -1,41 +1,40 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
-	"time"
+
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
-// Ejection is the canary's ejection by passive outlier detection
+// ejection is the canary's ejection by passive outlier detection
 // (Config.OutlierFailures).
-type Ejection struct {
-	// Version is the canary version ejected.
-	Version string
-	// Reason says how many failures in a row, and the last one.
-	Reason string
-	// Time is when it was ejected.
-	Time time.Time
+type ejection struct {
+	version string // the canary version ejected
+	reason  string // how many failures in a row, and the last one
 }
 
-// Ejected returns the ejection in force: ok is false when the canary
-// serves, or was shut off by SetCanaryAllowed rather than ejected.
-func (p *Proxy) Ejected() (e Ejection, ok bool) {
+// Ejected reports the ejection in force: the canary version ejected and
+// why. ok is false when the canary serves, or was shut off by
+// SetCanaryAllowed rather than ejected.
+func (p *Proxy) Ejected() (version, reason string, ok bool) {
 	t := p.table.Load()
 	last := p.ejection.Load()
-	if last == nil || t.canary == nil || !t.closed || t.canary.up.Version != last.Version {
-		return Ejection{}, false
+	if last == nil || t.canary == nil || !t.closed || t.canary.up.Version != last.version {
+		return "", "", false
 	}
-	return *last, true
+	return last.version, last.reason, true
 }
 
 // detectOutlier counts the canary's failures in a row, 5xx answers and
 // transport errors alike, and ejects it when they reach the threshold.
 // Stable is never ejected: there is nowhere else to send its traffic.
-func (p *Proxy) detectOutlier(b *backend, class codeClass, reason string) {
+func (p *Proxy) detectOutlier(b *backend, class traffic.Class, reason string) {
 	if p.outlierFailures <= 0 || b.role != RoleCanary {
 		return
 	}
 	st := b.up.state
-	if class != classError && class != class5xx {
+	if class != traffic.ClassError && class != traffic.Class5xx {
 		if st.failures.Load() != 0 {
 			st.failures.Store(0)
 		}
@@ -45,7 +44,7 @@ func (p *Proxy) detectOutlier(b *backend, class codeClass, reason string) {
 	// a canary let back in be judged afresh.
 	if n := st.failures.Add(1); n >= p.outlierFailures && st.failures.CompareAndSwap(n, 0) {
 		if reason == "" {
-			reason = "answered " + classNames[class]
+			reason = "answered " + class.String()
 		}
 		p.eject(b, fmt.Sprintf("%d failures in a row (5xx answers or transport errors), the last: %s", n, reason))
 	}
@@ -64,10 +63,10 @@ func (p *Proxy) eject(b *backend, reason string) {
 	nt := *t
 	nt.closed = true
 	p.table.Store(&nt)
-	p.ejection.Store(&Ejection{Version: b.up.Version, Reason: reason, Time: time.Now()})
+	p.ejection.Store(&ejection{version: b.up.Version, reason: reason})
 	p.mu.Unlock()
 	p.log.Warn("canary ejected: its traffic goes to stable", "version", b.up.Version, "reason", reason)
 	if p.onEject != nil {
-		go p.onEject(RoleCanary, reason)
+		p.tasks.Go(func(context.Context) { p.onEject(RoleCanary, reason) })
 	}
 }

@@ -66,13 +66,13 @@ func TestOutlierEjectsFailingCanary(t *testing.T) {
 			if badHits.Load() != 3 {
 				t.Errorf("the ejected canary got %d requests, want 3", badHits.Load())
 			}
-			if e, ok := p.Ejected(); !ok || e.Version != "v2" || !strings.HasPrefix(e.Reason, "3 failures") {
-				t.Errorf("Ejected() = %+v, %v", e, ok)
+			if version, reason, ok := p.Ejected(); !ok || version != "v2" || !strings.HasPrefix(reason, "3 failures") {
+				t.Errorf("Ejected() = %q, %q, %v", version, reason, ok)
 			}
 
 			// The daemon lets it back in: it is judged afresh.
 			p.SetCanaryAllowed(true)
-			if _, ok := p.Ejected(); ok {
+			if _, _, ok := p.Ejected(); ok {
 				t.Error("still ejected after SetCanaryAllowed(true)")
 			}
 			for range 2 {
@@ -91,7 +91,7 @@ func TestOutlierEjectsFailingCanary(t *testing.T) {
 
 			// A new canary version starts with a clean record.
 			v3 := newUpstream(t, "v3")
-			if err := p.SetUpstreams(st.upstream(t), &Upstream{Version: "v3", URL: mustURL(t, v3.URL)}); err != nil {
+			if err := p.setUpstreams(st.upstream(t), &Upstream{Version: "v3", URL: mustURL(t, v3.URL)}); err != nil {
 				t.Fatal(err)
 			}
 			if _, version, _ := get(t, client, url); version != "v3" {
@@ -152,7 +152,7 @@ func TestOutlierOff(t *testing.T) {
 			t.Fatalf("answered %d with outlier detection off", resp.StatusCode)
 		}
 	}
-	if _, ok := p.Ejected(); ok {
+	if _, _, ok := p.Ejected(); ok {
 		t.Error("ejected with outlier detection off")
 	}
 }

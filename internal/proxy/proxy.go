@@ -3,7 +3,7 @@
 // each version, and probes both for health.
 //
 // It knows nothing of rollouts. The daemon tells it the upstreams and the
-// weight (SetUpstreams, SetWeight), reads its measurements (Stats) and
+// weight (SetEndpoints, SetWeight), reads its measurements (Stats) and
 // listens to its health checker (HealthChecker.OnChange) and to its
 // outlier detection (Config.OnEject). A Server serves a Proxy, or a Mux of
 // several, on one listener: HTTP/1 on a fast path of its own, HTTP/2 (TLS
@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // Roles of the two upstreams. Stats, health and metrics are keyed by role.
@@ -112,8 +114,8 @@ type Config struct {
 	// until SetCanaryAllowed(true) or a canary of another version. Zero
 	// takes DefaultOutlierFailures; negative turns detection off.
 	OutlierFailures int
-	// OnEject is called, on a goroutine of its own, when the canary is
-	// ejected, with the role ejected and why.
+	// OnEject is called, on a goroutine the Proxy owns and Close waits
+	// for, when the canary is ejected, with the role ejected and why.
 	OnEject func(role, reason string)
 
 	// Name names the service (the rollout): the default salt of user
@@ -127,9 +129,9 @@ type Config struct {
 	// None makes a random key for this Proxy alone: its cookies are
 	// honoured by no other Proxy, nor after a restart.
 	CookieKeys CookieKeys
-	// Now is the clock of cookie expiries and of a key rotation's grace
-	// period; nil is time.Now.
-	Now func() time.Time
+	// Clock reads the time of cookie expiries, of a key rotation's grace
+	// period and of health-check intervals; nil is the wall clock.
+	Clock rollout.Clock
 }
 
 // Proxy is an http.Handler that sends each request to the stable or the
@@ -140,9 +142,13 @@ type Proxy struct {
 	transport     *http.Transport
 	versionHeader string
 	log           *slog.Logger
+	clock         rollout.Clock
+	// tasks runs what requests start and do not wait for (mirrored
+	// copies, OnEject, list reloads); Close waits for it.
+	tasks *background
 
 	table atomic.Pointer[table]
-	// mu serialises writers of table (SetWeight, SetUpstreams) so that
+	// mu serialises writers of table (SetWeight, SetEndpoints) so that
 	// one never loses the other's change; readers do not take it.
 	mu sync.Mutex
 	// epochs numbers counter sets, so Stats.Since can tell a new
@@ -158,7 +164,7 @@ type Proxy struct {
 	outlierFailures int64 // 0: off
 	onEject         func(role, reason string)
 	// ejection is the last ejection of a canary; see eject.
-	ejection atomic.Pointer[Ejection]
+	ejection atomic.Pointer[ejection]
 }
 
 // New builds a Proxy from cfg.
@@ -201,8 +207,10 @@ func New(cfg Config) (*Proxy, error) {
 		versionHeader: cfg.VersionHeader,
 		versionKey:    []byte(textproto.CanonicalMIMEHeaderKey(cfg.VersionHeader)),
 		log:           log,
+		clock:         rollout.ClockOrSystem(cfg.Clock),
+		tasks:         newBackground(),
 	}
-	tr, err := newTraffic(cfg, log)
+	tr, err := p.newPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +218,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.table.Store(&table{weight: cfg.Weight, traffic: tr, keys: keys})
+	p.table.Store(&table{weight: cfg.Weight, policy: tr, keys: keys})
 	if err := p.initialUpstreams(cfg); err != nil {
 		return nil, err
 	}
@@ -226,6 +234,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !normalizeRequest(w, r) {
 		return
 	}
+	// Latency is measured on the monotonic clock, not through p.clock: it
+	// times this request and decides nothing.
 	start := time.Now()
 	b := p.table.Load().dispatch(w, r)
 	if b.unready() {
@@ -257,19 +267,19 @@ func (p *Proxy) finish(rec *recorder, r *http.Request) {
 		if rec.err != nil {
 			reason = rec.err.Error()
 		}
-		p.account(rec.b, classError, time.Since(rec.start), reason)
+		p.account(rec.b, traffic.ClassError, time.Since(rec.start), reason)
 	default:
-		p.account(rec.b, classOf(rec.code), time.Since(rec.start), "")
+		p.account(rec.b, traffic.ClassOf(rec.code), time.Since(rec.start), "")
 	}
 }
 
 // account records one request's outcome for b, on either path: its
 // statistics, the passive health check's run of transport errors and the
 // outlier detector's run of failures. reason says what failed.
-func (p *Proxy) account(b *backend, class codeClass, d time.Duration, reason string) {
-	b.stats.record(class, d)
+func (p *Proxy) account(b *backend, class traffic.Class, d time.Duration, reason string) {
+	b.stats.Record(class, d)
 	p.detectOutlier(b, class, reason)
-	if class != classError {
+	if class != traffic.ClassError {
 		if b.consecutiveErrors.Load() != 0 {
 			b.consecutiveErrors.Store(0)
 		}
@@ -318,6 +328,23 @@ func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
+// Stats returns the cumulative measurements now. A role with no upstream
+// (no canary) has zero stats and an empty Version.
+//
+// Counters belong to a version: when a role's Version changes (a new
+// canary), that role starts from zero with a new counter set, and
+// requests still in flight to the old version finish into the old set, so
+// the two never mix. Since notices the change and counts the window from
+// the new version's start.
+func (p *Proxy) Stats() traffic.Stats {
+	t := p.table.Load()
+	s := traffic.Stats{Stable: t.stable.stats.Snapshot()}
+	if t.canary != nil {
+		s.Canary = t.canary.stats.Snapshot()
+	}
+	return s
+}
+
 // SetWeight sets the canary's share of traffic, from 0 to 100%. Requests
 // already routed keep their upstream.
 func (p *Proxy) SetWeight(w v1alpha1.Percent) error {
@@ -340,11 +367,11 @@ func (p *Proxy) StableReady() bool { return !p.table.Load().stable.unready() }
 // traffic goes to stable whatever it says.
 func (p *Proxy) Weight() v1alpha1.Percent { return p.table.Load().weight }
 
-// SetUpstreams replaces the upstreams; canary may be nil. An upstream
+// setUpstreams replaces the upstreams; canary may be nil. An upstream
 // whose Version and URL are unchanged keeps its connections and counters.
 // A role whose Version changes starts new counters (see Stats). Requests
 // already routed finish against the upstream they were sent to.
-func (p *Proxy) SetUpstreams(stable Upstream, canary *Upstream) error {
+func (p *Proxy) setUpstreams(stable Upstream, canary *Upstream) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	old := p.table.Load()
@@ -362,16 +389,20 @@ func (p *Proxy) SetUpstreams(stable Upstream, canary *Upstream) error {
 	return nil
 }
 
-// Upstreams returns copies of the current upstreams; canary is nil when
-// there is none.
-func (p *Proxy) Upstreams() (stable Upstream, canary *Upstream) {
+// RoutedVersions are the versions routed in each role now, read from one
+// routing table; canary is empty when there is none.
+func (p *Proxy) RoutedVersions() (stable, canary string) {
 	t := p.table.Load()
-	stable = t.stable.up.clone()
-	if t.canary != nil {
-		c := t.canary.up.clone()
-		canary = &c
-	}
-	return stable, canary
+	return t.stable.up.Version, versionOf(t.canary)
+}
+
+// Close stops the work the Proxy does in the background (mirrored copies
+// in flight are cut short, list reloads and OnEject calls are waited for)
+// and closes the idle connections to upstreams. Requests still served go
+// on, but start no more background work.
+func (p *Proxy) Close() {
+	p.tasks.Close()
+	p.CloseIdleConnections()
 }
 
 // CloseIdleConnections closes the keep-alive connections to upstreams
@@ -409,7 +440,7 @@ func (p *Proxy) backendFor(role string, up Upstream, prev *backend) (*backend, e
 	if prev != nil && prev.up.Version == up.Version {
 		b.stats = prev.stats
 	} else {
-		b.stats = newCounters(up.Version, p.epochs.Add(1))
+		b.stats = traffic.NewCounters(up.Version, p.epochs.Add(1))
 	}
 	b.rp = p.reverseProxy(b)
 	return b, nil

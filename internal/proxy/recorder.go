@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // recorder wraps the client's ResponseWriter to learn the status the
@@ -59,7 +61,7 @@ func (w *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		// An upgraded connection (a WebSocket) may last for hours: it
 		// counts as one request, timed to the switch, not to its end.
 		w.code = http.StatusSwitchingProtocols
-		w.p.account(w.b, class1xx, time.Since(w.start), "")
+		w.p.account(w.b, traffic.Class1xx, time.Since(w.start), "")
 		w.accounted = true
 	}
 	return conn, rw, err

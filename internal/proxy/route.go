@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
@@ -10,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // table is one immutable routing state. Writers build a new one and swap
@@ -22,7 +22,7 @@ type table struct {
 	closed bool
 	// traffic is the compiled TrafficSpec, the same for every table of a
 	// Proxy; nil routes by weight alone.
-	traffic *traffic
+	policy *policy
 	// cookies are the sticky-session cookies naming these upstreams; nil
 	// when sticky sessions are off.
 	cookies *stickyCookies
@@ -35,10 +35,10 @@ type backend struct {
 	role  string
 	up    Upstream
 	rp    *httputil.ReverseProxy
-	stats *counters
+	stats *traffic.Counters
 	// mirrored counts the copies of stable's requests this canary
 	// answered; nil unless the canary of a Proxy that mirrors.
-	mirrored *counters
+	mirrored *traffic.Counters
 	// consecutiveErrors counts transport errors since the last answer
 	// from this upstream; see finish.
 	consecutiveErrors atomic.Int64
@@ -73,13 +73,13 @@ type decision struct {
 func (t *table) route(r *http.Request) decision {
 	// A canary without a ready replica (SetEndpoints) serves nobody.
 	open := t.canary != nil && !t.closed && !t.canary.unready()
-	if t.traffic == nil {
+	if t.policy == nil {
 		if open && t.draw() {
 			return decision{b: t.canary}
 		}
 		return decision{b: t.stable}
 	}
-	return t.traffic.route(t, r, open)
+	return t.policy.route(t, r, open)
 }
 
 // dispatch routes r and carries out the decision's side effects on the
@@ -92,7 +92,7 @@ func (t *table) dispatch(w http.ResponseWriter, r *http.Request) *backend {
 		w.Header().Add("Set-Cookie", d.setCookie)
 	}
 	if d.mirror {
-		t.traffic.mirror.send(r, t.canary)
+		t.policy.mirror.send(r, t.canary)
 	}
 	return d.b
 }
@@ -106,11 +106,11 @@ func (t *table) draw() bool {
 // [0, weight). A key's bucket does not depend on the weight, so raising
 // the weight only ever adds users to the canary.
 func (t *table) keyToCanary(key string) bool {
-	return t.traffic.hash.bucket(key) < int32(t.weight)
+	return t.policy.hash.bucket(key) < int32(t.weight)
 }
 
 // traffic is a compiled v1alpha1.TrafficSpec.
-type traffic struct {
+type policy struct {
 	keys  []keySource
 	hash  hasher
 	rules []rule
@@ -122,7 +122,7 @@ type traffic struct {
 }
 
 // route is table.route for a Proxy with a TrafficSpec.
-func (tr *traffic) route(t *table, r *http.Request, open bool) decision {
+func (tr *policy) route(t *table, r *http.Request, open bool) decision {
 	secure := r.TLS != nil
 	if !open {
 		return decision{b: t.stable, setCookie: t.cookies.replaceWithStable(r, secure)}
@@ -162,11 +162,11 @@ func (tr *traffic) route(t *table, r *http.Request, open bool) decision {
 	return d
 }
 
-// compileTraffic checks and compiles spec. name is the service's name,
+// compilePolicy checks and compiles spec. name is the service's name,
 // the default salt, the suffix of the default cookie name and part of
 // every sticky cookie's MAC. A spec that asks for nothing compiles to
 // nil, the plain weighted split.
-func compileTraffic(spec *v1alpha1.TrafficSpec, name string, lists listOptions) (*traffic, error) {
+func compilePolicy(spec *v1alpha1.TrafficSpec, name string, opts compileOptions) (*policy, error) {
 	if spec == nil {
 		return nil, nil
 	}
@@ -174,19 +174,19 @@ func compileTraffic(spec *v1alpha1.TrafficSpec, name string, lists listOptions) 
 	if salt == "" {
 		salt = name
 	}
-	tr := &traffic{hash: newHasher(salt)}
+	tr := &policy{hash: newHasher(salt)}
 	var err error
 	if tr.keys, err = compileKeySources(spec.UserKey); err != nil {
 		return nil, err
 	}
-	if tr.rules, err = compileRules(spec.Rules, lists); err != nil {
+	if tr.rules, err = compileRules(spec.Rules, opts); err != nil {
 		return nil, err
 	}
 	tr.rulesToCanary = slices.ContainsFunc(tr.rules, func(r rule) bool { return r.toCanary })
-	if tr.sticky, err = compileSticky(spec.StickySession, name); err != nil {
+	if tr.sticky, err = compileSticky(spec.StickySession, name, opts.clock); err != nil {
 		return nil, err
 	}
-	if tr.mirror, err = compileMirror(spec.Mirror); err != nil {
+	if tr.mirror, err = compileMirror(spec.Mirror, opts.tasks); err != nil {
 		return nil, err
 	}
 	if len(tr.keys) == 0 && len(tr.rules) == 0 && tr.sticky == nil && tr.mirror == nil {
@@ -195,14 +195,11 @@ func compileTraffic(spec *v1alpha1.TrafficSpec, name string, lists listOptions) 
 	return tr, nil
 }
 
-// newTraffic compiles cfg's TrafficSpec for New.
-func newTraffic(cfg Config, log *slog.Logger) (*traffic, error) {
-	tr, err := compileTraffic(cfg.Traffic, cfg.Name, listOptions{log: log, interval: listCheckInterval})
+// newPolicy compiles cfg's TrafficSpec for p, a new Proxy.
+func (p *Proxy) newPolicy(cfg Config) (*policy, error) {
+	tr, err := compilePolicy(cfg.Traffic, cfg.Name, compileOptions{log: p.log, interval: listCheckInterval, clock: p.clock, tasks: p.tasks})
 	if err != nil {
 		return nil, fmt.Errorf("traffic: %w", err)
-	}
-	if tr != nil && tr.sticky != nil && cfg.Now != nil {
-		tr.sticky.now = cfg.Now
 	}
 	return tr, nil
 }
@@ -216,13 +213,13 @@ func (p *Proxy) withUpstreams(old *table, stable, canary *backend) *table {
 	if versionOf(canary) != versionOf(old.canary) {
 		t.closed = false
 	}
-	if tr := t.traffic; tr != nil {
+	if tr := t.policy; tr != nil {
 		if canary != nil && canary != old.canary && tr.mirror != nil {
 			// canary is a new backend, not yet shared with requests.
 			if old.canary != nil && old.canary.up.Version == canary.up.Version {
 				canary.mirrored = old.canary.mirrored
 			} else {
-				canary.mirrored = newCounters(canary.up.Version, p.epochs.Add(1))
+				canary.mirrored = traffic.NewCounters(canary.up.Version, p.epochs.Add(1))
 			}
 		}
 		t.cookies = tr.sticky.cookiesFor(stable, canary, t.keys)
@@ -243,7 +240,7 @@ func versionOf(b *backend) string {
 // rollback needs, since rules and cookies would otherwise keep sending
 // their users to the canary at weight 0. A canary is open when set; once
 // closed it stays closed until SetCanaryAllowed(true) or until
-// SetUpstreams sets a canary of another version.
+// SetEndpoints sets a canary of another version.
 func (p *Proxy) SetCanaryAllowed(allowed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

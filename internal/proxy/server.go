@@ -108,9 +108,19 @@ type Server struct {
 	clients, forwarded *clientCounter
 	stopped            chan struct{} // closed by stop
 
+	// running counts the goroutines Serve starts: the two inner servers
+	// and the dispatch of each new connection. Close and Shutdown wait
+	// for them; they are added only while the server is not closed.
+	running sync.WaitGroup
+
 	mu     sync.Mutex
 	ln     net.Listener
 	closed bool
+	// failure is why an inner server stopped on its own; Serve returns it.
+	failure error
+	// dispatching are the connections whose protocol is being worked out
+	// (TLS handshake, HTTP/2 preface); stop cuts their reads short.
+	dispatching map[net.Conn]struct{}
 }
 
 // NewServer returns a server of h; Serve starts it. h is usually a *Proxy
@@ -142,7 +152,8 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Server{handler: h, cfg: cfg, trust: trust, log: log, h1Conn: newConnQueue(), stdCon: newConnQueue(), stopped: make(chan struct{})}
+	s := &Server{handler: h, cfg: cfg, trust: trust, log: log, h1Conn: newConnQueue(), stdCon: newConnQueue(),
+		stopped: make(chan struct{}), dispatching: map[net.Conn]struct{}{}}
 	if n := orDefaultInt(cfg.MaxConnections, DefaultMaxConnections); n > 0 {
 		s.slots = make(chan struct{}, n)
 	}
@@ -196,8 +207,9 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 }
 
 // Serve accepts connections on ln until Shutdown or Close, and then
-// returns http.ErrServerClosed; it returns other errors of ln at once. A
-// Server serves one listener.
+// returns http.ErrServerClosed; it returns other errors of ln at once, and
+// the error of an inner server (fast path or net/http) that stopped on its
+// own, once that has closed the Server. A Server serves one listener.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
 	switch {
@@ -209,21 +221,20 @@ func (s *Server) Serve(ln net.Listener) error {
 		return errors.New("proxy server: already serving")
 	}
 	s.ln = ln
-	s.mu.Unlock()
-
 	if s.fast != nil {
-		go func() { _ = s.h1.Serve(s.h1Conn) }()
+		s.running.Go(func() { s.serveInner("fast path", s.h1.Serve, s.h1Conn) })
 	}
-	go func() { _ = s.std.Serve(s.stdCon) }()
+	s.running.Go(func() { s.serveInner("net/http", s.std.Serve, s.stdCon) })
+	s.mu.Unlock()
 	for {
 		if !s.takeSlot() {
-			return http.ErrServerClosed
+			return s.closedError()
 		}
 		c, err := ln.Accept()
 		if err != nil {
 			s.giveSlot()
 			if s.isClosed() {
-				return http.ErrServerClosed
+				return s.closedError()
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
@@ -234,9 +245,59 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		if c = s.admit(c); c != nil {
-			go s.dispatch(c)
+			s.startDispatch(c)
 		}
 	}
+}
+
+// serveInner runs one of the inner servers on its queue of connections.
+// One that stops while the Server serves has failed: the failure is
+// logged, kept for Serve to return, and the Server closed.
+func (s *Server) serveInner(name string, serve func(net.Listener) error, q *connQueue) {
+	err := serve(q)
+	if s.isClosed() {
+		return // stopped by Shutdown or Close, as it should
+	}
+	if err == nil {
+		err = errors.New("returned")
+	}
+	err = fmt.Errorf("proxy server: the %s server stopped: %w", name, err)
+	s.log.Error("proxy server failed", "err", err)
+	s.mu.Lock()
+	if s.failure == nil {
+		s.failure = err
+	}
+	s.mu.Unlock()
+	s.closeServers()
+}
+
+// closedError is what Serve returns once the server is closed: an inner
+// server's failure, or http.ErrServerClosed.
+func (s *Server) closedError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failure != nil {
+		return s.failure
+	}
+	return http.ErrServerClosed
+}
+
+// startDispatch dispatches c on a goroutine of the server's, or closes it
+// when the server has closed meanwhile.
+func (s *Server) startDispatch(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		_ = c.Close()
+		return
+	}
+	s.dispatching[c] = struct{}{}
+	s.running.Go(func() {
+		s.dispatch(c)
+		s.mu.Lock()
+		delete(s.dispatching, c)
+		s.mu.Unlock()
+	})
 }
 
 // takeSlot waits for a free place under MaxConnections; false when the
@@ -297,20 +358,29 @@ func (s *Server) isClosed() bool {
 
 // Shutdown stops accepting connections, closes idle ones, and waits for
 // the requests in flight until ctx is done. Upgraded connections
-// (WebSockets) are not waited for.
+// (WebSockets) are not waited for. The server's own goroutines are
+// waited for in any case: they end once the inner servers have stopped.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stop()
 	errH1 := s.h1.ShutdownWithContext(ctx)
 	errStd := s.std.Shutdown(ctx)
 	s.h1Conn.Close()
 	s.stdCon.Close()
+	s.running.Wait()
 	return errors.Join(errH1, errStd)
 }
 
 // Close closes the listener and the idle connections at once, and the
 // HTTP/2 and upgraded ones; a request in flight on an HTTP/1 connection
-// runs to its end.
+// runs to its end. It waits for the server's own goroutines.
 func (s *Server) Close() error {
+	err := s.closeServers()
+	s.running.Wait()
+	return err
+}
+
+// closeServers is Close without the wait, for a goroutine of the server's.
+func (s *Server) closeServers() error {
 	s.stop()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -320,6 +390,8 @@ func (s *Server) Close() error {
 	return s.std.Close()
 }
 
+// stop marks the server closed, closes its listener and cuts short the
+// reads of the connections being dispatched.
 func (s *Server) stop() {
 	s.mu.Lock()
 	if !s.closed {
@@ -327,6 +399,9 @@ func (s *Server) stop() {
 	}
 	s.closed = true
 	ln := s.ln
+	for c := range s.dispatching {
+		_ = c.SetReadDeadline(aLongTimeAgo)
+	}
 	s.mu.Unlock()
 	if ln != nil {
 		_ = ln.Close()
@@ -360,7 +435,7 @@ func (s *Server) dispatch(c net.Conn) {
 	}
 	sc := &serverConn{Conn: c, info: newConnInfo(c.RemoteAddr().String(), nil, s.trust)}
 	if !s.cfg.DisableH2C {
-		h2, err := sc.sniffPreface(s.cfg.ReadHeaderTimeout)
+		h2, err := sc.sniffPreface(s.cfg.ReadHeaderTimeout, s.stopped)
 		if err != nil {
 			_ = c.Close()
 			return
@@ -510,10 +585,16 @@ func (c *serverConn) Read(p []byte) (int, error) {
 
 // sniffPreface reads the first bytes of the connection, no more than the
 // HTTP/2 preface, and reports whether they are that preface. The bytes
-// are read again by whoever serves the connection.
-func (c *serverConn) sniffPreface(timeout time.Duration) (bool, error) {
+// are read again by whoever serves the connection. Once stopped is closed
+// it fails: its deadline would otherwise replace the one stop set.
+func (c *serverConn) sniffPreface(timeout time.Duration, stopped <-chan struct{}) (bool, error) {
 	_ = c.SetReadDeadline(time.Now().Add(timeout))
 	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	select {
+	case <-stopped:
+		return false, net.ErrClosed
+	default:
+	}
 	got := 0
 	for got < len(h2Preface) {
 		n, err := c.Conn.Read(c.peek[got:])

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // frontend serves a Proxy for a test and returns its URL.
@@ -96,7 +97,7 @@ func TestFrontendsSplitAndKeepAlive(t *testing.T) {
 // be answered by the version its body names, and checks that the canary
 // ca served about pct percent of them and that p's stats count what the
 // upstreams served. It returns those stats.
-func checkSplit(t *testing.T, p *Proxy, url string, st, ca *upstream, n, pct int) Stats {
+func checkSplit(t *testing.T, p *Proxy, url string, st, ca *upstream, n, pct int) traffic.Stats {
 	t.Helper()
 	client := &http.Client{}
 	for range n {
@@ -213,8 +214,8 @@ func TestFrontendsStreamEvents(t *testing.T) {
 			if err != nil || string(rest) != "\ndata: second\n\n" {
 				t.Fatalf("rest %q, %v", rest, err)
 			}
-			if s := settled(t, p, 1).Stable; s.classes[class2xx] != 1 {
-				t.Errorf("stream counted as %v", s.classes)
+			if s := settled(t, p, 1).Stable; s.Count(traffic.Class2xx) != 1 {
+				t.Errorf("stream counted as %+v", s)
 			}
 		})
 	}
@@ -252,8 +253,8 @@ func TestFrontendsProtocolSwitch(t *testing.T) {
 			conn, br := switchToEcho(t, fe.serve(t, p))
 			// Counted once the protocol switched, while the connection
 			// is still open: a WebSocket may last for hours.
-			if s := settled(t, p, 1).Stable; s.classes[class1xx] != 1 {
-				t.Errorf("protocol switch counted as %v, want one 1xx", s.classes)
+			if s := settled(t, p, 1).Stable; s.Count(traffic.Class1xx) != 1 {
+				t.Errorf("protocol switch counted as %+v, want one 1xx", s)
 			}
 			for _, msg := range []string{"ping\n", "pong\n"} {
 				io.WriteString(conn, msg)

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // DefaultStickyTTL is how long a sticky-session cookie lasts when the
@@ -81,15 +82,15 @@ type stickyConfig struct {
 	// means nothing to another's proxy of the same daemon.
 	service string
 	ttl     time.Duration
-	// now is the clock of expiries and of the rotation's grace period.
-	now func() time.Time
+	// clock reads the time of expiries and of the rotation's grace period.
+	clock rollout.Clock
 }
 
-func compileSticky(s *v1alpha1.StickySession, service string) (*stickyConfig, error) {
+func compileSticky(s *v1alpha1.StickySession, service string, clock rollout.Clock) (*stickyConfig, error) {
 	if s == nil {
 		return nil, nil
 	}
-	c := &stickyConfig{name: s.CookieName, service: service, ttl: DefaultStickyTTL, now: time.Now}
+	c := &stickyConfig{name: s.CookieName, service: service, ttl: DefaultStickyTTL, clock: clock}
 	if c.name == "" {
 		c.name = "pipit"
 		if service != "" {
@@ -280,7 +281,7 @@ func (c *stickyCookies) honoured(r *http.Request, canary bool) (sc *stickyCookie
 			continue
 		}
 		if now == 0 {
-			now = c.now().Unix()
+			now = c.clock.Now().Unix()
 		}
 		if expiry <= now || expiry > now+c.seconds()+clockSlack {
 			continue
@@ -338,7 +339,7 @@ func (c *stickyCookies) header(role string, secure bool) string {
 	if role == RoleCanary {
 		sc = c.canary
 	}
-	now := c.now().Unix()
+	now := c.clock.Now().Unix()
 	m := sc.minted.Load()
 	if m == nil || m.second != now {
 		// Two requests of a new second may both sign: the same cookie.
@@ -391,7 +392,7 @@ func (p *Proxy) SetCookieKeys(k CookieKeys) error {
 	defer p.mu.Unlock()
 	t := *p.table.Load()
 	t.keys = keys
-	if tr := t.traffic; tr != nil {
+	if tr := t.policy; tr != nil {
 		t.cookies = tr.sticky.cookiesFor(t.stable, t.canary, keys)
 	}
 	p.table.Store(&t)
@@ -402,7 +403,7 @@ func (p *Proxy) SetCookieKeys(k CookieKeys) error {
 // the previous key is honoured after a rotation; zero when sticky
 // sessions are off.
 func (p *Proxy) StickyTTL() time.Duration {
-	if tr := p.table.Load().traffic; tr != nil && tr.sticky != nil {
+	if tr := p.table.Load().policy; tr != nil && tr.sticky != nil {
 		return tr.sticky.ttl
 	}
 	return 0

@@ -8,26 +8,31 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
 )
 
-// testClock is a clock the tests move by hand.
-type testClock struct{ ns atomic.Int64 }
-
-func newTestClock() *testClock {
-	c := &testClock{}
-	c.ns.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
-	return c
+// newTestClock is a clock the tests move by hand.
+func newTestClock() *fakeclock.Clock {
+	return fakeclock.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
-func (c *testClock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *testClock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+// listTestInterval is how often the tables of decision tests check their
+// inFile lists, on their clock.
+const listTestInterval = 10 * time.Millisecond
+
+// testTasks is a background group closed when the test ends.
+func testTasks(t testing.TB) *background {
+	b := newBackground()
+	t.Cleanup(b.Close)
+	return b
+}
 
 // testKey is a fresh random cookie key.
 func testKey(t testing.TB) []byte {
@@ -39,27 +44,24 @@ func testKey(t testing.TB) []byte {
 
 // keyedTable compiles spec for a service named checkout and returns a
 // table at weight with the test backends, signing its cookies with keys
-// on the clock now.
-func keyedTable(t testing.TB, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent, keys CookieKeys, now func() time.Time) *table {
+// on clock.
+func keyedTable(t testing.TB, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent, keys CookieKeys, clock rollout.Clock) *table {
 	t.Helper()
-	return namedTable(t, "checkout", spec, weight, keys, now)
+	return namedTable(t, "checkout", spec, weight, keys, clock)
 }
 
-func namedTable(t testing.TB, service string, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent, keys CookieKeys, now func() time.Time) *table {
+func namedTable(t testing.TB, service string, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent, keys CookieKeys, clock rollout.Clock) *table {
 	t.Helper()
-	tr, err := compileTraffic(spec, service, listOptions{log: testLogger(t), interval: 10 * time.Millisecond})
+	tr, err := compilePolicy(spec, service, compileOptions{log: testLogger(t), interval: listTestInterval, clock: clock, tasks: testTasks(t)})
 	if err != nil {
 		t.Fatal(err)
-	}
-	if tr != nil && tr.sticky != nil {
-		tr.sticky.now = now
 	}
 	ck, err := compileCookieKeys(keys)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stable, canary := testBackends()
-	return new(Proxy).withUpstreams(&table{weight: weight, traffic: tr, keys: ck}, stable, canary)
+	return new(Proxy).withUpstreams(&table{weight: weight, policy: tr, keys: ck}, stable, canary)
 }
 
 // stickyValue is the value of the cookie tab issues now for role.
@@ -106,7 +108,7 @@ var toCanaryByRule = &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{forceCa
 // base64url characters, another for each role.
 func TestStickyCookieFormat(t *testing.T) {
 	clk := newTestClock()
-	tab := keyedTable(t, stickyOn, 0, CookieKeys{Current: testKey(t)}, clk.now)
+	tab := keyedTable(t, stickyOn, 0, CookieKeys{Current: testKey(t)}, clk)
 	if want := base64.RawURLEncoding.EncodedLen(MinCookieKeyLen); macLen != want {
 		t.Fatalf("macLen %d, want %d", macLen, want)
 	}
@@ -114,7 +116,7 @@ func TestStickyCookieFormat(t *testing.T) {
 	for _, role := range []string{RoleStable, RoleCanary} {
 		v := stickyValue(tab, role)
 		m := format.FindStringSubmatch(v)
-		if m == nil || m[1] != role || m[2] != strconv.FormatInt(clk.now().Add(time.Hour).Unix(), 10) {
+		if m == nil || m[1] != role || m[2] != strconv.FormatInt(clk.Now().Add(time.Hour).Unix(), 10) {
 			t.Errorf("%s cookie %q: want %s.EXPIRY.MAC expiring in an hour", role, v, role)
 		}
 	}
@@ -130,7 +132,7 @@ func TestStickyCookieFormat(t *testing.T) {
 func TestStickyCookieForgeries(t *testing.T) {
 	clk := newTestClock()
 	keys := CookieKeys{Current: testKey(t)}
-	tab := keyedTable(t, toCanaryByRule, 0, keys, clk.now)
+	tab := keyedTable(t, toCanaryByRule, 0, keys, clk)
 	genuine, stableValue := stickyValue(tab, RoleCanary), stickyValue(tab, RoleStable)
 	_, expiry, mac := splitCookie(t, genuine)
 	_, _, stableMAC := splitCookie(t, stableValue)
@@ -148,9 +150,9 @@ func TestStickyCookieForgeries(t *testing.T) {
 
 	forgeries := map[string]string{
 		"the old unsigned format":        "canary." + strconv.FormatUint(newHasher("checkout").sum("v2"), 16),
-		"another installation's key":     stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: testKey(t)}, clk.now), RoleCanary),
-		"a key made of public values":    stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: []byte(strings.Repeat("checkout", 4))}, clk.now), RoleCanary),
-		"another rollout's cookie":       stickyValue(namedTable(t, "shop", toCanaryByRule, 0, keys, clk.now), RoleCanary),
+		"another installation's key":     stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: testKey(t)}, clk), RoleCanary),
+		"a key made of public values":    stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: []byte(strings.Repeat("checkout", 4))}, clk), RoleCanary),
+		"another rollout's cookie":       stickyValue(namedTable(t, "shop", toCanaryByRule, 0, keys, clk), RoleCanary),
 		"stable's MAC, the role swapped": "canary." + exp + "." + stableMAC,
 		"the expiry extended":            "canary." + strconv.FormatInt(expiry+3600, 10) + "." + mac,
 		"the expiry brought forward":     "canary." + strconv.FormatInt(expiry-60, 10) + "." + mac,
@@ -207,11 +209,11 @@ func decodeMAC(t *testing.T, s string) string {
 func TestStickyCookieDuplicates(t *testing.T) {
 	clk := newTestClock()
 	keys := CookieKeys{Current: testKey(t)}
-	tab := keyedTable(t, toCanaryByRule, 0, keys, clk.now)
+	tab := keyedTable(t, toCanaryByRule, 0, keys, clk)
 	canary, stable := "pipit-checkout="+stickyValue(tab, RoleCanary), "pipit-checkout="+stickyValue(tab, RoleStable)
 	_, expiry, _ := splitCookie(t, stickyValue(tab, RoleCanary))
 	forged := "pipit-checkout=canary." + strconv.FormatInt(expiry, 10) + "." + strings.Repeat("A", macLen)
-	other := "pipit-checkout=" + stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: testKey(t)}, clk.now), RoleCanary)
+	other := "pipit-checkout=" + stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: testKey(t)}, clk), RoleCanary)
 	forgedRun := func(n int) string { return strings.Repeat(forged+"; ", n) }
 
 	for _, c := range []struct {
@@ -250,22 +252,22 @@ func TestStickyCookieExpiry(t *testing.T) {
 	keys := CookieKeys{Current: testKey(t)}
 	short := &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{forceCanary},
 		StickySession: &v1alpha1.StickySession{TTL: &metav1.Duration{Duration: 90 * time.Second}}}
-	tab := keyedTable(t, short, 0, keys, clk.now)
+	tab := keyedTable(t, short, 0, keys, clk)
 	cookie := "pipit-checkout=" + stickyValue(tab, RoleCanary)
-	clk.advance(-30 * time.Second) // the wall clock stepped back
+	clk.Advance(-30 * time.Second) // the wall clock stepped back
 	if role, set := routeCookie(tab, cookie); role != RoleCanary || set != "" {
 		t.Fatalf("after the clock stepped back 30s: %s, Set-Cookie %q", role, set)
 	}
-	clk.advance(30*time.Second + 89*time.Second)
+	clk.Advance(30*time.Second + 89*time.Second)
 	if role, set := routeCookie(tab, cookie); role != RoleCanary || set != "" {
 		t.Fatalf("a second before the cookie expires: %s, Set-Cookie %q", role, set)
 	}
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	if role, set := routeCookie(tab, cookie); role != RoleStable || set != stickyValue(tab, RoleStable) {
 		t.Fatalf("once the cookie expired: %s, Set-Cookie %q; want stable and a fresh stable cookie", role, set)
 	}
 
-	long := keyedTable(t, toCanaryByRule, 0, keys, clk.now) // a TTL of an hour, the same key
+	long := keyedTable(t, toCanaryByRule, 0, keys, clk) // a TTL of an hour, the same key
 	if role, _ := routeCookie(tab, "pipit-checkout="+stickyValue(long, RoleCanary)); role != RoleStable {
 		t.Errorf("a cookie expiring in an hour was honoured with a TTL of 90s")
 	}
@@ -280,12 +282,12 @@ func TestStickyCookieKeyRotation(t *testing.T) {
 	a, b, c := testKey(t), testKey(t), testKey(t)
 	dead := mustURL(t, "http://127.0.0.1:1") // routing never connects
 	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: dead}, Canary: &Upstream{Version: "v2", URL: dead},
-		Name: "checkout", Traffic: toCanaryByRule, CookieKeys: CookieKeys{Current: a}, Now: clk.now})
+		Name: "checkout", Traffic: toCanaryByRule, CookieKeys: CookieKeys{Current: a}, Clock: clk})
 	route := func(v string) (string, string) { return routeCookie(p.table.Load(), "pipit-checkout="+v) }
 	signedWithA := stickyValue(p.table.Load(), RoleCanary) // expires at T+1h
 
-	clk.advance(10 * time.Minute)
-	rotated := clk.now()
+	clk.Advance(10 * time.Minute)
+	rotated := clk.Now()
 	if err := p.SetCookieKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated}); err != nil {
 		t.Fatal(err)
 	}
@@ -293,8 +295,8 @@ func TestStickyCookieKeyRotation(t *testing.T) {
 		t.Fatalf("the previous key's cookie after the rotation: %s, Set-Cookie %q", role, set)
 	}
 	signedWithB := stickyValue(p.table.Load(), RoleCanary)
-	onlyA := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: a}, clk.now)
-	onlyB := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: b}, clk.now)
+	onlyA := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: a}, clk)
+	onlyB := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: b}, clk)
 	if role, _ := routeCookie(onlyB, "pipit-checkout="+signedWithB); role != RoleCanary {
 		t.Error("a cookie issued after the rotation is not signed with the new key")
 	}
@@ -308,11 +310,11 @@ func TestStickyCookieKeyRotation(t *testing.T) {
 	if err := p.SetCookieKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated.Add(-30 * time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	clk.advance(30*time.Minute - time.Second) // T+40m-1s
+	clk.Advance(30*time.Minute - time.Second) // T+40m-1s
 	if role, _ := route(signedWithA); role != RoleCanary {
 		t.Fatal("the previous key's cookie was refused within one TTL of the rotation")
 	}
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	if role, set := route(signedWithA); role != RoleStable || set == "" {
 		t.Fatalf("the previous key's cookie one TTL after the rotation: %s, Set-Cookie %q", role, set)
 	}
@@ -325,11 +327,11 @@ func TestStickyCookieKeyRotation(t *testing.T) {
 	if err := p.SetCookieKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated}); err != nil {
 		t.Fatal(err)
 	}
-	clk.advance(20*time.Minute - time.Second) // T+1h-1s
+	clk.Advance(20*time.Minute - time.Second) // T+1h-1s
 	if role, _ := route(signedWithA); role != RoleCanary {
 		t.Fatal("the previous key's cookie was refused a second before it expired")
 	}
-	if err := p.SetCookieKeys(CookieKeys{Current: c, Previous: b, RotatedAt: clk.now()}); err != nil {
+	if err := p.SetCookieKeys(CookieKeys{Current: c, Previous: b, RotatedAt: clk.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if role, _ := route(signedWithA); role != RoleStable {
@@ -343,7 +345,7 @@ func TestStickyCookieKeyRotation(t *testing.T) {
 	for _, bad := range []CookieKeys{
 		{},
 		{Current: c[:MinCookieKeyLen-1]},
-		{Current: c, Previous: a[:8], RotatedAt: clk.now()},
+		{Current: c, Previous: a[:8], RotatedAt: clk.Now()},
 		{Current: c, Previous: a},
 	} {
 		if err := p.SetCookieKeys(bad); err == nil {
@@ -365,7 +367,7 @@ func TestStickyCookieKeyRotation(t *testing.T) {
 func TestStickyCookieWeightZero(t *testing.T) {
 	clk := newTestClock()
 	keys := CookieKeys{Current: testKey(t)}
-	tab := keyedTable(t, stickyOn, 0, keys, clk.now)
+	tab := keyedTable(t, stickyOn, 0, keys, clk)
 	canary, stable := stickyValue(tab, RoleCanary), stickyValue(tab, RoleStable)
 	if role, set := routeCookie(tab, "pipit-checkout="+canary); role != RoleStable || set != stable {
 		t.Errorf("a canary cookie at weight 0: %s, Set-Cookie %q; want stable and a stable cookie", role, set)
@@ -376,7 +378,7 @@ func TestStickyCookieWeightZero(t *testing.T) {
 	if role, set := routeCookie(atWeight(tab, 1), "pipit-checkout="+canary); role != RoleCanary || set != "" {
 		t.Errorf("a canary cookie at weight 0.001%%: %s, Set-Cookie %q", role, set)
 	}
-	ruled := keyedTable(t, toCanaryByRule, 0, keys, clk.now)
+	ruled := keyedTable(t, toCanaryByRule, 0, keys, clk)
 	if role, set := routeCookie(ruled, "pipit-checkout="+canary); role != RoleCanary || set != "" {
 		t.Errorf("a canary cookie at weight 0 with a rule to the canary: %s, Set-Cookie %q", role, set)
 	}
@@ -445,7 +447,7 @@ func TestStickyCookieAttacksOverHTTP(t *testing.T) {
 			a := testKey(t)
 			c := canary.upstream(t)
 			p := newProxy(t, Config{Stable: stable.upstream(t), Canary: &c, Weight: v1alpha1.FullWeight, Name: "checkout",
-				Traffic: toCanaryByRule, CookieKeys: CookieKeys{Current: a}, Now: clk.now})
+				Traffic: toCanaryByRule, CookieKeys: CookieKeys{Current: a}, Clock: clk})
 			url := path.serve(t, p)
 			get := func(cookie string) (string, string) { t.Helper(); return cookieGet(t, client, url, cookie, path.h2c) }
 
@@ -461,7 +463,7 @@ func TestStickyCookieAttacksOverHTTP(t *testing.T) {
 			forged := "canary." + strconv.FormatInt(expiry, 10) + "." + strings.Repeat("A", macLen)
 			for what, value := range map[string]string{
 				"the old unsigned format":    "canary." + strconv.FormatUint(newHasher("checkout").sum("v2"), 16),
-				"another installation's key": stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: testKey(t)}, clk.now), RoleCanary),
+				"another installation's key": stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: testKey(t)}, clk), RoleCanary),
 				"the role swapped":           "stable." + strconv.FormatInt(expiry, 10) + "." + mac,
 				"the expiry extended":        "canary." + strconv.FormatInt(expiry+86400, 10) + "." + mac,
 				"a made-up MAC":              forged,
@@ -480,14 +482,14 @@ func TestStickyCookieAttacksOverHTTP(t *testing.T) {
 				t.Errorf("a forged cookie before the genuine one: %s, Set-Cookie %q", v, set)
 			}
 
-			clk.advance(10 * time.Minute)
-			if err := p.SetCookieKeys(CookieKeys{Current: testKey(t), Previous: a, RotatedAt: clk.now()}); err != nil {
+			clk.Advance(10 * time.Minute)
+			if err := p.SetCookieKeys(CookieKeys{Current: testKey(t), Previous: a, RotatedAt: clk.Now()}); err != nil {
 				t.Fatal(err)
 			}
 			if v, set := get("pipit-checkout=" + genuine); v != "v2" || set != "" {
 				t.Errorf("the cookie after a key rotation: %s, Set-Cookie %q", v, set)
 			}
-			clk.advance(50 * time.Minute) // the cookie's TTL is over
+			clk.Advance(50 * time.Minute) // the cookie's TTL is over
 			if v, set := get("pipit-checkout=" + genuine); v != "v1" || !strings.HasPrefix(set, "stable.") {
 				t.Errorf("the cookie past its TTL: %s, Set-Cookie %q", v, set)
 			}
@@ -495,7 +497,7 @@ func TestStickyCookieAttacksOverHTTP(t *testing.T) {
 			// Neither weight nor rule: the canary takes nobody.
 			c2 := canary.upstream(t)
 			bare := newProxy(t, Config{Stable: stable.upstream(t), Canary: &c2, Weight: v1alpha1.FullWeight, Name: "checkout",
-				Traffic: stickyOn, CookieKeys: CookieKeys{Current: a}, Now: clk.now})
+				Traffic: stickyOn, CookieKeys: CookieKeys{Current: a}, Clock: clk})
 			url = path.serve(t, bare)
 			if v, genuine = get(""); v != "v2" {
 				t.Fatalf("at 100%%: %s", v)

@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pipit-dev/pipit/api/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 var stickyOn = &v1alpha1.TrafficSpec{StickySession: &v1alpha1.StickySession{}}
@@ -147,8 +149,7 @@ func TestStickySessionRollback(t *testing.T) {
 	// A new canary version: the old canary cookie names nothing serving.
 	b.cookie = canaryCookie
 	next := Upstream{Version: "v3", URL: mustURL(t, canary.URL)}
-	stable, _ := p.Upstreams()
-	if err := p.SetUpstreams(stable, &next); err != nil {
+	if err := p.setUpstreams(p.table.Load().stable.up.clone(), &next); err != nil {
 		t.Fatal(err)
 	}
 	if v, set := b.get(); v != "v3" || set == "" || b.cookie == canaryCookie {
@@ -163,7 +164,7 @@ func TestStickySessionSecure(t *testing.T) {
 	spec := &v1alpha1.TrafficSpec{StickySession: &v1alpha1.StickySession{CookieName: "ver", TTL: &metav1.Duration{Duration: 90 * time.Second}}}
 	p := newProxy(t, Config{Stable: stable.upstream(t), Name: "checkout", Traffic: spec})
 	c := Upstream{Version: "v2", URL: mustURL(t, stable.URL)}
-	if err := p.SetUpstreams(stable.upstream(t), &c); err != nil {
+	if err := p.setUpstreams(stable.upstream(t), &c); err != nil {
 		t.Fatal(err)
 	}
 	s := httptest.NewTLSServer(p)
@@ -205,8 +206,8 @@ func TestStickySessionRulesFirst(t *testing.T) {
 func FuzzStickyCookie(f *testing.F) {
 	clk := newTestClock()
 	keys := CookieKeys{Current: testKey(f)}
-	ruled := keyedTable(f, &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{forceCanary}, StickySession: &v1alpha1.StickySession{}}, 0, keys, clk.now)
-	bare := keyedTable(f, stickyOn, 0, keys, clk.now) // same service, versions, key and clock: the same cookies
+	ruled := keyedTable(f, &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{forceCanary}, StickySession: &v1alpha1.StickySession{}}, 0, keys, clk)
+	bare := keyedTable(f, stickyOn, 0, keys, clk) // same service, versions, key and clock: the same cookies
 	canaryValue, stableValue := stickyValue(ruled, RoleCanary), stickyValue(ruled, RoleStable)
 	f.Add("pipit-checkout="+canaryValue, false, true, false)
 	f.Add("a=1; pipit-checkout=\""+canaryValue+"\"", false, true, true)
@@ -272,17 +273,17 @@ func FuzzStickyCookie(f *testing.F) {
 // invalid one is refused.
 func TestStickySessionCookieName(t *testing.T) {
 	for name, want := range map[string]string{"checkout": "pipit-checkout", "": "pipit"} {
-		c, err := compileSticky(&v1alpha1.StickySession{}, name)
+		c, err := compileSticky(&v1alpha1.StickySession{}, name, rollout.SystemClock{})
 		if err != nil || c.name != want {
 			t.Errorf("service %q: cookie %v, %v; want %s", name, c, err, want)
 		}
 	}
 	for _, bad := range []string{"a b", "a;b", "é"} {
-		if _, err := compileSticky(&v1alpha1.StickySession{CookieName: bad}, "x"); err == nil {
+		if _, err := compileSticky(&v1alpha1.StickySession{CookieName: bad}, "x", rollout.SystemClock{}); err == nil {
 			t.Errorf("cookie name %q compiled", bad)
 		}
 	}
-	if _, err := compileSticky(&v1alpha1.StickySession{TTL: &metav1.Duration{}}, "x"); err == nil {
+	if _, err := compileSticky(&v1alpha1.StickySession{TTL: &metav1.Duration{}}, "x", rollout.SystemClock{}); err == nil {
 		t.Error("a zero TTL compiled")
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/proxy"
 	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
@@ -34,7 +33,7 @@ const retryPeriod = time.Second
 // routes each role to the ready replicas of one version and balances
 // across them.
 type Endpoints interface {
-	// SetEndpoints routes role (proxy.RoleStable or proxy.RoleCanary) to
+	// SetEndpoints routes role (RoleStable or RoleCanary) to
 	// urls, the ready replicas of version. An empty version takes the role
 	// away (canary only). A version with no urls has no ready replica right
 	// now: a canary's share then goes to stable, and a stable cannot be
@@ -219,7 +218,7 @@ func (p *Process) RetireCanary(_ context.Context, v v1alpha1.VersionRef) error {
 // replica is ready any more, up when all its replicas are ready.
 func (p *Process) Observe(context.Context) rollout.Observed {
 	p.mu.Lock()
-	o := rollout.Observed{StableVersion: p.routed[proxy.RoleStable].version, CanaryVersion: p.canaryWant}
+	o := rollout.Observed{StableVersion: p.routed[RoleStable].version, CanaryVersion: p.canaryWant}
 	g := p.groups[p.canaryWant]
 	p.mu.Unlock()
 	if g != nil {
@@ -253,7 +252,7 @@ func (p *Process) Undo(context.Context) (v1alpha1.VersionRef, error) {
 	prevWant := p.stableWant
 	p.stableWant = w.ref.Version
 	p.mu.Unlock()
-	if err := p.push(proxy.RoleStable, r, now); err != nil {
+	if err := p.push(RoleStable, r, now); err != nil {
 		p.mu.Lock()
 		p.stableWant = prevWant
 		p.mu.Unlock()

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"sync"
 	"time"
-
-	"github.com/pipit-dev/pipit/internal/proxy"
 )
 
 // loop re-applies the desired state whenever a replica's state changes,
@@ -71,7 +69,7 @@ func (p *Process) reconcile() error {
 		p.mu.Unlock()
 		return nil
 	}
-	stable := p.routed[proxy.RoleStable].version
+	stable := p.routed[RoleStable].version
 	if p.stableWant != stable {
 		// Switch once the new stable can serve; the first stable at once.
 		if g := p.groups[p.stableWant]; stable == "" || (g != nil && len(g.readyURLs()) > 0) {
@@ -79,11 +77,11 @@ func (p *Process) reconcile() error {
 		}
 	}
 	want := map[string]route{
-		proxy.RoleStable: routeOf(stable, p.groups[stable]),
-		proxy.RoleCanary: routeOf(p.canaryWant, p.groups[p.canaryWant]),
+		RoleStable: routeOf(stable, p.groups[stable]),
+		RoleCanary: routeOf(p.canaryWant, p.groups[p.canaryWant]),
 	}
 	p.mu.Unlock()
-	err := errors.Join(p.push(proxy.RoleStable, want[proxy.RoleStable], now), p.push(proxy.RoleCanary, want[proxy.RoleCanary], now))
+	err := errors.Join(p.push(RoleStable, want[RoleStable], now), p.push(RoleCanary, want[RoleCanary], now))
 	p.mu.Lock()
 	p.settleLocked(now)
 	p.mu.Unlock()
@@ -114,7 +112,7 @@ func (p *Process) push(role string, r route, now time.Time) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.routed[role] = r
-	if role == proxy.RoleStable && prev.version != r.version {
+	if role == RoleStable && prev.version != r.version {
 		p.stableSwitchedLocked(prev.version, r.version, now)
 	}
 	return nil
@@ -151,7 +149,7 @@ func (p *Process) settleLocked(now time.Time) {
 	}
 	keep := map[string]bool{
 		p.stableWant: true, p.canaryWant: true,
-		p.routed[proxy.RoleStable].version: true, p.routed[proxy.RoleCanary].version: true,
+		p.routed[RoleStable].version: true, p.routed[RoleCanary].version: true,
 	}
 	if p.warm != nil {
 		if now.Before(p.warm.until) {

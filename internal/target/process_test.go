@@ -22,7 +22,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/proxy"
 	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
@@ -208,7 +207,7 @@ func TestProcessRoutesRolesToReadyReplicas(t *testing.T) {
 	}
 	stable := h.waitReady("v1", 2)
 	eventually(t, "the stable role has both replicas", func() bool {
-		return slices.Equal(urlStrings(h.ep.get(proxy.RoleStable).urls), replicaURLs(stable))
+		return slices.Equal(urlStrings(h.ep.get(RoleStable).urls), replicaURLs(stable))
 	})
 	for _, u := range replicaURLs(stable) {
 		if got := get(t, u); got != "v1" {
@@ -219,7 +218,7 @@ func TestProcessRoutesRolesToReadyReplicas(t *testing.T) {
 	must(t, h.p.DeployCanary(context.Background(), ref("v2")))
 	canary := h.waitReady("v2", 1)
 	eventually(t, "the canary role has the canary", func() bool {
-		r := h.ep.get(proxy.RoleCanary)
+		r := h.ep.get(RoleCanary)
 		return r.version == "v2" && slices.Equal(urlStrings(r.urls), replicaURLs(canary))
 	})
 	if got := get(t, canary[0].URL.String()); got != "v2" {
@@ -265,7 +264,7 @@ func TestReadinessDecidesTraffic(t *testing.T) {
 	h.waitReady("v1", 1)
 	eventually(t, "the canary runs", func() bool { rs := h.p.Replicas("v2"); return len(rs) == 1 && rs[0].PID != 0 })
 	time.Sleep(200 * time.Millisecond) // several failing probes
-	if r := h.ep.get(proxy.RoleCanary); r.version != "v2" || len(r.urls) != 0 {
+	if r := h.ep.get(RoleCanary); r.version != "v2" || len(r.urls) != 0 {
 		t.Fatalf("canary role before readiness = %+v, want v2 with no replica", r)
 	}
 	if o := h.p.Observe(context.Background()); o.CanaryHealth != rollout.HealthUnknown {
@@ -273,13 +272,13 @@ func TestReadinessDecidesTraffic(t *testing.T) {
 	}
 
 	must(t, os.WriteFile(readyFile, nil, 0o600))
-	eventually(t, "the ready canary gets traffic", func() bool { return len(h.ep.get(proxy.RoleCanary).urls) == 1 })
+	eventually(t, "the ready canary gets traffic", func() bool { return len(h.ep.get(RoleCanary).urls) == 1 })
 	if o := h.p.Observe(context.Background()); o.CanaryHealth != rollout.HealthUp {
 		t.Fatalf("ready canary is %v", o.CanaryHealth)
 	}
 
 	must(t, os.Remove(readyFile))
-	eventually(t, "the unready canary loses traffic", func() bool { return len(h.ep.get(proxy.RoleCanary).urls) == 0 })
+	eventually(t, "the unready canary loses traffic", func() bool { return len(h.ep.get(RoleCanary).urls) == 0 })
 	o := h.p.Observe(context.Background())
 	if want := "no ready replica: readiness probe failed: GET /health: 503 Service Unavailable"; o.CanaryHealth != rollout.HealthDown || o.CanaryReason != want {
 		t.Fatalf("Observe = %v %q, want down %q", o.CanaryHealth, o.CanaryReason, want)
@@ -393,11 +392,11 @@ func promoted(t *testing.T, window time.Duration) (h *harness, v1, v2 ReplicaSta
 	if o := h.p.Observe(context.Background()); o.StableVersion != "v2" {
 		t.Fatalf("a ready canary is stable at once; StableVersion = %q", o.StableVersion)
 	}
-	if r := h.ep.get(proxy.RoleStable); r.version != "v2" || urlStrings(r.urls)[0] != v2.URL.String() {
+	if r := h.ep.get(RoleStable); r.version != "v2" || urlStrings(r.urls)[0] != v2.URL.String() {
 		t.Fatalf("stable role = %+v, want v2 at %s", r, v2.URL)
 	}
 	must(t, h.p.RetireCanary(context.Background(), ref("v2")))
-	if r := h.ep.get(proxy.RoleCanary); r.version != "" || r.urls != nil {
+	if r := h.ep.get(RoleCanary); r.version != "" || r.urls != nil {
 		t.Fatalf("canary role after retiring the promoted canary = %+v", r)
 	}
 	if !alive(v2.PID) {
@@ -447,7 +446,7 @@ func TestUndoInsideTheWindowSwitchesBackAtOnce(t *testing.T) {
 			t.Parallel()
 			h, v1, v2 := promoted(t, time.Minute)
 			must(t, undo(h.p))
-			if r := h.ep.get(proxy.RoleStable); r.version != "v1" || urlStrings(r.urls)[0] != v1.URL.String() {
+			if r := h.ep.get(RoleStable); r.version != "v1" || urlStrings(r.urls)[0] != v1.URL.String() {
 				t.Fatalf("stable role after undo = %+v, want the warm v1 at %s", r, v1.URL)
 			}
 			if o := h.p.Observe(context.Background()); o.StableVersion != "v1" {
@@ -484,7 +483,7 @@ func TestPromoteKeepsTheOldStableWhileTheProxyCannotBeTold(t *testing.T) {
 	}
 	h.ep.setFail(nil)
 	eventually(t, "the retry completes the promotion", func() bool {
-		return h.p.Observe(context.Background()).StableVersion == "v2" && h.ep.get(proxy.RoleStable).version == "v2"
+		return h.p.Observe(context.Background()).StableVersion == "v2" && h.ep.get(RoleStable).version == "v2"
 	})
 	eventually(t, "the old stable is drained", func() bool { return !alive(v1.PID) })
 }
@@ -500,7 +499,7 @@ func TestRetireCanaryKillsAfterTheGracePeriod(t *testing.T) {
 	v2 := h.waitReady("v2", 1)[0]
 	grandchild := readPidFile(t, pidFile)
 	must(t, h.p.RetireCanary(context.Background(), ref("v2")))
-	if r := h.ep.get(proxy.RoleCanary); r.version != "" {
+	if r := h.ep.get(RoleCanary); r.version != "" {
 		t.Fatalf("canary role after retire = %+v", r)
 	}
 	eventually(t, "the canary and its child are gone", func() bool { return !alive(v2.PID) && !alive(grandchild) })

@@ -8,17 +8,21 @@ import (
 	"net/url"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
-	"github.com/pipit-dev/pipit/internal/proxy"
 	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // Upstreams is the part of the built-in proxy a static target steers.
+// *proxy.Proxy implements it. Each SetEndpoints swaps one role at once,
+// and no request in flight is dropped by a swap.
 type Upstreams interface {
-	SetUpstreams(stable proxy.Upstream, canary *proxy.Upstream) error
-	Upstreams() (stable proxy.Upstream, canary *proxy.Upstream)
+	Endpoints
+	// RoutedVersions are the versions routed in each role now, read at
+	// one instant; canary is empty when there is none.
+	RoutedVersions() (stable, canary string)
 	// Ejected reports a canary the proxy took out of rotation itself
-	// (passive outlier detection).
-	Ejected() (proxy.Ejection, bool)
+	// (passive outlier detection): its version and why; ok is false when
+	// none is.
+	Ejected() (version, reason string, ok bool)
 }
 
 // HealthSource reports a role's health ("stable" or "canary").
@@ -33,17 +37,14 @@ type Static struct {
 	Health HealthSource
 }
 
-// DeployCanary points the proxy's canary role at v.
+// DeployCanary points the proxy's canary role at v. Pointing it at the
+// version and URL it has already is no change at all.
 func (s *Static) DeployCanary(_ context.Context, v v1alpha1.VersionRef) error {
-	up, err := UpstreamOf(v)
+	u, err := URLOf(v)
 	if err != nil {
 		return err
 	}
-	stable, canary := s.Proxy.Upstreams()
-	if canary != nil && sameUpstream(*canary, up) {
-		return nil
-	}
-	return s.Proxy.SetUpstreams(stable, &up)
+	return s.Proxy.SetEndpoints(RoleCanary, v.Version, []*url.URL{u})
 }
 
 // Install points the proxy's stable role at v, as Promote does: the first
@@ -53,39 +54,36 @@ func (s *Static) Install(ctx context.Context, v v1alpha1.VersionRef) error { ret
 // Promote points the proxy's stable role at v, keeping the canary role as
 // it is until the canary is retired, so no request is dropped in between.
 func (s *Static) Promote(_ context.Context, v v1alpha1.VersionRef) error {
-	up, err := UpstreamOf(v)
+	u, err := URLOf(v)
 	if err != nil {
 		return err
 	}
-	stable, canary := s.Proxy.Upstreams()
-	if sameUpstream(stable, up) {
-		return nil
-	}
-	return s.Proxy.SetUpstreams(up, canary)
+	return s.Proxy.SetEndpoints(RoleStable, v.Version, []*url.URL{u})
 }
 
 // RetireCanary takes the canary role off the proxy if it still points at v.
+// The check and the change are two steps, but only the engine, one call at
+// a time, changes the canary role of a static target.
 func (s *Static) RetireCanary(_ context.Context, v v1alpha1.VersionRef) error {
-	stable, canary := s.Proxy.Upstreams()
-	if canary == nil || canary.Version != v.Version {
+	if _, canary := s.Proxy.RoutedVersions(); canary != v.Version {
 		return nil
 	}
-	return s.Proxy.SetUpstreams(stable, nil)
+	return s.Proxy.SetEndpoints(RoleCanary, "", nil)
 }
 
 // Observe reports the proxy's versions and the canary's health.
 func (s *Static) Observe(context.Context) rollout.Observed {
-	stable, canary := s.Proxy.Upstreams()
-	o := rollout.Observed{StableVersion: stable.Version}
-	if canary == nil {
+	stable, canary := s.Proxy.RoutedVersions()
+	o := rollout.Observed{StableVersion: stable}
+	if canary == "" {
 		return o
 	}
-	o.CanaryVersion = canary.Version
-	if e, ok := s.Proxy.Ejected(); ok && e.Version == canary.Version {
-		o.CanaryHealth, o.CanaryReason = rollout.HealthDown, "ejected by the proxy: "+e.Reason
+	o.CanaryVersion = canary
+	if version, reason, ok := s.Proxy.Ejected(); ok && version == canary {
+		o.CanaryHealth, o.CanaryReason = rollout.HealthDown, "ejected by the proxy: "+reason
 		return o
 	}
-	healthy, reason, known := s.Health.Health("canary")
+	healthy, reason, known := s.Health.Health(RoleCanary)
 	switch {
 	case !known:
 		o.CanaryHealth = rollout.HealthUnknown
@@ -97,15 +95,11 @@ func (s *Static) Observe(context.Context) rollout.Observed {
 	return o
 }
 
-// UpstreamOf turns a version's URL into a proxy upstream.
-func UpstreamOf(v v1alpha1.VersionRef) (proxy.Upstream, error) {
+// URLOf is the URL of a version reached by URL: http or https, with a host.
+func URLOf(v v1alpha1.VersionRef) (*url.URL, error) {
 	u, err := url.Parse(v.URL)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return proxy.Upstream{}, fmt.Errorf("version %s: %q is not an http(s) URL", v.Version, v.URL)
+		return nil, fmt.Errorf("version %s: %q is not an http(s) URL", v.Version, v.URL)
 	}
-	return proxy.Upstream{Version: v.Version, URL: u}, nil
-}
-
-func sameUpstream(a, b proxy.Upstream) bool {
-	return a.Version == b.Version && a.URL.String() == b.URL.String()
+	return u, nil
 }

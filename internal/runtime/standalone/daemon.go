@@ -311,6 +311,7 @@ func (d *Daemon) Stop(ctx context.Context) error {
 	}
 	for _, name := range d.names {
 		d.rollouts[name].hooks.Wait()
+		d.rollouts[name].proxy.Close()
 	}
 	errs = append(errs, d.db.Close())
 	return errors.Join(errs...)
@@ -325,6 +326,9 @@ func (d *Daemon) closeAll() {
 	for _, m := range d.rollouts {
 		if m.process != nil {
 			m.shutdownProcesses(m.process)
+		}
+		if m.proxy != nil {
+			m.proxy.Close()
 		}
 	}
 	for _, f := range d.frontends {

@@ -91,8 +91,8 @@ func (t processTarget) Install(ctx context.Context, v v1alpha1.VersionRef) error
 // (its answers failed in a row) is down.
 func (t processTarget) Observe(ctx context.Context) rollout.Observed {
 	o := t.Process.Observe(ctx)
-	if e, ok := t.proxy.Ejected(); ok && e.Version == o.CanaryVersion && o.CanaryVersion != "" {
-		o.CanaryHealth, o.CanaryReason = rollout.HealthDown, "ejected by the proxy: "+e.Reason
+	if version, reason, ok := t.proxy.Ejected(); ok && version == o.CanaryVersion && o.CanaryVersion != "" {
+		o.CanaryHealth, o.CanaryReason = rollout.HealthDown, "ejected by the proxy: "+reason
 	}
 	return o
 }
@@ -134,7 +134,7 @@ func (m *managed) shutdownProcesses(p *target.Process) {
 func processHealth(p *target.Process) func(role string) (bool, string, bool) {
 	return func(role string) (bool, string, bool) {
 		o := p.Observe(context.Background())
-		if role == proxy.RoleCanary {
+		if role == target.RoleCanary {
 			switch o.CanaryHealth {
 			case rollout.HealthUp:
 				return true, "", true

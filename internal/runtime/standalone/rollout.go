@@ -20,6 +20,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/store"
 	"github.com/pipit-dev/pipit/internal/target"
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // pollInterval bounds the time between two ticks of a rollout when nothing
@@ -94,7 +95,7 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 	}
 	m.status = status
 	proxyCfg := proxy.Config{Name: r.Name, Traffic: r.Spec.Service.Traffic,
-		VersionHeader: versionHeader(r.Spec.Service), Logger: log, CookieKeys: e.cookieKeys, Now: now,
+		VersionHeader: versionHeader(r.Spec.Service), Logger: log, CookieKeys: e.cookieKeys, Clock: nowClock{now: now},
 		// An ejection is acted on at once: the loop wakes, sees the canary
 		// down and rolls back (or waits for a person in hybrid mode).
 		OnEject: func(string, string) { m.poke() }}
@@ -150,9 +151,11 @@ func (m *managed) newTarget(ctx context.Context, cfg proxy.Config, stateDir stri
 		m.process, m.health = t.Process, processHealth(t.Process)
 		return t, nil
 	}
-	if cfg.Stable, err = target.UpstreamOf(*m.status.Stable); err != nil {
+	u, err := target.URLOf(*m.status.Stable)
+	if err != nil {
 		return nil, err
 	}
+	cfg.Stable = proxy.Upstream{Version: m.status.Stable.Version, URL: u}
 	if m.proxy, err = proxy.New(cfg); err != nil {
 		return nil, err
 	}
@@ -302,7 +305,7 @@ func (m *managed) live() *controlapi.LiveMetrics {
 	return l
 }
 
-func (m *managed) versionMetrics(role string, s proxy.VersionStats) controlapi.VersionMetrics {
+func (m *managed) versionMetrics(role string, s traffic.VersionStats) controlapi.VersionMetrics {
 	vm := controlapi.VersionMetrics{Version: s.Version, Requests: s.Requests}
 	if healthy, reason, known := m.health(role); known {
 		vm.Healthy, vm.HealthReason = &healthy, reason

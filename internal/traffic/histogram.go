@@ -1,4 +1,4 @@
-package proxy
+package traffic
 
 import (
 	"sync/atomic"
@@ -136,4 +136,11 @@ func (l *latencies) countBelow(d time.Duration) uint64 {
 		n += c
 	}
 	return n
+}
+
+// IsBucketEdge reports whether d is the lower edge of a bucket of the
+// latency histogram, so that counts below it are exact.
+func IsBucketEdge(d time.Duration) bool {
+	lower, _ := bucketBounds(bucketOf(d))
+	return lower == d
 }

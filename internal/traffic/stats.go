@@ -1,4 +1,9 @@
-package proxy
+// Package traffic is what a version's traffic looked like: cumulative
+// counts of its requests by status class and a histogram of their
+// latencies, and windows of them (the difference of two snapshots). The
+// built-in proxy records into it; the metric family reads it. It depends
+// on the standard library alone.
+package traffic
 
 import (
 	"iter"
@@ -6,57 +11,67 @@ import (
 	"time"
 )
 
-// codeClass sorts a request's outcome: the class of the upstream's status,
-// or classError when the upstream gave no answer.
-type codeClass uint8
+// Class sorts a request's outcome: the class of the upstream's status,
+// or ClassError when the upstream gave no answer.
+type Class uint8
 
+// The classes of outcomes, in the order of their status codes.
 const (
-	class1xx codeClass = iota
-	class2xx
-	class3xx
-	class4xx
-	class5xx
-	classError
-	numClasses
+	Class1xx Class = iota
+	Class2xx
+	Class3xx
+	Class4xx
+	Class5xx
+	ClassError
+	// NumClasses is the number of classes.
+	NumClasses
 )
 
-var classNames = [numClasses]string{"1xx", "2xx", "3xx", "4xx", "5xx", "error"}
+var classNames = [NumClasses]string{"1xx", "2xx", "3xx", "4xx", "5xx", "error"}
 
-func classOf(code int) codeClass {
+// String is the class's label in metrics: "2xx", …, "error".
+func (c Class) String() string { return classNames[c] }
+
+// ClassOf is the class of an answer with status code.
+func ClassOf(code int) Class {
 	switch {
 	case code < 200:
-		return class1xx
+		return Class1xx
 	case code < 300:
-		return class2xx
+		return Class2xx
 	case code < 400:
-		return class3xx
+		return Class3xx
 	case code < 500:
-		return class4xx
+		return Class4xx
 	}
-	return class5xx
+	return Class5xx
 }
 
-// counters are the live measurements of one version in one role. They
+// Counters are the live measurements of one version in one role. They
 // only grow; windows are differences of snapshots.
-type counters struct {
+type Counters struct {
 	version string
 	epoch   uint64
-	classes [numClasses]atomic.Uint64
+	classes [NumClasses]atomic.Uint64
 	latency histogram
 }
 
-func newCounters(version string, epoch uint64) *counters {
-	return &counters{version: version, epoch: epoch}
+// NewCounters returns the counters of version. epoch numbers counter
+// sets: VersionStats.Since tells a new set from an old one by it, so each
+// set of one source needs its own.
+func NewCounters(version string, epoch uint64) *Counters {
+	return &Counters{version: version, epoch: epoch}
 }
 
-// record counts one request. It only adds to atomics: no lock, no
+// Record counts one request. It only adds to atomics: no lock, no
 // allocation.
-func (c *counters) record(class codeClass, d time.Duration) {
+func (c *Counters) Record(class Class, d time.Duration) {
 	c.classes[class].Add(1)
 	c.latency.record(d)
 }
 
-func (c *counters) snapshot() VersionStats {
+// Snapshot is the cumulative measurements now.
+func (c *Counters) Snapshot() VersionStats {
 	s := VersionStats{Version: c.version, epoch: c.epoch, latency: c.latency.snapshot()}
 	for i := range c.classes {
 		s.classes[i] = c.classes[i].Load()
@@ -72,31 +87,15 @@ type Stats struct {
 	Canary VersionStats
 }
 
-// Stats returns the cumulative measurements now. A role with no upstream
-// (no canary) has zero stats and an empty Version.
-//
-// Counters belong to a version: when a role's Version changes (a new
-// canary), that role starts from zero with a new counter set, and
-// requests still in flight to the old version finish into the old set, so
-// the two never mix. Since notices the change and counts the window from
-// the new version's start.
-func (p *Proxy) Stats() Stats {
-	t := p.table.Load()
-	s := Stats{Stable: t.stable.stats.snapshot()}
-	if t.canary != nil {
-		s.Canary = t.canary.stats.snapshot()
-	}
-	return s
-}
-
 // Since returns the measurements between prev and s, both taken from the
-// same Proxy, prev first.
+// same source, prev first. A role whose version changed in between (a new
+// counter set) counts from the new version's start.
 func (s Stats) Since(prev Stats) Stats {
-	return Stats{Stable: s.Stable.since(prev.Stable), Canary: s.Canary.since(prev.Canary)}
+	return Stats{Stable: s.Stable.Since(prev.Stable), Canary: s.Canary.Since(prev.Canary)}
 }
 
 // VersionStats are the measurements of one version: cumulative from
-// Proxy.Stats, or a window from Stats.Since.
+// Counters.Snapshot, or a window from Since.
 type VersionStats struct {
 	// Version is the upstream the counters belong to; empty when the role
 	// has none.
@@ -113,7 +112,7 @@ type VersionStats struct {
 	TransportErrors uint64
 
 	epoch   uint64
-	classes [numClasses]uint64
+	classes [NumClasses]uint64
 	latency latencies
 }
 
@@ -122,13 +121,14 @@ func (v *VersionStats) fill() {
 	for _, n := range v.classes {
 		v.Requests += n
 	}
-	v.Errors5xx = v.classes[class5xx]
-	v.TransportErrors = v.classes[classError]
+	v.Errors5xx = v.classes[Class5xx]
+	v.TransportErrors = v.classes[ClassError]
 }
 
-// since subtracts prev when it holds the same counter set; otherwise the
-// version changed in between and v already is the whole window.
-func (v VersionStats) since(prev VersionStats) VersionStats {
+// Since is the window between prev and v, prev first: v less prev when
+// both come from the same counter set; otherwise the version changed in
+// between and v already is the whole window.
+func (v VersionStats) Since(prev VersionStats) VersionStats {
 	if prev.epoch != v.epoch {
 		return v
 	}
@@ -197,3 +197,16 @@ func (v VersionStats) Latencies() iter.Seq2[float64, uint64] {
 		}
 	}
 }
+
+// Count is how many requests had an outcome of class c.
+func (v VersionStats) Count(c Class) uint64 { return v.classes[c] }
+
+// LatencyCount is how many latencies the histogram holds.
+func (v VersionStats) LatencyCount() uint64 { return v.latency.total() }
+
+// LatencySum is the sum of every latency, exact.
+func (v VersionStats) LatencySum() time.Duration { return time.Duration(v.latency.sumNanos) }
+
+// LatencyBelow is how many requests took less than d, exact when d is an
+// edge of the histogram's buckets (IsBucketEdge).
+func (v VersionStats) LatencyBelow(d time.Duration) uint64 { return v.latency.countBelow(d) }
