@@ -66,9 +66,10 @@ func (r CommandRequest) Command() (engine.Command, error) {
 // so a daemon that failed to make one is locked rather than open. POST
 // /v1/keys/rotate is served when b is a KeyRotator.
 // /healthz, and /metrics when metrics is not nil, need no token so that
-// probes and scrapers work without the secret.
-func NewHandler(b Backend, token string, metrics http.Handler) http.Handler {
-	s := server{b: b}
+// probes and scrapers work without the secret. Failed requests are logged
+// to log; nil discards them.
+func NewHandler(b Backend, token string, metrics http.Handler, log *slog.Logger) http.Handler {
+	s := server{b: b, log: orDiscard(log)}
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET /v1/rollouts", s.list)
 	v1.HandleFunc("GET /v1/rollouts/{name}", s.get)
@@ -82,9 +83,9 @@ func NewHandler(b Backend, token string, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	// Authentication comes before routing, so that without the token one
 	// cannot even learn which routes exist.
-	mux.Handle("/v1/", requireToken(token, v1))
+	mux.Handle("/v1/", s.requireToken(token, v1))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		s.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
@@ -94,8 +95,10 @@ func NewHandler(b Backend, token string, metrics http.Handler) http.Handler {
 
 // NewServer returns an HTTP server for h with timeouts that keep slow or
 // idle clients from holding connections. The write timeout leaves room for
-// a command, which waits until the engine has acted on it.
-func NewServer(addr string, h http.Handler) *http.Server {
+// a command, which waits until the engine has acted on it. The server's own
+// errors (such as failed TLS handshakes) go to log as warnings; nil
+// discards them.
+func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
@@ -104,27 +107,36 @@ func NewServer(addr string, h http.Handler) *http.Server {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(orDiscard(log).Handler(), slog.LevelWarn),
 	}
+}
+
+// orDiscard is log, or a logger that discards when there is none: the
+// control API never writes to the process-wide logger.
+func orDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
 }
 
 // requireToken lets a request through only with the right bearer token.
 // Both sides are hashed before the constant-time comparison, so neither
 // the content nor the length of the token leaks through timing.
-func requireToken(token string, next http.Handler) http.Handler {
+func (s server) requireToken(token string, next http.Handler) http.Handler {
 	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		given, ok := bearer(r.Header.Get("Authorization"))
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit"`)
-			writeError(w, http.StatusUnauthorized, "missing bearer token")
+			s.writeError(w, http.StatusUnauthorized, "missing bearer token")
 			return
 		}
 		got := sha256.Sum256([]byte(given))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || token == "" {
-			slog.Debug("control API: token rejected", "remote", r.RemoteAddr, "path", r.URL.Path)
+			s.log.Debug("control API: token rejected", "remote", r.RemoteAddr, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid bearer token")
+			s.writeError(w, http.StatusUnauthorized, "invalid bearer token")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -146,6 +158,7 @@ func bearer(header string) (string, bool) {
 type server struct {
 	b    Backend
 	keys KeyRotator // nil: b signs no cookies
+	log  *slog.Logger
 }
 
 func (s server) list(w http.ResponseWriter, r *http.Request) {
@@ -157,7 +170,7 @@ func (s server) list(w http.ResponseWriter, r *http.Request) {
 	if views == nil {
 		views = []RolloutView{}
 	}
-	writeJSON(w, http.StatusOK, RolloutList{Rollouts: views})
+	s.writeJSON(w, http.StatusOK, RolloutList{Rollouts: views})
 }
 
 func (s server) get(w http.ResponseWriter, r *http.Request) {
@@ -166,7 +179,7 @@ func (s server) get(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	s.writeJSON(w, http.StatusOK, v)
 }
 
 func (s server) events(w http.ResponseWriter, r *http.Request) {
@@ -174,7 +187,7 @@ func (s server) events(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query().Get("limit"); q != "" {
 		n, err := strconv.Atoi(q)
 		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a whole number, 0 or more", q))
+			s.writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a whole number, 0 or more", q))
 			return
 		}
 		limit = n
@@ -187,18 +200,18 @@ func (s server) events(w http.ResponseWriter, r *http.Request) {
 	if evs == nil {
 		evs = []v1alpha1.Event{}
 	}
-	writeJSON(w, http.StatusOK, EventList{Events: evs})
+	s.writeJSON(w, http.StatusOK, EventList{Events: evs})
 }
 
 func (s server) command(w http.ResponseWriter, r *http.Request) {
 	var req CommandRequest
 	if status, err := decodeStrict(w, r, &req); err != nil {
-		writeError(w, status, err.Error())
+		s.writeError(w, status, err.Error())
 		return
 	}
 	cmd, err := req.Command()
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		s.writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	v, err := s.b.Submit(r.Context(), r.PathValue("name"), cmd)
@@ -206,7 +219,7 @@ func (s server) command(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	s.writeJSON(w, http.StatusOK, v)
 }
 
 // rotateKeys rotates the sticky cookies' key. It takes no body.
@@ -219,7 +232,7 @@ func (s server) rotateKeys(w http.ResponseWriter, r *http.Request) {
 	if rot.Rollouts == nil {
 		rot.Rollouts = []KeyGrace{}
 	}
-	writeJSON(w, http.StatusOK, rot)
+	s.writeJSON(w, http.StatusOK, rot)
 }
 
 // decodeStrict reads exactly one JSON object of known fields from a body
@@ -250,23 +263,23 @@ func (s server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var refused *RefusedError
 	switch {
 	case errors.Is(err, ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error())
+		s.writeError(w, http.StatusNotFound, err.Error())
 	case errors.As(err, &refused):
-		writeError(w, http.StatusConflict, refused.Reason)
+		s.writeError(w, http.StatusConflict, refused.Reason)
 	default:
-		slog.Error("control API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error; see the daemon's log")
+		s.log.Error("control API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.writeError(w, http.StatusInternalServerError, "internal error; see the daemon's log")
 	}
 }
 
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, ErrorResponse{Error: msg})
+func (s server) writeError(w http.ResponseWriter, status int, msg string) {
+	s.writeJSON(w, status, ErrorResponse{Error: msg})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+func (s server) writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		slog.Error("control API: encoding the answer failed", "err", err)
+		s.log.Error("control API: encoding the answer failed", "err", err)
 		status = http.StatusInternalServerError
 		body = []byte(`{"error":"internal error; see the daemon's log"}`)
 	}

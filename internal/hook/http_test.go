@@ -80,7 +80,7 @@ func TestHTTPHookSendsSignedPayload(t *testing.T) {
 		Name: "gate", Type: v1alpha1.HookConfirmPromotion, URL: srv.URL + "/gate",
 		SecretEnv: "HOOK_SECRET", Metadata: map[string]string{"team": "payments", "ticket": "spec"},
 	}
-	res := Run(context.Background(), spec, samplePayload())
+	res := Runner{}.Run(context.Background(), spec, samplePayload())
 	if !res.OK || res.Err != nil || res.Attempts != 1 {
 		t.Fatalf("Run = %+v, want OK after one attempt", res)
 	}
@@ -139,7 +139,7 @@ func must[T any](v T, err error) T {
 
 func TestHTTPHookWithoutSecretIsUnsigned(t *testing.T) {
 	srv, got := receiver(t, http.StatusNoContent)
-	res := Run(context.Background(), v1alpha1.WebhookSpec{Name: "e", Type: v1alpha1.HookEvent, URL: srv.URL}, samplePayload())
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{Name: "e", Type: v1alpha1.HookEvent, URL: srv.URL}, samplePayload())
 	if !res.OK {
 		t.Fatalf("Run = %+v, want OK", res)
 	}
@@ -154,7 +154,7 @@ func TestHTTPHookWithoutSecretIsUnsigned(t *testing.T) {
 func TestHTTPHookRetriesServerErrors(t *testing.T) {
 	srv, got := receiver(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable, http.StatusOK)
 	t.Setenv("HOOK_SECRET", "k")
-	res := Run(context.Background(), v1alpha1.WebhookSpec{
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{
 		Name: "r", Type: v1alpha1.HookRollout, URL: srv.URL, SecretEnv: "HOOK_SECRET",
 	}, samplePayload())
 	if !res.OK || res.Err != nil || res.Attempts != 3 {
@@ -169,7 +169,7 @@ func TestHTTPHookRetriesServerErrors(t *testing.T) {
 
 func TestHTTPHookGivesUpAfterRetries(t *testing.T) {
 	srv, got := receiver(t, http.StatusBadGateway)
-	res := Run(context.Background(), v1alpha1.WebhookSpec{
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{
 		Name: "r", Type: v1alpha1.HookRollout, URL: srv.URL, Retries: ptr[int32](1),
 	}, samplePayload())
 	if res.OK || res.Err == nil || res.Attempts != 2 || len(got()) != 2 {
@@ -182,7 +182,7 @@ func TestHTTPHookGivesUpAfterRetries(t *testing.T) {
 
 func TestHTTPHookDoesNotRetryClientErrors(t *testing.T) {
 	srv, got := receiver(t, http.StatusBadRequest, http.StatusOK)
-	res := Run(context.Background(), v1alpha1.WebhookSpec{Name: "c", Type: v1alpha1.HookConfirmRollout, URL: srv.URL}, samplePayload())
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{Name: "c", Type: v1alpha1.HookConfirmRollout, URL: srv.URL}, samplePayload())
 	if res.OK || res.Err != nil || res.Attempts != 1 || len(got()) != 1 {
 		t.Fatalf("Run = %+v after %d requests, want a definitive no after one attempt", res, len(got()))
 	}
@@ -195,7 +195,7 @@ func TestHTTPHookDoesNotFollowRedirects(t *testing.T) {
 	target, got := receiver(t, http.StatusOK)
 	redirect := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusTemporaryRedirect))
 	defer redirect.Close()
-	res := Run(context.Background(), v1alpha1.WebhookSpec{Name: "c", Type: v1alpha1.HookConfirmRollout, URL: redirect.URL}, samplePayload())
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{Name: "c", Type: v1alpha1.HookConfirmRollout, URL: redirect.URL}, samplePayload())
 	if res.OK || res.Attempts != 1 || len(got()) != 0 {
 		t.Fatalf("Run = %+v, target got %d requests; want a no without following", res, len(got()))
 	}
@@ -218,7 +218,7 @@ func hanging(t *testing.T) (*httptest.Server, *atomic.Int32) {
 
 func TestHTTPHookTimeoutPerAttempt(t *testing.T) {
 	srv, hits := hanging(t)
-	res := Run(context.Background(), v1alpha1.WebhookSpec{
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{
 		Name: "slow", Type: v1alpha1.HookPreRollout, URL: srv.URL + "/hook?token=abc123",
 		Timeout: dur(100 * time.Millisecond), Retries: ptr[int32](1),
 	}, samplePayload())
@@ -238,7 +238,7 @@ func TestHTTPHookStopsWithContext(t *testing.T) {
 	srv, _ := hanging(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
-	res := Run(ctx, v1alpha1.WebhookSpec{
+	res := Runner{}.Run(ctx, v1alpha1.WebhookSpec{
 		Name: "slow", Type: v1alpha1.HookPreRollout, URL: srv.URL,
 		Timeout: dur(time.Hour), Retries: ptr[int32](10),
 	}, samplePayload())
@@ -255,7 +255,7 @@ func TestHTTPHookRefusesToSendUnsigned(t *testing.T) {
 		"empty file":   {SecretFile: writeFile(t, "empty", " \n")},
 	} {
 		spec.Name, spec.Type, spec.URL = "s", v1alpha1.HookPreRollout, srv.URL
-		res := Run(context.Background(), spec, samplePayload())
+		res := Runner{}.Run(context.Background(), spec, samplePayload())
 		if res.OK || res.Err == nil || res.Attempts != 0 {
 			t.Errorf("%s: Run = %+v, want an error before any attempt", name, res)
 		}
@@ -268,7 +268,7 @@ func TestHTTPHookRefusesToSendUnsigned(t *testing.T) {
 func TestHTTPHookSecretFromFile(t *testing.T) {
 	srv, got := receiver(t, http.StatusOK)
 	spec := v1alpha1.WebhookSpec{Name: "f", Type: v1alpha1.HookPostRollout, URL: srv.URL, SecretFile: writeFile(t, "secret", "from-file\n")}
-	if res := Run(context.Background(), spec, samplePayload()); !res.OK {
+	if res := (Runner{}).Run(context.Background(), spec, samplePayload()); !res.OK {
 		t.Fatalf("Run = %+v, want OK", res)
 	}
 	r := got()[0]
@@ -283,7 +283,7 @@ func TestHTTPHookBoundsMessage(t *testing.T) {
 		io.WriteString(w, strings.Repeat("é", 5000))
 	}))
 	defer srv.Close()
-	res := Run(context.Background(), v1alpha1.WebhookSpec{Name: "b", Type: v1alpha1.HookConfirmRollout, URL: srv.URL}, samplePayload())
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{Name: "b", Type: v1alpha1.HookConfirmRollout, URL: srv.URL}, samplePayload())
 	if res.OK || len(res.Message) > MaxMessage || !strings.HasSuffix(res.Message, "é…") {
 		t.Fatalf("message of %d bytes ending %q, want at most %d ending in an ellipsis",
 			len(res.Message), res.Message[max(0, len(res.Message)-8):], MaxMessage)

@@ -84,7 +84,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 		generation: r.Generation,
 		target:     target.NewDeployment(rc.Client, r, kp, log),
 		notifier:   notify.NewDispatcher(notifiers, notify.Options{Logger: log}),
-		hooks:      runtime.NewHooks(ctx, r.Name, r.Namespace, plan, log),
+		hooks:      runtime.NewHooks(ctx, r.Name, r.Namespace, plan, rc.Clock, log),
 		cancel:     cancel,
 	}
 	m.router = routerFor(rc.Client, r, kp, m.target, log)
@@ -94,7 +94,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	status.ObservedGeneration = r.Generation
 	m.runner = &runtime.Runner{
 		Name: r.Name, Plan: plan, Status: status, Store: m.store, Target: m.target,
-		Meter: meter, Hooks: m.hooks, Now: rc.now, Log: log,
+		Meter: meter, Hooks: m.hooks, Clock: rc.Clock, Log: log,
 		OnCommand: m.store.answer,
 		OnEvents: func(st v1alpha1.RolloutStatus, events []v1alpha1.Event) {
 			m.notifier.SendAll(r.Name, st, events)

@@ -24,6 +24,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/store"
 )
@@ -47,9 +48,10 @@ type Config struct {
 	StateDir string
 	// APIAddr is the control API's listen address; ":0" picks a free port.
 	APIAddr string
-	// Now is the clock; nil is time.Now.
-	Now func() time.Time
-	// Logger; nil is slog.Default().
+	// Clock is the one clock of the daemon and everything it runs; nil
+	// is the wall clock.
+	Clock rollout.Clock
+	// Logger receives the daemon's logs; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -73,7 +75,7 @@ type Daemon struct {
 	wg        sync.WaitGroup
 	log       *slog.Logger
 	stateDir  string
-	now       func() time.Time
+	clock     rollout.Clock
 	// keysMu serialises key rotations, so that each keeps the key the
 	// one before made.
 	keysMu sync.Mutex
@@ -89,12 +91,9 @@ var (
 func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	log := cfg.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
-	now := cfg.Now
-	if now == nil {
-		now = time.Now
-	}
+	clock := rollout.ClockOrSystem(cfg.Clock)
 	rollouts, raws, files, err := parseSources(cfg.Sources)
 	if err != nil {
 		return nil, &ConfigError{err}
@@ -103,19 +102,19 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, &ConfigError{err}
 	}
-	db, err := store.Open(ctx, cfg.StateDir)
+	db, err := store.Open(ctx, cfg.StateDir, store.Options{Clock: clock, Log: log})
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, now: now}
-	if err := d.start(ctx, cfg, rollouts, raws, now); err != nil {
+	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, clock: clock}
+	if err := d.start(ctx, cfg, rollouts, raws); err != nil {
 		d.closeAll()
 		return nil, err
 	}
 	return d, nil
 }
 
-func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rollout, raws [][]byte, now func() time.Time) error {
+func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rollout, raws [][]byte) error {
 	token, err := store.LoadOrCreateToken(cfg.StateDir)
 	if err != nil {
 		return err
@@ -128,7 +127,7 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
-	e := env{db: d.db, stateDir: cfg.StateDir, now: now, log: d.log, cookieKeys: proxy.CookieKeys(keys)}
+	e := env{db: d.db, stateDir: cfg.StateDir, clock: d.clock, log: d.log, cookieKeys: proxy.CookieKeys(keys)}
 	for i, r := range rollouts {
 		m, err := newManaged(ctx, runCtx, e, r, raws[i])
 		if err != nil {
@@ -164,7 +163,7 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	if err := writeFileAtomic(filepath.Join(cfg.StateDir, controlapi.AddressFile), []byte(d.apiLn.Addr().String()+"\n")); err != nil {
 		return err
 	}
-	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, token, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, token, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), d.log), d.log)
 	for _, name := range d.names {
 		d.rollouts[name].run(runCtx, &d.wg)
 	}
@@ -196,16 +195,20 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 // ready replica).
 const startupHold = 30 * time.Second
 
+// stablePoll is how often a held listener checks the stable versions.
+const stablePoll = 20 * time.Millisecond
+
 // awaitStable waits until the stable version of every rollout behind f
 // has a ready replica, for startupHold at most. Until then f's listener is
 // open but nothing accepts: clients wait in the kernel's listen backlog
 // instead of getting 503s while the processes of a (re)started daemon
-// pass their readiness probes. It returns false when ctx ends first.
+// pass their readiness probes. It returns false when ctx ends first. It
+// polls, and holds, on the daemon's clock.
 func (d *Daemon) awaitStable(ctx context.Context, f *frontend) bool {
-	hold, cancel := context.WithTimeout(ctx, startupHold)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
+	hold := d.clock.NewTimer(startupHold)
+	defer hold.Stop()
+	poll := d.clock.NewTimer(stablePoll)
+	defer poll.Stop()
 	for {
 		ready := true
 		for _, name := range f.names {
@@ -215,13 +218,13 @@ func (d *Daemon) awaitStable(ctx context.Context, f *frontend) bool {
 			return true
 		}
 		select {
-		case <-hold.Done():
-			if ctx.Err() != nil {
-				return false
-			}
+		case <-ctx.Done():
+			return false
+		case <-hold.C():
 			d.log.Warn("serving before the stable version is ready", "addr", f.addr, "waited", startupHold)
 			return true
-		case <-tick.C:
+		case <-poll.C():
+			poll.Reset(stablePoll)
 		}
 	}
 }
@@ -398,7 +401,7 @@ func (d *Daemon) Submit(ctx context.Context, name string, cmd engine.Command) (c
 func (d *Daemon) RotateCookieKeys(context.Context) (controlapi.KeyRotation, error) {
 	d.keysMu.Lock()
 	defer d.keysMu.Unlock()
-	keys, err := store.RotateCookieKeys(d.stateDir, d.now())
+	keys, err := store.RotateCookieKeys(d.stateDir, d.clock.Now())
 	if err != nil {
 		return controlapi.KeyRotation{}, err
 	}

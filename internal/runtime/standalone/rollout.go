@@ -13,6 +13,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/metric"
 	"github.com/pipit-dev/pipit/internal/notify"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/router"
 	"github.com/pipit-dev/pipit/internal/runtime"
 	"github.com/pipit-dev/pipit/internal/spec"
@@ -47,6 +48,7 @@ type managed struct {
 	hooks    *runtime.Hooks
 	notifier *notify.Dispatcher
 	log      *slog.Logger
+	clock    rollout.Clock
 	wake     chan struct{}
 
 	// answers collects the engine's answers to commands during a tick; the
@@ -62,7 +64,7 @@ type managed struct {
 type env struct {
 	db       *store.Store
 	stateDir string
-	now      func() time.Time
+	clock    rollout.Clock
 	log      *slog.Logger
 	// cookieKeys sign every proxy's sticky cookies.
 	cookieKeys proxy.CookieKeys
@@ -78,9 +80,9 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 	if err != nil {
 		return nil, err
 	}
-	log, now := e.log, e.now
+	log, clock := e.log, e.clock
 	m = &managed{
-		name: r.Name, rollout: r, plan: plan, log: log.With("rollout", r.Name),
+		name: r.Name, rollout: r, plan: plan, log: log.With("rollout", r.Name), clock: clock,
 		store:   rolloutStore{db: e.db, name: r.Name, spec: raw},
 		wake:    make(chan struct{}, 1),
 		waiters: map[int64]chan error{},
@@ -92,7 +94,7 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 	}
 	m.status = status
 	proxyCfg := proxy.Config{Name: r.Name, Traffic: r.Spec.Service.Traffic,
-		VersionHeader: versionHeader(r.Spec.Service), Logger: log, CookieKeys: e.cookieKeys, Now: now,
+		VersionHeader: versionHeader(r.Spec.Service), Logger: log, CookieKeys: e.cookieKeys, Now: clock.Now,
 		// An ejection is acted on at once: the loop wakes, sees the canary
 		// down and rolls back (or waits for a person in hybrid mode).
 		OnEject: func(string, string) { m.poke() }}
@@ -105,8 +107,9 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 			m.shutdownProcesses(m.process)
 		}
 	}()
-	m.builtin = metric.NewBuiltin(m.proxy)
-	setCfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, Builtin: m.builtin}
+	m.builtin = metric.NewBuiltin(m.proxy, clock)
+	setCfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, Builtin: m.builtin,
+		Env: metric.Env{Clock: clock, Log: log}}
 	if m.process != nil {
 		setCfg.Usage = m.process
 	}
@@ -117,11 +120,11 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 	if err != nil {
 		return nil, err
 	}
-	m.notifier = notify.NewDispatcher(notifiers, notify.Options{Logger: log})
-	m.hooks = runtime.NewHooks(runCtx, r.Name, r.Namespace, plan, log)
+	m.notifier = notify.NewDispatcher(notifiers, notify.Options{Clock: clock, Logger: log})
+	m.hooks = runtime.NewHooks(runCtx, r.Name, r.Namespace, plan, clock, log)
 	m.runner = &runtime.Runner{
 		Name: r.Name, Plan: plan, Status: status, Store: m.store, Target: tgt,
-		Router: router.Proxy{P: m.proxy}, Meter: m.meter, Hooks: m.hooks, Now: now, Log: log,
+		Router: router.Proxy{P: m.proxy}, Meter: m.meter, Hooks: m.hooks, Clock: clock, Log: log,
 		OnCommand: m.commandDone, OnEvents: m.notify,
 	}
 	if err := m.runner.Converge(ctx); err != nil {
@@ -175,7 +178,7 @@ func (m *managed) loadStatus(ctx context.Context) (v1alpha1.RolloutStatus, error
 	st := v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle, Stable: versionOf(m.rollout.Spec.Service.Stable)}
 	ev := v1alpha1.Event{Type: v1alpha1.EventNormal, Reason: "Registered", Phase: st.Phase, Actor: "pipit",
 		Message: "Rollout registered with stable " + st.Stable.Version}
-	ev.Time.Time = time.Now()
+	ev.Time.Time = m.clock.Now()
 	return st, m.store.Save(ctx, st, []v1alpha1.Event{ev}, nil)
 }
 
@@ -221,15 +224,17 @@ func (m *managed) run(ctx context.Context, wg *sync.WaitGroup) {
 	}()
 }
 
+// loop ticks the runner when woken, when the engine asked to be, and
+// every pollInterval otherwise, waiting on the daemon's clock.
 func (m *managed) loop(ctx context.Context) {
-	timer := time.NewTimer(0)
+	timer := m.clock.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-m.wake:
-		case <-timer.C:
+		case <-timer.C():
 		}
 		next, ok, err := m.runner.Tick(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -237,7 +242,7 @@ func (m *managed) loop(ctx context.Context) {
 		}
 		m.publish()
 		wait := pollInterval
-		if until := time.Until(next); ok && until < wait {
+		if until := next.Sub(m.clock.Now()); ok && until < wait {
 			wait = max(until, 5*time.Millisecond)
 		}
 		timer.Reset(wait)
