@@ -8,8 +8,8 @@ import (
 
 func init() { register(newAbortCmd) }
 
-func newAbortCmd(*globals) *cobra.Command {
-	return newSimpleCommand(engine.CommandAbort,
+func newAbortCmd(g *globals) *cobra.Command {
+	return newSimpleCommand(g, engine.CommandAbort,
 		"Take all traffic off the canary now",
 		`abort ends a rollout in flight: all traffic goes back to the stable version at
 once and the rollout ends Aborted. `+"`pipit retry`"+` starts the same canary again.

@@ -16,7 +16,7 @@ import (
 
 func init() { register(newUpCmd) }
 
-func newUpCmd(*globals) *cobra.Command {
+func newUpCmd(g *globals) *cobra.Command {
 	var files []string
 	var stateDir, api string
 	cmd := &cobra.Command{
@@ -46,7 +46,8 @@ in the state directory; the other pipit commands find both there.`,
 				sources = append(sources, standalone.Source{File: f, Data: data})
 			}
 			dir := controlapi.StateDir(stateDir)
-			d, err := standalone.Start(cmd.Context(), standalone.Config{Sources: sources, StateDir: dir, APIAddr: api})
+			d, err := standalone.Start(cmd.Context(), standalone.Config{Sources: sources, StateDir: dir, APIAddr: api,
+				Clock: g.clock, Logger: g.log})
 			var cfgErr *standalone.ConfigError
 			if errors.As(err, &cfgErr) {
 				return BadInput(err)

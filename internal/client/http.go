@@ -21,6 +21,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // Limits of an HTTP client. A command waits until the engine has acted on
@@ -41,6 +42,10 @@ var ErrTokenRejected = errors.New("token rejected")
 
 // HTTP is a controlapi.Backend that calls the control API of a daemon.
 type HTTP struct {
+	// Clock times the pauses between the tries of a GET; nil is the wall
+	// clock.
+	Clock rollout.Clock
+
 	base  string
 	token string
 	hc    *http.Client
@@ -204,10 +209,8 @@ func (c *HTTP) get(ctx context.Context, path string, out any) error {
 		if err == nil || attempt == getAttempts || !connectionFailed(err) || ctx.Err() != nil {
 			return err
 		}
-		select {
-		case <-ctx.Done():
+		if rollout.Sleep(ctx, rollout.ClockOrSystem(c.Clock), backoff) != nil {
 			return err
-		case <-time.After(backoff):
 		}
 		backoff *= 2
 	}

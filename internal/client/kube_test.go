@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,13 +19,14 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 const testNamespace = "team"
 
-// rollout is a Rollout of the Kubernetes runtime with two steps.
-func rollout(name string, phase v1alpha1.Phase) *v1alpha1.Rollout {
+// kubeRollout is a Rollout of the Kubernetes runtime with two steps.
+func kubeRollout(name string, phase v1alpha1.Phase) *v1alpha1.Rollout {
 	w := v1alpha1.PercentOf(10)
 	return &v1alpha1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNamespace},
@@ -53,7 +55,7 @@ func fakeKube(t *testing.T, funcs *interceptor.Funcs, objs ...ctrlclient.Object)
 		b = b.WithInterceptorFuncs(*funcs)
 	}
 	c := b.Build()
-	return &Kube{c: c, namespace: testNamespace, server: "https://fake"}, c
+	return &Kube{c: c, namespace: testNamespace, server: "https://fake", clock: rollout.SystemClock{}, log: slog.New(slog.DiscardHandler)}, c
 }
 
 func getRollout(t *testing.T, c ctrlclient.Client, name string) *v1alpha1.Rollout {
@@ -66,9 +68,9 @@ func getRollout(t *testing.T, c ctrlclient.Client, name string) *v1alpha1.Rollou
 }
 
 func TestKubeRolloutsSortedAndRendered(t *testing.T) {
-	broken := rollout("api", v1alpha1.PhaseProgressing)
+	broken := kubeRollout("api", v1alpha1.PhaseProgressing)
 	broken.Spec.Strategy.Steps = []v1alpha1.Step{{}} // no kind: the spec does not resolve
-	k, _ := fakeKube(t, nil, rollout("web", v1alpha1.PhasePaused), broken,
+	k, _ := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhasePaused), broken,
 		&v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "elsewhere", Namespace: "other"}})
 
 	views, err := k.Rollouts(context.Background())
@@ -99,7 +101,7 @@ func TestKubeRolloutsEmptyNamespace(t *testing.T) {
 }
 
 func TestKubeRolloutNotFound(t *testing.T) {
-	k, _ := fakeKube(t, nil, rollout("web", v1alpha1.PhasePaused))
+	k, _ := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhasePaused))
 	for _, name := range []string{"nope", "", "Not/A Name"} {
 		_, err := k.Rollout(context.Background(), name)
 		if !errors.Is(err, controlapi.ErrNotFound) || !strings.Contains(err.Error(), "namespace "+testNamespace) {
@@ -112,7 +114,7 @@ func TestKubeRolloutNotFound(t *testing.T) {
 }
 
 func TestKubeEvents(t *testing.T) {
-	r := rollout("web", v1alpha1.PhaseProgressing)
+	r := kubeRollout("web", v1alpha1.PhaseProgressing)
 	for _, reason := range []string{"Started", "WeightChanged", "Paused"} {
 		r.Status.History = append(r.Status.History, v1alpha1.Event{Reason: reason, Type: v1alpha1.EventNormal})
 	}
@@ -139,11 +141,11 @@ func TestKubeEvents(t *testing.T) {
 }
 
 func TestKubeSubmitRefusals(t *testing.T) {
-	full := rollout("full", v1alpha1.PhaseProgressing)
+	full := kubeRollout("full", v1alpha1.PhaseProgressing)
 	for range maxWaitingCommands {
 		full.Status.Commands = append(full.Status.Commands, v1alpha1.CommandRequest{ID: "x", Kind: "pause"})
 	}
-	k, c := fakeKube(t, nil, rollout("web", v1alpha1.PhaseProgressing), full)
+	k, c := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing), full)
 	for _, tc := range []struct {
 		name string
 		cmd  engine.Command
@@ -173,7 +175,7 @@ func TestKubeSubmitRefusals(t *testing.T) {
 }
 
 func TestKubeSubmitAnswered(t *testing.T) {
-	k, c := fakeKube(t, nil, rollout("web", v1alpha1.PhaseProgressing))
+	k, c := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing))
 	ctl := &kubefixture.FakeController{Client: c, Key: ctrlclient.ObjectKey{Namespace: testNamespace, Name: "web"},
 		Decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
 			if req.Kind == string(engine.CommandPause) {
@@ -210,7 +212,7 @@ func TestKubeSubmitAnswered(t *testing.T) {
 }
 
 func TestKubeSubmitAnswerDropped(t *testing.T) {
-	k, c := fakeKube(t, nil, rollout("web", v1alpha1.PhaseProgressing))
+	k, c := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing))
 	ctl := &kubefixture.FakeController{Client: c, Key: ctrlclient.ObjectKey{Namespace: testNamespace, Name: "web"}, DropResults: true,
 		Decide: func(*v1alpha1.RolloutStatus, v1alpha1.CommandRequest) string { return "" }}
 	ctl.Run(t)
@@ -248,7 +250,7 @@ func TestKubeSubmitRetriesOnConflict(t *testing.T) {
 			return err
 		},
 	}
-	k, c := fakeKube(t, funcs, rollout("web", v1alpha1.PhaseProgressing))
+	k, c := fakeKube(t, funcs, kubeRollout("web", v1alpha1.PhaseProgressing))
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	_, err := k.Submit(ctx, "web", engine.Command{Kind: engine.CommandPause})
@@ -269,7 +271,7 @@ func TestKubeSubmitRetriesOnConflict(t *testing.T) {
 
 func TestKubeSubmitNoController(t *testing.T) {
 	queued := v1alpha1.CommandRequest{ID: "someone-else", Kind: "promote"}
-	r := rollout("web", v1alpha1.PhaseProgressing)
+	r := kubeRollout("web", v1alpha1.PhaseProgressing)
 	r.Status.Commands = []v1alpha1.CommandRequest{queued}
 	var patches int
 	funcs := &interceptor.Funcs{
