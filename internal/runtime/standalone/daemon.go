@@ -207,26 +207,31 @@ const stablePoll = 20 * time.Millisecond
 func (d *Daemon) awaitStable(ctx context.Context, f *frontend) bool {
 	hold := d.clock.NewTimer(startupHold)
 	defer hold.Stop()
-	poll := d.clock.NewTimer(stablePoll)
-	defer poll.Stop()
-	for {
-		ready := true
-		for _, name := range f.names {
-			ready = ready && d.rollouts[name].proxy.StableReady()
-		}
-		if ready {
-			return true
-		}
+	for !d.stableReady(f) {
+		poll := d.clock.NewTimer(stablePoll)
 		select {
 		case <-ctx.Done():
+			poll.Stop()
 			return false
 		case <-hold.C():
+			poll.Stop()
 			d.log.Warn("serving before the stable version is ready", "addr", f.addr, "waited", startupHold)
 			return true
 		case <-poll.C():
-			poll.Reset(stablePoll)
 		}
 	}
+	return true
+}
+
+// stableReady reports whether the stable version of every rollout behind f
+// has a ready replica.
+func (d *Daemon) stableReady(f *frontend) bool {
+	for _, name := range f.names {
+		if !d.rollouts[name].proxy.StableReady() {
+			return false
+		}
+	}
+	return true
 }
 
 // parseSources parses and validates every file before anything starts, and

@@ -26,6 +26,10 @@ import (
 // loop at once and timed steps schedule their own wake-up.
 const pollInterval = time.Second
 
+// minWake is the shortest wait of the loop, so that a due time just missed
+// does not make it spin.
+const minWake = 5 * time.Millisecond
+
 // managed is one rollout run by the daemon: its proxy, its target (fixed
 // URLs, or processes it runs), health checks, meter and the runner loop.
 type managed struct {
@@ -243,7 +247,7 @@ func (m *managed) loop(ctx context.Context) {
 		m.publish()
 		wait := pollInterval
 		if until := next.Sub(m.clock.Now()); ok && until < wait {
-			wait = max(until, 5*time.Millisecond)
+			wait = max(until, minWake)
 		}
 		timer.Reset(wait)
 	}
