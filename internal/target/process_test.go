@@ -343,37 +343,42 @@ func TestReadinessDecidesTraffic(t *testing.T) {
 	}
 }
 
+// TestCrashedReplicaRestartsWithBackoff: after each exit the replica waits
+// its backoff on the clock, doubling up to the cap: not restarted a
+// nanosecond before it ends, restarted at its end.
 func TestCrashedReplicaRestartsWithBackoff(t *testing.T) {
 	t.Parallel()
-	startLog := filepath.Join(t.TempDir(), "starts")
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
 	h := newHarness(t, map[string]v1alpha1.ProcessSpec{
-		"v1": childSpec(t, 1, map[string]string{"CHILD_EXIT_AFTER": "50ms", "CHILD_START_LOG": startLog}),
+		"v1": childSpec(t, 1, map[string]string{"CHILD_EXIT_AFTER": "50ms"}),
 	}, func(c *ProcessConfig) {
 		c.RestartBackoff, c.MaxRestartBackoff, c.CrashLoopRestarts = 100*time.Millisecond, 400*time.Millisecond, 100
+		c.Clock = clock
 	})
 	must(t, h.p.Promote(context.Background(), ref("v1")))
-	var starts []int64
-	eventually(t, "four starts", func() bool {
-		b, _ := os.ReadFile(startLog)
-		starts = starts[:0]
-		for _, f := range strings.Fields(string(b)) {
-			n, _ := strconv.ParseInt(f, 10, 64)
-			starts = append(starts, n)
+	for i, backoff := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 400 * time.Millisecond} {
+		exits := i + 1
+		eventually(t, "exit "+strconv.Itoa(exits), func() bool { return h.p.Replicas("v1")[0].Restarts == exits })
+		// The loop's timer and the backoff's.
+		if !clock.WaitForTimers(2, 10*time.Second) {
+			t.Fatalf("after exit %d the target waits on %d timers, want 2", exits, clock.Timers())
 		}
-		return len(starts) >= 4
-	})
-	// Each start follows a 50ms run and a backoff of 100, 200, then 400ms.
-	for i, wantMin := range []time.Duration{150 * time.Millisecond, 250 * time.Millisecond, 450 * time.Millisecond} {
-		if gap := time.Duration(starts[i+1] - starts[i]); gap < wantMin {
-			t.Errorf("start %d came %v after the previous one, want at least %v", i+2, gap, wantMin)
+		clock.Advance(backoff - time.Nanosecond)
+		if r := h.p.Replicas("v1")[0]; r.PID != 0 || r.Restarts != exits {
+			t.Fatalf("a nanosecond before the backoff of %v ended: %+v, want no new start", backoff, r)
 		}
+		clock.Advance(time.Nanosecond)
+		eventually(t, "the restart after exit "+strconv.Itoa(exits), func() bool {
+			r := h.p.Replicas("v1")[0]
+			return r.PID != 0 || r.Restarts > exits
+		})
 	}
 	rs := h.p.Replicas("v1")
-	if rs[0].Restarts < 3 || rs[0].LastExit != "exit status 1" {
-		t.Errorf("replica = %+v, want 3+ restarts after exit status 1", rs[0])
+	if rs[0].LastExit != "exit status 1" {
+		t.Errorf("replica = %+v, want restarts after exit status 1", rs[0])
 	}
 	b, _ := os.ReadFile(h.p.LogFile("v1"))
-	if got := strings.Count(string(b), "[0] crashing on purpose\n"); got < 3 {
+	if got := strings.Count(string(b), "[0] crashing on purpose\n"); got < 4 {
 		t.Errorf("log has %d crash lines:\n%s", got, b)
 	}
 }
@@ -444,13 +449,22 @@ func TestLivenessFailureRestartsTheReplica(t *testing.T) {
 }
 
 // promoted runs v1 as stable and v2 as canary, then promotes v2 the way
-// the engine does: Promote, then RetireCanary of the promoted version.
-func promoted(t *testing.T, window time.Duration) (h *harness, v1, v2 ReplicaStatus) {
+// the engine does: Promote, then RetireCanary of the promoted version. The
+// target runs on clock, or the wall clock when it is nil.
+func promoted(t *testing.T, window time.Duration, clock *fakeclock.Clock) (h *harness, v1, v2 ReplicaStatus) {
 	t.Helper()
 	h = newHarness(t, map[string]v1alpha1.ProcessSpec{"v1": childSpec(t, 1, nil), "v2": childSpec(t, 1, nil)},
-		func(c *ProcessConfig) { c.UndoWindow = window })
+		func(c *ProcessConfig) {
+			c.UndoWindow = window
+			if clock != nil {
+				c.Clock = clock
+			}
+		})
 	must(t, h.p.Promote(context.Background(), ref("v1")))
 	must(t, h.p.DeployCanary(context.Background(), ref("v2")))
+	if clock != nil {
+		drive(t, clock, probePeriod, "both versions are ready", func() bool { return h.allReady("v1", 1) && h.allReady("v2", 1) })
+	}
 	v1, v2 = h.waitReady("v1", 1)[0], h.waitReady("v2", 1)[0]
 	must(t, h.p.Promote(context.Background(), ref("v2")))
 	if o := h.p.Observe(context.Background()); o.StableVersion != "v2" {
@@ -469,16 +483,23 @@ func promoted(t *testing.T, window time.Duration) (h *harness, v1, v2 ReplicaSta
 	return h, v1, v2
 }
 
+// TestPromoteKeepsTheOldStableWarmThenDrainsIt: the old stable runs to the
+// last nanosecond of the rollback window, and is drained when it ends.
 func TestPromoteKeepsTheOldStableWarmThenDrainsIt(t *testing.T) {
 	t.Parallel()
-	h, v1, v2 := promoted(t, 600*time.Millisecond)
+	const window = 600 * time.Millisecond
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+	h, v1, v2 := promoted(t, window, clock)
 	prev, until, ok := h.p.UndoUntil()
-	if !ok || prev.Version != "v1" || time.Until(until) <= 0 {
-		t.Fatalf("UndoUntil = %v %v %v", prev, until, ok)
+	if !ok || prev.Version != "v1" || !until.Equal(clock.Now().Add(window)) {
+		t.Fatalf("UndoUntil = %v %v %v, want v1 until %v", prev, until, ok, clock.Now().Add(window))
 	}
-	if !alive(v1.PID) {
-		t.Fatal("the old stable stopped inside the rollback window")
+	// The loop's timer and both versions' readiness probes.
+	tick(t, clock, window-time.Nanosecond, 3)
+	if _, _, ok := h.p.UndoUntil(); !ok || !alive(v1.PID) {
+		t.Fatalf("a nanosecond before the window ends: undo possible %v, old stable alive %v; want both", ok, alive(v1.PID))
 	}
+	clock.Advance(time.Nanosecond)
 	eventually(t, "the old stable is drained after the window", func() bool { return !alive(v1.PID) })
 	if _, err := h.p.Undo(context.Background()); !errors.Is(err, ErrNoUndo) {
 		t.Errorf("Undo after the window = %v, want ErrNoUndo", err)
@@ -508,7 +529,7 @@ func TestUndoInsideTheWindowSwitchesBackAtOnce(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			h, v1, v2 := promoted(t, time.Minute)
+			h, v1, v2 := promoted(t, time.Minute, nil)
 			must(t, undo(h.p))
 			if r := h.ep.get(proxy.RoleStable); r.version != "v1" || urlStrings(r.urls)[0] != v1.URL.String() {
 				t.Fatalf("stable role after undo = %+v, want the warm v1 at %s", r, v1.URL)
