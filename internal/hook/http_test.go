@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -80,7 +81,8 @@ func TestHTTPHookSendsSignedPayload(t *testing.T) {
 		Name: "gate", Type: v1alpha1.HookConfirmPromotion, URL: srv.URL + "/gate",
 		SecretEnv: "HOOK_SECRET", Metadata: map[string]string{"team": "payments", "ticket": "spec"},
 	}
-	res := Runner{}.Run(context.Background(), spec, samplePayload())
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+	res := Runner{Clock: clock}.Run(context.Background(), spec, samplePayload())
 	if !res.OK || res.Err != nil || res.Attempts != 1 {
 		t.Fatalf("Run = %+v, want OK after one attempt", res)
 	}
@@ -113,9 +115,8 @@ func TestHTTPHookSendsSignedPayload(t *testing.T) {
 		}
 	}
 
-	ts, err := strconv.ParseInt(r.timestamp, 10, 64)
-	if err != nil || time.Since(time.Unix(ts, 0)).Abs() > time.Minute {
-		t.Errorf("timestamp header %q is not the current Unix time", r.timestamp)
+	if want := strconv.FormatInt(clock.Now().Unix(), 10); r.timestamp != want {
+		t.Errorf("timestamp header %q, want the clock's Unix time %s", r.timestamp, want)
 	}
 	secret := []byte("s3cret") // surrounding white space is not part of it
 	if !Verify(secret, r.timestamp, r.body, r.signature) {
@@ -151,12 +152,35 @@ func TestHTTPHookWithoutSecretIsUnsigned(t *testing.T) {
 	}
 }
 
+// TestHTTPHookRetriesServerErrors: each retry waits its backoff on the
+// clock, drawn from the upper half of base·2ⁿ⁻¹: no retry before the
+// half, the retry before the whole. Each attempt is signed afresh.
 func TestHTTPHookRetriesServerErrors(t *testing.T) {
 	srv, got := receiver(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable, http.StatusOK)
 	t.Setenv("HOOK_SECRET", "k")
-	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{
-		Name: "r", Type: v1alpha1.HookRollout, URL: srv.URL, SecretEnv: "HOOK_SECRET",
-	}, samplePayload())
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+	done := make(chan Result, 1)
+	go func() {
+		done <- Runner{Clock: clock}.Run(context.Background(), v1alpha1.WebhookSpec{
+			Name: "r", Type: v1alpha1.HookRollout, URL: srv.URL, SecretEnv: "HOOK_SECRET",
+		}, samplePayload())
+	}()
+	for retry, ceiling := range []time.Duration{baseBackoff, 2 * baseBackoff} {
+		if !clock.WaitForTimers(1, 10*time.Second) {
+			t.Fatalf("no backoff after attempt %d", retry+1)
+		}
+		clock.Advance(ceiling/2 - time.Nanosecond)
+		if n := len(got()); n != retry+1 {
+			t.Fatalf("%d requests a nanosecond before the shortest backoff of retry %d ended, want %d", n, retry+1, retry+1)
+		}
+		clock.Advance(ceiling / 2)
+	}
+	var res Result
+	select {
+	case res = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hook did not answer after the longest backoffs")
+	}
 	if !res.OK || res.Err != nil || res.Attempts != 3 {
 		t.Fatalf("Run = %+v, want OK at the third attempt", res)
 	}
