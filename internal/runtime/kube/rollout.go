@@ -71,7 +71,8 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	}
 	kp := spec.ResolveKubernetes(r)
 	log := rc.log().With("rollout", r.Name, "namespace", r.Namespace)
-	meter, err := metric.NewSet(metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis})
+	meter, err := metric.NewSet(metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis,
+		Env: metric.Env{Clock: rc.Clock, Log: log}})
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +84,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	m := &managed{
 		generation: r.Generation,
 		target:     target.NewDeployment(rc.Client, r, kp, log),
-		notifier:   notify.NewDispatcher(notifiers, notify.Options{Logger: log}),
+		notifier:   notify.NewDispatcher(notifiers, notify.Options{Clock: rc.Clock, Logger: log}),
 		hooks:      runtime.NewHooks(ctx, r.Name, r.Namespace, plan, rc.Clock, log),
 		cancel:     cancel,
 	}
