@@ -8,8 +8,8 @@ import (
 
 func init() { register(newAbortCmd) }
 
-func newAbortCmd(*globals) *cobra.Command {
-	return newSimpleCommand(rollout.CommandAbort,
+func newAbortCmd(g *globals) *cobra.Command {
+	return newSimpleCommand(g, rollout.CommandAbort,
 		"Take all traffic off the canary now",
 		`abort ends a rollout in flight: all traffic goes back to the stable version at
 once and the rollout ends Aborted. `+"`pipit retry`"+` starts the same canary again.

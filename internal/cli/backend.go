@@ -15,6 +15,9 @@ import (
 // steers rollouts shares them, and builds its Backend here only, so that
 // another kind of backend needs one more flag in this file.
 type backendFlags struct {
+	// g hands the clients the command line's clock and logger.
+	g *globals
+
 	stateDir  string
 	api       string
 	tokenFile string
@@ -28,8 +31,8 @@ type backendFlags struct {
 }
 
 // addBackendFlags adds the flags that pick the daemon, or the cluster, to cmd.
-func addBackendFlags(cmd *cobra.Command) *backendFlags {
-	b := addDaemonFlags(cmd)
+func addBackendFlags(cmd *cobra.Command, g *globals) *backendFlags {
+	b := addDaemonFlags(cmd, g)
 	f := cmd.Flags()
 	f.BoolVar(&b.kube, "kube", false,
 		"steer Rollouts in a Kubernetes cluster, through its API server and the pipit controller, instead of a daemon")
@@ -42,8 +45,8 @@ func addBackendFlags(cmd *cobra.Command) *backendFlags {
 
 // addDaemonFlags adds the flags that pick the daemon to cmd, for verbs that
 // only a daemon serves.
-func addDaemonFlags(cmd *cobra.Command) *backendFlags {
-	b := &backendFlags{}
+func addDaemonFlags(cmd *cobra.Command, g *globals) *backendFlags {
+	b := &backendFlags{g: g}
 	f := cmd.Flags()
 	f.StringVar(&b.stateDir, "state-dir", "",
 		"the daemon's state directory (default $PIPIT_STATE_DIR, else $XDG_STATE_HOME/pipit, else ~/.local/state/pipit)")
@@ -73,7 +76,12 @@ func (b *backendFlags) backend() (controlapi.Backend, error) {
 func (b *backendFlags) daemon() (*client.HTTP, error) {
 	dir := controlapi.StateDir(b.stateDir)
 	if b.api == "" && b.tokenFile == "" {
-		return client.FromStateDir(dir)
+		c, err := client.FromStateDir(dir)
+		if err != nil {
+			return nil, err
+		}
+		c.Clock = b.g.clock
+		return c, nil
 	}
 	var base string
 	if b.api != "" {
@@ -99,7 +107,9 @@ func (b *backendFlags) daemon() (*client.HTTP, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.NewHTTP(base, token), nil
+	c := client.NewHTTP(base, token)
+	c.Clock = b.g.clock
+	return c, nil
 }
 
 // kubeBackend returns the client of the cluster the kubeconfig flags pick.
@@ -108,7 +118,8 @@ func (b *backendFlags) kubeBackend() (controlapi.Backend, error) {
 	if b.stateDir != "" || b.api != "" || b.tokenFile != "" {
 		return nil, BadInputf("--state-dir, --api and --token-file pick a pipit daemon; they do not go with --kube")
 	}
-	k, err := client.NewKube(client.KubeOptions{Kubeconfig: b.kubeconfig, Context: b.kubeContext, Namespace: b.namespace})
+	k, err := client.NewKube(client.KubeOptions{Kubeconfig: b.kubeconfig, Context: b.kubeContext, Namespace: b.namespace,
+		Clock: b.g.clock, Log: b.g.log})
 	if err != nil {
 		return nil, BadInputf("--kube: %v", err)
 	}

@@ -13,7 +13,7 @@ import (
 
 func init() { register(newControllerCmd) }
 
-func newControllerCmd(*globals) *cobra.Command {
+func newControllerCmd(g *globals) *cobra.Command {
 	var o kube.Options
 	var kubeconfig, kubeContext, logLevel string
 	var qps float32
@@ -51,6 +51,7 @@ and Deployment with: kubectl apply -k deploy/kubernetes`,
 				return BadInputf("--log-level: %v", err)
 			}
 			o.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			o.Clock = g.clock
 			if o.LeaderElection && o.LeaderElectionNamespace == "" {
 				o.LeaderElectionNamespace = os.Getenv("POD_NAMESPACE")
 			}

@@ -11,7 +11,7 @@ import (
 
 func init() { register(newDemoCmd) }
 
-func newDemoCmd(*globals) *cobra.Command {
+func newDemoCmd(g *globals) *cobra.Command {
 	opt := demo.Options{}
 	cmd := &cobra.Command{
 		Use:   "demo [--faulty]",
@@ -27,7 +27,7 @@ as the scenario expects (promoted, or rolled back with --faulty).`,
   pipit demo --faulty`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opt.Out = cmd.OutOrStdout()
+			opt.Out, opt.Clock, opt.Log = cmd.OutOrStdout(), g.clock, g.log
 			o, err := demo.Run(cmd.Context(), opt)
 			if err != nil {
 				return err

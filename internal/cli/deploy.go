@@ -22,7 +22,7 @@ type processFlags struct {
 	replicas               int32
 }
 
-func newDeployCmd(*globals) *cobra.Command {
+func newDeployCmd(g *globals) *cobra.Command {
 	var (
 		canary v1alpha1.VersionRef
 		proc   processFlags
@@ -63,7 +63,7 @@ URL for a rollout of processes).`,
 			return flags.submit(cmd, args[0], rollout.Command{Kind: rollout.CommandDeploy, Canary: &canary})
 		},
 	}
-	flags = addCommandFlags(cmd)
+	flags = addCommandFlags(cmd, g)
 	f := cmd.Flags()
 	f.StringVar(&canary.URL, "canary", "", "base URL of the new version, such as http://127.0.0.1:9002")
 	f.StringVar(&canary.Version, "version", "", "label of the new version (default: the URL; required for processes)")

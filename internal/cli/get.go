@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pipit-dev/pipit/internal/controlapi"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func init() { register(newGetCmd) }
@@ -18,7 +19,7 @@ func init() { register(newGetCmd) }
 // barWidth is the number of marks of the weight bar: one per 5%.
 const barWidth = 20
 
-func newGetCmd(*globals) *cobra.Command {
+func newGetCmd(g *globals) *cobra.Command {
 	var (
 		watch    bool
 		interval time.Duration
@@ -56,10 +57,10 @@ view is printed each time something changed. It exits 0 once the rollout ends
 				_, err = io.WriteString(out, watchView(v))
 				return err
 			}
-			return watchRollout(cmd.Context(), b, args[0], interval, out, isTerminal(out))
+			return watchRollout(cmd.Context(), g.clock, b, args[0], interval, out, isTerminal(out))
 		},
 	}
-	flags = addBackendFlags(cmd)
+	flags = addBackendFlags(cmd, g)
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep showing the rollout until it ends")
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "time between two looks with --watch")
 	return cmd
@@ -68,7 +69,7 @@ view is printed each time something changed. It exits 0 once the rollout ends
 // watchRollout shows the rollout until it ends or ctx is done. On a
 // terminal it redraws the view in place; elsewhere it appends a view only
 // when it changed, so a log holds each state once.
-func watchRollout(ctx context.Context, b controlapi.Backend, name string, interval time.Duration, out io.Writer, tty bool) error {
+func watchRollout(ctx context.Context, clock rollout.Clock, b controlapi.Backend, name string, interval time.Duration, out io.Writer, tty bool) error {
 	var last string
 	for {
 		v, err := b.Rollout(ctx, name)
@@ -94,10 +95,8 @@ func watchRollout(ctx context.Context, b controlapi.Backend, name string, interv
 		if v.Status.Phase.Terminal() {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if rollout.Sleep(ctx, clock, interval) != nil {
 			return nil
-		case <-time.After(interval):
 		}
 	}
 }

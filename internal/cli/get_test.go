@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
+	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
 )
 
 func TestWatchView(t *testing.T) {
@@ -79,7 +82,7 @@ func TestWatchPrintsOnlyChanges(t *testing.T) {
 	views := moving(time.Now())
 	f.script["web"] = views
 	var out bytes.Buffer
-	if err := watchRollout(context.Background(), f, "web", time.Millisecond, &out, false); err != nil {
+	if err := watchRollout(context.Background(), rollout.SystemClock{}, f, "web", time.Millisecond, &out, false); err != nil {
 		t.Fatal(err)
 	}
 	want := watchView(views[0]) + "\n" + watchView(views[2]) + "\n" + watchView(views[3])
@@ -91,12 +94,47 @@ func TestWatchPrintsOnlyChanges(t *testing.T) {
 	}
 }
 
+// TestWatchLooksOncePerInterval: between two looks the watch waits one
+// interval on its clock, no less.
+func TestWatchLooksOncePerInterval(t *testing.T) {
+	f := newFakeBackend()
+	views := moving(time.Now())
+	f.script["web"] = views
+	looks := func() int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.gets
+	}
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+	const interval = 2 * time.Second
+	done := make(chan error, 1)
+	go func() { done <- watchRollout(context.Background(), clock, f, "web", interval, io.Discard, false) }()
+	for look := 1; look < len(views); look++ {
+		if !clock.WaitForTimers(1, 5*time.Second) {
+			t.Fatalf("the watch does not wait after look %d", look)
+		}
+		clock.Advance(interval - time.Nanosecond)
+		if n := looks(); n != look {
+			t.Fatalf("%d looks a nanosecond before the interval ended, want %d", n, look)
+		}
+		clock.Advance(time.Nanosecond)
+	}
+	select {
+	case err := <-done:
+		if err != nil || looks() != len(views) {
+			t.Fatalf("watch ended with %v after %d looks, want %d", err, looks(), len(views))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch did not stop at the terminal phase")
+	}
+}
+
 func TestWatchRedrawsInPlaceOnATerminal(t *testing.T) {
 	f := newFakeBackend()
 	views := moving(time.Now())
 	f.script["web"] = views
 	var out bytes.Buffer
-	if err := watchRollout(context.Background(), f, "web", time.Millisecond, &out, true); err != nil {
+	if err := watchRollout(context.Background(), rollout.SystemClock{}, f, "web", time.Millisecond, &out, true); err != nil {
 		t.Fatal(err)
 	}
 	up := func(v controlapi.RolloutView) string {
@@ -113,7 +151,7 @@ func TestWatchStopsQuietlyWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var out bytes.Buffer
-	if err := watchRollout(ctx, f, "web", time.Hour, &out, false); err != nil {
+	if err := watchRollout(ctx, rollout.SystemClock{}, f, "web", time.Hour, &out, false); err != nil {
 		t.Fatalf("cancelled watch: %v", err)
 	}
 }

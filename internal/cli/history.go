@@ -13,7 +13,7 @@ import (
 
 func init() { register(newHistoryCmd) }
 
-func newHistoryCmd(*globals) *cobra.Command {
+func newHistoryCmd(g *globals) *cobra.Command {
 	var (
 		limit  int
 		output string
@@ -58,7 +58,7 @@ returns them.`,
 			return err
 		},
 	}
-	flags = addBackendFlags(cmd)
+	flags = addBackendFlags(cmd, g)
 	cmd.Flags().IntVar(&limit, "limit", 0, "show only the most recent N events (0: all)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd

@@ -10,7 +10,7 @@ import (
 
 func init() { register(newKeysCmd) }
 
-func newKeysCmd(*globals) *cobra.Command {
+func newKeysCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "keys",
 		Short: "Manage the keys that sign the proxy's sticky-session cookies",
@@ -26,11 +26,11 @@ expired is ignored: its user gets a fresh draw and a fresh cookie.`,
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(newKeysRotateCmd())
+	cmd.AddCommand(newKeysRotateCmd(g))
 	return cmd
 }
 
-func newKeysRotateCmd() *cobra.Command {
+func newKeysRotateCmd(g *globals) *cobra.Command {
 	var flags *backendFlags
 	cmd := &cobra.Command{
 		Use:   "rotate",
@@ -77,7 +77,7 @@ the rotation failed; then nothing changed.`,
 			return tw.Flush()
 		},
 	}
-	flags = addDaemonFlags(cmd)
+	flags = addDaemonFlags(cmd, g)
 	// Accepted only to be refused with a reason: the verb has no cluster
 	// to steer, but kubectl users write --kube out of habit.
 	cmd.Flags().BoolVar(&flags.kube, "kube", false, "")

@@ -8,8 +8,8 @@ import (
 
 func init() { register(newPauseCmd) }
 
-func newPauseCmd(*globals) *cobra.Command {
-	return newSimpleCommand(rollout.CommandPause,
+func newPauseCmd(g *globals) *cobra.Command {
+	return newSimpleCommand(g, rollout.CommandPause,
 		"Stop a rollout's clock, keeping the canary's share of traffic",
 		`pause stops a progressing rollout where it is: the canary keeps its share of
 traffic, but no step advances and no pause runs down until `+"`pipit resume`"+`.

@@ -8,7 +8,7 @@ import (
 
 func init() { register(newPromoteCmd) }
 
-func newPromoteCmd(*globals) *cobra.Command {
+func newPromoteCmd(g *globals) *cobra.Command {
 	var (
 		full  bool
 		flags *commandFlags
@@ -37,7 +37,7 @@ It exits 1 if no rollout is in flight.`,
 			return flags.submit(cmd, args[0], rollout.Command{Kind: kind})
 		},
 	}
-	flags = addCommandFlags(cmd)
+	flags = addCommandFlags(cmd, g)
 	cmd.Flags().BoolVar(&full, "full", false, "skip every remaining step and promote the canary")
 	return cmd
 }

@@ -8,8 +8,8 @@ import (
 
 func init() { register(newResumeCmd) }
 
-func newResumeCmd(*globals) *cobra.Command {
-	return newSimpleCommand(rollout.CommandResume,
+func newResumeCmd(g *globals) *cobra.Command {
+	return newSimpleCommand(g, rollout.CommandResume,
 		"Restart the clock of a paused rollout",
 		`resume lets a paused rollout go on from where it stopped; a pause step keeps the
 soak time it had left when the rollout was paused.

@@ -8,8 +8,8 @@ import (
 
 func init() { register(newRetryCmd) }
 
-func newRetryCmd(*globals) *cobra.Command {
-	return newSimpleCommand(rollout.CommandRetry,
+func newRetryCmd(g *globals) *cobra.Command {
+	return newSimpleCommand(g, rollout.CommandRetry,
 		"Roll the last canary out again after it was rolled back",
 		`retry starts the canary of a rollout that was rolled back, aborted or failed
 again, from the first step.

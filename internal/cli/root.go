@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // Exit codes shared by every command.
@@ -39,9 +41,15 @@ func BadInput(err error) error {
 // BadInputf formats a bad-input error.
 func BadInputf(format string, args ...any) error { return badInput{fmt.Errorf(format, args...)} }
 
-// globals holds the flags every command shares.
+// globals holds the flags every command shares, and what the root sets up
+// from them for every command.
 type globals struct {
 	verbose bool
+	// clock is the time every command reads and waits on.
+	clock rollout.Clock
+	// log is the logger commands hand to what they run; the root sets it
+	// up from --verbose before any command runs.
+	log *slog.Logger
 }
 
 // Execute runs the command line and returns the process exit code.
@@ -62,7 +70,7 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 // NewRoot builds the command tree.
 func NewRoot(stdout, stderr io.Writer) *cobra.Command {
-	g := &globals{}
+	g := &globals{clock: rollout.SystemClock{}, log: slog.New(slog.DiscardHandler)}
 	root := &cobra.Command{
 		Use:   "pipit",
 		Short: "Progressive delivery: canary rollouts that widen while healthy and roll back when not",
@@ -90,7 +98,10 @@ and rolls back on its own the moment it does not.`,
 			if g.verbose {
 				level = slog.LevelDebug
 			}
-			slog.SetDefault(slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level})))
+			g.log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			// Libraries that log only through the process-wide logger
+			// (client-go's, say) write where pipit's own logs go.
+			slog.SetDefault(g.log)
 			return handOverPreVerbFlags(cmd.Root(), cmd)
 		},
 	}

@@ -11,7 +11,7 @@ import (
 
 func init() { register(newSampleAppCmd) }
 
-func newSampleAppCmd(*globals) *cobra.Command {
+func newSampleAppCmd(g *globals) *cobra.Command {
 	var (
 		listen string
 		cfg    sampleapp.Config
@@ -46,6 +46,7 @@ serves until interrupted (SIGINT or SIGTERM), letting requests in flight finish.
 				return BadInput(err)
 			}
 			out := cmd.OutOrStdout()
+			cfg.Clock, cfg.Log = g.clock, g.log
 			return sampleapp.Serve(cmd.Context(), listen, cfg, func(addr string) {
 				fmt.Fprintf(out, "sample-app %s listening on %s\n", cfg.Version, addr)
 			})

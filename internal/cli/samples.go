@@ -14,7 +14,7 @@ import (
 
 func init() { register(newSamplesCmd) }
 
-func newSamplesCmd(*globals) *cobra.Command {
+func newSamplesCmd(g *globals) *cobra.Command {
 	var (
 		metric, since, output string
 		flags                 *backendFlags
@@ -39,7 +39,7 @@ them as the control API returns them.`,
 			if output != "table" && output != "json" {
 				return BadInputf("--output %q: want table or json", output)
 			}
-			from, err := parseSince(since, time.Now())
+			from, err := parseSince(since, g.clock.Now())
 			if err != nil {
 				return err
 			}
@@ -67,7 +67,7 @@ them as the control API returns them.`,
 			return writeSamples(cmd.OutOrStdout(), samples, time.Local)
 		},
 	}
-	flags = addBackendFlags(cmd)
+	flags = addBackendFlags(cmd, g)
 	cmd.Flags().StringVar(&metric, "metric", "", "show only this metric's results (default: every metric)")
 	cmd.Flags().StringVar(&since, "since", "", "show only the checks made at or after this time: RFC 3339, or an age such as 2h or 7d (default: all kept)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")

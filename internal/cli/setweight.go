@@ -9,7 +9,7 @@ import (
 
 func init() { register(newSetWeightCmd) }
 
-func newSetWeightCmd(*globals) *cobra.Command {
+func newSetWeightCmd(g *globals) *cobra.Command {
 	var flags *commandFlags
 	cmd := &cobra.Command{
 		Use:   "set-weight NAME PERCENT",
@@ -42,6 +42,6 @@ if PERCENT is not a share of traffic.`,
 			return flags.submit(cmd, args[0], rollout.Command{Kind: rollout.CommandSetWeight, Weight: &w})
 		},
 	}
-	flags = addCommandFlags(cmd)
+	flags = addCommandFlags(cmd, g)
 	return cmd
 }

@@ -16,7 +16,7 @@ import (
 
 func init() { register(newStatusCmd) }
 
-func newStatusCmd(*globals) *cobra.Command {
+func newStatusCmd(g *globals) *cobra.Command {
 	var output string
 	var flags *backendFlags
 	cmd := &cobra.Command{
@@ -53,16 +53,16 @@ proxy measures of both versions right now, and why it rolled back, if it did.
 				if views == nil {
 					views = []controlapi.RolloutView{} // "[]" in JSON, not null
 				}
-				return printViews(out, output, views, func() string { return statusTable(views, time.Now()) })
+				return printViews(out, output, views, func() string { return statusTable(views, g.clock.Now()) })
 			}
 			v, err := b.Rollout(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			return printViews(out, output, v, func() string { return statusDetail(v, time.Now()) })
+			return printViews(out, output, v, func() string { return statusDetail(v, g.clock.Now()) })
 		},
 	}
-	flags = addBackendFlags(cmd)
+	flags = addBackendFlags(cmd, g)
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
 	return cmd
 }

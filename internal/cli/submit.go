@@ -16,8 +16,8 @@ type commandFlags struct {
 	reason  string
 }
 
-func addCommandFlags(cmd *cobra.Command) *commandFlags {
-	f := &commandFlags{backend: addBackendFlags(cmd)}
+func addCommandFlags(cmd *cobra.Command, g *globals) *commandFlags {
+	f := &commandFlags{backend: addBackendFlags(cmd, g)}
 	cmd.Flags().StringVar(&f.reason, "reason", "", "why, in your words; kept in the rollout's history")
 	return f
 }
@@ -59,7 +59,7 @@ func outcomeLine(v controlapi.RolloutView) string {
 
 // newSimpleCommand builds a verb that sends a command of one kind, with
 // nothing to say but the rollout's name.
-func newSimpleCommand(kind rollout.CommandKind, short, long, example string) *cobra.Command {
+func newSimpleCommand(g *globals, kind rollout.CommandKind, short, long, example string) *cobra.Command {
 	var flags *commandFlags
 	cmd := &cobra.Command{
 		Use:     string(kind) + " NAME",
@@ -71,6 +71,6 @@ func newSimpleCommand(kind rollout.CommandKind, short, long, example string) *co
 			return flags.submit(cmd, args[0], rollout.Command{Kind: kind})
 		},
 	}
-	flags = addCommandFlags(cmd)
+	flags = addCommandFlags(cmd, g)
 	return cmd
 }

@@ -8,8 +8,8 @@ import (
 
 func init() { register(newUndoCmd) }
 
-func newUndoCmd(*globals) *cobra.Command {
-	return newSimpleCommand(rollout.CommandUndo,
+func newUndoCmd(g *globals) *cobra.Command {
+	return newSimpleCommand(g, rollout.CommandUndo,
 		"Switch back to the previous stable version at once, after a promotion",
 		`undo reverts the last promotion within the rollout's undo window (undoWindow,
 default 15m): all traffic goes back to the previous stable version in one switch,

@@ -18,7 +18,7 @@ import (
 
 func init() { register(newUpCmd) }
 
-func newUpCmd(*globals) *cobra.Command {
+func newUpCmd(g *globals) *cobra.Command {
 	var files []string
 	var stateDir, api string
 	retention := standalone.Retention{MaxAge: standalone.DefaultRetentionAge, KeepPerRollout: standalone.DefaultRetentionKeep}
@@ -59,7 +59,7 @@ at most --retention-keep of the most recent events, of samples and of done comma
 			}
 			dir := controlapi.StateDir(stateDir)
 			d, err := standalone.Start(cmd.Context(), standalone.Config{Sources: sources, StateDir: dir, APIAddr: api,
-				Retention: retention})
+				Retention: retention, Clock: g.clock, Logger: g.log})
 			var cfgErr *standalone.ConfigError
 			if errors.As(err, &cfgErr) {
 				return BadInput(err)

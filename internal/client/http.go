@@ -41,6 +41,10 @@ var ErrTokenRejected = errors.New("token rejected")
 
 // HTTP is a controlapi.Backend that calls the control API of a daemon.
 type HTTP struct {
+	// Clock times the pauses between the tries of a GET; nil is the wall
+	// clock.
+	Clock rollout.Clock
+
 	base  string
 	token string
 	hc    *http.Client
@@ -225,10 +229,8 @@ func (c *HTTP) get(ctx context.Context, path string, out any) error {
 		if err == nil || attempt == getAttempts || !connectionFailed(err) || ctx.Err() != nil {
 			return err
 		}
-		select {
-		case <-ctx.Done():
+		if rollout.Sleep(ctx, rollout.ClockOrSystem(c.Clock), backoff) != nil {
 			return err
-		case <-time.After(backoff):
 		}
 		backoff *= 2
 	}

@@ -61,6 +61,12 @@ type KubeOptions struct {
 	// Namespace holds the Rollouts; empty is the context's namespace, else
 	// "default".
 	Namespace string
+	// Clock times the wait for the controller's answer to a command; nil
+	// is the wall clock.
+	Clock rollout.Clock
+	// Log receives the API server's warnings and debug details; nil
+	// discards them.
+	Log *slog.Logger
 }
 
 // Kube is a controlapi.Backend over a Kubernetes API server. It reads
@@ -72,6 +78,8 @@ type Kube struct {
 	namespace string
 	// server is the API server's address, for messages.
 	server string
+	clock  rollout.Clock
+	log    *slog.Logger
 }
 
 var (
@@ -106,7 +114,11 @@ func NewKube(opts KubeOptions) (*Kube, error) {
 	}
 	// Warnings of the API server (a deprecated field, say) go to the CLI's
 	// log rather than to controller-runtime's, which nobody set up here.
-	cfg.WarningHandlerWithContext = slogWarnings{}
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cfg.WarningHandlerWithContext = slogWarnings{log}
 	scheme, err := kubeScheme()
 	if err != nil {
 		return nil, err
@@ -115,7 +127,7 @@ func NewKube(opts KubeOptions) (*Kube, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Kubernetes client for %s: %w", cfg.Host, err)
 	}
-	return &Kube{c: c, namespace: ns, server: cfg.Host}, nil
+	return &Kube{c: c, namespace: ns, server: cfg.Host, clock: rollout.ClockOrSystem(opts.Clock), log: log}, nil
 }
 
 // kubeScheme knows the Rollout types.
@@ -138,7 +150,7 @@ func (k *Kube) Rollouts(ctx context.Context) ([]controlapi.RolloutView, error) {
 	slices.SortFunc(list.Items, func(a, b v1alpha1.Rollout) int { return strings.Compare(a.Name, b.Name) })
 	views := make([]controlapi.RolloutView, 0, len(list.Items))
 	for i := range list.Items {
-		views = append(views, view(&list.Items[i]))
+		views = append(views, k.view(&list.Items[i]))
 	}
 	return views, nil
 }
@@ -149,7 +161,7 @@ func (k *Kube) Rollout(ctx context.Context, name string) (controlapi.RolloutView
 	if err != nil {
 		return controlapi.RolloutView{}, err
 	}
-	return view(r), nil
+	return k.view(r), nil
 }
 
 // Events returns the history the controller keeps in the Rollout's status,
@@ -189,7 +201,7 @@ func (k *Kube) Submit(ctx context.Context, name string, cmd rollout.Command) (co
 	if err := k.enqueue(ctx, r, cmd, req); err != nil {
 		return controlapi.RolloutView{}, err
 	}
-	slog.Debug("command queued for the controller", "rollout", name, "namespace", k.namespace, "kind", req.Kind, "id", req.ID)
+	k.log.DebugContext(ctx, "command queued for the controller", "rollout", name, "namespace", k.namespace, "kind", req.Kind, "id", req.ID)
 	return k.await(ctx, name, cmd.Kind, req.ID)
 }
 
@@ -246,22 +258,25 @@ func (k *Kube) writeCommands(ctx context.Context, r *v1alpha1.Rollout, commands 
 }
 
 // await polls the rollout until the controller answers command id, the
-// answer timeout passes or ctx ends.
+// answer timeout passes or ctx ends, all timed on k's clock.
 func (k *Kube) await(ctx context.Context, name string, kind rollout.CommandKind, id string) (controlapi.RolloutView, error) {
-	start := time.Now()
-	waitCtx, cancel := context.WithTimeout(ctx, answerTimeout)
-	defer cancel()
-	tick := time.NewTicker(answerPoll)
-	defer tick.Stop()
+	start := k.clock.Now()
+	timeout := k.clock.NewTimer(answerTimeout)
+	defer timeout.Stop()
+	poll := k.clock.NewTimer(answerPoll)
+	defer poll.Stop()
 	var lastErr error
 	var takenAt time.Time
 	for {
 		select {
-		case <-waitCtx.Done():
-			return k.giveUp(ctx, name, kind, id, time.Since(start), lastErr)
-		case <-tick.C:
+		case <-ctx.Done():
+			return k.giveUp(ctx, name, kind, id, k.clock.Now().Sub(start), lastErr)
+		case <-timeout.C():
+			return k.giveUp(ctx, name, kind, id, k.clock.Now().Sub(start), lastErr)
+		case <-poll.C():
+			poll.Reset(answerPoll)
 		}
-		r, err := k.get(waitCtx, name)
+		r, err := k.get(ctx, name)
 		if errors.Is(err, controlapi.ErrNotFound) {
 			return controlapi.RolloutView{}, fmt.Errorf("rollout %s was deleted before the controller answered the %s command", name, kind)
 		}
@@ -272,12 +287,12 @@ func (k *Kube) await(ctx context.Context, name string, kind rollout.CommandKind,
 		}
 		switch state, res := lookUp(r, id); state {
 		case answered:
-			return result(r, res)
+			return k.result(r, res)
 		case taken:
 			if takenAt.IsZero() {
-				takenAt = time.Now()
+				takenAt = k.clock.Now()
 			}
-			if time.Since(takenAt) > answerGrace {
+			if k.clock.Now().Sub(takenAt) > answerGrace {
 				return controlapi.RolloutView{}, fmt.Errorf("the controller took the %s command, but its answer did not appear "+
 					"in status.commandResults (later commands may have pushed it out); see `pipit history %s`", kind, name)
 			}
@@ -313,11 +328,11 @@ func lookUp(r *v1alpha1.Rollout, id string) (commandState, v1alpha1.CommandResul
 
 // result turns the controller's answer into Submit's: the rollout as the
 // command left it, or the engine's refusal.
-func result(r *v1alpha1.Rollout, res v1alpha1.CommandResult) (controlapi.RolloutView, error) {
+func (k *Kube) result(r *v1alpha1.Rollout, res v1alpha1.CommandResult) (controlapi.RolloutView, error) {
 	if res.Error != "" {
 		return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: res.Error}
 	}
-	return view(r), nil
+	return k.view(r), nil
 }
 
 // giveUp takes back command id after nobody answered it, unless the
@@ -355,7 +370,7 @@ func (k *Kube) giveUp(ctx context.Context, name string, kind rollout.CommandKind
 	case err != nil:
 		return controlapi.RolloutView{}, fmt.Errorf("%s; the %s command could not be taken back (%v) and may still be applied later", why, kind, err)
 	case final != nil && state == answered:
-		return result(final, res)
+		return k.result(final, res)
 	case final != nil:
 		return controlapi.RolloutView{}, fmt.Errorf("the controller took the %s command but did not answer within %s: "+
 			"see `pipit history %s`", kind, seconds(waited), name)
@@ -411,19 +426,19 @@ func (k *Kube) apiError(err error, doing string) error {
 
 // view renders a Rollout for people. A spec that does not resolve still
 // shows its status, without the steps.
-func view(r *v1alpha1.Rollout) controlapi.RolloutView {
+func (k *Kube) view(r *v1alpha1.Rollout) controlapi.RolloutView {
 	plan, err := spec.Resolve(&r.Spec)
 	if err != nil {
-		slog.Debug("the rollout's spec does not resolve; showing its status only", "rollout", r.Name, "err", err)
+		k.log.Debug("the rollout's spec does not resolve; showing its status only", "rollout", r.Name, "err", err)
 		plan = spec.Plan{}
 	}
 	return controlapi.NewView(r.Name, plan, r.Status)
 }
 
 // slogWarnings logs the API server's warnings.
-type slogWarnings struct{}
+type slogWarnings struct{ log *slog.Logger }
 
 // HandleWarningHeaderWithContext logs one warning.
-func (slogWarnings) HandleWarningHeaderWithContext(ctx context.Context, _ int, _ string, text string) {
-	slog.WarnContext(ctx, "Kubernetes API server warning", "warning", text)
+func (w slogWarnings) HandleWarningHeaderWithContext(ctx context.Context, _ int, _ string, text string) {
+	w.log.WarnContext(ctx, "Kubernetes API server warning", "warning", text)
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,12 +19,13 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 const testNamespace = "team"
 
-// rollout is a Rollout of the Kubernetes runtime with two steps.
+// kubeRollout is a Rollout of the Kubernetes runtime with two steps.
 func kubeRollout(name string, phase v1alpha1.Phase) *v1alpha1.Rollout {
 	w := v1alpha1.PercentOf(10)
 	return &v1alpha1.Rollout{
@@ -53,7 +55,7 @@ func fakeKube(t *testing.T, funcs *interceptor.Funcs, objs ...ctrlclient.Object)
 		b = b.WithInterceptorFuncs(*funcs)
 	}
 	c := b.Build()
-	return &Kube{c: c, namespace: testNamespace, server: "https://fake"}, c
+	return &Kube{c: c, namespace: testNamespace, server: "https://fake", clock: rollout.SystemClock{}, log: slog.New(slog.DiscardHandler)}, c
 }
 
 func getRollout(t *testing.T, c ctrlclient.Client, name string) *v1alpha1.Rollout {
@@ -220,18 +222,51 @@ func TestKubeSubmitAnswered(t *testing.T) {
 	}
 }
 
+// TestKubeSubmitAnswerDropped: once the controller took a command, the
+// client waits answerGrace for its answer and gives up at the first look
+// after that, on its clock: still waiting at answerGrace, gone one look
+// later.
 func TestKubeSubmitAnswerDropped(t *testing.T) {
 	k, c := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing))
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+	k.clock = clock
 	ctl := &kubefixture.FakeController{Client: c, Key: ctrlclient.ObjectKey{Namespace: testNamespace, Name: "web"}, DropResults: true,
 		Decide: func(*v1alpha1.RolloutStatus, v1alpha1.CommandRequest) string { return "" }}
-	ctl.Run(t)
-	start := time.Now()
-	_, err := k.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandPause})
-	if err == nil || !strings.Contains(err.Error(), "did not appear in status.commandResults") {
-		t.Errorf("error %v, want one saying the answer is missing", err)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := k.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandPause})
+		errc <- err
+	}()
+	// look moves the clock to the next look and waits until it is done:
+	// the client waits on its answer timeout and its next look again.
+	look := func() {
+		t.Helper()
+		clock.Advance(answerPoll)
+		if !clock.WaitForTimers(2, 10*time.Second) {
+			t.Fatalf("the client waits on %d timers after a look, want 2", clock.Timers())
+		}
 	}
-	if d := time.Since(start); d < answerGrace || d > answerGrace+2*time.Second {
-		t.Errorf("gave up after %v, want the grace of %v", d, answerGrace)
+	if !clock.WaitForTimers(2, 10*time.Second) {
+		t.Fatal("the client does not wait for the answer")
+	}
+	ctl.Once(context.Background()) // takes the command, never answers
+	look()                         // sees it taken
+	for range answerGrace / answerPoll {
+		look()
+	}
+	select {
+	case err := <-errc:
+		t.Fatalf("gave up %v after the command was taken, want after more than %v: %v", answerGrace, answerGrace, err)
+	default:
+	}
+	clock.Advance(answerPoll)
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "did not appear in status.commandResults") {
+			t.Errorf("error %v, want one saying the answer is missing", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("still waiting %v after the command was taken", answerGrace+answerPoll)
 	}
 }
 

@@ -67,9 +67,10 @@ func (r CommandRequest) Command() (rollout.Command, error) {
 // /v1/keys/rotate is served when b is a KeyRotator, GET
 // /v1/rollouts/{name}/samples when it is a SampleReader.
 // /healthz, and /metrics when metrics is not nil, need no token so that
-// probes and scrapers work without the secret.
-func NewHandler(b Backend, token string, metrics http.Handler) http.Handler {
-	s := server{b: b}
+// probes and scrapers work without the secret. Failed requests are logged
+// to log; nil discards them.
+func NewHandler(b Backend, token string, metrics http.Handler, log *slog.Logger) http.Handler {
+	s := server{b: b, log: orDiscard(log)}
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET /v1/rollouts", s.list)
 	v1.HandleFunc("GET /v1/rollouts/{name}", s.get)
@@ -87,9 +88,9 @@ func NewHandler(b Backend, token string, metrics http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	// Authentication comes before routing, so that without the token one
 	// cannot even learn which routes exist.
-	mux.Handle("/v1/", requireToken(token, v1))
+	mux.Handle("/v1/", s.requireToken(token, v1))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		s.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
@@ -99,8 +100,10 @@ func NewHandler(b Backend, token string, metrics http.Handler) http.Handler {
 
 // NewServer returns an HTTP server for h with timeouts that keep slow or
 // idle clients from holding connections. The write timeout leaves room for
-// a command, which waits until the engine has acted on it.
-func NewServer(addr string, h http.Handler) *http.Server {
+// a command, which waits until the engine has acted on it. The server's own
+// errors (such as failed TLS handshakes) go to log as warnings; nil
+// discards them.
+func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
@@ -109,27 +112,36 @@ func NewServer(addr string, h http.Handler) *http.Server {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(orDiscard(log).Handler(), slog.LevelWarn),
 	}
+}
+
+// orDiscard is log, or a logger that discards when there is none: the
+// control API never writes to the process-wide logger.
+func orDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
 }
 
 // requireToken lets a request through only with the right bearer token.
 // Both sides are hashed before the constant-time comparison, so neither
 // the content nor the length of the token leaks through timing.
-func requireToken(token string, next http.Handler) http.Handler {
+func (s server) requireToken(token string, next http.Handler) http.Handler {
 	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		given, ok := bearer(r.Header.Get("Authorization"))
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit"`)
-			writeError(w, http.StatusUnauthorized, "missing bearer token")
+			s.writeError(w, http.StatusUnauthorized, "missing bearer token")
 			return
 		}
 		got := sha256.Sum256([]byte(given))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || token == "" {
-			slog.Debug("control API: token rejected", "remote", r.RemoteAddr, "path", r.URL.Path)
+			s.log.Debug("control API: token rejected", "remote", r.RemoteAddr, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid bearer token")
+			s.writeError(w, http.StatusUnauthorized, "invalid bearer token")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -152,6 +164,7 @@ type server struct {
 	b       Backend
 	keys    KeyRotator   // nil: b signs no cookies
 	samples SampleReader // nil: b keeps no samples
+	log     *slog.Logger
 }
 
 func (s server) list(w http.ResponseWriter, r *http.Request) {
@@ -163,7 +176,7 @@ func (s server) list(w http.ResponseWriter, r *http.Request) {
 	if views == nil {
 		views = []RolloutView{}
 	}
-	writeJSON(w, http.StatusOK, RolloutList{Rollouts: views})
+	s.writeJSON(w, http.StatusOK, RolloutList{Rollouts: views})
 }
 
 func (s server) get(w http.ResponseWriter, r *http.Request) {
@@ -172,7 +185,7 @@ func (s server) get(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	s.writeJSON(w, http.StatusOK, v)
 }
 
 func (s server) events(w http.ResponseWriter, r *http.Request) {
@@ -180,7 +193,7 @@ func (s server) events(w http.ResponseWriter, r *http.Request) {
 	if q := r.URL.Query().Get("limit"); q != "" {
 		n, err := strconv.Atoi(q)
 		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a whole number, 0 or more", q))
+			s.writeError(w, http.StatusBadRequest, fmt.Sprintf("limit %q: want a whole number, 0 or more", q))
 			return
 		}
 		limit = n
@@ -193,7 +206,7 @@ func (s server) events(w http.ResponseWriter, r *http.Request) {
 	if evs == nil {
 		evs = []v1alpha1.Event{}
 	}
-	writeJSON(w, http.StatusOK, EventList{Events: evs})
+	s.writeJSON(w, http.StatusOK, EventList{Events: evs})
 }
 
 // MaxMetricName bounds the metric a samples query names; metric names are
@@ -206,20 +219,20 @@ func (s server) listSamples(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	for key := range q {
 		if key != "metric" && key != "since" {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q: want metric or since", key))
+			s.writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q: want metric or since", key))
 			return
 		}
 	}
 	metric := q.Get("metric")
 	if len(metric) > MaxMetricName {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("metric: %d characters is more than the %d a metric name may have", len(metric), MaxMetricName))
+		s.writeError(w, http.StatusBadRequest, fmt.Sprintf("metric: %d characters is more than the %d a metric name may have", len(metric), MaxMetricName))
 		return
 	}
 	var since time.Time
 	if v := q.Get("since"); v != "" {
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("since %q: want an RFC 3339 time such as 2026-07-01T12:00:00Z", v))
+			s.writeError(w, http.StatusBadRequest, fmt.Sprintf("since %q: want an RFC 3339 time such as 2026-07-01T12:00:00Z", v))
 			return
 		}
 		since = t
@@ -232,18 +245,18 @@ func (s server) listSamples(w http.ResponseWriter, r *http.Request) {
 	if samples == nil {
 		samples = []Sample{}
 	}
-	writeJSON(w, http.StatusOK, SampleList{Samples: samples})
+	s.writeJSON(w, http.StatusOK, SampleList{Samples: samples})
 }
 
 func (s server) command(w http.ResponseWriter, r *http.Request) {
 	var req CommandRequest
 	if status, err := decodeStrict(w, r, &req); err != nil {
-		writeError(w, status, err.Error())
+		s.writeError(w, status, err.Error())
 		return
 	}
 	cmd, err := req.Command()
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+		s.writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	v, err := s.b.Submit(r.Context(), r.PathValue("name"), cmd)
@@ -251,7 +264,7 @@ func (s server) command(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	s.writeJSON(w, http.StatusOK, v)
 }
 
 // rotateKeys rotates the sticky cookies' key. It takes no body.
@@ -264,7 +277,7 @@ func (s server) rotateKeys(w http.ResponseWriter, r *http.Request) {
 	if rot.Rollouts == nil {
 		rot.Rollouts = []KeyGrace{}
 	}
-	writeJSON(w, http.StatusOK, rot)
+	s.writeJSON(w, http.StatusOK, rot)
 }
 
 // decodeStrict reads exactly one JSON object of known fields from a body
@@ -295,23 +308,23 @@ func (s server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var refused *RefusedError
 	switch {
 	case errors.Is(err, ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error())
+		s.writeError(w, http.StatusNotFound, err.Error())
 	case errors.As(err, &refused):
-		writeError(w, http.StatusConflict, refused.Reason)
+		s.writeError(w, http.StatusConflict, refused.Reason)
 	default:
-		slog.Error("control API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, "internal error; see the daemon's log")
+		s.log.Error("control API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		s.writeError(w, http.StatusInternalServerError, "internal error; see the daemon's log")
 	}
 }
 
-func writeError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, ErrorResponse{Error: msg})
+func (s server) writeError(w http.ResponseWriter, status int, msg string) {
+	s.writeJSON(w, status, ErrorResponse{Error: msg})
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+func (s server) writeJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		slog.Error("control API: encoding the answer failed", "err", err)
+		s.log.Error("control API: encoding the answer failed", "err", err)
 		status = http.StatusInternalServerError
 		body = []byte(`{"error":"internal error; see the daemon's log"}`)
 	}

@@ -132,7 +132,13 @@ func (f *fakeBackend) Samples(_ context.Context, name, metric string, since time
 
 func newTestServer(t *testing.T, f *fakeBackend, metrics http.Handler) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(NewHandler(f, testToken, metrics))
+	return newLoggingTestServer(t, f, metrics, nil)
+}
+
+// newLoggingTestServer is newTestServer logging to log.
+func newLoggingTestServer(t *testing.T, f *fakeBackend, metrics http.Handler, log *slog.Logger) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(NewHandler(f, testToken, metrics, log))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -287,7 +293,7 @@ func TestRotateKeys(t *testing.T) {
 		t.Fatalf("a failed rotation: %d %s", code, body)
 	}
 
-	plain := httptest.NewServer(NewHandler(struct{ Backend }{newFake()}, testToken, nil))
+	plain := httptest.NewServer(NewHandler(struct{ Backend }{newFake()}, testToken, nil, nil))
 	defer plain.Close()
 	if code, _, _ := call(t, plain, "POST", "/v1/keys/rotate", ""); code != http.StatusNotFound {
 		t.Fatalf("a backend without keys: status %d, want 404", code)
@@ -295,7 +301,7 @@ func TestRotateKeys(t *testing.T) {
 }
 
 func TestEmptyTokenLocksTheAPI(t *testing.T) {
-	srv := httptest.NewServer(NewHandler(newFake(), "", nil))
+	srv := httptest.NewServer(NewHandler(newFake(), "", nil, nil))
 	defer srv.Close()
 	for _, auth := range []string{"", "Bearer ", "Bearer x"} {
 		if code, _, _ := callWith(t, srv, "GET", "/v1/rollouts", "", auth); code != http.StatusUnauthorized {
@@ -360,7 +366,7 @@ func TestListAndGet(t *testing.T) {
 
 func TestEmptyListIsAnArray(t *testing.T) {
 	f := &fakeBackend{views: map[string]RolloutView{}}
-	srv := httptest.NewServer(NewHandler(emptyBackend{f}, testToken, nil))
+	srv := httptest.NewServer(NewHandler(emptyBackend{f}, testToken, nil, nil))
 	defer srv.Close()
 	_, body, _ := call(t, srv, "GET", "/v1/rollouts", "")
 	if strings.TrimSpace(string(body)) != `{"rollouts":[]}` {
@@ -503,11 +509,7 @@ func TestSetWeightPassesTheWeight(t *testing.T) {
 
 func TestInternalErrorsAreLoggedNotShown(t *testing.T) {
 	var logs bytes.Buffer
-	old := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
-	defer slog.SetDefault(old)
-
-	srv := newTestServer(t, newFake(), nil)
+	srv := newLoggingTestServer(t, newFake(), nil, slog.New(slog.NewTextHandler(&logs, nil)))
 	code, body, _ := call(t, srv, "GET", "/v1/rollouts/broken", "")
 	if code != http.StatusInternalServerError {
 		t.Fatalf("status %d", code)
@@ -534,7 +536,7 @@ func TestWrongMethod(t *testing.T) {
 }
 
 func TestNewServerHasTimeouts(t *testing.T) {
-	s := NewServer("127.0.0.1:0", http.NotFoundHandler())
+	s := NewServer("127.0.0.1:0", http.NotFoundHandler(), nil)
 	if s.ReadHeaderTimeout <= 0 || s.ReadTimeout <= 0 || s.WriteTimeout <= 0 || s.IdleTimeout <= 0 {
 		t.Fatalf("server without timeouts: %+v", s)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -37,6 +38,11 @@ type Options struct {
 	StateDir string
 	// Out receives the timeline.
 	Out io.Writer
+	// Clock is the demo's and its daemon's clock; nil is the wall clock.
+	Clock rollout.Clock
+	// Log receives the daemon's and the sample apps' logs; nil discards
+	// them.
+	Log *slog.Logger
 }
 
 // Outcome is how the demo's rollout ended.
@@ -80,6 +86,9 @@ spec:
 // timeout bounds a whole demo run.
 const timeout = 110 * time.Second
 
+// followPoll is how often the demo looks for new events.
+const followPoll = 100 * time.Millisecond
+
 // Run plays the demo and reports how the rollout ended. It returns an error
 // when the demo could not run; an unexpected ending is in Outcome.Expected.
 func Run(ctx context.Context, opt Options) (Outcome, error) {
@@ -89,6 +98,7 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 	if opt.Rate <= 0 {
 		opt.Rate = 200
 	}
+	clock := rollout.ClockOrSystem(opt.Clock)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -100,6 +110,8 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 	if opt.Faulty {
 		canaryCfg = sampleapp.Config{Version: "v2", ErrorRate: 0.2, Latency: 180 * time.Millisecond, LatencyJitter: 60 * time.Millisecond}
 	}
+	stableCfg.Clock, stableCfg.Log = clock, opt.Log
+	canaryCfg.Clock, canaryCfg.Log = clock, opt.Log
 	stableAddr, err := startApp(ctx, &wg, stableCfg)
 	if err != nil {
 		return Outcome{}, err
@@ -121,6 +133,7 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 	}
 	d, err := standalone.Start(ctx, standalone.Config{
 		Sources: []standalone.Source{{File: "demo.yaml", Data: doc.Bytes()}}, StateDir: dir, APIAddr: "127.0.0.1:0",
+		Clock: clock, Logger: opt.Log,
 	})
 	if err != nil {
 		return Outcome{}, err
@@ -143,18 +156,18 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 		load <- s
 	}()
 
-	start := time.Now()
+	start := clock.Now()
 	if _, err := d.Submit(ctx, "demo", rollout.Command{Kind: rollout.CommandDeploy, Actor: "demo",
 		Canary: &v1alpha1.VersionRef{Version: "v2", URL: "http://" + canaryAddr}}); err != nil {
 		return Outcome{}, fmt.Errorf("starting the rollout: %w", err)
 	}
-	view, err := follow(ctx, d, out, start)
+	view, err := follow(ctx, clock, d, out, start)
 	if err != nil {
 		return Outcome{}, err
 	}
 	cancel()
 	summary := <-load
-	return report(out, view, summary, opt.Faulty, time.Since(start)), nil
+	return report(out, view, summary, opt.Faulty, clock.Now().Sub(start)), nil
 }
 
 func startApp(ctx context.Context, wg *sync.WaitGroup, cfg sampleapp.Config) (string, error) {
@@ -173,11 +186,10 @@ func startApp(ctx context.Context, wg *sync.WaitGroup, cfg sampleapp.Config) (st
 	}
 }
 
-// follow prints each new event until the rollout ends.
-func follow(ctx context.Context, b controlapi.Backend, out io.Writer, start time.Time) (controlapi.RolloutView, error) {
+// follow prints each new event until the rollout ends, looking every
+// followPoll on clock.
+func follow(ctx context.Context, clock rollout.Clock, b controlapi.Backend, out io.Writer, start time.Time) (controlapi.RolloutView, error) {
 	printed := 0
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
 	for {
 		events, err := b.Events(ctx, "demo", 0)
 		if err != nil {
@@ -201,10 +213,8 @@ func follow(ctx context.Context, b controlapi.Backend, out io.Writer, start time
 		if view.Status.Phase.Terminal() {
 			return view, nil
 		}
-		select {
-		case <-ctx.Done():
+		if rollout.Sleep(ctx, clock, followPoll) != nil {
 			return controlapi.RolloutView{}, errors.New("the demo's rollout did not finish in time; phase " + string(view.Status.Phase))
-		case <-tick.C:
 		}
 	}
 }

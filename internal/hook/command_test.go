@@ -28,7 +28,7 @@ func TestCommandHookGetsPayloadAndEnv(t *testing.T) {
 	dir := t.TempDir()
 	spec := shellHook(`cat > "$1/stdin"; env | grep -E '^(PIPIT_|EXTRA=)' | sort > "$1/env"; echo all good`, dir)
 	spec.Env = map[string]string{"EXTRA": "yes", "PIPIT_WEIGHT": "spoofed"}
-	res := Run(context.Background(), spec, samplePayload())
+	res := Runner{}.Run(context.Background(), spec, samplePayload())
 	if !res.OK || res.Err != nil || res.Attempts != 1 {
 		t.Fatalf("Run = %+v, want OK", res)
 	}
@@ -60,7 +60,7 @@ func TestCommandHookGetsPayloadAndEnv(t *testing.T) {
 
 func TestCommandHookNonZeroExitIsDefinitiveNo(t *testing.T) {
 	dir := t.TempDir()
-	res := Run(context.Background(), shellHook(`echo run >> "$1/runs"; echo "checks failed: 3 of 7" >&2; echo noise; exit 1`, dir), samplePayload())
+	res := Runner{}.Run(context.Background(), shellHook(`echo run >> "$1/runs"; echo "checks failed: 3 of 7" >&2; echo noise; exit 1`, dir), samplePayload())
 	if res.OK || res.Err != nil || res.Attempts != 1 {
 		t.Fatalf("Run = %+v, want a definitive no after one attempt", res)
 	}
@@ -73,7 +73,7 @@ func TestCommandHookNonZeroExitIsDefinitiveNo(t *testing.T) {
 }
 
 func TestCommandHookBoundsOutput(t *testing.T) {
-	res := Run(context.Background(), shellHook(`head -c 1000000 /dev/zero | tr '\0' x >&2; exit 3`, t.TempDir()), samplePayload())
+	res := Runner{}.Run(context.Background(), shellHook(`head -c 1000000 /dev/zero | tr '\0' x >&2; exit 3`, t.TempDir()), samplePayload())
 	if res.OK || len(res.Message) > MaxMessage || !strings.HasPrefix(res.Message, "xxx") {
 		t.Fatalf("Run = OK %v, message of %d bytes; want a no with at most %d bytes", res.OK, len(res.Message), MaxMessage)
 	}
@@ -87,7 +87,7 @@ func TestCommandHookTimeoutKillsProcessGroup(t *testing.T) {
 	spec.Timeout = dur(time.Second)
 	spec.Retries = ptr[int32](0)
 	start := time.Now()
-	res := Run(context.Background(), spec, samplePayload())
+	res := Runner{}.Run(context.Background(), spec, samplePayload())
 	if res.OK || res.Err == nil || !strings.Contains(res.Err.Error(), "killed after 1s") {
 		t.Fatalf("Run = %+v, want a timeout", res)
 	}
@@ -102,7 +102,7 @@ func TestCommandHookRetriesTimeouts(t *testing.T) {
 	spec := shellHook(`sleep 60`, t.TempDir())
 	spec.Timeout = dur(100 * time.Millisecond)
 	spec.Retries = ptr[int32](1)
-	res := Run(context.Background(), spec, samplePayload())
+	res := Runner{}.Run(context.Background(), spec, samplePayload())
 	if res.OK || res.Err == nil || res.Attempts != 2 || !strings.Contains(res.Err.Error(), "killed after 100ms") {
 		t.Fatalf("Run = %+v, want two timed out attempts", res)
 	}
@@ -111,7 +111,7 @@ func TestCommandHookRetriesTimeouts(t *testing.T) {
 func TestCommandHookLeavesNothingBehind(t *testing.T) {
 	dir := t.TempDir()
 	// The background child keeps the output pipe open after the shell exits.
-	res := Run(context.Background(), shellHook(`sleep 60 & echo $! > "$1/child"; echo started`, dir), samplePayload())
+	res := Runner{}.Run(context.Background(), shellHook(`sleep 60 & echo $! > "$1/child"; echo started`, dir), samplePayload())
 	if !res.OK || res.Err != nil || res.Message != "started" {
 		t.Fatalf("Run = %+v, want OK with the shell's output", res)
 	}
@@ -120,7 +120,7 @@ func TestCommandHookLeavesNothingBehind(t *testing.T) {
 
 func TestCommandHookThatCannotStart(t *testing.T) {
 	spec := v1alpha1.WebhookSpec{Name: "x", Type: v1alpha1.HookRollout, Command: []string{filepath.Join(t.TempDir(), "missing")}}
-	res := Run(context.Background(), spec, samplePayload())
+	res := Runner{}.Run(context.Background(), spec, samplePayload())
 	if res.OK || res.Err == nil || res.Attempts != 1 || !errors.Is(res.Err, os.ErrNotExist) {
 		t.Fatalf("Run = %+v, want a start error without retries", res)
 	}

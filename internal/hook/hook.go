@@ -18,6 +18,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // Defaults of the optional WebhookSpec fields.
@@ -93,11 +94,21 @@ type attempt struct {
 	retry bool
 }
 
+// Runner runs hooks with what its runtime hands it. Its zero value runs
+// them on the wall clock and logs nothing.
+type Runner struct {
+	// Clock times the pauses between attempts and the timestamps that
+	// sign HTTP hooks; nil is the wall clock.
+	Clock rollout.Clock
+	// Log receives the attempts that got no answer; nil discards them.
+	Log *slog.Logger
+}
+
 // Run runs one hook once, retrying attempts that got no answer as the
 // spec allows, and returns its answer. It returns when the hook answered,
 // the retries are spent, or ctx is done, whichever comes first; each
 // attempt is also bounded by the spec's timeout.
-func Run(ctx context.Context, spec v1alpha1.WebhookSpec, p Payload) Result {
+func (r Runner) Run(ctx context.Context, spec v1alpha1.WebhookSpec, p Payload) Result {
 	if err := validate(spec); err != nil {
 		return Result{Err: err}
 	}
@@ -113,15 +124,15 @@ func Run(ctx context.Context, spec v1alpha1.WebhookSpec, p Payload) Result {
 	case spec.LoadTest != nil:
 		res = runLoadTest(ctx, *spec.LoadTest, timeout)
 	case len(spec.Command) > 0:
-		res = retry(ctx, spec, func(ctx context.Context) attempt {
+		res = r.retry(ctx, spec, func(ctx context.Context) attempt {
 			return runCommand(ctx, spec, p, timeout)
 		})
 	default:
-		send, err := newSender(spec, p)
+		send, err := newSender(spec, p, rollout.ClockOrSystem(r.Clock))
 		if err != nil {
 			return Result{Err: fmt.Errorf("hook %q: %w", spec.Name, err)}
 		}
-		res = retry(ctx, spec, func(ctx context.Context) attempt {
+		res = r.retry(ctx, spec, func(ctx context.Context) attempt {
 			return send.post(ctx, timeout)
 		})
 	}
@@ -133,7 +144,7 @@ func Run(ctx context.Context, spec v1alpha1.WebhookSpec, p Payload) Result {
 
 // retry makes attempts until one gets an answer, one fails for good, the
 // retries are spent or ctx is done.
-func retry(ctx context.Context, spec v1alpha1.WebhookSpec, try func(context.Context) attempt) Result {
+func (r Runner) retry(ctx context.Context, spec v1alpha1.WebhookSpec, try func(context.Context) attempt) Result {
 	retries := DefaultRetries
 	if spec.Retries != nil {
 		retries = int(*spec.Retries)
@@ -146,18 +157,24 @@ func retry(ctx context.Context, spec v1alpha1.WebhookSpec, try func(context.Cont
 		if a.err == nil || !a.retry || res.Attempts > retries {
 			return res
 		}
-		slog.DebugContext(ctx, "hook attempt got no answer", "hook", spec.Name, "type", spec.Type,
+		r.logger().DebugContext(ctx, "hook attempt got no answer", "hook", spec.Name, "type", spec.Type,
 			"attempt", res.Attempts, "err", a.err)
-		wait := time.NewTimer(backoff(res.Attempts))
-		select {
-		case <-ctx.Done():
-			wait.Stop()
+		if rollout.Sleep(ctx, rollout.ClockOrSystem(r.Clock), backoff(res.Attempts)) != nil {
 			res.Err = fmt.Errorf("%w (gave up after %d attempts: %w)", a.err, res.Attempts, context.Cause(ctx))
 			return res
-		case <-wait.C:
 		}
 	}
 }
+
+func (r Runner) logger() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return discard
+}
+
+// discard is the logger of a Runner given none.
+var discard = slog.New(slog.DiscardHandler)
 
 // backoff is the wait before retry n (1-based): exponential, capped, and
 // drawn from the upper half of the interval.

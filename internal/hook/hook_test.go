@@ -9,7 +9,7 @@ import (
 )
 
 func TestRunRefusesInvalidSpec(t *testing.T) {
-	res := Run(context.Background(), v1alpha1.WebhookSpec{Name: "bad", Type: v1alpha1.HookRollout}, Payload{})
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{Name: "bad", Type: v1alpha1.HookRollout}, Payload{})
 	if res.OK || res.Err == nil || res.Attempts != 0 || !strings.Contains(res.Err.Error(), "exactly one of") {
 		t.Fatalf("Run = %+v, want the spec's problem without an attempt", res)
 	}

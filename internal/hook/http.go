@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // maxDrain bounds how much of an answer is read past the message so that
@@ -35,9 +36,10 @@ type sender struct {
 	host   string // for messages: the URL's path and query may hold a token
 	body   []byte
 	secret []byte
+	clock  rollout.Clock // dates the signatures
 }
 
-func newSender(s v1alpha1.WebhookSpec, p Payload) (*sender, error) {
+func newSender(s v1alpha1.WebhookSpec, p Payload, clock rollout.Clock) (*sender, error) {
 	secret, err := loadSecret(s)
 	if err != nil {
 		return nil, err
@@ -50,7 +52,7 @@ func newSender(s v1alpha1.WebhookSpec, p Payload) (*sender, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sender{url: s.URL, host: u.Host, body: body, secret: secret}, nil
+	return &sender{url: s.URL, host: u.Host, body: body, secret: secret, clock: clock}, nil
 }
 
 // post makes one attempt: a 2xx is a yes, a 4xx (or another status) a
@@ -67,7 +69,7 @@ func (s *sender) post(parent context.Context, timeout time.Duration) attempt {
 	req.Header.Set("User-Agent", "pipit-hook")
 	if s.secret != nil {
 		// Signed per attempt, so that a retry carries a fresh timestamp.
-		ts := strconv.FormatInt(time.Now().Unix(), 10)
+		ts := strconv.FormatInt(s.clock.Now().Unix(), 10)
 		req.Header.Set(TimestampHeader, ts)
 		req.Header.Set(SignatureHeader, sign(s.secret, ts, s.body))
 	}

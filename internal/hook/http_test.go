@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -80,7 +81,8 @@ func TestHTTPHookSendsSignedPayload(t *testing.T) {
 		Name: "gate", Type: v1alpha1.HookConfirmPromotion, URL: srv.URL + "/gate",
 		SecretEnv: "HOOK_SECRET", Metadata: map[string]string{"team": "payments", "ticket": "spec"},
 	}
-	res := Run(context.Background(), spec, samplePayload())
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+	res := Runner{Clock: clock}.Run(context.Background(), spec, samplePayload())
 	if !res.OK || res.Err != nil || res.Attempts != 1 {
 		t.Fatalf("Run = %+v, want OK after one attempt", res)
 	}
@@ -113,9 +115,8 @@ func TestHTTPHookSendsSignedPayload(t *testing.T) {
 		}
 	}
 
-	ts, err := strconv.ParseInt(r.timestamp, 10, 64)
-	if err != nil || time.Since(time.Unix(ts, 0)).Abs() > time.Minute {
-		t.Errorf("timestamp header %q is not the current Unix time", r.timestamp)
+	if want := strconv.FormatInt(clock.Now().Unix(), 10); r.timestamp != want {
+		t.Errorf("timestamp header %q, want the clock's Unix time %s", r.timestamp, want)
 	}
 	secret := []byte("s3cret") // surrounding white space is not part of it
 	if !Verify(secret, r.timestamp, r.body, r.signature) {
@@ -139,7 +140,7 @@ func must[T any](v T, err error) T {
 
 func TestHTTPHookWithoutSecretIsUnsigned(t *testing.T) {
 	srv, got := receiver(t, http.StatusNoContent)
-	res := Run(context.Background(), v1alpha1.WebhookSpec{Name: "e", Type: v1alpha1.HookEvent, URL: srv.URL}, samplePayload())
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{Name: "e", Type: v1alpha1.HookEvent, URL: srv.URL}, samplePayload())
 	if !res.OK {
 		t.Fatalf("Run = %+v, want OK", res)
 	}
@@ -151,12 +152,35 @@ func TestHTTPHookWithoutSecretIsUnsigned(t *testing.T) {
 	}
 }
 
+// TestHTTPHookRetriesServerErrors: each retry waits its backoff on the
+// clock, drawn from the upper half of base·2ⁿ⁻¹: no retry before the
+// half, the retry before the whole. Each attempt is signed afresh.
 func TestHTTPHookRetriesServerErrors(t *testing.T) {
 	srv, got := receiver(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable, http.StatusOK)
 	t.Setenv("HOOK_SECRET", "k")
-	res := Run(context.Background(), v1alpha1.WebhookSpec{
-		Name: "r", Type: v1alpha1.HookRollout, URL: srv.URL, SecretEnv: "HOOK_SECRET",
-	}, samplePayload())
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+	done := make(chan Result, 1)
+	go func() {
+		done <- Runner{Clock: clock}.Run(context.Background(), v1alpha1.WebhookSpec{
+			Name: "r", Type: v1alpha1.HookRollout, URL: srv.URL, SecretEnv: "HOOK_SECRET",
+		}, samplePayload())
+	}()
+	for retry, ceiling := range []time.Duration{baseBackoff, 2 * baseBackoff} {
+		if !clock.WaitForTimers(1, 10*time.Second) {
+			t.Fatalf("no backoff after attempt %d", retry+1)
+		}
+		clock.Advance(ceiling/2 - time.Nanosecond)
+		if n := len(got()); n != retry+1 {
+			t.Fatalf("%d requests a nanosecond before the shortest backoff of retry %d ended, want %d", n, retry+1, retry+1)
+		}
+		clock.Advance(ceiling / 2)
+	}
+	var res Result
+	select {
+	case res = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hook did not answer after the longest backoffs")
+	}
 	if !res.OK || res.Err != nil || res.Attempts != 3 {
 		t.Fatalf("Run = %+v, want OK at the third attempt", res)
 	}
@@ -169,7 +193,7 @@ func TestHTTPHookRetriesServerErrors(t *testing.T) {
 
 func TestHTTPHookGivesUpAfterRetries(t *testing.T) {
 	srv, got := receiver(t, http.StatusBadGateway)
-	res := Run(context.Background(), v1alpha1.WebhookSpec{
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{
 		Name: "r", Type: v1alpha1.HookRollout, URL: srv.URL, Retries: ptr[int32](1),
 	}, samplePayload())
 	if res.OK || res.Err == nil || res.Attempts != 2 || len(got()) != 2 {
@@ -182,7 +206,7 @@ func TestHTTPHookGivesUpAfterRetries(t *testing.T) {
 
 func TestHTTPHookDoesNotRetryClientErrors(t *testing.T) {
 	srv, got := receiver(t, http.StatusBadRequest, http.StatusOK)
-	res := Run(context.Background(), v1alpha1.WebhookSpec{Name: "c", Type: v1alpha1.HookConfirmRollout, URL: srv.URL}, samplePayload())
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{Name: "c", Type: v1alpha1.HookConfirmRollout, URL: srv.URL}, samplePayload())
 	if res.OK || res.Err != nil || res.Attempts != 1 || len(got()) != 1 {
 		t.Fatalf("Run = %+v after %d requests, want a definitive no after one attempt", res, len(got()))
 	}
@@ -195,7 +219,7 @@ func TestHTTPHookDoesNotFollowRedirects(t *testing.T) {
 	target, got := receiver(t, http.StatusOK)
 	redirect := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusTemporaryRedirect))
 	defer redirect.Close()
-	res := Run(context.Background(), v1alpha1.WebhookSpec{Name: "c", Type: v1alpha1.HookConfirmRollout, URL: redirect.URL}, samplePayload())
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{Name: "c", Type: v1alpha1.HookConfirmRollout, URL: redirect.URL}, samplePayload())
 	if res.OK || res.Attempts != 1 || len(got()) != 0 {
 		t.Fatalf("Run = %+v, target got %d requests; want a no without following", res, len(got()))
 	}
@@ -218,7 +242,7 @@ func hanging(t *testing.T) (*httptest.Server, *atomic.Int32) {
 
 func TestHTTPHookTimeoutPerAttempt(t *testing.T) {
 	srv, hits := hanging(t)
-	res := Run(context.Background(), v1alpha1.WebhookSpec{
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{
 		Name: "slow", Type: v1alpha1.HookPreRollout, URL: srv.URL + "/hook?token=abc123",
 		Timeout: dur(100 * time.Millisecond), Retries: ptr[int32](1),
 	}, samplePayload())
@@ -238,7 +262,7 @@ func TestHTTPHookStopsWithContext(t *testing.T) {
 	srv, _ := hanging(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
-	res := Run(ctx, v1alpha1.WebhookSpec{
+	res := Runner{}.Run(ctx, v1alpha1.WebhookSpec{
 		Name: "slow", Type: v1alpha1.HookPreRollout, URL: srv.URL,
 		Timeout: dur(time.Hour), Retries: ptr[int32](10),
 	}, samplePayload())
@@ -255,7 +279,7 @@ func TestHTTPHookRefusesToSendUnsigned(t *testing.T) {
 		"empty file":   {SecretFile: writeFile(t, "empty", " \n")},
 	} {
 		spec.Name, spec.Type, spec.URL = "s", v1alpha1.HookPreRollout, srv.URL
-		res := Run(context.Background(), spec, samplePayload())
+		res := Runner{}.Run(context.Background(), spec, samplePayload())
 		if res.OK || res.Err == nil || res.Attempts != 0 {
 			t.Errorf("%s: Run = %+v, want an error before any attempt", name, res)
 		}
@@ -268,7 +292,7 @@ func TestHTTPHookRefusesToSendUnsigned(t *testing.T) {
 func TestHTTPHookSecretFromFile(t *testing.T) {
 	srv, got := receiver(t, http.StatusOK)
 	spec := v1alpha1.WebhookSpec{Name: "f", Type: v1alpha1.HookPostRollout, URL: srv.URL, SecretFile: writeFile(t, "secret", "from-file\n")}
-	if res := Run(context.Background(), spec, samplePayload()); !res.OK {
+	if res := (Runner{}).Run(context.Background(), spec, samplePayload()); !res.OK {
 		t.Fatalf("Run = %+v, want OK", res)
 	}
 	r := got()[0]
@@ -283,7 +307,7 @@ func TestHTTPHookBoundsMessage(t *testing.T) {
 		io.WriteString(w, strings.Repeat("é", 5000))
 	}))
 	defer srv.Close()
-	res := Run(context.Background(), v1alpha1.WebhookSpec{Name: "b", Type: v1alpha1.HookConfirmRollout, URL: srv.URL}, samplePayload())
+	res := Runner{}.Run(context.Background(), v1alpha1.WebhookSpec{Name: "b", Type: v1alpha1.HookConfirmRollout, URL: srv.URL}, samplePayload())
 	if res.OK || len(res.Message) > MaxMessage || !strings.HasSuffix(res.Message, "é…") {
 		t.Fatalf("message of %d bytes ending %q, want at most %d ending in an ellipsis",
 			len(res.Message), res.Message[max(0, len(res.Message)-8):], MaxMessage)

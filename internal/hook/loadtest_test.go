@@ -30,7 +30,7 @@ func TestLoadTestHookSendsTraffic(t *testing.T) {
 		URL: srv.URL, Method: http.MethodHead, Rate: 10, Duration: dur(time.Second),
 		Headers: map[string]string{"X-Canary": "1"},
 	}}
-	res := Run(context.Background(), spec, samplePayload())
+	res := Runner{}.Run(context.Background(), spec, samplePayload())
 	if !res.OK || res.Err != nil || res.Attempts != 1 {
 		t.Fatalf("Run = %+v, want OK", res)
 	}
@@ -55,7 +55,7 @@ func TestLoadTestHookWithoutAnswers(t *testing.T) {
 	spec := v1alpha1.WebhookSpec{Name: "load", Type: v1alpha1.HookRollout, LoadTest: &v1alpha1.LoadTestHook{
 		URL: "http://" + addr + "/", Rate: 5, Duration: dur(400 * time.Millisecond),
 	}}
-	res := Run(context.Background(), spec, samplePayload())
+	res := Runner{}.Run(context.Background(), spec, samplePayload())
 	if res.OK || res.Err == nil {
 		t.Fatalf("Run = %+v, want a failure", res)
 	}

@@ -63,7 +63,8 @@ type StatsSource interface {
 // so that each check judges on more evidence than the last, and a chance
 // excursion of one short window does not roll a healthy canary back.
 type Builtin struct {
-	src StatsSource
+	src   StatsSource
+	clock rollout.Clock
 
 	mu     sync.Mutex
 	prev   traffic.Stats // at the last Measure: the window's start
@@ -71,10 +72,12 @@ type Builtin struct {
 	origin traffic.Stats // when the canary was deployed: the samples' start
 }
 
-// NewBuiltin returns a provider whose first window starts now.
-func NewBuiltin(src StatsSource) *Builtin {
+// NewBuiltin returns a provider whose first window starts now on clock
+// (nil is the wall clock).
+func NewBuiltin(src StatsSource, clock rollout.Clock) *Builtin {
+	clock = rollout.ClockOrSystem(clock)
 	now := src.Stats()
-	return &Builtin{src: src, prev: now, since: time.Now(), origin: now}
+	return &Builtin{src: src, clock: clock, prev: now, since: clock.Now(), origin: now}
 }
 
 // Measure measures every metric over the window since the last call, adds
@@ -84,7 +87,7 @@ func (b *Builtin) Measure(metrics []spec.PlanMetric) []rollout.Measurement {
 	b.mu.Lock()
 	now := b.src.Stats()
 	window, sampled := now.Since(b.prev), now.Since(b.origin)
-	b.prev, b.since = now, time.Now()
+	b.prev, b.since = now, b.clock.Now()
 	b.mu.Unlock()
 	out := make([]rollout.Measurement, 0, len(metrics))
 	for _, pm := range metrics {
@@ -110,7 +113,7 @@ func (b *Builtin) Window() (traffic.Stats, time.Time) {
 // on its own traffic only.
 func (b *Builtin) Reset() {
 	b.mu.Lock()
-	b.prev, b.since = b.src.Stats(), time.Now()
+	b.prev, b.since = b.src.Stats(), b.clock.Now()
 	b.origin = b.prev
 	b.mu.Unlock()
 }

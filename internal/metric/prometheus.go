@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"net/url"
 	"text/template"
@@ -15,6 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // DefaultTimeout bounds one measurement of the Prometheus and web providers
@@ -39,13 +39,15 @@ type Prometheus struct {
 	api     promv1.API
 	query   *template.Template
 	timeout time.Duration
+	env     Env
 }
 
 var _ SampleProvider = (*Prometheus)(nil)
 
 // NewPrometheus checks the provider's settings and parses its query
-// template; it reads TLS files but sends nothing.
-func NewPrometheus(spec v1alpha1.PrometheusProvider) (*Prometheus, error) {
+// template; it reads TLS files but sends nothing. Queries end at env's
+// clock's now.
+func NewPrometheus(spec v1alpha1.PrometheusProvider, env Env) (*Prometheus, error) {
 	u, err := url.Parse(spec.Address)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, errors.New("prometheus: address must be an http or https URL, such as http://127.0.0.1:9090")
@@ -66,7 +68,7 @@ func NewPrometheus(spec v1alpha1.PrometheusProvider) (*Prometheus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prometheus: %w", err)
 	}
-	return &Prometheus{api: promv1.NewAPI(client), query: tmpl, timeout: timeout}, nil
+	return &Prometheus{api: promv1.NewAPI(client), query: tmpl, timeout: timeout, env: env.withDefaults()}, nil
 }
 
 // Measure runs the rendered query at the current time.
@@ -78,7 +80,7 @@ func (p *Prometheus) Measure(ctx context.Context, q Query) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	v, err := p.retry(ctx, query, func(ctx context.Context) (model.Value, promv1.Warnings, error) {
-		v, warnings, _, err := p.api.Query(ctx, query, time.Now())
+		v, warnings, _, err := p.api.Query(ctx, query, p.env.Clock.Now())
 		return v, warnings, err
 	})
 	if err != nil {
@@ -99,7 +101,7 @@ func (p *Prometheus) Samples(ctx context.Context, q Query) ([]float64, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	end := time.Now()
+	end := p.env.Clock.Now()
 	r := promv1.Range{Start: end.Add(-q.Interval), End: end, Step: max(q.Interval/rangePoints, time.Second)}
 	v, err := p.retry(ctx, query, func(ctx context.Context) (model.Value, promv1.Warnings, error) {
 		v, warnings, _, err := p.api.QueryRange(ctx, query, r)
@@ -119,7 +121,7 @@ func (p *Prometheus) retry(ctx context.Context, query string, run func(context.C
 	for attempt := 1; ; attempt++ {
 		v, warnings, err := run(ctx)
 		if len(warnings) > 0 {
-			slog.Debug("prometheus warnings", "query", query, "warnings", []string(warnings))
+			p.env.Log.DebugContext(ctx, "prometheus warnings", "query", query, "warnings", []string(warnings))
 		}
 		if err == nil {
 			return v, nil
@@ -127,13 +129,9 @@ func (p *Prometheus) retry(ctx context.Context, query string, run func(context.C
 		if ctx.Err() != nil || !transient(err) || attempt == promAttempts {
 			return nil, fmt.Errorf("prometheus query %q: %w", query, err)
 		}
-		slog.Debug("prometheus query failed; retrying", "query", query, "attempt", attempt, "err", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		p.env.Log.DebugContext(ctx, "prometheus query failed; retrying", "query", query, "attempt", attempt, "err", err)
+		if rollout.Sleep(ctx, p.env.Clock, backoff) != nil {
 			return nil, fmt.Errorf("prometheus query %q: %w (after %d attempts)", query, err, attempt)
-		case <-t.C:
 		}
 		backoff *= 2
 	}

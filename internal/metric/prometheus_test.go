@@ -112,7 +112,7 @@ func newFront(t *testing.T, promURL string, handler func(n int32, w http.Respons
 
 func newProm(t *testing.T, spec v1alpha1.PrometheusProvider) *Prometheus {
 	t.Helper()
-	p, err := NewPrometheus(spec)
+	p, err := NewPrometheus(spec, Env{})
 	if err != nil {
 		t.Fatalf("NewPrometheus: %v", err)
 	}

@@ -3,7 +3,10 @@ package metric
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // ErrNoData is returned (wrapped) by a provider that answered but had no
@@ -22,6 +25,24 @@ type Query struct {
 	Interval time.Duration
 	// Vars are the analysis' variables.
 	Vars map[string]string
+}
+
+// Env is what providers take from the runtime that runs them.
+type Env struct {
+	// Clock says when now is, the end of a query's window; nil is the
+	// wall clock. It also times the pauses between retries.
+	Clock rollout.Clock
+	// Log receives the providers' diagnostics; nil discards them.
+	Log *slog.Logger
+}
+
+// withDefaults fills in the wall clock and a discarding logger.
+func (e Env) withDefaults() Env {
+	e.Clock = rollout.ClockOrSystem(e.Clock)
+	if e.Log == nil {
+		e.Log = slog.New(slog.DiscardHandler)
+	}
+	return e
 }
 
 // Provider measures one metric for one version.

@@ -11,8 +11,9 @@ import (
 
 // NewProvider returns the provider a metric names. A metric without a
 // provider is a builtin one, measured by Builtin, so it is an error here;
-// so is a provider section that names no provider or several.
-func NewProvider(m v1alpha1.MetricSpec) (Provider, error) {
+// so is a provider section that names no provider or several. The
+// providers read the time and log through env.
+func NewProvider(m v1alpha1.MetricSpec, env Env) (Provider, error) {
 	p := m.Provider
 	if p == nil {
 		return nil, fmt.Errorf("metric %q: no provider; builtin metrics are measured by the built-in proxy", m.Name)
@@ -25,7 +26,7 @@ func NewProvider(m v1alpha1.MetricSpec) (Provider, error) {
 	case p.Prometheus != nil && p.Web != nil:
 		return nil, fmt.Errorf("metric %q: provider sets both prometheus and web; set one", m.Name)
 	case p.Prometheus != nil:
-		prov, err = NewPrometheus(*p.Prometheus)
+		prov, err = NewPrometheus(*p.Prometheus, env)
 	case p.Web != nil:
 		prov, err = NewWeb(*p.Web)
 	default:

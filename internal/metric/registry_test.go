@@ -27,7 +27,7 @@ func TestNewProvider(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			p, err := NewProvider(v1alpha1.MetricSpec{Name: "m", Provider: c.provider})
+			p, err := NewProvider(v1alpha1.MetricSpec{Name: "m", Provider: c.provider}, Env{})
 			if c.err != "" {
 				if err == nil || !strings.Contains(err.Error(), c.err) {
 					t.Fatalf("got %T, %v; want an error containing %q", p, err, c.err)

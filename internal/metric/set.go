@@ -35,6 +35,8 @@ type SetConfig struct {
 	// Usage measures cpu-usage and memory-usage: the process target; nil
 	// when the versions are not processes pipit runs.
 	Usage UsageSource
+	// Env is the providers' clock and logger.
+	Env
 }
 
 // NewSet builds the providers of every metric. It fails on a metric it
@@ -57,7 +59,7 @@ func NewSet(cfg SetConfig) (*Set, error) {
 			}
 			continue
 		}
-		p, err := NewProvider(m.MetricSpec)
+		p, err := NewProvider(m.MetricSpec, cfg.Env)
 		if err != nil {
 			return nil, fmt.Errorf("metric %s: %w", m.Name, err)
 		}

@@ -51,7 +51,7 @@ func TestSetMeasuresUsageOfCanaryAndStable(t *testing.T) {
 }
 
 func TestSetRefusesUsageWithoutProcesses(t *testing.T) {
-	_, err := NewSet(SetConfig{Rollout: "web", Plan: usagePlan(CPUUsage), Builtin: NewBuiltin(fakeStats{})})
+	_, err := NewSet(SetConfig{Rollout: "web", Plan: usagePlan(CPUUsage), Builtin: NewBuiltin(fakeStats{}, nil)})
 	if err == nil || !strings.Contains(err.Error(), "metric cpu-usage: measured on processes") {
 		t.Errorf("NewSet = %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -72,9 +73,12 @@ type Options struct {
 	// DrainTimeout bounds how long Run keeps delivering queued messages
 	// once asked to stop. Default 5s.
 	DrainTimeout time.Duration
-	// Logger receives delivery failures and drops; default slog.Default().
+	// Logger receives delivery failures and drops; nil discards them.
 	// URLs are never logged: they are secrets.
 	Logger *slog.Logger
+	// Clock times the pauses between attempts and the drain; nil is the
+	// wall clock.
+	Clock rollout.Clock
 }
 
 func (o Options) withDefaults() Options {
@@ -94,8 +98,9 @@ func (o Options) withDefaults() Options {
 		o.DrainTimeout = 5 * time.Second
 	}
 	if o.Logger == nil {
-		o.Logger = slog.Default()
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	o.Clock = rollout.ClockOrSystem(o.Clock)
 	return o
 }
 
@@ -239,9 +244,19 @@ func (d *Dispatcher) run(ctx context.Context) {
 	case <-d.stop:
 	}
 	close(stopping)
-	deadline := time.AfterFunc(d.opts.DrainTimeout, cancel)
+	drained := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(drained)
+	}()
+	deadline := d.opts.Clock.NewTimer(d.opts.DrainTimeout)
 	defer deadline.Stop()
-	wg.Wait()
+	select {
+	case <-drained:
+	case <-deadline.C():
+		cancel()
+		<-drained
+	}
 	d.closeQueues()
 }
 
@@ -296,8 +311,8 @@ func (d *Dispatcher) deliver(abort context.Context, q *queue, m Message) {
 			q.sent.Add(1)
 			return
 		}
-		retry, after := retryable(err)
-		if retry && attempt < d.opts.MaxAttempts && sleep(abort, d.wait(attempt, after)) {
+		retry, after := retryable(err, d.opts.Clock.Now())
+		if retry && attempt < d.opts.MaxAttempts && rollout.Sleep(abort, d.opts.Clock, d.wait(attempt, after)) == nil {
 			q.retries.Add(1)
 			continue
 		}
@@ -334,18 +349,6 @@ func (d *Dispatcher) wait(attempt int, asked time.Duration) time.Duration {
 		w = d.opts.MaxBackoff
 	}
 	return w
-}
-
-// sleep waits d unless ctx ends first; it reports whether the wait ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // Stats counts one notifier's messages since the Dispatcher was made.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
 )
 
 // syncBuffer is a log sink safe for the workers and the test at once.
@@ -350,12 +351,15 @@ func TestCloseDrainsThenDrops(t *testing.T) {
 	}
 }
 
-// Cancelling Run's context still drains, within DrainTimeout: a request
-// the endpoint holds is abandoned at the deadline and the rest dropped.
+// Cancelling Run's context still drains, within DrainTimeout on the
+// dispatcher's clock: a request the endpoint holds is still waited for a
+// nanosecond before the deadline, abandoned at it, and the rest dropped.
 func TestDrainDeadline(t *testing.T) {
 	hold := newCapture(t, func(_ int, _ http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	const drain = 50 * time.Millisecond
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
 	d := NewDispatcher([]Named{webhookTo(t, "hold", hold, SeverityInfo)},
-		Options{DrainTimeout: 50 * time.Millisecond, MaxAttempts: 1, Logger: slog.New(slog.DiscardHandler)})
+		Options{DrainTimeout: drain, MaxAttempts: 1, Clock: clock, Logger: slog.New(slog.DiscardHandler)})
 	for range 3 {
 		d.Send("web", event(v1alpha1.EventWarning, "Aborted", ""), nil)
 	}
@@ -363,6 +367,16 @@ func TestDrainDeadline(t *testing.T) {
 	done := make(chan struct{})
 	go func() { d.Run(ctx); close(done) }()
 	cancel()
+	if !clock.WaitForTimers(1, 10*time.Second) {
+		t.Fatal("the drain has no deadline")
+	}
+	clock.Advance(drain - time.Nanosecond)
+	select {
+	case <-done:
+		t.Fatal("Run gave up on the held request before the drain deadline")
+	default:
+	}
+	clock.Advance(time.Nanosecond)
 	<-done
 	st := d.Stats()[0]
 	if st.Sent != 0 || st.Failed+st.Dropped != 3 {

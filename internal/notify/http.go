@@ -56,9 +56,11 @@ func (e endpoint) postJSON(ctx context.Context, v any) error {
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
 	}
+	after, at := parseRetryAfter(resp.Header.Get("Retry-After"))
 	return &StatusError{
 		Code:       resp.StatusCode,
-		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+		RetryAfter: after,
+		RetryAt:    at,
 		Body:       strings.Join(strings.Fields(string(snippet)), " "),
 	}
 }
@@ -70,6 +72,9 @@ type StatusError struct {
 	// RetryAfter is how long the endpoint asked to wait (429, 503); zero
 	// when it did not say.
 	RetryAfter time.Duration
+	// RetryAt is when the endpoint asked to be tried again, when it
+	// answered with a date; the dispatcher reads it on its clock.
+	RetryAt time.Time
 	// Body is the start of the response body, on one line.
 	Body string
 }
@@ -82,36 +87,40 @@ func (e *StatusError) Error() string {
 }
 
 // retryable says whether another attempt may succeed after err, and how
-// long the endpoint asked to wait first (zero: use the backoff). Transport
-// errors and timeouts, 408, 429 and 5xx are worth retrying; other refusals
-// (a revoked webhook, a bad payload) will not change.
-func retryable(err error) (bool, time.Duration) {
+// long, from now, the endpoint asked to wait first (zero: use the
+// backoff). Transport errors and timeouts, 408, 429 and 5xx are worth
+// retrying; other refusals (a revoked webhook, a bad payload) will not
+// change.
+func retryable(err error, now time.Time) (bool, time.Duration) {
 	se, ok := errors.AsType[*StatusError](err)
 	if !ok {
 		return true, 0
 	}
 	switch {
 	case se.Code == http.StatusTooManyRequests, se.Code == http.StatusRequestTimeout, se.Code >= 500:
+		if se.RetryAt.After(now) {
+			return true, se.RetryAt.Sub(now)
+		}
 		return true, se.RetryAfter
 	}
 	return false, 0
 }
 
 // parseRetryAfter reads a Retry-After header: seconds (Discord sends
-// fractions) or an HTTP date. Anything else is zero.
-func parseRetryAfter(h string, now time.Time) time.Duration {
+// fractions) as after, or an HTTP date as at. Anything else is neither.
+func parseRetryAfter(h string) (after time.Duration, at time.Time) {
 	h = strings.TrimSpace(h)
 	if h == "" {
-		return 0
+		return 0, time.Time{}
 	}
 	if s, err := strconv.ParseFloat(h, 64); err == nil {
 		if !(s > 0) { // also NaN
-			return 0
+			return 0, time.Time{}
 		}
-		return time.Duration(min(s, 1e6) * float64(time.Second)) // the dispatcher caps it further
+		return time.Duration(min(s, 1e6) * float64(time.Second)), time.Time{} // the dispatcher caps it further
 	}
-	if t, err := http.ParseTime(h); err == nil && t.After(now) {
-		return t.Sub(now)
+	if t, err := http.ParseTime(h); err == nil {
+		return 0, t
 	}
-	return 0
+	return 0, time.Time{}
 }

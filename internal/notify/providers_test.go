@@ -194,12 +194,13 @@ func TestNotifyErrors(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
 		t.Fatalf("transport error = %v; want one without the URL", err)
 	}
-	if retry, _ := retryable(err); !retry {
+	if retry, _ := retryable(err, time.Time{}); !retry {
 		t.Errorf("transport error not retryable")
 	}
 }
 
 func TestRetryable(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	cases := []struct {
 		err   error
 		retry bool
@@ -208,13 +209,15 @@ func TestRetryable(t *testing.T) {
 		{&StatusError{Code: 500}, true, 0},
 		{&StatusError{Code: 503, RetryAfter: time.Second}, true, time.Second},
 		{&StatusError{Code: 429, RetryAfter: 2 * time.Second}, true, 2 * time.Second},
+		{&StatusError{Code: 429, RetryAt: now.Add(30 * time.Second)}, true, 30 * time.Second},
+		{&StatusError{Code: 503, RetryAt: now.Add(-time.Hour)}, true, 0},
 		{&StatusError{Code: 408}, true, 0},
 		{&StatusError{Code: 400}, false, 0},
 		{&StatusError{Code: 404}, false, 0},
 		{context.DeadlineExceeded, true, 0},
 	}
 	for _, c := range cases {
-		retry, after := retryable(c.err)
+		retry, after := retryable(c.err, now)
 		if retry != c.retry || after != c.after {
 			t.Errorf("retryable(%v) = %v, %v; want %v, %v", c.err, retry, after, c.retry, c.after)
 		}
@@ -222,20 +225,22 @@ func TestRetryable(t *testing.T) {
 }
 
 func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	cases := map[string]time.Duration{
-		"":                              0,
-		"3":                             3 * time.Second,
-		"0.25":                          250 * time.Millisecond,
-		"-1":                            0,
-		"NaN":                           0,
-		"soon":                          0,
-		"Thu, 01 Jan 2026 00:00:30 GMT": 30 * time.Second,
-		"Wed, 31 Dec 2025 23:00:00 GMT": 0,
+	type want struct {
+		after time.Duration
+		at    time.Time
 	}
-	for h, want := range cases {
-		if got := parseRetryAfter(h, now); got != want {
-			t.Errorf("parseRetryAfter(%q) = %v, want %v", h, got, want)
+	cases := map[string]want{
+		"":                              {},
+		"3":                             {after: 3 * time.Second},
+		"0.25":                          {after: 250 * time.Millisecond},
+		"-1":                            {},
+		"NaN":                           {},
+		"soon":                          {},
+		"Thu, 01 Jan 2026 00:00:30 GMT": {at: time.Date(2026, 1, 1, 0, 0, 30, 0, time.UTC)},
+	}
+	for h, w := range cases {
+		if after, at := parseRetryAfter(h); after != w.after || !at.Equal(w.at) {
+			t.Errorf("parseRetryAfter(%q) = %v, %v; want %v, %v", h, after, at, w.after, w.at)
 		}
 	}
 }

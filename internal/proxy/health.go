@@ -45,7 +45,7 @@ type HealthConfig struct {
 	// the checker's goroutine, one call at a time, as soon as the change
 	// is seen; it may call the Proxy (SetWeight) but should not block.
 	OnChange func(role string, healthy bool, reason string)
-	// Logger receives a line per change; nil uses slog.Default().
+	// Logger receives a line per change; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -131,7 +131,7 @@ func NewHealthChecker(p *Proxy, cfg HealthConfig) (*HealthChecker, error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	return &HealthChecker{
 		p:   p,

@@ -97,8 +97,7 @@ type Config struct {
 	// version on every response, errors included; empty sets none.
 	VersionHeader string
 
-	// Logger receives debug logs of upstream errors; nil uses
-	// slog.Default().
+	// Logger receives debug logs of upstream errors; nil discards them.
 	Logger *slog.Logger
 
 	// Retries is how many more times a request is sent when it could
@@ -174,7 +173,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	tc := transportConfig{
 		dialTimeout:   orDefault(cfg.DialTimeout, DefaultDialTimeout),

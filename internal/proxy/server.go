@@ -75,7 +75,7 @@ type ServerConfig struct {
 	// gRPC clients and curl --http2-prior-knowledge speak it).
 	DisableH2C bool
 	// Logger receives connection errors at debug level and certificate
-	// reloads; nil uses slog.Default().
+	// reloads; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -150,7 +150,7 @@ func NewServer(h http.Handler, cfg ServerConfig) (*Server, error) {
 	}
 	log := cfg.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{handler: h, cfg: cfg, trust: trust, log: log, h1Conn: newConnQueue(), stdCon: newConnQueue(),
 		stopped: make(chan struct{}), dispatching: map[net.Conn]struct{}{}}

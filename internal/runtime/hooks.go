@@ -24,8 +24,9 @@ import (
 type Hooks struct {
 	Rollout, Namespace string
 	Plan               spec.Plan
-	// Run runs one hook; hook.Run unless a test says otherwise.
+	// Run runs one hook; a hook.Runner's unless a test says otherwise.
 	Run func(ctx context.Context, w v1alpha1.WebhookSpec, p hook.Payload) hook.Result
+	// Log receives the post-rollout hooks' results; nil discards them.
 	Log *slog.Logger
 
 	ctx    context.Context // ends the background runs
@@ -47,9 +48,11 @@ type loadTestState struct {
 	last    *hook.Result
 }
 
-// NewHooks returns a hook runner whose background runs end with ctx.
-func NewHooks(ctx context.Context, rollout, namespace string, plan spec.Plan, log *slog.Logger) *Hooks {
-	return &Hooks{Rollout: rollout, Namespace: namespace, Plan: plan, Run: hook.Run, Log: log, ctx: ctx,
+// NewHooks returns a hook runner whose background runs end with ctx. The
+// hooks wait between attempts on clock (nil is the wall clock) and log to
+// log (nil discards).
+func NewHooks(ctx context.Context, name, namespace string, plan spec.Plan, clock rollout.Clock, log *slog.Logger) *Hooks {
+	return &Hooks{Rollout: name, Namespace: namespace, Plan: plan, Run: hook.Runner{Clock: clock, Log: log}.Run, Log: log, ctx: ctx,
 		loadTests: map[string]*loadTestState{}}
 }
 
@@ -265,7 +268,7 @@ func ended(e v1alpha1.Event) bool {
 func (h *Hooks) logResult(t v1alpha1.HookType, ok bool, msg string) {
 	log := h.Log
 	if log == nil {
-		log = slog.Default()
+		log = discard
 	}
 	if ok {
 		log.Info(fmt.Sprintf("%s hooks said yes", t), "rollout", h.Rollout, "result", msg)

@@ -29,8 +29,9 @@ type Runner struct {
 	Target rollout.Target
 	Router rollout.Router
 	Meter  rollout.Meter
-	// Now is the clock; tests give a simulated one.
-	Now func() time.Time
+	// Clock tells the engine the time; nil is the wall clock. Tests give
+	// a fake one.
+	Clock rollout.Clock
 	// Hooks runs the rollout's webhooks. Optional.
 	Hooks *Hooks
 	// OnCommand is told, for each consumed command, whether the engine
@@ -39,7 +40,9 @@ type Runner struct {
 	// OnEvents is handed every saved event with the status it led to, for
 	// notifications. It must not block. Optional.
 	OnEvents func(st v1alpha1.RolloutStatus, events []v1alpha1.Event)
-	Log      *slog.Logger
+	// Log receives the rollout's events and failed actions; nil discards
+	// them.
+	Log *slog.Logger
 
 	// diverged is set when carrying out an action failed, so the next tick
 	// re-applies the whole desired state.
@@ -65,12 +68,12 @@ func (r *Runner) Converge(ctx context.Context) error {
 func (r *Runner) Tick(ctx context.Context) (next time.Time, ok bool, err error) {
 	if r.diverged {
 		if err := r.Converge(ctx); err != nil {
-			return r.Now().Add(time.Second), true, fmt.Errorf("re-applying the desired state: %w", err)
+			return r.now().Add(time.Second), true, fmt.Errorf("re-applying the desired state: %w", err)
 		}
 	}
 	pending, err := r.Store.Pending(ctx)
 	if err != nil {
-		return r.Now().Add(time.Second), true, fmt.Errorf("reading commands: %w", err)
+		return r.now().Add(time.Second), true, fmt.Errorf("reading commands: %w", err)
 	}
 	// A rollout still promoting or rolling back after the settle bound
 	// goes on at the next tick: nothing more to do about it here.
@@ -80,7 +83,7 @@ func (r *Runner) Tick(ctx context.Context) (next time.Time, ok bool, err error) 
 		return r.Status.Phase, err
 	})
 	if err != nil {
-		return r.Now().Add(time.Second), true, err
+		return r.now().Add(time.Second), true, err
 	}
 	next, ok = engine.NextWake(r.Plan, r.Status)
 	return next, ok, nil
@@ -88,7 +91,7 @@ func (r *Runner) Tick(ctx context.Context) (next time.Time, ok bool, err error) 
 
 // decide runs one engine step: write first, then act.
 func (r *Runner) decide(ctx context.Context, pending []rollout.PendingCommand) error {
-	now := r.Now()
+	now := r.now()
 	in := engine.Input{Now: now, Observed: r.Target.Observe(ctx), Alarms: r.Meter.Tick(r.Status)}
 	if r.Hooks != nil {
 		in.HookResults = r.Hooks.Results()
@@ -168,9 +171,15 @@ func (r *Runner) apply(ctx context.Context, a rollout.Action) error {
 	return fmt.Errorf("unknown action %q", a.Kind)
 }
 
+func (r *Runner) now() time.Time { return rollout.ClockOrSystem(r.Clock).Now() }
+
 func (r *Runner) logger() *slog.Logger {
 	if r.Log != nil {
 		return r.Log
 	}
-	return slog.Default()
+	return discard
 }
+
+// discard is the logger of a component given none: a library never writes
+// to the process-wide logger behind its caller's back.
+var discard = slog.New(slog.DiscardHandler)

@@ -11,6 +11,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
+	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
 )
 
 // world is a fake target, router, meter and store in one, recording the
@@ -84,7 +85,7 @@ func (w *world) Save(_ context.Context, st v1alpha1.RolloutStatus, _ []v1alpha1.
 }
 func (w *world) Pending(context.Context) ([]rollout.PendingCommand, error) { return w.pending, nil }
 
-func newRunner(w *world, now *time.Time) *Runner {
+func newRunner(w *world, clock *fakeclock.Clock) *Runner {
 	five := v1alpha1.PercentOf(5)
 	plan, err := spec.Resolve(&v1alpha1.RolloutSpec{Strategy: v1alpha1.Strategy{Steps: []v1alpha1.Step{
 		{SetWeight: &five}, {Pause: &v1alpha1.PauseStep{Duration: &metav1.Duration{Duration: time.Minute}}},
@@ -96,7 +97,7 @@ func newRunner(w *world, now *time.Time) *Runner {
 	return &Runner{
 		Name: "web", Plan: plan, Store: w, Target: w, Router: w, Meter: w,
 		Status: v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseIdle, Stable: &v1alpha1.VersionRef{Version: "v1"}},
-		Now:    func() time.Time { return *now },
+		Clock:  clock,
 	}
 }
 
@@ -105,9 +106,9 @@ func deploy(id int64, v string) rollout.PendingCommand {
 }
 
 func TestRunnerSavesBeforeActing(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	w := &world{pending: []rollout.PendingCommand{deploy(1, "v2")}}
-	r := newRunner(w, &now)
+	r := newRunner(w, clock)
 	var applied []int64
 	r.OnCommand = func(id int64, err error) {
 		if err != nil {
@@ -124,23 +125,23 @@ func TestRunnerSavesBeforeActing(t *testing.T) {
 	if len(w.pending) != 0 || len(applied) != 1 {
 		t.Errorf("command not consumed: pending %v applied %v", w.pending, applied)
 	}
-	now = now.Add(time.Second)
+	clock.Advance(time.Second)
 	r.Tick(context.Background())
 	if w.weight != v1alpha1.PercentOf(5) {
 		t.Errorf("weight %s, want 5%%", w.weight)
 	}
 	// Nothing changes until the pause ends: no more writes.
 	saves := len(w.saved)
-	now = now.Add(10 * time.Second)
+	clock.Advance(10 * time.Second)
 	next, ok, _ := r.Tick(context.Background())
 	if len(w.saved) != saves {
 		t.Errorf("a tick that changed nothing wrote the status")
 	}
-	if !ok || !next.Equal(now.Add(50*time.Second)) {
+	if !ok || !next.Equal(clock.Now().Add(50*time.Second)) {
 		t.Errorf("next wake %v, want the end of the pause", next)
 	}
 	// After the pause the runner settles through Promoting in one tick.
-	now = next
+	clock.Advance(next.Sub(clock.Now()))
 	r.Tick(context.Background())
 	if r.Status.Phase != v1alpha1.PhaseSucceeded || w.stable != "v2" || w.weight != 0 {
 		t.Errorf("phase %s stable %s weight %s, want Succeeded with v2 at 0", r.Status.Phase, w.stable, w.weight)
@@ -151,20 +152,20 @@ func TestRunnerSavesBeforeActing(t *testing.T) {
 // new stable version out, every tick asks it again to promote, but the
 // status, saved once, is not written again until the promotion completes.
 func TestRunnerDoesNotRewriteAWaitingPromotion(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	w := &world{pending: []rollout.PendingCommand{deploy(1, "v2")}, promoteLater: true}
-	r := newRunner(w, &now)
+	r := newRunner(w, clock)
 	r.Tick(context.Background())
-	now = now.Add(time.Second)
+	clock.Advance(time.Second)
 	r.Tick(context.Background()) // 5%
-	now = now.Add(time.Minute)
+	clock.Advance(time.Minute)
 	r.Tick(context.Background()) // the pause is over: promoting
 	if r.Status.Phase != v1alpha1.PhasePromoting {
 		t.Fatalf("phase %s, want Promoting", r.Status.Phase)
 	}
 	saves, asked := len(w.saved), 0
 	for range 5 {
-		now = now.Add(time.Second)
+		clock.Advance(time.Second)
 		if _, _, err := r.Tick(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -181,7 +182,7 @@ func TestRunnerDoesNotRewriteAWaitingPromotion(t *testing.T) {
 		t.Errorf("the target was asked to promote %d times, want once per tick", asked)
 	}
 	w.stable = "v2"
-	now = now.Add(time.Second)
+	clock.Advance(time.Second)
 	r.Tick(context.Background())
 	if r.Status.Phase != v1alpha1.PhaseSucceeded || len(w.saved) != saves+1 {
 		t.Errorf("phase %s after %d more writes, want Succeeded after one", r.Status.Phase, len(w.saved)-saves)
@@ -189,9 +190,9 @@ func TestRunnerDoesNotRewriteAWaitingPromotion(t *testing.T) {
 }
 
 func TestRunnerDoesNotActWhenTheSaveFails(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	w := &world{pending: []rollout.PendingCommand{deploy(1, "v2")}, failSave: true}
-	r := newRunner(w, &now)
+	r := newRunner(w, clock)
 	if _, _, err := r.Tick(context.Background()); err == nil {
 		t.Fatal("tick succeeded although the save failed")
 	}
@@ -201,17 +202,17 @@ func TestRunnerDoesNotActWhenTheSaveFails(t *testing.T) {
 }
 
 func TestRunnerReappliesAfterAFailedAction(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	w := &world{pending: []rollout.PendingCommand{deploy(1, "v2")}}
-	r := newRunner(w, &now)
+	r := newRunner(w, clock)
 	r.Tick(context.Background())
 	w.failRoute = 1
-	now = now.Add(time.Second)
+	clock.Advance(time.Second)
 	r.Tick(context.Background()) // decides 5%, but the router refuses
 	if w.weight != 0 || r.Status.CanaryWeight != v1alpha1.PercentOf(5) {
 		t.Fatalf("router %s status %s", w.weight, r.Status.CanaryWeight)
 	}
-	now = now.Add(time.Second)
+	clock.Advance(time.Second)
 	r.Tick(context.Background())
 	if w.weight != v1alpha1.PercentOf(5) {
 		t.Errorf("the failed weight change was not re-applied: router at %s", w.weight)
@@ -219,9 +220,9 @@ func TestRunnerReappliesAfterAFailedAction(t *testing.T) {
 }
 
 func TestConvergeReappliesTheSavedState(t *testing.T) {
-	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	w := &world{}
-	r := newRunner(w, &now)
+	r := newRunner(w, clock)
 	r.Status.Phase = v1alpha1.PhaseProgressing
 	r.Status.Canary = &v1alpha1.VersionRef{Version: "v2"}
 	r.Status.CanaryWeight = v1alpha1.PercentOf(25)

@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"sync"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // Config says which version the service reports and which faults it injects
@@ -27,6 +30,10 @@ type Config struct {
 	// LatencyJitter spreads the delay uniformly over Latency ± LatencyJitter;
 	// a delay below zero counts as none.
 	LatencyJitter time.Duration
+	// Clock times the injected delays; nil is the wall clock.
+	Clock rollout.Clock
+	// Log receives Serve's diagnostics; nil discards them.
+	Log *slog.Logger
 }
 
 // Validate reports the first setting that is out of range.
@@ -84,11 +91,7 @@ type info struct {
 func (a *app) root(w http.ResponseWriter, r *http.Request) {
 	delay, fail := a.faults.draw()
 	if delay > 0 {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
+		if rollout.Sleep(r.Context(), rollout.ClockOrSystem(a.cfg.Clock), delay) != nil {
 			return // the client has gone; nobody reads the answer
 		}
 	}

@@ -7,11 +7,13 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httptrace"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
 )
 
 func TestValidate(t *testing.T) {
@@ -187,9 +189,11 @@ func TestHealthIgnoresFaults(t *testing.T) {
 func TestServeOnFreePortAndStopGracefully(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// The request is slowed down so that it is still in flight when Serve is
-	// told to stop: a graceful stop lets it finish.
-	cfg := Config{Version: "v9", Latency: 200 * time.Millisecond}
+	// The request is held on a fake clock so that it is still in flight
+	// when Serve is told to stop: a graceful stop lets it finish.
+	const latency = 200 * time.Millisecond
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+	cfg := Config{Version: "v9", Latency: latency, Clock: clock}
 	ready := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, "127.0.0.1:0", cfg, func(addr string) { ready <- addr }) }()
@@ -210,11 +214,8 @@ func TestServeOnFreePortAndStopGracefully(t *testing.T) {
 	}
 
 	inFlight := make(chan int, 1)
-	wrote := make(chan struct{})
 	go func() {
-		trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { close(wrote) }}
-		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), http.MethodGet, "http://"+addr+"/", nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := http.Get("http://" + addr + "/")
 		if err != nil {
 			inFlight <- 0
 			return
@@ -222,13 +223,30 @@ func TestServeOnFreePortAndStopGracefully(t *testing.T) {
 		resp.Body.Close()
 		inFlight <- resp.StatusCode
 	}()
+	// The handler waits on the clock: the server has read the request.
+	if !clock.WaitForTimers(1, 5*time.Second) {
+		t.Fatal("the request never reached the handler's delay")
+	}
+	cancel()
+	// Once the listener is closed the stop has begun; only then may the
+	// request finish.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		resp, err := http.Get("http://" + addr + "/health")
+		if err != nil {
+			break
+		}
+		resp.Body.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the listener still accepts after ctx was cancelled")
+		}
+		runtime.Gosched()
+	}
 	select {
-	case <-wrote:
 	case code := <-inFlight:
 		t.Fatalf("request meant to be in flight ended early with status %d", code)
+	default:
 	}
-	time.Sleep(50 * time.Millisecond) // let the server read the request
-	cancel()
+	clock.Advance(latency)
 
 	select {
 	case err := <-done:

@@ -32,11 +32,15 @@ func Serve(ctx context.Context, listen string, cfg Config, ready func(addr strin
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
 	addr := ln.Addr().String()
-	slog.Debug("sample app listening", "addr", addr, "version", cfg.Version)
+	log.Debug("sample app listening", "addr", addr, "version", cfg.Version)
 	if ready != nil {
 		ready(addr)
 	}
@@ -49,7 +53,7 @@ func Serve(ctx context.Context, listen string, cfg Config, ready func(addr strin
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		slog.Warn("sample app: requests still in flight after the grace period; closing them", "err", err)
+		log.Warn("sample app: requests still in flight after the grace period; closing them", "err", err)
 		_ = srv.Close()
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {

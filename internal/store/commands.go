@@ -42,7 +42,7 @@ func (s *Store) EnqueueCommand(ctx context.Context, c Command) (int64, error) {
 		args = sql.NullString{String: string(c.Args), Valid: true}
 	}
 	if c.At.IsZero() {
-		c.At = time.Now()
+		c.At = s.clock.Now()
 	}
 	// One statement checks that the rollout exists and inserts, so the
 	// check cannot go stale before the insert. It runs in an immediate

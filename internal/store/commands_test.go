@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
 )
 
 func TestCommandsQueueInOrder(t *testing.T) {
@@ -49,6 +50,27 @@ func TestCommandsQueueInOrder(t *testing.T) {
 	}
 	if got[0].Args != nil {
 		t.Errorf("a command without args came back with %q", got[0].Args)
+	}
+}
+
+// TestUndatedCommandTakesTheClocksTime: a command enqueued without a time
+// is dated by the store's clock, not the wall clock.
+func TestUndatedCommandTakesTheClocksTime(t *testing.T) {
+	ctx := context.Background()
+	clock := fakeclock.New(at(7))
+	s := openStoreWith(t, t.TempDir(), Options{Clock: clock})
+	if err := s.SaveStatus(ctx, "web", nil, v1alpha1.RolloutStatus{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EnqueueCommand(ctx, Command{Rollout: "web", Kind: "pause"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.PendingCommands(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || !got[0].At.Equal(at(7)) {
+		t.Errorf("pending = %+v, want one command at %v", got, at(7))
 	}
 }
 

@@ -37,7 +37,7 @@ func eventsPerSave(i int) int { return i%3 + 1 }
 // consumed.
 func runCrashWriter(dir string) int {
 	ctx := context.Background()
-	s, err := Open(ctx, dir)
+	s, err := Open(ctx, dir, Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -187,7 +187,7 @@ func killWriter(t *testing.T, dir string, delay time.Duration) {
 func checkCrashState(t *testing.T, dir string) int {
 	t.Helper()
 	ctx := context.Background()
-	s, err := Open(ctx, dir)
+	s, err := Open(ctx, dir, Options{})
 	if err != nil {
 		t.Fatalf("reopen after kill: %v", err)
 	}

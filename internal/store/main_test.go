@@ -23,7 +23,14 @@ func TestMain(m *testing.M) {
 // openStore opens a store in dir and closes it when the test ends.
 func openStore(t *testing.T, dir string) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), dir)
+	return openStoreWith(t, dir, Options{})
+}
+
+// openStoreWith opens a store in dir with opts and closes it when the
+// test ends.
+func openStoreWith(t *testing.T, dir string, opts Options) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), dir, opts)
 	if err != nil {
 		t.Fatalf("Open(%s): %v", dir, err)
 	}

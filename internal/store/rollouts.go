@@ -43,7 +43,7 @@ func (s *Store) SaveStatus(ctx context.Context, name string, spec []byte, status
 	if spec == nil {
 		spec = []byte{}
 	}
-	now := formatTime(time.Now())
+	now := formatTime(s.clock.Now())
 
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
 )
 
 func fullStatus() v1alpha1.RolloutStatus {
@@ -60,9 +61,9 @@ func sameJSON(t *testing.T, got, want any) {
 
 func TestRolloutRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t, t.TempDir())
+	clock := fakeclock.New(at(0).In(time.FixedZone("CEST", 2*60*60)))
+	s := openStoreWith(t, t.TempDir(), Options{Clock: clock})
 	spec := []byte("apiVersion: pipit.dev/v1alpha1\nkind: Rollout\n# comments are kept\n")
-	before := time.Now()
 	if err := s.SaveStatus(ctx, "web", spec, fullStatus(), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +75,8 @@ func TestRolloutRoundTrip(t *testing.T) {
 		t.Errorf("record = %q %q", r.Name, r.Spec)
 	}
 	sameJSON(t, r.Status, fullStatus())
-	if r.UpdatedAt.Before(before.Add(-time.Second)) || r.UpdatedAt.Location() != time.UTC {
-		t.Errorf("UpdatedAt = %v, want a UTC time at or after %v", r.UpdatedAt, before)
+	if !r.UpdatedAt.Equal(at(0)) || r.UpdatedAt.Location() != time.UTC {
+		t.Errorf("UpdatedAt = %v, want the clock's %v in UTC", r.UpdatedAt, at(0))
 	}
 
 	// A second save replaces spec and status and keeps the events.

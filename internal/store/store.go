@@ -23,6 +23,8 @@ import (
 
 	// The pure-Go SQLite driver, registered as "sqlite".
 	_ "modernc.org/sqlite"
+
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // File names inside the state directory.
@@ -52,15 +54,28 @@ var (
 // Store is the daemon's durable state in one state directory. It is safe
 // for concurrent use.
 type Store struct {
-	db   *sql.DB
-	lock *dirLock
+	db    *sql.DB
+	lock  *dirLock
+	clock rollout.Clock // dates what is stored
+}
+
+// Options are what a Store takes from the runtime that opens it.
+type Options struct {
+	// Clock dates the commands and statuses stored; nil is the wall clock.
+	Clock rollout.Clock
+	// Log receives the schema migrations applied; nil discards them.
+	Log *slog.Logger
 }
 
 // Open opens the state in dir, creating dir (mode 0700) and the database if
 // they are missing and bringing the schema up to date. It takes an
 // exclusive lock on dir that lasts until Close, so two daemons never share
 // one state directory.
-func Open(ctx context.Context, dir string) (*Store, error) {
+func Open(ctx context.Context, dir string, opts Options) (*Store, error) {
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
@@ -68,12 +83,12 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := openDB(ctx, filepath.Join(dir, dbFile))
+	db, err := openDB(ctx, filepath.Join(dir, dbFile), log)
 	if err != nil {
 		lock.release()
 		return nil, err
 	}
-	return &Store{db: db, lock: lock}, nil
+	return &Store{db: db, lock: lock, clock: rollout.ClockOrSystem(opts.Clock)}, nil
 }
 
 // Close closes the database and releases the state directory's lock.
@@ -100,7 +115,7 @@ func dsn(path string) string {
 	return path + "?" + q.Encode()
 }
 
-func openDB(ctx context.Context, path string) (*sql.DB, error) {
+func openDB(ctx context.Context, path string, log *slog.Logger) (*sql.DB, error) {
 	// The driver cuts the DSN at the first '?', so such a path would
 	// silently name another file.
 	if strings.Contains(path, "?") {
@@ -114,7 +129,7 @@ func openDB(ctx context.Context, path string) (*sql.DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
-	if err := migrate(ctx, db); err != nil {
+	if err := migrate(ctx, db, log); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
@@ -137,7 +152,7 @@ func checkWAL(ctx context.Context, db *sql.DB) error {
 
 // migrate applies the migrations the database lacks, each in its own
 // transaction together with the user_version that records it.
-func migrate(ctx context.Context, db *sql.DB) error {
+func migrate(ctx context.Context, db *sql.DB, log *slog.Logger) error {
 	version, err := userVersion(ctx, db)
 	if err != nil {
 		return err
@@ -150,7 +165,7 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		if err := applyMigration(ctx, db, v+1, migrations[v]); err != nil {
 			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
 		}
-		slog.DebugContext(ctx, "applied schema migration", "version", v+1)
+		log.DebugContext(ctx, "applied schema migration", "version", v+1)
 	}
 	return nil
 }

@@ -63,7 +63,7 @@ func TestEveryConnectionGetsThePragmas(t *testing.T) {
 func TestReopenKeepsEverything(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(ctx, dir)
+	s, err := Open(ctx, dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,11 +105,11 @@ func TestReopenKeepsEverything(t *testing.T) {
 func TestSecondOpenOfOneDirectoryFails(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	first, err := Open(ctx, dir)
+	first, err := Open(ctx, dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = Open(ctx, dir)
+	_, err = Open(ctx, dir, Options{})
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("second Open: err = %v, want ErrLocked", err)
 	}
@@ -191,7 +191,7 @@ func TestMigrationKeepsVersionOneSamples(t *testing.T) {
 func TestRefusesNewerSchema(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(ctx, dir)
+	s, err := Open(ctx, dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestRefusesNewerSchema(t *testing.T) {
 	}
 	s.Close()
 
-	_, err = Open(ctx, dir)
+	_, err = Open(ctx, dir, Options{})
 	if !errors.Is(err, ErrSchemaTooNew) {
 		t.Fatalf("Open of a future schema: err = %v, want ErrSchemaTooNew", err)
 	}

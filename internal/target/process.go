@@ -80,8 +80,11 @@ type ProcessConfig struct {
 	CrashLoopWindow time.Duration
 	// MaxLogBytes bounds each version's log file (DefaultMaxLogBytes).
 	MaxLogBytes int64
-	// Logger receives the target's logs; nil uses slog.Default().
+	// Logger receives the target's logs; nil discards them.
 	Logger *slog.Logger
+	// Clock times restarts, probes, grace periods and the rollback
+	// window; nil is the wall clock.
+	Clock rollout.Clock
 }
 
 // Process is a target that runs each version as local processes: it
@@ -91,6 +94,7 @@ type ProcessConfig struct {
 type Process struct {
 	cfg         ProcessConfig
 	log         *slog.Logger
+	clock       rollout.Clock
 	state       *stateFile
 	logs        *logSet
 	probeClient *http.Client
@@ -122,11 +126,11 @@ func (r route) equal(o route) bool {
 	return r.version == o.version && slices.EqualFunc(r.urls, o.urls, func(a, b *url.URL) bool { return a.String() == b.String() })
 }
 
-// warmth is the previous stable kept running for Undo.
+// warmth is the previous stable kept running for Undo; the loop wakes when
+// it ends.
 type warmth struct {
 	ref   v1alpha1.VersionRef
 	until time.Time
-	timer *time.Timer
 }
 
 // NewProcess prepares a process target in cfg.Dir. Processes that a
@@ -143,14 +147,15 @@ func NewProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	cfg.MaxLogBytes = orDefault(cfg.MaxLogBytes, DefaultMaxLogBytes)
 	log := cfg.Logger
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
+	clock := rollout.ClockOrSystem(cfg.Clock)
 	logDir := filepath.Join(cfg.Dir, "logs")
 	if err := os.MkdirAll(logDir, 0o700); err != nil {
 		return nil, fmt.Errorf("process target: %w", err)
 	}
 	p := &Process{
-		cfg: cfg, log: log, state: newStateFile(cfg.Dir, log),
+		cfg: cfg, log: log, clock: clock, state: newStateFile(cfg.Dir, clock, log),
 		logs:        &logSet{dir: logDir, max: cfg.MaxLogBytes, log: log, files: map[string]*logFile{}},
 		probeClient: newProbeClient(),
 		ports:       portSet{used: map[int]bool{}},
@@ -222,7 +227,7 @@ func (p *Process) Observe(context.Context) rollout.Observed {
 	g := p.groups[p.canaryWant]
 	p.mu.Unlock()
 	if g != nil {
-		now := time.Now()
+		now := p.clock.Now()
 		o.CanaryHealth, o.CanaryReason = g.health(now)
 		o.CanaryFailed = g.crashLoop(now) != ""
 	}
@@ -237,7 +242,7 @@ func (p *Process) Observe(context.Context) rollout.Observed {
 func (p *Process) Undo(context.Context) (v1alpha1.VersionRef, error) {
 	p.reconciles.Lock()
 	defer p.reconciles.Unlock()
-	now := time.Now()
+	now := p.clock.Now()
 	p.mu.Lock()
 	w := p.warm
 	if p.closed || w == nil || !now.Before(w.until) {
@@ -269,7 +274,7 @@ func (p *Process) Undo(context.Context) (v1alpha1.VersionRef, error) {
 func (p *Process) UndoUntil() (prev v1alpha1.VersionRef, until time.Time, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.warm == nil || !time.Now().Before(p.warm.until) {
+	if p.warm == nil || !p.clock.Now().Before(p.warm.until) {
 		return v1alpha1.VersionRef{}, time.Time{}, false
 	}
 	return p.warm.ref, p.warm.until, true
@@ -286,7 +291,7 @@ func (p *Process) Usage(version string) (cpuPct, memPct float64, ok bool) {
 	if g == nil {
 		return 0, 0, false
 	}
-	return g.usage(time.Now())
+	return g.usage(p.clock.Now())
 }
 
 // Replicas describes the replicas of a running version.

@@ -44,7 +44,7 @@ type usageSample struct {
 func (p *Process) newGroup(ref v1alpha1.VersionRef, spec procSpec, logf *logFile) *group {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &group{p: p, ref: ref, spec: spec, logf: logf, ctx: ctx, cancel: cancel, hurry: make(chan struct{})}
-	g.sample.at = time.Now()
+	g.sample.at = p.clock.Now()
 	for i := range spec.Replicas {
 		g.replicas = append(g.replicas, &replica{g: g, index: i})
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -54,9 +55,10 @@ func (pr *probe) check(ctx context.Context, client *http.Client, port int) error
 // loop runs pr until ctx ends. The verdict starts as initial; it turns
 // passing after SuccessThreshold successes in a row and failing after
 // FailureThreshold failures in a row. report is called on each change, and on
-// each failed probe while failing so the latest error is known.
-func (pr *probe) loop(ctx context.Context, client *http.Client, port int, initial bool, report func(passing bool, err error)) {
-	if !sleepCtx(ctx, pr.InitialDelay) {
+// each failed probe while failing so the latest error is known. It waits
+// between probes on clock.
+func (pr *probe) loop(ctx context.Context, clock rollout.Clock, client *http.Client, port int, initial bool, report func(passing bool, err error)) {
+	if !sleepCtx(ctx, clock, pr.InitialDelay) {
 		return
 	}
 	passing, successes, failures := initial, 0, 0
@@ -80,14 +82,15 @@ func (pr *probe) loop(ctx context.Context, client *http.Client, port int, initia
 				report(false, err)
 			}
 		}
-		if !sleepCtx(ctx, pr.Period) {
+		if !sleepCtx(ctx, clock, pr.Period) {
 			return
 		}
 	}
 }
 
-// waitForPort polls until the replica's port accepts a connection.
-func waitForPort(ctx context.Context, port int) bool {
+// waitForPort polls until the replica's port accepts a connection,
+// pausing on clock between attempts. The dial's own timeout bounds I/O.
+func waitForPort(ctx context.Context, clock rollout.Clock, port int) bool {
 	var d net.Dialer
 	for {
 		dctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -97,25 +100,18 @@ func waitForPort(ctx context.Context, port int) bool {
 			_ = c.Close()
 			return true
 		}
-		if !sleepCtx(ctx, portPollPeriod) {
+		if !sleepCtx(ctx, clock, portPollPeriod) {
 			return false
 		}
 	}
 }
 
-// sleepCtx waits d and reports false if ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
+// sleepCtx waits d on clock and reports false if ctx ended first.
+func sleepCtx(ctx context.Context, clock rollout.Clock, d time.Duration) bool {
 	if d <= 0 {
 		return ctx.Err() == nil
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return rollout.Sleep(ctx, clock, d) == nil
 }
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // exitWaitDelay bounds how long exec waits for a replica's output pipe to
@@ -76,10 +78,10 @@ func (r *replica) run() {
 		if stopped || r.g.ctx.Err() != nil {
 			return
 		}
-		delay := r.exited(reason, time.Now())
+		delay := r.exited(reason, r.g.p.clock.Now())
 		r.g.p.log.Warn("process exited; restarting", "version", r.g.ref.Version, "replica", r.index, "reason", reason, "after", delay)
 		r.g.p.kick()
-		if !sleepCtx(r.g.ctx, delay) {
+		if !sleepCtx(r.g.ctx, r.g.p.clock, delay) {
 			return
 		}
 	}
@@ -93,7 +95,7 @@ func (r *replica) runOnce() (reason string, stopped bool) {
 		return "", true
 	}
 	r.mu.Lock()
-	r.attemptAt = time.Now()
+	r.attemptAt = p.clock.Now()
 	r.mu.Unlock()
 	port, err := p.ports.take()
 	if err != nil {
@@ -150,10 +152,10 @@ func (r *replica) supervise(pid, port int, cmd *exec.Cmd) (reason string, stoppe
 		stopProbes()
 		probes.Wait()
 		r.setReady(false, nil)
-		terminate(pid, exited, g.spec.StopGracePeriod, g.hurry)
+		terminate(pid, exited, g.p.clock.NewTimer(g.spec.StopGracePeriod), g.hurry)
 		return "liveness probe failed: " + err.Error(), false
 	case <-g.ctx.Done():
-		terminate(pid, exited, g.spec.StopGracePeriod, g.hurry)
+		terminate(pid, exited, g.p.clock.NewTimer(g.spec.StopGracePeriod), g.hurry)
 		return "", true
 	}
 }
@@ -176,16 +178,16 @@ func (r *replica) command(port int) (*exec.Cmd, *lineWriter, error) {
 	return cmd, out, nil
 }
 
-// terminate stops a process group gracefully: SIGTERM, then SIGKILL after
-// grace or as soon as hurry is closed. It returns once the leader exited.
-func terminate(pgid int, exited <-chan error, grace time.Duration, hurry <-chan struct{}) {
+// terminate stops a process group gracefully: SIGTERM, then SIGKILL once
+// grace fires or as soon as hurry is closed. It returns once the leader
+// exited.
+func terminate(pgid int, exited <-chan error, grace rollout.Timer, hurry <-chan struct{}) {
 	_ = signalGroup(pgid, syscall.SIGTERM)
-	t := time.NewTimer(grace)
-	defer t.Stop()
+	defer grace.Stop()
 	select {
 	case <-exited:
 		return
-	case <-t.C:
+	case <-grace.C():
 	case <-hurry:
 	}
 	_ = signalGroup(pgid, syscall.SIGKILL)
@@ -206,12 +208,12 @@ func exitReason(err error) string {
 func (r *replica) watchReadiness(ctx context.Context, port int) {
 	pr := r.g.spec.readiness
 	if pr == nil {
-		if waitForPort(ctx, port) {
+		if waitForPort(ctx, r.g.p.clock, port) {
 			r.setReady(true, nil)
 		}
 		return
 	}
-	pr.loop(ctx, r.g.p.probeClient, port, false, r.setReady)
+	pr.loop(ctx, r.g.p.clock, r.g.p.probeClient, port, false, r.setReady)
 }
 
 // watchLiveness probes liveness once the process was first ready: a slow
@@ -222,7 +224,7 @@ func (r *replica) watchLiveness(ctx context.Context, port int, becameReady <-cha
 		return
 	case <-becameReady:
 	}
-	r.g.spec.liveness.loop(ctx, r.g.p.probeClient, port, true, func(passing bool, err error) {
+	r.g.spec.liveness.loop(ctx, r.g.p.clock, r.g.p.probeClient, port, true, func(passing bool, err error) {
 		if !passing {
 			select {
 			case failed <- err:

@@ -8,10 +8,10 @@ import (
 )
 
 // loop re-applies the desired state whenever a replica's state changes,
-// and every retryPeriod.
+// every retryPeriod, and when the rollback window ends.
 func (p *Process) loop(ctx context.Context) {
 	defer close(p.loopDone)
-	t := time.NewTicker(retryPeriod)
+	t := p.clock.NewTimer(retryPeriod)
 	defer t.Stop()
 	var lastErr string
 	for {
@@ -21,7 +21,7 @@ func (p *Process) loop(ctx context.Context) {
 			return
 		case <-p.kickc:
 			kicked = true
-		case <-t.C:
+		case <-t.C():
 		}
 		err := p.reconcile()
 		if msg := errString(err); msg != lastErr {
@@ -33,7 +33,21 @@ func (p *Process) loop(ctx context.Context) {
 		if kicked {
 			p.changed()
 		}
+		t.Reset(p.nextRetry())
 	}
+}
+
+// nextRetry is the wait until the loop re-applies the desired state on its
+// own: retryPeriod, or less when the rollback window ends before.
+func (p *Process) nextRetry() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.warm != nil && !p.closed {
+		if left := p.warm.until.Sub(p.clock.Now()); left < retryPeriod {
+			return max(left, 0)
+		}
+	}
+	return retryPeriod
 }
 
 func errString(err error) string {
@@ -63,7 +77,7 @@ func (p *Process) changed() {
 func (p *Process) reconcile() error {
 	p.reconciles.Lock()
 	defer p.reconciles.Unlock()
-	now := time.Now()
+	now := p.clock.Now()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -130,16 +144,12 @@ func (p *Process) stableSwitchedLocked(old, cur string, now time.Time) {
 		return
 	}
 	p.clearWarmLocked()
-	p.warm = &warmth{ref: g.ref, until: now.Add(p.cfg.UndoWindow), timer: time.AfterFunc(p.cfg.UndoWindow, p.kick)}
+	p.warm = &warmth{ref: g.ref, until: now.Add(p.cfg.UndoWindow)}
+	p.kick() // the loop's next wait ends with the window
 	p.log.Info("keeping the previous stable warm for undo", "version", old, "until", p.warm.until)
 }
 
-func (p *Process) clearWarmLocked() {
-	if p.warm != nil {
-		p.warm.timer.Stop()
-		p.warm = nil
-	}
-}
+func (p *Process) clearWarmLocked() { p.warm = nil }
 
 // settleLocked drains every version that is neither wanted, nor routed
 // to, nor kept warm.

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // How long leftovers of a previous run get to exit on SIGTERM, and then
@@ -40,15 +42,16 @@ type stateEntry struct {
 // stateFile keeps the list of live processes on disk, rewritten whole
 // (write, then rename) on every change so a crash leaves either list.
 type stateFile struct {
-	path string
-	log  *slog.Logger
+	path  string
+	clock rollout.Clock // bounds the wait for leftovers to exit
+	log   *slog.Logger
 
 	mu      sync.Mutex
 	entries map[int]stateEntry
 }
 
-func newStateFile(dir string, log *slog.Logger) *stateFile {
-	return &stateFile{path: filepath.Join(dir, stateFileName), log: log, entries: map[int]stateEntry{}}
+func newStateFile(dir string, clock rollout.Clock, log *slog.Logger) *stateFile {
+	return &stateFile{path: filepath.Join(dir, stateFileName), clock: clock, log: log, entries: map[int]stateEntry{}}
 }
 
 // add records a process just started. If it is already gone there is
@@ -119,7 +122,7 @@ func (s *stateFile) stopLeftovers(ctx context.Context) error {
 			groups = append(groups, e.PID)
 		}
 	}
-	if left := terminateGroups(ctx, groups); len(left) > 0 {
+	if left := terminateGroups(ctx, s.clock, groups); len(left) > 0 {
 		return fmt.Errorf("processes of a previous run survived SIGKILL: %v", left)
 	}
 	s.mu.Lock()
@@ -143,23 +146,25 @@ func (s *stateFile) ours(e stateEntry) bool {
 
 // terminateGroups sends SIGTERM to each group, waits for them to empty,
 // then SIGKILLs what is left. It returns the groups that still have
-// members at the end.
-func terminateGroups(ctx context.Context, groups []int) []int {
+// members at the end. It waits on clock.
+func terminateGroups(ctx context.Context, clock rollout.Clock, groups []int) []int {
 	if len(groups) == 0 {
 		return nil
 	}
 	for _, g := range groups {
 		_ = signalGroup(g, syscall.SIGTERM)
 	}
-	left := waitGroupsEmpty(ctx, groups, leftoverGrace)
+	left := waitGroupsEmpty(ctx, clock, groups, leftoverGrace)
 	for _, g := range left {
 		_ = signalGroup(g, syscall.SIGKILL)
 	}
-	return waitGroupsEmpty(context.WithoutCancel(ctx), left, leftoverKillWait)
+	return waitGroupsEmpty(context.WithoutCancel(ctx), clock, left, leftoverKillWait)
 }
 
-func waitGroupsEmpty(ctx context.Context, groups []int, limit time.Duration) []int {
-	deadline := time.Now().Add(limit)
+// waitGroupsEmpty polls the groups on clock until they are empty or limit
+// passed, and returns those that are not.
+func waitGroupsEmpty(ctx context.Context, clock rollout.Clock, groups []int, limit time.Duration) []int {
+	deadline := clock.Now().Add(limit)
 	for {
 		var left []int
 		for _, g := range groups {
@@ -167,7 +172,7 @@ func waitGroupsEmpty(ctx context.Context, groups []int, limit time.Duration) []i
 				left = append(left, g)
 			}
 		}
-		if len(left) == 0 || time.Now().After(deadline) || !sleepCtx(ctx, leftoverPoll) {
+		if len(left) == 0 || clock.Now().After(deadline) || !sleepCtx(ctx, clock, leftoverPoll) {
 			return left
 		}
 		groups = left

@@ -23,6 +23,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
 )
 
 // fakeEndpoints records what the target tells the proxy.
@@ -57,6 +58,9 @@ func (f *fakeEndpoints) setFail(err error) {
 	f.fail = err
 }
 
+// probePeriod is the probes' period in childSpec.
+const probePeriod = 50 * time.Millisecond
+
 func ms(n int) *metav1.Duration {
 	return &metav1.Duration{Duration: time.Duration(n) * time.Millisecond}
 }
@@ -71,7 +75,7 @@ func childSpec(t *testing.T, replicas int32, env map[string]string) v1alpha1.Pro
 	s := v1alpha1.ProcessSpec{
 		Command: exe, Args: []string{"-port", "{{ .Port }}"}, Replicas: replicas,
 		Env:             map[string]string{childEnv: "1", "CHILD_VERSION": "{{ .Version }}"},
-		Readiness:       &v1alpha1.ProbeSpec{Period: ms(50), FailureThreshold: 2},
+		Readiness:       &v1alpha1.ProbeSpec{Period: &metav1.Duration{Duration: probePeriod}, FailureThreshold: 2},
 		StopGracePeriod: ms(2000),
 	}
 	for k, v := range env {
@@ -131,21 +135,62 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// fakeClock puts the target of a harness on a fake clock.
+func fakeClock(clock *fakeclock.Clock) func(*ProcessConfig) {
+	return func(c *ProcessConfig) { c.Clock = clock }
+}
+
+// drive moves clock on by step until cond holds. Between two moves it lets
+// real time pass too: the replicas are real processes that take real time
+// to start and to answer probes. It fails the test after 10s of real time.
+func drive(t *testing.T, clock *fakeclock.Clock, step time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		clock.Advance(step)
+	}
+}
+
+// tick moves clock on by d, then waits until the target waits on n timers
+// again: the probes and the loop that d made due have run.
+func tick(t *testing.T, clock *fakeclock.Clock, d time.Duration, n int) {
+	t.Helper()
+	clock.Advance(d)
+	if !clock.WaitForTimers(n, 10*time.Second) {
+		t.Fatalf("after %v the target waits on %d timers, want %d", d, clock.Timers(), n)
+	}
+}
+
+// allReady reports whether version runs n replicas, all ready.
+func (h *harness) allReady(version string, n int) bool {
+	rs := h.p.Replicas(version)
+	ready := 0
+	for _, r := range rs {
+		if r.Ready {
+			ready++
+		}
+	}
+	return len(rs) == n && ready == n
+}
+
+// notReadyReason says why the first replica of version gets no traffic.
+func (h *harness) notReadyReason(version string) string {
+	h.p.mu.Lock()
+	g := h.p.groups[version]
+	h.p.mu.Unlock()
+	if g == nil {
+		return ""
+	}
+	return g.replicas[0].notReadyReason()
+}
+
 // waitReady waits until all replicas of version are ready and returns them.
 func (h *harness) waitReady(version string, n int) []ReplicaStatus {
 	h.t.Helper()
-	var rs []ReplicaStatus
-	eventually(h.t, version+" has "+strconv.Itoa(n)+" ready replicas", func() bool {
-		rs = h.p.Replicas(version)
-		ready := 0
-		for _, r := range rs {
-			if r.Ready {
-				ready++
-			}
-		}
-		return len(rs) == n && ready == n
-	})
-	return rs
+	eventually(h.t, version+" has "+strconv.Itoa(n)+" ready replicas", func() bool { return h.allReady(version, n) })
+	return h.p.Replicas(version)
 }
 
 func urlStrings(urls []*url.URL) []string {
@@ -255,29 +300,41 @@ func TestProcessRoutesRolesToReadyReplicas(t *testing.T) {
 func TestReadinessDecidesTraffic(t *testing.T) {
 	t.Parallel()
 	readyFile := filepath.Join(t.TempDir(), "ready")
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
 	h := newHarness(t, map[string]v1alpha1.ProcessSpec{
 		"v1": childSpec(t, 1, nil),
 		"v2": childSpec(t, 1, map[string]string{"CHILD_READY_FILE": readyFile}),
-	}, nil)
+	}, fakeClock(clock))
 	must(t, h.p.Promote(context.Background(), ref("v1")))
 	must(t, h.p.DeployCanary(context.Background(), ref("v2")))
-	h.waitReady("v1", 1)
-	eventually(t, "the canary runs", func() bool { rs := h.p.Replicas("v2"); return len(rs) == 1 && rs[0].PID != 0 })
-	time.Sleep(200 * time.Millisecond) // several failing probes
+	drive(t, clock, probePeriod, "v1 is ready and v2 answers its probes", func() bool {
+		return h.allReady("v1", 1) && strings.Contains(h.notReadyReason("v2"), "503")
+	})
+	// Four more probe periods, each waited out: the loop and both
+	// readiness probes wait again once it has passed.
+	for range 4 {
+		tick(t, clock, probePeriod, 3)
+	}
 	if r := h.ep.get(RoleCanary); r.version != "v2" || len(r.urls) != 0 {
-		t.Fatalf("canary role before readiness = %+v, want v2 with no replica", r)
+		t.Fatalf("canary role after failing probes = %+v, want v2 with no replica", r)
 	}
 	if o := h.p.Observe(context.Background()); o.CanaryHealth != rollout.HealthUnknown {
 		t.Fatalf("a starting canary is %v, want unknown", o.CanaryHealth)
 	}
 
 	must(t, os.WriteFile(readyFile, nil, 0o600))
+	tick(t, clock, probePeriod, 3)
 	eventually(t, "the ready canary gets traffic", func() bool { return len(h.ep.get(RoleCanary).urls) == 1 })
 	if o := h.p.Observe(context.Background()); o.CanaryHealth != rollout.HealthUp {
 		t.Fatalf("ready canary is %v", o.CanaryHealth)
 	}
 
 	must(t, os.Remove(readyFile))
+	tick(t, clock, probePeriod, 3) // one failure: still ready
+	if r := h.p.Replicas("v2")[0]; !r.Ready {
+		t.Fatal("one failed probe made the canary unready; the threshold is two")
+	}
+	tick(t, clock, probePeriod, 3)
 	eventually(t, "the unready canary loses traffic", func() bool { return len(h.ep.get(RoleCanary).urls) == 0 })
 	o := h.p.Observe(context.Background())
 	if want := "no ready replica: readiness probe failed: GET /health: 503 Service Unavailable"; o.CanaryHealth != rollout.HealthDown || o.CanaryReason != want {
@@ -285,37 +342,42 @@ func TestReadinessDecidesTraffic(t *testing.T) {
 	}
 }
 
+// TestCrashedReplicaRestartsWithBackoff: after each exit the replica waits
+// its backoff on the clock, doubling up to the cap: not restarted a
+// nanosecond before it ends, restarted at its end.
 func TestCrashedReplicaRestartsWithBackoff(t *testing.T) {
 	t.Parallel()
-	startLog := filepath.Join(t.TempDir(), "starts")
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
 	h := newHarness(t, map[string]v1alpha1.ProcessSpec{
-		"v1": childSpec(t, 1, map[string]string{"CHILD_EXIT_AFTER": "50ms", "CHILD_START_LOG": startLog}),
+		"v1": childSpec(t, 1, map[string]string{"CHILD_EXIT_AFTER": "50ms"}),
 	}, func(c *ProcessConfig) {
 		c.RestartBackoff, c.MaxRestartBackoff, c.CrashLoopRestarts = 100*time.Millisecond, 400*time.Millisecond, 100
+		c.Clock = clock
 	})
 	must(t, h.p.Promote(context.Background(), ref("v1")))
-	var starts []int64
-	eventually(t, "four starts", func() bool {
-		b, _ := os.ReadFile(startLog)
-		starts = starts[:0]
-		for _, f := range strings.Fields(string(b)) {
-			n, _ := strconv.ParseInt(f, 10, 64)
-			starts = append(starts, n)
+	for i, backoff := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 400 * time.Millisecond} {
+		exits := i + 1
+		eventually(t, "exit "+strconv.Itoa(exits), func() bool { return h.p.Replicas("v1")[0].Restarts == exits })
+		// The loop's timer and the backoff's.
+		if !clock.WaitForTimers(2, 10*time.Second) {
+			t.Fatalf("after exit %d the target waits on %d timers, want 2", exits, clock.Timers())
 		}
-		return len(starts) >= 4
-	})
-	// Each start follows a 50ms run and a backoff of 100, 200, then 400ms.
-	for i, wantMin := range []time.Duration{150 * time.Millisecond, 250 * time.Millisecond, 450 * time.Millisecond} {
-		if gap := time.Duration(starts[i+1] - starts[i]); gap < wantMin {
-			t.Errorf("start %d came %v after the previous one, want at least %v", i+2, gap, wantMin)
+		clock.Advance(backoff - time.Nanosecond)
+		if r := h.p.Replicas("v1")[0]; r.PID != 0 || r.Restarts != exits {
+			t.Fatalf("a nanosecond before the backoff of %v ended: %+v, want no new start", backoff, r)
 		}
+		clock.Advance(time.Nanosecond)
+		eventually(t, "the restart after exit "+strconv.Itoa(exits), func() bool {
+			r := h.p.Replicas("v1")[0]
+			return r.PID != 0 || r.Restarts > exits
+		})
 	}
 	rs := h.p.Replicas("v1")
-	if rs[0].Restarts < 3 || rs[0].LastExit != "exit status 1" {
-		t.Errorf("replica = %+v, want 3+ restarts after exit status 1", rs[0])
+	if rs[0].LastExit != "exit status 1" {
+		t.Errorf("replica = %+v, want restarts after exit status 1", rs[0])
 	}
 	b, _ := os.ReadFile(h.p.LogFile("v1"))
-	if got := strings.Count(string(b), "[0] crashing on purpose\n"); got < 3 {
+	if got := strings.Count(string(b), "[0] crashing on purpose\n"); got < 4 {
 		t.Errorf("log has %d crash lines:\n%s", got, b)
 	}
 }
@@ -358,12 +420,13 @@ func TestLivenessFailureRestartsTheReplica(t *testing.T) {
 	marker := filepath.Join(t.TempDir(), "failed-once")
 	spec := childSpec(t, 1, map[string]string{"CHILD_LIVE_FAIL_ONCE": marker})
 	spec.Liveness = &v1alpha1.ProbeSpec{Path: "/live", Period: ms(50), FailureThreshold: 2}
-	h := newHarness(t, map[string]v1alpha1.ProcessSpec{"v1": spec}, nil)
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+	h := newHarness(t, map[string]v1alpha1.ProcessSpec{"v1": spec}, fakeClock(clock))
 	must(t, h.p.Promote(context.Background(), ref("v1")))
 	eventually(t, "the first process runs", func() bool { rs := h.p.Replicas("v1"); return len(rs) == 1 && rs[0].PID != 0 })
 	first := h.p.Replicas("v1")[0].PID
 	var r ReplicaStatus
-	eventually(t, "the replica was restarted and is ready", func() bool {
+	drive(t, clock, probePeriod, "the replica was restarted and is ready", func() bool {
 		r = h.p.Replicas("v1")[0]
 		return r.Restarts == 1 && r.Ready
 	})
@@ -373,20 +436,34 @@ func TestLivenessFailureRestartsTheReplica(t *testing.T) {
 	if want := "liveness probe failed: GET /live: 500 Internal Server Error"; r.LastExit != want {
 		t.Errorf("LastExit = %q, want %q", r.LastExit, want)
 	}
-	time.Sleep(300 * time.Millisecond) // the healthy replacement is left alone
-	if r := h.p.Replicas("v1")[0]; r.Restarts != 1 {
+	// The healthy replacement is left alone: six liveness periods later,
+	// three times the failure threshold, each probe waited out (the loop,
+	// the readiness and the liveness probe wait again), it still runs.
+	for range 6 {
+		tick(t, clock, probePeriod, 3)
+	}
+	if r := h.p.Replicas("v1")[0]; r.Restarts != 1 || r.PID == 0 {
 		t.Errorf("replacement restarted too: %+v", r)
 	}
 }
 
 // promoted runs v1 as stable and v2 as canary, then promotes v2 the way
-// the engine does: Promote, then RetireCanary of the promoted version.
-func promoted(t *testing.T, window time.Duration) (h *harness, v1, v2 ReplicaStatus) {
+// the engine does: Promote, then RetireCanary of the promoted version. The
+// target runs on clock, or the wall clock when it is nil.
+func promoted(t *testing.T, window time.Duration, clock *fakeclock.Clock) (h *harness, v1, v2 ReplicaStatus) {
 	t.Helper()
 	h = newHarness(t, map[string]v1alpha1.ProcessSpec{"v1": childSpec(t, 1, nil), "v2": childSpec(t, 1, nil)},
-		func(c *ProcessConfig) { c.UndoWindow = window })
+		func(c *ProcessConfig) {
+			c.UndoWindow = window
+			if clock != nil {
+				c.Clock = clock
+			}
+		})
 	must(t, h.p.Promote(context.Background(), ref("v1")))
 	must(t, h.p.DeployCanary(context.Background(), ref("v2")))
+	if clock != nil {
+		drive(t, clock, probePeriod, "both versions are ready", func() bool { return h.allReady("v1", 1) && h.allReady("v2", 1) })
+	}
 	v1, v2 = h.waitReady("v1", 1)[0], h.waitReady("v2", 1)[0]
 	must(t, h.p.Promote(context.Background(), ref("v2")))
 	if o := h.p.Observe(context.Background()); o.StableVersion != "v2" {
@@ -405,16 +482,23 @@ func promoted(t *testing.T, window time.Duration) (h *harness, v1, v2 ReplicaSta
 	return h, v1, v2
 }
 
+// TestPromoteKeepsTheOldStableWarmThenDrainsIt: the old stable runs to the
+// last nanosecond of the rollback window, and is drained when it ends.
 func TestPromoteKeepsTheOldStableWarmThenDrainsIt(t *testing.T) {
 	t.Parallel()
-	h, v1, v2 := promoted(t, 600*time.Millisecond)
+	const window = 600 * time.Millisecond
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+	h, v1, v2 := promoted(t, window, clock)
 	prev, until, ok := h.p.UndoUntil()
-	if !ok || prev.Version != "v1" || time.Until(until) <= 0 {
-		t.Fatalf("UndoUntil = %v %v %v", prev, until, ok)
+	if !ok || prev.Version != "v1" || !until.Equal(clock.Now().Add(window)) {
+		t.Fatalf("UndoUntil = %v %v %v, want v1 until %v", prev, until, ok, clock.Now().Add(window))
 	}
-	if !alive(v1.PID) {
-		t.Fatal("the old stable stopped inside the rollback window")
+	// The loop's timer and both versions' readiness probes.
+	tick(t, clock, window-time.Nanosecond, 3)
+	if _, _, ok := h.p.UndoUntil(); !ok || !alive(v1.PID) {
+		t.Fatalf("a nanosecond before the window ends: undo possible %v, old stable alive %v; want both", ok, alive(v1.PID))
 	}
+	clock.Advance(time.Nanosecond)
 	eventually(t, "the old stable is drained after the window", func() bool { return !alive(v1.PID) })
 	if _, err := h.p.Undo(context.Background()); !errors.Is(err, ErrNoUndo) {
 		t.Errorf("Undo after the window = %v, want ErrNoUndo", err)
@@ -444,7 +528,7 @@ func TestUndoInsideTheWindowSwitchesBackAtOnce(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			h, v1, v2 := promoted(t, time.Minute)
+			h, v1, v2 := promoted(t, time.Minute, nil)
 			must(t, undo(h.p))
 			if r := h.ep.get(RoleStable); r.version != "v1" || urlStrings(r.urls)[0] != v1.URL.String() {
 				t.Fatalf("stable role after undo = %+v, want the warm v1 at %s", r, v1.URL)
@@ -468,23 +552,35 @@ func TestUndoInsideTheWindowSwitchesBackAtOnce(t *testing.T) {
 
 func TestPromoteKeepsTheOldStableWhileTheProxyCannotBeTold(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, map[string]v1alpha1.ProcessSpec{"v1": childSpec(t, 1, nil), "v2": childSpec(t, 1, nil)}, nil)
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+	h := newHarness(t, map[string]v1alpha1.ProcessSpec{"v1": childSpec(t, 1, nil), "v2": childSpec(t, 1, nil)}, fakeClock(clock))
 	must(t, h.p.Promote(context.Background(), ref("v1")))
 	must(t, h.p.DeployCanary(context.Background(), ref("v2")))
-	v1 := h.waitReady("v1", 1)[0]
-	h.waitReady("v2", 1)
+	drive(t, clock, probePeriod, "both versions are ready", func() bool { return h.allReady("v1", 1) && h.allReady("v2", 1) })
+	v1 := h.p.Replicas("v1")[0]
 	h.ep.setFail(errors.New("proxy unavailable"))
 	if err := h.p.Promote(context.Background(), ref("v2")); err == nil {
 		t.Fatal("Promote succeeded while the proxy refused the change")
 	}
-	time.Sleep(200 * time.Millisecond)
+	// Three retries fail; each retry period ends with the loop's retry
+	// (and both readiness probes) done and waiting again.
+	for range 3 {
+		tick(t, clock, retryPeriod, 3)
+	}
 	if o := h.p.Observe(context.Background()); o.StableVersion != "v1" || !alive(v1.PID) {
 		t.Fatalf("StableVersion = %q, v1 alive = %v: the old stable must keep serving", o.StableVersion, alive(v1.PID))
 	}
+	// The last retry was at the clock's now: the next comes one retry
+	// period later, not a nanosecond before.
 	h.ep.setFail(nil)
-	eventually(t, "the retry completes the promotion", func() bool {
-		return h.p.Observe(context.Background()).StableVersion == "v2" && h.ep.get(RoleStable).version == "v2"
-	})
+	tick(t, clock, retryPeriod-time.Nanosecond, 3)
+	if o := h.p.Observe(context.Background()); o.StableVersion != "v1" {
+		t.Fatalf("StableVersion = %q a nanosecond before the next retry, want v1", o.StableVersion)
+	}
+	tick(t, clock, time.Nanosecond, 3)
+	if o := h.p.Observe(context.Background()); o.StableVersion != "v2" || h.ep.get(RoleStable).version != "v2" {
+		t.Fatalf("StableVersion = %q, stable role %q once the retry came, want v2", o.StableVersion, h.ep.get(RoleStable).version)
+	}
 	eventually(t, "the old stable is drained", func() bool { return !alive(v1.PID) })
 }
 

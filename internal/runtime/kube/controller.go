@@ -37,6 +37,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/target"
 )
@@ -85,8 +86,8 @@ type Options struct {
 	Concurrency int
 	// Log receives the controller's logs.
 	Log *slog.Logger
-	// Now is the clock; default time.Now.
-	Now func() time.Time
+	// Clock is the controller's clock; nil is the wall clock.
+	Clock rollout.Clock
 }
 
 // LeaderElectionID names the Lease the replicas compete for.
@@ -111,7 +112,7 @@ var sharedMetrics = sync.OnceValue(func() *controllerMetrics { return newControl
 func Run(ctx context.Context, o Options) error {
 	log := o.Log
 	if log == nil {
-		log = slog.Default()
+		log = slog.New(slog.DiscardHandler)
 	}
 	logger := logr.FromSlogHandler(log.Handler())
 	// controller-runtime's packages log through its global logger too.
@@ -152,7 +153,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	rc := &Reconciler{
 		Client: mgr.GetClient(), Direct: direct, Recorder: mgr.GetEventRecorder("pipit"),
-		Log: log, Now: o.Now, metrics: sharedMetrics(), ctx: ctx,
+		Log: log, Clock: o.Clock, metrics: sharedMetrics(), ctx: ctx,
 	}
 	if err := rc.SetupWithManager(ctx, mgr, o.Concurrency); err != nil {
 		return err
@@ -171,7 +172,7 @@ type Reconciler struct {
 	Direct   client.Client
 	Recorder recorder.EventRecorder
 	Log      *slog.Logger
-	Now      func() time.Time
+	Clock    rollout.Clock
 
 	metrics *controllerMetrics
 	// ctx ends the rollouts' background work (hooks, notifications).
@@ -373,16 +374,11 @@ func (rc *Reconciler) recordEvent(r *v1alpha1.Rollout, e v1alpha1.Event) {
 	}
 }
 
-func (rc *Reconciler) now() time.Time {
-	if rc.Now != nil {
-		return rc.Now()
-	}
-	return time.Now()
-}
+func (rc *Reconciler) now() time.Time { return rollout.ClockOrSystem(rc.Clock).Now() }
 
 func (rc *Reconciler) log() *slog.Logger {
 	if rc.Log != nil {
 		return rc.Log
 	}
-	return slog.Default()
+	return slog.New(slog.DiscardHandler)
 }

@@ -44,7 +44,8 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	}
 	kp := spec.ResolveKubernetes(r)
 	log := rc.log().With("rollout", r.Name, "namespace", r.Namespace)
-	meter, err := metric.NewSet(metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis})
+	meter, err := metric.NewSet(metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis,
+		Env: metric.Env{Clock: rc.Clock, Log: log}})
 	if err != nil {
 		return nil, err
 	}
@@ -56,8 +57,8 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	m := &managed{
 		generation: r.Generation,
 		target:     target.NewDeployment(rc.Client, r, kp, log),
-		notifier:   notify.NewDispatcher(notifiers, notify.Options{Logger: log}),
-		hooks:      runtime.NewHooks(ctx, r.Name, r.Namespace, plan, log),
+		notifier:   notify.NewDispatcher(notifiers, notify.Options{Clock: rc.Clock, Logger: log}),
+		hooks:      runtime.NewHooks(ctx, r.Name, r.Namespace, plan, rc.Clock, log),
 		cancel:     cancel,
 	}
 	if m.router, err = router.ForKubernetes(rc.Client, r, kp, m.target, log); err != nil {
@@ -70,7 +71,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	status.ObservedGeneration = r.Generation
 	m.runner = &runtime.Runner{
 		Name: r.Name, Plan: plan, Status: status, Store: m.store, Target: m.target, Router: m.router,
-		Meter: meter, Hooks: m.hooks, Now: rc.now, Log: log,
+		Meter: meter, Hooks: m.hooks, Clock: rc.Clock, Log: log,
 		OnCommand: m.store.answer,
 		OnEvents: func(st v1alpha1.RolloutStatus, events []v1alpha1.Event) {
 			m.notifier.SendAll(r.Name, st, events)

@@ -48,15 +48,13 @@ type Config struct {
 	StateDir string
 	// APIAddr is the control API's listen address; ":0" picks a free port.
 	APIAddr string
-	// Clock paces the daemon's periodic work (pruning the history) and
-	// dates it; nil is the wall clock.
+	// Clock is the one clock of the daemon and everything it runs; nil
+	// is the wall clock.
 	Clock rollout.Clock
-	// Now is the rollouts' clock; nil is Clock's Now.
-	Now func() time.Time
 	// Retention bounds the history kept in the state; the zero value
 	// keeps it all.
 	Retention Retention
-	// Logger; nil is slog.Default().
+	// Logger receives the daemon's logs; nil discards them.
 	Logger *slog.Logger
 }
 
@@ -80,7 +78,6 @@ type Daemon struct {
 	wg        sync.WaitGroup
 	log       *slog.Logger
 	stateDir  string
-	now       func() time.Time
 	clock     rollout.Clock
 	retention Retention
 	// keysMu serialises key rotations, so that each keeps the key the
@@ -99,16 +96,12 @@ var (
 func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	log := cfg.Logger
 	if log == nil {
-		log = slog.Default()
-	}
-	clock := rollout.ClockOrSystem(cfg.Clock)
-	now := cfg.Now
-	if now == nil {
-		now = clock.Now
+		log = slog.New(slog.DiscardHandler)
 	}
 	if err := cfg.Retention.validate(); err != nil {
 		return nil, &ConfigError{err}
 	}
+	clock := rollout.ClockOrSystem(cfg.Clock)
 	rollouts, raws, files, err := parseSources(cfg.Sources)
 	if err != nil {
 		return nil, &ConfigError{err}
@@ -117,20 +110,20 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, &ConfigError{err}
 	}
-	db, err := store.Open(ctx, cfg.StateDir)
+	db, err := store.Open(ctx, cfg.StateDir, store.Options{Clock: clock, Log: log})
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, now: now,
-		clock: clock, retention: cfg.Retention}
-	if err := d.start(ctx, cfg, rollouts, raws, now); err != nil {
+	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, clock: clock,
+		retention: cfg.Retention}
+	if err := d.start(ctx, cfg, rollouts, raws); err != nil {
 		d.closeAll()
 		return nil, err
 	}
 	return d, nil
 }
 
-func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rollout, raws [][]byte, now func() time.Time) error {
+func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rollout, raws [][]byte) error {
 	token, err := store.LoadOrCreateToken(cfg.StateDir)
 	if err != nil {
 		return err
@@ -143,7 +136,7 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
-	e := env{db: d.db, stateDir: cfg.StateDir, now: now, log: d.log, cookieKeys: proxy.CookieKeys(keys)}
+	e := env{db: d.db, stateDir: cfg.StateDir, clock: d.clock, log: d.log, cookieKeys: proxy.CookieKeys(keys)}
 	for i, r := range rollouts {
 		m, err := newManaged(ctx, runCtx, e, r, raws[i])
 		if err != nil {
@@ -179,7 +172,7 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	if err := writeFileAtomic(filepath.Join(cfg.StateDir, controlapi.AddressFile), []byte(d.apiLn.Addr().String()+"\n")); err != nil {
 		return err
 	}
-	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, token, promhttp.HandlerFor(reg, promhttp.HandlerOpts{})))
+	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, token, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), d.log), d.log)
 	for _, name := range d.names {
 		d.rollouts[name].run(runCtx, &d.wg)
 	}
@@ -214,34 +207,43 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 // ready replica).
 const startupHold = 30 * time.Second
 
+// stablePoll is how often a held listener checks the stable versions.
+const stablePoll = 20 * time.Millisecond
+
 // awaitStable waits until the stable version of every rollout behind f
 // has a ready replica, for startupHold at most. Until then f's listener is
 // open but nothing accepts: clients wait in the kernel's listen backlog
 // instead of getting 503s while the processes of a (re)started daemon
-// pass their readiness probes. It returns false when ctx ends first.
+// pass their readiness probes. It returns false when ctx ends first. It
+// polls, and holds, on the daemon's clock.
 func (d *Daemon) awaitStable(ctx context.Context, f *frontend) bool {
-	hold, cancel := context.WithTimeout(ctx, startupHold)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ready := true
-		for _, name := range f.names {
-			ready = ready && d.rollouts[name].proxy.StableReady()
-		}
-		if ready {
-			return true
-		}
+	hold := d.clock.NewTimer(startupHold)
+	defer hold.Stop()
+	for !d.stableReady(f) {
+		poll := d.clock.NewTimer(stablePoll)
 		select {
-		case <-hold.Done():
-			if ctx.Err() != nil {
-				return false
-			}
+		case <-ctx.Done():
+			poll.Stop()
+			return false
+		case <-hold.C():
+			poll.Stop()
 			d.log.Warn("serving before the stable version is ready", "addr", f.addr, "waited", startupHold)
 			return true
-		case <-tick.C:
+		case <-poll.C():
 		}
 	}
+	return true
+}
+
+// stableReady reports whether the stable version of every rollout behind f
+// has a ready replica.
+func (d *Daemon) stableReady(f *frontend) bool {
+	for _, name := range f.names {
+		if !d.rollouts[name].proxy.StableReady() {
+			return false
+		}
+	}
+	return true
 }
 
 // parseSources parses and validates every file before anything starts, and
@@ -437,7 +439,7 @@ func (d *Daemon) Submit(ctx context.Context, name string, cmd rollout.Command) (
 func (d *Daemon) RotateCookieKeys(context.Context) (controlapi.KeyRotation, error) {
 	d.keysMu.Lock()
 	defer d.keysMu.Unlock()
-	keys, err := store.RotateCookieKeys(d.stateDir, d.now())
+	keys, err := store.RotateCookieKeys(d.stateDir, d.clock.Now())
 	if err != nil {
 		return controlapi.KeyRotation{}, err
 	}

@@ -123,10 +123,11 @@ spec:
 	_, c := startDaemon(t, t.TempDir(), []byte(doc))
 	deployV2(t, c, canary.URL)
 
-	// confirm-rollout says no: no traffic moves, however long we wait.
-	time.Sleep(time.Second)
-	if v, _ := c.Rollout(context.Background(), "web"); v.Status.CanaryWeight != 0 || confirmRollout.count() < 2 {
-		t.Fatalf("during the freeze: weight %s, confirm-rollout asked %d times", v.Status.CanaryWeight, confirmRollout.count())
+	// confirm-rollout says no: no traffic moves, however often it is asked.
+	// Its third question comes after the engine heard two noes.
+	waitFor(t, c, 15*time.Second, "confirm-rollout asked three times", func(v1alpha1.RolloutStatus) bool { return confirmRollout.count() >= 3 })
+	if v, _ := c.Rollout(context.Background(), "web"); v.Status.CanaryWeight != 0 {
+		t.Fatalf("during the freeze: weight %s after confirm-rollout said no %d times", v.Status.CanaryWeight, confirmRollout.count()-1)
 	}
 	mu.Lock()
 	frozen = false

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/client"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/sampleapp"
 	"github.com/pipit-dev/pipit/internal/store"
 )
@@ -68,6 +69,14 @@ func canaryCookie(t *testing.T, addr string) string {
 	return ""
 }
 
+// aheadClock is the wall clock moved ahead by a duration the test sets: the
+// rollout runs in real time while cookies seem to age faster.
+type aheadClock struct{ ahead *atomic.Int64 }
+
+func (c aheadClock) Now() time.Time { return time.Now().Add(time.Duration(c.ahead.Load())) }
+
+func (aheadClock) NewTimer(d time.Duration) rollout.Timer { return rollout.SystemClock{}.NewTimer(d) }
+
 // TestCookieKeysRotateAndSurviveRestarts: the daemon keeps its cookie key
 // in a private file; a rotation over the control API keeps the users the
 // previous key placed and says until when; a restarted daemon still
@@ -79,11 +88,11 @@ func TestCookieKeysRotateAndSurviveRestarts(t *testing.T) {
 	dir := t.TempDir()
 	doc := stickyRolloutYAML(stable.URL)
 	var ahead atomic.Int64 // how far the daemons' clock runs ahead of the wall clock
-	now := func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	clock := aheadClock{ahead: &ahead}
 	start := func() (*Daemon, *client.HTTP, string) {
 		t.Helper()
 		d, err := Start(context.Background(), Config{Sources: []Source{{File: "web.yaml", Data: doc}}, StateDir: dir,
-			APIAddr: "127.0.0.1:0", Now: now, Logger: slog.New(slog.DiscardHandler)})
+			APIAddr: "127.0.0.1:0", Clock: clock, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}

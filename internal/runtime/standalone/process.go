@@ -106,7 +106,7 @@ func (m *managed) newProcessTarget(ctx context.Context, stateDir string) (proces
 	versions := newProcessVersions(versionOf(spec.Stable), upstreamVersion(spec.Canary), st.Previous, st.Stable, st.Canary)
 	p, err := target.NewProcess(ctx, target.ProcessConfig{
 		Dir: processDir(stateDir, m.name), Specs: versions.lookup, Endpoints: m.proxy, OnChange: m.poke,
-		UndoWindow: m.plan.UndoWindow + undoMargin, Logger: m.log,
+		UndoWindow: m.plan.UndoWindow + undoMargin, Clock: m.clock, Logger: m.log,
 	})
 	if err != nil {
 		return processTarget{}, err

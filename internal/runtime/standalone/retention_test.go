@@ -28,7 +28,7 @@ const day = 24 * time.Hour
 func seedOldRollout(t *testing.T, dir string, t0 time.Time) {
 	t.Helper()
 	ctx := context.Background()
-	s, err := store.Open(ctx, dir)
+	s, err := store.Open(ctx, dir, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,6 +28,10 @@ import (
 // loop at once and timed steps schedule their own wake-up.
 const pollInterval = time.Second
 
+// minWake is the shortest wait of the loop, so that a due time just missed
+// does not make it spin.
+const minWake = 5 * time.Millisecond
+
 // managed is one rollout run by the daemon: its proxy, its target (fixed
 // URLs, or processes it runs), health checks, meter and the runner loop.
 type managed struct {
@@ -50,6 +54,7 @@ type managed struct {
 	hooks    *runtime.Hooks
 	notifier *notify.Dispatcher
 	log      *slog.Logger
+	clock    rollout.Clock
 	wake     chan struct{}
 
 	// answers collects the engine's answers to commands during a tick; the
@@ -65,7 +70,7 @@ type managed struct {
 type env struct {
 	db       *store.Store
 	stateDir string
-	now      func() time.Time
+	clock    rollout.Clock
 	log      *slog.Logger
 	// cookieKeys sign every proxy's sticky cookies.
 	cookieKeys proxy.CookieKeys
@@ -81,21 +86,21 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 	if err != nil {
 		return nil, err
 	}
-	log, now := e.log, e.now
+	log, clock := e.log, e.clock
 	m = &managed{
-		name: r.Name, rollout: r, plan: plan, log: log.With("rollout", r.Name),
+		name: r.Name, rollout: r, plan: plan, log: log.With("rollout", r.Name), clock: clock,
 		store:   rolloutStore{db: e.db, name: r.Name, spec: raw},
 		wake:    make(chan struct{}, 1),
 		waiters: map[int64]chan error{},
 		answers: map[int64]error{},
 	}
-	status, err := m.loadStatus(ctx, now())
+	status, err := m.loadStatus(ctx)
 	if err != nil {
 		return nil, err
 	}
 	m.status = status
 	proxyCfg := proxy.Config{Name: r.Name, Traffic: r.Spec.Service.Traffic,
-		VersionHeader: versionHeader(r.Spec.Service), Logger: log, CookieKeys: e.cookieKeys, Clock: nowClock{now: now},
+		VersionHeader: versionHeader(r.Spec.Service), Logger: log, CookieKeys: e.cookieKeys, Clock: clock,
 		// An ejection is acted on at once: the loop wakes, sees the canary
 		// down and rolls back (or waits for a person in hybrid mode).
 		OnEject: func(string, string) { m.poke() }}
@@ -108,8 +113,9 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 			m.shutdownProcesses(m.process)
 		}
 	}()
-	m.builtin = metric.NewBuiltin(m.proxy)
-	setCfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, Builtin: m.builtin}
+	m.builtin = metric.NewBuiltin(m.proxy, clock)
+	setCfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, Builtin: m.builtin,
+		Env: metric.Env{Clock: clock, Log: log}}
 	if m.process != nil {
 		setCfg.Usage = m.process
 	}
@@ -120,11 +126,11 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 	if err != nil {
 		return nil, err
 	}
-	m.notifier = notify.NewDispatcher(notifiers, notify.Options{Logger: log})
-	m.hooks = runtime.NewHooks(runCtx, r.Name, r.Namespace, plan, log)
+	m.notifier = notify.NewDispatcher(notifiers, notify.Options{Clock: clock, Logger: log})
+	m.hooks = runtime.NewHooks(runCtx, r.Name, r.Namespace, plan, clock, log)
 	m.runner = &runtime.Runner{
 		Name: r.Name, Plan: plan, Status: status, Store: m.store, Target: tgt,
-		Router: router.Proxy{P: m.proxy}, Meter: m.meter, Hooks: m.hooks, Now: now, Log: log,
+		Router: router.Proxy{P: m.proxy}, Meter: m.meter, Hooks: m.hooks, Clock: clock, Log: log,
 		OnCommand: m.commandDone, OnEvents: m.notify,
 	}
 	if err := m.runner.Converge(ctx); err != nil {
@@ -169,7 +175,7 @@ func (m *managed) newTarget(ctx context.Context, cfg proxy.Config, stateDir stri
 // loadStatus returns the saved status, or saves a first one with the
 // file's stable version. A saved status wins over the file: after a
 // promotion the stable version is the promoted one, whatever the file says.
-func (m *managed) loadStatus(ctx context.Context, now time.Time) (v1alpha1.RolloutStatus, error) {
+func (m *managed) loadStatus(ctx context.Context) (v1alpha1.RolloutStatus, error) {
 	rec, err := m.store.db.Rollout(ctx, m.name)
 	if err == nil && rec.Status.Stable != nil {
 		return rec.Status, nil
@@ -179,7 +185,7 @@ func (m *managed) loadStatus(ctx context.Context, now time.Time) (v1alpha1.Rollo
 	}
 	// The file's stable version is installed as a first version always
 	// is: the engine decides it, as it does on Kubernetes.
-	res := engine.Step(m.plan, v1alpha1.RolloutStatus{}, engine.Input{Now: now, Commands: []rollout.Command{{
+	res := engine.Step(m.plan, v1alpha1.RolloutStatus{}, engine.Input{Now: m.clock.Now(), Commands: []rollout.Command{{
 		Kind: rollout.CommandDeploy, Canary: versionOf(m.rollout.Spec.Service.Stable), Actor: "pipit", Reason: "rollout file",
 	}}})
 	if err := res.Consumed[0]; err != nil {
@@ -230,15 +236,17 @@ func (m *managed) run(ctx context.Context, wg *sync.WaitGroup) {
 	}()
 }
 
+// loop ticks the runner when woken, when the engine asked to be, and
+// every pollInterval otherwise, waiting on the daemon's clock.
 func (m *managed) loop(ctx context.Context) {
-	timer := time.NewTimer(0)
+	timer := m.clock.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-m.wake:
-		case <-timer.C:
+		case <-timer.C():
 		}
 		next, ok, err := m.runner.Tick(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -246,8 +254,8 @@ func (m *managed) loop(ctx context.Context) {
 		}
 		m.publish()
 		wait := pollInterval
-		if until := time.Until(next); ok && until < wait {
-			wait = max(until, 5*time.Millisecond)
+		if until := next.Sub(m.clock.Now()); ok && until < wait {
+			wait = max(until, minWake)
 		}
 		timer.Reset(wait)
 	}
