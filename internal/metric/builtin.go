@@ -36,18 +36,9 @@ const (
 // proxyNames are the builtin metrics the proxy measures.
 var proxyNames = []string{RequestSuccessRate, ErrorRate, RequestCount, LatencyMean, LatencyP50, LatencyP95, LatencyP99, RequestDuration}
 
-// BuiltinNames lists the builtin metrics, for validation and docs.
+// BuiltinNames lists the builtin metrics this package measures; spec keeps
+// the list it validates against, and a test of spec checks the two agree.
 var BuiltinNames = append(slices.Clip(proxyNames), CPUUsage, MemoryUsage)
-
-// IsBuiltin reports whether name is a builtin metric.
-func IsBuiltin(name string) bool {
-	for _, n := range BuiltinNames {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
 
 // StatsSource is where the builtin provider reads cumulative measurements:
 // the built-in proxy (*proxy.Proxy satisfies it), or anything else that

@@ -8,18 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/pipit-dev/pipit/internal/traffic"
 )
-
-func TestPrometheusBoundsAreBucketEdges(t *testing.T) {
-	for _, b := range promBounds {
-		d := time.Duration(math.Round(b * float64(time.Second)))
-		if !traffic.IsBucketEdge(d) {
-			t.Errorf("bound %vs is inside a bucket of the latency histogram", b)
-		}
-	}
-}
 
 // orderStat is the k-th smallest sample with k = ceil(q·n), the sample
 // the histogram's quantile falls next to.

@@ -9,11 +9,6 @@ import (
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
-// promBounds are the upper bounds of the exported duration histogram. Each
-// is an edge of the traffic package's histogram (traffic.IsBucketEdge), so the
-// exported counts are exact.
-var promBounds = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
-
 var (
 	requestsDesc = prometheus.NewDesc("pipit_proxy_requests_total",
 		"Requests through the proxy by upstream role, version and status class ('error': the upstream gave no answer).",
@@ -76,8 +71,8 @@ func collectVersion(ch chan<- prometheus.Metric, role string, vs *traffic.Versio
 	for class := range traffic.NumClasses {
 		ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(vs.Count(class)), role, vs.Version, class.String())
 	}
-	buckets := make(map[float64]uint64, len(promBounds))
-	for _, b := range promBounds {
+	buckets := make(map[float64]uint64, len(traffic.ExportBounds))
+	for _, b := range traffic.ExportBounds {
 		buckets[b] = vs.LatencyBelow(time.Duration(math.Round(b * float64(time.Second))))
 	}
 	ch <- prometheus.MustNewConstHistogram(durationDesc, vs.LatencyCount(),

@@ -49,8 +49,7 @@ func TestParseSeverity(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("ParseSeverity(%q) = %v, %v; want %v", in, got, err, want)
 		}
-		var back Severity
-		if err := back.UnmarshalText([]byte(want.String())); err != nil || back != want {
+		if back, err := ParseSeverity(v1alpha1.NotifySeverity(want.String())); err != nil || back != want {
 			t.Errorf("round trip of %v gave %v, %v", want, back, err)
 		}
 	}

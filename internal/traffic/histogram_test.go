@@ -118,3 +118,15 @@ func TestLatenciesDescribeEachRequest(t *testing.T) {
 		t.Errorf("Latencies went on after its consumer stopped")
 	}
 }
+
+func TestExportBoundsAreBucketEdges(t *testing.T) {
+	for _, b := range ExportBounds {
+		d := time.Duration(math.Round(b * float64(time.Second)))
+		if !isBucketEdge(d) {
+			t.Errorf("bound %vs is inside a bucket of the latency histogram", b)
+		}
+	}
+	if isBucketEdge(1234567 * time.Nanosecond) {
+		t.Error("1.234567ms is inside a bucket, yet isBucketEdge says it is an edge")
+	}
+}
