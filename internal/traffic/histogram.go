@@ -140,12 +140,5 @@ func (l *latencies) countBelow(d time.Duration) uint64 {
 
 // ExportBounds are the upper bounds, in seconds, of a latency histogram
 // exported in Prometheus' format. Each is an edge of this package's
-// histogram (tested), so the counts exported below them are exact.
+// histogram (histogram_test.go checks), so the counts exported below them are exact.
 var ExportBounds = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
-
-// isBucketEdge reports whether d is the lower edge of a bucket of the
-// latency histogram, so that counts below it are exact.
-func isBucketEdge(d time.Duration) bool {
-	lower, _ := bucketBounds(bucketOf(d))
-	return lower == d
-}

@@ -130,3 +130,10 @@ func TestExportBoundsAreBucketEdges(t *testing.T) {
 		t.Error("1.234567ms is inside a bucket, yet isBucketEdge says it is an edge")
 	}
 }
+
+// isBucketEdge reports whether d is the lower edge of a bucket of the
+// latency histogram, so that counts below it are exact.
+func isBucketEdge(d time.Duration) bool {
+	lower, _ := bucketBounds(bucketOf(d))
+	return lower == d
+}
