@@ -30,156 +30,158 @@ const steps = `  strategy:
       - setWeight: 5
 `
 
+// fileProblems are bodies appended to header, each with the errors ParseFile must report.
+var fileProblems = []struct {
+	name string
+	body string // appended to header
+	want []string
+}{
+	{
+		name: "unknown field suggests the known one",
+		body: "  strategy:\n    stepweight: 5\n",
+		want: []string{
+			"f.yaml:9:3: spec.strategy: needs steps, or the shorthand stepWeight or stepWeights",
+			`f.yaml:10:5: spec.strategy.stepweight: unknown field "stepweight", did you mean "stepWeight"?`,
+		},
+	},
+	{
+		name: "unknown field far from every known one",
+		body: steps + "  colour: blue\n",
+		want: []string{`f.yaml:12:3: spec.colour: unknown field "colour"`},
+	},
+	{
+		name: "string where a number is expected",
+		body: "  strategy:\n    steps:\n      - setWeight: five\n",
+		want: []string{`f.yaml:11:20: spec.strategy.steps[0].setWeight: want a number of percent such as 5 or 2.5, not the string "five"`},
+	},
+	{
+		name: "percent sign",
+		body: "  strategy:\n    steps:\n      - setWeight: 5%\n",
+		want: []string{`f.yaml:11:20: spec.strategy.steps[0].setWeight: want a number of percent such as 5 or 2.5, not the string "5%" (write 5 without the %)`},
+	},
+	{
+		name: "mapping where a list is expected",
+		body: "  strategy:\n    steps: {setWeight: 5}\n",
+		want: []string{"f.yaml:10:12: spec.strategy.steps: want a list, not a mapping"},
+	},
+	{
+		name: "list where a mapping is expected",
+		body: "  strategy: [5]\n",
+		want: []string{"f.yaml:9:13: spec.strategy: want a mapping of fields, not a list"},
+	},
+	{
+		name: "duration without a unit",
+		body: steps + "  progressDeadline: 30\n",
+		want: []string{"f.yaml:12:21: spec.progressDeadline: want a duration such as 30s or 10m, not the number 30 (add a unit)"},
+	},
+	{
+		name: "duration that does not parse",
+		body: steps + "  progressDeadline: ten minutes\n",
+		want: []string{`f.yaml:12:21: spec.progressDeadline: "ten minutes" is not a duration; write it like 30s, 10m or 1h30m`},
+	},
+	{
+		name: "negative duration",
+		body: steps + "      - pause: {duration: -5m}\n",
+		want: []string{"f.yaml:12:27: spec.strategy.steps[1].pause.duration: must not be negative, not -5m"},
+	},
+	{
+		name: "empty value for a number",
+		body: steps + "      - setWeight:\n",
+		want: []string{"f.yaml:12:19: spec.strategy.steps[1].setWeight: has no value; want a number of percent such as 5 or 2.5"},
+	},
+	{
+		name: "duplicate key keeps the first value and still checks it",
+		body: steps + "  decision: sometimes\n  decision: manual\n",
+		want: []string{
+			`f.yaml:12:3: spec.decision: must be automatic, manual or hybrid, not "sometimes"`,
+			`f.yaml:13:3: spec.decision: duplicate key "decision"; it is first set on line 12`,
+		},
+	},
+	{
+		name: "listener settings",
+		body: "    versionHeader: \"no\"\n    trustedProxies:\n      - 10.0.0.1\n      - 10.0.0.0/33\n" +
+			"    limits: {maxConnections: 0, maxConnectionsPerClient: 256}\n" + steps,
+		want: []string{
+			`f.yaml:9:20: spec.service.versionHeader: want true or false, not the string "no"`,
+			`f.yaml:12:9: spec.service.trustedProxies[1]: "10.0.0.0/33" is not an IP address or CIDR prefix, such as 10.0.0.7 or 10.0.0.0/8`,
+			"f.yaml:13:14: spec.service.limits.maxConnections: must be positive, not 0",
+		},
+	},
+	{
+		name: "weights going down",
+		body: steps + "      - setWeight: 50\n      - setWeight: 25\n",
+		want: []string{"f.yaml:13:9: spec.strategy.steps[2].setWeight: weights must not go down: 25 after 50"},
+	},
+	{
+		name: "weight finer than the resolution",
+		body: "  strategy:\n    stepWeights: [0.5, 0.0005]\n",
+		want: []string{"f.yaml:10:24: spec.strategy.stepWeights[1]: 0.0005% is finer than the 0.001% resolution"},
+	},
+	{
+		name: "a refused item keeps the index of the next",
+		body: "  strategy:\n    stepWeights: [x, 5, 4]\n",
+		want: []string{
+			`f.yaml:10:19: spec.strategy.stepWeights[0]: want a number of percent such as 5 or 2.5, not the string "x"`,
+			"f.yaml:10:25: spec.strategy.stepWeights[2]: stepWeights must go up: 4 after 5",
+		},
+	},
+	{
+		name: "steps and shorthand mixed",
+		body: steps + "    stepWeight: 5\n",
+		want: []string{"f.yaml:9:3: spec.strategy: use steps or the shorthand (stepWeight, maxWeight, stepWeights), not both"},
+	},
+	{
+		name: "whole number out of range",
+		body: steps + "      - analysis: {checks: 3000000000}\n",
+		want: []string{"f.yaml:12:28: spec.strategy.steps[1].analysis.checks: 3000000000 is out of range"},
+	},
+	{
+		name: "fraction where a whole number is expected",
+		body: steps + "      - analysis: {checks: 1.5}\n",
+		want: []string{"f.yaml:12:28: spec.strategy.steps[1].analysis.checks: want a whole number, not the number 1.5"},
+	},
+	{
+		name: "infinite threshold",
+		body: steps + "  analysis:\n    metrics:\n      - name: error-rate\n        thresholdRange: {max: .inf}\n",
+		want: []string{"f.yaml:15:31: spec.analysis.metrics[0].thresholdRange.max: .inf is not a finite number"},
+	},
+	{
+		name: "yes is not true",
+		body: steps + "  analysis:\n    sequential: {enabled: yes}\n",
+		want: []string{`f.yaml:13:27: spec.analysis.sequential.enabled: want true or false, not the string "yes"`},
+	},
+	{
+		name: "field Kubernetes sets",
+		body: steps + "status: {phase: Idle}\n",
+		want: []string{"f.yaml:12:1: status: is written by pipit, not read from a rollout file; remove it"},
+	},
+	{
+		name: "merge key",
+		body: steps + "  <<: {decision: manual}\n",
+		want: []string{"f.yaml:12:3: spec: merge keys (<<) are not supported; write the fields out"},
+	},
+	{
+		name: "custom tag",
+		body: steps + "  progressDeadline: !minutes 5\n",
+		want: []string{"f.yaml:12:21: spec.progressDeadline: custom YAML tags such as !minutes are not supported"},
+	},
+	{
+		name: "validation errors point at their field",
+		body: steps + "  analysis:\n    failureLimit: -1\n    metrics:\n      - name: request-count\n        thresholdRange: {min: 10, max: 5}\n",
+		want: []string{
+			"f.yaml:13:5: spec.analysis.failureLimit: must not be negative, not -1",
+			"f.yaml:16:9: spec.analysis.metrics[0].thresholdRange: min 10 is above max 5, so no value passes",
+		},
+	},
+	{
+		name: "missing field points at its parent",
+		body: steps + "  analysis:\n    metrics:\n      - thresholdRange: {min: 1}\n",
+		want: []string{"f.yaml:14:9: spec.analysis.metrics[0].name: is required: one of " + metricNames() + ", or a name of your own with a provider"},
+	},
+}
+
 func TestParseFileReportsEveryProblemWithItsPosition(t *testing.T) {
-	tests := []struct {
-		name string
-		body string // appended to header
-		want []string
-	}{
-		{
-			name: "unknown field suggests the known one",
-			body: "  strategy:\n    stepweight: 5\n",
-			want: []string{
-				"f.yaml:9:3: spec.strategy: needs steps, or the shorthand stepWeight or stepWeights",
-				`f.yaml:10:5: spec.strategy.stepweight: unknown field "stepweight", did you mean "stepWeight"?`,
-			},
-		},
-		{
-			name: "unknown field far from every known one",
-			body: steps + "  colour: blue\n",
-			want: []string{`f.yaml:12:3: spec.colour: unknown field "colour"`},
-		},
-		{
-			name: "string where a number is expected",
-			body: "  strategy:\n    steps:\n      - setWeight: five\n",
-			want: []string{`f.yaml:11:20: spec.strategy.steps[0].setWeight: want a number of percent such as 5 or 2.5, not the string "five"`},
-		},
-		{
-			name: "percent sign",
-			body: "  strategy:\n    steps:\n      - setWeight: 5%\n",
-			want: []string{`f.yaml:11:20: spec.strategy.steps[0].setWeight: want a number of percent such as 5 or 2.5, not the string "5%" (write 5 without the %)`},
-		},
-		{
-			name: "mapping where a list is expected",
-			body: "  strategy:\n    steps: {setWeight: 5}\n",
-			want: []string{"f.yaml:10:12: spec.strategy.steps: want a list, not a mapping"},
-		},
-		{
-			name: "list where a mapping is expected",
-			body: "  strategy: [5]\n",
-			want: []string{"f.yaml:9:13: spec.strategy: want a mapping of fields, not a list"},
-		},
-		{
-			name: "duration without a unit",
-			body: steps + "  progressDeadline: 30\n",
-			want: []string{"f.yaml:12:21: spec.progressDeadline: want a duration such as 30s or 10m, not the number 30 (add a unit)"},
-		},
-		{
-			name: "duration that does not parse",
-			body: steps + "  progressDeadline: ten minutes\n",
-			want: []string{`f.yaml:12:21: spec.progressDeadline: "ten minutes" is not a duration; write it like 30s, 10m or 1h30m`},
-		},
-		{
-			name: "negative duration",
-			body: steps + "      - pause: {duration: -5m}\n",
-			want: []string{"f.yaml:12:27: spec.strategy.steps[1].pause.duration: must not be negative, not -5m"},
-		},
-		{
-			name: "empty value for a number",
-			body: steps + "      - setWeight:\n",
-			want: []string{"f.yaml:12:19: spec.strategy.steps[1].setWeight: has no value; want a number of percent such as 5 or 2.5"},
-		},
-		{
-			name: "duplicate key keeps the first value and still checks it",
-			body: steps + "  decision: sometimes\n  decision: manual\n",
-			want: []string{
-				`f.yaml:12:3: spec.decision: must be automatic, manual or hybrid, not "sometimes"`,
-				`f.yaml:13:3: spec.decision: duplicate key "decision"; it is first set on line 12`,
-			},
-		},
-		{
-			name: "listener settings",
-			body: "    versionHeader: \"no\"\n    trustedProxies:\n      - 10.0.0.1\n      - 10.0.0.0/33\n" +
-				"    limits: {maxConnections: 0, maxConnectionsPerClient: 256}\n" + steps,
-			want: []string{
-				`f.yaml:9:20: spec.service.versionHeader: want true or false, not the string "no"`,
-				`f.yaml:12:9: spec.service.trustedProxies[1]: "10.0.0.0/33" is not an IP address or CIDR prefix, such as 10.0.0.7 or 10.0.0.0/8`,
-				"f.yaml:13:14: spec.service.limits.maxConnections: must be positive, not 0",
-			},
-		},
-		{
-			name: "weights going down",
-			body: steps + "      - setWeight: 50\n      - setWeight: 25\n",
-			want: []string{"f.yaml:13:9: spec.strategy.steps[2].setWeight: weights must not go down: 25 after 50"},
-		},
-		{
-			name: "weight finer than the resolution",
-			body: "  strategy:\n    stepWeights: [0.5, 0.0005]\n",
-			want: []string{"f.yaml:10:24: spec.strategy.stepWeights[1]: 0.0005% is finer than the 0.001% resolution"},
-		},
-		{
-			name: "a refused item keeps the index of the next",
-			body: "  strategy:\n    stepWeights: [x, 5, 4]\n",
-			want: []string{
-				`f.yaml:10:19: spec.strategy.stepWeights[0]: want a number of percent such as 5 or 2.5, not the string "x"`,
-				"f.yaml:10:25: spec.strategy.stepWeights[2]: stepWeights must go up: 4 after 5",
-			},
-		},
-		{
-			name: "steps and shorthand mixed",
-			body: steps + "    stepWeight: 5\n",
-			want: []string{"f.yaml:9:3: spec.strategy: use steps or the shorthand (stepWeight, maxWeight, stepWeights), not both"},
-		},
-		{
-			name: "whole number out of range",
-			body: steps + "      - analysis: {checks: 3000000000}\n",
-			want: []string{"f.yaml:12:28: spec.strategy.steps[1].analysis.checks: 3000000000 is out of range"},
-		},
-		{
-			name: "fraction where a whole number is expected",
-			body: steps + "      - analysis: {checks: 1.5}\n",
-			want: []string{"f.yaml:12:28: spec.strategy.steps[1].analysis.checks: want a whole number, not the number 1.5"},
-		},
-		{
-			name: "infinite threshold",
-			body: steps + "  analysis:\n    metrics:\n      - name: error-rate\n        thresholdRange: {max: .inf}\n",
-			want: []string{"f.yaml:15:31: spec.analysis.metrics[0].thresholdRange.max: .inf is not a finite number"},
-		},
-		{
-			name: "yes is not true",
-			body: steps + "  analysis:\n    sequential: {enabled: yes}\n",
-			want: []string{`f.yaml:13:27: spec.analysis.sequential.enabled: want true or false, not the string "yes"`},
-		},
-		{
-			name: "field Kubernetes sets",
-			body: steps + "status: {phase: Idle}\n",
-			want: []string{"f.yaml:12:1: status: is written by pipit, not read from a rollout file; remove it"},
-		},
-		{
-			name: "merge key",
-			body: steps + "  <<: {decision: manual}\n",
-			want: []string{"f.yaml:12:3: spec: merge keys (<<) are not supported; write the fields out"},
-		},
-		{
-			name: "custom tag",
-			body: steps + "  progressDeadline: !minutes 5\n",
-			want: []string{"f.yaml:12:21: spec.progressDeadline: custom YAML tags such as !minutes are not supported"},
-		},
-		{
-			name: "validation errors point at their field",
-			body: steps + "  analysis:\n    failureLimit: -1\n    metrics:\n      - name: request-count\n        thresholdRange: {min: 10, max: 5}\n",
-			want: []string{
-				"f.yaml:13:5: spec.analysis.failureLimit: must not be negative, not -1",
-				"f.yaml:16:9: spec.analysis.metrics[0].thresholdRange: min 10 is above max 5, so no value passes",
-			},
-		},
-		{
-			name: "missing field points at its parent",
-			body: steps + "  analysis:\n    metrics:\n      - thresholdRange: {min: 1}\n",
-			want: []string{"f.yaml:14:9: spec.analysis.metrics[0].name: is required: one of " + metricNames() + ", or a name of your own with a provider"},
-		},
-	}
-	for _, tt := range tests {
+	for _, tt := range fileProblems {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseFile("f.yaml", []byte(header+tt.body))
 			if err == nil {
