@@ -42,74 +42,80 @@ func withNaNs(v []float64, every int) []float64 {
 	return out
 }
 
+// The series TestClassify compares: stable, and canaries slower, faster,
+// the same, and slightly slower than it.
+var (
+	classifyStable   = series(1, 60, 100, 5)
+	classifySlower   = series(2, 60, 130, 5) // +30%, far outside the noise
+	classifyFaster   = series(3, 60, 70, 5)
+	classifySame     = series(4, 60, 100, 5)
+	classifySlightly = series(5, 60, 105, 1) // significant, but only +5%
+	classifyNaNs     = []float64{math.NaN(), math.NaN()}
+)
+
+// classifications are pairs of series, each with the verdict Classify must reach.
+var classifications = []struct {
+	name           string
+	stable, canary []float64
+	cfg            MetricConfig
+	want           Classification
+	critical       bool
+	tested         bool // whether the rank test ran
+}{
+	{"higher", classifyStable, classifySlower, MetricConfig{}, MetricHigh, false, true},
+	{"lower", classifyStable, classifyFaster, MetricConfig{}, MetricLow, false, true},
+	{"no change", classifyStable, classifySame, MetricConfig{}, MetricPass, false, true},
+	{"higher but only decrease fails", classifyStable, classifySlower, MetricConfig{Direction: Decrease}, MetricPass, false, true},
+	{"higher and increase fails", classifyStable, classifySlower, MetricConfig{Direction: Increase}, MetricHigh, false, true},
+	{"lower but only increase fails", classifyStable, classifyFaster, MetricConfig{Direction: Increase}, MetricPass, false, true},
+	{"lower and decrease fails", classifyStable, classifyFaster, MetricConfig{Direction: Decrease}, MetricLow, false, true},
+
+	// The allowed change: +5% fails by default (ratio >= 1) but not
+	// when 10% is allowed.
+	{"small rise, default allowance", classifyStable, classifySlightly, MetricConfig{}, MetricHigh, false, true},
+	{"small rise within allowance", classifyStable, classifySlightly, MetricConfig{Effect: EffectSize{AllowedIncrease: 1.1}}, MetricPass, false, true},
+	{"drop within allowance", classifyStable, classifyFaster, MetricConfig{Effect: EffectSize{AllowedDecrease: 0.5}}, MetricPass, false, true},
+
+	// The band: ramp+7 against ramp is significant at 98% (interval
+	// [1.00006, 13], estimate 7) but the interval does not clear a
+	// quarter of the estimate, 1.75; a tenth, 0.7, it clears.
+	{"inside the band", ramp(30, 0), ramp(30, 7), MetricConfig{}, MetricPass, false, true},
+	{"outside a narrower band", ramp(30, 0), ramp(30, 7), MetricConfig{Tolerance: 0.1}, MetricHigh, false, true},
+
+	// Critical metrics fail the canary only past the critical effect.
+	{"critical high", classifyStable, classifySlower, MetricConfig{Critical: true}, MetricHigh, true, true},
+	{"critical high below critical effect", classifyStable, classifySlower, MetricConfig{Critical: true, Effect: EffectSize{CriticalIncrease: 1.5}}, MetricHigh, false, true},
+	{"critical low", classifyStable, classifyFaster, MetricConfig{Critical: true}, MetricLow, true, true},
+	{"critical pass", classifyStable, classifySame, MetricConfig{Critical: true}, MetricPass, false, true},
+
+	// CLES: P(canary > stable) is about 1 for a big rise.
+	{"cles high", classifyStable, classifySlower, MetricConfig{Effect: EffectSize{Measure: CLES}}, MetricHigh, false, true},
+	{"cles high within allowance", classifyStable, classifySlightly, MetricConfig{Effect: EffectSize{Measure: CLES, AllowedIncrease: 0.999}}, MetricPass, false, true},
+
+	// Checks before the test.
+	{"identical", classifyStable, append([]float64{}, classifyStable...), MetricConfig{}, MetricPass, false, false},
+	{"one value everywhere", constant(5, 3), constant(8, 3), MetricConfig{}, MetricPass, false, false},
+	{"two constants get noise", constant(20, 100), constant(20, 120), MetricConfig{}, MetricHigh, false, true},
+	{"zero against a constant", constant(20, 0), constant(20, 5), MetricConfig{}, MetricHigh, false, true},
+
+	// Missing data.
+	{"no canary data", classifyStable, classifyNaNs, MetricConfig{}, MetricNoData, false, false},
+	{"no stable data", nil, classifySlower, MetricConfig{}, MetricNoData, false, false},
+	{"no data, critical", classifyStable, nil, MetricConfig{Critical: true}, MetricNoData, true, false},
+	{"no data, must have data", classifyStable, nil, MetricConfig{MustHaveData: true}, MetricNoDataFail, false, false},
+	{"no data, must have data and critical", classifyStable, nil, MetricConfig{MustHaveData: true, Critical: true}, MetricNoData, true, false},
+	{"no data, NaNs replaced", classifyStable, nil, MetricConfig{NaNStrategy: NaNReplace}, MetricPass, false, false},
+	{"NaNs removed", classifyStable, withNaNs(classifySlower, 3), MetricConfig{}, MetricHigh, false, true},
+	// Replaced, a canary that reported nothing reads as zeros.
+	{"NaNs replaced by zero", classifyStable, withNaNs(classifySame, 1), MetricConfig{NaNStrategy: NaNReplace}, MetricLow, false, true},
+
+	// Errors are never critical.
+	{"infinite value", classifyStable, []float64{1, math.Inf(1)}, MetricConfig{Critical: true}, MetricError, false, false},
+	{"bad config", classifyStable, classifySlower, MetricConfig{ConfLevel: 1.5}, MetricError, false, false},
+}
+
 func TestClassify(t *testing.T) {
-	stable := series(1, 60, 100, 5)
-	slower := series(2, 60, 130, 5) // +30%, far outside the noise
-	faster := series(3, 60, 70, 5)
-	same := series(4, 60, 100, 5)
-	slightly := series(5, 60, 105, 1) // significant, but only +5%
-	nanAll := []float64{math.NaN(), math.NaN()}
-
-	cases := []struct {
-		name           string
-		stable, canary []float64
-		cfg            MetricConfig
-		want           Classification
-		critical       bool
-		tested         bool // whether the rank test ran
-	}{
-		{"higher", stable, slower, MetricConfig{}, MetricHigh, false, true},
-		{"lower", stable, faster, MetricConfig{}, MetricLow, false, true},
-		{"no change", stable, same, MetricConfig{}, MetricPass, false, true},
-		{"higher but only decrease fails", stable, slower, MetricConfig{Direction: Decrease}, MetricPass, false, true},
-		{"higher and increase fails", stable, slower, MetricConfig{Direction: Increase}, MetricHigh, false, true},
-		{"lower but only increase fails", stable, faster, MetricConfig{Direction: Increase}, MetricPass, false, true},
-		{"lower and decrease fails", stable, faster, MetricConfig{Direction: Decrease}, MetricLow, false, true},
-
-		// The allowed change: +5% fails by default (ratio >= 1) but not
-		// when 10% is allowed.
-		{"small rise, default allowance", stable, slightly, MetricConfig{}, MetricHigh, false, true},
-		{"small rise within allowance", stable, slightly, MetricConfig{Effect: EffectSize{AllowedIncrease: 1.1}}, MetricPass, false, true},
-		{"drop within allowance", stable, faster, MetricConfig{Effect: EffectSize{AllowedDecrease: 0.5}}, MetricPass, false, true},
-
-		// The band: ramp+7 against ramp is significant at 98% (interval
-		// [1.00006, 13], estimate 7) but the interval does not clear a
-		// quarter of the estimate, 1.75; a tenth, 0.7, it clears.
-		{"inside the band", ramp(30, 0), ramp(30, 7), MetricConfig{}, MetricPass, false, true},
-		{"outside a narrower band", ramp(30, 0), ramp(30, 7), MetricConfig{Tolerance: 0.1}, MetricHigh, false, true},
-
-		// Critical metrics fail the canary only past the critical effect.
-		{"critical high", stable, slower, MetricConfig{Critical: true}, MetricHigh, true, true},
-		{"critical high below critical effect", stable, slower, MetricConfig{Critical: true, Effect: EffectSize{CriticalIncrease: 1.5}}, MetricHigh, false, true},
-		{"critical low", stable, faster, MetricConfig{Critical: true}, MetricLow, true, true},
-		{"critical pass", stable, same, MetricConfig{Critical: true}, MetricPass, false, true},
-
-		// CLES: P(canary > stable) is about 1 for a big rise.
-		{"cles high", stable, slower, MetricConfig{Effect: EffectSize{Measure: CLES}}, MetricHigh, false, true},
-		{"cles high within allowance", stable, slightly, MetricConfig{Effect: EffectSize{Measure: CLES, AllowedIncrease: 0.999}}, MetricPass, false, true},
-
-		// Checks before the test.
-		{"identical", stable, append([]float64{}, stable...), MetricConfig{}, MetricPass, false, false},
-		{"one value everywhere", constant(5, 3), constant(8, 3), MetricConfig{}, MetricPass, false, false},
-		{"two constants get noise", constant(20, 100), constant(20, 120), MetricConfig{}, MetricHigh, false, true},
-		{"zero against a constant", constant(20, 0), constant(20, 5), MetricConfig{}, MetricHigh, false, true},
-
-		// Missing data.
-		{"no canary data", stable, nanAll, MetricConfig{}, MetricNoData, false, false},
-		{"no stable data", nil, slower, MetricConfig{}, MetricNoData, false, false},
-		{"no data, critical", stable, nil, MetricConfig{Critical: true}, MetricNoData, true, false},
-		{"no data, must have data", stable, nil, MetricConfig{MustHaveData: true}, MetricNoDataFail, false, false},
-		{"no data, must have data and critical", stable, nil, MetricConfig{MustHaveData: true, Critical: true}, MetricNoData, true, false},
-		{"no data, NaNs replaced", stable, nil, MetricConfig{NaNStrategy: NaNReplace}, MetricPass, false, false},
-		{"NaNs removed", stable, withNaNs(slower, 3), MetricConfig{}, MetricHigh, false, true},
-		// Replaced, a canary that reported nothing reads as zeros.
-		{"NaNs replaced by zero", stable, withNaNs(same, 1), MetricConfig{NaNStrategy: NaNReplace}, MetricLow, false, true},
-
-		// Errors are never critical.
-		{"infinite value", stable, []float64{1, math.Inf(1)}, MetricConfig{Critical: true}, MetricError, false, false},
-		{"bad config", stable, slower, MetricConfig{ConfLevel: 1.5}, MetricError, false, false},
-	}
-	for _, c := range cases {
+	for _, c := range classifications {
 		t.Run(c.name, func(t *testing.T) {
 			c.cfg.Name = "latency"
 			got := Classify(c.stable, c.canary, c.cfg)
