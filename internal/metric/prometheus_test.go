@@ -150,150 +150,166 @@ func TestPrometheusProvider(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	t.Run("error rate per version", func(t *testing.T) {
-		p := newProm(t, v1alpha1.PrometheusProvider{Address: prom.URL, Query: errorRateQuery})
-		for version, want := range map[string]float64{"v1": 0.05, "v2": 0.2} {
-			got, err := p.Measure(context.Background(), q(version))
-			if err != nil {
-				t.Fatalf("%s: %v", version, err)
-			}
-			if !approx(got, want) {
-				t.Errorf("%s: error rate %v, want %v", version, got, want)
-			}
-		}
-	})
+	t.Run("error rate per version", func(t *testing.T) { testErrorRatePerVersion(t, prom.URL, q) })
+	t.Run("scalar result", func(t *testing.T) { testScalarResult(t, prom.URL, q) })
+	t.Run("empty result is no data", func(t *testing.T) { testEmptyResultIsNoData(t, prom.URL, q) })
+	t.Run("several series is an error", func(t *testing.T) { testSeveralSeriesIsAnError(t, prom.URL, q) })
+	t.Run("NaN is no data, Inf an error", func(t *testing.T) { testNaNIsNoDataInfAnError(t, prom.URL, q) })
+	t.Run("range vector is an error", func(t *testing.T) { testRangeVectorIsAnError(t, prom.URL, q) })
+	t.Run("samples of the window", func(t *testing.T) { testSamplesOfTheWindow(t, prom.URL, q) })
+	t.Run("5xx answers are retried", func(t *testing.T) { test5xxAnswersAreRetried(t, prom.URL, q) })
+	t.Run("bad queries are not retried", func(t *testing.T) { testBadQueriesAreNotRetried(t, prom.URL, q) })
+	t.Run("timeout", func(t *testing.T) { testTimeout(t, prom.URL, q) })
+	t.Run("auth and headers reach Prometheus", func(t *testing.T) { testAuthAndHeadersReachPrometheus(t, prom.URL, q) })
+}
 
-	t.Run("scalar result", func(t *testing.T) {
-		p := newProm(t, v1alpha1.PrometheusProvider{Address: prom.URL, Query: `scalar(count(count by (version) ({{ .Vars.metric }})))`})
-		got, err := p.Measure(context.Background(), q("v1"))
-		if err != nil || got != 2 {
-			t.Fatalf("got %v, %v; want 2 versions", got, err)
-		}
-	})
+// The subtests of TestPrometheusProvider. Each queries promURL, a Prometheus
+// scraping an app whose version v1 fails 5% of requests and v2 20%; q makes
+// the query of a version.
 
-	t.Run("empty result is no data", func(t *testing.T) {
-		p := newProm(t, v1alpha1.PrometheusProvider{Address: prom.URL, Query: errorRateQuery})
-		_, err := p.Measure(context.Background(), q("v9"))
-		if !errors.Is(err, ErrNoData) {
-			t.Fatalf("got %v, want ErrNoData", err)
-		}
-	})
-
-	t.Run("several series is an error", func(t *testing.T) {
-		p := newProm(t, v1alpha1.PrometheusProvider{Address: prom.URL, Query: `{{ .Vars.metric }}{version="{{ .Version }}"}`})
-		_, err := p.Measure(context.Background(), q("v1"))
-		if err == nil || errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), "2 series") {
-			t.Fatalf("got %v, want an error naming 2 series", err)
-		}
-	})
-
-	t.Run("NaN is no data, Inf an error", func(t *testing.T) {
-		nan := newProm(t, v1alpha1.PrometheusProvider{Address: prom.URL, Query: `0 / 0`})
-		if _, err := nan.Measure(context.Background(), q("v1")); !errors.Is(err, ErrNoData) {
-			t.Errorf("0/0: got %v, want ErrNoData", err)
-		}
-		inf := newProm(t, v1alpha1.PrometheusProvider{Address: prom.URL, Query: `1 / 0`})
-		if _, err := inf.Measure(context.Background(), q("v1")); err == nil || errors.Is(err, ErrNoData) {
-			t.Errorf("1/0: got %v, want an error", err)
-		}
-	})
-
-	t.Run("range vector is an error", func(t *testing.T) {
-		p := newProm(t, v1alpha1.PrometheusProvider{Address: prom.URL, Query: `sum(http_requests_total)[{{ .Interval }}:1s]`})
-		if _, err := p.Measure(context.Background(), q("v1")); err == nil || !strings.Contains(err.Error(), "range vector") {
-			t.Fatalf("got %v, want a range vector error", err)
-		}
-	})
-
-	t.Run("samples of the window", func(t *testing.T) {
-		p := newProm(t, v1alpha1.PrometheusProvider{Address: prom.URL, Query: errorRateQuery})
-		got, err := p.Samples(context.Background(), q("v2"))
+func testErrorRatePerVersion(t *testing.T, promURL string, q func(version string) Query) {
+	p := newProm(t, v1alpha1.PrometheusProvider{Address: promURL, Query: errorRateQuery})
+	for version, want := range map[string]float64{"v1": 0.05, "v2": 0.2} {
+		got, err := p.Measure(context.Background(), q(version))
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%s: %v", version, err)
 		}
-		if len(got) == 0 {
-			t.Fatal("no samples")
+		if !approx(got, want) {
+			t.Errorf("%s: error rate %v, want %v", version, got, want)
 		}
-		for i, x := range got {
-			if !approx(x, 0.2) {
-				t.Errorf("sample %d = %v, want 0.2", i, x)
-			}
-		}
-		if _, err := p.Samples(context.Background(), q("v9")); !errors.Is(err, ErrNoData) {
-			t.Errorf("v9: got %v, want ErrNoData", err)
-		}
-		multi := newProm(t, v1alpha1.PrometheusProvider{Address: prom.URL, Query: `{{ .Vars.metric }}`})
-		if _, err := multi.Samples(context.Background(), q("v1")); err == nil || !strings.Contains(err.Error(), "4 series") {
-			t.Errorf("several series: got %v, want an error naming 4 series", err)
-		}
-	})
+	}
+}
 
-	t.Run("5xx answers are retried", func(t *testing.T) {
-		f, addr := newFront(t, prom.URL, func(n int32, w http.ResponseWriter, _ *http.Request) bool {
-			if n <= 2 {
-				http.Error(w, "overloaded", http.StatusServiceUnavailable)
-				return false
-			}
-			return true
-		})
-		p := newProm(t, v1alpha1.PrometheusProvider{Address: addr, Query: errorRateQuery})
-		got, err := p.Measure(context.Background(), q("v1"))
-		if err != nil || !approx(got, 0.05) {
-			t.Fatalf("got %v, %v; want 0.05 after retries", got, err)
-		}
-		if n := f.calls.Load(); n != 3 {
-			t.Errorf("%d requests, want 3", n)
-		}
-	})
+func testScalarResult(t *testing.T, promURL string, q func(version string) Query) {
+	p := newProm(t, v1alpha1.PrometheusProvider{Address: promURL, Query: `scalar(count(count by (version) ({{ .Vars.metric }})))`})
+	got, err := p.Measure(context.Background(), q("v1"))
+	if err != nil || got != 2 {
+		t.Fatalf("got %v, %v; want 2 versions", got, err)
+	}
+}
 
-	t.Run("bad queries are not retried", func(t *testing.T) {
-		f, addr := newFront(t, prom.URL, nil)
-		p := newProm(t, v1alpha1.PrometheusProvider{Address: addr, Query: `sum(rate(`})
-		_, err := p.Measure(context.Background(), q("v1"))
-		if err == nil || errors.Is(err, ErrNoData) {
-			t.Fatalf("got %v, want a parse error", err)
-		}
-		if n := f.calls.Load(); n != 1 {
-			t.Errorf("%d requests, want 1", n)
-		}
-	})
+func testEmptyResultIsNoData(t *testing.T, promURL string, q func(version string) Query) {
+	p := newProm(t, v1alpha1.PrometheusProvider{Address: promURL, Query: errorRateQuery})
+	_, err := p.Measure(context.Background(), q("v9"))
+	if !errors.Is(err, ErrNoData) {
+		t.Fatalf("got %v, want ErrNoData", err)
+	}
+}
 
-	t.Run("timeout", func(t *testing.T) {
-		_, addr := newFront(t, prom.URL, func(_ int32, _ http.ResponseWriter, r *http.Request) bool {
-			// The server notices the client hanging up only once the
-			// body is read.
-			_, _ = io.Copy(io.Discard, r.Body)
-			<-r.Context().Done()
+func testSeveralSeriesIsAnError(t *testing.T, promURL string, q func(version string) Query) {
+	p := newProm(t, v1alpha1.PrometheusProvider{Address: promURL, Query: `{{ .Vars.metric }}{version="{{ .Version }}"}`})
+	_, err := p.Measure(context.Background(), q("v1"))
+	if err == nil || errors.Is(err, ErrNoData) || !strings.Contains(err.Error(), "2 series") {
+		t.Fatalf("got %v, want an error naming 2 series", err)
+	}
+}
+
+func testNaNIsNoDataInfAnError(t *testing.T, promURL string, q func(version string) Query) {
+	nan := newProm(t, v1alpha1.PrometheusProvider{Address: promURL, Query: `0 / 0`})
+	if _, err := nan.Measure(context.Background(), q("v1")); !errors.Is(err, ErrNoData) {
+		t.Errorf("0/0: got %v, want ErrNoData", err)
+	}
+	inf := newProm(t, v1alpha1.PrometheusProvider{Address: promURL, Query: `1 / 0`})
+	if _, err := inf.Measure(context.Background(), q("v1")); err == nil || errors.Is(err, ErrNoData) {
+		t.Errorf("1/0: got %v, want an error", err)
+	}
+}
+
+func testRangeVectorIsAnError(t *testing.T, promURL string, q func(version string) Query) {
+	p := newProm(t, v1alpha1.PrometheusProvider{Address: promURL, Query: `sum(http_requests_total)[{{ .Interval }}:1s]`})
+	if _, err := p.Measure(context.Background(), q("v1")); err == nil || !strings.Contains(err.Error(), "range vector") {
+		t.Fatalf("got %v, want a range vector error", err)
+	}
+}
+
+func testSamplesOfTheWindow(t *testing.T, promURL string, q func(version string) Query) {
+	p := newProm(t, v1alpha1.PrometheusProvider{Address: promURL, Query: errorRateQuery})
+	got, err := p.Samples(context.Background(), q("v2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) == 0 {
+		t.Fatal("no samples")
+	}
+	for i, x := range got {
+		if !approx(x, 0.2) {
+			t.Errorf("sample %d = %v, want 0.2", i, x)
+		}
+	}
+	if _, err := p.Samples(context.Background(), q("v9")); !errors.Is(err, ErrNoData) {
+		t.Errorf("v9: got %v, want ErrNoData", err)
+	}
+	multi := newProm(t, v1alpha1.PrometheusProvider{Address: promURL, Query: `{{ .Vars.metric }}`})
+	if _, err := multi.Samples(context.Background(), q("v1")); err == nil || !strings.Contains(err.Error(), "4 series") {
+		t.Errorf("several series: got %v, want an error naming 4 series", err)
+	}
+}
+
+func test5xxAnswersAreRetried(t *testing.T, promURL string, q func(version string) Query) {
+	f, addr := newFront(t, promURL, func(n int32, w http.ResponseWriter, _ *http.Request) bool {
+		if n <= 2 {
+			http.Error(w, "overloaded", http.StatusServiceUnavailable)
 			return false
-		})
-		p := newProm(t, v1alpha1.PrometheusProvider{Address: addr, Query: errorRateQuery, Timeout: &metav1.Duration{Duration: 300 * time.Millisecond}})
-		_, err := p.Measure(context.Background(), q("v1"))
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("got %v, want a deadline error", err)
 		}
+		return true
 	})
+	p := newProm(t, v1alpha1.PrometheusProvider{Address: addr, Query: errorRateQuery})
+	got, err := p.Measure(context.Background(), q("v1"))
+	if err != nil || !approx(got, 0.05) {
+		t.Fatalf("got %v, %v; want 0.05 after retries", got, err)
+	}
+	if n := f.calls.Load(); n != 3 {
+		t.Errorf("%d requests, want 3", n)
+	}
+}
 
-	t.Run("auth and headers reach Prometheus", func(t *testing.T) {
-		t.Setenv("PIPIT_TEST_PROM_TOKEN", "s3cret-token")
-		var seen atomic.Bool
-		_, addr := newFront(t, prom.URL, func(_ int32, w http.ResponseWriter, r *http.Request) bool {
-			if r.Header.Get("Authorization") != "Bearer s3cret-token" || r.Header.Get("X-Scope-OrgID") != "team-a" {
-				http.Error(w, "unauthorized", http.StatusUnauthorized)
-				return false
-			}
-			seen.Store(true)
-			return true
-		})
-		p := newProm(t, v1alpha1.PrometheusProvider{
-			Address: addr, Query: errorRateQuery,
-			Auth:    &v1alpha1.HTTPAuth{BearerTokenEnv: "PIPIT_TEST_PROM_TOKEN"},
-			Headers: map[string]string{"X-Scope-OrgID": "team-a"},
-		})
-		got, err := p.Measure(context.Background(), q("v2"))
-		if err != nil || !approx(got, 0.2) || !seen.Load() {
-			t.Fatalf("got %v, %v (authorised: %v); want 0.2", got, err, seen.Load())
-		}
+func testBadQueriesAreNotRetried(t *testing.T, promURL string, q func(version string) Query) {
+	f, addr := newFront(t, promURL, nil)
+	p := newProm(t, v1alpha1.PrometheusProvider{Address: addr, Query: `sum(rate(`})
+	_, err := p.Measure(context.Background(), q("v1"))
+	if err == nil || errors.Is(err, ErrNoData) {
+		t.Fatalf("got %v, want a parse error", err)
+	}
+	if n := f.calls.Load(); n != 1 {
+		t.Errorf("%d requests, want 1", n)
+	}
+}
+
+func testTimeout(t *testing.T, promURL string, q func(version string) Query) {
+	_, addr := newFront(t, promURL, func(_ int32, _ http.ResponseWriter, r *http.Request) bool {
+		// The server notices the client hanging up only once the
+		// body is read.
+		_, _ = io.Copy(io.Discard, r.Body)
+		<-r.Context().Done()
+		return false
 	})
+	p := newProm(t, v1alpha1.PrometheusProvider{Address: addr, Query: errorRateQuery, Timeout: &metav1.Duration{Duration: 300 * time.Millisecond}})
+	_, err := p.Measure(context.Background(), q("v1"))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want a deadline error", err)
+	}
+}
+
+func testAuthAndHeadersReachPrometheus(t *testing.T, promURL string, q func(version string) Query) {
+	t.Setenv("PIPIT_TEST_PROM_TOKEN", "s3cret-token")
+	var seen atomic.Bool
+	_, addr := newFront(t, promURL, func(_ int32, w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") != "Bearer s3cret-token" || r.Header.Get("X-Scope-OrgID") != "team-a" {
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return false
+		}
+		seen.Store(true)
+		return true
+	})
+	p := newProm(t, v1alpha1.PrometheusProvider{
+		Address: addr, Query: errorRateQuery,
+		Auth:    &v1alpha1.HTTPAuth{BearerTokenEnv: "PIPIT_TEST_PROM_TOKEN"},
+		Headers: map[string]string{"X-Scope-OrgID": "team-a"},
+	})
+	got, err := p.Measure(context.Background(), q("v2"))
+	if err != nil || !approx(got, 0.2) || !seen.Load() {
+		t.Fatalf("got %v, %v (authorised: %v); want 0.2", got, err, seen.Load())
+	}
 }
 
 func mustTemplate(t *testing.T, text string) *template.Template {
