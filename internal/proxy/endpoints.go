@@ -125,29 +125,15 @@ func (b *backend) unready() bool { return b.up.state != nil && len(b.up.state.en
 // errNoReplica is what a request to an unready stable fails with.
 var errNoReplica = errors.New("no ready replica")
 
-// unavailableRetry is the Retry-After of an answer of an unready stable:
-// replicas are probed about that often.
-const unavailableRetry = "1"
-
-// answerUnready answers 503 for an unready stable on the net/http path and
+// answerUnready answers an unready stable on the net/http path and
 // counts it against the version: its users got no answer from it.
 func (p *Proxy) answerUnready(w http.ResponseWriter, b *backend, start time.Time) {
-	if p.versionHeader != "" {
-		w.Header().Set(p.versionHeader, b.up.Version)
-	}
-	w.Header().Set("Retry-After", unavailableRetry)
-	http.Error(w, "service unavailable: "+errNoReplica.Error()+" of version "+b.up.Version, http.StatusServiceUnavailable)
+	p.writeStd(w, b, unreadyUpstream(b))
 	p.account(b, traffic.ClassError, time.Since(start), errNoReplica.Error())
 }
 
 // answerUnreadyFast is answerUnready on the fast path.
 func (p *Proxy) answerUnreadyFast(ctx *fasthttp.RequestCtx, b *backend) {
-	ctx.Response.Reset()
-	ctx.Response.SetStatusCode(http.StatusServiceUnavailable)
-	if p.versionHeader != "" {
-		ctx.Response.Header.Set(p.versionHeader, b.up.Version)
-	}
-	ctx.Response.Header.Set("Retry-After", unavailableRetry)
-	ctx.Response.SetBodyString("service unavailable: " + errNoReplica.Error() + " of version " + b.up.Version + "\n")
+	p.writeFast(ctx, b, unreadyUpstream(b))
 	p.account(b, traffic.ClassError, time.Since(ctx.Time()), errNoReplica.Error())
 }

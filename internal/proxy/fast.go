@@ -65,62 +65,15 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) bool {
 // forwardFast sends ctx's request to b and puts the answer in ctx.Response,
 // with setCookie (the routing decision's sticky cookie) when not empty.
 func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo, setCookie string) {
-	start := ctx.Time()
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	prepareUpstreamRequest(&req.Header, info)
-	// A streamed body cannot be sent twice; see settleBody.
-	streamed := req.IsBodyStream()
-	retryable := isIdempotent(req.Header.Method()) && !streamed
-	head := req.Header.IsHead()
 	// See hasNoBodySemantics: such a request's connection is not reused.
-	closeUpstream := hasNoBodySemantics(req.Header.Method()) && (streamed || len(req.Body()) > 0)
+	closeUpstream := hasNoBodySemantics(req.Header.Method()) && (req.IsBodyStream() || len(req.Body()) > 0)
 	if closeUpstream {
 		req.Header.SetConnectionClose()
 	}
-
-	st := b.up.state
-	var (
-		c     *upConn
-		ep    *endpoint
-		err   error
-		first uint32
-	)
-	// The client's target is kept when it can be sent as it is, the
-	// common case; otherwise each attempt builds the endpoint's.
-	var target []byte
-	if uri := req.Header.RequestURI(); st.rewrite || (len(uri) > 0 && uri[0] != '/' && uri[0] != '*') {
-		target = bytes.Clone(uri)
-	}
-	// fasthttp would write the target again from its parsed and
-	// normalised form, and the Host from it: the upstream gets the
-	// client's target byte for byte instead, and the endpoint's host.
-	req.UseHostHeader = true
-	if target == nil {
-		req.SetRequestURIBytes(req.Header.RequestURI())
-	}
-	for attempt, stale := 0, 0; ; attempt++ {
-		ep = st.pick(&first, attempt-stale)
-		req.Header.SetHost(ep.host)
-		if target != nil {
-			req.SetRequestURIBytes(ep.targetFor(target))
-		}
-		c, err = ep.roundTrip(req, &ctx.Response, p.transportCfg.headerTimeout)
-		if err == nil {
-			break
-		}
-		var se *errStale
-		if errors.As(err, &se) && ((se.nothingWritten && !streamed) || retryable) && stale < maxStaleRetries {
-			// The upstream had closed this kept-alive connection, and
-			// likely its other idle ones: start afresh on a new one.
-			ep.pool.closeIdle()
-			stale++
-			continue
-		}
-		if attempt-stale >= p.retries || !retryable || !isDialError(err) {
-			break
-		}
-	}
+	ep, c, err := p.sendFast(req, &ctx.Response, b.up.state)
 	if clientClose {
 		req.Header.SetConnectionClose()
 	} else {
@@ -134,50 +87,116 @@ func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo
 		}
 		return
 	}
+	p.relayFast(ctx, b, upstreamResponse{ep: ep, c: c, close: closeUpstream}, setCookie)
+}
 
+// sendFast sends req to one of st's endpoints and reads the head of its
+// answer into resp, trying again as mayRetry allows, and on a fresh
+// connection when a kept-alive one turns out closed by the upstream. It
+// returns the endpoint and the connection that answered.
+func (p *Proxy) sendFast(req *fasthttp.Request, resp *fasthttp.Response, st *upstreamState) (*endpoint, *upConn, error) {
+	// A streamed body cannot be sent twice; see settleBody.
+	streamed := req.IsBodyStream()
+	// The client's target is kept when it can be sent as it is, the
+	// common case; otherwise each attempt builds the endpoint's.
+	var target []byte
+	if uri := req.Header.RequestURI(); st.rewrite || (len(uri) > 0 && uri[0] != '/' && uri[0] != '*') {
+		target = bytes.Clone(uri)
+	}
+	// fasthttp would write the target again from its parsed and
+	// normalised form, and the Host from it: the upstream gets the
+	// client's target byte for byte instead, and the endpoint's host.
+	req.UseHostHeader = true
+	if target == nil {
+		req.SetRequestURIBytes(req.Header.RequestURI())
+	}
+	var first uint32
+	for attempt, stale := 0, 0; ; attempt++ {
+		ep := st.pick(&first, attempt-stale)
+		req.Header.SetHost(ep.host)
+		if target != nil {
+			req.SetRequestURIBytes(ep.targetFor(target))
+		}
+		c, err := ep.roundTrip(req, resp, p.transportCfg.headerTimeout)
+		if err == nil {
+			return ep, c, nil
+		}
+		var se *errStale
+		if errors.As(err, &se) && stale < maxStaleRetries && !streamed && (se.nothingWritten || isIdempotent(req.Header.Method())) {
+			// The upstream had closed this kept-alive connection, and
+			// likely its other idle ones: start afresh on a new one.
+			ep.pool.closeIdle()
+			stale++
+			continue
+		}
+		if !mayRetry(p.retries, attempt-stale, req.Header.Method(), !streamed, err) {
+			return nil, nil, err
+		}
+	}
+}
+
+// upstreamResponse is where the head of an upstream's answer was read.
+type upstreamResponse struct {
+	ep *endpoint
+	c  *upConn
+	// close: the connection is not to be reused after this answer.
+	close bool
+}
+
+// relayFast completes ctx.Response, whose head up has read, for the
+// client: the connection's headers go, the version header and setCookie
+// are added, and the body is read whole, or streamed when it is long or
+// of unknown length. The request is accounted for once its body is over.
+func (p *Proxy) relayFast(ctx *fasthttp.RequestCtx, b *backend, up upstreamResponse, setCookie string) {
 	resp := &ctx.Response
-	upClose := resp.Header.ConnectionClose() || closeUpstream
+	upClose := resp.Header.ConnectionClose() || up.close
 	resp.Header.ResetConnectionClose()
 	stripResponseHopByHop(&resp.Header)
-	if p.versionHeader != "" {
-		resp.Header.SetCanonical(p.versionKey, b.up.state.version)
-	}
+	p.version.setFast(&resp.Header, b)
 	if setCookie != "" {
 		resp.Header.Add("Set-Cookie", setCookie)
 	}
 	code := resp.Header.StatusCode()
 	cl := resp.Header.ContentLength()
 	switch {
-	case head || code == http.StatusNoContent || code == http.StatusNotModified:
-		p.release(ep, c, upClose)
+	case ctx.Request.Header.IsHead() || code == http.StatusNoContent || code == http.StatusNotModified:
+		p.release(up.ep, up.c, upClose)
 	case cl >= 0 && cl <= maxBufferedBody && !isEventStream(resp.Header.ContentType()):
-		if err := resp.ReadBody(c.br, 0); err != nil {
-			c.Close()
+		if err := resp.ReadBody(up.c.br, 0); err != nil {
+			up.c.Close()
 			resp.Reset()
 			p.answerFastError(ctx, b, fmt.Errorf("reading the response body: %w", err))
 			return
 		}
-		p.release(ep, c, upClose)
+		p.release(up.ep, up.c, upClose)
 	default:
-		// Event streams and long bodies are not bounded in time.
-		_ = c.SetReadDeadline(time.Time{})
-		s := &streamBody{p: p, b: b, ep: ep, c: c, header: &resp.Header, start: start, code: code, keep: !upClose && cl != -2}
-		switch cl {
-		case -1:
-			s.r = httputil.NewChunkedReader(c.br)
-			s.chunked = true
-		case -2:
-			s.r = c.br // until the upstream closes the connection
-		default:
-			s.r = io.LimitReader(c.br, int64(cl))
-		}
-		if cl < 0 {
-			cl = -1 // the client gets the body chunked, each piece flushed
-		}
-		resp.SetBodyStream(s, cl)
+		p.streamFast(ctx, b, up, code, cl, !upClose && cl != -2)
 		return // the stream accounts for the request when it ends
 	}
-	p.account(b, traffic.ClassOf(code), time.Since(start), "")
+	p.account(b, traffic.ClassOf(code), time.Since(ctx.Time()), "")
+}
+
+// streamFast streams the body of up's answer to the client, as fasthttp
+// writes it: cl is its Content-Length, -1 for chunked, -2 for until the
+// upstream closes; keep says the connection may be reused after it.
+func (p *Proxy) streamFast(ctx *fasthttp.RequestCtx, b *backend, up upstreamResponse, code, cl int, keep bool) {
+	c := up.c
+	// Event streams and long bodies are not bounded in time.
+	_ = c.SetReadDeadline(time.Time{})
+	s := &streamBody{p: p, b: b, ep: up.ep, c: c, header: &ctx.Response.Header, start: ctx.Time(), code: code, keep: keep}
+	switch cl {
+	case -1:
+		s.r = httputil.NewChunkedReader(c.br)
+		s.chunked = true
+	case -2:
+		s.r = c.br // until the upstream closes the connection
+	default:
+		s.r = io.LimitReader(c.br, int64(cl))
+	}
+	if cl < 0 {
+		cl = -1 // the client gets the body chunked, each piece flushed
+	}
+	ctx.Response.SetBodyStream(s, cl)
 }
 
 // release returns a connection whose response was read to its end, or
@@ -190,19 +209,10 @@ func (p *Proxy) release(ep *endpoint, c *upConn, closeIt bool) {
 	ep.pool.put(c)
 }
 
-// answerFastError answers 502, or 504 for a timeout, when the upstream gave
-// no usable answer, and counts a transport error.
+// answerFastError answers when the upstream gave no usable answer
+// (failedUpstream), and counts a transport error.
 func (p *Proxy) answerFastError(ctx *fasthttp.RequestCtx, b *backend, err error) {
-	code := http.StatusBadGateway
-	if isTimeout(err) {
-		code = http.StatusGatewayTimeout
-	}
-	ctx.Response.Reset()
-	ctx.Response.SetStatusCode(code)
-	if p.versionHeader != "" {
-		ctx.Response.Header.Set(p.versionHeader, b.up.Version)
-	}
-	p.log.Debug("upstream error", "role", b.role, "version", b.up.Version, "status", code, "err", err)
+	p.writeFast(ctx, b, p.failedUpstream(b, err))
 	p.account(b, traffic.ClassError, time.Since(ctx.Time()), err.Error())
 }
 
@@ -376,14 +386,4 @@ func (s *streamBody) CloseWithError(werr error) error {
 
 func isEventStream(contentType []byte) bool {
 	return len(contentType) >= 17 && bytes.EqualFold(contentType[:17], []byte("text/event-stream"))
-}
-
-// isIdempotent reports whether a request with this method may be sent
-// twice: GET, HEAD, OPTIONS, PUT and DELETE (RFC 9110, 9.2.2).
-func isIdempotent(method []byte) bool {
-	switch string(method) {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
 }

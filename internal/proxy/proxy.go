@@ -138,10 +138,10 @@ type Config struct {
 // pointer: a request reads it once, so changing the weight or the
 // upstreams never disturbs a request in flight.
 type Proxy struct {
-	transport     *http.Transport
-	versionHeader string
-	log           *slog.Logger
-	clock         rollout.Clock
+	transport *http.Transport
+	version   versionHeader
+	log       *slog.Logger
+	clock     rollout.Clock
 	// tasks runs what requests start and do not wait for (mirrored
 	// copies, OnEject, list reloads); Close waits for it.
 	tasks *background
@@ -157,7 +157,6 @@ type Proxy struct {
 	// HealthChecker runs; nil otherwise.
 	passive atomic.Pointer[passiveSink]
 
-	versionKey      []byte          // versionHeader in canonical form, for the fast path
 	transportCfg    transportConfig // of the fast path's connections
 	retries         int
 	outlierFailures int64 // 0: off
@@ -203,11 +202,10 @@ func New(cfg Config) (*Proxy, error) {
 			// of asking for gzip and decompressing on the client's behalf.
 			DisableCompression: true,
 		},
-		versionHeader: cfg.VersionHeader,
-		versionKey:    []byte(textproto.CanonicalMIMEHeaderKey(cfg.VersionHeader)),
-		log:           log,
-		clock:         rollout.ClockOrSystem(cfg.Clock),
-		tasks:         newBackground(),
+		version: versionHeader{name: cfg.VersionHeader, key: []byte(textproto.CanonicalMIMEHeaderKey(cfg.VersionHeader))},
+		log:     log,
+		clock:   rollout.ClockOrSystem(cfg.Clock),
+		tasks:   newBackground(),
 	}
 	tr, err := p.newPolicy(cfg)
 	if err != nil {
@@ -294,7 +292,7 @@ func (p *Proxy) account(b *backend, class traffic.Class, d time.Duration, reason
 }
 
 // answerError is ReverseProxy's ErrorHandler: the upstream gave no usable
-// answer, so the proxy answers 504 for a timeout and 502 otherwise.
+// answer, so the proxy gives its own (failedUpstream).
 func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
 	rec := w.(*recorder) // ServeHTTP hands every ReverseProxy a *recorder
 	var tooLarge *http.MaxBytesError
@@ -311,15 +309,7 @@ func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil || rec.code != 0 {
 		return // nobody is listening, or the answer has already begun
 	}
-	code := http.StatusBadGateway
-	if isTimeout(err) {
-		code = http.StatusGatewayTimeout
-	}
-	if p.versionHeader != "" {
-		w.Header().Set(p.versionHeader, rec.b.up.Version)
-	}
-	w.WriteHeader(code)
-	p.log.Debug("upstream error", "role", rec.b.role, "version", rec.b.up.Version, "status", code, "err", err)
+	p.writeStd(w, rec.b, p.failedUpstream(rec.b, err))
 }
 
 func isTimeout(err error) bool {
@@ -459,9 +449,9 @@ func (p *Proxy) reverseProxy(b *backend) *httputil.ReverseProxy {
 		ErrorHandler:  p.answerError,
 		ErrorLog:      slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
-	if name, version := p.versionHeader, b.up.Version; name != "" {
+	if p.version.name != "" {
 		rp.ModifyResponse = func(res *http.Response) error {
-			res.Header.Set(name, version)
+			p.version.setStd(res.Header, b)
 			return nil
 		}
 	}
