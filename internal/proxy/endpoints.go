@@ -119,7 +119,7 @@ func (p *Proxy) initialUpstreams(cfg Config) error {
 
 // unready reports whether b has nowhere to send a request: a version
 // steered by SetEndpoints with no ready replica. Only a stable can be
-// routed to in that state (see table.route).
+// routed to in that state (see route.Table.Route).
 func (b *backend) unready() bool { return b.up.state != nil && len(b.up.state.endpoints) == 0 }
 
 // errNoReplica is what a request to an unready stable fails with.

@@ -45,20 +45,20 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) bool {
 	info := connInfoOf(ctx)
 	t := p.table.Load()
 	v := newRequestView(ctx, info)
-	d := t.route(&v.r)
-	if d.mirror {
+	b, d := t.choose(&v.r)
+	if d.Mirror {
 		if ctx.Request.IsBodyStream() {
-			t.policy.mirror.skipStreamed(&v.r)
+			p.mirror.skipStreamed(&v.r)
 		} else {
-			t.policy.mirror.sendBuffered(&v.r, ctx.Request.Body(), t.canary)
+			p.mirror.sendBuffered(&v.r, ctx.Request.Body(), t.canary)
 		}
 	}
 	v.release()
-	if d.b.unready() {
-		p.answerUnreadyFast(ctx, d.b)
+	if b.unready() {
+		p.answerUnreadyFast(ctx, b)
 		return true
 	}
-	p.forwardFast(ctx, d.b, info, d.setCookie)
+	p.forwardFast(ctx, b, info, d.SetCookie)
 	return true
 }
 

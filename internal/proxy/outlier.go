@@ -20,7 +20,7 @@ type ejection struct {
 func (p *Proxy) Ejected() (version, reason string, ok bool) {
 	t := p.table.Load()
 	last := p.ejection.Load()
-	if last == nil || t.canary == nil || !t.closed || t.canary.up.Version != last.version {
+	if last == nil || t.canary == nil || !t.CanaryClosed() || t.canary.up.Version != last.version {
 		return "", "", false
 	}
 	return last.version, last.reason, true
@@ -56,12 +56,12 @@ func (p *Proxy) detectOutlier(b *backend, class traffic.Class, reason string) {
 func (p *Proxy) eject(b *backend, reason string) {
 	p.mu.Lock()
 	t := p.table.Load()
-	if t.canary != b || t.closed {
+	if t.canary != b || t.CanaryClosed() {
 		p.mu.Unlock()
 		return
 	}
 	nt := *t
-	nt.closed = true
+	nt.Table = nt.WithCanaryAllowed(false)
 	p.table.Store(&nt)
 	p.ejection.Store(&ejection{version: b.up.Version, reason: reason})
 	p.mu.Unlock()

@@ -25,14 +25,15 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // Roles of the two upstreams. Stats, health and metrics are keyed by role.
 const (
-	RoleStable = "stable"
-	RoleCanary = "canary"
+	RoleStable = route.RoleStable
+	RoleCanary = route.RoleCanary
 )
 
 // DefaultVersionHeader is the response header that names the version which
@@ -121,13 +122,13 @@ type Config struct {
 	// keys and the default sticky cookie's name, pipit-NAME.
 	Name string
 	// Traffic says who gets the canary beyond the weight: user keys,
-	// rules, sticky sessions, mirroring (see route.go); nil splits by
+	// rules, sticky sessions, mirroring (see package route); nil splits by
 	// weight alone.
 	Traffic *v1alpha1.TrafficSpec
 	// CookieKeys sign the sticky-session cookies (see SetCookieKeys).
 	// None makes a random key for this Proxy alone: its cookies are
 	// honoured by no other Proxy, nor after a restart.
-	CookieKeys CookieKeys
+	CookieKeys route.CookieKeys
 	// Clock reads the time of cookie expiries, of a key rotation's grace
 	// period and of health-check intervals; nil is the wall clock.
 	Clock rollout.Clock
@@ -145,6 +146,9 @@ type Proxy struct {
 	// tasks runs what requests start and do not wait for (mirrored
 	// copies, OnEject, list reloads); Close waits for it.
 	tasks *background
+	// mirror sends the copies the routing decides on; nil when the
+	// TrafficSpec mirrors nothing.
+	mirror *mirror
 
 	table atomic.Pointer[table]
 	// mu serialises writers of table (SetWeight, SetEndpoints) so that
@@ -211,11 +215,16 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, err := initialCookieKeys(cfg.CookieKeys)
+	if cfg.Traffic != nil {
+		if p.mirror, err = compileMirror(cfg.Traffic.Mirror, p.tasks); err != nil {
+			return nil, fmt.Errorf("traffic: %w", err)
+		}
+	}
+	rt, err := route.NewTable(cfg.Weight, tr, cfg.CookieKeys)
 	if err != nil {
 		return nil, err
 	}
-	p.table.Store(&table{weight: cfg.Weight, policy: tr, keys: keys})
+	p.table.Store(&table{Table: rt})
 	if err := p.initialUpstreams(cfg); err != nil {
 		return nil, err
 	}
@@ -234,7 +243,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Latency is measured on the monotonic clock, not through p.clock: it
 	// times this request and decides nothing.
 	start := time.Now()
-	b := p.table.Load().dispatch(w, r)
+	b := p.dispatch(p.table.Load(), w, r)
 	if b.unready() {
 		p.answerUnready(w, b, start)
 		return
@@ -343,7 +352,7 @@ func (p *Proxy) SetWeight(w v1alpha1.Percent) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t := *p.table.Load()
-	t.weight = w
+	t.Table = t.WithWeight(w)
 	p.table.Store(&t)
 	return nil
 }
@@ -354,7 +363,7 @@ func (p *Proxy) StableReady() bool { return !p.table.Load().stable.unready() }
 
 // Weight is the canary weight last set. With no canary upstream all
 // traffic goes to stable whatever it says.
-func (p *Proxy) Weight() v1alpha1.Percent { return p.table.Load().weight }
+func (p *Proxy) Weight() v1alpha1.Percent { return p.table.Load().Weight() }
 
 // setUpstreams replaces the upstreams; canary may be nil. An upstream
 // whose Version and URL are unchanged keeps its connections and counters.

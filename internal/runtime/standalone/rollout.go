@@ -14,6 +14,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/metric"
 	"github.com/pipit-dev/pipit/internal/notify"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/router"
 	"github.com/pipit-dev/pipit/internal/runtime"
@@ -73,7 +74,7 @@ type env struct {
 	clock    rollout.Clock
 	log      *slog.Logger
 	// cookieKeys sign every proxy's sticky cookies.
-	cookieKeys proxy.CookieKeys
+	cookieKeys route.CookieKeys
 }
 
 // newManaged loads or creates the rollout's state and builds its data
