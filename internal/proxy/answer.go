@@ -30,7 +30,7 @@ func (v versionHeader) setStd(h http.Header, b *backend) {
 // without allocating.
 func (v versionHeader) setFast(h *fasthttp.ResponseHeader, b *backend) {
 	if v.name != "" {
-		h.SetCanonical(v.key, b.up.state.version)
+		h.SetCanonical(v.key, b.version)
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 )
 
-func setEndpoints(t *testing.T, p *Proxy, role, version string, ups ...*upstream) {
+func setEndpoints(t *testing.T, p *Proxy, role, version string, ups ...*testUpstream) {
 	t.Helper()
 	var urls []*url.URL
 	for _, u := range ups {

@@ -33,16 +33,15 @@ func (p *Proxy) detectOutlier(b *backend, class traffic.Class, reason string) {
 	if p.outlierFailures <= 0 || b.role != RoleCanary {
 		return
 	}
-	st := b.up.state
 	if class != traffic.ClassError && class != traffic.Class5xx {
-		if st.failures.Load() != 0 {
-			st.failures.Store(0)
+		if b.failuresInARow.Load() != 0 {
+			b.failuresInARow.Store(0)
 		}
 		return
 	}
 	// Swapping the count back to zero makes one request eject, and lets
 	// a canary let back in be judged afresh.
-	if n := st.failures.Add(1); n >= p.outlierFailures && st.failures.CompareAndSwap(n, 0) {
+	if n := b.failuresInARow.Add(1); n >= p.outlierFailures && b.failuresInARow.CompareAndSwap(n, 0) {
 		if reason == "" {
 			reason = "answered " + class.String()
 		}

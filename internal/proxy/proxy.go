@@ -26,6 +26,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/proxy/route"
+	"github.com/pipit-dev/pipit/internal/proxy/upstream"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
@@ -63,9 +64,10 @@ type Upstream struct {
 	// copies use URL.
 	Replicas []*url.URL
 
-	// state is the live side of the upstream once a backend serves it:
-	// connection pools and the outlier count. Copies handed out have none.
-	state *upstreamState
+	// replicas are the live side of the upstream once a backend serves
+	// it: its endpoints and their connection pools. Copies handed out
+	// have none.
+	replicas *upstream.Group
 }
 
 // Config configures a Proxy. Zero durations and sizes take the defaults
@@ -161,7 +163,7 @@ type Proxy struct {
 	// HealthChecker runs; nil otherwise.
 	passive atomic.Pointer[passiveSink]
 
-	transportCfg    transportConfig // of the fast path's connections
+	transportCfg    upstream.Config // of the fast path's connections
 	retries         int
 	outlierFailures int64 // 0: off
 	onEject         func(role, reason string)
@@ -178,16 +180,17 @@ func New(cfg Config) (*Proxy, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	tc := transportConfig{
-		dialTimeout:   orDefault(cfg.DialTimeout, DefaultDialTimeout),
-		headerTimeout: orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
-		idleTimeout:   orDefault(cfg.IdleConnTimeout, DefaultIdleConnTimeout),
-		maxIdle:       cfg.MaxIdleConnsPerHost,
+	tc := upstream.Config{
+		DialTimeout:   orDefault(cfg.DialTimeout, DefaultDialTimeout),
+		HeaderTimeout: orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
+		IdleTimeout:   orDefault(cfg.IdleConnTimeout, DefaultIdleConnTimeout),
+		MaxIdle:       cfg.MaxIdleConnsPerHost,
+		ClientFault:   func(err error) bool { return clientFaultStatus(err) != 0 },
 	}
-	if tc.maxIdle <= 0 {
-		tc.maxIdle = DefaultMaxIdleConnsPerHost
+	if tc.MaxIdle <= 0 {
+		tc.MaxIdle = DefaultMaxIdleConnsPerHost
 	}
-	dialer := &net.Dialer{Timeout: tc.dialTimeout, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: tc.DialTimeout, KeepAlive: 30 * time.Second}
 	p := &Proxy{
 		transportCfg:    tc,
 		retries:         orDefaultInt(cfg.Retries, DefaultRetries),
@@ -197,9 +200,9 @@ func New(cfg Config) (*Proxy, error) {
 			Proxy:                 nil, // upstreams are reached directly, never through HTTP_PROXY
 			DialContext:           dialer.DialContext,
 			ForceAttemptHTTP2:     true,
-			MaxIdleConnsPerHost:   tc.maxIdle,
-			IdleConnTimeout:       tc.idleTimeout,
-			ResponseHeaderTimeout: tc.headerTimeout,
+			MaxIdleConnsPerHost:   tc.MaxIdle,
+			IdleConnTimeout:       tc.IdleTimeout,
+			ResponseHeaderTimeout: tc.HeaderTimeout,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,
 			// Pass the client's Accept-Encoding through untouched instead
@@ -410,7 +413,7 @@ func (p *Proxy) CloseIdleConnections() {
 	t := p.table.Load()
 	for _, b := range [...]*backend{t.stable, t.canary} {
 		if b != nil {
-			b.up.state.closeIdle()
+			b.up.replicas.CloseIdle()
 		}
 	}
 }
@@ -433,26 +436,36 @@ func (p *Proxy) backendFor(role string, up Upstream, prev *backend) (*backend, e
 	if prev != nil && prev.up.Version == up.Version && sameAddresses(prev.up, up) {
 		return prev, nil
 	}
-	up.state = newUpstreamState(up, &p.transportCfg)
-	b := &backend{role: role, up: up}
+	var endpoints []*upstream.Endpoint
+	for _, u := range append([]*url.URL{up.URL}, up.Replicas...) {
+		endpoints = append(endpoints, upstream.NewEndpoint(u, &p.transportCfg))
+	}
+	up.replicas = upstream.NewGroup(endpoints)
+	return p.newBackend(role, up, prev), nil
+}
+
+// newBackend returns the backend serving up, whose replicas are set, in
+// role. It keeps prev's counters when prev served the same version.
+func (p *Proxy) newBackend(role string, up Upstream, prev *backend) *backend {
+	b := &backend{role: role, up: up, version: []byte(up.Version)}
 	if prev != nil && prev.up.Version == up.Version {
 		b.stats = prev.stats
 	} else {
 		b.stats = traffic.NewCounters(up.Version, p.epochs.Add(1))
 	}
 	b.rp = p.reverseProxy(b)
-	return b, nil
+	return b
 }
 
 func (p *Proxy) reverseProxy(b *backend) *httputil.ReverseProxy {
-	st := b.up.state
+	group := b.up.replicas
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			var first uint32
-			pr.SetURL(st.pick(&first, 0).url)
+			pr.SetURL(group.Pick(&first, 0).URL())
 			setForwardedHeaders(pr.Out.Header, pr.In)
 		},
-		Transport:     retryTransport{base: p.transport, retries: p.retries, st: st},
+		Transport:     upstream.RetryTransport{Base: p.transport, Retries: p.retries, Group: group},
 		FlushInterval: -1, // flush every write, so event streams are not held back
 		BufferPool:    buffers{},
 		ErrorHandler:  p.answerError,
@@ -481,7 +494,7 @@ func (u Upstream) clone() Upstream {
 		}
 		u.Replicas = reps
 	}
-	u.state = nil
+	u.replicas = nil
 	return u
 }
 

@@ -55,7 +55,7 @@ func (c *stickyClient) get(header ...string) (version, setCookie string) {
 	return res.Header.Get(DefaultVersionHeader), setCookie
 }
 
-func stickyProxy(t *testing.T, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent) (*Proxy, *upstream, *upstream, string) {
+func stickyProxy(t *testing.T, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent) (*Proxy, *testUpstream, *testUpstream, string) {
 	t.Helper()
 	stable, canary := newUpstream(t, "v1"), newUpstream(t, "v2")
 	c := canary.upstream(t)

@@ -23,16 +23,21 @@ type table struct {
 
 // backend is one upstream in one role, with what the request path needs.
 type backend struct {
-	role  string
-	up    Upstream
-	rp    *httputil.ReverseProxy
-	stats *traffic.Counters
+	role string
+	up   Upstream
+	// version is up.Version, for the fast path's version header.
+	version []byte
+	rp      *httputil.ReverseProxy
+	stats   *traffic.Counters
 	// mirrored counts the copies of stable's requests this canary
 	// answered; nil unless the canary of a Proxy that mirrors.
 	mirrored *traffic.Counters
 	// consecutiveErrors counts transport errors since the last answer
 	// from this upstream; see finish.
 	consecutiveErrors atomic.Int64
+	// failuresInARow counts 5xx answers and transport errors in a row;
+	// any other answer resets it. See detectOutlier.
+	failuresInARow atomic.Int64
 }
 
 // backend returns the upstream in role, nil when there is none.
