@@ -29,7 +29,7 @@ import (
 // routing table is swapped in at once; requests already routed finish on
 // the replica they were sent to.
 //
-// A HealthChecker probes only the first URL of an upstream and skips a
+// A health checker (NewHealthChecker) probes only the first URL of an upstream and skips a
 // version without one; the replicas' health is the caller's business.
 func (p *Proxy) SetEndpoints(role, version string, urls []*url.URL) error {
 	if role != RoleStable && role != RoleCanary {

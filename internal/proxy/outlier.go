@@ -27,26 +27,21 @@ func (p *Proxy) Ejected() (version, reason string, ok bool) {
 }
 
 // detectOutlier counts the canary's failures in a row, 5xx answers and
-// transport errors alike, and ejects it when they reach the threshold.
-// Stable is never ejected: there is nowhere else to send its traffic.
+// transport errors alike, and ejects it when they reach the threshold
+// (health.Outliers). Stable is never ejected: there is nowhere else to
+// send its traffic.
 func (p *Proxy) detectOutlier(b *backend, class traffic.Class, reason string) {
-	if p.outlierFailures <= 0 || b.role != RoleCanary {
+	if b.role != RoleCanary {
 		return
 	}
-	if class != traffic.ClassError && class != traffic.Class5xx {
-		if b.failuresInARow.Load() != 0 {
-			b.failuresInARow.Store(0)
-		}
+	n, outlier := p.outliers.Observe(&b.failuresInARow, class == traffic.ClassError || class == traffic.Class5xx)
+	if !outlier {
 		return
 	}
-	// Swapping the count back to zero makes one request eject, and lets
-	// a canary let back in be judged afresh.
-	if n := b.failuresInARow.Add(1); n >= p.outlierFailures && b.failuresInARow.CompareAndSwap(n, 0) {
-		if reason == "" {
-			reason = "answered " + class.String()
-		}
-		p.eject(b, fmt.Sprintf("%d failures in a row (5xx answers or transport errors), the last: %s", n, reason))
+	if reason == "" {
+		reason = "answered " + class.String()
 	}
+	p.eject(b, fmt.Sprintf("%d failures in a row (5xx answers or transport errors), the last: %s", n, reason))
 }
 
 // eject shuts the canary b off at once, as SetCanaryAllowed(false) does,

@@ -4,7 +4,7 @@
 //
 // It knows nothing of rollouts. The daemon tells it the upstreams and the
 // weight (SetEndpoints, SetWeight), reads its measurements (Stats) and
-// listens to its health checker (HealthChecker.OnChange) and to its
+// listens to its health checker (health.Config.OnChange) and to its
 // outlier detection (Config.OnEject). A Server serves a Proxy, or a Mux of
 // several, on one listener: HTTP/1 on a fast path of its own, HTTP/2 (TLS
 // or h2c) and protocol upgrades on net/http, TLS from certificate files.
@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/proxy/health"
 	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/pipit-dev/pipit/internal/proxy/upstream"
 	"github.com/pipit-dev/pipit/internal/rollout"
@@ -160,13 +161,13 @@ type Proxy struct {
 	// version's counters from the old ones.
 	epochs atomic.Uint64
 	// passive is where bursts of transport errors are reported while a
-	// HealthChecker runs; nil otherwise.
-	passive atomic.Pointer[passiveSink]
+	// health checker runs; nil otherwise.
+	passive atomic.Pointer[health.Passive]
 
-	transportCfg    upstream.Config // of the fast path's connections
-	retries         int
-	outlierFailures int64 // 0: off
-	onEject         func(role, reason string)
+	transportCfg upstream.Config // of the fast path's connections
+	retries      int
+	outliers     health.Outliers
+	onEject      func(role, reason string)
 	// ejection is the last ejection of a canary; see eject.
 	ejection atomic.Pointer[ejection]
 }
@@ -192,10 +193,10 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	dialer := &net.Dialer{Timeout: tc.DialTimeout, KeepAlive: 30 * time.Second}
 	p := &Proxy{
-		transportCfg:    tc,
-		retries:         orDefaultInt(cfg.Retries, DefaultRetries),
-		outlierFailures: int64(orDefaultInt(cfg.OutlierFailures, DefaultOutlierFailures)),
-		onEject:         cfg.OnEject,
+		transportCfg: tc,
+		retries:      orDefaultInt(cfg.Retries, DefaultRetries),
+		outliers:     health.NewOutliers(orDefaultInt(cfg.OutlierFailures, DefaultOutlierFailures)),
+		onEject:      cfg.OnEject,
 		transport: &http.Transport{
 			Proxy:                 nil, // upstreams are reached directly, never through HTTP_PROXY
 			DialContext:           dialer.DialContext,
@@ -298,8 +299,8 @@ func (p *Proxy) account(b *backend, class traffic.Class, d time.Duration, reason
 	sink := p.passive.Load()
 	// Swapping the counter back to zero lets exactly one request report
 	// each run of Threshold errors, and the next run report again.
-	if sink != nil && n >= sink.threshold && b.consecutiveErrors.CompareAndSwap(n, 0) {
-		sink.report(b, n, reason)
+	if sink != nil && n >= sink.Threshold() && b.consecutiveErrors.CompareAndSwap(n, 0) {
+		sink.Report(b.role, healthID(b), n, reason)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pipit-dev/pipit/internal/proxy/health"
 	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
@@ -37,7 +38,7 @@ type backend struct {
 	consecutiveErrors atomic.Int64
 	// failuresInARow counts 5xx answers and transport errors in a row;
 	// any other answer resets it. See detectOutlier.
-	failuresInARow atomic.Int64
+	failuresInARow health.Run
 }
 
 // backend returns the upstream in role, nil when there is none.
