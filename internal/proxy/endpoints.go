@@ -29,8 +29,9 @@ import (
 // routing table is swapped in at once; requests already routed finish on
 // the replica they were sent to.
 //
-// A health checker (NewHealthChecker) probes only the first URL of an upstream and skips a
-// version without one; the replicas' health is the caller's business.
+// A health checker (NewHealthChecker) probes only the first URL of an
+// upstream and skips a version without one; the replicas' health is the
+// caller's business.
 func (p *Proxy) SetEndpoints(role, version string, urls []*url.URL) error {
 	if role != RoleStable && role != RoleCanary {
 		return fmt.Errorf("unknown role %q", role)
