@@ -15,10 +15,10 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 )
 
-// Buckets is how many buckets user keys are hashed into: one per unit of
+// buckets is how many buckets user keys are hashed into: one per unit of
 // v1alpha1.Percent, so the canary at weight w takes exactly buckets
 // [0, w).
-const Buckets = int32(v1alpha1.FullWeight)
+const buckets = int32(v1alpha1.FullWeight)
 
 // hasher hashes user keys with a salt into buckets, without allocating.
 type hasher struct{ seed uint64 }
@@ -39,10 +39,10 @@ func (h hasher) sum(s string) uint64 {
 	return x
 }
 
-// bucket maps key to [0, Buckets) by the high word of sum × Buckets,
+// bucket maps key to [0, buckets) by the high word of sum × buckets,
 // which is uniform without the bias of a modulo.
 func (h hasher) bucket(key string) int32 {
-	hi, _ := bits.Mul64(h.sum(key), uint64(Buckets))
+	hi, _ := bits.Mul64(h.sum(key), uint64(buckets))
 	return int32(hi)
 }
 

@@ -265,7 +265,7 @@ func FuzzUserKey(f *testing.F) {
 		if got != want || ok != (want != "") {
 			t.Fatalf("key %q, %v; net/http reads %q", got, ok, want)
 		}
-		if b := h.bucket(got); b < 0 || b >= Buckets || b != h.bucket(got) {
+		if b := h.bucket(got); b < 0 || b >= buckets || b != h.bucket(got) {
 			t.Fatalf("bucket %d of %q", b, got)
 		}
 	})

@@ -161,7 +161,7 @@ func (t *Table) Route(r *http.Request) Decision {
 
 // draw is the weighted random choice: true sends to the canary.
 func (t *Table) draw() bool {
-	return t.weight >= v1alpha1.FullWeight || (t.weight > 0 && rand.Int32N(Buckets) < int32(t.weight))
+	return t.weight >= v1alpha1.FullWeight || (t.weight > 0 && rand.Int32N(buckets) < int32(t.weight))
 }
 
 // keyToCanary is the decision for a user key: the canary takes buckets
@@ -223,7 +223,7 @@ func (tr *Policy) route(t *Table, r *http.Request, open bool) Decision {
 
 // drawMirror picks the share of stable's requests to copy.
 func (tr *Policy) drawMirror() bool {
-	return tr.mirror > 0 && (tr.mirror >= v1alpha1.FullWeight || rand.Int32N(Buckets) < int32(tr.mirror))
+	return tr.mirror > 0 && (tr.mirror >= v1alpha1.FullWeight || rand.Int32N(buckets) < int32(tr.mirror))
 }
 
 // Options is what compiling a TrafficSpec needs of its proxy.
