@@ -12,12 +12,12 @@ import (
 // BenchmarkProxyRoute measures the routing decision alone, at a weight
 // that needs a random draw.
 func BenchmarkProxyRoute(b *testing.B) {
-	tab := &table{weight: 5_000, stable: &backend{role: RoleStable}, canary: &backend{role: RoleCanary}}
+	tab := testTable(b, 5_000, &backend{role: RoleStable}, &backend{role: RoleCanary})
 	req := httptest.NewRequest(http.MethodGet, "/", nil)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			tab.route(req)
+			tab.choose(req)
 		}
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+
+	"github.com/pipit-dev/pipit/internal/proxy/route"
 )
 
 // trustedProxies are ServerConfig.TrustedProxies, checked and masked,
@@ -61,7 +63,7 @@ func clientAddress(r *http.Request) string {
 	}
 	// No Server accepted r, so nobody is trusted: the peer it is, read
 	// without building a connInfo, as the routing allocates nothing.
-	return clientIP(r.RemoteAddr)
+	return route.ClientIP(r.RemoteAddr)
 }
 
 // effectiveClientAddr is the address of the client a request comes from,

@@ -10,6 +10,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/pipit-dev/pipit/internal/proxy/upstream"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
@@ -28,8 +29,9 @@ import (
 // routing table is swapped in at once; requests already routed finish on
 // the replica they were sent to.
 //
-// A HealthChecker probes only the first URL of an upstream and skips a
-// version without one; the replicas' health is the caller's business.
+// A health checker (NewHealthChecker) probes only the first URL of an
+// upstream and skips a version without one; the replicas' health is the
+// caller's business.
 func (p *Proxy) SetEndpoints(role, version string, urls []*url.URL) error {
 	if role != RoleStable && role != RoleCanary {
 		return fmt.Errorf("unknown role %q", role)
@@ -58,9 +60,9 @@ func (p *Proxy) SetEndpoints(role, version string, urls []*url.URL) error {
 	if prev != nil && prev != b {
 		// The connections kept to replicas no longer routed to would
 		// otherwise wait for the idle timeout.
-		for _, ep := range prev.up.state.endpoints {
-			if b == nil || !slices.Contains(b.up.state.endpoints, ep) {
-				ep.pool.closeIdle()
+		for _, ep := range prev.up.replicas.Endpoints() {
+			if b == nil || !slices.Contains(b.up.replicas.Endpoints(), ep) {
+				ep.CloseIdle()
 			}
 		}
 	}
@@ -72,39 +74,32 @@ func (p *Proxy) SetEndpoints(role, version string, urls []*url.URL) error {
 // endpoints (with their kept-alive connections) of the replicas that stay.
 func (p *Proxy) endpointsBackend(role, version string, urls []*url.URL, prev *backend) *backend {
 	same := prev != nil && prev.up.Version == version
-	if same && slices.EqualFunc(prev.up.state.endpoints, urls, func(ep *endpoint, u *url.URL) bool { return ep.url.String() == u.String() }) {
+	sameURL := func(ep *upstream.Endpoint, u *url.URL) bool { return ep.URL().String() == u.String() }
+	if same && slices.EqualFunc(prev.up.replicas.Endpoints(), urls, sameURL) {
 		return prev
 	}
 	up := Upstream{Version: version}
-	st := &upstreamState{version: []byte(version)}
+	var endpoints []*upstream.Endpoint
 	for _, u := range urls {
 		u := *u
-		var ep *endpoint
+		var ep *upstream.Endpoint
 		if same {
-			if i := slices.IndexFunc(prev.up.state.endpoints, func(e *endpoint) bool { return e.url.String() == u.String() }); i >= 0 {
-				ep = prev.up.state.endpoints[i]
+			if i := slices.IndexFunc(prev.up.replicas.Endpoints(), func(e *upstream.Endpoint) bool { return sameURL(e, &u) }); i >= 0 {
+				ep = prev.up.replicas.Endpoints()[i]
 			}
 		}
 		if ep == nil {
-			ep = newEndpoint(&u, &p.transportCfg)
+			ep = upstream.NewEndpoint(&u, &p.transportCfg)
 		}
-		st.rewrite = st.rewrite || ep.base
-		st.endpoints = append(st.endpoints, ep)
+		endpoints = append(endpoints, ep)
 		if up.URL == nil {
-			up.URL = ep.url
+			up.URL = ep.URL()
 		} else {
-			up.Replicas = append(up.Replicas, ep.url)
+			up.Replicas = append(up.Replicas, ep.URL())
 		}
 	}
-	up.state = st
-	b := &backend{role: role, up: up}
-	if same {
-		b.stats = prev.stats
-	} else {
-		b.stats = traffic.NewCounters(version, p.epochs.Add(1))
-	}
-	b.rp = p.reverseProxy(b)
-	return b
+	up.replicas = upstream.NewGroup(endpoints)
+	return p.newBackend(role, up, prev)
 }
 
 // initialUpstreams sets the upstreams of a new Proxy. A stable with a
@@ -119,35 +114,21 @@ func (p *Proxy) initialUpstreams(cfg Config) error {
 
 // unready reports whether b has nowhere to send a request: a version
 // steered by SetEndpoints with no ready replica. Only a stable can be
-// routed to in that state (see table.route).
-func (b *backend) unready() bool { return b.up.state != nil && len(b.up.state.endpoints) == 0 }
+// routed to in that state (see route.Table.Route).
+func (b *backend) unready() bool { return b.up.replicas != nil && len(b.up.replicas.Endpoints()) == 0 }
 
 // errNoReplica is what a request to an unready stable fails with.
 var errNoReplica = errors.New("no ready replica")
 
-// unavailableRetry is the Retry-After of an answer of an unready stable:
-// replicas are probed about that often.
-const unavailableRetry = "1"
-
-// answerUnready answers 503 for an unready stable on the net/http path and
+// answerUnready answers an unready stable on the net/http path and
 // counts it against the version: its users got no answer from it.
 func (p *Proxy) answerUnready(w http.ResponseWriter, b *backend, start time.Time) {
-	if p.versionHeader != "" {
-		w.Header().Set(p.versionHeader, b.up.Version)
-	}
-	w.Header().Set("Retry-After", unavailableRetry)
-	http.Error(w, "service unavailable: "+errNoReplica.Error()+" of version "+b.up.Version, http.StatusServiceUnavailable)
+	p.writeStd(w, b, unreadyUpstream(b))
 	p.account(b, traffic.ClassError, time.Since(start), errNoReplica.Error())
 }
 
 // answerUnreadyFast is answerUnready on the fast path.
 func (p *Proxy) answerUnreadyFast(ctx *fasthttp.RequestCtx, b *backend) {
-	ctx.Response.Reset()
-	ctx.Response.SetStatusCode(http.StatusServiceUnavailable)
-	if p.versionHeader != "" {
-		ctx.Response.Header.Set(p.versionHeader, b.up.Version)
-	}
-	ctx.Response.Header.Set("Retry-After", unavailableRetry)
-	ctx.Response.SetBodyString("service unavailable: " + errNoReplica.Error() + " of version " + b.up.Version + "\n")
+	p.writeFast(ctx, b, unreadyUpstream(b))
 	p.account(b, traffic.ClassError, time.Since(ctx.Time()), errNoReplica.Error())
 }

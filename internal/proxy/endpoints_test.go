@@ -9,9 +9,10 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/proxy/health"
 )
 
-func setEndpoints(t *testing.T, p *Proxy, role, version string, ups ...*upstream) {
+func setEndpoints(t *testing.T, p *Proxy, role, version string, ups ...*testUpstream) {
 	t.Helper()
 	var urls []*url.URL
 	for _, u := range ups {
@@ -161,7 +162,7 @@ func TestEndpointsRefuseBadInput(t *testing.T) {
 // instead of failing.
 func TestHealthCheckerSkipsAVersionWithoutReplica(t *testing.T) {
 	p := newProxy(t, Config{Stable: Upstream{Version: "v1"}})
-	h, err := NewHealthChecker(p, HealthConfig{Interval: 10 * time.Millisecond, Logger: testLogger(t)})
+	h, err := NewHealthChecker(p, health.Config{Interval: 10 * time.Millisecond, Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,16 +2,15 @@ package proxy
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httputil"
-	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/pipit-dev/pipit/internal/proxy/upstream"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
@@ -45,82 +44,35 @@ func (p *Proxy) serveFast(ctx *fasthttp.RequestCtx) bool {
 	info := connInfoOf(ctx)
 	t := p.table.Load()
 	v := newRequestView(ctx, info)
-	d := t.route(&v.r)
-	if d.mirror {
+	b, d := t.choose(&v.r)
+	if d.Mirror {
 		if ctx.Request.IsBodyStream() {
-			t.policy.mirror.skipStreamed(&v.r)
+			p.mirror.skipStreamed(&v.r)
 		} else {
-			t.policy.mirror.sendBuffered(&v.r, ctx.Request.Body(), t.canary)
+			p.mirror.sendBuffered(&v.r, ctx.Request.Body(), t.canary)
 		}
 	}
 	v.release()
-	if d.b.unready() {
-		p.answerUnreadyFast(ctx, d.b)
+	if b.unready() {
+		p.answerUnreadyFast(ctx, b)
 		return true
 	}
-	p.forwardFast(ctx, d.b, info, d.setCookie)
+	p.forwardFast(ctx, b, info, d.SetCookie)
 	return true
 }
 
 // forwardFast sends ctx's request to b and puts the answer in ctx.Response,
 // with setCookie (the routing decision's sticky cookie) when not empty.
 func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo, setCookie string) {
-	start := ctx.Time()
 	req := &ctx.Request
 	clientClose := req.Header.ConnectionClose()
 	prepareUpstreamRequest(&req.Header, info)
-	// A streamed body cannot be sent twice; see settleBody.
-	streamed := req.IsBodyStream()
-	retryable := isIdempotent(req.Header.Method()) && !streamed
-	head := req.Header.IsHead()
 	// See hasNoBodySemantics: such a request's connection is not reused.
-	closeUpstream := hasNoBodySemantics(req.Header.Method()) && (streamed || len(req.Body()) > 0)
+	closeUpstream := hasNoBodySemantics(req.Header.Method()) && (req.IsBodyStream() || len(req.Body()) > 0)
 	if closeUpstream {
 		req.Header.SetConnectionClose()
 	}
-
-	st := b.up.state
-	var (
-		c     *upConn
-		ep    *endpoint
-		err   error
-		first uint32
-	)
-	// The client's target is kept when it can be sent as it is, the
-	// common case; otherwise each attempt builds the endpoint's.
-	var target []byte
-	if uri := req.Header.RequestURI(); st.rewrite || (len(uri) > 0 && uri[0] != '/' && uri[0] != '*') {
-		target = bytes.Clone(uri)
-	}
-	// fasthttp would write the target again from its parsed and
-	// normalised form, and the Host from it: the upstream gets the
-	// client's target byte for byte instead, and the endpoint's host.
-	req.UseHostHeader = true
-	if target == nil {
-		req.SetRequestURIBytes(req.Header.RequestURI())
-	}
-	for attempt, stale := 0, 0; ; attempt++ {
-		ep = st.pick(&first, attempt-stale)
-		req.Header.SetHost(ep.host)
-		if target != nil {
-			req.SetRequestURIBytes(ep.targetFor(target))
-		}
-		c, err = ep.roundTrip(req, &ctx.Response, p.transportCfg.headerTimeout)
-		if err == nil {
-			break
-		}
-		var se *errStale
-		if errors.As(err, &se) && ((se.nothingWritten && !streamed) || retryable) && stale < maxStaleRetries {
-			// The upstream had closed this kept-alive connection, and
-			// likely its other idle ones: start afresh on a new one.
-			ep.pool.closeIdle()
-			stale++
-			continue
-		}
-		if attempt-stale >= p.retries || !retryable || !isDialError(err) {
-			break
-		}
-	}
+	ans, err := b.up.replicas.Send(req, &ctx.Response, p.retries)
 	if clientClose {
 		req.Header.SetConnectionClose()
 	} else {
@@ -134,187 +86,72 @@ func (p *Proxy) forwardFast(ctx *fasthttp.RequestCtx, b *backend, info *connInfo
 		}
 		return
 	}
+	p.relayFast(ctx, b, ans, closeUpstream, setCookie)
+}
 
+// relayFast completes ctx.Response, whose head ans has read, for the
+// client: the connection's headers go, the version header and setCookie
+// are added, and the body is read whole, or streamed when it is long or
+// of unknown length. The upstream's connection is closed after it when
+// the upstream says so or closeUpstream. The request is accounted for
+// once its body is over.
+func (p *Proxy) relayFast(ctx *fasthttp.RequestCtx, b *backend, ans upstream.Answer, closeUpstream bool, setCookie string) {
 	resp := &ctx.Response
 	upClose := resp.Header.ConnectionClose() || closeUpstream
 	resp.Header.ResetConnectionClose()
 	stripResponseHopByHop(&resp.Header)
-	if p.versionHeader != "" {
-		resp.Header.SetCanonical(p.versionKey, b.up.state.version)
-	}
+	p.version.setFast(&resp.Header, b)
 	if setCookie != "" {
 		resp.Header.Add("Set-Cookie", setCookie)
 	}
 	code := resp.Header.StatusCode()
 	cl := resp.Header.ContentLength()
 	switch {
-	case head || code == http.StatusNoContent || code == http.StatusNotModified:
-		p.release(ep, c, upClose)
+	case ctx.Request.Header.IsHead() || code == http.StatusNoContent || code == http.StatusNotModified:
+		ans.Release(!upClose)
 	case cl >= 0 && cl <= maxBufferedBody && !isEventStream(resp.Header.ContentType()):
-		if err := resp.ReadBody(c.br, 0); err != nil {
-			c.Close()
+		if err := resp.ReadBody(ans.Body(), 0); err != nil {
+			ans.Close()
 			resp.Reset()
 			p.answerFastError(ctx, b, fmt.Errorf("reading the response body: %w", err))
 			return
 		}
-		p.release(ep, c, upClose)
+		ans.Release(!upClose)
 	default:
-		// Event streams and long bodies are not bounded in time.
-		_ = c.SetReadDeadline(time.Time{})
-		s := &streamBody{p: p, b: b, ep: ep, c: c, header: &resp.Header, start: start, code: code, keep: !upClose && cl != -2}
-		switch cl {
-		case -1:
-			s.r = httputil.NewChunkedReader(c.br)
-			s.chunked = true
-		case -2:
-			s.r = c.br // until the upstream closes the connection
-		default:
-			s.r = io.LimitReader(c.br, int64(cl))
-		}
-		if cl < 0 {
-			cl = -1 // the client gets the body chunked, each piece flushed
-		}
-		resp.SetBodyStream(s, cl)
+		p.streamFast(ctx, b, ans, code, cl, !upClose && cl != -2)
 		return // the stream accounts for the request when it ends
 	}
-	p.account(b, traffic.ClassOf(code), time.Since(start), "")
+	p.account(b, traffic.ClassOf(code), time.Since(ctx.Time()), "")
 }
 
-// release returns a connection whose response was read to its end, or
-// closes it when the upstream asked to.
-func (p *Proxy) release(ep *endpoint, c *upConn, closeIt bool) {
-	if closeIt {
-		c.Close()
-		return
+// streamFast streams the body of ans to the client, as fasthttp writes
+// it: cl is its Content-Length, -1 for chunked, -2 for until the upstream
+// closes; keep says the connection may be reused after it.
+func (p *Proxy) streamFast(ctx *fasthttp.RequestCtx, b *backend, ans upstream.Answer, code, cl int, keep bool) {
+	// Event streams and long bodies are not bounded in time.
+	ans.Unbounded()
+	s := &streamBody{p: p, b: b, ans: ans, header: &ctx.Response.Header, start: ctx.Time(), code: code, keep: keep}
+	switch cl {
+	case -1:
+		s.r = httputil.NewChunkedReader(ans.Body())
+		s.chunked = true
+	case -2:
+		s.r = ans.Body() // until the upstream closes the connection
+	default:
+		s.r = io.LimitReader(ans.Body(), int64(cl))
 	}
-	ep.pool.put(c)
+	if cl < 0 {
+		cl = -1 // the client gets the body chunked, each piece flushed
+	}
+	ctx.Response.SetBodyStream(s, cl)
 }
 
-// answerFastError answers 502, or 504 for a timeout, when the upstream gave
-// no usable answer, and counts a transport error.
+// answerFastError answers when the upstream gave no usable answer
+// (failedUpstream), and counts a transport error.
 func (p *Proxy) answerFastError(ctx *fasthttp.RequestCtx, b *backend, err error) {
-	code := http.StatusBadGateway
-	if isTimeout(err) {
-		code = http.StatusGatewayTimeout
-	}
-	ctx.Response.Reset()
-	ctx.Response.SetStatusCode(code)
-	if p.versionHeader != "" {
-		ctx.Response.Header.Set(p.versionHeader, b.up.Version)
-	}
-	p.log.Debug("upstream error", "role", b.role, "version", b.up.Version, "status", code, "err", err)
+	p.writeFast(ctx, b, p.failedUpstream(b, err))
 	p.account(b, traffic.ClassError, time.Since(ctx.Time()), err.Error())
 }
-
-// targetFor is the request target sent to ep for the client's target: in
-// origin form, under the endpoint URL's path and with its query first, as
-// httputil's ProxyRequest.SetURL does.
-func (ep *endpoint) targetFor(client []byte) []byte {
-	path, query := splitRequestURI(client)
-	if len(path) == 0 {
-		path = []byte("/")
-	}
-	base := ep.url.EscapedPath()
-	out := make([]byte, 0, len(base)+len(path)+len(ep.url.RawQuery)+len(query)+2)
-	switch {
-	case base == "" || base == "/":
-		out = append(out, path...)
-	case strings.HasSuffix(base, "/") && path[0] == '/':
-		out = append(append(out, base...), path[1:]...)
-	case !strings.HasSuffix(base, "/") && path[0] != '/':
-		out = append(append(append(out, base...), '/'), path...)
-	default:
-		out = append(append(out, base...), path...)
-	}
-	switch {
-	case ep.url.RawQuery != "" && len(query) > 0:
-		out = append(append(append(append(out, '?'), ep.url.RawQuery...), '&'), query...)
-	case ep.url.RawQuery != "":
-		out = append(append(out, '?'), ep.url.RawQuery...)
-	case len(query) > 0:
-		out = append(append(out, '?'), query...)
-	}
-	return out
-}
-
-// maxStaleRetries bounds the retries of requests that met a kept-alive
-// connection the upstream had closed.
-const maxStaleRetries = 2
-
-// errStale is a failure on a reused connection before any byte of the
-// answer: the upstream had closed it while it was idle.
-type errStale struct {
-	err error
-	// nothingWritten: the request could not even be sent, so the
-	// upstream cannot have seen it.
-	nothingWritten bool
-}
-
-func (e *errStale) Error() string {
-	return "kept-alive connection closed by the upstream: " + e.err.Error()
-}
-func (e *errStale) Unwrap() error { return e.err }
-
-// roundTrip sends req on a connection to ep and reads the head of the
-// final answer (1xx interim answers are dropped) into resp.
-func (ep *endpoint) roundTrip(req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) (*upConn, error) {
-	c, err := ep.pool.get()
-	if err != nil {
-		return nil, err
-	}
-	// The answer's head must come within timeout. A request body larger
-	// than the socket buffers could block the write as well.
-	deadline := time.Now().Add(timeout)
-	if req.IsBodyStream() || len(req.Body()) > upstreamBufferSize {
-		_ = c.SetDeadline(deadline)
-	} else {
-		_ = c.SetReadDeadline(deadline)
-	}
-	err = req.Write(c.bw)
-	if err == nil {
-		err = c.bw.Flush()
-	}
-	if err != nil {
-		c.Close()
-		if clientFaultStatus(err) != 0 {
-			return nil, err
-		}
-		if c.reused {
-			return nil, &errStale{err: err, nothingWritten: true}
-		}
-		return nil, err
-	}
-	for {
-		if err := resp.Header.Read(c.br); err != nil {
-			c.Close()
-			if c.reused && errors.Is(err, io.EOF) {
-				return nil, &errStale{err: err}
-			}
-			if errors.Is(err, fasthttp.ErrTimeout) {
-				return nil, fmt.Errorf("no answer from %s within %s: %w", ep.host, timeout, errTimeout)
-			}
-			return nil, err
-		}
-		if code := resp.Header.StatusCode(); code >= 200 || code == http.StatusSwitchingProtocols {
-			break
-		}
-	}
-	if resp.Header.StatusCode() == http.StatusSwitchingProtocols {
-		// Only upgrade requests may be switched, and those go to net/http.
-		c.Close()
-		return nil, errors.New("the upstream switched protocols on a request that did not ask to")
-	}
-	return c, nil
-}
-
-// errTimeout is the timeout error of the fast path; isTimeout knows it.
-var errTimeout = timeoutError{}
-
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
 
 // streamBody streams a response body from the upstream to the client.
 // fasthttp writes a body of unknown length chunk by chunk, flushing each
@@ -323,8 +160,7 @@ func (timeoutError) Temporary() bool { return true }
 type streamBody struct {
 	p       *Proxy
 	b       *backend
-	ep      *endpoint
-	c       *upConn
+	ans     upstream.Answer
 	header  *fasthttp.ResponseHeader // the client's: a chunked body's trailers go there
 	r       io.Reader
 	chunked bool
@@ -345,7 +181,7 @@ func (s *streamBody) Read(buf []byte) (int, error) {
 		if s.chunked && !s.eof {
 			// The trailer section follows the last chunk; it is read
 			// once, now, before fasthttp writes the client's.
-			s.trailerErr = s.header.ReadTrailer(s.c.br)
+			s.trailerErr = s.header.ReadTrailer(s.ans.Body())
 		}
 		s.eof = true
 	case err != nil:
@@ -357,12 +193,7 @@ func (s *streamBody) Read(buf []byte) (int, error) {
 // CloseWithError is called by fasthttp once the body is written or the
 // writing failed; it settles the connection and accounts for the request.
 func (s *streamBody) CloseWithError(werr error) error {
-	keep := s.keep && s.eof && werr == nil && s.trailerErr == nil
-	if keep {
-		s.ep.pool.put(s.c)
-	} else {
-		s.c.Close()
-	}
+	s.ans.Release(s.keep && s.eof && werr == nil && s.trailerErr == nil)
 	switch {
 	case s.readErr != nil:
 		s.p.account(s.b, traffic.ClassError, time.Since(s.start), "the response broke off: "+s.readErr.Error())
@@ -376,14 +207,4 @@ func (s *streamBody) CloseWithError(werr error) error {
 
 func isEventStream(contentType []byte) bool {
 	return len(contentType) >= 17 && bytes.EqualFold(contentType[:17], []byte("text/event-stream"))
-}
-
-// isIdempotent reports whether a request with this method may be sent
-// twice: GET, HEAD, OPTIONS, PUT and DELETE (RFC 9110, 9.2.2).
-func isIdempotent(method []byte) bool {
-	switch string(method) {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/proxy/route"
 )
 
 // parseForwardedElement reads one RFC 7239 forwarded-element into its
@@ -153,7 +155,7 @@ func FuzzForwardedHeaders(f *testing.F) {
 				}
 			}
 		}
-		if got, want := req.Header.Get("X-Forwarded-For"), strings.Join(append(chain, clientIP(ip)), ", "); got != want {
+		if got, want := req.Header.Get("X-Forwarded-For"), strings.Join(append(chain, route.ClientIP(ip)), ", "); got != want {
 			t.Fatalf("X-Forwarded-For %q, want %q", got, want)
 		}
 		if got, want := req.Header.Get("X-Forwarded-Host")+" "+req.Header.Get("X-Forwarded-Proto"), req.Host+" http"; trusted && got != "lb.example https" || !trusted && got != want {
@@ -271,9 +273,20 @@ func TestTrustedProxyClientAddress(t *testing.T) {
 		Weight: weight, Name: "shop",
 		Traffic: &v1alpha1.TrafficSpec{UserKey: []v1alpha1.UserKeySource{{ClientIP: true}}},
 	})
-	hash := newHasher("shop")
+	// The same split keyed by a header, to tell where a key goes.
+	byHeader, err := route.Compile(&v1alpha1.TrafficSpec{UserKey: []v1alpha1.UserKeySource{{Header: "X-Key"}}}, route.Options{Name: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	split, err := route.NewTable(weight, byHeader, route.CookieKeys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	split = split.WithUpstreams("v1", "v2", true)
 	versionOf := func(key string) string {
-		if hash.bucket(key) < int32(weight) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Header.Set("X-Key", key)
+		if split.Route(r).Canary {
 			return "v2"
 		}
 		return "v1"

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/proxy/health"
 )
 
 type change struct {
@@ -21,7 +22,7 @@ type change struct {
 
 // runChecker starts a checker whose OnChange feeds the returned channel
 // (after calling also, if set), and stops it at the end of the test.
-func runChecker(t *testing.T, p *Proxy, cfg HealthConfig, also func(change)) (*HealthChecker, <-chan change) {
+func runChecker(t *testing.T, p *Proxy, cfg health.Config, also func(change)) (*health.Checker, <-chan change) {
 	t.Helper()
 	changes := make(chan change, 64)
 	cfg.Logger = testLogger(t)
@@ -74,7 +75,7 @@ func TestHealthCheckerReportsTransitions(t *testing.T) {
 	}))
 	defer up.Close()
 	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
-	h, changes := runChecker(t, p, HealthConfig{Path: "/ready", Interval: 20 * time.Millisecond, FailureThreshold: 2}, nil)
+	h, changes := runChecker(t, p, health.Config{Path: "/ready", Interval: 20 * time.Millisecond, FailureThreshold: 2}, nil)
 
 	if c := nextChange(t, changes); c != (change{RoleStable, true, c.reason}) || !strings.Contains(c.reason, "302") {
 		t.Fatalf("first change %+v, want stable healthy after a 302", c)
@@ -105,7 +106,7 @@ func TestHealthCheckerFollowsNewCanary(t *testing.T) {
 	st, v2 := newUpstream(t, "v1"), newUpstream(t, "v2")
 	dead := deadURL(t)
 	p := newProxy(t, Config{Stable: st.upstream(t)})
-	h, changes := runChecker(t, p, HealthConfig{Interval: 20 * time.Millisecond, FailureThreshold: 1}, nil)
+	h, changes := runChecker(t, p, health.Config{Interval: 20 * time.Millisecond, FailureThreshold: 1}, nil)
 	if c := nextChange(t, changes); c.role != RoleStable || !c.healthy {
 		t.Fatalf("change %+v", c)
 	}
@@ -140,7 +141,7 @@ func TestPassiveCheckMarksCanaryDownAtOnce(t *testing.T) {
 	p := newProxy(t, Config{Stable: st.upstream(t), Canary: &c, Weight: v1alpha1.FullWeight})
 	// Probes every hour: after the first round only the passive check can
 	// notice anything.
-	h, changes := runChecker(t, p, HealthConfig{Interval: time.Hour, PassiveFailures: 3}, nil)
+	h, changes := runChecker(t, p, health.Config{Interval: time.Hour, PassiveFailures: 3}, nil)
 	for range 2 {
 		if c := nextChange(t, changes); !c.healthy {
 			t.Fatalf("change %+v, want both healthy first", c)
@@ -194,7 +195,7 @@ func TestHealthCheckerStopsWithoutLeaks(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer p.CloseIdleConnections()
-		h, err := NewHealthChecker(p, HealthConfig{Interval: 10 * time.Millisecond, Timeout: time.Minute, FailureThreshold: 1, Logger: testLogger(t)})
+		h, err := NewHealthChecker(p, health.Config{Interval: 10 * time.Millisecond, Timeout: time.Minute, FailureThreshold: 1, Logger: testLogger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -239,7 +240,7 @@ func TestHealthCheckerStopsWithoutLeaks(t *testing.T) {
 
 func TestNewHealthCheckerRefusesNegatives(t *testing.T) {
 	p := newProxy(t, Config{Stable: Upstream{URL: mustURL(t, "http://127.0.0.1:1")}})
-	for _, cfg := range []HealthConfig{{Interval: -1}, {Timeout: -time.Second}, {FailureThreshold: -2}} {
+	for _, cfg := range []health.Config{{Interval: -1}, {Timeout: -time.Second}, {FailureThreshold: -2}} {
 		if _, err := NewHealthChecker(p, cfg); err == nil {
 			t.Errorf("accepted %+v", cfg)
 		}

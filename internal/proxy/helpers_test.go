@@ -17,17 +17,17 @@ import (
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
-// upstream is a test backend on 127.0.0.1 that answers its own name and
+// testUpstream is a test backend on 127.0.0.1 that answers its own name and
 // counts the requests it served.
-type upstream struct {
+type testUpstream struct {
 	*httptest.Server
 	name string
 	hits atomic.Int64
 }
 
-func newUpstream(t *testing.T, name string) *upstream {
+func newUpstream(t *testing.T, name string) *testUpstream {
 	t.Helper()
-	u := &upstream{name: name}
+	u := &testUpstream{name: name}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/health" {
 			w.WriteHeader(http.StatusNoContent)
@@ -40,7 +40,7 @@ func newUpstream(t *testing.T, name string) *upstream {
 	return u
 }
 
-func (u *upstream) upstream(t *testing.T) Upstream {
+func (u *testUpstream) upstream(t *testing.T) Upstream {
 	return Upstream{Version: u.name, URL: mustURL(t, u.URL)}
 }
 

@@ -20,7 +20,7 @@ func TestProxyCloseWaitsForMirroredCopies(t *testing.T) {
 		t.Fatalf("status %d", code)
 	}
 	waitFor(t, "the copy to reach the canary", func() bool { return canary.arrived.Load() == 1 })
-	m := p.table.Load().policy.mirror
+	m := p.mirror
 	p.Close()
 	if n := len(m.slots); n != 0 {
 		t.Fatalf("%d copies still in flight after Close", n)

@@ -15,6 +15,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/proxy/health"
 )
 
 // seqHeader carries a request number taken just before the request is
@@ -194,7 +195,7 @@ func testCanaryDies(t *testing.T, fe frontend, eject bool) {
 	url := fe.serve(t, p)
 
 	if !eject {
-		_, changes := runChecker(t, p, HealthConfig{Interval: 50 * time.Millisecond, FailureThreshold: 2, PassiveFailures: 5},
+		_, changes := runChecker(t, p, health.Config{Interval: 50 * time.Millisecond, FailureThreshold: 2, PassiveFailures: 5},
 			func(c change) {
 				if c.role == RoleCanary && !c.healthy && downSeq.Load() == 0 {
 					if err := p.SetWeight(0); err != nil {

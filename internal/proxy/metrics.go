@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pipit-dev/pipit/internal/proxy/health"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
@@ -26,12 +27,12 @@ var (
 // Collector exports a Proxy's measurements to Prometheus.
 type Collector struct {
 	p *Proxy
-	h *HealthChecker
+	h *health.Checker
 }
 
 // NewCollector returns a collector of p's measurements, and of h's health
 // verdicts when h is not nil. Register it on the caller's own registry.
-func NewCollector(p *Proxy, h *HealthChecker) *Collector { return &Collector{p: p, h: h} }
+func NewCollector(p *Proxy, h *health.Checker) *Collector { return &Collector{p: p, h: h} }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pipit-dev/pipit/internal/proxy/health"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -17,7 +18,7 @@ func TestCollectorScrape(t *testing.T) {
 	st, ca := newUpstream(t, "v1"), newUpstream(t, "v2")
 	c := ca.upstream(t)
 	p := newProxy(t, Config{Stable: st.upstream(t), Canary: &c, Weight: 12_500})
-	h, changes := runChecker(t, p, HealthConfig{Interval: time.Hour}, nil)
+	h, changes := runChecker(t, p, health.Config{Interval: time.Hour}, nil)
 	for range 2 {
 		nextChange(t, changes)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -40,7 +39,6 @@ const MirrorHeader = "X-Pipit-Mirror"
 // real requests, and their answers are counted apart from the canary's
 // real traffic (MirrorStats), so that analysis judges only what users got.
 type mirror struct {
-	weight    v1alpha1.Percent
 	maxBody   int64
 	slots     chan struct{} // one token per copy in flight
 	tasks     *background   // the Proxy's: copies run there
@@ -53,9 +51,6 @@ func compileMirror(m *v1alpha1.Mirror, tasks *background) (*mirror, error) {
 	if m == nil {
 		return nil, nil
 	}
-	if m.Percent <= 0 || m.Percent > v1alpha1.FullWeight {
-		return nil, fmt.Errorf("mirror: percent must be more than 0 and at most 100, not %s", m.Percent)
-	}
 	maxBody := m.MaxBodyBytes
 	switch {
 	case maxBody == 0:
@@ -65,7 +60,6 @@ func compileMirror(m *v1alpha1.Mirror, tasks *background) (*mirror, error) {
 	}
 	dialer := &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}
 	return &mirror{
-		weight:  m.Percent,
 		maxBody: maxBody,
 		slots:   make(chan struct{}, mirrorInFlight),
 		tasks:   tasks,
@@ -79,11 +73,6 @@ func compileMirror(m *v1alpha1.Mirror, tasks *background) (*mirror, error) {
 			DisableCompression:  true,
 		},
 	}, nil
-}
-
-// draw picks the share of stable's requests to copy; false when m is nil.
-func (m *mirror) draw() bool {
-	return m != nil && (m.weight >= v1alpha1.FullWeight || rand.Int32N(Buckets) < int32(m.weight))
 }
 
 // send copies r to the canary in the background. It first reads r's body
@@ -269,12 +258,12 @@ type MirrorStats struct {
 
 // MirrorStats returns the cumulative measurements of mirroring now.
 func (p *Proxy) MirrorStats() MirrorStats {
-	t := p.table.Load()
 	var s MirrorStats
-	if t.policy == nil || t.policy.mirror == nil {
+	m := p.mirror
+	if m == nil {
 		return s
 	}
-	m := t.policy.mirror
+	t := p.table.Load()
 	s.Dropped, s.Skipped = m.dropped.Load(), m.skipped.Load()
 	if t.canary != nil && t.canary.mirrored != nil {
 		s.Canary = t.canary.mirrored.Snapshot()

@@ -20,34 +20,28 @@ type ejection struct {
 func (p *Proxy) Ejected() (version, reason string, ok bool) {
 	t := p.table.Load()
 	last := p.ejection.Load()
-	if last == nil || t.canary == nil || !t.closed || t.canary.up.Version != last.version {
+	if last == nil || t.canary == nil || !t.CanaryClosed() || t.canary.up.Version != last.version {
 		return "", "", false
 	}
 	return last.version, last.reason, true
 }
 
 // detectOutlier counts the canary's failures in a row, 5xx answers and
-// transport errors alike, and ejects it when they reach the threshold.
-// Stable is never ejected: there is nowhere else to send its traffic.
+// transport errors alike, and ejects it when they reach the threshold
+// (health.Outliers). Stable is never ejected: there is nowhere else to
+// send its traffic.
 func (p *Proxy) detectOutlier(b *backend, class traffic.Class, reason string) {
-	if p.outlierFailures <= 0 || b.role != RoleCanary {
+	if b.role != RoleCanary {
 		return
 	}
-	st := b.up.state
-	if class != traffic.ClassError && class != traffic.Class5xx {
-		if st.failures.Load() != 0 {
-			st.failures.Store(0)
-		}
+	n, outlier := p.outliers.Observe(&b.failuresInARow, class == traffic.ClassError || class == traffic.Class5xx)
+	if !outlier {
 		return
 	}
-	// Swapping the count back to zero makes one request eject, and lets
-	// a canary let back in be judged afresh.
-	if n := st.failures.Add(1); n >= p.outlierFailures && st.failures.CompareAndSwap(n, 0) {
-		if reason == "" {
-			reason = "answered " + class.String()
-		}
-		p.eject(b, fmt.Sprintf("%d failures in a row (5xx answers or transport errors), the last: %s", n, reason))
+	if reason == "" {
+		reason = "answered " + class.String()
 	}
+	p.eject(b, fmt.Sprintf("%d failures in a row (5xx answers or transport errors), the last: %s", n, reason))
 }
 
 // eject shuts the canary b off at once, as SetCanaryAllowed(false) does,
@@ -56,12 +50,12 @@ func (p *Proxy) detectOutlier(b *backend, class traffic.Class, reason string) {
 func (p *Proxy) eject(b *backend, reason string) {
 	p.mu.Lock()
 	t := p.table.Load()
-	if t.canary != b || t.closed {
+	if t.canary != b || t.CanaryClosed() {
 		p.mu.Unlock()
 		return
 	}
 	nt := *t
-	nt.closed = true
+	nt.Table = nt.WithCanaryAllowed(false)
 	p.table.Store(&nt)
 	p.ejection.Store(&ejection{version: b.up.Version, reason: reason})
 	p.mu.Unlock()

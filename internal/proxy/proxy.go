@@ -4,7 +4,7 @@
 //
 // It knows nothing of rollouts. The daemon tells it the upstreams and the
 // weight (SetEndpoints, SetWeight), reads its measurements (Stats) and
-// listens to its health checker (HealthChecker.OnChange) and to its
+// listens to its health checker (health.Config.OnChange) and to its
 // outlier detection (Config.OnEject). A Server serves a Proxy, or a Mux of
 // several, on one listener: HTTP/1 on a fast path of its own, HTTP/2 (TLS
 // or h2c) and protocol upgrades on net/http, TLS from certificate files.
@@ -25,14 +25,17 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/proxy/health"
+	"github.com/pipit-dev/pipit/internal/proxy/route"
+	"github.com/pipit-dev/pipit/internal/proxy/upstream"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // Roles of the two upstreams. Stats, health and metrics are keyed by role.
 const (
-	RoleStable = "stable"
-	RoleCanary = "canary"
+	RoleStable = route.RoleStable
+	RoleCanary = route.RoleCanary
 )
 
 // DefaultVersionHeader is the response header that names the version which
@@ -62,9 +65,10 @@ type Upstream struct {
 	// copies use URL.
 	Replicas []*url.URL
 
-	// state is the live side of the upstream once a backend serves it:
-	// connection pools and the outlier count. Copies handed out have none.
-	state *upstreamState
+	// replicas are the live side of the upstream once a backend serves
+	// it: its endpoints and their connection pools. Copies handed out
+	// have none.
+	replicas *upstream.Group
 }
 
 // Config configures a Proxy. Zero durations and sizes take the defaults
@@ -121,13 +125,13 @@ type Config struct {
 	// keys and the default sticky cookie's name, pipit-NAME.
 	Name string
 	// Traffic says who gets the canary beyond the weight: user keys,
-	// rules, sticky sessions, mirroring (see route.go); nil splits by
+	// rules, sticky sessions, mirroring (see package route); nil splits by
 	// weight alone.
 	Traffic *v1alpha1.TrafficSpec
 	// CookieKeys sign the sticky-session cookies (see SetCookieKeys).
 	// None makes a random key for this Proxy alone: its cookies are
 	// honoured by no other Proxy, nor after a restart.
-	CookieKeys CookieKeys
+	CookieKeys route.CookieKeys
 	// Clock reads the time of cookie expiries, of a key rotation's grace
 	// period and of health-check intervals; nil is the wall clock.
 	Clock rollout.Clock
@@ -138,13 +142,16 @@ type Config struct {
 // pointer: a request reads it once, so changing the weight or the
 // upstreams never disturbs a request in flight.
 type Proxy struct {
-	transport     *http.Transport
-	versionHeader string
-	log           *slog.Logger
-	clock         rollout.Clock
+	transport *http.Transport
+	version   versionHeader
+	log       *slog.Logger
+	clock     rollout.Clock
 	// tasks runs what requests start and do not wait for (mirrored
 	// copies, OnEject, list reloads); Close waits for it.
 	tasks *background
+	// mirror sends the copies the routing decides on; nil when the
+	// TrafficSpec mirrors nothing.
+	mirror *mirror
 
 	table atomic.Pointer[table]
 	// mu serialises writers of table (SetWeight, SetEndpoints) so that
@@ -154,14 +161,13 @@ type Proxy struct {
 	// version's counters from the old ones.
 	epochs atomic.Uint64
 	// passive is where bursts of transport errors are reported while a
-	// HealthChecker runs; nil otherwise.
-	passive atomic.Pointer[passiveSink]
+	// health checker runs; nil otherwise.
+	passive atomic.Pointer[health.Passive]
 
-	versionKey      []byte          // versionHeader in canonical form, for the fast path
-	transportCfg    transportConfig // of the fast path's connections
-	retries         int
-	outlierFailures int64 // 0: off
-	onEject         func(role, reason string)
+	transportCfg upstream.Config // of the fast path's connections
+	retries      int
+	outliers     health.Outliers
+	onEject      func(role, reason string)
 	// ejection is the last ejection of a canary; see eject.
 	ejection atomic.Pointer[ejection]
 }
@@ -175,49 +181,54 @@ func New(cfg Config) (*Proxy, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	tc := transportConfig{
-		dialTimeout:   orDefault(cfg.DialTimeout, DefaultDialTimeout),
-		headerTimeout: orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
-		idleTimeout:   orDefault(cfg.IdleConnTimeout, DefaultIdleConnTimeout),
-		maxIdle:       cfg.MaxIdleConnsPerHost,
+	tc := upstream.Config{
+		DialTimeout:   orDefault(cfg.DialTimeout, DefaultDialTimeout),
+		HeaderTimeout: orDefault(cfg.ResponseHeaderTimeout, DefaultResponseHeaderTimeout),
+		IdleTimeout:   orDefault(cfg.IdleConnTimeout, DefaultIdleConnTimeout),
+		MaxIdle:       cfg.MaxIdleConnsPerHost,
+		ClientFault:   func(err error) bool { return clientFaultStatus(err) != 0 },
 	}
-	if tc.maxIdle <= 0 {
-		tc.maxIdle = DefaultMaxIdleConnsPerHost
+	if tc.MaxIdle <= 0 {
+		tc.MaxIdle = DefaultMaxIdleConnsPerHost
 	}
-	dialer := &net.Dialer{Timeout: tc.dialTimeout, KeepAlive: 30 * time.Second}
+	dialer := &net.Dialer{Timeout: tc.DialTimeout, KeepAlive: 30 * time.Second}
 	p := &Proxy{
-		transportCfg:    tc,
-		retries:         orDefaultInt(cfg.Retries, DefaultRetries),
-		outlierFailures: int64(orDefaultInt(cfg.OutlierFailures, DefaultOutlierFailures)),
-		onEject:         cfg.OnEject,
+		transportCfg: tc,
+		retries:      orDefaultInt(cfg.Retries, DefaultRetries),
+		outliers:     health.NewOutliers(orDefaultInt(cfg.OutlierFailures, DefaultOutlierFailures)),
+		onEject:      cfg.OnEject,
 		transport: &http.Transport{
 			Proxy:                 nil, // upstreams are reached directly, never through HTTP_PROXY
 			DialContext:           dialer.DialContext,
 			ForceAttemptHTTP2:     true,
-			MaxIdleConnsPerHost:   tc.maxIdle,
-			IdleConnTimeout:       tc.idleTimeout,
-			ResponseHeaderTimeout: tc.headerTimeout,
+			MaxIdleConnsPerHost:   tc.MaxIdle,
+			IdleConnTimeout:       tc.IdleTimeout,
+			ResponseHeaderTimeout: tc.HeaderTimeout,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ExpectContinueTimeout: time.Second,
 			// Pass the client's Accept-Encoding through untouched instead
 			// of asking for gzip and decompressing on the client's behalf.
 			DisableCompression: true,
 		},
-		versionHeader: cfg.VersionHeader,
-		versionKey:    []byte(textproto.CanonicalMIMEHeaderKey(cfg.VersionHeader)),
-		log:           log,
-		clock:         rollout.ClockOrSystem(cfg.Clock),
-		tasks:         newBackground(),
+		version: versionHeader{name: cfg.VersionHeader, key: []byte(textproto.CanonicalMIMEHeaderKey(cfg.VersionHeader))},
+		log:     log,
+		clock:   rollout.ClockOrSystem(cfg.Clock),
+		tasks:   newBackground(),
 	}
 	tr, err := p.newPolicy(cfg)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := initialCookieKeys(cfg.CookieKeys)
+	if cfg.Traffic != nil {
+		if p.mirror, err = compileMirror(cfg.Traffic.Mirror, p.tasks); err != nil {
+			return nil, fmt.Errorf("traffic: %w", err)
+		}
+	}
+	rt, err := route.NewTable(cfg.Weight, tr, cfg.CookieKeys)
 	if err != nil {
 		return nil, err
 	}
-	p.table.Store(&table{weight: cfg.Weight, policy: tr, keys: keys})
+	p.table.Store(&table{Table: rt})
 	if err := p.initialUpstreams(cfg); err != nil {
 		return nil, err
 	}
@@ -236,7 +247,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Latency is measured on the monotonic clock, not through p.clock: it
 	// times this request and decides nothing.
 	start := time.Now()
-	b := p.table.Load().dispatch(w, r)
+	b := p.dispatch(p.table.Load(), w, r)
 	if b.unready() {
 		p.answerUnready(w, b, start)
 		return
@@ -288,13 +299,13 @@ func (p *Proxy) account(b *backend, class traffic.Class, d time.Duration, reason
 	sink := p.passive.Load()
 	// Swapping the counter back to zero lets exactly one request report
 	// each run of Threshold errors, and the next run report again.
-	if sink != nil && n >= sink.threshold && b.consecutiveErrors.CompareAndSwap(n, 0) {
-		sink.report(b, n, reason)
+	if sink != nil && n >= sink.Threshold() && b.consecutiveErrors.CompareAndSwap(n, 0) {
+		sink.Report(b.role, healthID(b), n, reason)
 	}
 }
 
 // answerError is ReverseProxy's ErrorHandler: the upstream gave no usable
-// answer, so the proxy answers 504 for a timeout and 502 otherwise.
+// answer, so the proxy gives its own (failedUpstream).
 func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
 	rec := w.(*recorder) // ServeHTTP hands every ReverseProxy a *recorder
 	var tooLarge *http.MaxBytesError
@@ -311,15 +322,7 @@ func (p *Proxy) answerError(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil || rec.code != 0 {
 		return // nobody is listening, or the answer has already begun
 	}
-	code := http.StatusBadGateway
-	if isTimeout(err) {
-		code = http.StatusGatewayTimeout
-	}
-	if p.versionHeader != "" {
-		w.Header().Set(p.versionHeader, rec.b.up.Version)
-	}
-	w.WriteHeader(code)
-	p.log.Debug("upstream error", "role", rec.b.role, "version", rec.b.up.Version, "status", code, "err", err)
+	p.writeStd(w, rec.b, p.failedUpstream(rec.b, err))
 }
 
 func isTimeout(err error) bool {
@@ -353,7 +356,7 @@ func (p *Proxy) SetWeight(w v1alpha1.Percent) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t := *p.table.Load()
-	t.weight = w
+	t.Table = t.WithWeight(w)
 	p.table.Store(&t)
 	return nil
 }
@@ -364,7 +367,7 @@ func (p *Proxy) StableReady() bool { return !p.table.Load().stable.unready() }
 
 // Weight is the canary weight last set. With no canary upstream all
 // traffic goes to stable whatever it says.
-func (p *Proxy) Weight() v1alpha1.Percent { return p.table.Load().weight }
+func (p *Proxy) Weight() v1alpha1.Percent { return p.table.Load().Weight() }
 
 // setUpstreams replaces the upstreams; canary may be nil. An upstream
 // whose Version and URL are unchanged keeps its connections and counters.
@@ -411,7 +414,7 @@ func (p *Proxy) CloseIdleConnections() {
 	t := p.table.Load()
 	for _, b := range [...]*backend{t.stable, t.canary} {
 		if b != nil {
-			b.up.state.closeIdle()
+			b.up.replicas.CloseIdle()
 		}
 	}
 }
@@ -434,34 +437,44 @@ func (p *Proxy) backendFor(role string, up Upstream, prev *backend) (*backend, e
 	if prev != nil && prev.up.Version == up.Version && sameAddresses(prev.up, up) {
 		return prev, nil
 	}
-	up.state = newUpstreamState(up, &p.transportCfg)
-	b := &backend{role: role, up: up}
+	var endpoints []*upstream.Endpoint
+	for _, u := range append([]*url.URL{up.URL}, up.Replicas...) {
+		endpoints = append(endpoints, upstream.NewEndpoint(u, &p.transportCfg))
+	}
+	up.replicas = upstream.NewGroup(endpoints)
+	return p.newBackend(role, up, prev), nil
+}
+
+// newBackend returns the backend serving up, whose replicas are set, in
+// role. It keeps prev's counters when prev served the same version.
+func (p *Proxy) newBackend(role string, up Upstream, prev *backend) *backend {
+	b := &backend{role: role, up: up, version: []byte(up.Version)}
 	if prev != nil && prev.up.Version == up.Version {
 		b.stats = prev.stats
 	} else {
 		b.stats = traffic.NewCounters(up.Version, p.epochs.Add(1))
 	}
 	b.rp = p.reverseProxy(b)
-	return b, nil
+	return b
 }
 
 func (p *Proxy) reverseProxy(b *backend) *httputil.ReverseProxy {
-	st := b.up.state
+	group := b.up.replicas
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			var first uint32
-			pr.SetURL(st.pick(&first, 0).url)
+			pr.SetURL(group.Pick(&first, 0).URL())
 			setForwardedHeaders(pr.Out.Header, pr.In)
 		},
-		Transport:     retryTransport{base: p.transport, retries: p.retries, st: st},
+		Transport:     upstream.RetryTransport{Base: p.transport, Retries: p.retries, Group: group},
 		FlushInterval: -1, // flush every write, so event streams are not held back
 		BufferPool:    buffers{},
 		ErrorHandler:  p.answerError,
 		ErrorLog:      slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
-	if name, version := p.versionHeader, b.up.Version; name != "" {
+	if p.version.name != "" {
 		rp.ModifyResponse = func(res *http.Response) error {
-			res.Header.Set(name, version)
+			p.version.setStd(res.Header, b)
 			return nil
 		}
 	}
@@ -482,7 +495,7 @@ func (u Upstream) clone() Upstream {
 		}
 		u.Replicas = reps
 	}
-	u.state = nil
+	u.replicas = nil
 	return u
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
@@ -24,6 +25,20 @@ func withinBinomial(got, n int, prob float64) bool {
 	mean := float64(n) * prob
 	tol := math.Max(6*math.Sqrt(mean*(1-prob)), 3)
 	return math.Abs(float64(got)-mean) <= tol
+}
+
+// testTable is a table at weight, with no TrafficSpec, routing to stable
+// and canary (nil for none), both ready.
+func testTable(t testing.TB, weight v1alpha1.Percent, stable, canary *backend) *table {
+	rt, err := route.NewTable(weight, nil, route.CookieKeys{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	canaryVersion := ""
+	if canary != nil {
+		canaryVersion = "v2"
+	}
+	return &table{Table: rt.WithUpstreams("v1", canaryVersion, canary != nil), stable: stable, canary: canary}
 }
 
 func TestRouteSplitsByWeight(t *testing.T) {
@@ -42,10 +57,10 @@ func TestRouteSplitsByWeight(t *testing.T) {
 		{99_999, 4_000_000},
 		{100_000, 100_000},
 	} {
-		tab := &table{weight: tc.weight, stable: stable, canary: canary}
+		tab := testTable(t, tc.weight, stable, canary)
 		got := 0
 		for range tc.draws {
-			if tab.route(req).b == canary {
+			if b, _ := tab.choose(req); b == canary {
 				got++
 			}
 		}
@@ -56,8 +71,8 @@ func TestRouteSplitsByWeight(t *testing.T) {
 			t.Errorf("weight %s: %d of %d draws to canary", tc.weight, got, tc.draws)
 		}
 	}
-	tab := &table{weight: v1alpha1.FullWeight, stable: stable}
-	if tab.route(req).b != stable {
+	tab := testTable(t, v1alpha1.FullWeight, stable, nil)
+	if b, _ := tab.choose(req); b != stable {
 		t.Error("no canary upstream: routed away from stable")
 	}
 }

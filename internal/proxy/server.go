@@ -390,6 +390,9 @@ func (s *Server) closeServers() error {
 	return s.std.Close()
 }
 
+// aLongTimeAgo is a deadline in the past: a read with it returns at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
 // stop marks the server closed, closes its listener and cuts short the
 // reads of the connections being dispatched.
 func (s *Server) stop() {

@@ -97,7 +97,7 @@ func TestFrontendsSplitAndKeepAlive(t *testing.T) {
 // be answered by the version its body names, and checks that the canary
 // ca served about pct percent of them and that p's stats count what the
 // upstreams served. It returns those stats.
-func checkSplit(t *testing.T, p *Proxy, url string, st, ca *upstream, n, pct int) traffic.Stats {
+func checkSplit(t *testing.T, p *Proxy, url string, st, ca *testUpstream, n, pct int) traffic.Stats {
 	t.Helper()
 	client := &http.Client{}
 	for range n {
@@ -119,8 +119,8 @@ func checkSplit(t *testing.T, p *Proxy, url string, st, ca *upstream, n, pct int
 
 // countingUpstream is newUpstream that also counts the connections
 // opened to it in conns.
-func countingUpstream(t *testing.T, name string, conns *atomic.Int64) *upstream {
-	u := &upstream{name: name}
+func countingUpstream(t *testing.T, name string, conns *atomic.Int64) *testUpstream {
+	u := &testUpstream{name: name}
 	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.hits.Add(1)
 		io.WriteString(w, name)

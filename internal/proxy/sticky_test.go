@@ -3,11 +3,12 @@ package proxy
 import (
 	"crypto/sha256"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +16,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/pipit-dev/pipit/internal/rollout"
 )
-
-var stickyOn = &v1alpha1.TrafficSpec{StickySession: &v1alpha1.StickySession{}}
 
 // stickyClient talks to a proxy as one browser: it keeps the sticky
 // cookie the proxy sets and sends it back.
@@ -55,7 +55,7 @@ func (c *stickyClient) get(header ...string) (version, setCookie string) {
 	return res.Header.Get(DefaultVersionHeader), setCookie
 }
 
-func stickyProxy(t *testing.T, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent) (*Proxy, *upstream, *upstream, string) {
+func stickyProxy(t *testing.T, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent) (*Proxy, *testUpstream, *testUpstream, string) {
 	t.Helper()
 	stable, canary := newUpstream(t, "v1"), newUpstream(t, "v2")
 	c := canary.upstream(t)
@@ -183,111 +183,6 @@ func TestStickySessionSecure(t *testing.T) {
 	}
 }
 
-// TestStickySessionRulesFirst: a rule decides before the cookie and does
-// not write it.
-func TestStickySessionRulesFirst(t *testing.T) {
-	spec := &v1alpha1.TrafficSpec{StickySession: &v1alpha1.StickySession{}, Rules: []v1alpha1.TrafficRule{enterprise}}
-	tab := trafficTable(t, spec, 0)
-	d := tab.route(req("/", "X-Customer-Tier", "enterprise", "Cookie", "pipit-checkout="+stickyValue(tab, RoleCanary)))
-	if d.b != tab.stable || d.setCookie != "" {
-		t.Fatalf("pinned request with a canary cookie: %s, Set-Cookie %q", d.b.role, d.setCookie)
-	}
-}
-
-// FuzzStickyCookie feeds arbitrary Cookie headers to tables at weight 0
-// with sticky sessions on, one with a rule to the canary (which then
-// honours canary cookies, and only a cookie can send there) and one
-// without (which honours none). A request goes to the canary exactly when
-// the first genuine cookie net/http reads, among the first
-// maxStickyCookies of the name, is the canary's, the canary takes traffic
-// and is open. The scanner reads the same cookies, in the same order, as
-// net/http. The fuzzer cannot sign: any value but one the table issued is
-// a forgery.
-func FuzzStickyCookie(f *testing.F) {
-	clk := newTestClock()
-	keys := CookieKeys{Current: testKey(f)}
-	ruled := keyedTable(f, &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{forceCanary}, StickySession: &v1alpha1.StickySession{}}, 0, keys, clk)
-	bare := keyedTable(f, stickyOn, 0, keys, clk) // same service, versions, key and clock: the same cookies
-	canaryValue, stableValue := stickyValue(ruled, RoleCanary), stickyValue(ruled, RoleStable)
-	f.Add("pipit-checkout="+canaryValue, false, true, false)
-	f.Add("a=1; pipit-checkout=\""+canaryValue+"\"", false, true, true)
-	f.Add("pipit-checkout="+canaryValue, true, true, false)
-	f.Add("pipit-checkout="+canaryValue, false, false, false)
-	f.Add("pipit-checkout=canary.0; pipit-checkout="+stableValue, false, true, false)
-	f.Add(" pipit-checkout = "+canaryValue+" ;", false, true, false)
-	f.Add("pipit-checkout=\\; x", false, true, false)
-	f.Add(strings.Repeat("pipit-checkout=x;", maxStickyCookies)+"pipit-checkout="+canaryValue, false, true, false)
-	f.Add(strings.Repeat(";", 3000)+"pipit-checkout="+canaryValue, false, true, false)
-	f.Fuzz(func(t *testing.T, cookie string, closed, withRule, secure bool) {
-		tab := *bare
-		if withRule {
-			tab = *ruled
-		}
-		tab.closed = closed
-		r := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: "/"}, Header: http.Header{"Cookie": {cookie}}}
-		if secure {
-			r.TLS = &tls.ConnectionState{}
-		}
-		var values []string
-		for _, c := range r.CookiesNamed("pipit-checkout") {
-			values = append(values, c.Value)
-		}
-		var scanned []string
-		for s := newCookieScanner(r.Header, "pipit-checkout"); ; {
-			v, ok := s.next()
-			if !ok {
-				break
-			}
-			scanned = append(scanned, v)
-		}
-		if !slices.Equal(values, scanned) {
-			t.Fatalf("scanner read %q, net/http %q", scanned, values)
-		}
-		looked := values[:min(len(values), maxStickyCookies)]
-		canaryCounts := withRule && !closed
-		i := slices.IndexFunc(looked, func(v string) bool { return v == stableValue || (canaryCounts && v == canaryValue) })
-		want := tab.stable
-		if i >= 0 && looked[i] == canaryValue {
-			want = tab.canary
-		}
-		d := tab.route(r)
-		if d.b != want {
-			t.Fatalf("cookies %q, closed %v, rule %v: routed to %s, want %s", values, closed, withRule, d.b.role, want.role)
-		}
-		// Open, a request without a genuine cookie is drawn and told
-		// where it went; closed, only one with a cookie of the name.
-		wantSet := i < 0 && (!closed || len(values) > 0)
-		if (d.setCookie != "") != wantSet {
-			t.Fatalf("cookies %q, closed %v, rule %v: Set-Cookie %q", values, closed, withRule, d.setCookie)
-		}
-		if d.setCookie != "" && strings.Contains(d.setCookie, "; Secure") != secure {
-			t.Fatalf("Set-Cookie %q for a request with TLS %v", d.setCookie, secure)
-		}
-		if d.setCookie != "" && setCookieValue(d.setCookie) != stickyValue(&tab, d.b.role) {
-			t.Fatalf("Set-Cookie %q is not the genuine cookie of %s", d.setCookie, d.b.role)
-		}
-	})
-}
-
-// The cookie's name defaults to pipit-NAME, or pipit without a name; an
-// invalid one is refused.
-func TestStickySessionCookieName(t *testing.T) {
-	for name, want := range map[string]string{"checkout": "pipit-checkout", "": "pipit"} {
-		c, err := compileSticky(&v1alpha1.StickySession{}, name, rollout.SystemClock{})
-		if err != nil || c.name != want {
-			t.Errorf("service %q: cookie %v, %v; want %s", name, c, err, want)
-		}
-	}
-	for _, bad := range []string{"a b", "a;b", "é"} {
-		if _, err := compileSticky(&v1alpha1.StickySession{CookieName: bad}, "x", rollout.SystemClock{}); err == nil {
-			t.Errorf("cookie name %q compiled", bad)
-		}
-	}
-	if _, err := compileSticky(&v1alpha1.StickySession{TTL: &metav1.Duration{}}, "x", rollout.SystemClock{}); err == nil {
-		t.Error("a zero TTL compiled")
-	}
-}
-
 // TestStickySessionFastPath runs the routing features through the
 // Server's fast path (fasthttp), which applies the same decision: the
 // sticky cookie is set and honoured, a rule overrides the weight, and a
@@ -335,4 +230,145 @@ func TestStickySessionFastPath(t *testing.T) {
 			return r.method == http.MethodPost && r.uri == "/orders" && r.bodySum == want && r.header.Get(MirrorHeader) == "1"
 		})
 	})
+}
+
+// stickyPaths are the request paths a sticky cookie is checked on: the
+// net/http path, as a plain handler and as HTTP/2 (h2c) through a Server,
+// and the Server's fast path for HTTP/1.1.
+var stickyPaths = []struct {
+	name  string
+	serve func(testing.TB, *Proxy) string
+	h2c   bool
+}{
+	{"net/http", front, false},
+	{"h2c", func(t testing.TB, p *Proxy) string { return serveWith(t, p, ServerConfig{}) }, true},
+	{"fast", func(t testing.TB, p *Proxy) string { return serveWith(t, p, ServerConfig{}) }, false},
+}
+
+// cookieGet sends GET url with the Cookie header, if any, and returns the
+// version that answered and the value of the sticky cookie set.
+func cookieGet(t *testing.T, client *http.Client, url, cookie string, h2 bool) (version, set string) {
+	t.Helper()
+	r, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cookie != "" {
+		r.Header.Set("Cookie", cookie)
+	}
+	res, err := client.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	if (res.ProtoMajor == 2) != h2 {
+		t.Fatalf("answered over %s", res.Proto)
+	}
+	if sc := res.Header.Values("Set-Cookie"); len(sc) > 1 {
+		t.Fatalf("several Set-Cookie: %q", sc)
+	}
+	return res.Header.Get(DefaultVersionHeader), setCookieValue(res.Header.Get("Set-Cookie"))
+}
+
+// TestStickyCookieAttacksOverHTTP plays the attacks over real connections
+// on every request path: the cookie a browser got keeps it on the canary;
+// forged, tampered and foreign cookies get stable and a genuine stable
+// cookie; the cookie survives a key rotation and stops working once its
+// TTL is over; and with neither weight nor rule the canary takes nobody.
+func TestStickyCookieAttacksOverHTTP(t *testing.T) {
+	stable, canary := newUpstream(t, "v1"), newUpstream(t, "v2")
+	for _, path := range stickyPaths {
+		t.Run(path.name, func(t *testing.T) {
+			client := &http.Client{Timeout: 10 * time.Second}
+			if path.h2c {
+				client.Transport = &http.Transport{Protocols: unencryptedHTTP2()}
+			}
+			defer client.CloseIdleConnections()
+			clk := newTestClock()
+			a := testKey(t)
+			c := canary.upstream(t)
+			p := newProxy(t, Config{Stable: stable.upstream(t), Canary: &c, Weight: v1alpha1.FullWeight, Name: "checkout",
+				Traffic: toCanaryByRule, CookieKeys: route.CookieKeys{Current: a}, Clock: clk})
+			url := path.serve(t, p)
+			get := func(cookie string) (string, string) { t.Helper(); return cookieGet(t, client, url, cookie, path.h2c) }
+
+			v, genuine := get("")
+			if v != "v2" || genuine == "" {
+				t.Fatalf("at 100%%: %s, Set-Cookie %q", v, genuine)
+			}
+			setWeight(t, p, 0) // only the cookie can send there now
+			if v, set := get("pipit-checkout=" + genuine); v != "v2" || set != "" {
+				t.Fatalf("the genuine cookie: %s, Set-Cookie %q", v, set)
+			}
+			_, expiry, mac := splitCookie(t, genuine)
+			forged := "canary." + strconv.FormatInt(expiry, 10) + "." + strings.Repeat("A", len(mac))
+			for what, value := range map[string]string{
+				"the old unsigned format":    oldUnsignedCanaryCookie,
+				"another installation's key": foreignCanaryCookie(t, clk),
+				"the role swapped":           "stable." + strconv.FormatInt(expiry, 10) + "." + mac,
+				"the expiry extended":        "canary." + strconv.FormatInt(expiry+86400, 10) + "." + mac,
+				"a made-up MAC":              forged,
+				"garbage":                    "<script>",
+			} {
+				v, set := get("pipit-checkout=" + value)
+				if v != "v1" || !strings.HasPrefix(set, "stable.") {
+					t.Errorf("%s: %s, Set-Cookie %q; want v1 and a stable cookie", what, v, set)
+					continue
+				}
+				if v, again := get("pipit-checkout=" + set); v != "v1" || again != "" {
+					t.Errorf("%s: the stable cookie given in its place: %s, Set-Cookie %q", what, v, again)
+				}
+			}
+			if v, set := get("pipit-checkout=" + forged + "; pipit-checkout=" + genuine); v != "v2" || set != "" {
+				t.Errorf("a forged cookie before the genuine one: %s, Set-Cookie %q", v, set)
+			}
+
+			clk.Advance(10 * time.Minute)
+			if err := p.SetCookieKeys(route.CookieKeys{Current: testKey(t), Previous: a, RotatedAt: clk.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			if v, set := get("pipit-checkout=" + genuine); v != "v2" || set != "" {
+				t.Errorf("the cookie after a key rotation: %s, Set-Cookie %q", v, set)
+			}
+			clk.Advance(50 * time.Minute) // the cookie's TTL is over
+			if v, set := get("pipit-checkout=" + genuine); v != "v1" || !strings.HasPrefix(set, "stable.") {
+				t.Errorf("the cookie past its TTL: %s, Set-Cookie %q", v, set)
+			}
+
+			// Neither weight nor rule: the canary takes nobody.
+			c2 := canary.upstream(t)
+			bare := newProxy(t, Config{Stable: stable.upstream(t), Canary: &c2, Weight: v1alpha1.FullWeight, Name: "checkout",
+				Traffic: stickyOn, CookieKeys: route.CookieKeys{Current: a}, Clock: clk})
+			url = path.serve(t, bare)
+			if v, genuine = get(""); v != "v2" {
+				t.Fatalf("at 100%%: %s", v)
+			}
+			setWeight(t, bare, 0)
+			if v, set := get("pipit-checkout=" + genuine); v != "v1" || !strings.HasPrefix(set, "stable.") {
+				t.Errorf("a canary cookie at weight 0: %s, Set-Cookie %q; want v1 and a stable cookie", v, set)
+			}
+		})
+	}
+}
+
+// oldUnsignedCanaryCookie is the canary cookie of service checkout and
+// canary v2 as pipit wrote it before cookies were signed: the role and
+// a salted hash of the version, which anybody could compute.
+const oldUnsignedCanaryCookie = "canary.643bdf1804e2f7ba"
+
+// foreignCanaryCookie is a genuine canary cookie of another installation
+// of service checkout: the same names, signed with another key.
+func foreignCanaryCookie(t *testing.T, clk rollout.Clock) string {
+	t.Helper()
+	policy, err := route.Compile(toCanaryByRule, route.Options{Name: "checkout", Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab, err := route.NewTable(v1alpha1.FullWeight, policy, route.CookieKeys{Current: testKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab = tab.WithUpstreams("v1", "v2", true)
+	return setCookieValue(tab.Route(httptest.NewRequest(http.MethodGet, "/", nil)).SetCookie)
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http/httpguts"
 )
@@ -119,7 +120,7 @@ func normalizeRequest(w http.ResponseWriter, r *http.Request) bool {
 // url.ParseQuery reads. Then it is what httputil.ReverseProxy sends on
 // net/http's path, against parameter smuggling: the parameters
 // url.ParseQuery reads, and only those, encoded again and sorted by name.
-// The rules' query conditions read those same parameters (queryScanner).
+// The rules' query conditions read those same parameters (route.queryScanner).
 // changed reports whether the query was rewritten.
 func cleanQuery[S ~string | ~[]byte](rest S) (_ S, changed bool) {
 	if len(rest) < 2 || !needsCleaning(rest[1:]) {
@@ -149,7 +150,7 @@ func needsCleaning[S ~string | ~[]byte](query S) bool {
 			i += 2
 		}
 	}
-	return params > maxQueryParams
+	return params > route.MaxQueryParams
 }
 
 // parseTarget splits a request target in origin-form (/path?query) or

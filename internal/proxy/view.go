@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"sync"
 
+	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/valyala/fasthttp"
 )
 
@@ -58,7 +59,7 @@ func (c *connInfo) scheme() string {
 // address (as net.Conn.RemoteAddr gives it), its TLS state (nil for plain
 // HTTP) and the proxies the server trusts.
 func newConnInfo(remoteAddr string, state *tls.ConnectionState, trust trustedProxies) *connInfo {
-	ip := clientIP(remoteAddr)
+	ip := route.ClientIP(remoteAddr)
 	c := &connInfo{remoteAddr: remoteAddr, clientIP: ip, forwardedFor: appendForwardedFor(nil, ip), tls: state, trust: trust}
 	if addr, err := netip.ParseAddr(ip); err == nil {
 		c.trusted = trust.contains(addr)

@@ -386,8 +386,8 @@ func ruleError(i int, r v1alpha1.TrafficRule, err error) error {
 }
 
 // defaultStickyTTL is a sticky-session cookie's lifetime when the spec
-// does not say: the same as pipit's proxy (proxy.DefaultStickyTTL, a
-// package the Kubernetes routers do not pull in).
+// does not say: the same as pipit's proxy (DefaultStickyTTL of
+// internal/proxy/route, a package the Kubernetes routers do not pull in).
 const defaultStickyTTL = time.Hour
 
 // stickyCookie is the sticky-session cookie's name and lifetime, with

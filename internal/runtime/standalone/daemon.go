@@ -23,7 +23,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
-	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/store"
@@ -136,7 +136,7 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
-	e := env{db: d.db, stateDir: cfg.StateDir, clock: d.clock, log: d.log, cookieKeys: proxy.CookieKeys(keys)}
+	e := env{db: d.db, stateDir: cfg.StateDir, clock: d.clock, log: d.log, cookieKeys: route.CookieKeys(keys)}
 	for i, r := range rollouts {
 		m, err := newManaged(ctx, runCtx, e, r, raws[i])
 		if err != nil {
@@ -446,7 +446,7 @@ func (d *Daemon) RotateCookieKeys(context.Context) (controlapi.KeyRotation, erro
 	rot := controlapi.KeyRotation{RotatedAt: keys.RotatedAt, Rollouts: []controlapi.KeyGrace{}}
 	for _, name := range d.names {
 		p := d.rollouts[name].proxy
-		if err := p.SetCookieKeys(proxy.CookieKeys(keys)); err != nil {
+		if err := p.SetCookieKeys(route.CookieKeys(keys)); err != nil {
 			return controlapi.KeyRotation{}, fmt.Errorf("rollout %s: %w", name, err)
 		}
 		if ttl := p.StickyTTL(); ttl > 0 {

@@ -14,6 +14,8 @@ import (
 	"github.com/pipit-dev/pipit/internal/metric"
 	"github.com/pipit-dev/pipit/internal/notify"
 	"github.com/pipit-dev/pipit/internal/proxy"
+	"github.com/pipit-dev/pipit/internal/proxy/health"
+	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/router"
 	"github.com/pipit-dev/pipit/internal/runtime"
@@ -42,7 +44,7 @@ type managed struct {
 	proxy   *proxy.Proxy
 	// checker probes URL upstreams; nil for processes, which the process
 	// target probes replica by replica.
-	checker *proxy.HealthChecker
+	checker *health.Checker
 	// process runs the versions of a process rollout; nil for URLs.
 	process *target.Process
 	// health reports a role's health for views: healthy, why not, known.
@@ -73,7 +75,7 @@ type env struct {
 	clock    rollout.Clock
 	log      *slog.Logger
 	// cookieKeys sign every proxy's sticky cookies.
-	cookieKeys proxy.CookieKeys
+	cookieKeys route.CookieKeys
 }
 
 // newManaged loads or creates the rollout's state and builds its data
@@ -333,8 +335,8 @@ func (m *managed) versionMetrics(role string, s traffic.VersionStats) controlapi
 	return vm
 }
 
-func healthConfig(hc *v1alpha1.HealthCheck, onChange func(), log *slog.Logger) proxy.HealthConfig {
-	cfg := proxy.HealthConfig{
+func healthConfig(hc *v1alpha1.HealthCheck, onChange func(), log *slog.Logger) health.Config {
+	cfg := health.Config{
 		Path: spec.DefaultHealthPath, Interval: spec.DefaultHealthInterval, Timeout: spec.DefaultHealthTimeout,
 		FailureThreshold: spec.DefaultHealthFailures, Logger: log,
 		OnChange: func(string, bool, string) { onChange() },

@@ -1,4 +1,4 @@
-package proxy
+package route
 
 import (
 	"fmt"
@@ -15,10 +15,10 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 )
 
-// Buckets is how many buckets user keys are hashed into: one per unit of
+// buckets is how many buckets user keys are hashed into: one per unit of
 // v1alpha1.Percent, so the canary at weight w takes exactly buckets
 // [0, w).
-const Buckets = int32(v1alpha1.FullWeight)
+const buckets = int32(v1alpha1.FullWeight)
 
 // hasher hashes user keys with a salt into buckets, without allocating.
 type hasher struct{ seed uint64 }
@@ -39,10 +39,10 @@ func (h hasher) sum(s string) uint64 {
 	return x
 }
 
-// bucket maps key to [0, Buckets) by the high word of sum × Buckets,
+// bucket maps key to [0, buckets) by the high word of sum × buckets,
 // which is uniform without the bias of a modulo.
 func (h hasher) bucket(key string) int32 {
-	hi, _ := bits.Mul64(h.sum(key), uint64(Buckets))
+	hi, _ := bits.Mul64(h.sum(key), uint64(buckets))
 	return int32(hi)
 }
 
@@ -88,9 +88,9 @@ func compileKeySources(srcs []v1alpha1.UserKeySource) ([]keySource, error) {
 
 // userKey returns the first key present and not empty in r, reading each
 // source as net/http would (Header.Get, Request.Cookie, URL.Query().Get),
-// and the client's address as clientAddress does, without allocating
-// (but for an address read from a trusted proxy's X-Forwarded-For).
-func userKey(r *http.Request, srcs []keySource) (string, bool) {
+// and the client's address with clientAddress (nil: ClientIP of the
+// peer), without allocating (but for what clientAddress allocates).
+func userKey(r *http.Request, srcs []keySource, clientAddress func(*http.Request) string) (string, bool) {
 	for _, s := range srcs {
 		var v string
 		switch s.kind {
@@ -103,7 +103,11 @@ func userKey(r *http.Request, srcs []keySource) (string, bool) {
 		case keyQuery:
 			v, _ = firstQueryValue(r.URL.RawQuery, s.name)
 		case keyClientIP:
-			v = clientAddress(r)
+			if clientAddress != nil {
+				v = clientAddress(r)
+			} else {
+				v = ClientIP(r.RemoteAddr)
+			}
 		}
 		if v != "" {
 			return v, true
@@ -112,11 +116,11 @@ func userKey(r *http.Request, srcs []keySource) (string, bool) {
 	return "", false
 }
 
-// clientIP is the host part of a RemoteAddr, or all of it when it has no
+// ClientIP is the host part of a RemoteAddr, or all of it when it has no
 // port (as in some tests and unix sockets). An IPv6 zone is dropped: it
 // names an interface of this host, which means nothing upstream and must
 // not split one client into several user keys.
-func clientIP(remoteAddr string) string {
+func ClientIP(remoteAddr string) string {
 	host := remoteAddr
 	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
 		host = h
@@ -130,8 +134,10 @@ func clientIP(remoteAddr string) string {
 // Limits net/http applies when it parses cookies and queries; the
 // scanners below apply them too, so that they agree with it.
 const (
-	maxCookies     = 3000
-	maxQueryParams = 10000
+	maxCookies = 3000
+	// MaxQueryParams is how many parameters url.ParseQuery reads at
+	// most; a query with more reads as none.
+	MaxQueryParams = 10000
 )
 
 // cookieScanner yields the values of the cookies of one name in a
@@ -204,7 +210,7 @@ type queryScanner struct {
 }
 
 func newQueryScanner(rawQuery, name string) queryScanner {
-	if strings.Count(rawQuery, "&")+1 > maxQueryParams {
+	if strings.Count(rawQuery, "&")+1 > MaxQueryParams {
 		rawQuery = "" // url.ParseQuery gives up then
 	}
 	return queryScanner{rest: rawQuery, name: name}

@@ -1,4 +1,11 @@
-package proxy
+// Package upstream is the proxy's own HTTP/1.1 client of its upstreams,
+// used by the fast path: for each version a Group of endpoints (one per
+// replica address) spread round-robin, each with a pool of keep-alive
+// connections that are checked for stray bytes before reuse (see
+// conn.quiet), and the round trip with its retries (Group.Send). The
+// retry rule (MayRetry) is the one both forwarding paths follow; the
+// net/http path takes it through RetryTransport.
+package upstream
 
 import (
 	"bufio"
@@ -14,34 +21,35 @@ import (
 	"time"
 )
 
-// upstreamState is the live side of an Upstream: one endpoint per replica
-// address, and the outlier detector's count. Every backend built for an
-// upstream has its own, so a new version starts with fresh connections and
-// a clean record.
-type upstreamState struct {
-	version   []byte // the Version, for the version header
-	endpoints []*endpoint
+// Group is the endpoints of one version of the service, one per replica
+// address, over which requests are spread round-robin. It is immutable
+// but for the round-robin position; a new set of replicas is a new Group,
+// which may share the endpoints (and their connections) of those that
+// stay.
+type Group struct {
+	endpoints []*Endpoint
 	next      atomic.Uint32 // round-robin position over endpoints
-	rewrite   bool          // some endpoint has a base path or query: see endpoint.targetFor
-	// failures counts 5xx answers and transport errors in a row; any
-	// other answer resets it. See Proxy.account.
-	failures atomic.Int64
+	rewrite   bool          // some endpoint has a base path or query: see Endpoint.targetFor
 }
 
-func newUpstreamState(up Upstream, t *transportConfig) *upstreamState {
-	st := &upstreamState{version: []byte(up.Version)}
-	for _, u := range append([]*url.URL{up.URL}, up.Replicas...) {
-		ep := newEndpoint(u, t)
-		st.rewrite = st.rewrite || ep.base
-		st.endpoints = append(st.endpoints, ep)
+// NewGroup returns the group of endpoints; none is a version with no
+// ready replica.
+func NewGroup(endpoints []*Endpoint) *Group {
+	g := &Group{endpoints: endpoints}
+	for _, ep := range endpoints {
+		g.rewrite = g.rewrite || ep.base
 	}
-	return st
+	return g
 }
 
-// pick returns the endpoint for a request's attempt: round-robin for the
-// first, and the following ones in order for retries, so a retry goes to
-// another replica when there is one.
-func (s *upstreamState) pick(first *uint32, attempt int) *endpoint {
+// Endpoints are the group's endpoints, in order; the caller must not
+// change the slice.
+func (s *Group) Endpoints() []*Endpoint { return s.endpoints }
+
+// Pick returns the endpoint for a request's attempt: round-robin for the
+// first (attempt 0, which sets first), and the following ones in order
+// for retries, so a retry goes to another replica when there is one.
+func (s *Group) Pick(first *uint32, attempt int) *Endpoint {
 	n := uint32(len(s.endpoints))
 	if n == 1 {
 		return s.endpoints[0]
@@ -52,15 +60,16 @@ func (s *upstreamState) pick(first *uint32, attempt int) *endpoint {
 	return s.endpoints[(*first+uint32(attempt))%n]
 }
 
-func (s *upstreamState) closeIdle() {
+// CloseIdle closes the idle connections of every endpoint.
+func (s *Group) CloseIdle() {
 	for _, ep := range s.endpoints {
 		ep.pool.closeIdle()
 	}
 }
 
-// endpoint is one address of an upstream version with its pool of
-// keep-alive connections, used by the HTTP/1.1 fast path.
-type endpoint struct {
+// Endpoint is one address of an upstream version with its pool of
+// keep-alive connections.
+type Endpoint struct {
 	url  *url.URL
 	host string // Host header sent upstream, as httputil's SetURL does
 	// base is the URL's path and query, under which request targets
@@ -69,7 +78,9 @@ type endpoint struct {
 	pool connPool
 }
 
-func newEndpoint(u *url.URL, t *transportConfig) *endpoint {
+// NewEndpoint returns the endpoint of u, an http or https URL with a
+// host, whose connections follow cfg.
+func NewEndpoint(u *url.URL, cfg *Config) *Endpoint {
 	addr := u.Host
 	if u.Port() == "" {
 		port := "80"
@@ -78,24 +89,41 @@ func newEndpoint(u *url.URL, t *transportConfig) *endpoint {
 		}
 		addr = net.JoinHostPort(u.Hostname(), port)
 	}
-	ep := &endpoint{url: u, host: u.Host, base: (u.Path != "" && u.Path != "/") || u.RawQuery != ""}
-	ep.pool = connPool{addr: addr, cfg: t}
+	ep := &Endpoint{url: u, host: u.Host, base: (u.Path != "" && u.Path != "/") || u.RawQuery != ""}
+	ep.pool = connPool{addr: addr, cfg: cfg}
 	if u.Scheme == "https" {
 		ep.pool.tls = &tls.Config{ServerName: u.Hostname(), NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
 	}
 	return ep
 }
 
-// transportConfig is what the fast path's connections need from Config.
-type transportConfig struct {
-	dialTimeout   time.Duration
-	headerTimeout time.Duration
-	idleTimeout   time.Duration
-	maxIdle       int
+// URL is the endpoint's base URL.
+func (ep *Endpoint) URL() *url.URL { return ep.url }
+
+// CloseIdle closes the endpoint's idle connections.
+func (ep *Endpoint) CloseIdle() { ep.pool.closeIdle() }
+
+// Config is what the connections to upstreams need; every field must be
+// set.
+type Config struct {
+	// DialTimeout bounds connecting, TLS handshake included.
+	DialTimeout time.Duration
+	// HeaderTimeout bounds the wait for the head of an answer once the
+	// request is sent.
+	HeaderTimeout time.Duration
+	// IdleTimeout is how long an idle keep-alive connection is kept.
+	IdleTimeout time.Duration
+	// MaxIdle is how many idle keep-alive connections an endpoint keeps.
+	MaxIdle int
+	// ClientFault reports whether a failure to send a request was the
+	// client's doing (reading its body failed); such a failure is passed
+	// on as it is, never taken for a connection the upstream closed. Nil
+	// takes none for the client's.
+	ClientFault func(error) bool
 }
 
-// upConn is one connection to an upstream with its buffers.
-type upConn struct {
+// conn is one connection to an upstream with its buffers.
+type conn struct {
 	net.Conn
 	br        *bufio.Reader
 	bw        *bufio.Writer
@@ -114,7 +142,7 @@ type upConn struct {
 // response; an end of stream means the upstream closed it. Either way the
 // connection must go. Go's transport finds the same with a reader
 // goroutine per connection; one non-blocking peek at the socket costs less.
-func (c *upConn) quiet() bool {
+func (c *conn) quiet() bool {
 	if c.br.Buffered() > 0 {
 		return false
 	}
@@ -146,10 +174,10 @@ const upstreamBufferSize = 16 << 10
 type connPool struct {
 	addr string
 	tls  *tls.Config
-	cfg  *transportConfig
+	cfg  *Config
 
 	mu       sync.Mutex
-	idle     []*upConn
+	idle     []*conn
 	cleaning bool // a cleanup is scheduled
 }
 
@@ -163,7 +191,7 @@ func (e *errDial) Unwrap() error { return e.err }
 // get returns an idle connection on which nothing has arrived since its
 // last answer, or dials a new one. Idle connections that got bytes or an
 // end of stream while in the pool are closed on the way.
-func (p *connPool) get() (*upConn, error) {
+func (p *connPool) get() (*conn, error) {
 	for {
 		p.mu.Lock()
 		n := len(p.idle)
@@ -182,8 +210,8 @@ func (p *connPool) get() (*upConn, error) {
 	}
 }
 
-func (p *connPool) dial() (*upConn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.dialTimeout)
+func (p *connPool) dial() (*conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), p.cfg.DialTimeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: 30 * time.Second}
 	nc, err := d.DialContext(ctx, "tcp", p.addr)
@@ -199,7 +227,7 @@ func (p *connPool) dial() (*upConn, error) {
 		}
 		nc = tc
 	}
-	return &upConn{
+	return &conn{
 		Conn:   nc,
 		br:     bufio.NewReaderSize(nc, upstreamBufferSize),
 		bw:     bufio.NewWriterSize(nc, upstreamBufferSize),
@@ -211,7 +239,7 @@ func (p *connPool) dial() (*upConn, error) {
 // put returns a connection whose last response was read to exactly its
 // end. A connection with bytes past that end is closed instead: they are
 // no answer to anything this proxy sent.
-func (p *connPool) put(c *upConn) {
+func (p *connPool) put(c *conn) {
 	if c.br.Buffered() > 0 {
 		c.Close()
 		return
@@ -219,7 +247,7 @@ func (p *connPool) put(c *upConn) {
 	c.reused = true
 	c.idleSince = time.Now()
 	p.mu.Lock()
-	if len(p.idle) >= p.cfg.maxIdle {
+	if len(p.idle) >= p.cfg.MaxIdle {
 		p.mu.Unlock()
 		c.Close()
 		return
@@ -229,20 +257,20 @@ func (p *connPool) put(c *upConn) {
 	p.cleaning = true
 	p.mu.Unlock()
 	if schedule {
-		time.AfterFunc(p.cfg.idleTimeout, p.clean)
+		time.AfterFunc(p.cfg.IdleTimeout, p.clean)
 	}
 }
 
 // clean closes the connections idle for longer than the idle timeout, and
 // comes back while some are left.
 func (p *connPool) clean() {
-	cutoff := time.Now().Add(-p.cfg.idleTimeout)
+	cutoff := time.Now().Add(-p.cfg.IdleTimeout)
 	p.mu.Lock()
 	n := 0
 	for n < len(p.idle) && p.idle[n].idleSince.Before(cutoff) {
 		n++
 	}
-	stale := make([]*upConn, n)
+	stale := make([]*conn, n)
 	copy(stale, p.idle[:n])
 	p.idle = append(p.idle[:0], p.idle[n:]...)
 	clear(p.idle[len(p.idle):cap(p.idle)])
@@ -253,7 +281,7 @@ func (p *connPool) clean() {
 		c.Close()
 	}
 	if again {
-		time.AfterFunc(p.cfg.idleTimeout/2+time.Millisecond, p.clean)
+		time.AfterFunc(p.cfg.IdleTimeout/2+time.Millisecond, p.clean)
 	}
 }
 

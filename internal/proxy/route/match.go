@@ -1,4 +1,4 @@
-package proxy
+package route
 
 import (
 	"context"
@@ -295,15 +295,17 @@ const listCheckInterval = 2 * time.Second
 // maxListFileBytes bounds an inFile list: it is held in memory as a set.
 const maxListFileBytes = 16 << 20
 
-// compileOptions is what compiling a TrafficSpec needs of its Proxy.
+// compileOptions is Options, defaults applied.
 type compileOptions struct {
 	log *slog.Logger
 	// interval between two checks of an inFile list for changes.
 	interval time.Duration
 	// clock reads the time of list checks and of sticky cookies' expiry.
 	clock rollout.Clock
-	// tasks runs the list checks and mirrored copies.
-	tasks *background
+	// tasks runs the list checks.
+	tasks Tasks
+	// clientAddress: see Options.ClientAddress.
+	clientAddress func(*http.Request) string
 }
 
 // listFile is the set of values of an inFile list. Requests read the set
@@ -340,7 +342,7 @@ func (l *listFile) contains(v string) bool {
 	if now := l.opts.clock.Now().UnixNano(); now >= l.due.Load() && l.checking.CompareAndSwap(false, true) {
 		l.due.Store(now + int64(l.opts.interval))
 		if !l.opts.tasks.Go(func(context.Context) { l.check() }) {
-			l.checking.Store(false) // the Proxy is closed: no more checks
+			l.checking.Store(false) // the proxy is closed: no more checks
 		}
 	}
 	_, ok := (*l.values.Load())[v]

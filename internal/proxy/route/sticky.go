@@ -1,4 +1,4 @@
-package proxy
+package route
 
 import (
 	"bytes"
@@ -121,9 +121,7 @@ type cookieKeys struct {
 	rotatedAt time.Time
 }
 
-// initialCookieKeys compiles the keys of a new Proxy. Without any, the
-// Proxy makes a random key of its own: its cookies are unforgeable, but
-// honoured by no other Proxy, nor after a restart.
+// initialCookieKeys compiles the keys of a new table (see NewTable).
 func initialCookieKeys(k CookieKeys) (*cookieKeys, error) {
 	if k.Current == nil && k.Previous == nil {
 		k.Current = make([]byte, MinCookieKeyLen)
@@ -239,22 +237,26 @@ type mintedCookie struct {
 	header [2]string // the Set-Cookie value, without and with Secure
 }
 
-func (c *stickyConfig) cookiesFor(stable, canary *backend, keys *cookieKeys) *stickyCookies {
-	if c == nil {
+// cookiesFor returns the sticky cookies naming the stable version and
+// the canary version (empty for none), signed with keys; nil when sticky
+// sessions are off.
+func (tr *Policy) cookiesFor(stable, canary string, keys *cookieKeys) *stickyCookies {
+	if tr == nil || tr.sticky == nil {
 		return nil
 	}
-	sc := &stickyCookies{stickyConfig: c, keys: keys, stable: c.cookieFor(stable)}
+	c := tr.sticky
+	sc := &stickyCookies{stickyConfig: c, keys: keys, stable: c.cookieFor(RoleStable, stable)}
 	if keys.previous != nil {
 		sc.previousUntil = keys.rotatedAt.Add(c.ttl).Unix()
 	}
-	if canary != nil {
-		sc.canary = c.cookieFor(canary)
+	if canary != "" {
+		sc.canary = c.cookieFor(RoleCanary, canary)
 	}
 	return sc
 }
 
-func (c *stickyConfig) cookieFor(b *backend) *stickyCookie {
-	return &stickyCookie{role: b.role, prefix: macPrefix(c.service, b.role, b.up.Version)}
+func (c *stickyConfig) cookieFor(role, version string) *stickyCookie {
+	return &stickyCookie{role: role, prefix: macPrefix(c.service, role, version)}
 }
 
 // honoured returns the cookie of r that keeps its user where it is: the
@@ -376,35 +378,4 @@ func (c *stickyCookies) replaceWithStable(r *http.Request, secure bool) string {
 		return ""
 	}
 	return c.header(RoleStable, secure)
-}
-
-// SetCookieKeys replaces the keys that sign and check sticky-session
-// cookies, as after a rotation: from the next request on, new cookies are
-// signed with k.Current, and cookies signed with k.Previous are honoured
-// until one sticky TTL after k.RotatedAt. Cookies are not touched when
-// sticky sessions are off, but the keys are kept.
-func (p *Proxy) SetCookieKeys(k CookieKeys) error {
-	keys, err := compileCookieKeys(k)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	t := *p.table.Load()
-	t.keys = keys
-	if tr := t.policy; tr != nil {
-		t.cookies = tr.sticky.cookiesFor(t.stable, t.canary, keys)
-	}
-	p.table.Store(&t)
-	return nil
-}
-
-// StickyTTL is how long a sticky-session cookie lasts, and so how long
-// the previous key is honoured after a rotation; zero when sticky
-// sessions are off.
-func (p *Proxy) StickyTTL() time.Duration {
-	if tr := p.table.Load().policy; tr != nil && tr.sticky != nil {
-		return tr.sticky.ttl
-	}
-	return 0
 }

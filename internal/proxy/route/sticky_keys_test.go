@@ -1,10 +1,8 @@
-package proxy
+package route
 
 import (
 	"crypto/rand"
 	"encoding/base64"
-	"io"
-	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,13 +25,6 @@ func newTestClock() *fakeclock.Clock {
 // inFile lists, on their clock.
 const listTestInterval = 10 * time.Millisecond
 
-// testTasks is a background group closed when the test ends.
-func testTasks(t testing.TB) *background {
-	b := newBackground()
-	t.Cleanup(b.Close)
-	return b
-}
-
 // testKey is a fresh random cookie key.
 func testKey(t testing.TB) []byte {
 	t.Helper()
@@ -45,27 +36,27 @@ func testKey(t testing.TB) []byte {
 // keyedTable compiles spec for a service named checkout and returns a
 // table at weight with the test backends, signing its cookies with keys
 // on clock.
-func keyedTable(t testing.TB, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent, keys CookieKeys, clock rollout.Clock) *table {
+func keyedTable(t testing.TB, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent, keys CookieKeys, clock rollout.Clock) *Table {
 	t.Helper()
 	return namedTable(t, "checkout", spec, weight, keys, clock)
 }
 
-func namedTable(t testing.TB, service string, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent, keys CookieKeys, clock rollout.Clock) *table {
+func namedTable(t testing.TB, service string, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent, keys CookieKeys, clock rollout.Clock) *Table {
 	t.Helper()
 	tr, err := compilePolicy(spec, service, compileOptions{log: testLogger(t), interval: listTestInterval, clock: clock, tasks: testTasks(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ck, err := compileCookieKeys(keys)
+	tab, err := NewTable(weight, tr, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	stable, canary := testBackends()
-	return new(Proxy).withUpstreams(&table{weight: weight, policy: tr, keys: ck}, stable, canary)
+	tab = tab.WithUpstreams("v1", "v2", true)
+	return &tab
 }
 
 // stickyValue is the value of the cookie tab issues now for role.
-func stickyValue(tab *table, role string) string {
+func stickyValue(tab *Table, role string) string {
 	return setCookieValue(tab.cookies.header(role, false))
 }
 
@@ -79,9 +70,9 @@ func setCookieValue(header string) string {
 
 // routeCookie routes a request with the Cookie header h and returns the
 // role it went to and the value of the cookie set on the way, if any.
-func routeCookie(tab *table, h string) (role, set string) {
-	d := tab.route(req("/", "Cookie", h))
-	return d.b.role, setCookieValue(d.setCookie)
+func routeCookie(tab *Table, h string) (role, set string) {
+	d := tab.Route(req("/", "Cookie", h))
+	return d.Role(), setCookieValue(d.SetCookie)
 }
 
 // splitCookie cuts a cookie value into role, expiry and MAC.
@@ -185,10 +176,8 @@ func TestStickyCookieForgeries(t *testing.T) {
 		}
 	}
 	// A new canary version: the cookie names a version no longer serving.
-	st, ca := testBackends()
-	ca.up.Version = "v3"
-	next := new(Proxy).withUpstreams(tab, st, ca)
-	if role, set := routeCookie(next, "pipit-checkout="+genuine); role != RoleStable || set == "" {
+	next := tab.WithUpstreams("v1", "v3", true)
+	if role, set := routeCookie(&next, "pipit-checkout="+genuine); role != RoleStable || set == "" {
 		t.Errorf("v2's cookie with canary v3: routed to %s, Set-Cookie %q", role, set)
 	}
 }
@@ -235,9 +224,9 @@ func TestStickyCookieDuplicates(t *testing.T) {
 		for _, h := range c.headers {
 			r.Header.Add("Cookie", h)
 		}
-		d := tab.route(r)
-		if d.b.role != c.role || (d.setCookie != "") != c.set {
-			t.Errorf("%s: routed to %s, Set-Cookie %q; want %s, a cookie set: %v", c.name, d.b.role, d.setCookie, c.role, c.set)
+		d := tab.Route(r)
+		if d.Role() != c.role || (d.SetCookie != "") != c.set {
+			t.Errorf("%s: routed to %s, Set-Cookie %q; want %s, a cookie set: %v", c.name, d.Role(), d.SetCookie, c.role, c.set)
 		}
 	}
 }
@@ -273,28 +262,33 @@ func TestStickyCookieExpiry(t *testing.T) {
 	}
 }
 
-// TestStickyCookieKeyRotation: after SetCookieKeys new cookies are signed
+// TestStickyCookieKeyRotation: after WithCookieKeys new cookies are signed
 // with the new key only, and a cookie signed with the previous one keeps
 // its user for one TTL after the rotation, then no more, whatever its own
 // expiry says. A second rotation drops the first key.
 func TestStickyCookieKeyRotation(t *testing.T) {
 	clk := newTestClock()
 	a, b, c := testKey(t), testKey(t), testKey(t)
-	dead := mustURL(t, "http://127.0.0.1:1") // routing never connects
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: dead}, Canary: &Upstream{Version: "v2", URL: dead},
-		Name: "checkout", Traffic: toCanaryByRule, CookieKeys: CookieKeys{Current: a}, Clock: clk})
-	route := func(v string) (string, string) { return routeCookie(p.table.Load(), "pipit-checkout="+v) }
-	signedWithA := stickyValue(p.table.Load(), RoleCanary) // expires at T+1h
+	tab := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: a}, clk)
+	setKeys := func(k CookieKeys) error {
+		next, err := tab.WithCookieKeys(k)
+		if err == nil {
+			tab = &next
+		}
+		return err
+	}
+	route := func(v string) (string, string) { return routeCookie(tab, "pipit-checkout="+v) }
+	signedWithA := stickyValue(tab, RoleCanary) // expires at T+1h
 
 	clk.Advance(10 * time.Minute)
 	rotated := clk.Now()
-	if err := p.SetCookieKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated}); err != nil {
+	if err := setKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated}); err != nil {
 		t.Fatal(err)
 	}
 	if role, set := route(signedWithA); role != RoleCanary || set != "" {
 		t.Fatalf("the previous key's cookie after the rotation: %s, Set-Cookie %q", role, set)
 	}
-	signedWithB := stickyValue(p.table.Load(), RoleCanary)
+	signedWithB := stickyValue(tab, RoleCanary)
 	onlyA := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: a}, clk)
 	onlyB := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: b}, clk)
 	if role, _ := routeCookie(onlyB, "pipit-checkout="+signedWithB); role != RoleCanary {
@@ -307,7 +301,7 @@ func TestStickyCookieKeyRotation(t *testing.T) {
 	// The grace period, apart from the cookie's expiry: the rotation is
 	// dated 20 minutes before the cookie was issued, so the previous key
 	// counts until T+40m while the cookie would last until T+1h.
-	if err := p.SetCookieKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated.Add(-30 * time.Minute)}); err != nil {
+	if err := setKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated.Add(-30 * time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(30*time.Minute - time.Second) // T+40m-1s
@@ -324,14 +318,14 @@ func TestStickyCookieKeyRotation(t *testing.T) {
 
 	// Dated as it happened, the rotation's grace period ends with the
 	// last cookie the previous key signed.
-	if err := p.SetCookieKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated}); err != nil {
+	if err := setKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(20*time.Minute - time.Second) // T+1h-1s
 	if role, _ := route(signedWithA); role != RoleCanary {
 		t.Fatal("the previous key's cookie was refused a second before it expired")
 	}
-	if err := p.SetCookieKeys(CookieKeys{Current: c, Previous: b, RotatedAt: clk.Now()}); err != nil {
+	if err := setKeys(CookieKeys{Current: c, Previous: b, RotatedAt: clk.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if role, _ := route(signedWithA); role != RoleStable {
@@ -348,15 +342,15 @@ func TestStickyCookieKeyRotation(t *testing.T) {
 		{Current: c, Previous: a[:8], RotatedAt: clk.Now()},
 		{Current: c, Previous: a},
 	} {
-		if err := p.SetCookieKeys(bad); err == nil {
-			t.Errorf("SetCookieKeys(%d-byte current, %d-byte previous, rotated %v) succeeded", len(bad.Current), len(bad.Previous), bad.RotatedAt)
+		if err := setKeys(bad); err == nil {
+			t.Errorf("WithCookieKeys(%d-byte current, %d-byte previous, rotated %v) succeeded", len(bad.Current), len(bad.Previous), bad.RotatedAt)
 		}
 	}
 	if role, _ := route(signedWithB); role != RoleCanary {
-		t.Error("a refused SetCookieKeys changed the keys")
+		t.Error("a refused WithCookieKeys changed the keys")
 	}
-	if p.StickyTTL() != DefaultStickyTTL {
-		t.Errorf("StickyTTL %s", p.StickyTTL())
+	if tab.StickyTTL() != DefaultStickyTTL {
+		t.Errorf("StickyTTL %s", tab.StickyTTL())
 	}
 }
 
@@ -387,125 +381,5 @@ func TestStickyCookieWeightZero(t *testing.T) {
 	closed.closed = true
 	if role, set := routeCookie(&closed, "pipit-checkout="+canary); role != RoleStable || set != stable {
 		t.Errorf("a canary cookie with the canary closed: %s, Set-Cookie %q", role, set)
-	}
-}
-
-// stickyPaths are the request paths a sticky cookie is checked on: the
-// net/http path, as a plain handler and as HTTP/2 (h2c) through a Server,
-// and the Server's fast path for HTTP/1.1.
-var stickyPaths = []struct {
-	name  string
-	serve func(testing.TB, *Proxy) string
-	h2c   bool
-}{
-	{"net/http", front, false},
-	{"h2c", func(t testing.TB, p *Proxy) string { return serveWith(t, p, ServerConfig{}) }, true},
-	{"fast", func(t testing.TB, p *Proxy) string { return serveWith(t, p, ServerConfig{}) }, false},
-}
-
-// cookieGet sends GET url with the Cookie header, if any, and returns the
-// version that answered and the value of the sticky cookie set.
-func cookieGet(t *testing.T, client *http.Client, url, cookie string, h2 bool) (version, set string) {
-	t.Helper()
-	r, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cookie != "" {
-		r.Header.Set("Cookie", cookie)
-	}
-	res, err := client.Do(r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	if (res.ProtoMajor == 2) != h2 {
-		t.Fatalf("answered over %s", res.Proto)
-	}
-	if sc := res.Header.Values("Set-Cookie"); len(sc) > 1 {
-		t.Fatalf("several Set-Cookie: %q", sc)
-	}
-	return res.Header.Get(DefaultVersionHeader), setCookieValue(res.Header.Get("Set-Cookie"))
-}
-
-// TestStickyCookieAttacksOverHTTP plays the attacks over real connections
-// on every request path: the cookie a browser got keeps it on the canary;
-// forged, tampered and foreign cookies get stable and a genuine stable
-// cookie; the cookie survives a key rotation and stops working once its
-// TTL is over; and with neither weight nor rule the canary takes nobody.
-func TestStickyCookieAttacksOverHTTP(t *testing.T) {
-	stable, canary := newUpstream(t, "v1"), newUpstream(t, "v2")
-	for _, path := range stickyPaths {
-		t.Run(path.name, func(t *testing.T) {
-			client := &http.Client{Timeout: 10 * time.Second}
-			if path.h2c {
-				client.Transport = &http.Transport{Protocols: unencryptedHTTP2()}
-			}
-			defer client.CloseIdleConnections()
-			clk := newTestClock()
-			a := testKey(t)
-			c := canary.upstream(t)
-			p := newProxy(t, Config{Stable: stable.upstream(t), Canary: &c, Weight: v1alpha1.FullWeight, Name: "checkout",
-				Traffic: toCanaryByRule, CookieKeys: CookieKeys{Current: a}, Clock: clk})
-			url := path.serve(t, p)
-			get := func(cookie string) (string, string) { t.Helper(); return cookieGet(t, client, url, cookie, path.h2c) }
-
-			v, genuine := get("")
-			if v != "v2" || genuine == "" {
-				t.Fatalf("at 100%%: %s, Set-Cookie %q", v, genuine)
-			}
-			setWeight(t, p, 0) // only the cookie can send there now
-			if v, set := get("pipit-checkout=" + genuine); v != "v2" || set != "" {
-				t.Fatalf("the genuine cookie: %s, Set-Cookie %q", v, set)
-			}
-			_, expiry, mac := splitCookie(t, genuine)
-			forged := "canary." + strconv.FormatInt(expiry, 10) + "." + strings.Repeat("A", macLen)
-			for what, value := range map[string]string{
-				"the old unsigned format":    "canary." + strconv.FormatUint(newHasher("checkout").sum("v2"), 16),
-				"another installation's key": stickyValue(keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: testKey(t)}, clk), RoleCanary),
-				"the role swapped":           "stable." + strconv.FormatInt(expiry, 10) + "." + mac,
-				"the expiry extended":        "canary." + strconv.FormatInt(expiry+86400, 10) + "." + mac,
-				"a made-up MAC":              forged,
-				"garbage":                    "<script>",
-			} {
-				v, set := get("pipit-checkout=" + value)
-				if v != "v1" || !strings.HasPrefix(set, "stable.") {
-					t.Errorf("%s: %s, Set-Cookie %q; want v1 and a stable cookie", what, v, set)
-					continue
-				}
-				if v, again := get("pipit-checkout=" + set); v != "v1" || again != "" {
-					t.Errorf("%s: the stable cookie given in its place: %s, Set-Cookie %q", what, v, again)
-				}
-			}
-			if v, set := get("pipit-checkout=" + forged + "; pipit-checkout=" + genuine); v != "v2" || set != "" {
-				t.Errorf("a forged cookie before the genuine one: %s, Set-Cookie %q", v, set)
-			}
-
-			clk.Advance(10 * time.Minute)
-			if err := p.SetCookieKeys(CookieKeys{Current: testKey(t), Previous: a, RotatedAt: clk.Now()}); err != nil {
-				t.Fatal(err)
-			}
-			if v, set := get("pipit-checkout=" + genuine); v != "v2" || set != "" {
-				t.Errorf("the cookie after a key rotation: %s, Set-Cookie %q", v, set)
-			}
-			clk.Advance(50 * time.Minute) // the cookie's TTL is over
-			if v, set := get("pipit-checkout=" + genuine); v != "v1" || !strings.HasPrefix(set, "stable.") {
-				t.Errorf("the cookie past its TTL: %s, Set-Cookie %q", v, set)
-			}
-
-			// Neither weight nor rule: the canary takes nobody.
-			c2 := canary.upstream(t)
-			bare := newProxy(t, Config{Stable: stable.upstream(t), Canary: &c2, Weight: v1alpha1.FullWeight, Name: "checkout",
-				Traffic: stickyOn, CookieKeys: CookieKeys{Current: a}, Clock: clk})
-			url = path.serve(t, bare)
-			if v, genuine = get(""); v != "v2" {
-				t.Fatalf("at 100%%: %s", v)
-			}
-			setWeight(t, bare, 0)
-			if v, set := get("pipit-checkout=" + genuine); v != "v1" || !strings.HasPrefix(set, "stable.") {
-				t.Errorf("a canary cookie at weight 0: %s, Set-Cookie %q; want v1 and a stable cookie", v, set)
-			}
-		})
 	}
 }

@@ -1,11 +1,11 @@
 //go:build !unix
 
-package proxy
+package upstream
 
 import "net"
 
 // socketPeeker is not available here: idle connections are checked by
-// what their reader already holds (see upConn.quiet).
+// what their reader already holds (see conn.quiet).
 type socketPeeker struct{}
 
 func newSocketPeeker(net.Conn) *socketPeeker { return nil }

@@ -1,4 +1,4 @@
-package proxy
+package route
 
 import (
 	"net/http"
@@ -15,16 +15,15 @@ import (
 // and a sticky cookie, genuine or forged: checking it costs one HMAC on
 // a pooled state, and the cookie issued is signed once a second.
 func TestRouteAllocations(t *testing.T) {
-	stable, canary := testBackends()
-	plain := &table{weight: 5_000, stable: stable, canary: canary}
+	plain := testTable(5_000)
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	if n := testing.AllocsPerRun(1000, func() { plain.route(r) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { plain.Route(r) }); n != 0 {
 		t.Errorf("plain weighted route: %v allocations", n)
 	}
 	tab := trafficTable(t, keyAndRules(), 5_000)
 	kr := userRequest("user-42")
 	kr.Header.Set("X-Customer-Tier", "pro")
-	if n := testing.AllocsPerRun(1000, func() { tab.route(kr) }); n != 0 {
+	if n := testing.AllocsPerRun(1000, func() { tab.Route(kr) }); n != 0 {
 		t.Errorf("header key and three rules: %v allocations", n)
 	}
 	// Under the race detector sync.Pool drops some of the HMAC states it
@@ -42,7 +41,7 @@ func TestRouteAllocations(t *testing.T) {
 		{"a forged cookie", "canary." + strconv.FormatInt(expiry, 10) + "." + strings.Repeat("A", macLen)},
 	} {
 		kr.Header.Set("Cookie", "a=b; pipit-checkout="+c.value)
-		if n := testing.AllocsPerRun(1000, func() { tab.route(kr) }); n > limit {
+		if n := testing.AllocsPerRun(1000, func() { tab.Route(kr) }); n > limit {
 			t.Errorf("%s: %v allocations", c.what, n)
 		}
 	}
@@ -60,12 +59,11 @@ func keyAndRules() *v1alpha1.TrafficSpec {
 // BenchmarkRoutePlain is the decision for a plain weighted request: no
 // TrafficSpec, a weight that needs a draw.
 func BenchmarkRoutePlain(b *testing.B) {
-	stable, canary := testBackends()
-	tab := &table{weight: 5_000, stable: stable, canary: canary}
+	tab := testTable(5_000)
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
 	b.ReportAllocs()
 	for b.Loop() {
-		tab.route(r)
+		tab.Route(r)
 	}
 }
 
@@ -79,7 +77,7 @@ func BenchmarkRouteKeyRules(b *testing.B) {
 	r.Header.Set("X-User-Email", "someone@example.com")
 	b.ReportAllocs()
 	for b.Loop() {
-		tab.route(r)
+		tab.Route(r)
 	}
 }
 
@@ -90,6 +88,6 @@ func BenchmarkRouteStickyCookie(b *testing.B) {
 	r := req("/", "Cookie", "_ga=GA1.2.3; session=abc; pipit-checkout="+stickyValue(tab, RoleCanary)+"; theme=dark")
 	b.ReportAllocs()
 	for b.Loop() {
-		tab.route(r)
+		tab.Route(r)
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package route
 
 import (
 	"net/http"
@@ -43,9 +43,9 @@ func req(target string, kv ...string) *http.Request {
 }
 
 // routesTo asserts where tab sends r.
-func routesTo(t *testing.T, tab *table, r *http.Request, want string) {
+func routesTo(t *testing.T, tab *Table, r *http.Request, want string) {
 	t.Helper()
-	if got := tab.route(r).b.role; got != want {
+	if got := tab.Route(r).Role(); got != want {
 		t.Errorf("%s %s %v: routed to %s, want %s", r.Method, r.URL, r.Header, got, want)
 	}
 }
@@ -98,7 +98,7 @@ func TestSegmentBetaTestersFile(t *testing.T) {
 	check := func() {
 		t.Helper()
 		clk.Advance(listTestInterval)
-		tab.route(req("/", "X-User-ID", "u-0"))
+		tab.Route(req("/", "X-User-ID", "u-0"))
 		waitFor(t, "the list check to end", func() bool { return !file.checking.Load() })
 	}
 	routesTo(t, tab, req("/", "X-User-ID", "u-1"), RoleCanary)
@@ -108,7 +108,7 @@ func TestSegmentBetaTestersFile(t *testing.T) {
 	routesTo(t, tab, req("/", "X-User-ID", "u-3"), RoleStable)
 
 	write("u-2\nu-3\n")
-	toCanary := func(id string) bool { return tab.route(req("/", "X-User-ID", id)).b == tab.canary }
+	toCanary := func(id string) bool { return tab.Route(req("/", "X-User-ID", id)).Canary }
 	if toCanary("u-3") {
 		t.Error("the list was reloaded before its interval passed")
 	}
@@ -164,9 +164,9 @@ func TestSegmentPinStable(t *testing.T) {
 	spec := &v1alpha1.TrafficSpec{UserKey: byUserID.UserKey, Rules: []v1alpha1.TrafficRule{enterprise},
 		Mirror: &v1alpha1.Mirror{Percent: v1alpha1.FullWeight}}
 	tab := trafficTable(t, spec, v1alpha1.FullWeight)
-	d := tab.route(req("/", "X-Customer-Tier", "enterprise", "X-User-ID", "u-1"))
-	if d.b != tab.stable || d.mirror {
-		t.Fatalf("enterprise request: routed to %s, mirrored %v; want stable, not mirrored", d.b.role, d.mirror)
+	d := tab.Route(req("/", "X-Customer-Tier", "enterprise", "X-User-ID", "u-1"))
+	if d.Canary || d.Mirror {
+		t.Fatalf("enterprise request: routed to %s, mirrored %v; want stable, not mirrored", d.Role(), d.Mirror)
 	}
 	routesTo(t, tab, req("/", "X-Customer-Tier", "startup"), RoleCanary)
 }
@@ -227,59 +227,6 @@ func TestSegmentParts(t *testing.T) {
 			routesTo(t, tab, tc.match, RoleCanary)
 			routesTo(t, tab, tc.miss, RoleStable)
 		})
-	}
-}
-
-// TestSegmentRollbackOverridesRules: once the canary is closed nobody
-// gets it, whatever the rules say; a new canary version opens again.
-func TestSegmentRollbackOverridesRules(t *testing.T) {
-	stable, canary := newUpstream(t, "v1"), newUpstream(t, "v2")
-	c := canary.upstream(t)
-	p := newProxy(t, Config{Stable: stable.upstream(t), Canary: &c, Name: "checkout",
-		Traffic: rules(forceCanary, internalUsers)})
-	addr := front(t, p)
-	version := func(kv ...string) string {
-		t.Helper()
-		r, _ := http.NewRequest(http.MethodGet, addr, nil)
-		for i := 0; i+1 < len(kv); i += 2 {
-			r.Header.Set(kv[i], kv[i+1])
-		}
-		res, err := http.DefaultClient.Do(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		res.Body.Close()
-		return res.Header.Get(DefaultVersionHeader)
-	}
-	if v := version("Canary", "true"); v != "v2" {
-		t.Fatalf("before the rollback the override got %s", v)
-	}
-	p.SetCanaryAllowed(false)
-	for _, h := range [][]string{{"Canary", "true"}, {"X-User-Email", "ana@company.com"}} {
-		if v := version(h...); v != "v1" {
-			t.Fatalf("after the rollback %v got %s", h, v)
-		}
-	}
-	// The same version again stays closed; a new one opens.
-	if err := p.setUpstreams(stable.upstream(t), &c); err != nil {
-		t.Fatal(err)
-	}
-	if v := version("Canary", "true"); v != "v1" {
-		t.Fatalf("re-setting the rolled-back canary reopened it: %s", v)
-	}
-	next := Upstream{Version: "v3", URL: c.URL}
-	if err := p.setUpstreams(stable.upstream(t), &next); err != nil {
-		t.Fatal(err)
-	}
-	if v := version("Canary", "true"); v != "v3" {
-		t.Fatalf("a new canary version is still closed: %s", v)
-	}
-	// Retiring the canary leaves rules nothing to send to.
-	if err := p.setUpstreams(stable.upstream(t), nil); err != nil {
-		t.Fatal(err)
-	}
-	if v := version("Canary", "true"); v != "v1" {
-		t.Fatalf("with no canary the override got %s", v)
 	}
 }
 

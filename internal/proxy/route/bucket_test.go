@@ -1,4 +1,4 @@
-package proxy
+package route
 
 import (
 	"math"
@@ -9,27 +9,19 @@ import (
 	"net/url"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
-// testBackends are a stable and a canary backend for decision tests,
-// which never forward a request.
-func testBackends() (stable, canary *backend) {
-	return &backend{role: RoleStable, up: Upstream{Version: "v1"}},
-		&backend{role: RoleCanary, up: Upstream{Version: "v2"}}
-}
-
 // trafficTable compiles spec for a service named checkout and returns a
 // table at weight with the test backends.
-func trafficTable(t testing.TB, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent) *table {
+func trafficTable(t testing.TB, spec *v1alpha1.TrafficSpec, weight v1alpha1.Percent) *Table {
 	t.Helper()
 	return keyedTable(t, spec, weight, CookieKeys{Current: testKey(t)}, rollout.SystemClock{})
 }
 
-func atWeight(tab *table, w v1alpha1.Percent) *table {
+func atWeight(tab *Table, w v1alpha1.Percent) *Table {
 	c := *tab
 	c.weight = w
 	return &c
@@ -80,7 +72,7 @@ func TestMonotonicRamp(t *testing.T) {
 		}
 		// The request path decides as keyToCanary does.
 		for i := pct; i < n; i += 9973 {
-			if got := tab.route(userRequest(keys[i])).b == tab.canary; got != inCanary[i] {
+			if got := tab.Route(userRequest(keys[i])).Canary; got != inCanary[i] {
 				t.Fatalf("at %d%% route sends %s to canary=%v; keyToCanary says %v", pct, keys[i], got, inCanary[i])
 			}
 		}
@@ -127,7 +119,7 @@ func TestStickySameUser(t *testing.T) {
 			r := userRequest(id)
 			r.URL.Path = "/page/" + strconv.Itoa(i)
 			r.RemoteAddr = "192.0.2." + strconv.Itoa(i) + ":1234"
-			toCanary := tab.route(r).b == tab.canary
+			toCanary := tab.Route(r).Canary
 			if first, seen := got[id]; seen && first != toCanary {
 				t.Fatalf("request %d of %s went to canary=%v, the first to %v", i, id, toCanary, first)
 			}
@@ -142,40 +134,6 @@ func TestStickySameUser(t *testing.T) {
 	}
 	if canaries == 0 || canaries == len(got) {
 		t.Fatalf("%d of %d users in the canary at 30%%; the split does not depend on the user", canaries, len(got))
-	}
-}
-
-// TestStickySameUserThroughProxy sends each user's requests through a
-// real proxy on loopback: the version header never changes for a user.
-func TestStickySameUserThroughProxy(t *testing.T) {
-	stable, canary := newUpstream(t, "v1"), newUpstream(t, "v2")
-	c := canary.upstream(t)
-	p := newProxy(t, Config{Stable: stable.upstream(t), Canary: &c, Weight: 50 * v1alpha1.PercentScale,
-		Name: "checkout", Traffic: byUserID})
-	addr := front(t, p)
-	client := &http.Client{Timeout: 10 * time.Second}
-	versions := map[string]int{}
-	for u := range 40 {
-		var first string
-		for range 5 {
-			req, _ := http.NewRequest(http.MethodGet, addr, nil)
-			req.Header.Set("X-User-ID", "user-"+strconv.Itoa(u))
-			res, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			res.Body.Close()
-			v := res.Header.Get(DefaultVersionHeader)
-			if first == "" {
-				first = v
-				versions[v]++
-			} else if v != first {
-				t.Fatalf("user-%d got %s after %s", u, v, first)
-			}
-		}
-	}
-	if versions["v1"] == 0 || versions["v2"] == 0 {
-		t.Fatalf("users per version at 50%%: %v", versions)
 	}
 }
 
@@ -213,7 +171,7 @@ func TestStickyUserRandomWithoutKey(t *testing.T) {
 	const n = 200_000
 	count := 0
 	for range n {
-		if tab.route(r).b == tab.canary {
+		if tab.Route(r).Canary {
 			count++
 		}
 	}
@@ -250,13 +208,13 @@ func TestStickyUserKeySources(t *testing.T) {
 			if tc.cookie != "" {
 				r.Header.Set("Cookie", tc.cookie)
 			}
-			got, ok := userKey(r, srcs)
+			got, ok := userKey(r, srcs, nil)
 			if !ok || got != tc.want {
 				t.Fatalf("key %q, %v; want %q", got, ok, tc.want)
 			}
 		})
 	}
-	if _, ok := userKey(httptest.NewRequest(http.MethodGet, "/", nil), srcs[:3]); ok {
+	if _, ok := userKey(httptest.NewRequest(http.MethodGet, "/", nil), srcs[:3], nil); ok {
 		t.Fatal("a request without any source has a key")
 	}
 	if _, err := compileKeySources([]v1alpha1.UserKeySource{{Header: "a", Cookie: "b"}}); err == nil {
@@ -303,11 +261,11 @@ func FuzzUserKey(f *testing.F) {
 				want = ip.WithZone("").String()
 			}
 		}
-		got, ok := userKey(r, srcs)
+		got, ok := userKey(r, srcs, nil)
 		if got != want || ok != (want != "") {
 			t.Fatalf("key %q, %v; net/http reads %q", got, ok, want)
 		}
-		if b := h.bucket(got); b < 0 || b >= Buckets || b != h.bucket(got) {
+		if b := h.bucket(got); b < 0 || b >= buckets || b != h.bucket(got) {
 			t.Fatalf("bucket %d of %q", b, got)
 		}
 	})
