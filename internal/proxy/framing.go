@@ -27,8 +27,6 @@ type headFault struct {
 	reason string
 }
 
-func (f *headFault) Error() string { return f.reason }
-
 // checkRequestHead holds the head of a parsed request to the rules above.
 // ambiguous reports a request carrying both Content-Length and
 // Transfer-Encoding: it is read as chunked, as RFC 9112 6.3 says, and its
