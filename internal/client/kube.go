@@ -274,30 +274,45 @@ func (k *Kube) await(ctx context.Context, name string, kind rollout.CommandKind,
 		case <-timeout.C():
 			return k.giveUp(ctx, name, kind, id, k.clock.Now().Sub(start), lastErr)
 		case <-poll.C():
-			poll.Reset(answerPoll)
 		}
-		r, err := k.get(ctx, name)
-		if errors.Is(err, controlapi.ErrNotFound) {
-			return controlapi.RolloutView{}, fmt.Errorf("rollout %s was deleted before the controller answered the %s command", name, kind)
+		view, done, err := k.look(ctx, name, kind, id, &takenAt)
+		if done {
+			return view, err
 		}
-		if err != nil {
-			// A look that failed may succeed next time; the wait is bounded.
-			lastErr = err
-			continue
+		// A look that failed may succeed next time; the wait is bounded.
+		lastErr = err
+		// The next look is a poll interval after this one has ended.
+		poll.Reset(answerPoll)
+	}
+}
+
+// look reads the Rollout once for the answer to command id: done with the
+// view (or the error to return) when it is answered, when the Rollout is
+// gone, or when the command was taken more than answerGrace ago without an
+// answer; otherwise err is why the read failed, if it did. takenAt keeps
+// when the command was first seen taken.
+func (k *Kube) look(ctx context.Context, name string, kind rollout.CommandKind, id string, takenAt *time.Time) (view controlapi.RolloutView, done bool, err error) {
+	r, err := k.get(ctx, name)
+	if errors.Is(err, controlapi.ErrNotFound) {
+		return controlapi.RolloutView{}, true, fmt.Errorf("rollout %s was deleted before the controller answered the %s command", name, kind)
+	}
+	if err != nil {
+		return controlapi.RolloutView{}, false, err
+	}
+	switch state, res := lookUp(r, id); state {
+	case answered:
+		view, err := k.result(r, res)
+		return view, true, err
+	case taken:
+		if takenAt.IsZero() {
+			*takenAt = k.clock.Now()
 		}
-		switch state, res := lookUp(r, id); state {
-		case answered:
-			return k.result(r, res)
-		case taken:
-			if takenAt.IsZero() {
-				takenAt = k.clock.Now()
-			}
-			if k.clock.Now().Sub(takenAt) > answerGrace {
-				return controlapi.RolloutView{}, fmt.Errorf("the controller took the %s command, but its answer did not appear "+
-					"in status.commandResults (later commands may have pushed it out); see `pipit history %s`", kind, name)
-			}
+		if k.clock.Now().Sub(*takenAt) > answerGrace {
+			return controlapi.RolloutView{}, true, fmt.Errorf("the controller took the %s command, but its answer did not appear "+
+				"in status.commandResults (later commands may have pushed it out); see `pipit history %s`", kind, name)
 		}
 	}
+	return controlapi.RolloutView{}, false, nil
 }
 
 // commandState is where an operator command stands in a Rollout's status.

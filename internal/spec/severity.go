@@ -45,6 +45,17 @@ func (s Severity) String() string {
 // MarshalText writes the severity by name, so JSON payloads read "warn".
 func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
+// UnmarshalText reads a severity by name, so that a webhook payload
+// decodes back into notify.WebhookPayload.
+func (s *Severity) UnmarshalText(b []byte) error {
+	v, err := ParseSeverity(v1alpha1.NotifySeverity(b))
+	if err != nil {
+		return err
+	}
+	*s = v
+	return nil
+}
+
 // ParseSeverity reads a spec's severity; empty means info.
 func ParseSeverity(s v1alpha1.NotifySeverity) (Severity, error) {
 	switch s {
