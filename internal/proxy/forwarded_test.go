@@ -135,55 +135,63 @@ func FuzzForwardedHeaders(f *testing.F) {
 		std := http.Header{}
 		setForwardedHeaders(std, in.WithContext(context.WithValue(context.Background(), connInfoKey{}, info)))
 
-		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(h.Header())))
-		if err != nil {
-			t.Fatalf("the request sent upstream does not parse: %v\n%q", err, h.Header())
-		}
-		for _, k := range forwardingHeaders {
-			if got, want := req.Header[k], std[k]; !slices.Equal(got, want) || len(got) > 1 {
-				t.Fatalf("%s: the fast path sent %q, net/http's path %q", k, got, want)
-			}
-		}
-		if req.Header.Get("Keep-Alive") != "" || req.Header.Get("Connection") != "" {
-			t.Fatalf("hop-by-hop headers went upstream: %q", req.Header)
-		}
-		var chain []string
-		if trusted {
-			for _, v := range in.Header["X-Forwarded-For"] {
-				if v = strings.Trim(v, " \t"); v != "" {
-					chain = append(chain, v)
-				}
-			}
-		}
-		if got, want := req.Header.Get("X-Forwarded-For"), strings.Join(append(chain, route.ClientIP(ip)), ", "); got != want {
-			t.Fatalf("X-Forwarded-For %q, want %q", got, want)
-		}
-		if got, want := req.Header.Get("X-Forwarded-Host")+" "+req.Header.Get("X-Forwarded-Proto"), req.Host+" http"; trusted && got != "lb.example https" || !trusted && got != want {
-			t.Fatalf("X-Forwarded-Host and -Proto %q, trusted %v", got, trusted)
-		}
-		got := req.Header.Get("Forwarded")
-		prior := strings.Trim(fwd, " \t")
-		last := got
-		if trusted && prior != "" {
-			if !strings.HasPrefix(got, prior+", ") {
-				t.Fatalf("Forwarded %q lost the prior %q", got, prior)
-			}
-			last = strings.TrimPrefix(got, prior+", ")
-		}
-		pairs, err := parseForwardedElement(last)
-		if err != nil {
-			t.Fatalf("this hop's element %q: %v", last, err)
-		}
-		if pairs["proto"] != "http" {
-			t.Fatalf("proto %q", pairs["proto"])
-		}
-		if wantHost := req.Host; wantHost != "" && !hasControl([]byte(wantHost)) && pairs["host"] != wantHost {
-			t.Fatalf("host pair %q, the request's host %q", pairs["host"], wantHost)
-		}
-		if a, err := netip.ParseAddr(strings.Trim(pairs["for"], "[]")); err != nil || a != peer.Unmap().WithZone("") {
-			t.Fatalf("for pair %q, the peer %s", pairs["for"], peer)
-		}
+		checkForwardedHeaders(t, &h, in, std, ip, peer, fwd, trusted)
 	})
+}
+
+// checkForwardedHeaders is FuzzForwardedHeaders's oracle: h is what the
+// fast path prepared for the request in, from the client at ip (peer,
+// parsed), and std the forwarding headers net/http's path set for it; fwd
+// is the Forwarded header the client sent.
+func checkForwardedHeaders(t *testing.T, h *fasthttp.RequestHeader, in *http.Request, std http.Header, ip string, peer netip.Addr, fwd string, trusted bool) {
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(h.Header())))
+	if err != nil {
+		t.Fatalf("the request sent upstream does not parse: %v\n%q", err, h.Header())
+	}
+	for _, k := range forwardingHeaders {
+		if got, want := req.Header[k], std[k]; !slices.Equal(got, want) || len(got) > 1 {
+			t.Fatalf("%s: the fast path sent %q, net/http's path %q", k, got, want)
+		}
+	}
+	if req.Header.Get("Keep-Alive") != "" || req.Header.Get("Connection") != "" {
+		t.Fatalf("hop-by-hop headers went upstream: %q", req.Header)
+	}
+	var chain []string
+	if trusted {
+		for _, v := range in.Header["X-Forwarded-For"] {
+			if v = strings.Trim(v, " \t"); v != "" {
+				chain = append(chain, v)
+			}
+		}
+	}
+	if got, want := req.Header.Get("X-Forwarded-For"), strings.Join(append(chain, route.ClientIP(ip)), ", "); got != want {
+		t.Fatalf("X-Forwarded-For %q, want %q", got, want)
+	}
+	if got, want := req.Header.Get("X-Forwarded-Host")+" "+req.Header.Get("X-Forwarded-Proto"), req.Host+" http"; trusted && got != "lb.example https" || !trusted && got != want {
+		t.Fatalf("X-Forwarded-Host and -Proto %q, trusted %v", got, trusted)
+	}
+	got := req.Header.Get("Forwarded")
+	prior := strings.Trim(fwd, " \t")
+	last := got
+	if trusted && prior != "" {
+		if !strings.HasPrefix(got, prior+", ") {
+			t.Fatalf("Forwarded %q lost the prior %q", got, prior)
+		}
+		last = strings.TrimPrefix(got, prior+", ")
+	}
+	pairs, err := parseForwardedElement(last)
+	if err != nil {
+		t.Fatalf("this hop's element %q: %v", last, err)
+	}
+	if pairs["proto"] != "http" {
+		t.Fatalf("proto %q", pairs["proto"])
+	}
+	if wantHost := req.Host; wantHost != "" && !hasControl([]byte(wantHost)) && pairs["host"] != wantHost {
+		t.Fatalf("host pair %q, the request's host %q", pairs["host"], wantHost)
+	}
+	if a, err := netip.ParseAddr(strings.Trim(pairs["for"], "[]")); err != nil || a != peer.Unmap().WithZone("") {
+		t.Fatalf("for pair %q, the peer %s", pairs["for"], peer)
+	}
 }
 
 // TestForwardingHeadersOnEveryProtocol sends a client's forwarding

@@ -59,67 +59,25 @@ func TestLoadWeightChangesLoseNoRequests(t *testing.T) {
 }
 
 func testLoadWeightChanges(t *testing.T, fe frontend) {
-	st, ca := newSeqUpstream(t), newSeqUpstream(t)
-	p := newProxy(t, Config{
-		Stable: Upstream{Version: "v1", URL: mustURL(t, st.URL)},
-		Canary: &Upstream{Version: "v2", URL: mustURL(t, ca.URL)},
+	r := &weightRun{st: newSeqUpstream(t), ca: newSeqUpstream(t)}
+	r.p = newProxy(t, Config{
+		Stable: Upstream{Version: "v1", URL: mustURL(t, r.st.URL)},
+		Canary: &Upstream{Version: "v2", URL: mustURL(t, r.ca.URL)},
 		Weight: 50_000,
 	})
-	url := fe.serve(t, p)
+	url := fe.serve(t, r.p)
 
-	var seq, finalSeq atomic.Uint64
 	targeter := func(tgt *vegeta.Target) error {
 		tgt.Method, tgt.URL = http.MethodGet, url
-		tgt.Header = http.Header{seqHeader: {strconv.FormatUint(seq.Add(1), 10)}}
+		tgt.Header = http.Header{seqHeader: {strconv.FormatUint(r.seq.Add(1), 10)}}
 		return nil
 	}
 
 	changed, attackDone := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(changed)
-		// Paced by the traffic rather than the clock, so a busy machine
-		// still sees every change under load: one change every 3 requests,
-		// the last at about request 600.
-		rng := rand.New(rand.NewPCG(7, 11))
-		for i := range uint64(200) {
-			for seq.Load() < 3*(i+1) {
-				select {
-				case <-attackDone:
-					return
-				case <-time.After(time.Millisecond):
-				}
-			}
-			if err := p.SetWeight(v1alpha1.Percent(rng.Int32N(int32(v1alpha1.FullWeight) + 1))); err != nil {
-				t.Error(err)
-			}
-		}
-		if err := p.SetWeight(0); err != nil {
-			t.Error(err)
-		}
-		p.SetCanaryAllowed(false)
-		finalSeq.Store(seq.Load())
-	}()
+	go r.changeWeights(t, changed, attackDone)
 
 	attacker := vegeta.NewAttacker(vegeta.Timeout(10*time.Second), vegeta.Workers(8), vegeta.MaxWorkers(64))
-	// The attack lasts until 300 requests after the final weight change
-	// rather than for a fixed time, so that a busy machine, which sends
-	// fewer requests a second, still sees every change under load.
-	go func() {
-		defer attacker.Stop()
-		limit := time.After(2 * time.Minute)
-		select {
-		case <-changed:
-		case <-limit:
-			return
-		}
-		for final := finalSeq.Load(); final != 0 && seq.Load() < final+300; {
-			select {
-			case <-limit:
-				return
-			case <-time.After(time.Millisecond):
-			}
-		}
-	}()
+	go r.stopAfterRollback(attacker, changed)
 	var m vegeta.Metrics
 	for res := range attacker.Attack(targeter, vegeta.Rate{Freq: 400, Per: time.Second}, 0, "weights") {
 		m.Add(res)
@@ -127,7 +85,71 @@ func testLoadWeightChanges(t *testing.T, fe frontend) {
 	m.Close()
 	close(attackDone)
 	<-changed
-	if finalSeq.Load() == 0 {
+	r.check(t, &m)
+}
+
+// weightRun is what testLoadWeightChanges's stages share: the proxy, its
+// two upstreams, the number of the last request sent and that of the last
+// one sent before the rollback.
+type weightRun struct {
+	p             *Proxy
+	st, ca        *seqUpstream
+	seq, finalSeq atomic.Uint64
+}
+
+// changeWeights changes the weight 200 times under the traffic, then rolls
+// the canary back and notes the request number at which it did, and closes
+// changed.
+func (r *weightRun) changeWeights(t *testing.T, changed chan<- struct{}, attackDone <-chan struct{}) {
+	defer close(changed)
+	// Paced by the traffic rather than the clock, so a busy machine
+	// still sees every change under load: one change every 3 requests,
+	// the last at about request 600.
+	rng := rand.New(rand.NewPCG(7, 11))
+	for i := range uint64(200) {
+		for r.seq.Load() < 3*(i+1) {
+			select {
+			case <-attackDone:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+		if err := r.p.SetWeight(v1alpha1.Percent(rng.Int32N(int32(v1alpha1.FullWeight) + 1))); err != nil {
+			t.Error(err)
+		}
+	}
+	if err := r.p.SetWeight(0); err != nil {
+		t.Error(err)
+	}
+	r.p.SetCanaryAllowed(false)
+	r.finalSeq.Store(r.seq.Load())
+}
+
+// stopAfterRollback stops the attack 300 requests after the final weight
+// change rather than after a fixed time, so that a busy machine, which
+// sends fewer requests a second, still sees every change under load.
+func (r *weightRun) stopAfterRollback(attacker *vegeta.Attacker, changed <-chan struct{}) {
+	defer attacker.Stop()
+	limit := time.After(2 * time.Minute)
+	select {
+	case <-changed:
+	case <-limit:
+		return
+	}
+	for final := r.finalSeq.Load(); final != 0 && r.seq.Load() < final+300; {
+		select {
+		case <-limit:
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// check reads the attack's results: every request served, both versions
+// served, and nothing sent after the rollback served by the canary.
+func (r *weightRun) check(t *testing.T, m *vegeta.Metrics) {
+	st, ca := r.st, r.ca
+	if r.finalSeq.Load() == 0 {
 		t.Fatalf("the attack ended after %d requests, before the 200 weight changes", m.Requests)
 	}
 
@@ -140,13 +162,13 @@ func testLoadWeightChanges(t *testing.T, fe frontend) {
 	if ca.hits.Load() == 0 || st.hits.Load() == 0 {
 		t.Errorf("stable served %d, canary %d: the split never happened", st.hits.Load(), ca.hits.Load())
 	}
-	if after := seq.Load() - finalSeq.Load(); after < 100 {
+	if after := r.seq.Load() - r.finalSeq.Load(); after < 100 {
 		t.Errorf("only %d requests after the final weight 0; the test proves little", after)
 	}
-	if got, final := ca.maxSeq.Load(), finalSeq.Load(); got > final {
+	if got, final := ca.maxSeq.Load(), r.finalSeq.Load(); got > final {
 		t.Errorf("canary served request #%d, sent after weight 0 took effect at #%d", got, final)
 	}
-	s := settled(t, p, m.Requests)
+	s := settled(t, r.p, m.Requests)
 	if s.Stable.Requests+s.Canary.Requests != m.Requests || s.Canary.Requests != uint64(ca.hits.Load()) {
 		t.Errorf("stats count %d + %d requests, vegeta sent %d, canary served %d",
 			s.Stable.Requests, s.Canary.Requests, m.Requests, ca.hits.Load())
@@ -175,12 +197,7 @@ func TestCanaryDiesMidRunEjected(t *testing.T) {
 
 func testCanaryDies(t *testing.T, fe frontend, eject bool) {
 	st, ca := newSeqUpstream(t), newSeqUpstream(t)
-	var seq, downSeq atomic.Uint64
-	down := make(chan struct{})
-	markDown := func() {
-		downSeq.Store(seq.Load())
-		close(down)
-	}
+	r := &canaryDeath{down: make(chan struct{})}
 	cfg := Config{
 		Stable:          Upstream{Version: "v1", URL: mustURL(t, st.URL)},
 		Canary:          &Upstream{Version: "v2", URL: mustURL(t, ca.URL)},
@@ -189,103 +206,142 @@ func testCanaryDies(t *testing.T, fe frontend, eject bool) {
 	}
 	if eject {
 		cfg.OutlierFailures = 3
-		cfg.OnEject = func(string, string) { markDown() }
+		cfg.OnEject = func(string, string) { r.markDown() }
 	}
 	p := newProxy(t, cfg)
 	url := fe.serve(t, p)
 
 	if !eject {
-		_, changes := runChecker(t, p, health.Config{Interval: 50 * time.Millisecond, FailureThreshold: 2, PassiveFailures: 5},
-			func(c change) {
-				if c.role == RoleCanary && !c.healthy && downSeq.Load() == 0 {
-					if err := p.SetWeight(0); err != nil {
-						t.Error(err)
-					}
-					markDown()
-				}
-			})
-		for range 2 {
-			if c := nextChange(t, changes); !c.healthy {
-				t.Fatalf("change %+v before the canary was closed", c)
-			}
-		}
+		r.playDaemon(t, p)
 	}
 
-	type failure struct {
-		seq  uint64
-		code int
-	}
-	var (
-		mu        sync.Mutex
-		failures  []failure
-		lateOK    int
-		lateWrong []string
-	)
 	ctx, stop := context.WithTimeout(context.Background(), 10*time.Second)
 	defer stop()
 	client := &http.Client{Timeout: 5 * time.Second}
 	var workers sync.WaitGroup
 	for range 4 {
-		workers.Go(func() {
-			for ctx.Err() == nil {
-				n := seq.Add(1)
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-				req.Header.Set(seqHeader, strconv.FormatUint(n, 10))
-				resp, err := client.Do(req)
-				if err != nil {
-					if ctx.Err() == nil {
-						t.Errorf("request #%d: %v", n, err)
-					}
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				mu.Lock()
-				if resp.StatusCode != http.StatusOK {
-					failures = append(failures, failure{n, resp.StatusCode})
-				}
-				if d := downSeq.Load(); d != 0 && n > d {
-					if v := resp.Header.Get(DefaultVersionHeader); resp.StatusCode == http.StatusOK && v == "v1" {
-						lateOK++
-					} else {
-						lateWrong = append(lateWrong, strconv.Itoa(resp.StatusCode)+" from "+v)
-					}
-				}
-				mu.Unlock()
-			}
-		})
+		workers.Go(func() { r.send(ctx, t, client, url) })
 	}
 
+	r.closeCanary(ctx, t, st, ca)
+	stop()
+	workers.Wait()
+
+	r.check(t, p)
+}
+
+// canaryDeath is what testCanaryDies's stages share: the number of the
+// last request sent, that of the last one sent before the canary was
+// marked down, and what the clients saw.
+type canaryDeath struct {
+	seq, downSeq atomic.Uint64
+	down         chan struct{}
+
+	mu        sync.Mutex
+	failures  []seqFailure
+	lateOK    int
+	lateWrong []string
+}
+
+// seqFailure is a request that did not get a 200, by number.
+type seqFailure struct {
+	seq  uint64
+	code int
+}
+
+// markDown notes the request number at which the canary was marked down.
+func (r *canaryDeath) markDown() {
+	r.downSeq.Store(r.seq.Load())
+	close(r.down)
+}
+
+// playDaemon runs a health checker that, as the daemon does, sets the
+// weight to 0 on "canary down", and waits for both upstreams to be found
+// healthy.
+func (r *canaryDeath) playDaemon(t *testing.T, p *Proxy) {
+	_, changes := runChecker(t, p, health.Config{Interval: 50 * time.Millisecond, FailureThreshold: 2, PassiveFailures: 5},
+		func(c change) {
+			if c.role == RoleCanary && !c.healthy && r.downSeq.Load() == 0 {
+				if err := p.SetWeight(0); err != nil {
+					t.Error(err)
+				}
+				r.markDown()
+			}
+		})
+	for range 2 {
+		if c := nextChange(t, changes); !c.healthy {
+			t.Fatalf("change %+v before the canary was closed", c)
+		}
+	}
+}
+
+// send is one client sending numbered requests until ctx ends, noting the
+// failures and who served each request sent after the mark-down.
+func (r *canaryDeath) send(ctx context.Context, t *testing.T, client *http.Client, url string) {
+	for ctx.Err() == nil {
+		n := r.seq.Add(1)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req.Header.Set(seqHeader, strconv.FormatUint(n, 10))
+		resp, err := client.Do(req)
+		if err != nil {
+			if ctx.Err() == nil {
+				t.Errorf("request #%d: %v", n, err)
+			}
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		r.mu.Lock()
+		if resp.StatusCode != http.StatusOK {
+			r.failures = append(r.failures, seqFailure{n, resp.StatusCode})
+		}
+		if d := r.downSeq.Load(); d != 0 && n > d {
+			if v := resp.Header.Get(DefaultVersionHeader); resp.StatusCode == http.StatusOK && v == "v1" {
+				r.lateOK++
+			} else {
+				r.lateWrong = append(r.lateWrong, strconv.Itoa(resp.StatusCode)+" from "+v)
+			}
+		}
+		r.mu.Unlock()
+	}
+}
+
+// closeCanary closes the canary once both versions serve traffic, waits
+// for it to be marked down, then for 200 requests more.
+func (r *canaryDeath) closeCanary(ctx context.Context, t *testing.T, st, ca *seqUpstream) {
 	waitFor(t, "traffic to both versions", func() bool { return ca.hits.Load() > 20 && st.hits.Load() > 20 })
 	ca.Close()
 	select {
-	case <-down:
+	case <-r.down:
 	case <-ctx.Done():
 		t.Fatal("the canary was never marked down")
 	}
 	waitFor(t, "traffic after the canary went down", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return lateOK+len(lateWrong) >= 200
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.lateOK+len(r.lateWrong) >= 200
 	})
-	stop()
-	workers.Wait()
+}
 
-	if len(lateWrong) > 0 {
-		t.Errorf("%d requests sent after the canary was marked down were not served by stable: %v", len(lateWrong), lateWrong)
+// check reads what the clients saw: every request sent after the
+// mark-down served by stable, only 502s before it, each counted by the
+// proxy.
+func (r *canaryDeath) check(t *testing.T, p *Proxy) {
+	if len(r.lateWrong) > 0 {
+		t.Errorf("%d requests sent after the canary was marked down were not served by stable: %v", len(r.lateWrong), r.lateWrong)
 	}
-	for _, f := range failures {
-		if f.seq > downSeq.Load() || f.code != http.StatusBadGateway {
-			t.Errorf("request #%d got %d; the canary went down at #%d", f.seq, f.code, downSeq.Load())
+	for _, f := range r.failures {
+		if f.seq > r.downSeq.Load() || f.code != http.StatusBadGateway {
+			t.Errorf("request #%d got %d; the canary went down at #%d", f.seq, f.code, r.downSeq.Load())
 		}
 	}
 	var got uint64
 	waitFor(t, "the proxy to count the failures", func() bool {
 		got = p.Stats().Canary.TransportErrors
-		return got >= uint64(len(failures))
+		return got >= uint64(len(r.failures))
 	})
-	if got != uint64(len(failures)) {
-		t.Errorf("proxy counted %d transport errors, clients saw %d failures", got, len(failures))
+	if got != uint64(len(r.failures)) {
+		t.Errorf("proxy counted %d transport errors, clients saw %d failures", got, len(r.failures))
 	}
-	t.Logf("%d requests failed between the close and the mark-down at #%d", len(failures), downSeq.Load())
+	t.Logf("%d requests failed between the close and the mark-down at #%d", len(r.failures), r.downSeq.Load())
 }

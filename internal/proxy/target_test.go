@@ -186,6 +186,52 @@ func TestFastNormalizationAllocations(t *testing.T) {
 	}
 }
 
+// pathRouteCase is a target to send, and where it must go.
+type pathRouteCase struct {
+	method, target, host string
+	upstream, want       string // no upstream: answered code by the proxy
+	code                 int    // 400 when zero
+	h2Refused            bool   // over HTTP/2, refused with 400
+}
+
+// pathRouteCases are the targets TestPathsRouteAlikeOnEveryProtocol sends.
+var pathRouteCases = []pathRouteCase{
+	{target: "/api/users", upstream: "api", want: "/v1/api/users"},
+	{target: "/api/../secret", upstream: "root", want: "/secret"},
+	{target: "/api/./x", upstream: "api", want: "/v1/api/x"},
+	{target: "/%61pi/y", upstream: "api", want: "/v1/api/y"},
+	{target: "/api/%2e%2e/secret", upstream: "root", want: "/secret"},
+	{target: "/api/%2E%2E/%2e./../../etc?x=/../", upstream: "root", want: "/etc?x=/../"},
+	// A query net/http cannot read keeps only what it can,
+	// as httputil.ReverseProxy sends it.
+	{target: "/api/x?z=/../&a=%41&q=%zz&b=2;c=3", upstream: "api", want: "/v1/api/x?a=A&z=%2F..%2F"},
+	{target: "/api/x?q=%zz", upstream: "api", want: "/v1/api/x"},
+	{target: "/api/x#y?z", upstream: "api", want: "/v1/api/x%23y?z"},
+	{target: "/api%2F..%2Fsecret", upstream: "root", want: "/api%2F..%2Fsecret"},
+	{target: "//api", upstream: "root", want: "//api"},
+	{target: "/api/..;/x", upstream: "api", want: "/v1/api/..;/x"},
+	{target: `/api\..\secret`, upstream: "root", want: "/api%5C..%5Csecret"},
+	{target: `/api/..\admin`, upstream: "api", want: "/v1/api/..%5Cadmin"},
+	{target: "/api/caf\xc3\xa9", upstream: "api", want: "/v1/api/caf%C3%A9"},
+	// The rules' path condition reads the normal form too,
+	// decoded: "/admin%2Fx" is under "/admin".
+	{target: "/x/../admin/y", upstream: "admin", want: "/admin/y"},
+	{target: "/%61dmin", upstream: "admin", want: "/admin"},
+	{target: "/adm%69n%2Fx", upstream: "admin", want: "/admin%2Fx"},
+	{target: "/api/%00", upstream: "api", want: "/v1/api/%00"},
+	{target: "/api/%zz"},
+	{target: "/api/%4"},
+	{target: "/api/%"},
+	{target: "*"},
+	{method: http.MethodConnect, target: "shop.example:443"},
+	{method: http.MethodOptions, target: "*", code: 200}, // about the proxy itself, as net/http answers
+	{target: "/api/\x01"},
+	// An absolute-form target's authority is the host, as
+	// net/http has it; HTTP/2 has no such form.
+	{target: "http://other.example/api/../x", upstream: "other", want: "/x", h2Refused: true},
+	{target: "http://shop.example/%61pi/./z", host: "other.example", upstream: "api", want: "/v1/api/z", h2Refused: true},
+}
+
 // TestPathsRouteAlikeOnEveryProtocol sends tricky targets over every
 // protocol to a Mux of three services: each must be routed by its normal
 // form, the same way over HTTP/1.1 (fast path and net/http), h2c and TLS,
@@ -214,47 +260,7 @@ func TestPathsRouteAlikeOnEveryProtocol(t *testing.T) {
 	}
 	for _, v := range vias(t, m, ServerConfig{}) {
 		t.Run(v.name, func(t *testing.T) {
-			for _, tc := range []struct {
-				method, target, host string
-				upstream, want       string // no upstream: answered code by the proxy
-				code                 int    // 400 when zero
-				h2Refused            bool   // over HTTP/2, refused with 400
-			}{
-				{target: "/api/users", upstream: "api", want: "/v1/api/users"},
-				{target: "/api/../secret", upstream: "root", want: "/secret"},
-				{target: "/api/./x", upstream: "api", want: "/v1/api/x"},
-				{target: "/%61pi/y", upstream: "api", want: "/v1/api/y"},
-				{target: "/api/%2e%2e/secret", upstream: "root", want: "/secret"},
-				{target: "/api/%2E%2E/%2e./../../etc?x=/../", upstream: "root", want: "/etc?x=/../"},
-				// A query net/http cannot read keeps only what it can,
-				// as httputil.ReverseProxy sends it.
-				{target: "/api/x?z=/../&a=%41&q=%zz&b=2;c=3", upstream: "api", want: "/v1/api/x?a=A&z=%2F..%2F"},
-				{target: "/api/x?q=%zz", upstream: "api", want: "/v1/api/x"},
-				{target: "/api/x#y?z", upstream: "api", want: "/v1/api/x%23y?z"},
-				{target: "/api%2F..%2Fsecret", upstream: "root", want: "/api%2F..%2Fsecret"},
-				{target: "//api", upstream: "root", want: "//api"},
-				{target: "/api/..;/x", upstream: "api", want: "/v1/api/..;/x"},
-				{target: `/api\..\secret`, upstream: "root", want: "/api%5C..%5Csecret"},
-				{target: `/api/..\admin`, upstream: "api", want: "/v1/api/..%5Cadmin"},
-				{target: "/api/caf\xc3\xa9", upstream: "api", want: "/v1/api/caf%C3%A9"},
-				// The rules' path condition reads the normal form too,
-				// decoded: "/admin%2Fx" is under "/admin".
-				{target: "/x/../admin/y", upstream: "admin", want: "/admin/y"},
-				{target: "/%61dmin", upstream: "admin", want: "/admin"},
-				{target: "/adm%69n%2Fx", upstream: "admin", want: "/admin%2Fx"},
-				{target: "/api/%00", upstream: "api", want: "/v1/api/%00"},
-				{target: "/api/%zz"},
-				{target: "/api/%4"},
-				{target: "/api/%"},
-				{target: "*"},
-				{method: http.MethodConnect, target: "shop.example:443"},
-				{method: http.MethodOptions, target: "*", code: 200}, // about the proxy itself, as net/http answers
-				{target: "/api/\x01"},
-				// An absolute-form target's authority is the host, as
-				// net/http has it; HTTP/2 has no such form.
-				{target: "http://other.example/api/../x", upstream: "other", want: "/x", h2Refused: true},
-				{target: "http://shop.example/%61pi/./z", host: "other.example", upstream: "api", want: "/v1/api/z", h2Refused: true},
-			} {
+			for _, tc := range pathRouteCases {
 				if tc.h2Refused && v.h2 {
 					tc.upstream = ""
 				}

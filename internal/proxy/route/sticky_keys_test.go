@@ -268,89 +268,123 @@ func TestStickyCookieExpiry(t *testing.T) {
 // expiry says. A second rotation drops the first key.
 func TestStickyCookieKeyRotation(t *testing.T) {
 	clk := newTestClock()
-	a, b, c := testKey(t), testKey(t), testKey(t)
-	tab := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: a}, clk)
-	setKeys := func(k CookieKeys) error {
-		next, err := tab.WithCookieKeys(k)
-		if err == nil {
-			tab = &next
-		}
-		return err
-	}
-	route := func(v string) (string, string) { return routeCookie(tab, "pipit-checkout="+v) }
-	signedWithA := stickyValue(tab, RoleCanary) // expires at T+1h
+	r := &keyRotation{clk: clk, a: testKey(t), b: testKey(t), c: testKey(t)}
+	r.tab = keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: r.a}, clk)
+	r.signedWithA = stickyValue(r.tab, RoleCanary) // expires at T+1h
 
-	clk.Advance(10 * time.Minute)
-	rotated := clk.Now()
-	if err := setKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated}); err != nil {
+	r.rotate(t)
+	r.gracePeriodApartFromExpiry(t)
+	r.gracePeriodEndsWithExpiry(t)
+	r.badKeysChangeNothing(t)
+}
+
+// keyRotation is what TestStickyCookieKeyRotation's stages share: the
+// clock, the keys a, b and c, the table whose keys rotate, the time of
+// the first rotation and a canary cookie signed with a and one with b.
+type keyRotation struct {
+	clk                      *fakeclock.Clock
+	a, b, c                  []byte
+	tab                      *Table
+	rotated                  time.Time
+	signedWithA, signedWithB string
+}
+
+// setKeys gives the table the keys k, or leaves it as it was if refused.
+func (r *keyRotation) setKeys(k CookieKeys) error {
+	next, err := r.tab.WithCookieKeys(k)
+	if err == nil {
+		r.tab = &next
+	}
+	return err
+}
+
+// route routes a request carrying the sticky cookie v.
+func (r *keyRotation) route(v string) (string, string) {
+	return routeCookie(r.tab, "pipit-checkout="+v)
+}
+
+// rotate rotates from a to b ten minutes in: the cookie signed with a
+// still passes, and a new cookie is signed with b only.
+func (r *keyRotation) rotate(t *testing.T) {
+	r.clk.Advance(10 * time.Minute)
+	r.rotated = r.clk.Now()
+	if err := r.setKeys(CookieKeys{Current: r.b, Previous: r.a, RotatedAt: r.rotated}); err != nil {
 		t.Fatal(err)
 	}
-	if role, set := route(signedWithA); role != RoleCanary || set != "" {
+	if role, set := r.route(r.signedWithA); role != RoleCanary || set != "" {
 		t.Fatalf("the previous key's cookie after the rotation: %s, Set-Cookie %q", role, set)
 	}
-	signedWithB := stickyValue(tab, RoleCanary)
-	onlyA := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: a}, clk)
-	onlyB := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: b}, clk)
-	if role, _ := routeCookie(onlyB, "pipit-checkout="+signedWithB); role != RoleCanary {
+	r.signedWithB = stickyValue(r.tab, RoleCanary)
+	onlyA := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: r.a}, r.clk)
+	onlyB := keyedTable(t, toCanaryByRule, 0, CookieKeys{Current: r.b}, r.clk)
+	if role, _ := routeCookie(onlyB, "pipit-checkout="+r.signedWithB); role != RoleCanary {
 		t.Error("a cookie issued after the rotation is not signed with the new key")
 	}
-	if role, _ := routeCookie(onlyA, "pipit-checkout="+signedWithB); role != RoleStable {
+	if role, _ := routeCookie(onlyA, "pipit-checkout="+r.signedWithB); role != RoleStable {
 		t.Error("a cookie issued after the rotation passes with the previous key")
 	}
+}
 
-	// The grace period, apart from the cookie's expiry: the rotation is
-	// dated 20 minutes before the cookie was issued, so the previous key
-	// counts until T+40m while the cookie would last until T+1h.
-	if err := setKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated.Add(-30 * time.Minute)}); err != nil {
+// gracePeriodApartFromExpiry: the rotation is dated 20 minutes before the
+// cookie was issued, so the previous key counts until T+40m while the
+// cookie would last until T+1h.
+func (r *keyRotation) gracePeriodApartFromExpiry(t *testing.T) {
+	if err := r.setKeys(CookieKeys{Current: r.b, Previous: r.a, RotatedAt: r.rotated.Add(-30 * time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(30*time.Minute - time.Second) // T+40m-1s
-	if role, _ := route(signedWithA); role != RoleCanary {
+	r.clk.Advance(30*time.Minute - time.Second) // T+40m-1s
+	if role, _ := r.route(r.signedWithA); role != RoleCanary {
 		t.Fatal("the previous key's cookie was refused within one TTL of the rotation")
 	}
-	clk.Advance(time.Second)
-	if role, set := route(signedWithA); role != RoleStable || set == "" {
+	r.clk.Advance(time.Second)
+	if role, set := r.route(r.signedWithA); role != RoleStable || set == "" {
 		t.Fatalf("the previous key's cookie one TTL after the rotation: %s, Set-Cookie %q", role, set)
 	}
-	if role, _ := route(signedWithB); role != RoleCanary {
+	if role, _ := r.route(r.signedWithB); role != RoleCanary {
 		t.Fatal("the current key's cookie was refused")
 	}
+}
 
-	// Dated as it happened, the rotation's grace period ends with the
-	// last cookie the previous key signed.
-	if err := setKeys(CookieKeys{Current: b, Previous: a, RotatedAt: rotated}); err != nil {
+// gracePeriodEndsWithExpiry: dated as it happened, the rotation's grace
+// period ends with the last cookie the previous key signed; a second
+// rotation, to c, drops a.
+func (r *keyRotation) gracePeriodEndsWithExpiry(t *testing.T) {
+	if err := r.setKeys(CookieKeys{Current: r.b, Previous: r.a, RotatedAt: r.rotated}); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(20*time.Minute - time.Second) // T+1h-1s
-	if role, _ := route(signedWithA); role != RoleCanary {
+	r.clk.Advance(20*time.Minute - time.Second) // T+1h-1s
+	if role, _ := r.route(r.signedWithA); role != RoleCanary {
 		t.Fatal("the previous key's cookie was refused a second before it expired")
 	}
-	if err := setKeys(CookieKeys{Current: c, Previous: b, RotatedAt: clk.Now()}); err != nil {
+	if err := r.setKeys(CookieKeys{Current: r.c, Previous: r.b, RotatedAt: r.clk.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if role, _ := route(signedWithA); role != RoleStable {
+	if role, _ := r.route(r.signedWithA); role != RoleStable {
 		t.Error("the key before the previous one is still honoured after a second rotation")
 	}
-	if role, _ := route(signedWithB); role != RoleCanary {
+	if role, _ := r.route(r.signedWithB); role != RoleCanary {
 		t.Error("the previous key's cookie was refused right after the second rotation")
 	}
+}
 
-	// Bad keys are refused and change nothing.
+// badKeysChangeNothing: bad keys are refused and change nothing.
+func (r *keyRotation) badKeysChangeNothing(t *testing.T) {
+	a, c := r.a, r.c
 	for _, bad := range []CookieKeys{
 		{},
 		{Current: c[:MinCookieKeyLen-1]},
-		{Current: c, Previous: a[:8], RotatedAt: clk.Now()},
+		{Current: c, Previous: a[:8], RotatedAt: r.clk.Now()},
 		{Current: c, Previous: a},
 	} {
-		if err := setKeys(bad); err == nil {
+		if err := r.setKeys(bad); err == nil {
 			t.Errorf("WithCookieKeys(%d-byte current, %d-byte previous, rotated %v) succeeded", len(bad.Current), len(bad.Previous), bad.RotatedAt)
 		}
 	}
-	if role, _ := route(signedWithB); role != RoleCanary {
+	if role, _ := r.route(r.signedWithB); role != RoleCanary {
 		t.Error("a refused WithCookieKeys changed the keys")
 	}
-	if tab.StickyTTL() != DefaultStickyTTL {
-		t.Errorf("StickyTTL %s", tab.StickyTTL())
+	if r.tab.StickyTTL() != DefaultStickyTTL {
+		t.Errorf("StickyTTL %s", r.tab.StickyTTL())
 	}
 }
 
