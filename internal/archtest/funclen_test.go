@@ -10,9 +10,10 @@ import (
 	"testing"
 )
 
-// maxFunctionLines bounds a hand-written function, so that each one can
-// be read on one screen. Generated code and tests are not bound: a test's
-// table is data, not logic.
+// maxFunctionLines bounds a hand-written function, tests included, so that
+// each one can be read on one screen. A test's table of cases is data: it
+// sits in a package-level variable beside the test. Generated code is not
+// bound.
 const maxFunctionLines = 80
 
 func TestNoHandWrittenFunctionIsLong(t *testing.T) {
@@ -25,7 +26,7 @@ func TestNoHandWrittenFunctionIsLong(t *testing.T) {
 		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata" || d.Name() == "node_modules") {
 			return filepath.SkipDir
 		}
-		if d.IsDir() || !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+		if d.IsDir() || !strings.HasSuffix(p, ".go") {
 			return nil
 		}
 		f, err := parser.ParseFile(fset, p, nil, parser.ParseComments|parser.SkipObjectResolution)
@@ -50,7 +51,7 @@ func TestNoHandWrittenFunctionIsLong(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if seen < 500 {
+	if seen < 1500 {
 		t.Fatalf("found only %d functions: the walk missed the tree", seen)
 	}
 }
