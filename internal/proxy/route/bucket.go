@@ -121,6 +121,12 @@ func userKey(r *http.Request, srcs []keySource, clientAddress func(*http.Request
 // names an interface of this host, which means nothing upstream and must
 // not split one client into several user keys.
 func ClientIP(remoteAddr string) string {
+	// net.SplitHostPort refuses a bracket inside a zone, which
+	// netip.ParseAddr accepts ("[fe80::1%[]:80"); the address is still
+	// the client's, without its zone.
+	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil && ap.Addr().Zone() != "" {
+		return ap.Addr().WithZone("").String()
+	}
 	host := remoteAddr
 	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
 		host = h

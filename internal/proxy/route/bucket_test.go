@@ -270,3 +270,18 @@ func FuzzUserKey(f *testing.F) {
 		}
 	})
 }
+
+func TestClientIPDropsThePortAndTheZone(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.1:1234":     "192.0.2.1",
+		"[2001:db8::1]:1234": "2001:db8::1",
+		"[fe80::1%eth0]:80":  "fe80::1",
+		"[0::%[]:1234":       "::", // a bracket in the zone, which net.SplitHostPort refuses
+		"192.0.2.1":          "192.0.2.1",
+		"@":                  "@", // a unix socket's peer
+	} {
+		if got := ClientIP(in); got != want {
+			t.Errorf("ClientIP(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
