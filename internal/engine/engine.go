@@ -113,7 +113,7 @@ func Reapply(st v1alpha1.RolloutStatus) []rollout.Action {
 		return nil
 	}
 	var acts []rollout.Action
-	if st.Stable != nil && (st.Phase == v1alpha1.PhaseIdle || st.Phase == "") && st.Canary == nil {
+	if (st.Phase == v1alpha1.PhaseIdle || st.Phase == "") && st.Canary == nil {
 		acts = append(acts, rollout.Action{Kind: rollout.ActionInstall, Version: st.Stable})
 	}
 	if st.Canary != nil {
