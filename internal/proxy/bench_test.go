@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // BenchmarkProxyRoute measures the routing decision alone, at a weight
@@ -35,8 +36,8 @@ func benchmarkServe(b *testing.B, serve func(testing.TB, *Proxy) string) {
 	body := []byte("ok")
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(body) }))
 	defer up.Close()
-	canary := &Upstream{Version: "v2", URL: mustURL(b, up.URL)}
-	p := newProxy(b, Config{Stable: Upstream{Version: "v1", URL: mustURL(b, up.URL)}, Canary: canary, Weight: 10 * v1alpha1.PercentScale})
+	canary := &Upstream{Version: "v2", URL: nettest.MustURL(b, up.URL)}
+	p := newProxy(b, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(b, up.URL)}, Canary: canary, Weight: 10 * v1alpha1.PercentScale})
 	url := serve(b, p)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	defer client.CloseIdleConnections()

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // The desync regression suite: a misbehaving upstream, or a client whose
@@ -196,7 +198,7 @@ func TestDesyncMisbehavingUpstream(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newScriptedUpstream(t, misbehaving)
-			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, "http://"+up.ln.Addr().String())}, Retries: -1})
+			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, "http://"+up.ln.Addr().String())}, Retries: -1})
 			for name, base := range paths(t, p) {
 				t.Run(name, func(t *testing.T) {
 					// The misbehaving exchange leaves a pooled connection
@@ -251,7 +253,7 @@ func TestDesyncRequestFraming(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newScriptedUpstream(t, misbehaving)
-			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, "http://"+up.ln.Addr().String())}})
+			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, "http://"+up.ln.Addr().String())}})
 			for name, base := range paths(t, p) {
 				t.Run(name, func(t *testing.T) {
 					answer := rawExchange(t, base, tc.request)

@@ -10,13 +10,14 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/proxy/health"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 func setEndpoints(t *testing.T, p *Proxy, role, version string, ups ...*testUpstream) {
 	t.Helper()
 	var urls []*url.URL
 	for _, u := range ups {
-		urls = append(urls, mustURL(t, u.URL))
+		urls = append(urls, nettest.MustURL(t, u.URL))
 	}
 	if err := p.SetEndpoints(role, version, urls); err != nil {
 		t.Fatal(err)
@@ -149,7 +150,7 @@ func TestEndpointsRefuseBadInput(t *testing.T) {
 	}{
 		{"mirror", "v1", nil},
 		{RoleStable, "", nil},
-		{RoleCanary, "v2", []*url.URL{mustURL(t, "ftp://127.0.0.1:21")}},
+		{RoleCanary, "v2", []*url.URL{nettest.MustURL(t, "ftp://127.0.0.1:21")}},
 		{RoleCanary, "v2", []*url.URL{nil}},
 	} {
 		if err := p.SetEndpoints(tc.role, tc.version, tc.urls); err == nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/proxy/route"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // parseForwardedElement reads one RFC 7239 forwarded-element into its
@@ -201,7 +202,7 @@ func checkForwardedHeaders(t *testing.T, h *fasthttp.RequestHeader, in *http.Req
 // only, and no header that any Connection header names.
 func TestForwardingHeadersOnEveryProtocol(t *testing.T) {
 	up := newRawUpstream(t, "v1")
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL(""))}})
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, up.URL(""))}})
 	cfg := ServerConfig{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}}
 	forwarding := [][2]string{
 		{"X-Forwarded-For", "6.6.6.6, 127.0.0.1"},
@@ -276,8 +277,8 @@ func TestTrustedProxyClientAddress(t *testing.T) {
 	stable, canary := newRawUpstream(t, "v1"), newRawUpstream(t, "v2")
 	const weight = 50 * v1alpha1.PercentScale
 	p := newProxy(t, Config{
-		Stable: Upstream{Version: "v1", URL: mustURL(t, stable.URL(""))},
-		Canary: &Upstream{Version: "v2", URL: mustURL(t, canary.URL(""))},
+		Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, stable.URL(""))},
+		Canary: &Upstream{Version: "v2", URL: nettest.MustURL(t, canary.URL(""))},
 		Weight: weight, Name: "shop",
 		Traffic: &v1alpha1.TrafficSpec{UserKey: []v1alpha1.UserKeySource{{ClientIP: true}}},
 	})

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // The differential test of request framing: the same raw bytes go to the
@@ -74,7 +76,7 @@ func newRecordedPath(t testing.TB, handler func(*Proxy) http.Handler) *recordedP
 		io.WriteString(w, "ok")
 	}))
 	t.Cleanup(up.Close)
-	p, err := New(Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}, Retries: -1, Logger: discardLogger})
+	p, err := New(Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, up.URL)}, Retries: -1, Logger: discardLogger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/proxy/health"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 type change struct {
@@ -74,7 +75,7 @@ func TestHealthCheckerReportsTransitions(t *testing.T) {
 		http.Redirect(w, r, "/elsewhere", http.StatusFound) // 3xx counts as healthy
 	}))
 	defer up.Close()
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, up.URL)}})
 	h, changes := runChecker(t, p, health.Config{Path: "/ready", Interval: 20 * time.Millisecond, FailureThreshold: 2}, nil)
 
 	if c := nextChange(t, changes); c != (change{RoleStable, true, c.reason}) || !strings.Contains(c.reason, "302") {
@@ -104,7 +105,7 @@ func TestHealthCheckerReportsTransitions(t *testing.T) {
 
 func TestHealthCheckerFollowsNewCanary(t *testing.T) {
 	st, v2 := newUpstream(t, "v1"), newUpstream(t, "v2")
-	dead := deadURL(t)
+	dead := nettest.DeadURL(t)
 	p := newProxy(t, Config{Stable: st.upstream(t)})
 	h, changes := runChecker(t, p, health.Config{Interval: 20 * time.Millisecond, FailureThreshold: 1}, nil)
 	if c := nextChange(t, changes); c.role != RoleStable || !c.healthy {
@@ -129,7 +130,7 @@ func TestHealthCheckerFollowsNewCanary(t *testing.T) {
 	if err := p.setUpstreams(st.upstream(t), nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "canary health to be forgotten", func() bool {
+	nettest.Eventually(t, "canary health to be forgotten", func() bool {
 		_, _, known := h.Health(RoleCanary)
 		return !known
 	})
@@ -190,7 +191,7 @@ func TestHealthCheckerStopsWithoutLeaks(t *testing.T) {
 		defer close(hang)
 		ca := newUpstream(t, "v2")
 		c := ca.upstream(t)
-		p, err := New(Config{Stable: Upstream{URL: mustURL(t, slow.URL)}, Canary: &c})
+		p, err := New(Config{Stable: Upstream{URL: nettest.MustURL(t, slow.URL)}, Canary: &c})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -216,7 +217,7 @@ func TestHealthCheckerStopsWithoutLeaks(t *testing.T) {
 			}
 		}
 		stop := run()
-		waitFor(t, "canary verdict", func() bool { _, _, known := h.Health(RoleCanary); return known })
+		nettest.Eventually(t, "canary verdict", func() bool { _, _, known := h.Health(RoleCanary); return known })
 		if err := h.Run(context.Background()); err == nil {
 			t.Error("a second Run at the same time was allowed")
 		}
@@ -235,11 +236,11 @@ func TestHealthCheckerStopsWithoutLeaks(t *testing.T) {
 		stop()
 		ca.Close()
 	}()
-	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+	nettest.Eventually(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 func TestNewHealthCheckerRefusesNegatives(t *testing.T) {
-	p := newProxy(t, Config{Stable: Upstream{URL: mustURL(t, "http://127.0.0.1:1")}})
+	p := newProxy(t, Config{Stable: Upstream{URL: nettest.MustURL(t, "http://127.0.0.1:1")}})
 	for _, cfg := range []health.Config{{Interval: -1}, {Timeout: -time.Second}, {FailureThreshold: -2}} {
 		if _, err := NewHealthChecker(p, cfg); err == nil {
 			t.Errorf("accepted %+v", cfg)

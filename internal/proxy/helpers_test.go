@@ -5,15 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
@@ -41,28 +40,7 @@ func newUpstream(t *testing.T, name string) *testUpstream {
 }
 
 func (u *testUpstream) upstream(t *testing.T) Upstream {
-	return Upstream{Version: u.name, URL: mustURL(t, u.URL)}
-}
-
-func mustURL(t testing.TB, s string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
-// deadURL is an address on 127.0.0.1 where nothing listens.
-func deadURL(t *testing.T) *url.URL {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return mustURL(t, "http://"+addr)
+	return Upstream{Version: u.name, URL: nettest.MustURL(t, u.URL)}
 }
 
 // testLogger writes to the test's output, shown when it fails or with -v.
@@ -122,25 +100,13 @@ func setWeight(t testing.TB, p *Proxy, w v1alpha1.Percent) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // settled waits until p has counted n requests and returns its stats. The
 // proxy counts a request when its handler returns, which can be just
 // after the client has read the response.
 func settled(t *testing.T, p *Proxy, n uint64) traffic.Stats {
 	t.Helper()
 	var s traffic.Stats
-	waitFor(t, fmt.Sprintf("the proxy to count %d requests", n), func() bool {
+	nettest.Eventually(t, fmt.Sprintf("the proxy to count %d requests", n), func() bool {
 		s = p.Stats()
 		return s.Stable.Requests+s.Canary.Requests >= n
 	})

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // orderStat is the k-th smallest sample with k = ceil(q·n), the sample
@@ -27,7 +29,7 @@ func TestProxyMeasuresKnownDelays(t *testing.T) {
 		time.Sleep(d)
 	}))
 	defer up.Close()
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, up.URL)}})
 	url := front(t, p)
 
 	var delays []time.Duration

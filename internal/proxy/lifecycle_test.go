@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // TestProxyCloseWaitsForMirroredCopies: a copy held by a slow canary is
@@ -19,7 +21,7 @@ func TestProxyCloseWaitsForMirroredCopies(t *testing.T) {
 	if code, _ := post(t, addr, strings.NewReader("payload")); code != http.StatusOK {
 		t.Fatalf("status %d", code)
 	}
-	waitFor(t, "the copy to reach the canary", func() bool { return canary.arrived.Load() == 1 })
+	nettest.Eventually(t, "the copy to reach the canary", func() bool { return canary.arrived.Load() == 1 })
 	m := p.mirror
 	p.Close()
 	if n := len(m.slots); n != 0 {
@@ -43,7 +45,7 @@ func TestProxyCloseWaitsForOnEject(t *testing.T) {
 	st := newUpstream(t, "v1")
 	bad, _ := failing(t, http.StatusInternalServerError)
 	entered, release, returned := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	c := Upstream{Version: "v2", URL: mustURL(t, bad.URL)}
+	c := Upstream{Version: "v2", URL: nettest.MustURL(t, bad.URL)}
 	p := newProxy(t, Config{Stable: st.upstream(t), Canary: &c, Weight: 100 * 1000, OutlierFailures: 1,
 		OnEject: func(string, string) {
 			close(entered)
@@ -83,7 +85,7 @@ func TestServerCloseWaitsForDispatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	waitFor(t, "the connection to be dispatched", func() bool {
+	nettest.Eventually(t, "the connection to be dispatched", func() bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return len(s.dispatching) == 1

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // answers sends one request on c and reports whether an answer came
@@ -51,7 +53,7 @@ func TestServerConnectionsPerClient(t *testing.T) {
 		}
 	}
 	held[0].Close()
-	waitFor(t, "a place freed by a closed connection", func() bool {
+	nettest.Eventually(t, "a place freed by a closed connection", func() bool {
 		return answers(dialFrom(t, "127.0.0.2", base), time.Second)
 	})
 }
@@ -94,7 +96,7 @@ func TestServerRequestsPerForwardedClient(t *testing.T) {
 		}
 		return innocentAnswer(r), true, nil
 	})
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, "http://"+slow.ln.Addr().String())}})
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, "http://"+slow.ln.Addr().String())}})
 	trust := []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}
 	for name, h := range map[string]http.Handler{"fast": p, "net/http": http.HandlerFunc(p.ServeHTTP)} {
 		t.Run(name, func(t *testing.T) {
@@ -114,7 +116,7 @@ func TestServerRequestsPerForwardedClient(t *testing.T) {
 			for range 2 {
 				go func() { done <- send("/slow", "203.0.113.7") }()
 			}
-			waitFor(t, "two slow requests at the upstream", func() bool {
+			nettest.Eventually(t, "two slow requests at the upstream", func() bool {
 				n := 0
 				for _, r := range slow.requests() {
 					if strings.HasSuffix(r, "/slow") {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/proxy/health"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // seqHeader carries a request number taken just before the request is
@@ -61,8 +62,8 @@ func TestLoadWeightChangesLoseNoRequests(t *testing.T) {
 func testLoadWeightChanges(t *testing.T, fe frontend) {
 	r := &weightRun{st: newSeqUpstream(t), ca: newSeqUpstream(t)}
 	r.p = newProxy(t, Config{
-		Stable: Upstream{Version: "v1", URL: mustURL(t, r.st.URL)},
-		Canary: &Upstream{Version: "v2", URL: mustURL(t, r.ca.URL)},
+		Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, r.st.URL)},
+		Canary: &Upstream{Version: "v2", URL: nettest.MustURL(t, r.ca.URL)},
 		Weight: 50_000,
 	})
 	url := fe.serve(t, r.p)
@@ -199,8 +200,8 @@ func testCanaryDies(t *testing.T, fe frontend, eject bool) {
 	st, ca := newSeqUpstream(t), newSeqUpstream(t)
 	r := &canaryDeath{down: make(chan struct{})}
 	cfg := Config{
-		Stable:          Upstream{Version: "v1", URL: mustURL(t, st.URL)},
-		Canary:          &Upstream{Version: "v2", URL: mustURL(t, ca.URL)},
+		Stable:          Upstream{Version: "v1", URL: nettest.MustURL(t, st.URL)},
+		Canary:          &Upstream{Version: "v2", URL: nettest.MustURL(t, ca.URL)},
 		Weight:          50_000,
 		OutlierFailures: -1,
 	}
@@ -309,14 +310,14 @@ func (r *canaryDeath) send(ctx context.Context, t *testing.T, client *http.Clien
 // closeCanary closes the canary once both versions serve traffic, waits
 // for it to be marked down, then for 200 requests more.
 func (r *canaryDeath) closeCanary(ctx context.Context, t *testing.T, st, ca *seqUpstream) {
-	waitFor(t, "traffic to both versions", func() bool { return ca.hits.Load() > 20 && st.hits.Load() > 20 })
+	nettest.Eventually(t, "traffic to both versions", func() bool { return ca.hits.Load() > 20 && st.hits.Load() > 20 })
 	ca.Close()
 	select {
 	case <-r.down:
 	case <-ctx.Done():
 		t.Fatal("the canary was never marked down")
 	}
-	waitFor(t, "traffic after the canary went down", func() bool {
+	nettest.Eventually(t, "traffic after the canary went down", func() bool {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		return r.lateOK+len(r.lateWrong) >= 200
@@ -336,7 +337,7 @@ func (r *canaryDeath) check(t *testing.T, p *Proxy) {
 		}
 	}
 	var got uint64
-	waitFor(t, "the proxy to count the failures", func() bool {
+	nettest.Eventually(t, "the proxy to count the failures", func() bool {
 		got = p.Stats().Canary.TransportErrors
 		return got >= uint64(len(r.failures))
 	})

@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pipit-dev/pipit/internal/proxy/health"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pipit-dev/pipit/internal/proxy/health"
 )
 
 func TestCollectorScrape(t *testing.T) {

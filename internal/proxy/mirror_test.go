@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // recordingUpstream answers its name and keeps what it received.
@@ -67,8 +68,8 @@ func mirrorSpec(pct float64) *v1alpha1.TrafficSpec {
 
 func mirrorProxy(t *testing.T, stable, canary *recordingUpstream, spec *v1alpha1.TrafficSpec) (*Proxy, string) {
 	t.Helper()
-	c := Upstream{Version: "v2", URL: mustURL(t, canary.URL)}
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, stable.URL)}, Canary: &c, Name: "checkout", Traffic: spec})
+	c := Upstream{Version: "v2", URL: nettest.MustURL(t, canary.URL)}
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, stable.URL)}, Canary: &c, Name: "checkout", Traffic: spec})
 	return p, front(t, p)
 }
 
@@ -102,7 +103,7 @@ func TestMirrorCopies(t *testing.T) {
 			t.Fatalf("client got %d from %s", code, v)
 		}
 	}
-	waitFor(t, "10 copies to be counted", func() bool { return p.MirrorStats().Canary.Requests == 10 })
+	nettest.Eventually(t, "10 copies to be counted", func() bool { return p.MirrorStats().Canary.Requests == 10 })
 	want := sha256.Sum256([]byte(body))
 	for _, got := range canary.requests() {
 		if got.method != http.MethodPost || got.uri != "/orders?id=7" || got.bodySum != want ||
@@ -153,9 +154,9 @@ func TestMirrorSlowCanary(t *testing.T) {
 	if ms.Dropped != uint64(n-mirrorInFlight) {
 		t.Fatalf("dropped %d copies; want %d beyond the bound of %d", ms.Dropped, n-mirrorInFlight, mirrorInFlight)
 	}
-	waitFor(t, "the held copies to reach the canary", func() bool { return canary.arrived.Load() == mirrorInFlight })
+	nettest.Eventually(t, "the held copies to reach the canary", func() bool { return canary.arrived.Load() == mirrorInFlight })
 	release()
-	waitFor(t, "the held copies to complete", func() bool { return p.MirrorStats().Canary.Requests == mirrorInFlight })
+	nettest.Eventually(t, "the held copies to complete", func() bool { return p.MirrorStats().Canary.Requests == mirrorInFlight })
 	if got := len(stable.requests()); got != n {
 		t.Fatalf("stable served %d of %d", got, n)
 	}
@@ -173,7 +174,7 @@ func TestMirrorBodyBound(t *testing.T) {
 	post(t, addr, io.MultiReader(bytes.NewReader(big))) // no length: chunked
 	small := []byte(strings.Repeat("s", 1<<10))
 	post(t, addr, io.MultiReader(bytes.NewReader(small)))
-	waitFor(t, "the small copy", func() bool { return p.MirrorStats().Canary.Requests == 1 })
+	nettest.Eventually(t, "the small copy", func() bool { return p.MirrorStats().Canary.Requests == 1 })
 	got := stable.requests()
 	if len(got) != 3 || got[0].bodySum != sha256.Sum256(big) || got[1].bodySum != sha256.Sum256(big) || got[2].bodySum != sha256.Sum256(small) {
 		t.Fatalf("stable received %d requests, bodies intact: %v", len(got), len(got) == 3)
@@ -212,7 +213,7 @@ func TestMirrorBuffered(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPut, "/k", nil)
 	p.mirror.sendBuffered(r, buf, tab.canary)
 	copy(buf, "XXXXX")
-	waitFor(t, "the copy", func() bool { return p.MirrorStats().Canary.Requests == 1 })
+	nettest.Eventually(t, "the copy", func() bool { return p.MirrorStats().Canary.Requests == 1 })
 	if c := canary.requests(); len(c) != 1 || c[0].bodySum != sha256.Sum256([]byte("hello")) || c[0].method != http.MethodPut {
 		t.Fatalf("canary received %+v", c)
 	}

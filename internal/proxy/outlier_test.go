@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // failing is an upstream that answers every request with code and counts
@@ -42,7 +43,7 @@ func TestOutlierEjectsFailingCanary(t *testing.T) {
 			bad, badHits := failing(t, http.StatusInternalServerError)
 			ejected := make(chan string, 1)
 			p := newProxy(t, Config{
-				Stable: st.upstream(t), Canary: &Upstream{Version: "v2", URL: mustURL(t, bad.URL)},
+				Stable: st.upstream(t), Canary: &Upstream{Version: "v2", URL: nettest.MustURL(t, bad.URL)},
 				Weight: v1alpha1.FullWeight, OutlierFailures: 3,
 				OnEject: func(role, reason string) { ejected <- role + ": " + reason },
 			})
@@ -80,7 +81,7 @@ func TestOutlierEjectsFailingCanary(t *testing.T) {
 					t.Fatalf("let back in, the canary did not answer: %d", code)
 				}
 			}
-			waitFor(t, "the second failure to count", func() bool { return settled(t, p, 25).Canary.Requests == 5 })
+			nettest.Eventually(t, "the second failure to count", func() bool { return settled(t, p, 25).Canary.Requests == 5 })
 			select {
 			case r := <-ejected:
 				t.Fatalf("ejected again after only 2 failures: %s", r)
@@ -91,7 +92,7 @@ func TestOutlierEjectsFailingCanary(t *testing.T) {
 
 			// A new canary version starts with a clean record.
 			v3 := newUpstream(t, "v3")
-			if err := p.setUpstreams(st.upstream(t), &Upstream{Version: "v3", URL: mustURL(t, v3.URL)}); err != nil {
+			if err := p.setUpstreams(st.upstream(t), &Upstream{Version: "v3", URL: nettest.MustURL(t, v3.URL)}); err != nil {
 				t.Fatal(err)
 			}
 			if _, version, _ := get(t, client, url); version != "v3" {
@@ -107,8 +108,8 @@ func TestOutlierCountsTransportErrorsAndSparesStable(t *testing.T) {
 			st, stHits := failing(t, http.StatusServiceUnavailable)
 			ejected := make(chan string, 4)
 			p := newProxy(t, Config{
-				Stable: Upstream{Version: "v1", URL: mustURL(t, st.URL)},
-				Canary: &Upstream{Version: "v2", URL: deadURL(t)},
+				Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, st.URL)},
+				Canary: &Upstream{Version: "v2", URL: nettest.DeadURL(t)},
 				Weight: 50_000, OutlierFailures: 2,
 				OnEject: func(role, reason string) { ejected <- role + ": " + reason },
 			})
@@ -137,7 +138,7 @@ func TestOutlierOff(t *testing.T) {
 	bad, _ := failing(t, http.StatusInternalServerError)
 	st := newUpstream(t, "v1")
 	p := newProxy(t, Config{
-		Stable: st.upstream(t), Canary: &Upstream{Version: "v2", URL: mustURL(t, bad.URL)},
+		Stable: st.upstream(t), Canary: &Upstream{Version: "v2", URL: nettest.MustURL(t, bad.URL)},
 		Weight: v1alpha1.FullWeight, OutlierFailures: -1,
 	})
 	url := serveWith(t, p, ServerConfig{})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/proxy/route"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
@@ -144,7 +145,7 @@ func TestProxySetUpstreamsSwapsAndRestartsCanaryCounters(t *testing.T) {
 	}
 
 	// Same version at a new address: counters go on.
-	c3.URL = mustURL(t, v3.URL+"/")
+	c3.URL = nettest.MustURL(t, v3.URL+"/")
 	if err := p.setUpstreams(st.upstream(t), &c3); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestProxyAnswersUpstreamFailures(t *testing.T) {
 	for _, tc := range upstreamFailures(t) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newProxy(t, Config{
-				Stable:                Upstream{Version: "v1", URL: mustURL(t, tc.url)},
+				Stable:                Upstream{Version: "v1", URL: nettest.MustURL(t, tc.url)},
 				ResponseHeaderTimeout: 100 * time.Millisecond,
 			})
 			code, version, _ := get(t, &http.Client{}, front(t, p))
@@ -193,7 +194,7 @@ func TestProxySetsForwardedHeaders(t *testing.T) {
 			r.Header.Get("X-Forwarded-Host"), r.URL.RequestURI())
 	}))
 	defer echo.Close()
-	p := newProxy(t, Config{Stable: Upstream{URL: mustURL(t, echo.URL+"/base")}})
+	p := newProxy(t, Config{Stable: Upstream{URL: nettest.MustURL(t, echo.URL+"/base")}})
 	req, _ := http.NewRequest(http.MethodGet, front(t, p)+"/path?q=1", nil)
 	req.Host = "shop.example"
 	req.Header.Set("X-Forwarded-For", "10.9.9.9") // forged by the client, whom nothing trusts: replaced
@@ -227,7 +228,7 @@ func TestProxyVersionHeaderOff(t *testing.T) {
 func TestProxyStreamsWithoutBuffering(t *testing.T) {
 	sse, release := eventStream(t)
 	defer release() // before the front closes, which waits for the proxy's handler
-	p := newProxy(t, Config{Stable: Upstream{URL: mustURL(t, sse.URL)}})
+	p := newProxy(t, Config{Stable: Upstream{URL: nettest.MustURL(t, sse.URL)}})
 	resp, err := http.Get(front(t, p))
 	if err != nil {
 		t.Fatal(err)
@@ -242,11 +243,11 @@ func TestProxyStreamsWithoutBuffering(t *testing.T) {
 }
 
 func TestNewRefusesBadConfig(t *testing.T) {
-	good := Upstream{URL: mustURL(t, "http://127.0.0.1:1")}
+	good := Upstream{URL: nettest.MustURL(t, "http://127.0.0.1:1")}
 	for name, cfg := range map[string]Config{
 		"no stable URL":      {},
-		"not http":           {Stable: Upstream{URL: mustURL(t, "ftp://127.0.0.1/")}},
-		"no host":            {Stable: Upstream{URL: mustURL(t, "http:///x")}},
+		"not http":           {Stable: Upstream{URL: nettest.MustURL(t, "ftp://127.0.0.1/")}},
+		"no host":            {Stable: Upstream{URL: nettest.MustURL(t, "http:///x")}},
 		"canary without URL": {Stable: good, Canary: &Upstream{Version: "v2"}},
 		"weight over 100%":   {Stable: good, Weight: v1alpha1.FullWeight + 1},
 		"negative weight":    {Stable: good, Weight: -1},
@@ -267,7 +268,7 @@ func TestStatsSinceWindows(t *testing.T) {
 		w.WriteHeader(code)
 	}))
 	defer up.Close()
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, up.URL)}})
 	url := front(t, p)
 	client := &http.Client{}
 	send := func(code, n int) {
@@ -317,7 +318,7 @@ func TestProxyCountsUpstreamClasses(t *testing.T) {
 		w.WriteHeader(code)
 	}))
 	defer up.Close()
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, up.URL)}})
 	url := front(t, p)
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for _, code := range []int{200, 204, 302, 404, 500, 503} {
@@ -342,7 +343,7 @@ func TestProxyCountsBrokenOffResponse(t *testing.T) {
 		panic(http.ErrAbortHandler) // drops the connection mid-body
 	}))
 	defer up.Close()
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, up.URL)}})
 	resp, err := http.Get(front(t, p))
 	if err != nil {
 		t.Fatal(err)
@@ -360,7 +361,7 @@ func TestProxyCountsBrokenOffResponse(t *testing.T) {
 
 func TestProxyPassesProtocolSwitch(t *testing.T) {
 	up := echoUpgrade(t)
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, up.URL)}})
 	conn, br := switchToEcho(t, front(t, p))
 	io.WriteString(conn, "ping\n")
 	if line, err := br.ReadString('\n'); line != "ping\n" {

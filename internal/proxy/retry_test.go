@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 func TestRetriesConnectFailuresOfIdempotentRequests(t *testing.T) {
@@ -25,7 +27,7 @@ func TestRetriesConnectFailuresOfIdempotentRequests(t *testing.T) {
 				io.WriteString(w, "ok")
 			}))
 			defer alive.Close()
-			up := Upstream{Version: "v1", URL: deadURL(t), Replicas: []*url.URL{mustURL(t, alive.URL)}}
+			up := Upstream{Version: "v1", URL: nettest.DeadURL(t), Replicas: []*url.URL{nettest.MustURL(t, alive.URL)}}
 			p := newProxy(t, Config{Stable: up})
 			u := fe.serve(t, p)
 			client := &http.Client{}
@@ -105,7 +107,7 @@ func TestRetriesClosedKeepAliveConnections(t *testing.T) {
 	}()
 	for _, fe := range frontends {
 		t.Run(fe.name, func(t *testing.T) {
-			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, "http://"+ln.Addr().String())}, Retries: -1})
+			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, "http://"+ln.Addr().String())}, Retries: -1})
 			u := fe.serve(t, p)
 			for i := range 20 {
 				if code, _, body := get(t, http.DefaultClient, u); code != http.StatusOK || body != "ok" {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
@@ -153,7 +154,7 @@ func TestFrontendsForwardedAndHopByHopHeaders(t *testing.T) {
 	defer echo.Close()
 	for _, fe := range frontends {
 		t.Run(fe.name, func(t *testing.T) {
-			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, echo.URL+"/base?k=v")}})
+			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, echo.URL+"/base?k=v")}})
 			// A raw request, so that the hop-by-hop headers are sent as
 			// written and the answer's are seen as they arrive.
 			conn, err := net.DialTimeout("tcp", strings.TrimPrefix(fe.serve(t, p), "http://"), 5*time.Second)
@@ -197,7 +198,7 @@ func TestFrontendsStreamEvents(t *testing.T) {
 	for _, fe := range frontends {
 		t.Run(fe.name, func(t *testing.T) {
 			sse, release := eventStream(t)
-			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, sse.URL)}})
+			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, sse.URL)}})
 			resp, err := http.Get(fe.serve(t, p))
 			if err != nil {
 				t.Fatal(err)
@@ -249,7 +250,7 @@ func TestFrontendsProtocolSwitch(t *testing.T) {
 	for _, fe := range frontends {
 		t.Run(fe.name, func(t *testing.T) {
 			up := echoUpgrade(t)
-			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, up.URL)}})
 			conn, br := switchToEcho(t, fe.serve(t, p))
 			// Counted once the protocol switched, while the connection
 			// is still open: a WebSocket may last for hours.
@@ -341,7 +342,7 @@ func upstreamFailures(t *testing.T) []upstreamFailure {
 	}))
 	t.Cleanup(broken.Close)
 	return []upstreamFailure{
-		{"nothing listening", deadURL(t).String(), http.StatusBadGateway, 0, 1},
+		{"nothing listening", nettest.DeadURL(t).String(), http.StatusBadGateway, 0, 1},
 		{"no headers in time", slow.URL, http.StatusGatewayTimeout, 0, 1},
 		{"upstream 503", broken.URL, http.StatusServiceUnavailable, 1, 0},
 	}
@@ -352,7 +353,7 @@ func TestFrontendsUpstreamFailures(t *testing.T) {
 		for _, tc := range upstreamFailures(t) {
 			t.Run(fe.name+"/"+tc.name, func(t *testing.T) {
 				p := newProxy(t, Config{
-					Stable:                Upstream{Version: "v1", URL: mustURL(t, tc.url)},
+					Stable:                Upstream{Version: "v1", URL: nettest.MustURL(t, tc.url)},
 					ResponseHeaderTimeout: 100 * time.Millisecond,
 				})
 				code, version, _ := get(t, &http.Client{}, fe.serve(t, p))
@@ -405,7 +406,7 @@ func TestFrontendsCarryBodies(t *testing.T) {
 	up := bodyEcho(t)
 	for _, fe := range frontends {
 		t.Run(fe.name, func(t *testing.T) {
-			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, up.URL)}})
 			url := fe.serve(t, p)
 			for _, n := range []int{0, 10, 70 << 10, 1 << 20} {
 				body := pattern(n)
@@ -448,7 +449,7 @@ func TestFrontendsCarryBodies(t *testing.T) {
 
 func TestServerBodyLimit(t *testing.T) {
 	up := bodyEcho(t)
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, up.URL)}})
 	url := serveWith(t, p, ServerConfig{MaxRequestBodyBytes: 1000})
 	h2c := &http.Client{Transport: &http.Transport{Protocols: unencryptedHTTP2()}}
 	for _, tc := range []struct {
@@ -530,7 +531,7 @@ func TestServerTrailers(t *testing.T) {
 		w.Header().Set("Grpc-Status", "0")
 	}))
 	defer up.Close()
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, up.URL)}})
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, up.URL)}})
 	url := serveWith(t, p, ServerConfig{})
 	for _, tc := range []struct {
 		name     string

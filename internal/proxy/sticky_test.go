@@ -18,6 +18,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // stickyClient talks to a proxy as one browser: it keeps the sticky
@@ -148,7 +149,7 @@ func TestStickySessionRollback(t *testing.T) {
 
 	// A new canary version: the old canary cookie names nothing serving.
 	b.cookie = canaryCookie
-	next := Upstream{Version: "v3", URL: mustURL(t, canary.URL)}
+	next := Upstream{Version: "v3", URL: nettest.MustURL(t, canary.URL)}
 	if err := p.setUpstreams(p.table.Load().stable.up.clone(), &next); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestStickySessionSecure(t *testing.T) {
 	stable := newUpstream(t, "v1")
 	spec := &v1alpha1.TrafficSpec{StickySession: &v1alpha1.StickySession{CookieName: "ver", TTL: &metav1.Duration{Duration: 90 * time.Second}}}
 	p := newProxy(t, Config{Stable: stable.upstream(t), Name: "checkout", Traffic: spec})
-	c := Upstream{Version: "v2", URL: mustURL(t, stable.URL)}
+	c := Upstream{Version: "v2", URL: nettest.MustURL(t, stable.URL)}
 	if err := p.setUpstreams(stable.upstream(t), &c); err != nil {
 		t.Fatal(err)
 	}
@@ -194,8 +195,8 @@ func TestStickySessionFastPath(t *testing.T) {
 		StickySession: &v1alpha1.StickySession{},
 		Mirror:        &v1alpha1.Mirror{Percent: v1alpha1.FullWeight},
 	}
-	c := Upstream{Version: "v2", URL: mustURL(t, canary.URL)}
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, stable.URL)}, Canary: &c, Name: "checkout", Traffic: spec})
+	c := Upstream{Version: "v2", URL: nettest.MustURL(t, canary.URL)}
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, stable.URL)}, Canary: &c, Name: "checkout", Traffic: spec})
 	srv, err := NewServer(p, ServerConfig{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +226,7 @@ func TestStickySessionFastPath(t *testing.T) {
 	}
 	// Copies of the earlier GETs may arrive after this one.
 	want := sha256.Sum256([]byte("fast body"))
-	waitFor(t, "the copy of the POST", func() bool {
+	nettest.Eventually(t, "the copy of the POST", func() bool {
 		return slices.ContainsFunc(canary.requests(), func(r receivedRequest) bool {
 			return r.method == http.MethodPost && r.uri == "/orders" && r.bodySum == want && r.header.Get(MirrorHeader) == "1"
 		})

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 func TestNormalizePath(t *testing.T) {
@@ -243,9 +244,9 @@ func TestPathsRouteAlikeOnEveryProtocol(t *testing.T) {
 		ups[name] = newRawUpstream(t, name)
 	}
 	service := func(name, base string, canary *rawUpstream, spec *v1alpha1.TrafficSpec) *Proxy {
-		cfg := Config{Stable: Upstream{Version: name, URL: mustURL(t, ups[name].URL(base))}, Traffic: spec}
+		cfg := Config{Stable: Upstream{Version: name, URL: nettest.MustURL(t, ups[name].URL(base))}, Traffic: spec}
 		if canary != nil {
-			cfg.Canary = &Upstream{Version: canary.name, URL: mustURL(t, canary.URL(""))}
+			cfg.Canary = &Upstream{Version: canary.name, URL: nettest.MustURL(t, canary.URL(""))}
 		}
 		return newProxy(t, cfg)
 	}

@@ -18,6 +18,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // writeCert writes a self-signed certificate for 127.0.0.1 with the given
@@ -71,7 +73,7 @@ func TestServerTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	first := writeCert(t, certFile, keyFile, 1)
-	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: mustURL(t, echo.URL)}})
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, echo.URL)}})
 	s, ln := startServer(t, p, ServerConfig{CertFile: certFile, KeyFile: keyFile})
 	s.certs.interval = 0 // look at the files on every handshake
 	url := "https://" + ln.Addr().String() + "/"

@@ -24,6 +24,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/testenv/fakeclock"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // fakeEndpoints records what the target tells the proxy.
@@ -125,16 +126,6 @@ func must(t *testing.T, err error) {
 	}
 }
 
-// eventually polls cond for up to 10s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-	}
-}
-
 // fakeClock puts the target of a harness on a fake clock.
 func fakeClock(clock *fakeclock.Clock) func(*ProcessConfig) {
 	return func(c *ProcessConfig) { c.Clock = clock }
@@ -189,7 +180,7 @@ func (h *harness) notReadyReason(version string) string {
 // waitReady waits until all replicas of version are ready and returns them.
 func (h *harness) waitReady(version string, n int) []ReplicaStatus {
 	h.t.Helper()
-	eventually(h.t, version+" has "+strconv.Itoa(n)+" ready replicas", func() bool { return h.allReady(version, n) })
+	nettest.Eventually(h.t, version+" has "+strconv.Itoa(n)+" ready replicas", func() bool { return h.allReady(version, n) })
 	return h.p.Replicas(version)
 }
 
@@ -231,7 +222,7 @@ func alive(pid int) bool {
 func readPidFile(t *testing.T, path string) int {
 	t.Helper()
 	var pid int
-	eventually(t, "the grandchild's pid is written", func() bool {
+	nettest.Eventually(t, "the grandchild's pid is written", func() bool {
 		b, err := os.ReadFile(path)
 		pid, _ = strconv.Atoi(string(b))
 		return err == nil && pid > 0
@@ -251,7 +242,7 @@ func TestProcessRoutesRolesToReadyReplicas(t *testing.T) {
 		t.Fatalf("a first stable takes the role at once; StableVersion = %q", got)
 	}
 	stable := h.waitReady("v1", 2)
-	eventually(t, "the stable role has both replicas", func() bool {
+	nettest.Eventually(t, "the stable role has both replicas", func() bool {
 		return slices.Equal(urlStrings(h.ep.get(RoleStable).urls), replicaURLs(stable))
 	})
 	for _, u := range replicaURLs(stable) {
@@ -262,7 +253,7 @@ func TestProcessRoutesRolesToReadyReplicas(t *testing.T) {
 
 	must(t, h.p.DeployCanary(context.Background(), ref("v2")))
 	canary := h.waitReady("v2", 1)
-	eventually(t, "the canary role has the canary", func() bool {
+	nettest.Eventually(t, "the canary role has the canary", func() bool {
 		r := h.ep.get(RoleCanary)
 		return r.version == "v2" && slices.Equal(urlStrings(r.urls), replicaURLs(canary))
 	})
@@ -324,7 +315,7 @@ func TestReadinessDecidesTraffic(t *testing.T) {
 
 	must(t, os.WriteFile(readyFile, nil, 0o600))
 	tick(t, clock, probePeriod, 3)
-	eventually(t, "the ready canary gets traffic", func() bool { return len(h.ep.get(RoleCanary).urls) == 1 })
+	nettest.Eventually(t, "the ready canary gets traffic", func() bool { return len(h.ep.get(RoleCanary).urls) == 1 })
 	if o := h.p.Observe(context.Background()); o.CanaryHealth != rollout.HealthUp {
 		t.Fatalf("ready canary is %v", o.CanaryHealth)
 	}
@@ -335,7 +326,7 @@ func TestReadinessDecidesTraffic(t *testing.T) {
 		t.Fatal("one failed probe made the canary unready; the threshold is two")
 	}
 	tick(t, clock, probePeriod, 3)
-	eventually(t, "the unready canary loses traffic", func() bool { return len(h.ep.get(RoleCanary).urls) == 0 })
+	nettest.Eventually(t, "the unready canary loses traffic", func() bool { return len(h.ep.get(RoleCanary).urls) == 0 })
 	o := h.p.Observe(context.Background())
 	if want := "no ready replica: readiness probe failed: GET /health: 503 Service Unavailable"; o.CanaryHealth != rollout.HealthDown || o.CanaryReason != want {
 		t.Fatalf("Observe = %v %q, want down %q", o.CanaryHealth, o.CanaryReason, want)
@@ -357,7 +348,7 @@ func TestCrashedReplicaRestartsWithBackoff(t *testing.T) {
 	must(t, h.p.Promote(context.Background(), ref("v1")))
 	for i, backoff := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 400 * time.Millisecond} {
 		exits := i + 1
-		eventually(t, "exit "+strconv.Itoa(exits), func() bool { return h.p.Replicas("v1")[0].Restarts == exits })
+		nettest.Eventually(t, "exit "+strconv.Itoa(exits), func() bool { return h.p.Replicas("v1")[0].Restarts == exits })
 		// The loop's timer and the backoff's.
 		if !clock.WaitForTimers(2, 10*time.Second) {
 			t.Fatalf("after exit %d the target waits on %d timers, want 2", exits, clock.Timers())
@@ -367,7 +358,7 @@ func TestCrashedReplicaRestartsWithBackoff(t *testing.T) {
 			t.Fatalf("a nanosecond before the backoff of %v ended: %+v, want no new start", backoff, r)
 		}
 		clock.Advance(time.Nanosecond)
-		eventually(t, "the restart after exit "+strconv.Itoa(exits), func() bool {
+		nettest.Eventually(t, "the restart after exit "+strconv.Itoa(exits), func() bool {
 			r := h.p.Replicas("v1")[0]
 			return r.PID != 0 || r.Restarts > exits
 		})
@@ -404,7 +395,7 @@ func TestCrashLoopMakesTheCanaryDown(t *testing.T) {
 			h := newHarness(t, map[string]v1alpha1.ProcessSpec{"v2": tc.spec(t)}, func(c *ProcessConfig) { c.RestartBackoff = 10 * time.Millisecond })
 			must(t, h.p.DeployCanary(context.Background(), ref("v2")))
 			var o rollout.Observed
-			eventually(t, "the canary is down", func() bool {
+			nettest.Eventually(t, "the canary is down", func() bool {
 				o = h.p.Observe(context.Background())
 				return o.CanaryHealth == rollout.HealthDown
 			})
@@ -423,7 +414,7 @@ func TestLivenessFailureRestartsTheReplica(t *testing.T) {
 	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
 	h := newHarness(t, map[string]v1alpha1.ProcessSpec{"v1": spec}, fakeClock(clock))
 	must(t, h.p.Promote(context.Background(), ref("v1")))
-	eventually(t, "the first process runs", func() bool { rs := h.p.Replicas("v1"); return len(rs) == 1 && rs[0].PID != 0 })
+	nettest.Eventually(t, "the first process runs", func() bool { rs := h.p.Replicas("v1"); return len(rs) == 1 && rs[0].PID != 0 })
 	first := h.p.Replicas("v1")[0].PID
 	var r ReplicaStatus
 	drive(t, clock, probePeriod, "the replica was restarted and is ready", func() bool {
@@ -499,7 +490,7 @@ func TestPromoteKeepsTheOldStableWarmThenDrainsIt(t *testing.T) {
 		t.Fatalf("a nanosecond before the window ends: undo possible %v, old stable alive %v; want both", ok, alive(v1.PID))
 	}
 	clock.Advance(time.Nanosecond)
-	eventually(t, "the old stable is drained after the window", func() bool { return !alive(v1.PID) })
+	nettest.Eventually(t, "the old stable is drained after the window", func() bool { return !alive(v1.PID) })
 	if _, err := h.p.Undo(context.Background()); !errors.Is(err, ErrNoUndo) {
 		t.Errorf("Undo after the window = %v, want ErrNoUndo", err)
 	}
@@ -539,7 +530,7 @@ func TestUndoInsideTheWindowSwitchesBackAtOnce(t *testing.T) {
 			if r := h.p.Replicas("v1")[0]; r.PID != v1.PID || r.Restarts != 0 {
 				t.Errorf("v1 was restarted: %+v, before %+v", r, v1)
 			}
-			eventually(t, "the undone version is drained", func() bool { return !alive(v2.PID) })
+			nettest.Eventually(t, "the undone version is drained", func() bool { return !alive(v2.PID) })
 			if _, _, ok := h.p.UndoUntil(); ok {
 				t.Error("the undone version is kept warm")
 			}
@@ -581,7 +572,7 @@ func TestPromoteKeepsTheOldStableWhileTheProxyCannotBeTold(t *testing.T) {
 	if o := h.p.Observe(context.Background()); o.StableVersion != "v2" || h.ep.get(RoleStable).version != "v2" {
 		t.Fatalf("StableVersion = %q, stable role %q once the retry came, want v2", o.StableVersion, h.ep.get(RoleStable).version)
 	}
-	eventually(t, "the old stable is drained", func() bool { return !alive(v1.PID) })
+	nettest.Eventually(t, "the old stable is drained", func() bool { return !alive(v1.PID) })
 }
 
 func TestRetireCanaryKillsAfterTheGracePeriod(t *testing.T) {
@@ -598,7 +589,7 @@ func TestRetireCanaryKillsAfterTheGracePeriod(t *testing.T) {
 	if r := h.ep.get(RoleCanary); r.version != "" {
 		t.Fatalf("canary role after retire = %+v", r)
 	}
-	eventually(t, "the canary and its child are gone", func() bool { return !alive(v2.PID) && !alive(grandchild) })
+	nettest.Eventually(t, "the canary and its child are gone", func() bool { return !alive(v2.PID) && !alive(grandchild) })
 	b, _ := os.ReadFile(h.p.LogFile("v2"))
 	if !strings.Contains(string(b), "[0] ignoring SIGTERM\n") {
 		t.Errorf("the canary never got SIGTERM; its log:\n%s", b)

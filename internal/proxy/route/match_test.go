@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // The seed's cases, each one line of a spec.
@@ -99,7 +100,7 @@ func TestSegmentBetaTestersFile(t *testing.T) {
 		t.Helper()
 		clk.Advance(listTestInterval)
 		tab.Route(req("/", "X-User-ID", "u-0"))
-		waitFor(t, "the list check to end", func() bool { return !file.checking.Load() })
+		nettest.Eventually(t, "the list check to end", func() bool { return !file.checking.Load() })
 	}
 	routesTo(t, tab, req("/", "X-User-ID", "u-1"), RoleCanary)
 	routesTo(t, tab, req("/", "X-User-ID", "u-2"), RoleCanary)

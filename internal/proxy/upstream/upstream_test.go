@@ -8,37 +8,17 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 func testConfig() *Config {
 	return &Config{DialTimeout: time.Second, HeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxIdle: 4}
-}
-
-func mustURL(t *testing.T, s string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
-// deadURL is the URL of a port nobody listens on.
-func deadURL(t *testing.T) *url.URL {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return mustURL(t, "http://"+addr)
 }
 
 // TestTargetFor: the client's target goes under the endpoint's base path,
@@ -52,7 +32,7 @@ func TestTargetFor(t *testing.T) {
 		{"http://u/api?k=v", "/a?x=1", "/api/a?k=v&x=1"},
 		{"http://u/api?k=v", "/a", "/api/a?k=v"},
 	} {
-		ep := NewEndpoint(mustURL(t, tc.base), testConfig())
+		ep := NewEndpoint(nettest.MustURL(t, tc.base), testConfig())
 		if got := string(ep.targetFor([]byte(tc.client))); got != tc.want {
 			t.Errorf("%s under %s: %q, want %q", tc.client, tc.base, got, tc.want)
 		}
@@ -91,7 +71,7 @@ func TestSendRetriesOnTheNextReplica(t *testing.T) {
 	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	defer live.Close()
 	cfg := testConfig()
-	g := NewGroup([]*Endpoint{NewEndpoint(deadURL(t), cfg), NewEndpoint(mustURL(t, live.URL), cfg)})
+	g := NewGroup([]*Endpoint{NewEndpoint(nettest.DeadURL(t), cfg), NewEndpoint(nettest.MustURL(t, live.URL), cfg)})
 	defer g.CloseIdle()
 	for i := range 4 {
 		var req fasthttp.Request
@@ -154,7 +134,7 @@ func TestPoolDropsAConnectionWithStrayBytes(t *testing.T) {
 			})
 		}
 	})
-	g := NewGroup([]*Endpoint{NewEndpoint(mustURL(t, "http://"+ln.Addr().String()), testConfig())})
+	g := NewGroup([]*Endpoint{NewEndpoint(nettest.MustURL(t, "http://"+ln.Addr().String()), testConfig())})
 	defer g.CloseIdle()
 	for i := range 2 {
 		var req fasthttp.Request
