@@ -30,13 +30,15 @@ generate-check:
 
 # What the tests need that Go does not bring, each skipped when already
 # there: deadcode (built from tools/go.mod's pin), a real Prometheus server
-# (Debian's package), and a real Kubernetes
+# and systemd's socket-activation and unit-checking tools (Debian's
+# packages), and a real Kubernetes
 # control plane (etcd from Debian; kube-apiserver, controller-manager,
 # scheduler and kwok built from source once and cached outside the tree:
 # about 15 minutes on two idle cores the first time).
 deps:
 	GO=$(GO) bash hack/install-deadcode.sh >/dev/null
-	bash hack/install-prometheus.sh
+	bash hack/install-debian.sh prometheus /usr/bin/prometheus
+	bash hack/install-debian.sh systemd /usr/bin/systemd-socket-activate
 	bash hack/install-kube-tools.sh >/dev/null
 
 fmt-check:

@@ -32,6 +32,10 @@ func TestMain(m *testing.M) {
 		runApp()
 		return
 	}
+	if os.Getenv(systemdChildEnv) != "" {
+		runSystemdChild()
+		return
+	}
 	// Race-enabled binaries sleep a second before exiting; the sample
 	// apps (this binary) need not.
 	os.Setenv("GORACE", "atexit_sleep_ms=0")

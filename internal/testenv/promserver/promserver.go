@@ -5,7 +5,6 @@ package promserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -16,26 +15,23 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
+
+	"github.com/pipit-dev/pipit/internal/testenv/tools"
 )
 
 // Binary is where Debian's package installs Prometheus.
 const Binary = "/usr/bin/prometheus"
 
-// installScript is the repository's installer, relative to its root.
-const installScript = "hack/install-prometheus.sh"
-
 const (
-	readyTimeout   = 60 * time.Second
-	installTimeout = 10 * time.Minute
-	pollEvery      = 100 * time.Millisecond
-	startAttempts  = 3
+	readyTimeout  = 60 * time.Second
+	pollEvery     = 100 * time.Millisecond
+	startAttempts = 3
 )
 
 // Server is a running Prometheus.
@@ -45,17 +41,13 @@ type Server struct {
 	api promv1.API
 }
 
-// installMu keeps the tests of one package from installing twice; the
-// script itself locks against other packages.
-var installMu sync.Mutex
-
 // Start runs Prometheus scraping the targets (host:port, or URLs such as
 // http://127.0.0.1:8080/metrics; the path defaults to /metrics) every
 // scrapeInterval, and waits until it is ready. It installs Prometheus
 // when missing and fails the test when it cannot.
 func Start(t testing.TB, scrapeTargets []string, scrapeInterval time.Duration) *Server {
 	t.Helper()
-	ensureInstalled(t)
+	tools.EnsureDebian(t, "prometheus", Binary)
 	dir := t.TempDir()
 	cfg, err := config(scrapeTargets, scrapeInterval)
 	if err != nil {
@@ -76,50 +68,6 @@ func Start(t testing.TB, scrapeTargets []string, scrapeInterval time.Duration) *
 			continue
 		}
 		t.Fatalf("promserver: %v\nprometheus log:\n%s", err, logs)
-	}
-}
-
-// ensureInstalled runs the install script when the binary is missing.
-func ensureInstalled(t testing.TB) {
-	t.Helper()
-	installMu.Lock()
-	defer installMu.Unlock()
-	if _, err := os.Stat(Binary); err == nil {
-		return
-	}
-	root, err := repoRoot()
-	if err != nil {
-		t.Fatalf("promserver: %s is missing and the installer cannot be found: %v", Binary, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "bash", filepath.Join(root, installScript))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("promserver: %s is missing and `bash %s` failed (it needs root and Debian's apt): %v\n%s",
-			Binary, installScript, err, out)
-	}
-	if _, err := os.Stat(Binary); err != nil {
-		t.Fatalf("promserver: %s still missing after `bash %s`:\n%s", Binary, installScript, out)
-	}
-}
-
-// repoRoot is the nearest directory above the working directory (a test's
-// package directory) with a go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
 	}
 }
 

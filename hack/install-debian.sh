@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# Installs Debian's prometheus package for the tests that query a real
-# Prometheus. Idempotent: does nothing when /usr/bin/prometheus exists.
-# Runs as root, non-interactively, on a fresh Debian machine (CI). The
-# package's own service is kept from starting: tests run their own instance
-# on a free loopback port.
+# Usage: install-debian.sh PACKAGE BINARY
+#
+# Installs a Debian package the tests need, such as prometheus (a real
+# Prometheus server) or systemd (systemd-socket-activate and
+# systemd-analyze). Idempotent: does nothing when BINARY exists. Runs as
+# root, non-interactively, on a fresh Debian machine (CI). The package's
+# own services are kept from starting: tests run their own instances.
 set -euo pipefail
 
-if [ -x /usr/bin/prometheus ]; then
+if [ $# -ne 2 ]; then
+  echo "usage: install-debian.sh PACKAGE BINARY" >&2
+  exit 2
+fi
+package=$1 binary=$2
+
+if [ -x "$binary" ]; then
   exit 0
 fi
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "install-prometheus: must run as root to apt-get install prometheus" >&2
+  echo "install-debian: must run as root to apt-get install $package" >&2
   exit 1
 fi
 
 # Test packages run in parallel and may all call this script: one installs,
 # the others wait and then find the binary.
-exec 9>/var/lock/pipit-install-prometheus.lock
+exec 9>"/var/lock/pipit-install-$package.lock"
 flock 9
-if [ -x /usr/bin/prometheus ]; then
+if [ -x "$binary" ]; then
   exit 0
 fi
 
@@ -44,6 +52,9 @@ trap cleanup EXIT
 apt-get update -q
 apt-get install -y -q --no-install-recommends \
   -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-  prometheus
+  "$package"
 
-/usr/bin/prometheus --version
+if [ ! -x "$binary" ]; then
+  echo "install-debian: $package is installed but $binary is still missing" >&2
+  exit 1
+fi

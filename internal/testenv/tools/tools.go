@@ -1,0 +1,97 @@
+// Package tools gives tests the programs they run that Go does not bring:
+// Debian packages, installed by the repository's script when missing, and
+// the pipit binary itself, built from the working tree.
+package tools
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// installScript is the repository's installer, relative to its root.
+const installScript = "hack/install-debian.sh"
+
+// Timeouts of an install (apt on a fresh machine) and of a build.
+const (
+	installTimeout = 10 * time.Minute
+	buildTimeout   = 5 * time.Minute
+)
+
+// installMu keeps the tests of one package from installing twice; the
+// script itself locks against other packages.
+var installMu sync.Mutex
+
+// EnsureDebian makes sure binary exists, installing Debian's package pkg
+// with hack/install-debian.sh when it does not, and fails the test when it
+// cannot.
+func EnsureDebian(t testing.TB, pkg, binary string) {
+	t.Helper()
+	installMu.Lock()
+	defer installMu.Unlock()
+	if _, err := os.Stat(binary); err == nil {
+		return
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatalf("%s is missing and the installer cannot be found: %v", binary, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), installTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "bash", filepath.Join(root, installScript), pkg, binary).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s is missing and `bash %s %s %s` failed (it needs root and Debian's apt): %v\n%s",
+			binary, installScript, pkg, binary, err, out)
+	}
+	if _, err := os.Stat(binary); err != nil {
+		t.Fatalf("%s still missing after `bash %s %s %s`:\n%s", binary, installScript, pkg, binary, out)
+	}
+}
+
+// BuildPipit builds cmd/pipit from the working tree into a directory of
+// the test's and returns the binary's path. The Go build cache makes
+// every build after the first a link.
+func BuildPipit(t testing.TB) string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatalf("building pipit: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "pipit")
+	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
+	defer cancel()
+	goTool := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
+	if _, err := os.Stat(goTool); err != nil {
+		goTool = "go"
+	}
+	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "./cmd/pipit")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/pipit: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// RepoRoot is the nearest directory above the working directory (a
+// test's package directory) with a go.mod.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
