@@ -8,17 +8,18 @@
 // The old side listens on a Unix stream socket in the state directory
 // (SocketPath). The socket is bound in a private 0700 directory, made
 // 0600, then renamed into place, so it is never reachable with wider
-// permissions; Listen replaces a socket file no daemon answers on (left
-// by a killed daemon) and refuses to replace one that answers. Both
+// permissions. Listen is called by the daemon holding the state
+// directory's lock, so it replaces the socket file there: one left by a
+// killed daemon, or the one of a daemon handing over to it. Both
 // sides check the peer's credentials (SO_PEERCRED): only a process of
 // the same uid may hand over, and a new side refuses an old side of
 // another uid. Listener.Close removes the socket file only if it is still
 // the one that listener created.
 //
-// Every message is a frame: a 4-byte big-endian length, at most
-// maxFrame, then a JSON object with a "kind". Descriptors travel as
-// SCM_RIGHTS ancillary data sent with the frame they belong to, at most
-// batchSize to a frame; they are received close-on-exec.
+// Every message is a frame: a 4-byte big-endian length (1 byte to
+// 256 KiB), then a JSON object with a "kind" and no unknown field.
+// Descriptors travel as SCM_RIGHTS ancillary data sent with the frame
+// they belong to, at most 64 to a frame, and are received close-on-exec.
 //
 // # Stages
 //

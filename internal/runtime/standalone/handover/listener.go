@@ -37,15 +37,16 @@ type Listener struct {
 }
 
 // Listen listens for hand-over requests on SocketPath(stateDir), a
-// socket only its owner may use. A socket file no daemon answers on, left
-// by one that was killed, is replaced; one that answers is not. A nil log
-// discards the listener's logs.
+// socket only its owner may use. Call it only while holding the state
+// directory's lock: it replaces the socket there, whether left by a
+// killed daemon or still open in one that is handing over to this one
+// and has released the lock. A nil log discards the listener's logs.
 func Listen(stateDir string, log *slog.Logger) (*Listener, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	path := SocketPath(stateDir)
-	if err := checkStale(path, log); err != nil {
+	if err := checkReplaceable(path); err != nil {
 		return nil, err
 	}
 	ln, made, err := bindPrivately(stateDir, path)
@@ -63,8 +64,8 @@ func Listen(stateDir string, log *slog.Logger) (*Listener, error) {
 	return l, nil
 }
 
-// checkStale makes sure nothing but a dead socket is at path.
-func checkStale(path string, log *slog.Logger) error {
+// checkReplaceable refuses to replace anything but a socket at path.
+func checkReplaceable(path string) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -73,14 +74,8 @@ func checkStale(path string, log *slog.Logger) error {
 		return fmt.Errorf("handover: %w", err)
 	}
 	if fi.Mode().Type() != fs.ModeSocket {
-		return fmt.Errorf("handover: %s is a %s, not a socket: remove it", path, fi.Mode().Type())
+		return fmt.Errorf("handover: %s is not a socket (mode %v): remove it", path, fi.Mode())
 	}
-	c, err := net.DialTimeout("unix", path, time.Second)
-	if err == nil {
-		c.Close()
-		return fmt.Errorf("handover: another daemon listens on %s", path)
-	}
-	log.Info("handover: replacing a socket no daemon answers on", "path", path, "err", err)
 	return nil
 }
 
