@@ -10,28 +10,35 @@
 // 0600, then renamed into place, so it is never reachable with wider
 // permissions. Listen is called by the daemon holding the state
 // directory's lock, so it replaces the socket file there: one left by a
-// killed daemon, or the one of a daemon handing over to it. Both
-// sides check the peer's credentials (SO_PEERCRED): only a process of
-// the same uid may hand over, and a new side refuses an old side of
-// another uid. Listener.Close removes the socket file only if it is still
-// the one that listener created.
+// killed daemon, or the one of the daemon handing over to it (the new
+// daemon listens as soon as it holds the lock). Listener.Close removes
+// the socket file only if it is still the one that listener created,
+// never one a later daemon made since. Both sides check the peer's
+// credentials (SO_PEERCRED): only a process of the same uid may hand
+// over, and a new side refuses an old side of another uid.
 //
 // Every message is a frame: a 4-byte big-endian length (1 byte to
 // 256 KiB), then a JSON object with a "kind" and no unknown field.
 // Descriptors travel as SCM_RIGHTS ancillary data sent with the frame
-// they belong to, at most 64 to a frame, and are received close-on-exec.
+// they belong to, at most 64 to a frame (MaxFiles in all), and are
+// received close-on-exec. The new side gets duplicates: a listening
+// socket stays open, its backlog included, while either daemon holds a
+// copy, so no connection is refused while the old side closes its own.
 //
 // # Stages
 //
 // A hand-over goes through these stages, in this order; each side's
-// methods follow them and refuse to be called out of order:
+// methods follow them, and a call out of order is refused without
+// ending the hand-over:
 //
 //  1. hello (new → old): the new side's pid and version. The old side
-//     answers "accepted", or "refused" with a reason: another uid, a
-//     malformed hello, or a hand-over already in progress (one at a time).
+//     answers "accepted" once Accept takes the request, or "refused" with
+//     a reason: another uid, a malformed hello, a hand-over already in
+//     progress (there is one at a time), or a listener closing.
 //  2. files (old → new): one or more "files" frames, each with the names
-//     of the descriptors attached to it and whether more follow; the last
-//     one carries the daemon's metadata (opaque bytes, at most MaxMeta).
+//     of the descriptors attached to it, in order, and whether more
+//     follow; the last one carries the daemon's metadata (opaque bytes,
+//     at most MaxMeta).
 //  3. released (old → new): the old side has stopped deciding and
 //     released the state directory's lock; the new side may take it.
 //  4. serving (new → old): the new side accepts on the sockets now; the
@@ -39,18 +46,25 @@
 //
 // # Failures
 //
-// Every read and write has a deadline: the context's, or DefaultTimeout
-// from the call when the context has none; cancelling the context ends
-// the call. A peer that closes its end or dies makes the other side's
-// next (or pending) call fail at once with ErrPeerGone; a frame that is
-// oversized, not JSON, of the wrong kind for the stage, or has
-// descriptors it should not have, fails with ErrProtocol. Both errors name
-// the stage ("handover: stage files: ..."), and the first error of a
-// hand-over is returned by every later call. Descriptors that came with a
-// frame that is refused, or with one cut short, are closed: a failed
-// hand-over leaks none. A failed hand-over leaves the old side serving:
-// it closes the Outgoing, which lets the listener accept another one,
-// unless it had already released the lock.
+// Dial fails with ErrNoListener when no daemon listens (the new daemon
+// then reports the lock as held), and with ErrRefused, the reason
+// attached, when the old side refuses. Every read and write has a
+// deadline: the context's, or DefaultTimeout from the call when the
+// context has none; cancelling the context or closing the Outgoing or
+// Incoming ends a pending call. A peer that closes its end or dies makes
+// the other side's next or pending call fail at once with ErrPeerGone. A
+// frame that is oversized, not JSON, of the wrong kind for the stage,
+// with more or fewer descriptors than names or with a name given twice
+// fails with ErrProtocol. Both errors name the stage ("handover: stage
+// files: ..."), and the first error of a hand-over is returned by every
+// later call: a hand-over that failed is over. Descriptors that came with
+// a refused frame, or with one cut short, are closed, and so are those of
+// the earlier batches: a failed hand-over leaks none.
+//
+// Before Released, a failed hand-over leaves the old daemon as it was: it
+// closes the Outgoing, keeps serving, and its listener takes the next
+// request. After Released it no longer holds the lock; what it does then
+// is the daemon's call.
 package handover
 
 import (

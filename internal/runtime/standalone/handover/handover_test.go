@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // testTimeout bounds each test's hand-over; far under it, DefaultTimeout
@@ -356,4 +358,63 @@ func TestStagesRunInOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	finish(t, o, in)
+}
+
+func TestClosingTheListenerRefusesAWaitingRequest(t *testing.T) {
+	dir := stateDir(t)
+	l := listen(t, dir)
+	ctx := testContext(t)
+	dialed := make(chan error, 1)
+	go func() {
+		_, err := Dial(ctx, dir, Hello{PID: os.Getpid()})
+		dialed <- err
+	}()
+	// The request said hello and waits for an Accept that does not come.
+	nettest.Eventually(t, "the request to be greeted", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.active != nil
+	})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-dialed; !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "stopped taking hand-overs") {
+		t.Fatalf("Dial while the listener closed: %v", err)
+	}
+	if _, err := l.Accept(ctx); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept after Close: %v", err)
+	}
+	if _, err := os.Lstat(SocketPath(dir)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("after Close, the socket file: %v", err)
+	}
+}
+
+func TestACallEndsWithItsContext(t *testing.T) {
+	dir := stateDir(t)
+	o, in := handOver(t, listen(t, dir), dir)
+	if err := o.SendFiles(testContext(t), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := in.Files(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	// The old side never says released.
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := in.AwaitReleased(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "stage released:") {
+		t.Fatalf("AwaitReleased past its deadline: %v", err)
+	}
+	if took := time.Since(start); took > prompt {
+		t.Fatalf("AwaitReleased took %v with a deadline of 100ms", took)
+	}
+	if err := o.Released(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(t.Context())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	if err := o.AwaitServing(cancelled); !errors.Is(err, context.Canceled) {
+		t.Fatalf("AwaitServing cancelled: %v", err)
+	}
 }

@@ -160,6 +160,7 @@ func (l *Listener) Close() error {
 		l.wg.Wait()
 		select {
 		case o := <-l.ready:
+			refuse(context.Background(), o.w, "the daemon stopped taking hand-overs")
 			o.Close()
 		default:
 		}
@@ -216,9 +217,15 @@ func (l *Listener) greet(c *net.UnixConn) {
 	l.mu.Unlock()
 	if err != nil {
 		l.log.Warn("handover: request refused", "err", err)
-		_ = w.writeFrame(ctx, message{Kind: kindRefused, Reason: err.Error()}, nil)
+		refuse(ctx, w, err.Error())
 		c.Close()
 	}
+}
+
+// refuse tells the new side why its request is turned down, if it still
+// listens.
+func refuse(ctx context.Context, w wire, reason string) {
+	_ = w.writeFrame(ctx, message{Kind: kindRefused, Reason: reason}, nil)
 }
 
 // claim makes the greeted request the hand-over in progress, if there is
@@ -227,7 +234,7 @@ func (l *Listener) claim(w wire, h Hello) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
-		return errors.New("the daemon no longer takes hand-overs")
+		return errors.New("the daemon stopped taking hand-overs")
 	}
 	if l.active != nil {
 		return fmt.Errorf("a hand-over to pid %d is in progress", l.active.hello.PID)

@@ -81,16 +81,32 @@ func (w wire) bounded(ctx context.Context, op func() error) error {
 	if !stop() {
 		<-fired
 	}
-	switch {
-	case err == nil:
+	return connError(ctx, err)
+}
+
+// connError says what err, from a read or write under ctx, means for the
+// hand-over. The socket's addresses are left out: the old side's is the
+// private name it was bound to before it was renamed.
+func connError(ctx context.Context, err error) error {
+	if err == nil {
 		return nil
+	}
+	if op := (*net.OpError)(nil); errors.As(err, &op) {
+		err = fmt.Errorf("%s: %w", op.Op, op.Err)
+	}
+	switch {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.EPIPE), errors.Is(err, syscall.ECONNRESET):
 		return fmt.Errorf("%w (%v)", ErrPeerGone, err)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("no answer in time: %w", err)
+		// The connection's deadline can fire a moment before the
+		// context's own timer does.
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			return context.DeadlineExceeded
+		}
+		return fmt.Errorf("no answer within %v: %w", DefaultTimeout, err)
 	}
 	return err
 }
