@@ -114,7 +114,9 @@ type Hello struct {
 // NamedFile is a descriptor passed from the old side to the new one, with
 // the name the daemons agree on for it (such as "listener:api").
 type NamedFile struct {
+	// Name is unique within a hand-over: 1 to 255 bytes of UTF-8.
 	Name string
+	// File is the descriptor; the receiver owns its copy.
 	File *os.File
 }
 
