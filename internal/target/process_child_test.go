@@ -29,10 +29,12 @@ const (
 
 func TestMain(m *testing.M) {
 	switch {
+	case os.Getenv(sleeperEnv) != "":
+		// First: a child's sleeper inherits the child's variables, and
+		// would otherwise start a sleeper of its own, and so on.
+		time.Sleep(time.Hour)
 	case os.Getenv(childEnv) != "":
 		runChild()
-	case os.Getenv(sleeperEnv) != "":
-		time.Sleep(time.Hour)
 	case os.Getenv(daemonEnv) != "":
 		runDaemon(os.Getenv(daemonEnv))
 	default:
