@@ -55,7 +55,9 @@ type ReplicaStatus struct {
 	Ready bool
 	// Restarts counts its exits so far.
 	Restarts int
-	// LastExit says how it last exited.
+	// LastExit says how it last exited. The exit status of a process
+	// adopted from a previous daemon is unknown: it was not this daemon's
+	// child.
 	LastExit string
 }
 
