@@ -44,7 +44,7 @@ type Endpoints interface {
 // ErrNoUndo is returned by Undo outside the rollback window.
 var ErrNoUndo = errors.New("nothing to undo: no previous stable version is kept warm")
 
-// ErrProcessClosed is returned by a Process after Shutdown.
+// ErrProcessClosed is returned by a Process after Shutdown or Detach.
 var ErrProcessClosed = errors.New("process target is shut down")
 
 // ProcessConfig configures a Process. Zero backoffs, crash-loop settings
@@ -85,12 +85,20 @@ type ProcessConfig struct {
 	// Clock times restarts, probes, grace periods and the rollback
 	// window; nil is the wall clock.
 	Clock rollout.Clock
+	// Adopt, when not nil, makes NewProcess adopt the processes that the
+	// Process of a previous daemon handed over with Detach instead of
+	// stopping them. It holds the read ends of their output pipes by the
+	// names Detach gave them. NewProcess owns the files from then on,
+	// whether it adopts their processes or not.
+	Adopt map[string]*os.File
 }
 
 // Process is a target that runs each version as local processes: it
 // starts their replicas on loopback ports, probes them, restarts them,
 // routes the proxy's roles to the ready ones and drains old versions. Its
-// methods are safe for concurrent use.
+// methods are safe for concurrent use. A daemon handing over to the next
+// leaves the processes running with Detach; the next one adopts them with
+// ProcessConfig.Adopt.
 type Process struct {
 	cfg         ProcessConfig
 	log         *slog.Logger
@@ -136,6 +144,20 @@ type warmth struct {
 // NewProcess prepares a process target in cfg.Dir. Processes that a
 // previous run recorded there and that still run are stopped first (see
 // stateFile.stopLeftovers): the daemon then starts its versions afresh.
+//
+// With cfg.Adopt, the processes of a hand-over are adopted instead (see
+// Detach): same pids, same ports, no restart. Each adopted version runs
+// again with the spec cfg.Specs gives its label, the roles and the warm
+// previous stable are restored, and the proxy is told at once where the
+// roles go, with the replicas that were ready counted ready: waiting for
+// a probe would leave a gap with no ready stable. Probes then go on as
+// usual. The output pipes are passed because the children write to them:
+// reading them on keeps their output in the log and spares them SIGPIPE.
+// An adopted process is not this daemon's child, so it cannot be waited
+// for: its exit is watched with a pidfd (its exit status goes to its new
+// parent and stays unknown), and it is restarted as a child. A recorded
+// process with no pipe given, no spec any more, or that is not the one
+// pipit started is stopped as after a crash.
 func NewProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 	if cfg.Dir == "" || cfg.Specs == nil || cfg.Endpoints == nil {
 		return nil, errors.New("process target: Dir, Specs and Endpoints are required")
@@ -165,7 +187,11 @@ func NewProcess(ctx context.Context, cfg ProcessConfig) (*Process, error) {
 		stopping:    map[*group]bool{},
 		routed:      map[string]route{},
 	}
-	if err := p.state.stopLeftovers(ctx); err != nil {
+	start := p.state.stopLeftovers
+	if cfg.Adopt != nil {
+		start = p.adopt
+	}
+	if err := start(ctx); err != nil {
 		return nil, fmt.Errorf("process target: %w", err)
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
@@ -318,21 +344,33 @@ func (p *Process) LogFile(version string) string { return logPath(p.logs.dir, ve
 func (p *Process) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	if !p.closed {
-		p.closed = true
-		for v, g := range p.groups {
-			delete(p.groups, v)
-			p.drainLocked(g)
-		}
-		p.clearWarmLocked()
+		p.closeLocked()
 	}
 	p.mu.Unlock()
 	p.stopLoop()
 	<-p.loopDone
+	p.waitDrains(ctx)
+	return nil
+}
+
+// closeLocked closes the Process and drains every version.
+func (p *Process) closeLocked() {
+	p.closed = true
+	for v, g := range p.groups {
+		delete(p.groups, v)
+		p.drainLocked(g)
+	}
+	p.clearWarmLocked()
+}
+
+// waitDrains waits for the versions being stopped; when ctx ends first,
+// they are killed at once.
+func (p *Process) waitDrains(ctx context.Context) {
 	done := make(chan struct{})
 	go func() { p.draining.Wait(); close(done) }()
 	select {
 	case <-done:
-		return nil
+		return
 	case <-ctx.Done():
 	}
 	p.mu.Lock()
@@ -341,7 +379,6 @@ func (p *Process) Shutdown(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 	<-done
-	return nil
 }
 
 // want starts v if needed and records a desired role for it.
@@ -355,21 +392,38 @@ func (p *Process) want(v v1alpha1.VersionRef, set func()) error {
 		return ErrProcessClosed
 	}
 	if _, ok := p.groups[v.Version]; !ok {
-		s, ok := p.cfg.Specs(v.Version)
-		if !ok {
-			return fmt.Errorf("version %s: no process spec", v.Version)
-		}
-		ps, err := resolveProcessSpec(s)
+		ps, err := p.specOf(v.Version)
 		if err != nil {
-			return fmt.Errorf("version %s: %w", v.Version, err)
+			return err
 		}
-		lf, err := p.logs.acquire(v.Version)
-		if err != nil {
-			return fmt.Errorf("version %s: %w", v.Version, err)
+		if err := p.startGroupLocked(v, ps, nil); err != nil {
+			return err
 		}
-		p.log.Info("starting version", "version", v.Version, "replicas", ps.Replicas, "log", lf.path)
-		p.groups[v.Version] = p.newGroup(v, ps, lf)
 	}
 	set()
+	return nil
+}
+
+// specOf resolves the process spec of a version label.
+func (p *Process) specOf(version string) (procSpec, error) {
+	s, ok := p.cfg.Specs(version)
+	if !ok {
+		return procSpec{}, fmt.Errorf("version %s: no process spec", version)
+	}
+	ps, err := resolveProcessSpec(s)
+	if err != nil {
+		return procSpec{}, fmt.Errorf("version %s: %w", version, err)
+	}
+	return ps, nil
+}
+
+// startGroupLocked runs v with spec ps, adopting the processes of adopted.
+func (p *Process) startGroupLocked(v v1alpha1.VersionRef, ps procSpec, adopted map[int]*adoptee) error {
+	lf, err := p.logs.acquire(v.Version)
+	if err != nil {
+		return fmt.Errorf("version %s: %w", v.Version, err)
+	}
+	p.log.Info("starting version", "version", v.Version, "replicas", ps.Replicas, "adopted", len(adopted), "log", lf.path)
+	p.groups[v.Version] = p.newGroup(v, ps, lf, adopted)
 	return nil
 }

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 )
 
@@ -25,16 +27,23 @@ const (
 	childEnv   = "PIPIT_TEST_CHILD"   // a small HTTP server, see runChild
 	sleeperEnv = "PIPIT_TEST_SLEEPER" // a process that only waits
 	daemonEnv  = "PIPIT_TEST_DAEMON"  // a daemon running v1 in the given dir
+	// handoverEnv plays a daemon running v1 in the given dir that hands
+	// its processes over on the socket it gets as fd 3, then exits.
+	handoverEnv = "PIPIT_TEST_HANDOVER"
 )
 
 func TestMain(m *testing.M) {
 	switch {
+	case os.Getenv(sleeperEnv) != "":
+		// First: a child's sleeper inherits the child's variables, and
+		// would otherwise start a sleeper of its own, and so on.
+		time.Sleep(time.Hour)
 	case os.Getenv(childEnv) != "":
 		runChild()
-	case os.Getenv(sleeperEnv) != "":
-		time.Sleep(time.Hour)
 	case os.Getenv(daemonEnv) != "":
 		runDaemon(os.Getenv(daemonEnv))
+	case os.Getenv(handoverEnv) != "":
+		runHandover(os.Getenv(handoverEnv))
 	default:
 		// Race-enabled binaries sleep a second before exiting; the
 		// children (this binary) need not.
@@ -131,14 +140,43 @@ func runChild() {
 	}
 }
 
-// runDaemon plays a pipit daemon that is killed -9: it runs v1 in dir,
-// prints the replicas' pids as JSON and waits to be killed.
-func runDaemon(dir string) {
+// daemonSpec is the spec of v1 in the daemons the test binary plays.
+func daemonSpec(dir string) v1alpha1.ProcessSpec {
 	exe, _ := os.Executable()
-	spec := v1alpha1.ProcessSpec{
+	return v1alpha1.ProcessSpec{
 		Command: exe, Args: []string{"-port", "{{ .Port }}"}, Replicas: 2,
 		Env: map[string]string{childEnv: "1", "CHILD_VERSION": "{{ .Version }}", "CHILD_GRANDCHILD_PIDFILE": dir + "/grandchild-{{ .Port }}"},
 	}
+}
+
+// runDaemon plays a pipit daemon that is killed -9: it runs v1 in dir,
+// prints the replicas' pids as JSON and waits to be killed.
+func runDaemon(dir string) {
+	p := daemonTarget(dir)
+	b, _ := json.Marshal(readyPIDs(p))
+	fmt.Println(string(b))
+	time.Sleep(time.Hour)
+}
+
+// runHandover plays a daemon handing over: it runs v1 in dir, detaches
+// once both replicas are ready, sends the output pipes on fd 3 and exits.
+func runHandover(dir string) {
+	syscall.CloseOnExec(3) // the replicas must not hold the socket
+	p := daemonTarget(dir)
+	readyPIDs(p)
+	pipes, err := p.Detach(context.Background())
+	if err == nil {
+		err = sendFiles(3, pipes)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+// daemonTarget runs v1 in dir as stable, or exits.
+func daemonTarget(dir string) *Process {
+	spec := daemonSpec(dir)
 	p, err := NewProcess(context.Background(), ProcessConfig{
 		Dir:       dir,
 		Specs:     func(string) (v1alpha1.ProcessSpec, bool) { return spec, true },
@@ -151,6 +189,12 @@ func runDaemon(dir string) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	return p
+}
+
+// readyPIDs waits until both replicas of v1 are ready and returns their
+// pids.
+func readyPIDs(p *Process) []int {
 	for {
 		var pids []int
 		for _, r := range p.Replicas("v1") {
@@ -159,11 +203,53 @@ func runDaemon(dir string) {
 			}
 		}
 		if len(pids) == 2 {
-			b, _ := json.Marshal(pids)
-			fmt.Println(string(b))
-			break
+			return pids
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(time.Hour)
+}
+
+// sendFiles sends files on the Unix socket sock in one message: their
+// names as JSON, their descriptors as SCM_RIGHTS in the same order.
+func sendFiles(sock int, files map[string]*os.File) error {
+	var names []string
+	var fds []int
+	for name, f := range files {
+		names = append(names, name)
+		fds = append(fds, int(f.Fd()))
+	}
+	b, err := json.Marshal(names)
+	if err != nil {
+		return err
+	}
+	return unix.Sendmsg(sock, b, unix.UnixRights(fds...), nil, 0)
+}
+
+// recvFiles receives what sendFiles sent on sock, waiting at most 10s.
+func recvFiles(sock int) (map[string]*os.File, error) {
+	if err := unix.SetsockoptTimeval(sock, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 10}); err != nil {
+		return nil, err
+	}
+	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(64*4))
+	n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	if err := json.Unmarshal(buf[:n], &names); err != nil {
+		return nil, fmt.Errorf("the names sent: %w", err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		return nil, fmt.Errorf("%d control messages: %v", len(msgs), err)
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != len(names) {
+		return nil, fmt.Errorf("%d descriptors for %d names: %v", len(fds), len(names), err)
+	}
+	files := map[string]*os.File{}
+	for i, name := range names {
+		files[name] = os.NewFile(uintptr(fds[i]), name)
+	}
+	return files, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
@@ -28,6 +29,7 @@ type group struct {
 	hurry     chan struct{} // closed to cut the stop's grace period short
 	hurryOnce sync.Once
 	wg        sync.WaitGroup // the replicas' supervisors
+	leaving   atomic.Bool    // stopped by Detach: leave the processes running
 
 	mu     sync.Mutex
 	everUp bool // all replicas were ready at some point
@@ -41,16 +43,22 @@ type usageSample struct {
 	cpu   float64
 }
 
-func (p *Process) newGroup(ref v1alpha1.VersionRef, spec procSpec, logf *logFile) *group {
+// newGroup starts the replicas of a version; those in adopted, by index,
+// take over a running process and count as ready at once if they were.
+func (p *Process) newGroup(ref v1alpha1.VersionRef, spec procSpec, logf *logFile, adopted map[int]*adoptee) *group {
 	ctx, cancel := context.WithCancel(context.Background())
 	g := &group{p: p, ref: ref, spec: spec, logf: logf, ctx: ctx, cancel: cancel, hurry: make(chan struct{})}
 	g.sample.at = p.clock.Now()
 	for i := range spec.Replicas {
-		g.replicas = append(g.replicas, &replica{g: g, index: i})
+		r := &replica{g: g, index: i}
+		if a := adopted[i]; a != nil {
+			r.pid, r.port, r.ready = a.PID, a.Port, a.Ready
+		}
+		g.replicas = append(g.replicas, r)
 	}
 	g.wg.Add(len(g.replicas))
 	for _, r := range g.replicas {
-		go r.run()
+		go r.run(adopted[r.index])
 	}
 	return g
 }

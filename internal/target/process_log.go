@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // DefaultMaxLogBytes bounds a version's log file; past it the file is
@@ -132,16 +133,15 @@ func (lf *logFile) rotateLocked() {
 }
 
 // lineWriter turns one replica's output into prefixed lines of its
-// version's log file. It is given to exec.Cmd as both Stdout and Stderr,
-// so exec calls Write from one goroutine at a time.
+// version's log file. Only its outputReader calls it.
 type lineWriter struct {
 	lf      *logFile
 	prefix  string
 	partial []byte
 }
 
-// Write never fails: an error would make exec stop reading the pipe and
-// the replica would block or die on its next write.
+// Write never fails: the replica must not block or die on its next write
+// because its log cannot be written.
 func (w *lineWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
@@ -160,13 +160,59 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// flush writes out what is buffered as one line. exec has stopped calling
-// Write once Wait returned, so the end of a replica's output is flushed
-// after it.
+// flush writes out what is buffered as one line, once the outputReader
+// stopped calling Write.
 func (w *lineWriter) flush() {
 	if len(w.partial) == 0 {
 		return
 	}
 	w.lf.writeLine(w.prefix, w.partial)
 	w.partial = w.partial[:0]
+}
+
+// outputReader copies the read end of a replica's output pipe into its
+// lineWriter. pipit creates the pipe itself, rather than letting exec
+// make one, so that the read end can be handed to the next daemon: a
+// pipe whose reader is gone would kill the replica with SIGPIPE.
+type outputReader struct {
+	r    *os.File // pollable, so that read deadlines stop the copy
+	w    *lineWriter
+	done chan struct{}
+}
+
+func readOutput(r *os.File, w *lineWriter) *outputReader {
+	o := &outputReader{r: r, w: w, done: make(chan struct{})}
+	go o.copy()
+	return o
+}
+
+func (o *outputReader) copy() {
+	defer close(o.done)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := o.r.Read(buf)
+		_, _ = o.w.Write(buf[:n])
+		if err != nil {
+			return
+		}
+	}
+}
+
+// finish reads, once the replica exited, the rest of its output until
+// the pipe closes or exitWaitDelay passed (children it left may hold the
+// pipe open), flushes the last line and closes the pipe.
+func (o *outputReader) finish() {
+	_ = o.r.SetReadDeadline(time.Now().Add(exitWaitDelay))
+	<-o.done
+	o.w.flush()
+	_ = o.r.Close()
+}
+
+// detach stops the copy at once, leaving what is unread in the pipe, and
+// returns the still open read end.
+func (o *outputReader) detach() *os.File {
+	_ = o.r.SetReadDeadline(time.Unix(1, 0))
+	<-o.done
+	o.w.flush()
+	return o.r
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
-// exitWaitDelay bounds how long exec waits for a replica's output pipe to
-// close after the replica exited (its children may hold it open).
+// exitWaitDelay bounds how long the rest of a replica's output is read
+// after it exited: its children may hold the pipe open.
 const exitWaitDelay = time.Second
 
 // replica supervises one process of a version: it starts it on a fresh
@@ -36,8 +36,9 @@ type replica struct {
 	consecutive int         // exits since it last ran a whole crash-loop window
 	exits       []time.Time // within the crash-loop window
 	lastExit    string
-	lastProbe   string // last readiness failure
-	loopReason  string // set while in a crash loop
+	lastProbe   string   // last readiness failure
+	loopReason  string   // set while in a crash loop
+	handover    *adoptee // the process left running by Detach
 	// becameReady is closed when the running process is first ready.
 	becameReady chan struct{}
 }
@@ -54,7 +55,9 @@ type ReplicaStatus struct {
 	Ready bool
 	// Restarts counts its exits so far.
 	Restarts int
-	// LastExit says how it last exited.
+	// LastExit says how it last exited. The exit status of a process
+	// adopted from a previous daemon is unknown: it was not this daemon's
+	// child.
 	LastExit string
 }
 
@@ -70,11 +73,13 @@ func (r *replica) status() ReplicaStatus {
 
 func replicaURL(port int) *url.URL { return &url.URL{Scheme: "http", Host: loopback(port)} }
 
-// run keeps the replica running until its version is stopped.
-func (r *replica) run() {
+// run keeps the replica running until its version is stopped. Its first
+// process is adopted when adopted is not nil.
+func (r *replica) run(adopted *adoptee) {
 	defer r.g.wg.Done()
 	for {
-		reason, stopped := r.runOnce()
+		reason, stopped := r.runOnce(adopted)
+		adopted = nil
 		if stopped || r.g.ctx.Err() != nil {
 			return
 		}
@@ -87,95 +92,172 @@ func (r *replica) run() {
 	}
 }
 
-// runOnce starts the process and supervises it until it exits, fails its
-// liveness probe or is stopped. stopped reports the last case.
-func (r *replica) runOnce() (reason string, stopped bool) {
+// running is a replica's process while it runs: started here or adopted.
+type running struct {
+	pid, port int
+	ready     bool         // its readiness verdict at the start
+	exited    <-chan error // receives once, when it exits
+	unwatch   func()       // stops watching it; nil for a child
+	out       *outputReader
+}
+
+// runOnce starts the process, or takes over the adopted one, and
+// supervises it until it exits, fails its liveness probe or is stopped.
+// stopped reports the last case. An adopted process is supervised even if
+// the version is stopped already: stopping it is up to the supervisor.
+func (r *replica) runOnce(adopted *adoptee) (reason string, stopped bool) {
 	g, p := r.g, r.g.p
-	if g.ctx.Err() != nil {
+	if g.ctx.Err() != nil && adopted == nil {
 		return "", true
 	}
 	r.mu.Lock()
 	r.attemptAt = p.clock.Now()
 	r.mu.Unlock()
-	port, err := p.ports.take()
-	if err != nil {
-		return "no free port: " + err.Error(), false
-	}
-	defer p.ports.release(port)
-	cmd, out, err := r.command(port)
+	rp, err := r.start(adopted)
 	if err != nil {
 		return err.Error(), false
 	}
-	if err := cmd.Start(); err != nil {
-		return "starting: " + err.Error(), false
+	defer p.ports.release(rp.port)
+	reason, stopped = r.supervise(rp)
+	if rp.unwatch != nil {
+		rp.unwatch()
 	}
-	pid := cmd.Process.Pid
-	p.state.add(pid, g.ref.Version)
-	reason, stopped = r.supervise(pid, port, cmd)
+	if stopped && g.leaving.Load() {
+		r.leave(rp)
+		return "", true
+	}
 	// The leader is gone; children it left in its group must not hold the
 	// port or outlive pipit.
-	_ = signalGroup(pid, syscall.SIGKILL)
-	out.flush()
+	_ = signalGroup(rp.pid, syscall.SIGKILL)
+	rp.out.finish()
 	r.mu.Lock()
 	r.pid, r.ready = 0, false
 	r.mu.Unlock()
-	p.state.remove(pid)
+	p.state.remove(rp.pid)
 	p.kick()
 	return reason, stopped
 }
 
-// supervise probes the started process until it exits, fails its liveness
-// probe or its version is stopped, and returns once it is gone.
-func (r *replica) supervise(pid, port int, cmd *exec.Cmd) (reason string, stopped bool) {
+// start starts the replica's process on a fresh port, or takes over the
+// adopted one on its port.
+func (r *replica) start(adopted *adoptee) (*running, error) {
+	p := r.g.p
+	if adopted != nil {
+		p.ports.mark(adopted.Port)
+		exited, unwatch := watchExit(adopted.PID)
+		return &running{
+			pid: adopted.PID, port: adopted.Port, ready: adopted.Ready,
+			exited: exited, unwatch: unwatch, out: readOutput(adopted.out, r.lineWriter()),
+		}, nil
+	}
+	port, err := p.ports.take()
+	if err != nil {
+		return nil, errors.New("no free port: " + err.Error())
+	}
+	rp, err := r.startOn(port)
+	if err != nil {
+		p.ports.release(port)
+	}
+	return rp, err
+}
+
+// startOn starts the replica's process on port. Its output goes to a pipe
+// pipit made (see outputReader).
+func (r *replica) startOn(port int) (*running, error) {
+	cmd, err := r.command(port)
+	if err != nil {
+		return nil, err
+	}
+	rd, wr, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("output pipe: %w", err)
+	}
+	cmd.Stdout, cmd.Stderr = wr, wr
+	err = cmd.Start()
+	_ = wr.Close() // the child has its own copy
+	if err != nil {
+		_ = rd.Close()
+		return nil, errors.New("starting: " + err.Error())
+	}
+	pid := cmd.Process.Pid
+	r.g.p.state.add(pid, r.g.ref.Version)
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	return &running{pid: pid, port: port, exited: exited, out: readOutput(rd, r.lineWriter())}, nil
+}
+
+// leave records the process left running for another daemon, with the
+// read end of its output pipe.
+func (r *replica) leave(rp *running) {
+	out := rp.out.detach()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.handover = &adoptee{
+		stateEntry: stateEntry{PID: rp.pid, Version: r.g.ref.Version, Replica: r.index, Port: rp.port, Ready: r.ready},
+		out:        out,
+	}
+}
+
+// supervise probes the process until it exits, fails its liveness probe
+// or its version is stopped, and returns once it is gone, or left running
+// when the version is being handed over.
+func (r *replica) supervise(rp *running) (reason string, stopped bool) {
 	g := r.g
 	becameReady := make(chan struct{})
 	r.mu.Lock()
-	r.pid, r.port, r.ready, r.becameReady = pid, port, false, becameReady
+	r.pid, r.port, r.ready, r.becameReady = rp.pid, rp.port, rp.ready, becameReady
+	if rp.ready {
+		close(becameReady)
+		r.becameReady = nil
+	}
 	r.mu.Unlock()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
+	if rp.ready {
+		g.noteReady()
+	}
 	probeCtx, stopProbes := context.WithCancel(g.ctx)
 	var probes sync.WaitGroup
 	defer probes.Wait()
 	defer stopProbes()
 	liveFail := make(chan error, 1)
-	probes.Go(func() { r.watchReadiness(probeCtx, port) })
+	probes.Go(func() { r.watchReadiness(probeCtx, rp.port, rp.ready) })
 	if g.spec.liveness != nil {
-		probes.Go(func() { r.watchLiveness(probeCtx, port, becameReady, liveFail) })
+		probes.Go(func() { r.watchLiveness(probeCtx, rp.port, becameReady, liveFail) })
 	}
 	select {
-	case err := <-exited:
+	case err := <-rp.exited:
 		return exitReason(err), false
 	case err := <-liveFail:
 		// No probe may make it ready again while it stops.
 		stopProbes()
 		probes.Wait()
 		r.setReady(false, nil)
-		terminate(pid, exited, g.p.clock.NewTimer(g.spec.StopGracePeriod), g.hurry)
+		terminate(rp.pid, rp.exited, g.p.clock.NewTimer(g.spec.StopGracePeriod), g.hurry)
 		return "liveness probe failed: " + err.Error(), false
 	case <-g.ctx.Done():
-		terminate(pid, exited, g.p.clock.NewTimer(g.spec.StopGracePeriod), g.hurry)
+		if !g.leaving.Load() {
+			terminate(rp.pid, rp.exited, g.p.clock.NewTimer(g.spec.StopGracePeriod), g.hurry)
+		}
 		return "", true
 	}
 }
 
 // command builds the process of this replica on port. It runs in its own
 // process group so that stopping it reaches the children it starts.
-func (r *replica) command(port int) (*exec.Cmd, *lineWriter, error) {
+func (r *replica) command(port int) (*exec.Cmd, error) {
 	g := r.g
 	args, env, err := g.spec.Render(g.ref.Version, port)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	out := &lineWriter{lf: g.logf, prefix: "[" + strconv.Itoa(r.index) + "] "}
 	cmd := exec.Command(g.spec.Command, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Dir = g.spec.WorkingDir
-	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.WaitDelay = exitWaitDelay
-	return cmd, out, nil
+	return cmd, nil
+}
+
+func (r *replica) lineWriter() *lineWriter {
+	return &lineWriter{lf: r.g.logf, prefix: "[" + strconv.Itoa(r.index) + "] "}
 }
 
 // terminate stops a process group gracefully: SIGTERM, then SIGKILL once
@@ -205,15 +287,17 @@ func exitReason(err error) string {
 	return err.Error()
 }
 
-func (r *replica) watchReadiness(ctx context.Context, port int) {
+// watchReadiness probes readiness; an adopted replica starts with the
+// verdict it had, so that it keeps its traffic unless it fails the probe.
+func (r *replica) watchReadiness(ctx context.Context, port int, ready bool) {
 	pr := r.g.spec.readiness
 	if pr == nil {
-		if waitForPort(ctx, r.g.p.clock, port) {
+		if !ready && waitForPort(ctx, r.g.p.clock, port) {
 			r.setReady(true, nil)
 		}
 		return
 	}
-	pr.loop(ctx, r.g.p.clock, r.g.p.probeClient, port, false, r.setReady)
+	pr.loop(ctx, r.g.p.clock, r.g.p.probeClient, port, ready, r.setReady)
 }
 
 // watchLiveness probes liveness once the process was first ready: a slow

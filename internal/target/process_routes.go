@@ -216,6 +216,13 @@ func (s *portSet) take() (int, error) {
 	return 0, errors.New("only ports in use were offered")
 }
 
+// mark takes a port an adopted replica listens on already.
+func (s *portSet) mark(port int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.used[port] = true
+}
+
 func (s *portSet) release(port int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

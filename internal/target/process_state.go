@@ -1,6 +1,7 @@
 package target
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
@@ -37,6 +39,31 @@ type stateEntry struct {
 	PID        int    `json:"pid"`
 	StartTicks uint64 `json:"startTicks"`
 	Version    string `json:"version"`
+	// Detach records the rest, for the daemon that adopts the process.
+	Replica int  `json:"replica,omitempty"`
+	Port    int  `json:"port,omitempty"`
+	Ready   bool `json:"ready,omitempty"`
+}
+
+// stateRecord is the content of the state file. Versions of pipit before
+// the hand-over wrote the process list alone, as a JSON array.
+type stateRecord struct {
+	Processes []stateEntry    `json:"processes"`
+	Handover  *handoverRecord `json:"handover,omitempty"`
+}
+
+// handoverRecord is what a detached Process wanted, so that the Process
+// adopting its processes carries on where it stopped.
+type handoverRecord struct {
+	// Versions are the versions that ran, for their full references.
+	Versions   []v1alpha1.VersionRef `json:"versions"`
+	StableWant string                `json:"stableWant,omitempty"`
+	CanaryWant string                `json:"canaryWant,omitempty"`
+	// Routed is the version the proxy routed each role to.
+	Routed map[string]string `json:"routed,omitempty"`
+	// Warm is the previous stable kept warm for Undo, until WarmUntil.
+	Warm      *v1alpha1.VersionRef `json:"warm,omitempty"`
+	WarmUntil time.Time            `json:"warmUntil,omitzero"`
 }
 
 // stateFile keeps the list of live processes on disk, rewritten whole
@@ -46,8 +73,9 @@ type stateFile struct {
 	clock rollout.Clock // bounds the wait for leftovers to exit
 	log   *slog.Logger
 
-	mu      sync.Mutex
-	entries map[int]stateEntry
+	mu       sync.Mutex
+	entries  map[int]stateEntry
+	handover *handoverRecord // set by Detach only
 }
 
 func newStateFile(dir string, clock rollout.Clock, log *slog.Logger) *stateFile {
@@ -64,7 +92,33 @@ func (s *stateFile) add(pid int, version string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.entries[pid] = stateEntry{PID: pid, StartTicks: st.startTicks, Version: version}
-	s.writeLocked()
+	_ = s.writeLocked()
+}
+
+// handOver records what the adopting daemon needs: the details of the
+// processes left running (their start times are known already) and what
+// the Process wanted.
+func (s *stateFile) handOver(left []stateEntry, h *handoverRecord) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range left {
+		e.StartTicks = s.entries[e.PID].StartTicks
+		s.entries[e.PID] = e
+	}
+	s.handover = h
+	return s.writeLocked()
+}
+
+// reset records exactly the processes of kept, the adopted ones.
+func (s *stateFile) reset(kept []stateEntry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.entries)
+	for _, e := range kept {
+		s.entries[e.PID] = e
+	}
+	s.handover = nil
+	_ = s.writeLocked()
 }
 
 // remove forgets a process that has exited and been reaped.
@@ -72,12 +126,12 @@ func (s *stateFile) remove(pid int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.entries, pid)
-	s.writeLocked()
+	_ = s.writeLocked()
 }
 
-func (s *stateFile) writeLocked() {
+func (s *stateFile) writeLocked() error {
 	list := slices.SortedFunc(maps.Values(s.entries), func(a, b stateEntry) int { return a.PID - b.PID })
-	b, err := json.Marshal(list)
+	b, err := json.Marshal(stateRecord{Processes: list, Handover: s.handover})
 	if err == nil {
 		tmp := s.path + ".tmp"
 		if err = os.WriteFile(tmp, b, 0o600); err == nil {
@@ -89,32 +143,58 @@ func (s *stateFile) writeLocked() {
 		// leave them behind.
 		s.log.Warn("cannot record the running processes", "file", s.path, "err", err)
 	}
+	return err
 }
 
 // stopLeftovers stops the processes a previous run of pipit left behind,
 // then records an empty list.
 //
-// pipit restarts its processes cleanly instead of adopting them: their
-// output went to pipes that died with the previous daemon (a write would
-// kill them with SIGPIPE), and a process that is not pipit's child cannot
-// be waited for, so its exits would go unseen. A leftover is stopped only
-// if it is still the process pipit started: same pid and same start time.
-// If that process has exited but others of its process group live on (its
-// children), the group is stopped too: a process group id cannot be given
-// to a new process while the group has members.
+// After a crash pipit restarts its processes cleanly instead of adopting
+// them: their output went to pipes that died with the previous daemon (a
+// write would kill them with SIGPIPE) and nothing says which replica of
+// which version each one was. A hand-over passes the pipes and records the
+// rest (see Process.Detach). A leftover is stopped only if it is still the
+// process pipit started: same pid and same start time.
 func (s *stateFile) stopLeftovers(ctx context.Context) error {
+	rec, err := s.read()
+	if err != nil {
+		return err
+	}
+	if err := s.stop(ctx, rec.Processes); err != nil {
+		return err
+	}
+	s.reset(nil)
+	return nil
+}
+
+// read returns what the file records; nothing if there is no file, or an
+// unreadable one.
+func (s *stateFile) read() (stateRecord, error) {
+	var rec stateRecord
 	b, err := os.ReadFile(s.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return rec, nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading %s: %w", s.path, err)
+		return rec, fmt.Errorf("reading %s: %w", s.path, err)
 	}
-	var list []stateEntry
-	if err := json.Unmarshal(b, &list); err != nil {
+	if b = bytes.TrimSpace(b); len(b) > 0 && b[0] == '[' {
+		err = json.Unmarshal(b, &rec.Processes)
+	} else {
+		err = json.Unmarshal(b, &rec)
+	}
+	if err != nil {
 		s.log.Warn("ignoring an unreadable process list", "file", s.path, "err", err)
-		list = nil
+		return stateRecord{}, nil
 	}
+	return rec, nil
+}
+
+// stop stops the recorded processes that are still ours. If one has
+// exited but others of its process group live on (its children), the
+// group is stopped too: a process group id cannot be given to a new
+// process while the group has members.
+func (s *stateFile) stop(ctx context.Context, list []stateEntry) error {
 	var groups []int
 	for _, e := range list {
 		if s.ours(e) && len(groupMembers(e.PID)) > 0 {
@@ -125,9 +205,6 @@ func (s *stateFile) stopLeftovers(ctx context.Context) error {
 	if left := terminateGroups(ctx, s.clock, groups); len(left) > 0 {
 		return fmt.Errorf("processes of a previous run survived SIGKILL: %v", left)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.writeLocked()
 	return nil
 }
 
@@ -142,6 +219,13 @@ func (s *stateFile) ours(e stateEntry) bool {
 		return true // the leader is gone; members of its group may remain
 	}
 	return st.startTicks == e.StartTicks
+}
+
+// stillRunning reports whether e names the process pipit started and it still
+// runs.
+func stillRunning(e stateEntry) bool {
+	st, err := readProcStat(e.PID)
+	return e.PID > 1 && err == nil && st.alive() && st.startTicks == e.StartTicks
 }
 
 // terminateGroups sends SIGTERM to each group, waits for them to empty,

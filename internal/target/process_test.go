@@ -97,6 +97,14 @@ type harness struct {
 func newHarness(t *testing.T, specs map[string]v1alpha1.ProcessSpec, tweak func(*ProcessConfig)) *harness {
 	t.Helper()
 	h := &harness{t: t, ep: &fakeEndpoints{}, dir: t.TempDir(), specs: specs}
+	h.p = h.open(tweak)
+	return h
+}
+
+// open builds a Process on h's directory, specs and endpoints, shut down
+// at the end of the test.
+func (h *harness) open(tweak func(*ProcessConfig)) *Process {
+	h.t.Helper()
 	cfg := ProcessConfig{
 		Dir: h.dir, Endpoints: h.ep, RestartBackoff: 20 * time.Millisecond,
 		Specs: func(v string) (v1alpha1.ProcessSpec, bool) { s, ok := h.specs[v]; return s, ok },
@@ -106,15 +114,14 @@ func newHarness(t *testing.T, specs map[string]v1alpha1.ProcessSpec, tweak func(
 	}
 	p, err := NewProcess(context.Background(), cfg)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	h.p = p
-	t.Cleanup(func() {
+	h.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = p.Shutdown(ctx)
 	})
-	return h
+	return p
 }
 
 func ref(v string) v1alpha1.VersionRef { return v1alpha1.VersionRef{Version: v} }
@@ -622,9 +629,9 @@ func TestShutdownLeavesNoProcessBehind(t *testing.T) {
 			t.Errorf("pid %d survived Shutdown", pid)
 		}
 	}
-	var left []stateEntry
+	var left stateRecord
 	b, err := os.ReadFile(filepath.Join(h.dir, stateFileName))
-	if err != nil || json.Unmarshal(b, &left) != nil || len(left) != 0 {
+	if err != nil || json.Unmarshal(b, &left) != nil || len(left.Processes) != 0 {
 		t.Errorf("state file after Shutdown: %s, %v", b, err)
 	}
 	if err := h.p.Promote(context.Background(), ref("v1")); !errors.Is(err, ErrProcessClosed) {
@@ -680,10 +687,11 @@ func TestRestartStopsLeftovers(t *testing.T) {
 	statePath := filepath.Join(dir, stateFileName)
 	b, err := os.ReadFile(statePath)
 	must(t, err)
-	var entries []stateEntry
-	must(t, json.Unmarshal(b, &entries))
-	entries = append(entries, stateEntry{PID: stranger.Process.Pid, StartTicks: 1, Version: "v0"})
-	b, _ = json.Marshal(entries)
+	var rec stateRecord
+	must(t, json.Unmarshal(b, &rec))
+	rec.Processes = append(rec.Processes, stateEntry{PID: stranger.Process.Pid, StartTicks: 1, Version: "v0"})
+	// As pipit wrote it before the hand-over: the list alone.
+	b, _ = json.Marshal(rec.Processes)
 	must(t, os.WriteFile(statePath, b, 0o600))
 
 	p, err := NewProcess(context.Background(), ProcessConfig{
