@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -25,6 +26,7 @@ type daemon struct {
 	stateDir string
 	file     string
 	name     string // the rollout the helpers below look at
+	log      string // the file its standard output and error go to
 }
 
 func startUp(t *testing.T, file, stateDir string) *daemon {
@@ -36,12 +38,21 @@ func startUp(t *testing.T, file, stateDir string) *daemon {
 // its control API is up.
 func startUpFiles(t *testing.T, stateDir string, files ...string) *daemon {
 	t.Helper()
+	return startDaemon(t, stateDir, nil, true, files...)
+}
+
+// startDaemon starts `pipit up` with env added to its environment and a
+// -f for each file and, when wait is set, waits until its control API is
+// up: until it wrote the API's address, which it does once it serves.
+func startDaemon(t *testing.T, stateDir string, env []string, wait bool, files ...string) *daemon {
+	t.Helper()
 	os.Remove(filepath.Join(stateDir, controlapi.AddressFile))
-	args := []string{"up", "--state-dir", stateDir, "--api", "127.0.0.1:0"}
+	args := []string{"up", "--state-dir", stateDir, "--api", "127.0.0.1:0", "-v"}
 	for _, f := range files {
 		args = append(args, "-f", f)
 	}
 	cmd := exec.Command(pipitBin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	log, err := os.Create(filepath.Join(t.TempDir(), "up.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -50,18 +61,59 @@ func startUpFiles(t *testing.T, stateDir string, files ...string) *daemon {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, cmd: cmd, stateDir: stateDir, file: files[0], name: "web"}
+	d := &daemon{t: t, cmd: cmd, stateDir: stateDir, file: files[0], name: "web", log: log.Name()}
 	t.Cleanup(func() { d.cmd.Process.Kill(); d.cmd.Wait() })
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	deadline := time.Now().Add(30 * time.Second)
+	for wait {
 		if _, err := os.Stat(filepath.Join(stateDir, controlapi.AddressFile)); err == nil {
 			return d
 		}
 		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(log.Name())
-			t.Fatalf("pipit up did not start:\n%s", out)
+			t.Fatalf("pipit up did not start:\n%s", d.output())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	return d
+}
+
+// output is what the daemon printed so far.
+func (d *daemon) output() string {
+	b, _ := os.ReadFile(d.log)
+	return string(b)
+}
+
+// awaitExit waits for the daemon to exit and returns its exit code, -1
+// when a signal killed it.
+func (d *daemon) awaitExit(limit time.Duration) int {
+	d.t.Helper()
+	done := make(chan struct{})
+	go func() { d.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		return d.cmd.ProcessState.ExitCode()
+	case <-time.After(limit):
+		d.t.Fatalf("pipit up did not exit within %s:\n%s", limit, d.output())
+		return 0
+	}
+}
+
+// waitAnswers waits until the proxy on addr answers 200.
+func waitAnswers(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	client := &http.Client{Timeout: 5 * time.Second}
+	for {
+		resp, err := client.Get("http://" + addr + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy on %s does not answer 200: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

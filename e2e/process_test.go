@@ -14,10 +14,30 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 )
 
+// timedSteps is the strategy of writeProcessRollout: done in seconds.
+const timedSteps = `    steps:
+    - setWeight: 5
+    - pause: {duration: 1s}
+    - setWeight: 25
+    - pause: {duration: 4s}
+    - setWeight: 50
+    - pause: {duration: 1s}
+  undoWindow: 1s
+  analysis:
+    interval: 500ms
+`
+
 // writeProcessRollout writes a rollout whose versions are two replicas of
 // `pipit sample-app` each, run by pipit, and the description of v2 for
 // `pipit deploy --from`.
 func writeProcessRollout(t *testing.T, listen string) (rollout, v2 string) {
+	t.Helper()
+	return writeProcessRolloutWith(t, listen, timedSteps)
+}
+
+// writeProcessRolloutWith is writeProcessRollout with another strategy,
+// indented as timedSteps is.
+func writeProcessRolloutWith(t *testing.T, listen, strategy string) (rollout, v2 string) {
 	t.Helper()
 	process := fmt.Sprintf(`command: %q
 args: [sample-app, --listen, "127.0.0.1:{{ .Port }}", --version, "{{ .Version }}"]
@@ -36,17 +56,7 @@ spec:
       version: v1
       process:
 %s  strategy:
-    steps:
-    - setWeight: 5
-    - pause: {duration: 1s}
-    - setWeight: 25
-    - pause: {duration: 4s}
-    - setWeight: 50
-    - pause: {duration: 1s}
-  undoWindow: 1s
-  analysis:
-    interval: 500ms
-`, listen, indent(process, "        "))
+%s`, listen, indent(process, "        "), strategy)
 	dir := t.TempDir()
 	rollout, v2 = filepath.Join(dir, "rollout.yaml"), filepath.Join(dir, "v2.yaml")
 	for path, data := range map[string]string{rollout: doc, v2: process} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -57,9 +58,13 @@ at most --retention-keep of the most recent events, of samples and of done comma
 				}
 				sources = append(sources, standalone.Source{File: f, Data: data})
 			}
-			dir := controlapi.StateDir(stateDir)
-			d, err := standalone.Start(cmd.Context(), standalone.Config{Sources: sources, StateDir: dir, APIAddr: api,
-				Retention: retention, Clock: g.clock, Logger: g.log})
+			inherited, err := standalone.SystemdSockets()
+			if err != nil {
+				return err
+			}
+			cfg := standalone.Config{Sources: sources, StateDir: controlapi.StateDir(stateDir), APIAddr: api,
+				Retention: retention, Clock: g.clock, Logger: g.log, Inherit: &standalone.Inheritance{Sockets: inherited}}
+			d, err := standalone.Start(cmd.Context(), cfg)
 			var cfgErr *standalone.ConfigError
 			if errors.As(err, &cfgErr) {
 				return BadInput(err)
@@ -68,16 +73,12 @@ at most --retention-keep of the most recent events, of samples and of done comma
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "pipit is up: control API on %s, state in %s\n", d.APIAddr(), dir)
+			fmt.Fprintf(out, "pipit is up: control API on %s, state in %s\n", d.APIAddr(), cfg.StateDir)
 			views, _ := d.Rollouts(cmd.Context())
 			for _, v := range views {
 				fmt.Fprintf(out, "  rollout %s: proxy on %s, %s, stable %s\n", v.Name, v.Listen, v.Status.Phase, v.Status.Stable.Version)
 			}
-			<-cmd.Context().Done()
-			fmt.Fprintln(out, "shutting down")
-			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			defer cancel()
-			return d.Stop(ctx)
+			return runUntilDone(cmd.Context(), d, cfg, out, g)
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "rollout file (repeatable)")
@@ -88,6 +89,43 @@ at most --retention-keep of the most recent events, of samples and of done comma
 	cmd.Flags().IntVar(&retention.KeepPerRollout, "retention-keep", standalone.DefaultRetentionKeep,
 		"how many of the most recent events, samples and done commands each rollout keeps, each counted apart (0: whatever their number)")
 	return cmd
+}
+
+// drainTimeout bounds how long the proxies of a stopping daemon, or of
+// one that handed over, finish the requests in flight.
+const drainTimeout = 15 * time.Second
+
+// runUntilDone serves until a signal stops the daemon or another daemon
+// took over. When a hand-over fails half-way, the daemon takes over from
+// itself: it starts again in this process from its own sockets and
+// processes, which never stopped serving.
+func runUntilDone(ctx context.Context, d *standalone.Daemon, cfg standalone.Config, out io.Writer, g *globals) error {
+	for {
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(out, "shutting down")
+			stopCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			defer cancel()
+			return d.Stop(stopCtx)
+		case ho := <-d.HandOvers():
+			drainCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			defer cancel()
+			if ho.Err == nil {
+				fmt.Fprintf(out, "handed over to pid %d; finishing the requests in flight\n", ho.To)
+				return d.Drain(drainCtx)
+			}
+			g.log.Error("the hand-over failed; serving on", "to", ho.To, "err", ho.Err)
+			cfg.Inherit = ho.Inheritance
+			next, err := standalone.Start(ctx, cfg)
+			if derr := d.Drain(drainCtx); derr != nil {
+				g.log.Warn("draining after the failed hand-over", "err", derr)
+			}
+			if err != nil {
+				return err
+			}
+			d = next
+		}
+	}
 }
 
 // ageValue is a flag holding a non-negative duration, written as Go writes

@@ -2,9 +2,10 @@ package cli
 
 import (
 	"fmt"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"github.com/pipit-dev/pipit/internal/buildinfo"
 )
 
 func init() { register(newVersionCmd) }
@@ -16,11 +17,7 @@ func newVersionCmd(*globals) *cobra.Command {
 		Example: "  pipit version",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v := "(devel)"
-			if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-				v = bi.Main.Version
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "pipit %s\n", v)
+			fmt.Fprintf(cmd.OutOrStdout(), "pipit %s\n", buildinfo.Version())
 			return nil
 		},
 	}

@@ -121,7 +121,7 @@ func (p *Process) adopt(ctx context.Context) error {
 		closeAdoptees(adopted)
 		return err
 	}
-	p.state.reset(kept) // before replicas start and add theirs
+	p.state.reset(kept, rec.Handover) // before replicas start and add theirs
 	p.mu.Lock()
 	for v, byIndex := range adopted {
 		ref := v1alpha1.VersionRef{Version: v}

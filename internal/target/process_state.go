@@ -109,15 +109,19 @@ func (s *stateFile) handOver(left []stateEntry, h *handoverRecord) error {
 	return s.writeLocked()
 }
 
-// reset records exactly the processes of kept, the adopted ones.
-func (s *stateFile) reset(kept []stateEntry) {
+// reset records exactly the processes of kept, the adopted ones, with
+// the record of the hand-over they came with. The record stays until the
+// next Detach replaces it: should the adopting daemon die before the
+// daemon that handed over heard that it serves, that one adopts its
+// processes back and needs the roles they had.
+func (s *stateFile) reset(kept []stateEntry, h *handoverRecord) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.entries)
 	for _, e := range kept {
 		s.entries[e.PID] = e
 	}
-	s.handover = nil
+	s.handover = h
 	_ = s.writeLocked()
 }
 
@@ -163,7 +167,7 @@ func (s *stateFile) stopLeftovers(ctx context.Context) error {
 	if err := s.stop(ctx, rec.Processes); err != nil {
 		return err
 	}
-	s.reset(nil)
+	s.reset(nil, nil)
 	return nil
 }
 

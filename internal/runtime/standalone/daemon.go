@@ -25,6 +25,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/engine"
 	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/runtime/standalone/handover"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/store"
 )
@@ -56,6 +57,10 @@ type Config struct {
 	Retention Retention
 	// Logger receives the daemon's logs; nil discards them.
 	Logger *slog.Logger
+	// Inherit is what the daemon starts from instead of opening it
+	// itself: sockets systemd or a previous daemon passed, and the
+	// processes it adopts. Start takes it over whether it fails or not.
+	Inherit *Inheritance
 }
 
 // ConfigError is returned by Start when the rollout files are refused;
@@ -74,12 +79,27 @@ type Daemon struct {
 	frontends []*frontend
 	api       *http.Server
 	apiLn     net.Listener
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	log       *slog.Logger
-	stateDir  string
-	clock     rollout.Clock
-	retention Retention
+	apiName   string // the control API's address as it was given
+	// cancel stops deciding: the rollout loops, hooks, health checks,
+	// notifications and pruning, which wg waits for.
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// stopServing and serving are the same for the listeners, which
+	// serve on until the daemon stops or drains after a hand-over.
+	stopServing context.CancelFunc
+	serving     sync.WaitGroup
+	// accepting is done once every proxy listener accepts.
+	accepting sync.WaitGroup
+	// inherited are the sockets the daemon serves instead of binding.
+	inherited *inheritedSockets
+	// handoverLn answers a daemon that asks to take over; handovers
+	// delivers the outcome.
+	handoverLn *handover.Listener
+	handovers  chan HandOver
+	log        *slog.Logger
+	stateDir   string
+	clock      rollout.Clock
+	retention  Retention
 	// keysMu serialises key rotations, so that each keeps the key the
 	// one before made.
 	keysMu sync.Mutex
@@ -102,25 +122,50 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, &ConfigError{err}
 	}
 	clock := rollout.ClockOrSystem(cfg.Clock)
+	cfg.Logger, cfg.Clock = log, clock
 	rollouts, raws, files, err := parseSources(cfg.Sources)
 	if err != nil {
+		cfg.Inherit.close()
 		return nil, &ConfigError{err}
 	}
 	frontends, err := groupFrontends(rollouts, files)
 	if err != nil {
+		cfg.Inherit.close()
 		return nil, &ConfigError{err}
 	}
-	db, err := store.Open(ctx, cfg.StateDir, store.Options{Clock: clock, Log: log})
+	db, incoming, err := openState(ctx, &cfg)
 	if err != nil {
+		cfg.Inherit.close()
 		return nil, err
 	}
 	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, clock: clock,
-		retention: cfg.Retention}
-	if err := d.start(ctx, cfg, rollouts, raws); err != nil {
+		retention: cfg.Retention, handovers: make(chan HandOver, 1)}
+	if cfg.Inherit != nil {
+		d.inherited = &inheritedSockets{free: cfg.Inherit.Sockets}
+	}
+	err = d.start(ctx, cfg, rollouts, raws)
+	cfg.Inherit.closePipes()
+	d.inherited.closeUnclaimed(log)
+	if err != nil {
 		d.closeAll()
+		if incoming != nil {
+			incoming.Close()
+		}
 		return nil, err
 	}
+	if incoming != nil {
+		d.confirmTakeOver(ctx, incoming)
+	}
 	return d, nil
+}
+
+// listen opens a listening socket on addr, or takes the inherited one
+// that matches it.
+func (d *Daemon) listen(addr string) (net.Listener, error) {
+	if ln, ok := d.inherited.take(addr); ok {
+		return ln, nil
+	}
+	return net.Listen("tcp", addr)
 }
 
 func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rollout, raws [][]byte) error {
@@ -136,7 +181,10 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
+	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	d.stopServing = stopServing
 	e := env{db: d.db, stateDir: cfg.StateDir, clock: d.clock, log: d.log, cookieKeys: route.CookieKeys(keys)}
+	e.inherit = cfg.Inherit
 	for i, r := range rollouts {
 		m, err := newManaged(ctx, runCtx, e, r, raws[i])
 		if err != nil {
@@ -154,7 +202,7 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 		for i, name := range f.names {
 			handlers[i] = d.rollouts[name].proxy
 		}
-		if err := f.start(handlers, d.log); err != nil {
+		if err := f.start(handlers, d.listen, d.log); err != nil {
 			return err
 		}
 		for _, name := range f.names {
@@ -162,12 +210,15 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 		}
 	}
 	reg.MustRegister(&statusCollector{d: d})
-	addr := cfg.APIAddr
-	if addr == "" {
-		addr = DefaultAPIAddr
+	d.apiName = cfg.APIAddr
+	if d.apiName == "" {
+		d.apiName = DefaultAPIAddr
 	}
-	if d.apiLn, err = net.Listen("tcp", addr); err != nil {
+	if d.apiLn, err = d.listen(d.apiName); err != nil {
 		return fmt.Errorf("control API: %w", err)
+	}
+	if d.handoverLn, err = handover.Listen(cfg.StateDir, d.log); err != nil {
+		return err
 	}
 	if err := writeFileAtomic(filepath.Join(cfg.StateDir, controlapi.AddressFile), []byte(d.apiLn.Addr().String()+"\n")); err != nil {
 		return err
@@ -179,11 +230,20 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	if d.retention.enabled() {
 		d.wg.Go(func() { d.pruneHistory(runCtx) })
 	}
+	d.serve(serveCtx)
+	return nil
+}
+
+// serve serves the listeners and answers a daemon that asks to take over.
+func (d *Daemon) serve(ctx context.Context) {
+	d.accepting.Add(len(d.frontends))
 	for _, f := range d.frontends {
-		d.wg.Add(1)
+		d.serving.Add(1)
 		go func() {
-			defer d.wg.Done()
-			if !d.awaitStable(runCtx, f) {
+			defer d.serving.Done()
+			stable := d.awaitStable(ctx, f)
+			d.accepting.Done()
+			if !stable {
 				f.ln.Close() // stopped before it served
 				return
 			}
@@ -192,14 +252,12 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 			}
 		}()
 	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
+	d.serving.Go(func() {
 		if err := d.api.Serve(d.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("control API stopped", "err", err)
 		}
-	}()
-	return nil
+	})
+	d.serving.Go(func() { d.listenForHandOvers(ctx) })
 }
 
 // startupHold bounds how long a listener waits for the stable versions
@@ -295,28 +353,63 @@ func (d *Daemon) ProxyAddr(name string) (string, bool) {
 	return m.addr, true
 }
 
-// Stop shuts the servers down gracefully, waiting at most until ctx ends,
-// then stops the rollout loops and the processes pipit runs (gracefully
-// too, killed when ctx ends) and closes the state.
+// Stop shuts the proxies down gracefully, waiting at most until ctx ends,
+// then the control API and the rollout loops, then the processes pipit
+// runs (gracefully too, killed when ctx ends), and closes the state.
 func (d *Daemon) Stop(ctx context.Context) error {
-	var errs []error
-	for _, f := range d.frontends {
-		errs = append(errs, f.server.Shutdown(ctx))
-	}
-	errs = append(errs, d.api.Shutdown(ctx))
-	d.cancel()
-	d.wg.Wait()
+	errs := []error{d.drainProxies(ctx), d.stopDeciding(ctx)}
 	for _, name := range d.names {
 		if p := d.rollouts[name].process; p != nil {
 			errs = append(errs, p.Shutdown(ctx))
 		}
 	}
-	for _, name := range d.names {
-		d.rollouts[name].hooks.Wait()
-		d.rollouts[name].proxy.Close()
-	}
+	d.closeProxies()
 	errs = append(errs, d.db.Close())
 	return errors.Join(errs...)
+}
+
+// Drain finishes a daemon that handed over: its proxies stop accepting
+// and finish the requests in flight, waiting at most until ctx ends. The
+// sockets stay open in the daemon that took over, so no connection is
+// refused.
+func (d *Daemon) Drain(ctx context.Context) error {
+	err := d.drainProxies(ctx)
+	d.closeProxies()
+	return err
+}
+
+// drainProxies stops the listeners gracefully and waits for their
+// goroutines, the hand-over listener's included.
+func (d *Daemon) drainProxies(ctx context.Context) error {
+	var errs []error
+	for _, f := range d.frontends {
+		errs = append(errs, f.server.Shutdown(ctx))
+	}
+	d.stopServing()
+	d.handoverLn.Close()
+	// The control API may still serve: a hand-over stops it earlier.
+	errs = append(errs, d.api.Shutdown(ctx))
+	d.serving.Wait()
+	return errors.Join(errs...)
+}
+
+// stopDeciding stops the control API, then the rollout loops, hooks,
+// health checks, notifications and pruning, and waits for them. No
+// decision is taken after it returns.
+func (d *Daemon) stopDeciding(ctx context.Context) error {
+	err := d.api.Shutdown(ctx)
+	d.cancel()
+	d.wg.Wait()
+	for _, name := range d.names {
+		d.rollouts[name].hooks.Wait()
+	}
+	return err
+}
+
+func (d *Daemon) closeProxies() {
+	for _, name := range d.names {
+		d.rollouts[name].proxy.Close()
+	}
 }
 
 // closeAll releases what a failed Start opened, and stops the processes
@@ -324,6 +417,10 @@ func (d *Daemon) Stop(ctx context.Context) error {
 func (d *Daemon) closeAll() {
 	if d.cancel != nil {
 		d.cancel()
+		d.stopServing()
+	}
+	if d.handoverLn != nil {
+		d.handoverLn.Close()
 	}
 	for _, m := range d.rollouts {
 		if m.process != nil {

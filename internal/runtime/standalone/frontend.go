@@ -152,7 +152,7 @@ func groupFrontends(rollouts []*v1alpha1.Rollout, files []string) ([]*frontend, 
 
 // start listens, with the handlers of the frontend's rollouts in the order
 // of its routes; serve serves.
-func (f *frontend) start(handlers []http.Handler, log *slog.Logger) error {
+func (f *frontend) start(handlers []http.Handler, listen func(addr string) (net.Listener, error), log *slog.Logger) error {
 	var h http.Handler
 	if f.single {
 		h = handlers[0]
@@ -170,7 +170,7 @@ func (f *frontend) start(handlers []http.Handler, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listener %s: %w", f.addr, err)
 	}
-	if f.ln, err = net.Listen("tcp", f.addr); err != nil {
+	if f.ln, err = listen(f.addr); err != nil {
 		return fmt.Errorf("listener %s: %w", f.addr, err)
 	}
 	f.server = server

@@ -2,6 +2,7 @@ package standalone
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -98,15 +99,16 @@ func (t processTarget) Observe(ctx context.Context) rollout.Observed {
 }
 
 // newProcessTarget starts the process target of m, whose proxy it steers,
-// and runs the saved stable version. Processes a previous daemon left
-// behind are stopped first (see target.NewProcess).
-func (m *managed) newProcessTarget(ctx context.Context, stateDir string) (processTarget, error) {
+// and runs the saved stable version. It adopts the processes a daemon
+// handed over whose output pipes are in adopt; the processes a previous
+// daemon left behind otherwise are stopped first (see target.NewProcess).
+func (m *managed) newProcessTarget(ctx context.Context, stateDir string, adopt map[string]*os.File) (processTarget, error) {
 	spec := m.rollout.Spec.Service
 	st := m.status
 	versions := newProcessVersions(versionOf(spec.Stable), upstreamVersion(spec.Canary), st.Previous, st.Stable, st.Canary)
 	p, err := target.NewProcess(ctx, target.ProcessConfig{
 		Dir: processDir(stateDir, m.name), Specs: versions.lookup, Endpoints: m.proxy, OnChange: m.poke,
-		UndoWindow: m.plan.UndoWindow + undoMargin, Clock: m.clock, Logger: m.log,
+		UndoWindow: m.plan.UndoWindow + undoMargin, Clock: m.clock, Logger: m.log, Adopt: adopt,
 	})
 	if err != nil {
 		return processTarget{}, err

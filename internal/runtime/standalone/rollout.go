@@ -76,6 +76,9 @@ type env struct {
 	log      *slog.Logger
 	// cookieKeys sign every proxy's sticky cookies.
 	cookieKeys route.CookieKeys
+	// inherit holds the output pipes of the processes to adopt, which
+	// each rollout's process target takes.
+	inherit *Inheritance
 }
 
 // newManaged loads or creates the rollout's state and builds its data
@@ -106,7 +109,7 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 		// An ejection is acted on at once: the loop wakes, sees the canary
 		// down and rolls back (or waits for a person in hybrid mode).
 		OnEject: func(string, string) { m.poke() }}
-	tgt, err := m.newTarget(ctx, proxyCfg, e.stateDir)
+	tgt, err := m.newTarget(ctx, proxyCfg, e)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +147,7 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 // newTarget builds the proxy from cfg and the target that steers it: the
 // process target when the versions are processes (it probes its replicas
 // itself), else the static target with the proxy's health checker.
-func (m *managed) newTarget(ctx context.Context, cfg proxy.Config, stateDir string) (rollout.Target, error) {
+func (m *managed) newTarget(ctx context.Context, cfg proxy.Config, e env) (rollout.Target, error) {
 	var err error
 	if m.rollout.Spec.Service.Stable.Process != nil {
 		// No replica of the stable is ready before its processes start.
@@ -152,7 +155,7 @@ func (m *managed) newTarget(ctx context.Context, cfg proxy.Config, stateDir stri
 		if m.proxy, err = proxy.New(cfg); err != nil {
 			return nil, err
 		}
-		t, err := m.newProcessTarget(ctx, stateDir)
+		t, err := m.newProcessTarget(ctx, e.stateDir, e.inherit.takePipes(m.name))
 		if err != nil {
 			return nil, err
 		}

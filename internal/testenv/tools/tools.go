@@ -1,6 +1,5 @@
 // Package tools gives tests the programs they run that Go does not bring:
-// Debian packages, installed by the repository's script when missing, and
-// the pipit binary itself, built from the working tree.
+// Debian packages, installed by the repository's script when missing.
 package tools
 
 import (
@@ -17,11 +16,8 @@ import (
 // installScript is the repository's installer, relative to its root.
 const installScript = "hack/install-debian.sh"
 
-// Timeouts of an install (apt on a fresh machine) and of a build.
-const (
-	installTimeout = 10 * time.Minute
-	buildTimeout   = 5 * time.Minute
-)
+// installTimeout bounds an install (apt on a fresh machine).
+const installTimeout = 10 * time.Minute
 
 // installMu keeps the tests of one package from installing twice; the
 // script itself locks against other packages.
@@ -51,30 +47,6 @@ func EnsureDebian(t testing.TB, pkg, binary string) {
 	if _, err := os.Stat(binary); err != nil {
 		t.Fatalf("%s still missing after `bash %s %s %s`:\n%s", binary, installScript, pkg, binary, out)
 	}
-}
-
-// BuildPipit builds cmd/pipit from the working tree into a directory of
-// the test's and returns the binary's path. The Go build cache makes
-// every build after the first a link.
-func BuildPipit(t testing.TB) string {
-	t.Helper()
-	root, err := RepoRoot()
-	if err != nil {
-		t.Fatalf("building pipit: %v", err)
-	}
-	bin := filepath.Join(t.TempDir(), "pipit")
-	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
-	defer cancel()
-	goTool := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
-	cmd := exec.CommandContext(ctx, goTool, "build", "-o", bin, "./cmd/pipit")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/pipit: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // RepoRoot is the nearest directory above the working directory (a
