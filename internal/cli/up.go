@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,6 +35,11 @@ between the stable and the canary upstream, checks both, runs the analysis and m
 rollout on. State is kept in an SQLite database in the state directory and written before
 it is acted on: after a crash, 'pipit up' again resumes every rollout where it was.
 
+kill -HUP (or 'pipit reload') makes it read the files again: rollouts added, removed
+or changed, listeners opened or closed, requests in flight unaffected. Files that do
+not validate change nothing; the reason is logged (and 'pipit reload' prints it).
+docs/operations.md says what each change does to a rollout in flight.
+
 The control API listens on --api (localhost only by default) and needs the token stored
 in the state directory; the other pipit commands find both there.
 
@@ -49,16 +58,13 @@ at most --retention-keep of the most recent events, of samples and of done comma
 			if len(files) == 0 {
 				return BadInputf("no rollout file given: use -f FILE")
 			}
-			var sources []standalone.Source
-			for _, f := range files {
-				data, err := readRolloutFile(f)
-				if err != nil {
-					return BadInput(err)
-				}
-				sources = append(sources, standalone.Source{File: f, Data: data})
+			read := func() ([]standalone.Source, error) { return readSources(files) }
+			sources, err := read()
+			if err != nil {
+				return BadInput(err)
 			}
 			dir := controlapi.StateDir(stateDir)
-			d, err := standalone.Start(cmd.Context(), standalone.Config{Sources: sources, StateDir: dir, APIAddr: api,
+			d, err := standalone.Start(cmd.Context(), standalone.Config{Sources: sources, Read: read, StateDir: dir, APIAddr: api,
 				Retention: retention, Clock: g.clock, Logger: g.log})
 			var cfgErr *standalone.ConfigError
 			if errors.As(err, &cfgErr) {
@@ -73,7 +79,7 @@ at most --retention-keep of the most recent events, of samples and of done comma
 			for _, v := range views {
 				fmt.Fprintf(out, "  rollout %s: proxy on %s, %s, stable %s\n", v.Name, v.Listen, v.Status.Phase, v.Status.Stable.Version)
 			}
-			<-cmd.Context().Done()
+			serveUntilDone(cmd.Context(), d, out, g.log)
 			fmt.Fprintln(out, "shutting down")
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
@@ -88,6 +94,47 @@ at most --retention-keep of the most recent events, of samples and of done comma
 	cmd.Flags().IntVar(&retention.KeepPerRollout, "retention-keep", standalone.DefaultRetentionKeep,
 		"how many of the most recent events, samples and done commands each rollout keeps, each counted apart (0: whatever their number)")
 	return cmd
+}
+
+// readSources reads the rollout files, checking each one's size first.
+func readSources(files []string) ([]standalone.Source, error) {
+	var sources []standalone.Source
+	for _, f := range files {
+		data, err := readRolloutFile(f)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, standalone.Source{File: f, Data: data})
+	}
+	return sources, nil
+}
+
+// reloadWait bounds a reload asked for by SIGHUP.
+const reloadWait = 2 * time.Minute
+
+// serveUntilDone waits for ctx to end, reloading d's files on every
+// SIGHUP meanwhile and saying what the reload did.
+func serveUntilDone(ctx context.Context, d *standalone.Daemon, out io.Writer, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reloadWait)
+		res, err := d.Reload(rctx)
+		cancel()
+		if err != nil {
+			log.Error("reload refused; nothing was changed", "err", err)
+			fmt.Fprintf(out, "reload refused; nothing was changed:\n%v\n", err)
+			continue
+		}
+		log.Info("reloaded", "added", res.Added, "removed", res.Removed, "changed", len(res.Changed))
+		printReload(out, res)
+	}
 }
 
 // ageValue is a flag holding a non-negative duration, written as Go writes
