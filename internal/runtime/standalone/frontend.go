@@ -36,6 +36,9 @@ type frontend struct {
 	// by a reload that adds, moves or removes one of them.
 	sw     *proxy.Switch
 	server *proxy.Server
+	// retired are the servers of the listener's previous settings, which
+	// serve on the connections they had; stop shuts them down.
+	retired []*proxy.Server
 }
 
 // key identifies a frontend across reloads: its address, or for a ":0"
@@ -222,5 +225,9 @@ func (f *frontend) serve(wg *sync.WaitGroup, log *slog.Logger) {
 // the requests in flight finish until ctx ends.
 func (f *frontend) stop(ctx context.Context) error {
 	f.ln.Close()
-	return f.server.Shutdown(ctx)
+	errs := []error{f.server.Shutdown(ctx)}
+	for _, s := range f.retired {
+		errs = append(errs, s.Shutdown(ctx))
+	}
+	return errors.Join(errs...)
 }

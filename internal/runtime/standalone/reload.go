@@ -426,6 +426,7 @@ func (m *managed) applyChange(ctx context.Context, c *rolloutChange) {
 		m.switchPlane(ctx, c.plane)
 	}
 	m.recordChange(ctx, c)
+	m.publish() // readers see the change once Reload returns
 }
 
 // switchPlane steers the new proxy pl: it gets the endpoints and the
@@ -601,7 +602,7 @@ func (d *Daemon) switchFrontends(p *reloadPlan) []*frontend {
 // reroute gives the running frontend old the routes of f, its place in
 // the new layout: the new handler for the next requests, and a new server
 // for the next connections when its settings changed, while the previous
-// server finishes the connections it has.
+// server serves on the connections it has.
 func (d *Daemon) reroute(old, f *frontend, p *reloadPlan) {
 	d.mu.Lock()
 	old.routes, old.names, old.files, old.single = f.routes, f.names, f.files, f.single
@@ -614,16 +615,12 @@ func (d *Daemon) reroute(old, f *frontend, p *reloadPlan) {
 	if server == nil {
 		return
 	}
-	prev := old.server
+	// The previous server keeps the connections it has, with their
+	// settings, until they end: shutting it down would close those that
+	// had not sent their first request yet, failing it.
+	old.retired = append(old.retired, old.server)
 	old.settings, old.server = f.settings, server
 	old.serve(&d.wg, d.log)
-	d.wg.Go(func() {
-		ctx, cancel := context.WithTimeout(d.runCtx, drainWait)
-		defer cancel()
-		if err := prev.Shutdown(ctx); err != nil {
-			d.log.Warn("draining the connections of a listener's previous settings", "addr", old.addr, "err", err)
-		}
-	})
 }
 
 // noteAddrs tells f's rollouts where they listen.
