@@ -515,3 +515,34 @@ func TestReloadsFailNoRequest(t *testing.T) {
 		t.Errorf("%d of %d requests failed across the reloads, the first: %s", failed, sent, firstFailure)
 	}
 }
+
+// TestReloadStopsTheProcessesOfARemovedRollout removes a process rollout
+// beside another: its processes stop, its listener closes, the other
+// serves on.
+func TestReloadStopsTheProcessesOfARemovedRollout(t *testing.T) {
+	stable := app(t, sampleapp.Config{Version: "v1"})
+	listen := freeAddr(t)
+	f := &rolloutFiles{}
+	f.set("web.yaml", string(processRolloutYAML(t, "1h")))
+	f.set("api.yaml", rolloutDoc("api", urlService(listen, stable.URL, ""), holdAtFivePercent))
+	d, _ := startReloadable(t, t.TempDir(), f)
+	addr, _ := d.ProxyAddr("web")
+	waitServing(t, addr, "v1")
+	running := pids(d.rollout("web").process, "v1")
+	if len(running) != 2 {
+		t.Fatalf("v1 runs as %v, want 2 replicas", running)
+	}
+	f.set("web.yaml", "")
+	if res := reload(t, d); !slices.Equal(res.Removed, []string{"web"}) {
+		t.Fatalf("reload: %+v", res)
+	}
+	for _, pid := range running {
+		if alive(pid) {
+			t.Errorf("process %d of the removed rollout still runs", pid)
+		}
+	}
+	if _, _, err := answer(addr, "", "/"); err == nil {
+		t.Error("the removed rollout's listener still answers")
+	}
+	servedBy(t, listen, "", "/", "v1")
+}
