@@ -35,6 +35,21 @@ type fakeBackend struct {
 	submitted []rollout.Command
 	gets      int
 	rotations int
+	reloads   int
+	// reloadErr, when set, is what Reload fails with.
+	reloadErr error
+}
+
+// Reload answers as the daemon does: what changed, or reloadErr.
+func (f *fakeBackend) Reload(context.Context) (controlapi.ReloadResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reloads++
+	if f.reloadErr != nil {
+		return controlapi.ReloadResult{}, f.reloadErr
+	}
+	return controlapi.ReloadResult{Added: []string{"blog"}, Removed: []string{"api"},
+		Changed: []controlapi.RolloutChange{{Name: "web", Fields: []string{"spec.strategy", "spec.service.listen"}}}}, nil
 }
 
 func (f *fakeBackend) Rollouts(context.Context) ([]controlapi.RolloutView, error) {

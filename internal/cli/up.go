@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,6 +35,11 @@ between the stable and the canary upstream, checks both, runs the analysis and m
 rollout on. State is kept in an SQLite database in the state directory and written before
 it is acted on: after a crash, 'pipit up' again resumes every rollout where it was.
 
+kill -HUP (or 'pipit reload') makes it read the files again: rollouts added, removed
+or changed, listeners opened or closed, requests in flight unaffected. Files that do
+not validate change nothing; the reason is logged (and 'pipit reload' prints it).
+docs/operations.md says what each change does to a rollout in flight.
+
 The control API listens on --api (localhost only by default) and needs the token stored
 in the state directory; the other pipit commands find both there.
 
@@ -50,20 +58,18 @@ at most --retention-keep of the most recent events, of samples and of done comma
 			if len(files) == 0 {
 				return BadInputf("no rollout file given: use -f FILE")
 			}
-			var sources []standalone.Source
-			for _, f := range files {
-				data, err := readRolloutFile(f)
-				if err != nil {
-					return BadInput(err)
-				}
-				sources = append(sources, standalone.Source{File: f, Data: data})
+			read := func() ([]standalone.Source, error) { return readSources(files) }
+			sources, err := read()
+			if err != nil {
+				return BadInput(err)
 			}
-			inherited, err := standalone.SystemdSockets()
+			activated, err := standalone.SystemdSockets()
 			if err != nil {
 				return err
 			}
-			cfg := standalone.Config{Sources: sources, StateDir: controlapi.StateDir(stateDir), APIAddr: api,
-				Retention: retention, Clock: g.clock, Logger: g.log, Inherit: &standalone.Inheritance{Sockets: inherited}}
+			dir := controlapi.StateDir(stateDir)
+			cfg := standalone.Config{Sources: sources, Read: read, StateDir: dir, APIAddr: api,
+				Retention: retention, Clock: g.clock, Logger: g.log, Inherit: &standalone.Inheritance{Sockets: activated}}
 			d, err := standalone.Start(cmd.Context(), cfg)
 			var cfgErr *standalone.ConfigError
 			if errors.As(err, &cfgErr) {
@@ -73,12 +79,12 @@ at most --retention-keep of the most recent events, of samples and of done comma
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "pipit is up: control API on %s, state in %s\n", d.APIAddr(), cfg.StateDir)
+			fmt.Fprintf(out, "pipit is up: control API on %s, state in %s\n", d.APIAddr(), dir)
 			views, _ := d.Rollouts(cmd.Context())
 			for _, v := range views {
 				fmt.Fprintf(out, "  rollout %s: proxy on %s, %s, stable %s\n", v.Name, v.Listen, v.Status.Phase, v.Status.Stable.Version)
 			}
-			return runUntilDone(cmd.Context(), d, cfg, out, g)
+			return serveUntilDone(cmd.Context(), d, cfg, out, g.log)
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "rollout file (repeatable)")
@@ -91,41 +97,81 @@ at most --retention-keep of the most recent events, of samples and of done comma
 	return cmd
 }
 
+// readSources reads the rollout files, checking each one's size first.
+func readSources(files []string) ([]standalone.Source, error) {
+	var sources []standalone.Source
+	for _, f := range files {
+		data, err := readRolloutFile(f)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, standalone.Source{File: f, Data: data})
+	}
+	return sources, nil
+}
+
+// reloadWait bounds a reload asked for by SIGHUP.
+const reloadWait = 2 * time.Minute
+
 // drainTimeout bounds how long the proxies of a stopping daemon, or of
 // one that handed over, finish the requests in flight.
 const drainTimeout = 15 * time.Second
 
-// runUntilDone serves until a signal stops the daemon or another daemon
-// took over. When a hand-over fails half-way, the daemon takes over from
-// itself: it starts again in this process from its own sockets and
-// processes, which never stopped serving.
-func runUntilDone(ctx context.Context, d *standalone.Daemon, cfg standalone.Config, out io.Writer, g *globals) error {
+// serveUntilDone serves until ctx ends (SIGINT, SIGTERM) or another
+// daemon took over, reloading d's files on every SIGHUP meanwhile. When a
+// hand-over fails half-way, the daemon takes over from itself: it starts
+// again in this process from its own sockets and processes, which never
+// stopped serving.
+func serveUntilDone(ctx context.Context, d *standalone.Daemon, cfg standalone.Config, out io.Writer, log *slog.Logger) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	for {
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(out, "shutting down")
-			stopCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-			defer cancel()
-			return d.Stop(stopCtx)
+			return stopWithin(drainTimeout, d.Stop)
 		case ho := <-d.HandOvers():
-			drainCtx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-			defer cancel()
 			if ho.Err == nil {
 				fmt.Fprintf(out, "handed over to pid %d; finishing the requests in flight\n", ho.To)
-				return d.Drain(drainCtx)
+				return stopWithin(drainTimeout, d.Drain)
 			}
-			g.log.Error("the hand-over failed; serving on", "to", ho.To, "err", ho.Err)
+			log.Error("the hand-over failed; taking over again", "to", ho.To, "err", ho.Err)
 			cfg.Inherit = ho.Inheritance
 			next, err := standalone.Start(ctx, cfg)
-			if derr := d.Drain(drainCtx); derr != nil {
-				g.log.Warn("draining after the failed hand-over", "err", derr)
+			if derr := stopWithin(drainTimeout, d.Drain); derr != nil {
+				log.Warn("draining after the failed hand-over", "err", derr)
 			}
 			if err != nil {
 				return err
 			}
 			d = next
+			continue
+		case <-hup:
 		}
+		reload(ctx, d, out, log)
 	}
+}
+
+// stopWithin runs stop with a context that ends after limit.
+func stopWithin(limit time.Duration, stop func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	return stop(ctx)
+}
+
+// reload reloads d's files, saying what it did or why it was refused.
+func reload(ctx context.Context, d *standalone.Daemon, out io.Writer, log *slog.Logger) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reloadWait)
+	defer cancel()
+	res, err := d.Reload(rctx)
+	if err != nil {
+		log.Error("reload refused; nothing was changed", "err", err)
+		fmt.Fprintf(out, "reload refused; nothing was changed:\n%v\n", err)
+		return
+	}
+	log.Info("reloaded", "added", res.Added, "removed", res.Removed, "changed", len(res.Changed))
+	printReload(out, res)
 }
 
 // ageValue is a flag holding a non-negative duration, written as Go writes

@@ -220,6 +220,24 @@ func (c *HTTP) RotateCookieKeys(ctx context.Context) (controlapi.KeyRotation, er
 	return rot, err
 }
 
+// Reload asks the daemon to read its rollout files again. Like a command
+// it is never retried. Files the daemon refused come back as an error
+// matching controlapi.ErrInvalidConfig, with the daemon's message.
+func (c *HTTP) Reload(ctx context.Context) (controlapi.ReloadResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+	defer cancel()
+	var res controlapi.ReloadResult
+	err := c.do(ctx, http.MethodPost, "/v1/reload", nil, &res)
+	if errors.Is(err, controlapi.ErrNotFound) {
+		return res, fmt.Errorf("the pipit daemon at %s cannot reload (is it an older pipit?)", c.base)
+	}
+	return res, err
+}
+
+// reloadTimeout bounds a reload, which may wait for the processes of
+// added rollouts to start and for removed ones to stop.
+const reloadTimeout = 2 * time.Minute
+
 // get fetches path into out, trying again with backoff when the
 // connection failed: a GET changes nothing, so repeating it is safe.
 func (c *HTTP) get(ctx context.Context, path string, out any) error {
@@ -290,6 +308,8 @@ func statusErr(code int, body []byte, base string) error {
 		return &wrapped{msg: msg, err: controlapi.ErrNotFound}
 	case http.StatusConflict:
 		return &controlapi.RefusedError{Reason: msg}
+	case http.StatusUnprocessableEntity:
+		return &wrapped{msg: msg, err: controlapi.ErrInvalidConfig}
 	case http.StatusUnauthorized:
 		return &wrapped{
 			msg: fmt.Sprintf("the pipit daemon at %s rejected the token (%s); check --token-file or the state directory", base, msg),

@@ -65,7 +65,8 @@ func (r CommandRequest) Command() (rollout.Command, error) {
 // header "Authorization: Bearer <token>"; an empty token refuses them all,
 // so a daemon that failed to make one is locked rather than open. POST
 // /v1/keys/rotate is served when b is a KeyRotator, GET
-// /v1/rollouts/{name}/samples when it is a SampleReader.
+// /v1/rollouts/{name}/samples when it is a SampleReader, POST /v1/reload
+// when it is a Reloader.
 // /healthz, and /metrics when metrics is not nil, need no token so that
 // probes and scrapers work without the secret. Failed requests are logged
 // to log; nil discards them.
@@ -83,6 +84,10 @@ func NewHandler(b Backend, token string, metrics http.Handler, log *slog.Logger)
 	if sr, ok := b.(SampleReader); ok {
 		s.samples = sr
 		v1.HandleFunc("GET /v1/rollouts/{name}/samples", s.listSamples)
+	}
+	if rl, ok := b.(Reloader); ok {
+		s.reloader = rl
+		v1.HandleFunc("POST /v1/reload", s.reload)
 	}
 
 	mux := http.NewServeMux()
@@ -164,7 +169,9 @@ type server struct {
 	b       Backend
 	keys    KeyRotator   // nil: b signs no cookies
 	samples SampleReader // nil: b keeps no samples
-	log     *slog.Logger
+	// reloader is nil when b has no files to read again.
+	reloader Reloader
+	log      *slog.Logger
 }
 
 func (s server) list(w http.ResponseWriter, r *http.Request) {
@@ -278,6 +285,21 @@ func (s server) rotateKeys(w http.ResponseWriter, r *http.Request) {
 		rot.Rollouts = []KeyGrace{}
 	}
 	s.writeJSON(w, http.StatusOK, rot)
+}
+
+// reload makes the daemon read its rollout files again. It takes no
+// body; files that are refused are answered 422 with why.
+func (s server) reload(w http.ResponseWriter, r *http.Request) {
+	res, err := s.reloader.Reload(r.Context())
+	if errors.Is(err, ErrInvalidConfig) {
+		s.writeError(w, http.StatusUnprocessableEntity, err.Error())
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, res)
 }
 
 // decodeStrict reads exactly one JSON object of known fields from a body

@@ -33,6 +33,26 @@ type fakeBackend struct {
 	rotations int
 	// rotateErr, when set, is what RotateCookieKeys fails with.
 	rotateErr error
+	reloads   int
+	// reloadErr, when set, is what Reload fails with.
+	reloadErr error
+}
+
+// invalidFiles is a refused reload, as the standalone daemon's
+// ConfigError is.
+type invalidFiles struct{ msg string }
+
+func (e invalidFiles) Error() string        { return e.msg }
+func (e invalidFiles) Is(target error) bool { return target == ErrInvalidConfig }
+
+func (f *fakeBackend) Reload(context.Context) (ReloadResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reloads++
+	if f.reloadErr != nil {
+		return ReloadResult{}, f.reloadErr
+	}
+	return ReloadResult{Added: []string{"api"}, Removed: []string{}, Changed: []RolloutChange{{Name: "web", Fields: []string{"spec.strategy"}}}}, nil
 }
 
 func newFake() *fakeBackend {
@@ -188,6 +208,7 @@ func TestAuthRequiredOnEveryV1Route(t *testing.T) {
 		{"GET", "/v1/rollouts/web/events"},
 		{"POST", "/v1/rollouts/web/commands"},
 		{"POST", "/v1/keys/rotate"},
+		{"POST", "/v1/reload"},
 		{"GET", "/v1/rollouts/web/samples"},
 		{"GET", "/v1/no-such-route"},
 	}
@@ -542,5 +563,41 @@ func TestNewServerHasTimeouts(t *testing.T) {
 	}
 	if s.WriteTimeout < 30e9 {
 		t.Fatalf("write timeout %v is shorter than a command may take", s.WriteTimeout)
+	}
+}
+
+// TestReload: POST /v1/reload answers what changed; files the backend
+// refused are 422 with its message word for word, other failures a 500
+// that hides them; a backend with no files to read again has no route.
+func TestReload(t *testing.T) {
+	f := newFake()
+	srv := newTestServer(t, f, nil)
+	code, body, _ := call(t, srv, "POST", "/v1/reload", "")
+	var res ReloadResult
+	if err := json.Unmarshal(body, &res); code != http.StatusOK || err != nil {
+		t.Fatalf("reload: %d %s (%v)", code, body, err)
+	}
+	if len(res.Added) != 1 || res.Added[0] != "api" || len(res.Changed) != 1 || res.Changed[0].Fields[0] != "spec.strategy" || res.Removed == nil {
+		t.Errorf("reload answered %+v", res)
+	}
+	const refusal = "web.yaml:7:5: spec.strategy.steps[0].setWeight: 500 is more than 100"
+	f.reloadErr = invalidFiles{refusal}
+	if code, body, _ := call(t, srv, "POST", "/v1/reload", ""); code != http.StatusUnprocessableEntity || errorOf(t, body) != refusal {
+		t.Errorf("refused files: %d %s, want 422 with the message", code, body)
+	}
+	f.reloadErr = errBroken
+	if code, body, _ := call(t, srv, "POST", "/v1/reload", ""); code != http.StatusInternalServerError || strings.Contains(string(body), "disk on fire") {
+		t.Errorf("a failed reload: %d %s", code, body)
+	}
+	if code, _, _ := call(t, srv, "GET", "/v1/reload", ""); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /v1/reload: %d, want 405", code)
+	}
+	if f.reloads != 3 {
+		t.Errorf("%d reloads, want 3", f.reloads)
+	}
+	plain := httptest.NewServer(NewHandler(struct{ Backend }{newFake()}, testToken, nil, nil))
+	defer plain.Close()
+	if code, _, _ := call(t, plain, "POST", "/v1/reload", ""); code != http.StatusNotFound {
+		t.Errorf("a backend that cannot reload: status %d, want 404", code)
 	}
 }

@@ -86,6 +86,37 @@ type KeyGrace struct {
 // ErrNotFound is returned (wrapped) for a rollout that does not exist.
 var ErrNotFound = errors.New("rollout not found")
 
+// ErrInvalidConfig is matched (errors.Is) by a reload refused because a
+// rollout file does not validate, or asks for a change that cannot be
+// made now; the error's message says why, as pipit validate would.
+var ErrInvalidConfig = errors.New("invalid rollout files")
+
+// Reloader is a Backend that re-reads the rollout files it was started
+// with: the standalone daemon, in process and over HTTP.
+type Reloader interface {
+	// Reload applies the files as they are now: rollouts added, removed
+	// or changed. A refusal matches ErrInvalidConfig and changes nothing.
+	Reload(ctx context.Context) (ReloadResult, error)
+}
+
+// ReloadResult is the body of the answer to POST /v1/reload: what a
+// reload changed.
+type ReloadResult struct {
+	// Added and Removed name the rollouts that appeared in, or went from,
+	// the files.
+	Added   []string `json:"added"`
+	Removed []string `json:"removed"`
+	// Changed are the rollouts whose spec changed, with what changed.
+	Changed []RolloutChange `json:"changed"`
+}
+
+// RolloutChange is what a reload changed in one rollout, named as the
+// spec names the fields (strategy, service.listen, ...).
+type RolloutChange struct {
+	Name   string   `json:"name"`
+	Fields []string `json:"fields"`
+}
+
 // RefusedError says why a command was not applied.
 type RefusedError struct{ Reason string }
 

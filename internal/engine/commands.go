@@ -9,6 +9,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // underWay are the phases of a rollout under way that a person may steer.
@@ -235,8 +236,9 @@ func (m *machine) passGate(g v1alpha1.Gate, c rollout.Command) {
 		m.nextStep()
 	case v1alpha1.GateStage:
 		// The person let this stage's raise go ahead: set it without
-		// asking again.
-		if m.setStepWeight(m.plan.Steps[m.st.CurrentStep]) == proceed {
+		// asking again. A plan changed since (a reload) may have no
+		// such raise at this step any more: the steps go on from it.
+		if s, ok := m.currentStep(); ok && s.Kind == spec.StepSetWeight && m.setStepWeight(s) == proceed {
 			m.nextStep()
 		}
 	case v1alpha1.GatePromotion:

@@ -122,7 +122,14 @@ func (m *machine) applyApprovalTimeout() verdict {
 	if g == nil || g.Expires == nil || g.Expired || m.now.Before(g.Expires.Time) {
 		return proceed
 	}
-	s := m.plan.Steps[m.st.CurrentStep]
+	s, ok := m.currentStep()
+	if !ok || s.Kind != spec.StepApproval {
+		// The plan changed since the gate opened (a reload) and has no
+		// approval at this step: its timeout policy went with it, and
+		// the gate waits for a person.
+		g.Expired = true
+		return proceed
+	}
 	if s.OnTimeout == v1alpha1.ApprovalWait {
 		g.Expired = true
 		m.event(v1alpha1.EventWarning, "ApprovalExpired", rollout.Command{}, "No approval within %s; still waiting", s.Duration)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 func (m *machine) setWeight(w v1alpha1.Percent) {
@@ -54,6 +55,15 @@ func (m *machine) event(typ, reason string, c rollout.Command, format string, ar
 // stepLabel names the current step for people: "step 3/8: pause 10m0s".
 func (m *machine) stepLabel() string {
 	return fmt.Sprintf("step %d/%d: %s", m.st.CurrentStep+1, len(m.plan.Steps), m.stepName())
+}
+
+// currentStep is the step the rollout is on, false once past the plan's
+// last step (all done, or a plan shortened by a reload).
+func (m *machine) currentStep() (spec.PlanStep, bool) {
+	if int(m.st.CurrentStep) >= len(m.plan.Steps) {
+		return spec.PlanStep{}, false
+	}
+	return m.plan.Steps[m.st.CurrentStep], true
 }
 
 func (m *machine) stepName() string {

@@ -343,13 +343,19 @@ func (p *Process) LogFile(version string) string { return logPath(p.logs.dir, ve
 // ends first, the remaining processes are killed at once.
 func (p *Process) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
-	if !p.closed {
+	shutting := !p.closed
+	if shutting {
 		p.closeLocked()
 	}
 	p.mu.Unlock()
 	p.stopLoop()
 	<-p.loopDone
 	p.waitDrains(ctx)
+	if shutting {
+		// Every process is gone: nothing is left to adopt, and the record
+		// of a hand-over this Process adopted from goes too.
+		p.state.reset(nil, nil)
+	}
 	return nil
 }
 

@@ -43,6 +43,9 @@ type Source struct {
 type Config struct {
 	// Sources are the rollout files to run.
 	Sources []Source
+	// Read reads the rollout files again, for Reload; nil refuses
+	// reloads.
+	Read func() ([]Source, error)
 	// StateDir holds the database, the token, the sticky cookies' keys
 	// and the API address, and under processes/ what process targets
 	// keep: their processes' list and logs.
@@ -63,45 +66,62 @@ type Config struct {
 	Inherit *Inheritance
 }
 
-// ConfigError is returned by Start when the rollout files are refused;
-// nothing was started or changed.
+// ConfigError is returned by Start and Reload when the rollout files are
+// refused; nothing was started or changed. It is a
+// controlapi.ErrInvalidConfig.
 type ConfigError struct{ Err error }
 
 func (e *ConfigError) Error() string { return e.Err.Error() }
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// Is makes a ConfigError match controlapi.ErrInvalidConfig, which the
+// control API answers with 422 and the message.
+func (e *ConfigError) Is(target error) bool { return target == controlapi.ErrInvalidConfig }
+
 // Daemon is a running standalone runtime. It implements
 // controlapi.Backend in process.
 type Daemon struct {
-	db        *store.Store
+	db *store.Store
+	// mu guards rollouts, names and frontends, which a reload changes
+	// while the control API and the metrics read them.
+	mu        sync.RWMutex
 	rollouts  map[string]*managed
 	names     []string
 	frontends []*frontend
+	// reloadMu serialises reloads.
+	reloadMu  sync.Mutex
+	read      func() ([]Source, error)
+	listeners listenerSet
+	reg       *prometheus.Registry
+	env       env
+	// runCtx bounds deciding: the rollout loops, hooks, health checks
+	// and notifications under it, and the pruning that wg waits for;
+	// cancel ends it.
+	runCtx context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// serveCtx bounds serving: the listeners, which serve on until the
+	// daemon stops or drains after a hand-over, and whose goroutines
+	// serving counts; stopServing ends it.
+	serveCtx    context.Context
+	stopServing context.CancelFunc
+	serving     sync.WaitGroup
+	// accepting is done once every proxy listener of the start accepts.
+	accepting sync.WaitGroup
 	api       *http.Server
 	apiLn     net.Listener
 	apiName   string // the control API's address as it was given
-	// cancel stops deciding: the rollout loops, hooks, health checks,
-	// notifications and pruning, which wg waits for.
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	// stopServing and serving are the same for the listeners, which
-	// serve on until the daemon stops or drains after a hand-over.
-	stopServing context.CancelFunc
-	serving     sync.WaitGroup
-	// accepting is done once every proxy listener accepts.
-	accepting sync.WaitGroup
-	// inherited are the sockets the daemon serves instead of binding.
-	inherited *inheritedSockets
 	// handoverLn answers a daemon that asks to take over; handovers
-	// delivers the outcome.
-	handoverLn *handover.Listener
-	handovers  chan HandOver
-	log        *slog.Logger
-	stateDir   string
-	clock      rollout.Clock
-	retention  Retention
+	// delivers the outcome. handingOver refuses reloads once it began.
+	handoverLn  *handover.Listener
+	handovers   chan HandOver
+	handingOver bool
+	log         *slog.Logger
+	stateDir    string
+	clock       rollout.Clock
+	retention   Retention
 	// keysMu serialises key rotations, so that each keeps the key the
-	// one before made.
+	// one before made, and reloads, which build proxies with env's keys.
 	keysMu sync.Mutex
 }
 
@@ -139,13 +159,13 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, err
 	}
 	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, clock: clock,
-		retention: cfg.Retention, handovers: make(chan HandOver, 1)}
+		retention: cfg.Retention, read: cfg.Read, handovers: make(chan HandOver, 1)}
 	if cfg.Inherit != nil {
-		d.inherited = &inheritedSockets{free: cfg.Inherit.Sockets}
+		d.listeners.inherited = &inheritedSockets{free: cfg.Inherit.Sockets}
 	}
 	err = d.start(ctx, cfg, rollouts, raws)
 	cfg.Inherit.closePipes()
-	d.inherited.closeUnclaimed(log)
+	d.listeners.inherited.closeUnclaimed(log)
 	if err != nil {
 		d.closeAll()
 		if incoming != nil {
@@ -159,15 +179,6 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	return d, nil
 }
 
-// listen opens a listening socket on addr, or takes the inherited one
-// that matches it.
-func (d *Daemon) listen(addr string) (net.Listener, error) {
-	if ln, ok := d.inherited.take(addr); ok {
-		return ln, nil
-	}
-	return net.Listen("tcp", addr)
-}
-
 func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rollout, raws [][]byte) error {
 	token, err := store.LoadOrCreateToken(cfg.StateDir)
 	if err != nil {
@@ -177,44 +188,110 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	if err != nil {
 		return err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.reg = prometheus.NewRegistry()
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d.cancel = cancel
-	serveCtx, stopServing := context.WithCancel(context.WithoutCancel(ctx))
-	d.stopServing = stopServing
-	e := env{db: d.db, stateDir: cfg.StateDir, clock: d.clock, log: d.log, cookieKeys: route.CookieKeys(keys)}
-	e.inherit = cfg.Inherit
+	d.runCtx, d.cancel = runCtx, cancel
+	d.serveCtx, d.stopServing = context.WithCancel(context.WithoutCancel(ctx))
+	d.env = env{db: d.db, stateDir: cfg.StateDir, clock: d.clock, log: d.log, cookieKeys: route.CookieKeys(keys),
+		inherit: cfg.Inherit}
 	for i, r := range rollouts {
-		m, err := newManaged(ctx, runCtx, e, r, raws[i])
-		if err != nil {
-			return fmt.Errorf("rollout %s: %w", r.Name, err)
-		}
-		d.rollouts[r.Name] = m
-		d.names = append(d.names, r.Name)
-		wrapped := prometheus.WrapRegistererWith(prometheus.Labels{"rollout": r.Name}, reg)
-		if err := wrapped.Register(proxyCollector(m)); err != nil {
+		if err := d.add(ctx, r, raws[i]); err != nil {
 			return err
 		}
 	}
 	for _, f := range d.frontends {
-		handlers := make([]http.Handler, len(f.names))
-		for i, name := range f.names {
-			handlers[i] = d.rollouts[name].proxy
-		}
-		if err := f.start(handlers, d.listen, d.log); err != nil {
+		if err := d.startFrontend(f); err != nil {
 			return err
 		}
-		for _, name := range f.names {
-			d.rollouts[name].addr = f.ln.Addr().String()
-		}
 	}
-	reg.MustRegister(&statusCollector{d: d})
+	d.reg.MustRegister(&statusCollector{d: d})
+	if err := d.startAPI(cfg, token); err != nil {
+		return err
+	}
+	for _, name := range d.names {
+		d.rollouts[name].run()
+	}
+	if d.retention.enabled() {
+		d.wg.Go(func() { d.pruneHistory(runCtx) })
+	}
+	d.accepting.Add(len(d.frontends))
+	for _, f := range d.frontends {
+		d.serveFrontend(f, d.accepting.Done)
+	}
+	d.serving.Go(func() {
+		if err := d.api.Serve(d.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("control API stopped", "err", err)
+		}
+	})
+	d.serving.Go(func() { d.listenForHandOvers(d.serveCtx) })
+	return nil
+}
+
+// add builds rollout r, registers its metrics and makes it one of the
+// daemon's rollouts; run starts it.
+func (d *Daemon) add(ctx context.Context, r *v1alpha1.Rollout, raw []byte) error {
+	m, err := newManaged(ctx, d.runCtx, d.env, r, raw)
+	if err != nil {
+		return fmt.Errorf("rollout %s: %w", r.Name, err)
+	}
+	if err := d.rolloutMetrics(r.Name).Register(planeCollector{m}); err != nil {
+		m.cancel()
+		m.closeDataPlane()
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rollouts[r.Name] = m
+	d.names = append(d.names, r.Name)
+	return nil
+}
+
+// rolloutMetrics registers the metrics of one rollout's proxy.
+func (d *Daemon) rolloutMetrics(name string) prometheus.Registerer {
+	return prometheus.WrapRegistererWith(prometheus.Labels{"rollout": name}, d.reg)
+}
+
+// startFrontend listens on f's address, in front of its rollouts' proxies.
+func (d *Daemon) startFrontend(f *frontend) error {
+	if err := f.start(&d.listeners, d.handlers(f), d.log); err != nil {
+		return err
+	}
+	d.noteAddrs(f)
+	return nil
+}
+
+// handlers are the current proxies of f's rollouts, in f's order.
+func (d *Daemon) handlers(f *frontend) []http.Handler {
+	out := make([]http.Handler, len(f.names))
+	for i, name := range f.names {
+		out[i] = d.rollout(name).dataPlane().proxy
+	}
+	return out
+}
+
+// serveFrontend serves f once the stable versions behind it are ready
+// (awaitStable), and then calls accepting; a listener stopped before
+// that never served.
+func (d *Daemon) serveFrontend(f *frontend, accepting func()) {
+	f.serve(&d.serving, d.log)
+	d.serving.Go(func() {
+		stable := d.awaitStable(d.serveCtx, f)
+		accepting()
+		if stable {
+			f.acc.run()
+		}
+	})
+}
+
+// startAPI listens for the control API and writes its address down.
+func (d *Daemon) startAPI(cfg Config, token string) error {
 	d.apiName = cfg.APIAddr
 	if d.apiName == "" {
 		d.apiName = DefaultAPIAddr
 	}
-	if d.apiLn, err = d.listen(d.apiName); err != nil {
+	var err error
+	if d.apiLn, err = d.listeners.listen(d.apiName); err != nil {
 		return fmt.Errorf("control API: %w", err)
 	}
 	if d.handoverLn, err = handover.Listen(cfg.StateDir, d.log); err != nil {
@@ -223,41 +300,8 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	if err := writeFileAtomic(filepath.Join(cfg.StateDir, controlapi.AddressFile), []byte(d.apiLn.Addr().String()+"\n")); err != nil {
 		return err
 	}
-	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, token, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), d.log), d.log)
-	for _, name := range d.names {
-		d.rollouts[name].run(runCtx, &d.wg)
-	}
-	if d.retention.enabled() {
-		d.wg.Go(func() { d.pruneHistory(runCtx) })
-	}
-	d.serve(serveCtx)
+	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, token, promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}), d.log), d.log)
 	return nil
-}
-
-// serve serves the listeners and answers a daemon that asks to take over.
-func (d *Daemon) serve(ctx context.Context) {
-	d.accepting.Add(len(d.frontends))
-	for _, f := range d.frontends {
-		d.serving.Add(1)
-		go func() {
-			defer d.serving.Done()
-			stable := d.awaitStable(ctx, f)
-			d.accepting.Done()
-			if !stable {
-				f.ln.Close() // stopped before it served
-				return
-			}
-			if err := f.server.Serve(f.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				d.log.Error("proxy listener stopped", "addr", f.addr, "err", err)
-			}
-		}()
-	}
-	d.serving.Go(func() {
-		if err := d.api.Serve(d.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			d.log.Error("control API stopped", "err", err)
-		}
-	})
-	d.serving.Go(func() { d.listenForHandOvers(ctx) })
 }
 
 // startupHold bounds how long a listener waits for the stable versions
@@ -296,8 +340,10 @@ func (d *Daemon) awaitStable(ctx context.Context, f *frontend) bool {
 // stableReady reports whether the stable version of every rollout behind f
 // has a ready replica.
 func (d *Daemon) stableReady(f *frontend) bool {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	for _, name := range f.names {
-		if !d.rollouts[name].proxy.StableReady() {
+		if !d.rollouts[name].dataPlane().proxy.StableReady() {
 			return false
 		}
 	}
@@ -346,10 +392,12 @@ func (d *Daemon) APIAddr() string { return d.apiLn.Addr().String() }
 
 // ProxyAddr is the address of a rollout's proxy.
 func (d *Daemon) ProxyAddr(name string) (string, bool) {
-	m, ok := d.rollouts[name]
-	if !ok {
+	m, err := d.get(name)
+	if err != nil {
 		return "", false
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	return m.addr, true
 }
 
@@ -357,13 +405,15 @@ func (d *Daemon) ProxyAddr(name string) (string, bool) {
 // then the control API and the rollout loops, then the processes pipit
 // runs (gracefully too, killed when ctx ends), and closes the state.
 func (d *Daemon) Stop(ctx context.Context) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	errs := []error{d.drainProxies(ctx), d.stopDeciding(ctx)}
 	for _, name := range d.names {
 		if p := d.rollouts[name].process; p != nil {
 			errs = append(errs, p.Shutdown(ctx))
 		}
 	}
-	d.closeProxies()
+	d.closeDataPlanes()
 	errs = append(errs, d.db.Close())
 	return errors.Join(errs...)
 }
@@ -373,21 +423,23 @@ func (d *Daemon) Stop(ctx context.Context) error {
 // sockets stay open in the daemon that took over, so no connection is
 // refused.
 func (d *Daemon) Drain(ctx context.Context) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	err := d.drainProxies(ctx)
-	d.closeProxies()
+	d.closeDataPlanes()
 	return err
 }
 
 // drainProxies stops the listeners gracefully and waits for their
-// goroutines, the hand-over listener's included.
+// goroutines, the control API's and the hand-over listener's included.
 func (d *Daemon) drainProxies(ctx context.Context) error {
 	var errs []error
 	for _, f := range d.frontends {
-		errs = append(errs, f.server.Shutdown(ctx))
+		errs = append(errs, f.stop(ctx))
 	}
 	d.stopServing()
 	d.handoverLn.Close()
-	// The control API may still serve: a hand-over stops it earlier.
+	// A hand-over has stopped the control API already.
 	errs = append(errs, d.api.Shutdown(ctx))
 	d.serving.Wait()
 	return errors.Join(errs...)
@@ -401,14 +453,14 @@ func (d *Daemon) stopDeciding(ctx context.Context) error {
 	d.cancel()
 	d.wg.Wait()
 	for _, name := range d.names {
-		d.rollouts[name].hooks.Wait()
+		d.rollouts[name].stop()
 	}
 	return err
 }
 
-func (d *Daemon) closeProxies() {
+func (d *Daemon) closeDataPlanes() {
 	for _, name := range d.names {
-		d.rollouts[name].proxy.Close()
+		d.rollouts[name].closeDataPlane()
 	}
 }
 
@@ -426,9 +478,7 @@ func (d *Daemon) closeAll() {
 		if m.process != nil {
 			m.shutdownProcesses(m.process)
 		}
-		if m.proxy != nil {
-			m.proxy.Close()
-		}
+		m.closeDataPlane()
 	}
 	for _, f := range d.frontends {
 		if f.ln != nil {
@@ -443,11 +493,30 @@ func (d *Daemon) closeAll() {
 
 // Rollouts lists every rollout.
 func (d *Daemon) Rollouts(context.Context) ([]controlapi.RolloutView, error) {
-	out := make([]controlapi.RolloutView, 0, len(d.names))
-	for _, name := range d.names {
-		out = append(out, d.rollouts[name].view())
+	ms := d.all()
+	out := make([]controlapi.RolloutView, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.view())
 	}
 	return out, nil
+}
+
+// all is every rollout, in the order of the files.
+func (d *Daemon) all() []*managed {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	out := make([]*managed, len(d.names))
+	for i, name := range d.names {
+		out[i] = d.rollouts[name]
+	}
+	return out
+}
+
+// rollout is the rollout named name, which the caller knows exists.
+func (d *Daemon) rollout(name string) *managed {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.rollouts[name]
 }
 
 // Rollout returns one rollout.
@@ -499,7 +568,7 @@ func (d *Daemon) Submit(ctx context.Context, name string, cmd rollout.Command) (
 		return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: err.Error()}
 	}
 	if cmd.Kind == rollout.CommandDeploy && cmd.Canary != nil {
-		if err := spec.CheckCanary(&m.rollout.Spec, *cmd.Canary); err != nil {
+		if err := spec.CheckCanary(&m.spec().Spec, *cmd.Canary); err != nil {
 			return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: err.Error()}
 		}
 	}
@@ -541,13 +610,15 @@ func (d *Daemon) RotateCookieKeys(context.Context) (controlapi.KeyRotation, erro
 		return controlapi.KeyRotation{}, err
 	}
 	rot := controlapi.KeyRotation{RotatedAt: keys.RotatedAt, Rollouts: []controlapi.KeyGrace{}}
-	for _, name := range d.names {
-		p := d.rollouts[name].proxy
+	// Proxies that reloads build from now on sign with the new key too.
+	d.env.cookieKeys = route.CookieKeys(keys)
+	for _, m := range d.all() {
+		p := m.dataPlane().proxy
 		if err := p.SetCookieKeys(route.CookieKeys(keys)); err != nil {
-			return controlapi.KeyRotation{}, fmt.Errorf("rollout %s: %w", name, err)
+			return controlapi.KeyRotation{}, fmt.Errorf("rollout %s: %w", m.name, err)
 		}
 		if ttl := p.StickyTTL(); ttl > 0 {
-			rot.Rollouts = append(rot.Rollouts, controlapi.KeyGrace{Name: name, PreviousUntil: keys.RotatedAt.Add(ttl)})
+			rot.Rollouts = append(rot.Rollouts, controlapi.KeyGrace{Name: m.name, PreviousUntil: keys.RotatedAt.Add(ttl)})
 		}
 	}
 	d.log.Info("sticky cookie key rotated", "rotatedAt", keys.RotatedAt)
@@ -555,6 +626,8 @@ func (d *Daemon) RotateCookieKeys(context.Context) (controlapi.KeyRotation, erro
 }
 
 func (d *Daemon) get(name string) (*managed, error) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	m, ok := d.rollouts[name]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", controlapi.ErrNotFound, name)

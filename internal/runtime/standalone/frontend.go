@@ -1,6 +1,7 @@
 package standalone
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/proxy"
@@ -26,7 +28,26 @@ type frontend struct {
 	files    []string // the file of each rollout
 	single   bool     // one rollout without host or prefix: no mux needed
 	ln       net.Listener
-	server   *proxy.Server
+	// acc accepts on ln and hands each connection to the current server;
+	// a reload that changes the listener's settings starts a new server
+	// on it without closing ln.
+	acc *acceptor
+	// sw holds the handler of the rollouts behind the listener, replaced
+	// by a reload that adds, moves or removes one of them.
+	sw     *proxy.Switch
+	server *proxy.Server
+	// retired are the servers of the listener's previous settings, which
+	// serve on the connections they had; stop shuts them down.
+	retired []*proxy.Server
+}
+
+// key identifies a frontend across reloads: its address, or for a ":0"
+// address, which is never shared, the address and its one rollout.
+func (f *frontend) key() string {
+	if hasZeroPort(f.addr) {
+		return f.addr + "#" + f.names[0]
+	}
+	return f.addr
 }
 
 // listenerSettings are what the rollouts sharing a listen address must
@@ -150,29 +171,63 @@ func groupFrontends(rollouts []*v1alpha1.Rollout, files []string) ([]*frontend, 
 	return out, errors.Join(errs...)
 }
 
-// start listens, with the handlers of the frontend's rollouts in the order
-// of its routes; serve serves.
-func (f *frontend) start(handlers []http.Handler, listen func(addr string) (net.Listener, error), log *slog.Logger) error {
-	var h http.Handler
+// handler routes to handlers, the proxies of f's rollouts in the order
+// of its routes.
+func (f *frontend) handler(handlers []http.Handler) (http.Handler, error) {
 	if f.single {
-		h = handlers[0]
-	} else {
-		for i := range f.routes {
-			f.routes[i].Handler = handlers[i]
-		}
-		mux, err := proxy.NewMux(f.routes)
-		if err != nil {
-			return fmt.Errorf("listener %s: %w", f.addr, err)
-		}
-		h = mux
+		return handlers[0], nil
 	}
-	server, err := proxy.NewServer(h, f.settings.serverConfig(log))
+	routes := slices.Clone(f.routes)
+	for i := range routes {
+		routes[i].Handler = handlers[i]
+	}
+	mux, err := proxy.NewMux(routes)
+	if err != nil {
+		return nil, fmt.Errorf("listener %s: %w", f.addr, err)
+	}
+	return mux, nil
+}
+
+// start listens through ls, with the handlers of the frontend's rollouts
+// in the order of its routes; serve serves.
+func (f *frontend) start(ls *listenerSet, handlers []http.Handler, log *slog.Logger) error {
+	h, err := f.handler(handlers)
+	if err != nil {
+		return err
+	}
+	if f.sw, err = proxy.NewSwitch(h); err != nil {
+		return err
+	}
+	server, err := proxy.NewServer(f.sw, f.settings.serverConfig(log))
 	if err != nil {
 		return fmt.Errorf("listener %s: %w", f.addr, err)
 	}
-	if f.ln, err = listen(f.addr); err != nil {
+	if f.ln, err = ls.listen(f.addr); err != nil {
 		return fmt.Errorf("listener %s: %w", f.addr, err)
 	}
-	f.server = server
+	f.server, f.acc = server, newAcceptor(f.ln, log)
 	return nil
+}
+
+// serve serves f's current server on a new feed of its acceptor, which
+// from now on hands every new connection to it, until the server is shut
+// down.
+func (f *frontend) serve(wg *sync.WaitGroup, log *slog.Logger) {
+	s, feed := f.server, f.acc.newFeed()
+	wg.Go(func() {
+		if err := s.Serve(feed); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("proxy listener stopped", "addr", f.addr, "err", err)
+		}
+	})
+}
+
+// stop closes the listener, so that nothing new is accepted, then lets
+// the requests in flight finish until ctx ends.
+func (f *frontend) stop(ctx context.Context) error {
+	f.acc.close(ctx)
+	errs := []error{f.server.Shutdown(ctx)}
+	for _, s := range f.retired {
+		errs = append(errs, s.Shutdown(ctx))
+	}
+	return errors.Join(errs...)
 }

@@ -89,7 +89,8 @@ type HandOver struct {
 	// now and this one should Drain and exit.
 	Err error
 	// Inheritance is what this process must start a daemon from again
-	// when the hand-over failed: its own sockets and processes' pipes.
+	// when the hand-over failed after the daemon stopped deciding: its
+	// own sockets and processes' pipes.
 	Inheritance *Inheritance
 }
 
@@ -103,37 +104,51 @@ func (d *Daemon) HandOvers() <-chan HandOver { return d.handovers }
 // processes and waits for the stable versions (up to startupHold).
 const handoverAttempt = 2 * (submitTimeout + startupHold)
 
-// listenForHandOvers answers the first daemon that asks to take over.
+// listenForHandOvers answers the daemons that ask to take over, until
+// one hand-over went far enough to stop this daemon deciding.
 func (d *Daemon) listenForHandOvers(ctx context.Context) {
-	out, err := d.handoverLn.Accept(ctx)
-	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
-			d.log.Error("hand-over listener stopped", "err", err)
+	for {
+		out, err := d.handoverLn.Accept(ctx)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				d.log.Error("hand-over listener stopped", "err", err)
+			}
+			return
 		}
+		hello := out.Hello()
+		d.log.Info("hand-over requested", "pid", hello.PID, "version", hello.Version)
+		attempt, cancel := context.WithTimeout(context.WithoutCancel(ctx), handoverAttempt)
+		res := d.handOver(attempt, out)
+		cancel()
+		out.Close()
+		if res.Err != nil && res.Inheritance == nil {
+			d.log.Error("hand-over refused; serving on", "pid", hello.PID, "err", res.Err)
+			continue
+		}
+		res.To = hello.PID
+		d.handoverLn.Close()
+		d.handovers <- res
 		return
 	}
-	hello := out.Hello()
-	d.log.Info("hand-over requested", "pid", hello.PID, "version", hello.Version)
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handoverAttempt)
-	defer cancel()
-	res := d.handOver(ctx, out)
-	res.To = hello.PID
-	out.Close()
-	d.handoverLn.Close()
-	d.handovers <- res
 }
 
 // handOver stops deciding, lets go of everything a new daemon takes over,
 // passes it on and waits until the new daemon serves. The proxies serve
 // throughout; on failure the Inheritance lets this process start again.
 func (d *Daemon) handOver(ctx context.Context, out *handover.Outgoing) HandOver {
+	// No reload from here on: the files are the new daemon's business.
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	sockets, files, err := d.socketFiles()
 	if err != nil {
-		return HandOver{Err: err}
+		return HandOver{Err: err} // nothing stopped: this daemon serves on
 	}
+	d.handingOver = true
 	inh := &Inheritance{Sockets: sockets, Pipes: map[string]map[string]*os.File{}}
 	crashPoint("old", "hello")
-	d.stopDeciding(ctx)
+	if err := d.stopDeciding(ctx); err != nil {
+		d.log.Warn("stopping the control API", "err", err)
+	}
 	crashPoint("old", "stopped")
 	for _, name := range d.names {
 		if p := d.rollouts[name].process; p != nil {
@@ -174,9 +189,11 @@ type namedListener struct {
 	ln   net.Listener
 }
 
-// listeners are the daemon's listening sockets: the proxies' and the
+// sockets are the daemon's listening sockets: the proxies' and the
 // control API's.
-func (d *Daemon) listeners() []namedListener {
+func (d *Daemon) sockets() []namedListener {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
 	out := []namedListener{{d.apiName, d.apiLn}}
 	for _, f := range d.frontends {
 		out = append(out, namedListener{f.addr, f.ln})
@@ -189,7 +206,7 @@ func (d *Daemon) listeners() []namedListener {
 func (d *Daemon) socketFiles() ([]InheritedSocket, []handover.NamedFile, error) {
 	var socks []InheritedSocket
 	var files []handover.NamedFile
-	for _, nl := range d.listeners() {
+	for _, nl := range d.sockets() {
 		name := nl.name
 		f, err := nl.ln.(*net.TCPListener).File()
 		if err != nil {

@@ -7,7 +7,20 @@ import (
 	"github.com/pipit-dev/pipit/internal/proxy"
 )
 
-func proxyCollector(m *managed) prometheus.Collector { return proxy.NewCollector(m.proxy, m.checker) }
+// planeCollector exposes the measurements of a rollout's current proxy and
+// health checks, which a reload may rebuild.
+type planeCollector struct{ m *managed }
+
+func (c planeCollector) current() *proxy.Collector {
+	pl := c.m.dataPlane()
+	return proxy.NewCollector(pl.proxy, pl.checker)
+}
+
+// Describe implements prometheus.Collector.
+func (c planeCollector) Describe(ch chan<- *prometheus.Desc) { c.current().Describe(ch) }
+
+// Collect implements prometheus.Collector.
+func (c planeCollector) Collect(ch chan<- prometheus.Metric) { c.current().Collect(ch) }
 
 var (
 	phaseDesc = prometheus.NewDesc("pipit_rollout_phase", "1 for the rollout's current phase, 0 for the others.",
@@ -37,8 +50,8 @@ func (c *statusCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *statusCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, name := range c.d.names {
-		st := c.d.rollouts[name].snapshot()
+	for _, m := range c.d.all() {
+		name, st := m.name, m.snapshot()
 		for _, p := range allPhases {
 			v := 0.0
 			if st.Phase == p {

@@ -2,6 +2,7 @@ package standalone
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -100,20 +101,21 @@ func (t processTarget) Observe(ctx context.Context) rollout.Observed {
 
 // newProcessTarget starts the process target of m, whose proxy it steers,
 // and runs the saved stable version. It adopts the processes a daemon
-// handed over whose output pipes are in adopt; the processes a previous
-// daemon left behind otherwise are stopped first (see target.NewProcess).
+// handed over whose output pipes are in adopt; otherwise the processes a
+// previous daemon left behind are stopped first (see target.NewProcess).
 func (m *managed) newProcessTarget(ctx context.Context, stateDir string, adopt map[string]*os.File) (processTarget, error) {
 	spec := m.rollout.Spec.Service
 	st := m.status
-	versions := newProcessVersions(versionOf(spec.Stable), upstreamVersion(spec.Canary), st.Previous, st.Stable, st.Canary)
+	m.versions = newProcessVersions(versionOf(spec.Stable), upstreamVersion(spec.Canary), st.Previous, st.Stable, st.Canary)
+	m.relay = &endpointsRelay{proxy: m.plane.proxy, last: map[string]endpointSet{}}
 	p, err := target.NewProcess(ctx, target.ProcessConfig{
-		Dir: processDir(stateDir, m.name), Specs: versions.lookup, Endpoints: m.proxy, OnChange: m.poke,
+		Dir: processDir(stateDir, m.name), Specs: m.versions.lookup, Endpoints: m.relay, OnChange: m.poke,
 		UndoWindow: m.plan.UndoWindow + undoMargin, Clock: m.clock, Logger: m.log, Adopt: adopt,
 	})
 	if err != nil {
 		return processTarget{}, err
 	}
-	t := processTarget{Process: p, versions: versions, proxy: m.proxy}
+	t := processTarget{Process: p, versions: m.versions, proxy: m.plane.proxy}
 	if err := t.Promote(ctx, *st.Stable); err != nil {
 		m.shutdownProcesses(p)
 		return processTarget{}, err
@@ -152,6 +154,46 @@ func processHealth(p *target.Process) func(role string) (bool, string, bool) {
 		}
 		return false, "no ready replica", o.StableVersion != ""
 	}
+}
+
+// endpointsRelay hands the process target's endpoints to the rollout's
+// current proxy. The target keeps its Endpoints for life, while a reload
+// may rebuild the proxy: the relay remembers the last endpoints of each
+// role, so that the new proxy starts with them.
+type endpointsRelay struct {
+	mu    sync.Mutex
+	proxy *proxy.Proxy
+	last  map[string]endpointSet
+}
+
+// endpointSet is what one SetEndpoints said of a role.
+type endpointSet struct {
+	version string
+	urls    []*url.URL
+}
+
+// SetEndpoints implements target.Endpoints.
+func (r *endpointsRelay) SetEndpoints(role, version string, urls []*url.URL) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last[role] = endpointSet{version: version, urls: urls}
+	return r.proxy.SetEndpoints(role, version, urls)
+}
+
+// switchTo gives p the endpoints set last, the stable's first (a canary
+// needs a stable), then steers p from now on.
+func (r *endpointsRelay) switchTo(p *proxy.Proxy) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, role := range []string{target.RoleStable, target.RoleCanary} {
+		if e, ok := r.last[role]; ok {
+			if err := p.SetEndpoints(role, e.version, e.urls); err != nil {
+				return err
+			}
+		}
+	}
+	r.proxy = p
+	return nil
 }
 
 // upstreamVersion is versionOf for an optional upstream.

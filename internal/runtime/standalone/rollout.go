@@ -36,36 +36,60 @@ const minWake = 5 * time.Millisecond
 
 // managed is one rollout run by the daemon: its proxy, its target (fixed
 // URLs, or processes it runs), health checks, meter and the runner loop.
+// A reload changes it on its loop goroutine (onLoop), which alone uses
+// the runner; what readers of other goroutines see is behind mu.
 type managed struct {
-	name    string
-	rollout *v1alpha1.Rollout
-	plan    spec.Plan
-	store   rolloutStore
-	proxy   *proxy.Proxy
-	// checker probes URL upstreams; nil for processes, which the process
-	// target probes replica by replica.
-	checker *health.Checker
-	// process runs the versions of a process rollout; nil for URLs.
+	name  string
+	store rolloutStore
+	// process runs the versions of a process rollout; nil for URLs. It
+	// outlives reloads: its processes run on while the rest is rebuilt.
 	process *target.Process
-	// health reports a role's health for views: healthy, why not, known.
-	health   func(role string) (healthy bool, reason string, known bool)
-	builtin  *metric.Builtin
+	// relay steers the current proxy for the process target, which
+	// keeps its Endpoints for life; nil for URLs.
+	relay *endpointsRelay
+	// versions tells the process target how each version runs.
+	versions *processVersions
 	meter    *metric.Set
 	runner   *runtime.Runner
-	addr     string // where its proxy listens
 	hooks    *runtime.Hooks
 	notifier *notify.Dispatcher
+	env      env
 	log      *slog.Logger
 	clock    rollout.Clock
 	wake     chan struct{}
+	// reconf carries the changes of a reload to the loop goroutine.
+	reconf chan func(context.Context)
+	// ctx bounds the rollout's background work; cancel ends it, and wg
+	// counts its goroutines, so that a removed rollout stops alone.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// stopChecker ends the health checks of the current plane.
+	stopChecker context.CancelFunc
 
 	// answers collects the engine's answers to commands during a tick; the
 	// loop delivers them once the tick has settled. Loop goroutine only.
 	answers map[int64]error
 
 	mu      sync.Mutex
+	rollout *v1alpha1.Rollout
+	plan    spec.Plan
+	plane   *dataPlane
+	addr    string                 // where its proxy listens
 	status  v1alpha1.RolloutStatus // the last status saved, for readers
 	waiters map[int64]chan error
+}
+
+// dataPlane is what serves and measures a rollout's traffic: rebuilt as a
+// whole when a reload changes the proxy's settings.
+type dataPlane struct {
+	proxy *proxy.Proxy
+	// checker probes URL upstreams; nil for processes, which the process
+	// target probes replica by replica.
+	checker *health.Checker
+	builtin *metric.Builtin
+	// health reports a role's health for views: healthy, why not, known.
+	health func(role string) (healthy bool, reason string, known bool)
 }
 
 // env is what the rollouts of a daemon share.
@@ -77,7 +101,7 @@ type env struct {
 	// cookieKeys sign every proxy's sticky cookies.
 	cookieKeys route.CookieKeys
 	// inherit holds the output pipes of the processes to adopt, which
-	// each rollout's process target takes.
+	// each rollout's process target takes as the daemon starts.
 	inherit *Inheritance
 }
 
@@ -91,26 +115,29 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 	if err != nil {
 		return nil, err
 	}
-	log, clock := e.log, e.clock
 	m = &managed{
-		name: r.Name, rollout: r, plan: plan, log: log.With("rollout", r.Name), clock: clock,
+		name: r.Name, rollout: r, plan: plan, env: e, log: e.log.With("rollout", r.Name), clock: e.clock,
 		store:   rolloutStore{db: e.db, name: r.Name, spec: raw},
 		wake:    make(chan struct{}, 1),
+		reconf:  make(chan func(context.Context)),
 		waiters: map[int64]chan error{},
 		answers: map[int64]error{},
 	}
-	status, err := m.loadStatus(ctx)
-	if err != nil {
+	m.ctx, m.cancel = context.WithCancel(runCtx)
+	defer func() {
+		if err != nil {
+			m.cancel()
+		}
+	}()
+	if m.status, err = m.loadStatus(ctx); err != nil {
 		return nil, err
 	}
-	m.status = status
-	proxyCfg := proxy.Config{Name: r.Name, Traffic: r.Spec.Service.Traffic,
-		VersionHeader: versionHeader(r.Spec.Service), Logger: log, CookieKeys: e.cookieKeys, Clock: clock,
-		// An ejection is acted on at once: the loop wakes, sees the canary
-		// down and rolls back (or waits for a person in hybrid mode).
-		OnEject: func(string, string) { m.poke() }}
-	tgt, err := m.newTarget(ctx, proxyCfg, e)
+	if m.plane, err = m.newPlane(r, *m.status.Stable, e.cookieKeys); err != nil {
+		return nil, err
+	}
+	tgt, err := m.newTarget(ctx)
 	if err != nil {
+		m.plane.proxy.Close()
 		return nil, err
 	}
 	defer func() {
@@ -118,63 +145,105 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 			m.shutdownProcesses(m.process)
 		}
 	}()
-	m.builtin = metric.NewBuiltin(m.proxy, clock)
-	setCfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, Builtin: m.builtin,
-		Env: metric.Env{Clock: clock, Log: log}}
-	if m.process != nil {
-		setCfg.Usage = m.process
-	}
-	if m.meter, err = metric.NewSet(setCfg); err != nil {
+	if m.meter, err = m.newMeter(r, plan, m.plane); err != nil {
 		return nil, err
 	}
-	notifiers, err := notify.Build(r.Spec.Notifications)
-	if err != nil {
+	if m.notifier, err = m.newNotifier(r); err != nil {
 		return nil, err
 	}
-	m.notifier = notify.NewDispatcher(notifiers, notify.Options{Clock: clock, Logger: log})
-	m.hooks = runtime.NewHooks(runCtx, r.Name, r.Namespace, plan, clock, log)
+	m.hooks = runtime.NewHooks(m.ctx, r.Name, r.Namespace, plan, e.clock, e.log)
 	m.runner = &runtime.Runner{
-		Name: r.Name, Plan: plan, Status: status, Store: m.store, Target: tgt,
-		Router: router.Proxy{P: m.proxy}, Meter: m.meter, Hooks: m.hooks, Clock: clock, Log: log,
+		Name: r.Name, Plan: plan, Status: m.status, Store: m.store, Target: tgt,
+		Router: router.Proxy{P: m.plane.proxy}, Meter: m.meter, Hooks: m.hooks, Clock: e.clock, Log: e.log,
 		OnCommand: m.commandDone, OnEvents: m.notify,
 	}
 	if err := m.runner.Converge(ctx); err != nil {
 		return nil, fmt.Errorf("rollout %s: applying the saved state: %w", r.Name, err)
 	}
-	return m, m.deployFromFile(ctx)
+	return m, m.deployFromFile(ctx, m.status)
 }
 
-// newTarget builds the proxy from cfg and the target that steers it: the
-// process target when the versions are processes (it probes its replicas
-// itself), else the static target with the proxy's health checker.
-func (m *managed) newTarget(ctx context.Context, cfg proxy.Config, e env) (rollout.Target, error) {
+// newPlane builds the proxy of r, routing to stable, and what probes it:
+// the health checker of URL upstreams. A process rollout's proxy is
+// steered by the process target, which probes its replicas itself.
+func (m *managed) newPlane(r *v1alpha1.Rollout, stable v1alpha1.VersionRef, keys route.CookieKeys) (*dataPlane, error) {
+	svc := r.Spec.Service
+	cfg := proxy.Config{Name: r.Name, Traffic: svc.Traffic,
+		VersionHeader: versionHeader(svc), Logger: m.env.log, CookieKeys: keys, Clock: m.clock,
+		// An ejection is acted on at once: the loop wakes, sees the canary
+		// down and rolls back (or waits for a person in hybrid mode).
+		OnEject: func(string, string) { m.poke() }}
+	pl := &dataPlane{}
 	var err error
-	if m.rollout.Spec.Service.Stable.Process != nil {
+	if svc.Stable.Process != nil {
 		// No replica of the stable is ready before its processes start.
-		cfg.Stable = proxy.Upstream{Version: m.status.Stable.Version}
-		if m.proxy, err = proxy.New(cfg); err != nil {
+		cfg.Stable = proxy.Upstream{Version: stable.Version}
+		if pl.proxy, err = proxy.New(cfg); err != nil {
 			return nil, err
 		}
-		t, err := m.newProcessTarget(ctx, e.stateDir, e.inherit.takePipes(m.name))
-		if err != nil {
-			return nil, err
+		if m.process != nil {
+			pl.health = processHealth(m.process)
 		}
-		m.process, m.health = t.Process, processHealth(t.Process)
-		return t, nil
+		pl.builtin = metric.NewBuiltin(pl.proxy, m.clock)
+		return pl, nil
 	}
-	u, err := target.URLOf(*m.status.Stable)
+	u, err := target.URLOf(stable)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Stable = proxy.Upstream{Version: m.status.Stable.Version, URL: u}
-	if m.proxy, err = proxy.New(cfg); err != nil {
+	cfg.Stable = proxy.Upstream{Version: stable.Version, URL: u}
+	if pl.proxy, err = proxy.New(cfg); err != nil {
 		return nil, err
 	}
-	if m.checker, err = proxy.NewHealthChecker(m.proxy, healthConfig(m.rollout.Spec.Service.HealthCheck, m.poke, m.log)); err != nil {
+	if pl.checker, err = proxy.NewHealthChecker(pl.proxy, healthConfig(svc.HealthCheck, m.poke, m.log)); err != nil {
+		pl.proxy.Close()
 		return nil, err
 	}
-	m.health = m.checker.Health
-	return &target.Static{Proxy: m.proxy, Health: m.checker}, nil
+	pl.health, pl.builtin = pl.checker.Health, metric.NewBuiltin(pl.proxy, m.clock)
+	return pl, nil
+}
+
+// newTarget builds the target that steers m's proxy: the process target
+// when the versions are processes, which it starts, else the static
+// target with the proxy's health checker.
+func (m *managed) newTarget(ctx context.Context) (rollout.Target, error) {
+	if m.rollout.Spec.Service.Stable.Process == nil {
+		return m.targetOn(m.plane), nil
+	}
+	t, err := m.newProcessTarget(ctx, m.env.stateDir, m.env.inherit.takePipes(m.name))
+	if err != nil {
+		return nil, err
+	}
+	m.process, m.plane.health = t.Process, processHealth(t.Process)
+	return t, nil
+}
+
+// targetOn is m's target steering the proxy of pl: for a process rollout,
+// its one process target.
+func (m *managed) targetOn(pl *dataPlane) rollout.Target {
+	if m.process != nil {
+		return processTarget{Process: m.process, versions: m.versions, proxy: pl.proxy}
+	}
+	return &target.Static{Proxy: pl.proxy, Health: pl.checker}
+}
+
+// newMeter builds the analysis of plan on the measurements of pl.
+func (m *managed) newMeter(r *v1alpha1.Rollout, plan spec.Plan, pl *dataPlane) (*metric.Set, error) {
+	cfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, Builtin: pl.builtin,
+		Env: metric.Env{Clock: m.clock, Log: m.env.log}}
+	if m.process != nil {
+		cfg.Usage = m.process
+	}
+	return metric.NewSet(cfg)
+}
+
+// newNotifier builds the dispatcher of r's notifications; run starts it.
+func (m *managed) newNotifier(r *v1alpha1.Rollout) (*notify.Dispatcher, error) {
+	notifiers, err := notify.Build(r.Spec.Notifications)
+	if err != nil {
+		return nil, err
+	}
+	return notify.NewDispatcher(notifiers, notify.Options{Clock: m.clock, Logger: m.env.log}), nil
 }
 
 // loadStatus returns the saved status, or saves a first one with the
@@ -188,27 +257,35 @@ func (m *managed) loadStatus(ctx context.Context) (v1alpha1.RolloutStatus, error
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return v1alpha1.RolloutStatus{}, err
 	}
-	// The file's stable version is installed as a first version always
-	// is: the engine decides it, as it does on Kubernetes.
-	res := engine.Step(m.plan, v1alpha1.RolloutStatus{}, engine.Input{Now: m.clock.Now(), Commands: []rollout.Command{{
-		Kind: rollout.CommandDeploy, Canary: versionOf(m.rollout.Spec.Service.Stable), Actor: "pipit", Reason: "rollout file",
-	}}})
-	if err := res.Consumed[0]; err != nil {
-		return v1alpha1.RolloutStatus{}, fmt.Errorf("rollout %s: installing the stable version: %w", m.name, err)
+	res, err := installFromFile(m.plan, m.rollout.Spec.Service.Stable, "pipit", m.clock.Now())
+	if err != nil {
+		return v1alpha1.RolloutStatus{}, fmt.Errorf("rollout %s: %w", m.name, err)
 	}
 	return res.Status, m.store.Save(ctx, res.Status, res.Events, nil)
 }
 
+// installFromFile is the engine's decision to install the file's stable
+// version as a first version always is installed, on Kubernetes too: a
+// fresh status with stable as its stable version.
+func installFromFile(plan spec.Plan, stable v1alpha1.Upstream, actor string, now time.Time) (engine.Result, error) {
+	res := engine.Step(plan, v1alpha1.RolloutStatus{}, engine.Input{Now: now, Commands: []rollout.Command{{
+		Kind: rollout.CommandDeploy, Canary: versionOf(stable), Actor: actor, Reason: "rollout file",
+	}}})
+	if err := res.Consumed[0]; err != nil {
+		return res, fmt.Errorf("installing the stable version: %w", err)
+	}
+	return res, nil
+}
+
 // deployFromFile queues a deploy of the file's canary when it names a
-// version pipit has not seen yet, so editing the file and restarting rolls
-// the new version out.
-func (m *managed) deployFromFile(ctx context.Context) error {
+// version that is neither st's stable nor its canary, so editing the file
+// and restarting (or reloading) rolls the new version out.
+func (m *managed) deployFromFile(ctx context.Context, st v1alpha1.RolloutStatus) error {
 	c := m.rollout.Spec.Service.Canary
 	if c == nil {
 		return nil
 	}
 	v := versionOf(*c)
-	st := m.status
 	if (st.Stable != nil && st.Stable.Version == v.Version) || (st.Canary != nil && st.Canary.Version == v.Version) {
 		return nil
 	}
@@ -221,29 +298,45 @@ func (m *managed) notify(st v1alpha1.RolloutStatus, events []v1alpha1.Event) {
 	m.notifier.SendAll(m.name, st, events)
 }
 
-// run serves the proxy and drives the rollout until ctx is done.
-func (m *managed) run(ctx context.Context, wg *sync.WaitGroup) {
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		m.notifier.Run(ctx)
-	}()
-	if m.checker != nil {
-		wg.Go(func() {
-			if err := m.checker.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				m.log.Error("health checks stopped", "err", err)
-			}
-		})
+// run drives the rollout until it is stopped or the daemon's run
+// context ends.
+func (m *managed) run() {
+	m.wg.Go(func() { m.notifier.Run(m.ctx) })
+	m.runChecker(m.plane)
+	m.wg.Go(m.loop)
+}
+
+// runChecker runs the health checks of pl, if it has any, until the next
+// runChecker or the end of the rollout.
+func (m *managed) runChecker(pl *dataPlane) {
+	if m.stopChecker != nil {
+		m.stopChecker()
 	}
-	go func() {
-		defer wg.Done()
-		m.loop(ctx)
-	}()
+	if pl.checker == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	m.stopChecker = cancel
+	m.wg.Go(func() {
+		if err := pl.checker.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			m.log.Error("health checks stopped", "err", err)
+		}
+	})
+}
+
+// stop ends the rollout's loop, health checks and notifications and waits
+// for them; its processes and proxy are left to the caller.
+func (m *managed) stop() {
+	m.cancel()
+	m.wg.Wait()
+	m.hooks.Wait()
 }
 
 // loop ticks the runner when woken, when the engine asked to be, and
-// every pollInterval otherwise, waiting on the daemon's clock.
-func (m *managed) loop(ctx context.Context) {
+// every pollInterval otherwise, waiting on the daemon's clock. Between
+// two ticks it carries out the changes of a reload.
+func (m *managed) loop() {
+	ctx := m.ctx
 	timer := m.clock.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -252,6 +345,8 @@ func (m *managed) loop(ctx context.Context) {
 			return
 		case <-m.wake:
 		case <-timer.C():
+		case f := <-m.reconf:
+			f(ctx)
 		}
 		next, ok, err := m.runner.Tick(ctx)
 		if err != nil && ctx.Err() == nil {
@@ -263,6 +358,33 @@ func (m *managed) loop(ctx context.Context) {
 			wait = max(until, minWake)
 		}
 		timer.Reset(wait)
+	}
+}
+
+// onLoop runs f on the loop goroutine between two ticks, where the
+// runner may be changed, and waits until it has run.
+func (m *managed) onLoop(f func(context.Context)) error {
+	done := make(chan struct{})
+	select {
+	case m.reconf <- func(ctx context.Context) { defer close(done); f(ctx) }:
+	case <-m.ctx.Done():
+		return m.ctx.Err()
+	}
+	<-done
+	return nil
+}
+
+// setAddr notes where the rollout's proxy listens.
+func (m *managed) setAddr(addr string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.addr = addr
+}
+
+// closeDataPlane stops the background work of the rollout's proxy.
+func (m *managed) closeDataPlane() {
+	if pl := m.dataPlane(); pl != nil {
+		pl.proxy.Close()
 	}
 }
 
@@ -301,26 +423,43 @@ func (m *managed) snapshot() v1alpha1.RolloutStatus {
 
 // view renders the rollout for the control API.
 func (m *managed) view() controlapi.RolloutView {
-	v := controlapi.NewView(m.name, m.plan, m.snapshot())
-	v.Listen = m.addr
-	v.Live = m.live()
+	m.mu.Lock()
+	plan, addr, pl := m.plan, m.addr, m.plane
+	m.mu.Unlock()
+	v := controlapi.NewView(m.name, plan, m.snapshot())
+	v.Listen = addr
+	v.Live = live(pl)
 	return v
 }
 
+// dataPlane is the rollout's current proxy and what measures it.
+func (m *managed) dataPlane() *dataPlane {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.plane
+}
+
+// spec is the rollout as the daemon runs it now.
+func (m *managed) spec() *v1alpha1.Rollout {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rollout
+}
+
 // live summarises the proxy's measurements since the last check.
-func (m *managed) live() *controlapi.LiveMetrics {
-	w, since := m.builtin.Window()
-	l := &controlapi.LiveMetrics{Since: since, Stable: m.versionMetrics("stable", w.Stable)}
+func live(pl *dataPlane) *controlapi.LiveMetrics {
+	w, since := pl.builtin.Window()
+	l := &controlapi.LiveMetrics{Since: since, Stable: pl.versionMetrics("stable", w.Stable)}
 	if w.Canary.Version != "" {
-		c := m.versionMetrics("canary", w.Canary)
+		c := pl.versionMetrics("canary", w.Canary)
 		l.Canary = &c
 	}
 	return l
 }
 
-func (m *managed) versionMetrics(role string, s traffic.VersionStats) controlapi.VersionMetrics {
+func (pl *dataPlane) versionMetrics(role string, s traffic.VersionStats) controlapi.VersionMetrics {
 	vm := controlapi.VersionMetrics{Version: s.Version, Requests: s.Requests}
-	if healthy, reason, known := m.health(role); known {
+	if healthy, reason, known := pl.health(role); known {
 		vm.Healthy, vm.HealthReason = &healthy, reason
 	}
 	opt := func(v float64, ok bool) *float64 {
