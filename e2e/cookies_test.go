@@ -71,7 +71,7 @@ func TestStickyCookiesAreSignedRotatedAndKept(t *testing.T) {
 
 // writeStickyRollout writes a rollout that holds its canary at 50% with
 // sticky sessions until someone acts.
-func writeStickyRollout(t *testing.T, listen, stableURL string) string {
+func writeStickyRollout(t testing.TB, listen, stableURL string) string {
 	t.Helper()
 	doc := fmt.Sprintf(`apiVersion: pipit.dev/v1alpha1
 kind: Rollout
@@ -96,7 +96,7 @@ spec:
 	return path
 }
 
-func deployAndWaitForHalf(t *testing.T, d *daemon, canaryURL string) {
+func deployAndWaitForHalf(t testing.TB, d *daemon, canaryURL string) {
 	t.Helper()
 	if r := pipit(t, 10*time.Second, "deploy", "web", "--canary", canaryURL, "--version", "v2", "--state-dir", d.stateDir); r.code != 0 {
 		t.Fatalf("pipit deploy: exit %d: %s", r.code, r.stderr)
@@ -107,7 +107,7 @@ func deployAndWaitForHalf(t *testing.T, d *daemon, canaryURL string) {
 // stickyGet sends one request through the proxy at addr with the Cookie
 // header, if any, and returns the version that answered and the sticky
 // cookie it set (name=value), if any.
-func stickyGet(t *testing.T, addr, cookie string) (version, set string) {
+func stickyGet(t testing.TB, addr, cookie string) (version, set string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
 	if err != nil {
@@ -130,7 +130,7 @@ func stickyGet(t *testing.T, addr, cookie string) (version, set string) {
 
 // canaryCookieFrom draws as new browsers until one gets the canary, and
 // returns its cookie.
-func canaryCookieFrom(t *testing.T, addr string) string {
+func canaryCookieFrom(t testing.TB, addr string) string {
 	t.Helper()
 	for range 200 {
 		if v, set := stickyGet(t, addr, ""); v == "v2" && set != "" {
@@ -143,7 +143,7 @@ func canaryCookieFrom(t *testing.T, addr string) string {
 
 // keepsCanary checks that cookie keeps its browser on the canary, and is
 // not replaced, request after request.
-func keepsCanary(t *testing.T, addr, cookie, when string) {
+func keepsCanary(t testing.TB, addr, cookie, when string) {
 	t.Helper()
 	for range 20 {
 		if v, set := stickyGet(t, addr, cookie); v != "v2" || set != "" {

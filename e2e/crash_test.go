@@ -21,7 +21,7 @@ import (
 
 // daemon is a `pipit up` process.
 type daemon struct {
-	t        *testing.T
+	t        testing.TB
 	cmd      *exec.Cmd
 	stateDir string
 	file     string
@@ -29,29 +29,32 @@ type daemon struct {
 	log      string // the file its standard output and error go to
 }
 
-func startUp(t *testing.T, file, stateDir string) *daemon {
+func startUp(t testing.TB, file, stateDir string) *daemon {
 	t.Helper()
 	return startUpFiles(t, stateDir, file)
 }
 
 // startUpFiles starts `pipit up` with a -f for each file and waits until
 // its control API is up.
-func startUpFiles(t *testing.T, stateDir string, files ...string) *daemon {
+func startUpFiles(t testing.TB, stateDir string, files ...string) *daemon {
 	t.Helper()
-	return startDaemon(t, stateDir, nil, true, files...)
+	return startDaemon(t, pipitBin, stateDir, nil, true, files...)
 }
 
-// startDaemon starts `pipit up` with env added to its environment and a
-// -f for each file and, when wait is set, waits until its control API is
-// up: until it wrote the API's address, which it does once it serves.
-func startDaemon(t *testing.T, stateDir string, env []string, wait bool, files ...string) *daemon {
+// startDaemon starts `bin up` with env added to its environment and a -f
+// for each file and, when wait is set, waits until its control API is up:
+// until it wrote the API's address, which it does once it serves. Without
+// wait, the address a running daemon wrote stays for the CLI to find.
+func startDaemon(t testing.TB, bin, stateDir string, env []string, wait bool, files ...string) *daemon {
 	t.Helper()
-	os.Remove(filepath.Join(stateDir, controlapi.AddressFile))
+	if wait {
+		os.Remove(filepath.Join(stateDir, controlapi.AddressFile))
+	}
 	args := []string{"up", "--state-dir", stateDir, "--api", "127.0.0.1:0", "-v"}
 	for _, f := range files {
 		args = append(args, "-f", f)
 	}
-	cmd := exec.Command(pipitBin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	log, err := os.Create(filepath.Join(t.TempDir(), "up.log"))
 	if err != nil {
@@ -98,7 +101,7 @@ func (d *daemon) awaitExit(limit time.Duration) int {
 }
 
 // waitAnswers waits until the proxy on addr answers 200.
-func waitAnswers(t *testing.T, addr string) {
+func waitAnswers(t testing.TB, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -167,7 +170,7 @@ func (d *daemon) history() []v1alpha1.Event {
 	return events
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -177,7 +180,7 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func writeRollout(t *testing.T, listen, stableURL, longPause string) string {
+func writeRollout(t testing.TB, listen, stableURL, longPause string) string {
 	t.Helper()
 	doc := fmt.Sprintf(`apiVersion: pipit.dev/v1alpha1
 kind: Rollout

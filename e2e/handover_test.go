@@ -24,16 +24,18 @@ const manualSteps = `    steps:
 // handOverFixture is a process rollout run by one `pipit up` after another
 // on one state directory.
 type handOverFixture struct {
-	t              *testing.T
+	t              testing.TB
+	bin            string   // the pipit the next up runs
+	files          []string // the files of the first up, for the next
 	rollout, v2    string
 	state, listen  string
 	daemons        []*daemon
 	replicasBefore []int
 }
 
-func newHandOverFixture(t *testing.T) *handOverFixture {
+func newHandOverFixture(t testing.TB) *handOverFixture {
 	t.Helper()
-	fx := &handOverFixture{t: t, state: t.TempDir(), listen: freePort(t)}
+	fx := &handOverFixture{t: t, bin: pipitBin, state: t.TempDir(), listen: freePort(t)}
 	fx.rollout, fx.v2 = writeProcessRolloutWith(t, fx.listen, manualSteps)
 	t.Cleanup(func() {
 		for _, d := range fx.daemons {
@@ -48,9 +50,13 @@ func newHandOverFixture(t *testing.T) *handOverFixture {
 
 // up starts a daemon on the fixture with env added to its environment,
 // and waits until its control API is up unless it is meant to die first.
-func (fx *handOverFixture) up(env []string, wait bool) *daemon {
+// The first up's more files are every later one's too.
+func (fx *handOverFixture) up(env []string, wait bool, more ...string) *daemon {
 	fx.t.Helper()
-	d := startDaemon(fx.t, fx.state, env, wait, fx.rollout)
+	if fx.files == nil {
+		fx.files = append([]string{fx.rollout}, more...)
+	}
+	d := startDaemon(fx.t, fx.bin, fx.state, env, wait, fx.files...)
 	fx.daemons = append(fx.daemons, d)
 	return d
 }
@@ -130,7 +136,7 @@ func (fx *handOverFixture) checkResumed(d *daemon, adopted bool) {
 
 // checkNoEventTwice fails when two events are the same: two daemons took
 // one decision.
-func checkNoEventTwice(t *testing.T, events []v1alpha1.Event) {
+func checkNoEventTwice(t testing.TB, events []v1alpha1.Event) {
 	t.Helper()
 	seen := map[string]bool{}
 	for _, e := range events {

@@ -16,7 +16,7 @@ import (
 
 // versionServer answers every path, health checks included, with its
 // version.
-func versionServer(t *testing.T, version string) string {
+func versionServer(t testing.TB, version string) string {
 	t.Helper()
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, version)
@@ -27,7 +27,7 @@ func versionServer(t *testing.T, version string) string {
 
 // example copies examples/NAME with each old string replaced by its new
 // one, and returns the copy's path.
-func example(t *testing.T, name string, oldNew ...string) string {
+func example(t testing.TB, name string, oldNew ...string) string {
 	t.Helper()
 	src, err := os.ReadFile(filepath.Join("..", "examples", name))
 	if err != nil {

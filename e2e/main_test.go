@@ -44,7 +44,7 @@ type result struct {
 }
 
 // pipit runs the binary to completion with a timeout.
-func pipit(t *testing.T, timeout time.Duration, args ...string) result {
+func pipit(t testing.TB, timeout time.Duration, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -30,14 +30,14 @@ const timedSteps = `    steps:
 // writeProcessRollout writes a rollout whose versions are two replicas of
 // `pipit sample-app` each, run by pipit, and the description of v2 for
 // `pipit deploy --from`.
-func writeProcessRollout(t *testing.T, listen string) (rollout, v2 string) {
+func writeProcessRollout(t testing.TB, listen string) (rollout, v2 string) {
 	t.Helper()
 	return writeProcessRolloutWith(t, listen, timedSteps)
 }
 
 // writeProcessRolloutWith is writeProcessRollout with another strategy,
 // indented as timedSteps is.
-func writeProcessRolloutWith(t *testing.T, listen, strategy string) (rollout, v2 string) {
+func writeProcessRolloutWith(t testing.TB, listen, strategy string) (rollout, v2 string) {
 	t.Helper()
 	process := fmt.Sprintf(`command: %q
 args: [sample-app, --listen, "127.0.0.1:{{ .Port }}", --version, "{{ .Version }}"]

@@ -54,7 +54,7 @@ func replaceURL(doc, url string) string {
 }
 
 // waitBody waits until addr answers with body.
-func waitBody(t *testing.T, addr, body string) {
+func waitBody(t testing.TB, addr, body string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {

@@ -61,7 +61,7 @@ func TestSetWeightRoutesThatShareAndSurvivesARestart(t *testing.T) {
 
 // canaryShare sends n requests through the proxy at addr and returns the
 // share the canary (v2) answered; any answer but 200 fails the test.
-func canaryShare(t *testing.T, addr string, n int) float64 {
+func canaryShare(t testing.TB, addr string, n int) float64 {
 	t.Helper()
 	client := &http.Client{Timeout: 5 * time.Second}
 	canary := 0

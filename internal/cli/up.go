@@ -63,6 +63,11 @@ at most --retention-keep of the most recent events, of samples and of done comma
 			if err != nil {
 				return BadInput(err)
 			}
+			// SIGHUP's default is to exit: it is caught before the daemon
+			// says it is up, and a reload asked for meanwhile waits.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			activated, err := standalone.SystemdSockets()
 			if err != nil {
 				return err
@@ -84,7 +89,7 @@ at most --retention-keep of the most recent events, of samples and of done comma
 			for _, v := range views {
 				fmt.Fprintf(out, "  rollout %s: proxy on %s, %s, stable %s\n", v.Name, v.Listen, v.Status.Phase, v.Status.Stable.Version)
 			}
-			return serveUntilDone(cmd.Context(), d, cfg, out, g.log)
+			return serveUntilDone(cmd.Context(), d, cfg, hup, out, g.log)
 		},
 	}
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "rollout file (repeatable)")
@@ -122,10 +127,7 @@ const drainTimeout = 15 * time.Second
 // hand-over fails half-way, the daemon takes over from itself: it starts
 // again in this process from its own sockets and processes, which never
 // stopped serving.
-func serveUntilDone(ctx context.Context, d *standalone.Daemon, cfg standalone.Config, out io.Writer, log *slog.Logger) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func serveUntilDone(ctx context.Context, d *standalone.Daemon, cfg standalone.Config, hup <-chan os.Signal, out io.Writer, log *slog.Logger) error {
 	for {
 		select {
 		case <-ctx.Done():

@@ -91,6 +91,11 @@ type ProcessConfig struct {
 	// names Detach gave them. NewProcess owns the files from then on,
 	// whether it adopts their processes or not.
 	Adopt map[string]*os.File
+	// HoldStops, when not nil, holds back the stopping of versions until
+	// it is closed (or Shutdown is in a hurry): a daemon that took over
+	// holds them while the daemon it took over from still forwards
+	// requests with the routes it had.
+	HoldStops <-chan struct{}
 }
 
 // Process is a target that runs each version as local processes: it

@@ -181,9 +181,15 @@ func (p *Process) drainLocked(g *group) {
 	p.log.Info("stopping version", "version", g.ref.Version)
 	p.stopping[g] = true
 	p.draining.Add(1)
-	g.stop()
 	go func() {
 		defer p.draining.Done()
+		if p.cfg.HoldStops != nil {
+			select {
+			case <-p.cfg.HoldStops:
+			case <-g.hurry:
+			}
+		}
+		g.stop()
 		g.wait()
 		p.logs.release(g.ref.Version, g.logf)
 		p.mu.Lock()

@@ -709,3 +709,26 @@ func TestRestartStopsLeftovers(t *testing.T) {
 		t.Error("the stranger was killed")
 	}
 }
+
+// TestHeldStopsWaitForTheGate: with HoldStops, a retired canary leaves
+// the routes at once but its process runs on until the gate opens (a
+// daemon that took over waits for the old one to drain), then stops.
+func TestHeldStopsWaitForTheGate(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	h := newHarness(t, map[string]v1alpha1.ProcessSpec{"v1": childSpec(t, 1, nil), "v2": childSpec(t, 1, nil)},
+		func(c *ProcessConfig) { c.HoldStops = gate })
+	must(t, h.p.Promote(context.Background(), ref("v1")))
+	must(t, h.p.DeployCanary(context.Background(), ref("v2")))
+	v2 := h.waitReady("v2", 1)[0]
+	must(t, h.p.RetireCanary(context.Background(), ref("v2")))
+	if r := h.ep.get(RoleCanary); r.version != "" {
+		t.Fatalf("canary role after retire = %+v", r)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if !alive(v2.PID) {
+		t.Fatal("the retired canary stopped before the gate opened")
+	}
+	close(gate)
+	nettest.Eventually(t, "the canary is gone once the gate opened", func() bool { return !alive(v2.PID) })
+}

@@ -116,10 +116,16 @@ type Daemon struct {
 	handoverLn  *handover.Listener
 	handovers   chan HandOver
 	handingOver bool
-	log         *slog.Logger
-	stateDir    string
-	clock       rollout.Clock
-	retention   Retention
+	// handedTo is the hand-over this daemon made, told once it drained.
+	handedTo *handover.Outgoing
+	// stopsHeld holds back the stopping of processes until the daemon
+	// this one took over from has drained; nil when it took over from
+	// none.
+	stopsHeld chan struct{}
+	log       *slog.Logger
+	stateDir  string
+	clock     rollout.Clock
+	retention Retention
 	// keysMu serialises key rotations, so that each keeps the key the
 	// one before made, and reloads, which build proxies with env's keys.
 	keysMu sync.Mutex
@@ -160,6 +166,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	}
 	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, clock: clock,
 		retention: cfg.Retention, read: cfg.Read, handovers: make(chan HandOver, 1)}
+	if incoming != nil {
+		d.stopsHeld = make(chan struct{})
+	}
 	if cfg.Inherit != nil {
 		d.listeners.inherited = &inheritedSockets{free: cfg.Inherit.Sockets}
 	}
@@ -194,7 +203,7 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	d.runCtx, d.cancel = runCtx, cancel
 	d.serveCtx, d.stopServing = context.WithCancel(context.WithoutCancel(ctx))
 	d.env = env{db: d.db, stateDir: cfg.StateDir, clock: d.clock, log: d.log, cookieKeys: route.CookieKeys(keys),
-		inherit: cfg.Inherit}
+		inherit: cfg.Inherit, stopsHeld: d.stopsHeld}
 	for i, r := range rollouts {
 		if err := d.add(ctx, r, raws[i]); err != nil {
 			return err
@@ -426,7 +435,20 @@ func (d *Daemon) Drain(ctx context.Context) error {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	err := d.drainProxies(ctx)
+	if err != nil {
+		err = fmt.Errorf("draining after the hand-over: requests still in flight were cut: %w", err)
+	}
 	d.closeDataPlanes()
+	if d.handedTo != nil {
+		// Said even when the drain ran out of time: nothing of this
+		// daemon forwards any more.
+		tell, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		if derr := d.handedTo.Drained(tell); derr != nil {
+			d.log.Warn("telling the daemon that took over that this one drained", "err", derr)
+		}
+		d.handedTo.Close()
+	}
 	return err
 }
 

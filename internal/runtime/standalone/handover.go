@@ -120,10 +120,15 @@ func (d *Daemon) listenForHandOvers(ctx context.Context) {
 		attempt, cancel := context.WithTimeout(context.WithoutCancel(ctx), handoverAttempt)
 		res := d.handOver(attempt, out)
 		cancel()
-		out.Close()
 		if res.Err != nil && res.Inheritance == nil {
+			out.Close()
 			d.log.Error("hand-over refused; serving on", "pid", hello.PID, "err", res.Err)
 			continue
+		}
+		if res.Err == nil {
+			d.handedTo = out // told once this daemon drained
+		} else {
+			out.Close()
 		}
 		res.To = hello.PID
 		d.handoverLn.Close()
@@ -348,18 +353,33 @@ func openReleased(ctx context.Context, cfg Config, opts store.Options) (*store.S
 	return nil, err
 }
 
+// handedDrainWait bounds the wait for the daemon that handed over to drain:
+// its own drain takes up to 15 s.
+const handedDrainWait = 30 * time.Second
+
 // confirmTakeOver tells the daemon that handed over that this one serves,
-// once every proxy listener accepts.
+// once every proxy listener accepts, then releases the held process
+// stops once that daemon has drained.
 func (d *Daemon) confirmTakeOver(ctx context.Context, in *handover.Incoming) {
-	defer in.Close()
 	d.accepting.Wait()
 	crashPoint("new", "started")
 	if err := in.Serving(ctx); err != nil {
 		// It died after passing everything; nothing is lost.
 		d.log.Warn("the daemon that handed over did not hear that this one serves", "err", err)
+		in.Close()
+		close(d.stopsHeld)
 		return
 	}
 	d.log.Info("took over")
+	d.serving.Go(func() {
+		defer close(d.stopsHeld)
+		defer in.Close()
+		drained, cancel := context.WithTimeout(d.serveCtx, handedDrainWait)
+		defer cancel()
+		if err := in.AwaitDrained(drained); err != nil {
+			d.log.Warn("the daemon that handed over did not say it drained", "err", err)
+		}
+	})
 }
 
 // crashEnv names a stage at which a daemon kills itself, for the tests

@@ -111,6 +111,7 @@ func (m *managed) newProcessTarget(ctx context.Context, stateDir string, adopt m
 	p, err := target.NewProcess(ctx, target.ProcessConfig{
 		Dir: processDir(stateDir, m.name), Specs: m.versions.lookup, Endpoints: m.relay, OnChange: m.poke,
 		UndoWindow: m.plan.UndoWindow + undoMargin, Clock: m.clock, Logger: m.log, Adopt: adopt,
+		HoldStops: m.env.stopsHeld,
 	})
 	if err != nil {
 		return processTarget{}, err

@@ -103,6 +103,9 @@ type env struct {
 	// inherit holds the output pipes of the processes to adopt, which
 	// each rollout's process target takes as the daemon starts.
 	inherit *Inheritance
+	// stopsHeld holds back the process targets' stops (see
+	// target.ProcessConfig.HoldStops); nil holds nothing.
+	stopsHeld <-chan struct{}
 }
 
 // newManaged loads or creates the rollout's state and builds its data

@@ -31,6 +31,7 @@ const (
 	kindFiles    kind = "files"    // old → new: a batch of descriptors
 	kindReleased kind = "released" // old → new: the lock is free
 	kindServing  kind = "serving"  // new → old: the new side accepts now
+	kindDrained  kind = "drained"  // old → new: it forwards no request any more
 )
 
 // message is the JSON body of a frame. Fields a kind does not use are
@@ -109,7 +110,7 @@ func (m message) check(nfds int) error {
 			return fmt.Errorf("metadata of %d bytes, at most %d", len(m.Meta), MaxMeta)
 		}
 		want = len(m.Names)
-	case kindAccepted, kindRefused, kindReleased, kindServing:
+	case kindAccepted, kindRefused, kindReleased, kindServing, kindDrained:
 	default:
 		return fmt.Errorf("unknown kind %q", m.Kind)
 	}

@@ -42,7 +42,11 @@
 //  3. released (old → new): the old side has stopped deciding and
 //     released the state directory's lock; the new side may take it.
 //  4. serving (new → old): the new side accepts on the sockets now; the
-//     old side may stop accepting and exit. Then both sides close.
+//     old side may stop accepting.
+//  5. drained (old → new): the old side has finished its requests in
+//     flight and forwards none any more; the new side may stop the
+//     versions it no longer routes to. Then both sides close. An old side
+//     gone at this stage counts as drained.
 //
 // # Failures
 //

@@ -418,3 +418,41 @@ func TestACallEndsWithItsContext(t *testing.T) {
 		t.Fatalf("AwaitServing cancelled: %v", err)
 	}
 }
+
+// TestDrainedEndsTheHandOver: the old side says it drained, or goes away,
+// and either way the new side's AwaitDrained returns without an error;
+// anything else at that stage is a protocol error.
+func TestDrainedEndsTheHandOver(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		oldSide func(ctx context.Context, o *Outgoing) error
+		wantErr bool
+	}{
+		{"said", func(ctx context.Context, o *Outgoing) error { return o.Drained(ctx) }, false},
+		{"gone", func(context.Context, *Outgoing) error { return nil }, false},
+		{"released again", func(ctx context.Context, o *Outgoing) error {
+			return o.w.writeFrame(ctx, message{Kind: kindReleased}, nil)
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := stateDir(t)
+			o, in := handOver(t, listen(t, dir), dir)
+			ctx := testContext(t)
+			if err := o.SendFiles(ctx, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := in.Files(ctx); err != nil {
+				t.Fatal(err)
+			}
+			finish(t, o, in)
+			if err := tc.oldSide(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+			o.Close()
+			err := in.AwaitDrained(ctx)
+			if (err != nil) != tc.wantErr || (err != nil && !errors.Is(err, ErrProtocol)) {
+				t.Fatalf("AwaitDrained: %v, want an error: %v", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -89,6 +89,22 @@ func (in *Incoming) Serving(ctx context.Context) error {
 	})
 }
 
+// AwaitDrained waits until the old side forwards no request any more:
+// it has finished those in flight and closed its connections, or it died
+// (ErrPeerGone counts as drained). Until then it forwards with the
+// routes it had when it handed over, so a version must not be stopped
+// before, even if this daemon no longer routes to it.
+func (in *Incoming) AwaitDrained(ctx context.Context) error {
+	err := in.step(stageDrained, func() error {
+		_, _, err := in.w.readFrame(ctx, kindDrained)
+		return err
+	})
+	if errors.Is(err, ErrPeerGone) {
+		return nil
+	}
+	return err
+}
+
 // Close ends the hand-over's connection.
 func (in *Incoming) Close() error {
 	var err error

@@ -42,6 +42,14 @@ func (o *Outgoing) AwaitServing(ctx context.Context) error {
 	})
 }
 
+// Drained tells the new side that this daemon forwards no request any
+// more: it may stop the versions it no longer routes to.
+func (o *Outgoing) Drained(ctx context.Context) error {
+	return o.step(stageDrained, func() error {
+		return o.w.writeFrame(ctx, message{Kind: kindDrained}, nil)
+	})
+}
+
 // Close ends the hand-over's connection and lets the listener accept
 // another one.
 func (o *Outgoing) Close() error {

@@ -21,11 +21,12 @@ const (
 	stageFiles
 	stageReleased
 	stageServing
+	stageDrained
 	stageDone
 )
 
 func (s stage) String() string {
-	return [...]string{"hello", "files", "released", "serving", "done"}[s]
+	return [...]string{"hello", "files", "released", "serving", "drained", "done"}[s]
 }
 
 // session is one side's end of a hand-over: the connection, the next
