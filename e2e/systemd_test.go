@@ -22,15 +22,23 @@ const (
 
 // TestSystemdUnitsVerify: the units shipped under deploy/systemd pass
 // systemd-analyze verify without a warning, with ExecStart pointing at
-// this pipit binary.
+// this pipit binary, and docs/operations.md shows them as they are.
 func TestSystemdUnitsVerify(t *testing.T) {
 	tools.EnsureDebian(t, "systemd", systemdAnalyze)
+	ops, err := os.ReadFile(filepath.Join("..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := string(ops)
 	dir := t.TempDir()
 	var paths []string
 	for _, unit := range []string{"pipit.service", "pipit.socket"} {
 		b, err := os.ReadFile(filepath.Join("..", "deploy", "systemd", unit))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if !strings.Contains(docs, "```ini\n"+string(b)+"```\n") {
+			t.Errorf("docs/operations.md does not show deploy/systemd/%s as it is", unit)
 		}
 		if unit == "pipit.service" && !strings.Contains(string(b), "ExecStart=/usr/local/bin/pipit up ") {
 			t.Fatalf("%s no longer starts /usr/local/bin/pipit up", unit)
