@@ -56,15 +56,7 @@ func startDaemon(t testing.TB, bin, stateDir string, env []string, wait bool, fi
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	log, err := os.Create(filepath.Join(t.TempDir(), "up.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{t: t, cmd: cmd, stateDir: stateDir, file: files[0], name: "web", log: log.Name()}
+	d := runDaemon(t, cmd, stateDir, files[0])
 	t.Cleanup(func() { d.cmd.Process.Kill(); d.cmd.Wait() })
 	deadline := time.Now().Add(30 * time.Second)
 	for wait {
@@ -77,6 +69,21 @@ func startDaemon(t testing.TB, bin, stateDir string, env []string, wait bool, fi
 		time.Sleep(20 * time.Millisecond)
 	}
 	return d
+}
+
+// runDaemon starts cmd, a daemon of stateDir run with file, its output
+// going to a log file of the test's.
+func runDaemon(t testing.TB, cmd *exec.Cmd, stateDir, file string) *daemon {
+	t.Helper()
+	log, err := os.Create(filepath.Join(t.TempDir(), "up.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return &daemon{t: t, cmd: cmd, stateDir: stateDir, file: file, name: "web", log: log.Name()}
 }
 
 // output is what the daemon printed so far.

@@ -68,19 +68,12 @@ func TestSystemdSocketActivation(t *testing.T) {
 	state := t.TempDir()
 	cmd := exec.Command(systemdSocketActivate, "-l", listen, "-l", api,
 		pipitBin, "up", "-f", file, "--state-dir", state, "--api", api)
-	log, err := os.Create(filepath.Join(t.TempDir(), "up.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{t: t, cmd: cmd, stateDir: state, file: file, name: "web", log: log.Name()}
+	d := runDaemon(t, cmd, state, file)
 	t.Cleanup(func() { d.stopGracefully(20 * time.Second) })
 
 	// The first connection starts pipit; it waits until pipit serves.
 	var resp *http.Response
+	var err error
 	client := &http.Client{Timeout: 30 * time.Second}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		// Until systemd-socket-activate listens, the dial is refused.

@@ -59,13 +59,20 @@ spec:
 
 func startDaemon(t *testing.T, dir string, doc []byte) (*Daemon, *client.HTTP) {
 	t.Helper()
-	d, err := Start(context.Background(), Config{Sources: []Source{{File: "web.yaml", Data: doc}}, StateDir: dir, APIAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.DiscardHandler)})
+	return startConfig(t, Config{Sources: []Source{{File: "web.yaml", Data: doc}}, StateDir: dir})
+}
+
+// startConfig starts a daemon of cfg with its control API on a free port,
+// stopped at the end of the test, and a client of it.
+func startConfig(t *testing.T, cfg Config) (*Daemon, *client.HTTP) {
+	t.Helper()
+	cfg.APIAddr, cfg.Logger = "127.0.0.1:0", slog.New(slog.DiscardHandler)
+	d, err := Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { d.Stop(context.Background()) })
-	c, err := client.FromStateDir(dir)
+	c, err := client.FromStateDir(cfg.StateDir)
 	if err != nil {
 		t.Fatal(err)
 	}

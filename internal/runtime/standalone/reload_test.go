@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -60,17 +59,7 @@ func (f *rolloutFiles) read() ([]Source, error) {
 func startReloadable(t *testing.T, dir string, f *rolloutFiles) (*Daemon, *client.HTTP) {
 	t.Helper()
 	sources, _ := f.read()
-	d, err := Start(context.Background(), Config{Sources: sources, Read: f.read, StateDir: dir, APIAddr: "127.0.0.1:0",
-		Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Stop(context.Background()) })
-	c, err := client.FromStateDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d, c
+	return startConfig(t, Config{Sources: sources, Read: f.read, StateDir: dir})
 }
 
 // reload reloads d and fails the test if it was refused.
