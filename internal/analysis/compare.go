@@ -7,6 +7,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis/stats"
 	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // ScoreMetric is the name of the result that carries the canary score of
@@ -18,11 +19,7 @@ const ScoreMetric = "canary-score"
 func Compare(m v1alpha1.MetricSpec, meas rollout.Measurement, confidence float64) (v1alpha1.MetricResult, stats.MetricResult) {
 	r := v1alpha1.MetricResult{Name: m.Name, Canary: meas.Canary, Stable: meas.Stable, DryRun: m.DryRun}
 	c := m.Compare
-	direction := c.Direction
-	if direction == "" {
-		direction = stats.Either.String() // the documented default
-	}
-	dir, err := stats.ParseDirection(direction)
+	dir, err := stats.ParseDirection(spec.CompareDirection(m))
 	if err != nil {
 		r.Verdict, r.Message = v1alpha1.VerdictError, fmt.Sprintf("%s: %v", m.Name, err)
 		return r, stats.MetricResult{Name: m.Name, Classification: stats.MetricError}

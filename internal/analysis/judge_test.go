@@ -152,3 +152,30 @@ func TestSpentConfidenceAddsUpToTheConfidence(t *testing.T) {
 		t.Errorf("1000 checks spent %v of the error, want %v", spent, want)
 	}
 }
+
+// compareDirections: a compared metric without a direction takes the one
+// of its meaning when pipit measures it, and either otherwise.
+var compareDirections = []struct {
+	metric           v1alpha1.MetricSpec
+	canary, stable   float64
+	wantFailed       bool
+	whatTheCaseShows string
+}{
+	{v1alpha1.MetricSpec{Name: "latency-p99", Compare: &v1alpha1.CompareSpec{}}, 50, 100, false, "a faster canary is not rolled back"},
+	{v1alpha1.MetricSpec{Name: "latency-p99", Compare: &v1alpha1.CompareSpec{}}, 150, 100, true, "a slower one is"},
+	{v1alpha1.MetricSpec{Name: "request-success-rate", Compare: &v1alpha1.CompareSpec{}}, 150, 100, false, "more success is fine"},
+	{v1alpha1.MetricSpec{Name: "request-success-rate", Compare: &v1alpha1.CompareSpec{}}, 50, 100, true, "less is not"},
+	{v1alpha1.MetricSpec{Name: "error-rate", Compare: &v1alpha1.CompareSpec{}}, 50, 100, false, "fewer errors are fine"},
+	{v1alpha1.MetricSpec{Name: "latency-p99", Compare: &v1alpha1.CompareSpec{Direction: "either"}}, 50, 100, true, "a written direction wins"},
+	{v1alpha1.MetricSpec{Name: "latency-p99", Provider: &v1alpha1.MetricProvider{}, Compare: &v1alpha1.CompareSpec{}}, 50, 100, true,
+		"a query of the user's keeps either"},
+}
+
+func TestCompareDirectionFollowsTheMetricsMeaning(t *testing.T) {
+	for _, tc := range compareDirections {
+		r, _ := Compare(tc.metric, rollout.Measurement{CanarySamples: series(tc.canary, 60, 1), StableSamples: series(tc.stable, 60, 1)}, 0.98)
+		if failed := r.Verdict == v1alpha1.VerdictFailed; failed != tc.wantFailed {
+			t.Errorf("%s: %s (%s)", tc.whatTheCaseShows, r.Verdict, r.Message)
+		}
+	}
+}

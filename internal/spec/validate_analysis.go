@@ -24,23 +24,53 @@ const (
 // condition compares a few numbers, and compiling costs time in its length.
 const maxConditionLength = 1024
 
+// Directions of a compared metric: the change that counts against the
+// canary.
+const (
+	DirectionIncrease = "increase"
+	DirectionDecrease = "decrease"
+	DirectionEither   = "either"
+)
+
 // builtinMetrics are the metrics pipit measures itself, in the order
 // MetricSpec's documentation lists them: the built-in proxy's, then the
-// usage of process targets.
+// usage of process targets. worse is the change that is bad by the
+// metric's meaning.
 var builtinMetrics = []struct {
-	name string
-	unit unit
+	name  string
+	unit  unit
+	worse string
 }{
-	{"request-success-rate", unitPercent},
-	{"error-rate", unitPercent},
-	{"request-count", unitCount},
-	{"latency-mean", unitMillis},
-	{"latency-p50", unitMillis},
-	{"latency-p95", unitMillis},
-	{"latency-p99", unitMillis},
-	{"request-duration", unitMillis},
-	{MetricCPUUsage, unitUsage},
-	{MetricMemoryUsage, unitUsage},
+	{"request-success-rate", unitPercent, DirectionDecrease},
+	{"error-rate", unitPercent, DirectionIncrease},
+	{"request-count", unitCount, DirectionEither},
+	{"latency-mean", unitMillis, DirectionIncrease},
+	{"latency-p50", unitMillis, DirectionIncrease},
+	{"latency-p95", unitMillis, DirectionIncrease},
+	{"latency-p99", unitMillis, DirectionIncrease},
+	{"request-duration", unitMillis, DirectionIncrease},
+	{MetricCPUUsage, unitUsage, DirectionIncrease},
+	{MetricMemoryUsage, unitUsage, DirectionIncrease},
+}
+
+// CompareDirection is the change of a compared metric that counts against
+// the canary: compare.direction when it is written; else, for a builtin
+// metric, the one its meaning gives (more latency, errors or usage, less
+// success); else either, Kayenta's default, as pipit cannot know what a
+// query of the user's means. A canary faster than a loaded stable is not
+// rolled back for it.
+func CompareDirection(m v1alpha1.MetricSpec) string {
+	if m.Compare != nil && m.Compare.Direction != "" {
+		return m.Compare.Direction
+	}
+	if m.Provider == nil {
+		for _, b := range builtinMetrics {
+			if b.name == m.Name {
+				return b.worse
+			}
+		}
+	}
+	return DirectionEither
 }
 
 func (v *validator) analysis(a *v1alpha1.AnalysisSpec) {
