@@ -41,8 +41,8 @@ const MirrorHeader = "X-Pipit-Mirror"
 type mirror struct {
 	maxBody   int64
 	methods   map[string]bool // the methods copied; nil copies every one
-	slots     chan struct{} // one token per copy in flight
-	tasks     *background   // the Proxy's: copies run there
+	slots     chan struct{}   // one token per copy in flight
+	tasks     *background     // the Proxy's: copies run there
 	transport *http.Transport
 	dropped   atomic.Uint64
 	skipped   atomic.Uint64
