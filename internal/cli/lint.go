@@ -77,8 +77,12 @@ func (o *lintOptions) run(cmd *cobra.Command, files []string) error {
 			fmt.Fprintln(cmd.ErrOrStderr(), res.problem)
 			continue
 		}
+		findings, err := lint.Lint(res.src, lint.Options{MaxStep: o.maxStep})
+		if err != nil {
+			return err
+		}
 		report.Rollouts += len(res.src.Documents)
-		report.Findings = append(report.Findings, lint.Lint(res.src, lint.Options{MaxStep: o.maxStep})...)
+		report.Findings = append(report.Findings, findings...)
 	}
 	if err := o.print(cmd.OutOrStdout(), report); err != nil {
 		return err

@@ -132,8 +132,9 @@ func Rules() []Rule {
 }
 
 // Lint runs every rule over the rollouts of src and returns the findings
-// ordered by file position.
-func Lint(src *spec.Source, opts Options) []Finding {
+// ordered by file position. It fails only when a rollout has no plan,
+// which spec.ReadSource's validation rules out.
+func Lint(src *spec.Source, opts Options) ([]Finding, error) {
 	if opts.MaxStep <= 0 {
 		opts.MaxStep = DefaultMaxStep
 	}
@@ -141,9 +142,7 @@ func Lint(src *spec.Source, opts Options) []Finding {
 	for _, doc := range src.Documents {
 		plan, err := spec.Resolve(&doc.Rollout.Spec)
 		if err != nil {
-			// ReadSource validated the rollout; a plan it cannot
-			// build is a bug pipit's own tests catch.
-			panic(fmt.Sprintf("lint: %s: %v", doc.Rollout.Name, err))
+			return nil, fmt.Errorf("%s: rollout %s: %w", doc.File, doc.Rollout.Name, err)
 		}
 		t := &target{doc: doc, r: doc.Rollout, plan: plan, others: src.Others, maxStep: opts.MaxStep}
 		for _, rule := range Rules() {
@@ -162,7 +161,7 @@ func Lint(src *spec.Source, opts Options) []Finding {
 		}
 		return a.Column < b.Column
 	})
-	return out
+	return out, nil
 }
 
 func (t *target) finding(rule Rule, h hit) Finding {

@@ -69,7 +69,11 @@ func TestMaxStepOption(t *testing.T) {
 		t.Fatal(err)
 	}
 	count := func(opts Options) (n int) {
-		for _, f := range Lint(src, opts) {
+		findings, err := Lint(src, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range findings {
 			if f.Rule == "weight-jump" {
 				n++
 			}
@@ -120,5 +124,9 @@ func lintFile(t *testing.T, file string) []Finding {
 	if err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
-	return Lint(src, Options{})
+	findings, err := Lint(src, Options{})
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return findings
 }

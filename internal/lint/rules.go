@@ -210,14 +210,13 @@ func noRollbackNotification(t *target) []hit {
 func noReadiness(t *target) []hit {
 	var out []hit
 	if s := t.r.Spec.Service; s != nil {
-		for role, u := range map[string]*v1alpha1.Upstream{"stable": &s.Stable, "canary": s.Canary} {
+		for i, u := range []*v1alpha1.Upstream{&s.Stable, s.Canary} {
 			if u != nil && u.Process != nil && u.Process.Readiness == nil {
-				out = append(out, hit{field: "spec.service." + role + ".process",
+				out = append(out, hit{field: "spec.service." + [...]string{"stable", "canary"}[i] + ".process",
 					problem: "the processes have no readiness probe, so they get traffic as soon as their port accepts connections, before they can answer: every start and restart fails requests",
 					fix:     "add readiness: {path: /health} (an endpoint that answers only once the process can serve)"})
 			}
 		}
-		slices.SortFunc(out, func(a, b hit) int { return strings.Compare(b.field, a.field) })
 	}
 	if ref := t.r.Spec.TargetRef; ref != nil {
 		for _, o := range t.others {
