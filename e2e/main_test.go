@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,9 +47,17 @@ type result struct {
 // pipit runs the binary to completion with a timeout.
 func pipit(t testing.TB, timeout time.Duration, args ...string) result {
 	t.Helper()
+	return pipitWithInput(t, timeout, "", args...)
+}
+
+// pipitWithInput runs the binary as pipit does, with stdin as its
+// standard input.
+func pipitWithInput(t testing.TB, timeout time.Duration, stdin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, pipitBin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -26,6 +26,12 @@ type AnalysisSpec struct {
 	// worse canary back between checks. On by default.
 	// +optional
 	Sequential *SequentialSpec `json:"sequential,omitempty"`
+	// ExpectedRequestsPerSecond is the traffic the service usually gets,
+	// all versions together. pipit does not act on it: `pipit lint` uses
+	// it to tell whether a stage sees enough requests to notice a worse
+	// error rate, and `pipit status` shows it.
+	// +optional
+	ExpectedRequestsPerSecond *float64 `json:"expectedRequestsPerSecond,omitempty"`
 	// Judge configures the score over metrics that have a compare section
 	// (canary against stable, Kayenta style).
 	// +optional

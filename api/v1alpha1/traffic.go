@@ -178,4 +178,12 @@ type Mirror struct {
 	// +kubebuilder:validation:Maximum=16777216
 	// +optional
 	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
+	// Methods lists the HTTP methods copied, such as [GET, HEAD]; a
+	// request with another method is not copied. Default: every method.
+	// A copy of a POST or a PATCH does its work twice (two orders, two
+	// e-mails), so list only the methods that are safe to repeat. The
+	// built-in proxy's only: Kubernetes routers mirror every method.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Methods []string `json:"methods,omitempty"`
 }

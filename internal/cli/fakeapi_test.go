@@ -166,9 +166,10 @@ func mtime(t time.Time) *metav1.MicroTime {
 func webView(now time.Time) controlapi.RolloutView {
 	healthy := true
 	return controlapi.RolloutView{
-		Name:     "web",
-		Listen:   "127.0.0.1:8080",
-		Decision: v1alpha1.DecisionAutomatic,
+		Name:                      "web",
+		Listen:                    "127.0.0.1:8080",
+		Decision:                  v1alpha1.DecisionAutomatic,
+		ExpectedRequestsPerSecond: 40,
 		Steps: []string{"setWeight 5%", "analysis 1 check", "setWeight 25%", "pause 10m0s",
 			"setWeight 50%", "analysis 1 check"},
 		Metrics: []v1alpha1.MetricSpec{

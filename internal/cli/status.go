@@ -199,6 +199,9 @@ func checksLine(v controlapi.RolloutView, now time.Time) string {
 	if d := time.Duration(v.AnalysisInterval); d > 0 {
 		parts = append(parts, "every "+d.String())
 	}
+	if rps := v.ExpectedRequestsPerSecond; rps > 0 {
+		parts = append(parts, fmt.Sprintf("expecting %g requests/s", rps))
+	}
 	parts = append(parts, fmt.Sprintf("%d passed, %d failed", a.PassedChecks, a.FailedChecks))
 	if a.NextCheckAt != nil && a.NextCheckAt.After(now) {
 		parts = append(parts, "next in "+a.NextCheckAt.Sub(now).Round(time.Second).String())

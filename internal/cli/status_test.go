@@ -50,7 +50,7 @@ Canary:    v2  http://127.0.0.1:9002
 Weight:    25%
 Step:      4/6 pause 10m0s
 Started:   2026-07-01 08:53:00 (12m ago)
-Checks:    every 1m0s; 4 passed, 0 failed; next in 40s
+Checks:    every 1m0s; expecting 40 requests/s; 4 passed, 0 failed; next in 40s
 
 Steps:
      1  setWeight 5%

@@ -25,23 +25,27 @@ name), values of the wrong kind, durations and weights that do not parse, duplic
 keys, YAML anchors and aliases, and rules such as weights that go down are all
 reported at once.
 
+A file may hold several documents separated by ---; "-" reads standard input.
+Documents of other APIs than pipit's (a Deployment, a Service) are skipped with a
+note on standard error, so a manifest stream can be checked as it is.
+
 It exits 0 when every file is valid and 2 when any is not.`,
 		Example: `  pipit validate examples/canary.yaml
-  pipit validate rollouts/*.yaml`,
+  pipit validate rollouts/*.yaml
+  kustomize build overlays/prod | pipit validate -`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			return BadInput(cobra.MinimumNArgs(1)(cmd, args))
 		},
 		RunE: func(cmd *cobra.Command, files []string) error {
 			out := cmd.OutOrStdout()
 			invalid := 0
-			for _, file := range files {
-				rollouts, err := spec.Load(file)
-				if err != nil {
+			for _, res := range readRolloutFiles(files, cmd.InOrStdin(), cmd.ErrOrStderr()) {
+				if res.src == nil {
 					invalid++
-					fmt.Fprintln(out, describeLoadError(file, err))
+					fmt.Fprintln(out, res.problem)
 					continue
 				}
-				fmt.Fprintf(out, "%s: ok (%s)\n", file, countNoun(len(rollouts), "rollout"))
+				fmt.Fprintf(out, "%s: ok (%s)\n", res.src.Name, countNoun(len(res.src.Documents), "rollout"))
 			}
 			if invalid > 0 {
 				return BadInputf("%d of %s invalid", invalid, countNoun(len(files), "file"))

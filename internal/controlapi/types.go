@@ -136,6 +136,9 @@ type RolloutView struct {
 	Metrics []v1alpha1.MetricSpec `json:"metrics,omitempty"`
 	// AnalysisInterval is the time between checks.
 	AnalysisInterval Duration `json:"analysisInterval"`
+	// ExpectedRequestsPerSecond is the traffic the rollout file states,
+	// zero when it states none.
+	ExpectedRequestsPerSecond float64 `json:"expectedRequestsPerSecond,omitempty"`
 	// Status is the rollout's whole state.
 	Status v1alpha1.RolloutStatus `json:"status"`
 	// Live is what the proxy measured since the last check, per version.

@@ -11,6 +11,7 @@ func NewView(name string, plan spec.Plan, st v1alpha1.RolloutStatus) RolloutView
 	v := RolloutView{
 		Name: name, Decision: plan.Decision,
 		AnalysisInterval: Duration(plan.Analysis.Interval), Status: st,
+		ExpectedRequestsPerSecond: plan.Analysis.ExpectedRequestsPerSecond,
 	}
 	for _, pm := range plan.Analysis.Metrics {
 		v.Metrics = append(v.Metrics, pm.MetricSpec)

@@ -40,8 +40,9 @@ const MirrorHeader = "X-Pipit-Mirror"
 // real traffic (MirrorStats), so that analysis judges only what users got.
 type mirror struct {
 	maxBody   int64
-	slots     chan struct{} // one token per copy in flight
-	tasks     *background   // the Proxy's: copies run there
+	methods   map[string]bool // the methods copied; nil copies every one
+	slots     chan struct{}   // one token per copy in flight
+	tasks     *background     // the Proxy's: copies run there
 	transport *http.Transport
 	dropped   atomic.Uint64
 	skipped   atomic.Uint64
@@ -59,8 +60,16 @@ func compileMirror(m *v1alpha1.Mirror, tasks *background) (*mirror, error) {
 		return nil, fmt.Errorf("mirror: maxBodyBytes must be from 0 to %d, not %d", v1alpha1.MaxMirrorBodyBytes, maxBody)
 	}
 	dialer := &net.Dialer{Timeout: DefaultDialTimeout, KeepAlive: 30 * time.Second}
+	var methods map[string]bool
+	if len(m.Methods) > 0 {
+		methods = make(map[string]bool, len(m.Methods))
+		for _, method := range m.Methods {
+			methods[method] = true
+		}
+	}
 	return &mirror{
 		maxBody: maxBody,
+		methods: methods,
 		slots:   make(chan struct{}, mirrorInFlight),
 		tasks:   tasks,
 		transport: &http.Transport{
@@ -114,8 +123,10 @@ func (m *mirror) skipStreamed(r *http.Request) {
 }
 
 // acquire takes a slot for a copy of r, or counts the copy as dropped.
+// Requests of methods not listed are not copied, nor counted: the spec
+// left them out on purpose.
 func (m *mirror) acquire(r *http.Request) bool {
-	if r.Header.Get("Upgrade") != "" {
+	if r.Header.Get("Upgrade") != "" || (m.methods != nil && !m.methods[r.Method]) {
 		return false
 	}
 	select {

@@ -222,3 +222,34 @@ func TestMirrorBuffered(t *testing.T) {
 		t.Fatalf("skipped %d; want the body over the bound skipped", ms.Skipped)
 	}
 }
+
+// TestMirrorMethods: with methods listed, only requests of those methods
+// are copied; the others still reach stable, and nothing counts them as
+// dropped or skipped.
+func TestMirrorMethods(t *testing.T) {
+	stable, canary := newRecordingUpstream(t, "v1", nil), newRecordingUpstream(t, "v2", nil)
+	spec := mirrorSpec(100)
+	spec.Mirror.Methods = []string{http.MethodGet, http.MethodHead}
+	p, addr := mirrorProxy(t, stable, canary, spec)
+	for range 3 {
+		if code, v := post(t, addr+"/orders", strings.NewReader("order")); code != 200 || v != "v1" {
+			t.Fatalf("client got %d from %s", code, v)
+		}
+	}
+	if code, _, _ := get(t, http.DefaultClient, addr+"/catalog"); code != 200 {
+		t.Fatalf("GET answered %d", code)
+	}
+	nettest.Eventually(t, "the GET to be copied", func() bool { return p.MirrorStats().Canary.Requests == 1 })
+	settled(t, p, 4)
+	for _, got := range canary.requests() {
+		if got.method != http.MethodGet || got.uri != "/catalog" {
+			t.Fatalf("copied %s %s; only GET and HEAD are listed", got.method, got.uri)
+		}
+	}
+	if ms := p.MirrorStats(); ms.Canary.Requests != 1 || ms.Dropped+ms.Skipped != 0 {
+		t.Fatalf("mirror stats %+v", ms)
+	}
+	if got := len(stable.requests()); got != 4 {
+		t.Fatalf("stable served %d of 4", got)
+	}
+}

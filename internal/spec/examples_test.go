@@ -70,7 +70,7 @@ func TestExamples(t *testing.T) {
 		t.Errorf("process.yaml plan = %+v", p)
 	}
 	hybrid := plans["hybrid.yaml"].Steps
-	if last := hybrid[len(hybrid)-1]; last.Kind != StepPause || last.Duration != 0 {
-		t.Errorf("hybrid.yaml does not end with an indefinite pause: %+v", last)
+	if last := hybrid[len(hybrid)-1]; last.Kind != StepApproval || last.Duration != 8*time.Hour || last.OnTimeout != v1alpha1.ApprovalRollback {
+		t.Errorf("hybrid.yaml does not end with an approval that rolls back after 8h: %+v", last)
 	}
 }

@@ -33,6 +33,16 @@ const (
 // Load reads the rollout file at path and parses it with ParseFile. It
 // refuses a file over MaxFileSize before reading it.
 func Load(path string) ([]*v1alpha1.Rollout, error) {
+	data, err := readFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseFile(path, data)
+}
+
+// readFile reads the file at path, refusing a directory and a file over
+// MaxFileSize before reading it.
+func readFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -54,7 +64,7 @@ func Load(path string) ([]*v1alpha1.Rollout, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	return ParseFile(path, data)
+	return data, nil
 }
 
 // ParseFile parses data, one or more YAML documents separated by ---, each
@@ -66,15 +76,26 @@ func Load(path string) ([]*v1alpha1.Rollout, error) {
 // aliases are refused; so is input beyond MaxFileSize, MaxDepth or
 // MaxNodes, and binary data.
 func ParseFile(filename string, data []byte) ([]*v1alpha1.Rollout, error) {
+	src, err := parseStream(filename, data, false)
+	if err != nil {
+		return nil, err
+	}
+	return src.Rollouts(), nil
+}
+
+// parseStream parses the documents of data as ParseFile does. With
+// skipOthers, a document whose apiVersion is not pipit's (a Deployment, a
+// Service) is kept aside in Others instead of being refused.
+func parseStream(filename string, data []byte, skipOthers bool) (*Source, error) {
 	if err := checkBytes(filename, data); err != nil {
 		return nil, Errors{err}
 	}
 	var (
-		rollouts []*v1alpha1.Rollout
-		errs     Errors
-		names    = map[string]int{} // rollout name → line of its first use
-		budget   = limits{nodes: MaxNodes}
-		dec      = yaml.NewDecoder(bytes.NewReader(data))
+		src    = &Source{Name: filename}
+		errs   Errors
+		names  = map[string]int{} // rollout name → line of its first use
+		budget = limits{nodes: MaxNodes}
+		dec    = yaml.NewDecoder(bytes.NewReader(data))
 	)
 	for {
 		var doc yaml.Node
@@ -93,6 +114,10 @@ func ParseFile(filename string, data []byte) ([]*v1alpha1.Rollout, error) {
 		if root == nil {
 			continue
 		}
+		if other := foreignDocument(filename, root); skipOthers && other != nil {
+			src.Others = append(src.Others, other)
+			continue
+		}
 		r, d := decodeDocument(filename, root)
 		errs = append(errs, d.errs...)
 		if r == nil {
@@ -105,16 +130,16 @@ func ParseFile(filename string, data []byte) ([]*v1alpha1.Rollout, error) {
 		} else {
 			names[r.Name] = namePos.line
 		}
-		rollouts = append(rollouts, r)
+		src.Documents = append(src.Documents, &Document{Rollout: r, File: filename, pos: d.pos})
 	}
-	if len(errs) == 0 && len(rollouts) == 0 {
+	if len(errs) == 0 && len(src.Documents) == 0 {
 		errs = append(errs, &FieldError{File: filename, Reason: "holds no rollout"})
 	}
 	if len(errs) > 0 {
 		errs.sortByPosition()
 		return nil, errs
 	}
-	return rollouts, nil
+	return src, nil
 }
 
 // decodeDocument turns one document into a Rollout and validates it. It
@@ -154,12 +179,7 @@ func (d *decoder) locate(errs Errors) Errors {
 		if d.isRefused(e.Field) {
 			continue
 		}
-		p := e.Field
-		pos, ok := d.pos[p]
-		for !ok && p != "" {
-			p = parentPath(p)
-			pos, ok = d.pos[p]
-		}
+		pos := nearest(d.pos, e.Field)
 		e.File, e.Line, e.Column = d.file, pos.line, pos.column
 		out = append(out, e)
 	}
@@ -176,6 +196,16 @@ func (d *decoder) isRefused(path string) bool {
 		}
 	}
 	return false
+}
+
+// nearest returns where field is written, or else its nearest parent.
+func nearest(positions map[string]position, field string) position {
+	pos, ok := positions[field]
+	for !ok && field != "" {
+		field = parentPath(field)
+		pos, ok = positions[field]
+	}
+	return pos
 }
 
 // within reports whether path is parent or lies under it.

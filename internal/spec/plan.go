@@ -113,6 +113,9 @@ type AnalysisPlan struct {
 	// is off.
 	Sequential SequentialPlan
 	Judge      JudgePlan
+	// ExpectedRequestsPerSecond is the traffic the file states, zero
+	// when it states none; only shown and linted.
+	ExpectedRequestsPerSecond float64
 }
 
 // PlanMetric is one metric with its limits resolved.
@@ -202,6 +205,7 @@ func resolveAnalysis(a *v1alpha1.AnalysisSpec, interval time.Duration) AnalysisP
 	p.Interval = durationOr(a.Interval, interval)
 	p.Vars = a.Variables
 	p.FailureLimit = intOr(a.FailureLimit, DefaultFailureLimit)
+	p.ExpectedRequestsPerSecond = floatOr(a.ExpectedRequestsPerSecond, 0)
 	for _, m := range a.Metrics {
 		pm := PlanMetric{MetricSpec: m, FailureLimit: p.FailureLimit, ConsecutiveErrorLimit: DefaultConsecutiveErrors,
 			NoData: m.NoData, NoDataTimeout: durationOr(m.NoDataTimeout, DefaultNoDataTimeout)}

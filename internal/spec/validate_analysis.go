@@ -92,6 +92,9 @@ func (v *validator) analysis(a *v1alpha1.AnalysisSpec) {
 			v.add(p+".sequential.falseAlarmRate", "must be a probability between 0 and 1, such as 0.01, not %s", fnum(f))
 		}
 	}
+	if rps := a.ExpectedRequestsPerSecond; rps != nil && !(*rps > 0) {
+		v.add(p+".expectedRequestsPerSecond", "must be more than 0, not %s", fnum(*rps))
+	}
 	if a.Judge != nil {
 		v.judge(p+".judge", a.Judge)
 	}

@@ -117,6 +117,9 @@ func (v *validator) kubernetesTraffic(t *v1alpha1.TrafficSpec, gateway, istio bo
 	if t.Salt != "" {
 		v.add(p+".salt", "goes with userKey, which Kubernetes routers do not offer")
 	}
+	if t.Mirror != nil && len(t.Mirror.Methods) > 0 {
+		v.add(p+".mirror.methods", "is honoured by pipit's own proxy only; Kubernetes routers copy every method")
+	}
 	routed := gateway || istio
 	if !routed && (len(t.Rules) > 0 || t.StickySession != nil || t.Mirror != nil) {
 		v.add(p, "rules, stickySession and mirror need a router: set spec.kubernetes.router.gatewayAPI or .istio")

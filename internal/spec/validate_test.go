@@ -286,6 +286,9 @@ var refusals = []struct {
 	{"false alarm rate", func(r *v1alpha1.Rollout) {
 		r.Spec.Analysis.Sequential = &v1alpha1.SequentialSpec{FalseAlarmRate: ptr(1.0)}
 	}, "spec.analysis.sequential.falseAlarmRate", "must be a probability between 0 and 1, such as 0.01, not 1"},
+	{"no expected traffic", func(r *v1alpha1.Rollout) {
+		r.Spec.Analysis.ExpectedRequestsPerSecond = ptr(0.0)
+	}, "spec.analysis.expectedRequestsPerSecond", "must be more than 0, not 0"},
 	{"pass score", func(r *v1alpha1.Rollout) { r.Spec.Analysis.Judge = &v1alpha1.JudgeSpec{PassScore: ptr(120.0)} }, "spec.analysis.judge.passScore", "must be a score from 0 to 100, not 120"},
 	{"marginal score above the default pass score", func(r *v1alpha1.Rollout) {
 		r.Spec.Analysis.Judge = &v1alpha1.JudgeSpec{MarginalScore: ptr(80.0)}

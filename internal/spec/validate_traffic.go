@@ -44,6 +44,11 @@ func (v *validator) traffic(t *v1alpha1.TrafficSpec, p string) {
 		if m.MaxBodyBytes < 0 || m.MaxBodyBytes > v1alpha1.MaxMirrorBodyBytes {
 			v.add(p+".mirror.maxBodyBytes", "must be from 0 (the default, 65536) to %d, not %d", v1alpha1.MaxMirrorBodyBytes, m.MaxBodyBytes)
 		}
+		for i, method := range m.Methods {
+			if method == "" || method != strings.ToUpper(method) || !httpguts.ValidHeaderFieldName(method) {
+				v.add(fmt.Sprintf("%s.mirror.methods[%d]", p, i), "%q is not an HTTP method: write it upper case, such as GET", clip(method))
+			}
+		}
 	}
 }
 

@@ -26,7 +26,7 @@ rules:
   - {name: new-api, to: canary, path: {prefix: /api/v2/}, method: {in: [GET, HEAD]}, cookies: {legacy: {not: true}}}
   - {name: android, to: stable, headers: {User-Agent: {regex: "(?i).*android.*"}}, queryParams: {debug: {}}}
 stickySession: {cookieName: pipit-checkout, ttl: 1h}
-mirror: {percent: 10, maxBodyBytes: 65536}
+mirror: {percent: 10, maxBodyBytes: 65536, methods: [GET, HEAD]}
 `
 
 // decodeTraffic reads a traffic section as the rollout file parser does.
@@ -92,6 +92,7 @@ func TestValidateTraffic(t *testing.T) {
 		{"mirror zero", `mirror: {percent: 0}`, "spec.service.traffic.mirror.percent", "must be more than 0 and at most 100, not 0"},
 		{"mirror over", `mirror: {percent: 101}`, "spec.service.traffic.mirror.percent", "not 101"},
 		{"mirror body", `mirror: {percent: 5, maxBodyBytes: 999999999}`, "spec.service.traffic.mirror.maxBodyBytes", "must be from 0"},
+		{"mirror method", `mirror: {percent: 5, methods: [GET, head]}`, "spec.service.traffic.mirror.methods[1]", `"head" is not an HTTP method: write it upper case`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			errs := ValidateTraffic(decodeTraffic(t, tc.src), "spec.service.traffic")
