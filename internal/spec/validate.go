@@ -225,10 +225,15 @@ func (v *validator) strategy(st *v1alpha1.Strategy) {
 	v.positive(p+".interval", st.Interval)
 	shorthand := st.StepWeight != nil || st.MaxWeight != nil || len(st.StepWeights) > 0
 	switch {
+	case st.Preset != nil && (len(st.Steps) > 0 || shorthand):
+		v.add(p+".preset", "use preset, steps or the shorthand (stepWeight, maxWeight, stepWeights), only one of them")
 	case len(st.Steps) > 0 && shorthand:
 		v.add(p, "use steps or the shorthand (stepWeight, maxWeight, stepWeights), not both")
-	case len(st.Steps) == 0 && !shorthand:
-		v.add(p, "needs steps, or the shorthand stepWeight or stepWeights")
+	case len(st.Steps) == 0 && !shorthand && st.Preset == nil:
+		v.add(p, "needs steps, a preset, or the shorthand stepWeight or stepWeights")
+	}
+	if st.Preset != nil {
+		v.preset(st.Preset)
 	}
 	if len(st.Steps) > 0 {
 		v.steps(st.Steps)
