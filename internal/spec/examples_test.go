@@ -33,7 +33,6 @@ func TestExamples(t *testing.T) {
 				t.Errorf("%s: Resolve %s: %v", f, r.Name, err)
 			}
 			plans[filepath.Base(f)] = p
-			plans[filepath.Base(f)+"#"+r.Name] = p
 			if filepath.Base(f) == "process.yaml" {
 				proc, notes := r.Spec.Service.Stable.Process, r.Spec.Notifications
 				if proc == nil || proc.Readiness == nil || proc.Liveness == nil || len(notes) != 1 || notes[0].URLEnv == "" {
@@ -70,11 +69,8 @@ func TestExamples(t *testing.T) {
 		!slices.ContainsFunc(p.Analysis.Metrics, func(m PlanMetric) bool { return m.Name == MetricMemoryUsage }) {
 		t.Errorf("process.yaml plan = %+v", p)
 	}
-	if p := plans["preset.yaml#payments"]; !reflect.DeepEqual(p.Steps, stagesOf([]float64{10}, 5*time.Minute)) {
-		t.Errorf("preset.yaml payments plan = %+v", p.Steps)
-	}
-	if p := plans["preset.yaml#search"]; !reflect.DeepEqual(p.Steps, stagesOf([]float64{20, 40, 60, 80}, 2*time.Minute)) {
-		t.Errorf("preset.yaml search plan = %+v", p.Steps)
+	if p := plans["preset.yaml"]; !reflect.DeepEqual(p.Steps, stagesOf([]float64{10}, 5*time.Minute)) {
+		t.Errorf("preset.yaml plan = %+v", p.Steps)
 	}
 	hybrid := plans["hybrid.yaml"].Steps
 	if last := hybrid[len(hybrid)-1]; last.Kind != StepPause || last.Duration != 0 {
