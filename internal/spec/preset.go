@@ -95,27 +95,28 @@ func resolvePreset(p *v1alpha1.Preset) (presetShift, bool) {
 	return lookupPreset(p.Name)
 }
 
-// expandPreset turns a preset into steps: at each weight, setWeight, a
-// pause of the interval (checks run meanwhile) and one passing check;
-// after the last weight the plan ends, which promotes. All at once sets
-// all traffic and still needs one passing check, so that a failing
-// analysis rolls it back.
+// expandPreset turns a preset into steps: at each weight, setWeight and
+// a pause of the interval, through which checks keep running and a
+// failing one rolls back; after the last weight the plan ends, and, as in
+// every plan, promotion waits for a passing check at that weight. So
+// "every minute" means every minute, as in CodeDeploy, and validation
+// makes sure checks come at least that often (presetSoak). All at once
+// sets all traffic, and its promotion waits for the passing check too.
 func expandPreset(p *v1alpha1.Preset) ([]PlanStep, error) {
 	s, ok := resolvePreset(p)
 	if !ok || s.percent <= 0 {
 		return nil, fmt.Errorf("strategy.preset: %q is not a preset pipit knows", p.Name)
 	}
-	check := PlanStep{Kind: StepAnalysis, Checks: DefaultAnalysisChecks}
 	if s.percent >= v1alpha1.FullWeight {
-		return []PlanStep{{Kind: StepSetWeight, Weight: v1alpha1.FullWeight}, check}, nil
+		return []PlanStep{{Kind: StepSetWeight, Weight: v1alpha1.FullWeight}}, nil
 	}
 	weights := []v1alpha1.Percent{s.percent}
 	for w := 2 * s.percent; s.linear && w < v1alpha1.FullWeight; w += s.percent {
 		weights = append(weights, w)
 	}
-	out := make([]PlanStep, 0, 3*len(weights))
+	out := make([]PlanStep, 0, 2*len(weights))
 	for _, w := range weights {
-		out = append(out, PlanStep{Kind: StepSetWeight, Weight: w}, PlanStep{Kind: StepPause, Duration: s.interval}, check)
+		out = append(out, PlanStep{Kind: StepSetWeight, Weight: w}, PlanStep{Kind: StepPause, Duration: s.interval})
 	}
 	return out, nil
 }
@@ -167,15 +168,32 @@ func (v *validator) presetName(path, name string) {
 	v.add(path, "%s", msg)
 }
 
-// presetShift checks a custom form. A linear one makes three steps for
+// presetShift checks a custom form. A linear one makes two steps for
 // every weight below all traffic, which maxSteps bounds.
 func (v *validator) presetShift(path string, s *v1alpha1.PresetShift, linear bool) {
 	if s.Percent <= 0 || s.Percent >= v1alpha1.FullWeight {
 		v.add(path+".percent", "must be more than 0 and less than 100, not %s (all at once is the preset AllAtOnce)", num(s.Percent))
-	} else if n := 3 * int((v1alpha1.FullWeight-1)/s.Percent); linear && n > maxSteps {
+	} else if n := 2 * int((v1alpha1.FullWeight-1)/s.Percent); linear && n > maxSteps {
 		v.add(path+".percent", "%s every interval makes %d steps; at most %d are allowed", num(s.Percent), n, maxSteps)
 	}
 	if s.Interval.Duration <= 0 {
 		v.add(path+".interval", "is required: how long each weight soaks, such as 5m")
+	}
+}
+
+// presetSoak refuses a preset whose soak is shorter than the time between
+// checks of the metrics: a weight would then pass without a check.
+func (v *validator) presetSoak(s *v1alpha1.RolloutSpec) {
+	if s.Strategy.Preset == nil || s.Analysis == nil || len(s.Analysis.Metrics) == 0 {
+		return
+	}
+	shift, ok := resolvePreset(s.Strategy.Preset)
+	if !ok || shift.percent <= 0 || shift.percent >= v1alpha1.FullWeight || shift.interval <= 0 {
+		return
+	}
+	interval := durationOr(s.Analysis.Interval, durationOr(s.Strategy.Interval, DefaultAnalysisInterval))
+	if interval > shift.interval {
+		v.add("spec.strategy.preset", "soaks %s at each weight, less than the %s between checks (spec.analysis.interval): "+
+			"a weight would pass unchecked; check at least every %s", shift.interval, interval, shift.interval)
 	}
 }

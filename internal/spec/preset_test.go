@@ -49,7 +49,7 @@ var presetStages = map[string]struct {
 var linear10 = []float64{10, 20, 30, 40, 50, 60, 70, 80, 90}
 
 // stagesOf writes out the steps of a preset walking weights: at each, the
-// weight, the soak when there is one, and one passing check.
+// weight and the soak when there is one.
 func stagesOf(weights []float64, soak time.Duration) []PlanStep {
 	var want []PlanStep
 	for _, w := range weights {
@@ -57,7 +57,6 @@ func stagesOf(weights []float64, soak time.Duration) []PlanStep {
 		if soak > 0 {
 			want = append(want, PlanStep{Kind: StepPause, Duration: soak})
 		}
-		want = append(want, PlanStep{Kind: StepAnalysis, Checks: 1})
 	}
 	return want
 }
@@ -155,9 +154,17 @@ var presetProblems = []fileProblem{
 	{name: "linear of no traffic", body: "  strategy:\n    preset:\n      linear: {percent: 0, interval: 1m}\n", want: []string{
 		"f.yaml:11:16: spec.strategy.preset.linear.percent: must be more than 0 and less than 100, not 0 (all at once is the preset AllAtOnce)"}},
 	{name: "linear of too many steps", body: "  strategy:\n    preset:\n      linear: {percent: 0.1, interval: 1m}\n", want: []string{
-		"f.yaml:11:16: spec.strategy.preset.linear.percent: 0.1 every interval makes 2997 steps; at most 1000 are allowed"}},
+		"f.yaml:11:16: spec.strategy.preset.linear.percent: 0.1 every interval makes 1998 steps; at most 1000 are allowed"}},
 	{name: "linear interval without unit", body: "  strategy:\n    preset:\n      linear: {percent: 10, interval: 60}\n", want: []string{
 		"f.yaml:11:39: spec.strategy.preset.linear.interval: want a duration such as 30s or 10m, not the number 60 (add a unit)"}},
+	{name: "preset soaking less than a check interval", body: "  strategy:\n    preset: Linear10PercentEvery1Minute\n" +
+		"  analysis:\n    interval: 2m\n    metrics:\n      - name: request-success-rate\n        thresholdRange: {min: 99}\n", want: []string{
+		"f.yaml:10:5: spec.strategy.preset: soaks 1m0s at each weight, less than the 2m0s between checks (spec.analysis.interval): " +
+			"a weight would pass unchecked; check at least every 1m0s"}},
+	{name: "custom preset soaking less than the default check interval", body: "  strategy:\n    preset: {canary: {percent: 5, interval: 30s}}\n" +
+		"  analysis:\n    metrics:\n      - name: request-success-rate\n        thresholdRange: {min: 99}\n", want: []string{
+		"f.yaml:10:5: spec.strategy.preset: soaks 30s at each weight, less than the 1m0s between checks (spec.analysis.interval): " +
+			"a weight would pass unchecked; check at least every 30s"}},
 	{name: "preset as a list", body: "  strategy:\n    preset: [AllAtOnce]\n", want: []string{
 		"f.yaml:10:13: spec.strategy.preset: want a mapping of fields, not a list"}},
 }

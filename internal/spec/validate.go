@@ -61,6 +61,7 @@ func Validate(r *v1alpha1.Rollout) Errors {
 	v.webhooks(r.Spec.Webhooks)
 	v.notifications(r.Spec.Notifications)
 	v.usageMetrics(&r.Spec)
+	v.presetSoak(&r.Spec)
 	return v.errs
 }
 
