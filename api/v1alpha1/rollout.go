@@ -221,10 +221,10 @@ type HealthCheck struct {
 // Strategy is the canary plan in one of three forms: an explicit list of
 // steps, Flagger's shorthand (interval with stepWeight and maxWeight, or
 // stepWeights), or a named preset. The shorthand and presets expand into
-// steps; the forms cannot be mixed.
+// steps; the forms cannot be mixed. (CEL cannot see preset, which has no
+// schema, so pipit's validation alone keeps it apart from the others.)
 //
 // +kubebuilder:validation:XValidation:rule="!(has(self.steps) && size(self.steps) > 0 && (has(self.stepWeight) || has(self.maxWeight) || has(self.stepWeights)))",message="use steps or the shorthand (stepWeight, maxWeight, stepWeights), not both"
-// +kubebuilder:validation:XValidation:rule="!has(self.preset) || !((has(self.steps) && size(self.steps) > 0) || has(self.stepWeight) || has(self.maxWeight) || has(self.stepWeights))",message="use preset, steps or the shorthand (stepWeight, maxWeight, stepWeights), only one of them"
 // +kubebuilder:validation:XValidation:rule="!has(self.stepWeights) || !(has(self.stepWeight) || has(self.maxWeight))",message="use stepWeights, or stepWeight with maxWeight, not both"
 type Strategy struct {
 	// Steps run in order; after the last one the canary is promoted.
