@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -98,4 +99,74 @@ func TestProcessExampleRunsEndToEnd(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	d.stopGracefully(20 * time.Second)
+}
+
+// failingServer passes its health checks and answers every other request
+// with a 500: a canary that starts, then breaks under traffic.
+func failingServer(t testing.TB) string {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			return
+		}
+		http.Error(w, "broken", http.StatusInternalServerError)
+	}))
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
+// TestPresetExampleRunsEndToEnd runs examples/preset.yaml through `pipit
+// up` under load, its preset given the custom canary form with the same
+// 10% and a soak of seconds (the named one soaks five minutes) and its
+// checks made faster: `pipit status` shows the expanded steps, and the
+// history walks them to promotion, or, with a canary answering 500s,
+// rolls back at 10% before the soak ends.
+func TestPresetExampleRunsEndToEnd(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		canary func(testing.TB) string
+		phase  v1alpha1.Phase
+		stable string
+	}{
+		{"healthy canary is promoted", func(t testing.TB) string { return versionServer(t, "v3.2.0") }, v1alpha1.PhaseSucceeded, "v3.2.0"},
+		{"failing canary rolls back", failingServer, v1alpha1.PhaseRolledBack, "v3.1.0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			listen := freePort(t)
+			file := example(t, "preset.yaml",
+				"127.0.0.1:8086", listen,
+				"http://127.0.0.1:9061", versionServer(t, "v3.1.0"),
+				"http://127.0.0.1:9062", tc.canary(t),
+				"preset: CodeDeployDefault.ECSCanary10Percent5Minutes", "preset: {canary: {percent: 10, interval: 4s}}",
+				"interval: 1m", "interval: 500ms")
+			d := startUp(t, file, t.TempDir())
+			d.name = "payments"
+			if steps := d.status().Steps; !slices.Equal(steps, []string{"setWeight 10%", "pause 4s"}) {
+				t.Errorf("status steps %q, want the preset expanded", steps)
+			}
+			stop := load(t, listen, 100)
+			start := time.Now()
+			st := d.waitFor(60*time.Second, string(tc.phase), func(st v1alpha1.RolloutStatus) bool { return st.Phase.Terminal() })
+			stop()
+			if st.Phase != tc.phase || st.Stable.Version != tc.stable {
+				t.Fatalf("ended %s with stable %s (%s), want %s with %s", st.Phase, st.Stable.Version, st.Message, tc.phase, tc.stable)
+			}
+			if took := time.Since(start); tc.phase == v1alpha1.PhaseRolledBack && took > 4*time.Second {
+				t.Errorf("rolled back after %s, later than the 4s soak", took)
+			}
+			var walked []string
+			for _, e := range d.history() {
+				if e.Reason == "WeightChanged" || e.Reason == "PauseEnded" {
+					walked = append(walked, e.Reason+" "+e.Weight.String())
+				}
+			}
+			want := map[v1alpha1.Phase][]string{
+				v1alpha1.PhaseSucceeded:  {"WeightChanged 10%", "PauseEnded 10%"},
+				v1alpha1.PhaseRolledBack: {"WeightChanged 10%"},
+			}[tc.phase]
+			if !slices.Equal(walked, want) {
+				t.Errorf("history walked %q, want %q", walked, want)
+			}
+		})
+	}
 }

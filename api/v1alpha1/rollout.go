@@ -218,9 +218,11 @@ type HealthCheck struct {
 	FailureThreshold int32 `json:"failureThreshold,omitempty"`
 }
 
-// Strategy is the canary plan: an explicit list of steps, or Flagger's
-// shorthand (interval with stepWeight and maxWeight, or stepWeights), which
-// expands into steps. The two forms cannot be mixed.
+// Strategy is the canary plan in one of three forms: an explicit list of
+// steps, Flagger's shorthand (interval with stepWeight and maxWeight, or
+// stepWeights), or a named preset. The shorthand and presets expand into
+// steps; the forms cannot be mixed. (CEL cannot see preset, which has no
+// schema, so pipit's validation alone keeps it apart from the others.)
 //
 // +kubebuilder:validation:XValidation:rule="!(has(self.steps) && size(self.steps) > 0 && (has(self.stepWeight) || has(self.maxWeight) || has(self.stepWeights)))",message="use steps or the shorthand (stepWeight, maxWeight, stepWeights), not both"
 // +kubebuilder:validation:XValidation:rule="!has(self.stepWeights) || !(has(self.stepWeight) || has(self.maxWeight))",message="use stepWeights, or stepWeight with maxWeight, not both"
@@ -245,6 +247,16 @@ type Strategy struct {
 	// StepWeights lists the shorthand weights explicitly, ascending.
 	// +optional
 	StepWeights []Percent `json:"stepWeights,omitempty"`
+
+	// Preset names a CodeDeploy deployment configuration, such as
+	// CodeDeployDefault.ECSCanary10Percent5Minutes, or gives CodeDeploy's
+	// custom canary or linear form; it expands into steps. A CRD schema
+	// cannot say "a string or a mapping", so the API server keeps the
+	// value as written and pipit's own validation checks it.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
+	// +optional
+	Preset *Preset `json:"preset,omitempty"`
 }
 
 // Step is one step of the strategy; exactly one field is set.

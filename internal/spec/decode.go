@@ -28,6 +28,7 @@ const (
 var (
 	durationType = reflect.TypeFor[metav1.Duration]()
 	percentType  = reflect.TypeFor[v1alpha1.Percent]()
+	presetType   = reflect.TypeFor[v1alpha1.Preset]()
 	rolloutType  = reflect.TypeFor[v1alpha1.Rollout]()
 	metaType     = reflect.TypeFor[metav1.ObjectMeta]()
 )
@@ -90,6 +91,9 @@ func (d *decoder) value(n *yaml.Node, t reflect.Type, path string) (v any, ok bo
 		return d.duration(n, path)
 	case t == percentType:
 		return d.percent(n, path)
+	case t == presetType && n.Kind == yaml.ScalarNode:
+		// A preset is a bare name or a mapping (v1alpha1.Preset).
+		return d.text(n, path)
 	}
 	switch t.Kind() {
 	case reflect.Struct:

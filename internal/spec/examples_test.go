@@ -69,6 +69,9 @@ func TestExamples(t *testing.T) {
 		!slices.ContainsFunc(p.Analysis.Metrics, func(m PlanMetric) bool { return m.Name == MetricMemoryUsage }) {
 		t.Errorf("process.yaml plan = %+v", p)
 	}
+	if p := plans["preset.yaml"]; !reflect.DeepEqual(p.Steps, stagesOf([]float64{10}, 5*time.Minute)) {
+		t.Errorf("preset.yaml plan = %+v", p.Steps)
+	}
 	hybrid := plans["hybrid.yaml"].Steps
 	if last := hybrid[len(hybrid)-1]; last.Kind != StepApproval || last.Duration != 8*time.Hour || last.OnTimeout != v1alpha1.ApprovalRollback {
 		t.Errorf("hybrid.yaml does not end with an approval that rolls back after 8h: %+v", last)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,17 +31,21 @@ const steps = `  strategy:
       - setWeight: 5
 `
 
-// fileProblems are bodies appended to header, each with the errors ParseFile must report.
-var fileProblems = []struct {
+// fileProblem is a body appended to header with the errors ParseFile must report.
+type fileProblem struct {
 	name string
 	body string // appended to header
 	want []string
-}{
+}
+
+// fileProblems are the problems of every section but the preset's
+// (presetProblems).
+var fileProblems = []fileProblem{
 	{
 		name: "unknown field suggests the known one",
 		body: "  strategy:\n    stepweight: 5\n",
 		want: []string{
-			"f.yaml:9:3: spec.strategy: needs steps, or the shorthand stepWeight or stepWeights",
+			"f.yaml:9:3: spec.strategy: needs steps, a preset, or the shorthand stepWeight or stepWeights",
 			`f.yaml:10:5: spec.strategy.stepweight: unknown field "stepweight", did you mean "stepWeight"?`,
 		},
 	},
@@ -181,7 +186,7 @@ var fileProblems = []struct {
 }
 
 func TestParseFileReportsEveryProblemWithItsPosition(t *testing.T) {
-	for _, tt := range fileProblems {
+	for _, tt := range slices.Concat(fileProblems, presetProblems) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := ParseFile("f.yaml", []byte(header+tt.body))
 			if err == nil {

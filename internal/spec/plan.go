@@ -248,13 +248,19 @@ func floatOr(v *float64, def float64) float64 {
 	return *v
 }
 
-// expandSteps resolves the explicit steps, or expands Flagger's shorthand
-// into setWeight + analysis pairs: each weight holds until one check passed
-// at it, which is what Flagger does every interval.
+// expandSteps resolves the explicit steps, expands a preset, or expands
+// Flagger's shorthand into setWeight + analysis pairs: each weight holds
+// until one check passed at it, which is what Flagger does every interval.
 func expandSteps(st *v1alpha1.Strategy) ([]PlanStep, error) {
 	shorthand := ShorthandWeights(st)
 	if len(st.Steps) > 0 && len(shorthand) > 0 {
 		return nil, fmt.Errorf("strategy: steps and the shorthand (stepWeight, stepWeights) cannot be mixed")
+	}
+	if st.Preset != nil {
+		if len(st.Steps) > 0 || len(shorthand) > 0 {
+			return nil, fmt.Errorf("strategy: a preset cannot be mixed with steps or the shorthand")
+		}
+		return expandPreset(st.Preset)
 	}
 	if len(shorthand) > 0 {
 		out := make([]PlanStep, 0, 2*len(shorthand))

@@ -61,6 +61,7 @@ func Validate(r *v1alpha1.Rollout) Errors {
 	v.webhooks(r.Spec.Webhooks)
 	v.notifications(r.Spec.Notifications)
 	v.usageMetrics(&r.Spec)
+	v.presetSoak(&r.Spec)
 	return v.errs
 }
 
@@ -225,10 +226,15 @@ func (v *validator) strategy(st *v1alpha1.Strategy) {
 	v.positive(p+".interval", st.Interval)
 	shorthand := st.StepWeight != nil || st.MaxWeight != nil || len(st.StepWeights) > 0
 	switch {
+	case st.Preset != nil && (len(st.Steps) > 0 || shorthand):
+		v.add(p+".preset", "use preset, steps or the shorthand (stepWeight, maxWeight, stepWeights), only one of them")
 	case len(st.Steps) > 0 && shorthand:
 		v.add(p, "use steps or the shorthand (stepWeight, maxWeight, stepWeights), not both")
-	case len(st.Steps) == 0 && !shorthand:
-		v.add(p, "needs steps, or the shorthand stepWeight or stepWeights")
+	case len(st.Steps) == 0 && !shorthand && st.Preset == nil:
+		v.add(p, "needs steps, a preset, or the shorthand stepWeight or stepWeights")
+	}
+	if st.Preset != nil {
+		v.preset(st.Preset)
 	}
 	if len(st.Steps) > 0 {
 		v.steps(st.Steps)

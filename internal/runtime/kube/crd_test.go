@@ -2,6 +2,7 @@ package kube
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
@@ -79,6 +81,41 @@ func TestRolloutCRDServesTheExample(t *testing.T) {
 	}
 	if w := gotSpec.Strategy.Steps[0].SetWeight; w == nil || *w != v1alpha1.PercentOf(5) {
 		t.Errorf("first step's weight read back as %v, want 5%%", w)
+	}
+}
+
+// TestRolloutCRDServesPresets: a preset, a bare name or a mapping (which
+// the schema cannot type, so it keeps it as written), comes back as it was
+// written, and expands as it does from a file.
+func TestRolloutCRDServesPresets(t *testing.T) {
+	c := kubefixture.Cluster(t)
+	rollouts := c.Dynamic().Resource(rolloutResource).Namespace(c.Namespace(t))
+	for i, preset := range []any{
+		"CodeDeployDefault.ECSLinear10PercentEvery3Minutes",
+		map[string]any{"canary": map[string]any{"percent": 2.5, "interval": "90s"}},
+	} {
+		obj := exampleRollout(t, fmt.Sprintf("preset-%d", i))
+		unstructured.RemoveNestedField(obj.Object, "spec", "strategy", "steps")
+		if err := unstructured.SetNestedField(obj.Object, preset, "spec", "strategy", "preset"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rollouts.Create(kubefixture.CallContext(t), obj.DeepCopy(), metav1.CreateOptions{}); err != nil {
+			t.Fatalf("create a Rollout with preset %v: %v", preset, err)
+		}
+		got, err := rollouts.Get(kubefixture.CallContext(t), obj.GetName(), metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := typed(t, got)
+		if want := typed(t, obj).Spec.Strategy; !reflect.DeepEqual(r.Spec.Strategy, want) {
+			t.Errorf("strategy read back as %+v, want %+v", r.Spec.Strategy, want)
+		}
+		if errs := spec.Validate(r); len(errs) > 0 {
+			t.Errorf("preset %v: %v", preset, errs)
+		}
+		if p, err := spec.Resolve(&r.Spec); err != nil || len(p.Steps) == 0 || p.Steps[0].Kind != spec.StepSetWeight {
+			t.Errorf("preset %v resolved to %+v, %v", preset, p.Steps, err)
+		}
 	}
 }
 
