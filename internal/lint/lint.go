@@ -176,9 +176,10 @@ func (t *target) finding(rule Rule, h hit) Finding {
 }
 
 // handWrittenSteps returns the steps a person wrote out one by one, which
-// the weight rules judge. Shorthand weights are not hand-written steps;
-// presets, blue-green and experiments, once they exist, are deliberate
-// choices and return nil here too — one line each.
+// the weight rules judge. Shorthand weights and a preset's expansion are
+// not written in Steps, so they are exempt as they should be;
+// blue-green and experiments, once they exist, are deliberate choices and
+// return nil here too — one line each.
 func handWrittenSteps(r *v1alpha1.Rollout) []v1alpha1.Step {
 	return r.Spec.Strategy.Steps
 }

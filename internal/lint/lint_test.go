@@ -63,6 +63,22 @@ func TestExamplesLintClean(t *testing.T) {
 	}
 }
 
+// TestPresetIsExemptFromWeightRules: a preset's jumps are its point (an
+// all-at-once switch included), so the weight rules say nothing of it.
+func TestPresetIsExemptFromWeightRules(t *testing.T) {
+	src, err := spec.ReadSource(filepath.Join("testdata", "preset-exempt.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	findings, err := Lint(src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range findings {
+		t.Errorf("a preset got a finding: %v", f)
+	}
+}
+
 func TestMaxStepOption(t *testing.T) {
 	src, err := spec.ReadSource(filepath.Join("testdata", "weight-jump.yaml"), nil)
 	if err != nil {
