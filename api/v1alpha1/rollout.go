@@ -79,6 +79,12 @@ type RolloutSpec struct {
 	// +optional
 	UndoWindow *metav1.Duration `json:"undoWindow,omitempty"`
 
+	// PostPromotion watches the new stable version after a promotion,
+	// while the previous version is still warm, and undoes the promotion
+	// at once when it turns bad.
+	// +optional
+	PostPromotion *PostPromotionSpec `json:"postPromotion,omitempty"`
+
 	// Webhooks are gates and callbacks around the rollout (Flagger's hook
 	// types, plus contract).
 	// +optional
@@ -316,4 +322,19 @@ type AnalysisStep struct {
 	// Checks is how many passing checks this step needs. Default 1.
 	// +optional
 	Checks int32 `json:"checks,omitempty"`
+}
+
+// PostPromotionSpec is the watch after a promotion (CodeDeploy's alarms
+// during bake time): for Duration after the promotion completes, each
+// check measures the new stable version alone; a metric that fails its
+// bound, or is worse than the previous version's baseline recorded before
+// the switch, undoes the promotion.
+type PostPromotionSpec struct {
+	// Duration of the watch, from the completed promotion. It may not
+	// exceed undoWindow: the undo needs the previous version warm.
+	Duration metav1.Duration `json:"duration"`
+	// Metrics watched, written as spec.analysis.metrics (the same built-in
+	// metrics and providers). Default: the analysis metrics.
+	// +optional
+	Metrics []MetricSpec `json:"metrics,omitempty"`
 }

@@ -113,6 +113,11 @@ type RolloutStatus struct {
 	// Contracted is set once the contract hooks ran after the undo window.
 	// +optional
 	Contracted bool `json:"contracted,omitempty"`
+	// Watch is the watch after the last promotion (spec.postPromotion):
+	// the baselines recorded before the switch, then the checks of the new
+	// stable until the watch ends.
+	// +optional
+	Watch *PostPromotionWatch `json:"watch,omitempty"`
 
 	// Analysis is the state of the checks.
 	// +optional
@@ -345,4 +350,48 @@ type Event struct {
 const (
 	EventNormal  = "Normal"
 	EventWarning = "Warning"
+)
+
+// PostPromotionWatch is the state of the watch after a promotion.
+type PostPromotionWatch struct {
+	// Baselines are the previous stable version's values, from the last
+	// check before the switch.
+	// +optional
+	Baselines []Baseline `json:"baselines,omitempty"`
+	// Until is when the watch ends; unset until the promotion completes.
+	// +optional
+	Until *metav1.MicroTime `json:"until,omitempty"`
+	// NextCheckAt is when the new stable is measured next.
+	// +optional
+	NextCheckAt *metav1.MicroTime `json:"nextCheckAt,omitempty"`
+	// Outcome is empty while the watch runs, then Passed, Failed (the
+	// promotion was undone, or stands when the undo window had closed) or
+	// Undone (by a person during the watch).
+	// +optional
+	Outcome WatchOutcome `json:"outcome,omitempty"`
+	// Checks counts the checks of the new stable so far.
+	// +optional
+	Checks int32 `json:"checks,omitempty"`
+	// LastResults are the verdicts of the last check, with the new
+	// stable's values in Canary (the version under watch).
+	// +optional
+	LastResults []MetricResult `json:"lastResults,omitempty"`
+}
+
+// Baseline is one metric's value for the version a promotion replaces.
+type Baseline struct {
+	// Metric is the watched metric's name.
+	Metric string `json:"metric"`
+	// Value is the previous stable version's value.
+	Value float64 `json:"value"`
+}
+
+// WatchOutcome is how a watch after a promotion ended.
+type WatchOutcome string
+
+// Outcomes of a watch after a promotion.
+const (
+	WatchPassed WatchOutcome = "Passed"
+	WatchFailed WatchOutcome = "Failed"
+	WatchUndone WatchOutcome = "Undone"
 )

@@ -186,6 +186,7 @@ func (m *machine) deploy(c rollout.Command) {
 func (m *machine) restart() {
 	m.st.CurrentStep = 0
 	m.st.Gate, m.st.Rollback, m.st.PausedAt, m.st.HookWait, m.st.HooksPassed = nil, nil, nil, nil, nil
+	m.st.Watch = nil // a new rollout ends the watch of the last promotion
 	m.st.Analysis = v1alpha1.AnalysisStatus{}
 	m.st.StartedAt = micro(m.now)
 	m.st.StepStartedAt = micro(m.now)
@@ -261,8 +262,11 @@ func (m *machine) forgiveFailures() {
 // undo switches straight back to the stable before the last promotion,
 // without running the steps again.
 func (m *machine) undo(c rollout.Command) error {
-	if m.now.After(m.st.PromotedAt.Add(m.plan.UndoWindow)) {
+	if !m.undoWindowOpen() {
 		return fmt.Errorf("the undo window of %s after the promotion has passed", m.plan.UndoWindow)
+	}
+	if w := m.st.Watch; w != nil && w.Outcome == "" {
+		w.Outcome, w.NextCheckAt = v1alpha1.WatchUndone, nil
 	}
 	undone, previous := *m.st.Stable, *m.st.Previous
 	m.st.Stable, m.st.Previous, m.st.Canary = &previous, nil, &undone
@@ -275,6 +279,12 @@ func (m *machine) undo(c rollout.Command) error {
 	m.event(v1alpha1.EventWarning, "Undone", c, "Promotion of %s undone by %s%s: all traffic back on %s",
 		undone.Version, actorOf(c), because(c), previous.Version)
 	return nil
+}
+
+// undoWindowOpen reports whether the last promotion can still be undone
+// at once: its undo window has not passed.
+func (m *machine) undoWindowOpen() bool {
+	return !m.now.After(m.st.PromotedAt.Add(m.plan.UndoWindow))
 }
 
 func actorOf(c rollout.Command) string {

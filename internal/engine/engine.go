@@ -148,13 +148,20 @@ func (m *machine) advance() {
 		m.finishRollback()
 	case v1alpha1.PhaseSucceeded:
 		m.recordContractHookResults()
-		m.closeUndoWindow()
+		m.watchPromotion()
+		if m.st.Phase == v1alpha1.PhaseSucceeded { // not undone by the watch
+			m.closeUndoWindow()
+		}
 	}
 }
 
-// CheckDue reports whether an analysis check is due at now, so that the
-// runtime measures only when the engine will use the measurements.
+// CheckDue reports whether an analysis check, or a check of the new stable
+// during the watch after a promotion, is due at now, so that the runtime
+// measures only when the engine will use the measurements.
 func CheckDue(st v1alpha1.RolloutStatus, now time.Time) bool {
+	if rollout.Watching(st) {
+		return watchDue(st, now)
+	}
 	if !checking(st) {
 		return false
 	}
@@ -197,6 +204,10 @@ func NextWake(plan spec.Plan, st v1alpha1.RolloutStatus) (at time.Time, ok bool)
 	}
 	if g := st.Gate; g != nil && g.Expires != nil && !g.Expired && st.Phase == v1alpha1.PhaseAwaitingDecision {
 		consider(g.Expires.Time)
+	}
+	if rollout.Watching(st) {
+		consider(st.Watch.NextCheckAt.Time)
+		consider(st.Watch.Until.Time)
 	}
 	if st.Phase == v1alpha1.PhaseSucceeded && st.PromotedAt != nil && (st.Previous != nil || !st.Contracted && len(plan.Hooks[v1alpha1.HookContract]) > 0) {
 		consider(st.PromotedAt.Add(plan.UndoWindow))

@@ -309,6 +309,7 @@ func (m *machine) awaitDecision(kind v1alpha1.GateKind, reason string) {
 func (m *machine) startPromotion() {
 	m.st.Gate, m.st.PausedAt = nil, nil
 	m.st.WaitingSince = micro(m.now)
+	m.recordBaselines()
 	m.setWeight(v1alpha1.FullWeight)
 	m.act(rollout.Action{Kind: rollout.ActionPromote, Version: m.st.Canary})
 	m.setPhase(v1alpha1.PhasePromoting, "promoting canary "+m.st.Canary.Version)
@@ -337,6 +338,7 @@ func (m *machine) finishPromotion() {
 	m.st.WaitingSince = nil
 	m.setPhase(v1alpha1.PhaseSucceeded, "canary "+promoted.Version+" promoted")
 	m.event(v1alpha1.EventNormal, "Promoted", rollout.Command{}, "Promotion completed: %s is now the stable version", promoted.Version)
+	m.startWatch()
 }
 
 // rollBack takes all traffic off the canary and records why.

@@ -19,16 +19,25 @@ import (
 type Set struct {
 	rollout, namespace string
 	plan               spec.AnalysisPlan
-	builtin            *Builtin    // nil where there is no built-in proxy
-	usage              UsageSource // nil where pipit runs no processes
-	providers          map[string]Provider
-	monitor            *analysis.RateMonitor
+	// watched are the metrics of the watch after a promotion, measured by
+	// their own providers: a watched metric may share an analysis
+	// metric's name and not its query.
+	watched          []spec.PlanMetric
+	watchedProviders map[string]Provider
+	builtin          *Builtin    // nil where there is no built-in proxy
+	usage            UsageSource // nil where pipit runs no processes
+	providers        map[string]Provider
+	monitor          *analysis.RateMonitor
 }
 
 // SetConfig says what a Set measures.
 type SetConfig struct {
 	Rollout, Namespace string
 	Plan               spec.AnalysisPlan
+	// PostPromotion is the watch after a promotion, whose metrics are
+	// measured on the stable version alone while it runs; nil when there
+	// is none.
+	PostPromotion *spec.PostPromotionPlan
 	// Builtin is the built-in proxy's provider; nil when metrics come only
 	// from providers.
 	Builtin *Builtin
@@ -42,8 +51,29 @@ type SetConfig struct {
 // NewSet builds the providers of every metric. It fails on a metric it
 // cannot measure, naming it.
 func NewSet(cfg SetConfig) (*Set, error) {
-	s := &Set{rollout: cfg.Rollout, namespace: cfg.Namespace, plan: cfg.Plan, builtin: cfg.Builtin, usage: cfg.Usage, providers: map[string]Provider{}}
-	for _, m := range cfg.Plan.Metrics {
+	s := &Set{rollout: cfg.Rollout, namespace: cfg.Namespace, plan: cfg.Plan, builtin: cfg.Builtin, usage: cfg.Usage}
+	var err error
+	if s.providers, err = newProviders(cfg.Plan.Metrics, cfg); err != nil {
+		return nil, err
+	}
+	if pp := cfg.PostPromotion; pp != nil {
+		s.watched = pp.Metrics
+		if s.watchedProviders, err = newProviders(pp.Metrics, cfg); err != nil {
+			return nil, fmt.Errorf("spec.postPromotion: %w", err)
+		}
+	}
+	if cfg.Plan.Sequential.Enabled && cfg.Builtin != nil {
+		s.monitor = analysis.NewRateMonitor(cfg.Plan.Sequential.Alpha)
+	}
+	return s, nil
+}
+
+// newProviders builds the provider of each metric measured by one; the
+// others are measured by the built-in proxy, the processes' usage or the
+// hook runner, and it fails on one that none of them can measure.
+func newProviders(metrics []spec.PlanMetric, cfg SetConfig) (map[string]Provider, error) {
+	providers := map[string]Provider{}
+	for _, m := range metrics {
 		if m.Hook != nil {
 			continue // measured by the runtime's hook runner
 		}
@@ -63,20 +93,22 @@ func NewSet(cfg SetConfig) (*Set, error) {
 		if err != nil {
 			return nil, fmt.Errorf("metric %s: %w", m.Name, err)
 		}
-		s.providers[m.Name] = p
+		providers[m.Name] = p
 	}
-	if cfg.Plan.Sequential.Enabled && cfg.Builtin != nil {
-		s.monitor = analysis.NewRateMonitor(cfg.Plan.Sequential.Alpha)
-	}
-	return s, nil
+	return providers, nil
 }
 
 // Measure measures every metric for the status' canary and stable
-// versions. Provider queries run concurrently, each bounded by its own
-// timeout and by ctx.
+// versions; during the watch after a promotion, the watched metrics for
+// the stable version alone (there is no canary). Provider queries run
+// concurrently, each bounded by its own timeout and by ctx.
 func (s *Set) Measure(ctx context.Context, st v1alpha1.RolloutStatus) []rollout.Measurement {
 	var metrics []spec.PlanMetric
-	for _, m := range s.plan.Metrics {
+	plan, providers := s.plan.Metrics, s.providers
+	if rollout.Watching(st) {
+		plan, providers = s.watched, s.watchedProviders
+	}
+	for _, m := range plan {
 		if m.Hook == nil {
 			metrics = append(metrics, m)
 		}
@@ -86,7 +118,7 @@ func (s *Set) Measure(ctx context.Context, st v1alpha1.RolloutStatus) []rollout.
 	var builtinIdx []int
 	var wg sync.WaitGroup
 	for i, m := range metrics {
-		p, ok := s.providers[m.Name]
+		p, ok := providers[m.Name]
 		if !ok {
 			builtin, builtinIdx = append(builtin, m), append(builtinIdx, i)
 			continue

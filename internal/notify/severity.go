@@ -23,7 +23,8 @@ const (
 // SeverityOf says how much an event matters:
 //
 //	Type     Reason                                         Severity
-//	Warning  RollingBack, RolledBack, Aborted, Failed        error
+//	Warning  RollingBack, RolledBack, Aborted, Failed,       error
+//	         PostPromotionFailed (the watch undid a promotion)
 //	Warning  HookFailed, or any reason ending in HookFailed  error
 //	Warning  anything else (CheckFailed, AwaitingDecision    warn
 //	         on an anomaly...)
@@ -36,7 +37,7 @@ const (
 func SeverityOf(e v1alpha1.Event) Severity {
 	if e.Type == v1alpha1.EventWarning {
 		switch {
-		case e.Reason == "RollingBack", e.Reason == "RolledBack", e.Reason == "Aborted", e.Reason == "Failed",
+		case e.Reason == "RollingBack", e.Reason == "RolledBack", e.Reason == "Aborted", e.Reason == "Failed", e.Reason == "PostPromotionFailed",
 			strings.HasSuffix(e.Reason, "HookFailed"):
 			return SeverityError
 		}

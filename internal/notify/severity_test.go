@@ -36,6 +36,8 @@ func TestSeverityOf(t *testing.T) {
 		{W, "RolledBack", SeverityError},
 		{W, "Aborted", SeverityError},
 		{W, "Failed", SeverityError},
+		{W, "PostPromotionFailed", SeverityError},
+		{N, "PostPromotionPassed", SeverityInfo},
 		{W, "HookFailed", SeverityError},
 		{W, "PreRolloutHookFailed", SeverityError},
 		{N, "HookFailed", SeverityInfo}, // only warnings can be errors

@@ -105,7 +105,9 @@ func (r *Runner) decide(ctx context.Context, pending []rollout.PendingCommand) e
 	}
 	if engine.CheckDue(r.Status, now) {
 		in.Measurements = r.Meter.Measure(ctx, r.Status)
-		if r.Hooks != nil {
+		// Rollout hooks answer about a canary; the watch after a
+		// promotion has none.
+		if r.Hooks != nil && !rollout.Watching(r.Status) {
 			in.Measurements = append(in.Measurements, r.Hooks.Measure(r.Status)...)
 		}
 	}

@@ -72,6 +72,10 @@ func TestExamples(t *testing.T) {
 	if p := plans["preset.yaml"]; !reflect.DeepEqual(p.Steps, stagesOf([]float64{10}, 5*time.Minute)) {
 		t.Errorf("preset.yaml plan = %+v", p.Steps)
 	}
+	if pp := plans["post-promotion.yaml"].PostPromotion; pp == nil || pp.Duration != 10*time.Minute || len(pp.Metrics) != 2 ||
+		pp.Metrics[1].Compare == nil || plans["post-promotion.yaml"].UndoWindow != 30*time.Minute {
+		t.Errorf("post-promotion.yaml watch = %+v", pp)
+	}
 	hybrid := plans["hybrid.yaml"].Steps
 	if last := hybrid[len(hybrid)-1]; last.Kind != StepApproval || last.Duration != 8*time.Hour || last.OnTimeout != v1alpha1.ApprovalRollback {
 		t.Errorf("hybrid.yaml does not end with an approval that rolls back after 8h: %+v", last)

@@ -30,6 +30,11 @@ const (
 	DefaultMarginalScore     = 50.0
 	DefaultJudgeConfidence   = 0.98
 	DefaultUndoWindow        = 15 * time.Minute
+	// DefaultAllowedChange is the relative change from the baseline a
+	// watched metric may make in its bad direction after a promotion when
+	// compare.allowedChange is not written: 10%, so that the ordinary
+	// noise of one check's window does not undo a good promotion.
+	DefaultAllowedChange     = 0.1
 	DefaultApprovalOnTimeout = v1alpha1.ApprovalRollback
 )
 
@@ -157,6 +162,17 @@ type Plan struct {
 	// UndoWindow is how long after a promotion undo is possible; zero
 	// turns undo off.
 	UndoWindow time.Duration
+	// PostPromotion is the watch after a promotion; nil when there is none.
+	PostPromotion *PostPromotionPlan
+}
+
+// PostPromotionPlan is the resolved spec.postPromotion.
+type PostPromotionPlan struct {
+	Duration time.Duration
+	// Metrics watched: spec.postPromotion.metrics, else the analysis
+	// metrics measured by a provider or the built-in proxy (hook metrics
+	// answer about a canary, so they are not watched).
+	Metrics []PlanMetric
 }
 
 // Resolve turns a validated spec into a Plan. It fails only on specs that
@@ -184,6 +200,7 @@ func Resolve(s *v1alpha1.RolloutSpec) (Plan, error) {
 			})
 		}
 	}
+	p.PostPromotion = resolvePostPromotion(s.PostPromotion, p.Analysis)
 	steps, err := expandSteps(&s.Strategy)
 	if err != nil {
 		return Plan{}, err
@@ -207,15 +224,7 @@ func resolveAnalysis(a *v1alpha1.AnalysisSpec, interval time.Duration) AnalysisP
 	p.FailureLimit = intOr(a.FailureLimit, DefaultFailureLimit)
 	p.ExpectedRequestsPerSecond = floatOr(a.ExpectedRequestsPerSecond, 0)
 	for _, m := range a.Metrics {
-		pm := PlanMetric{MetricSpec: m, FailureLimit: p.FailureLimit, ConsecutiveErrorLimit: DefaultConsecutiveErrors,
-			NoData: m.NoData, NoDataTimeout: durationOr(m.NoDataTimeout, DefaultNoDataTimeout)}
-		pm.FailureLimit = intOr(m.FailureLimit, pm.FailureLimit)
-		pm.InconclusiveLimit = intOr(m.InconclusiveLimit, 0)
-		pm.ConsecutiveErrorLimit = intOr(m.ConsecutiveErrorLimit, pm.ConsecutiveErrorLimit)
-		if pm.NoData == "" {
-			pm.NoData = DefaultNoDataPolicy
-		}
-		p.Metrics = append(p.Metrics, pm)
+		p.Metrics = append(p.Metrics, planMetric(m, p.FailureLimit))
 	}
 	if sq := a.Sequential; sq != nil {
 		if sq.Enabled != nil {
@@ -230,6 +239,40 @@ func resolveAnalysis(a *v1alpha1.AnalysisSpec, interval time.Duration) AnalysisP
 		p.Judge.MarginalScore = floatOr(j.MarginalScore, p.Judge.MarginalScore)
 		p.Judge.Confidence = floatOr(j.Confidence, p.Judge.Confidence)
 		p.Judge.GroupWeights = j.GroupWeights
+	}
+	return p
+}
+
+// planMetric resolves one metric's limits and policies.
+func planMetric(m v1alpha1.MetricSpec, failureLimit int) PlanMetric {
+	pm := PlanMetric{MetricSpec: m, FailureLimit: failureLimit, ConsecutiveErrorLimit: DefaultConsecutiveErrors,
+		NoData: m.NoData, NoDataTimeout: durationOr(m.NoDataTimeout, DefaultNoDataTimeout)}
+	pm.FailureLimit = intOr(m.FailureLimit, pm.FailureLimit)
+	pm.InconclusiveLimit = intOr(m.InconclusiveLimit, 0)
+	pm.ConsecutiveErrorLimit = intOr(m.ConsecutiveErrorLimit, pm.ConsecutiveErrorLimit)
+	if pm.NoData == "" {
+		pm.NoData = DefaultNoDataPolicy
+	}
+	return pm
+}
+
+// resolvePostPromotion resolves the watch after a promotion: its own
+// metrics, or the analysis metrics that measure a version (not the hook
+// metrics, which answer about a canary).
+func resolvePostPromotion(pp *v1alpha1.PostPromotionSpec, a AnalysisPlan) *PostPromotionPlan {
+	if pp == nil {
+		return nil
+	}
+	p := &PostPromotionPlan{Duration: pp.Duration.Duration}
+	for _, m := range pp.Metrics {
+		p.Metrics = append(p.Metrics, planMetric(m, a.FailureLimit))
+	}
+	if len(pp.Metrics) == 0 {
+		for _, m := range a.Metrics {
+			if m.Hook == nil {
+				p.Metrics = append(p.Metrics, m)
+			}
+		}
 	}
 	return p
 }

@@ -58,6 +58,7 @@ func Validate(r *v1alpha1.Rollout) Errors {
 	if d := r.Spec.UndoWindow; d != nil && d.Duration < 0 {
 		v.add("spec.undoWindow", "must not be negative, not %s", d.Duration)
 	}
+	v.postPromotion(&r.Spec)
 	v.webhooks(r.Spec.Webhooks)
 	v.notifications(r.Spec.Notifications)
 	v.usageMetrics(&r.Spec)

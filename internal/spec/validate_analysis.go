@@ -77,16 +77,7 @@ func (v *validator) analysis(a *v1alpha1.AnalysisSpec) {
 	const p = "spec.analysis"
 	v.positive(p+".interval", a.Interval)
 	v.notNegative(p+".failureLimit", a.FailureLimit)
-	first := make(map[string]int, len(a.Metrics))
-	for i, m := range a.Metrics {
-		q := fmt.Sprintf("%s.metrics[%d]", p, i)
-		if j, dup := first[m.Name]; dup && m.Name != "" {
-			v.add(q+".name", "metric %q is already listed as metrics[%d]", clip(m.Name), j)
-		} else {
-			first[m.Name] = i
-		}
-		v.metric(q, &m)
-	}
+	v.metricList(p+".metrics", a.Metrics)
 	if sq := a.Sequential; sq != nil && sq.FalseAlarmRate != nil {
 		if f := *sq.FalseAlarmRate; !(f > 0 && f < 1) {
 			v.add(p+".sequential.falseAlarmRate", "must be a probability between 0 and 1, such as 0.01, not %s", fnum(f))
@@ -97,6 +88,46 @@ func (v *validator) analysis(a *v1alpha1.AnalysisSpec) {
 	}
 	if a.Judge != nil {
 		v.judge(p+".judge", a.Judge)
+	}
+}
+
+// postPromotion checks the watch after a promotion: a duration within the
+// undo window, since the undo needs the previous version warm, and
+// metrics written as the analysis' are, or analysis metrics to reuse.
+func (v *validator) postPromotion(s *v1alpha1.RolloutSpec) {
+	pp := s.PostPromotion
+	if pp == nil {
+		return
+	}
+	const p = "spec.postPromotion"
+	undo, field := DefaultUndoWindow, "the default undoWindow"
+	if s.UndoWindow != nil {
+		undo, field = s.UndoWindow.Duration, "spec.undoWindow"
+	}
+	switch d := pp.Duration.Duration; {
+	case d <= 0:
+		v.add(p+".duration", "is required and must be positive, such as 10m, not %s", d)
+	case d > undo:
+		v.add(p+".duration", "%s exceeds %s (%s): the undo after a failed watch needs the previous version still warm; shorten the watch or lengthen spec.undoWindow", d, field, undo)
+	}
+	v.metricList(p+".metrics", pp.Metrics)
+	if len(pp.Metrics) == 0 && (s.Analysis == nil || len(s.Analysis.Metrics) == 0) {
+		v.add(p+".metrics", "is required when spec.analysis has no metrics: the watch has nothing to measure")
+	}
+}
+
+// metricList checks each metric of a list, and that no name is listed
+// twice.
+func (v *validator) metricList(p string, metrics []v1alpha1.MetricSpec) {
+	first := make(map[string]int, len(metrics))
+	for i, m := range metrics {
+		q := fmt.Sprintf("%s[%d]", p, i)
+		if j, dup := first[m.Name]; dup && m.Name != "" {
+			v.add(q+".name", "metric %q is already listed as metrics[%d]", clip(m.Name), j)
+		} else {
+			first[m.Name] = i
+		}
+		v.metric(q, &m)
 	}
 }
 

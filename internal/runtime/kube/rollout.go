@@ -44,7 +44,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	}
 	kp := spec.ResolveKubernetes(r)
 	log := rc.log().With("rollout", r.Name, "namespace", r.Namespace)
-	meter, err := metric.NewSet(metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis,
+	meter, err := metric.NewSet(metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, PostPromotion: plan.PostPromotion,
 		Env: metric.Env{Clock: rc.Clock, Log: log}})
 	if err != nil {
 		return nil, err

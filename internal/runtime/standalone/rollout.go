@@ -232,7 +232,7 @@ func (m *managed) targetOn(pl *dataPlane) rollout.Target {
 
 // newMeter builds the analysis of plan on the measurements of pl.
 func (m *managed) newMeter(r *v1alpha1.Rollout, plan spec.Plan, pl *dataPlane) (*metric.Set, error) {
-	cfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, Builtin: pl.builtin,
+	cfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, PostPromotion: plan.PostPromotion, Builtin: pl.builtin,
 		Env: metric.Env{Clock: m.clock, Log: m.env.log}}
 	if m.process != nil {
 		cfg.Usage = m.process
