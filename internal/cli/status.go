@@ -152,6 +152,9 @@ func statusDetail(v controlapi.RolloutView, now time.Time) string {
 		field("Started", "%s (%s)", st.StartedAt.In(now.Location()).Format(time.DateTime), ago(now, st.StartedAt.Time))
 	}
 	field("Checks", "%s", checksLine(v, now))
+	if w := st.Watch; w != nil && w.Until != nil {
+		field("Watch", "%s", watchLine(*w, now))
+	}
 	tw.Flush()
 
 	if len(v.Steps) > 0 {
@@ -207,6 +210,24 @@ func checksLine(v controlapi.RolloutView, now time.Time) string {
 		parts = append(parts, "next in "+a.NextCheckAt.Sub(now).Round(time.Second).String())
 	}
 	return strings.Join(parts, "; ")
+}
+
+// watchLine sums up the watch after the last promotion: how long it still
+// runs, or how it ended.
+func watchLine(w v1alpha1.PostPromotionWatch, now time.Time) string {
+	checks := fmt.Sprintf("%d checks of the new stable", w.Checks)
+	switch w.Outcome {
+	case "":
+		return fmt.Sprintf("after the promotion, until %s (%s left); %s, none failed",
+			w.Until.In(now.Location()).Format(time.TimeOnly), w.Until.Sub(now).Round(time.Second), checks)
+	case v1alpha1.WatchFailed:
+		for _, r := range w.LastResults {
+			if r.Verdict == v1alpha1.VerdictFailed && !r.DryRun {
+				return fmt.Sprintf("failed after %s: %s", checks, r.Message)
+			}
+		}
+	}
+	return fmt.Sprintf("%s after %s", strings.ToLower(string(w.Outcome)), checks)
 }
 
 // resultsTable compares the versions metric by metric at the last check.

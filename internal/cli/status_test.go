@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
@@ -198,5 +199,27 @@ func TestStatusFailures(t *testing.T) {
 		"--token-file", filepath.Join(dir, controlapi.TokenFile))
 	if code != ExitOK || !strings.Contains(out, "web") {
 		t.Fatalf("explicit --api and --token-file: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+func TestWatchLine(t *testing.T) {
+	now := time.Date(2026, 7, 1, 9, 5, 0, 0, time.UTC)
+	until := metav1.NewMicroTime(now.Add(4 * time.Minute))
+	failed := []v1alpha1.MetricResult{{Name: "error-rate", Verdict: v1alpha1.VerdictSuccessful},
+		{Name: "latency-p99", Verdict: v1alpha1.VerdictFailed, Message: "latency-p99 150 is above the previous version's 100"}}
+	cases := []struct {
+		w    v1alpha1.PostPromotionWatch
+		want string
+	}{
+		{v1alpha1.PostPromotionWatch{Until: &until, Checks: 6}, "after the promotion, until 09:09:00 (4m0s left); 6 checks of the new stable, none failed"},
+		{v1alpha1.PostPromotionWatch{Until: &until, Checks: 10, Outcome: v1alpha1.WatchPassed}, "passed after 10 checks of the new stable"},
+		{v1alpha1.PostPromotionWatch{Until: &until, Checks: 2, Outcome: v1alpha1.WatchFailed, LastResults: failed},
+			"failed after 2 checks of the new stable: latency-p99 150 is above the previous version's 100"},
+		{v1alpha1.PostPromotionWatch{Until: &until, Checks: 3, Outcome: v1alpha1.WatchUndone}, "undone after 3 checks of the new stable"},
+	}
+	for _, tc := range cases {
+		if got := watchLine(tc.w, now); got != tc.want {
+			t.Errorf("watchLine(%s) = %q, want %q", tc.w.Outcome, got, tc.want)
+		}
 	}
 }
