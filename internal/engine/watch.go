@@ -71,6 +71,10 @@ func (m *machine) watchPromotion() {
 	if !rollout.Watching(m.st) {
 		return
 	}
+	if m.plan.PostPromotion == nil { // removed from the spec meanwhile
+		m.st.Watch = nil
+		return
+	}
 	w := m.st.Watch
 	if m.in.Measurements != nil && watchDue(m.st, m.now) {
 		if reason := m.judgeWatch(); reason != "" {

@@ -185,6 +185,15 @@ func TestManualUndoDuringTheWatch(t *testing.T) {
 	}
 }
 
+func TestWatchRemovedFromThePlanEnds(t *testing.T) {
+	s := promoted(t, watchPlan(10*time.Minute, 15*time.Minute), afterPromotion(91.5, 100))
+	s.plan.PostPromotion = nil // the file was reloaded without it
+	s.advance(2 * time.Minute)
+	if s.st.Watch != nil || s.st.Phase != v1alpha1.PhaseSucceeded || s.stable != "v2" || CheckDue(s.st, s.now.Add(time.Hour)) {
+		t.Errorf("watch %+v, phase %s, stable %s", s.st.Watch, s.st.Phase, s.stable)
+	}
+}
+
 func TestJudgeStableDirections(t *testing.T) {
 	ten := 0.1
 	either := &v1alpha1.CompareSpec{Direction: "either", AllowedChange: &ten}

@@ -199,7 +199,7 @@ func changedFields(a, b *v1alpha1.Rollout) []string {
 		{"spec.strategy", as.Strategy, bs.Strategy}, {"spec.analysis", as.Analysis, bs.Analysis},
 		{"spec.decision", as.Decision, bs.Decision}, {"spec.progressDeadline", as.ProgressDeadline, bs.ProgressDeadline},
 		{"spec.undoWindow", as.UndoWindow, bs.UndoWindow}, {"spec.webhooks", as.Webhooks, bs.Webhooks},
-		{"spec.notifications", as.Notifications, bs.Notifications},
+		{"spec.notifications", as.Notifications, bs.Notifications}, {"spec.postPromotion", as.PostPromotion, bs.PostPromotion},
 	}
 	var out []string
 	for _, f := range fields {
@@ -323,7 +323,7 @@ func (c *rolloutChange) build(e env) error {
 			return err
 		}
 	}
-	if c.plane != nil || changed("spec.analysis", "metadata.namespace") {
+	if c.plane != nil || changed("spec.analysis", "spec.postPromotion", "metadata.namespace") {
 		pl := c.plane
 		if pl == nil {
 			pl = m.dataPlane()
