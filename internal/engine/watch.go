@@ -103,7 +103,7 @@ func (m *machine) judgeWatch() string {
 	w.LastResults = nil
 	failed := ""
 	for _, pm := range m.plan.PostPromotion.Metrics {
-		r := JudgeStable(pm.MetricSpec, byName[pm.Name], baselineOf(w, pm.Name))
+		r := judgeStable(pm.MetricSpec, byName[pm.Name], baselineOf(w, pm.Name))
 		r.Name = pm.Name
 		w.LastResults = append(w.LastResults, r)
 		if r.Verdict == v1alpha1.VerdictFailed && !r.DryRun && failed == "" {
@@ -123,7 +123,7 @@ func baselineOf(w *v1alpha1.PostPromotionWatch, metric string) *float64 {
 	return nil
 }
 
-// JudgeStable judges the stable version alone during the watch after a
+// judgeStable judges the stable version alone during the watch after a
 // promotion: its value (meas.Stable) against the metric's bound and
 // conditions, in which `stable` is the baseline, then against the
 // baseline in the metric's bad direction (spec.CompareDirection), beyond
@@ -132,7 +132,7 @@ func baselineOf(w *v1alpha1.PostPromotionWatch, metric string) *float64 {
 // the user's without compare) is held to its bound alone. The result
 // carries the new stable's value as Canary (the version under watch) and
 // the baseline as Stable.
-func JudgeStable(m v1alpha1.MetricSpec, meas rollout.Measurement, baseline *float64) v1alpha1.MetricResult {
+func judgeStable(m v1alpha1.MetricSpec, meas rollout.Measurement, baseline *float64) v1alpha1.MetricResult {
 	bound := m
 	bound.Compare = nil
 	r := analysis.Evaluate(bound, rollout.Measurement{Metric: m.Name, Canary: meas.Stable, Stable: baseline, Err: meas.Err}, 0)

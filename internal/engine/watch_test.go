@@ -194,7 +194,7 @@ func TestWatchRemovedFromThePlanEnds(t *testing.T) {
 	}
 }
 
-func TestJudgeStableDirections(t *testing.T) {
+func TestJudgingTheStableAgainstItsBaseline(t *testing.T) {
 	ten := 0.1
 	either := &v1alpha1.CompareSpec{Direction: "either", AllowedChange: &ten}
 	cases := []struct {
@@ -210,12 +210,12 @@ func TestJudgeStableDirections(t *testing.T) {
 		{v1alpha1.MetricSpec{Name: "queue", Provider: &v1alpha1.MetricProvider{}, Compare: either}, 80, v1alpha1.VerdictFailed},
 	}
 	for _, tc := range cases {
-		r := JudgeStable(tc.metric, rollout.Measurement{Metric: tc.metric.Name, Stable: val(tc.value)}, val(100))
+		r := judgeStable(tc.metric, rollout.Measurement{Metric: tc.metric.Name, Stable: val(tc.value)}, val(100))
 		if r.Verdict != tc.verdict || *r.Canary != tc.value || *r.Stable != 100 {
 			t.Errorf("%s at %v against 100: %s (%s)", tc.metric.Name, tc.value, r.Verdict, r.Message)
 		}
 	}
-	if r := JudgeStable(v1alpha1.MetricSpec{Name: "error-rate"}, rollout.Measurement{Metric: "error-rate"}, val(1)); r.Verdict != v1alpha1.VerdictNoData {
+	if r := judgeStable(v1alpha1.MetricSpec{Name: "error-rate"}, rollout.Measurement{Metric: "error-rate"}, val(1)); r.Verdict != v1alpha1.VerdictNoData {
 		t.Errorf("no data: %s", r.Verdict)
 	}
 }
