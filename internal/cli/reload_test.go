@@ -44,7 +44,8 @@ func TestReloadExitCodes(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("apiVersion: pipit.dev/v1alpha1\nkind: Rollout\nmetadata: {name: web}\nspec:\n  strategy: {steps: [{setWeight: 500}]}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, loadErr := spec.Load(bad)
+	data, _ := os.ReadFile(bad)
+	_, loadErr := spec.ParseFile(bad, data)
 	vcode, validated, _ := run(t, "validate", bad)
 	if vcode != ExitBadInput || loadErr == nil {
 		t.Fatalf("validate: exit %d (%v), want a refused file", vcode, loadErr)

@@ -22,9 +22,9 @@ func TestExamples(t *testing.T) {
 	}
 	plans := map[string]Plan{}
 	for _, f := range files {
-		rollouts, err := Load(f)
+		rollouts, err := load(f)
 		if err != nil {
-			t.Errorf("Load: %v", err)
+			t.Errorf("load: %v", err)
 			continue
 		}
 		for _, r := range rollouts {

@@ -30,16 +30,6 @@ const (
 	MaxNodes = 10000
 )
 
-// Load reads the rollout file at path and parses it with ParseFile. It
-// refuses a file over MaxFileSize before reading it.
-func Load(path string) ([]*v1alpha1.Rollout, error) {
-	data, err := readFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return ParseFile(path, data)
-}
-
 // readFile reads the file at path, refusing a directory and a file over
 // MaxFileSize before reading it.
 func readFile(path string) ([]byte, error) {

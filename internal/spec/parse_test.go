@@ -397,14 +397,14 @@ func TestLoad(t *testing.T) {
 	}
 
 	t.Run("valid", func(t *testing.T) {
-		rollouts, err := Load(write("ok.yaml", header+steps))
+		rollouts, err := load(write("ok.yaml", header+steps))
 		if err != nil || len(rollouts) != 1 || rollouts[0].Name != "web" {
-			t.Fatalf("Load = %v, %v", rollouts, err)
+			t.Fatalf("load = %v, %v", rollouts, err)
 		}
 	})
 	t.Run("typo names file, line and field", func(t *testing.T) {
 		path := write("typo.yaml", header+"  strategy:\n    steps:\n      - setWieght: 5\n")
-		_, err := Load(path)
+		_, err := load(path)
 		want := path + `:11:9: spec.strategy.steps[0].setWieght: unknown field "setWieght", did you mean "setWeight"?`
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error = %v\nwant it to contain %s", err, want)
@@ -416,20 +416,20 @@ func TestLoad(t *testing.T) {
 		if err := os.Truncate(path, 1<<30); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Load(path)
+		_, err := load(path)
 		want := path + ": is 1073741824 bytes; rollout files are limited to 1 MiB (1048576 bytes)"
 		if err == nil || err.Error() != want {
 			t.Errorf("error = %v, want %s", err, want)
 		}
 	})
 	t.Run("directory", func(t *testing.T) {
-		_, err := Load(dir)
+		_, err := load(dir)
 		if err == nil || err.Error() != dir+": is a directory, not a rollout file" {
 			t.Errorf("error = %v", err)
 		}
 	})
 	t.Run("missing", func(t *testing.T) {
-		if _, err := Load(filepath.Join(dir, "nope.yaml")); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := load(filepath.Join(dir, "nope.yaml")); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("error = %v, want not exist", err)
 		}
 	})
@@ -494,4 +494,14 @@ func FuzzParseFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// load reads a rollout file as `pipit validate` does and returns its
+// rollouts.
+func load(path string) ([]*v1alpha1.Rollout, error) {
+	src, err := ReadSource(path, nil)
+	if err != nil {
+		return nil, err
+	}
+	return src.Rollouts(), nil
 }

@@ -72,7 +72,8 @@ func (o *Other) String() string {
 }
 
 // ReadSource reads the rollout file name, or standard input from stdin
-// when name is Stdin, as Load does, but keeps the documents of other APIs
+// when name is Stdin, refusing one over MaxFileSize before reading it, and
+// parses it as ParseFile does, but keeps the documents of other APIs
 // aside in Others instead of refusing them. It is the one reader of
 // `pipit validate` and `pipit lint`.
 func ReadSource(name string, stdin io.Reader) (*Source, error) {

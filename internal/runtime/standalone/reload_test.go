@@ -427,10 +427,10 @@ func TestReloadOfAnInvalidFileChangesNothing(t *testing.T) {
 	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, loadErr := spec.Load(path)
+	_, loadErr := spec.ParseFile(path, []byte(bad))
 	var want spec.Errors
 	if !errors.As(loadErr, &want) {
-		t.Fatalf("spec.Load: %v, want spec.Errors", loadErr)
+		t.Fatalf("spec.ParseFile: %v, want spec.Errors", loadErr)
 	}
 	f.set(path, bad)
 	_, err := d.Reload(context.Background())
