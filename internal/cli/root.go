@@ -22,6 +22,13 @@ const (
 	ExitOK       = 0
 	ExitFailed   = 1 // the operation was tried and failed
 	ExitBadInput = 2 // the input was refused; nothing was changed
+	// ExitTimeout: a wait for a rollout's end (get --watch, deploy
+	// --wait) reached its --timeout, the code timeout(1) exits with.
+	ExitTimeout = 124
+	// ExitInterrupted: such a wait was interrupted (SIGINT, SIGTERM)
+	// before the rollout ended, the code a shell gives a job killed by
+	// SIGINT; an interrupted wait is never read as a success.
+	ExitInterrupted = 130
 )
 
 // badInput marks an error as the caller's fault, so it exits 2.
@@ -62,6 +69,10 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "Error:", err)
 	var bad badInput
+	var code exitCode
+	if errors.As(err, &code) {
+		return code.code
+	}
 	if errors.As(err, &bad) || strings.HasPrefix(err.Error(), "unknown command") {
 		return ExitBadInput
 	}
@@ -107,6 +118,8 @@ and rolls back on its own the moment it does not.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.Version = versionLine()
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return BadInput(err) })
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug details to stderr")
 	for _, f := range preVerbFlags {
