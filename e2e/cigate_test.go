@@ -47,21 +47,22 @@ spec:
 
 // TestDeployWaitGatesCI: `pipit deploy --wait` under load exits 0 once a
 // healthy canary is promoted, and 1 once a canary answering 500s is rolled
-// back, as a CI job reads it.
+// back, as a CI job reads it; the daemon logs the rollback at WARN.
 func TestDeployWaitGatesCI(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		canary func(testing.TB) string
 		code   int
 		ended  string
+		warned string
 	}{
-		{"promoted", func(t testing.TB) string { return versionServer(t, "v2") }, 0, "web  Succeeded"},
-		{"rolled back", failingServer, 1, "rollout web ended RolledBack"},
+		{"promoted", func(t testing.TB) string { return versionServer(t, "v2") }, 0, "web  Succeeded", ""},
+		{"rolled back", failingServer, 1, "rollout web ended RolledBack", `level=WARN msg="rollout event" rollout=web reason=RolledBack`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			listen := freePort(t)
 			state := t.TempDir()
-			startUp(t, writeGatedRollout(t, listen, versionServer(t, "v1")), state)
+			d := startUp(t, writeGatedRollout(t, listen, versionServer(t, "v1")), state)
 			waitAnswers(t, listen)
 			stop := load(t, listen, 100)
 			defer stop()
@@ -69,6 +70,9 @@ func TestDeployWaitGatesCI(t *testing.T) {
 				"--wait", "--timeout", "45s", "--state-dir", state)
 			if r.code != tc.code || !strings.Contains(r.stdout+r.stderr, tc.ended) {
 				t.Fatalf("deploy --wait: exit %d, want %d mentioning %q\nstdout:\n%s\nstderr:\n%s", r.code, tc.code, tc.ended, r.stdout, r.stderr)
+			}
+			if !strings.Contains(d.output(), tc.warned) {
+				t.Errorf("the daemon's log lacks %q:\n%s", tc.warned, d.output())
 			}
 		})
 	}
