@@ -297,3 +297,46 @@ func TestKubeOnlyTheLeaderActs(t *testing.T) {
 		t.Errorf("the remaining replica ran %d reconciles (%v): it did not take over", n, err)
 	}
 }
+
+// TestKubeWatchGatesCI is a CI job on Kubernetes: a watch started before
+// the new image follows the rollout that image starts and exits 0 once
+// it is promoted; a watch on a rollout that is then aborted exits 1.
+func TestKubeWatchGatesCI(t *testing.T) {
+	t.Parallel()
+	e := newKubeEnv(t, 2, `
+  strategy:
+    steps:
+      - setWeight: 50
+      - pause: {}
+`)
+	e.startController(false)
+	e.WaitInstalled("web")
+	watch := func() <-chan result {
+		done := make(chan result, 1)
+		go func() { done <- e.kubectlVerb("get", "web", "--watch", "--interval", "200ms", "--timeout", "50s") }()
+		return done
+	}
+	paused := func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.PhaseAwaitingDecision }
+
+	idle := watch()
+	time.Sleep(2 * time.Second) // the watch's first look finds nothing in flight
+	e.SetImage("web", "registry.example/web:v2")
+	e.WaitRollout("web", "the pause at 50%", paused)
+	if res := e.kubectlVerb("promote", "web"); res.code != 0 {
+		t.Fatalf("pipit promote --kube: exit %d\n%s", res.code, res.stderr)
+	}
+	if res := <-idle; res.code != 0 || !strings.Contains(res.stderr, "no rollout in flight") || !strings.Contains(res.stdout, "web  Succeeded") {
+		t.Fatalf("get --watch --kube on a promotion: exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+
+	e.SetImage("web", "registry.example/web:v3")
+	e.WaitRollout("web", "the pause at 50%", paused)
+	inFlight := watch()
+	time.Sleep(2 * time.Second) // the watch's first look finds the rollout in flight
+	if res := e.kubectlVerb("abort", "web"); res.code != 0 {
+		t.Fatalf("pipit abort --kube: exit %d\n%s", res.code, res.stderr)
+	}
+	if res := <-inFlight; res.code != 1 || !strings.Contains(res.stderr, "rollout web ended Aborted") {
+		t.Fatalf("get --watch --kube on an abort: exit %d\nstdout:\n%s\nstderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+}

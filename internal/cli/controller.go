@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"log/slog"
 	"os"
 	"time"
 
@@ -15,7 +14,7 @@ func init() { register(newControllerCmd) }
 
 func newControllerCmd(g *globals) *cobra.Command {
 	var o kube.Options
-	var kubeconfig, kubeContext, logLevel string
+	var kubeconfig, kubeContext string
 	var qps float32
 	var burst int
 	cmd := &cobra.Command{
@@ -30,10 +29,15 @@ its status; a restarted controller resumes every rollout at the same step.
 
 In the cluster it uses its service account; outside, --kubeconfig or $KUBECONFIG. With
 --leader-elect several replicas run and only the elected one acts. Install the CRD, RBAC
-and Deployment with: kubectl apply -k deploy/kubernetes`,
+and Deployment with: kubectl apply -k deploy/kubernetes
+
+It logs JSON lines to stderr at INFO and above: --log-format text and --log-level
+debug|info|warn|error change that.`,
 		Example: `  pipit controller --kubeconfig ~/.kube/config
   pipit controller --leader-elect --leader-election-namespace pipit-system`,
 		Args: exactArgs(0),
+		// Its logs go to a log collector, which reads JSON best.
+		Annotations: map[string]string{defaultLogLevel: "info", defaultLogFormat: "json"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rules := clientcmd.NewDefaultClientConfigLoadingRules()
 			rules.ExplicitPath = kubeconfig
@@ -46,11 +50,7 @@ and Deployment with: kubectl apply -k deploy/kubernetes`,
 			// few hundred rollouts' steps behind its rate limiter.
 			cfg.QPS, cfg.Burst = qps, burst
 			o.Config = cfg
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
-				return BadInputf("--log-level: %v", err)
-			}
-			o.Log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			o.Log = g.log
 			o.Clock = g.clock
 			if o.LeaderElection && o.LeaderElectionNamespace == "" {
 				o.LeaderElectionNamespace = os.Getenv("POD_NAMESPACE")
@@ -72,6 +72,5 @@ and Deployment with: kubectl apply -k deploy/kubernetes`,
 	f.IntVar(&o.Concurrency, "concurrency", 8, "rollouts reconciled at once")
 	f.Float32Var(&qps, "kube-api-qps", 50, "requests per second to the API server, sustained")
 	f.IntVar(&burst, "kube-api-burst", 100, "requests to the API server in a burst")
-	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,6 +15,9 @@ import (
 )
 
 func init() { register(newDeployCmd) }
+
+// waitInterval is the time between two looks at the rollout with --wait.
+const waitInterval = time.Second
 
 // processFlags describe a process canary on the command line.
 type processFlags struct {
@@ -27,6 +31,10 @@ func newDeployCmd(g *globals) *cobra.Command {
 		canary v1alpha1.VersionRef
 		proc   processFlags
 		flags  *commandFlags
+		wait   struct {
+			wait    bool
+			timeout time.Duration
+		}
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy NAME (--canary URL | --version V --command CMD [--arg A]... | --version V --from FILE)",
@@ -50,17 +58,33 @@ analysis again from the first step.
 
 It exits 2 if the URL or the process description is not valid, and 1 if the
 rollout cannot take this canary now (for example while it is promoting, or a
-URL for a rollout of processes).`,
+URL for a rollout of processes).
+
+With --wait it then shows the rollout as 'pipit get --watch' does until it ends,
+and exits with its outcome, for a CI job to gate on: 0 when the new version was
+promoted, 1 when it was rolled back, aborted or failed, 124 when --timeout passed
+first (as timeout(1); the rollout goes on) and 130 when interrupted.`,
 		Example: `  pipit deploy web --canary http://127.0.0.1:9002 --version v2
   pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --reason "release 1.4"
   pipit deploy web --version v2 --command ./server --arg --port={{ .Port }} --env MODE=canary --replicas 2
-  pipit deploy web --version v2 --from v2.yaml`,
+  pipit deploy web --version v2 --from v2.yaml
+  pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --wait --timeout 30m`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := proc.describe(cmd, &canary); err != nil {
 				return BadInput(err)
 			}
-			return flags.submit(cmd, args[0], rollout.Command{Kind: rollout.CommandDeploy, Canary: &canary})
+			if err := checkTimeout(cmd, wait.timeout, "wait"); err != nil {
+				return err
+			}
+			v, b, err := flags.send(cmd, args[0], rollout.Command{Kind: rollout.CommandDeploy, Canary: &canary})
+			if err != nil || !wait.wait {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			w := &watcher{clock: g.clock, backend: b, name: args[0], interval: waitInterval, timeout: wait.timeout,
+				out: out, notes: cmd.ErrOrStderr(), tty: isTerminal(out)}
+			return w.watch(cmd.Context(), &v)
 		},
 	}
 	flags = addCommandFlags(cmd, g)
@@ -73,6 +97,8 @@ URL for a rollout of processes).`,
 	f.StringVar(&proc.workdir, "workdir", "", "directory --command starts in (default: the daemon's)")
 	f.Int32Var(&proc.replicas, "replicas", 0, "how many processes of --command serve the version (default 1)")
 	f.StringVar(&proc.from, "from", "", "YAML file describing the new version's processes")
+	f.BoolVar(&wait.wait, "wait", false, "show the rollout until it ends and exit with its outcome: 0 promoted, 1 rolled back, aborted or failed")
+	f.DurationVar(&wait.timeout, "timeout", 0, "with --wait, exit 124 if the rollout has not ended by then (default: no limit)")
 	return cmd
 }
 

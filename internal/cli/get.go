@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pipit-dev/pipit/internal/controlapi"
-	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 func init() { register(newGetCmd) }
@@ -23,6 +21,7 @@ func newGetCmd(g *globals) *cobra.Command {
 	var (
 		watch    bool
 		interval time.Duration
+		timeout  time.Duration
 		flags    *backendFlags
 	)
 	cmd := &cobra.Command{
@@ -34,15 +33,26 @@ the stable and the canary side by side.
 
 With --watch it asks again every --interval and shows the rollout as it moves.
 On a terminal the view is redrawn in place; otherwise (a pipe, a CI log) a new
-view is printed each time something changed. It exits 0 once the rollout ends
-(Succeeded, RolledBack, Aborted or Failed) or on Ctrl-C.`,
+view is printed each time something changed. It ends with the rollout, and its exit
+status is the rollout's outcome, for CI jobs to gate on: 0 when it succeeded, 1 when
+it was rolled back, aborted or failed, 124 when --timeout passed first (as
+timeout(1)) and 130 when interrupted.
+
+When nothing is in flight (the rollout is idle, or its last rollout has ended) the
+watch waits for the next rollout to start and follows it: right after a new version
+was handed over (kubectl set image, say) the last outcome is still the previous
+release's, and a CI job must not pass on it.`,
 		Example: `  pipit get web
   pipit get web --watch
-  pipit get web --watch --interval 5s`,
+  pipit get web --watch --interval 5s
+  pipit get web --kube --watch --timeout 15m   # in CI, after kubectl set image`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if interval < 100*time.Millisecond {
 				return BadInputf("--interval %v: want at least 100ms", interval)
+			}
+			if err := checkTimeout(cmd, timeout, "watch"); err != nil {
+				return err
 			}
 			b, err := flags.backend()
 			if err != nil {
@@ -57,48 +67,16 @@ view is printed each time something changed. It exits 0 once the rollout ends
 				_, err = io.WriteString(out, watchView(v))
 				return err
 			}
-			return watchRollout(cmd.Context(), g.clock, b, args[0], interval, out, isTerminal(out))
+			w := &watcher{clock: g.clock, backend: b, name: args[0], interval: interval, timeout: timeout,
+				out: out, notes: cmd.ErrOrStderr(), tty: isTerminal(out)}
+			return w.watch(cmd.Context(), nil)
 		},
 	}
 	flags = addBackendFlags(cmd, g)
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep showing the rollout until it ends")
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "time between two looks with --watch")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "with --watch, exit 124 if the rollout has not ended by then (default: no limit)")
 	return cmd
-}
-
-// watchRollout shows the rollout until it ends or ctx is done. On a
-// terminal it redraws the view in place; elsewhere it appends a view only
-// when it changed, so a log holds each state once.
-func watchRollout(ctx context.Context, clock rollout.Clock, b controlapi.Backend, name string, interval time.Duration, out io.Writer, tty bool) error {
-	var last string
-	for {
-		v, err := b.Rollout(ctx, name)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		if view := watchView(v); view != last {
-			switch {
-			case tty && last != "":
-				// Up to the first line of the old view, then clear below.
-				fmt.Fprintf(out, "\x1b[%dA\x1b[J", strings.Count(last, "\n"))
-			case last != "":
-				fmt.Fprintln(out)
-			}
-			if _, err := io.WriteString(out, view); err != nil {
-				return err
-			}
-			last = view
-		}
-		if v.Status.Phase.Terminal() {
-			return nil
-		}
-		if rollout.Sleep(ctx, clock, interval) != nil {
-			return nil
-		}
-	}
 }
 
 // isTerminal reports whether w is a terminal, where redrawing works.

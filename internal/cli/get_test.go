@@ -63,6 +63,11 @@ func TestWatchViewWaitingAndRolledBack(t *testing.T) {
 	}
 }
 
+// watchOf watches web on f, with notes discarded and no timeout.
+func watchOf(clock rollout.Clock, f *fakeBackend, interval time.Duration, out io.Writer, tty bool) *watcher {
+	return &watcher{clock: clock, backend: f, name: "web", interval: interval, out: out, notes: io.Discard, tty: tty}
+}
+
 // moving returns views of web at weights 5, 5, 25 and then succeeded.
 func moving(now time.Time) []controlapi.RolloutView {
 	at := func(w v1alpha1.Percent, p v1alpha1.Phase) controlapi.RolloutView {
@@ -82,7 +87,7 @@ func TestWatchPrintsOnlyChanges(t *testing.T) {
 	views := moving(time.Now())
 	f.script["web"] = views
 	var out bytes.Buffer
-	if err := watchRollout(context.Background(), rollout.SystemClock{}, f, "web", time.Millisecond, &out, false); err != nil {
+	if err := watchOf(rollout.SystemClock{}, f, time.Millisecond, &out, false).watch(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	want := watchView(views[0]) + "\n" + watchView(views[2]) + "\n" + watchView(views[3])
@@ -108,7 +113,7 @@ func TestWatchLooksOncePerInterval(t *testing.T) {
 	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
 	const interval = 2 * time.Second
 	done := make(chan error, 1)
-	go func() { done <- watchRollout(context.Background(), clock, f, "web", interval, io.Discard, false) }()
+	go func() { done <- watchOf(clock, f, interval, io.Discard, false).watch(context.Background(), nil) }()
 	for look := 1; look < len(views); look++ {
 		if !clock.WaitForTimers(1, 5*time.Second) {
 			t.Fatalf("the watch does not wait after look %d", look)
@@ -134,7 +139,7 @@ func TestWatchRedrawsInPlaceOnATerminal(t *testing.T) {
 	views := moving(time.Now())
 	f.script["web"] = views
 	var out bytes.Buffer
-	if err := watchRollout(context.Background(), rollout.SystemClock{}, f, "web", time.Millisecond, &out, true); err != nil {
+	if err := watchOf(rollout.SystemClock{}, f, time.Millisecond, &out, true).watch(context.Background(), nil); err != nil {
 		t.Fatal(err)
 	}
 	up := func(v controlapi.RolloutView) string {
@@ -146,13 +151,14 @@ func TestWatchRedrawsInPlaceOnATerminal(t *testing.T) {
 	}
 }
 
-func TestWatchStopsQuietlyWhenCancelled(t *testing.T) {
+func TestWatchInterruptedIsNoSuccess(t *testing.T) {
 	f := newFakeBackend()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	var out bytes.Buffer
-	if err := watchRollout(ctx, rollout.SystemClock{}, f, "web", time.Hour, &out, false); err != nil {
-		t.Fatalf("cancelled watch: %v", err)
+	err := watchOf(rollout.SystemClock{}, f, time.Hour, &out, false).watch(ctx, nil)
+	if c, ok := err.(exitCode); !ok || c.code != ExitInterrupted {
+		t.Fatalf("cancelled watch: %v, want exit %d", err, ExitInterrupted)
 	}
 }
 

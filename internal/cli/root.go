@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,13 @@ const (
 	ExitOK       = 0
 	ExitFailed   = 1 // the operation was tried and failed
 	ExitBadInput = 2 // the input was refused; nothing was changed
+	// ExitTimeout: a wait for a rollout's end (get --watch, deploy
+	// --wait) reached its --timeout, the code timeout(1) exits with.
+	ExitTimeout = 124
+	// ExitInterrupted: such a wait was interrupted (SIGINT, SIGTERM)
+	// before the rollout ended, the code a shell gives a job killed by
+	// SIGINT; an interrupted wait is never read as a success.
+	ExitInterrupted = 130
 )
 
 // badInput marks an error as the caller's fault, so it exits 2.
@@ -45,6 +53,9 @@ func BadInputf(format string, args ...any) error { return badInput{fmt.Errorf(fo
 // from them for every command.
 type globals struct {
 	verbose bool
+	// logFormat and logLevel are --log-format and --log-level; empty
+	// when not given, for the command's default.
+	logFormat, logLevel string
 	// clock is the time every command reads and waits on.
 	clock rollout.Clock
 	// log is the logger commands hand to what they run; the root sets it
@@ -62,6 +73,10 @@ func Execute(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stderr, "Error:", err)
 	var bad badInput
+	var code exitCode
+	if errors.As(err, &code) {
+		return code.code
+	}
 	if errors.As(err, &bad) || strings.HasPrefix(err.Error(), "unknown command") {
 		return ExitBadInput
 	}
@@ -94,11 +109,11 @@ and rolls back on its own the moment it does not.`,
 			return BadInputf("%s", msg)
 		},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			level := slog.LevelWarn
-			if g.verbose {
-				level = slog.LevelDebug
+			log, err := g.logger(cmd)
+			if err != nil {
+				return err
 			}
-			g.log = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			g.log = log
 			// Libraries that log only through the process-wide logger
 			// (client-go's, say) write where pipit's own logs go.
 			slog.SetDefault(g.log)
@@ -107,8 +122,14 @@ and rolls back on its own the moment it does not.`,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
+	root.Version = versionLine()
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return BadInput(err) })
 	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug details to stderr")
+	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "",
+		"how logs on stderr are written: text or json (default text; json for pipit controller)")
+	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "",
+		"least severe logs written: debug, info, warn or error; wins over -v (default warn; info for pipit up and pipit controller)")
 	for _, f := range preVerbFlags {
 		if f.isBool {
 			root.Flags().BoolP(f.name, f.short, false, "")
@@ -121,6 +142,39 @@ and rolls back on its own the moment it does not.`,
 		root.AddCommand(add(g))
 	}
 	return root
+}
+
+// Annotations a command sets to change the logging defaults, for the
+// commands that run for long and are watched through their logs.
+const (
+	defaultLogLevel  = "pipit.dev/default-log-level"
+	defaultLogFormat = "pipit.dev/default-log-format"
+)
+
+// logger builds the logger of cmd from --log-format, --log-level and -v,
+// falling back on cmd's defaults.
+func (g *globals) logger(cmd *cobra.Command) (*slog.Logger, error) {
+	level := slog.LevelWarn
+	if s := cmd.Annotations[defaultLogLevel]; s != "" {
+		_ = level.UnmarshalText([]byte(s))
+	}
+	if g.verbose {
+		level = slog.LevelDebug
+	}
+	if g.logLevel != "" {
+		if err := level.UnmarshalText([]byte(g.logLevel)); err != nil {
+			return nil, BadInputf("--log-level %q: want debug, info, warn or error", g.logLevel)
+		}
+	}
+	format := cmp.Or(g.logFormat, cmd.Annotations[defaultLogFormat], "text")
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts)), nil
+	}
+	return nil, BadInputf("--log-format %q: want text or json", format)
 }
 
 // preVerbFlags are the flags that pick a cluster or a daemon, which

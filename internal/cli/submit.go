@@ -25,21 +25,28 @@ func addCommandFlags(cmd *cobra.Command, g *globals) *commandFlags {
 // submit sends c to the rollout on behalf of the user and prints where
 // the rollout stands after it. A refusal is a failed operation.
 func (f *commandFlags) submit(cmd *cobra.Command, name string, c rollout.Command) error {
+	_, _, err := f.send(cmd, name, c)
+	return err
+}
+
+// send is submit, which also returns the rollout as the command left it
+// and the backend it went through, to follow the rollout on.
+func (f *commandFlags) send(cmd *cobra.Command, name string, c rollout.Command) (controlapi.RolloutView, controlapi.Backend, error) {
 	b, err := f.backend.backend()
 	if err != nil {
-		return err
+		return controlapi.RolloutView{}, nil, err
 	}
 	c.Actor, c.Reason = actor(), f.reason
 	v, err := b.Submit(cmd.Context(), name, c)
 	var refused *controlapi.RefusedError
 	if errors.As(err, &refused) {
-		return fmt.Errorf("%s %s refused: %s", c.Kind, name, refused.Reason)
+		return v, b, fmt.Errorf("%s %s refused: %s", c.Kind, name, refused.Reason)
 	}
 	if err != nil {
-		return err
+		return v, b, err
 	}
 	_, err = fmt.Fprintln(cmd.OutOrStdout(), outcomeLine(v))
-	return err
+	return v, b, err
 }
 
 // outcomeLine sums a rollout up in one line: "web: Progressing, step 1/6

@@ -22,14 +22,8 @@ import (
 
 func init() { register(newUpCmd) }
 
-func newUpCmd(g *globals) *cobra.Command {
-	var files []string
-	var stateDir, api string
-	retention := standalone.Retention{MaxAge: standalone.DefaultRetentionAge, KeepPerRollout: standalone.DefaultRetentionKeep}
-	cmd := &cobra.Command{
-		Use:   "up -f ROLLOUT.yaml [-f MORE.yaml] [--state-dir DIR] [--api ADDR] [--retention AGE] [--retention-keep N]",
-		Short: "Run the standalone daemon: rollout engine, traffic-splitting proxy and control API",
-		Long: `up runs pipit on this machine with no Kubernetes and no service mesh. For each rollout in
+// upLong is pipit up's help.
+const upLong = `up runs pipit on this machine with no Kubernetes and no service mesh. For each rollout in
 the files it serves a proxy on the rollout's service.listen address that splits traffic
 between the stable and the canary upstream, checks both, runs the analysis and moves the
 rollout on. State is kept in an SQLite database in the state directory and written before
@@ -46,11 +40,27 @@ in the state directory; the other pipit commands find both there.
 The history (events, analysis samples, commands carried out) is pruned as the daemon
 starts and then every hour: what is older than --retention goes, and each rollout keeps
 at most --retention-keep of the most recent events, of samples and of done commands.
-0 turns either bound off. Rollouts, their status and pending commands are never pruned.`,
+0 turns either bound off. Rollouts, their status and pending commands are never pruned.
+
+Every rollout event is logged to stderr at INFO, warnings at WARN: --log-level warn
+keeps only those, --log-format json writes one JSON object a line for a log
+collector. Logs never hold the API token, cookie keys or webhook secrets.`
+
+func newUpCmd(g *globals) *cobra.Command {
+	var files []string
+	var stateDir, api string
+	retention := standalone.Retention{MaxAge: standalone.DefaultRetentionAge, KeepPerRollout: standalone.DefaultRetentionKeep}
+	cmd := &cobra.Command{
+		Use:   "up -f ROLLOUT.yaml [-f MORE.yaml] [--state-dir DIR] [--api ADDR] [--retention AGE] [--retention-keep N]",
+		Short: "Run the standalone daemon: rollout engine, traffic-splitting proxy and control API",
+		Long:  upLong,
 		Example: `  pipit up -f examples/canary.yaml
   pipit up -f web.yaml -f api.yaml --state-dir /var/lib/pipit --api 127.0.0.1:7433
   pipit up -f web.yaml --retention 90d --retention-keep 0`,
 		Args: exactArgs(0),
+		// Every rollout event is logged at INFO (warnings at WARN): what
+		// the daemon does is what people watching it want to read.
+		Annotations: map[string]string{defaultLogLevel: "info"},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if retention.KeepPerRollout < 0 {
 				return BadInputf("--retention-keep %d: want 0 (no bound on the number) or more", retention.KeepPerRollout)

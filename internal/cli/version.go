@@ -12,13 +12,19 @@ func init() { register(newVersionCmd) }
 
 func newVersionCmd(*globals) *cobra.Command {
 	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print pipit's version",
-		Example: "  pipit version",
+		Use:   "version",
+		Short: "Print pipit's version, commit and commit time",
+		Long: `version prints the version of pipit, the commit it was built from and when that
+commit was made, as Go recorded them in the binary (release builds set them with
+-ldflags instead), and the Go toolchain that built it. pipit --version prints the same.`,
+		Example: "  pipit version\n  pipit --version",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintf(cmd.OutOrStdout(), "pipit %s\n", buildinfo.Version())
-			return nil
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), versionLine())
+			return err
 		},
 	}
 }
+
+// versionLine is what pipit version and pipit --version print.
+func versionLine() string { return "pipit " + buildinfo.Read().String() }

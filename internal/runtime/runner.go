@@ -132,7 +132,11 @@ func (r *Runner) decide(ctx context.Context, pending []rollout.PendingCommand) e
 		}
 	}
 	for _, e := range res.Events {
-		r.logger().Info("rollout event", "rollout", r.Name, "reason", e.Reason, "phase", e.Phase, "weight", e.Weight.String(), "message", e.Message)
+		level := slog.LevelInfo
+		if e.Type == v1alpha1.EventWarning {
+			level = slog.LevelWarn
+		}
+		r.logger().Log(ctx, level, "rollout event", "rollout", r.Name, "reason", e.Reason, "phase", e.Phase, "weight", e.Weight.String(), "message", e.Message)
 	}
 	if len(res.Events) > 0 {
 		if r.Hooks != nil {
