@@ -44,13 +44,22 @@ func newScriptedUpstream(t *testing.T, script func(r *http.Request) (string, boo
 	}
 	u := &scriptedUpstream{ln: ln, script: script}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	var conns sync.Map // every connection accepted, closed at the end
+	t.Cleanup(func() {
+		// Closing the connections ends their serve loops at once, rather
+		// than when a peer that stays (an idle pooled connection)
+		// lets the read deadline pass.
+		ln.Close()
+		conns.Range(func(c, _ any) bool { c.(net.Conn).Close(); return true })
+		wg.Wait()
+	})
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
+			conns.Store(c, true)
 			wg.Go(func() { u.serve(c) })
 		}
 	})

@@ -222,7 +222,17 @@ func sendFiles(sock int, files map[string]*os.File) error {
 	if err != nil {
 		return err
 	}
-	return unix.Sendmsg(sock, b, unix.UnixRights(fds...), nil, 0)
+	return ignoringEINTR(func() error { return unix.Sendmsg(sock, b, unix.UnixRights(fds...), nil, 0) })
+}
+
+// ignoringEINTR runs call again while a signal interrupts it: the Go
+// runtime's own (preemption, SIGCHLD) interrupt a raw system call.
+func ignoringEINTR(call func() error) error {
+	for {
+		if err := call(); !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 // recvFiles receives what sendFiles sent on sock, waiting at most 10s.
@@ -231,7 +241,11 @@ func recvFiles(sock int) (map[string]*os.File, error) {
 		return nil, err
 	}
 	buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(64*4))
-	n, oobn, _, _, err := unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	var n, oobn int
+	err := ignoringEINTR(func() (err error) {
+		n, oobn, _, _, err = unix.Recvmsg(sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
