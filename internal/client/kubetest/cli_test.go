@@ -152,10 +152,12 @@ func TestCLICommandsThroughTheController(t *testing.T) {
 		!strings.Contains(out, "aborted by ci-bot") {
 		t.Errorf("history --limit 2: exit %d:\n%s%s\nwant the last two events", code, out, errOut)
 	}
-	// get --watch ends at once on a rollout that has ended.
-	code, out, errOut = pipit(t, append([]string{"get", "web", "--watch", "--interval", "100ms"}, kube...)...)
-	if code != cli.ExitOK || !strings.Contains(out, "web  Aborted") {
-		t.Errorf("get --watch: exit %d: %s%s", code, out, errOut)
+	// get --watch on a rollout that has ended shows it, then waits for
+	// the next one (a CI job's watch may start before its rollout does):
+	// with none, --timeout ends it with 124.
+	code, out, errOut = pipit(t, append([]string{"get", "web", "--watch", "--interval", "100ms", "--timeout", "2s"}, kube...)...)
+	if code != cli.ExitTimeout || !strings.Contains(out, "web  Aborted") || !strings.Contains(out+errOut, "waiting for the next one") {
+		t.Errorf("get --watch --timeout 2s: exit %d, want %d: %s%s", code, cli.ExitTimeout, out, errOut)
 	}
 }
 
