@@ -143,8 +143,11 @@ func roleSelector(s *metav1.LabelSelector, role string) (*metav1.LabelSelector, 
 }
 
 // templateOf finds the pod template whose hash is hash: the target's, a
-// copy's, or one a copy ran before (kept in its ReplicaSets), which is how
-// an undo finds the previous stable version.
+// copy's, or one a copy or the target ran before (kept in its
+// ReplicaSets). That is how an undo finds the previous stable version,
+// and how a first install finds the template it decided on when the
+// target's changed again before the stable copy was made (a controller
+// killed in between).
 func (d *Deployment) templateOf(ctx context.Context, t *appsv1.Deployment, hash string) (*corev1.PodTemplateSpec, error) {
 	if TemplateHash(&t.Spec.Template) == hash {
 		return &t.Spec.Template, nil
@@ -165,7 +168,8 @@ func (d *Deployment) templateOf(ctx context.Context, t *appsv1.Deployment, hash 
 	for i := range sets.Items {
 		rs := &sets.Items[i]
 		owner := metav1.GetControllerOf(rs)
-		if owner == nil || owner.Kind != "Deployment" || (owner.Name != d.plan.StableWorkload && owner.Name != d.plan.CanaryWorkload) {
+		if owner == nil || owner.Kind != "Deployment" ||
+			(owner.Name != d.plan.StableWorkload && owner.Name != d.plan.CanaryWorkload && owner.Name != d.plan.Target) {
 			continue
 		}
 		if TemplateHash(&rs.Spec.Template) == hash {
