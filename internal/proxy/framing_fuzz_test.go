@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,10 +39,8 @@ type forwarded struct {
 	body           string
 }
 
-// framingHarness is the two paths, each with an upstream of its own: a
-// request net/http forwarded just as its client went away may reach the
-// upstream after the exchange ended, and must not be taken for one the
-// fast path forwarded next.
+// framingHarness is the two paths, each with an upstream of its own, so
+// that one path's forward is never taken for the other's.
 type framingHarness struct {
 	fast, std *recordedPath
 }
@@ -56,8 +55,21 @@ type recordedPath struct {
 func newFramingHarness(t testing.TB) *framingHarness {
 	return &framingHarness{
 		fast: newRecordedPath(t, func(p *Proxy) http.Handler { return p }),
-		std:  newRecordedPath(t, func(p *Proxy) http.Handler { return http.HandlerFunc(p.ServeHTTP) }),
+		std:  newRecordedPath(t, uncancelled),
 	}
+}
+
+// uncancelled is the net/http path with each request carried through to
+// the upstream's answer even when its client has gone. net/http cancels a
+// request at its client's end of stream, and a forward so cancelled may
+// still reach the upstream after the exchange that sent it has ended,
+// where it would be taken for the next exchange's. Carried through, the
+// forward is recorded before the server finishes with the connection,
+// which exchange waits for. What is forwarded does not change, only when.
+func uncancelled(p *Proxy) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.ServeHTTP(w, r.WithContext(context.WithoutCancel(r.Context())))
+	})
 }
 
 // newRecordedPath serves a Proxy, as handler presents it, in front of a
@@ -121,14 +133,12 @@ func (h *recordedPath) exchange(raw []byte) (int, *forwarded) {
 	defer c.Close()
 	_ = c.SetWriteDeadline(time.Now().Add(3 * time.Second))
 	_, _ = c.Write(raw)
-	// net/http takes a client's end of stream for its going away and
-	// cancels the request, so the end is sent only to a server still
-	// waiting for more of a request after a while.
+	// The end of the stream follows the bytes at once: a server waiting
+	// for more of a request answers then, not at its read timeout.
+	// net/http takes the end for the client's going away and cancels the
+	// request; uncancelled carries it through all the same.
+	_ = c.(*net.TCPConn).CloseWrite()
 	br := bufio.NewReader(c)
-	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	if _, err := br.Peek(1); err != nil {
-		_ = c.(*net.TCPConn).CloseWrite()
-	}
 	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
 	status := 0
 	for status < http.StatusOK { // interim answers (100 Continue) are skipped
@@ -143,7 +153,6 @@ func (h *recordedPath) exchange(raw []byte) (int, *forwarded) {
 	// Read to the server's end of the connection: then whatever it
 	// forwarded from it has reached the upstream, and nothing from this
 	// exchange can be taken for the next one's.
-	_ = c.(*net.TCPConn).CloseWrite()
 	_, _ = io.Copy(io.Discard, br)
 	h.mu.Lock()
 	defer h.mu.Unlock()

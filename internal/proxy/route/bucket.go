@@ -117,21 +117,21 @@ func userKey(r *http.Request, srcs []keySource, clientAddress func(*http.Request
 }
 
 // ClientIP is the host part of a RemoteAddr, or all of it when it has no
-// port (as in some tests and unix sockets). An IPv6 zone is dropped: it
-// names an interface of this host, which means nothing upstream and must
-// not split one client into several user keys.
+// port (as in some tests and unix sockets). An address is written the one
+// way netip writes it, and an IPv6 zone is dropped: it names an interface
+// of this host, which means nothing upstream, and neither may split one
+// client into several user keys.
 func ClientIP(remoteAddr string) string {
-	// net.SplitHostPort refuses a bracket inside a zone, which
-	// netip.ParseAddr accepts ("[fe80::1%[]:80"); the address is still
-	// the client's, without its zone.
-	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil && ap.Addr().Zone() != "" {
+	// netip.ParseAddrPort takes a bracket inside a zone ("[fe80::1%[]:80"),
+	// which net.SplitHostPort refuses; the address is still the client's.
+	if ap, err := netip.ParseAddrPort(remoteAddr); err == nil {
 		return ap.Addr().WithZone("").String()
 	}
 	host := remoteAddr
 	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
 		host = h
 	}
-	if ip, err := netip.ParseAddr(host); err == nil && ip.Zone() != "" {
+	if ip, err := netip.ParseAddr(host); err == nil {
 		return ip.WithZone("").String()
 	}
 	return host

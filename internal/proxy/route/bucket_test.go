@@ -232,6 +232,8 @@ func FuzzUserKey(f *testing.F) {
 	f.Add("", "uid=bad\\value; uid=ok", "a;b=c&user=%zz&user=d", "no-port")
 	f.Add("", " ; uid = spaced ;", "user=&user=x", "")
 	f.Add("", "", "", "")
+	f.Add("", "", "", "[::0%0]]:0") // a bracket in the zone: netip reads it, net.SplitHostPort does not
+	f.Add("", "", "", "[::0]:0")    // written as netip writes it
 	srcs, err := compileKeySources([]v1alpha1.UserKeySource{{Header: "X-User-ID"}, {Cookie: "uid"}, {Query: "user"}, {ClientIP: true}})
 	if err != nil {
 		f.Fatal(err)
@@ -250,14 +252,18 @@ func FuzzUserKey(f *testing.F) {
 			want = r.URL.Query().Get("user")
 		}
 		if want == "" {
+			// The peer's host as the standard library reads it
+			// (netip.ParseAddrPort, which takes any zone, else
+			// net.SplitHostPort, else the whole address), written as
+			// netip writes it, without a zone: a zone names an
+			// interface of the proxy's machine, not the client.
 			want = remote
-			if host, _, err := net.SplitHostPort(remote); err == nil {
+			if ap, err := netip.ParseAddrPort(remote); err == nil {
+				want = ap.Addr().String()
+			} else if host, _, err := net.SplitHostPort(remote); err == nil {
 				want = host
 			}
-			// A zone names an interface of the proxy's machine, not
-			// the client: the same client has the same key on every
-			// interface.
-			if ip, err := netip.ParseAddr(want); err == nil && ip.Zone() != "" {
+			if ip, err := netip.ParseAddr(want); err == nil {
 				want = ip.WithZone("").String()
 			}
 		}
@@ -278,6 +284,7 @@ func TestClientIPDropsThePortAndTheZone(t *testing.T) {
 		"[fe80::1%eth0]:80":  "fe80::1",
 		"[0::%[]:1234":       "::", // a bracket in the zone, which net.SplitHostPort refuses
 		"192.0.2.1":          "192.0.2.1",
+		"[::0]:80":           "::",
 		"@":                  "@", // a unix socket's peer
 	} {
 		if got := ClientIP(in); got != want {
