@@ -224,12 +224,14 @@ type HealthCheck struct {
 	FailureThreshold int32 `json:"failureThreshold,omitempty"`
 }
 
-// Strategy is the canary plan in one of three forms: an explicit list of
-// steps, Flagger's shorthand (interval with stepWeight and maxWeight, or
-// stepWeights), or a named preset. The shorthand and presets expand into
-// steps; the forms cannot be mixed. (CEL cannot see preset, which has no
-// schema, so pipit's validation alone keeps it apart from the others.)
+// Strategy is the release plan in one of four forms: an explicit list of
+// canary steps, Flagger's shorthand (interval with stepWeight and
+// maxWeight, or stepWeights), a named preset, or blue-green. The
+// shorthand, presets and blue-green expand into steps; the forms cannot
+// be mixed. (CEL cannot see preset, which has no schema, so pipit's
+// validation alone keeps it apart from the others.)
 //
+// +kubebuilder:validation:XValidation:rule="!has(self.blueGreen) || !((has(self.steps) && size(self.steps) > 0) || has(self.stepWeight) || has(self.maxWeight) || has(self.stepWeights))",message="blueGreen cannot be mixed with steps or the shorthand (stepWeight, maxWeight, stepWeights)"
 // +kubebuilder:validation:XValidation:rule="!(has(self.steps) && size(self.steps) > 0 && (has(self.stepWeight) || has(self.maxWeight) || has(self.stepWeights)))",message="use steps or the shorthand (stepWeight, maxWeight, stepWeights), not both"
 // +kubebuilder:validation:XValidation:rule="!has(self.stepWeights) || !(has(self.stepWeight) || has(self.maxWeight))",message="use stepWeights, or stepWeight with maxWeight, not both"
 type Strategy struct {
@@ -263,6 +265,41 @@ type Strategy struct {
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
 	Preset *Preset `json:"preset,omitempty"`
+
+	// BlueGreen starts the new version beside the old one with no user
+	// traffic, checks it on a preview address, then switches all traffic
+	// to it at once.
+	// +optional
+	BlueGreen *BlueGreenStrategy `json:"blueGreen,omitempty"`
+}
+
+// BlueGreenStrategy is a blue-green release: the new version runs beside
+// the stable one and gets no share of user traffic while it is checked
+// (the analysis' metrics, hooks and load test run against the preview);
+// then all traffic moves to it in one switch, and the old version stays
+// ready for spec.undoWindow, so an undo switches straight back.
+type BlueGreenStrategy struct {
+	// PreviewListen is the address on which the standalone daemon serves
+	// the new version alone, for checks before the switch, such as
+	// 127.0.0.1:8081. Standalone only.
+	// +optional
+	PreviewListen string `json:"previewListen,omitempty"`
+	// PreviewService is the Service pipit points at the new version's
+	// pods, for checks before the switch (Argo Rollouts' previewService).
+	// pipit creates it when it does not exist. Kubernetes only.
+	// +optional
+	PreviewService string `json:"previewService,omitempty"`
+	// Checks is how many passing checks of the preview the analysis needs
+	// before the switch. Default 1.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	Checks *int32 `json:"checks,omitempty"`
+	// AutoPromotionAfter switches to a preview that waits for a person
+	// (decision: manual) on its own this long after it began to wait, as
+	// Argo's autoPromotionSeconds; in automatic mode the preview is kept
+	// this long after its checks passed before the switch.
+	// +optional
+	AutoPromotionAfter *metav1.Duration `json:"autoPromotionAfter,omitempty"`
 }
 
 // Step is one step of the strategy; exactly one field is set.

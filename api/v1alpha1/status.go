@@ -66,6 +66,12 @@ type RolloutStatus struct {
 	// CanaryWeight is the share of traffic the canary should receive now.
 	// +optional
 	CanaryWeight Percent `json:"canaryWeight"`
+	// Previewing is set while a blue-green rollout's new version is under
+	// test on its preview address (and to requests the traffic rules
+	// send it), with no share of user traffic yet: it is checked and
+	// watched as a canary with traffic is.
+	// +optional
+	Previewing bool `json:"previewing,omitempty"`
 
 	// StartedAt is when the current rollout started.
 	// +optional

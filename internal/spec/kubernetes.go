@@ -39,6 +39,9 @@ type KubePlan struct {
 	// Service, StableService and CanaryService are the apex Service and
 	// the per-version ones.
 	Service, StableService, CanaryService string
+	// PreviewService is a blue-green rollout's Service of the new version
+	// before the switch; empty when there is none.
+	PreviewService string
 	// Port is the Services' port; TargetPort the container port, zero
 	// when the target's first container port (else Port) is meant.
 	Port, TargetPort int32
@@ -81,6 +84,9 @@ func ResolveKubernetes(r *v1alpha1.Rollout) KubePlan {
 		p.Port = svc.Port
 	}
 	p.TargetPort = svc.TargetPort
+	if bg := r.Spec.Strategy.BlueGreen; bg != nil {
+		p.PreviewService = bg.PreviewService
+	}
 	p.Traffic = k.Traffic
 	if k.Router == nil {
 		return p

@@ -164,6 +164,12 @@ type Plan struct {
 	UndoWindow time.Duration
 	// PostPromotion is the watch after a promotion; nil when there is none.
 	PostPromotion *PostPromotionPlan
+	// BlueGreen says the steps preview the new version at weight 0 and
+	// the promotion switches all traffic to it at once.
+	BlueGreen bool
+	// AutoPromotionAfter, when not zero, bounds a wait for a person to
+	// promote: the promotion then starts on its own.
+	AutoPromotionAfter time.Duration
 }
 
 // PostPromotionPlan is the resolved spec.postPromotion.
@@ -201,6 +207,11 @@ func Resolve(s *v1alpha1.RolloutSpec) (Plan, error) {
 		}
 	}
 	p.PostPromotion = resolvePostPromotion(s.PostPromotion, p.Analysis)
+	if bg := s.Strategy.BlueGreen; bg != nil {
+		p.BlueGreen, p.AutoPromotionAfter = true, autoPromotionAfter(bg)
+		p.Steps = expandBlueGreen(bg, p.Decision)
+		return p, nil
+	}
 	steps, err := expandSteps(&s.Strategy)
 	if err != nil {
 		return Plan{}, err

@@ -44,6 +44,7 @@ func Validate(r *v1alpha1.Rollout) Errors {
 		v.add("spec.service", "is required: where pipit's proxy listens and the stable upstream (or, in Kubernetes, spec.targetRef: the Deployment to roll out)")
 	}
 	v.strategy(&r.Spec.Strategy)
+	v.blueGreen(&r.Spec)
 	if r.Spec.Analysis != nil {
 		v.analysis(r.Spec.Analysis)
 	}
@@ -227,12 +228,15 @@ func (v *validator) strategy(st *v1alpha1.Strategy) {
 	v.positive(p+".interval", st.Interval)
 	shorthand := st.StepWeight != nil || st.MaxWeight != nil || len(st.StepWeights) > 0
 	switch {
+	case st.BlueGreen != nil && (st.Preset != nil || len(st.Steps) > 0 || shorthand):
+		v.add(p+".blueGreen", "cannot be mixed with steps, a preset or the shorthand (stepWeight, maxWeight, stepWeights): blue-green switches all traffic at once")
+	case st.BlueGreen != nil:
 	case st.Preset != nil && (len(st.Steps) > 0 || shorthand):
 		v.add(p+".preset", "use preset, steps or the shorthand (stepWeight, maxWeight, stepWeights), only one of them")
 	case len(st.Steps) > 0 && shorthand:
 		v.add(p, "use steps or the shorthand (stepWeight, maxWeight, stepWeights), not both")
 	case len(st.Steps) == 0 && !shorthand && st.Preset == nil:
-		v.add(p, "needs steps, a preset, or the shorthand stepWeight or stepWeights")
+		v.add(p, "needs steps, a preset, blueGreen, or the shorthand stepWeight or stepWeights")
 	}
 	if st.Preset != nil {
 		v.preset(st.Preset)

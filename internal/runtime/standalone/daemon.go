@@ -391,11 +391,6 @@ func parseSources(sources []Source) (rollouts []*v1alpha1.Rollout, raws [][]byte
 	return rollouts, raws, files, errors.Join(errs...)
 }
 
-func hasZeroPort(addr string) bool {
-	_, port, err := net.SplitHostPort(addr)
-	return err == nil && port == "0"
-}
-
 // APIAddr is the control API's address.
 func (d *Daemon) APIAddr() string { return d.apiLn.Addr().String() }
 

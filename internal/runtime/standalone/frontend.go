@@ -44,7 +44,7 @@ type frontend struct {
 // key identifies a frontend across reloads: its address, or for a ":0"
 // address, which is never shared, the address and its one rollout.
 func (f *frontend) key() string {
-	if hasZeroPort(f.addr) {
+	if spec.HasZeroPort(f.addr) {
 		return f.addr + "#" + f.names[0]
 	}
 	return f.addr
@@ -144,7 +144,7 @@ func groupFrontends(rollouts []*v1alpha1.Rollout, files []string) ([]*frontend, 
 			continue
 		}
 		f := byAddr[svc.Listen]
-		if f == nil || hasZeroPort(svc.Listen) {
+		if f == nil || spec.HasZeroPort(svc.Listen) {
 			f = &frontend{addr: svc.Listen, settings: settings}
 			byAddr[svc.Listen] = f
 			out = append(out, f)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // InheritedSocket is a listening socket the daemon did not open itself:
@@ -44,7 +46,7 @@ func (s *inheritedSockets) take(addr string) (ln net.Listener, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := s.index(func(is InheritedSocket) bool { return is.Name == addr })
-	if i < 0 && !hasZeroPort(addr) {
+	if i < 0 && !spec.HasZeroPort(addr) {
 		want, err := net.ResolveTCPAddr("tcp", addr)
 		if err == nil {
 			i = s.index(func(is InheritedSocket) bool { return sameTCPAddr(want, is.Listener.Addr()) })
