@@ -30,7 +30,7 @@ type frontend struct {
 	// preview serves a blue-green rollout's new version alone, on its
 	// spec.strategy.blueGreen.previewListen: one rollout, never shared.
 	preview bool
-	ln       net.Listener
+	ln      net.Listener
 	// acc accepts on ln and hands each connection to the current server;
 	// a reload that changes the listener's settings starts a new server
 	// on it without closing ln.
