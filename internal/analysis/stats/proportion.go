@@ -124,10 +124,10 @@ func (r ProportionResult) verdict(pooled float64) (ProportionVerdict, string) {
 	alpha := 1 - r.ConfLevel
 	switch {
 	case r.PValue >= alpha:
-		return ProportionNoDifference, fmt.Sprintf("no significant difference (p = %.4g, not under %.4g)", r.PValue, alpha)
+		return ProportionNoDifference, fmt.Sprintf("no significant difference: p = %.4g, not under %.4g", r.PValue, alpha)
 	case r.Difference > 0:
-		return ProportionBetter, fmt.Sprintf("the canary's proportion is higher (p = %.4g, under %.4g)", r.PValue, alpha)
+		return ProportionBetter, fmt.Sprintf("the canary's proportion is higher: p = %.4g, under %.4g", r.PValue, alpha)
 	default:
-		return ProportionWorse, fmt.Sprintf("the canary's proportion is lower (p = %.4g, under %.4g)", r.PValue, alpha)
+		return ProportionWorse, fmt.Sprintf("the canary's proportion is lower: p = %.4g, under %.4g", r.PValue, alpha)
 	}
 }
