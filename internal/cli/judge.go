@@ -107,11 +107,15 @@ func (o *judgeOptions) run(out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	report := newJudgeReport(res, card, cfg.ConfLevel)
+	return o.print(out, newJudgeReport(res, card, cfg.ConfLevel))
+}
+
+// print writes a report as --output asks: indented JSON, or its text.
+func (o *judgeOptions) print(out io.Writer, report interface{ text() string }) error {
 	if o.output == "json" {
 		return printJSON(out, report)
 	}
-	_, err = io.WriteString(out, report.text())
+	_, err := io.WriteString(out, report.text())
 	return err
 }
 
@@ -141,8 +145,8 @@ func (o *judgeOptions) config() (stats.MetricConfig, error) {
 	}, nil
 }
 
-// level returns --confidence when it was given and is in (0, 1), else the
-// test's default def.
+// level returns --confidence when it was given, else the test's default
+// def; a given level outside (0, 1) is refused.
 func (o *judgeOptions) level(def float64) (float64, error) {
 	if !o.set("confidence") {
 		return def, nil
@@ -180,12 +184,7 @@ func (o *judgeOptions) runConversions(out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	report := newConversionReport(res)
-	if o.output == "json" {
-		return printJSON(out, report)
-	}
-	_, err = io.WriteString(out, report.text())
-	return err
+	return o.print(out, newConversionReport(res))
 }
 
 // parseConversions reads flag's value X/N: X conversions out of N users,
@@ -423,6 +422,7 @@ type conversionReport struct {
 	Stable     conversionsReport       `json:"stable"`
 }
 
+// conversionsReport is one side of a conversionReport.
 type conversionsReport struct {
 	Conversions uint64   `json:"conversions"`
 	Users       uint64   `json:"users"`
