@@ -184,7 +184,7 @@ func TestErrorMapping(t *testing.T) {
 		t.Fatalf("refused command: %v", err)
 	}
 	_, err = c.Submit(ctx, "api", rollout.Command{Kind: "explode"})
-	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "unknown command kind") {
+	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "unknown command kind") {
 		t.Fatalf("bad command: %v", err)
 	}
 
