@@ -6,6 +6,7 @@ package standalone
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,6 +53,12 @@ type Config struct {
 	StateDir string
 	// APIAddr is the control API's listen address; ":0" picks a free port.
 	APIAddr string
+	// APITLS serves the control API over TLS; nil serves plain HTTP,
+	// which Start refuses on an address other than loopback unless
+	// Insecure is set: the API carries bearer tokens.
+	APITLS *TLSFiles
+	// Insecure allows plain HTTP on an address other than loopback.
+	Insecure bool
 	// Clock is the one clock of the daemon and everything it runs; nil
 	// is the wall clock.
 	Clock rollout.Clock
@@ -110,7 +117,8 @@ type Daemon struct {
 	accepting sync.WaitGroup
 	api       *http.Server
 	apiLn     net.Listener
-	apiName   string // the control API's address as it was given
+	apiTLS    *tls.Config // nil: the control API speaks plain HTTP
+	apiName   string      // the control API's address as it was given
 	// handoverLn answers a daemon that asks to take over; handovers
 	// delivers the outcome. handingOver refuses reloads once it began.
 	handoverLn  *handover.Listener
@@ -147,6 +155,15 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := cfg.Retention.validate(); err != nil {
 		return nil, &ConfigError{err}
 	}
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = DefaultAPIAddr
+	}
+	// Checked before anything opens: a refused start changes nothing.
+	apiTLSConfig, err := apiTLS(cfg.APIAddr, cfg.APITLS, cfg.Insecure)
+	if err != nil {
+		cfg.Inherit.close()
+		return nil, &ConfigError{err}
+	}
 	clock := rollout.ClockOrSystem(cfg.Clock)
 	cfg.Logger, cfg.Clock = log, clock
 	rollouts, raws, files, err := parseSources(cfg.Sources)
@@ -164,7 +181,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		cfg.Inherit.close()
 		return nil, err
 	}
-	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, clock: clock,
+	d := &Daemon{db: db, apiTLS: apiTLSConfig, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, clock: clock,
 		retention: cfg.Retention, read: cfg.Read, handovers: make(chan HandOver, 1)}
 	if incoming != nil {
 		d.stopsHeld = make(chan struct{})
@@ -229,7 +246,11 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 		d.serveFrontend(f, d.accepting.Done)
 	}
 	d.serving.Go(func() {
-		if err := d.api.Serve(d.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		ln := d.apiLn // the plain socket, which a hand-over passes on
+		if d.apiTLS != nil {
+			ln = tls.NewListener(ln, d.apiTLS)
+		}
+		if err := d.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("control API stopped", "err", err)
 		}
 	})
@@ -296,9 +317,6 @@ func (d *Daemon) serveFrontend(f *frontend, accepting func()) {
 // startAPI listens for the control API and writes its address down.
 func (d *Daemon) startAPI(cfg Config, token string) error {
 	d.apiName = cfg.APIAddr
-	if d.apiName == "" {
-		d.apiName = DefaultAPIAddr
-	}
 	var err error
 	if d.apiLn, err = d.listeners.listen(d.apiName); err != nil {
 		return fmt.Errorf("control API: %w", err)
@@ -306,7 +324,12 @@ func (d *Daemon) startAPI(cfg Config, token string) error {
 	if d.handoverLn, err = handover.Listen(cfg.StateDir, d.log); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(cfg.StateDir, controlapi.AddressFile), []byte(d.apiLn.Addr().String()+"\n")); err != nil {
+	addr := d.apiLn.Addr().String()
+	if d.apiTLS != nil {
+		// The scheme tells the clients reading the file to speak TLS.
+		addr = "https://" + addr
+	}
+	if err := writeFileAtomic(filepath.Join(cfg.StateDir, controlapi.AddressFile), []byte(addr+"\n")); err != nil {
 		return err
 	}
 	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, authenticator{admin: controlapi.SingleToken(token), db: d.db}, promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}), d.log), d.log)
