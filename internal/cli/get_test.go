@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
@@ -181,6 +184,29 @@ func TestGetCommand(t *testing.T) {
 	}
 	if !strings.HasSuffix(out, watchView(views[3])) || strings.Count(out, "web  ") != 3 {
 		t.Fatalf("watch output:\n%s", out)
+	}
+
+	f.mu.Lock()
+	f.script["web"] = views
+	f.mu.Unlock()
+	code, out, errOut = run(t, "get", "web", "--watch", "--interval", "100ms", "-o", "yaml", "--state-dir", dir)
+	if code != ExitOK {
+		t.Fatalf("watch -o yaml: exit %d: %s", code, errOut)
+	}
+	var weights []float64
+	for dec := yaml.NewDecoder(strings.NewReader(out)); ; {
+		var doc struct {
+			Status struct {
+				CanaryWeight float64 `yaml:"canaryWeight"`
+			} `yaml:"status"`
+		}
+		if err := dec.Decode(&doc); err != nil {
+			break
+		}
+		weights = append(weights, doc.Status.CanaryWeight)
+	}
+	if !slices.Equal(weights, []float64{5, 25, 100}) {
+		t.Fatalf("watch -o yaml: documents of weights %v, want one per change:\n%s", weights, out)
 	}
 
 	for _, tt := range []struct {

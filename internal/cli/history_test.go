@@ -74,7 +74,7 @@ func TestHistoryCommand(t *testing.T) {
 	}{
 		{[]string{"history"}, ExitBadInput, "accepts 1 arg"},
 		{[]string{"history", "web", "--limit", "-1"}, ExitBadInput, "--limit"},
-		{[]string{"history", "web", "-o", "yaml"}, ExitBadInput, "--output"},
+		{[]string{"history", "web", "-o", "xml"}, ExitBadInput, "--output"},
 		{[]string{"history", "nope"}, ExitFailed, "not found"},
 	} {
 		if code, _, errOut := run(t, append(tt.args, "--state-dir", dir)...); code != tt.code || !strings.Contains(errOut, tt.want) {

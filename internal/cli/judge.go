@@ -25,7 +25,7 @@ type judgeOptions struct {
 	direction      string
 	confidence     float64
 	allowedChange  float64
-	output         string
+	output         *outputFormat
 }
 
 func newJudgeCmd(*globals) *cobra.Command {
@@ -59,7 +59,7 @@ and 2 when an input cannot be read.`,
 	f.StringVar(&o.direction, "direction", "either", "the change that fails: increase, decrease or either")
 	f.Float64Var(&o.confidence, "confidence", stats.DefaultConfLevel, "confidence level of the shift's interval, in (0, 1)")
 	f.Float64Var(&o.allowedChange, "allowed-change", 0, "relative change of the mean to tolerate, in [0, 1): 0.1 lets the mean move 10% before a significant shift fails")
-	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	o.output = addOutputFlag(cmd, "text")
 	return cmd
 }
 
@@ -82,11 +82,7 @@ func (o *judgeOptions) run(out io.Writer) error {
 		return err
 	}
 	report := newJudgeReport(res, card, cfg.ConfLevel)
-	if o.output == "json" {
-		return printJSON(out, report)
-	}
-	_, err = io.WriteString(out, report.text())
-	return err
+	return o.output.print(out, report, report.text)
 }
 
 // config checks the flags and turns them into a metric configuration.
@@ -94,8 +90,6 @@ func (o *judgeOptions) config() (stats.MetricConfig, error) {
 	switch {
 	case o.stable == "" || o.canary == "":
 		return stats.MetricConfig{}, BadInputf("both --stable and --canary are required")
-	case o.output != "text" && o.output != "json":
-		return stats.MetricConfig{}, BadInputf("--output %q: want text or json", o.output)
 	case !(o.confidence > 0 && o.confidence < 1):
 		return stats.MetricConfig{}, BadInputf("--confidence %v: want a number between 0 and 1", o.confidence)
 	case !(o.allowedChange >= 0 && o.allowedChange < 1):

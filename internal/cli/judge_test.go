@@ -166,7 +166,7 @@ func TestJudgeBadInput(t *testing.T) {
 		{"bad direction", "", []string{"--stable", good, "--canary", good, "--direction", "up"}, "--direction"},
 		{"bad confidence", "", []string{"--stable", good, "--canary", good, "--confidence", "98"}, "--confidence"},
 		{"bad allowance", "", []string{"--stable", good, "--canary", good, "--allowed-change", "1"}, "--allowed-change"},
-		{"bad output", "", []string{"--stable", good, "--canary", good, "-o", "yaml"}, "--output"},
+		{"bad output", "", []string{"--stable", good, "--canary", good, "-o", "xml"}, "--output"},
 		{"argument", "", []string{"--stable", good, "--canary", good, "extra"}, "accepts 0 arg"},
 	}
 	for _, c := range cases {

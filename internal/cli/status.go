@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,8 +16,10 @@ import (
 func init() { register(newStatusCmd) }
 
 func newStatusCmd(g *globals) *cobra.Command {
-	var output string
-	var flags *backendFlags
+	var (
+		output *outputFormat
+		flags  *backendFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "status [NAME]",
 		Short: "Show the rollouts, or one rollout in detail",
@@ -37,9 +38,6 @@ proxy measures of both versions right now, and why it rolled back, if it did.
   pipit status --state-dir /var/lib/pipit -o json | jq '.[].status.phase'`,
 		Args: func(cmd *cobra.Command, args []string) error { return BadInput(cobra.MaximumNArgs(1)(cmd, args)) },
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "table" && output != "json" && output != "yaml" {
-				return BadInputf("--output %q: want table, json or yaml", output)
-			}
 			b, err := flags.backend()
 			if err != nil {
 				return err
@@ -50,32 +48,18 @@ proxy measures of both versions right now, and why it rolled back, if it did.
 				if err != nil {
 					return err
 				}
-				if views == nil {
-					views = []controlapi.RolloutView{} // "[]" in JSON, not null
-				}
-				return printViews(out, output, views, func() string { return statusTable(views, g.clock.Now()) })
+				return output.print(out, views, func() string { return statusTable(views, g.clock.Now()) })
 			}
 			v, err := b.Rollout(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			return printViews(out, output, v, func() string { return statusDetail(v, g.clock.Now()) })
+			return output.print(out, v, func() string { return statusDetail(v, g.clock.Now()) })
 		},
 	}
 	flags = addBackendFlags(cmd, g)
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	output = addOutputFlag(cmd, "table")
 	return cmd
-}
-
-func printViews(out io.Writer, output string, v any, table func() string) error {
-	switch output {
-	case "json":
-		return printJSON(out, v)
-	case "yaml":
-		return printYAML(out, v)
-	}
-	_, err := io.WriteString(out, table())
-	return err
 }
 
 // statusTable is the one-line-per-rollout view.
