@@ -60,7 +60,9 @@ type RolloutStatus struct {
 	// +optional
 	Canary *VersionRef `json:"canary,omitempty"`
 
-	// CurrentStep is the index of the step being run.
+	// CurrentStep is the index of the step being run, counted from 0
+	// (people read steps counted from 1: index 2 is "step 3/6"); once
+	// every step is done it is the number of steps.
 	// +optional
 	CurrentStep int32 `json:"currentStep"`
 	// CanaryWeight is the share of traffic the canary should receive now.
@@ -337,7 +339,7 @@ type Event struct {
 	Message string `json:"message"`
 	// Phase after the transition.
 	Phase Phase `json:"phase"`
-	// Step index after the transition.
+	// Step index after the transition, counted from 0 as currentStep.
 	Step int32 `json:"step"`
 	// Weight of the canary after the transition.
 	Weight Percent `json:"weight"`

@@ -15,15 +15,16 @@ import (
 // This file holds the pieces of text that several verbs show the same
 // way. Each is a pure function of its arguments, so tests can pin them.
 
-// stepLabel says where a rollout is in its plan: "3/6 pause 10m0s", or
-// "promotion" once past the last step, or "-" when nothing runs.
+// stepLabel says where a rollout is in its plan, counting steps from 1 as
+// people do (the status counts from 0): "3/6 pause 10m0s", or "6/6 done"
+// once past the last step, never "7/6"; "-" when nothing runs.
 func stepLabel(v controlapi.RolloutView) string {
 	n, i := len(v.Steps), int(v.Status.CurrentStep)
 	switch {
 	case n == 0 || v.Status.Phase == "" || v.Status.Phase == v1alpha1.PhaseIdle:
 		return "-"
 	case i >= n:
-		return "promotion"
+		return fmt.Sprintf("%d/%d done", n, n)
 	}
 	return fmt.Sprintf("%d/%d %s", i+1, n, v.Steps[i])
 }

@@ -22,7 +22,10 @@ func TestStepLabel(t *testing.T) {
 	}{
 		{v1alpha1.PhaseProgressing, steps, 0, "1/3 setWeight 5%"},
 		{v1alpha1.PhasePaused, steps, 1, "2/3 pause 10m0s"},
-		{v1alpha1.PhasePromoting, steps, 3, "promotion"},
+		{v1alpha1.PhasePromoting, steps, 3, "3/3 done"},
+		// Promoted twice past the last step by an older pipit, or a plan a
+		// reload shortened: never more steps than there are.
+		{v1alpha1.PhaseProgressing, steps, 7, "3/3 done"},
 		{v1alpha1.PhaseRolledBack, steps, 2, "3/3 setWeight 50%"},
 		{v1alpha1.PhaseIdle, steps, 0, "-"},
 		{"", steps, 0, "-"},

@@ -272,9 +272,11 @@ func (m *machine) finishSteps() {
 	m.startPromotion()
 }
 
-// nextStep starts the next step, with its own clock and checks.
+// nextStep starts the next step, with its own clock and checks. Past the
+// last step the index stays at the number of steps, also when a reload
+// left fewer steps than the index.
 func (m *machine) nextStep() {
-	m.st.CurrentStep++
+	m.st.CurrentStep = min(m.st.CurrentStep+1, int32(len(m.plan.Steps)))
 	m.st.StepStartedAt = micro(m.now)
 	m.st.Analysis.StepPassedChecks = 0
 }

@@ -52,9 +52,15 @@ func (m *machine) event(typ, reason string, c rollout.Command, format string, ar
 	})
 }
 
-// stepLabel names the current step for people: "step 3/8: pause 10m0s".
+// stepLabel names the current step for people, who count steps from 1
+// where the status keeps the index from 0: "step 3/8: pause 10m0s", or
+// "all 8 steps done" past the last one, never "step 9/8".
 func (m *machine) stepLabel() string {
-	return fmt.Sprintf("step %d/%d: %s", m.st.CurrentStep+1, len(m.plan.Steps), m.stepName())
+	n := len(m.plan.Steps)
+	if int(m.st.CurrentStep) >= n {
+		return fmt.Sprintf("all %d steps done", n)
+	}
+	return fmt.Sprintf("step %d/%d: %s", m.st.CurrentStep+1, n, m.stepName())
 }
 
 // currentStep is the step the rollout is on, false once past the plan's
