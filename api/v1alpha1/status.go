@@ -319,7 +319,7 @@ type MetricResult struct {
 	Stable *float64 `json:"stable,omitempty"`
 	// Verdict of the check.
 	Verdict Verdict `json:"verdict"`
-	// Message explains the verdict ("error-rate 7.2 > max 1").
+	// Message explains the verdict ("error-rate 7.2% > max 1%").
 	// +optional
 	Message string `json:"message,omitempty"`
 	// DryRun results are reported but do not decide.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // This file holds the pieces of text that several verbs show the same
@@ -98,12 +99,22 @@ func number(v float64, decimals int) string {
 	return s
 }
 
-// value writes a measured value, or "-" when there was none.
-func value(v *float64) string {
+// valueIn writes a measured value followed by its unit ("52.5ms"; the
+// number alone for no unit), or "-" when there was none.
+func valueIn(v *float64, unit string) string {
 	if v == nil {
 		return "-"
 	}
-	return number(*v, 3)
+	return spec.WithUnit(number(*v, 3), unit)
+}
+
+// metricUnits maps each metric's name to its unit, "" when unknown.
+func metricUnits(specs []v1alpha1.MetricSpec) map[string]string {
+	units := make(map[string]string, len(specs))
+	for _, m := range specs {
+		units[m.Name] = spec.MetricUnit(m)
+	}
+	return units
 }
 
 // percentValue writes a rate in percent: "99.95%".

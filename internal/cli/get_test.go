@@ -44,12 +44,12 @@ func TestWatchViewWaitingAndRolledBack(t *testing.T) {
 	now := time.Date(2026, 7, 1, 9, 5, 0, 0, time.UTC)
 	v := webView(now)
 	v.Status.Phase = v1alpha1.PhaseAwaitingDecision
-	v.Status.Gate = &v1alpha1.Gate{Kind: v1alpha1.GateAnomaly, Reason: "latency-p99 1520 > max 500"}
+	v.Status.Gate = &v1alpha1.Gate{Kind: v1alpha1.GateAnomaly, Reason: "latency-p99 1520ms > max 500ms"}
 	v.Live = nil
 	got := watchView(v)
 	for _, want := range []string{
 		"web  AwaitingDecision  stable v1, canary v2\n",
-		"Waiting for a person (Anomaly): latency-p99 1520 > max 500\n  go on: pipit promote web    roll back: pipit abort web\n",
+		"Waiting for a person (Anomaly): latency-p99 1520ms > max 500ms\n  go on: pipit promote web    roll back: pipit abort web\n",
 		"no measurements yet\n",
 	} {
 		if !strings.Contains(got, want) {

@@ -56,7 +56,16 @@ in RFC 3339 (2026-07-01T12:00:00Z) or as an age (90m, 36h, 7d ago). -o json and
 			if err != nil {
 				return err
 			}
-			return output.print(cmd.OutOrStdout(), samples, func() string { return samplesTable(samples, time.Local) })
+			var units map[string]string
+			if !output.isDocument() {
+				// The rollout's metrics say the unit of each value.
+				v, err := b.Rollout(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				units = metricUnits(v.Metrics)
+			}
+			return output.print(cmd.OutOrStdout(), samples, func() string { return samplesTable(samples, units, time.Local) })
 		},
 	}
 	flags = addBackendFlags(cmd, g)
@@ -82,9 +91,10 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return now.Add(-time.Duration(age)), nil
 }
 
-// samplesTable writes one line per sample, in loc's time; a metric with
-// no data shows "-", and a dry run's verdict says so.
-func samplesTable(samples []controlapi.Sample, loc *time.Location) string {
+// samplesTable writes one line per sample, in loc's time, each value in
+// its metric's unit; a metric with no data shows "-", and a dry run's
+// verdict says so.
+func samplesTable(samples []controlapi.Sample, units map[string]string, loc *time.Location) string {
 	if len(samples) == 0 {
 		return "No samples.\n"
 	}
@@ -97,7 +107,7 @@ func samplesTable(samples []controlapi.Sample, loc *time.Location) string {
 			verdict += " (dry run)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.At.In(loc).Format(time.DateTime), s.Name,
-			value(s.Canary), value(s.Stable), verdict, s.Message)
+			valueIn(s.Canary, units[s.Name]), valueIn(s.Stable, units[s.Name]), verdict, s.Message)
 	}
 	tw.Flush()
 	return b.String()

@@ -15,24 +15,24 @@ func webSamples() []controlapi.Sample {
 	at := func(m int) time.Time { return time.Date(2026, 7, 1, 12, m, 0, 0, time.UTC) }
 	return []controlapi.Sample{
 		{At: at(0), MetricResult: v1alpha1.MetricResult{Name: "request-success-rate", Canary: fptr(99.75), Stable: fptr(99.9), Verdict: v1alpha1.VerdictSuccessful,
-			Message: "request-success-rate 99.75 >= min 99"}},
+			Message: "request-success-rate 99.75% within min 99%"}},
 		{At: at(0), MetricResult: v1alpha1.MetricResult{Name: "latency-p99", Verdict: v1alpha1.VerdictNoData, DryRun: true, Message: "no requests"}},
 		{At: at(1), MetricResult: v1alpha1.MetricResult{Name: "request-success-rate", Canary: fptr(92.5), Stable: fptr(99.9), Verdict: v1alpha1.VerdictFailed,
-			Message: "request-success-rate 92.5 < min 99"}},
+			Message: "request-success-rate 92.5% < min 99%"}},
 	}
 }
 
 func TestSamplesTable(t *testing.T) {
-	got := samplesTable(webSamples(), time.UTC)
+	got := samplesTable(webSamples(), metricUnits(webView(time.Now()).Metrics), time.UTC)
 	want := `TIME                 METRIC                CANARY  STABLE  VERDICT           MESSAGE
-2026-07-01 12:00:00  request-success-rate  99.75   99.9    Successful        request-success-rate 99.75 >= min 99
+2026-07-01 12:00:00  request-success-rate  99.75%  99.9%   Successful        request-success-rate 99.75% within min 99%
 2026-07-01 12:00:00  latency-p99           -       -       NoData (dry run)  no requests
-2026-07-01 12:01:00  request-success-rate  92.5    99.9    Failed            request-success-rate 92.5 < min 99
+2026-07-01 12:01:00  request-success-rate  92.5%   99.9%   Failed            request-success-rate 92.5% < min 99%
 `
 	if got != want {
 		t.Errorf("samples table:\n%s\nwant:\n%s", got, want)
 	}
-	if got := samplesTable(nil, time.UTC); got != "No samples.\n" {
+	if got := samplesTable(nil, nil, time.UTC); got != "No samples.\n" {
 		t.Errorf("no samples: %q", got)
 	}
 }

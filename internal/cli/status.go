@@ -214,11 +214,13 @@ func watchLine(w v1alpha1.PostPromotionWatch, now time.Time) string {
 	return fmt.Sprintf("%s after %s", strings.ToLower(string(w.Outcome)), checks)
 }
 
-// resultsTable compares the versions metric by metric at the last check.
+// resultsTable compares the versions metric by metric at the last check,
+// each value with its metric's unit.
 func resultsTable(results []v1alpha1.MetricResult, specs []v1alpha1.MetricSpec) string {
+	units := metricUnits(specs)
 	bounds := map[string]string{}
 	for _, m := range specs {
-		bounds[m.Name] = rangeLabel(m.ThresholdRange)
+		bounds[m.Name] = rangeLabel(m.ThresholdRange, units[m.Name])
 	}
 	var b bytes.Buffer
 	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
@@ -232,21 +234,23 @@ func resultsTable(results []v1alpha1.MetricResult, specs []v1alpha1.MetricSpec) 
 		if rng == "" {
 			rng = "-"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Name, value(r.Stable), value(r.Canary), rng, verdict)
+		u := units[r.Name]
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Name, valueIn(r.Stable, u), valueIn(r.Canary, u), rng, verdict)
 	}
 	tw.Flush()
 	return b.String()
 }
 
-// rangeLabel writes a threshold range: "min 99", "max 500", "1 to 5".
-func rangeLabel(r *v1alpha1.ThresholdRange) string {
+// rangeLabel writes a threshold range in unit: "min 99%", "max 500ms",
+// "1 to 5".
+func rangeLabel(r *v1alpha1.ThresholdRange, unit string) string {
 	switch {
 	case r == nil || (r.Min == nil && r.Max == nil):
 		return ""
 	case r.Min != nil && r.Max != nil:
-		return value(r.Min) + " to " + value(r.Max)
+		return valueIn(r.Min, unit) + " to " + valueIn(r.Max, unit)
 	case r.Min != nil:
-		return "min " + value(r.Min)
+		return "min " + valueIn(r.Min, unit)
 	}
-	return "max " + value(r.Max)
+	return "max " + valueIn(r.Max, unit)
 }

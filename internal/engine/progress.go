@@ -223,7 +223,7 @@ func (m *machine) runPauseStep(s spec.PlanStep) verdict {
 		return halted
 	}
 	if end := m.st.StepStartedAt.Add(s.Duration); m.now.Before(end) {
-		m.st.Message = fmt.Sprintf("soaking at %s until %s", m.st.CanaryWeight, end.UTC().Format("15:04:05"))
+		m.st.Message = fmt.Sprintf("soaking at %s until %s UTC", m.st.CanaryWeight, end.UTC().Format("15:04:05"))
 		return halted
 	}
 	m.event(v1alpha1.EventNormal, "PauseEnded", rollout.Command{}, "Soaked %s at %s (%s)", s.Duration, m.st.CanaryWeight, m.stepLabel())
