@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pipit-dev/pipit/internal/analysis/stats"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 func init() { register(newJudgeCmd) }
@@ -25,6 +26,7 @@ type judgeOptions struct {
 	direction      string
 	confidence     float64
 	allowedChange  float64
+	unit           string
 	output         *outputFormat
 }
 
@@ -45,10 +47,11 @@ would give a canary: 100 when it passes, 0 when it is High or Low or has no data
 
 Each FILE holds numbers either as a JSON array ([1.5, 2, null]) or one per line,
 as a one-column CSV, optionally under a header line. NaN (or null) is a missing
-point and is dropped. The verdict is printed; the exit code is 0 whatever it is,
-and 2 when an input cannot be read.`,
+point and is dropped. --unit names what the values are in (ms, %, req/s), shown
+after the shift, its interval and the means. The verdict is printed; the exit code
+is 0 whatever it is, and 2 when an input cannot be read.`,
 		Example: `  pipit judge --stable stable.csv --canary canary.csv
-  pipit judge --stable p99-stable.json --canary p99-canary.json --direction increase --allowed-change 0.1
+  pipit judge --stable p99-stable.json --canary p99-canary.json --direction increase --allowed-change 0.1 --unit ms
   pipit judge --stable a.csv --canary b.csv -o json | jq .classification`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.OutOrStdout()) },
@@ -59,6 +62,7 @@ and 2 when an input cannot be read.`,
 	f.StringVar(&o.direction, "direction", "either", "the change that fails: increase, decrease or either")
 	f.Float64Var(&o.confidence, "confidence", stats.DefaultConfLevel, "confidence level of the shift's interval, in (0, 1)")
 	f.Float64Var(&o.allowedChange, "allowed-change", 0, "relative change of the mean to tolerate, in [0, 1): 0.1 lets the mean move 10% before a significant shift fails")
+	f.StringVar(&o.unit, "unit", "", "what the values are in, such as ms, % or req/s, shown after them (default none)")
 	o.output = addOutputFlag(cmd, "text")
 	return cmd
 }
@@ -82,6 +86,7 @@ func (o *judgeOptions) run(out io.Writer) error {
 		return err
 	}
 	report := newJudgeReport(res, card, cfg.ConfLevel)
+	report.Unit = o.unit
 	return o.output.print(out, report, report.text)
 }
 
@@ -241,6 +246,8 @@ type judgeReport struct {
 	MeanRatio      *float64             `json:"meanRatio"`
 	Canary         seriesReport         `json:"canary"`
 	Stable         seriesReport         `json:"stable"`
+	// Unit is what the values (and so the shift and the means) are in.
+	Unit string `json:"unit,omitempty"`
 }
 
 type seriesReport struct {
@@ -282,23 +289,30 @@ func (r judgeReport) text() string {
 		}
 		return strconv.FormatFloat(*v, 'g', 6, 64)
 	}
+	// inUnit writes a value in the series' unit: the shift, the means.
+	inUnit := func(v *float64) string {
+		if v == nil {
+			return "-"
+		}
+		return spec.WithUnit(g(v), r.Unit)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Classification:  %s (%s)\n", r.Classification, r.Reason)
 	verdict := string(r.Verdict)
 	if r.ScoreReason != "" {
 		verdict += ": " + r.ScoreReason
 	}
-	fmt.Fprintf(&b, "Score:           %s (%s)\n", g(&r.Score), verdict)
+	fmt.Fprintf(&b, "Score:           %s of 100 (%s)\n", g(&r.Score), verdict)
 	if r.Estimate != nil {
-		fmt.Fprintf(&b, "Shift:           %s (Hodges-Lehmann estimate of canary - stable)\n", g(r.Estimate))
-		fmt.Fprintf(&b, "%-17s[%s, %s]\n", g(ptr(100*r.ConfLevel))+"% interval:", g(r.ConfInt[0]), g(r.ConfInt[1]))
+		fmt.Fprintf(&b, "Shift:           %s (Hodges-Lehmann estimate of canary - stable)\n", inUnit(r.Estimate))
+		fmt.Fprintf(&b, "%-17s[%s, %s]\n", g(ptr(100*r.ConfLevel))+"% interval:", inUnit(r.ConfInt[0]), inUnit(r.ConfInt[1]))
 		fmt.Fprintf(&b, "p-value:         %s (Wilcoxon rank-sum, W = %s, normal approximation)\n", g(r.PValue), g(r.W))
 	} else {
 		fmt.Fprintf(&b, "Shift:           - (no test was needed)\n")
 	}
 	fmt.Fprintf(&b, "Mean ratio:      %s\n", g(r.MeanRatio))
-	fmt.Fprintf(&b, "Canary:          %d values, mean %s\n", r.Canary.Count, g(r.Canary.Mean))
-	fmt.Fprintf(&b, "Stable:          %d values, mean %s\n", r.Stable.Count, g(r.Stable.Mean))
+	fmt.Fprintf(&b, "Canary:          %d values, mean %s\n", r.Canary.Count, inUnit(r.Canary.Mean))
+	fmt.Fprintf(&b, "Stable:          %d values, mean %s\n", r.Stable.Count, inUnit(r.Stable.Mean))
 	return b.String()
 }
 

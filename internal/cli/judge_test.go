@@ -119,10 +119,32 @@ func TestJudgeTextPass(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"Classification:  Pass", "Score:           100 (Pass)", "Shift:           - ", "Canary:          20 values"} {
+	for _, want := range []string{"Classification:  Pass", "Score:           100 of 100 (Pass)", "Shift:           - ", "Canary:          20 values"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestJudgeTextUnit: --unit puts the values' unit after the shift, its
+// interval and the means, and into the JSON report.
+func TestJudgeTextUnit(t *testing.T) {
+	dir := t.TempDir()
+	stable := writeFile(t, dir, "stable.csv", lines("latency_ms", 30, 0))
+	canary := writeFile(t, dir, "canary.csv", lines("latency_ms", 30, 12))
+	code, out, errOut := runJudge(t, "--stable", stable, "--canary", canary, "--unit", "ms")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"Shift:           12ms (", "interval:    [6.00006ms, 17.9999ms]", "mean 26.5ms", "mean 14.5ms"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	_, out, _ = runJudge(t, "--stable", stable, "--canary", canary, "--unit", "ms", "-o", "json")
+	var r struct{ Unit string }
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Unit != "ms" {
+		t.Errorf("JSON report unit %q (%v):\n%s", r.Unit, err, out)
 	}
 }
 
