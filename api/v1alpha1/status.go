@@ -65,6 +65,11 @@ type RolloutStatus struct {
 	// every step is done it is the number of steps.
 	// +optional
 	CurrentStep int32 `json:"currentStep"`
+	// StepLabel is the current step as people count steps, from 1: "3/6"
+	// is index 2 of six steps, "6/6 done" once every step is done; empty
+	// while no rollout ran. kubectl get shows it as the Step column.
+	// +optional
+	StepLabel string `json:"stepLabel,omitempty"`
 	// CanaryWeight is the share of traffic the canary should receive now.
 	// +optional
 	CanaryWeight Percent `json:"canaryWeight"`

@@ -67,6 +67,9 @@ func TestPromoteAfterTheLastStep(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "all 6 steps are done") || !strings.Contains(err.Error(), "promote --full") {
 			t.Fatalf("promote after the last step: %v; want a refusal naming promote --full", err)
 		}
+		if res.Status.StepLabel != "6/6 done" {
+			t.Fatalf("step label %q after the last step, want 6/6 done", res.Status.StepLabel)
+		}
 		if res.Status.CurrentStep != n || res.Status.Phase != v1alpha1.PhaseProgressing {
 			t.Fatalf("refused promote moved the rollout: step index %d, %s", res.Status.CurrentStep, res.Status.Phase)
 		}
@@ -75,5 +78,29 @@ func TestPromoteAfterTheLastStep(t *testing.T) {
 	in.Commands = []rollout.Command{{Kind: rollout.CommandPromoteFull, Actor: "ann"}}
 	if res := Step(plan, st, in); res.Consumed[0] != nil || res.Status.CurrentStep != n {
 		t.Fatalf("promote --full after the last step: %v, step index %d", res.Consumed[0], res.Status.CurrentStep)
+	}
+}
+
+// TestStepLabelCountsFromOne: the status' stepLabel, which kubectl get
+// shows, counts steps from 1 where currentStep counts from 0.
+func TestStepLabelCountsFromOne(t *testing.T) {
+	plan := seedPlan(v1alpha1.DecisionAutomatic, 1)
+	for _, tc := range []struct {
+		phase v1alpha1.Phase
+		index int32
+		want  string
+	}{
+		{v1alpha1.PhaseIdle, 0, ""},
+		{v1alpha1.PhaseProgressing, 0, "1/6"},
+		{v1alpha1.PhasePaused, 2, "3/6"},
+		{v1alpha1.PhaseRolledBack, 5, "6/6"},
+		{v1alpha1.PhasePromoting, 6, "6/6 done"},
+		{v1alpha1.PhaseProgressing, 9, "6/6 done"}, // a plan a reload shortened
+	} {
+		st := statusIn(tc.phase)
+		st.CurrentStep = tc.index
+		if got := newMachine(plan, st, Input{}).stepOfSteps(); got != tc.want {
+			t.Errorf("%s at index %d: %q, want %q", tc.phase, tc.index, got, tc.want)
+		}
 	}
 }

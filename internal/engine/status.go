@@ -63,6 +63,19 @@ func (m *machine) stepLabel() string {
 	return fmt.Sprintf("step %d/%d: %s", m.st.CurrentStep+1, n, m.stepName())
 }
 
+// stepOfSteps is the status' stepLabel: the current step counted from 1
+// out of all, "3/6", or "6/6 done" past the last; "" when no rollout ran.
+func (m *machine) stepOfSteps() string {
+	n := len(m.plan.Steps)
+	switch {
+	case n == 0 || m.st.Phase == v1alpha1.PhaseIdle:
+		return ""
+	case int(m.st.CurrentStep) >= n:
+		return fmt.Sprintf("%d/%d done", n, n)
+	}
+	return fmt.Sprintf("%d/%d", m.st.CurrentStep+1, n)
+}
+
 // currentStep is the step the rollout is on, false once past the plan's
 // last step (all done, or a plan shortened by a reload).
 func (m *machine) currentStep() (spec.PlanStep, bool) {
