@@ -47,8 +47,9 @@ func Compare(m v1alpha1.MetricSpec, meas rollout.Measurement, confidence float64
 	default:
 		r.Verdict = v1alpha1.VerdictError
 	}
+	show := valueWriter(m)
 	r.Message = fmt.Sprintf("%s: canary %s vs stable (mean %s vs %s, %d vs %d samples): %s",
-		m.Name, res.Classification, num(res.Canary.Mean), num(res.Stable.Mean), res.Canary.Count, res.Stable.Count, res.Reason)
+		m.Name, res.Classification, show(res.Canary.Mean), show(res.Stable.Mean), res.Canary.Count, res.Stable.Count, res.Reason)
 	return r, res
 }
 

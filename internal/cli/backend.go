@@ -31,9 +31,11 @@ type backendFlags struct {
 	namespace   string
 }
 
-// addBackendFlags adds the flags that pick the daemon, or the cluster, to cmd.
+// addBackendFlags adds the flags that pick the daemon, or the cluster, to
+// cmd, and completes the NAME it takes first with the rollouts they have.
 func addBackendFlags(cmd *cobra.Command, g *globals) *backendFlags {
 	b := addDaemonFlags(cmd, g)
+	cmd.ValidArgsFunction = b.completeRolloutNames
 	f := cmd.Flags()
 	f.BoolVar(&b.kube, "kube", false,
 		"steer Rollouts in a Kubernetes cluster, through its API server and the pipit controller, instead of a daemon")

@@ -115,7 +115,7 @@ func TestSteeringCommands(t *testing.T) {
 		{[]string{"promote", "web"}, rollout.CommandPromote, "web: Progressing, step 5/6 setWeight 50%, weight 25% (resumed)\n"},
 		{[]string{"abort", "web"}, rollout.CommandAbort, "web: Aborted, step 5/6 setWeight 50%, weight 0% (aborted by admin)\n"},
 		{[]string{"retry", "web"}, rollout.CommandRetry, "web: Progressing, step 1/6 setWeight 5%, weight 0% (aborted by admin)\n"},
-		{[]string{"promote", "web", "--full"}, rollout.CommandPromoteFull, "web: Promoting, step promotion, weight 0% (promoting)\n"},
+		{[]string{"promote", "web", "--full"}, rollout.CommandPromoteFull, "web: Promoting, step 6/6 done, weight 0% (promoting)\n"},
 	}
 	for i, s := range steps {
 		code, out, errOut := run(t, append(s.args, "--state-dir", dir)...)

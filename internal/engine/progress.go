@@ -254,7 +254,7 @@ func (m *machine) runPauseStep(s spec.PlanStep) verdict {
 		return halted
 	}
 	if end := m.st.StepStartedAt.Add(s.Duration); m.now.Before(end) {
-		m.st.Message = fmt.Sprintf("soaking at %s until %s", m.st.CanaryWeight, end.UTC().Format("15:04:05"))
+		m.st.Message = fmt.Sprintf("soaking at %s until %s UTC", m.st.CanaryWeight, end.UTC().Format("15:04:05"))
 		return halted
 	}
 	m.event(v1alpha1.EventNormal, "PauseEnded", rollout.Command{}, "Soaked %s at %s (%s)", s.Duration, m.st.CanaryWeight, m.stepLabel())
@@ -319,9 +319,11 @@ func (m *machine) awaitPromotion() {
 	}
 }
 
-// nextStep starts the next step, with its own clock and checks.
+// nextStep starts the next step, with its own clock and checks. Past the
+// last step the index stays at the number of steps, also when a reload
+// left fewer steps than the index.
 func (m *machine) nextStep() {
-	m.st.CurrentStep++
+	m.st.CurrentStep = min(m.st.CurrentStep+1, int32(len(m.plan.Steps)))
 	m.st.StepStartedAt = micro(m.now)
 	m.st.Analysis.StepPassedChecks = 0
 }

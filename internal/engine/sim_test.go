@@ -224,7 +224,7 @@ func TestRolloutScenarios(t *testing.T) {
 		{
 			name: "unhealthy at the second stage is rolled back", plan: seedPlan(v1alpha1.DecisionAutomatic, 1),
 			measure: failingFrom(v1alpha1.PercentOf(25)), phase: v1alpha1.PhaseRolledBack, limit: time.Hour,
-			weights: []float64{5, 25}, stable: "v1", inReason: "request-success-rate 91.5 < min 99 (failed 2 times, failureLimit 1)",
+			weights: []float64{5, 25}, stable: "v1", inReason: "request-success-rate 91.5% < min 99% (failed 2 times, failureLimit 1)",
 		},
 		{
 			name: "unhealthy from the start with no tolerance", plan: seedPlan(v1alpha1.DecisionAutomatic, 0),
@@ -609,7 +609,7 @@ func TestEventsReadLikeATimeline(t *testing.T) {
 		"Rollout of canary v2 started by alice",
 		"Canary v2 is healthy",
 		"Routed 5% of traffic to canary v2 (step 1/6: setWeight 5%)",
-		"Metrics healthy at 5%: request-success-rate 99.9 within min 99",
+		"Metrics healthy at 5%: request-success-rate 99.9% within min 99%",
 		"Soaked 10m0s at 5%",
 		"Routed 25% of traffic",
 		"Routed 100% of traffic to canary v2",
