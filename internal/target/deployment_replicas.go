@@ -21,11 +21,16 @@ import (
 
 // ScaleForWeight splits the target's replicas between the copies for the
 // replica router, which has no traffic router to send w of the requests
-// to the canary: the canary gets ceil(total × w) replicas, at least one
-// while it runs, so it can become healthy at 0%; the stable copy the rest,
-// at least one below 100%. A retired canary stays at zero. The weight is
-// kept on the stable copy so DeployCanary sizes the next canary by it.
-// An autoscaler owns the stable copy's replicas when the target has one.
+// to the canary: the canary gets ceil(total × w), at least one while it
+// runs, so it can become healthy at 0%; the stable copy the rest, at least
+// one below 100%. A retired canary stays at zero. The weight is kept on
+// the stable copy so DeployCanary sizes the next canary by it. An
+// autoscaler owns the stable copy's replicas when the target has one; at
+// 100% with an undo window the stable copy keeps its replicas, as the
+// promotion that follows keeps it warm and switches the apex Service to
+// the canary copy (see promoteBySwitch). Weights size nothing in a
+// blue-green rollout, whose apex Service selects one copy, nor while the
+// canary copy serves the stable version.
 func (d *Deployment) ScaleForWeight(ctx context.Context, w v1alpha1.Percent) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -37,19 +42,18 @@ func (d *Deployment) ScaleForWeight(ctx context.Context, w v1alpha1.Percent) err
 	if err != nil {
 		return err
 	}
-	canary, err := d.getCopy(ctx, d.plan.CanaryWorkload)
+	stable, canary, err := d.copies(ctx)
 	if err != nil {
 		return err
 	}
-	live := canary != nil && replicasOf(canary) > 0
+	sized := !d.plan.BlueGreen && servingRole(stable) == RoleStable
+	live := sized && canary != nil && replicasOf(canary) > 0
+	keepStable := !sized || autoscaled || (live && w >= v1alpha1.FullWeight && d.plan.UndoWindow > 0)
 	stableN, canaryN := splitReplicas(originalReplicas(t), w, live)
 	scaleStable := func() error {
 		return d.modifyDeployment(ctx, d.plan.StableWorkload, func(dep *appsv1.Deployment) error {
-			if dep.Annotations == nil {
-				dep.Annotations = map[string]string{}
-			}
-			dep.Annotations[AnnotationWeight] = w.String()
-			if !autoscaled {
+			dep.Annotations = merged(dep.Annotations, map[string]string{AnnotationWeight: w.String()})
+			if !keepStable {
 				dep.Spec.Replicas = &stableN
 			}
 			return nil
@@ -77,6 +81,18 @@ func (d *Deployment) ScaleForWeight(ctx context.Context, w v1alpha1.Percent) err
 	return nil
 }
 
+// copies reads the stable and the canary copy; nil for one that does not
+// exist.
+func (d *Deployment) copies(ctx context.Context) (stable, canary *appsv1.Deployment, err error) {
+	if stable, err = d.getCopy(ctx, d.plan.StableWorkload); err != nil {
+		return nil, nil, err
+	}
+	if canary, err = d.getCopy(ctx, d.plan.CanaryWorkload); err != nil {
+		return nil, nil, err
+	}
+	return stable, canary, nil
+}
+
 // splitReplicas divides total replicas for weight w: the canary's share
 // is ceil(total × w), at least one while the canary is live, the stable
 // copy keeps the rest, at least one below 100%.
@@ -96,10 +112,10 @@ func splitReplicas(total int32, w v1alpha1.Percent, live bool) (stable, canary i
 
 // weight is the weight the replica router set last (0% before it set
 // one), and whether the canary's replicas follow it: only with the
-// replica router. A weight left by a replica router the rollout no longer
+// replica router, and not in a blue-green rollout. A weight left by a replica router the rollout no longer
 // uses does not count.
 func (d *Deployment) weight(stable *appsv1.Deployment) (v1alpha1.Percent, bool) {
-	if d.plan.Router != spec.RouterReplicas {
+	if d.plan.Router != spec.RouterReplicas || d.plan.BlueGreen {
 		return 0, false
 	}
 	s, ok := stable.Annotations[AnnotationWeight]
