@@ -25,10 +25,10 @@ import (
 // runs, so it can become healthy at 0%; the stable copy the rest, at least
 // one below 100%. A retired canary stays at zero. The weight is kept on
 // the stable copy so DeployCanary sizes the next canary by it. An
-// autoscaler owns the stable copy's replicas when the target has one; at
-// 100% with an undo window the stable copy keeps its replicas, as the
-// promotion that follows keeps it warm and switches the apex Service to
-// the canary copy (see promoteBySwitch). Weights size nothing in a
+// autoscaler owns the stable copy's replicas when the target has one. At
+// 100% with an undo window both copies run the target's replicas: the
+// promotion that follows switches the apex Service to the canary copy and
+// keeps the stable copy warm at full size (see promoteBySwitch). Weights size nothing in a
 // blue-green rollout, whose apex Service selects one copy, nor while the
 // canary copy serves the stable version.
 func (d *Deployment) ScaleForWeight(ctx context.Context, w v1alpha1.Percent) error {
@@ -48,8 +48,11 @@ func (d *Deployment) ScaleForWeight(ctx context.Context, w v1alpha1.Percent) err
 	}
 	sized := !d.plan.BlueGreen && servingRole(stable) == RoleStable
 	live := sized && canary != nil && replicasOf(canary) > 0
-	keepStable := !sized || autoscaled || (live && w >= v1alpha1.FullWeight && d.plan.UndoWindow > 0)
+	keepStable := !sized || autoscaled
 	stableN, canaryN := splitReplicas(originalReplicas(t), w, live)
+	if live && w >= v1alpha1.FullWeight && d.plan.UndoWindow > 0 {
+		stableN = originalReplicas(t) // the previous version, kept warm by the promotion
+	}
 	scaleStable := func() error {
 		return d.modifyDeployment(ctx, d.plan.StableWorkload, func(dep *appsv1.Deployment) error {
 			dep.Annotations = merged(dep.Annotations, map[string]string{AnnotationWeight: w.String()})
