@@ -57,6 +57,9 @@ func Allowed(st v1alpha1.RolloutStatus, cmd rollout.Command) error {
 func checkArguments(st v1alpha1.RolloutStatus, cmd rollout.Command) error {
 	switch cmd.Kind {
 	case rollout.CommandSetWeight:
+		if st.Previewing {
+			return errBlueGreenWeight
+		}
 		return checkManualWeight(cmd.Weight)
 	case rollout.CommandUndo:
 		if st.Previous == nil {
@@ -91,6 +94,10 @@ func checkDeploy(st v1alpha1.RolloutStatus, canary *v1alpha1.VersionRef, p v1alp
 	}
 	return nil
 }
+
+// errBlueGreenWeight refuses a share of traffic for a blue-green rollout,
+// whose new version goes from none of it to all of it in one switch.
+var errBlueGreenWeight = fmt.Errorf("a blue-green rollout switches all traffic at once: promote to switch, abort to stop")
 
 // checkManualWeight refuses a weight an operator cannot set: none, or all
 // of the traffic, which is a promotion (promote --full) and not a weight.
@@ -130,6 +137,9 @@ func (m *machine) applyCommand(c rollout.Command) error {
 	case rollout.CommandUndo:
 		return m.undo(c)
 	case rollout.CommandSetWeight:
+		if m.plan.BlueGreen {
+			return errBlueGreenWeight
+		}
 		// Traffic goes only to a canary that is up, as with a setWeight
 		// step; the runtime sees the refusal at once.
 		if *c.Weight > 0 && m.st.CanaryWeight == 0 && m.canaryHealth() != rollout.HealthUp {

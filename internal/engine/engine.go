@@ -169,14 +169,21 @@ func CheckDue(st v1alpha1.RolloutStatus, now time.Time) bool {
 }
 
 // checking reports whether checks run in this status: while the canary
-// receives traffic and the rollout is under way (not paused by an operator,
+// is exposed and the rollout is under way (not paused by an operator,
 // whose pause stops the clock).
 func checking(st v1alpha1.RolloutStatus) bool {
 	switch st.Phase {
 	case v1alpha1.PhaseProgressing, v1alpha1.PhaseAwaitingDecision:
-		return st.CanaryWeight > 0 && st.Analysis.NextCheckAt != nil
+		return exposed(st) && st.Analysis.NextCheckAt != nil
 	}
 	return false
+}
+
+// exposed reports whether the canary is under test: it gets a share of
+// the traffic, or, in a blue-green rollout, it is open on its preview.
+// An exposed canary is checked, and its going down is an anomaly.
+func exposed(st v1alpha1.RolloutStatus) bool {
+	return st.CanaryWeight > 0 || st.Previewing
 }
 
 // NextWake returns the earliest time at which Step would decide something

@@ -40,13 +40,30 @@ func (m *machine) progress() {
 	if m.waitForHooksBeforeTraffic(v1alpha1.HookPreRollout) == halted {
 		return
 	}
+	m.openPreview()
 	m.runSteps()
+}
+
+// openPreview opens a blue-green rollout's new version for checks, once it
+// is healthy and the hooks before traffic said yes: it gets no share of
+// the traffic, only its preview's requests (and those the traffic rules
+// send it), and the first check comes one interval later, so that its
+// window holds them.
+func (m *machine) openPreview() {
+	if !m.plan.BlueGreen || exposed(m.st) {
+		return
+	}
+	m.st.Previewing = true
+	m.st.Analysis.NextCheckAt = micro(m.now.Add(m.plan.Analysis.Interval))
+	m.st.Message = "previewing " + m.st.Canary.Version + " with no user traffic"
+	m.event(v1alpha1.EventNormal, "PreviewOpened", rollout.Command{}, "New version %s is open on its preview, with no user traffic; stable %s serves everyone",
+		m.st.Canary.Version, m.stableVersion())
 }
 
 // waitForHooksBeforeTraffic waits for the gate hooks of type t once, before
 // the canary first gets traffic.
 func (m *machine) waitForHooksBeforeTraffic(t v1alpha1.HookType) verdict {
-	if m.st.CurrentStep > 0 || m.st.CanaryWeight > 0 {
+	if m.st.CurrentStep > 0 || exposed(m.st) {
 		return proceed
 	}
 	return m.waitForHooks(t, string(t))
@@ -72,7 +89,7 @@ func (m *machine) runSteps() {
 // (Failed) once the deadline passed. A canary that gets traffic already is
 // watched by watchForAnomalies instead.
 func (m *machine) waitForCanaryHealth() verdict {
-	if m.st.CanaryWeight > 0 {
+	if exposed(m.st) {
 		return proceed
 	}
 	if m.canaryHealth() != rollout.HealthUp {
@@ -122,6 +139,12 @@ func (m *machine) applyApprovalTimeout() verdict {
 	if g == nil || g.Expires == nil || g.Expired || m.now.Before(g.Expires.Time) {
 		return proceed
 	}
+	if g.Kind == v1alpha1.GatePromotion {
+		m.event(v1alpha1.EventNormal, "AutoPromoted", rollout.Command{}, "Nobody promoted %s within %s (autoPromotionAfter): promoting it",
+			m.st.Canary.Version, g.Expires.Sub(g.Since.Time))
+		m.startPromotion()
+		return halted
+	}
 	s, ok := m.currentStep()
 	if !ok || s.Kind != spec.StepApproval {
 		// The plan changed since the gate opened (a reload) and has no
@@ -151,7 +174,7 @@ func (m *machine) watchForAnomalies() verdict {
 // reactToAlarm turns an alarm from a continuous test into an anomaly at
 // once, while the canary gets traffic.
 func (m *machine) reactToAlarm() verdict {
-	if m.st.CanaryWeight == 0 || len(m.in.Alarms) == 0 {
+	if !exposed(m.st) || len(m.in.Alarms) == 0 {
 		return proceed
 	}
 	a := m.in.Alarms[0]
@@ -162,7 +185,7 @@ func (m *machine) reactToAlarm() verdict {
 // reactToCanaryDown turns a canary that went down while it gets traffic,
 // or failed for good, into an anomaly.
 func (m *machine) reactToCanaryDown() verdict {
-	if m.canaryHealth() == rollout.HealthDown && (m.st.CanaryWeight > 0 || m.in.Observed.CanaryFailed) {
+	if m.canaryHealth() == rollout.HealthDown && (exposed(m.st) || m.in.Observed.CanaryFailed) {
 		m.reactToAnomaly(fmt.Sprintf("canary %s is down: %s", m.st.Canary.Version, m.in.Observed.CanaryReason), "")
 		return halted
 	}
@@ -266,10 +289,26 @@ func (m *machine) finishSteps() {
 		return
 	}
 	if m.plan.Decision == v1alpha1.DecisionManual {
-		m.awaitDecision(v1alpha1.GatePromotion, fmt.Sprintf("all steps passed at %s; promote to make canary %s stable", m.st.CanaryWeight, m.st.Canary.Version))
+		m.awaitPromotion()
 		return
 	}
 	m.startPromotion()
+}
+
+// awaitPromotion waits for a person to promote, until AutoPromotionAfter
+// when the plan sets it (applyApprovalTimeout then promotes).
+func (m *machine) awaitPromotion() {
+	reason := fmt.Sprintf("all steps passed at %s; promote to make canary %s stable", m.st.CanaryWeight, m.st.Canary.Version)
+	if m.plan.BlueGreen {
+		reason = fmt.Sprintf("preview of %s passed its checks; promote to switch all traffic to it", m.st.Canary.Version)
+	}
+	if d := m.plan.AutoPromotionAfter; d > 0 {
+		reason += fmt.Sprintf(" (or it is promoted on its own in %s)", d)
+	}
+	m.awaitDecision(v1alpha1.GatePromotion, reason)
+	if d := m.plan.AutoPromotionAfter; d > 0 {
+		m.st.Gate.Expires = micro(m.now.Add(d))
+	}
 }
 
 // nextStep starts the next step, with its own clock and checks.
@@ -305,14 +344,22 @@ func (m *machine) awaitDecision(kind v1alpha1.GateKind, reason string) {
 }
 
 // startPromotion sends all traffic to the canary and asks the target to
-// make it the stable version.
+// make it the stable version. For a blue-green rollout this is the
+// switch: all traffic moves from none to all in one weight change, which
+// every router applies at once (one routing table, one route update).
 func (m *machine) startPromotion() {
 	m.st.Gate, m.st.PausedAt = nil, nil
 	m.st.WaitingSince = micro(m.now)
 	m.recordBaselines()
+	m.st.Previewing = false
 	m.setWeight(v1alpha1.FullWeight)
 	m.act(rollout.Action{Kind: rollout.ActionPromote, Version: m.st.Canary})
 	m.setPhase(v1alpha1.PhasePromoting, "promoting canary "+m.st.Canary.Version)
+	if m.plan.BlueGreen {
+		m.event(v1alpha1.EventNormal, "Promoting", rollout.Command{}, "Switched all traffic from %s to %s at once; making it the stable version",
+			m.stableVersion(), m.st.Canary.Version)
+		return
+	}
 	m.event(v1alpha1.EventNormal, "Promoting", rollout.Command{}, "Routed 100%% of traffic to canary %s; making it the stable version", m.st.Canary.Version)
 }
 
@@ -346,6 +393,7 @@ func (m *machine) rollBack(outcome v1alpha1.Phase, reason, metric string) {
 	m.st.Rollback = &v1alpha1.Rollback{Outcome: outcome, Reason: reason, Metric: metric, At: *micro(m.now)}
 	m.st.Gate, m.st.PausedAt, m.st.HookWait = nil, nil, nil
 	m.st.WaitingSince = micro(m.now)
+	m.st.Previewing = false
 	m.setWeight(0)
 	m.act(rollout.Action{Kind: rollout.ActionRetireCanary, Version: m.st.Canary})
 	m.setPhase(v1alpha1.PhaseRollingBack, "rolling back: "+reason)

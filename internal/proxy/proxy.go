@@ -247,7 +247,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Latency is measured on the monotonic clock, not through p.clock: it
 	// times this request and decides nothing.
 	start := time.Now()
-	b := p.dispatch(p.table.Load(), w, r)
+	p.forward(w, r, p.dispatch(p.table.Load(), w, r), start)
+}
+
+// forward sends r to b, or answers for b when it has no ready replica,
+// and records the outcome for b's version; start is when r came in.
+func (p *Proxy) forward(w http.ResponseWriter, r *http.Request, b *backend, start time.Time) {
 	if b.unready() {
 		p.answerUnready(w, b, start)
 		return

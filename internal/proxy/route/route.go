@@ -96,6 +96,10 @@ func (t Table) WithCanaryAllowed(allowed bool) Table {
 	return t
 }
 
+// CanaryOpen reports whether t has a canary that requests may reach:
+// one is set and it was not closed (WithCanaryAllowed).
+func (t Table) CanaryOpen() bool { return t.canary != "" && !t.closed }
+
 // WithUpstreams is t routing to the stable version and the canary version
 // (empty for none); canaryReady says whether the canary has a ready
 // replica. A canary of another version than t's, or none, reopens the

@@ -274,7 +274,7 @@ func (d *Daemon) startFrontend(f *frontend) error {
 func (d *Daemon) handlers(f *frontend) []http.Handler {
 	out := make([]http.Handler, len(f.names))
 	for i, name := range f.names {
-		out[i] = d.rollout(name).dataPlane().proxy
+		out[i] = f.handlerOf(d.rollout(name).dataPlane().proxy)
 	}
 	return out
 }
@@ -403,6 +403,18 @@ func (d *Daemon) ProxyAddr(name string) (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.addr, true
+}
+
+// PreviewAddr is the address of a blue-green rollout's preview; ok is
+// false for a rollout that has none.
+func (d *Daemon) PreviewAddr(name string) (addr string, ok bool) {
+	m, err := d.get(name)
+	if err != nil {
+		return "", false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.previewAddr, m.previewAddr != ""
 }
 
 // Stop shuts the proxies down gracefully, waiting at most until ctx ends,

@@ -27,7 +27,10 @@ type frontend struct {
 	names    []string // the rollout behind each route
 	files    []string // the file of each rollout
 	single   bool     // one rollout without host or prefix: no mux needed
-	ln       net.Listener
+	// preview serves a blue-green rollout's new version alone, on its
+	// spec.strategy.blueGreen.previewListen: one rollout, never shared.
+	preview bool
+	ln      net.Listener
 	// acc accepts on ln and hands each connection to the current server;
 	// a reload that changes the listener's settings starts a new server
 	// on it without closing ln.
@@ -44,10 +47,23 @@ type frontend struct {
 // key identifies a frontend across reloads: its address, or for a ":0"
 // address, which is never shared, the address and its one rollout.
 func (f *frontend) key() string {
+	k := f.addr
 	if spec.HasZeroPort(f.addr) {
-		return f.addr + "#" + f.names[0]
+		k += "#" + f.names[0]
 	}
-	return f.addr
+	if f.preview {
+		k = "preview " + k
+	}
+	return k
+}
+
+// handlerOf is what f serves of a rollout's proxy p: p itself, or its
+// preview.
+func (f *frontend) handlerOf(p *proxy.Proxy) http.Handler {
+	if f.preview {
+		return p.Preview()
+	}
+	return p
 }
 
 // listenerSettings are what the rollouts sharing a listen address must
@@ -167,6 +183,42 @@ func groupFrontends(rollouts []*v1alpha1.Rollout, files []string) ([]*frontend, 
 		// A lone rollout with a host or prefix still goes through the
 		// mux, which answers other requests 404.
 		f.single = len(f.routes) == 1 && f.routes[0].Host == "" && f.routes[0].PathPrefix == ""
+	}
+	previews, err := previewFrontends(rollouts, files, byAddr)
+	return append(out, previews...), errors.Join(append(errs, err)...)
+}
+
+// previewFrontends are the preview listeners of the blue-green rollouts,
+// with the settings of each rollout's own listener. A preview address is
+// its rollout's alone: the proxy's listeners (byAddr) and the other
+// previews may not share it.
+func previewFrontends(rollouts []*v1alpha1.Rollout, files []string, byAddr map[string]*frontend) ([]*frontend, error) {
+	var out []*frontend
+	var errs []error
+	taken := map[string]string{}
+	for i, r := range rollouts {
+		bg := r.Spec.Strategy.BlueGreen
+		if bg == nil || bg.PreviewListen == "" {
+			continue
+		}
+		addr := bg.PreviewListen
+		if f := byAddr[addr]; f != nil && !spec.HasZeroPort(addr) {
+			errs = append(errs, fmt.Errorf("%s: rollout %q: spec.strategy.blueGreen.previewListen %s is the listen address of rollout %q (%s); a preview needs an address of its own",
+				files[i], r.Name, addr, f.names[0], f.files[0]))
+			continue
+		}
+		if other, ok := taken[addr]; ok && !spec.HasZeroPort(addr) {
+			errs = append(errs, fmt.Errorf("%s: rollout %q: spec.strategy.blueGreen.previewListen %s is the preview address of rollout %q too; give each its own",
+				files[i], r.Name, addr, other))
+			continue
+		}
+		taken[addr] = r.Name
+		settings, err := listenerOf(r.Spec.Service)
+		if err != nil {
+			continue // reported with the rollout's own listener
+		}
+		out = append(out, &frontend{addr: addr, settings: settings, routes: []proxy.MuxRoute{{}},
+			names: []string{r.Name}, files: []string{files[i]}, single: true, preview: true})
 	}
 	return out, errors.Join(errs...)
 }

@@ -255,7 +255,7 @@ func (d *Daemon) prepareServers(p *reloadPlan, running map[string]*frontend) err
 	for _, f := range p.frontends {
 		handlers := make([]http.Handler, len(f.names))
 		for i, name := range f.names {
-			handlers[i] = p.proxyOf(d, name)
+			handlers[i] = f.handlerOf(p.proxyOf(d, name))
 		}
 		h, err := f.handler(handlers)
 		if err != nil {
@@ -630,6 +630,6 @@ func (d *Daemon) reroute(old, f *frontend, p *reloadPlan) {
 func (d *Daemon) noteAddrs(f *frontend) {
 	addr := f.ln.Addr().String()
 	for _, name := range f.names {
-		d.rollout(name).setAddr(addr)
+		d.rollout(name).setAddr(addr, f.preview)
 	}
 }

@@ -75,9 +75,11 @@ type managed struct {
 	rollout *v1alpha1.Rollout
 	plan    spec.Plan
 	plane   *dataPlane
-	addr    string                 // where its proxy listens
-	status  v1alpha1.RolloutStatus // the last status saved, for readers
-	waiters map[int64]chan error
+	addr    string // where its proxy listens
+	// previewAddr is where its blue-green preview listens; empty for none.
+	previewAddr string
+	status      v1alpha1.RolloutStatus // the last status saved, for readers
+	waiters     map[int64]chan error
 }
 
 // dataPlane is what serves and measures a rollout's traffic: rebuilt as a
@@ -377,10 +379,14 @@ func (m *managed) onLoop(f func(context.Context)) error {
 	return nil
 }
 
-// setAddr notes where the rollout's proxy listens.
-func (m *managed) setAddr(addr string) {
+// setAddr notes where the rollout's proxy, or its preview, listens.
+func (m *managed) setAddr(addr string, preview bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if preview {
+		m.previewAddr = addr
+		return
+	}
 	m.addr = addr
 }
 
