@@ -5,16 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/spec"
@@ -49,84 +44,10 @@ func newWarmEnv(t *testing.T, replicas int32, blueGreen bool) *warmEnv {
 	return e
 }
 
-// podsOf names the live pods of one copy (by role).
-func (e *env) podsOf(ctx context.Context, role string) ([]string, error) {
-	var pods corev1.PodList
-	if err := e.Client.List(ctx, &pods, client.InNamespace(e.Namespace), client.MatchingLabels{target.LabelRole: role}); err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, p := range pods.Items {
-		if p.DeletionTimestamp == nil {
-			names = append(names, p.Name)
-		}
-	}
-	slices.Sort(names)
-	return names, nil
-}
-
-// selectsPods fails unless the ready endpoints of service are exactly the
-// live pods of the copy with role, and there are want of them: the
-// cluster's own proof of what a Service's selector picks.
-func (e *env) selectsPods(ctx context.Context, service, role string, want int) error {
-	pods, err := e.podsOf(ctx, role)
-	if err != nil {
-		return err
-	}
-	var slicesList discoveryv1.EndpointSliceList
-	if err := e.Client.List(ctx, &slicesList, client.InNamespace(e.Namespace),
-		client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
-		return err
-	}
-	var got []string
-	for _, s := range slicesList.Items {
-		for _, ep := range s.Endpoints {
-			if ep.TargetRef != nil && ep.Conditions.Ready != nil && *ep.Conditions.Ready {
-				got = append(got, ep.TargetRef.Name)
-			}
-		}
-	}
-	slices.Sort(got)
-	if len(pods) != want || !slices.Equal(got, pods) {
-		return fmt.Errorf("Service %s reaches pods %v; the %s copy runs %v, want %d of them", service, got, role, pods, want)
-	}
-	return nil
-}
-
-// uids lists the UIDs of every pod and ReplicaSet of the namespace, dying
-// ones included.
-func (e *env) uids(ctx context.Context) (map[types.UID]string, error) {
-	out := map[types.UID]string{}
-	var pods corev1.PodList
-	if err := e.Client.List(ctx, &pods, client.InNamespace(e.Namespace)); err != nil {
-		return nil, err
-	}
-	for _, p := range pods.Items {
-		out[p.UID] = "Pod " + p.Name
-	}
-	var sets appsv1.ReplicaSetList
-	if err := e.Client.List(ctx, &sets, client.InNamespace(e.Namespace)); err != nil {
-		return nil, err
-	}
-	for _, rs := range sets.Items {
-		out[rs.UID] = "ReplicaSet " + rs.Name
-	}
-	return out, nil
-}
-
-// createdSince fails the test when a pod or ReplicaSet exists now that
-// did not in before.
-func (e *env) createdSince(before map[types.UID]string, what string) {
-	e.T.Helper()
-	after, err := e.uids(e.Ctx())
-	if err != nil {
-		e.T.Fatal(err)
-	}
-	for uid, name := range after {
-		if _, ok := before[uid]; !ok {
-			e.T.Errorf("%s created %s", what, name)
-		}
-	}
+// reaches fails unless service reaches the n pods of the copy with role
+// alone.
+func (e *env) reaches(ctx context.Context, service, role string, n int) error {
+	return e.ServiceReaches(ctx, service, map[string]string{target.LabelRole: role}, n)
 }
 
 // wantSelector fails unless Service name selects the role's pods.
@@ -246,7 +167,7 @@ func (e *warmEnv) previewBlueGreen(v2 v1alpha1.VersionRef) {
 	}
 	e.Eventually("the preview Service reaches the new version alone, the others the old one", func(ctx context.Context) error {
 		for svc, role := range map[string]string{"web-preview": target.RoleCanary, "web": target.RoleStable, "web-stable": target.RoleStable} {
-			if err := e.selectsPods(ctx, svc, role, 3); err != nil {
+			if err := e.reaches(ctx, svc, role, 3); err != nil {
 				return err
 			}
 		}
@@ -270,10 +191,7 @@ func (e *warmEnv) promoteBySwitch(v2 v1alpha1.VersionRef, n int32) {
 		}
 		return e.rolledOut(ctx, "web-canary", n)
 	})
-	before, err := e.uids(e.Ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := e.PodsAndReplicaSets()
 	e.untilReady("Promote", func(ctx context.Context) error { return e.d.Promote(ctx, v2) })
 	if err := e.wantStable(e.Ctx(), v2); err != nil {
 		t.Fatalf("promoted: %v", err)
@@ -289,10 +207,10 @@ func (e *warmEnv) promoteBySwitch(v2 v1alpha1.VersionRef, n int32) {
 	e.wantSelector("web-stable", target.RoleCanary)
 	e.wantSelector("web", target.RoleCanary)
 	e.Eventually("the apex and stable Services reach the canary copy alone", func(ctx context.Context) error {
-		if err := e.selectsPods(ctx, "web", target.RoleCanary, int(n)); err != nil {
+		if err := e.reaches(ctx, "web", target.RoleCanary, int(n)); err != nil {
 			return err
 		}
-		return e.selectsPods(ctx, "web-stable", target.RoleCanary, int(n))
+		return e.reaches(ctx, "web-stable", target.RoleCanary, int(n))
 	})
 	// The switch's record on the stable copy is a new generation of it
 	// (annotations are), which its controller observes in a moment.
@@ -302,7 +220,7 @@ func (e *warmEnv) promoteBySwitch(v2 v1alpha1.VersionRef, n int32) {
 		}
 		return e.rolledOut(ctx, "web-canary", n)
 	})
-	e.createdSince(before, "the promotion")
+	e.NothingCreatedSince(before, "the promotion")
 
 	// Inside the window nothing changes.
 	e.clock.Advance(undoWindow - time.Minute)
@@ -310,7 +228,7 @@ func (e *warmEnv) promoteBySwitch(v2 v1alpha1.VersionRef, n int32) {
 		t.Fatal(err)
 	}
 	e.wantSelector("web-stable", target.RoleCanary)
-	e.createdSince(before, "RetireWarm inside the undo window")
+	e.NothingCreatedSince(before, "RetireWarm inside the undo window")
 }
 
 // undoBySwitch undoes the promotion as the engine does (Promote of the
@@ -320,10 +238,7 @@ func (e *warmEnv) promoteBySwitch(v2 v1alpha1.VersionRef, n int32) {
 func (e *warmEnv) undoBySwitch(v1 v1alpha1.VersionRef, n int32) {
 	t := e.T
 	t.Helper()
-	before, err := e.uids(e.Ctx())
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := e.PodsAndReplicaSets()
 	if err := e.d.Promote(e.Ctx(), v1); err != nil {
 		t.Fatalf("undo: %v", err)
 	}
@@ -335,10 +250,10 @@ func (e *warmEnv) undoBySwitch(v1 v1alpha1.VersionRef, n int32) {
 		if err := e.wantStable(ctx, v1); err != nil {
 			return err
 		}
-		if err := e.selectsPods(ctx, "web-stable", target.RoleStable, int(n)); err != nil {
+		if err := e.reaches(ctx, "web-stable", target.RoleStable, int(n)); err != nil {
 			return err
 		}
-		if names, err := e.podsOf(ctx, target.RoleCanary); err != nil || len(names) > 0 {
+		if names, err := e.PodNames(ctx, map[string]string{target.LabelRole: target.RoleCanary}); err != nil || len(names) > 0 {
 			return fmt.Errorf("canary pods %v (%v)", names, err)
 		}
 		return e.rolledOut(ctx, "web-stable", n)
@@ -347,7 +262,7 @@ func (e *warmEnv) undoBySwitch(v1 v1alpha1.VersionRef, n int32) {
 	if err != nil || !maps.Equal(images, map[string]int{v1.Version: int(n)}) {
 		t.Errorf("stable pods run %v (%v), want %d of %s", images, err, n, v1.Version)
 	}
-	e.createdSince(before, "the undo")
+	e.NothingCreatedSince(before, "the undo")
 }
 
 // consolidateAfterTheWindow lets the undo window pass: the stable copy
@@ -371,7 +286,7 @@ func (e *warmEnv) consolidateAfterTheWindow(v2 v1alpha1.VersionRef, n int32) {
 		if d := e.Deployment("web-canary"); *d.Spec.Replicas != 0 || d.Status.Replicas != 0 {
 			return fmt.Errorf("canary copy: spec %d, status %+v", *d.Spec.Replicas, d.Status)
 		}
-		return e.selectsPods(ctx, "web", target.RoleStable, int(n))
+		return e.reaches(ctx, "web", target.RoleStable, int(n))
 	})
 	if err := e.d.RetireWarm(e.Ctx()); err != nil {
 		t.Errorf("RetireWarm with nothing warm: %v", err)
