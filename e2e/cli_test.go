@@ -50,6 +50,24 @@ func TestDemoPromotes(t *testing.T) {
 	t.Logf("demo took %s", time.Since(start))
 }
 
+// The blue-green demo switches all users to v2 at once after its checks;
+// faulty, it rolls back before any user got an error.
+func TestBlueGreenDemo(t *testing.T) {
+	r := pipit(t, 120*time.Second, "demo", "--strategy", "blue-green")
+	if r.code != 0 || !strings.Contains(r.stdout, "open on its preview") || !strings.Contains(r.stdout, "Switched all traffic from v1 to v2 at once") ||
+		!strings.Contains(r.stdout, "v2 is now the stable version") {
+		t.Fatalf("pipit demo --strategy blue-green: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = pipit(t, 120*time.Second, "demo", "--strategy", "blue-green", "--faulty")
+	if r.code != 0 || !strings.Contains(r.stdout, "RolledBack after") || strings.Contains(r.stdout, "Switched all traffic") ||
+		strings.Contains(r.stdout, "500×") {
+		t.Fatalf("pipit demo --strategy blue-green --faulty: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if r := pipit(t, 10*time.Second, "demo", "--strategy", "purple"); r.code != 2 || !strings.Contains(r.stderr, "unknown strategy") {
+		t.Errorf("demo --strategy purple: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
 func TestFaultyDemoRollsBackNamingTheMetric(t *testing.T) {
 	r := pipit(t, 120*time.Second, "demo", "--faulty")
 	if r.code != 0 || !strings.Contains(r.stdout, "RolledBack after") || !strings.Contains(r.stdout, "failing metric: ") {

@@ -21,18 +21,22 @@ func init() { register(newJudgeCmd) }
 
 // judgeOptions are the flags of pipit judge.
 type judgeOptions struct {
-	stable, canary string
-	direction      string
-	confidence     float64
-	allowedChange  float64
-	output         string
+	stable, canary         string
+	stableConv, canaryConv string // X/N, for the proportion test
+	direction              string
+	// confidence is --confidence; each test has its own default.
+	confidence    float64
+	allowedChange float64
+	output        string
+	// set reports whether a flag was given on the command line.
+	set func(flag string) bool
 }
 
 func newJudgeCmd(*globals) *cobra.Command {
 	o := &judgeOptions{}
 	cmd := &cobra.Command{
-		Use:   "judge --stable FILE --canary FILE",
-		Short: "Compare a canary's metric series with the stable's, as Kayenta does",
+		Use:   "judge --stable FILE --canary FILE | --stable-conversions X/N --canary-conversions X/N",
+		Short: "Compare a canary's metric series (as Kayenta does) or conversions with the stable's",
 		Long: `judge compares two series of one metric, say a value per minute from the stable
 version and from the canary, the way Kayenta's canary judge does. A Wilcoxon
 rank-sum (Mann-Whitney) test gives the shift of the canary from the stable (the
@@ -45,25 +49,47 @@ would give a canary: 100 when it passes, 0 when it is High or Low or has no data
 
 Each FILE holds numbers either as a JSON array ([1.5, 2, null]) or one per line,
 as a one-column CSV, optionally under a header line. NaN (or null) is a missing
-point and is dropped. The verdict is printed; the exit code is 0 whatever it is,
-and 2 when an input cannot be read.`,
+point and is dropped.
+
+With --stable-conversions and --canary-conversions instead, each X/N, judge
+compares two proportions, X conversions out of N users, by the two-proportion
+z-test (R's prop.test without continuity correction), at 95% confidence unless
+told otherwise: the difference (canary - stable), its interval, the p-value and
+a verdict either way, Better (the canary converts more), Worse, NoDifference, or
+NotEnoughData when a side expects fewer than 5 conversions or non-conversions.
+
+The verdict is printed; the exit code is 0 whatever it is, and 2 when an input
+cannot be read.`,
 		Example: `  pipit judge --stable stable.csv --canary canary.csv
   pipit judge --stable p99-stable.json --canary p99-canary.json --direction increase --allowed-change 0.1
-  pipit judge --stable a.csv --canary b.csv -o json | jq .classification`,
+  pipit judge --stable a.csv --canary b.csv -o json | jq .classification
+  pipit judge --stable-conversions 100/1000 --canary-conversions 130/1000`,
 		Args: exactArgs(0),
-		RunE: func(cmd *cobra.Command, _ []string) error { return o.run(cmd.OutOrStdout()) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.set = cmd.Flags().Changed
+			return o.run(cmd.OutOrStdout())
+		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.stable, "stable", "", "file with the stable version's values (required)")
-	f.StringVar(&o.canary, "canary", "", "file with the canary's values (required)")
+	f.StringVar(&o.stable, "stable", "", "file with the stable version's values (required unless judging conversions)")
+	f.StringVar(&o.canary, "canary", "", "file with the canary's values (required unless judging conversions)")
+	f.StringVar(&o.stableConv, "stable-conversions", "", "the stable's conversions out of its users, X/N, instead of series")
+	f.StringVar(&o.canaryConv, "canary-conversions", "", "the canary's conversions out of its users, X/N, instead of series")
 	f.StringVar(&o.direction, "direction", "either", "the change that fails: increase, decrease or either")
-	f.Float64Var(&o.confidence, "confidence", stats.DefaultConfLevel, "confidence level of the shift's interval, in (0, 1)")
+	f.Float64Var(&o.confidence, "confidence", 0, fmt.Sprintf("confidence level of the interval, in (0, 1): by default %v for series, %v for conversions",
+		stats.DefaultConfLevel, stats.DefaultProportionConfLevel))
 	f.Float64Var(&o.allowedChange, "allowed-change", 0, "relative change of the mean to tolerate, in [0, 1): 0.1 lets the mean move 10% before a significant shift fails")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
 	return cmd
 }
 
 func (o *judgeOptions) run(out io.Writer) error {
+	if o.output != "text" && o.output != "json" {
+		return BadInputf("--output %q: want text or json", o.output)
+	}
+	if o.stableConv != "" || o.canaryConv != "" {
+		return o.runConversions(out)
+	}
 	cfg, err := o.config()
 	if err != nil {
 		return err
@@ -81,24 +107,28 @@ func (o *judgeOptions) run(out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	report := newJudgeReport(res, card, cfg.ConfLevel)
+	return o.print(out, newJudgeReport(res, card, cfg.ConfLevel))
+}
+
+// print writes a report as --output asks: indented JSON, or its text.
+func (o *judgeOptions) print(out io.Writer, report interface{ text() string }) error {
 	if o.output == "json" {
 		return printJSON(out, report)
 	}
-	_, err = io.WriteString(out, report.text())
+	_, err := io.WriteString(out, report.text())
 	return err
 }
 
 // config checks the flags and turns them into a metric configuration.
 func (o *judgeOptions) config() (stats.MetricConfig, error) {
-	switch {
-	case o.stable == "" || o.canary == "":
-		return stats.MetricConfig{}, BadInputf("both --stable and --canary are required")
-	case o.output != "text" && o.output != "json":
-		return stats.MetricConfig{}, BadInputf("--output %q: want text or json", o.output)
-	case !(o.confidence > 0 && o.confidence < 1):
-		return stats.MetricConfig{}, BadInputf("--confidence %v: want a number between 0 and 1", o.confidence)
-	case !(o.allowedChange >= 0 && o.allowedChange < 1):
+	if o.stable == "" || o.canary == "" {
+		return stats.MetricConfig{}, BadInputf("both --stable and --canary are required (or --stable-conversions and --canary-conversions)")
+	}
+	level, err := o.level(stats.DefaultConfLevel)
+	if err != nil {
+		return stats.MetricConfig{}, err
+	}
+	if !(o.allowedChange >= 0 && o.allowedChange < 1) {
 		return stats.MetricConfig{}, BadInputf("--allowed-change %v: want a number in [0, 1)", o.allowedChange)
 	}
 	dir, err := stats.ParseDirection(o.direction)
@@ -108,11 +138,74 @@ func (o *judgeOptions) config() (stats.MetricConfig, error) {
 	return stats.MetricConfig{
 		Name:      "metric",
 		Direction: dir,
-		ConfLevel: o.confidence,
+		ConfLevel: level,
 		// Kayenta's effect gate is on the mean ratio: an allowed change
 		// of 10% means a ratio of at least 1.1 for High, at most 0.9 for Low.
 		Effect: stats.EffectSize{AllowedIncrease: 1 + o.allowedChange, AllowedDecrease: 1 - o.allowedChange},
 	}, nil
+}
+
+// level returns --confidence when it was given, else the test's default
+// def; a given level outside (0, 1) is refused.
+func (o *judgeOptions) level(def float64) (float64, error) {
+	if !o.set("confidence") {
+		return def, nil
+	}
+	if !(o.confidence > 0 && o.confidence < 1) {
+		return 0, BadInputf("--confidence %v: want a number between 0 and 1", o.confidence)
+	}
+	return o.confidence, nil
+}
+
+// runConversions judges --canary-conversions against --stable-conversions
+// by the two-proportion test.
+func (o *judgeOptions) runConversions(out io.Writer) error {
+	for _, flag := range []string{"stable", "canary", "direction", "allowed-change"} {
+		if o.set(flag) {
+			return BadInputf("--%s is for series and cannot be combined with --stable-conversions and --canary-conversions, where a higher conversion rate is always better", flag)
+		}
+	}
+	if o.stableConv == "" || o.canaryConv == "" {
+		return BadInputf("both --stable-conversions and --canary-conversions are required")
+	}
+	level, err := o.level(stats.DefaultProportionConfLevel)
+	if err != nil {
+		return err
+	}
+	stable, err := parseConversions("stable-conversions", o.stableConv)
+	if err != nil {
+		return err
+	}
+	canary, err := parseConversions("canary-conversions", o.canaryConv)
+	if err != nil {
+		return err
+	}
+	res, err := stats.ProportionTest(canary, stable, level)
+	if err != nil {
+		return err
+	}
+	return o.print(out, newConversionReport(res))
+}
+
+// parseConversions reads flag's value X/N: X conversions out of N users,
+// whole numbers with X at most N.
+func parseConversions(flag, v string) (stats.Proportion, error) {
+	xs, ns, ok := strings.Cut(v, "/")
+	if !ok {
+		return stats.Proportion{}, BadInputf("--%s %q: want X/N, conversions out of users, such as 120/1000", flag, v)
+	}
+	var counts [2]uint64
+	for i, part := range []string{xs, ns} {
+		c, err := strconv.ParseUint(strings.TrimSpace(part), 10, 64)
+		if err != nil {
+			return stats.Proportion{}, BadInputf("--%s %q: %q is not a count (a whole number, 0 or more)", flag, v, part)
+		}
+		counts[i] = c
+	}
+	if counts[0] > counts[1] {
+		return stats.Proportion{}, BadInputf("--%s %q: %d conversions out of %d users; X cannot exceed N", flag, v, counts[0], counts[1])
+	}
+	return stats.Proportion{Successes: counts[0], Trials: counts[1]}, nil
 }
 
 // readSeries reads a file of numbers, a JSON array or one number per line
@@ -281,31 +374,89 @@ func finite(v float64) *float64 {
 	return &v
 }
 
-func (r judgeReport) text() string {
-	g := func(v *float64) string {
-		if v == nil {
-			return "-"
-		}
-		return strconv.FormatFloat(*v, 'g', 6, 64)
+// gNum writes a report's number to 6 significant digits, or "-" when it
+// is undefined.
+func gNum(v *float64) string {
+	if v == nil {
+		return "-"
 	}
+	return strconv.FormatFloat(*v, 'g', 6, 64)
+}
+
+func (r judgeReport) text() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Classification:  %s (%s)\n", r.Classification, r.Reason)
 	verdict := string(r.Verdict)
 	if r.ScoreReason != "" {
 		verdict += ": " + r.ScoreReason
 	}
-	fmt.Fprintf(&b, "Score:           %s (%s)\n", g(&r.Score), verdict)
+	fmt.Fprintf(&b, "Score:           %s (%s)\n", gNum(&r.Score), verdict)
 	if r.Estimate != nil {
-		fmt.Fprintf(&b, "Shift:           %s (Hodges-Lehmann estimate of canary - stable)\n", g(r.Estimate))
-		fmt.Fprintf(&b, "%-17s[%s, %s]\n", g(ptr(100*r.ConfLevel))+"% interval:", g(r.ConfInt[0]), g(r.ConfInt[1]))
-		fmt.Fprintf(&b, "p-value:         %s (Wilcoxon rank-sum, W = %s, normal approximation)\n", g(r.PValue), g(r.W))
+		fmt.Fprintf(&b, "Shift:           %s (Hodges-Lehmann estimate of canary - stable)\n", gNum(r.Estimate))
+		fmt.Fprintf(&b, "%-17s[%s, %s]\n", gNum(ptr(100*r.ConfLevel))+"% interval:", gNum(r.ConfInt[0]), gNum(r.ConfInt[1]))
+		fmt.Fprintf(&b, "p-value:         %s (Wilcoxon rank-sum, W = %s, normal approximation)\n", gNum(r.PValue), gNum(r.W))
 	} else {
 		fmt.Fprintf(&b, "Shift:           - (no test was needed)\n")
 	}
-	fmt.Fprintf(&b, "Mean ratio:      %s\n", g(r.MeanRatio))
-	fmt.Fprintf(&b, "Canary:          %d values, mean %s\n", r.Canary.Count, g(r.Canary.Mean))
-	fmt.Fprintf(&b, "Stable:          %d values, mean %s\n", r.Stable.Count, g(r.Stable.Mean))
+	fmt.Fprintf(&b, "Mean ratio:      %s\n", gNum(r.MeanRatio))
+	fmt.Fprintf(&b, "Canary:          %d values, mean %s\n", r.Canary.Count, gNum(r.Canary.Mean))
+	fmt.Fprintf(&b, "Stable:          %d values, mean %s\n", r.Stable.Count, gNum(r.Stable.Mean))
 	return b.String()
 }
 
 func ptr(v float64) *float64 { return &v }
+
+// conversionReport is what pipit judge prints for conversions. Numbers that
+// are undefined (a side without users, no conversions at all) are null in
+// JSON.
+type conversionReport struct {
+	Test       string                  `json:"test"`
+	Verdict    stats.ProportionVerdict `json:"verdict"`
+	Reason     string                  `json:"reason"`
+	Difference *float64                `json:"difference"`
+	ConfInt    []*float64              `json:"confInt"`
+	ConfLevel  float64                 `json:"confLevel"`
+	PValue     *float64                `json:"pValue"`
+	Z          *float64                `json:"z"`
+	Canary     conversionsReport       `json:"canary"`
+	Stable     conversionsReport       `json:"stable"`
+}
+
+// conversionsReport is one side of a conversionReport.
+type conversionsReport struct {
+	Conversions uint64   `json:"conversions"`
+	Users       uint64   `json:"users"`
+	Rate        *float64 `json:"rate"`
+}
+
+func newConversionReport(r stats.ProportionResult) conversionReport {
+	return conversionReport{
+		Test:       "two-proportion z-test, no continuity correction",
+		Verdict:    r.Verdict,
+		Reason:     r.Reason,
+		Difference: finite(r.Difference),
+		ConfInt:    []*float64{finite(r.ConfInt[0]), finite(r.ConfInt[1])},
+		ConfLevel:  r.ConfLevel,
+		PValue:     finite(r.PValue),
+		Z:          finite(r.Z),
+		Canary:     conversionsReport{r.Canary.Successes, r.Canary.Trials, finite(r.CanaryRate)},
+		Stable:     conversionsReport{r.Stable.Successes, r.Stable.Trials, finite(r.StableRate)},
+	}
+}
+
+func (r conversionReport) text() string {
+	pct := func(v *float64) string {
+		if v == nil {
+			return "-"
+		}
+		return strconv.FormatFloat(100**v, 'g', 4, 64) + "%"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Verdict:         %s (%s)\n", r.Verdict, r.Reason)
+	fmt.Fprintf(&b, "Difference:      %s (canary %s - stable %s)\n", gNum(r.Difference), pct(r.Canary.Rate), pct(r.Stable.Rate))
+	fmt.Fprintf(&b, "%-17s[%s, %s]\n", gNum(ptr(100*r.ConfLevel))+"% interval:", gNum(r.ConfInt[0]), gNum(r.ConfInt[1]))
+	fmt.Fprintf(&b, "p-value:         %s (%s, z = %s)\n", gNum(r.PValue), r.Test, gNum(r.Z))
+	fmt.Fprintf(&b, "Canary:          %d of %d users converted\n", r.Canary.Conversions, r.Canary.Users)
+	fmt.Fprintf(&b, "Stable:          %d of %d users converted\n", r.Stable.Conversions, r.Stable.Users)
+	return b.String()
+}

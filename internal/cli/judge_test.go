@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,6 +180,109 @@ func TestJudgeBadInput(t *testing.T) {
 			code, out, errOut := runJudge(t, args...)
 			if code != ExitBadInput {
 				t.Fatalf("exit %d, want %d; stderr %s", code, ExitBadInput, errOut)
+			}
+			if !strings.Contains(errOut, c.want) || out != "" {
+				t.Fatalf("stderr %q lacks %q (stdout %q)", errOut, c.want, out)
+			}
+		})
+	}
+}
+
+// conversionsJSON is the JSON pipit judge prints for conversions.
+type conversionsJSON struct {
+	Verdict    string     `json:"verdict"`
+	Reason     string     `json:"reason"`
+	Difference *float64   `json:"difference"`
+	ConfInt    []*float64 `json:"confInt"`
+	ConfLevel  float64    `json:"confLevel"`
+	PValue     *float64   `json:"pValue"`
+	Z          *float64   `json:"z"`
+	Canary     struct {
+		Conversions, Users uint64
+		Rate               *float64
+	} `json:"canary"`
+}
+
+// near reports whether v is set and within 1e-6 of want.
+func near(v *float64, want float64) bool { return v != nil && math.Abs(*v-want) < 1e-6 }
+
+func TestJudgeConversionsJSON(t *testing.T) {
+	// R: prop.test(c(130, 100), c(1000, 1000), correct = FALSE) gives
+	// p = 0.03548845 and the interval [0.002067934, 0.057932066].
+	code, out, errOut := runJudge(t, "--stable-conversions", "100/1000", "--canary-conversions", "130/1000", "-o", "json")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r conversionsJSON
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v in %s", err, out)
+	}
+	if r.Verdict != "Better" || r.ConfLevel != 0.95 || !near(r.Difference, 0.03) || !near(r.PValue, 0.03548845) || !near(r.Z, 2.1027406) {
+		t.Fatalf("report %s", out)
+	}
+	if len(r.ConfInt) != 2 || !near(r.ConfInt[0], 0.002067934) || !near(r.ConfInt[1], 0.057932066) {
+		t.Fatalf("interval in %s", out)
+	}
+	if r.Canary.Conversions != 130 || r.Canary.Users != 1000 || !near(r.Canary.Rate, 0.13) {
+		t.Fatalf("canary in %s", out)
+	}
+}
+
+func TestJudgeConversionsVerdicts(t *testing.T) {
+	cases := []struct {
+		name           string
+		stable, canary string
+		flags          []string
+		want           []string
+	}{
+		{"better", "100/1000", "130/1000", nil, []string{"Verdict:         Better", "95% interval:    [0.00206793, 0.0579321]", "canary 13% - stable 10%"}},
+		{"worse", "130/1000", "100/1000", nil, []string{"Verdict:         Worse", "Difference:      -0.03"}},
+		{"not at 99%", "100/1000", "130/1000", []string{"--confidence", "0.99"}, []string{"Verdict:         NoDifference", "99% interval:"}},
+		{"equal", "50/500", "100/1000", nil, []string{"Verdict:         NoDifference", "p-value:         1 "}},
+		{"no users yet", "0/0", "3/40", nil, []string{"Verdict:         NotEnoughData", "p-value:         - "}},
+		{"no conversions", "0/100", "0/100", nil, []string{"Verdict:         NotEnoughData", "95% interval:    [0, 0]"}},
+		{"too few", "1/1000", "4/1000", nil, []string{"Verdict:         NotEnoughData (the smallest expected count"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runJudge(t, append([]string{"--stable-conversions", c.stable, "--canary-conversions", c.canary}, c.flags...)...)
+			if code != ExitOK {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			for _, want := range c.want {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+		})
+	}
+}
+
+var judgeConversionsBadInput = []struct {
+	name string
+	args []string
+	want string
+}{
+	{"more conversions than users", []string{"--stable-conversions", "10/100", "--canary-conversions", "130/100"}, `--canary-conversions "130/100": 130 conversions out of 100 users; X cannot exceed N`},
+	{"not X/N", []string{"--stable-conversions", "0.12", "--canary-conversions", "1/10"}, `--stable-conversions "0.12": want X/N`},
+	{"negative", []string{"--stable-conversions", "-5/100", "--canary-conversions", "1/10"}, `--stable-conversions "-5/100": "-5" is not a count`},
+	{"negative users", []string{"--stable-conversions", "5/100", "--canary-conversions", "1/-10"}, `--canary-conversions "1/-10": "-10" is not a count`},
+	{"fraction", []string{"--stable-conversions", "5/100", "--canary-conversions", "1.5/10"}, `--canary-conversions "1.5/10": "1.5" is not a count`},
+	{"three parts", []string{"--stable-conversions", "5/100/2", "--canary-conversions", "1/10"}, `--stable-conversions "5/100/2": "100/2" is not a count`},
+	{"one side", []string{"--stable-conversions", "5/100"}, "both --stable-conversions and --canary-conversions are required"},
+	{"with series", []string{"--stable-conversions", "5/100", "--canary-conversions", "1/10", "--stable", "s.csv"}, "--stable is for series"},
+	{"with direction", []string{"--stable-conversions", "5/100", "--canary-conversions", "1/10", "--direction", "increase"}, "--direction is for series"},
+	{"with allowance", []string{"--stable-conversions", "5/100", "--canary-conversions", "1/10", "--allowed-change", "0.1"}, "--allowed-change is for series"},
+	{"confidence 0", []string{"--stable-conversions", "5/100", "--canary-conversions", "1/10", "--confidence", "0"}, "--confidence 0: want a number between 0 and 1"},
+	{"bad output", []string{"--stable-conversions", "5/100", "--canary-conversions", "1/10", "-o", "yaml"}, "--output"},
+}
+
+func TestJudgeConversionsBadInput(t *testing.T) {
+	for _, c := range judgeConversionsBadInput {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runJudge(t, c.args...)
+			if code != ExitBadInput {
+				t.Fatalf("exit %d, want %d; stdout %s stderr %s", code, ExitBadInput, out, errOut)
 			}
 			if !strings.Contains(errOut, c.want) || out != "" {
 				t.Fatalf("stderr %q lacks %q (stdout %q)", errOut, c.want, out)

@@ -144,9 +144,16 @@ func statusDetail(v controlapi.RolloutView, now time.Time) string {
 	if v.Listen != "" {
 		field("Proxy", "%s", v.Listen)
 	}
+	if v.Preview != "" {
+		field("Preview", "%s", v.Preview)
+	}
 	field("Stable", "%s", versionWithURL(st.Stable))
 	field("Canary", "%s", versionWithURL(st.Canary))
-	field("Weight", "%s", st.CanaryWeight)
+	if st.Previewing {
+		field("Weight", "%s (previewed with no user traffic; the promotion switches all of it)", st.CanaryWeight)
+	} else {
+		field("Weight", "%s", st.CanaryWeight)
+	}
 	field("Step", "%s", stepLabel(v))
 	if st.StartedAt != nil {
 		field("Started", "%s (%s)", st.StartedAt.In(now.Location()).Format(time.DateTime), ago(now, st.StartedAt.Time))

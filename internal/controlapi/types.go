@@ -128,6 +128,9 @@ type RolloutView struct {
 	Name string `json:"name"`
 	// Listen is the address of the rollout's proxy.
 	Listen string `json:"listen,omitempty"`
+	// Preview is the address of a blue-green rollout's preview, or the
+	// name of its preview Service in Kubernetes; empty for none.
+	Preview string `json:"preview,omitempty"`
 	// Decision is the decision mode in force.
 	Decision v1alpha1.DecisionMode `json:"decision"`
 	// Steps describes each resolved step ("setWeight 5%", "pause 10m0s").

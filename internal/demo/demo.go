@@ -1,6 +1,7 @@
-// Package demo runs a whole canary rollout on this machine with nothing
-// else installed: two sample apps, the standalone daemon, steady traffic
-// through its proxy, and the timeline printed as it happens.
+// Package demo runs a whole rollout on this machine with nothing else
+// installed: two sample apps, the standalone daemon, steady traffic
+// through its proxy, and the timeline printed as it happens. The rollout
+// is a canary, or a blue-green release with checks on its preview.
 package demo
 
 import (
@@ -29,6 +30,8 @@ type Options struct {
 	// Faulty gives the canary errors and latency; the demo then expects a
 	// rollback instead of a promotion.
 	Faulty bool
+	// Strategy is StrategyCanary (the default) or StrategyBlueGreen.
+	Strategy string
 	// Stage is the soak time of each of the three stages.
 	Stage time.Duration
 	// Rate is the traffic sent through the proxy, in requests per second.
@@ -54,8 +57,18 @@ type Outcome struct {
 	Expected bool
 }
 
+// The strategies the demo shows.
+const (
+	StrategyCanary    = "canary"
+	StrategyBlueGreen = "blue-green"
+)
+
+// Strategies lists the strategies the demo shows.
+var Strategies = []string{StrategyCanary, StrategyBlueGreen}
+
 // rolloutTemplate is the demo's rollout: the write-up's plan (5% → 25% →
-// 50% → promoted) with short stages and a check every two seconds.
+// 50% → promoted) with short stages and a check every two seconds; or,
+// blue-green, three checks of the preview, then the switch.
 var rolloutTemplate = template.Must(template.New("rollout").Parse(`apiVersion: pipit.dev/v1alpha1
 kind: Rollout
 metadata:
@@ -66,6 +79,11 @@ spec:
     stable: {url: "http://{{.Stable}}", version: v1}
     healthCheck: {path: /health, interval: 250ms}
   strategy:
+{{- if .BlueGreen}}
+    blueGreen:
+      previewListen: 127.0.0.1:0
+      checks: 3
+{{- else}}
     steps:
     - setWeight: 5
     - pause: {duration: {{.Stage}}}
@@ -73,6 +91,7 @@ spec:
     - pause: {duration: {{.Stage}}}
     - setWeight: 50
     - pause: {duration: {{.Stage}}}
+{{- end}}
   analysis:
     interval: {{.Interval}}
     failureLimit: 1
@@ -98,6 +117,10 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 	if opt.Rate <= 0 {
 		opt.Rate = 200
 	}
+	blueGreen, err := isBlueGreen(opt.Strategy)
+	if err != nil {
+		return Outcome{}, err
+	}
 	clock := rollout.ClockOrSystem(opt.Clock)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -105,23 +128,12 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 	defer wg.Wait()
 	defer cancel()
 
-	stableCfg := sampleapp.Config{Version: "v1", Latency: 5 * time.Millisecond, LatencyJitter: 3 * time.Millisecond}
-	canaryCfg := sampleapp.Config{Version: "v2", Latency: 6 * time.Millisecond, LatencyJitter: 3 * time.Millisecond}
-	if opt.Faulty {
-		canaryCfg = sampleapp.Config{Version: "v2", ErrorRate: 0.2, Latency: 180 * time.Millisecond, LatencyJitter: 60 * time.Millisecond}
-	}
-	stableCfg.Clock, stableCfg.Log = clock, opt.Log
-	canaryCfg.Clock, canaryCfg.Log = clock, opt.Log
-	stableAddr, err := startApp(ctx, &wg, stableCfg)
-	if err != nil {
-		return Outcome{}, err
-	}
-	canaryAddr, err := startApp(ctx, &wg, canaryCfg)
+	stableAddr, canaryAddr, err := startApps(ctx, &wg, opt, clock)
 	if err != nil {
 		return Outcome{}, err
 	}
 	var doc bytes.Buffer
-	if err := rolloutTemplate.Execute(&doc, map[string]any{"Stable": stableAddr, "Stage": opt.Stage, "Interval": opt.Stage / 3}); err != nil {
+	if err := rolloutTemplate.Execute(&doc, map[string]any{"Stable": stableAddr, "Stage": opt.Stage, "Interval": opt.Stage / 3, "BlueGreen": blueGreen}); err != nil {
 		return Outcome{}, err
 	}
 	dir := opt.StateDir
@@ -146,15 +158,15 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 	if opt.Faulty {
 		fmt.Fprint(out, " (faulty: 20% errors, ~180 ms latency)")
 	}
-	fmt.Fprintf(out, "\nproxy on %s receives %d requests/s; the rollout:\n\n%s\n", proxyAddr, opt.Rate, indent(doc.String()))
-
-	load := make(chan loadgen.Summary, 1)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		s, _ := loadgen.Run(ctx, loadgen.Config{URL: "http://" + proxyAddr + "/", Rate: opt.Rate, Duration: timeout})
-		load <- s
-	}()
+	fmt.Fprintf(out, "\nproxy on %s receives %d requests/s", proxyAddr, opt.Rate)
+	if preview, ok := d.PreviewAddr("demo"); ok {
+		// The checks of the new version before the switch are the
+		// preview's requests: a smoke test, as a team would run.
+		fmt.Fprintf(out, "; its preview on %s receives %d requests/s of checks", preview, opt.Rate/4)
+		sendLoad(ctx, &wg, preview, opt.Rate/4)
+	}
+	fmt.Fprintf(out, "; the rollout:\n\n%s\n", indent(doc.String()))
+	load := sendLoad(ctx, &wg, proxyAddr, opt.Rate)
 
 	start := clock.Now()
 	if _, err := d.Submit(ctx, "demo", rollout.Command{Kind: rollout.CommandDeploy, Actor: "demo",
@@ -168,6 +180,45 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 	cancel()
 	summary := <-load
 	return report(out, view, summary, opt.Faulty, clock.Now().Sub(start)), nil
+}
+
+// isBlueGreen reads Options.Strategy.
+func isBlueGreen(strategy string) (bool, error) {
+	switch strategy {
+	case "", StrategyCanary:
+		return false, nil
+	case StrategyBlueGreen:
+		return true, nil
+	}
+	return false, fmt.Errorf("--strategy: unknown strategy %q; the demo shows %s", strategy, strings.Join(Strategies, ", "))
+}
+
+// startApps starts the sample apps of v1 and of v2, which with
+// opt.Faulty answers with errors and slowly.
+func startApps(ctx context.Context, wg *sync.WaitGroup, opt Options, clock rollout.Clock) (stableAddr, canaryAddr string, err error) {
+	stableCfg := sampleapp.Config{Version: "v1", Latency: 5 * time.Millisecond, LatencyJitter: 3 * time.Millisecond}
+	canaryCfg := sampleapp.Config{Version: "v2", Latency: 6 * time.Millisecond, LatencyJitter: 3 * time.Millisecond}
+	if opt.Faulty {
+		canaryCfg = sampleapp.Config{Version: "v2", ErrorRate: 0.2, Latency: 180 * time.Millisecond, LatencyJitter: 60 * time.Millisecond}
+	}
+	stableCfg.Clock, stableCfg.Log = clock, opt.Log
+	canaryCfg.Clock, canaryCfg.Log = clock, opt.Log
+	if stableAddr, err = startApp(ctx, wg, stableCfg); err != nil {
+		return "", "", err
+	}
+	canaryAddr, err = startApp(ctx, wg, canaryCfg)
+	return stableAddr, canaryAddr, err
+}
+
+// sendLoad sends rate requests a second to addr until ctx ends; the
+// channel then gets the summary.
+func sendLoad(ctx context.Context, wg *sync.WaitGroup, addr string, rate int) <-chan loadgen.Summary {
+	done := make(chan loadgen.Summary, 1)
+	wg.Go(func() {
+		s, _ := loadgen.Run(ctx, loadgen.Config{URL: "http://" + addr + "/", Rate: rate, Duration: timeout})
+		done <- s
+	})
+	return done
 }
 
 func startApp(ctx context.Context, wg *sync.WaitGroup, cfg sampleapp.Config) (string, error) {

@@ -131,6 +131,11 @@ func (m *machine) applyCommand(c rollout.Command) error {
 		m.resume()
 		m.event(v1alpha1.EventNormal, "Resumed", c, "Resumed by %s%s", actorOf(c), because(c))
 	case rollout.CommandPromote, rollout.CommandApprove:
+		if m.st.Gate == nil && int(m.st.CurrentStep) >= len(m.plan.Steps) && m.st.Phase != v1alpha1.PhasePaused {
+			// Past the last step there is no step to skip: the rollout
+			// waits for a passing check (or hooks) before promoting.
+			return fmt.Errorf("every step is done and the rollout waits to promote: %s; promote --full promotes now", m.st.Message)
+		}
 		m.promoteOne(c)
 	case rollout.CommandReject:
 		m.rollBack(v1alpha1.PhaseAborted, "rejected by "+actorOf(c)+because(c), "")

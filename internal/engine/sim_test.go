@@ -687,3 +687,22 @@ func TestSetWeightWaitsForAHealthyCanary(t *testing.T) {
 		t.Fatalf("set-weight on a canary still coming up: refused %v, weight %s", s.refused, s.weight)
 	}
 }
+
+// Promote after the last step, while the rollout waits for a passing
+// check before promoting, has no step to skip: it is refused with what the
+// rollout waits for, and the step stays within the plan.
+func TestPromotePastTheLastStepIsRefused(t *testing.T) {
+	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 5))
+	s.measure = func(*sim) []rollout.Measurement { return []rollout.Measurement{{Metric: "request-success-rate"}} }
+	s.deploy("v2")
+	for i := 0; int(s.st.CurrentStep) < len(s.plan.Steps); i++ {
+		if i > len(s.plan.Steps) || len(s.refused) > 0 {
+			t.Fatalf("step %d of %d after %d promotes, refused %v", s.st.CurrentStep, len(s.plan.Steps), i, s.refused)
+		}
+		s.step(rollout.Command{Kind: rollout.CommandPromote, Actor: "bob"})
+	}
+	s.step(rollout.Command{Kind: rollout.CommandPromote, Actor: "bob"})
+	if int(s.st.CurrentStep) != len(s.plan.Steps) || len(s.refused) != 1 || !strings.Contains(s.refused[0].Error(), "promote --full") {
+		t.Fatalf("step %d of %d, refused %v", s.st.CurrentStep, len(s.plan.Steps), s.refused)
+	}
+}

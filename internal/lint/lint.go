@@ -176,10 +176,10 @@ func (t *target) finding(rule Rule, h hit) Finding {
 }
 
 // handWrittenSteps returns the steps a person wrote out one by one, which
-// the weight rules judge. Shorthand weights and a preset's expansion are
-// not written in Steps, so they are exempt as they should be;
-// blue-green and experiments, once they exist, are deliberate choices and
-// return nil here too — one line each.
+// the weight rules judge. Shorthand weights, a preset's expansion and
+// blue-green (which validation keeps apart from steps) are not written in
+// Steps, so they are exempt as they should be; experiments, once they
+// exist, are a deliberate choice and return nil here too — one line.
 func handWrittenSteps(r *v1alpha1.Rollout) []v1alpha1.Step {
 	return r.Spec.Strategy.Steps
 }

@@ -76,6 +76,13 @@ func TestExamples(t *testing.T) {
 		pp.Metrics[1].Compare == nil || plans["post-promotion.yaml"].UndoWindow != 30*time.Minute {
 		t.Errorf("post-promotion.yaml watch = %+v", pp)
 	}
+	if p := plans["blue-green.yaml"]; !p.BlueGreen || p.Decision != v1alpha1.DecisionManual || p.AutoPromotionAfter != 10*time.Minute ||
+		!reflect.DeepEqual(p.Steps, []PlanStep{{Kind: StepAnalysis, Checks: 2}}) || p.PostPromotion == nil {
+		t.Errorf("blue-green.yaml plan = %+v", p)
+	}
+	if p := plans["kubernetes-blue-green.yaml"]; !p.BlueGreen || !reflect.DeepEqual(p.Steps, []PlanStep{{Kind: StepAnalysis, Checks: 3}}) {
+		t.Errorf("kubernetes-blue-green.yaml plan = %+v", p)
+	}
 	hybrid := plans["hybrid.yaml"].Steps
 	if last := hybrid[len(hybrid)-1]; last.Kind != StepApproval || last.Duration != 8*time.Hour || last.OnTimeout != v1alpha1.ApprovalRollback {
 		t.Errorf("hybrid.yaml does not end with an approval that rolls back after 8h: %+v", last)

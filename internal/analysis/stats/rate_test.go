@@ -36,6 +36,24 @@ type stream struct {
 	canaryRate, stableRate       func(look int) float64
 }
 
+// feed draws one simulated stream's cumulative counts (canary requests,
+// canary events, stable requests, stable events) look by look and hands
+// each to observe, until observe returns true or the looks run out; it
+// returns the canary requests seen by then.
+func (s stream) feed(rng *rand.Rand, observe func(c [4]uint64) (done bool)) uint64 {
+	var c [4]uint64
+	for look := range s.looks {
+		c[0] += s.canaryPerLook
+		c[1] += binomial(rng, s.canaryPerLook, s.canaryRate(look))
+		c[2] += s.stablePerLook
+		c[3] += binomial(rng, s.stablePerLook, s.stableRate(look))
+		if observe(c) {
+			break
+		}
+	}
+	return c[0]
+}
+
 // run feeds one simulated stream to a fresh test, looking after every batch,
 // and returns the decision and the canary requests seen when it was made.
 func (s stream) run(t *testing.T, rng *rand.Rand, cfg RateConfig) (RateDecision, uint64) {
@@ -43,20 +61,13 @@ func (s stream) run(t *testing.T, rng *rand.Rand, cfg RateConfig) (RateDecision,
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c [4]uint64
-	for look := range s.looks {
-		c[0] += s.canaryPerLook
-		c[1] += binomial(rng, s.canaryPerLook, s.canaryRate(look))
-		c[2] += s.stablePerLook
-		c[3] += binomial(rng, s.stablePerLook, s.stableRate(look))
+	n := s.feed(rng, func(c [4]uint64) bool {
 		if err := rt.Observe(c[0], c[1], c[2], c[3]); err != nil {
 			t.Fatal(err)
 		}
-		if d := rt.Decision(); d != RateUndecided {
-			return d, c[0]
-		}
-	}
-	return RateUndecided, c[0]
+		return rt.Decision() != RateUndecided
+	})
+	return rt.Decision(), n
 }
 
 func constRate(p float64) func(int) float64 { return func(int) float64 { return p } }

@@ -80,7 +80,9 @@ func TestBlueGreenPreviewsThenSwitchesAndUndoes(t *testing.T) {
 		t.Fatalf("gate %+v previewing %v weight %s checks %d: want the promotion gate after two checks at 0%%",
 			st.Gate, st.Previewing, st.CanaryWeight, st.Analysis.PassedChecks)
 	}
-	if users := stopUsers(); users.StatusCodes["200"] == 0 || v2Hits.Load() != int64(checked.StatusCodes["200"]) {
+	// Every request v2 answered came from the preview: at most all the
+	// preview sent (one cut short by stopPreview may have reached v2).
+	if users := stopUsers(); users.StatusCodes["200"] == 0 || v2Hits.Load() < int64(checked.StatusCodes["200"]) || v2Hits.Load() > int64(checked.Requests)+1 {
 		t.Errorf("v2 answered %d requests, the preview sent %v and users %v: users reached v2 before the switch",
 			v2Hits.Load(), checked.StatusCodes, users.StatusCodes)
 	}

@@ -433,10 +433,10 @@ func (m *managed) snapshot() v1alpha1.RolloutStatus {
 // view renders the rollout for the control API.
 func (m *managed) view() controlapi.RolloutView {
 	m.mu.Lock()
-	plan, addr, pl := m.plan, m.addr, m.plane
+	plan, addr, preview, pl := m.plan, m.addr, m.previewAddr, m.plane
 	m.mu.Unlock()
 	v := controlapi.NewView(m.name, plan, m.snapshot())
-	v.Listen = addr
+	v.Listen, v.Preview = addr, preview
 	v.Live = live(pl)
 	return v
 }
