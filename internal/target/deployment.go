@@ -144,7 +144,9 @@ func (d *Deployment) Install(ctx context.Context, v v1alpha1.VersionRef) error {
 // before; otherwise DeployCanary fails, as pipit cannot run a template it
 // cannot read. The canary runs as many replicas as the stable copy (a
 // full-size canary) or, with the replica router, the share of the weight
-// last set (at least one).
+// last set (at least one). While the canary copy serves the stable
+// version (see Promote), the stable copy takes it over first
+// (consolidate), unless v is that version: a promotion re-applied.
 func (d *Deployment) DeployCanary(ctx context.Context, v v1alpha1.VersionRef) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -161,6 +163,13 @@ func (d *Deployment) DeployCanary(ctx context.Context, v v1alpha1.VersionRef) er
 			v.Version, d.name(d.plan.StableWorkload))
 	}
 	if servingRole(stable) == RoleCanary {
+		canary, err := d.getCopy(ctx, d.plan.CanaryWorkload)
+		if err != nil {
+			return err
+		}
+		if runs(canary, v) {
+			return nil // a promotion of v re-applied after a restart: the copy serves it
+		}
 		// The canary copy serves the last promoted version: the stable
 		// copy takes it over before the copy runs a new canary.
 		if stable, err = d.consolidate(ctx, t, stable); err != nil {

@@ -220,6 +220,14 @@ func (e *warmEnv) promoteBySwitch(v2 v1alpha1.VersionRef, n int32) {
 		}
 		return e.rolledOut(ctx, "web-canary", n)
 	})
+	// A restarted controller re-applies the promotion in flight: the
+	// canary and the promotion of v2 again change nothing.
+	for _, step := range []func(context.Context, v1alpha1.VersionRef) error{e.d.DeployCanary, e.d.Promote} {
+		if err := step(e.Ctx(), v2); err != nil {
+			t.Fatalf("re-applied: %v", err)
+		}
+	}
+	e.wantSelector("web-stable", target.RoleCanary)
 	e.NothingCreatedSince(before, "the promotion")
 
 	// Inside the window nothing changes.
