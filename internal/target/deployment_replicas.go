@@ -133,10 +133,20 @@ func (d *Deployment) weight(stable *appsv1.Deployment) (v1alpha1.Percent, bool) 
 	return w, true
 }
 
-// ensureHPA gives the stable copy an autoscaler like the target's, when
+// ensureHPA gives the serving copy an autoscaler like the target's, when
 // the target has one, and removes it when the target no longer has one.
-// It reports whether the stable copy is autoscaled.
+// The autoscaler is named after the stable copy and scales it, or the
+// canary copy while that one serves the stable version (see
+// promoteBySwitch). It reports whether the serving copy is autoscaled.
 func (d *Deployment) ensureHPA(ctx context.Context) (bool, error) {
+	stable, err := d.getCopy(ctx, d.plan.StableWorkload)
+	if err != nil {
+		return false, err
+	}
+	scaled := d.plan.StableWorkload
+	if servingRole(stable) == RoleCanary {
+		scaled = d.plan.CanaryWorkload
+	}
 	var list autoscalingv2.HorizontalPodAutoscalerList
 	if err := d.c.List(ctx, &list, client.InNamespace(d.plan.Namespace)); err != nil {
 		return false, fmt.Errorf("list HorizontalPodAutoscalers in %s: %w", d.plan.Namespace, err)
@@ -161,7 +171,7 @@ func (d *Deployment) ensureHPA(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	fresh := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: d.meta(d.plan.StableWorkload)}
-	_, _, err := kubewrite.CreateOrUpdate(ctx, d.c, fresh, func(h *autoscalingv2.HorizontalPodAutoscaler) error {
+	_, _, err = kubewrite.CreateOrUpdate(ctx, d.c, fresh, func(h *autoscalingv2.HorizontalPodAutoscaler) error {
 		if h.ResourceVersion != "" && !d.ours(h) {
 			return fmt.Errorf("it exists and is not managed by rollout %s", d.owner.Name)
 		}
@@ -171,7 +181,7 @@ func (d *Deployment) ensureHPA(ctx context.Context) (bool, error) {
 		}
 		h.Spec = *user.Spec.DeepCopy()
 		h.Spec.ScaleTargetRef = autoscalingv2.CrossVersionObjectReference{
-			APIVersion: appsv1.SchemeGroupVersion.String(), Kind: "Deployment", Name: d.plan.StableWorkload,
+			APIVersion: appsv1.SchemeGroupVersion.String(), Kind: "Deployment", Name: scaled,
 		}
 		return nil
 	})

@@ -61,7 +61,7 @@ func (d *Deployment) promoteBySwitch(ctx context.Context, t, stable *appsv1.Depl
 	serving := servingRole(stable)
 	switch {
 	case runs(canary, v) && serving == RoleCanary:
-		return true, d.ensureServices(ctx, t) // switched already
+		return true, d.followServing(ctx, t) // switched already
 	case runs(canary, v):
 		if !rolledOut(canary) {
 			return false, fmt.Errorf("waiting for Deployment %s to roll out before the Services switch to it: %w",
@@ -103,7 +103,17 @@ func (d *Deployment) switchServing(ctx context.Context, t *appsv1.Deployment, ro
 	if err != nil {
 		return fmt.Errorf("switch the Services to the %s copy: %w", role, err)
 	}
-	return d.ensureServices(ctx, t)
+	return d.followServing(ctx, t)
+}
+
+// followServing points the Services and the autoscaler at the copies the
+// stable copy's record names.
+func (d *Deployment) followServing(ctx context.Context, t *appsv1.Deployment) error {
+	if err := d.ensureServices(ctx, t); err != nil {
+		return err
+	}
+	_, err := d.ensureHPA(ctx)
+	return err
 }
 
 // RetireWarm stops keeping the previous version warm once the undo window
@@ -133,8 +143,8 @@ func (d *Deployment) RetireWarm(ctx context.Context) error {
 // stable copy, ending the warm keeping of the previous version: the stable
 // copy rolls out the canary copy's template (the Services still select
 // the canary copy meanwhile, and ErrNotReady says so), then the Services
-// switch back and the canary copy is scaled down. It returns the stable
-// copy as written.
+// and the autoscaler switch back and the canary copy is scaled down. It
+// returns the stable copy as written.
 func (d *Deployment) consolidate(ctx context.Context, t, stable *appsv1.Deployment) (*appsv1.Deployment, error) {
 	canary, err := d.getCopy(ctx, d.plan.CanaryWorkload)
 	if err != nil {
@@ -145,8 +155,17 @@ func (d *Deployment) consolidate(ctx context.Context, t, stable *appsv1.Deployme
 		if err != nil {
 			return nil, err
 		}
-		v := v1alpha1.VersionRef{Template: canary.Annotations[AnnotationTemplateHash]}
-		if stable, err = d.applyStable(ctx, t, &canary.Spec.Template, v, autoscaled); err != nil {
+		// The stable copy takes over the serving copy's replicas when an
+		// autoscaler sizes them, so the switch back drops no capacity.
+		replicas := originalReplicas(t)
+		if autoscaled {
+			replicas = max(replicasOf(canary), 1)
+		}
+		stable, err = d.applyCopy(ctx, t, copySpec{
+			name: d.plan.StableWorkload, role: RoleStable, template: &canary.Spec.Template,
+			hash: canary.Annotations[AnnotationTemplateHash], replicas: replicas,
+		})
+		if err != nil {
 			return nil, err
 		}
 		if !rolledOut(stable) {

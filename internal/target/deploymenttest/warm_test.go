@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/spec"
@@ -298,5 +300,71 @@ func (e *warmEnv) consolidateAfterTheWindow(v2 v1alpha1.VersionRef, n int32) {
 	})
 	if err := e.d.RetireWarm(e.Ctx()); err != nil {
 		t.Errorf("RetireWarm with nothing warm: %v", err)
+	}
+}
+
+// TestTheAutoscalerFollowsTheServingCopy: while the canary copy serves
+// the promoted version, the stable copy's autoscaler scales it, and the
+// stable copy takes its replicas over when the window closes.
+func TestTheAutoscalerFollowsTheServingCopy(t *testing.T) {
+	e := newWarmEnv(t, 2, true)
+	e.Create(&autoscalingv2.HorizontalPodAutoscaler{
+		ObjectMeta: metav1.ObjectMeta{Name: "web"},
+		Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+			ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "web"},
+			MinReplicas:    new(int32(2)),
+			MaxReplicas:    5,
+		},
+	})
+	e.installWarm()
+	v2 := e.setImage(func(p *corev1.PodSpec) { p.Containers[0].Image = "registry.example/web:v2" })
+	if err := e.d.DeployCanary(e.Ctx(), v2); err != nil {
+		t.Fatal(err)
+	}
+	e.promoteBySwitch(v2, 2)
+	e.wantScaled("web-canary")
+
+	// The user raises the minimum; a promotion re-applied copies it.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var h autoscalingv2.HorizontalPodAutoscaler
+		if err := e.Client.Get(e.Ctx(), e.Key("web"), &h); err != nil {
+			return err
+		}
+		h.Spec.MinReplicas = new(int32(4))
+		return e.Client.Update(e.Ctx(), &h)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.d.Promote(e.Ctx(), v2); err != nil {
+		t.Fatal(err)
+	}
+	e.Eventually("the autoscaler scales the serving copy alone", func(ctx context.Context) error {
+		if err := e.rolledOut(ctx, "web-canary", 4); err != nil {
+			return err
+		}
+		return e.rolledOut(ctx, "web-stable", 2)
+	})
+
+	e.clock.Advance(2 * time.Minute)
+	e.untilReady("RetireWarm", e.d.RetireWarm)
+	e.wantScaled("web-stable")
+	if err := e.rolledOut(e.Ctx(), "web-stable", 4); err != nil {
+		t.Errorf("the stable copy after the window: %v", err)
+	}
+	e.Eventually("the serving copy's pods all reached by the stable Service", func(ctx context.Context) error {
+		return e.reaches(ctx, "web-stable", target.RoleStable, 4)
+	})
+}
+
+// wantScaled fails unless pipit's autoscaler scales the copy name.
+func (e *env) wantScaled(name string) {
+	e.T.Helper()
+	var h autoscalingv2.HorizontalPodAutoscaler
+	if err := e.Client.Get(e.Ctx(), e.Key("web-stable"), &h); err != nil {
+		e.T.Fatalf("pipit's autoscaler: %v", err)
+	}
+	if got := h.Spec.ScaleTargetRef.Name; got != name {
+		e.T.Errorf("pipit's autoscaler scales %s, want %s", got, name)
 	}
 }
