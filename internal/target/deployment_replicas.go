@@ -28,9 +28,9 @@ import (
 // autoscaler owns the stable copy's replicas when the target has one. At
 // 100% with an undo window both copies run the target's replicas: the
 // promotion that follows switches the apex Service to the canary copy and
-// keeps the stable copy warm at full size (see promoteBySwitch). Weights size nothing in a
-// blue-green rollout, whose apex Service selects one copy, nor while the
-// canary copy serves the stable version.
+// keeps the stable copy warm at full size (see promoteBySwitch). Weights
+// size nothing in a blue-green rollout, whose apex Service selects one
+// copy, nor while the canary copy serves the stable version.
 func (d *Deployment) ScaleForWeight(ctx context.Context, w v1alpha1.Percent) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -115,8 +115,8 @@ func splitReplicas(total int32, w v1alpha1.Percent, live bool) (stable, canary i
 
 // weight is the weight the replica router set last (0% before it set
 // one), and whether the canary's replicas follow it: only with the
-// replica router, and not in a blue-green rollout. A weight left by a replica router the rollout no longer
-// uses does not count.
+// replica router, and not in a blue-green rollout. A weight left by a
+// replica router the rollout no longer uses does not count.
 func (d *Deployment) weight(stable *appsv1.Deployment) (v1alpha1.Percent, bool) {
 	if d.plan.Router != spec.RouterReplicas || d.plan.BlueGreen {
 		return 0, false
