@@ -96,3 +96,23 @@ func (s *scenario) reachesOnly(services map[string]string) {
 		return nil
 	})
 }
+
+// TestWarmVersionConsolidatedWhenTheUndoWindowCloses: once the undo window
+// passed, the stable copy runs the promoted version and serves it again,
+// and the canary copy is scaled down.
+func TestWarmVersionConsolidatedWhenTheUndoWindowCloses(t *testing.T) {
+	t.Parallel()
+	s, _ := installedScenario(t, strings.Replace(blueGreenSpec, "decision: manual", "undoWindow: 3s", 1))
+	s.SetImage("web", "registry.example/web:v2")
+	s.WaitRollout("web", "v2 switched to on its own", func(r *v1alpha1.Rollout) bool {
+		return r.Status.Phase == v1alpha1.PhaseSucceeded && r.Status.Stable != nil && strings.Contains(r.Status.Stable.Version, "web:v2")
+	})
+	s.WaitDeployment("web-stable", "the stable copy on v2", func(d *appsv1.Deployment) bool {
+		return d.Spec.Template.Spec.Containers[0].Image == "registry.example/web:v2" && d.Status.UpdatedReplicas == 2 &&
+			d.Status.AvailableReplicas == 2 && d.Annotations[target.AnnotationServing] == ""
+	})
+	s.WaitDeployment("web-canary", "the canary copy scaled down", func(d *appsv1.Deployment) bool {
+		return ptr.Deref(d.Spec.Replicas, 1) == 0 && d.Status.Replicas == 0
+	})
+	s.reachesOnly(map[string]string{"web": target.RoleStable, "web-stable": target.RoleStable})
+}
