@@ -191,12 +191,13 @@ func (d *Deployment) DeployCanary(ctx context.Context, v v1alpha1.VersionRef) er
 	return d.park(ctx)
 }
 
-// Promote makes v the stable version. With an undo window, when a copy
-// runs v already it only switches the Services to that copy (see
-// promoteBySwitch): the canary copy's version on a promotion, the warm
-// previous version on an undo. Otherwise the stable copy runs v, which is
-// the canary copy's template, the target's or one the copies ran before,
-// at the target's replicas unless an autoscaler owns them.
+// Promote makes v the stable version. With an undo window (see
+// keepsWarm), when a copy runs v already it only switches the Services to
+// that copy (see promoteBySwitch): the canary copy's version on a
+// promotion, the warm previous version on an undo. Otherwise the stable
+// copy runs v, which is the canary copy's template, the target's or one
+// the copies ran before, at the target's replicas unless an autoscaler
+// owns them.
 func (d *Deployment) Promote(ctx context.Context, v v1alpha1.VersionRef) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -208,7 +209,7 @@ func (d *Deployment) Promote(ctx context.Context, v v1alpha1.VersionRef) error {
 	if err != nil {
 		return err
 	}
-	if d.plan.UndoWindow > 0 {
+	if d.keepsWarm() {
 		switched, err := d.promoteBySwitch(ctx, t, stable, v)
 		if err != nil {
 			return err

@@ -50,7 +50,7 @@ func (d *Deployment) ScaleForWeight(ctx context.Context, w v1alpha1.Percent) err
 	live := sized && canary != nil && replicasOf(canary) > 0
 	keepStable := !sized || autoscaled
 	stableN, canaryN := splitReplicas(originalReplicas(t), w, live)
-	if live && w >= v1alpha1.FullWeight && d.plan.UndoWindow > 0 {
+	if live && w >= v1alpha1.FullWeight && d.keepsWarm() {
 		stableN = originalReplicas(t) // the previous version, kept warm by the promotion
 	}
 	scaleStable := func() error {

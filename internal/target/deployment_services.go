@@ -25,7 +25,9 @@ const defaultPortName = "http"
 // While the canary copy serves the stable version (see promoteBySwitch),
 // the apex and stable Services select it alone; in a blue-green rollout
 // the apex Service selects the serving copy alone once the target is held
-// at zero, so the new version gets no user traffic before the switch.
+// at zero, so the new version gets no user traffic before the switch
+// (unless Istio routes by subsets of the apex Service: see
+// routesBySubsets).
 func (d *Deployment) EnsureServices(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -50,7 +52,7 @@ func (d *Deployment) ensureServices(ctx context.Context, t *appsv1.Deployment) e
 	switch {
 	case serving == RoleCanary:
 		apex = RoleCanary // the stable copy's pods are the warm previous version
-	case d.plan.BlueGreen && replicasOf(t) == 0:
+	case d.plan.BlueGreen && replicasOf(t) == 0 && !d.routesBySubsets():
 		apex = RoleStable
 	}
 	port := servicePort(d.plan.Port, d.plan.TargetPort, t)

@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // Keeping the previous version warm after a promotion, so that an undo
@@ -31,6 +32,21 @@ const (
 	// copy (RFC 3339): the undo window counts from it.
 	AnnotationServingSince = "pipit.dev/serving-since"
 )
+
+// keepsWarm reports whether a promotion keeps the previous version warm
+// by switching Services: with an undo window, and unless Istio routes by
+// the subsets of a DestinationRule, which pick the copies' pods by their
+// role label whatever the Services select.
+func (d *Deployment) keepsWarm() bool {
+	return d.plan.UndoWindow > 0 && !d.routesBySubsets()
+}
+
+// routesBySubsets reports whether Istio routes to the apex Service's pods
+// by role (spec.kubernetes.router.istio.destinationRule): the apex Service
+// must then select both copies.
+func (d *Deployment) routesBySubsets() bool {
+	return d.plan.Router == spec.RouterIstio && d.plan.DestinationRule != ""
+}
 
 // servingRole is the role of the copy whose pods serve the stable version.
 func servingRole(stable *appsv1.Deployment) string {

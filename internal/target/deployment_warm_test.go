@@ -138,3 +138,29 @@ func TestANewCanaryConsolidatesFirst(t *testing.T) {
 	}
 	f.wantReplicas("web-canary", 3)
 }
+
+// TestIstioSubsetsKeepTheApexOnBothCopies: Istio routing by the subsets of
+// a DestinationRule picks pods by their role through the apex Service, so
+// the apex Service keeps selecting both copies, even in a blue-green
+// rollout, and a promotion rolls the stable copy instead of switching.
+func TestIstioSubsetsKeepTheApexOnBothCopies(t *testing.T) {
+	f, _ := warmFixture(t)
+	plan := f.d.plan
+	plan.Router, plan.DestinationRule, plan.BlueGreen = spec.RouterIstio, "web-versions", true
+	f.d = NewDeployment(f.c, f.d.owner, plan, f.d.clock, nil)
+	f.install()
+	v2 := f.deployCanary("web:v2")
+	f.markRolledOut("web-canary")
+	if got, ok := f.service("web").Spec.Selector[LabelRole]; ok {
+		t.Errorf("the apex Service selects role %q, want both copies", got)
+	}
+	if err := f.d.Promote(f.ctx, v2); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.deployment("web-stable").Annotations[AnnotationTemplateHash]; got != v2.Template {
+		t.Errorf("the stable copy runs %s after the promotion, want %s", got, v2.Template)
+	}
+	if got := f.service("web-stable").Spec.Selector[LabelRole]; got != RoleStable {
+		t.Errorf("the stable Service selects role %q", got)
+	}
+}
