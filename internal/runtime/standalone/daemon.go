@@ -309,7 +309,7 @@ func (d *Daemon) startAPI(cfg Config, token string) error {
 	if err := writeFileAtomic(filepath.Join(cfg.StateDir, controlapi.AddressFile), []byte(d.apiLn.Addr().String()+"\n")); err != nil {
 		return err
 	}
-	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, token, promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}), d.log), d.log)
+	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, authenticator{admin: controlapi.SingleToken(token), db: d.db}, promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}), d.log), d.log)
 	return nil
 }
 
