@@ -16,6 +16,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/target"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
@@ -185,12 +186,13 @@ func TestGatewayAPIPromotes(t *testing.T) {
 	}
 	// The status is written before the route: the route follows.
 	s.routeAllStable("after promotion")
-	s.WaitDeployment("web-stable", "the stable copy on v2", func(d *appsv1.Deployment) bool {
-		return d.Spec.Template.Spec.Containers[0].Image == "registry.example/web:v2" && d.Status.UpdatedReplicas == 2
-	})
-	s.WaitDeployment("web-canary", "the canary scaled to zero", func(d *appsv1.Deployment) bool {
-		return ptr.Deref(d.Spec.Replicas, 1) == 0
-	})
+	// The previous version stays warm for the undo window: the stable
+	// Service switched to the canary copy's pods, which run v2, and the
+	// stable copy keeps running v1.
+	s.reachesOnly(map[string]string{"web-stable": target.RoleCanary})
+	if img := s.Deployment("web-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:v1" {
+		t.Errorf("the stable copy runs %s after the promotion, want v1 kept warm", img)
+	}
 	if r.Status.Stable == nil || !strings.Contains(r.Status.Stable.Version, "web:v2") {
 		t.Errorf("status.stable %+v, want v2", r.Status.Stable)
 	}
