@@ -103,6 +103,7 @@ func (c *converter) argoTemplate(t *doc, given map[string]string, dry map[string
 // note, when its provider or conditions have no pipit equivalent.
 func (c *converter) argoMetric(m field, args map[string]string) (argoMetric, bool) {
 	am := argoMetric{spec: v1alpha1.MetricSpec{Name: m.get("name").str()}, count: 1}
+	var missing []string
 	ms := &am.spec
 	am.interval = m.get("interval").duration(false)
 	if n, ok := m.get("count").int(); ok && n > 0 {
@@ -122,10 +123,11 @@ func (c *converter) argoMetric(m field, args map[string]string) (argoMetric, boo
 		if !f.ok() {
 			continue
 		}
-		*dst = argoFirstResult.ReplaceAllString(f.str(), "result")
-		if err := condition.Compile(*dst); err != nil {
+		*dst = argoFirstResult.ReplaceAllString(substitute(f.str(), args, &missing), "result")
+		if err := condition.Compile(*dst); err != nil && len(missing) == 0 {
 			msg, _, _ := strings.Cut(err.Error(), "\n")
 			f.noteHere(fmt.Sprintf("is not a condition pipit can evaluate (%s: it sees result, canary and stable as numbers); the metric is not carried over", msg))
+			m.whole()
 			return am, false
 		}
 	}
@@ -139,9 +141,11 @@ func (c *converter) argoMetric(m field, args map[string]string) (argoMetric, boo
 	default:
 		p.whole()
 		p.noteHere(fmt.Sprintf("%s: pipit reads metrics from Prometheus and JSON web endpoints only; metric %q is not carried over", strings.Join(p.keys(), ", "), ms.Name))
+		m.whole()
 		return am, false
 	}
-	if missing := substituteArgs(ms.Provider, args); len(missing) > 0 {
+	if substituteArgs(ms.Provider, args, &missing); len(missing) > 0 {
+		m.whole()
 		m.noteHere(fmt.Sprintf("metric %q uses %s, which has no value; not carried over", ms.Name, strings.Join(missing, ", ")))
 		return am, false
 	}
@@ -187,20 +191,21 @@ func argoHeaders(f field) map[string]string {
 	return out
 }
 
-// substituteArgs replaces {{args.NAME}} in the provider's templates by the
-// arguments' values, and returns the arguments that have none.
-func substituteArgs(p *v1alpha1.MetricProvider, args map[string]string) []string {
-	var missing []string
-	sub := func(s string) string {
-		return argoArg.ReplaceAllStringFunc(s, func(m string) string {
-			name := argoArg.FindStringSubmatch(m)[1]
-			if v, ok := args[name]; ok {
-				return v
-			}
-			missing = append(missing, "{{args."+name+"}}")
-			return m
-		})
-	}
+// substitute replaces {{args.NAME}} in s by the argument's value, and
+// adds the arguments that have none to missing.
+func substitute(s string, args map[string]string, missing *[]string) string {
+	return argoArg.ReplaceAllStringFunc(s, func(m string) string {
+		name := argoArg.FindStringSubmatch(m)[1]
+		if v, ok := args[name]; ok {
+			return v
+		}
+		*missing = append(*missing, "{{args."+name+"}}")
+		return m
+	})
+}
+
+// substituteArgs substitutes the arguments in the provider's templates.
+func substituteArgs(p *v1alpha1.MetricProvider, args map[string]string, missing *[]string) {
 	var fields []*string
 	var headers map[string]string
 	if pr := p.Prometheus; pr != nil {
@@ -210,12 +215,11 @@ func substituteArgs(p *v1alpha1.MetricProvider, args map[string]string) []string
 		fields, headers = []*string{&w.URL, &w.Body, &w.JSONPath}, w.Headers
 	}
 	for _, s := range fields {
-		*s = sub(*s)
+		*s = substitute(*s, args, missing)
 	}
 	for k, v := range headers {
-		headers[k] = sub(v)
+		headers[k] = substitute(v, args, missing)
 	}
-	return missing
 }
 
 // addMetrics adds metrics to the rollout's analysis, once each: a metric

@@ -22,6 +22,12 @@ var argoCanaryDropped = map[string]string{
 	"replicaProgressThreshold":    "pipit waits for all the canary's pods to be ready",
 }
 
+// argoStepsDropped are the Argo steps pipit has no step for.
+var argoStepsDropped = map[string]string{
+	"setCanaryScale": "pipit gives the canary its weight's share of the replicas; left out",
+	"plugin":         "pipit runs no step plugins; left out",
+}
+
 // argoCanary converts an Argo canary strategy: its Services, traffic
 // routing, steps and background analysis.
 func (c *converter) argoCanary(cf field, r *v1alpha1.Rollout) {
@@ -66,7 +72,7 @@ func (c *converter) argoStep(st field, r *v1alpha1.Rollout, k *v1alpha1.Kubernet
 		a := st.get("analysis")
 		metrics, checks, interval := c.argoAnalysis(a, r)
 		c.addMetrics(r, metrics, interval)
-		a.noteHere(fmt.Sprintf("the templates' metrics join spec.analysis, which pipit checks at every interval of the rollout, not only at this step; the step waits for %d passing checks", checks))
+		a.noteHere(fmt.Sprintf("the templates' metrics join spec.analysis, which pipit checks at every interval of the rollout, not only at this step; the step waits for that many passing checks (checks: %d, the templates' largest count)", checks))
 		return v1alpha1.Step{Analysis: &v1alpha1.AnalysisStep{Checks: checks}}, true
 	case st.get("experiment").ok():
 		st.drop("experiment", "pipit runs no experiments (extra ReplicaSets beside the canary); the step becomes a pause for `pipit promote`, so that a person can run the comparison")
@@ -77,7 +83,11 @@ func (c *converter) argoStep(st field, r *v1alpha1.Rollout, k *v1alpha1.Kubernet
 		argoMirrorRoute(st.get("setMirrorRoute"), k)
 	default:
 		for _, key := range st.keys() {
-			st.drop(key, "pipit has no such step (setCanaryScale: the canary's replicas follow its weight; plugin steps are Argo's); left out")
+			why, known := argoStepsDropped[key]
+			if !known {
+				why = "pipit has no such step; left out"
+			}
+			st.drop(key, why)
 		}
 	}
 	return v1alpha1.Step{}, false
@@ -133,7 +143,9 @@ func argoTrafficRouting(tr field, k *v1alpha1.KubernetesSpec) {
 				gw.drop("namespace", "pipit's HTTPRoute is in the Rollout's namespace")
 			}
 			for _, p := range f.keys() {
-				f.drop(p, "pipit routes with Istio or the Gateway API only")
+				if p != "argoproj-labs/gatewayAPI" {
+					f.drop(p, "pipit routes with Istio or the Gateway API only")
+				}
 			}
 		case "managedRoutes":
 			tr.drop(key, "pipit adds the routes it needs (rules, mirror) to the VirtualService or HTTPRoute itself")

@@ -123,6 +123,7 @@ func (c *converter) flaggerTemplate(ref field, namespace string) *v1alpha1.Prome
 	p := s.get("provider")
 	if typ := p.get("type").str(); typ != "prometheus" {
 		p.get("type").noteHere(fmt.Sprintf("%q: pipit reads metrics from Prometheus and JSON web endpoints only; the metrics using this template are not carried over", typ))
+		s.whole()
 		return nil
 	}
 	prom := &v1alpha1.PrometheusProvider{Address: p.get("address").str(), Query: s.get("query").str()}
