@@ -35,6 +35,7 @@ func (c *converter) argoRollout(d *doc) []any {
 			n.noteHere(fmt.Sprintf("Argo scaled Deployment %s down and ran %s replicas of its own; pipit gives its copies the Deployment's replicas: set replicas: %s on the Deployment", r.Spec.TargetRef.Name, n.str(), n.str()))
 		}
 		s.drop("revisionHistoryLimit", "pipit keeps no ReplicaSet history of its own; set it on the Deployment")
+		s.drop("minReadySeconds", "pipit's copies become ready as their pods do; set minReadySeconds on the Deployment")
 	} else {
 		dep := argoDeployment(s, r)
 		if dep == nil {
