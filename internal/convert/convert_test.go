@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/lint"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -55,12 +56,23 @@ func convertFiles(t *testing.T, files ...string) conversion {
 
 // validOutput reads the output as `pipit validate -` does: every rollout
 // in it must validate, and the Deployments beside them are set aside.
+// `pipit lint` must find no error in it either: its warnings are the
+// source's own choices (a pause without timeout), carried over.
 func validOutput(t *testing.T, c conversion) *spec.Source {
 	t.Helper()
 	src, err := spec.ReadSource(spec.Stdin, bytes.NewReader(c.out))
 	if err != nil {
 		t.Errorf("the output does not validate:\n%v\noutput:\n%s\nnotes:\n%s", err, c.out, c.notes)
 		return nil
+	}
+	findings, err := lint.Lint(src, lint.Options{})
+	if err != nil {
+		t.Errorf("lint: %v", err)
+	}
+	for _, f := range findings {
+		if f.Severity == lint.Error {
+			t.Errorf("lint: %s", f)
+		}
 	}
 	return src
 }

@@ -55,6 +55,11 @@ func (c *converter) flaggerWeights(a field, st *v1alpha1.Strategy, interval *met
 	if f, ok := a.get("maxWeight").float(); ok {
 		p := v1alpha1.PercentOf(f)
 		st.MaxWeight = &p
+	} else if st.StepWeight != nil {
+		// pipit's default maxWeight (50) is not Flagger's (100).
+		full := v1alpha1.FullWeight
+		st.MaxWeight = &full
+		a.get("stepWeight").noteHere("maxWeight is not written, and Flagger's default is 100%: written as maxWeight: 100, since pipit's own default is 50%")
 	}
 	for _, w := range a.get("stepWeights").items() {
 		if f, ok := w.float(); ok {
