@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -193,16 +194,24 @@ func templateKey(kind, namespace, name string) string {
 }
 
 // template returns the template of kind, namespace and name given in the
-// input, marking its identity read, or nil.
+// input, marking its identity read, or nil. A template or a rollout
+// written without a namespace (for kubectl apply -n) matches any.
 func (c *converter) template(kind, namespace, name string) *doc {
 	d := c.templates[templateKey(kind, namespace, name)]
+	if d == nil {
+		for _, key := range slices.Sorted(maps.Keys(c.templates)) {
+			if t := c.templates[key]; t.kind == kind && t.name == name && (namespace == "" || t.namespace() == "") {
+				d = t
+				break
+			}
+		}
+	}
 	if d != nil {
 		top := d.top()
 		top.get("apiVersion")
 		top.get("kind")
-		meta := top.get("metadata")
-		meta.get("name")
-		meta.get("namespace")
+		// The template is not written: its labels and annotations go nowhere.
+		top.get("metadata").whole()
 	}
 	return d
 }
