@@ -111,6 +111,7 @@ func Convert(sources []*spec.Source, opts Options) (*Result, error) {
 		}
 	}
 	if len(mains) == 0 {
+		c.finishTemplates() // names the templates given alone
 		return c.res, ErrNothingToConvert
 	}
 	for _, d := range mains {

@@ -124,8 +124,8 @@ func TestReferenceManifests(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			c := convertFiles(t, f)
 			if want.nothing {
-				if !errors.Is(c.err, ErrNothingToConvert) {
-					t.Errorf("err = %v, want ErrNothingToConvert", c.err)
+				if !errors.Is(c.err, ErrNothingToConvert) || !strings.Contains(c.notes, "not used by any Canary or Rollout of the input") {
+					t.Errorf("err = %v, want ErrNothingToConvert and the templates named; notes:\n%s", c.err, c.notes)
 				}
 				return
 			}

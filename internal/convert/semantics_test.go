@@ -96,14 +96,27 @@ func TestArgoMeaning(t *testing.T) {
 	}
 }
 
-// TestUnconvertible: a Canary of a DaemonSet is named as failed and
-// nothing is written for it.
+// unconvertible are inputs that cannot become a valid rollout: what is
+// written for them, and what the notes must say.
+var unconvertible = []struct {
+	file    string
+	written int
+	note    string
+}{
+	{"flagger-daemonset.yaml", 0, `spec.targetRef.kind: is "DaemonSet": pipit rolls out Deployments only`},
+	{"flagger-nginx-ab.yaml", 1, "Canary shop: the converted rollout does not validate: spec.kubernetes.traffic: rules, stickySession and mirror need a router"},
+}
+
+// TestUnconvertible: a Canary of a DaemonSet, or an A/B test without a
+// router pipit has, is named as failed, with why.
 func TestUnconvertible(t *testing.T) {
-	c := convertFiles(t, filepath.Join("testdata", "flagger-daemonset.yaml"))
-	if len(c.res.Failed) != 1 || len(c.res.Objects) != 0 {
-		t.Errorf("failed %v, objects %d", c.res.Failed, len(c.res.Objects))
-	}
-	if !strings.Contains(c.notes, `spec.targetRef.kind: is "DaemonSet": pipit rolls out Deployments only`) {
-		t.Errorf("notes:\n%s", c.notes)
+	for _, tc := range unconvertible {
+		c := convertFiles(t, filepath.Join("testdata", tc.file))
+		if len(c.res.Failed) != 1 || len(c.res.Objects) != tc.written {
+			t.Errorf("%s: failed %v, %d objects written, want %d", tc.file, c.res.Failed, len(c.res.Objects), tc.written)
+		}
+		if !strings.Contains(c.notes, tc.note) {
+			t.Errorf("%s: notes lack %q:\n%s", tc.file, tc.note, c.notes)
+		}
 	}
 }
