@@ -36,6 +36,7 @@ func (c *converter) argoRollout(d *doc) []any {
 		}
 		s.drop("revisionHistoryLimit", "pipit keeps no ReplicaSet history of its own; set it on the Deployment")
 		s.drop("minReadySeconds", "pipit's copies become ready as their pods do; set minReadySeconds on the Deployment")
+		s.drop("selector", "pipit's copies take the Deployment's own selector")
 	} else {
 		dep := argoDeployment(s, r)
 		if dep == nil {

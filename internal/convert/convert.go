@@ -46,13 +46,19 @@ type Options struct {
 // Note is one field of the input that was not carried over, or was
 // changed on the way, and why.
 type Note struct {
-	File   string
-	Line   int
-	Object string // such as "Canary podinfo"
-	Field  string // such as spec.analysis.webhooks[1].metadata.cmd
+	// File and Line locate the field in the input.
+	File string
+	Line int
+	// Object is the input object, such as "Canary podinfo".
+	Object string
+	// Field is the field's path, such as spec.analysis.webhooks[1].metadata;
+	// empty for the object as a whole.
+	Field string
+	// Reason says what became of the field, and why.
 	Reason string
 }
 
+// String renders the note as FILE:LINE: OBJECT: FIELD: REASON.
 func (n Note) String() string {
 	if n.Field == "" {
 		return fmt.Sprintf("%s:%d: %s: %s", n.File, n.Line, n.Object, n.Reason)
