@@ -27,9 +27,6 @@ func (c *converter) flaggerAnalysis(a field, cc *canaryContext, k *v1alpha1.Kube
 	dropAll(a, flaggerAnalysisDropped)
 	c.flaggerWeights(a, st, an.Interval)
 	c.flaggerTraffic(a, k, cc.rt)
-	if an.Interval != nil {
-		cc.window = a.get("interval").str()
-	}
 	for _, m := range a.get("metrics").items() {
 		if ms, ok := c.flaggerMetric(m, cc); ok {
 			an.Metrics = append(an.Metrics, ms)

@@ -32,7 +32,7 @@ var builtinQueries = map[router]map[string]string{
 type canaryContext struct {
 	r      *v1alpha1.Rollout
 	rt     router
-	window string // the analysis interval, the default metric window
+	window string // a metric's window when it has no interval: Flagger's 1m
 	// refs are the values of Flagger's query variables that do not
 	// change from metric to metric: name, namespace, target, service,
 	// ingress, route.
