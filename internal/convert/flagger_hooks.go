@@ -52,6 +52,9 @@ func (c *converter) flaggerWebhook(w field, interval *metav1.Duration) (v1alpha1
 		}
 		return h, true
 	}
+	if h.Type != v1alpha1.HookRollout {
+		interval = nil // a pre-rollout hook runs once: its length is its own
+	}
 	lt, notes := heyLoadTest(words[1:], interval)
 	for _, n := range notes {
 		meta.noteHere(n)
