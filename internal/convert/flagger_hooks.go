@@ -129,7 +129,9 @@ func heyRate(lt *v1alpha1.LoadTestHook, workers, perWorker, count int, interval 
 	}
 	lt.Rate = int32(workers * perWorker)
 	if lt.Duration == nil {
-		lt.Duration = &metav1.Duration{Duration: time.Duration(count/int(lt.Rate)+1) * time.Second}
+		// hey -n sends count requests in all: as long as the rate takes.
+		rate := int(lt.Rate)
+		lt.Duration = &metav1.Duration{Duration: time.Duration((count+rate-1)/rate) * time.Second}
 	}
 	if interval != nil && lt.Duration.Duration > interval.Duration {
 		notes = append(notes, fmt.Sprintf("cmd: hey -z %s outlasts the analysis interval %s (Flagger's load tester runs it in the background, overlapping); pipit runs its load test at each check, so it lasts the interval", lt.Duration.Duration, interval.Duration))
