@@ -162,7 +162,7 @@ func TestClusterTemplateProviderNamed(t *testing.T) {
 // TestGolden converts the cases of testdata and compares the manifests and
 // the notes with the golden files (go test -update rewrites them).
 func TestGolden(t *testing.T) {
-	for _, name := range []string{"argo-analysis", "argo-bluegreen", "flagger-ab"} {
+	for _, name := range []string{"argo-analysis", "argo-bluegreen", "flagger-ab", "flagger-mirror"} {
 		t.Run(name, func(t *testing.T) {
 			c := convertFiles(t, filepath.Join("testdata", name+".yaml"))
 			if c.err != nil || len(c.res.Failed) > 0 {
