@@ -38,9 +38,9 @@ const (
 	labelRollout   = "rollout"
 )
 
-// Phases lists every phase, so that the phase gauge reads 1 for the
+// phases lists every phase, so that the phase gauge reads 1 for the
 // current one and 0 for the others, as kube-state-metrics does.
-var Phases = []v1alpha1.Phase{
+var phases = []v1alpha1.Phase{
 	v1alpha1.PhaseIdle, v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision,
 	v1alpha1.PhasePromoting, v1alpha1.PhaseSucceeded, v1alpha1.PhaseRollingBack, v1alpha1.PhaseRolledBack,
 	v1alpha1.PhaseAborted, v1alpha1.PhaseFailed,
@@ -163,7 +163,7 @@ func (r *Rollouts) Collect(ch chan<- prometheus.Metric) {
 func (r *Rollouts) Set(namespace, name string, st v1alpha1.RolloutStatus) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, p := range Phases {
+	for _, p := range phases {
 		v := 0.0
 		if p == st.Phase {
 			v = 1
