@@ -50,12 +50,13 @@ var phases = []v1alpha1.Phase{
 // so that increase() sees the first one.
 var rollbackOutcomes = []v1alpha1.Phase{v1alpha1.PhaseRolledBack, v1alpha1.PhaseAborted, v1alpha1.PhaseFailed}
 
+// rolloutLabels name the rollout a series is of.
 var rolloutLabels = []string{labelNamespace, labelRollout}
 
 var (
 	buildInfoDesc = prometheus.NewDesc(BuildInfo, "Always 1; the labels say which pipit is running.",
 		[]string{"version", "commit", "goversion"}, nil)
-	notifierLabels = append(rolloutLabels[:len(rolloutLabels):len(rolloutLabels)], "notifier")
+	notifierLabels = with("notifier")
 	sentDesc       = prometheus.NewDesc(NotificationsSent, "Notifications the notifier's endpoint accepted.", notifierLabels, nil)
 	failedDesc     = prometheus.NewDesc(NotificationsFailed,
 		"Notifications given up on after all their attempts.", notifierLabels, nil)
@@ -87,11 +88,13 @@ type Rollouts struct {
 // key names a rollout: its namespace (empty in standalone) and name.
 type key struct{ namespace, name string }
 
+// stepStart is the step a rollout was last seen in, and since when.
 type stepStart struct {
 	step int32
 	at   time.Time
 }
 
+// with returns a rollout's labels followed by extra, in a new slice.
 func with(extra ...string) []string {
 	return append(rolloutLabels[:len(rolloutLabels):len(rolloutLabels)], extra...)
 }
