@@ -14,6 +14,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"sigs.k8s.io/yaml"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/client"
@@ -62,7 +63,8 @@ func firing(alert string) string {
 // TestShippedAlertsFireOnARealRollback runs the shipped alerting rules,
 // verbatim, in a real Prometheus scraping a real daemon whose canary is
 // rolled back and one of whose notifiers refuses every message; then
-// checks the shipped dashboard against the series the daemon exported.
+// checks the shipped dashboard's and rules' queries against the series
+// the daemon exported.
 func TestShippedAlertsFireOnARealRollback(t *testing.T) {
 	api := freeAddr(t)
 	prom := promserver.StartWithRules(t, []string{api}, 200*time.Millisecond,
@@ -113,7 +115,9 @@ func TestShippedAlertsFireOnARealRollback(t *testing.T) {
 		t.Error("PipitNotifierFailing fired for the notifier that delivers")
 	}
 	stopLoad()
-	checkDashboard(t, exported(t, d))
+	series := exported(t, d)
+	checkQueries(t, shippedDashboard, dashboardQueries(t), series)
+	checkQueries(t, shippedRules, ruleQueries(t), series)
 }
 
 // exported gathers the daemon's registry: the series /metrics serves.
@@ -143,9 +147,30 @@ var seriesName = regexp.MustCompile(`\bpipit_[a-z0-9_]+`)
 // histogramSuffix ends the names of a histogram's series.
 var histogramSuffix = regexp.MustCompile(`_(bucket|sum|count)$`)
 
-// checkDashboard parses the shipped Grafana dashboard and checks that
-// every query in it names only series in exported.
-func checkDashboard(t *testing.T, exported map[string]dto.MetricType) {
+// checkQueries checks that every query of file names pipit's series, and
+// only series in exported.
+func checkQueries(t *testing.T, file string, exprs []string, exported map[string]dto.MetricType) {
+	t.Helper()
+	for _, expr := range exprs {
+		names := seriesName.FindAllString(expr, -1)
+		if len(names) == 0 {
+			t.Errorf("%s: query %q names no pipit series", file, expr)
+		}
+		for _, n := range names {
+			if _, ok := exported[n]; ok {
+				continue
+			}
+			if base := histogramSuffix.ReplaceAllString(n, ""); exported[base] == dto.MetricType_HISTOGRAM {
+				continue
+			}
+			t.Errorf("%s: query %q names %s, which pipit does not export", file, expr, n)
+		}
+	}
+}
+
+// dashboardQueries parses the shipped Grafana dashboard and returns its
+// queries.
+func dashboardQueries(t *testing.T) []string {
 	t.Helper()
 	raw, err := os.ReadFile(repoPath(t, shippedDashboard))
 	if err != nil {
@@ -159,21 +184,36 @@ func checkDashboard(t *testing.T, exported map[string]dto.MetricType) {
 	if len(exprs) < 10 {
 		t.Fatalf("%s: %d queries, want the panels' (10 or more)", shippedDashboard, len(exprs))
 	}
-	for _, expr := range exprs {
-		names := seriesName.FindAllString(expr, -1)
-		if len(names) == 0 {
-			t.Errorf("%s: query %q names no pipit series", shippedDashboard, expr)
-		}
-		for _, n := range names {
-			if _, ok := exported[n]; ok {
-				continue
-			}
-			if base := histogramSuffix.ReplaceAllString(n, ""); exported[base] == dto.MetricType_HISTOGRAM {
-				continue
-			}
-			t.Errorf("%s: query %q names %s, which pipit does not export", shippedDashboard, expr, n)
+	return exprs
+}
+
+// ruleQueries returns the expressions of the shipped alerting rules.
+func ruleQueries(t *testing.T) []string {
+	t.Helper()
+	raw, err := os.ReadFile(repoPath(t, shippedRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Expr string `json:"expr"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := yaml.Unmarshal(raw, &rules); err != nil {
+		t.Fatalf("%s: %v", shippedRules, err)
+	}
+	var exprs []string
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			exprs = append(exprs, r.Expr)
 		}
 	}
+	if len(exprs) < 5 {
+		t.Fatalf("%s: %d rules, want 5 or more", shippedRules, len(exprs))
+	}
+	return exprs
 }
 
 // queries collects the PromQL of a Grafana dashboard: every "expr" (panel
