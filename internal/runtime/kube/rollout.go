@@ -77,9 +77,10 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 		OnCommand: m.store.answer,
 		OnEvents: func(st v1alpha1.RolloutStatus, events []v1alpha1.Event) {
 			m.notifier.SendAll(r.Name, st, events)
-			rc.metrics.observe(r.Namespace, r.Name, st, events)
+			rc.metrics.Observe(r.Namespace, r.Name, st, events)
 		},
 	}
+	rc.metrics.Notifiers(r.Namespace, r.Name, m.notifier.Stats)
 	go m.notifier.Run(ctx)
 	return m, nil
 }

@@ -225,6 +225,47 @@ func TestGatewayAPIRollsBackOnFailingMetric(t *testing.T) {
 	if !strings.HasPrefix(ev[0], "Warning") || !strings.Contains(ev[0], "success-rate") {
 		t.Errorf("RollingBack event %q: want a Warning naming the metric", ev[0])
 	}
+	checkRolledBackSeries(t, s.Namespace)
+}
+
+// checkRolledBackSeries checks the controller's series of rollout web in
+// namespace ns once rolled back by its success-rate at 50: the same names
+// as the standalone daemon's (see docs/observability.md).
+func checkRolledBackSeries(t *testing.T, ns string) {
+	t.Helper()
+	series := func(kv ...string) map[string]string {
+		labels := map[string]string{"namespace": ns, "rollout": "web"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			labels[kv[i]] = kv[i+1]
+		}
+		return labels
+	}
+	want := []struct {
+		name   string
+		labels map[string]string
+		value  float64
+	}{
+		{"pipit_rollout_phase", series("phase", "RolledBack"), 1},
+		{"pipit_rollout_rollbacks_total", series("outcome", "RolledBack"), 1},
+		{"pipit_rollout_events_total", series("type", "Warning", "reason", "RolledBack"), 1},
+		{"pipit_rollout_metric_value", series("metric", "success-rate", "role", "canary"), 50},
+		{"pipit_rollout_canary_weight_percent", series(), 0},
+	}
+	// The controller publishes its series after it wrote the status.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var wrong []string
+		for _, w := range want {
+			if got, ok := exportedValue(t, w.name, w.labels); !ok || got != w.value {
+				wrong = append(wrong, fmt.Sprintf("%s%v = %v (exported: %v), want %v", w.name, w.labels, got, ok, w.value))
+			}
+		}
+		if len(wrong) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("controller series:\n%s", strings.Join(wrong, "\n"))
+		}
+	}
 }
 
 func TestIstioPromotesAndRollsBack(t *testing.T) {

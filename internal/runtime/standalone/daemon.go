@@ -29,6 +29,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/runtime/standalone/handover"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/store"
+	"github.com/pipit-dev/pipit/internal/telemetry"
 )
 
 // DefaultAPIAddr is where the control API listens unless told otherwise.
@@ -100,6 +101,7 @@ type Daemon struct {
 	read      func() ([]Source, error)
 	listeners listenerSet
 	reg       *prometheus.Registry
+	metrics   *telemetry.Rollouts
 	env       env
 	// runCtx bounds deciding: the rollout loops, hooks, health checks
 	// and notifications under it, and the pruning that wg waits for;
@@ -216,10 +218,11 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	}
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.metrics = telemetry.New(d.reg)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.runCtx, d.cancel = runCtx, cancel
 	d.serveCtx, d.stopServing = context.WithCancel(context.WithoutCancel(ctx))
-	d.env = env{db: d.db, stateDir: cfg.StateDir, clock: d.clock, log: d.log, cookieKeys: route.CookieKeys(keys),
+	d.env = env{db: d.db, stateDir: cfg.StateDir, clock: d.clock, log: d.log, metrics: d.metrics, cookieKeys: route.CookieKeys(keys),
 		inherit: cfg.Inherit, stopsHeld: d.stopsHeld}
 	for i, r := range rollouts {
 		if err := d.add(ctx, r, raws[i]); err != nil {
@@ -231,7 +234,6 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 			return err
 		}
 	}
-	d.reg.MustRegister(&statusCollector{d: d})
 	if err := d.startAPI(cfg, token); err != nil {
 		return err
 	}
@@ -270,6 +272,7 @@ func (d *Daemon) add(ctx context.Context, r *v1alpha1.Rollout, raw []byte) error
 		m.closeDataPlane()
 		return err
 	}
+	m.exportMetrics()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.rollouts[r.Name] = m
