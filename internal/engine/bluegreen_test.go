@@ -35,14 +35,7 @@ func blueGreenPlan(t *testing.T, decision v1alpha1.DecisionMode, autoPromotionAf
 			},
 		},
 	}
-	if errs := spec.Validate(r); len(errs) > 0 {
-		t.Fatalf("Validate: %v", errs)
-	}
-	plan, err := spec.Resolve(&r.Spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return plan
+	return validPlan(t, r)
 }
 
 // A healthy blue-green rollout previews the new version with no traffic,

@@ -28,6 +28,13 @@ func presetPlan(t *testing.T, p v1alpha1.Preset) spec.Plan {
 			},
 		},
 	}
+	return validPlan(t, r)
+}
+
+// validPlan is the plan of r, which must pass validation, as a runtime
+// resolves it.
+func validPlan(t *testing.T, r *v1alpha1.Rollout) spec.Plan {
+	t.Helper()
 	if errs := spec.Validate(r); len(errs) > 0 {
 		t.Fatalf("Validate: %v", errs)
 	}
