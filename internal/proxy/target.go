@@ -7,9 +7,10 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/pipit-dev/pipit/internal/proxy/route"
 )
 
 // A request's target is put in one normal form as it arrives, on either

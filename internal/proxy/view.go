@@ -10,8 +10,9 @@ import (
 	"net/url"
 	"sync"
 
-	"github.com/pipit-dev/pipit/internal/proxy/route"
 	"github.com/valyala/fasthttp"
+
+	"github.com/pipit-dev/pipit/internal/proxy/route"
 )
 
 // connInfo is what the proxy needs to know of a client connection,
