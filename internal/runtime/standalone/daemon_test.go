@@ -200,7 +200,7 @@ func TestHealthyCanaryPromotedUnderLoadWithoutErrors(t *testing.T) {
 	}
 	events, _ := c.Events(context.Background(), "web", 0)
 	h := historyText(events)
-	for _, want := range []string{"started by test", "Routed 5% of traffic", "Routed 50% of traffic", "Metrics healthy", "v2 is now the stable version"} {
+	for _, want := range []string{"started by admin", "Routed 5% of traffic", "Routed 50% of traffic", "Metrics healthy", "v2 is now the stable version"} {
 		if !strings.Contains(h, want) {
 			t.Errorf("history lacks %q: %s", want, h)
 		}
@@ -269,10 +269,17 @@ func TestCanaryThatStopsAnsweringIsRolledBackAtOnce(t *testing.T) {
 func TestOperatorCommandsOverTheControlAPI(t *testing.T) {
 	stable := app(t, sampleapp.Config{Version: "v1"})
 	canary := app(t, sampleapp.Config{Version: "v2"})
-	_, c := startDaemon(t, t.TempDir(), rolloutYAML(stable.URL, "1h"))
+	d, c := startDaemon(t, t.TempDir(), rolloutYAML(stable.URL, "1h"))
 	ctx := context.Background()
+	// An operator's token of its own: the history names it, not the
+	// actor the client sends.
+	tok, err := c.CreateToken(ctx, "ops", controlapi.RoleOperator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := client.NewHTTP("http://"+d.APIAddr(), tok.Token)
 
-	_, err := c.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandPromote})
+	_, err = c.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandPromote})
 	var refused *controlapi.RefusedError
 	if !errors.As(err, &refused) {
 		t.Fatalf("promote on an idle rollout: %v, want refused", err)
@@ -282,7 +289,7 @@ func TestOperatorCommandsOverTheControlAPI(t *testing.T) {
 	}
 	deployV2(t, c, canary.URL)
 	waitFor(t, c, 10*time.Second, "5%", func(st v1alpha1.RolloutStatus) bool { return st.CanaryWeight > 0 })
-	v, err := c.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandPause, Actor: "ops", Reason: "lunch"})
+	v, err := ops.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandPause, Actor: "mallory", Reason: "lunch"})
 	if err != nil || v.Status.Phase != v1alpha1.PhasePaused {
 		t.Fatalf("pause: %v %s", err, v.Status.Phase)
 	}
@@ -293,7 +300,7 @@ func TestOperatorCommandsOverTheControlAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, c, 10*time.Second, "50%", func(st v1alpha1.RolloutStatus) bool { return st.CanaryWeight == v1alpha1.PercentOf(50) })
-	if v, err = c.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandAbort, Actor: "ops"}); err != nil || v.Status.Phase != v1alpha1.PhaseAborted {
+	if v, err = ops.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandAbort}); err != nil || v.Status.Phase != v1alpha1.PhaseAborted {
 		t.Fatalf("abort: %v %s", err, v.Status.Phase)
 	}
 	events, err := c.Events(ctx, "web", 0)
