@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -39,6 +40,7 @@ const (
 // MaxUsers users of the window, exact for them.
 type Visits struct {
 	epoch    uint64
+	goals    []string
 	perShard int
 	shards   [visitShards]visitShard
 	// counts[0] is stable's, counts[1] the canary's.
@@ -57,14 +59,16 @@ type visitCounts struct {
 	conversions [MaxGoals]atomic.Uint64
 }
 
-// NewVisits returns an empty Visits that remembers at most maxUsers users
-// (DefaultMaxUsers when 0 or less). epoch numbers it among the Visits of
-// one source, as NewCounters' does.
-func NewVisits(maxUsers int, epoch uint64) *Visits {
+// NewVisits returns an empty Visits of the goals named (at most
+// MaxGoals, in order: bit i of Observe's mask is goals[i]) that remembers
+// at most maxUsers users (DefaultMaxUsers when 0 or less). epoch numbers
+// it among the Visits of one source, as NewCounters' does.
+func NewVisits(goals []string, maxUsers int, epoch uint64) *Visits {
 	if maxUsers <= 0 {
 		maxUsers = DefaultMaxUsers
 	}
-	v := &Visits{epoch: epoch, perShard: max(1, maxUsers/visitShards)}
+	goals = slices.Clone(goals[:min(len(goals), MaxGoals)])
+	v := &Visits{epoch: epoch, goals: goals, perShard: max(1, maxUsers/visitShards)}
 	for i := range v.shards {
 		v.shards[i].users = make(map[uint64]uint32)
 	}
@@ -121,7 +125,7 @@ func (v *Visits) snapshot(canary bool) visitStats {
 	if canary {
 		c = &v.counts[1]
 	}
-	s := visitStats{epoch: v.epoch, visitors: c.visitors.Load()}
+	s := visitStats{epoch: v.epoch, goals: v.goals, visitors: c.visitors.Load()}
 	for i := range c.conversions {
 		s.conversions[i] = c.conversions[i].Load()
 	}
@@ -132,6 +136,7 @@ func (v *Visits) snapshot(canary bool) visitStats {
 // window.
 type visitStats struct {
 	epoch       uint64
+	goals       []string // shared, never written
 	visitors    uint64
 	conversions [MaxGoals]uint64
 }
@@ -158,20 +163,27 @@ func (s *Stats) AddVisits(v *Visits) {
 // (see Visits); zero without goals.
 func (v VersionStats) Visitors() uint64 { return v.visits.visitors }
 
-// Conversions is how many of the version's visitors reached goal (from 0,
-// in the order of spec.analysis.goals).
-func (v VersionStats) Conversions(goal int) uint64 {
-	if goal < 0 || goal >= MaxGoals {
-		return 0
+// Conversions is how many of the version's visitors reached the goal
+// named goal; "" names the first goal. ok is false when no goal has that
+// name.
+func (v VersionStats) Conversions(goal string) (n uint64, ok bool) {
+	i := 0
+	if goal != "" {
+		i = slices.Index(v.visits.goals, goal)
 	}
-	return v.visits.conversions[goal]
+	if i < 0 || i >= len(v.visits.goals) {
+		return 0, false
+	}
+	return v.visits.conversions[i], true
 }
 
 // ConversionRate is the share of the version's visitors, in percent, who
-// reached goal. ok is false without visitors.
-func (v VersionStats) ConversionRate(goal int) (pct float64, ok bool) {
-	if v.visits.visitors == 0 {
+// reached the goal named goal ("" for the first). ok is false without
+// visitors or without such a goal.
+func (v VersionStats) ConversionRate(goal string) (pct float64, ok bool) {
+	n, ok := v.Conversions(goal)
+	if !ok || v.visits.visitors == 0 {
 		return 0, false
 	}
-	return 100 * float64(v.Conversions(goal)) / float64(v.visits.visitors), true
+	return 100 * float64(n) / float64(v.visits.visitors), true
 }
