@@ -124,6 +124,12 @@ type MetricSpec struct {
 	// DryRun metrics are measured and reported but never decide.
 	// +optional
 	DryRun bool `json:"dryRun,omitempty"`
+	// Unit is what the values of a metric with a provider are in, shown
+	// after each of them for people: "ms", "%", "req/s". The built-in
+	// metrics know their own. Default none.
+	// +optional
+	// +kubebuilder:validation:MaxLength=16
+	Unit string `json:"unit,omitempty"`
 }
 
 // NoDataPolicy says what a measurement without data means.

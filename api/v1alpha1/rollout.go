@@ -13,7 +13,7 @@ import (
 // +kubebuilder:resource:categories=pipit
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`,description="Where the rollout stands"
 // +kubebuilder:printcolumn:name="Weight",type=number,JSONPath=`.status.canaryWeight`,description="Share of traffic on the canary, in percent"
-// +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.currentStep`,description="Index of the step being run"
+// +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.stepLabel`,description="The step being run, counted from 1 (status.currentStep is its index from 0)"
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Rollout struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -60,9 +60,16 @@ type RolloutStatus struct {
 	// +optional
 	Canary *VersionRef `json:"canary,omitempty"`
 
-	// CurrentStep is the index of the step being run.
+	// CurrentStep is the index of the step being run, counted from 0
+	// (people read steps counted from 1: index 2 is "step 3/6"); once
+	// every step is done it is the number of steps.
 	// +optional
 	CurrentStep int32 `json:"currentStep"`
+	// StepLabel is the current step as people count steps, from 1: "3/6"
+	// is index 2 of six steps, "6/6 done" once every step is done; empty
+	// while no rollout ran. kubectl get shows it as the Step column.
+	// +optional
+	StepLabel string `json:"stepLabel,omitempty"`
 	// CanaryWeight is the share of traffic the canary should receive now.
 	// +optional
 	CanaryWeight Percent `json:"canaryWeight"`
@@ -323,7 +330,7 @@ type MetricResult struct {
 	Stable *float64 `json:"stable,omitempty"`
 	// Verdict of the check.
 	Verdict Verdict `json:"verdict"`
-	// Message explains the verdict ("error-rate 7.2 > max 1").
+	// Message explains the verdict ("error-rate 7.2% > max 1%").
 	// +optional
 	Message string `json:"message,omitempty"`
 	// DryRun results are reported but do not decide.
@@ -343,7 +350,7 @@ type Event struct {
 	Message string `json:"message"`
 	// Phase after the transition.
 	Phase Phase `json:"phase"`
-	// Step index after the transition.
+	// Step index after the transition, counted from 0 as currentStep.
 	Step int32 `json:"step"`
 	// Weight of the canary after the transition.
 	Weight Percent `json:"weight"`

@@ -37,17 +37,18 @@ func Compare(m v1alpha1.MetricSpec, meas rollout.Measurement, confidence float64
 		r.Verdict, r.Message = v1alpha1.VerdictError, fmt.Sprintf("%s: %v", m.Name, meas.Err)
 		return r, stats.MetricResult{Name: m.Name, Groups: cfg.Groups, Classification: stats.MetricError, Muted: m.DryRun}
 	}
+	show := valueWriter(m)
 	if _, conv := spec.ConversionGoal(m.Name); conv && m.Provider == nil {
 		res := classifyConversions(meas, cfg)
 		r.Verdict = verdictOf(res.Classification)
-		r.Message = fmt.Sprintf("%s: canary %s vs stable (%s%% vs %s%% of %d vs %d users): %s",
-			m.Name, res.Classification, num(res.Canary.Mean), num(res.Stable.Mean), res.Canary.Count, res.Stable.Count, res.Reason)
+		r.Message = fmt.Sprintf("%s: canary %s vs stable (%s vs %s of %d vs %d users): %s",
+			m.Name, res.Classification, show(res.Canary.Mean), show(res.Stable.Mean), res.Canary.Count, res.Stable.Count, res.Reason)
 		return r, res
 	}
 	res := stats.Classify(meas.StableSamples, meas.CanarySamples, cfg)
 	r.Verdict = verdictOf(res.Classification)
 	r.Message = fmt.Sprintf("%s: canary %s vs stable (mean %s vs %s, %d vs %d samples): %s",
-		m.Name, res.Classification, num(res.Canary.Mean), num(res.Stable.Mean), res.Canary.Count, res.Stable.Count, res.Reason)
+		m.Name, res.Classification, show(res.Canary.Mean), show(res.Stable.Mean), res.Canary.Count, res.Stable.Count, res.Reason)
 	return r, res
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis/condition"
 	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // Evaluate gives one metric's verdict on one measurement. Measurement
@@ -34,14 +35,15 @@ func Evaluate(m v1alpha1.MetricSpec, meas rollout.Measurement, confidence float6
 // judgeValue applies the threshold range, then the conditions.
 func judgeValue(m v1alpha1.MetricSpec, v float64, stable *float64) (v1alpha1.Verdict, string) {
 	tr := m.ThresholdRange
+	show := valueWriter(m)
 	if tr != nil && tr.Min != nil && v < *tr.Min {
-		return v1alpha1.VerdictFailed, fmt.Sprintf("%s %s < min %s", m.Name, num(v), num(*tr.Min))
+		return v1alpha1.VerdictFailed, fmt.Sprintf("%s %s < min %s", m.Name, show(v), show(*tr.Min))
 	}
 	if tr != nil && tr.Max != nil && v > *tr.Max {
-		return v1alpha1.VerdictFailed, fmt.Sprintf("%s %s > max %s", m.Name, num(v), num(*tr.Max))
+		return v1alpha1.VerdictFailed, fmt.Sprintf("%s %s > max %s", m.Name, show(v), show(*tr.Max))
 	}
 	if m.SuccessCondition == "" && m.FailureCondition == "" {
-		return v1alpha1.VerdictSuccessful, fmt.Sprintf("%s %s within %s", m.Name, num(v), rangeString(tr))
+		return v1alpha1.VerdictSuccessful, fmt.Sprintf("%s %s within %s", m.Name, show(v), rangeString(tr, show))
 	}
 	return judgeConditions(m, v, stable)
 }
@@ -50,9 +52,10 @@ func judgeValue(m v1alpha1.MetricSpec, v float64, stable *float64) (v1alpha1.Ver
 // fails; a success condition that does not hold fails when it is the only
 // condition; with both set and neither holding, the result is inconclusive.
 func judgeConditions(m v1alpha1.MetricSpec, v float64, stable *float64) (v1alpha1.Verdict, string) {
-	show := m.Name + " " + num(v)
+	value := valueWriter(m)
+	show := m.Name + " " + value(v)
 	if stable != nil {
-		show += " (stable " + num(*stable) + ")"
+		show += " (stable " + value(*stable) + ")"
 	}
 	if m.FailureCondition != "" {
 		failed, err := condition.Eval(m.FailureCondition, v, stable)
@@ -78,17 +81,23 @@ func judgeConditions(m v1alpha1.MetricSpec, v float64, stable *float64) (v1alpha
 	return v1alpha1.VerdictFailed, fmt.Sprintf("%s: successCondition %q does not hold", show, m.SuccessCondition)
 }
 
-func rangeString(tr *v1alpha1.ThresholdRange) string {
+func rangeString(tr *v1alpha1.ThresholdRange, show func(float64) string) string {
 	switch {
 	case tr == nil || (tr.Min == nil && tr.Max == nil):
 		return "(no bounds)"
 	case tr.Min != nil && tr.Max != nil:
-		return fmt.Sprintf("[%s, %s]", num(*tr.Min), num(*tr.Max))
+		return fmt.Sprintf("[%s, %s]", show(*tr.Min), show(*tr.Max))
 	case tr.Min != nil:
-		return "min " + num(*tr.Min)
+		return "min " + show(*tr.Min)
 	default:
-		return "max " + num(*tr.Max)
+		return "max " + show(*tr.Max)
 	}
+}
+
+// valueWriter writes m's values for people, with its unit: "7.49ms".
+func valueWriter(m v1alpha1.MetricSpec) func(float64) string {
+	unit := spec.MetricUnit(m)
+	return func(v float64) string { return spec.WithUnit(num(v), unit) }
 }
 
 // num prints a value rounded to two decimals, without trailing zeros:

@@ -55,6 +55,37 @@ func TestEvaluate(t *testing.T) {
 	}
 }
 
+// unitCases are messages people read, each value with its metric's unit.
+var unitCases = []struct {
+	m    v1alpha1.MetricSpec
+	meas rollout.Measurement
+	msg  string
+}{
+	{v1alpha1.MetricSpec{Name: "latency-p99", ThresholdRange: &v1alpha1.ThresholdRange{Max: f(250)}},
+		rollout.Measurement{Canary: f(7.49)}, "latency-p99 7.49ms within max 250ms"},
+	{v1alpha1.MetricSpec{Name: "request-success-rate", ThresholdRange: &v1alpha1.ThresholdRange{Min: f(99)}},
+		rollout.Measurement{Canary: f(91.5)}, "request-success-rate 91.5% < min 99%"},
+	{v1alpha1.MetricSpec{Name: "request-count", ThresholdRange: &v1alpha1.ThresholdRange{Min: f(50), Max: f(1e6)}},
+		rollout.Measurement{Canary: f(120)}, "request-count 120 requests within [50 requests, 1000000 requests]"},
+	{v1alpha1.MetricSpec{Name: "checkout", Provider: &v1alpha1.MetricProvider{}, Unit: "req/s", SuccessCondition: "canary >= stable"},
+		rollout.Measurement{Canary: f(3.2), Stable: f(3)}, `checkout 3.2 req/s (stable 3 req/s): successCondition "canary >= stable" holds`},
+	{v1alpha1.MetricSpec{Name: "latency-p99", Provider: &v1alpha1.MetricProvider{}, ThresholdRange: &v1alpha1.ThresholdRange{Max: f(0.5)}},
+		rollout.Measurement{Canary: f(0.75)}, "latency-p99 0.75 > max 0.5"}, // a query's value: pipit cannot know its unit
+}
+
+func TestEvaluateShowsUnits(t *testing.T) {
+	for _, tc := range unitCases {
+		if r := Evaluate(tc.m, tc.meas, 0.98); r.Message != tc.msg {
+			t.Errorf("%s: %q, want %q", tc.m.Name, r.Message, tc.msg)
+		}
+	}
+	lat := v1alpha1.MetricSpec{Name: "latency-p50", Compare: &v1alpha1.CompareSpec{}}
+	r, _ := Compare(lat, rollout.Measurement{CanarySamples: series(150, 60, 1), StableSamples: series(100, 60, 1)}, 0.98)
+	if !strings.Contains(r.Message, "(mean 154.5ms vs 104.5ms, 60 vs 60 samples)") {
+		t.Errorf("compared latency: %q, want the means in ms", r.Message)
+	}
+}
+
 func series(base float64, n int, step float64) []float64 {
 	out := make([]float64, n)
 	for i := range out {

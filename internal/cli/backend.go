@@ -21,6 +21,7 @@ type backendFlags struct {
 	stateDir  string
 	api       string
 	tokenFile string
+	caFile    string
 
 	// kube steers Rollouts in a cluster instead of a daemon; the other
 	// three pick the cluster and namespace as kubectl's flags do.
@@ -30,9 +31,11 @@ type backendFlags struct {
 	namespace   string
 }
 
-// addBackendFlags adds the flags that pick the daemon, or the cluster, to cmd.
+// addBackendFlags adds the flags that pick the daemon, or the cluster, to
+// cmd, and completes the NAME it takes first with the rollouts they have.
 func addBackendFlags(cmd *cobra.Command, g *globals) *backendFlags {
 	b := addDaemonFlags(cmd, g)
+	cmd.ValidArgsFunction = b.completeRolloutNames
 	f := cmd.Flags()
 	f.BoolVar(&b.kube, "kube", false,
 		"steer Rollouts in a Kubernetes cluster, through its API server and the pipit controller, instead of a daemon")
@@ -52,6 +55,7 @@ func addDaemonFlags(cmd *cobra.Command, g *globals) *backendFlags {
 		"the daemon's state directory (default $PIPIT_STATE_DIR, else $XDG_STATE_HOME/pipit, else ~/.local/state/pipit)")
 	f.StringVar(&b.api, "api", "", "control API address, HOST:PORT or http(s) URL (default: the one the daemon wrote in the state directory)")
 	f.StringVar(&b.tokenFile, "token-file", "", "file holding the control API token, mode 0600 (default: the state directory's token)")
+	f.StringVar(&b.caFile, "ca-file", "", "PEM file of the certificate authority of a daemon serving TLS (default: the system's)")
 	return b
 }
 
@@ -72,8 +76,21 @@ func (b *backendFlags) backend() (controlapi.Backend, error) {
 	return d, nil
 }
 
-// daemon returns the client of the daemon the flags point at.
+// daemon returns the client of the daemon the flags point at, trusting
+// --ca-file when it is given.
 func (b *backendFlags) daemon() (*client.HTTP, error) {
+	c, err := b.daemonClient()
+	if err != nil || b.caFile == "" {
+		return c, err
+	}
+	if err := c.TrustCA(b.caFile); err != nil {
+		return nil, BadInputf("--ca-file: %v", err)
+	}
+	return c, nil
+}
+
+// daemonClient is daemon without --ca-file.
+func (b *backendFlags) daemonClient() (*client.HTTP, error) {
 	dir := controlapi.StateDir(b.stateDir)
 	if b.api == "" && b.tokenFile == "" {
 		c, err := client.FromStateDir(dir)
@@ -115,8 +132,8 @@ func (b *backendFlags) daemon() (*client.HTTP, error) {
 // kubeBackend returns the client of the cluster the kubeconfig flags pick.
 // Building it contacts nothing, so its errors are all bad input.
 func (b *backendFlags) kubeBackend() (controlapi.Backend, error) {
-	if b.stateDir != "" || b.api != "" || b.tokenFile != "" {
-		return nil, BadInputf("--state-dir, --api and --token-file pick a pipit daemon; they do not go with --kube")
+	if b.stateDir != "" || b.api != "" || b.tokenFile != "" || b.caFile != "" {
+		return nil, BadInputf("--state-dir, --api, --token-file and --ca-file pick a pipit daemon; they do not go with --kube")
 	}
 	k, err := client.NewKube(client.KubeOptions{Kubeconfig: b.kubeconfig, Context: b.kubeContext, Namespace: b.namespace,
 		Clock: b.g.clock, Log: b.g.log})

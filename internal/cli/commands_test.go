@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
@@ -27,7 +28,7 @@ func TestDeploy(t *testing.T) {
 	}
 	got := f.submitted[0]
 	if got.Kind != rollout.CommandDeploy || *got.Canary != (v1alpha1.VersionRef{Version: "v8", URL: "http://127.0.0.1:9009"}) ||
-		got.Actor != "ci-pipeline" || got.Reason != "release 8" {
+		got.Actor != controlapi.AdminName || got.Reason != "release 8" {
 		t.Fatalf("daemon got %+v", got)
 	}
 
@@ -109,19 +110,19 @@ func TestSteeringCommands(t *testing.T) {
 		kind rollout.CommandKind
 		want string
 	}{
-		{[]string{"pause", "web", "--reason", "lunch"}, rollout.CommandPause, "web: Paused, step 4/6 pause 10m0s, weight 25% (paused by ann)\n"},
+		{[]string{"pause", "web", "--reason", "lunch"}, rollout.CommandPause, "web: Paused, step 4/6 pause 10m0s, weight 25% (paused by admin)\n"},
 		{[]string{"resume", "web"}, rollout.CommandResume, "web: Progressing, step 4/6 pause 10m0s, weight 25% (resumed)\n"},
 		{[]string{"promote", "web"}, rollout.CommandPromote, "web: Progressing, step 5/6 setWeight 50%, weight 25% (resumed)\n"},
-		{[]string{"abort", "web"}, rollout.CommandAbort, "web: Aborted, step 5/6 setWeight 50%, weight 0% (aborted by ann)\n"},
-		{[]string{"retry", "web"}, rollout.CommandRetry, "web: Progressing, step 1/6 setWeight 5%, weight 0% (aborted by ann)\n"},
-		{[]string{"promote", "web", "--full"}, rollout.CommandPromoteFull, "web: Promoting, step promotion, weight 0% (promoting)\n"},
+		{[]string{"abort", "web"}, rollout.CommandAbort, "web: Aborted, step 5/6 setWeight 50%, weight 0% (aborted by admin)\n"},
+		{[]string{"retry", "web"}, rollout.CommandRetry, "web: Progressing, step 1/6 setWeight 5%, weight 0% (aborted by admin)\n"},
+		{[]string{"promote", "web", "--full"}, rollout.CommandPromoteFull, "web: Promoting, step 6/6 done, weight 0% (promoting)\n"},
 	}
 	for i, s := range steps {
 		code, out, errOut := run(t, append(s.args, "--state-dir", dir)...)
 		if code != ExitOK || out != s.want {
 			t.Fatalf("%v: exit %d, output %q, stderr %q; want %q", s.args, code, out, errOut, s.want)
 		}
-		if got := f.submitted[i]; got.Kind != s.kind || got.Actor != "ann" {
+		if got := f.submitted[i]; got.Kind != s.kind || got.Actor != controlapi.AdminName {
 			t.Fatalf("%v: daemon got %+v", s.args, got)
 		}
 	}

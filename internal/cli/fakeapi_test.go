@@ -224,7 +224,7 @@ func newFakeBackend() *fakeBackend {
 // that points at it.
 func startDaemon(t *testing.T, f *fakeBackend) string {
 	t.Helper()
-	srv := httptest.NewServer(controlapi.NewHandler(f, apiToken, nil, nil))
+	srv := httptest.NewServer(controlapi.NewHandler(f, controlapi.SingleToken(apiToken), nil, nil))
 	t.Cleanup(srv.Close)
 	dir := t.TempDir()
 	write := func(name, content string, mode os.FileMode) {

@@ -2,32 +2,30 @@ package cli
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 // This file holds the pieces of text that several verbs show the same
 // way. Each is a pure function of its arguments, so tests can pin them.
 
-// stepLabel says where a rollout is in its plan: "3/6 pause 10m0s", or
-// "promotion" once past the last step, or "-" when nothing runs.
+// stepLabel says where a rollout is in its plan, counting steps from 1 as
+// people do (the status counts from 0): "3/6 pause 10m0s", or "6/6 done"
+// once past the last step, never "7/6"; "-" when nothing runs.
 func stepLabel(v controlapi.RolloutView) string {
 	n, i := len(v.Steps), int(v.Status.CurrentStep)
 	switch {
 	case n == 0 || v.Status.Phase == "" || v.Status.Phase == v1alpha1.PhaseIdle:
 		return "-"
 	case i >= n:
-		return "promotion"
+		return fmt.Sprintf("%d/%d done", n, n)
 	}
 	return fmt.Sprintf("%d/%d %s", i+1, n, v.Steps[i])
 }
@@ -101,12 +99,22 @@ func number(v float64, decimals int) string {
 	return s
 }
 
-// value writes a measured value, or "-" when there was none.
-func value(v *float64) string {
+// valueIn writes a measured value followed by its unit ("52.5ms"; the
+// number alone for no unit), or "-" when there was none.
+func valueIn(v *float64, unit string) string {
 	if v == nil {
 		return "-"
 	}
-	return number(*v, 3)
+	return spec.WithUnit(number(*v, 3), unit)
+}
+
+// metricUnits maps each metric's name to its unit, "" when unknown.
+func metricUnits(specs []v1alpha1.MetricSpec) map[string]string {
+	units := make(map[string]string, len(specs))
+	for _, m := range specs {
+		units[m.Name] = spec.MetricUnit(m)
+	}
+	return units
 }
 
 // percentValue writes a rate in percent: "99.95%".
@@ -179,40 +187,4 @@ func liveTable(l *controlapi.LiveMetrics, indent string) string {
 	}
 	tw.Flush()
 	return b.String()
-}
-
-// printJSON writes v as indented JSON.
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// printYAML writes v as YAML with the field names and order of its JSON
-// form, so the two outputs describe the same document.
-func printYAML(w io.Writer, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return err
-	}
-	blockStyle(&doc)
-	enc := yaml.NewEncoder(w)
-	enc.SetIndent(2)
-	if err := enc.Encode(&doc); err != nil {
-		return err
-	}
-	return enc.Close()
-}
-
-// blockStyle drops the flow style that JSON input gives every node, so
-// the encoder writes ordinary block YAML and quotes only where needed.
-func blockStyle(n *yaml.Node) {
-	n.Style = 0
-	for _, c := range n.Content {
-		blockStyle(c)
-	}
 }

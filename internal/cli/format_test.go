@@ -22,7 +22,10 @@ func TestStepLabel(t *testing.T) {
 	}{
 		{v1alpha1.PhaseProgressing, steps, 0, "1/3 setWeight 5%"},
 		{v1alpha1.PhasePaused, steps, 1, "2/3 pause 10m0s"},
-		{v1alpha1.PhasePromoting, steps, 3, "promotion"},
+		{v1alpha1.PhasePromoting, steps, 3, "3/3 done"},
+		// Promoted twice past the last step by an older pipit, or a plan a
+		// reload shortened: never more steps than there are.
+		{v1alpha1.PhaseProgressing, steps, 7, "3/3 done"},
 		{v1alpha1.PhaseRolledBack, steps, 2, "3/3 setWeight 50%"},
 		{v1alpha1.PhaseIdle, steps, 0, "-"},
 		{"", steps, 0, "-"},
@@ -80,10 +83,11 @@ func TestProgressBar(t *testing.T) {
 
 func TestNumbers(t *testing.T) {
 	tests := []struct{ got, want string }{
-		{value(nil), "-"},
-		{value(fptr(7.25)), "7.25"},
-		{value(fptr(1.0 / 3)), "0.333"},
-		{value(fptr(500)), "500"},
+		{valueIn(nil, "ms"), "-"},
+		{valueIn(fptr(7.25), ""), "7.25"},
+		{valueIn(fptr(7.25), "ms"), "7.25ms"},
+		{valueIn(fptr(1.0/3), "%"), "0.333%"},
+		{valueIn(fptr(500), "requests"), "500 requests"},
 		{percentValue(fptr(99.956)), "99.96%"},
 		{percentValue(fptr(100)), "100%"},
 		{percentValue(nil), "-"},
@@ -92,10 +96,10 @@ func TestNumbers(t *testing.T) {
 		{millis(fptr(120.4)), "120ms"},
 		{millis(fptr(1520)), "1.52s"},
 		{millis(nil), "-"},
-		{rangeLabel(&v1alpha1.ThresholdRange{Min: fptr(99)}), "min 99"},
-		{rangeLabel(&v1alpha1.ThresholdRange{Max: fptr(0.5)}), "max 0.5"},
-		{rangeLabel(&v1alpha1.ThresholdRange{Min: fptr(1), Max: fptr(5)}), "1 to 5"},
-		{rangeLabel(nil), ""},
+		{rangeLabel(&v1alpha1.ThresholdRange{Min: fptr(99)}, "%"), "min 99%"},
+		{rangeLabel(&v1alpha1.ThresholdRange{Max: fptr(0.5)}, ""), "max 0.5"},
+		{rangeLabel(&v1alpha1.ThresholdRange{Min: fptr(1), Max: fptr(5)}, "req/s"), "1 req/s to 5 req/s"},
+		{rangeLabel(nil, "ms"), ""},
 	}
 	for i, tt := range tests {
 		if tt.got != tt.want {
@@ -156,5 +160,28 @@ func TestPrintYAMLKeepsJSONNamesAndTypes(t *testing.T) {
 	}
 	if back.Name != "web" || back.Status.Stable.Version != "1.0" || back.Status.Canary.Version != "true" {
 		t.Fatalf("strings that look like numbers or booleans changed type: %+v\n%s", back, out)
+	}
+}
+
+// TestResultsTableUnits: a metric of the user's shows the unit its spec
+// states, and none when it states none; the canary score has none.
+func TestResultsTableUnits(t *testing.T) {
+	provider := &v1alpha1.MetricProvider{}
+	specs := []v1alpha1.MetricSpec{
+		{Name: "checkouts", Provider: provider, Unit: "req/s", ThresholdRange: &v1alpha1.ThresholdRange{Min: fptr(2)}},
+		{Name: "queue-depth", Provider: provider, ThresholdRange: &v1alpha1.ThresholdRange{Max: fptr(40)}},
+	}
+	results := []v1alpha1.MetricResult{
+		{Name: "checkouts", Stable: fptr(3), Canary: fptr(3.25), Verdict: v1alpha1.VerdictSuccessful},
+		{Name: "queue-depth", Stable: fptr(12), Canary: fptr(14), Verdict: v1alpha1.VerdictSuccessful},
+		{Name: "canary-score", Canary: fptr(100), Verdict: v1alpha1.VerdictSuccessful},
+	}
+	want := `  METRIC         STABLE    CANARY       RANGE         VERDICT
+  checkouts      3 req/s   3.25 req/s   min 2 req/s   Successful
+  queue-depth    12        14           max 40        Successful
+  canary-score   -         100          -             Successful
+`
+	if got := resultsTable(results, specs); got != want {
+		t.Errorf("resultsTable:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -22,6 +22,7 @@ func newGetCmd(g *globals) *cobra.Command {
 		watch    bool
 		interval time.Duration
 		timeout  time.Duration
+		output   *outputFormat
 		flags    *backendFlags
 	)
 	cmd := &cobra.Command{
@@ -41,11 +42,15 @@ timeout(1)) and 130 when interrupted.
 When nothing is in flight (the rollout is idle, or its last rollout has ended) the
 watch waits for the next rollout to start and follows it: right after a new version
 was handed over (kubectl set image, say) the last outcome is still the previous
-release's, and a CI job must not pass on it.`,
+release's, and a CI job must not pass on it.
+
+-o json and -o yaml print the rollout as the control API returns it; with --watch,
+one document each time it changed (YAML documents separated by ---), never redrawn.`,
 		Example: `  pipit get web
   pipit get web --watch
   pipit get web --watch --interval 5s
-  pipit get web --kube --watch --timeout 15m   # in CI, after kubectl set image`,
+  pipit get web --kube --watch --timeout 15m   # in CI, after kubectl set image
+  pipit get web -o json | jq .status.canaryWeight`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if interval < 100*time.Millisecond {
@@ -64,17 +69,20 @@ release's, and a CI job must not pass on it.`,
 				if err != nil {
 					return err
 				}
-				_, err = io.WriteString(out, watchView(v))
-				return err
+				return output.print(out, v, func() string { return watchView(v) })
 			}
 			w := &watcher{clock: g.clock, backend: b, name: args[0], interval: interval, timeout: timeout,
-				out: out, notes: cmd.ErrOrStderr(), tty: isTerminal(out)}
+				out: out, notes: cmd.ErrOrStderr(), tty: isTerminal(out) && !output.isDocument()}
+			if output.isDocument() {
+				w.render = output.watchDocument
+			}
 			return w.watch(cmd.Context(), nil)
 		},
 	}
 	flags = addBackendFlags(cmd, g)
 	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep showing the rollout until it ends")
 	cmd.Flags().DurationVar(&interval, "interval", time.Second, "time between two looks with --watch")
+	output = addOutputFlag(cmd, "text")
 	cmd.Flags().DurationVar(&timeout, "timeout", 0, "with --watch, exit 124 if the rollout has not ended by then (default: no limit)")
 	return cmd
 }

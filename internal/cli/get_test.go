@@ -5,9 +5,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
@@ -41,12 +44,12 @@ func TestWatchViewWaitingAndRolledBack(t *testing.T) {
 	now := time.Date(2026, 7, 1, 9, 5, 0, 0, time.UTC)
 	v := webView(now)
 	v.Status.Phase = v1alpha1.PhaseAwaitingDecision
-	v.Status.Gate = &v1alpha1.Gate{Kind: v1alpha1.GateAnomaly, Reason: "latency-p99 1520 > max 500"}
+	v.Status.Gate = &v1alpha1.Gate{Kind: v1alpha1.GateAnomaly, Reason: "latency-p99 1520ms > max 500ms"}
 	v.Live = nil
 	got := watchView(v)
 	for _, want := range []string{
 		"web  AwaitingDecision  stable v1, canary v2\n",
-		"Waiting for a person (Anomaly): latency-p99 1520 > max 500\n  go on: pipit promote web    roll back: pipit abort web\n",
+		"Waiting for a person (Anomaly): latency-p99 1520ms > max 500ms\n  go on: pipit promote web    roll back: pipit abort web\n",
 		"no measurements yet\n",
 	} {
 		if !strings.Contains(got, want) {
@@ -181,6 +184,29 @@ func TestGetCommand(t *testing.T) {
 	}
 	if !strings.HasSuffix(out, watchView(views[3])) || strings.Count(out, "web  ") != 3 {
 		t.Fatalf("watch output:\n%s", out)
+	}
+
+	f.mu.Lock()
+	f.script["web"] = views
+	f.mu.Unlock()
+	code, out, errOut = run(t, "get", "web", "--watch", "--interval", "100ms", "-o", "yaml", "--state-dir", dir)
+	if code != ExitOK {
+		t.Fatalf("watch -o yaml: exit %d: %s", code, errOut)
+	}
+	var weights []float64
+	for dec := yaml.NewDecoder(strings.NewReader(out)); ; {
+		var doc struct {
+			Status struct {
+				CanaryWeight float64 `yaml:"canaryWeight"`
+			} `yaml:"status"`
+		}
+		if err := dec.Decode(&doc); err != nil {
+			break
+		}
+		weights = append(weights, doc.Status.CanaryWeight)
+	}
+	if !slices.Equal(weights, []float64{5, 25, 100}) {
+		t.Fatalf("watch -o yaml: documents of weights %v, want one per change:\n%s", weights, out)
 	}
 
 	for _, tt := range []struct {

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -16,7 +15,7 @@ func init() { register(newHistoryCmd) }
 func newHistoryCmd(g *globals) *cobra.Command {
 	var (
 		limit  int
-		output string
+		output *outputFormat
 		flags  *backendFlags
 	)
 	cmd := &cobra.Command{
@@ -27,16 +26,13 @@ phase and canary weight it left the rollout in, and what happened. The date is
 printed whenever it changes. Warnings (failed checks, rollbacks) are marked
 WARNING.
 
---limit keeps the most recent events only; -o json prints them as the control API
-returns them.`,
+--limit keeps the most recent events only; -o json and -o yaml print them as the
+control API returns them.`,
 		Example: `  pipit history web
   pipit history web --limit 20
   pipit history web -o json | jq -r '.[] | select(.type == "Warning") | .message'`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "table" && output != "json" {
-				return BadInputf("--output %q: want table or json", output)
-			}
 			if limit < 0 {
 				return BadInputf("--limit %d: want 0 (all) or more", limit)
 			}
@@ -48,19 +44,12 @@ returns them.`,
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				if evs == nil {
-					evs = []v1alpha1.Event{}
-				}
-				return printJSON(cmd.OutOrStdout(), evs)
-			}
-			_, err = io.WriteString(cmd.OutOrStdout(), timeline(evs, time.Local))
-			return err
+			return output.print(cmd.OutOrStdout(), evs, func() string { return timeline(evs, time.Local) })
 		},
 	}
 	flags = addBackendFlags(cmd, g)
 	cmd.Flags().IntVar(&limit, "limit", 0, "show only the most recent N events (0: all)")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	output = addOutputFlag(cmd, "table")
 	return cmd
 }
 

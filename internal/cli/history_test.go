@@ -19,7 +19,7 @@ func historyEvents() []v1alpha1.Event {
 		{Time: *mtime(at(23, 59, 59)), Type: v1alpha1.EventNormal, Reason: "WeightChanged", Phase: v1alpha1.PhaseProgressing,
 			Weight: 25000, Message: "Routed 25% of traffic to canary v2 (step 3/6: setWeight 25%)"},
 		{Time: *mtime(at(24, 1, 30)), Type: v1alpha1.EventWarning, Reason: "RolledBack", Phase: v1alpha1.PhaseRolledBack,
-			Message: "Canary v2 rolled back: error-rate 7.2 > max 1"},
+			Message: "Canary v2 rolled back: error-rate 7.2% > max 1%"},
 	}
 }
 
@@ -29,7 +29,7 @@ func TestTimeline(t *testing.T) {
 22:05:00  Progressing   5%  Routed 5% of traffic to canary v2 (step 1/6: setWeight 5%)
 23:59:59  Progressing  25%  Routed 25% of traffic to canary v2 (step 3/6: setWeight 25%)
 Thursday 2026-07-02
-00:01:30  RolledBack    0%  WARNING Canary v2 rolled back: error-rate 7.2 > max 1
+00:01:30  RolledBack    0%  WARNING Canary v2 rolled back: error-rate 7.2% > max 1%
 `
 	if got := timeline(historyEvents(), time.UTC); got != want {
 		t.Fatalf("timeline:\n%s\nwant:\n%s", got, want)
@@ -74,7 +74,7 @@ func TestHistoryCommand(t *testing.T) {
 	}{
 		{[]string{"history"}, ExitBadInput, "accepts 1 arg"},
 		{[]string{"history", "web", "--limit", "-1"}, ExitBadInput, "--limit"},
-		{[]string{"history", "web", "-o", "yaml"}, ExitBadInput, "--output"},
+		{[]string{"history", "web", "-o", "xml"}, ExitBadInput, "--output"},
 		{[]string{"history", "nope"}, ExitFailed, "not found"},
 	} {
 		if code, _, errOut := run(t, append(tt.args, "--state-dir", dir)...); code != tt.code || !strings.Contains(errOut, tt.want) {

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pipit-dev/pipit/internal/analysis/stats"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
 
 func init() { register(newJudgeCmd) }
@@ -27,7 +28,8 @@ type judgeOptions struct {
 	// confidence is --confidence; each test has its own default.
 	confidence    float64
 	allowedChange float64
-	output        string
+	unit          string
+	output        *outputFormat
 	// set reports whether a flag was given on the command line.
 	set func(flag string) bool
 }
@@ -49,7 +51,8 @@ would give a canary: 100 when it passes, 0 when it is High or Low or has no data
 
 Each FILE holds numbers either as a JSON array ([1.5, 2, null]) or one per line,
 as a one-column CSV, optionally under a header line. NaN (or null) is a missing
-point and is dropped.
+point and is dropped. --unit names what the values are in (ms, %, req/s), shown
+after the shift, its interval and the means.
 
 With --stable-conversions and --canary-conversions instead, each X/N, judge
 compares two proportions, X conversions out of N users, by the two-proportion
@@ -61,7 +64,7 @@ NotEnoughData when a side expects fewer than 5 conversions or non-conversions.
 The verdict is printed; the exit code is 0 whatever it is, and 2 when an input
 cannot be read.`,
 		Example: `  pipit judge --stable stable.csv --canary canary.csv
-  pipit judge --stable p99-stable.json --canary p99-canary.json --direction increase --allowed-change 0.1
+  pipit judge --stable p99-stable.json --canary p99-canary.json --direction increase --allowed-change 0.1 --unit ms
   pipit judge --stable a.csv --canary b.csv -o json | jq .classification
   pipit judge --stable-conversions 100/1000 --canary-conversions 130/1000`,
 		Args: exactArgs(0),
@@ -79,14 +82,12 @@ cannot be read.`,
 	f.Float64Var(&o.confidence, "confidence", 0, fmt.Sprintf("confidence level of the interval, in (0, 1): by default %v for series, %v for conversions",
 		stats.DefaultConfLevel, stats.DefaultProportionConfLevel))
 	f.Float64Var(&o.allowedChange, "allowed-change", 0, "relative change of the mean to tolerate, in [0, 1): 0.1 lets the mean move 10% before a significant shift fails")
-	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	f.StringVar(&o.unit, "unit", "", "what the values are in, such as ms, % or req/s, shown after them (default none)")
+	o.output = addOutputFlag(cmd, "text")
 	return cmd
 }
 
 func (o *judgeOptions) run(out io.Writer) error {
-	if o.output != "text" && o.output != "json" {
-		return BadInputf("--output %q: want text or json", o.output)
-	}
 	if o.stableConv != "" || o.canaryConv != "" {
 		return o.runConversions(out)
 	}
@@ -107,16 +108,9 @@ func (o *judgeOptions) run(out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return o.print(out, newJudgeReport(res, card, cfg.ConfLevel))
-}
-
-// print writes a report as --output asks: indented JSON, or its text.
-func (o *judgeOptions) print(out io.Writer, report interface{ text() string }) error {
-	if o.output == "json" {
-		return printJSON(out, report)
-	}
-	_, err := io.WriteString(out, report.text())
-	return err
+	report := newJudgeReport(res, card, cfg.ConfLevel)
+	report.Unit = o.unit
+	return o.output.print(out, report, report.text)
 }
 
 // config checks the flags and turns them into a metric configuration.
@@ -184,7 +178,8 @@ func (o *judgeOptions) runConversions(out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return o.print(out, newConversionReport(res))
+	report := newConversionReport(res)
+	return o.output.print(out, report, report.text)
 }
 
 // parseConversions reads flag's value X/N: X conversions out of N users,
@@ -340,6 +335,8 @@ type judgeReport struct {
 	MeanRatio      *float64             `json:"meanRatio"`
 	Canary         seriesReport         `json:"canary"`
 	Stable         seriesReport         `json:"stable"`
+	// Unit is what the values (and so the shift and the means) are in.
+	Unit string `json:"unit,omitempty"`
 }
 
 type seriesReport struct {
@@ -384,23 +381,30 @@ func gNum(v *float64) string {
 }
 
 func (r judgeReport) text() string {
+	// inUnit writes a value in the series' unit: the shift, the means.
+	inUnit := func(v *float64) string {
+		if v == nil {
+			return "-"
+		}
+		return spec.WithUnit(gNum(v), r.Unit)
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Classification:  %s (%s)\n", r.Classification, r.Reason)
 	verdict := string(r.Verdict)
 	if r.ScoreReason != "" {
 		verdict += ": " + r.ScoreReason
 	}
-	fmt.Fprintf(&b, "Score:           %s (%s)\n", gNum(&r.Score), verdict)
+	fmt.Fprintf(&b, "Score:           %s of 100 (%s)\n", gNum(&r.Score), verdict)
 	if r.Estimate != nil {
-		fmt.Fprintf(&b, "Shift:           %s (Hodges-Lehmann estimate of canary - stable)\n", gNum(r.Estimate))
-		fmt.Fprintf(&b, "%-17s[%s, %s]\n", gNum(ptr(100*r.ConfLevel))+"% interval:", gNum(r.ConfInt[0]), gNum(r.ConfInt[1]))
+		fmt.Fprintf(&b, "Shift:           %s (Hodges-Lehmann estimate of canary - stable)\n", inUnit(r.Estimate))
+		fmt.Fprintf(&b, "%-17s[%s, %s]\n", gNum(ptr(100*r.ConfLevel))+"% interval:", inUnit(r.ConfInt[0]), inUnit(r.ConfInt[1]))
 		fmt.Fprintf(&b, "p-value:         %s (Wilcoxon rank-sum, W = %s, normal approximation)\n", gNum(r.PValue), gNum(r.W))
 	} else {
 		fmt.Fprintf(&b, "Shift:           - (no test was needed)\n")
 	}
 	fmt.Fprintf(&b, "Mean ratio:      %s\n", gNum(r.MeanRatio))
-	fmt.Fprintf(&b, "Canary:          %d values, mean %s\n", r.Canary.Count, gNum(r.Canary.Mean))
-	fmt.Fprintf(&b, "Stable:          %d values, mean %s\n", r.Stable.Count, gNum(r.Stable.Mean))
+	fmt.Fprintf(&b, "Canary:          %d values, mean %s\n", r.Canary.Count, inUnit(r.Canary.Mean))
+	fmt.Fprintf(&b, "Stable:          %d values, mean %s\n", r.Stable.Count, inUnit(r.Stable.Mean))
 	return b.String()
 }
 

@@ -120,10 +120,32 @@ func TestJudgeTextPass(t *testing.T) {
 	if code != ExitOK {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"Classification:  Pass", "Score:           100 (Pass)", "Shift:           - ", "Canary:          20 values"} {
+	for _, want := range []string{"Classification:  Pass", "Score:           100 of 100 (Pass)", "Shift:           - ", "Canary:          20 values"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestJudgeTextUnit: --unit puts the values' unit after the shift, its
+// interval and the means, and into the JSON report.
+func TestJudgeTextUnit(t *testing.T) {
+	dir := t.TempDir()
+	stable := writeFile(t, dir, "stable.csv", lines("latency_ms", 30, 0))
+	canary := writeFile(t, dir, "canary.csv", lines("latency_ms", 30, 12))
+	code, out, errOut := runJudge(t, "--stable", stable, "--canary", canary, "--unit", "ms")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"Shift:           12ms (", "interval:    [6.00006ms, 17.9999ms]", "mean 26.5ms", "mean 14.5ms"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	_, out, _ = runJudge(t, "--stable", stable, "--canary", canary, "--unit", "ms", "-o", "json")
+	var r struct{ Unit string }
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.Unit != "ms" {
+		t.Errorf("JSON report unit %q (%v):\n%s", r.Unit, err, out)
 	}
 }
 
@@ -167,7 +189,7 @@ func TestJudgeBadInput(t *testing.T) {
 		{"bad direction", "", []string{"--stable", good, "--canary", good, "--direction", "up"}, "--direction"},
 		{"bad confidence", "", []string{"--stable", good, "--canary", good, "--confidence", "98"}, "--confidence"},
 		{"bad allowance", "", []string{"--stable", good, "--canary", good, "--allowed-change", "1"}, "--allowed-change"},
-		{"bad output", "", []string{"--stable", good, "--canary", good, "-o", "yaml"}, "--output"},
+		{"bad output", "", []string{"--stable", good, "--canary", good, "-o", "xml"}, "--output"},
 		{"argument", "", []string{"--stable", good, "--canary", good, "extra"}, "accepts 0 arg"},
 	}
 	for _, c := range cases {
@@ -274,7 +296,7 @@ var judgeConversionsBadInput = []struct {
 	{"with direction", []string{"--stable-conversions", "5/100", "--canary-conversions", "1/10", "--direction", "increase"}, "--direction is for series"},
 	{"with allowance", []string{"--stable-conversions", "5/100", "--canary-conversions", "1/10", "--allowed-change", "0.1"}, "--allowed-change is for series"},
 	{"confidence 0", []string{"--stable-conversions", "5/100", "--canary-conversions", "1/10", "--confidence", "0"}, "--confidence 0: want a number between 0 and 1"},
-	{"bad output", []string{"--stable-conversions", "5/100", "--canary-conversions", "1/10", "-o", "yaml"}, "--output"},
+	{"bad output", []string{"--stable-conversions", "5/100", "--canary-conversions", "1/10", "-o", "xml"}, "--output"},
 }
 
 func TestJudgeConversionsBadInput(t *testing.T) {

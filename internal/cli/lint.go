@@ -2,7 +2,7 @@ package cli
 
 import (
 	"fmt"
-	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -13,7 +13,7 @@ func init() { register(newLintCmd) }
 
 // lintOptions are the flags of pipit lint.
 type lintOptions struct {
-	output  string
+	output  *outputFormat
 	failOn  string
 	maxStep float64
 }
@@ -47,13 +47,13 @@ file cannot be read or is invalid.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	o.output = addOutputFlag(cmd, "text")
 	f.StringVar(&o.failOn, "fail-on", "warning", "exit 1 when a finding is at least this severe: error, warning or info")
 	f.Float64Var(&o.maxStep, "max-step", lint.DefaultMaxStep, "largest weight increase, in percent, between hand-written steps")
 	return cmd
 }
 
-// lintReport is the JSON form of pipit lint's output.
+// lintReport is the JSON and YAML form of pipit lint's output.
 type lintReport struct {
 	Rollouts int            `json:"rollouts"`
 	Findings []lint.Finding `json:"findings"`
@@ -64,8 +64,6 @@ func (o *lintOptions) run(cmd *cobra.Command, files []string) error {
 	switch {
 	case err != nil:
 		return BadInputf("--fail-on: %v", err)
-	case o.output != "text" && o.output != "json":
-		return BadInputf("--output %q: want text or json", o.output)
 	case !(o.maxStep > 0 && o.maxStep <= 100):
 		return BadInputf("--max-step %v: want a percentage above 0 and at most 100", o.maxStep)
 	}
@@ -84,7 +82,7 @@ func (o *lintOptions) run(cmd *cobra.Command, files []string) error {
 		report.Rollouts += len(res.src.Documents)
 		report.Findings = append(report.Findings, findings...)
 	}
-	if err := o.print(cmd.OutOrStdout(), report); err != nil {
+	if err := o.output.print(cmd.OutOrStdout(), report, report.text); err != nil {
 		return err
 	}
 	if invalid > 0 {
@@ -102,20 +100,19 @@ func (o *lintOptions) run(cmd *cobra.Command, files []string) error {
 	return nil
 }
 
-func (o *lintOptions) print(out io.Writer, report lintReport) error {
-	if o.output == "json" {
-		return printJSON(out, report)
-	}
+// text is the report for people: each finding, then the tally.
+func (r lintReport) text() string {
+	var b strings.Builder
 	counts := map[lint.Severity]int{}
-	for _, f := range report.Findings {
+	for _, f := range r.Findings {
 		counts[f.Severity]++
-		fmt.Fprintln(out, f)
+		fmt.Fprintln(&b, f)
 	}
-	if len(report.Findings) == 0 {
-		_, err := fmt.Fprintf(out, "no findings in %s\n", countNoun(report.Rollouts, "rollout"))
-		return err
+	if len(r.Findings) == 0 {
+		fmt.Fprintf(&b, "no findings in %s\n", countNoun(r.Rollouts, "rollout"))
+		return b.String()
 	}
-	_, err := fmt.Fprintf(out, "%s in %s: %d error, %d warning, %d info\n", countNoun(len(report.Findings), "finding"),
-		countNoun(report.Rollouts, "rollout"), counts[lint.Error], counts[lint.Warning], counts[lint.Info])
-	return err
+	fmt.Fprintf(&b, "%s in %s: %d error, %d warning, %d info\n", countNoun(len(r.Findings), "finding"),
+		countNoun(r.Rollouts, "rollout"), counts[lint.Error], counts[lint.Warning], counts[lint.Info])
+	return b.String()
 }

@@ -24,7 +24,7 @@ var lintExitCases = []struct {
 	{"an info fails on info", []string{"--fail-on", "info", "no-rollback-notification.yaml"}, ExitFailed},
 	{"a warning passes on error", []string{"--fail-on", "error", "weight-jump.yaml"}, ExitOK},
 	{"an unknown severity", []string{"--fail-on", "fatal", "weight-jump.yaml"}, ExitBadInput},
-	{"an unknown format", []string{"-o", "yaml", "weight-jump.yaml"}, ExitBadInput},
+	{"an unknown format", []string{"-o", "xml", "weight-jump.yaml"}, ExitBadInput},
 	{"a step out of range", []string{"--max-step", "0", "weight-jump.yaml"}, ExitBadInput},
 	{"a missing file", []string{"weight-jump.yaml", "missing.yaml"}, ExitBadInput},
 	{"no file", nil, ExitBadInput},

@@ -18,11 +18,12 @@ func newPromoteCmd(g *globals) *cobra.Command {
 		Short: "Move a rollout past its current step, or all the way with --full",
 		Long: `promote moves a rollout on by hand. When the rollout waits for a person (an
 indefinite pause, or a manual or hybrid decision) it gives the go-ahead; otherwise
-it skips the current step. A paused rollout is resumed.
+it skips the current step. A paused rollout is resumed. Once every step is done
+there is no step left to skip, and the command is refused: --full promotes at once.
 
 With --full it skips every remaining step and makes the canary the stable version.
 
-It exits 1 if no rollout is in flight.`,
+It exits 1 if no rollout is in flight, or every step is done.`,
 		Example: `  # approve the next stage
   pipit promote web
 

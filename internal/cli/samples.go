@@ -1,9 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"text/tabwriter"
 	"time"
 
@@ -16,8 +16,9 @@ func init() { register(newSamplesCmd) }
 
 func newSamplesCmd(g *globals) *cobra.Command {
 	var (
-		metric, since, output string
-		flags                 *backendFlags
+		metric, since string
+		output        *outputFormat
+		flags         *backendFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "samples NAME [--metric METRIC] [--since TIME|AGE]",
@@ -29,16 +30,13 @@ standalone daemon keeps every check's results, within its retention (pipit up
 the Rollout's status, so the verb exits 2 with --kube.
 
 --metric keeps one metric; --since keeps the checks made at or after a time, given
-in RFC 3339 (2026-07-01T12:00:00Z) or as an age (90m, 36h, 7d ago). -o json prints
-them as the control API returns them.`,
+in RFC 3339 (2026-07-01T12:00:00Z) or as an age (90m, 36h, 7d ago). -o json and
+-o yaml print them as the control API returns them.`,
 		Example: `  pipit samples web
   pipit samples web --metric request-success-rate --since 2h
   pipit samples web --since 2026-07-01T12:00:00Z -o json | jq '.[] | select(.verdict == "Failed")'`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "table" && output != "json" {
-				return BadInputf("--output %q: want table or json", output)
-			}
 			from, err := parseSince(since, g.clock.Now())
 			if err != nil {
 				return err
@@ -58,19 +56,22 @@ them as the control API returns them.`,
 			if err != nil {
 				return err
 			}
-			if output == "json" {
-				if samples == nil {
-					samples = []controlapi.Sample{}
+			var units map[string]string
+			if !output.isDocument() {
+				// The rollout's metrics say the unit of each value.
+				v, err := b.Rollout(cmd.Context(), args[0])
+				if err != nil {
+					return err
 				}
-				return printJSON(cmd.OutOrStdout(), samples)
+				units = metricUnits(v.Metrics)
 			}
-			return writeSamples(cmd.OutOrStdout(), samples, time.Local)
+			return output.print(cmd.OutOrStdout(), samples, func() string { return samplesTable(samples, units, time.Local) })
 		},
 	}
 	flags = addBackendFlags(cmd, g)
 	cmd.Flags().StringVar(&metric, "metric", "", "show only this metric's results (default: every metric)")
 	cmd.Flags().StringVar(&since, "since", "", "show only the checks made at or after this time: RFC 3339, or an age such as 2h or 7d (default: all kept)")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
+	output = addOutputFlag(cmd, "table")
 	return cmd
 }
 
@@ -90,14 +91,15 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return now.Add(-time.Duration(age)), nil
 }
 
-// writeSamples writes one line per sample, in loc's time; a metric with
-// no data shows "-", and a dry run's verdict says so.
-func writeSamples(w io.Writer, samples []controlapi.Sample, loc *time.Location) error {
+// samplesTable writes one line per sample, in loc's time, each value in
+// its metric's unit; a metric with no data shows "-", and a dry run's
+// verdict says so.
+func samplesTable(samples []controlapi.Sample, units map[string]string, loc *time.Location) string {
 	if len(samples) == 0 {
-		_, err := io.WriteString(w, "No samples.\n")
-		return err
+		return "No samples.\n"
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	var b bytes.Buffer
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TIME\tMETRIC\tCANARY\tSTABLE\tVERDICT\tMESSAGE")
 	for _, s := range samples {
 		verdict := string(s.Verdict)
@@ -105,7 +107,8 @@ func writeSamples(w io.Writer, samples []controlapi.Sample, loc *time.Location) 
 			verdict += " (dry run)"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.At.In(loc).Format(time.DateTime), s.Name,
-			value(s.Canary), value(s.Stable), verdict, s.Message)
+			valueIn(s.Canary, units[s.Name]), valueIn(s.Stable, units[s.Name]), verdict, s.Message)
 	}
-	return tw.Flush()
+	tw.Flush()
+	return b.String()
 }

@@ -15,29 +15,25 @@ func webSamples() []controlapi.Sample {
 	at := func(m int) time.Time { return time.Date(2026, 7, 1, 12, m, 0, 0, time.UTC) }
 	return []controlapi.Sample{
 		{At: at(0), MetricResult: v1alpha1.MetricResult{Name: "request-success-rate", Canary: fptr(99.75), Stable: fptr(99.9), Verdict: v1alpha1.VerdictSuccessful,
-			Message: "request-success-rate 99.75 >= min 99"}},
+			Message: "request-success-rate 99.75% within min 99%"}},
 		{At: at(0), MetricResult: v1alpha1.MetricResult{Name: "latency-p99", Verdict: v1alpha1.VerdictNoData, DryRun: true, Message: "no requests"}},
 		{At: at(1), MetricResult: v1alpha1.MetricResult{Name: "request-success-rate", Canary: fptr(92.5), Stable: fptr(99.9), Verdict: v1alpha1.VerdictFailed,
-			Message: "request-success-rate 92.5 < min 99"}},
+			Message: "request-success-rate 92.5% < min 99%"}},
 	}
 }
 
-func TestWriteSamples(t *testing.T) {
-	var b strings.Builder
-	if err := writeSamples(&b, webSamples(), time.UTC); err != nil {
-		t.Fatal(err)
-	}
+func TestSamplesTable(t *testing.T) {
+	got := samplesTable(webSamples(), metricUnits(webView(time.Now()).Metrics), time.UTC)
 	want := `TIME                 METRIC                CANARY  STABLE  VERDICT           MESSAGE
-2026-07-01 12:00:00  request-success-rate  99.75   99.9    Successful        request-success-rate 99.75 >= min 99
+2026-07-01 12:00:00  request-success-rate  99.75%  99.9%   Successful        request-success-rate 99.75% within min 99%
 2026-07-01 12:00:00  latency-p99           -       -       NoData (dry run)  no requests
-2026-07-01 12:01:00  request-success-rate  92.5    99.9    Failed            request-success-rate 92.5 < min 99
+2026-07-01 12:01:00  request-success-rate  92.5%   99.9%   Failed            request-success-rate 92.5% < min 99%
 `
-	if b.String() != want {
-		t.Errorf("samples table:\n%s\nwant:\n%s", b.String(), want)
+	if got != want {
+		t.Errorf("samples table:\n%s\nwant:\n%s", got, want)
 	}
-	b.Reset()
-	if err := writeSamples(&b, nil, time.UTC); err != nil || b.String() != "No samples.\n" {
-		t.Errorf("no samples: %q, %v", b.String(), err)
+	if got := samplesTable(nil, nil, time.UTC); got != "No samples.\n" {
+		t.Errorf("no samples: %q", got)
 	}
 }
 
@@ -78,7 +74,7 @@ func TestSamplesCommand(t *testing.T) {
 	}{
 		{[]string{"samples", "--state-dir", dir}, ExitBadInput, "accepts 1 arg"},
 		{[]string{"samples", "web", "--since", "last week", "--state-dir", dir}, ExitBadInput, `--since "last week": want an RFC 3339 time`},
-		{[]string{"samples", "web", "-o", "yaml", "--state-dir", dir}, ExitBadInput, "--output"},
+		{[]string{"samples", "web", "-o", "xml", "--state-dir", dir}, ExitBadInput, "--output"},
 		{[]string{"samples", "nope", "--state-dir", dir}, ExitFailed, "not found"},
 		{[]string{"samples", "web", "--kube", "--kubeconfig", kubeconfig}, ExitBadInput, "not available on Kubernetes"},
 	} {

@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,8 +16,10 @@ import (
 func init() { register(newStatusCmd) }
 
 func newStatusCmd(g *globals) *cobra.Command {
-	var output string
-	var flags *backendFlags
+	var (
+		output *outputFormat
+		flags  *backendFlags
+	)
 	cmd := &cobra.Command{
 		Use:   "status [NAME]",
 		Short: "Show the rollouts, or one rollout in detail",
@@ -37,9 +38,6 @@ proxy measures of both versions right now, and why it rolled back, if it did.
   pipit status --state-dir /var/lib/pipit -o json | jq '.[].status.phase'`,
 		Args: func(cmd *cobra.Command, args []string) error { return BadInput(cobra.MaximumNArgs(1)(cmd, args)) },
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output != "table" && output != "json" && output != "yaml" {
-				return BadInputf("--output %q: want table, json or yaml", output)
-			}
 			b, err := flags.backend()
 			if err != nil {
 				return err
@@ -50,32 +48,18 @@ proxy measures of both versions right now, and why it rolled back, if it did.
 				if err != nil {
 					return err
 				}
-				if views == nil {
-					views = []controlapi.RolloutView{} // "[]" in JSON, not null
-				}
-				return printViews(out, output, views, func() string { return statusTable(views, g.clock.Now()) })
+				return output.print(out, views, func() string { return statusTable(views, g.clock.Now()) })
 			}
 			v, err := b.Rollout(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
-			return printViews(out, output, v, func() string { return statusDetail(v, g.clock.Now()) })
+			return output.print(out, v, func() string { return statusDetail(v, g.clock.Now()) })
 		},
 	}
 	flags = addBackendFlags(cmd, g)
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table, json or yaml")
+	output = addOutputFlag(cmd, "table")
 	return cmd
-}
-
-func printViews(out io.Writer, output string, v any, table func() string) error {
-	switch output {
-	case "json":
-		return printJSON(out, v)
-	case "yaml":
-		return printYAML(out, v)
-	}
-	_, err := io.WriteString(out, table())
-	return err
 }
 
 // statusTable is the one-line-per-rollout view.
@@ -237,11 +221,13 @@ func watchLine(w v1alpha1.PostPromotionWatch, now time.Time) string {
 	return fmt.Sprintf("%s after %s", strings.ToLower(string(w.Outcome)), checks)
 }
 
-// resultsTable compares the versions metric by metric at the last check.
+// resultsTable compares the versions metric by metric at the last check,
+// each value with its metric's unit.
 func resultsTable(results []v1alpha1.MetricResult, specs []v1alpha1.MetricSpec) string {
+	units := metricUnits(specs)
 	bounds := map[string]string{}
 	for _, m := range specs {
-		bounds[m.Name] = rangeLabel(m.ThresholdRange)
+		bounds[m.Name] = rangeLabel(m.ThresholdRange, units[m.Name])
 	}
 	var b bytes.Buffer
 	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
@@ -255,21 +241,23 @@ func resultsTable(results []v1alpha1.MetricResult, specs []v1alpha1.MetricSpec) 
 		if rng == "" {
 			rng = "-"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Name, value(r.Stable), value(r.Canary), rng, verdict)
+		u := units[r.Name]
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", r.Name, valueIn(r.Stable, u), valueIn(r.Canary, u), rng, verdict)
 	}
 	tw.Flush()
 	return b.String()
 }
 
-// rangeLabel writes a threshold range: "min 99", "max 500", "1 to 5".
-func rangeLabel(r *v1alpha1.ThresholdRange) string {
+// rangeLabel writes a threshold range in unit: "min 99%", "max 500ms",
+// "1 to 5".
+func rangeLabel(r *v1alpha1.ThresholdRange, unit string) string {
 	switch {
 	case r == nil || (r.Min == nil && r.Max == nil):
 		return ""
 	case r.Min != nil && r.Max != nil:
-		return value(r.Min) + " to " + value(r.Max)
+		return valueIn(r.Min, unit) + " to " + valueIn(r.Max, unit)
 	case r.Min != nil:
-		return "min " + value(r.Min)
+		return "min " + valueIn(r.Min, unit)
 	}
-	return "max " + value(r.Max)
+	return "max " + valueIn(r.Max, unit)
 }

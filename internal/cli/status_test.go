@@ -21,13 +21,13 @@ func TestStatusTable(t *testing.T) {
 	failed.Name = "shop"
 	failed.Status.Phase = v1alpha1.PhaseRolledBack
 	failed.Status.CanaryWeight = 0
-	failed.Status.Message = "canary v2 rolled back: request-success-rate 91.5 < min 99, more than the 0 failed checks allowed"
+	failed.Status.Message = "canary v2 rolled back: request-success-rate 91.5% < min 99%, more than the 0 failed checks allowed"
 	failed.Status.Analysis.LastResults[0].Verdict = v1alpha1.VerdictFailed
 
 	got := statusTable([]controlapi.RolloutView{idleView(), failed, webView(now)}, now)
 	want := `NAME  PHASE        STEP             WEIGHT  STABLE  CANARY  LAST CHECK     MESSAGE
 api   Idle         -                0%      v7      -       -              -
-shop  RolledBack   4/6 pause 10m0s  0%      v1      v2      failed 2m ago  canary v2 rolled back: request-success-rate 91.5 < min 99,…
+shop  RolledBack   4/6 pause 10m0s  0%      v1      v2      failed 2m ago  canary v2 rolled back: request-success-rate 91.5% < min 99%…
 web   Progressing  4/6 pause 10m0s  25%     v1      v2      passed 2m ago  routing 25% to canary v2
 `
 	if got != want {
@@ -62,9 +62,9 @@ Steps:
      6  analysis 1 check
 
 Last check (2m ago, passed):
-  METRIC                 STABLE   CANARY   RANGE     VERDICT
-  request-success-rate   99.9     99.75    min 99    Successful
-  latency-p99            45.25    52.5     max 500   Successful
+  METRIC                 STABLE    CANARY   RANGE       VERDICT
+  request-success-rate   99.9%     99.75%   min 99%     Successful
+  latency-p99            45.25ms   52.5ms   max 500ms   Successful
 
 Live metrics (since 30s ago):
                  STABLE v1   CANARY v2
@@ -83,17 +83,17 @@ func TestStatusDetailShowsWhyItStopped(t *testing.T) {
 	now := time.Date(2026, 7, 1, 9, 5, 0, 0, time.UTC)
 	v := webView(now)
 	v.Status.Phase = v1alpha1.PhaseRolledBack
-	v.Status.Rollback = &v1alpha1.Rollback{Outcome: v1alpha1.PhaseRolledBack, Reason: "request-success-rate 91.5 < min 99",
+	v.Status.Rollback = &v1alpha1.Rollback{Outcome: v1alpha1.PhaseRolledBack, Reason: "request-success-rate 91.5% < min 99%",
 		Metric: "request-success-rate", At: *mtime(now.Add(-time.Minute))}
 	v.Status.Analysis.LastResults[0] = v1alpha1.MetricResult{Name: "request-success-rate", Stable: fptr(99.9), Canary: fptr(91.5),
-		Verdict: v1alpha1.VerdictFailed, Message: "request-success-rate 91.5 < min 99"}
+		Verdict: v1alpha1.VerdictFailed, Message: "request-success-rate 91.5% < min 99%"}
 	unhealthy := false
 	v.Live.Canary.Healthy, v.Live.Canary.HealthReason = &unhealthy, "2 probes failed"
 	got := statusDetail(v, now)
 	for _, want := range []string{
-		"Rollback:  request-success-rate 91.5 < min 99 (metric request-success-rate), 1m ago\n",
+		"Rollback:  request-success-rate 91.5% < min 99% (metric request-success-rate), 1m ago\n",
 		"Last check (2m ago, failed):\n",
-		"  request-success-rate   99.9     91.5     min 99    Failed: request-success-rate 91.5 < min 99\n",
+		"  request-success-rate   99.9%     91.5%    min 99%     Failed: request-success-rate 91.5% < min 99%\n",
 		"unhealthy: 2 probes failed",
 	} {
 		if !strings.Contains(got, want) {
@@ -206,7 +206,7 @@ func TestWatchLine(t *testing.T) {
 	now := time.Date(2026, 7, 1, 9, 5, 0, 0, time.UTC)
 	until := metav1.NewMicroTime(now.Add(4 * time.Minute))
 	failed := []v1alpha1.MetricResult{{Name: "error-rate", Verdict: v1alpha1.VerdictSuccessful},
-		{Name: "latency-p99", Verdict: v1alpha1.VerdictFailed, Message: "latency-p99 150 is above the previous version's 100"}}
+		{Name: "latency-p99", Verdict: v1alpha1.VerdictFailed, Message: "latency-p99 150ms is above the previous version's 100ms"}}
 	cases := []struct {
 		w    v1alpha1.PostPromotionWatch
 		want string
@@ -214,7 +214,7 @@ func TestWatchLine(t *testing.T) {
 		{v1alpha1.PostPromotionWatch{Until: &until, Checks: 6}, "after the promotion, until 09:09:00 (4m0s left); 6 checks of the new stable, none failed"},
 		{v1alpha1.PostPromotionWatch{Until: &until, Checks: 10, Outcome: v1alpha1.WatchPassed}, "passed after 10 checks of the new stable"},
 		{v1alpha1.PostPromotionWatch{Until: &until, Checks: 2, Outcome: v1alpha1.WatchFailed, LastResults: failed},
-			"failed after 2 checks of the new stable: latency-p99 150 is above the previous version's 100"},
+			"failed after 2 checks of the new stable: latency-p99 150ms is above the previous version's 100ms"},
 		{v1alpha1.PostPromotionWatch{Until: &until, Checks: 3, Outcome: v1alpha1.WatchUndone}, "undone after 3 checks of the new stable"},
 	}
 	for _, tc := range cases {

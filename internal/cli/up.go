@@ -49,6 +49,8 @@ collector. Logs never hold the API token, cookie keys or webhook secrets.`
 func newUpCmd(g *globals) *cobra.Command {
 	var files []string
 	var stateDir, api string
+	var apiTLS tlsFlags
+	var insecure bool
 	retention := standalone.Retention{MaxAge: standalone.DefaultRetentionAge, KeepPerRollout: standalone.DefaultRetentionKeep}
 	cmd := &cobra.Command{
 		Use:   "up -f ROLLOUT.yaml [-f MORE.yaml] [--state-dir DIR] [--api ADDR] [--retention AGE] [--retention-keep N]",
@@ -83,7 +85,7 @@ func newUpCmd(g *globals) *cobra.Command {
 				return err
 			}
 			dir := controlapi.StateDir(stateDir)
-			cfg := standalone.Config{Sources: sources, Read: read, StateDir: dir, APIAddr: api,
+			cfg := standalone.Config{Sources: sources, Read: read, StateDir: dir, APIAddr: api, APITLS: apiTLS.files(), Insecure: insecure,
 				Retention: retention, Clock: g.clock, Logger: g.log, Inherit: &standalone.Inheritance{Sockets: activated}}
 			d, err := standalone.Start(cmd.Context(), cfg)
 			var cfgErr *standalone.ConfigError
@@ -105,11 +107,25 @@ func newUpCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "rollout file (repeatable)")
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state directory (default $PIPIT_STATE_DIR, else ~/.local/state/pipit)")
 	cmd.Flags().StringVar(&api, "api", standalone.DefaultAPIAddr, "control API listen address")
+	cmd.Flags().StringVar(&apiTLS.CertFile, "tls-cert", "", "serve the control API over TLS with this certificate (PEM); needs --tls-key")
+	cmd.Flags().StringVar(&apiTLS.KeyFile, "tls-key", "", "the key of --tls-cert (PEM)")
+	cmd.Flags().BoolVar(&insecure, "insecure", false, "serve the control API over plain HTTP on an address other than loopback, tokens in clear text")
 	cmd.Flags().Var((*ageValue)(&retention.MaxAge), "retention",
 		"how long history (events, samples, done commands) is kept: 30d, 36h, 90m… (0: whatever its age)")
 	cmd.Flags().IntVar(&retention.KeepPerRollout, "retention-keep", standalone.DefaultRetentionKeep,
 		"how many of the most recent events, samples and done commands each rollout keeps, each counted apart (0: whatever their number)")
 	return cmd
+}
+
+// tlsFlags are --tls-cert and --tls-key.
+type tlsFlags standalone.TLSFiles
+
+// files is the TLS of the flags, nil when neither is given.
+func (f tlsFlags) files() *standalone.TLSFiles {
+	if f.CertFile == "" && f.KeyFile == "" {
+		return nil
+	}
+	return &standalone.TLSFiles{CertFile: f.CertFile, KeyFile: f.KeyFile}
 }
 
 // readSources reads the rollout files, checking each one's size first.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -13,7 +14,8 @@ import (
 func init() { register(newValidateCmd) }
 
 func newValidateCmd(*globals) *cobra.Command {
-	return &cobra.Command{
+	var output *outputFormat
+	cmd := &cobra.Command{
 		Use:   "validate FILE...",
 		Short: "Check rollout files without running them",
 		Long: `Validate parses each rollout file strictly and checks it against the rules in
@@ -23,7 +25,8 @@ For each file it prints "FILE: ok (N rollouts)", or every problem found, one per
 line, as FILE:LINE:COLUMN: FIELD: REASON. Unknown fields (with the closest known
 name), values of the wrong kind, durations and weights that do not parse, duplicate
 keys, YAML anchors and aliases, and rules such as weights that go down are all
-reported at once.
+reported at once. -o json and -o yaml print the same as a document: each file with
+its number of rollouts and its problems.
 
 A file may hold several documents separated by ---; "-" reads standard input.
 Documents of other APIs than pipit's (a Deployment, a Service) are skipped with a
@@ -37,15 +40,20 @@ It exits 0 when every file is valid and 2 when any is not.`,
 			return BadInput(cobra.MinimumNArgs(1)(cmd, args))
 		},
 		RunE: func(cmd *cobra.Command, files []string) error {
-			out := cmd.OutOrStdout()
+			report := validateReport{Files: []validatedFile{}}
 			invalid := 0
-			for _, res := range readRolloutFiles(files, cmd.InOrStdin(), cmd.ErrOrStderr()) {
+			for i, res := range readRolloutFiles(files, cmd.InOrStdin(), cmd.ErrOrStderr()) {
+				f := validatedFile{File: files[i], Problems: []string{}}
 				if res.src == nil {
 					invalid++
-					fmt.Fprintln(out, res.problem)
-					continue
+					f.Problems = strings.Split(res.problem, "\n")
+				} else {
+					f.File, f.Rollouts = res.src.Name, len(res.src.Documents)
 				}
-				fmt.Fprintf(out, "%s: ok (%s)\n", res.src.Name, countNoun(len(res.src.Documents), "rollout"))
+				report.Files = append(report.Files, f)
+			}
+			if err := output.print(cmd.OutOrStdout(), report, report.text); err != nil {
+				return err
 			}
 			if invalid > 0 {
 				return BadInputf("%d of %s invalid", invalid, countNoun(len(files), "file"))
@@ -53,6 +61,34 @@ It exits 0 when every file is valid and 2 when any is not.`,
 			return nil
 		},
 	}
+	output = addOutputFlag(cmd, "text")
+	return cmd
+}
+
+// validateReport is what pipit validate found, file by file.
+type validateReport struct {
+	Files []validatedFile `json:"files"`
+}
+
+// validatedFile is one file's verdict: the rollouts it holds when valid,
+// else every problem, one a line as people read them.
+type validatedFile struct {
+	File     string   `json:"file"`
+	Rollouts int      `json:"rollouts"`
+	Problems []string `json:"problems"`
+}
+
+// text is the report for people: "FILE: ok (N rollouts)", or the problems.
+func (r validateReport) text() string {
+	var b strings.Builder
+	for _, f := range r.Files {
+		if len(f.Problems) > 0 {
+			b.WriteString(strings.Join(f.Problems, "\n") + "\n")
+			continue
+		}
+		fmt.Fprintf(&b, "%s: ok (%s)\n", f.File, countNoun(f.Rollouts, "rollout"))
+	}
+	return b.String()
 }
 
 // describeLoadError renders why a file was refused. Problems in the file

@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"fmt"
-
 	"github.com/spf13/cobra"
 
 	"github.com/pipit-dev/pipit/internal/buildinfo"
@@ -11,19 +9,23 @@ import (
 func init() { register(newVersionCmd) }
 
 func newVersionCmd(*globals) *cobra.Command {
-	return &cobra.Command{
+	var output *outputFormat
+	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print pipit's version, commit and commit time",
 		Long: `version prints the version of pipit, the commit it was built from and when that
 commit was made, as Go recorded them in the binary (release builds set them with
--ldflags instead), and the Go toolchain that built it. pipit --version prints the same.`,
-		Example: "  pipit version\n  pipit --version",
+-ldflags instead), and the Go toolchain that built it. pipit --version prints the same.
+
+-o json and -o yaml print the same facts as a document.`,
+		Example: "  pipit version\n  pipit --version\n  pipit version -o json | jq -r .commit",
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintln(cmd.OutOrStdout(), versionLine())
-			return err
+			return output.print(cmd.OutOrStdout(), buildinfo.Read(), func() string { return versionLine() + "\n" })
 		},
 	}
+	output = addOutputFlag(cmd, "text")
+	return cmd
 }
 
 // versionLine is what pipit version and pipit --version print.

@@ -41,6 +41,8 @@ type watcher struct {
 	out, notes io.Writer
 	// tty redraws the view in place instead of appending it.
 	tty bool
+	// render draws one look at the rollout; nil is watchView, for people.
+	render func(controlapi.RolloutView) (string, error)
 }
 
 // watch shows the rollout until it ends and returns its outcome: nil when
@@ -91,6 +93,12 @@ func (w *watcher) watch(ctx context.Context, started *controlapi.RolloutView) er
 // appends, so a log holds each state once.
 func (w *watcher) draw(v controlapi.RolloutView, last string) (string, error) {
 	view := watchView(v)
+	if w.render != nil {
+		var err error
+		if view, err = w.render(v); err != nil {
+			return last, err
+		}
+	}
 	if view == last {
 		return last, nil
 	}

@@ -19,7 +19,7 @@ func ended(p v1alpha1.Phase, start time.Time) controlapi.RolloutView {
 	v.Live = nil
 	v.Status.Phase, v.Status.StartedAt = p, mtime(start)
 	if p == v1alpha1.PhaseRolledBack {
-		v.Status.Rollback = &v1alpha1.Rollback{Reason: "latency-p99 1520 > max 500"}
+		v.Status.Rollback = &v1alpha1.Rollback{Reason: "latency-p99 1520ms > max 500ms"}
 	}
 	return v
 }
@@ -41,7 +41,7 @@ var watchExitCases = []struct {
 	{"succeeded", []controlapi.RolloutView{ended(v1alpha1.PhaseProgressing, thisRelease), ended(v1alpha1.PhaseSucceeded, thisRelease)},
 		nil, ExitOK, ""},
 	{"rolled back", []controlapi.RolloutView{ended(v1alpha1.PhaseProgressing, thisRelease), ended(v1alpha1.PhaseRolledBack, thisRelease)},
-		nil, ExitFailed, "rollout web ended RolledBack: latency-p99 1520 > max 500"},
+		nil, ExitFailed, "rollout web ended RolledBack: latency-p99 1520ms > max 500ms"},
 	{"aborted", []controlapi.RolloutView{ended(v1alpha1.PhaseAwaitingDecision, thisRelease), ended(v1alpha1.PhaseAborted, thisRelease)},
 		nil, ExitFailed, "ended Aborted"},
 	{"failed", []controlapi.RolloutView{ended(v1alpha1.PhasePaused, thisRelease), ended(v1alpha1.PhaseFailed, thisRelease)},

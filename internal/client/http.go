@@ -5,6 +5,8 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +41,14 @@ const (
 // ErrTokenRejected is returned (wrapped) when the daemon refuses the token.
 var ErrTokenRejected = errors.New("token rejected")
 
+// ErrForbidden is matched by the answer to a request the token's role
+// does not allow; the message names the role needed.
+var ErrForbidden = errors.New("not allowed for the token's role")
+
+// ErrBadRequest is matched by the answer to a request the daemon found
+// malformed; the message says why.
+var ErrBadRequest = errors.New("bad request")
+
 // HTTP is a controlapi.Backend that calls the control API of a daemon.
 type HTTP struct {
 	// Clock times the pauses between the tries of a GET; nil is the wall
@@ -54,6 +64,7 @@ var (
 	_ controlapi.Backend      = (*HTTP)(nil)
 	_ controlapi.KeyRotator   = (*HTTP)(nil)
 	_ controlapi.SampleReader = (*HTTP)(nil)
+	_ controlapi.TokenKeeper  = (*HTTP)(nil)
 )
 
 // NewHTTP returns a client of the control API at baseURL, such as
@@ -64,6 +75,22 @@ func NewHTTP(baseURL, token string) *HTTP {
 		token: token,
 		hc:    &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
 	}
+}
+
+// TrustCA makes the client trust the certificate authorities of a PEM
+// file, instead of the system's, for a daemon serving TLS with a
+// certificate of its own.
+func (c *HTTP) TrustCA(pemFile string) error {
+	b, err := os.ReadFile(pemFile)
+	if err != nil {
+		return fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return fmt.Errorf("CA file %s holds no PEM certificate", pemFile)
+	}
+	c.hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return nil
 }
 
 // FromStateDir returns a client of the daemon whose state directory is
@@ -234,6 +261,34 @@ func (c *HTTP) Reload(ctx context.Context) (controlapi.ReloadResult, error) {
 	return res, err
 }
 
+// CreateToken asks the daemon for a new named token of role; the answer
+// holds its secret, shown this once. Never retried, as a command.
+func (c *HTTP) CreateToken(ctx context.Context, name string, role controlapi.Role) (controlapi.NewToken, error) {
+	body, err := json.Marshal(controlapi.TokenRequest{Name: name, Role: role})
+	if err != nil {
+		return controlapi.NewToken{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	var tok controlapi.NewToken
+	err = c.do(ctx, http.MethodPost, "/v1/tokens", body, &tok)
+	return tok, err
+}
+
+// Tokens lists the daemon's named tokens.
+func (c *HTTP) Tokens(ctx context.Context) ([]controlapi.TokenInfo, error) {
+	var list controlapi.TokenList
+	err := c.get(ctx, "/v1/tokens", &list)
+	return list.Tokens, err
+}
+
+// RevokeToken makes the named token stop working.
+func (c *HTTP) RevokeToken(ctx context.Context, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
+	defer cancel()
+	return c.do(ctx, http.MethodDelete, "/v1/tokens/"+url.PathEscape(name), nil, nil)
+}
+
 // reloadTimeout bounds a reload, which may wait for the processes of
 // added rollouts to start and for removed ones to stop.
 const reloadTimeout = 2 * time.Minute
@@ -285,6 +340,9 @@ func (c *HTTP) do(ctx context.Context, method, path string, body []byte, out any
 		return fmt.Errorf("%s %s: reading the answer: %w", method, c.base+path, err)
 	}
 	if resp.StatusCode/100 == 2 {
+		if out == nil {
+			return nil
+		}
 		if err := json.Unmarshal(data, out); err != nil {
 			return fmt.Errorf("%s %s: decoding the answer: %w", method, c.base+path, err)
 		}
@@ -310,6 +368,10 @@ func statusErr(code int, body []byte, base string) error {
 		return &controlapi.RefusedError{Reason: msg}
 	case http.StatusUnprocessableEntity:
 		return &wrapped{msg: msg, err: controlapi.ErrInvalidConfig}
+	case http.StatusForbidden:
+		return &wrapped{msg: msg, err: ErrForbidden}
+	case http.StatusBadRequest:
+		return &wrapped{msg: msg, err: ErrBadRequest}
 	case http.StatusUnauthorized:
 		return &wrapped{
 			msg: fmt.Sprintf("the pipit daemon at %s rejected the token (%s); check --token-file or the state directory", base, msg),

@@ -107,7 +107,7 @@ func (f *fakeBackend) Samples(_ context.Context, name, metric string, since time
 
 func startAPI(t *testing.T, b controlapi.Backend) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(controlapi.NewHandler(b, testToken, nil, nil))
+	srv := httptest.NewServer(controlapi.NewHandler(b, controlapi.SingleToken(testToken), nil, nil))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -152,7 +152,7 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("Submit = %+v, %v", v, err)
 	}
 	got := f.submitted[0]
-	if got.Kind != rollout.CommandDeploy || *got.Canary != *canary || got.Actor != "ann" || got.Reason != "ship it" {
+	if got.Kind != rollout.CommandDeploy || *got.Canary != *canary || got.Actor != controlapi.AdminName || got.Reason != "ship it" {
 		t.Fatalf("backend got %+v", got)
 	}
 }
@@ -184,7 +184,7 @@ func TestErrorMapping(t *testing.T) {
 		t.Fatalf("refused command: %v", err)
 	}
 	_, err = c.Submit(ctx, "api", rollout.Command{Kind: "explode"})
-	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "unknown command kind") {
+	if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "unknown command kind") {
 		t.Fatalf("bad command: %v", err)
 	}
 
@@ -252,7 +252,7 @@ func (l *dropFirst) Accept() (net.Conn, error) {
 
 func startFlaky(t *testing.T, f *fakeBackend, drops int32) (*httptest.Server, *dropFirst) {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(controlapi.NewHandler(f, testToken, nil, nil))
+	srv := httptest.NewUnstartedServer(controlapi.NewHandler(f, controlapi.SingleToken(testToken), nil, nil))
 	l := &dropFirst{Listener: srv.Listener}
 	l.drop.Store(drops)
 	srv.Listener = l

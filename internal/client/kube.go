@@ -447,7 +447,11 @@ func (k *Kube) view(r *v1alpha1.Rollout) controlapi.RolloutView {
 		k.log.Debug("the rollout's spec does not resolve; showing its status only", "rollout", r.Name, "err", err)
 		plan = spec.Plan{}
 	}
-	return controlapi.NewView(r.Name, plan, r.Status)
+	v := controlapi.NewView(r.Name, plan, r.Status)
+	if bg := r.Spec.Strategy.BlueGreen; bg != nil && bg.PreviewService != "" {
+		v.Preview = "Service " + bg.PreviewService
+	}
+	return v
 }
 
 // slogWarnings logs the API server's warnings.

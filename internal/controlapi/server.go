@@ -1,8 +1,6 @@
 package controlapi
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,38 +60,45 @@ func (r CommandRequest) Command() (rollout.Command, error) {
 }
 
 // NewHandler serves the control API over b. Every /v1 route needs the
-// header "Authorization: Bearer <token>"; an empty token refuses them all,
-// so a daemon that failed to make one is locked rather than open. POST
-// /v1/keys/rotate is served when b is a KeyRotator, GET
-// /v1/rollouts/{name}/samples when it is a SampleReader, POST /v1/reload
-// when it is a Reloader.
-// /healthz, and /metrics when metrics is not nil, need no token so that
-// probes and scrapers work without the secret. Failed requests are logged
-// to log; nil discards them.
-func NewHandler(b Backend, token string, metrics http.Handler, log *slog.Logger) http.Handler {
+// header "Authorization: Bearer <token>" with a token auth knows, whose
+// role allows the route: reading needs viewer, commands and reload
+// operator, tokens and cookie keys admin. POST /v1/keys/rotate is served
+// when b is a KeyRotator, GET /v1/rollouts/{name}/samples when it is a
+// SampleReader, POST /v1/reload when it is a Reloader, /v1/tokens when it
+// is a TokenKeeper. /healthz, and /metrics when metrics is not nil, need
+// no token so that probes and scrapers work without a secret. Failed
+// requests are logged to log; nil discards them.
+func NewHandler(b Backend, auth Authenticator, metrics http.Handler, log *slog.Logger) http.Handler {
 	s := server{b: b, log: orDiscard(log)}
 	v1 := http.NewServeMux()
-	v1.HandleFunc("GET /v1/rollouts", s.list)
-	v1.HandleFunc("GET /v1/rollouts/{name}", s.get)
-	v1.HandleFunc("GET /v1/rollouts/{name}/events", s.events)
-	v1.HandleFunc("POST /v1/rollouts/{name}/commands", s.command)
+	v1.HandleFunc("GET /v1/rollouts", s.as(RoleViewer, s.list))
+	v1.HandleFunc("GET /v1/rollouts/{name}", s.as(RoleViewer, s.get))
+	v1.HandleFunc("GET /v1/rollouts/{name}/events", s.as(RoleViewer, s.events))
+	v1.HandleFunc("POST /v1/rollouts/{name}/commands", s.as(RoleOperator, s.command))
+	v1.HandleFunc("GET /v1/whoami", s.as(RoleViewer, s.whoami))
 	if kr, ok := b.(KeyRotator); ok {
 		s.keys = kr
-		v1.HandleFunc("POST /v1/keys/rotate", s.rotateKeys)
+		v1.HandleFunc("POST /v1/keys/rotate", s.as(RoleAdmin, s.rotateKeys))
 	}
 	if sr, ok := b.(SampleReader); ok {
 		s.samples = sr
-		v1.HandleFunc("GET /v1/rollouts/{name}/samples", s.listSamples)
+		v1.HandleFunc("GET /v1/rollouts/{name}/samples", s.as(RoleViewer, s.listSamples))
 	}
 	if rl, ok := b.(Reloader); ok {
 		s.reloader = rl
-		v1.HandleFunc("POST /v1/reload", s.reload)
+		v1.HandleFunc("POST /v1/reload", s.as(RoleOperator, s.reload))
+	}
+	if tk, ok := b.(TokenKeeper); ok {
+		s.tokens = tk
+		v1.HandleFunc("GET /v1/tokens", s.as(RoleAdmin, s.listTokens))
+		v1.HandleFunc("POST /v1/tokens", s.as(RoleAdmin, s.createToken))
+		v1.HandleFunc("DELETE /v1/tokens/{name}", s.as(RoleAdmin, s.revokeToken))
 	}
 
 	mux := http.NewServeMux()
-	// Authentication comes before routing, so that without the token one
+	// Authentication comes before routing, so that without a token one
 	// cannot even learn which routes exist.
-	mux.Handle("/v1/", s.requireToken(token, v1))
+	mux.Handle("/v1/", s.requireToken(auth, v1))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		s.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -130,29 +135,6 @@ func orDiscard(log *slog.Logger) *slog.Logger {
 	return log
 }
 
-// requireToken lets a request through only with the right bearer token.
-// Both sides are hashed before the constant-time comparison, so neither
-// the content nor the length of the token leaks through timing.
-func (s server) requireToken(token string, next http.Handler) http.Handler {
-	want := sha256.Sum256([]byte(token))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		given, ok := bearer(r.Header.Get("Authorization"))
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit"`)
-			s.writeError(w, http.StatusUnauthorized, "missing bearer token")
-			return
-		}
-		got := sha256.Sum256([]byte(given))
-		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || token == "" {
-			s.log.Debug("control API: token rejected", "remote", r.RemoteAddr, "path", r.URL.Path)
-			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit", error="invalid_token"`)
-			s.writeError(w, http.StatusUnauthorized, "invalid bearer token")
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
 // bearer extracts the token of an "Authorization: Bearer <token>" header.
 // The scheme is case-insensitive (RFC 9110).
 func bearer(header string) (string, bool) {
@@ -171,6 +153,7 @@ type server struct {
 	samples SampleReader // nil: b keeps no samples
 	// reloader is nil when b has no files to read again.
 	reloader Reloader
+	tokens   TokenKeeper // nil: b keeps no named tokens
 	log      *slog.Logger
 }
 
@@ -266,6 +249,10 @@ func (s server) command(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	// The history names the token the request authenticated with, never
+	// a name the client gives; its reason stays.
+	id, _ := IdentityOf(r.Context())
+	cmd.Actor = id.Name
 	v, err := s.b.Submit(r.Context(), r.PathValue("name"), cmd)
 	if err != nil {
 		s.fail(w, r, err)
@@ -329,7 +316,7 @@ func decodeStrict(w http.ResponseWriter, r *http.Request, into any) (int, error)
 func (s server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var refused *RefusedError
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, ErrTokenNotFound):
 		s.writeError(w, http.StatusNotFound, err.Error())
 	case errors.As(err, &refused):
 		s.writeError(w, http.StatusConflict, refused.Reason)

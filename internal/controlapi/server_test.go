@@ -158,7 +158,7 @@ func newTestServer(t *testing.T, f *fakeBackend, metrics http.Handler) *httptest
 // newLoggingTestServer is newTestServer logging to log.
 func newLoggingTestServer(t *testing.T, f *fakeBackend, metrics http.Handler, log *slog.Logger) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(NewHandler(f, testToken, metrics, log))
+	srv := httptest.NewServer(NewHandler(f, SingleToken(testToken), metrics, log))
 	t.Cleanup(srv.Close)
 	return srv
 }
@@ -314,7 +314,7 @@ func TestRotateKeys(t *testing.T) {
 		t.Fatalf("a failed rotation: %d %s", code, body)
 	}
 
-	plain := httptest.NewServer(NewHandler(struct{ Backend }{newFake()}, testToken, nil, nil))
+	plain := httptest.NewServer(NewHandler(struct{ Backend }{newFake()}, SingleToken(testToken), nil, nil))
 	defer plain.Close()
 	if code, _, _ := call(t, plain, "POST", "/v1/keys/rotate", ""); code != http.StatusNotFound {
 		t.Fatalf("a backend without keys: status %d, want 404", code)
@@ -322,7 +322,7 @@ func TestRotateKeys(t *testing.T) {
 }
 
 func TestEmptyTokenLocksTheAPI(t *testing.T) {
-	srv := httptest.NewServer(NewHandler(newFake(), "", nil, nil))
+	srv := httptest.NewServer(NewHandler(newFake(), SingleToken(""), nil, nil))
 	defer srv.Close()
 	for _, auth := range []string{"", "Bearer ", "Bearer x"} {
 		if code, _, _ := callWith(t, srv, "GET", "/v1/rollouts", "", auth); code != http.StatusUnauthorized {
@@ -387,7 +387,7 @@ func TestListAndGet(t *testing.T) {
 
 func TestEmptyListIsAnArray(t *testing.T) {
 	f := &fakeBackend{views: map[string]RolloutView{}}
-	srv := httptest.NewServer(NewHandler(emptyBackend{f}, testToken, nil, nil))
+	srv := httptest.NewServer(NewHandler(emptyBackend{f}, SingleToken(testToken), nil, nil))
 	defer srv.Close()
 	_, body, _ := call(t, srv, "GET", "/v1/rollouts", "")
 	if strings.TrimSpace(string(body)) != `{"rollouts":[]}` {
@@ -494,7 +494,8 @@ func TestCommands(t *testing.T) {
 			if err := json.Unmarshal(body, &v); err != nil || v.Status.Phase != v1alpha1.PhasePaused {
 				t.Fatalf("answer %s (%v), want the paused rollout", body, err)
 			}
-			want := rollout.Command{Kind: rollout.CommandPause, Actor: "ann", Reason: "lunch"}
+			// The actor is the token's name, not the "ann" the client sent.
+			want := rollout.Command{Kind: rollout.CommandPause, Actor: AdminName, Reason: "lunch"}
 			if len(f.submitted) != 1 || f.submitted[0].Kind != want.Kind || f.submitted[0].Actor != want.Actor || f.submitted[0].Reason != want.Reason {
 				t.Fatalf("backend got %+v, want %+v", f.submitted, want)
 			}
@@ -595,7 +596,7 @@ func TestReload(t *testing.T) {
 	if f.reloads != 3 {
 		t.Errorf("%d reloads, want 3", f.reloads)
 	}
-	plain := httptest.NewServer(NewHandler(struct{ Backend }{newFake()}, testToken, nil, nil))
+	plain := httptest.NewServer(NewHandler(struct{ Backend }{newFake()}, SingleToken(testToken), nil, nil))
 	defer plain.Close()
 	if code, _, _ := call(t, plain, "POST", "/v1/reload", ""); code != http.StatusNotFound {
 		t.Errorf("a backend that cannot reload: status %d, want 404", code)

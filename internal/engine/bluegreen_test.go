@@ -174,3 +174,20 @@ func TestBlueGreenRefusesAWeightAndUndoesAtOnce(t *testing.T) {
 		t.Fatalf("after undo: phase %s, stable %s, weight %s", s.st.Phase, s.stable, s.weight)
 	}
 }
+
+// The watch after promotion guards a blue-green switch as it guards a
+// canary's: the old version's baseline is recorded before the switch, and
+// a new version that turns bad with all the traffic is switched back.
+func TestBlueGreenSwitchIsWatchedAndUndone(t *testing.T) {
+	plan := watchPlan(10*time.Minute, 15*time.Minute)
+	// The plan spec.Resolve makes of blueGreen: {checks: 3}.
+	plan.Steps, plan.BlueGreen = []spec.PlanStep{{Kind: spec.StepAnalysis, Checks: 3}}, true
+	s := promoted(t, plan, afterPromotion(90, 100))
+	if s.sawWeights()[0] != v1alpha1.FullWeight {
+		t.Fatalf("weights %v: a blue-green rollout goes from none of the traffic to all of it", s.sawWeights())
+	}
+	s.runUntil(v1alpha1.PhaseRolledBack, 5*time.Minute)
+	if s.stable != "v1" || s.st.Watch == nil || s.st.Watch.Outcome != v1alpha1.WatchFailed {
+		t.Fatalf("stable %s, watch %+v: want v2 undone by the watch\n%s", s.stable, s.st.Watch, s.history())
+	}
+}

@@ -131,7 +131,7 @@ func (m *machine) applyCommand(c rollout.Command) error {
 		m.resume()
 		m.event(v1alpha1.EventNormal, "Resumed", c, "Resumed by %s%s", actorOf(c), because(c))
 	case rollout.CommandPromote, rollout.CommandApprove:
-		m.promoteOne(c)
+		return m.promoteOne(c)
 	case rollout.CommandReject:
 		m.rollBack(v1alpha1.PhaseAborted, "rejected by "+actorOf(c)+because(c), "")
 	case rollout.CommandUndo:
@@ -222,18 +222,25 @@ func (m *machine) resume() {
 }
 
 // promoteOne goes past what the rollout waits for: the decision awaited,
-// or else the current step.
-func (m *machine) promoteOne(c rollout.Command) {
+// or else the current step. Once every step is done there is no step to
+// skip: what is left (a passing check at the last weight, the
+// confirm-promotion hooks) is skipped only by promote --full, on purpose.
+func (m *machine) promoteOne(c rollout.Command) error {
+	if m.st.Gate == nil && int(m.st.CurrentStep) >= len(m.plan.Steps) {
+		return fmt.Errorf("all %d steps are done and the rollout waits for its promotion (%s); there is no step to skip: promote --full promotes now",
+			len(m.plan.Steps), m.st.Message)
+	}
 	if m.st.Phase == v1alpha1.PhasePaused {
 		m.resume()
 	}
 	if g := m.st.Gate; g != nil {
 		m.passGate(*g, c)
-		return
+		return nil
 	}
-	m.event(v1alpha1.EventNormal, "StepSkipped", c, "Step %d (%s) skipped by %s%s",
-		m.st.CurrentStep+1, m.stepName(), actorOf(c), because(c))
+	m.event(v1alpha1.EventNormal, "StepSkipped", c, "Step %d/%d (%s) skipped by %s%s",
+		m.st.CurrentStep+1, len(m.plan.Steps), m.stepName(), actorOf(c), because(c))
 	m.nextStep()
+	return nil
 }
 
 // passGate records a person's go-ahead and goes past what the gate held

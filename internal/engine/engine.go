@@ -55,6 +55,7 @@ func Step(plan spec.Plan, st v1alpha1.RolloutStatus, in Input) Result {
 	}
 	m.advance()
 	m.markCanaryLive()
+	m.st.StepLabel = m.stepOfSteps()
 	m.res.Status = m.st
 	m.res.Status.Conditions = Conditions(m.st, in.Now)
 	return m.res

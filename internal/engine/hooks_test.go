@@ -90,6 +90,33 @@ func TestConfirmTrafficIncreaseGatesEachIncrease(t *testing.T) {
 	}
 }
 
+// In manual mode a person's go at a stage gate is asked once: the raise
+// then waits for the confirm-traffic-increase hooks, and happens when they
+// say yes, with no second promote.
+func TestManualRaiseWaitsForTheHooksAfterThePersonSaidGo(t *testing.T) {
+	s := newSim(t, withHooks(seedPlan(v1alpha1.DecisionManual, 1), v1alpha1.HookConfirmTrafficIncrease))
+	var allow bool
+	s.hooks = func(v1alpha1.HookType) (bool, string) {
+		if s.weight == v1alpha1.PercentOf(5) && !allow {
+			return false, "waiting for on-call"
+		}
+		return true, "ok"
+	}
+	s.deploy("v2")
+	s.runUntil(v1alpha1.PhaseAwaitingDecision, 15*time.Minute)
+	s.step(rollout.Command{Kind: rollout.CommandPromote, Actor: "bob"})
+	s.advance(10 * time.Minute)
+	if s.weight != v1alpha1.PercentOf(5) || s.st.Phase != v1alpha1.PhaseProgressing || s.st.HookWait == nil {
+		t.Fatalf("weight %s phase %s hook wait %+v: want the raise held by the hooks, not by a second gate",
+			s.weight, s.st.Phase, s.st.HookWait)
+	}
+	allow = true
+	s.advance(2 * time.Minute)
+	if s.weight != v1alpha1.PercentOf(25) {
+		t.Fatalf("weight %s after the hooks said yes, want 25%% without another promote\n%s", s.weight, s.history())
+	}
+}
+
 func TestConfirmPromotionGatesPromotion(t *testing.T) {
 	s := newSim(t, withHooks(seedPlan(v1alpha1.DecisionAutomatic, 1), v1alpha1.HookConfirmPromotion))
 	ready := false

@@ -214,21 +214,29 @@ func (m *machine) runStep() verdict {
 }
 
 // runSetWeightStep sets the step's weight. In manual mode each raise after
-// the first waits for a person first (a stage gate).
+// the first waits for a person first (a stage gate); once the person said
+// go, the raise waits only for the confirm-traffic-increase hooks, and
+// their answer decides it without asking the person again.
 func (m *machine) runSetWeightStep(s spec.PlanStep) verdict {
-	if m.plan.Decision == v1alpha1.DecisionManual && m.st.CanaryWeight > 0 {
+	approved := m.st.HookWait != nil && m.st.HookWait.Key == m.raiseKey()
+	if m.plan.Decision == v1alpha1.DecisionManual && m.st.CanaryWeight > 0 && !approved {
 		m.awaitDecision(v1alpha1.GateStage, fmt.Sprintf("stage at %s done; promote to go to %s", m.st.CanaryWeight, s.Weight))
 		return halted
 	}
 	return m.setStepWeight(s)
 }
 
+// raiseKey is the occasion of the confirm-traffic-increase hooks of the
+// current step.
+func (m *machine) raiseKey() string {
+	return fmt.Sprintf("%s@%d", v1alpha1.HookConfirmTrafficIncrease, m.st.CurrentStep)
+}
+
 // setStepWeight sets a setWeight step's weight, once the
 // confirm-traffic-increase hooks said yes to a raise.
 func (m *machine) setStepWeight(s spec.PlanStep) verdict {
 	if s.Weight > m.st.CanaryWeight {
-		key := fmt.Sprintf("%s@%d", v1alpha1.HookConfirmTrafficIncrease, m.st.CurrentStep)
-		if m.waitForHooks(v1alpha1.HookConfirmTrafficIncrease, key) == halted {
+		if m.waitForHooks(v1alpha1.HookConfirmTrafficIncrease, m.raiseKey()) == halted {
 			return halted
 		}
 	}
@@ -246,7 +254,7 @@ func (m *machine) runPauseStep(s spec.PlanStep) verdict {
 		return halted
 	}
 	if end := m.st.StepStartedAt.Add(s.Duration); m.now.Before(end) {
-		m.st.Message = fmt.Sprintf("soaking at %s until %s", m.st.CanaryWeight, end.UTC().Format("15:04:05"))
+		m.st.Message = fmt.Sprintf("soaking at %s until %s UTC", m.st.CanaryWeight, end.UTC().Format("15:04:05"))
 		return halted
 	}
 	m.event(v1alpha1.EventNormal, "PauseEnded", rollout.Command{}, "Soaked %s at %s (%s)", s.Duration, m.st.CanaryWeight, m.stepLabel())
@@ -311,9 +319,11 @@ func (m *machine) awaitPromotion() {
 	}
 }
 
-// nextStep starts the next step, with its own clock and checks.
+// nextStep starts the next step, with its own clock and checks. Past the
+// last step the index stays at the number of steps, also when a reload
+// left fewer steps than the index.
 func (m *machine) nextStep() {
-	m.st.CurrentStep++
+	m.st.CurrentStep = min(m.st.CurrentStep+1, int32(len(m.plan.Steps)))
 	m.st.StepStartedAt = micro(m.now)
 	m.st.Analysis.StepPassedChecks = 0
 }

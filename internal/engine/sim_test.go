@@ -224,7 +224,7 @@ func TestRolloutScenarios(t *testing.T) {
 		{
 			name: "unhealthy at the second stage is rolled back", plan: seedPlan(v1alpha1.DecisionAutomatic, 1),
 			measure: failingFrom(v1alpha1.PercentOf(25)), phase: v1alpha1.PhaseRolledBack, limit: time.Hour,
-			weights: []float64{5, 25}, stable: "v1", inReason: "request-success-rate 91.5 < min 99 (failed 2 times, failureLimit 1)",
+			weights: []float64{5, 25}, stable: "v1", inReason: "request-success-rate 91.5% < min 99% (failed 2 times, failureLimit 1)",
 		},
 		{
 			name: "unhealthy from the start with no tolerance", plan: seedPlan(v1alpha1.DecisionAutomatic, 0),
@@ -609,7 +609,7 @@ func TestEventsReadLikeATimeline(t *testing.T) {
 		"Rollout of canary v2 started by alice",
 		"Canary v2 is healthy",
 		"Routed 5% of traffic to canary v2 (step 1/6: setWeight 5%)",
-		"Metrics healthy at 5%: request-success-rate 99.9 within min 99",
+		"Metrics healthy at 5%: request-success-rate 99.9% within min 99%",
 		"Soaked 10m0s at 5%",
 		"Routed 25% of traffic",
 		"Routed 100% of traffic to canary v2",
@@ -685,5 +685,24 @@ func TestSetWeightWaitsForAHealthyCanary(t *testing.T) {
 	s.step(rollout.Command{Kind: rollout.CommandSetWeight, Weight: pct(10)})
 	if len(s.refused) != 1 || !strings.Contains(s.refused[0].Error(), "not healthy yet") || s.weight != 0 {
 		t.Fatalf("set-weight on a canary still coming up: refused %v, weight %s", s.refused, s.weight)
+	}
+}
+
+// Promote after the last step, while the rollout waits for a passing
+// check before promoting, has no step to skip: it is refused with what the
+// rollout waits for, and the step stays within the plan.
+func TestPromotePastTheLastStepIsRefused(t *testing.T) {
+	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 5))
+	s.measure = func(*sim) []rollout.Measurement { return []rollout.Measurement{{Metric: "request-success-rate"}} }
+	s.deploy("v2")
+	for i := 0; int(s.st.CurrentStep) < len(s.plan.Steps); i++ {
+		if i > len(s.plan.Steps) || len(s.refused) > 0 {
+			t.Fatalf("step %d of %d after %d promotes, refused %v", s.st.CurrentStep, len(s.plan.Steps), i, s.refused)
+		}
+		s.step(rollout.Command{Kind: rollout.CommandPromote, Actor: "bob"})
+	}
+	s.step(rollout.Command{Kind: rollout.CommandPromote, Actor: "bob"})
+	if int(s.st.CurrentStep) != len(s.plan.Steps) || len(s.refused) != 1 || !strings.Contains(s.refused[0].Error(), "promote --full") {
+		t.Fatalf("step %d of %d, refused %v", s.st.CurrentStep, len(s.plan.Steps), s.refused)
 	}
 }

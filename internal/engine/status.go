@@ -52,9 +52,28 @@ func (m *machine) event(typ, reason string, c rollout.Command, format string, ar
 	})
 }
 
-// stepLabel names the current step for people: "step 3/8: pause 10m0s".
+// stepLabel names the current step for people, who count steps from 1
+// where the status keeps the index from 0: "step 3/8: pause 10m0s", or
+// "all 8 steps done" past the last one, never "step 9/8".
 func (m *machine) stepLabel() string {
-	return fmt.Sprintf("step %d/%d: %s", m.st.CurrentStep+1, len(m.plan.Steps), m.stepName())
+	n := len(m.plan.Steps)
+	if int(m.st.CurrentStep) >= n {
+		return fmt.Sprintf("all %d steps done", n)
+	}
+	return fmt.Sprintf("step %d/%d: %s", m.st.CurrentStep+1, n, m.stepName())
+}
+
+// stepOfSteps is the status' stepLabel: the current step counted from 1
+// out of all, "3/6", or "6/6 done" past the last; "" when no rollout ran.
+func (m *machine) stepOfSteps() string {
+	n := len(m.plan.Steps)
+	switch {
+	case n == 0 || m.st.Phase == v1alpha1.PhaseIdle:
+		return ""
+	case int(m.st.CurrentStep) >= n:
+		return fmt.Sprintf("%d/%d done", n, n)
+	}
+	return fmt.Sprintf("%d/%d", m.st.CurrentStep+1, n)
 }
 
 // currentStep is the step the rollout is on, false once past the plan's

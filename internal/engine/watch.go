@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
@@ -158,8 +159,10 @@ func judgeStable(m v1alpha1.MetricSpec, meas rollout.Measurement, baseline *floa
 	}
 	if worse != "" {
 		r.Verdict = v1alpha1.VerdictFailed
-		r.Message = fmt.Sprintf("%s %.4g is %s the previous version's %.4g by more than the allowed change of %.4g%%",
-			m.Name, v, worse, base, allowed*100)
+		unit := spec.MetricUnit(m)
+		show := func(x float64) string { return spec.WithUnit(strconv.FormatFloat(x, 'g', 4, 64), unit) }
+		r.Message = fmt.Sprintf("%s %s is %s the previous version's %s by more than the allowed change of %.4g%%",
+			m.Name, show(v), worse, show(base), allowed*100)
 	}
 	return r
 }

@@ -108,8 +108,8 @@ func TestWatchAfterPromotionUndoes(t *testing.T) {
 		success, p99    float64
 		metric, because string
 	}{
-		{"on a bound", 91.5, 100, "request-success-rate", "request-success-rate 91.5 < min 99"},
-		{"against the baseline", 99.9, 150, "latency-p99", "latency-p99 150 is above the previous version's 100 by more than the allowed change of 10%"},
+		{"on a bound", 91.5, 100, "request-success-rate", "request-success-rate 91.5% < min 99%"},
+		{"against the baseline", 99.9, 150, "latency-p99", "latency-p99 150ms is above the previous version's 100ms by more than the allowed change of 10%"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

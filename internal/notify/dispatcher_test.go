@@ -81,7 +81,7 @@ func sendRollout(d *Dispatcher) {
 	d.Send("checkout", event(v1alpha1.EventNormal, "WeightChanged", "Routed 10% of traffic to canary v2"), fields)
 	d.Send("checkout", event(v1alpha1.EventNormal, "CheckPassed", "Metrics healthy at 10%"), fields)
 	d.Send("checkout", event(v1alpha1.EventWarning, "CheckFailed", "Check failed at 10%"), fields)
-	fields[FieldEvidence] = "request-success-rate 91 < min 99"
+	fields[FieldEvidence] = "request-success-rate 91% < min 99%"
 	d.Send("checkout", event(v1alpha1.EventWarning, "RollingBack", "Rolling back canary v2"), fields)
 	d.Send("checkout", event(v1alpha1.EventWarning, "RolledBack", "RolledBack: all traffic on stable v1"), fields)
 }
@@ -110,7 +110,7 @@ func TestDispatcherSeverityFilter(t *testing.T) {
 		}
 	}
 	last := payloads(t, errs)[1]
-	if last.Text != "checkout: Rolled back canary v2 — request-success-rate 91 < min 99" || last.Severity != SeverityError {
+	if last.Text != "checkout: Rolled back canary v2 — request-success-rate 91% < min 99%" || last.Severity != SeverityError {
 		t.Errorf("last payload = %+v", last)
 	}
 	// Send copied the fields: the evidence added later is not in earlier messages.

@@ -80,10 +80,10 @@ func event(typ, reason, msg string) v1alpha1.Event {
 
 // rolledBack is the message of a typical rollback.
 func rolledBack() Message {
-	e := event(v1alpha1.EventWarning, "RolledBack", "RolledBack: all traffic on stable v1; canary v2: request-success-rate 91 < min 99")
+	e := event(v1alpha1.EventWarning, "RolledBack", "RolledBack: all traffic on stable v1; canary v2: request-success-rate 91% < min 99%")
 	e.Phase, e.Weight = v1alpha1.PhaseRolledBack, 0
 	m := Message{Rollout: "checkout", Event: e, Severity: SeverityOf(e), Fields: map[string]string{
-		FieldCanary: "v2", FieldStable: "v1", FieldMetric: "request-success-rate", FieldEvidence: "request-success-rate 91 < min 99",
+		FieldCanary: "v2", FieldStable: "v1", FieldMetric: "request-success-rate", FieldEvidence: "request-success-rate 91% < min 99%",
 	}}
 	m.Text = DefaultText(m)
 	return m

@@ -32,7 +32,7 @@ const (
 	// FieldMetric names the metric that decided a rollback.
 	FieldMetric = "metric"
 	// FieldEvidence is the sentence that justifies the event, such as
-	// "request-success-rate 91 < min 99"; the default text prefers it to
+	// "request-success-rate 91% < min 99%"; the default text prefers it to
 	// the event's own message.
 	FieldEvidence = "evidence"
 )

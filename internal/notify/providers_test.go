@@ -71,7 +71,7 @@ func hasPair(list any, nameKey, name, valueKey, value string) bool {
 
 func TestSlackPayload(t *testing.T) {
 	body := decode(t, notifyOnce(t, v1alpha1.NotifierSlack, rolledBack()).Body)
-	wantText := "checkout: Rolled back canary v2 — request-success-rate 91 &lt; min 99"
+	wantText := "checkout: Rolled back canary v2 — request-success-rate 91% &lt; min 99%"
 	if got := get(t, body, "text"); got != wantText {
 		t.Errorf("text = %q, want %q", got, wantText)
 	}
@@ -81,7 +81,7 @@ func TestSlackPayload(t *testing.T) {
 	}
 	fields := get(t, att, "fields")
 	for name, value := range map[string]string{"phase": "RolledBack", "weight": "0%", "canary": "v2", "stable": "v1",
-		"evidence": "request-success-rate 91 &lt; min 99"} {
+		"evidence": "request-success-rate 91% &lt; min 99%"} {
 		if !hasPair(fields, "title", name, "value", value) {
 			t.Errorf("no field %s=%s in %v", name, value, fields)
 		}

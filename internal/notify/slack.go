@@ -38,7 +38,7 @@ var slackColors = map[Severity]string{
 }
 
 // slackEscaper escapes the three characters Slack reads as markup, so
-// "91 < min 99" is shown as written.
+// "91% < min 99%" is shown as written.
 var slackEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // Notify posts one message.

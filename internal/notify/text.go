@@ -36,7 +36,7 @@ var headlines = map[string]string{
 
 // DefaultText is the message sent without a template: the rollout, what
 // happened to which canary, and why, such as
-// "checkout: Rolled back canary v2 — request-success-rate 91 < min 99".
+// "checkout: Rolled back canary v2 — request-success-rate 91% < min 99%".
 // The evidence field, when given, is the why; else the event's message.
 func DefaultText(m Message) string {
 	var b strings.Builder

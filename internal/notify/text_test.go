@@ -16,9 +16,9 @@ func TestDefaultText(t *testing.T) {
 		fields  map[string]string
 		want    string
 	}{
-		{"evidence wins over the message", "checkout", event(W, "RolledBack", "RolledBack: all traffic on stable v1; canary v2: request-success-rate 91 < min 99"),
-			map[string]string{FieldCanary: "v2", FieldEvidence: "request-success-rate 91 < min 99"},
-			"checkout: Rolled back canary v2 — request-success-rate 91 < min 99"},
+		{"evidence wins over the message", "checkout", event(W, "RolledBack", "RolledBack: all traffic on stable v1; canary v2: request-success-rate 91% < min 99%"),
+			map[string]string{FieldCanary: "v2", FieldEvidence: "request-success-rate 91% < min 99%"},
+			"checkout: Rolled back canary v2 — request-success-rate 91% < min 99%"},
 		{"message without evidence", "checkout", event(N, "Started", "Rollout of canary v2 started by alice"),
 			map[string]string{FieldCanary: "v2"}, "checkout: Started canary v2 — Rollout of canary v2 started by alice"},
 		{"no canary known", "checkout", event(W, "Failed", "progress deadline passed"), nil,
@@ -60,7 +60,7 @@ func TestTemplateRender(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := "[error] checkout RolledBack at 0%: request-success-rate | checkout: Rolled back canary v2 — request-success-rate 91 < min 99"
+	want := "[error] checkout RolledBack at 0%: request-success-rate | checkout: Rolled back canary v2 — request-success-rate 91% < min 99%"
 	if got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}

@@ -20,6 +20,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
 
 // rawUpstream is an upstream on 127.0.0.1 that keeps the exact bytes of
@@ -167,7 +169,7 @@ func vias(t *testing.T, h http.Handler, cfg ServerConfig) []via {
 	dir := t.TempDir()
 	cfg.CertFile, cfg.KeyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	roots := x509.NewCertPool()
-	roots.AddCert(writeCert(t, cfg.CertFile, cfg.KeyFile, 1))
+	roots.AddCert(nettest.WriteCert(t, cfg.CertFile, cfg.KeyFile, 1))
 	secure := strings.TrimPrefix(serveWith(t, h, cfg), "https://")
 	tlsConfig := func(proto string) *tls.Config {
 		return &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{proto}}

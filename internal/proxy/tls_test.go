@@ -1,17 +1,10 @@
 package proxy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,46 +14,6 @@ import (
 
 	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 )
-
-// writeCert writes a self-signed certificate for 127.0.0.1 with the given
-// serial number to certFile and its key to keyFile, and returns it.
-func writeCert(t *testing.T, certFile, keyFile string, serial int64) *x509.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial),
-		Subject:               pkix.Name{CommonName: "pipit test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
 
 // TestServerTLS terminates TLS for HTTP/2 and HTTP/1.1 clients, tells the
 // upstream the client spoke https, and serves a renewed certificate
@@ -72,7 +25,7 @@ func TestServerTLS(t *testing.T) {
 	defer echo.Close()
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	first := writeCert(t, certFile, keyFile, 1)
+	first := nettest.WriteCert(t, certFile, keyFile, 1)
 	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, echo.URL)}})
 	s, ln := startServer(t, p, ServerConfig{CertFile: certFile, KeyFile: keyFile})
 	s.certs.interval = 0 // look at the files on every handshake
@@ -108,7 +61,7 @@ func TestServerTLS(t *testing.T) {
 	}
 
 	// A renewed pair, written in place: new connections get it.
-	second := writeCert(t, certFile, keyFile, 2)
+	second := nettest.WriteCert(t, certFile, keyFile, 2)
 	future := time.Now().Add(time.Minute)
 	for _, f := range []string{certFile, keyFile} {
 		if err := os.Chtimes(f, future, future); err != nil {

@@ -1,6 +1,8 @@
 package spec
 
 import (
+	"time"
+
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 )
 
@@ -42,6 +44,14 @@ type KubePlan struct {
 	// PreviewService is a blue-green rollout's Service of the new version
 	// before the switch; empty when there is none.
 	PreviewService string
+	// BlueGreen says the new version gets no user traffic before the
+	// switch: the apex Service then selects the serving copy alone, and
+	// the canary runs full size whatever the router.
+	BlueGreen bool
+	// UndoWindow is how long the previous version stays warm after a
+	// promotion (Plan.UndoWindow): its caller sets it, as ResolveKubernetes
+	// does not apply the plan's defaults. Zero keeps nothing warm.
+	UndoWindow time.Duration
 	// Port is the Services' port; TargetPort the container port, zero
 	// when the target's first container port (else Port) is meant.
 	Port, TargetPort int32
@@ -85,7 +95,7 @@ func ResolveKubernetes(r *v1alpha1.Rollout) KubePlan {
 	}
 	p.TargetPort = svc.TargetPort
 	if bg := r.Spec.Strategy.BlueGreen; bg != nil {
-		p.PreviewService = bg.PreviewService
+		p.PreviewService, p.BlueGreen = bg.PreviewService, true
 	}
 	p.Traffic = k.Traffic
 	if k.Router == nil {

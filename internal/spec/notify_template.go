@@ -65,14 +65,14 @@ func (t *NotifyTemplate) Execute(d NotifyTemplateData) (string, error) {
 func SampleNotification() NotifyTemplateData {
 	e := v1alpha1.Event{
 		Time: metav1.NewMicroTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)), Type: v1alpha1.EventWarning,
-		Reason: "RolledBack", Message: "RolledBack: all traffic on stable v1; canary v2: request-success-rate 91 < min 99",
+		Reason: "RolledBack", Message: "RolledBack: all traffic on stable v1; canary v2: request-success-rate 91% < min 99%",
 		Phase: v1alpha1.PhaseRolledBack, Weight: 0, Actor: "pipit",
 	}
 	return NotifyTemplateData{
 		Rollout: "checkout", Event: e, Severity: SeverityError,
 		Fields: map[string]string{
-			"canary": "v2", "stable": "v1", "metric": "request-success-rate", "evidence": "request-success-rate 91 < min 99",
+			"canary": "v2", "stable": "v1", "metric": "request-success-rate", "evidence": "request-success-rate 91% < min 99%",
 		},
-		Default: "checkout: Rolled back canary v2 — request-success-rate 91 < min 99",
+		Default: "checkout: Rolled back canary v2 — request-success-rate 91% < min 99%",
 	}
 }

@@ -66,17 +66,31 @@ func readFile(path string) ([]byte, error) {
 // aliases are refused; so is input beyond MaxFileSize, MaxDepth or
 // MaxNodes, and binary data.
 func ParseFile(filename string, data []byte) ([]*v1alpha1.Rollout, error) {
-	src, err := parseStream(filename, data, false)
+	src, err := parseStream(filename, data, rolloutsOnly)
 	if err != nil {
 		return nil, err
 	}
 	return src.Rollouts(), nil
 }
 
-// parseStream parses the documents of data as ParseFile does. With
-// skipOthers, a document whose apiVersion is not pipit's (a Deployment, a
-// Service) is kept aside in Others instead of being refused.
-func parseStream(filename string, data []byte, skipOthers bool) (*Source, error) {
+// reading says what a stream may hold besides valid rollouts.
+type reading int
+
+const (
+	// rolloutsOnly refuses documents of other APIs (ParseFile).
+	rolloutsOnly reading = iota
+	// rolloutsAmongOthers keeps documents of other APIs aside but needs
+	// a rollout (validate, lint).
+	rolloutsAmongOthers
+	// anyManifests keeps documents of other APIs aside and needs no
+	// rollout (convert).
+	anyManifests
+)
+
+// parseStream parses the documents of data as ParseFile does. Unless how
+// is rolloutsOnly, a document whose apiVersion is not pipit's (a
+// Deployment, a Service) is kept aside in Others instead of being refused.
+func parseStream(filename string, data []byte, how reading) (*Source, error) {
 	if err := checkBytes(filename, data); err != nil {
 		return nil, Errors{err}
 	}
@@ -104,7 +118,7 @@ func parseStream(filename string, data []byte, skipOthers bool) (*Source, error)
 		if root == nil {
 			continue
 		}
-		if other := foreignDocument(filename, root); skipOthers && other != nil {
+		if other := foreignDocument(filename, root); how != rolloutsOnly && other != nil {
 			src.Others = append(src.Others, other)
 			continue
 		}
@@ -122,7 +136,7 @@ func parseStream(filename string, data []byte, skipOthers bool) (*Source, error)
 		}
 		src.Documents = append(src.Documents, &Document{Rollout: r, File: filename, pos: d.pos})
 	}
-	if len(errs) == 0 && len(src.Documents) == 0 {
+	if len(errs) == 0 && len(src.Documents) == 0 && how != anyManifests {
 		errs = append(errs, &FieldError{File: filename, Reason: "holds no rollout"})
 	}
 	if len(errs) > 0 {

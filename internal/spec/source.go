@@ -77,18 +77,29 @@ func (o *Other) String() string {
 // aside in Others instead of refusing them. It is the one reader of
 // `pipit validate` and `pipit lint`.
 func ReadSource(name string, stdin io.Reader) (*Source, error) {
+	return readSource(name, stdin, rolloutsAmongOthers)
+}
+
+// ReadManifests reads name as ReadSource does, but a source without any
+// rollout is not an error: it is the reader of `pipit convert`, whose
+// input is other projects' manifests.
+func ReadManifests(name string, stdin io.Reader) (*Source, error) {
+	return readSource(name, stdin, anyManifests)
+}
+
+func readSource(name string, stdin io.Reader, how reading) (*Source, error) {
 	if name != Stdin {
 		data, err := readFile(name)
 		if err != nil {
 			return nil, err
 		}
-		return parseStream(name, data, true)
+		return parseStream(name, data, how)
 	}
 	data, err := io.ReadAll(io.LimitReader(stdin, MaxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("read standard input: %w", err)
 	}
-	return parseStream(stdinName, data, true)
+	return parseStream(stdinName, data, how)
 }
 
 // foreignDocument returns root as an Other when its apiVersion is set and

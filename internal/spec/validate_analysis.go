@@ -233,6 +233,7 @@ func (v *validator) metric(p string, m *v1alpha1.MetricSpec) {
 	}
 	v.condition(p+".successCondition", m.SuccessCondition)
 	v.condition(p+".failureCondition", m.FailureCondition)
+	v.unitField(p+".unit", m)
 	if c := m.Compare; c != nil {
 		switch c.Direction {
 		case "", "increase", "decrease", "either":

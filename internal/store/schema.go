@@ -58,4 +58,14 @@ CREATE INDEX samples_by_rollout ON samples(rollout, id);
 	// 2: a sample says whether its metric was a dry run, which reports
 	// without deciding.
 	`ALTER TABLE samples ADD COLUMN dry_run INTEGER NOT NULL DEFAULT 0;`,
+	// 3: named tokens of the control API, each with a role, kept as the
+	// SHA-256 of the secret (the secret itself is shown once).
+	`
+CREATE TABLE tokens (
+	name       TEXT PRIMARY KEY,
+	role       TEXT NOT NULL,
+	hash       BLOB NOT NULL UNIQUE,
+	created_at TEXT NOT NULL
+);
+`,
 }

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
 
@@ -68,22 +69,26 @@ const callTimeout = 30 * time.Second
 //
 // This file holds the actions the runner takes; the copies, their
 // replicas, the Services, the hand-over of the target and what is observed
-// have a file each (deployment_*.go).
+// have a file each (deployment_*.go), and so has keeping the previous
+// version warm after a promotion (deployment_warm.go).
 type Deployment struct {
 	c     client.Client
 	owner *v1alpha1.Rollout
 	plan  spec.KubePlan
+	clock rollout.Clock
 	log   *slog.Logger
 }
 
 // NewDeployment returns the target of the rollout owner, whose names plan
 // resolves. Everything it creates is owned by owner, which must have been
-// read from the API server (it needs its UID).
-func NewDeployment(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan, log *slog.Logger) *Deployment {
+// read from the API server (it needs its UID). clock times the undo
+// window (nil for the wall clock).
+func NewDeployment(c client.Client, owner *v1alpha1.Rollout, plan spec.KubePlan, clock rollout.Clock, log *slog.Logger) *Deployment {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Deployment{c: c, owner: owner, plan: plan, log: log.With("rollout", owner.Name, "namespace", plan.Namespace)}
+	return &Deployment{c: c, owner: owner, plan: plan, clock: rollout.ClockOrSystem(clock),
+		log: log.With("rollout", owner.Name, "namespace", plan.Namespace)}
 }
 
 // Desired returns the version the user's Deployment describes now.
@@ -139,7 +144,9 @@ func (d *Deployment) Install(ctx context.Context, v v1alpha1.VersionRef) error {
 // before; otherwise DeployCanary fails, as pipit cannot run a template it
 // cannot read. The canary runs as many replicas as the stable copy (a
 // full-size canary) or, with the replica router, the share of the weight
-// last set (at least one).
+// last set (at least one). While the canary copy serves the stable
+// version (see Promote), the stable copy takes it over first
+// (consolidate), unless v is that version: a promotion re-applied.
 func (d *Deployment) DeployCanary(ctx context.Context, v v1alpha1.VersionRef) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -154,6 +161,20 @@ func (d *Deployment) DeployCanary(ctx context.Context, v v1alpha1.VersionRef) er
 	if stable == nil {
 		return fmt.Errorf("deploy canary %s: Deployment %s does not exist: the rollout is not installed",
 			v.Version, d.name(d.plan.StableWorkload))
+	}
+	if servingRole(stable) == RoleCanary {
+		canary, err := d.getCopy(ctx, d.plan.CanaryWorkload)
+		if err != nil {
+			return err
+		}
+		if runs(canary, v) {
+			return nil // a promotion of v re-applied after a restart: the copy serves it
+		}
+		// The canary copy serves the last promoted version: the stable
+		// copy takes it over before the copy runs a new canary.
+		if stable, err = d.consolidate(ctx, t, stable); err != nil {
+			return err
+		}
 	}
 	replicas := max(replicasOf(stable), 1)
 	if w, weighted := d.weight(stable); weighted {
@@ -170,15 +191,37 @@ func (d *Deployment) DeployCanary(ctx context.Context, v v1alpha1.VersionRef) er
 	return d.park(ctx)
 }
 
-// Promote makes the stable copy run v, which is the canary copy's template
-// (or the target's, or one the copies ran before, for an undo), at the
-// target's replicas unless an autoscaler owns them.
+// Promote makes v the stable version. With an undo window (see
+// keepsWarm), when a copy runs v already it only switches the Services to
+// that copy (see promoteBySwitch): the canary copy's version on a
+// promotion, the warm previous version on an undo. Otherwise the stable
+// copy runs v, which is the canary copy's template, the target's or one
+// the copies ran before, at the target's replicas unless an autoscaler
+// owns them.
 func (d *Deployment) Promote(ctx context.Context, v v1alpha1.VersionRef) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	t, tmpl, err := d.source(ctx, v)
 	if err != nil {
 		return err
+	}
+	stable, err := d.getCopy(ctx, d.plan.StableWorkload)
+	if err != nil {
+		return err
+	}
+	if d.keepsWarm() {
+		switched, err := d.promoteBySwitch(ctx, t, stable, v)
+		if err != nil {
+			return err
+		}
+		if switched {
+			return d.park(ctx)
+		}
+	}
+	if servingRole(stable) == RoleCanary {
+		if _, err := d.consolidate(ctx, t, stable); err != nil {
+			return err
+		}
 	}
 	autoscaled, err := d.ensureHPA(ctx)
 	if err != nil {
@@ -191,21 +234,36 @@ func (d *Deployment) Promote(ctx context.Context, v v1alpha1.VersionRef) error {
 }
 
 // RetireCanary scales the canary copy to zero, keeping the object for the
-// next canary.
+// next canary; not while it serves the stable version, which it does
+// after a promotion until the undo window passed (see RetireWarm).
 func (d *Deployment) RetireCanary(ctx context.Context, v v1alpha1.VersionRef) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	err := d.modifyDeployment(ctx, d.plan.CanaryWorkload, func(dep *appsv1.Deployment) error {
+	stable, err := d.getCopy(ctx, d.plan.StableWorkload)
+	if err != nil {
+		return err
+	}
+	if servingRole(stable) == RoleCanary {
+		d.log.Debug("the canary copy serves the stable version: not retired", "version", v.Version)
+		return nil
+	}
+	if err := d.scaleToZero(ctx, d.plan.CanaryWorkload); err != nil {
+		return fmt.Errorf("retire canary %s: %w", v.Version, err)
+	}
+	return nil
+}
+
+// scaleToZero scales one of the copies to zero replicas; a missing copy
+// has none.
+func (d *Deployment) scaleToZero(ctx context.Context, name string) error {
+	err := d.modifyDeployment(ctx, name, func(dep *appsv1.Deployment) error {
 		dep.Spec.Replicas = new(int32(0))
 		return nil
 	})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("retire canary %s: %w", v.Version, err)
-	}
-	return nil
+	return err
 }
 
 // source reads the target and finds v's pod template (see templateOf):

@@ -30,7 +30,7 @@ func (d *Deployment) Release(ctx context.Context) error {
 		return err
 	}
 	if _, held := t.Annotations[AnnotationOriginalReplicas]; !held && replicasOf(t) > 0 {
-		return d.releaseApexService(ctx) // never held at zero, or released already
+		return d.releaseApexService(ctx, t) // never held at zero, or released already
 	}
 	restore, err := d.restoredReplicas(ctx, t)
 	if err != nil {
@@ -65,7 +65,7 @@ func (d *Deployment) Release(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
-	return d.releaseApexService(ctx)
+	return d.releaseApexService(ctx, t)
 }
 
 // restoredReplicas is what Release gives the target back: the replicas

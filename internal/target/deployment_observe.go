@@ -14,30 +14,37 @@ import (
 // the stable version served, read from the Deployments' status.
 
 // Observe reports the canary copy's version and health and the version
-// the stable copy serves once rolled out. Errors from the API server leave
-// what they hide unknown.
+// the serving copy serves once rolled out: the stable copy's, or the
+// canary copy's while it serves the stable version after a promotion (it
+// runs no canary then). Errors from the API server leave what they hide
+// unknown.
 func (d *Deployment) Observe(ctx context.Context) rollout.Observed {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	o := rollout.Observed{CanaryHealth: rollout.HealthUnknown}
+	stable, err := d.getCopy(ctx, d.plan.StableWorkload)
+	if err != nil {
+		d.log.Debug("observe stable copy", "err", err)
+		return o
+	}
 	canary, err := d.getCopy(ctx, d.plan.CanaryWorkload)
-	switch {
-	case err != nil:
+	if err != nil {
 		d.log.Debug("observe canary copy", "err", err)
-	case canary != nil && replicasOf(canary) > 0:
+	}
+	serving := stable
+	if servingRole(stable) == RoleCanary {
+		serving, canary = canary, nil
+	}
+	if serving != nil && rolledOut(serving) {
+		o.StableVersion = serving.Annotations[AnnotationTemplateHash]
+	}
+	if canary != nil && replicasOf(canary) > 0 {
 		o.CanaryVersion = canary.Annotations[AnnotationTemplateHash]
 		if rolledOut(canary) {
 			o.CanaryHealth = rollout.HealthUp
 		} else if reason, failed := progressFailed(canary); failed {
 			o.CanaryHealth, o.CanaryReason, o.CanaryFailed = rollout.HealthDown, reason, true
 		}
-	}
-	stable, err := d.getCopy(ctx, d.plan.StableWorkload)
-	switch {
-	case err != nil:
-		d.log.Debug("observe stable copy", "err", err)
-	case stable != nil && rolledOut(stable):
-		o.StableVersion = stable.Annotations[AnnotationTemplateHash]
 	}
 	return o
 }

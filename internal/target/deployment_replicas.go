@@ -21,11 +21,16 @@ import (
 
 // ScaleForWeight splits the target's replicas between the copies for the
 // replica router, which has no traffic router to send w of the requests
-// to the canary: the canary gets ceil(total × w) replicas, at least one
-// while it runs, so it can become healthy at 0%; the stable copy the rest,
-// at least one below 100%. A retired canary stays at zero. The weight is
-// kept on the stable copy so DeployCanary sizes the next canary by it.
-// An autoscaler owns the stable copy's replicas when the target has one.
+// to the canary: the canary gets ceil(total × w), at least one while it
+// runs, so it can become healthy at 0%; the stable copy the rest, at least
+// one below 100%. A retired canary stays at zero. The weight is kept on
+// the stable copy so DeployCanary sizes the next canary by it. An
+// autoscaler owns the stable copy's replicas when the target has one. At
+// 100% with an undo window both copies run the target's replicas: the
+// promotion that follows switches the apex Service to the canary copy and
+// keeps the stable copy warm at full size (see promoteBySwitch). Weights
+// size nothing in a blue-green rollout, whose apex Service selects one
+// copy, nor while the canary copy serves the stable version.
 func (d *Deployment) ScaleForWeight(ctx context.Context, w v1alpha1.Percent) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -37,19 +42,21 @@ func (d *Deployment) ScaleForWeight(ctx context.Context, w v1alpha1.Percent) err
 	if err != nil {
 		return err
 	}
-	canary, err := d.getCopy(ctx, d.plan.CanaryWorkload)
+	stable, canary, err := d.copies(ctx)
 	if err != nil {
 		return err
 	}
-	live := canary != nil && replicasOf(canary) > 0
+	sized := !d.plan.BlueGreen && servingRole(stable) == RoleStable
+	live := sized && canary != nil && replicasOf(canary) > 0
+	keepStable := !sized || autoscaled
 	stableN, canaryN := splitReplicas(originalReplicas(t), w, live)
+	if live && w >= v1alpha1.FullWeight && d.keepsWarm() {
+		stableN = originalReplicas(t) // the previous version, kept warm by the promotion
+	}
 	scaleStable := func() error {
 		return d.modifyDeployment(ctx, d.plan.StableWorkload, func(dep *appsv1.Deployment) error {
-			if dep.Annotations == nil {
-				dep.Annotations = map[string]string{}
-			}
-			dep.Annotations[AnnotationWeight] = w.String()
-			if !autoscaled {
+			dep.Annotations = merged(dep.Annotations, map[string]string{AnnotationWeight: w.String()})
+			if !keepStable {
 				dep.Spec.Replicas = &stableN
 			}
 			return nil
@@ -77,6 +84,18 @@ func (d *Deployment) ScaleForWeight(ctx context.Context, w v1alpha1.Percent) err
 	return nil
 }
 
+// copies reads the stable and the canary copy; nil for one that does not
+// exist.
+func (d *Deployment) copies(ctx context.Context) (stable, canary *appsv1.Deployment, err error) {
+	if stable, err = d.getCopy(ctx, d.plan.StableWorkload); err != nil {
+		return nil, nil, err
+	}
+	if canary, err = d.getCopy(ctx, d.plan.CanaryWorkload); err != nil {
+		return nil, nil, err
+	}
+	return stable, canary, nil
+}
+
 // splitReplicas divides total replicas for weight w: the canary's share
 // is ceil(total × w), at least one while the canary is live, the stable
 // copy keeps the rest, at least one below 100%.
@@ -96,10 +115,10 @@ func splitReplicas(total int32, w v1alpha1.Percent, live bool) (stable, canary i
 
 // weight is the weight the replica router set last (0% before it set
 // one), and whether the canary's replicas follow it: only with the
-// replica router. A weight left by a replica router the rollout no longer
-// uses does not count.
+// replica router, and not in a blue-green rollout. A weight left by a
+// replica router the rollout no longer uses does not count.
 func (d *Deployment) weight(stable *appsv1.Deployment) (v1alpha1.Percent, bool) {
-	if d.plan.Router != spec.RouterReplicas {
+	if d.plan.Router != spec.RouterReplicas || d.plan.BlueGreen {
 		return 0, false
 	}
 	s, ok := stable.Annotations[AnnotationWeight]
@@ -114,10 +133,20 @@ func (d *Deployment) weight(stable *appsv1.Deployment) (v1alpha1.Percent, bool) 
 	return w, true
 }
 
-// ensureHPA gives the stable copy an autoscaler like the target's, when
+// ensureHPA gives the serving copy an autoscaler like the target's, when
 // the target has one, and removes it when the target no longer has one.
-// It reports whether the stable copy is autoscaled.
+// The autoscaler is named after the stable copy and scales it, or the
+// canary copy while that one serves the stable version (see
+// promoteBySwitch). It reports whether the serving copy is autoscaled.
 func (d *Deployment) ensureHPA(ctx context.Context) (bool, error) {
+	stable, err := d.getCopy(ctx, d.plan.StableWorkload)
+	if err != nil {
+		return false, err
+	}
+	scaled := d.plan.StableWorkload
+	if servingRole(stable) == RoleCanary {
+		scaled = d.plan.CanaryWorkload
+	}
 	var list autoscalingv2.HorizontalPodAutoscalerList
 	if err := d.c.List(ctx, &list, client.InNamespace(d.plan.Namespace)); err != nil {
 		return false, fmt.Errorf("list HorizontalPodAutoscalers in %s: %w", d.plan.Namespace, err)
@@ -142,7 +171,7 @@ func (d *Deployment) ensureHPA(ctx context.Context) (bool, error) {
 		return false, nil
 	}
 	fresh := &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: d.meta(d.plan.StableWorkload)}
-	_, _, err := kubewrite.CreateOrUpdate(ctx, d.c, fresh, func(h *autoscalingv2.HorizontalPodAutoscaler) error {
+	_, _, err = kubewrite.CreateOrUpdate(ctx, d.c, fresh, func(h *autoscalingv2.HorizontalPodAutoscaler) error {
 		if h.ResourceVersion != "" && !d.ours(h) {
 			return fmt.Errorf("it exists and is not managed by rollout %s", d.owner.Name)
 		}
@@ -152,7 +181,7 @@ func (d *Deployment) ensureHPA(ctx context.Context) (bool, error) {
 		}
 		h.Spec = *user.Spec.DeepCopy()
 		h.Spec.ScaleTargetRef = autoscalingv2.CrossVersionObjectReference{
-			APIVersion: appsv1.SchemeGroupVersion.String(), Kind: "Deployment", Name: d.plan.StableWorkload,
+			APIVersion: appsv1.SchemeGroupVersion.String(), Kind: "Deployment", Name: scaled,
 		}
 		return nil
 	})

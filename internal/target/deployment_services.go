@@ -20,7 +20,14 @@ import (
 const defaultPortName = "http"
 
 // EnsureServices creates or updates the apex Service, which selects both
-// copies, and the stable and canary Services, which select one each.
+// copies, the stable and canary Services, which select one each, and the
+// preview Service of a blue-green rollout, which selects the canary copy.
+// While the canary copy serves the stable version (see promoteBySwitch),
+// the apex and stable Services select it alone; in a blue-green rollout
+// the apex Service selects the serving copy alone once the target is held
+// at zero, so the new version gets no user traffic before the switch
+// (unless Istio routes by subsets of the apex Service: see
+// routesBySubsets).
 func (d *Deployment) EnsureServices(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
@@ -37,11 +44,25 @@ func (d *Deployment) ensureServices(ctx context.Context, t *appsv1.Deployment) e
 		return fmt.Errorf("the selector of Deployment %s has no matchLabels, which the Services need to select its pods",
 			d.name(t.Name))
 	}
+	stable, err := d.getCopy(ctx, d.plan.StableWorkload)
+	if err != nil {
+		return err
+	}
+	serving, apex := servingRole(stable), ""
+	switch {
+	case serving == RoleCanary:
+		apex = RoleCanary // the stable copy's pods are the warm previous version
+	case d.plan.BlueGreen && replicasOf(t) == 0 && !d.routesBySubsets():
+		apex = RoleStable
+	}
 	port := servicePort(d.plan.Port, d.plan.TargetPort, t)
-	services := []struct{ name, role string }{
-		{d.plan.Service, ""},
-		{d.plan.StableService, RoleStable},
+	services := []serviceRole{
+		{d.plan.Service, apex},
+		{d.plan.StableService, serving},
 		{d.plan.CanaryService, RoleCanary},
+	}
+	if d.plan.PreviewService != "" {
+		services = append(services, serviceRole{d.plan.PreviewService, RoleCanary})
 	}
 	for _, s := range services {
 		selector := merged(nil, t.Spec.Selector.MatchLabels)
@@ -56,6 +77,10 @@ func (d *Deployment) ensureServices(ctx context.Context, t *appsv1.Deployment) e
 	}
 	return nil
 }
+
+// serviceRole names a Service and the role of the pods it selects, none
+// for both copies'.
+type serviceRole struct{ name, role string }
 
 // applyService writes the fields of one Service that pipit owns: labels,
 // owner, selector and port. The API server's and other writers' fields
@@ -134,9 +159,9 @@ func selects(selector, pods map[string]string) bool {
 // releaseApexService hands the apex Service to the user when pipit created
 // it: without the Rollout's owner reference and pipit's labels it outlives
 // the Rollout, and the user's routes, which Remove pointed back at it,
-// keep reaching the user's Deployment (its selector already picks those
-// pods). The per-version Services go with the Rollout.
-func (d *Deployment) releaseApexService(ctx context.Context) error {
+// keep reaching the user's Deployment t, whose pods its selector picks
+// again (it may have asked for one copy's role).
+func (d *Deployment) releaseApexService(ctx context.Context, t *appsv1.Deployment) error {
 	_, _, err := kubewrite.Update(ctx, d.c, &corev1.Service{ObjectMeta: d.meta(d.plan.Service)}, func(svc *corev1.Service) error {
 		if !d.ours(svc) {
 			return nil // the user's own Service: pipit never owned it
@@ -146,6 +171,9 @@ func (d *Deployment) releaseApexService(ctx context.Context) error {
 		})
 		delete(svc.Labels, LabelManagedBy)
 		delete(svc.Labels, LabelRollout)
+		if t.Spec.Selector != nil && len(t.Spec.Selector.MatchLabels) > 0 {
+			svc.Spec.Selector = merged(nil, t.Spec.Selector.MatchLabels)
+		}
 		return nil
 	})
 	if client.IgnoreNotFound(err) != nil {

@@ -49,7 +49,7 @@ func newKubeFixture(t *testing.T, router spec.RouterKind, objs ...client.Object)
 		r.Spec.Kubernetes = &v1alpha1.KubernetesSpec{Router: &v1alpha1.KubernetesRouter{GatewayAPI: &v1alpha1.GatewayAPIRouter{}}}
 	}
 	c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(objs...).Build()
-	return &kubeFixture{t: t, c: c, d: NewDeployment(c, r, spec.ResolveKubernetes(r), nil), ctx: context.Background()}
+	return &kubeFixture{t: t, c: c, d: NewDeployment(c, r, spec.ResolveKubernetes(r), nil, nil), ctx: context.Background()}
 }
 
 // webTarget is the user's Deployment, rolled out, with image.
@@ -690,7 +690,7 @@ func TestScaleForWeightSizesTheCopies(t *testing.T) {
 
 	// A restarted controller re-applies the canary: the weight's share
 	// stays, it does not go back to a full-size canary.
-	restarted := NewDeployment(f.c, f.d.owner, f.d.plan, nil)
+	restarted := NewDeployment(f.c, f.d.owner, f.d.plan, nil, nil)
 	if err := restarted.DeployCanary(f.ctx, v2); err != nil {
 		t.Fatal(err)
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/router"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/target"
+	"github.com/pipit-dev/pipit/internal/telemetry"
 )
 
 // Finalizer holds a Rollout's deletion until pipit has handed the service
@@ -106,7 +107,7 @@ func Scheme() *runtime.Scheme {
 
 // sharedMetrics registers the controller's metrics once per process, on
 // the registry controller-runtime serves.
-var sharedMetrics = sync.OnceValue(func() *controllerMetrics { return newControllerMetrics(ctrlmetrics.Registry) })
+var sharedMetrics = sync.OnceValue(func() *telemetry.Rollouts { return telemetry.New(ctrlmetrics.Registry) })
 
 // Run runs the controller until ctx ends.
 func Run(ctx context.Context, o Options) error {
@@ -174,7 +175,7 @@ type Reconciler struct {
 	Log      *slog.Logger
 	Clock    rollout.Clock
 
-	metrics *controllerMetrics
+	metrics *telemetry.Rollouts
 	// ctx ends the rollouts' background work (hooks, notifications).
 	ctx context.Context
 
@@ -260,7 +261,7 @@ func (rc *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (rec
 	if err != nil {
 		return reconcile.Result{}, err // retried with controller-runtime's backoff
 	}
-	rc.metrics.set(r.Namespace, r.Name, m.runner.Status)
+	rc.metrics.Set(r.Namespace, r.Name, m.runner.Status)
 	return reconcile.Result{RequeueAfter: wait}, nil
 }
 
@@ -349,7 +350,7 @@ func (rc *Reconciler) forget(key types.NamespacedName) {
 	if m != nil {
 		m.stop()
 	}
-	rc.metrics.forget(key.Namespace, key.Name)
+	rc.metrics.Forget(key.Namespace, key.Name)
 }
 
 // stopAll ends every rollout's background work when the controller

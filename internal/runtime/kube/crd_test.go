@@ -221,7 +221,7 @@ func TestRolloutStatusSubresource(t *testing.T) {
 
 	patch := `{"status": {
 		"observedGeneration": 1, "phase": "Progressing", "message": "canary v1.5.0 at 25%",
-		"currentStep": 3, "canaryWeight": 25,
+		"currentStep": 3, "stepLabel": "4/9", "canaryWeight": 25,
 		"conditions": [{"type": "Progressing", "status": "True", "reason": "StepRunning",
 			"message": "step 3 of 9", "lastTransitionTime": "2026-01-02T03:04:05Z"}]}}`
 	patched, err := rollouts.Patch(kubefixture.CallContext(t), "checkout", types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
@@ -258,7 +258,8 @@ func TestRolloutStatusSubresource(t *testing.T) {
 	}
 
 	checkPrinterColumns(t, c, ns, "checkout", map[string]any{
-		"Name": "checkout", "Phase": "Progressing", "Weight": float64(25), "Step": float64(3),
+		// People read the step counted from 1, not currentStep's index.
+		"Name": "checkout", "Phase": "Progressing", "Weight": float64(25), "Step": "4/9",
 	})
 }
 

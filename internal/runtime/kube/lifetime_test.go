@@ -17,6 +17,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/hook"
+	"github.com/pipit-dev/pipit/internal/telemetry"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
@@ -29,7 +30,7 @@ func unitReconciler(t *testing.T) *Reconciler {
 	c := fake.NewClientBuilder().WithScheme(Scheme()).Build()
 	rc := &Reconciler{
 		Client: c, Direct: c, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		metrics: newControllerMetrics(prometheus.NewRegistry()), ctx: ctx,
+		metrics: telemetry.New(prometheus.NewRegistry()), ctx: ctx,
 	}
 	t.Cleanup(rc.stopAll)
 	return rc

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -43,6 +44,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 		return nil, err
 	}
 	kp := spec.ResolveKubernetes(r)
+	kp.UndoWindow = plan.UndoWindow
 	log := rc.log().With("rollout", r.Name, "namespace", r.Namespace)
 	meter, err := metric.NewSet(metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, PostPromotion: plan.PostPromotion,
 		Env: metric.Env{Clock: rc.Clock, Log: log}})
@@ -56,7 +58,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	ctx, cancel := context.WithCancel(rc.ctx)
 	m := &managed{
 		generation: r.Generation,
-		target:     target.NewDeployment(rc.Client, r, kp, log),
+		target:     target.NewDeployment(rc.Client, r, kp, rc.Clock, log),
 		notifier:   notify.NewDispatcher(notifiers, notify.Options{Clock: rc.Clock, Logger: log}),
 		hooks:      runtime.NewHooks(ctx, r.Name, r.Namespace, plan, rc.Clock, log),
 		cancel:     cancel,
@@ -75,9 +77,10 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 		OnCommand: m.store.answer,
 		OnEvents: func(st v1alpha1.RolloutStatus, events []v1alpha1.Event) {
 			m.notifier.SendAll(r.Name, st, events)
-			rc.metrics.observe(r.Namespace, r.Name, st, events)
+			rc.metrics.Observe(r.Namespace, r.Name, st, events)
 		},
 	}
+	rc.metrics.Notifiers(r.Namespace, r.Name, m.notifier.Stats)
 	go m.notifier.Run(ctx)
 	return m, nil
 }
@@ -116,6 +119,11 @@ func (m *managed) tick(ctx context.Context, r *v1alpha1.Rollout, now time.Time) 
 		if err := m.target.EnsureServices(ctx); err != nil {
 			return 0, err
 		}
+		// Once the undo window passed, the previous version stops being
+		// kept warm; the rollout itself goes on meanwhile.
+		if err := m.target.RetireWarm(ctx); err != nil && !errors.Is(err, target.ErrNotReady) {
+			return 0, err
+		}
 		if desired.Template != st.Stable.Template && (st.Canary == nil || desired.Template != st.Canary.Template) {
 			m.store.deploy = &desired
 		}
@@ -150,7 +158,7 @@ func (m *managed) release(ctx context.Context) error {
 func newRelease(c client.Client, r *v1alpha1.Rollout, log *slog.Logger) (*managed, error) {
 	var err error
 	kp := spec.ResolveKubernetes(r)
-	m := &managed{target: target.NewDeployment(c, r, kp, log)}
+	m := &managed{target: target.NewDeployment(c, r, kp, nil, log)}
 	m.router, err = router.ForKubernetes(c, r, kp, m.target, log)
 	return m, err
 }

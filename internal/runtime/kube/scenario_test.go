@@ -16,6 +16,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/target"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
@@ -185,12 +186,13 @@ func TestGatewayAPIPromotes(t *testing.T) {
 	}
 	// The status is written before the route: the route follows.
 	s.routeAllStable("after promotion")
-	s.WaitDeployment("web-stable", "the stable copy on v2", func(d *appsv1.Deployment) bool {
-		return d.Spec.Template.Spec.Containers[0].Image == "registry.example/web:v2" && d.Status.UpdatedReplicas == 2
-	})
-	s.WaitDeployment("web-canary", "the canary scaled to zero", func(d *appsv1.Deployment) bool {
-		return ptr.Deref(d.Spec.Replicas, 1) == 0
-	})
+	// The previous version stays warm for the undo window: the stable
+	// Service switched to the canary copy's pods, which run v2, and the
+	// stable copy keeps running v1.
+	s.reachesOnly(map[string]string{"web-stable": target.RoleCanary})
+	if img := s.Deployment("web-stable").Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:v1" {
+		t.Errorf("the stable copy runs %s after the promotion, want v1 kept warm", img)
+	}
 	if r.Status.Stable == nil || !strings.Contains(r.Status.Stable.Version, "web:v2") {
 		t.Errorf("status.stable %+v, want v2", r.Status.Stable)
 	}
@@ -222,6 +224,47 @@ func TestGatewayAPIRollsBackOnFailingMetric(t *testing.T) {
 	ev := s.waitEvent("web", "RollingBack")
 	if !strings.HasPrefix(ev[0], "Warning") || !strings.Contains(ev[0], "success-rate") {
 		t.Errorf("RollingBack event %q: want a Warning naming the metric", ev[0])
+	}
+	checkRolledBackSeries(t, s.Namespace)
+}
+
+// checkRolledBackSeries checks the controller's series of rollout web in
+// namespace ns once rolled back by its success-rate at 50: the same names
+// as the standalone daemon's (see docs/observability.md).
+func checkRolledBackSeries(t *testing.T, ns string) {
+	t.Helper()
+	series := func(kv ...string) map[string]string {
+		labels := map[string]string{"namespace": ns, "rollout": "web"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			labels[kv[i]] = kv[i+1]
+		}
+		return labels
+	}
+	want := []struct {
+		name   string
+		labels map[string]string
+		value  float64
+	}{
+		{"pipit_rollout_phase", series("phase", "RolledBack"), 1},
+		{"pipit_rollout_rollbacks_total", series("outcome", "RolledBack"), 1},
+		{"pipit_rollout_events_total", series("type", "Warning", "reason", "RolledBack"), 1},
+		{"pipit_rollout_metric_value", series("metric", "success-rate", "role", "canary"), 50},
+		{"pipit_rollout_canary_weight_percent", series(), 0},
+	}
+	// The controller publishes its series after it wrote the status.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var wrong []string
+		for _, w := range want {
+			if got, ok := exportedValue(t, w.name, w.labels); !ok || got != w.value {
+				wrong = append(wrong, fmt.Sprintf("%s%v = %v (exported: %v), want %v", w.name, w.labels, got, ok, w.value))
+			}
+		}
+		if len(wrong) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("controller series:\n%s", strings.Join(wrong, "\n"))
+		}
 	}
 }
 

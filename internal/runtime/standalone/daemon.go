@@ -6,6 +6,7 @@ package standalone
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/runtime/standalone/handover"
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/store"
+	"github.com/pipit-dev/pipit/internal/telemetry"
 )
 
 // DefaultAPIAddr is where the control API listens unless told otherwise.
@@ -52,6 +54,12 @@ type Config struct {
 	StateDir string
 	// APIAddr is the control API's listen address; ":0" picks a free port.
 	APIAddr string
+	// APITLS serves the control API over TLS; nil serves plain HTTP,
+	// which Start refuses on an address other than loopback unless
+	// Insecure is set: the API carries bearer tokens.
+	APITLS *TLSFiles
+	// Insecure allows plain HTTP on an address other than loopback.
+	Insecure bool
 	// Clock is the one clock of the daemon and everything it runs; nil
 	// is the wall clock.
 	Clock rollout.Clock
@@ -93,6 +101,7 @@ type Daemon struct {
 	read      func() ([]Source, error)
 	listeners listenerSet
 	reg       *prometheus.Registry
+	metrics   *telemetry.Rollouts
 	env       env
 	// runCtx bounds deciding: the rollout loops, hooks, health checks
 	// and notifications under it, and the pruning that wg waits for;
@@ -110,7 +119,8 @@ type Daemon struct {
 	accepting sync.WaitGroup
 	api       *http.Server
 	apiLn     net.Listener
-	apiName   string // the control API's address as it was given
+	apiTLS    *tls.Config // nil: the control API speaks plain HTTP
+	apiName   string      // the control API's address as it was given
 	// handoverLn answers a daemon that asks to take over; handovers
 	// delivers the outcome. handingOver refuses reloads once it began.
 	handoverLn  *handover.Listener
@@ -147,6 +157,15 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 	if err := cfg.Retention.validate(); err != nil {
 		return nil, &ConfigError{err}
 	}
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = DefaultAPIAddr
+	}
+	// Checked before anything opens: a refused start changes nothing.
+	apiTLSConfig, err := apiTLS(cfg.APIAddr, cfg.APITLS, cfg.Insecure)
+	if err != nil {
+		cfg.Inherit.close()
+		return nil, &ConfigError{err}
+	}
 	clock := rollout.ClockOrSystem(cfg.Clock)
 	cfg.Logger, cfg.Clock = log, clock
 	rollouts, raws, files, err := parseSources(cfg.Sources)
@@ -164,7 +183,7 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		cfg.Inherit.close()
 		return nil, err
 	}
-	d := &Daemon{db: db, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, clock: clock,
+	d := &Daemon{db: db, apiTLS: apiTLSConfig, rollouts: map[string]*managed{}, frontends: frontends, log: log, stateDir: cfg.StateDir, clock: clock,
 		retention: cfg.Retention, read: cfg.Read, handovers: make(chan HandOver, 1)}
 	if incoming != nil {
 		d.stopsHeld = make(chan struct{})
@@ -199,10 +218,11 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 	}
 	d.reg = prometheus.NewRegistry()
 	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.metrics = telemetry.New(d.reg)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.runCtx, d.cancel = runCtx, cancel
 	d.serveCtx, d.stopServing = context.WithCancel(context.WithoutCancel(ctx))
-	d.env = env{db: d.db, stateDir: cfg.StateDir, clock: d.clock, log: d.log, cookieKeys: route.CookieKeys(keys),
+	d.env = env{db: d.db, stateDir: cfg.StateDir, clock: d.clock, log: d.log, metrics: d.metrics, cookieKeys: route.CookieKeys(keys),
 		inherit: cfg.Inherit, stopsHeld: d.stopsHeld}
 	for i, r := range rollouts {
 		if err := d.add(ctx, r, raws[i]); err != nil {
@@ -214,7 +234,6 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 			return err
 		}
 	}
-	d.reg.MustRegister(&statusCollector{d: d})
 	if err := d.startAPI(cfg, token); err != nil {
 		return err
 	}
@@ -229,7 +248,11 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 		d.serveFrontend(f, d.accepting.Done)
 	}
 	d.serving.Go(func() {
-		if err := d.api.Serve(d.apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		ln := d.apiLn // the plain socket, which a hand-over passes on
+		if d.apiTLS != nil {
+			ln = tls.NewListener(ln, d.apiTLS)
+		}
+		if err := d.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("control API stopped", "err", err)
 		}
 	})
@@ -249,6 +272,7 @@ func (d *Daemon) add(ctx context.Context, r *v1alpha1.Rollout, raw []byte) error
 		m.closeDataPlane()
 		return err
 	}
+	m.exportMetrics()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.rollouts[r.Name] = m
@@ -296,9 +320,6 @@ func (d *Daemon) serveFrontend(f *frontend, accepting func()) {
 // startAPI listens for the control API and writes its address down.
 func (d *Daemon) startAPI(cfg Config, token string) error {
 	d.apiName = cfg.APIAddr
-	if d.apiName == "" {
-		d.apiName = DefaultAPIAddr
-	}
 	var err error
 	if d.apiLn, err = d.listeners.listen(d.apiName); err != nil {
 		return fmt.Errorf("control API: %w", err)
@@ -306,10 +327,15 @@ func (d *Daemon) startAPI(cfg Config, token string) error {
 	if d.handoverLn, err = handover.Listen(cfg.StateDir, d.log); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(cfg.StateDir, controlapi.AddressFile), []byte(d.apiLn.Addr().String()+"\n")); err != nil {
+	addr := d.apiLn.Addr().String()
+	if d.apiTLS != nil {
+		// The scheme tells the clients reading the file to speak TLS.
+		addr = "https://" + addr
+	}
+	if err := writeFileAtomic(filepath.Join(cfg.StateDir, controlapi.AddressFile), []byte(addr+"\n")); err != nil {
 		return err
 	}
-	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, token, promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}), d.log), d.log)
+	d.api = controlapi.NewServer(d.apiLn.Addr().String(), controlapi.NewHandler(d, authenticator{admin: controlapi.SingleToken(token), db: d.db}, promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}), d.log), d.log)
 	return nil
 }
 

@@ -210,7 +210,7 @@ func (h *everyHook) checkCallbacks(t *testing.T, c controlapi.Backend) {
 		}
 	}
 	history, _ := c.Events(context.Background(), "web", 0)
-	if !strings.Contains(historyText(history), "Approval decision approved by qa: looks good") {
+	if !strings.Contains(historyText(history), "Approval decision approved by admin: looks good") {
 		t.Errorf("history lacks the approval: %s", historyText(history))
 	}
 	slackText := strings.Join(h.slack.got(), "\n")

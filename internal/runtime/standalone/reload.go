@@ -423,6 +423,7 @@ func (m *managed) applyChange(ctx context.Context, c *rolloutChange) {
 	if c.notifier != nil {
 		old := m.notifier
 		m.notifier = c.notifier
+		m.env.metrics.Notifiers(metricsNamespace, m.name, c.notifier.Stats)
 		m.wg.Go(old.Close)
 		m.wg.Go(func() { c.notifier.Run(m.ctx) })
 	}
@@ -538,6 +539,7 @@ func (d *Daemon) startAdded(ctx context.Context, a addedRollout) {
 	if err := d.rolloutMetrics(m.name).Register(planeCollector{m}); err != nil {
 		d.log.Warn("exposing the metrics of an added rollout", "rollout", m.name, "err", err)
 	}
+	m.exportMetrics()
 	st := m.runner.Status
 	ev := reloadedEvent(st, metav1.NewMicroTime(m.clock.Now()), "Added from %s by a reload", a.file)
 	if err := m.store.Save(ctx, st, []v1alpha1.Event{ev}, nil); err != nil {
@@ -555,6 +557,7 @@ func (d *Daemon) startAdded(ctx context.Context, a addedRollout) {
 func (d *Daemon) remove(ctx context.Context, m *managed) {
 	m.stop()
 	d.rolloutMetrics(m.name).Unregister(planeCollector{m})
+	d.metrics.Forget(metricsNamespace, m.name)
 	st := m.runner.Status
 	ev := reloadedEvent(st, metav1.NewMicroTime(m.clock.Now()),
 		"Removed from the rollout files by a reload; its state is kept, and adding it back resumes it")

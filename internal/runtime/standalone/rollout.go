@@ -22,6 +22,7 @@ import (
 	"github.com/pipit-dev/pipit/internal/spec"
 	"github.com/pipit-dev/pipit/internal/store"
 	"github.com/pipit-dev/pipit/internal/target"
+	"github.com/pipit-dev/pipit/internal/telemetry"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
@@ -100,6 +101,8 @@ type env struct {
 	stateDir string
 	clock    rollout.Clock
 	log      *slog.Logger
+	// metrics are the series of every rollout of the daemon.
+	metrics *telemetry.Rollouts
 	// cookieKeys sign every proxy's sticky cookies.
 	cookieKeys route.CookieKeys
 	// inherit holds the output pipes of the processes to adopt, which
@@ -306,9 +309,18 @@ func (m *managed) deployFromFile(ctx context.Context, st v1alpha1.RolloutStatus)
 	return err
 }
 
-// notify sends the events to the rollout's notifiers, never blocking.
+// notify sends the events to the rollout's notifiers, never blocking,
+// and counts them.
 func (m *managed) notify(st v1alpha1.RolloutStatus, events []v1alpha1.Event) {
 	m.notifier.SendAll(m.name, st, events)
+	m.env.metrics.Observe(metricsNamespace, m.name, st, events)
+}
+
+// exportMetrics publishes the rollout's status and its notifiers'
+// counters, before its loop runs.
+func (m *managed) exportMetrics() {
+	m.env.metrics.Set(metricsNamespace, m.name, m.snapshot())
+	m.env.metrics.Notifiers(metricsNamespace, m.name, m.notifier.Stats)
 }
 
 // run drives the rollout until it is stopped or the daemon's run
@@ -423,6 +435,7 @@ func (m *managed) publish() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.status = m.runner.Status
+	m.env.metrics.Set(metricsNamespace, m.name, m.status)
 	for id, err := range m.answers {
 		if ch := m.waiters[id]; ch != nil {
 			ch <- err

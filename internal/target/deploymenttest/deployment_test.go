@@ -45,7 +45,7 @@ func newEnv(t *testing.T, dep *appsv1.Deployment, k *v1alpha1.KubernetesSpec) *e
 	}
 	e.Create(e.rollout)
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.d = target.NewDeployment(e.Client, e.rollout, spec.ResolveKubernetes(e.rollout), log)
+	e.d = target.NewDeployment(e.Client, e.rollout, spec.ResolveKubernetes(e.rollout), nil, log)
 	return e
 }
 

@@ -47,9 +47,16 @@ type Server struct {
 // when missing and fails the test when it cannot.
 func Start(t testing.TB, scrapeTargets []string, scrapeInterval time.Duration) *Server {
 	t.Helper()
+	return StartWithRules(t, scrapeTargets, scrapeInterval, nil)
+}
+
+// StartWithRules is Start with the rule files loaded (absolute paths),
+// evaluated every scrapeInterval too, so that a test's alerts fire soon.
+func StartWithRules(t testing.TB, scrapeTargets []string, scrapeInterval time.Duration, ruleFiles []string) *Server {
+	t.Helper()
 	tools.EnsureDebian(t, "prometheus", Binary)
 	dir := t.TempDir()
-	cfg, err := config(scrapeTargets, scrapeInterval)
+	cfg, err := config(scrapeTargets, scrapeInterval, ruleFiles)
 	if err != nil {
 		t.Fatalf("promserver: %v", err)
 	}
@@ -71,14 +78,22 @@ func Start(t testing.TB, scrapeTargets []string, scrapeInterval time.Duration) *
 	}
 }
 
-// config writes a scrape configuration with one job per target.
-func config(targets []string, interval time.Duration) (string, error) {
+// config writes a scrape configuration with one job per target, and the
+// rule files to evaluate.
+func config(targets []string, interval time.Duration, ruleFiles []string) (string, error) {
 	if interval <= 0 {
 		return "", fmt.Errorf("scrape interval must be positive, got %s", interval)
 	}
 	d := model.Duration(interval).String()
 	var b strings.Builder
-	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  evaluation_interval: %s\nscrape_configs:\n", d, d, d)
+	fmt.Fprintf(&b, "global:\n  scrape_interval: %s\n  scrape_timeout: %s\n  evaluation_interval: %s\n", d, d, d)
+	if len(ruleFiles) > 0 {
+		b.WriteString("rule_files:\n")
+		for _, f := range ruleFiles {
+			fmt.Fprintf(&b, "  - %s\n", strconv.Quote(f))
+		}
+	}
+	b.WriteString("scrape_configs:\n")
 	for i, target := range targets {
 		scheme, host, path := "http", target, "/metrics"
 		if strings.Contains(target, "://") {

@@ -41,12 +41,13 @@ func TestStartScrapesTargets(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	got, err := config([]string{"127.0.0.1:9100", "https://127.0.0.1:8443/stats"}, 500*time.Millisecond)
+	got, err := config([]string{"127.0.0.1:9100", "https://127.0.0.1:8443/stats"}, 500*time.Millisecond, []string{"/etc/rules.yaml"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"scrape_interval: 500ms",
+		"scrape_interval: 500ms", "evaluation_interval: 500ms", `rule_files:
+  - "/etc/rules.yaml"`,
 		`job_name: "target-0"`, `scheme: "http"`, `metrics_path: "/metrics"`, `targets: ["127.0.0.1:9100"]`,
 		`job_name: "target-1"`, `scheme: "https"`, `metrics_path: "/stats"`, `targets: ["127.0.0.1:8443"]`,
 	} {
@@ -54,10 +55,10 @@ func TestConfig(t *testing.T) {
 			t.Errorf("config lacks %q:\n%s", want, got)
 		}
 	}
-	if _, err := config(nil, 0); err == nil {
+	if _, err := config(nil, 0, nil); err == nil {
 		t.Error("a zero scrape interval was accepted")
 	}
-	if _, err := config([]string{"http://"}, time.Second); err == nil {
+	if _, err := config([]string{"http://"}, time.Second, nil); err == nil {
 		t.Error("a URL without host was accepted")
 	}
 }
