@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
@@ -142,5 +144,39 @@ func TestGoalsCapHolds(t *testing.T) {
 	}
 	if c := conversions(t, s.Stable) + conversions(t, s.Canary); c != total {
 		t.Errorf("%d conversions of %d users who all bought", c, total)
+	}
+}
+
+// TestGoalsExported: the visitors and conversions are exported to
+// Prometheus per role, version and goal.
+func TestGoalsExported(t *testing.T) {
+	p := goalProxy(t, 0, 0)
+	url := front(t, p)
+	visit(t, url, http.MethodGet, "/", "u1")
+	visit(t, url, http.MethodPost, "/buy", "u2")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(NewCollector(p, nil))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += " " + l.GetName() + "=" + l.GetValue()
+			}
+			got[key] = m.GetCounter().GetValue()
+		}
+	}
+	for key, want := range map[string]float64{
+		"pipit_proxy_visitors_total role=stable version=v1":             2,
+		"pipit_proxy_conversions_total goal=buy role=stable version=v1": 1,
+		"pipit_proxy_visitors_total role=canary version=v2":             0,
+	} {
+		if v, ok := got[key]; !ok || v != want {
+			t.Errorf("%s = %v (exported: %v), want %v", key, v, ok, want)
+		}
 	}
 }

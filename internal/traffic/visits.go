@@ -163,6 +163,9 @@ func (s *Stats) AddVisits(v *Visits) {
 // (see Visits); zero without goals.
 func (v VersionStats) Visitors() uint64 { return v.visits.visitors }
 
+// Goals names the goals counted, in order; none without goals.
+func (v VersionStats) Goals() []string { return slices.Clone(v.visits.goals) }
+
 // Conversions is how many of the version's visitors reached the goal
 // named goal; "" names the first goal. ok is false when no goal has that
 // name.
