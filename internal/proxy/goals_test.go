@@ -150,10 +150,17 @@ func TestGoalsCapHolds(t *testing.T) {
 // TestGoalsExported: the visitors and conversions are exported to
 // Prometheus per role, version and goal.
 func TestGoalsExported(t *testing.T) {
-	p := goalProxy(t, 0, 0)
+	// One user a shard: u1 and u2 fall in different shards (the hash is
+	// deterministic), and more users soon meet a full one.
+	p := goalProxy(t, 0, 32)
 	url := front(t, p)
 	visit(t, url, http.MethodGet, "/", "u1")
 	visit(t, url, http.MethodPost, "/buy", "u2")
+	untracked := 0
+	for i := 0; untracked == 0; i++ { // until a user falls in a full shard
+		visit(t, url, http.MethodGet, "/", "more"+strconv.Itoa(i))
+		untracked = int(p.table.Load().visits.Untracked())
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewCollector(p, nil))
 	families, err := reg.Gather()
@@ -171,9 +178,9 @@ func TestGoalsExported(t *testing.T) {
 		}
 	}
 	for key, want := range map[string]float64{
-		"pipit_proxy_visitors_total role=stable version=v1":             2,
 		"pipit_proxy_conversions_total goal=buy role=stable version=v1": 1,
 		"pipit_proxy_visitors_total role=canary version=v2":             0,
+		"pipit_proxy_visits_untracked_total":                            float64(untracked),
 	} {
 		if v, ok := got[key]; !ok || v != want {
 			t.Errorf("%s = %v (exported: %v), want %v", key, v, ok, want)

@@ -25,6 +25,9 @@ var (
 	conversionsDesc = prometheus.NewDesc("pipit_proxy_conversions_total",
 		"Of those users, the ones who then reached the goal.",
 		[]string{"role", "version", "goal"}, nil)
+	untrackedDesc = prometheus.NewDesc("pipit_proxy_visits_untracked_total",
+		"Requests of users not counted for the goals because the set of users was full (traffic.DefaultMaxUsers).",
+		nil, nil)
 	upDesc = prometheus.NewDesc("pipit_proxy_upstream_up",
 		"1 when the upstream in the role is healthy, 0 when down; absent while unknown.",
 		[]string{"role"}, nil)
@@ -48,6 +51,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- upDesc
 	ch <- visitorsDesc
 	ch <- conversionsDesc
+	ch <- untrackedDesc
 }
 
 // Collect implements prometheus.Collector. A version's series start when
@@ -74,6 +78,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, c.p.Weight().Float())
+	if v := c.p.table.Load().visits; v != nil {
+		ch <- prometheus.MustNewConstMetric(untrackedDesc, prometheus.CounterValue, float64(v.Untracked()))
+	}
 }
 
 func collectVersion(ch chan<- prometheus.Metric, role string, vs *traffic.VersionStats) {

@@ -75,9 +75,6 @@ func NewVisits(goals []string, maxUsers int, epoch uint64) *Visits {
 	return v
 }
 
-// MaxUsers is how many users v remembers at most.
-func (v *Visits) MaxUsers() int { return v.perShard * visitShards }
-
 // Observe counts one request of user (the hash of their key) that was
 // routed to the canary or to stable and matched the goals in the mask
 // goals (bit i for goal i; zero for none). It takes one shard's lock for

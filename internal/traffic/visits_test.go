@@ -102,9 +102,6 @@ func TestVisitsCapHolds(t *testing.T) {
 	if got := v.Untracked(); got != 8000-total {
 		t.Errorf("untracked = %d, want %d", got, 8000-total)
 	}
-	if got := v.MaxUsers(); got != maxUsers {
-		t.Errorf("MaxUsers = %d, want %d", got, maxUsers)
-	}
 }
 
 // TestVisitsWindow: a window holds the users first seen and the goals
