@@ -89,8 +89,10 @@ func (b *Builtin) Measure(metrics []spec.PlanMetric) []rollout.Measurement {
 		if _, conv := spec.ConversionGoal(pm.Name); conv {
 			// A user converts at some point after their first visit,
 			// not within one window: the rate counts every user since the
-			// canary was deployed.
-			out = append(out, conversions(pm.Name, sampled))
+			// canary was set, when the source's visits start over (the
+			// proxy's do), and no window is cut out of them, which could
+			// count the conversions of users first seen before it.
+			out = append(out, conversions(pm.Name, now))
 			continue
 		}
 		m := Compute(pm.Name, window)

@@ -34,10 +34,10 @@ const (
 // told apart by a 64-bit hash of their key; two keys that collide (about
 // one chance in 2^64 per pair) count as one user.
 //
-// Memory is bounded: once MaxUsers users are remembered, users first
-// seen after that are not counted at all (Untracked says how many
-// requests met a full set), so the counts are those of the first
-// MaxUsers users of the window, exact for them.
+// Memory is bounded: once maxUsers users (NewVisits) are remembered,
+// users first seen after that are not counted at all (Untracked says how
+// many requests met a full set), so the counts are those of the first
+// users of the experiment, exact for them.
 type Visits struct {
 	epoch    uint64
 	goals    []string
@@ -122,10 +122,14 @@ func (v *Visits) snapshot(canary bool) visitStats {
 	if canary {
 		c = &v.counts[1]
 	}
-	s := visitStats{epoch: v.epoch, goals: v.goals, visitors: c.visitors.Load()}
+	// Conversions first: Observe counts a visitor before its
+	// conversions, so a snapshot never has more conversions than
+	// visitors, which a test of proportions would refuse.
+	s := visitStats{epoch: v.epoch, goals: v.goals}
 	for i := range c.conversions {
 		s.conversions[i] = c.conversions[i].Load()
 	}
+	s.visitors = c.visitors.Load()
 	return s
 }
 
