@@ -36,6 +36,36 @@ type AnalysisSpec struct {
 	// (canary against stable, Kayenta style).
 	// +optional
 	Judge *JudgeSpec `json:"judge,omitempty"`
+	// Goals are the requests that count as a conversion, for the builtin
+	// metrics conversion-rate (the first goal) and conversion-rate:NAME.
+	// The built-in proxy counts, per version, the distinct users who
+	// reached it and those of them who sent a request matching a goal; it
+	// needs a user key (spec.service.traffic.userKey) to tell users apart.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Goals []Goal `json:"goals,omitempty"`
+}
+
+// MaxGoals bounds spec.analysis.goals: the proxy keeps one bit per goal
+// for each user it tracks.
+const MaxGoals = 16
+
+// Goal is a request that counts as a conversion: a user converts when
+// they send one that matches every condition written, in the traffic
+// rules' match syntax (see TrafficRule).
+type Goal struct {
+	// Name names the goal in the metric conversion-rate:NAME.
+	Name string `json:"name"`
+	// Method is a condition on the request's method, such as POST.
+	// +optional
+	Method *StringMatch `json:"method,omitempty"`
+	// Path is a condition on the request's path (decoded, without the
+	// query), such as exact: /checkout/done.
+	// +optional
+	Path *StringMatch `json:"path,omitempty"`
+	// Headers maps header names (any case) to conditions on their values.
+	// +optional
+	Headers map[string]StringMatch `json:"headers,omitempty"`
 }
 
 // MetricSpec is one metric measured at every check, for the canary and,
@@ -43,8 +73,10 @@ type AnalysisSpec struct {
 type MetricSpec struct {
 	// Name of the metric. Without a provider it names a builtin metric of
 	// the proxy: request-success-rate, error-rate, request-count,
-	// latency-mean, latency-p50, latency-p95, latency-p99 and
-	// request-duration (p99, as Flagger names it); or, for process
+	// latency-mean, latency-p50, latency-p95, latency-p99,
+	// request-duration (p99, as Flagger names it), conversion-rate (the
+	// share of users, in percent, who reached the first goal since the
+	// canary started) and conversion-rate:GOAL (that of goal GOAL); or, for process
 	// targets, cpu-usage (% of one core) and memory-usage (% of the
 	// stated memory limit) of the version's processes.
 	Name string `json:"name"`

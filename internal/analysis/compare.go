@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
@@ -36,21 +37,81 @@ func Compare(m v1alpha1.MetricSpec, meas rollout.Measurement, confidence float64
 		r.Verdict, r.Message = v1alpha1.VerdictError, fmt.Sprintf("%s: %v", m.Name, meas.Err)
 		return r, stats.MetricResult{Name: m.Name, Groups: cfg.Groups, Classification: stats.MetricError, Muted: m.DryRun}
 	}
-	res := stats.Classify(meas.StableSamples, meas.CanarySamples, cfg)
-	switch res.Classification {
-	case stats.MetricPass:
-		r.Verdict = v1alpha1.VerdictSuccessful
-	case stats.MetricHigh, stats.MetricLow:
-		r.Verdict = v1alpha1.VerdictFailed
-	case stats.MetricNoData, stats.MetricNoDataFail:
-		r.Verdict = v1alpha1.VerdictNoData
-	default:
-		r.Verdict = v1alpha1.VerdictError
-	}
 	show := valueWriter(m)
+	if _, conv := spec.ConversionGoal(m.Name); conv && m.Provider == nil {
+		res := classifyConversions(meas, cfg)
+		r.Verdict = verdictOf(res.Classification)
+		r.Message = fmt.Sprintf("%s: canary %s vs stable (%s vs %s of %d vs %d users): %s",
+			m.Name, res.Classification, show(res.Canary.Mean), show(res.Stable.Mean), res.Canary.Count, res.Stable.Count, res.Reason)
+		return r, res
+	}
+	res := stats.Classify(meas.StableSamples, meas.CanarySamples, cfg)
+	r.Verdict = verdictOf(res.Classification)
 	r.Message = fmt.Sprintf("%s: canary %s vs stable (mean %s vs %s, %d vs %d samples): %s",
 		m.Name, res.Classification, show(res.Canary.Mean), show(res.Stable.Mean), res.Canary.Count, res.Stable.Count, res.Reason)
 	return r, res
+}
+
+// verdictOf is the verdict of a check on a compared metric classified c.
+func verdictOf(c stats.Classification) v1alpha1.Verdict {
+	switch c {
+	case stats.MetricPass:
+		return v1alpha1.VerdictSuccessful
+	case stats.MetricHigh, stats.MetricLow:
+		return v1alpha1.VerdictFailed
+	case stats.MetricNoData, stats.MetricNoDataFail:
+		return v1alpha1.VerdictNoData
+	}
+	return v1alpha1.VerdictError
+}
+
+// classifyConversions compares the canary's conversions with the
+// stable's by the two-proportion z-test (stats.ProportionTest) instead of
+// Mann-Whitney: a conversion is one yes or no per user, not a sample of a
+// distribution. Each check tests the counts since the canary was
+// deployed, at the confidence the caller spent on this check (see
+// SpentConfidence), so that looking at every check does not add false
+// alarms. A significant change in the metric's bad direction fails it,
+// unless the ratio of the rates stays within the allowed change.
+func classifyConversions(meas rollout.Measurement, cfg stats.MetricConfig) stats.MetricResult {
+	res := stats.MetricResult{Name: cfg.Name, Groups: cfg.Groups, Muted: cfg.Muted, Effect: math.NaN(), MeanRatio: math.NaN()}
+	c, s := meas.CanaryUsers, meas.StableUsers
+	if c == nil || s == nil || c.Visitors == 0 || s.Visitors == 0 {
+		res.Classification, res.Reason = stats.MetricNoData, "a version has no visitors yet"
+		return res
+	}
+	pt, err := stats.ProportionTest(stats.Proportion{Successes: c.Converted, Trials: c.Visitors},
+		stats.Proportion{Successes: s.Converted, Trials: s.Visitors}, cfg.ConfLevel)
+	if err != nil {
+		res.Classification, res.Reason = stats.MetricError, err.Error()
+		return res
+	}
+	res.Canary = stats.SeriesSummary{Count: int(c.Visitors), Mean: 100 * pt.CanaryRate}
+	res.Stable = stats.SeriesSummary{Count: int(s.Visitors), Mean: 100 * pt.StableRate}
+	res.MeanRatio = pt.CanaryRate / pt.StableRate
+	res.Effect = res.MeanRatio
+	allowedUp, allowedDown := 1.0, 1.0
+	if cfg.Effect.AllowedIncrease != 0 || cfg.Effect.AllowedDecrease != 0 {
+		allowedUp, allowedDown = cfg.Effect.AllowedIncrease, cfg.Effect.AllowedDecrease
+	}
+	// A NaN ratio (no conversion on stable) cannot veto, as in
+	// Kayenta's classifier.
+	reaches := func(beyond bool) bool { return beyond || math.IsNaN(res.Effect) }
+	res.Reason = pt.Reason
+	switch {
+	case pt.Verdict == stats.ProportionNotEnoughData:
+		res.Classification = stats.MetricNoData
+	case pt.Verdict == stats.ProportionWorse && cfg.Direction != stats.Increase && reaches(res.Effect <= allowedDown):
+		res.Classification, res.Critical = stats.MetricLow, cfg.Critical
+	case pt.Verdict == stats.ProportionBetter && cfg.Direction != stats.Decrease && reaches(res.Effect >= allowedUp):
+		res.Classification, res.Critical = stats.MetricHigh, cfg.Critical
+	default:
+		res.Classification = stats.MetricPass
+		if pt.Verdict != stats.ProportionNoDifference {
+			res.Reason += "; not a change in the failing direction beyond the allowed change"
+		}
+	}
+	return res
 }
 
 // SpentConfidence is the confidence for the check-th test (from 1) of the

@@ -27,6 +27,10 @@ const (
 	LatencyP99         = "latency-p99"
 	// RequestDuration is the p99 latency, named as Flagger names it.
 	RequestDuration = "request-duration"
+	// ConversionRate is the share of a version's users, in percent, who
+	// reached the first goal of spec.analysis.goals since the canary was
+	// deployed; ConversionRate + ":" + NAME is the goal NAME's.
+	ConversionRate = spec.MetricConversionRate
 	// CPUUsage is in % of one core, summed over a version's replicas.
 	CPUUsage = spec.MetricCPUUsage
 	// MemoryUsage is resident memory in % of a version's stated limit.
@@ -34,7 +38,7 @@ const (
 )
 
 // proxyNames are the builtin metrics the proxy measures.
-var proxyNames = []string{RequestSuccessRate, ErrorRate, RequestCount, LatencyMean, LatencyP50, LatencyP95, LatencyP99, RequestDuration}
+var proxyNames = []string{RequestSuccessRate, ErrorRate, RequestCount, LatencyMean, LatencyP50, LatencyP95, LatencyP99, RequestDuration, ConversionRate}
 
 // BuiltinNames lists the builtin metrics this package measures; spec keeps
 // the list it validates against, and a test of spec checks the two agree.
@@ -82,6 +86,15 @@ func (b *Builtin) Measure(metrics []spec.PlanMetric) []rollout.Measurement {
 	b.mu.Unlock()
 	out := make([]rollout.Measurement, 0, len(metrics))
 	for _, pm := range metrics {
+		if _, conv := spec.ConversionGoal(pm.Name); conv {
+			// A user converts at some point after their first visit,
+			// not within one window: the rate counts every user since the
+			// canary was set, when the source's visits start over (the
+			// proxy's do), and no window is cut out of them, which could
+			// count the conversions of users first seen before it.
+			out = append(out, conversions(pm.Name, now))
+			continue
+		}
 		m := Compute(pm.Name, window)
 		if pm.Compare != nil {
 			k := GroupSize(pm.Name, sampled.Canary.Requests)
@@ -122,6 +135,22 @@ func Compute(name string, w traffic.Stats) rollout.Measurement {
 	return m
 }
 
+// conversions measures the conversion metric name on w, with the counts
+// of users behind each version's rate.
+func conversions(name string, w traffic.Stats) rollout.Measurement {
+	m := Compute(name, w)
+	goal, _ := spec.ConversionGoal(name)
+	users := func(v traffic.VersionStats) *rollout.Conversions {
+		n, ok := v.Conversions(goal)
+		if !ok {
+			return nil
+		}
+		return &rollout.Conversions{Converted: n, Visitors: v.Visitors()}
+	}
+	m.CanaryUsers, m.StableUsers = users(w.Canary), users(w.Stable)
+	return m
+}
+
 func valueOf(name string) (func(traffic.VersionStats) *float64, error) {
 	wrap := func(get func(traffic.VersionStats) (float64, bool)) func(traffic.VersionStats) *float64 {
 		return func(v traffic.VersionStats) *float64 {
@@ -150,6 +179,9 @@ func valueOf(name string) (func(traffic.VersionStats) *float64, error) {
 		return quantile(0.95), nil
 	case LatencyP99, RequestDuration:
 		return quantile(0.99), nil
+	}
+	if goal, ok := spec.ConversionGoal(name); ok {
+		return wrap(func(v traffic.VersionStats) (float64, bool) { return v.ConversionRate(goal) }), nil
 	}
 	return nil, fmt.Errorf("unknown builtin metric %q", name)
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
@@ -57,4 +58,36 @@ func benchmarkServe(b *testing.B, serve func(testing.TB, *Proxy) string) {
 			}
 		}
 	})
+}
+
+// BenchmarkProxyGoals measures the routing of requests keyed by user,
+// with the goals' counting off and on (one goal, which one request in
+// eight reaches), over 4,096 users: the cost of counting visits.
+func BenchmarkProxyGoals(b *testing.B) {
+	reqs := make([]*http.Request, 4096)
+	for i := range reqs {
+		reqs[i] = httptest.NewRequest(http.MethodGet, "/", nil)
+		if i%8 == 0 {
+			reqs[i] = httptest.NewRequest(http.MethodPost, "/buy", nil)
+		}
+		reqs[i].Header.Set("X-User-ID", "user-"+strconv.Itoa(i))
+	}
+	for _, tc := range []struct {
+		name  string
+		goals []v1alpha1.Goal
+	}{{"off", nil}, {"on", buyGoal}} {
+		b.Run(tc.name, func(b *testing.B) {
+			up := Upstream{Version: "v1", URL: nettest.MustURL(b, "http://127.0.0.1:1")}
+			canary := Upstream{Version: "v2", URL: nettest.MustURL(b, "http://127.0.0.1:2")}
+			p := newProxy(b, Config{Stable: up, Canary: &canary, Weight: 10 * v1alpha1.PercentScale,
+				Traffic: byUser, Goals: tc.goals})
+			tab := p.table.Load()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for i := 0; pb.Next(); i++ {
+					tab.choose(reqs[i%len(reqs)])
+				}
+			})
+		})
+	}
 }

@@ -19,6 +19,15 @@ var (
 		[]string{"role", "version"}, nil)
 	weightDesc = prometheus.NewDesc("pipit_proxy_canary_weight_percent",
 		"Share of traffic sent to the canary, in percent.", nil, nil)
+	visitorsDesc = prometheus.NewDesc("pipit_proxy_visitors_total",
+		"Distinct users first routed to the version since the canary was set, with spec.analysis.goals.",
+		[]string{"role", "version"}, nil)
+	conversionsDesc = prometheus.NewDesc("pipit_proxy_conversions_total",
+		"Of those users, the ones who then reached the goal.",
+		[]string{"role", "version", "goal"}, nil)
+	untrackedDesc = prometheus.NewDesc("pipit_proxy_visits_untracked_total",
+		"Requests of users not counted for the goals because the set of users was full (traffic.DefaultMaxUsers).",
+		nil, nil)
 	upDesc = prometheus.NewDesc("pipit_proxy_upstream_up",
 		"1 when the upstream in the role is healthy, 0 when down; absent while unknown.",
 		[]string{"role"}, nil)
@@ -40,6 +49,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- durationDesc
 	ch <- weightDesc
 	ch <- upDesc
+	ch <- visitorsDesc
+	ch <- conversionsDesc
+	ch <- untrackedDesc
 }
 
 // Collect implements prometheus.Collector. A version's series start when
@@ -66,6 +78,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, c.p.Weight().Float())
+	if v := c.p.table.Load().visits; v != nil {
+		ch <- prometheus.MustNewConstMetric(untrackedDesc, prometheus.CounterValue, float64(v.Untracked()))
+	}
 }
 
 func collectVersion(ch chan<- prometheus.Metric, role string, vs *traffic.VersionStats) {
@@ -78,4 +93,15 @@ func collectVersion(ch chan<- prometheus.Metric, role string, vs *traffic.Versio
 	}
 	ch <- prometheus.MustNewConstHistogram(durationDesc, vs.LatencyCount(),
 		float64(vs.LatencySum())/1e9, buckets, role, vs.Version)
+	goals := vs.Goals()
+	if len(goals) == 0 {
+		return
+	}
+	// Both versions' counts start over with each canary, which
+	// Prometheus reads as a counter reset.
+	ch <- prometheus.MustNewConstMetric(visitorsDesc, prometheus.CounterValue, float64(vs.Visitors()), role, vs.Version)
+	for _, g := range goals {
+		n, _ := vs.Conversions(g)
+		ch <- prometheus.MustNewConstMetric(conversionsDesc, prometheus.CounterValue, float64(n), role, vs.Version, g)
+	}
 }

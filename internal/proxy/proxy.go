@@ -135,6 +135,13 @@ type Config struct {
 	// Clock reads the time of cookie expiries, of a key rotation's grace
 	// period and of health-check intervals; nil is the wall clock.
 	Clock rollout.Clock
+	// Goals are spec.analysis.goals: with them (and a user key in
+	// Traffic) the proxy counts each version's visitors and conversions
+	// (Stats, traffic.Visits), starting over with each canary.
+	Goals []v1alpha1.Goal
+	// MaxGoalUsers bounds the users remembered for the goals' counts;
+	// zero takes traffic.DefaultMaxUsers.
+	MaxGoalUsers int
 }
 
 // Proxy is an http.Handler that sends each request to the stable or the
@@ -170,6 +177,9 @@ type Proxy struct {
 	onEject      func(role, reason string)
 	// ejection is the last ejection of a canary; see eject.
 	ejection atomic.Pointer[ejection]
+	// goals name the goals counted (Config.Goals); none counts no visit.
+	goals        []string
+	maxGoalUsers int
 }
 
 // New builds a Proxy from cfg.
@@ -214,6 +224,11 @@ func New(cfg Config) (*Proxy, error) {
 		log:     log,
 		clock:   rollout.ClockOrSystem(cfg.Clock),
 		tasks:   newBackground(),
+
+		maxGoalUsers: cfg.MaxGoalUsers,
+	}
+	for _, g := range cfg.Goals {
+		p.goals = append(p.goals, g.Name)
 	}
 	tr, err := p.newPolicy(cfg)
 	if err != nil {
@@ -228,7 +243,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.table.Store(&table{Table: rt})
+	p.table.Store(&table{Table: rt, visits: p.newVisits()})
 	if err := p.initialUpstreams(cfg); err != nil {
 		return nil, err
 	}
@@ -348,6 +363,9 @@ func (p *Proxy) Stats() traffic.Stats {
 	s := traffic.Stats{Stable: t.stable.stats.Snapshot()}
 	if t.canary != nil {
 		s.Canary = t.canary.stats.Snapshot()
+	}
+	if t.visits != nil {
+		s.AddVisits(t.visits)
 	}
 	return s
 }

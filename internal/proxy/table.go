@@ -20,6 +20,9 @@ type table struct {
 	route.Table
 	stable *backend
 	canary *backend // nil: no canary
+	// visits counts the goals' visitors and conversions of both versions
+	// since the canary was set; nil without goals.
+	visits *traffic.Visits
 }
 
 // backend is one upstream in one role, with what the request path needs.
@@ -53,6 +56,9 @@ func (t *table) backend(role string) *backend {
 // sends r to.
 func (t *table) choose(r *http.Request) (*backend, route.Decision) {
 	d := t.Route(r)
+	if d.HasUser && t.visits != nil {
+		t.visits.Observe(d.User, d.Canary, d.Goals)
+	}
 	if d.Canary {
 		return t.canary, d
 	}
@@ -77,7 +83,7 @@ func (p *Proxy) dispatch(t *table, w http.ResponseWriter, r *http.Request) *back
 // newPolicy compiles cfg's TrafficSpec for p, a new Proxy.
 func (p *Proxy) newPolicy(cfg Config) (*route.Policy, error) {
 	tr, err := route.Compile(cfg.Traffic, route.Options{
-		Name: cfg.Name, Logger: p.log, Clock: p.clock, Tasks: p.tasks, ClientAddress: clientAddress,
+		Name: cfg.Name, Logger: p.log, Clock: p.clock, Tasks: p.tasks, ClientAddress: clientAddress, Goals: cfg.Goals,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("traffic: %w", err)
@@ -92,6 +98,10 @@ func (p *Proxy) withUpstreams(old *table, stable, canary *backend) *table {
 	t := *old
 	t.stable, t.canary = stable, canary
 	t.Table = t.WithUpstreams(stable.up.Version, versionOf(canary), canary != nil && !canary.unready())
+	if versionOf(canary) != versionOf(old.canary) {
+		// A new experiment: every user is new again, on both sides.
+		t.visits = p.newVisits()
+	}
 	if p.mirror != nil && canary != nil && canary != old.canary {
 		// canary is a new backend, not yet shared with requests.
 		if old.canary != nil && old.canary.up.Version == canary.up.Version {
@@ -101,6 +111,14 @@ func (p *Proxy) withUpstreams(old *table, stable, canary *backend) *table {
 		}
 	}
 	return &t
+}
+
+// newVisits is a new count of the goals' visits, nil without goals.
+func (p *Proxy) newVisits() *traffic.Visits {
+	if len(p.goals) == 0 {
+		return nil
+	}
+	return traffic.NewVisits(p.goals, p.maxGoalUsers, p.epochs.Add(1))
 }
 
 func versionOf(b *backend) string {

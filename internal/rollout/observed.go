@@ -46,8 +46,18 @@ type Measurement struct {
 	// CanarySamples and StableSamples are the window's samples, for metrics
 	// that compare distributions.
 	CanarySamples, StableSamples []float64
+	// CanaryUsers and StableUsers are the counts behind a conversion
+	// rate, for comparing the two by a test of proportions; nil for other
+	// metrics.
+	CanaryUsers, StableUsers *Conversions
 	// Err is set when measuring failed; the values are then ignored.
 	Err error
+}
+
+// Conversions are the users of one version who reached a goal, out of
+// those who visited it.
+type Conversions struct {
+	Converted, Visitors uint64
 }
 
 // Alarm is evidence, found between checks by a continuous test, that the

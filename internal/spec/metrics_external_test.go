@@ -23,9 +23,11 @@ func TestMetricNamesMatchTheBuiltinProvider(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "web"},
 			Spec: v1alpha1.RolloutSpec{
 				Service: &v1alpha1.ServiceSpec{Listen: ":8080", Stable: v1alpha1.Upstream{Version: "v1",
-					Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}}},
+					Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}},
+					Traffic: &v1alpha1.TrafficSpec{UserKey: []v1alpha1.UserKeySource{{Header: "X-User-ID"}}}},
 				Strategy: v1alpha1.Strategy{StepWeight: &stepWeight},
-				Analysis: &v1alpha1.AnalysisSpec{Metrics: []v1alpha1.MetricSpec{{Name: metric}}},
+				Analysis: &v1alpha1.AnalysisSpec{Metrics: []v1alpha1.MetricSpec{{Name: metric}},
+					Goals: []v1alpha1.Goal{{Name: "buy", Path: &v1alpha1.StringMatch{Exact: "/buy"}}}},
 			},
 		}
 	}

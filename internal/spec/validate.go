@@ -46,7 +46,11 @@ func Validate(r *v1alpha1.Rollout) Errors {
 	v.strategy(&r.Spec.Strategy)
 	v.blueGreen(&r.Spec)
 	if r.Spec.Analysis != nil {
+		for _, g := range r.Spec.Analysis.Goals {
+			v.goalNames = append(v.goalNames, g.Name)
+		}
 		v.analysis(r.Spec.Analysis)
+		v.goals(&r.Spec)
 	}
 	switch r.Spec.Decision {
 	case "", v1alpha1.DecisionAutomatic, v1alpha1.DecisionManual, v1alpha1.DecisionHybrid:
@@ -68,7 +72,12 @@ func Validate(r *v1alpha1.Rollout) Errors {
 }
 
 // validator collects the problems of one rollout.
-type validator struct{ errs Errors }
+type validator struct {
+	errs Errors
+	// goalNames are the names of spec.analysis.goals, which conversion
+	// metrics name.
+	goalNames []string
+}
 
 func (v *validator) add(field, format string, args ...any) {
 	v.errs = append(v.errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})

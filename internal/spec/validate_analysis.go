@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
@@ -49,6 +50,7 @@ var builtinMetrics = []struct {
 	{"latency-p95", unitMillis, DirectionIncrease},
 	{"latency-p99", unitMillis, DirectionIncrease},
 	{"request-duration", unitMillis, DirectionIncrease},
+	{MetricConversionRate, unitPercent, DirectionDecrease},
 	{MetricCPUUsage, unitUsage, DirectionIncrease},
 	{MetricMemoryUsage, unitUsage, DirectionIncrease},
 }
@@ -65,12 +67,86 @@ func CompareDirection(m v1alpha1.MetricSpec) string {
 	}
 	if m.Provider == nil {
 		for _, b := range builtinMetrics {
-			if b.name == m.Name {
+			if b.name == builtinName(m.Name) {
 				return b.worse
 			}
 		}
 	}
 	return DirectionEither
+}
+
+// MetricConversionRate is the builtin metric of conversions: the share of
+// a version's users, in percent, who reached the first goal of
+// spec.analysis.goals; MetricConversionRate + ":" + NAME is that of the
+// goal NAME.
+const MetricConversionRate = "conversion-rate"
+
+// ConversionGoal returns the goal a conversion metric's name names: ""
+// for the first goal (conversion-rate), NAME for conversion-rate:NAME.
+// ok is false when name is no conversion metric.
+func ConversionGoal(name string) (goal string, ok bool) {
+	if name == MetricConversionRate {
+		return "", true
+	}
+	goal, ok = strings.CutPrefix(name, MetricConversionRate+":")
+	return goal, ok && goal != ""
+}
+
+// builtinName is the entry of builtinMetrics that a metric's name
+// stands for: conversion-rate for each conversion-rate:GOAL, else name.
+func builtinName(name string) string {
+	if _, ok := ConversionGoal(name); ok {
+		return MetricConversionRate
+	}
+	return name
+}
+
+// goals checks spec.analysis.goals: each needs a name, unique, and a
+// condition, written in the traffic rules' syntax; and users must be told
+// apart by a user key, or there is nobody to count.
+func (v *validator) goals(s *v1alpha1.RolloutSpec) {
+	const p = "spec.analysis.goals"
+	goals := s.Analysis.Goals
+	if len(goals) > v1alpha1.MaxGoals {
+		v.add(p, "lists %d goals; at most %d are counted", len(goals), v1alpha1.MaxGoals)
+	}
+	first := make(map[string]int, len(goals))
+	for i, g := range goals {
+		q := fmt.Sprintf("%s[%d]", p, i)
+		switch j, dup := first[g.Name]; {
+		case g.Name == "":
+			v.add(q+".name", "is required: the metric conversion-rate:NAME names the goal")
+		case strings.ContainsAny(g.Name, " :"):
+			v.add(q+".name", "%q may not hold a space or a colon: conversion-rate:NAME names it", clip(g.Name))
+		case dup:
+			v.add(q+".name", "goal %q is already listed as goals[%d]", clip(g.Name), j)
+		default:
+			first[g.Name] = i
+		}
+		v.requestConditions(q, &v1alpha1.TrafficRule{Headers: g.Headers, Path: g.Path, Method: g.Method})
+		if len(g.Headers) == 0 && g.Path == nil && g.Method == nil {
+			v.add(q, "reaches every request: give it a method, a path or headers")
+		}
+	}
+	switch {
+	case len(goals) == 0:
+	case s.TargetRef != nil:
+		v.add(p, "are counted by pipit's own proxy, which does not carry Kubernetes traffic; measure conversions with a prometheus metric")
+	case s.Service != nil && (s.Service.Traffic == nil || len(s.Service.Traffic.UserKey) == 0):
+		v.add(p, "need a user key to tell users apart: set spec.service.traffic.userKey, such as [{header: X-User-ID}]")
+	}
+}
+
+// conversionMetric checks that a conversion metric names a goal of
+// spec.analysis.goals.
+func (v *validator) conversionMetric(p, name string) {
+	goal, _ := ConversionGoal(name)
+	switch {
+	case len(v.goalNames) == 0:
+		v.add(p+".name", "%s counts the users who reach a goal: list the goals in spec.analysis.goals", clip(name))
+	case goal != "" && !slices.Contains(v.goalNames, goal):
+		v.add(p+".name", "names no goal of spec.analysis.goals: the goals are %s", strings.Join(v.goalNames, ", "))
+	}
 }
 
 func (v *validator) analysis(a *v1alpha1.AnalysisSpec) {
@@ -133,6 +209,9 @@ func (v *validator) metricList(p string, metrics []v1alpha1.MetricSpec) {
 
 func (v *validator) metric(p string, m *v1alpha1.MetricSpec) {
 	u, builtin := metricUnit(m.Name)
+	if _, conv := ConversionGoal(m.Name); conv && m.Provider == nil {
+		v.conversionMetric(p, m.Name)
+	}
 	switch {
 	case m.Provider != nil:
 		v.provider(p+".provider", m.Provider)
@@ -340,6 +419,7 @@ func (v *validator) judge(p string, j *v1alpha1.JudgeSpec) {
 }
 
 func metricUnit(name string) (unit, bool) {
+	name = builtinName(name)
 	for _, m := range builtinMetrics {
 		if m.name == name {
 			return m.unit, true

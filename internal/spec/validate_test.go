@@ -398,6 +398,8 @@ var acceptedChanges = []struct {
 		r.Spec.Service.Stable = v1alpha1.Upstream{Version: "v1", Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}}
 		r.Spec.Service.Canary = &v1alpha1.Upstream{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}}
 		r.Spec.Analysis.Metrics = nil
+		r.Spec.Service.Traffic = &v1alpha1.TrafficSpec{UserKey: []v1alpha1.UserKeySource{{Cookie: "uid"}}}
+		r.Spec.Analysis.Goals = []v1alpha1.Goal{{Name: "buy", Path: &v1alpha1.StringMatch{Prefix: "/buy"}}}
 		for _, m := range builtinMetrics {
 			r.Spec.Analysis.Metrics = append(r.Spec.Analysis.Metrics, v1alpha1.MetricSpec{Name: m.name,
 				ThresholdRange: &v1alpha1.ThresholdRange{Min: ptr(0.0), Max: ptr(100.0)}})

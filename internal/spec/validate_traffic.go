@@ -88,6 +88,16 @@ func (v *validator) trafficRule(p string, r *v1alpha1.TrafficRule) {
 	default:
 		v.add(p+".to", "must be canary or stable, not %q", clip(string(r.To)))
 	}
+	v.requestConditions(p, r)
+	if len(r.Headers)+len(r.Cookies)+len(r.QueryParams) == 0 && r.Path == nil && r.Method == nil {
+		v.add(p, "matches every request: give it headers, cookies, queryParams, path or method")
+	}
+}
+
+// requestConditions checks the conditions of a rule or a goal (written
+// as a rule) on a request's headers, cookies, parameters, path and
+// method.
+func (v *validator) requestConditions(p string, r *v1alpha1.TrafficRule) {
 	for _, name := range slices.Sorted(maps.Keys(r.Headers)) {
 		q := index(p+".headers", clip(name))
 		v.headerName(q, name)
@@ -120,9 +130,6 @@ func (v *validator) trafficRule(p string, r *v1alpha1.TrafficRule) {
 				v.add(p+".method", "methods are upper case: %q never matches; write %q", clip(s), clip(strings.ToUpper(s)))
 			}
 		}
-	}
-	if len(r.Headers)+len(r.Cookies)+len(r.QueryParams) == 0 && r.Path == nil && r.Method == nil {
-		v.add(p, "matches every request: give it headers, cookies, queryParams, path or method")
 	}
 }
 

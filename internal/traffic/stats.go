@@ -114,6 +114,7 @@ type VersionStats struct {
 	epoch   uint64
 	classes [NumClasses]uint64
 	latency latencies
+	visits  visitStats
 }
 
 func (v *VersionStats) fill() {
@@ -129,6 +130,9 @@ func (v *VersionStats) fill() {
 // both come from the same counter set; otherwise the version changed in
 // between and v already is the whole window.
 func (v VersionStats) Since(prev VersionStats) VersionStats {
+	// Visits have epochs of their own: they start again with each
+	// canary, for both versions.
+	v.visits = v.visits.since(prev.visits)
 	if prev.epoch != v.epoch {
 		return v
 	}

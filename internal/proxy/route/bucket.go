@@ -41,8 +41,11 @@ func (h hasher) sum(s string) uint64 {
 
 // bucket maps key to [0, buckets) by the high word of sum × buckets,
 // which is uniform without the bias of a modulo.
-func (h hasher) bucket(key string) int32 {
-	hi, _ := bits.Mul64(h.sum(key), uint64(buckets))
+func (h hasher) bucket(key string) int32 { return bucketOf(h.sum(key)) }
+
+// bucketOf is the bucket of a key whose salted hash is sum.
+func bucketOf(sum uint64) int32 {
+	hi, _ := bits.Mul64(sum, uint64(buckets))
 	return int32(hi)
 }
 

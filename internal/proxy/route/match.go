@@ -163,6 +163,31 @@ func compileRule(s v1alpha1.TrafficRule, lists compileOptions) (rule, error) {
 	default:
 		return ru, fmt.Errorf("to must be canary or stable, not %q", s.To)
 	}
+	var err error
+	ru.conds, err = compileConditions(s, lists)
+	return ru, err
+}
+
+// compileGoals compiles spec.analysis.goals, each as the conditions of a
+// rule (its destination unused): goal i is bit i of Decision.Goals.
+func compileGoals(goals []v1alpha1.Goal, lists compileOptions) ([]rule, error) {
+	if len(goals) > v1alpha1.MaxGoals {
+		return nil, fmt.Errorf("%d goals; at most %d are counted", len(goals), v1alpha1.MaxGoals)
+	}
+	out := make([]rule, 0, len(goals))
+	for i, g := range goals {
+		conds, err := compileConditions(v1alpha1.TrafficRule{Headers: g.Headers, Path: g.Path, Method: g.Method}, lists)
+		if err != nil {
+			return nil, fmt.Errorf("goal %d (%s): %w", i, g.Name, err)
+		}
+		out = append(out, rule{conds: conds})
+	}
+	return out, nil
+}
+
+// compileConditions compiles the conditions of a rule, at least one.
+func compileConditions(s v1alpha1.TrafficRule, lists compileOptions) ([]condition, error) {
+	var ru rule
 	add := func(p part, name string, sm v1alpha1.StringMatch) error {
 		m, err := compileMatcher(sm, lists)
 		if err != nil {
@@ -186,24 +211,24 @@ func compileRule(s v1alpha1.TrafficRule, lists compileOptions) (rule, error) {
 				key = textproto.CanonicalMIMEHeaderKey(name)
 			}
 			if err := add(g.part, key, g.m[name]); err != nil {
-				return ru, err
+				return nil, err
 			}
 		}
 	}
 	if s.Path != nil {
 		if err := add(partPath, "", *s.Path); err != nil {
-			return ru, err
+			return nil, err
 		}
 	}
 	if s.Method != nil {
 		if err := add(partMethod, "", *s.Method); err != nil {
-			return ru, err
+			return nil, err
 		}
 	}
 	if len(ru.conds) == 0 {
-		return ru, fmt.Errorf("matches every request: give it headers, cookies, queryParams, path or method")
+		return nil, fmt.Errorf("matches every request: give it headers, cookies, queryParams, path or method")
 	}
-	return ru, nil
+	return ru.conds, nil
 }
 
 func describePart(p part, name string) string {
@@ -306,6 +331,8 @@ type compileOptions struct {
 	tasks Tasks
 	// clientAddress: see Options.ClientAddress.
 	clientAddress func(*http.Request) string
+	// goals: see Options.Goals.
+	goals []v1alpha1.Goal
 }
 
 // listFile is the set of values of an inFile list. Requests read the set

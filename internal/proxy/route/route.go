@@ -135,6 +135,14 @@ type Decision struct {
 	SetCookie string
 	// Mirror sends a copy of the request to the canary as well.
 	Mirror bool
+	// User is the salted hash of the request's user key, which tells
+	// users apart for the goals' counts; HasUser says the request had a
+	// key. Both are set only when the policy has goals.
+	User    uint64
+	HasUser bool
+	// Goals has bit i set when the request reaches goal i of the
+	// policy's goals (Options.Goals).
+	Goals uint32
 }
 
 // Role is the role of the upstream the decision sends the request to.
@@ -190,13 +198,21 @@ type Policy struct {
 	// clientAddress is the effective client address of a request, the
 	// key of a user keyed by clientIP.
 	clientAddress func(*http.Request) string
+	// goals are the compiled spec.analysis.goals; goal i is bit i of
+	// Decision.Goals.
+	goals []rule
 }
 
 // route is Table.Route for a proxy with a TrafficSpec.
 func (tr *Policy) route(t *Table, r *http.Request, open bool) Decision {
+	var d Decision
+	if len(tr.goals) > 0 {
+		d = tr.visit(r)
+	}
 	secure := r.TLS != nil
 	if !open {
-		return Decision{SetCookie: t.cookies.replaceWithStable(r, secure)}
+		d.SetCookie = t.cookies.replaceWithStable(r, secure)
+		return d
 	}
 	for i := range tr.rules {
 		if ru := &tr.rules[i]; ru.matches(r) {
@@ -204,24 +220,48 @@ func (tr *Policy) route(t *Table, r *http.Request, open bool) Decision {
 			// holds for every request the rule matches anyway.
 			// Requests pinned to stable are not mirrored either:
 			// pinning keeps those users away from the canary.
-			return Decision{Canary: ru.toCanary}
+			d.Canary = ru.toCanary
+			return d
 		}
 	}
-	var d Decision
 	// A canary that takes no traffic, by weight or by rule, honours no
 	// cookie: a cookie would be the only way in, and that is not a
 	// share of traffic anybody chose.
 	if sc, _ := t.cookies.honoured(r, t.weight > 0 || tr.rulesToCanary); sc != nil {
 		d.Canary = sc.role == RoleCanary
 	} else {
-		if key, ok := userKey(r, tr.keys, tr.clientAddress); ok {
-			d.Canary = t.keyToCanary(key)
-		} else {
+		switch {
+		case d.HasUser: // the key, read and hashed by visit already
+			d.Canary = bucketOf(d.User) < int32(t.weight)
+		case len(tr.goals) > 0: // visit found no key
 			d.Canary = t.draw()
+		default:
+			if key, ok := userKey(r, tr.keys, tr.clientAddress); ok {
+				d.Canary = t.keyToCanary(key)
+			} else {
+				d.Canary = t.draw()
+			}
 		}
 		d.SetCookie = t.cookies.header(d.Role(), secure)
 	}
 	d.Mirror = !d.Canary && tr.drawMirror()
+	return d
+}
+
+// visit reads what the goals' counts need of r: its user, and the goals
+// it reaches.
+func (tr *Policy) visit(r *http.Request) Decision {
+	var d Decision
+	key, ok := userKey(r, tr.keys, tr.clientAddress)
+	if !ok {
+		return d // a request without a user is nobody's visit
+	}
+	d.User, d.HasUser = tr.hash.sum(key), true
+	for i := range tr.goals {
+		if tr.goals[i].matches(r) {
+			d.Goals |= 1 << i
+		}
+	}
 	return d
 }
 
@@ -247,6 +287,9 @@ type Options struct {
 	// key of a user keyed by clientIP; nil takes the peer's address
 	// (ClientIP of Request.RemoteAddr).
 	ClientAddress func(*http.Request) string
+	// Goals are spec.analysis.goals: each decision says which of them
+	// the request reaches, and who its user is. They need a user key.
+	Goals []v1alpha1.Goal
 }
 
 // Tasks runs work a request starts but does not wait for, on goroutines
@@ -270,6 +313,7 @@ func Compile(spec *v1alpha1.TrafficSpec, opts Options) (*Policy, error) {
 		clock:         rollout.ClockOrSystem(opts.Clock),
 		tasks:         opts.Tasks,
 		clientAddress: opts.ClientAddress,
+		goals:         opts.Goals,
 	})
 }
 
@@ -277,6 +321,9 @@ func Compile(spec *v1alpha1.TrafficSpec, opts Options) (*Policy, error) {
 // service's name.
 func compilePolicy(spec *v1alpha1.TrafficSpec, name string, opts compileOptions) (*Policy, error) {
 	if spec == nil {
+		if len(opts.goals) > 0 {
+			return nil, fmt.Errorf("goals need a user key to tell users apart")
+		}
 		return nil, nil
 	}
 	salt := spec.Salt
@@ -300,6 +347,12 @@ func compilePolicy(spec *v1alpha1.TrafficSpec, name string, opts compileOptions)
 			return nil, fmt.Errorf("mirror: percent must be more than 0 and at most 100, not %s", m.Percent)
 		}
 		tr.mirror = m.Percent
+	}
+	if tr.goals, err = compileGoals(opts.goals, opts); err != nil {
+		return nil, err
+	}
+	if len(tr.goals) > 0 && len(tr.keys) == 0 {
+		return nil, fmt.Errorf("goals need a user key to tell users apart")
 	}
 	if len(tr.keys) == 0 && len(tr.rules) == 0 && tr.sticky == nil && tr.mirror == 0 {
 		return nil, nil

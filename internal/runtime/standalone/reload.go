@@ -197,6 +197,7 @@ func changedFields(a, b *v1alpha1.Rollout) []string {
 		{"spec.service.versionHeader", av.VersionHeader, bv.VersionHeader},
 		{"spec.service.trustedProxies", av.TrustedProxies, bv.TrustedProxies}, {"spec.service.limits", av.Limits, bv.Limits},
 		{"spec.strategy", as.Strategy, bs.Strategy}, {"spec.analysis", as.Analysis, bs.Analysis},
+		{"spec.analysis.goals", goalsOf(a), goalsOf(b)},
 		{"spec.decision", as.Decision, bs.Decision}, {"spec.progressDeadline", as.ProgressDeadline, bs.ProgressDeadline},
 		{"spec.undoWindow", as.UndoWindow, bs.UndoWindow}, {"spec.webhooks", as.Webhooks, bs.Webhooks},
 		{"spec.notifications", as.Notifications, bs.Notifications}, {"spec.postPromotion", as.PostPromotion, bs.PostPromotion},
@@ -215,7 +216,7 @@ func changedFields(a, b *v1alpha1.Rollout) []string {
 
 // planeFields are the fields a rollout's proxy is built with: changing
 // one rebuilds it.
-var planeFields = []string{"spec.service.traffic", "spec.service.healthCheck", "spec.service.versionHeader"}
+var planeFields = []string{"spec.service.traffic", "spec.service.healthCheck", "spec.service.versionHeader", "spec.analysis.goals"}
 
 // prepare opens the new listeners and builds what the reload adds or
 // replaces, starting the processes of added rollouts; it changes nothing

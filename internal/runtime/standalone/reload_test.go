@@ -535,3 +535,19 @@ func TestReloadStopsTheProcessesOfARemovedRollout(t *testing.T) {
 	}
 	servedBy(t, listen, "", "/", "v1")
 }
+
+// TestChangedGoalsRebuildTheProxy: the proxy counts the goals, so a
+// change of spec.analysis.goals rebuilds it.
+func TestChangedGoalsRebuildTheProxy(t *testing.T) {
+	a := &v1alpha1.Rollout{Spec: v1alpha1.RolloutSpec{Service: &v1alpha1.ServiceSpec{},
+		Analysis: &v1alpha1.AnalysisSpec{Goals: []v1alpha1.Goal{{Name: "buy", Path: &v1alpha1.StringMatch{Exact: "/buy"}}}}}}
+	b := a.DeepCopy()
+	b.Spec.Analysis.Goals[0].Path.Exact = "/checkout"
+	fields := changedFields(a, b)
+	if !slices.Contains(fields, "spec.analysis.goals") || !slices.Contains(planeFields, "spec.analysis.goals") {
+		t.Errorf("changed fields %v; the proxy is rebuilt for %v", fields, planeFields)
+	}
+	if fields := changedFields(a, &v1alpha1.Rollout{Spec: v1alpha1.RolloutSpec{Service: &v1alpha1.ServiceSpec{}}}); !slices.Contains(fields, "spec.analysis.goals") {
+		t.Errorf("removing the analysis changes %v", fields)
+	}
+}

@@ -176,7 +176,7 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 // steered by the process target, which probes its replicas itself.
 func (m *managed) newPlane(r *v1alpha1.Rollout, stable v1alpha1.VersionRef, keys route.CookieKeys) (*dataPlane, error) {
 	svc := r.Spec.Service
-	cfg := proxy.Config{Name: r.Name, Traffic: svc.Traffic,
+	cfg := proxy.Config{Name: r.Name, Traffic: svc.Traffic, Goals: goalsOf(r),
 		VersionHeader: versionHeader(svc), Logger: m.env.log, CookieKeys: keys, Clock: m.clock,
 		// An ejection is acted on at once: the loop wakes, sees the canary
 		// down and rolls back (or waits for a person in hybrid mode).
@@ -209,6 +209,14 @@ func (m *managed) newPlane(r *v1alpha1.Rollout, stable v1alpha1.VersionRef, keys
 	}
 	pl.health, pl.builtin = pl.checker.Health, metric.NewBuiltin(pl.proxy, m.clock)
 	return pl, nil
+}
+
+// goalsOf is r's spec.analysis.goals, which its proxy counts.
+func goalsOf(r *v1alpha1.Rollout) []v1alpha1.Goal {
+	if r.Spec.Analysis == nil {
+		return nil
+	}
+	return r.Spec.Analysis.Goals
 }
 
 // newTarget builds the target that steers m's proxy: the process target
