@@ -40,9 +40,11 @@ type ClusterTarget struct {
 // SeriesQueries are the PromQL of one version's cumulative counts, each
 // giving one number except Buckets.
 type SeriesQueries struct {
-	// Requests counts every request the version served, Errors those
-	// answered 5xx.
-	Requests, Errors string
+	// OK counts the requests the version answered with anything but a
+	// 5xx, Errors those it answered 5xx. They are two counters rather
+	// than a total and a part, so that a scrape landing between the two
+	// queries cannot make one of them go down.
+	OK, Errors string
 	// Buckets gives the latency histogram's cumulative buckets, one
 	// series per le label; Sum the sum of the latencies.
 	Buckets, Sum string
@@ -73,8 +75,9 @@ type ClusterStats struct {
 	prom    *Prometheus
 	queries ClusterQueries
 
-	refresh sync.Mutex // one Refresh at a time: it owns track
+	refresh sync.Mutex // one Refresh at a time: it owns track and high
 	track   map[string]*monotone
+	high    map[string]float64 // the highest own count of each bucket
 
 	mu   sync.Mutex
 	snap traffic.Stats
@@ -87,7 +90,7 @@ func NewClusterStats(address string, queries ClusterQueries, env Env) (*ClusterS
 	if err != nil {
 		return nil, err
 	}
-	return &ClusterStats{prom: p, queries: queries, track: map[string]*monotone{}}, nil
+	return &ClusterStats{prom: p, queries: queries, track: map[string]*monotone{}, high: map[string]float64{}}, nil
 }
 
 // Stats returns the counts of the last Refresh.
@@ -120,7 +123,7 @@ func (c *ClusterStats) Refresh(ctx context.Context, canary, stable ClusterTarget
 // to the next, as the proxy's windows need.
 func (c *ClusterStats) read(ctx context.Context, role string, t ClusterTarget) (traffic.VersionStats, error) {
 	q := c.queries.Queries(t)
-	requests, err := c.count(ctx, q.Requests)
+	ok, err := c.count(ctx, q.OK)
 	if err != nil {
 		return traffic.VersionStats{}, fmt.Errorf("%s requests: %w", role, err)
 	}
@@ -136,10 +139,10 @@ func (c *ClusterStats) read(ctx context.Context, role string, t ClusterTarget) (
 	if err != nil {
 		return traffic.VersionStats{}, fmt.Errorf("%s latency buckets: %w", role, err)
 	}
-	ok := c.grow(role+" ok", max(requests-failed, 0))
-	bad := c.grow(role+" 5xx", failed)
+	ok = c.grow(role+" ok", ok)
+	failed = c.grow(role+" 5xx", failed)
 	total := time.Duration(c.grow(role+" sum", sum) * float64(q.Unit))
-	return traffic.Imported(t.Version, uint64(ok), uint64(bad), buckets, total), nil
+	return traffic.Imported(t.Version, uint64(ok), uint64(failed), buckets, total), nil
 }
 
 // count reads one number; no series yet is zero.
@@ -151,8 +154,10 @@ func (c *ClusterStats) count(ctx context.Context, query string) (float64, error)
 	return x, err
 }
 
-// buckets reads the latency histogram, each bucket's own count carried
-// over like the other counts, and returns it cumulative again.
+// buckets reads the latency histogram. Each cumulative bucket is a
+// counter, carried over its drops like the other counts; a bucket's own
+// count, the difference of two of them, only ever rises to a new high, so
+// that a scrape landing while the buckets are read is not counted twice.
 func (c *ClusterStats) buckets(ctx context.Context, role string, q SeriesQueries) ([]traffic.Bucket, error) {
 	v, err := c.prom.queryNow(ctx, q.Buckets)
 	if err != nil {
@@ -172,20 +177,21 @@ func (c *ClusterStats) buckets(ctx context.Context, role string, q SeriesQueries
 		if err != nil {
 			return nil, fmt.Errorf("prometheus: series %s has no numeric le label", s.Metric)
 		}
-		bs = append(bs, bucket{le, float64(s.Value)})
+		bs = append(bs, bucket{le, c.grow(fmt.Sprintf("%s le=%g", role, le), float64(s.Value))})
 	}
 	slices.SortFunc(bs, func(a, b bucket) int { return cmp.Compare(a.le, b.le) })
 	out := make([]traffic.Bucket, 0, len(bs))
 	var below, cumulative float64
 	for _, b := range bs {
-		own := max(b.count-below, 0)
+		key := fmt.Sprintf("%s own le=%g", role, b.le)
+		c.high[key] = max(c.high[key], b.count-below)
 		below = max(below, b.count)
-		cumulative += c.grow(fmt.Sprintf("%s le=%g", role, b.le), own)
+		cumulative += c.high[key]
 		bound := traffic.Unbounded
 		if !math.IsInf(b.le, 1) {
 			bound = time.Duration(b.le * float64(q.Unit))
 		}
-		out = append(out, traffic.Bucket{UpperBound: bound, Count: uint64(math.Round(cumulative))})
+		out = append(out, traffic.Bucket{UpperBound: bound, Count: uint64(cumulative)})
 	}
 	return out, nil
 }

@@ -20,10 +20,10 @@ type conventionQueries struct{}
 func (conventionQueries) Queries(t ClusterTarget) SeriesQueries {
 	sel := fmt.Sprintf(`namespace=%q,service=%q`, t.Namespace, t.Service)
 	return SeriesQueries{
-		Requests: fmt.Sprintf(`sum(http_requests_total{%s})`, sel),
-		Errors:   fmt.Sprintf(`sum(http_requests_total{%s,code=~"5.."})`, sel),
-		Buckets:  fmt.Sprintf(`sum by (le) (http_request_duration_seconds_bucket{%s})`, sel),
-		Sum:      fmt.Sprintf(`sum(http_request_duration_seconds_sum{%s})`, sel),
-		Unit:     time.Second,
+		OK:      fmt.Sprintf(`sum(http_requests_total{%s,code!~"5.."})`, sel),
+		Errors:  fmt.Sprintf(`sum(http_requests_total{%s,code=~"5.."})`, sel),
+		Buckets: fmt.Sprintf(`sum by (le) (http_request_duration_seconds_bucket{%s})`, sel),
+		Sum:     fmt.Sprintf(`sum(http_request_duration_seconds_sum{%s})`, sel),
+		Unit:    time.Second,
 	}
 }

@@ -14,10 +14,10 @@ type istioQueries struct{}
 func (istioQueries) Queries(t ClusterTarget) SeriesQueries {
 	sel := fmt.Sprintf(`reporter="destination",destination_workload_namespace=%q,destination_workload=%q`, t.Namespace, t.Workload)
 	return SeriesQueries{
-		Requests: fmt.Sprintf(`sum(istio_requests_total{%s})`, sel),
-		Errors:   fmt.Sprintf(`sum(istio_requests_total{%s,response_code=~"5.."})`, sel),
-		Buckets:  fmt.Sprintf(`sum by (le) (istio_request_duration_milliseconds_bucket{%s})`, sel),
-		Sum:      fmt.Sprintf(`sum(istio_request_duration_milliseconds_sum{%s})`, sel),
-		Unit:     time.Millisecond,
+		OK:      fmt.Sprintf(`sum(istio_requests_total{%s,response_code!~"5.."})`, sel),
+		Errors:  fmt.Sprintf(`sum(istio_requests_total{%s,response_code=~"5.."})`, sel),
+		Buckets: fmt.Sprintf(`sum by (le) (istio_request_duration_milliseconds_bucket{%s})`, sel),
+		Sum:     fmt.Sprintf(`sum(istio_request_duration_milliseconds_sum{%s})`, sel),
+		Unit:    time.Millisecond,
 	}
 }

@@ -160,7 +160,9 @@ func checkGoodThenBad(t *testing.T, exp *meshExporter, cs *ClusterStats, base ui
 	set.Tick(st) // the sequential test's starting counts
 	success := v1alpha1.MetricSpec{Name: RequestSuccessRate, ThresholdRange: &v1alpha1.ThresholdRange{Min: ptr(99)}}
 	p99 := v1alpha1.MetricSpec{Name: LatencyP99, ThresholdRange: &v1alpha1.ThresholdRange{Max: ptr(500)}}
-	metrics := []spec.PlanMetric{{MetricSpec: success}, {MetricSpec: p99}, {MetricSpec: v1alpha1.MetricSpec{Name: RequestCount}}}
+	compared := v1alpha1.MetricSpec{Name: ErrorRate, Compare: &v1alpha1.CompareSpec{}}
+	metrics := []spec.PlanMetric{{MetricSpec: success}, {MetricSpec: p99}, {MetricSpec: v1alpha1.MetricSpec{Name: RequestCount}}, {MetricSpec: compared}}
+	judged := map[int]v1alpha1.MetricSpec{0: success, 1: p99, 3: compared} // by index in metrics
 
 	exp.serve("canary", 1000, 0, 20)
 	exp.serve("stable", 9000, 9, 20)
@@ -170,7 +172,7 @@ func checkGoodThenBad(t *testing.T, exp *meshExporter, cs *ClusterStats, base ui
 	wantValue(t, got[0].Stable, 99.9, 0.001)
 	wantValue(t, got[1].Canary, 24.75, 0.5) // histogram_quantile's interpolation in (10, 25]
 	wantValue(t, got[2].Canary, 1000, 0)
-	for i, m := range []v1alpha1.MetricSpec{success, p99} {
+	for i, m := range judged {
 		if r := analysis.Evaluate(m, got[i], 0.95); r.Verdict != v1alpha1.VerdictSuccessful {
 			t.Errorf("good canary: %s: %s (%s)", m.Name, r.Verdict, r.Message)
 		}
@@ -185,7 +187,12 @@ func checkGoodThenBad(t *testing.T, exp *meshExporter, cs *ClusterStats, base ui
 	got = b.Measure(metrics)
 	wantValue(t, got[0].Canary, 90, 0)
 	wantValue(t, got[2].Canary, 1000, 0)
-	for i, m := range []v1alpha1.MetricSpec{success, p99} {
+	// The comparison's samples are of every request since the canary
+	// started: half of them good, so 5% failed against the stable's 0.1%.
+	if len(got[3].CanarySamples) == 0 || len(got[3].StableSamples) == 0 {
+		t.Errorf("bad canary: compared error-rate without samples: %+v", got[3])
+	}
+	for i, m := range judged {
 		if r := analysis.Evaluate(m, got[i], 0.95); r.Verdict != v1alpha1.VerdictFailed {
 			t.Errorf("bad canary: %s: %s (%s), want Failed", m.Name, r.Verdict, r.Message)
 		}
@@ -203,5 +210,29 @@ func wantValue(t *testing.T, got *float64, want, tolerance float64) {
 	}
 	if *got < want-tolerance || *got > want+tolerance {
 		t.Errorf("got %g, want %g ± %g", *got, want, tolerance)
+	}
+}
+
+// monotoneCases are raw sums of counters read one after the other, and
+// what the carried-over count is after each.
+var monotoneCases = []struct {
+	name      string
+	raw, want []float64
+}{
+	{"growing", []float64{0, 5, 9}, []float64{0, 5, 9}},
+	// A pod with 50 of the 150 left the sum: the count stays, then grows.
+	{"pod left", []float64{100, 150, 105, 110}, []float64{100, 150, 150, 155}},
+	// A pod restarted at zero: its requests before the scrape are lost.
+	{"restart", []float64{100, 3, 10}, []float64{100, 100, 107}},
+}
+
+func TestMonotoneCarriesDropsOver(t *testing.T) {
+	for _, c := range monotoneCases {
+		var m monotone
+		for i, raw := range c.raw {
+			if got := m.next(raw); got != c.want[i] {
+				t.Errorf("%s: read %d (%g) gave %g, want %g", c.name, i, raw, got, c.want[i])
+			}
+		}
 	}
 }
