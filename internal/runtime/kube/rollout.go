@@ -42,9 +42,20 @@ type managed struct {
 	// primed is set once cluster was first read, which starts the
 	// windows: counts from before the (re)build are not the canary's.
 	primed bool
-	kp     spec.KubePlan
-	log    *slog.Logger
+	// refreshed is when cluster was last read.
+	refreshed time.Time
+	kp        spec.KubePlan
+	log       *slog.Logger
 }
+
+// Reading the built-in metrics from Prometheus: at most once a second
+// (a rollout whose steps are due is ticked far more often, and the
+// counts are no fresher than the last scrape anyway), and within a bound
+// that keeps a slow Prometheus from holding the reconcile up.
+const (
+	clusterRefreshEvery   = time.Second
+	clusterRefreshTimeout = 5 * time.Second
+)
 
 // errNoPrometheus is a rollout measuring a built-in metric when the
 // controller was given no Prometheus to read it from.
@@ -112,6 +123,8 @@ func (m *managed) refreshCluster(ctx context.Context, st v1alpha1.RolloutStatus)
 	if st.Stable != nil {
 		stable.Version = st.Stable.Version
 	}
+	ctx, cancel := context.WithTimeout(ctx, clusterRefreshTimeout)
+	defer cancel()
 	if err := m.cluster.Refresh(ctx, canary, stable); err != nil {
 		m.log.WarnContext(ctx, "reading the built-in metrics from Prometheus", "err", err)
 	}
@@ -216,8 +229,9 @@ func (m *managed) tick(ctx context.Context, r *v1alpha1.Rollout, now time.Time) 
 		}
 	}
 	m.store.setRequests(r.Status.Commands)
-	if m.cluster != nil {
+	if m.cluster != nil && now.Sub(m.refreshed) >= clusterRefreshEvery {
 		m.refreshCluster(ctx, st)
+		m.refreshed = now
 	}
 	next, ok, err := m.runner.Tick(ctx)
 	if ferr := m.store.flushResults(ctx); ferr != nil && err == nil {
