@@ -255,7 +255,7 @@ func (rc *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (rec
 	m, err := rc.managedFor(&r)
 	if err != nil {
 		reason := "InvalidSpec"
-		if _, ok := errors.AsType[*errNoPrometheus](err); ok {
+		if _, ok := errors.AsType[*noPrometheusError](err); ok {
 			reason = "NoPrometheus"
 		}
 		return reconcile.Result{}, stall(ctx, rc.Direct, req.NamespacedName, r.Generation, reason, err.Error())

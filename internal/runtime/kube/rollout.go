@@ -57,11 +57,11 @@ const (
 	clusterRefreshTimeout = 5 * time.Second
 )
 
-// errNoPrometheus is a rollout measuring a built-in metric when the
+// noPrometheusError is the error of a rollout measuring a built-in metric when the
 // controller was given no Prometheus to read it from.
-type errNoPrometheus struct{ field, metric string }
+type noPrometheusError struct{ field, metric string }
 
-func (e *errNoPrometheus) Error() string {
+func (e *noPrometheusError) Error() string {
 	return fmt.Sprintf("%s: %s is a built-in metric, which the controller reads from Prometheus; start pipit controller with --prometheus-url, or give the metric a provider", e.field, e.metric)
 }
 
@@ -81,7 +81,7 @@ func (rc *Reconciler) newMeter(r *v1alpha1.Rollout, plan spec.Plan, kp spec.Kube
 		}
 		cfg.Builtin = metric.NewBuiltin(cluster, rc.Clock)
 	case field != "":
-		return nil, nil, &errNoPrometheus{field: field, metric: name}
+		return nil, nil, &noPrometheusError{field: field, metric: name}
 	}
 	meter, err := metric.NewSet(cfg)
 	return meter, cluster, err
