@@ -72,15 +72,17 @@ type Goal struct {
 // where the provider can, for the stable version over the same window.
 type MetricSpec struct {
 	// Name of the metric. Without a provider it names a builtin metric of
-	// the proxy: request-success-rate, error-rate, request-count,
-	// latency-mean, latency-p50, latency-p95, latency-p99,
-	// request-duration (p99, as Flagger names it), conversion-rate (the
-	// share of users, in percent, who reached the first goal since the
-	// canary started) and conversion-rate:GOAL (that of goal GOAL); or, for process
-	// targets, cpu-usage (% of one core) and memory-usage (% of the
-	// stated memory limit) of the version's processes.
+	// the traffic: request-success-rate, error-rate, request-count,
+	// latency-mean, latency-p50, latency-p95, latency-p99 and
+	// request-duration (p99, as Flagger names it), measured by pipit's
+	// proxy, or in Kubernetes read from the controller's Prometheus
+	// (--prometheus-url); conversion-rate (the share of users, in percent,
+	// who reached the first goal since the canary started) and
+	// conversion-rate:GOAL (that of goal GOAL), measured by pipit's proxy;
+	// or, for process targets, cpu-usage (% of one core) and memory-usage
+	// (% of the stated memory limit) of the version's processes.
 	Name string `json:"name"`
-	// Provider measures the metric; default the built-in proxy.
+	// Provider measures the metric; default the builtin metrics (see Name).
 	// +optional
 	Provider *MetricProvider `json:"provider,omitempty"`
 

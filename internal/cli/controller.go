@@ -31,10 +31,17 @@ In the cluster it uses its service account; outside, --kubeconfig or $KUBECONFIG
 --leader-elect several replicas run and only the elected one acts. Install the CRD, RBAC
 and Deployment with: kubectl apply -k deploy/kubernetes
 
+With --prometheus-url the built-in metrics (request-success-rate, error-rate, latency-p50/p95/p99,
+request-count, request-duration) need no provider: the controller reads them, and runs the
+sequential error-rate test, from the series of the rollout's router in that Prometheus
+(Istio's standard metrics, or the application's http_requests_total and
+http_request_duration_seconds; see docs/kubernetes.md).
+
 It logs JSON lines to stderr at INFO and above: --log-format text and --log-level
 debug|info|warn|error change that.`,
 		Example: `  pipit controller --kubeconfig ~/.kube/config
-  pipit controller --leader-elect --leader-election-namespace pipit-system`,
+  pipit controller --leader-elect --leader-election-namespace pipit-system
+  pipit controller --prometheus-url http://prometheus.monitoring:9090`,
 		Args: exactArgs(0),
 		// Its logs go to a log collector, which reads JSON best.
 		Annotations: map[string]string{defaultLogLevel: "info", defaultLogFormat: "json"},
@@ -69,6 +76,7 @@ debug|info|warn|error change that.`,
 	f.DurationVar(&o.RetryPeriod, "leader-election-retry-period", 2*time.Second, "time between election attempts")
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "address of /metrics (0 turns it off)")
 	f.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (empty turns them off)")
+	f.StringVar(&o.PrometheusURL, "prometheus-url", "", "Prometheus the built-in metrics (request-success-rate, latency-p99, ... without a provider) are read from, such as http://prometheus.monitoring:9090")
 	f.IntVar(&o.Concurrency, "concurrency", 8, "rollouts reconciled at once")
 	f.Float32Var(&qps, "kube-api-qps", 50, "requests per second to the API server, sustained")
 	f.IntVar(&burst, "kube-api-burst", 100, "requests to the API server in a burst")

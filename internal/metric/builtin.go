@@ -44,6 +44,10 @@ var proxyNames = []string{RequestSuccessRate, ErrorRate, RequestCount, LatencyMe
 // the list it validates against, and a test of spec checks the two agree.
 var BuiltinNames = append(slices.Clip(proxyNames), CPUUsage, MemoryUsage)
 
+// IsTrafficMetric reports whether name is a builtin metric of the traffic
+// (the proxy's in standalone mode, the router's series in a cluster).
+func IsTrafficMetric(name string) bool { return slices.Contains(proxyNames, name) }
+
 // StatsSource is where the builtin provider reads cumulative measurements:
 // the built-in proxy (*proxy.Proxy satisfies it), or anything else that
 // counts traffic per version.

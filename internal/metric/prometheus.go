@@ -48,16 +48,27 @@ var _ SampleProvider = (*Prometheus)(nil)
 // template; it reads TLS files but sends nothing. Queries end at env's
 // clock's now.
 func NewPrometheus(spec v1alpha1.PrometheusProvider, env Env) (*Prometheus, error) {
-	u, err := url.Parse(spec.Address)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("prometheus: address must be an http or https URL, such as http://127.0.0.1:9090")
-	}
 	if spec.Query == "" {
 		return nil, errors.New("prometheus: query is empty")
 	}
 	tmpl, err := parseTemplate("query", spec.Query)
 	if err != nil {
 		return nil, fmt.Errorf("prometheus: %w", err)
+	}
+	p, err := newPrometheusClient(spec, env)
+	if err != nil {
+		return nil, err
+	}
+	p.query = tmpl
+	return p, nil
+}
+
+// newPrometheusClient checks the provider's address, timeout and HTTP
+// settings: a Prometheus that runs the queries it is given.
+func newPrometheusClient(spec v1alpha1.PrometheusProvider, env Env) (*Prometheus, error) {
+	u, err := url.Parse(spec.Address)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("prometheus: address must be an http or https URL, such as http://127.0.0.1:9090")
 	}
 	timeout := durationOr(spec.Timeout, DefaultTimeout)
 	hc, err := newHTTPClient(httpConfig{Auth: spec.Auth, Headers: spec.Headers, TLS: spec.TLS})
@@ -68,7 +79,7 @@ func NewPrometheus(spec v1alpha1.PrometheusProvider, env Env) (*Prometheus, erro
 	if err != nil {
 		return nil, fmt.Errorf("prometheus: %w", err)
 	}
-	return &Prometheus{api: promv1.NewAPI(client), query: tmpl, timeout: timeout, env: env.withDefaults()}, nil
+	return &Prometheus{api: promv1.NewAPI(client), timeout: timeout, env: env.withDefaults()}, nil
 }
 
 // Measure runs the rendered query at the current time.
@@ -77,16 +88,27 @@ func (p *Prometheus) Measure(ctx context.Context, q Query) (float64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("prometheus: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	v, err := p.retry(ctx, query, func(ctx context.Context) (model.Value, promv1.Warnings, error) {
-		v, warnings, _, err := p.api.Query(ctx, query, p.env.Clock.Now())
-		return v, warnings, err
-	})
+	return p.instant(ctx, query)
+}
+
+// instant runs a query at the current time, within the timeout, and reads
+// its one number.
+func (p *Prometheus) instant(ctx context.Context, query string) (float64, error) {
+	v, err := p.queryNow(ctx, query)
 	if err != nil {
 		return 0, err
 	}
 	return instantValue(v)
+}
+
+// queryNow runs a query at the current time, within the timeout.
+func (p *Prometheus) queryNow(ctx context.Context, query string) (model.Value, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	return p.retry(ctx, query, func(ctx context.Context) (model.Value, promv1.Warnings, error) {
+		v, warnings, _, err := p.api.Query(ctx, query, p.env.Clock.Now())
+		return v, warnings, err
+	})
 }
 
 // Samples runs the rendered query as a range query over the window ending

@@ -51,12 +51,10 @@ func (v *validator) kubernetes(s *v1alpha1.RolloutSpec) {
 		v.dnsName("spec.targetRef.name", t.Name)
 	}
 	if s.Analysis != nil {
-		for i, m := range s.Analysis.Metrics {
-			if m.Provider == nil {
-				v.add(fmt.Sprintf("spec.analysis.metrics[%d].provider", i),
-					"is required in Kubernetes: the built-in metrics are measured by pipit's own proxy, which does not carry Kubernetes traffic; use prometheus or web")
-			}
-		}
+		v.kubernetesMetrics("spec.analysis.metrics", s.Analysis.Metrics)
+	}
+	if s.PostPromotion != nil {
+		v.kubernetesMetrics("spec.postPromotion.metrics", s.PostPromotion.Metrics)
 	}
 	k := s.Kubernetes
 	if k == nil {
@@ -101,6 +99,19 @@ func (v *validator) kubernetes(s *v1alpha1.RolloutSpec) {
 	}
 	if tr := k.Traffic; tr != nil {
 		v.kubernetesTraffic(tr, gateway, istio)
+	}
+}
+
+// kubernetesMetrics refuses the usage metrics without a provider: they
+// are measured on the processes pipit runs in standalone mode. The other
+// built-in metrics are read from the Prometheus the controller is given
+// (--prometheus-url), from the series of the rollout's router.
+func (v *validator) kubernetesMetrics(field string, metrics []v1alpha1.MetricSpec) {
+	for i, m := range metrics {
+		if m.Provider == nil && (m.Name == MetricCPUUsage || m.Name == MetricMemoryUsage) {
+			v.add(fmt.Sprintf("%s[%d].provider", field, i),
+				"is required in Kubernetes for %s: it is measured on the processes pipit runs in standalone mode; use a prometheus provider (such as the kubelet's container_cpu_usage_seconds_total)", m.Name)
+		}
 	}
 }
 

@@ -24,8 +24,10 @@ func TestValidateKubernetes(t *testing.T) {
 		{"service and targetRef", "  service: {listen: ':8080', stable: {url: 'http://127.0.0.1:1'}}\n", "spec", "not both"},
 		{"kubernetes without targetRef", "", "", ""},
 		{"kind", "", "", ""},
-		{"builtin metric", "  analysis:\n    metrics: [{name: request-success-rate, thresholdRange: {min: 99}}]\n",
-			"spec.analysis.metrics[0].provider", "built-in metrics"},
+		{"usage metric", "  analysis:\n    metrics: [{name: cpu-usage, thresholdRange: {max: 80}}]\n",
+			"spec.analysis.metrics[0].provider", "processes pipit runs"},
+		{"watched usage metric", "  postPromotion:\n    duration: 1m\n    metrics: [{name: memory-usage, thresholdRange: {max: 80}}]\n",
+			"spec.postPromotion.metrics[0].provider", "processes pipit runs"},
 		{"bad copy name", "  kubernetes: {stableWorkload: Web_Stable}\n", "spec.kubernetes.stableWorkload", "not a valid object name"},
 		{"bad port", "  kubernetes: {service: {port: 70000}}\n", "spec.kubernetes.service.port", "1 to 65535"},
 		{"two routers", "  kubernetes: {router: {gatewayAPI: {}, istio: {}}}\n", "spec.kubernetes.router", "not both"},
@@ -68,6 +70,16 @@ func TestValidateKubernetes(t *testing.T) {
 				t.Errorf("got %v; want one error on %s containing %q, with its line", err, tc.field, tc.reason)
 			}
 		})
+	}
+}
+
+// TestValidateKubernetesBuiltinMetrics checks that the built-in metrics
+// the controller reads from Prometheus need no provider in Kubernetes.
+func TestValidateKubernetesBuiltinMetrics(t *testing.T) {
+	src := kubeBase + "  analysis:\n    metrics:\n    - {name: request-success-rate, thresholdRange: {min: 99}}\n" +
+		"    - {name: latency-p99, thresholdRange: {max: 500}}\n    - {name: error-rate, compare: {}}\n"
+	if _, err := ParseFile("rollout.yaml", []byte(src)); err != nil {
+		t.Fatalf("refused: %v\n%s", err, src)
 	}
 }
 

@@ -7,6 +7,7 @@ package traffic
 
 import (
 	"iter"
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -214,3 +215,47 @@ func (v VersionStats) LatencySum() time.Duration { return time.Duration(v.latenc
 // LatencyBelow is how many requests took less than d, exact when d is an
 // edge of the histogram's buckets (IsBucketEdge).
 func (v VersionStats) LatencyBelow(d time.Duration) uint64 { return v.latency.countBelow(d) }
+
+// Unbounded is the upper bound of a histogram's last bucket, +Inf.
+const Unbounded = time.Duration(math.MaxInt64)
+
+// Bucket is one bucket of a cumulative histogram as Prometheus keeps it:
+// Count observations took at most UpperBound.
+type Bucket struct {
+	UpperBound time.Duration
+	Count      uint64
+}
+
+// Imported is the cumulative measurements of a version counted elsewhere,
+// such as by a mesh whose counters Prometheus scrapes: ok requests that
+// did not fail and failed ones (5xx), and their latencies as a cumulative
+// histogram, buckets in increasing bounds, the last one Unbounded. The
+// requests of each bucket are spread evenly over this package's finer
+// buckets between its bounds, which interpolates quantiles inside it as
+// Prometheus' histogram_quantile does; those above the last finite bound
+// count at that bound. Every count must only grow from one import to the
+// next, for windows (Since) to be right; all imports share one epoch.
+func Imported(version string, ok, failed uint64, buckets []Bucket, sum time.Duration) VersionStats {
+	v := VersionStats{Version: version}
+	v.classes[Class2xx], v.classes[Class5xx] = ok, failed
+	v.latency.sumNanos = uint64(max(sum, 0))
+	var lower time.Duration
+	var below uint64
+	for _, b := range buckets {
+		n := b.Count - min(below, b.Count) // a bucket below its predecessor holds none
+		below = max(below, b.Count)
+		first, end := bucketOf(lower), bucketOf(b.UpperBound)
+		if b.UpperBound == Unbounded || end <= first {
+			end = first + 1
+		}
+		// Each of the m buckets gets n/m, the first n%m one more: every
+		// share only grows with n.
+		m := uint64(end - first)
+		for j := range m {
+			v.latency.counts[first+int(j)] += (n + m - 1 - j) / m
+		}
+		lower = b.UpperBound
+	}
+	v.fill()
+	return v
+}

@@ -89,6 +89,9 @@ type Options struct {
 	Log *slog.Logger
 	// Clock is the controller's clock; nil is the wall clock.
 	Clock rollout.Clock
+	// PrometheusURL is where the built-in metrics are read (such as
+	// request-success-rate without a provider); empty refuses them.
+	PrometheusURL string
 }
 
 // LeaderElectionID names the Lease the replicas compete for.
@@ -154,7 +157,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	rc := &Reconciler{
 		Client: mgr.GetClient(), Direct: direct, Recorder: mgr.GetEventRecorder("pipit"),
-		Log: log, Clock: o.Clock, metrics: sharedMetrics(), ctx: ctx,
+		Log: log, Clock: o.Clock, PrometheusURL: o.PrometheusURL, metrics: sharedMetrics(), ctx: ctx,
 	}
 	if err := rc.SetupWithManager(ctx, mgr, o.Concurrency); err != nil {
 		return err
@@ -174,6 +177,9 @@ type Reconciler struct {
 	Recorder recorder.EventRecorder
 	Log      *slog.Logger
 	Clock    rollout.Clock
+	// PrometheusURL is where the built-in metrics are read; empty when
+	// the controller has none.
+	PrometheusURL string
 
 	metrics *telemetry.Rollouts
 	// ctx ends the rollouts' background work (hooks, notifications).
@@ -248,7 +254,11 @@ func (rc *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (rec
 	}
 	m, err := rc.managedFor(&r)
 	if err != nil {
-		return reconcile.Result{}, stall(ctx, rc.Direct, req.NamespacedName, r.Generation, "InvalidSpec", err.Error())
+		reason := "InvalidSpec"
+		if _, ok := errors.AsType[*noPrometheusError](err); ok {
+			reason = "NoPrometheus"
+		}
+		return reconcile.Result{}, stall(ctx, rc.Direct, req.NamespacedName, r.Generation, reason, err.Error())
 	}
 	wait, err := m.tick(ctx, &r, rc.now())
 	if errors.Is(err, target.ErrNotReady) {

@@ -35,6 +35,103 @@ type managed struct {
 	// converged is set once the saved state was re-applied after a
 	// (re)build, before the first decision.
 	converged bool
+	meter     *metric.Set
+	// cluster reads the built-in metrics from Prometheus; nil when the
+	// rollout measures none (or the controller has no Prometheus).
+	cluster *metric.ClusterStats
+	// primed is set once cluster was first read, which starts the
+	// windows: counts from before the (re)build are not the canary's.
+	primed bool
+	// refreshed is when cluster was last read.
+	refreshed time.Time
+	kp        spec.KubePlan
+	log       *slog.Logger
+}
+
+// Reading the built-in metrics from Prometheus: at most once a second
+// (a rollout whose steps are due is ticked far more often, and the
+// counts are no fresher than the last scrape anyway), and within a bound
+// that keeps a slow Prometheus from holding the reconcile up.
+const (
+	clusterRefreshEvery   = time.Second
+	clusterRefreshTimeout = 5 * time.Second
+)
+
+// noPrometheusError is the error of a rollout measuring a built-in metric when the
+// controller was given no Prometheus to read it from.
+type noPrometheusError struct{ field, metric string }
+
+func (e *noPrometheusError) Error() string {
+	return fmt.Sprintf("%s: %s is a built-in metric, which the controller reads from Prometheus; start pipit controller with --prometheus-url, or give the metric a provider", e.field, e.metric)
+}
+
+// newMeter builds the rollout's Set, and the source of its built-in
+// metrics in Prometheus when it measures any or runs the sequential test
+// and the controller has a Prometheus.
+func (rc *Reconciler) newMeter(r *v1alpha1.Rollout, plan spec.Plan, kp spec.KubePlan, log *slog.Logger) (*metric.Set, *metric.ClusterStats, error) {
+	cfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, PostPromotion: plan.PostPromotion,
+		Env: metric.Env{Clock: rc.Clock, Log: log}}
+	field, name := trafficMetric(&r.Spec)
+	var cluster *metric.ClusterStats
+	switch {
+	case rc.PrometheusURL != "" && (field != "" || plan.Analysis.Sequential.Enabled):
+		var err error
+		if cluster, err = metric.NewClusterStats(rc.PrometheusURL, metric.ClusterQueriesFor(kp.Router), cfg.Env); err != nil {
+			return nil, nil, fmt.Errorf("--prometheus-url: %w", err)
+		}
+		cfg.Builtin = metric.NewBuiltin(cluster, rc.Clock)
+	case field != "":
+		return nil, nil, &noPrometheusError{field: field, metric: name}
+	}
+	meter, err := metric.NewSet(cfg)
+	return meter, cluster, err
+}
+
+// trafficMetric names the first metric of the spec that is a built-in
+// metric of the traffic, and its field; "" when there is none.
+func trafficMetric(s *v1alpha1.RolloutSpec) (field, name string) {
+	type list struct {
+		field   string
+		metrics []v1alpha1.MetricSpec
+	}
+	var lists []list
+	if s.Analysis != nil {
+		lists = append(lists, list{"spec.analysis.metrics", s.Analysis.Metrics})
+	}
+	if s.PostPromotion != nil {
+		lists = append(lists, list{"spec.postPromotion.metrics", s.PostPromotion.Metrics})
+	}
+	for _, l := range lists {
+		for i, m := range l.metrics {
+			if m.Provider == nil && metric.IsTrafficMetric(m.Name) {
+				return fmt.Sprintf("%s[%d].provider", l.field, i), m.Name
+			}
+		}
+	}
+	return "", ""
+}
+
+// refreshCluster reads the built-in metrics' counts of both versions
+// before the runner decides; a failure leaves the last counts, so the
+// window has no new requests and the metrics no data.
+func (m *managed) refreshCluster(ctx context.Context, st v1alpha1.RolloutStatus) {
+	canary := metric.ClusterTarget{Namespace: m.kp.Namespace, Service: m.kp.CanaryService, Workload: m.kp.CanaryWorkload}
+	stable := metric.ClusterTarget{Namespace: m.kp.Namespace, Service: m.kp.StableService, Workload: m.kp.StableWorkload}
+	if st.Canary != nil {
+		canary.Version = st.Canary.Version
+	}
+	if st.Stable != nil {
+		stable.Version = st.Stable.Version
+	}
+	ctx, cancel := context.WithTimeout(ctx, clusterRefreshTimeout)
+	defer cancel()
+	if err := m.cluster.Refresh(ctx, canary, stable); err != nil {
+		m.log.WarnContext(ctx, "reading the built-in metrics from Prometheus", "err", err)
+	}
+	if !m.primed {
+		m.meter.Reset()
+		m.primed = true
+	}
 }
 
 // newManaged builds the runner of a valid rollout from its status.
@@ -46,8 +143,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	kp := spec.ResolveKubernetes(r)
 	kp.UndoWindow = plan.UndoWindow
 	log := rc.log().With("rollout", r.Name, "namespace", r.Namespace)
-	meter, err := metric.NewSet(metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, PostPromotion: plan.PostPromotion,
-		Env: metric.Env{Clock: rc.Clock, Log: log}})
+	meter, cluster, err := rc.newMeter(r, plan, kp, log)
 	if err != nil {
 		return nil, err
 	}
@@ -62,6 +158,10 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 		notifier:   notify.NewDispatcher(notifiers, notify.Options{Clock: rc.Clock, Logger: log}),
 		hooks:      runtime.NewHooks(ctx, r.Name, r.Namespace, plan, rc.Clock, log),
 		cancel:     cancel,
+		meter:      meter,
+		cluster:    cluster,
+		kp:         kp,
+		log:        log,
 	}
 	if m.router, err = router.ForKubernetes(rc.Client, r, kp, m.target, log); err != nil {
 		cancel()
@@ -129,6 +229,10 @@ func (m *managed) tick(ctx context.Context, r *v1alpha1.Rollout, now time.Time) 
 		}
 	}
 	m.store.setRequests(r.Status.Commands)
+	if m.cluster != nil && now.Sub(m.refreshed) >= clusterRefreshEvery {
+		m.refreshCluster(ctx, st)
+		m.refreshed = now
+	}
 	next, ok, err := m.runner.Tick(ctx)
 	if ferr := m.store.flushResults(ctx); ferr != nil && err == nil {
 		err = ferr

@@ -31,6 +31,8 @@ type scenario struct {
 	*kubefixture.Env
 	metric    atomic.Value // float64: what the web provider reads
 	metricURL string
+	// prometheusURL is the controller's --prometheus-url; empty for none.
+	prometheusURL string
 }
 
 func newScenario(t *testing.T) *scenario {
@@ -61,7 +63,7 @@ func (s *scenario) startController() (stop func()) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	go func() {
-		done <- Run(ctx, Options{Config: s.Cluster.RESTConfig(), Namespace: s.Namespace, MetricsAddr: "0", Log: log})
+		done <- Run(ctx, Options{Config: s.Cluster.RESTConfig(), Namespace: s.Namespace, MetricsAddr: "0", Log: log, PrometheusURL: s.prometheusURL})
 	}()
 	var once sync.Once
 	stop = func() {

@@ -451,8 +451,8 @@ func TestInvalidRolloutIsRefusedOrReportedNeverHalfApplied(t *testing.T) {
 		return c != nil && c.Status == "True"
 	})
 	c := meta.FindStatusCondition(r.Status.Conditions, ConditionStalled)
-	if c.Reason != "InvalidSpec" || !strings.Contains(c.Message, "spec.analysis.metrics[0].provider") {
-		t.Errorf("Stalled condition %+v: want InvalidSpec naming the field", c)
+	if c.Reason != "NoPrometheus" || !strings.Contains(c.Message, "spec.analysis.metrics[0].provider") || !strings.Contains(c.Message, "--prometheus-url") {
+		t.Errorf("Stalled condition %+v: want NoPrometheus naming the field and the flag", c)
 	}
 	if r.Status.Stable != nil {
 		t.Errorf("an invalid rollout was installed: %+v", r.Status.Stable)
