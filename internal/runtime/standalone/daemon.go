@@ -380,6 +380,10 @@ func parseSources(sources []Source) (rollouts []*v1alpha1.Rollout, raws [][]byte
 				errs = append(errs, fmt.Errorf("%s: rollout %q names a targetRef: it runs in Kubernetes (kubectl apply, pipit controller), not in pipit up", src.File, r.Name))
 				continue
 			}
+			if r.Spec.Flag != nil {
+				errs = append(errs, fmt.Errorf("%s: rollout %q rolls out a flag, which pipit up does not serve yet", src.File, r.Name))
+				continue
+			}
 			rollouts = append(rollouts, r)
 			raws = append(raws, src.Data)
 			files = append(files, src.File)
