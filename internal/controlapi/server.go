@@ -93,7 +93,7 @@ func NewHandler(b Backend, token string, metrics http.Handler, log *slog.Logger)
 	mux := http.NewServeMux()
 	// Authentication comes before routing, so that without the token one
 	// cannot even learn which routes exist.
-	mux.Handle("/v1/", s.requireToken(token, v1))
+	mux.Handle("/v1/", RequireToken(token, s.log, v1))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		s.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -130,21 +130,31 @@ func orDiscard(log *slog.Logger) *slog.Logger {
 	return log
 }
 
-// requireToken lets a request through only with the right bearer token.
-// Both sides are hashed before the constant-time comparison, so neither
-// the content nor the length of the token leaks through timing.
-func (s server) requireToken(token string, next http.Handler) http.Handler {
+// RequireToken lets a request through to next only with the bearer
+// token: exactly one Authorization header, "Bearer <token>". Both sides
+// are hashed before the constant-time comparison, so neither the content
+// nor the length of the token leaks through timing; an empty token
+// refuses every request. Refusals are 401 with a JSON error, logged at
+// debug level to log (nil discards) without the token given.
+func RequireToken(token string, log *slog.Logger, next http.Handler) http.Handler {
+	s := server{log: orDiscard(log)}
 	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		given, ok := bearer(r.Header.Get("Authorization"))
+		// A second header could hide a forged token behind a valid
+		// one, or the other way round, depending on who reads it.
+		auth := r.Header.Values("Authorization")
+		given, ok := "", len(auth) == 1
+		if ok {
+			given, ok = bearer(auth[0])
+		}
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit"`)
-			s.writeError(w, http.StatusUnauthorized, "missing bearer token")
+			s.writeError(w, http.StatusUnauthorized, "missing bearer token: send one Authorization: Bearer header")
 			return
 		}
 		got := sha256.Sum256([]byte(given))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || token == "" {
-			s.log.Debug("control API: token rejected", "remote", r.RemoteAddr, "path", r.URL.Path)
+			s.log.Debug("token rejected", "remote", r.RemoteAddr, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit", error="invalid_token"`)
 			s.writeError(w, http.StatusUnauthorized, "invalid bearer token")
 			return

@@ -156,11 +156,8 @@ func (l *Live) Evaluate(ctx map[string]any) (Result, *Failure) {
 
 // Record counts one outcome for the variant its user was served.
 func (l *Live) Record(e Event) error {
-	if e.TargetingKey == "" {
-		return errors.New("targetingKey is required: the user whose outcome this is")
-	}
-	if e.LatencyMs < 0 || e.LatencyMs > float64(MaxLatency/time.Millisecond) {
-		return fmt.Errorf("latencyMs must be from 0 to %d, not %v", MaxLatency/time.Millisecond, e.LatencyMs)
+	if err := CheckEvent(e); err != nil {
+		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -181,10 +178,23 @@ func (l *Live) Record(e Event) error {
 		}
 	case EventConversion:
 		l.conversions[role]++
-	default:
-		return fmt.Errorf("kind must be %s, %s or %s, not %q", EventSuccess, EventError, EventConversion, clip(e.Kind))
 	}
 	return nil
+}
+
+// CheckEvent reports what is wrong with e, or returns nil.
+func CheckEvent(e Event) error {
+	switch {
+	case e.TargetingKey == "":
+		return errors.New("targetingKey is required: the user whose outcome this is")
+	case e.LatencyMs < 0 || e.LatencyMs > float64(MaxLatency/time.Millisecond):
+		return fmt.Errorf("latencyMs must be from 0 to %d, not %v", MaxLatency/time.Millisecond, e.LatencyMs)
+	}
+	switch e.Kind {
+	case EventSuccess, EventError, EventConversion:
+		return nil
+	}
+	return fmt.Errorf("kind must be %s, %s or %s, not %q", EventSuccess, EventError, EventConversion, clip(e.Kind))
 }
 
 // servedCanary says whether e's user had the canary variant: as pipit

@@ -92,3 +92,23 @@ func TestReadTokenMissingOrMalformed(t *testing.T) {
 		t.Error("a malformed token file was accepted")
 	}
 }
+
+// TestOFREPTokenIsItsOwn checks that the OFREP token is kept beside the
+// control API's, private too, and is another secret.
+func TestOFREPTokenIsItsOwn(t *testing.T) {
+	dir := t.TempDir()
+	api, err := LoadOrCreateToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ofrep, err := LoadOrCreateTokenFile(dir, OFREPTokenFile)
+	if err != nil || ofrep == api {
+		t.Fatalf("OFREP token %q, %v; want one of its own", ofrep, err)
+	}
+	if info, err := os.Stat(filepath.Join(dir, OFREPTokenFile)); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("OFREP token file: %v %v", info, err)
+	}
+	if again, err := ReadTokenFile(dir, OFREPTokenFile); err != nil || again != ofrep {
+		t.Errorf("read back %q, %v", again, err)
+	}
+}
