@@ -1,12 +1,17 @@
 package flag
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
@@ -80,56 +85,99 @@ func (l *Live) State() State {
 	return l.st
 }
 
+// The rollout's ports: a flag rollout's target and router are its Live.
+var (
+	_ rollout.Target = (*Live)(nil)
+	_ rollout.Router = (*Live)(nil)
+)
+
 // SetWeight sets the canary variant's share of users and whether it may
-// be served at all.
-func (l *Live) SetWeight(w v1alpha1.Percent, live bool) {
+// be served at all (rollout.Router).
+func (l *Live) SetWeight(_ context.Context, w v1alpha1.Percent, live bool) error {
+	if w < 0 || w > v1alpha1.FullWeight {
+		return fmt.Errorf("flag %s: weight %s is not from 0 to 100", l.flag.key, w)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.st.Weight, l.st.Live = w, live
+	return nil
 }
 
-// SetDisabled says whether the last rollout was rolled back.
-func (l *Live) SetDisabled(disabled bool) {
+// Weight is the canary variant's share of users now (rollout.Router).
+func (l *Live) Weight() v1alpha1.Percent {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.st.Disabled = disabled
+	return l.st.Weight
 }
 
-// SetCanary starts rolling variant out: its outcomes count from now.
-func (l *Live) SetCanary(variant string) error {
-	if !l.flag.HasVariant(variant) {
-		return fmt.Errorf("flag %s has no variant %q", l.flag.key, variant)
+// Install makes v's variant the one everybody has (rollout.Target).
+func (l *Live) Install(ctx context.Context, v v1alpha1.VersionRef) error { return l.Promote(ctx, v) }
+
+// DeployCanary starts rolling v's variant out: its outcomes count from
+// now (rollout.Target).
+func (l *Live) DeployCanary(_ context.Context, v v1alpha1.VersionRef) error {
+	if err := l.checkVariant(v); err != nil {
+		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.st.Canary == variant && l.canary != nil {
+	if l.st.Canary == v.Version && l.canary != nil {
 		return nil
 	}
-	l.st.Canary, l.canary, l.conversions[1] = variant, l.counters(variant), 0
+	l.st.Canary, l.canary, l.conversions[1] = v.Version, l.counters(v.Version), 0
 	l.st.Disabled = false
 	clear(l.served)
 	return nil
 }
 
-// Promote makes variant the one everybody has.
-func (l *Live) Promote(variant string) error {
-	if !l.flag.HasVariant(variant) {
-		return fmt.Errorf("flag %s has no variant %q", l.flag.key, variant)
+// Promote makes v's variant the one everybody has (rollout.Target).
+func (l *Live) Promote(_ context.Context, v v1alpha1.VersionRef) error {
+	if err := l.checkVariant(v); err != nil {
+		return err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.st.Stable != variant {
-		l.st.Stable, l.stable, l.conversions[0] = variant, l.counters(variant), 0
+	if l.st.Stable != v.Version {
+		l.st.Stable, l.stable, l.conversions[0] = v.Version, l.counters(v.Version), 0
 	}
+	l.st.Disabled = false
+	if l.st.Canary == v.Version {
+		l.retire()
+	}
+	return nil
+}
+
+// RetireCanary ends v's rollout; when v was not promoted, the rollout
+// was rolled back, and answers say the variant is disabled
+// (rollout.Target).
+func (l *Live) RetireCanary(_ context.Context, v v1alpha1.VersionRef) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.st.Canary != v.Version {
+		return nil
+	}
+	l.st.Disabled = v.Version != l.st.Stable
 	l.retire()
 	return nil
 }
 
-// RetireCanary ends the canary variant's rollout.
-func (l *Live) RetireCanary() {
+// Observe reports the variants in each part; a variant is always up
+// (rollout.Target).
+func (l *Live) Observe(context.Context) rollout.Observed {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.retire()
+	o := rollout.Observed{StableVersion: l.st.Stable, Weight: l.st.Weight}
+	if l.st.Canary != "" {
+		o.CanaryVersion, o.CanaryHealth = l.st.Canary, rollout.HealthUp
+	}
+	return o
+}
+
+func (l *Live) checkVariant(v v1alpha1.VersionRef) error {
+	if !l.flag.HasVariant(v.Version) {
+		return fmt.Errorf("flag %s has no variant %q; its variants are %s", l.flag.key, clip(v.Version), strings.Join(slices.Sorted(maps.Keys(l.flag.variants)), ", "))
+	}
+	return nil
 }
 
 func (l *Live) retire() {

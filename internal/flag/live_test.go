@@ -1,9 +1,13 @@
 package flag
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
 // TestLiveAttributesOutcomes checks that outcomes count for the variant
@@ -11,10 +15,12 @@ import (
 // promotion or retirement starts new counts.
 func TestLiveAttributesOutcomes(t *testing.T) {
 	l := NewLive(compileCheckout(t), "off")
-	if err := l.SetCanary("on"); err != nil {
+	if err := l.DeployCanary(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {
 		t.Fatal(err)
 	}
-	l.SetWeight(pct(50), true)
+	if err := l.SetWeight(context.Background(), pct(50), true); err != nil {
+		t.Fatal(err)
+	}
 	var canaryUsers, stableUsers int
 	for i := range 400 {
 		key := fmt.Sprint("user-", i)
@@ -53,7 +59,7 @@ func TestLiveAttributesOutcomes(t *testing.T) {
 	if got := l.Stats(); got.Canary.Requests+got.Stable.Requests != 401 {
 		t.Errorf("%d outcomes, want 401", got.Canary.Requests+got.Stable.Requests)
 	}
-	if err := l.Promote("on"); err != nil {
+	if err := l.Promote(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {
 		t.Fatal(err)
 	}
 	if s := l.Stats(); s.Stable.Version != "on" || s.Stable.Requests != 0 || s.Canary.Version != "" || l.State().Canary != "" {
@@ -79,7 +85,7 @@ func TestLiveRefusesBadEvents(t *testing.T) {
 			t.Errorf("%+v: %v, want %q", tc.e, err, tc.reason)
 		}
 	}
-	if err := l.SetCanary("maybe"); err == nil {
+	if err := l.DeployCanary(context.Background(), v1alpha1.VersionRef{Version: "maybe"}); err == nil {
 		t.Error("a variant the flag has not was rolled out")
 	}
 }
@@ -88,10 +94,12 @@ func TestLiveRefusesBadEvents(t *testing.T) {
 // what stops at MaxRemembered.
 func TestLiveRemembersBoundedly(t *testing.T) {
 	l := NewLive(compileCheckout(t), "off")
-	if err := l.SetCanary("on"); err != nil {
+	if err := l.DeployCanary(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {
 		t.Fatal(err)
 	}
-	l.SetWeight(pct(50), true)
+	if err := l.SetWeight(context.Background(), pct(50), true); err != nil {
+		t.Fatal(err)
+	}
 	for i := range MaxRemembered + 10 {
 		if _, fail := l.Evaluate(map[string]any{TargetingKey: fmt.Sprint(i)}); fail != nil {
 			t.Fatal(fail)
@@ -100,8 +108,44 @@ func TestLiveRemembersBoundedly(t *testing.T) {
 	if n := len(l.served); n != MaxRemembered {
 		t.Errorf("remembers %d users, want %d", n, MaxRemembered)
 	}
-	l.RetireCanary()
+	if err := l.RetireCanary(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {
+		t.Fatal(err)
+	}
 	if n := len(l.served); n != 0 {
 		t.Errorf("remembers %d users after the canary went", n)
+	}
+}
+
+// TestLiveAsTargetAndRouter walks a flag through the engine's actions:
+// the canary variant deployed and weighted, observed, rolled back
+// (disabled for everyone) and deployed again.
+func TestLiveAsTargetAndRouter(t *testing.T) {
+	ctx := context.Background()
+	l := NewLive(compileCheckout(t), "off")
+	on := v1alpha1.VersionRef{Version: "on"}
+	if err := l.DeployCanary(ctx, on); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetWeight(ctx, pct(25), true); err != nil {
+		t.Fatal(err)
+	}
+	if o := l.Observe(ctx); o.StableVersion != "off" || o.CanaryVersion != "on" || o.CanaryHealth != rollout.HealthUp || l.Weight() != pct(25) {
+		t.Fatalf("observed %+v at %s", o, l.Weight())
+	}
+	if err := l.SetWeight(ctx, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RetireCanary(ctx, on); err != nil {
+		t.Fatal(err)
+	}
+	r, fail := l.Evaluate(map[string]any{TargetingKey: "u"})
+	if fail != nil || r.Variant != "off" || r.Reason != ReasonDisabled || l.Observe(ctx).CanaryVersion != "" {
+		t.Fatalf("after the rollback: %+v %v", r, fail)
+	}
+	if err := l.DeployCanary(ctx, on); err != nil || l.State().Disabled {
+		t.Fatalf("deployed again: %v, %+v", err, l.State())
+	}
+	if err := l.SetWeight(ctx, pct(101), true); err == nil {
+		t.Error("a weight over 100% was set")
 	}
 }

@@ -2,6 +2,7 @@ package ofrep
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -50,10 +51,12 @@ func serve(t *testing.T) (*httptest.Server, *flag.Live) {
 		return flag.NewLive(f, def)
 	}
 	checkout := mk("new-checkout", map[string]string{"on": "true", "off": "false"}, "off")
-	if err := checkout.SetCanary("on"); err != nil {
+	if err := checkout.DeployCanary(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {
 		t.Fatal(err)
 	}
-	checkout.SetWeight(50*v1alpha1.PercentScale, true)
+	if err := checkout.SetWeight(context.Background(), 50*v1alpha1.PercentScale, true); err != nil {
+		t.Fatal(err)
+	}
 	banner := mk("banner", map[string]string{"blue": `"blue"`, "red": `"red"`}, "blue")
 	srv := httptest.NewUnstartedServer(NewHandler(flagSet{banner, checkout}, token, nil))
 	cfg := NewServer("", nil, nil)
@@ -149,7 +152,7 @@ func TestBulkETag(t *testing.T) {
 	if _, body := post(t, url, `{"context":{}}`); !strings.Contains(body, `{"key":"new-checkout","errorCode":"TARGETING_KEY_MISSING"`) || !strings.Contains(body, `"key":"banner"`) {
 		t.Errorf("bulk without a key: %s", body)
 	}
-	if err := checkout.Promote("on"); err != nil {
+	if err := checkout.Promote(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {
 		t.Fatal(err)
 	}
 	resp, _ = post(t, url, `{"context":{"targetingKey":"user-7"}}`, "If-None-Match", etag)
