@@ -37,6 +37,11 @@ docs/operations.md says what each change does to a rollout in flight.
 The control API listens on --api (localhost only by default) and needs the token stored
 in the state directory; the other pipit commands find both there.
 
+--ofrep ADDR serves the flag rollouts (spec.flag) over OpenFeature's remote evaluation
+protocol: POST /ofrep/v1/evaluate/flags/KEY and /ofrep/v1/evaluate/flags, and POST
+/v1/flags/KEY/events for the outcomes applications report. It needs a read-only token of
+its own, kept in the state directory as ofrep-token (docs/flags.md).
+
 The history (events, analysis samples, commands carried out) is pruned as the daemon
 starts and then every hour: what is older than --retention goes, and each rollout keeps
 at most --retention-keep of the most recent events, of samples and of done commands.
@@ -48,15 +53,16 @@ collector. Logs never hold the API token, cookie keys or webhook secrets.`
 
 func newUpCmd(g *globals) *cobra.Command {
 	var files []string
-	var stateDir, api string
+	var stateDir, api, ofrepAddr string
 	retention := standalone.Retention{MaxAge: standalone.DefaultRetentionAge, KeepPerRollout: standalone.DefaultRetentionKeep}
 	cmd := &cobra.Command{
-		Use:   "up -f ROLLOUT.yaml [-f MORE.yaml] [--state-dir DIR] [--api ADDR] [--retention AGE] [--retention-keep N]",
+		Use:   "up -f ROLLOUT.yaml [-f MORE.yaml] [--state-dir DIR] [--api ADDR] [--ofrep ADDR] [--retention AGE] [--retention-keep N]",
 		Short: "Run the standalone daemon: rollout engine, traffic-splitting proxy and control API",
 		Long:  upLong,
 		Example: `  pipit up -f examples/canary.yaml
   pipit up -f web.yaml -f api.yaml --state-dir /var/lib/pipit --api 127.0.0.1:7433
-  pipit up -f web.yaml --retention 90d --retention-keep 0`,
+  pipit up -f web.yaml --retention 90d --retention-keep 0
+  pipit up -f new-checkout.yaml --ofrep 127.0.0.1:8016`,
 		Args: exactArgs(0),
 		// Every rollout event is logged at INFO (warnings at WARN): what
 		// the daemon does is what people watching it want to read.
@@ -83,7 +89,7 @@ func newUpCmd(g *globals) *cobra.Command {
 				return err
 			}
 			dir := controlapi.StateDir(stateDir)
-			cfg := standalone.Config{Sources: sources, Read: read, StateDir: dir, APIAddr: api,
+			cfg := standalone.Config{Sources: sources, Read: read, StateDir: dir, APIAddr: api, OFREPAddr: ofrepAddr,
 				Retention: retention, Clock: g.clock, Logger: g.log, Inherit: &standalone.Inheritance{Sockets: activated}}
 			d, err := standalone.Start(cmd.Context(), cfg)
 			var cfgErr *standalone.ConfigError
@@ -95,6 +101,9 @@ func newUpCmd(g *globals) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "pipit is up: control API on %s, state in %s\n", d.APIAddr(), dir)
+			if addr, ok := d.OFREPAddr(); ok {
+				fmt.Fprintf(out, "  flags over OFREP on %s\n", addr)
+			}
 			views, _ := d.Rollouts(cmd.Context())
 			for _, v := range views {
 				fmt.Fprintf(out, "  rollout %s: proxy on %s, %s, stable %s\n", v.Name, v.Listen, v.Status.Phase, v.Status.Stable.Version)
@@ -105,6 +114,7 @@ func newUpCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringArrayVarP(&files, "file", "f", nil, "rollout file (repeatable)")
 	cmd.Flags().StringVar(&stateDir, "state-dir", "", "state directory (default $PIPIT_STATE_DIR, else ~/.local/state/pipit)")
 	cmd.Flags().StringVar(&api, "api", standalone.DefaultAPIAddr, "control API listen address")
+	cmd.Flags().StringVar(&ofrepAddr, "ofrep", "", "serve the flag rollouts over OFREP on this address, such as 127.0.0.1:8016 (default: none)")
 	cmd.Flags().Var((*ageValue)(&retention.MaxAge), "retention",
 		"how long history (events, samples, done commands) is kept: 30d, 36h, 90m… (0: whatever its age)")
 	cmd.Flags().IntVar(&retention.KeepPerRollout, "retention-keep", standalone.DefaultRetentionKeep,

@@ -135,5 +135,19 @@ func (v *validator) flagRule(p string, r *v1alpha1.FlagRule) {
 			v.add(q, "an attribute needs a name")
 		}
 		v.stringMatch(q, r.Attributes[name], true)
+		if r.Attributes[name].InFile != "" {
+			v.add(q+".inFile", "is not read for flags yet; list the values with in")
+		}
 	}
+}
+
+// checkFlagCanary reports why v cannot be rolled out as a variant of f.
+func checkFlagCanary(f *v1alpha1.FlagSpec, v v1alpha1.VersionRef) error {
+	if v.URL != "" || v.Process != nil {
+		return fmt.Errorf("flag %s rolls out variants: deploy one with --version VARIANT, not a URL or a process", f.Key)
+	}
+	if _, ok := f.Variants[v.Version]; !ok {
+		return fmt.Errorf("flag %s has no variant %q; its variants are %s", f.Key, clip(v.Version), strings.Join(slices.Sorted(maps.Keys(f.Variants)), ", "))
+	}
+	return nil
 }

@@ -3,6 +3,8 @@ package spec
 import (
 	"strings"
 	"testing"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
 )
 
 const flagBase = `apiVersion: pipit.dev/v1alpha1
@@ -39,6 +41,7 @@ var flagMistakes = []struct {
 	{"usage", "  strategy:", "  analysis: {metrics: [{name: cpu-usage, thresholdRange: {max: 50}}]}\n  strategy:", "spec.analysis.metrics[0].name", "a flag has none"},
 	{"rule without to", "    rolloutVariant: on\n", "    rolloutVariant: on\n    rules: [{attributes: {plan: {exact: beta}}}]\n", "spec.flag.rules[0].to", "is required"},
 	{"rule without attributes", "    rolloutVariant: on\n", "    rolloutVariant: on\n    rules: [{to: canary}]\n", "spec.flag.rules[0].attributes", "is required"},
+	{"rule inFile", "    rolloutVariant: on\n", "    rolloutVariant: on\n    rules: [{to: canary, attributes: {plan: {inFile: /etc/beta}}}]\n", "spec.flag.rules[0].attributes[plan].inFile", "in"},
 	{"rule bad regex", "    rolloutVariant: on\n", "    rolloutVariant: on\n    rules: [{to: canary, attributes: {email: {regex: '('}}}]\n", "spec.flag.rules[0].attributes[email].regex", "RE2"},
 }
 
@@ -55,6 +58,15 @@ func TestValidateFlag(t *testing.T) {
 	}
 	if _, err := Resolve(&rs[0].Spec); err != nil {
 		t.Fatal(err)
+	}
+	if err := CheckCanary(&rs[0].Spec, v1alpha1.VersionRef{Version: "on"}); err != nil {
+		t.Errorf("deploying a variant: %v", err)
+	}
+	if err := CheckCanary(&rs[0].Spec, v1alpha1.VersionRef{Version: "maybe"}); err == nil || !strings.Contains(err.Error(), "its variants are off, on") {
+		t.Errorf("deploying no variant: %v", err)
+	}
+	if err := CheckCanary(&rs[0].Spec, v1alpha1.VersionRef{Version: "on", URL: "http://x"}); err == nil {
+		t.Error("deployed a URL as a variant")
 	}
 	for _, tc := range flagMistakes {
 		t.Run(tc.name, func(t *testing.T) {

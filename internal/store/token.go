@@ -55,12 +55,10 @@ func LoadOrCreateTokenFile(dir, name string) (string, error) {
 	return tok, nil
 }
 
-// ReadToken returns the control API token kept in dir/token. The error
-// wraps fs.ErrNotExist when there is none. It refuses a token file that
-// others may read, and says how to fix it.
-func ReadToken(dir string) (string, error) { return ReadTokenFile(dir, tokenFile) }
-
-// ReadTokenFile is ReadToken for the token kept in dir/name.
+// ReadTokenFile returns the token kept in dir/name, such as the control
+// API's (LoadOrCreateToken) or OFREPTokenFile. The error wraps
+// fs.ErrNotExist when there is none. It refuses a token file that others
+// may read, and says how to fix it.
 func ReadTokenFile(dir, name string) (string, error) {
 	b, err := readPrivate(dir, name, "token", 4*tokenBytes)
 	if err != nil {

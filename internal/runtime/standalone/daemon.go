@@ -52,6 +52,9 @@ type Config struct {
 	StateDir string
 	// APIAddr is the control API's listen address; ":0" picks a free port.
 	APIAddr string
+	// OFREPAddr is where flag rollouts are served over OFREP; empty
+	// serves none, and then refuses flag rollouts.
+	OFREPAddr string
 	// Clock is the one clock of the daemon and everything it runs; nil
 	// is the wall clock.
 	Clock rollout.Clock
@@ -111,6 +114,11 @@ type Daemon struct {
 	api       *http.Server
 	apiLn     net.Listener
 	apiName   string // the control API's address as it was given
+	// ofrep serves the flag rollouts on ofrepLn, whose address was given
+	// as ofrepName; nil without --ofrep.
+	ofrep     *http.Server
+	ofrepLn   net.Listener
+	ofrepName string
 	// handoverLn answers a daemon that asks to take over; handovers
 	// delivers the outcome. handingOver refuses reloads once it began.
 	handoverLn  *handover.Listener
@@ -155,6 +163,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, &ConfigError{err}
 	}
 	frontends, err := groupFrontends(rollouts, files)
+	if err == nil {
+		err = checkFlags(rollouts, files, cfg.OFREPAddr)
+	}
 	if err != nil {
 		cfg.Inherit.close()
 		return nil, &ConfigError{err}
@@ -215,6 +226,10 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 		}
 	}
 	d.reg.MustRegister(&statusCollector{d: d})
+	// Before the control API, whose address file says the daemon is up.
+	if err := d.startOFREP(cfg.OFREPAddr); err != nil {
+		return err
+	}
 	if err := d.startAPI(cfg, token); err != nil {
 		return err
 	}
@@ -233,6 +248,7 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 			d.log.Error("control API stopped", "err", err)
 		}
 	})
+	d.serveOFREP()
 	d.serving.Go(func() { d.listenForHandOvers(d.serveCtx) })
 	return nil
 }
@@ -244,7 +260,7 @@ func (d *Daemon) add(ctx context.Context, r *v1alpha1.Rollout, raw []byte) error
 	if err != nil {
 		return fmt.Errorf("rollout %s: %w", r.Name, err)
 	}
-	if err := d.rolloutMetrics(r.Name).Register(planeCollector{m}); err != nil {
+	if err := m.registerMetrics(d.rolloutMetrics(r.Name)); err != nil {
 		m.cancel()
 		m.closeDataPlane()
 		return err
@@ -380,10 +396,6 @@ func parseSources(sources []Source) (rollouts []*v1alpha1.Rollout, raws [][]byte
 				errs = append(errs, fmt.Errorf("%s: rollout %q names a targetRef: it runs in Kubernetes (kubectl apply, pipit controller), not in pipit up", src.File, r.Name))
 				continue
 			}
-			if r.Spec.Flag != nil {
-				errs = append(errs, fmt.Errorf("%s: rollout %q rolls out a flag, which pipit up does not serve yet", src.File, r.Name))
-				continue
-			}
 			rollouts = append(rollouts, r)
 			raws = append(raws, src.Data)
 			files = append(files, src.File)
@@ -473,7 +485,7 @@ func (d *Daemon) drainProxies(ctx context.Context) error {
 	d.stopServing()
 	d.handoverLn.Close()
 	// A hand-over has stopped the control API already.
-	errs = append(errs, d.api.Shutdown(ctx))
+	errs = append(errs, d.api.Shutdown(ctx), d.stopOFREP(ctx))
 	d.serving.Wait()
 	return errors.Join(errs...)
 }
@@ -507,6 +519,7 @@ func (d *Daemon) closeAll() {
 	if d.handoverLn != nil {
 		d.handoverLn.Close()
 	}
+	closeListener(d.ofrepLn)
 	for _, m := range d.rollouts {
 		if m.process != nil {
 			m.shutdownProcesses(m.process)
@@ -647,6 +660,9 @@ func (d *Daemon) RotateCookieKeys(context.Context) (controlapi.KeyRotation, erro
 	d.env.cookieKeys = route.CookieKeys(keys)
 	for _, m := range d.all() {
 		p := m.dataPlane().proxy
+		if p == nil {
+			continue // a flag signs no cookies
+		}
 		if err := p.SetCookieKeys(route.CookieKeys(keys)); err != nil {
 			return controlapi.KeyRotation{}, fmt.Errorf("rollout %s: %w", m.name, err)
 		}
