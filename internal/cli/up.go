@@ -106,7 +106,11 @@ func newUpCmd(g *globals) *cobra.Command {
 			}
 			views, _ := d.Rollouts(cmd.Context())
 			for _, v := range views {
-				fmt.Fprintf(out, "  rollout %s: proxy on %s, %s, stable %s\n", v.Name, v.Listen, v.Status.Phase, v.Status.Stable.Version)
+				what := "proxy"
+				if v.Flag != "" {
+					what = "flag " + v.Flag + " over OFREP"
+				}
+				fmt.Fprintf(out, "  rollout %s: %s on %s, %s, stable %s\n", v.Name, what, v.Listen, v.Status.Phase, v.Status.Stable.Version)
 			}
 			return serveUntilDone(cmd.Context(), d, cfg, hup, out, g.log)
 		},

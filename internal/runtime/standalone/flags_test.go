@@ -50,7 +50,7 @@ func startFlags(t *testing.T, fails bool) (*Daemon, *ofreptest.Users) {
 	if !ok || err != nil {
 		t.Fatalf("OFREP on %q (%v): %v", addr, ok, err)
 	}
-	if v, err := d.Rollout(context.Background(), "web"); err != nil || v.Listen != addr {
+	if v, err := d.Rollout(context.Background(), "web"); err != nil || v.Listen != addr || v.Flag != "new-checkout" {
 		t.Fatalf("view %+v, %v; want it listening on %s", v, err, addr)
 	}
 	return d, &ofreptest.Users{Addr: addr, Token: token, Key: "new-checkout", N: 200, RolledOut: "on", Fails: fails}

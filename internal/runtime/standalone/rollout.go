@@ -462,6 +462,9 @@ func (m *managed) view() controlapi.RolloutView {
 	m.mu.Unlock()
 	v := controlapi.NewView(m.name, plan, m.snapshot())
 	v.Listen, v.Preview = addr, preview
+	if pl.flag != nil {
+		v.Flag = pl.flag.Flag().Key()
+	}
 	v.Live = live(pl)
 	return v
 }
