@@ -3,7 +3,7 @@ GO ?= go
 # Bounded fuzzing time per fuzz target in `make test`.
 FUZZTIME ?= 10s
 
-.PHONY: all build demo demo-faulty test deps generate generate-check vet deadcode fmt-check unit fuzz bench
+.PHONY: all build demo demo-faulty test deps generate generate-check vet deadcode fmt-check unit openfeature fuzz bench
 
 all: build
 
@@ -19,7 +19,7 @@ demo-faulty:
 # The whole suite: formatting, vet, no unreachable code, every test under
 # the race detector (including the end-to-end tests that build and kill the
 # real binary), and a bounded run of each fuzz target.
-test: deps fmt-check generate-check vet deadcode unit fuzz
+test: deps fmt-check generate-check vet deadcode unit openfeature fuzz
 
 # Deepcopy methods and the Rollout CRD are generated from api/v1alpha1.
 generate:
@@ -66,6 +66,13 @@ KUBE_TEST_DIRS = $(shell grep -rlE --include='*_test.go' 'StopShared|kubefixture
 unit:
 	$(GO) test -race -count=1 -timeout 30m $$($(GO) list ./... | grep -v -x -F $(foreach d,$(KUBE_TEST_DIRS),-e github.com/pipit-dev/pipit/$(patsubst ./%,%,$(d))))
 	$(GO) test -race -count=1 -timeout 30m -p 1 $(KUBE_TEST_DIRS)
+
+# The OpenFeature providers against the real binary: pipit's own Go
+# provider (a module of its own, with the Go SDK) and the official OFREP
+# provider for Node (hack/test-ofrep-node.sh installs Node and it).
+openfeature:
+	cd openfeature/go && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	GO=$(GO) bash hack/test-ofrep-node.sh
 
 fuzz:
 	GO=$(GO) FUZZTIME=$(FUZZTIME) bash hack/fuzz.sh

@@ -47,16 +47,23 @@ func startUpFiles(t testing.TB, stateDir string, files ...string) *daemon {
 // wait, the address a running daemon wrote stays for the CLI to find.
 func startDaemon(t testing.TB, bin, stateDir string, env []string, wait bool, files ...string) *daemon {
 	t.Helper()
-	if wait {
-		os.Remove(filepath.Join(stateDir, controlapi.AddressFile))
-	}
 	args := []string{"up", "--state-dir", stateDir, "--api", "127.0.0.1:0", "-v"}
 	for _, f := range files {
 		args = append(args, "-f", f)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	d := runDaemon(t, cmd, stateDir, files[0])
+	return startCmd(t, cmd, stateDir, files[0], wait)
+}
+
+// startCmd starts cmd, a `pipit up` of stateDir run with file (first),
+// as startDaemon does.
+func startCmd(t testing.TB, cmd *exec.Cmd, stateDir, file string, wait bool) *daemon {
+	t.Helper()
+	if wait {
+		os.Remove(filepath.Join(stateDir, controlapi.AddressFile))
+	}
+	d := runDaemon(t, cmd, stateDir, file)
 	t.Cleanup(func() { d.cmd.Process.Kill(); d.cmd.Wait() })
 	deadline := time.Now().Add(30 * time.Second)
 	for wait {

@@ -34,10 +34,11 @@ type RolloutList struct {
 }
 
 // RolloutSpec is what the user asks for. A rollout names what it rolls
-// out in one of two ways: Service (the standalone runtime's proxy and
-// upstreams) or TargetRef (a workload in the Kubernetes runtime).
+// out in one of three ways: Service (the standalone runtime's proxy and
+// upstreams), TargetRef (a workload in the Kubernetes runtime) or Flag
+// (a feature flag served over OFREP by the standalone runtime).
 //
-// +kubebuilder:validation:XValidation:rule="has(self.service) != has(self.targetRef)",message="set service (standalone) or targetRef (Kubernetes), not both"
+// +kubebuilder:validation:XValidation:rule="(has(self.service) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) + (has(self.flag) ? 1 : 0) == 1",message="set one of service (standalone), targetRef (Kubernetes) and flag (standalone), not both"
 // +kubebuilder:validation:XValidation:rule="!has(self.kubernetes) || has(self.targetRef)",message="kubernetes needs targetRef"
 type RolloutSpec struct {
 	// Service says where the built-in proxy listens and which upstreams
@@ -48,6 +49,12 @@ type RolloutSpec struct {
 	// TargetRef names the workload rolled out (Kubernetes runtime).
 	// +optional
 	TargetRef *TargetRef `json:"targetRef,omitempty"`
+
+	// Flag is a feature flag rolled out to a growing share of users
+	// instead of a service: the standalone runtime serves it over
+	// OpenFeature's remote evaluation protocol (pipit up --ofrep).
+	// +optional
+	Flag *FlagSpec `json:"flag,omitempty"`
 
 	// Kubernetes says how the Kubernetes runtime names its copies and
 	// Services and splits traffic. Optional: every field has a default.

@@ -37,7 +37,7 @@ func newDeployCmd(g *globals) *cobra.Command {
 		}
 	)
 	cmd := &cobra.Command{
-		Use:   "deploy NAME (--canary URL | --version V --command CMD [--arg A]... | --version V --from FILE)",
+		Use:   "deploy NAME (--canary URL | --version V --command CMD [--arg A]... | --version V --from FILE | --version VARIANT)",
 		Short: "Start rolling a new version out",
 		Long: `deploy starts rolling out a new version: it waits for it to become healthy, then
 gives it the share of traffic of each step in turn while the checks pass.
@@ -52,6 +52,8 @@ service.canary.process in a rollout file (with readiness and liveness probes, a
 stop grace period, a memory limit). In arguments and environment values,
 {{ .Port }} is the port pipit gives each replica and {{ .Version }} the label.
 Without a readiness probe a replica is ready once its port accepts connections.
+
+A flag rollout (spec.flag) takes --version alone: the variant to roll out.
 
 Deploying while another canary is in flight replaces that canary and starts the
 analysis again from the first step.
@@ -68,6 +70,7 @@ first (as timeout(1); the rollout goes on) and 130 when interrupted.`,
   pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --reason "release 1.4"
   pipit deploy web --version v2 --command ./server --arg --port={{ .Port }} --env MODE=canary --replicas 2
   pipit deploy web --version v2 --from v2.yaml
+  pipit deploy new-checkout --version on
   pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --wait --timeout 30m`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -116,7 +119,10 @@ func (p *processFlags) describe(cmd *cobra.Command, v *v1alpha1.VersionRef) erro
 	}
 	switch given("canary", "command", "from") {
 	case 0:
-		return errors.New("--canary: a URL is required, or --command or --from for a rollout of processes")
+		if v.Version != "" && given("arg", "env", "workdir", "replicas") == 0 {
+			return nil // a flag's variant; the daemon checks it is one
+		}
+		return errors.New("--canary: a URL is required, or --command or --from for a rollout of processes, or --version alone for a flag's variant")
 	case 1:
 	default:
 		return errors.New("give one of --canary, --command and --from")

@@ -125,7 +125,10 @@ func statusDetail(v controlapi.RolloutView, now time.Time) string {
 	if v.Decision != "" {
 		field("Decision", "%s", v.Decision)
 	}
-	if v.Listen != "" {
+	switch {
+	case v.Flag != "":
+		field("Flag", "%s, over OFREP on %s", v.Flag, v.Listen)
+	case v.Listen != "":
 		field("Proxy", "%s", v.Listen)
 	}
 	if v.Preview != "" {

@@ -37,6 +37,11 @@ docs/operations.md says what each change does to a rollout in flight.
 The control API listens on --api (localhost only by default) and needs the token stored
 in the state directory; the other pipit commands find both there.
 
+--ofrep ADDR serves the flag rollouts (spec.flag) over OpenFeature's remote evaluation
+protocol: POST /ofrep/v1/evaluate/flags/KEY and /ofrep/v1/evaluate/flags, and POST
+/v1/flags/KEY/events for the outcomes applications report. It needs a read-only token of
+its own, kept in the state directory as ofrep-token (docs/flags.md).
+
 The history (events, analysis samples, commands carried out) is pruned as the daemon
 starts and then every hour: what is older than --retention goes, and each rollout keeps
 at most --retention-keep of the most recent events, of samples and of done commands.
@@ -48,17 +53,18 @@ collector. Logs never hold the API token, cookie keys or webhook secrets.`
 
 func newUpCmd(g *globals) *cobra.Command {
 	var files []string
-	var stateDir, api string
+	var stateDir, api, ofrepAddr string
 	var apiTLS tlsFlags
 	var insecure bool
 	retention := standalone.Retention{MaxAge: standalone.DefaultRetentionAge, KeepPerRollout: standalone.DefaultRetentionKeep}
 	cmd := &cobra.Command{
-		Use:   "up -f ROLLOUT.yaml [-f MORE.yaml] [--state-dir DIR] [--api ADDR] [--retention AGE] [--retention-keep N]",
+		Use:   "up -f ROLLOUT.yaml [-f MORE.yaml] [--state-dir DIR] [--api ADDR] [--ofrep ADDR] [--retention AGE] [--retention-keep N]",
 		Short: "Run the standalone daemon: rollout engine, traffic-splitting proxy and control API",
 		Long:  upLong,
 		Example: `  pipit up -f examples/canary.yaml
   pipit up -f web.yaml -f api.yaml --state-dir /var/lib/pipit --api 127.0.0.1:7433
-  pipit up -f web.yaml --retention 90d --retention-keep 0`,
+  pipit up -f web.yaml --retention 90d --retention-keep 0
+  pipit up -f new-checkout.yaml --ofrep 127.0.0.1:8016`,
 		Args: exactArgs(0),
 		// Every rollout event is logged at INFO (warnings at WARN): what
 		// the daemon does is what people watching it want to read.
@@ -85,7 +91,7 @@ func newUpCmd(g *globals) *cobra.Command {
 				return err
 			}
 			dir := controlapi.StateDir(stateDir)
-			cfg := standalone.Config{Sources: sources, Read: read, StateDir: dir, APIAddr: api, APITLS: apiTLS.files(), Insecure: insecure,
+			cfg := standalone.Config{Sources: sources, Read: read, StateDir: dir, APIAddr: api, APITLS: apiTLS.files(), Insecure: insecure, OFREPAddr: ofrepAddr,
 				Retention: retention, Clock: g.clock, Logger: g.log, Inherit: &standalone.Inheritance{Sockets: activated}}
 			d, err := standalone.Start(cmd.Context(), cfg)
 			var cfgErr *standalone.ConfigError
@@ -97,9 +103,16 @@ func newUpCmd(g *globals) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "pipit is up: control API on %s, state in %s\n", d.APIAddr(), dir)
+			if addr, ok := d.OFREPAddr(); ok {
+				fmt.Fprintf(out, "  flags over OFREP on %s\n", addr)
+			}
 			views, _ := d.Rollouts(cmd.Context())
 			for _, v := range views {
-				fmt.Fprintf(out, "  rollout %s: proxy on %s, %s, stable %s\n", v.Name, v.Listen, v.Status.Phase, v.Status.Stable.Version)
+				what := "proxy"
+				if v.Flag != "" {
+					what = "flag " + v.Flag + " over OFREP"
+				}
+				fmt.Fprintf(out, "  rollout %s: %s on %s, %s, stable %s\n", v.Name, what, v.Listen, v.Status.Phase, v.Status.Stable.Version)
 			}
 			return serveUntilDone(cmd.Context(), d, cfg, hup, out, g.log)
 		},
@@ -110,6 +123,7 @@ func newUpCmd(g *globals) *cobra.Command {
 	cmd.Flags().StringVar(&apiTLS.CertFile, "tls-cert", "", "serve the control API over TLS with this certificate (PEM); needs --tls-key")
 	cmd.Flags().StringVar(&apiTLS.KeyFile, "tls-key", "", "the key of --tls-cert (PEM)")
 	cmd.Flags().BoolVar(&insecure, "insecure", false, "serve the control API over plain HTTP on an address other than loopback, tokens in clear text")
+	cmd.Flags().StringVar(&ofrepAddr, "ofrep", "", "serve the flag rollouts over OFREP on this address, such as 127.0.0.1:8016 (default: none)")
 	cmd.Flags().Var((*ageValue)(&retention.MaxAge), "retention",
 		"how long history (events, samples, done commands) is kept: 30d, 36h, 90m… (0: whatever its age)")
 	cmd.Flags().IntVar(&retention.KeepPerRollout, "retention-keep", standalone.DefaultRetentionKeep,

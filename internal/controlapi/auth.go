@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 )
@@ -119,14 +120,29 @@ func IdentityOf(ctx context.Context) (Identity, bool) {
 	return id, ok
 }
 
-// requireToken lets a request through only with a token auth knows, and
-// tells the handlers who holds it.
+// requireToken is RequireToken logging to the server's log.
 func (s server) requireToken(auth Authenticator, next http.Handler) http.Handler {
+	return RequireToken(auth, s.log, next)
+}
+
+// RequireToken lets a request through to next only with a bearer token
+// auth knows, in exactly one Authorization header, and tells next who
+// holds it (IdentityOf). Refusals are 401 with a JSON error, logged at
+// debug level to log (nil discards) without the token given. The OFREP
+// listener guards its routes with it too.
+func RequireToken(auth Authenticator, log *slog.Logger, next http.Handler) http.Handler {
+	s := server{log: orDiscard(log)}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		given, ok := bearer(r.Header.Get("Authorization"))
+		// A second header could hide a forged token behind a valid
+		// one, or the other way round, depending on who reads it.
+		headers := r.Header.Values("Authorization")
+		given, ok := "", len(headers) == 1
+		if ok {
+			given, ok = bearer(headers[0])
+		}
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit"`)
-			s.writeError(w, http.StatusUnauthorized, "missing bearer token")
+			s.writeError(w, http.StatusUnauthorized, "missing bearer token: send one Authorization: Bearer header")
 			return
 		}
 		id, ok, err := auth.Authenticate(r.Context(), given)
@@ -135,7 +151,7 @@ func (s server) requireToken(auth Authenticator, next http.Handler) http.Handler
 			return
 		}
 		if !ok {
-			s.log.Debug("control API: token rejected", "remote", r.RemoteAddr, "path", r.URL.Path)
+			s.log.Debug("token rejected", "remote", r.RemoteAddr, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit", error="invalid_token"`)
 			s.writeError(w, http.StatusUnauthorized, "invalid bearer token")
 			return

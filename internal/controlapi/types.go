@@ -126,8 +126,12 @@ func (e *RefusedError) Error() string { return "refused: " + e.Reason }
 // what the proxy measures right now.
 type RolloutView struct {
 	Name string `json:"name"`
-	// Listen is the address of the rollout's proxy.
+	// Listen is the address of the rollout's proxy, or for a flag the
+	// OFREP listener's.
 	Listen string `json:"listen,omitempty"`
+	// Flag is the key of the flag a flag rollout rolls out; empty for a
+	// service.
+	Flag string `json:"flag,omitempty"`
 	// Preview is the address of a blue-green rollout's preview, or the
 	// name of its preview Service in Kubernetes; empty for none.
 	Preview string `json:"preview,omitempty"`

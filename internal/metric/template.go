@@ -14,7 +14,11 @@ type templateData struct {
 	Rollout   string
 	Namespace string
 	Version   string
-	Role      string
+	// Variant is Version under the name a flag rollout gives it: the
+	// flag's variant measured, for queries of an application's own
+	// metrics labelled by variant.
+	Variant string
+	Role    string
 	// Interval is the window as a Prometheus duration, such as "60s".
 	Interval string
 	Vars     map[string]string
@@ -41,6 +45,7 @@ func render(t *template.Template, q Query) (string, error) {
 		Rollout:   q.Rollout,
 		Namespace: q.Namespace,
 		Version:   q.Version,
+		Variant:   q.Version,
 		Role:      q.Role,
 		Interval:  promDuration(q.Interval),
 		Vars:      vars,

@@ -16,6 +16,7 @@ func TestRender(t *testing.T) {
 		interval              time.Duration
 	}{
 		{name: "every field", text: `{{ .Rollout }}/{{ .Namespace }}/{{ .Version }}/{{ .Role }}/{{ .Interval }}/{{ .Vars.job }}`, want: "shop/prod/v2/canary/60s/api"},
+		{name: "a flag's variant", text: `errors_total{variant="{{ .Variant }}"}`, want: `errors_total{variant="v2"}`},
 		{name: "whole seconds", text: `{{ .Interval }}`, interval: 90 * time.Second, want: "90s"},
 		{name: "milliseconds", text: `{{ .Interval }}`, interval: 1500 * time.Millisecond, want: "1500ms"},
 		{name: "url escaping is available", text: `{{ .Vars.job | urlquery }}`, want: "api"},

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"reflect"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	yaml "go.yaml.in/yaml/v3"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
@@ -29,6 +31,7 @@ var (
 	durationType = reflect.TypeFor[metav1.Duration]()
 	percentType  = reflect.TypeFor[v1alpha1.Percent]()
 	presetType   = reflect.TypeFor[v1alpha1.Preset]()
+	jsonType     = reflect.TypeFor[apiextensionsv1.JSON]()
 	rolloutType  = reflect.TypeFor[v1alpha1.Rollout]()
 	metaType     = reflect.TypeFor[metav1.ObjectMeta]()
 )
@@ -94,6 +97,8 @@ func (d *decoder) value(n *yaml.Node, t reflect.Type, path string) (v any, ok bo
 	case t == presetType && n.Kind == yaml.ScalarNode:
 		// A preset is a bare name or a mapping (v1alpha1.Preset).
 		return d.text(n, path)
+	case t == jsonType:
+		return d.anyJSON(n, path)
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -227,6 +232,21 @@ func (d *decoder) dict(n *yaml.Node, t reflect.Type, path string) (any, bool) {
 		}
 	}
 	return out, true
+}
+
+// anyJSON reads a free-form value (a flag variant's) as the JSON value
+// it stands for; what JSON cannot hold is refused.
+func (d *decoder) anyJSON(n *yaml.Node, path string) (any, bool) {
+	var v any
+	if err := n.Decode(&v); err != nil {
+		d.fail(n, path, "%v", err)
+		return nil, false
+	}
+	if _, err := json.Marshal(v); err != nil {
+		d.fail(n, path, "is not a value JSON can hold (mapping keys must be strings, numbers finite)")
+		return nil, false
+	}
+	return v, true
 }
 
 func (d *decoder) text(n *yaml.Node, path string) (any, bool) {

@@ -231,11 +231,14 @@ func usageProblem(metric, p string, process *v1alpha1.ProcessSpec) string {
 }
 
 // CheckCanary reports why v cannot be deployed as the canary of the
-// rollout s, or returns nil: it must be of the stable's kind, a valid
+// rollout s, or returns nil: one of the variants of a flag; else it must
+// be of the stable's kind, a valid
 // process description when it is one, and state a memory limit when the
 // analysis measures memory-usage.
 func CheckCanary(s *v1alpha1.RolloutSpec, v v1alpha1.VersionRef) error {
 	switch {
+	case s.Flag != nil:
+		return checkFlagCanary(s.Flag, v)
 	case s.Service == nil:
 		return nil // a Kubernetes rollout's canary is its workload's template
 	case s.Service.Stable.Process != nil && v.Process == nil:

@@ -33,6 +33,10 @@ func Validate(r *v1alpha1.Rollout) Errors {
 	switch s := &r.Spec; {
 	case s.Service != nil && s.TargetRef != nil:
 		v.add("spec", "set service (the standalone runtime's proxy and upstreams) or targetRef (a Kubernetes workload), not both")
+	case s.Flag != nil && (s.Service != nil || s.TargetRef != nil):
+		v.add("spec.flag", "rolls out a feature flag; set it or service (a service behind pipit's proxy) or targetRef (a Kubernetes workload), one of the three")
+	case s.Flag != nil:
+		v.flag(s)
 	case s.Service != nil:
 		v.service(s.Service)
 		if s.Kubernetes != nil {

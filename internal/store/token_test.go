@@ -35,7 +35,7 @@ func TestTokenCreatedPrivateAndStable(t *testing.T) {
 	if err != nil || again != tok {
 		t.Errorf("second load = %q, %v; want the same token %q", again, err, tok)
 	}
-	read, err := ReadToken(dir)
+	read, err := ReadTokenFile(dir, tokenFile)
 	if err != nil || read != tok {
 		t.Errorf("ReadToken = %q, %v; want %q", read, err, tok)
 	}
@@ -61,7 +61,7 @@ func TestTokenWideModeRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, load := range map[string]func(string) (string, error){
-		"LoadOrCreateToken": LoadOrCreateToken, "ReadToken": ReadToken,
+		"LoadOrCreateToken": LoadOrCreateToken, "ReadToken": func(dir string) (string, error) { return ReadTokenFile(dir, tokenFile) },
 	} {
 		got, err := load(dir)
 		if err == nil || !strings.Contains(err.Error(), "chmod 600") {
@@ -75,14 +75,14 @@ func TestTokenWideModeRefused(t *testing.T) {
 	if err := os.Chmod(path, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := ReadToken(dir); err != nil || got != tok {
+	if got, err := ReadTokenFile(dir, tokenFile); err != nil || got != tok {
 		t.Errorf("after chmod 600: %q, %v; want the original token", got, err)
 	}
 }
 
 func TestReadTokenMissingOrMalformed(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := ReadToken(dir); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := ReadTokenFile(dir, tokenFile); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing token: err = %v, want fs.ErrNotExist", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, tokenFile), []byte("hunter2\n"), 0o600); err != nil {
@@ -90,5 +90,25 @@ func TestReadTokenMissingOrMalformed(t *testing.T) {
 	}
 	if _, err := LoadOrCreateToken(dir); err == nil {
 		t.Error("a malformed token file was accepted")
+	}
+}
+
+// TestOFREPTokenIsItsOwn checks that the OFREP token is kept beside the
+// control API's, private too, and is another secret.
+func TestOFREPTokenIsItsOwn(t *testing.T) {
+	dir := t.TempDir()
+	api, err := LoadOrCreateToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ofrep, err := LoadOrCreateTokenFile(dir, OFREPTokenFile)
+	if err != nil || ofrep == api {
+		t.Fatalf("OFREP token %q, %v; want one of its own", ofrep, err)
+	}
+	if info, err := os.Stat(filepath.Join(dir, OFREPTokenFile)); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("OFREP token file: %v %v", info, err)
+	}
+	if again, err := ReadTokenFile(dir, OFREPTokenFile); err != nil || again != ofrep {
+		t.Errorf("read back %q, %v", again, err)
 	}
 }

@@ -71,6 +71,13 @@ func (c *Counters) Record(class Class, d time.Duration) {
 	c.latency.record(d)
 }
 
+// RecordOutcome counts one request whose latency is not known, such as
+// an outcome an application reports without one: it counts in the rates,
+// not in the latencies.
+func (c *Counters) RecordOutcome(class Class) {
+	c.classes[class].Add(1)
+}
+
 // Snapshot is the cumulative measurements now.
 func (c *Counters) Snapshot() VersionStats {
 	s := VersionStats{Version: c.version, epoch: c.epoch, latency: c.latency.snapshot()}

@@ -49,6 +49,25 @@ func bucketOf(sum uint64) int32 {
 	return int32(hi)
 }
 
+// inCanary reports whether key falls in the canary's buckets [0, w) at
+// weight w. A key's bucket does not depend on the weight, so raising the
+// weight only ever adds keys.
+func (h hasher) inCanary(key string, w v1alpha1.Percent) bool {
+	return h.bucket(key) < int32(w)
+}
+
+// Hasher places user keys in the proxy's buckets, for what splits users
+// as the proxy does without routing requests (feature flags).
+type Hasher struct{ h hasher }
+
+// NewHasher returns the hasher of salt; the proxy's salt is the traffic
+// section's, or the rollout's name.
+func NewHasher(salt string) Hasher { return Hasher{newHasher(salt)} }
+
+// InCanary reports whether the user of key gets the canary at weight w,
+// exactly as the proxy decides for a request with that user key.
+func (h Hasher) InCanary(key string, w v1alpha1.Percent) bool { return h.h.inCanary(key, w) }
+
 // keyKind is where a user key is read.
 type keyKind uint8
 

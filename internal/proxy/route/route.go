@@ -180,7 +180,7 @@ func (t *Table) draw() bool {
 // [0, weight). A key's bucket does not depend on the weight, so raising
 // the weight only ever adds users to the canary.
 func (t *Table) keyToCanary(key string) bool {
-	return t.policy.hash.bucket(key) < int32(t.weight)
+	return t.policy.hash.inCanary(key, t.weight)
 }
 
 // Policy is a compiled v1alpha1.TrafficSpec.
@@ -303,18 +303,23 @@ type Tasks interface {
 // Compile checks and compiles spec. A spec that asks for nothing
 // compiles to nil, the plain weighted split.
 func Compile(spec *v1alpha1.TrafficSpec, opts Options) (*Policy, error) {
-	log := opts.Logger
+	return compilePolicy(spec, opts.Name, opts.compiled())
+}
+
+// compiled is o with its defaults applied.
+func (o Options) compiled() compileOptions {
+	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return compilePolicy(spec, opts.Name, compileOptions{
+	return compileOptions{
 		log:           log,
 		interval:      listCheckInterval,
-		clock:         rollout.ClockOrSystem(opts.Clock),
-		tasks:         opts.Tasks,
-		clientAddress: opts.ClientAddress,
-		goals:         opts.Goals,
-	})
+		clock:         rollout.ClockOrSystem(o.Clock),
+		tasks:         o.Tasks,
+		clientAddress: o.ClientAddress,
+		goals:         o.Goals,
+	}
 }
 
 // compilePolicy is Compile with every option given. name is the

@@ -283,6 +283,9 @@ func validate(r *v1alpha1.Rollout) error {
 	if err := spec.Validate(c).Err(); err != nil {
 		return err
 	}
+	if c.Spec.Flag != nil {
+		return errors.New("spec.flag: flag rollouts are served by pipit up --ofrep (standalone) only for now; the controller rolls out Deployments (spec.targetRef)")
+	}
 	if spec.RuntimeOf(&c.Spec) != spec.RuntimeKubernetes {
 		return errors.New("spec.targetRef is required: pipit controller rolls out Deployments; spec.service is for pipit up")
 	}

@@ -60,6 +60,9 @@ type Config struct {
 	APITLS *TLSFiles
 	// Insecure allows plain HTTP on an address other than loopback.
 	Insecure bool
+	// OFREPAddr is where flag rollouts are served over OFREP; empty
+	// serves none, and then refuses flag rollouts.
+	OFREPAddr string
 	// Clock is the one clock of the daemon and everything it runs; nil
 	// is the wall clock.
 	Clock rollout.Clock
@@ -121,6 +124,11 @@ type Daemon struct {
 	apiLn     net.Listener
 	apiTLS    *tls.Config // nil: the control API speaks plain HTTP
 	apiName   string      // the control API's address as it was given
+	// ofrep serves the flag rollouts on ofrepLn, whose address was given
+	// as ofrepName; nil without --ofrep.
+	ofrep     *http.Server
+	ofrepLn   net.Listener
+	ofrepName string
 	// handoverLn answers a daemon that asks to take over; handovers
 	// delivers the outcome. handingOver refuses reloads once it began.
 	handoverLn  *handover.Listener
@@ -174,6 +182,9 @@ func Start(ctx context.Context, cfg Config) (*Daemon, error) {
 		return nil, &ConfigError{err}
 	}
 	frontends, err := groupFrontends(rollouts, files)
+	if err == nil {
+		err = checkFlags(rollouts, files, cfg.OFREPAddr)
+	}
 	if err != nil {
 		cfg.Inherit.close()
 		return nil, &ConfigError{err}
@@ -234,6 +245,10 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 			return err
 		}
 	}
+	// Before the control API, whose address file says the daemon is up.
+	if err := d.startOFREP(cfg.OFREPAddr); err != nil {
+		return err
+	}
 	if err := d.startAPI(cfg, token); err != nil {
 		return err
 	}
@@ -256,6 +271,7 @@ func (d *Daemon) start(ctx context.Context, cfg Config, rollouts []*v1alpha1.Rol
 			d.log.Error("control API stopped", "err", err)
 		}
 	})
+	d.serveOFREP()
 	d.serving.Go(func() { d.listenForHandOvers(d.serveCtx) })
 	return nil
 }
@@ -267,7 +283,7 @@ func (d *Daemon) add(ctx context.Context, r *v1alpha1.Rollout, raw []byte) error
 	if err != nil {
 		return fmt.Errorf("rollout %s: %w", r.Name, err)
 	}
-	if err := d.rolloutMetrics(r.Name).Register(planeCollector{m}); err != nil {
+	if err := m.registerMetrics(d.rolloutMetrics(r.Name)); err != nil {
 		m.cancel()
 		m.closeDataPlane()
 		return err
@@ -495,7 +511,7 @@ func (d *Daemon) drainProxies(ctx context.Context) error {
 	d.stopServing()
 	d.handoverLn.Close()
 	// A hand-over has stopped the control API already.
-	errs = append(errs, d.api.Shutdown(ctx))
+	errs = append(errs, d.api.Shutdown(ctx), d.stopOFREP(ctx))
 	d.serving.Wait()
 	return errors.Join(errs...)
 }
@@ -529,6 +545,7 @@ func (d *Daemon) closeAll() {
 	if d.handoverLn != nil {
 		d.handoverLn.Close()
 	}
+	closeListener(d.ofrepLn)
 	for _, m := range d.rollouts {
 		if m.process != nil {
 			m.shutdownProcesses(m.process)
@@ -669,6 +686,9 @@ func (d *Daemon) RotateCookieKeys(context.Context) (controlapi.KeyRotation, erro
 	d.env.cookieKeys = route.CookieKeys(keys)
 	for _, m := range d.all() {
 		p := m.dataPlane().proxy
+		if p == nil {
+			continue // a flag signs no cookies
+		}
 		if err := p.SetCookieKeys(route.CookieKeys(keys)); err != nil {
 			return controlapi.KeyRotation{}, fmt.Errorf("rollout %s: %w", m.name, err)
 		}

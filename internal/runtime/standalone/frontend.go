@@ -154,6 +154,9 @@ func groupFrontends(rollouts []*v1alpha1.Rollout, files []string) ([]*frontend, 
 	var errs []error
 	for i, r := range rollouts {
 		svc := r.Spec.Service
+		if svc == nil {
+			continue // a flag is served over OFREP
+		}
 		settings, err := listenerOf(svc)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: rollout %q: %w", files[i], r.Name, err))

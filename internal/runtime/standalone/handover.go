@@ -194,8 +194,8 @@ type namedListener struct {
 	ln   net.Listener
 }
 
-// sockets are the daemon's listening sockets: the proxies' and the
-// control API's.
+// sockets are the daemon's listening sockets: the proxies', the
+// control API's and the OFREP listener's.
 func (d *Daemon) sockets() []namedListener {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -203,7 +203,7 @@ func (d *Daemon) sockets() []namedListener {
 	for _, f := range d.frontends {
 		out = append(out, namedListener{f.addr, f.ln})
 	}
-	return out
+	return append(out, d.ofrepSocket()...)
 }
 
 // socketFiles duplicates every listening socket of the daemon: as

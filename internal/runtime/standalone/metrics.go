@@ -11,6 +11,15 @@ import (
 // standalone rollouts have no namespace.
 const metricsNamespace = ""
 
+// registerMetrics registers the measurements of m's proxy with reg; a
+// flag has no proxy, and its outcomes are in its view.
+func (m *managed) registerMetrics(reg prometheus.Registerer) error {
+	if m.dataPlane().proxy == nil {
+		return nil
+	}
+	return reg.Register(planeCollector{m})
+}
+
 // planeCollector exposes the measurements of a rollout's current proxy and
 // health checks, which a reload may rebuild.
 type planeCollector struct{ m *managed }

@@ -18,7 +18,6 @@ import (
 	"github.com/pipit-dev/pipit/internal/metric"
 	"github.com/pipit-dev/pipit/internal/notify"
 	"github.com/pipit-dev/pipit/internal/proxy"
-	"github.com/pipit-dev/pipit/internal/router"
 	"github.com/pipit-dev/pipit/internal/runtime"
 	"github.com/pipit-dev/pipit/internal/spec"
 )
@@ -142,13 +141,44 @@ func (d *Daemon) planReload(sources []Source) (*reloadPlan, error) {
 			p.removed = append(p.removed, m)
 		}
 	}
-	return p, errors.Join(errs...)
+	return p, errors.Join(append(errs, p.flagsChanged())...)
+}
+
+// flagsChanged refuses a reload that adds, removes or changes a flag
+// rollout: the OFREP listener is set up at start only, so far.
+func (p *reloadPlan) flagsChanged() error {
+	var names []string
+	for _, a := range p.added {
+		if a.r.Spec.Flag != nil {
+			names = append(names, a.r.Name)
+		}
+	}
+	for _, m := range p.removed {
+		if m.spec().Spec.Flag != nil {
+			names = append(names, m.name)
+		}
+	}
+	for _, c := range p.changed {
+		if c.next.Spec.Flag != nil || c.m.spec().Spec.Flag != nil {
+			names = append(names, c.m.name)
+		}
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	return fmt.Errorf("flag rollouts %s: a reload does not add, remove or change flag rollouts yet; restart pipit up (their state is kept)", strings.Join(names, ", "))
 }
 
 // changeTo works out what changes when m takes next, or nil when nothing
 // does, and refuses what cannot change now.
 func (m *managed) changeTo(next *v1alpha1.Rollout, raw []byte, file string) (*rolloutChange, error) {
 	cur := m.spec()
+	if cur.Spec.Flag != nil || next.Spec.Flag != nil {
+		if reflect.DeepEqual(cur.Spec, next.Spec) && cur.Namespace == next.Namespace {
+			return nil, nil
+		}
+		return &rolloutChange{m: m, next: next}, nil // refused by flagsChanged
+	}
 	fields := changedFields(cur, next)
 	if len(fields) == 0 {
 		return nil, nil
@@ -438,7 +468,7 @@ func (m *managed) applyChange(ctx context.Context, c *rolloutChange) {
 // weight of the old one before a listener routes to it.
 func (m *managed) switchPlane(ctx context.Context, pl *dataPlane) {
 	r := m.runner
-	r.Target, r.Router = m.targetOn(pl), router.Proxy{P: pl.proxy}
+	r.Target, r.Router = m.targetOn(pl), m.routerOn(pl)
 	m.runChecker(pl)
 	if m.relay == nil {
 		// The static target only points the proxy at URLs: applying
@@ -468,7 +498,8 @@ func (m *managed) recordChange(ctx context.Context, c *rolloutChange) {
 	var events []v1alpha1.Event
 	install := c.install && !inFlight(st.Phase)
 	if install {
-		res, err := installFromFile(c.plan, c.next.Spec.Service.Stable, "rollout file", now.Time)
+		stable, _ := fileVersions(c.next)
+		res, err := installFromFile(c.plan, stable, "rollout file", now.Time)
 		if err != nil {
 			m.log.Warn("installing the new stable version", "err", err)
 			install = false
@@ -536,7 +567,7 @@ func (d *Daemon) commit(ctx context.Context, p *reloadPlan) {
 // startAdded makes an added rollout one of the daemon's and runs it.
 func (d *Daemon) startAdded(ctx context.Context, a addedRollout) {
 	m := a.m
-	if err := d.rolloutMetrics(m.name).Register(planeCollector{m}); err != nil {
+	if err := m.registerMetrics(d.rolloutMetrics(m.name)); err != nil {
 		d.log.Warn("exposing the metrics of an added rollout", "rollout", m.name, "err", err)
 	}
 	m.exportMetrics()

@@ -11,6 +11,7 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/engine"
+	"github.com/pipit-dev/pipit/internal/flag"
 	"github.com/pipit-dev/pipit/internal/metric"
 	"github.com/pipit-dev/pipit/internal/notify"
 	"github.com/pipit-dev/pipit/internal/proxy"
@@ -86,7 +87,10 @@ type managed struct {
 // dataPlane is what serves and measures a rollout's traffic: rebuilt as a
 // whole when a reload changes the proxy's settings.
 type dataPlane struct {
+	// proxy serves a service's traffic; nil for a flag, whose users get
+	// their variant over OFREP from flag instead.
 	proxy *proxy.Proxy
+	flag  *flag.Live
 	// checker probes URL upstreams; nil for processes, which the process
 	// target probes replica by replica.
 	checker *health.Checker
@@ -145,7 +149,7 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 	}
 	tgt, err := m.newTarget(ctx)
 	if err != nil {
-		m.plane.proxy.Close()
+		m.plane.close()
 		return nil, err
 	}
 	defer func() {
@@ -162,7 +166,7 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 	m.hooks = runtime.NewHooks(m.ctx, r.Name, r.Namespace, plan, e.clock, e.log)
 	m.runner = &runtime.Runner{
 		Name: r.Name, Plan: plan, Status: m.status, Store: m.store, Target: tgt,
-		Router: router.Proxy{P: m.plane.proxy}, Meter: m.meter, Hooks: m.hooks, Clock: e.clock, Log: e.log,
+		Router: m.routerOn(m.plane), Meter: m.meter, Hooks: m.hooks, Clock: e.clock, Log: e.log,
 		OnCommand: m.commandDone, OnEvents: m.notify,
 	}
 	if err := m.runner.Converge(ctx); err != nil {
@@ -175,6 +179,9 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 // the health checker of URL upstreams. A process rollout's proxy is
 // steered by the process target, which probes its replicas itself.
 func (m *managed) newPlane(r *v1alpha1.Rollout, stable v1alpha1.VersionRef, keys route.CookieKeys) (*dataPlane, error) {
+	if r.Spec.Flag != nil {
+		return m.newFlagPlane(r.Spec.Flag, stable)
+	}
 	svc := r.Spec.Service
 	cfg := proxy.Config{Name: r.Name, Traffic: svc.Traffic, Goals: goalsOf(r),
 		VersionHeader: versionHeader(svc), Logger: m.env.log, CookieKeys: keys, Clock: m.clock,
@@ -223,6 +230,9 @@ func goalsOf(r *v1alpha1.Rollout) []v1alpha1.Goal {
 // when the versions are processes, which it starts, else the static
 // target with the proxy's health checker.
 func (m *managed) newTarget(ctx context.Context) (rollout.Target, error) {
+	if m.plane.flag != nil {
+		return m.plane.flag, nil
+	}
 	if m.rollout.Spec.Service.Stable.Process == nil {
 		return m.targetOn(m.plane), nil
 	}
@@ -241,6 +251,14 @@ func (m *managed) targetOn(pl *dataPlane) rollout.Target {
 		return processTarget{Process: m.process, versions: m.versions, proxy: pl.proxy}
 	}
 	return &target.Static{Proxy: pl.proxy, Health: pl.checker}
+}
+
+// routerOn is the router of pl: its proxy, or its flag.
+func (m *managed) routerOn(pl *dataPlane) rollout.Router {
+	if pl.flag != nil {
+		return pl.flag
+	}
+	return router.Proxy{P: pl.proxy}
 }
 
 // newMeter builds the analysis of plan on the measurements of pl.
@@ -273,7 +291,8 @@ func (m *managed) loadStatus(ctx context.Context) (v1alpha1.RolloutStatus, error
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return v1alpha1.RolloutStatus{}, err
 	}
-	res, err := installFromFile(m.plan, m.rollout.Spec.Service.Stable, "pipit", m.clock.Now())
+	stable, _ := fileVersions(m.rollout)
+	res, err := installFromFile(m.plan, stable, "pipit", m.clock.Now())
 	if err != nil {
 		return v1alpha1.RolloutStatus{}, fmt.Errorf("rollout %s: %w", m.name, err)
 	}
@@ -283,9 +302,9 @@ func (m *managed) loadStatus(ctx context.Context) (v1alpha1.RolloutStatus, error
 // installFromFile is the engine's decision to install the file's stable
 // version as a first version always is installed, on Kubernetes too: a
 // fresh status with stable as its stable version.
-func installFromFile(plan spec.Plan, stable v1alpha1.Upstream, actor string, now time.Time) (engine.Result, error) {
+func installFromFile(plan spec.Plan, stable *v1alpha1.VersionRef, actor string, now time.Time) (engine.Result, error) {
 	res := engine.Step(plan, v1alpha1.RolloutStatus{}, engine.Input{Now: now, Commands: []rollout.Command{{
-		Kind: rollout.CommandDeploy, Canary: versionOf(stable), Actor: actor, Reason: "rollout file",
+		Kind: rollout.CommandDeploy, Canary: stable, Actor: actor, Reason: "rollout file",
 	}}})
 	if err := res.Consumed[0]; err != nil {
 		return res, fmt.Errorf("installing the stable version: %w", err)
@@ -297,11 +316,10 @@ func installFromFile(plan spec.Plan, stable v1alpha1.Upstream, actor string, now
 // version that is neither st's stable nor its canary, so editing the file
 // and restarting (or reloading) rolls the new version out.
 func (m *managed) deployFromFile(ctx context.Context, st v1alpha1.RolloutStatus) error {
-	c := m.rollout.Spec.Service.Canary
-	if c == nil {
+	_, v := fileVersions(m.rollout)
+	if v == nil {
 		return nil
 	}
-	v := versionOf(*c)
 	if (st.Stable != nil && st.Stable.Version == v.Version) || (st.Canary != nil && st.Canary.Version == v.Version) {
 		return nil
 	}
@@ -413,6 +431,13 @@ func (m *managed) setAddr(addr string, preview bool) {
 // closeDataPlane stops the background work of the rollout's proxy.
 func (m *managed) closeDataPlane() {
 	if pl := m.dataPlane(); pl != nil {
+		pl.close()
+	}
+}
+
+// close stops the background work of pl's proxy; a flag has none.
+func (pl *dataPlane) close() {
+	if pl.proxy != nil {
 		pl.proxy.Close()
 	}
 }
@@ -458,6 +483,9 @@ func (m *managed) view() controlapi.RolloutView {
 	m.mu.Unlock()
 	v := controlapi.NewView(m.name, plan, m.snapshot())
 	v.Listen, v.Preview = addr, preview
+	if pl.flag != nil {
+		v.Flag = pl.flag.Flag().Key()
+	}
 	v.Live = live(pl)
 	return v
 }
@@ -529,6 +557,23 @@ func healthConfig(hc *v1alpha1.HealthCheck, onChange func(), log *slog.Logger) h
 		cfg.FailureThreshold = int(hc.FailureThreshold)
 	}
 	return cfg
+}
+
+// fileVersions are the stable and canary versions r's file names: a
+// service's upstreams, or a flag's default and rolled out variants;
+// canary is nil when the file names none.
+func fileVersions(r *v1alpha1.Rollout) (stable, canary *v1alpha1.VersionRef) {
+	if f := r.Spec.Flag; f != nil {
+		stable = &v1alpha1.VersionRef{Version: f.DefaultVariant}
+		if f.RolloutVariant != "" {
+			canary = &v1alpha1.VersionRef{Version: f.RolloutVariant}
+		}
+		return stable, canary
+	}
+	if c := r.Spec.Service.Canary; c != nil {
+		canary = versionOf(*c)
+	}
+	return versionOf(r.Spec.Service.Stable), canary
 }
 
 // versionOf names an upstream's version, defaulting to its URL.

@@ -1,0 +1,151 @@
+package flag
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/rollout"
+)
+
+// TestLiveAttributesOutcomes checks that outcomes count for the variant
+// each user was served, whatever the variant they claim, and that a
+// promotion or retirement starts new counts.
+func TestLiveAttributesOutcomes(t *testing.T) {
+	l := NewLive(compileCheckout(t), "off")
+	if err := l.DeployCanary(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetWeight(context.Background(), pct(50), true); err != nil {
+		t.Fatal(err)
+	}
+	var canaryUsers, stableUsers int
+	for i := range 400 {
+		key := fmt.Sprint("user-", i)
+		r, fail := l.Evaluate(map[string]any{TargetingKey: key})
+		if fail != nil {
+			t.Fatal(fail)
+		}
+		kind := EventSuccess
+		if r.Canary {
+			kind, canaryUsers = EventError, canaryUsers+1 // the new variant fails
+		} else {
+			stableUsers++
+		}
+		// The application's claim does not override what pipit served.
+		if err := l.Record(Event{TargetingKey: key, Kind: kind, LatencyMs: 20, Variant: "off"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Record(Event{TargetingKey: "user-0", Kind: EventConversion}); err != nil {
+		t.Fatal(err)
+	}
+	s := l.Stats()
+	if s.Canary.Version != "on" || int(s.Canary.Requests) != canaryUsers || int(s.Canary.Errors5xx) != canaryUsers {
+		t.Errorf("canary stats %+v, want %d errors", s.Canary, canaryUsers)
+	}
+	if s.Stable.Version != "off" || int(s.Stable.Requests) != stableUsers || s.Stable.Errors5xx != 0 || s.Stable.LatencyCount() != uint64(stableUsers) {
+		t.Errorf("stable stats %+v, want %d successes", s.Stable, stableUsers)
+	}
+	if st, ca := l.Conversions(); st+ca != 1 {
+		t.Errorf("conversions %d %d", st, ca)
+	}
+	// A key never evaluated is attributed as it hashes.
+	if err := l.Record(Event{TargetingKey: "never-seen", Kind: EventError}); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Stats(); got.Canary.Requests+got.Stable.Requests != 401 {
+		t.Errorf("%d outcomes, want 401", got.Canary.Requests+got.Stable.Requests)
+	}
+	if err := l.Promote(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := l.Stats(); s.Stable.Version != "on" || s.Stable.Requests != 0 || s.Canary.Version != "" || l.State().Canary != "" {
+		t.Errorf("after the promotion %+v, %+v", s, l.State())
+	}
+}
+
+// liveMistakes are events refused, each with a part of the reason.
+var liveMistakes = []struct {
+	e      Event
+	reason string
+}{
+	{Event{Kind: EventError}, "targetingKey is required"},
+	{Event{TargetingKey: "u", Kind: "crash"}, "kind must be"},
+	{Event{TargetingKey: "u", Kind: EventSuccess, LatencyMs: -1}, "latencyMs"},
+	{Event{TargetingKey: "u", Kind: EventSuccess, LatencyMs: 1e12}, "latencyMs"},
+}
+
+func TestLiveRefusesBadEvents(t *testing.T) {
+	l := NewLive(compileCheckout(t), "off")
+	for _, tc := range liveMistakes {
+		if err := l.Record(tc.e); err == nil || !strings.Contains(err.Error(), tc.reason) {
+			t.Errorf("%+v: %v, want %q", tc.e, err, tc.reason)
+		}
+	}
+	if err := l.DeployCanary(context.Background(), v1alpha1.VersionRef{Version: "maybe"}); err == nil {
+		t.Error("a variant the flag has not was rolled out")
+	}
+}
+
+// TestLiveRemembersBoundedly checks that the memory of who was served
+// what stops at MaxRemembered.
+func TestLiveRemembersBoundedly(t *testing.T) {
+	l := NewLive(compileCheckout(t), "off")
+	if err := l.DeployCanary(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetWeight(context.Background(), pct(50), true); err != nil {
+		t.Fatal(err)
+	}
+	for i := range MaxRemembered + 10 {
+		if _, fail := l.Evaluate(map[string]any{TargetingKey: fmt.Sprint(i)}); fail != nil {
+			t.Fatal(fail)
+		}
+	}
+	if n := len(l.served); n != MaxRemembered {
+		t.Errorf("remembers %d users, want %d", n, MaxRemembered)
+	}
+	if err := l.RetireCanary(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(l.served); n != 0 {
+		t.Errorf("remembers %d users after the canary went", n)
+	}
+}
+
+// TestLiveAsTargetAndRouter walks a flag through the engine's actions:
+// the canary variant deployed and weighted, observed, rolled back
+// (disabled for everyone) and deployed again.
+func TestLiveAsTargetAndRouter(t *testing.T) {
+	ctx := context.Background()
+	l := NewLive(compileCheckout(t), "off")
+	on := v1alpha1.VersionRef{Version: "on"}
+	if err := l.DeployCanary(ctx, on); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetWeight(ctx, pct(25), true); err != nil {
+		t.Fatal(err)
+	}
+	if o := l.Observe(ctx); o.StableVersion != "off" || o.CanaryVersion != "on" || o.CanaryHealth != rollout.HealthUp || l.Weight() != pct(25) {
+		t.Fatalf("observed %+v at %s", o, l.Weight())
+	}
+	if err := l.SetWeight(ctx, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.RetireCanary(ctx, on); err != nil {
+		t.Fatal(err)
+	}
+	r, fail := l.Evaluate(map[string]any{TargetingKey: "u"})
+	if fail != nil || r.Variant != "off" || r.Reason != ReasonDisabled || l.Observe(ctx).CanaryVersion != "" {
+		t.Fatalf("after the rollback: %+v %v", r, fail)
+	}
+	if err := l.DeployCanary(ctx, on); err != nil || l.State().Disabled {
+		t.Fatalf("deployed again: %v, %+v", err, l.State())
+	}
+	if err := l.SetWeight(ctx, pct(101), true); err == nil {
+		t.Error("a weight over 100% was set")
+	}
+}

@@ -1,0 +1,121 @@
+package standalone
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/flag/ofreptest"
+	"github.com/pipit-dev/pipit/internal/store"
+)
+
+// flagYAML is the write-up's flag rolled out 5 → 25 → 50 → 100, with
+// the error rate its applications report checked every 200 ms.
+const flagYAML = `apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  flag:
+    key: new-checkout
+    variants: {on: true, off: false}
+    defaultVariant: off
+    rolloutVariant: on
+  strategy:
+    steps:
+    - setWeight: 5
+    - pause: {duration: 600ms}
+    - setWeight: 25
+    - pause: {duration: 600ms}
+    - setWeight: 50
+    - pause: {duration: 600ms}
+  analysis:
+    interval: 200ms
+    failureLimit: 1
+    metrics:
+    - name: error-rate
+      thresholdRange: {max: 5}
+`
+
+// startFlags starts a daemon serving flagYAML over OFREP and the users
+// of its application.
+func startFlags(t *testing.T, fails bool) (*Daemon, *ofreptest.Users) {
+	t.Helper()
+	dir := t.TempDir()
+	d, _ := startConfig(t, Config{Sources: []Source{{File: "flag.yaml", Data: []byte(flagYAML)}}, StateDir: dir, OFREPAddr: "127.0.0.1:0"})
+	addr, ok := d.OFREPAddr()
+	token, err := store.ReadTokenFile(dir, store.OFREPTokenFile)
+	if !ok || err != nil {
+		t.Fatalf("OFREP on %q (%v): %v", addr, ok, err)
+	}
+	if v, err := d.Rollout(context.Background(), "web"); err != nil || v.Listen != addr || v.Flag != "new-checkout" {
+		t.Fatalf("view %+v, %v; want it listening on %s", v, err, addr)
+	}
+	return d, &ofreptest.Users{Addr: addr, Token: token, Key: "new-checkout", N: 200, RolledOut: "on", Fails: fails}
+}
+
+// TestFlagRolloutPromoted rolls a healthy flag out to everyone: no user
+// who got the new variant loses it on the way, and at the end everyone
+// has it.
+func TestFlagRolloutPromoted(t *testing.T) {
+	d, u := startFlags(t, false)
+	ctx, stop := context.WithCancel(context.Background())
+	wait := u.Run(ctx, 20*time.Millisecond)
+	waitFor(t, d, 30*time.Second, "a weight of 25%", func(st v1alpha1.RolloutStatus) bool { return st.CanaryWeight >= 25*v1alpha1.PercentScale })
+	st := waitFor(t, d, 30*time.Second, "the promotion", phaseIs(v1alpha1.PhaseSucceeded))
+	stop()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if st.Stable.Version != "on" || u.Lost() != 0 {
+		t.Errorf("stable %s, users lost on %d times", st.Stable.Version, u.Lost())
+	}
+	for i := range u.N {
+		if a, err := u.Evaluate(i); err != nil || a.Variant != "on" || a.Reason != "STATIC" {
+			t.Fatalf("user %d after the promotion: %+v %v", i, a, err)
+		}
+	}
+}
+
+// TestFlagRolloutRolledBack rolls out a variant whose requests fail: the
+// error rate its users report rolls it back, and it is off for everyone.
+func TestFlagRolloutRolledBack(t *testing.T) {
+	d, u := startFlags(t, true)
+	ctx, stop := context.WithCancel(context.Background())
+	wait := u.Run(ctx, 20*time.Millisecond)
+	st := waitFor(t, d, 30*time.Second, "the rollback", phaseIs(v1alpha1.PhaseRolledBack))
+	stop()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if st.CanaryWeight != 0 || !strings.Contains(st.Message, "error-rate") {
+		t.Errorf("rolled back at %s: %s", st.CanaryWeight, st.Message)
+	}
+	for i := range u.N {
+		if a, err := u.Evaluate(i); err != nil || a.Variant != "off" || a.Reason != "DISABLED" {
+			t.Fatalf("user %d after the rollback: %+v %v", i, a, err)
+		}
+	}
+}
+
+// TestFlagRolloutsRefused checks the daemon refuses a flag without an
+// OFREP listener, and one flag rolled out twice.
+func TestFlagRolloutsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Sources: []Source{{File: "flag.yaml", Data: []byte(flagYAML)}}}, "serve flags with pipit up --ofrep ADDR"},
+		{Config{Sources: []Source{{File: "a.yaml", Data: []byte(flagYAML)}, {File: "b.yaml", Data: []byte(strings.Replace(flagYAML, "name: web", "name: other", 1))}},
+			OFREPAddr: "127.0.0.1:0"}, `rollout "other" rolls out flag new-checkout, as rollout "web" does`},
+	} {
+		tc.cfg.StateDir = t.TempDir()
+		_, err := Start(context.Background(), tc.cfg)
+		var cfgErr *ConfigError
+		if !errors.As(err, &cfgErr) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v, want a ConfigError with %q", err, tc.want)
+		}
+	}
+}
