@@ -37,7 +37,10 @@ type kustomization struct {
 	Namespace  string   `json:"namespace"`
 	Labels     []any    `json:"labels"`
 	Resources  []string `json:"resources"`
-	Images     []any    `json:"images"`
+	Images     []struct {
+		Name   string `json:"name"`
+		NewTag string `json:"newTag"`
+	} `json:"images"`
 }
 
 // renderManifests reads the kustomization's resources and puts the
@@ -79,6 +82,37 @@ func renderManifests(t *testing.T) (kustomization, []*unstructured.Unstructured)
 		objs = append(objs, read...)
 	}
 	return k, objs
+}
+
+// TestInstallImagePinned checks that the install names one released image
+// tag, in the Deployment and in the kustomization's images (which `make
+// image` tags the build with): never :latest, which a node may pull anew
+// at any time, nor no tag at all, which means :latest.
+func TestInstallImagePinned(t *testing.T) {
+	k, objs := renderManifests(t)
+	if len(k.Images) != 1 || k.Images[0].NewTag == "" || k.Images[0].NewTag == "latest" {
+		t.Fatalf("kustomization.yaml: images %+v, want one image with a pinned newTag", k.Images)
+	}
+	want := k.Images[0].Name + ":" + k.Images[0].NewTag
+	containers := 0
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		list, _, err := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range list {
+			containers++
+			if image, _ := c.(map[string]any)["image"].(string); image != want {
+				t.Errorf("deployment.yaml: Deployment %s: image %q, want %q (kustomization.yaml's images)", o.GetName(), image, want)
+			}
+		}
+	}
+	if containers == 0 {
+		t.Error("no Deployment container names an image")
+	}
 }
 
 func TestInstallManifests(t *testing.T) {
