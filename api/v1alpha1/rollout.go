@@ -10,7 +10,7 @@ import (
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:categories=pipit
+// +kubebuilder:resource:categories=pipit,shortName=prl
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`,description="Where the rollout stands"
 // +kubebuilder:printcolumn:name="Weight",type=number,JSONPath=`.status.canaryWeight`,description="Share of traffic on the canary, in percent"
 // +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.stepLabel`,description="The step being run, counted from 1 (status.currentStep is its index from 0)"
@@ -76,6 +76,7 @@ type RolloutSpec struct {
 	// ProgressDeadline bounds how long the rollout may wait for a canary to
 	// become healthy, or for a promotion or rollback to take effect, before
 	// it fails and sends all traffic to stable. Default 10m.
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="progressDeadline must be positive"
 	// +optional
 	ProgressDeadline *metav1.Duration `json:"progressDeadline,omitempty"`
 
@@ -83,6 +84,7 @@ type RolloutSpec struct {
 	// traffic back to the previous stable at once, without re-running the
 	// steps; process targets keep the previous version running meanwhile.
 	// Contract hooks run when it closes. Default 15m; 0 turns undo off.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="undoWindow must not be negative"
 	// +optional
 	UndoWindow *metav1.Duration `json:"undoWindow,omitempty"`
 
@@ -241,6 +243,10 @@ type HealthCheck struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.blueGreen) || !((has(self.steps) && size(self.steps) > 0) || has(self.stepWeight) || has(self.maxWeight) || has(self.stepWeights))",message="blueGreen cannot be mixed with steps or the shorthand (stepWeight, maxWeight, stepWeights)"
 // +kubebuilder:validation:XValidation:rule="!(has(self.steps) && size(self.steps) > 0 && (has(self.stepWeight) || has(self.maxWeight) || has(self.stepWeights)))",message="use steps or the shorthand (stepWeight, maxWeight, stepWeights), not both"
 // +kubebuilder:validation:XValidation:rule="!has(self.stepWeights) || !(has(self.stepWeight) || has(self.maxWeight))",message="use stepWeights, or stepWeight with maxWeight, not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.maxWeight) || has(self.stepWeight)",message="maxWeight needs stepWeight"
+// +kubebuilder:validation:XValidation:rule="!has(self.stepWeight) || self.stepWeight > 0.0",message="stepWeight must be more than 0"
+// +kubebuilder:validation:XValidation:rule="!has(self.stepWeight) || !has(self.maxWeight) || self.stepWeight <= self.maxWeight",message="stepWeight is above maxWeight"
+// +kubebuilder:validation:XValidation:rule="!has(self.steps) || self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",message="weights must not go down: each setWeight is at least the one before"
 type Strategy struct {
 	// Steps run in order; after the last one the canary is promoted.
 	// +kubebuilder:validation:MaxItems=1000
@@ -260,6 +266,10 @@ type Strategy struct {
 	// +optional
 	MaxWeight *Percent `json:"maxWeight,omitempty"`
 	// StepWeights lists the shorthand weights explicitly, ascending.
+	// (CEL checks the order; pipit's validation also refuses a weight
+	// given twice, which CEL cannot check within its cost budget.)
+	// +kubebuilder:validation:XValidation:rule="self.isSorted()",message="stepWeights must go up"
+	// +kubebuilder:validation:XValidation:rule="self.all(w, w > 0.0)",message="each of stepWeights must be more than 0"
 	// +optional
 	StepWeights []Percent `json:"stepWeights,omitempty"`
 
@@ -358,6 +368,7 @@ type PauseStep struct {
 	// Duration of the pause (soak time). Without it the rollout waits for
 	// `pipit promote`.
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="pause.duration must be positive; leave it out to wait for pipit promote"
 	Duration *metav1.Duration `json:"duration,omitempty"`
 }
 

@@ -119,67 +119,111 @@ func TestRolloutCRDServesPresets(t *testing.T) {
 	}
 }
 
+// invalidRollouts are specs pipit's validator refuses, each with the
+// field the API server must name when it refuses the same spec at
+// admission (the CRD's schema and CEL rules).
+var invalidRollouts = []struct {
+	name string
+	// path and value are set in the example to make it invalid.
+	path  []string
+	value any
+	// field is the field the API server must name, and reason a part
+	// of its explanation.
+	field, reason string
+}{{
+	name: "unknown decision", path: []string{"spec", "decision"}, value: "sometimes",
+	field: "spec.decision", reason: `supported values: "automatic", "manual", "hybrid"`,
+}, {
+	name: "weight above 100", path: []string{"spec", "strategy", "steps"},
+	value: []any{map[string]any{"setWeight": int64(150)}},
+	field: "spec.strategy.steps[0].setWeight", reason: "less than or equal to 100",
+}, {
+	name: "step of two kinds", path: []string{"spec", "strategy", "steps"},
+	value: []any{
+		map[string]any{"setWeight": int64(5)},
+		map[string]any{"setWeight": int64(10), "pause": map[string]any{"duration": "1m"}},
+	},
+	field: "spec.strategy.steps[1]", reason: "exactly one of setWeight, pause, analysis and approval",
+}, {
+	name: "empty step", path: []string{"spec", "strategy", "steps"},
+	value: []any{map[string]any{}},
+	field: "spec.strategy.steps[0]", reason: "exactly one of setWeight, pause, analysis and approval",
+}, {
+	name: "upstream with url and process", path: []string{"spec", "service", "canary"},
+	value: map[string]any{
+		"url": "http://127.0.0.1:9002", "version": "v2",
+		"process": map[string]any{"command": "./app"},
+	},
+	field: "spec.service.canary", reason: "set url or process, not both",
+}, {
+	name: "upstream with neither", path: []string{"spec", "service", "stable"},
+	value: map[string]any{"version": "v1"},
+	field: "spec.service.stable", reason: "set url or process",
+}, {
+	name: "steps and shorthand", path: []string{"spec", "strategy", "stepWeight"}, value: int64(10),
+	field: "spec.strategy", reason: "use steps or the shorthand",
+}, {
+	name: "threshold min above max", path: []string{"spec", "analysis", "metrics"},
+	value: []any{map[string]any{
+		"name": "error-rate", "thresholdRange": map[string]any{"min": 5.5, "max": 1.0},
+	}},
+	field: "spec.analysis.metrics[0].thresholdRange", reason: "min is above max",
+}, {
+	name: "unknown hook type", path: []string{"spec", "webhooks"},
+	value: []any{map[string]any{"name": "gate", "type": "sometime", "url": "http://127.0.0.1:1/"}},
+	field: "spec.webhooks[0].type", reason: "supported values",
+}, {
+	name: "setWeight going down", path: []string{"spec", "strategy", "steps"},
+	value: []any{map[string]any{"setWeight": int64(20)}, map[string]any{"setWeight": int64(10)}},
+	field: "spec.strategy", reason: "weights must not go down",
+}, {
+	name: "maxWeight alone", path: []string{"spec", "strategy"},
+	value: map[string]any{"interval": "1m", "maxWeight": int64(50)},
+	field: "spec.strategy", reason: "maxWeight needs stepWeight",
+}, {
+	name: "stepWeight above maxWeight", path: []string{"spec", "strategy"},
+	value: map[string]any{"interval": "1m", "stepWeight": int64(60), "maxWeight": int64(50)},
+	field: "spec.strategy", reason: "stepWeight is above maxWeight",
+}, {
+	name: "stepWeight 0", path: []string{"spec", "strategy"},
+	value: map[string]any{"interval": "1m", "stepWeight": int64(0)},
+	field: "spec.strategy", reason: "stepWeight must be more than 0",
+}, {
+	name: "stepWeights going down", path: []string{"spec", "strategy"},
+	value: map[string]any{"interval": "1m", "stepWeights": []any{int64(20), int64(10)}},
+	field: "spec.strategy.stepWeights", reason: "stepWeights must go up",
+}, {
+	name: "stepWeights with 0", path: []string{"spec", "strategy"},
+	value: map[string]any{"interval": "1m", "stepWeights": []any{int64(0), int64(10)}},
+	field: "spec.strategy.stepWeights", reason: "must be more than 0",
+}, {
+	name: "pause of 0s", path: []string{"spec", "strategy", "steps"},
+	value: []any{map[string]any{"setWeight": int64(5)}, map[string]any{"pause": map[string]any{"duration": "0s"}}},
+	field: "spec.strategy.steps[1].pause.duration", reason: "pause.duration must be positive",
+}, {
+	name: "negative progressDeadline", path: []string{"spec", "progressDeadline"}, value: "-1m",
+	field: "spec.progressDeadline", reason: "progressDeadline must be positive",
+}, {
+	name: "negative undoWindow", path: []string{"spec", "undoWindow"}, value: "-1m",
+	field: "spec.undoWindow", reason: "undoWindow must not be negative",
+}}
+
+// TestRolloutCRDRefusesInvalidRollouts: what pipit's validator refuses and
+// the CRD can express is refused when it is applied, not found Stalled
+// later.
 func TestRolloutCRDRefusesInvalidRollouts(t *testing.T) {
 	c := kubefixture.Cluster(t)
 	ns := c.Namespace(t)
 	rollouts := c.Dynamic().Resource(rolloutResource).Namespace(ns)
 
-	cases := []struct {
-		name string
-		// path and value are set in the example to make it invalid.
-		path  []string
-		value any
-		// field is the field the API server must name, and reason a part
-		// of its explanation.
-		field, reason string
-	}{{
-		name: "unknown decision", path: []string{"spec", "decision"}, value: "sometimes",
-		field: "spec.decision", reason: `supported values: "automatic", "manual", "hybrid"`,
-	}, {
-		name: "weight above 100", path: []string{"spec", "strategy", "steps"},
-		value: []any{map[string]any{"setWeight": int64(150)}},
-		field: "spec.strategy.steps[0].setWeight", reason: "less than or equal to 100",
-	}, {
-		name: "step of two kinds", path: []string{"spec", "strategy", "steps"},
-		value: []any{
-			map[string]any{"setWeight": int64(5)},
-			map[string]any{"setWeight": int64(10), "pause": map[string]any{"duration": "1m"}},
-		},
-		field: "spec.strategy.steps[1]", reason: "exactly one of setWeight, pause, analysis and approval",
-	}, {
-		name: "empty step", path: []string{"spec", "strategy", "steps"},
-		value: []any{map[string]any{}},
-		field: "spec.strategy.steps[0]", reason: "exactly one of setWeight, pause, analysis and approval",
-	}, {
-		name: "upstream with url and process", path: []string{"spec", "service", "canary"},
-		value: map[string]any{
-			"url": "http://127.0.0.1:9002", "version": "v2",
-			"process": map[string]any{"command": "./app"},
-		},
-		field: "spec.service.canary", reason: "set url or process, not both",
-	}, {
-		name: "upstream with neither", path: []string{"spec", "service", "stable"},
-		value: map[string]any{"version": "v1"},
-		field: "spec.service.stable", reason: "set url or process",
-	}, {
-		name: "steps and shorthand", path: []string{"spec", "strategy", "stepWeight"}, value: int64(10),
-		field: "spec.strategy", reason: "use steps or the shorthand",
-	}, {
-		name: "threshold min above max", path: []string{"spec", "analysis", "metrics"},
-		value: []any{map[string]any{
-			"name": "error-rate", "thresholdRange": map[string]any{"min": 5.5, "max": 1.0},
-		}},
-		field: "spec.analysis.metrics[0].thresholdRange", reason: "min is above max",
-	}, {
-		name: "unknown hook type", path: []string{"spec", "webhooks"},
-		value: []any{map[string]any{"name": "gate", "type": "sometime", "url": "http://127.0.0.1:1/"}},
-		field: "spec.webhooks[0].type", reason: "supported values",
-	}}
-	for i, tc := range cases {
+	for i, tc := range invalidRollouts {
 		t.Run(tc.name, func(t *testing.T) {
 			obj := exampleRollout(t, "invalid-"+string(rune('a'+i)))
 			if err := unstructured.SetNestedField(obj.Object, tc.value, tc.path...); err != nil {
 				t.Fatal(err)
+			}
+			if errs := spec.Validate(typed(t, obj)); len(errs) == 0 {
+				t.Errorf("pipit's validator takes the spec: the case tests nothing it refuses")
 			}
 			_, err := rollouts.Create(kubefixture.CallContext(t), obj, metav1.CreateOptions{})
 			if !apierrors.IsInvalid(err) {
@@ -295,4 +339,25 @@ func checkPrinterColumns(t *testing.T, c *kubecluster.Cluster, ns, name string, 
 	if _, ok := cells["Age"]; !ok {
 		t.Errorf("no Age column in %v", table.ColumnDefinitions)
 	}
+}
+
+// TestRolloutCRDNamesBesideArgoRollouts: beside Argo Rollouts, whose kind
+// is also Rollout (short name ro), pipit's resource is reached without its
+// group through its own short name and category.
+func TestRolloutCRDNamesBesideArgoRollouts(t *testing.T) {
+	c := kubefixture.Cluster(t)
+	list, err := c.Clientset().Discovery().ServerResourcesForGroupVersion(v1alpha1.SchemeGroupVersion.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range list.APIResources {
+		if r.Name != "rollouts" {
+			continue
+		}
+		if !reflect.DeepEqual(r.ShortNames, []string{"prl"}) || !reflect.DeepEqual(r.Categories, []string{"pipit"}) {
+			t.Errorf("rollouts.pipit.dev: short names %v and categories %v, want [prl] and [pipit]", r.ShortNames, r.Categories)
+		}
+		return
+	}
+	t.Fatalf("the API server serves no rollouts in %s", v1alpha1.SchemeGroupVersion)
 }

@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	authzv1 "k8s.io/api/authorization/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -37,7 +39,10 @@ type kustomization struct {
 	Namespace  string   `json:"namespace"`
 	Labels     []any    `json:"labels"`
 	Resources  []string `json:"resources"`
-	Images     []any    `json:"images"`
+	Images     []struct {
+		Name   string `json:"name"`
+		NewTag string `json:"newTag"`
+	} `json:"images"`
 }
 
 // renderManifests reads the kustomization's resources and puts the
@@ -81,6 +86,37 @@ func renderManifests(t *testing.T) (kustomization, []*unstructured.Unstructured)
 	return k, objs
 }
 
+// TestInstallImagePinned checks that the install names one released image
+// tag, in the Deployment and in the kustomization's images (which `make
+// image` tags the build with): never :latest, which a node may pull anew
+// at any time, nor no tag at all, which means :latest.
+func TestInstallImagePinned(t *testing.T) {
+	k, objs := renderManifests(t)
+	if len(k.Images) != 1 || k.Images[0].NewTag == "" || k.Images[0].NewTag == "latest" {
+		t.Fatalf("kustomization.yaml: images %+v, want one image with a pinned newTag", k.Images)
+	}
+	want := k.Images[0].Name + ":" + k.Images[0].NewTag
+	containers := 0
+	for _, o := range objs {
+		if o.GetKind() != "Deployment" {
+			continue
+		}
+		list, _, err := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range list {
+			containers++
+			if image, _ := c.(map[string]any)["image"].(string); image != want {
+				t.Errorf("deployment.yaml: Deployment %s: image %q, want %q (kustomization.yaml's images)", o.GetName(), image, want)
+			}
+		}
+	}
+	if containers == 0 {
+		t.Error("no Deployment container names an image")
+	}
+}
+
 func TestInstallManifests(t *testing.T) {
 	c := kubefixture.Cluster(t)
 	k, objs := renderManifests(t)
@@ -89,10 +125,10 @@ func TestInstallManifests(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.GetKind()]++
 	}
-	for _, kind := range []string{"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole",
-		"ClusterRoleBinding", "Role", "RoleBinding", "Deployment", "Service"} {
-		if kinds[kind] != 1 {
-			t.Errorf("%d objects of kind %s, want 1", kinds[kind], kind)
+	for kind, want := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 1, "ServiceAccount": 1,
+		"ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1} {
+		if kinds[kind] != want {
+			t.Errorf("%d objects of kind %s, want %d", kinds[kind], kind, want)
 		}
 	}
 
@@ -123,16 +159,17 @@ func TestInstallManifests(t *testing.T) {
 		{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "create"},
 	}
 	for _, attrs := range allowed {
-		if !allowedTo(t, c, attrs) {
+		if !allowedTo(t, c, controllerUser, attrs) {
 			t.Errorf("the controller may not %s", describe(attrs))
 		}
 	}
 	for _, attrs := range denied {
-		if allowedTo(t, c, attrs) {
+		if allowedTo(t, c, controllerUser, attrs) {
 			t.Errorf("the controller may %s, which it does not need", describe(attrs))
 		}
 	}
 
+	t.Run("people's roles", func(t *testing.T) { peopleGetRolloutRights(t, c) })
 	t.Run("the controller needs no more", func(t *testing.T) {
 		controllerRunsWithInstalledRBAC(t, k.Namespace)
 	})
@@ -190,6 +227,47 @@ func controllerRunsWithInstalledRBAC(t *testing.T, leaseNamespace string) {
 	s.waitEvent("web", "Promoted")
 }
 
+// peopleGetRolloutRights binds a viewer and an editor to Kubernetes' view
+// and edit roles in a namespace, and checks what the aggregated pipit-view
+// and pipit-edit give them: the editor writes Rollouts but not their
+// status (the phase and weight are the controller's), the viewer reads.
+func peopleGetRolloutRights(t *testing.T, c *kubecluster.Cluster) {
+	ns := c.Namespace(t)
+	for user, role := range map[string]string{"viewer": "view", "editor": "edit"} {
+		rb := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: user},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}},
+		}
+		if _, err := c.Clientset().RbacV1().RoleBindings(ns).Create(kubefixture.CallContext(t), rb, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rollouts := func(verb, sub string) authzv1.ResourceAttributes {
+		return authzv1.ResourceAttributes{Group: "pipit.dev", Resource: "rollouts", Subresource: sub, Verb: verb, Namespace: ns}
+	}
+	// The controller manager aggregates the roles a moment after they
+	// were created.
+	deadline := time.Now().Add(time.Minute)
+	for !allowedTo(t, c, "editor", rollouts("create", "")) || !allowedTo(t, c, "viewer", rollouts("list", "")) {
+		if time.Now().After(deadline) {
+			t.Fatal("within a minute, edit and view did not give the rights of pipit-edit and pipit-view")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, a := range []authzv1.ResourceAttributes{rollouts("patch", ""), rollouts("delete", ""), rollouts("get", "status")} {
+		if !allowedTo(t, c, "editor", a) {
+			t.Errorf("an editor may not %s", describe(a))
+		}
+	}
+	for user, a := range map[string]authzv1.ResourceAttributes{"editor": rollouts("patch", "status"),
+		"viewer": rollouts("create", "")} {
+		if allowedTo(t, c, user, a) {
+			t.Errorf("a %s may %s", user, describe(a))
+		}
+	}
+}
+
 // applyManifests creates the objects in the cluster, which validates them
 // against the real API schemas, and deletes them when the test ends. The
 // CRD is the one kubefixture.Cluster installed from the same file.
@@ -230,13 +308,17 @@ func applyManifests(t *testing.T, c *kubecluster.Cluster, namespace string, objs
 	}
 }
 
-// allowedTo asks the API server's authorizer whether the controller's
-// service account may act.
-func allowedTo(t *testing.T, c *kubecluster.Cluster, attrs authzv1.ResourceAttributes) bool {
+// allowedTo asks the API server's authorizer whether user (the
+// controller's service account, or a person) may act.
+func allowedTo(t *testing.T, c *kubecluster.Cluster, user string, attrs authzv1.ResourceAttributes) bool {
 	t.Helper()
+	groups := []string{"system:authenticated"}
+	if user == controllerUser {
+		groups = append(groups, "system:serviceaccounts", "system:serviceaccounts:pipit-system")
+	}
 	review := &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
-		User:               controllerUser,
-		Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:pipit-system", "system:authenticated"},
+		User:               user,
+		Groups:             groups,
 		ResourceAttributes: &attrs,
 	}}
 	got, err := c.Clientset().AuthorizationV1().SubjectAccessReviews().Create(kubefixture.CallContext(t), review, metav1.CreateOptions{})
