@@ -124,6 +124,11 @@ func IdentityOf(ctx context.Context) (Identity, bool) {
 func (s server) requireToken(auth Authenticator, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		given, ok := bearer(r.Header.Get("Authorization"))
+		if !ok && r.Header.Get("Authorization") == "" && hasCookie(r, SessionCookie) {
+			// The dashboard: a browser's session cookie stands for the token.
+			s.serveSession(w, r, auth, next)
+			return
+		}
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="pipit"`)
 			s.writeError(w, http.StatusUnauthorized, "missing bearer token")
@@ -156,4 +161,10 @@ func (s server) as(need Role, h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// hasCookie reports whether the request carries a cookie named name.
+func hasCookie(r *http.Request, name string) bool {
+	_, err := r.Cookie(name)
+	return err == nil
 }
