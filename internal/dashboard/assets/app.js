@@ -68,6 +68,11 @@ function loggedIn(info) {
 
 const pct = (w) => (w === undefined || w === null ? "0" : w) + "%";
 const num = (v, unit) => (v === undefined || v === null ? "–" : (Math.round(v * 100) / 100) + (unit || ""));
+// withUnit writes a value as the CLI does (spec.WithUnit): percent and
+// time units stick to the number, the others follow a space.
+const STUCK = new Set(["%", "ns", "us", "µs", "ms", "s", "m", "h"]);
+const withUnit = (v, unit) => (v === undefined || v === null ? "–" : !unit ? num(v) : num(v, (STUCK.has(unit) ? "" : " ") + unit));
+const unitOf = (metric) => ((state.view && state.view.units) || {})[metric] || "";
 const version = (ref) => (ref ? ref.version : "–");
 const when = (t) => (t ? new Date(t).toLocaleString() : "");
 
@@ -246,7 +251,8 @@ function drawMetric(target, metric, samples) {
   const b = bounds(metric);
   if (b.min !== undefined) { series.push({ label: "min", stroke: "#c62828", dash: [6, 4] }); data.push(xs.map(() => b.min)); }
   if (b.max !== undefined) { series.push({ label: "max", stroke: "#c62828", dash: [6, 4] }); data.push(xs.map(() => b.max)); }
-  chart("metrics", box, metric, series, data);
+  const unit = unitOf(metric);
+  chart("metrics", box, unit ? metric + " (" + unit + ")" : metric, series, data);
 }
 
 function renderVerdicts(samples) {
@@ -254,7 +260,7 @@ function renderVerdicts(samples) {
   body.replaceChildren();
   for (const s of samples.slice(-20).reverse()) {
     const tr = el("tr");
-    tr.append(el("td", when(s.at)), el("td", s.name), el("td", num(s.canary)), el("td", num(s.stable)),
+    tr.append(el("td", when(s.at)), el("td", s.name), el("td", withUnit(s.canary, unitOf(s.name))), el("td", withUnit(s.stable, unitOf(s.name))),
       el("td", s.verdict + (s.message ? ": " + s.message : ""), "verdict-" + s.verdict));
     body.append(tr);
   }
@@ -332,6 +338,13 @@ $("login-form").addEventListener("submit", async (e) => {
 $("logout").addEventListener("click", async () => {
   try { await api("POST", "/ui/logout"); } catch (e) { console.warn(e); }
   showLogin();
+});
+
+// Charts follow the width of their box: a phone turned, a window resized.
+window.addEventListener("resize", () => {
+  for (const g of Object.keys(state.charts)) {
+    for (const u of state.charts[g]) u.setSize({ width: Math.max(280, u.root.parentElement.clientWidth), height: 200 });
+  }
 });
 
 window.addEventListener("hashchange", route);
