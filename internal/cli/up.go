@@ -35,7 +35,8 @@ not validate change nothing; the reason is logged (and 'pipit reload' prints it)
 docs/operations.md says what each change does to a rollout in flight.
 
 The control API listens on --api (localhost only by default) and needs the token stored
-in the state directory; the other pipit commands find both there.
+in the state directory; the other pipit commands find both there. The web dashboard
+shares its listener, under /ui/, and logs in with a token (docs/dashboard.md).
 
 The history (events, analysis samples, commands carried out) is pruned as the daemon
 starts and then every hour: what is older than --retention goes, and each rollout keeps
@@ -97,6 +98,11 @@ func newUpCmd(g *globals) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "pipit is up: control API on %s, state in %s\n", d.APIAddr(), dir)
+			scheme := "http"
+			if cfg.APITLS != nil {
+				scheme = "https"
+			}
+			fmt.Fprintf(out, "  dashboard: %s://%s/ui/ (log in with a token, see pipit token create)\n", scheme, d.APIAddr())
 			views, _ := d.Rollouts(cmd.Context())
 			for _, v := range views {
 				fmt.Fprintf(out, "  rollout %s: proxy on %s, %s, stable %s\n", v.Name, v.Listen, v.Status.Phase, v.Status.Stable.Version)
