@@ -27,6 +27,10 @@ const (
 	streamWriteTimeout = 10 * time.Second
 	// streamRetry tells EventSource how long to wait before reconnecting.
 	streamRetry = 2 * time.Second
+	// streamKeepAlive is how many quiet polls pass before a comment line
+	// is sent, so that proxies keep an idle stream open and a client gone
+	// away is noticed.
+	streamKeepAlive = 15
 )
 
 // stream serves GET /v1/rollouts/{name}/stream: server-sent events, a
@@ -65,7 +69,14 @@ func (s server) pushChanges(ctx context.Context, name string, sw streamWriter) {
 	tick := time.NewTicker(streamPoll)
 	defer tick.Stop()
 	var lastView, lastStatus []byte
+	quiet := 0
 	for {
+		if quiet++; quiet > streamKeepAlive {
+			if sw.send("", []byte(":\n\n")) != nil {
+				return
+			}
+			quiet = 0
+		}
 		v, err := s.b.Rollout(ctx, name)
 		if err != nil {
 			gone, _ := json.Marshal(ErrorResponse{Error: fmt.Sprintf("rollout %s is no longer served", name)})
@@ -78,7 +89,7 @@ func (s server) pushChanges(ctx context.Context, name string, sw streamWriter) {
 			if sw.send("rollout", view) != nil {
 				return
 			}
-			lastView = view
+			lastView, quiet = view, 0
 		}
 		if !bytes.Equal(status, lastStatus) {
 			if !s.sendHistory(ctx, name, sw) {
