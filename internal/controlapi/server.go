@@ -78,7 +78,7 @@ func NewHandler(b Backend, auth Authenticator, metrics http.Handler, log *slog.L
 // serving at most maxStreams event streams at once.
 func newHandler(b Backend, auth Authenticator, metrics http.Handler, log *slog.Logger, sess *sessions, maxStreams int) http.Handler {
 	s := server{b: b, log: orDiscard(log), sessions: sess, cross: http.NewCrossOriginProtection(),
-		streams: make(chan struct{}, maxStreams)}
+		streams: make(chan struct{}, maxStreams), feeds: newFeeds(b, orDiscard(log))}
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET /v1/rollouts", s.as(RoleViewer, s.list))
 	v1.HandleFunc("GET /v1/rollouts/{name}", s.as(RoleViewer, s.get))
@@ -116,16 +116,18 @@ func newHandler(b Backend, auth Authenticator, metrics http.Handler, log *slog.L
 		mux.Handle("GET /metrics", metrics)
 	}
 	s.serveDashboard(mux, auth)
-	return mux
+	return handler{Handler: mux, feeds: s.feeds}
 }
 
 // NewServer returns an HTTP server for h with timeouts that keep slow or
 // idle clients from holding connections. The write timeout leaves room for
-// a command, which waits until the engine has acted on it. The server's own
+// a command, which waits until the engine has acted on it (an event
+// stream sets its own deadline for each write). Shutting the server down
+// ends the event streams of a handler made by NewHandler. The server's own
 // errors (such as failed TLS handshakes) go to log as warnings; nil
 // discards them.
 func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
+	srv := &http.Server{
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -135,6 +137,10 @@ func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(orDiscard(log).Handler(), slog.LevelWarn),
 	}
+	if api, ok := h.(handler); ok {
+		srv.RegisterOnShutdown(api.feeds.close)
+	}
+	return srv
 }
 
 // orDiscard is log, or a logger that discards when there is none: the
@@ -172,6 +178,15 @@ type server struct {
 	cross *http.CrossOriginProtection
 	// streams holds a slot per open event stream, MaxStreams at most.
 	streams chan struct{}
+	// feeds read the rollouts that streams follow.
+	feeds *feeds
+}
+
+// handler is the control API's handler; NewServer ends its event streams
+// when the server shuts down, which would otherwise wait for them.
+type handler struct {
+	http.Handler
+	feeds *feeds
 }
 
 func (s server) list(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -110,4 +111,38 @@ func TestStreamPushesChanges(t *testing.T) {
 		t.Fatalf("stream of an unknown rollout: %v %+v, want 404", err, missing)
 	}
 	missing.Body.Close()
+}
+
+// Shutting the server down ends the open streams at once instead of
+// waiting for them, and refuses none of the other requests in flight.
+func TestShutdownEndsStreams(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(ln.Addr().String(), NewHandler(newFake(), SingleToken(testToken), nil, nil), nil)
+	go srv.Serve(ln)
+	req, err := http.NewRequest("GET", "http://"+ln.Addr().String()+"/v1/rollouts/web/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("stream: %v %+v", err, resp)
+	}
+	defer resp.Body.Close()
+	events := readEvents(bufio.NewReader(resp.Body))
+	next(t, events, "rollout")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with a stream open: %v after %s", err, time.Since(start))
+	}
+	for range events {
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("shutdown took %s with a stream open", took)
+	}
 }
