@@ -53,8 +53,9 @@ generate-check:
 # What the tests need that Go does not bring, each skipped when already
 # there: deadcode (built from tools/go.mod's pin), a real Prometheus server,
 # systemd's socket-activation and unit-checking tools and R (the reference
-# the statistics are checked against; about 30 seconds to install) from
-# Debian's packages, and a real Kubernetes
+# the statistics are checked against; about 30 seconds to install) and
+# Chromium (the dashboard's test drives it headless) from Debian's
+# packages, and a real Kubernetes
 # control plane (etcd from Debian; kube-apiserver, controller-manager,
 # scheduler and kwok built from source once and cached outside the tree:
 # about 15 minutes on two idle cores the first time).
@@ -63,6 +64,7 @@ deps:
 	bash hack/install-debian.sh prometheus /usr/bin/prometheus
 	bash hack/install-debian.sh systemd /usr/bin/systemd-socket-activate
 	bash hack/install-debian.sh r-base-core /usr/bin/Rscript
+	bash hack/install-debian.sh chromium /usr/bin/chromium
 	bash hack/install-kube-tools.sh >/dev/null
 
 fmt-check:

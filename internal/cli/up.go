@@ -35,7 +35,8 @@ not validate change nothing; the reason is logged (and 'pipit reload' prints it)
 docs/operations.md says what each change does to a rollout in flight.
 
 The control API listens on --api (localhost only by default) and needs the token stored
-in the state directory; the other pipit commands find both there.
+in the state directory; the other pipit commands find both there. The web dashboard
+shares its listener, under /ui/, and logs in with a token (docs/dashboard.md).
 
 --ofrep ADDR serves the flag rollouts (spec.flag) over OpenFeature's remote evaluation
 protocol: POST /ofrep/v1/evaluate/flags/KEY and /ofrep/v1/evaluate/flags, and POST
@@ -106,6 +107,11 @@ func newUpCmd(g *globals) *cobra.Command {
 			if addr, ok := d.OFREPAddr(); ok {
 				fmt.Fprintf(out, "  flags over OFREP on %s\n", addr)
 			}
+			scheme := "http"
+			if cfg.APITLS != nil {
+				scheme = "https"
+			}
+			fmt.Fprintf(out, "  dashboard: %s://%s/ui/ (log in with a token, see pipit token create)\n", scheme, d.APIAddr())
 			views, _ := d.Rollouts(cmd.Context())
 			for _, v := range views {
 				what := "proxy"

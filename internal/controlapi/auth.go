@@ -120,9 +120,19 @@ func IdentityOf(ctx context.Context) (Identity, bool) {
 	return id, ok
 }
 
-// requireToken is RequireToken logging to the server's log.
+// requireToken is RequireToken logging to the server's log, which also
+// takes the dashboard's session cookie in place of a token from a request
+// that has no Authorization header.
 func (s server) requireToken(auth Authenticator, next http.Handler) http.Handler {
-	return RequireToken(auth, s.log, next)
+	bearerOnly := RequireToken(auth, s.log, next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if len(r.Header.Values("Authorization")) == 0 && hasCookie(r, SessionCookie) {
+			// The dashboard: a browser's session cookie stands for the token.
+			s.serveSession(w, r, auth, next)
+			return
+		}
+		bearerOnly.ServeHTTP(w, r)
+	})
 }
 
 // RequireToken lets a request through to next only with a bearer token
@@ -172,4 +182,10 @@ func (s server) as(need Role, h http.HandlerFunc) http.HandlerFunc {
 		}
 		h(w, r)
 	}
+}
+
+// hasCookie reports whether the request carries a cookie named name.
+func hasCookie(r *http.Request, name string) bool {
+	_, err := r.Cookie(name)
+	return err == nil
 }

@@ -59,9 +59,11 @@ func (r CommandRequest) Command() (rollout.Command, error) {
 	return rollout.Command{Kind: r.Kind, Canary: r.Canary, Weight: r.Weight, Actor: r.Actor, Reason: r.Reason}, nil
 }
 
-// NewHandler serves the control API over b. Every /v1 route needs the
-// header "Authorization: Bearer <token>" with a token auth knows, whose
-// role allows the route: reading needs viewer, commands and reload
+// NewHandler serves the control API over b, and the web dashboard under
+// /ui/. Every /v1 route needs the header "Authorization: Bearer <token>"
+// with a token auth knows, or the session cookie of a dashboard that logged
+// in with one (POST /ui/login), plus its CSRF token on anything but GET;
+// the token's role must allow the route: reading needs viewer, commands and reload
 // operator, tokens and cookie keys admin. POST /v1/keys/rotate is served
 // when b is a KeyRotator, GET /v1/rollouts/{name}/samples when it is a
 // SampleReader, POST /v1/reload when it is a Reloader, /v1/tokens when it
@@ -69,13 +71,21 @@ func (r CommandRequest) Command() (rollout.Command, error) {
 // no token so that probes and scrapers work without a secret. Failed
 // requests are logged to log; nil discards them.
 func NewHandler(b Backend, auth Authenticator, metrics http.Handler, log *slog.Logger) http.Handler {
-	s := server{b: b, log: orDiscard(log)}
+	return newHandler(b, auth, metrics, log, newSessions(), MaxStreams)
+}
+
+// newHandler is NewHandler keeping the dashboard's sessions in sess and
+// serving at most maxStreams event streams at once.
+func newHandler(b Backend, auth Authenticator, metrics http.Handler, log *slog.Logger, sess *sessions, maxStreams int) http.Handler {
+	s := server{b: b, log: orDiscard(log), sessions: sess, cross: http.NewCrossOriginProtection(),
+		streams: make(chan struct{}, maxStreams), feeds: newFeeds(b, orDiscard(log))}
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET /v1/rollouts", s.as(RoleViewer, s.list))
 	v1.HandleFunc("GET /v1/rollouts/{name}", s.as(RoleViewer, s.get))
 	v1.HandleFunc("GET /v1/rollouts/{name}/events", s.as(RoleViewer, s.events))
 	v1.HandleFunc("POST /v1/rollouts/{name}/commands", s.as(RoleOperator, s.command))
 	v1.HandleFunc("GET /v1/whoami", s.as(RoleViewer, s.whoami))
+	v1.HandleFunc("GET /v1/rollouts/{name}/stream", s.as(RoleViewer, s.stream))
 	if kr, ok := b.(KeyRotator); ok {
 		s.keys = kr
 		v1.HandleFunc("POST /v1/keys/rotate", s.as(RoleAdmin, s.rotateKeys))
@@ -105,16 +115,19 @@ func NewHandler(b Backend, auth Authenticator, metrics http.Handler, log *slog.L
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}
-	return mux
+	s.serveDashboard(mux, auth)
+	return handler{Handler: mux, feeds: s.feeds}
 }
 
 // NewServer returns an HTTP server for h with timeouts that keep slow or
 // idle clients from holding connections. The write timeout leaves room for
-// a command, which waits until the engine has acted on it. The server's own
+// a command, which waits until the engine has acted on it (an event
+// stream sets its own deadline for each write). Shutting the server down
+// ends the event streams of a handler made by NewHandler. The server's own
 // errors (such as failed TLS handshakes) go to log as warnings; nil
 // discards them.
 func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
+	srv := &http.Server{
 		Addr:              addr,
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -124,6 +137,10 @@ func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(orDiscard(log).Handler(), slog.LevelWarn),
 	}
+	if api, ok := h.(handler); ok {
+		srv.RegisterOnShutdown(api.feeds.close)
+	}
+	return srv
 }
 
 // orDiscard is log, or a logger that discards when there is none: the
@@ -155,6 +172,21 @@ type server struct {
 	reloader Reloader
 	tokens   TokenKeeper // nil: b keeps no named tokens
 	log      *slog.Logger
+	// sessions are the dashboard's logins.
+	sessions *sessions
+	// cross refuses requests from other sites to a cookie's holder.
+	cross *http.CrossOriginProtection
+	// streams holds a slot per open event stream, MaxStreams at most.
+	streams chan struct{}
+	// feeds read the rollouts that streams follow.
+	feeds *feeds
+}
+
+// handler is the control API's handler; NewServer ends its event streams
+// when the server shuts down, which would otherwise wait for them.
+type handler struct {
+	http.Handler
+	feeds *feeds
 }
 
 func (s server) list(w http.ResponseWriter, r *http.Request) {

@@ -141,6 +141,9 @@ type RolloutView struct {
 	Steps []string `json:"steps"`
 	// Metrics names the analysis metrics and their bounds.
 	Metrics []v1alpha1.MetricSpec `json:"metrics,omitempty"`
+	// Units maps each metric with a known unit to it ("%", "ms"), as the
+	// CLI prints its values; the dashboard labels its charts with them.
+	Units map[string]string `json:"units,omitempty"`
 	// AnalysisInterval is the time between checks.
 	AnalysisInterval Duration `json:"analysisInterval"`
 	// ExpectedRequestsPerSecond is the traffic the rollout file states,

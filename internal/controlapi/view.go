@@ -15,6 +15,12 @@ func NewView(name string, plan spec.Plan, st v1alpha1.RolloutStatus) RolloutView
 	}
 	for _, pm := range plan.Analysis.Metrics {
 		v.Metrics = append(v.Metrics, pm.MetricSpec)
+		if u := spec.MetricUnit(pm.MetricSpec); u != "" {
+			if v.Units == nil {
+				v.Units = map[string]string{}
+			}
+			v.Units[pm.Name] = u
+		}
 	}
 	for _, s := range plan.Steps {
 		v.Steps = append(v.Steps, s.Describe())
