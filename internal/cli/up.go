@@ -103,23 +103,7 @@ func newUpCmd(g *globals) *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "pipit is up: control API on %s, state in %s\n", d.APIAddr(), dir)
-			if addr, ok := d.OFREPAddr(); ok {
-				fmt.Fprintf(out, "  flags over OFREP on %s\n", addr)
-			}
-			scheme := "http"
-			if cfg.APITLS != nil {
-				scheme = "https"
-			}
-			fmt.Fprintf(out, "  dashboard: %s://%s/ui/ (log in with a token, see pipit token create)\n", scheme, d.APIAddr())
-			views, _ := d.Rollouts(cmd.Context())
-			for _, v := range views {
-				what := "proxy"
-				if v.Flag != "" {
-					what = "flag " + v.Flag + " over OFREP"
-				}
-				fmt.Fprintf(out, "  rollout %s: %s on %s, %s, stable %s\n", v.Name, what, v.Listen, v.Status.Phase, v.Status.Stable.Version)
-			}
+			printUp(cmd.Context(), out, d, cfg)
 			return serveUntilDone(cmd.Context(), d, cfg, hup, out, g.log)
 		},
 	}
@@ -135,6 +119,28 @@ func newUpCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&retention.KeepPerRollout, "retention-keep", standalone.DefaultRetentionKeep,
 		"how many of the most recent events, samples and done commands each rollout keeps, each counted apart (0: whatever their number)")
 	return cmd
+}
+
+// printUp says where the daemon d of cfg serves: its control API and
+// dashboard, its OFREP listener, and each rollout.
+func printUp(ctx context.Context, out io.Writer, d *standalone.Daemon, cfg standalone.Config) {
+	fmt.Fprintf(out, "pipit is up: control API on %s, state in %s\n", d.APIAddr(), cfg.StateDir)
+	if addr, ok := d.OFREPAddr(); ok {
+		fmt.Fprintf(out, "  flags over OFREP on %s\n", addr)
+	}
+	scheme := "http"
+	if cfg.APITLS != nil {
+		scheme = "https"
+	}
+	fmt.Fprintf(out, "  dashboard: %s://%s/ui/ (log in with a token, see pipit token create)\n", scheme, d.APIAddr())
+	views, _ := d.Rollouts(ctx)
+	for _, v := range views {
+		what := "proxy"
+		if v.Flag != "" {
+			what = "flag " + v.Flag + " over OFREP"
+		}
+		fmt.Fprintf(out, "  rollout %s: %s on %s, %s, stable %s\n", v.Name, what, v.Listen, v.Status.Phase, v.Status.Stable.Version)
+	}
 }
 
 // tlsFlags are --tls-cert and --tls-key.
