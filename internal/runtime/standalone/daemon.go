@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -665,8 +666,44 @@ func (d *Daemon) Submit(ctx context.Context, name string, cmd rollout.Command) (
 			return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: err.Error()}
 		}
 		return m.view(), nil
+	case <-m.ctx.Done():
+		// This daemon stopped deciding, most likely handing over to
+		// another: the command is in the shared store, where the daemon
+		// deciding now consumes it.
+		return m.awaitConsumed(ctx, id)
 	case <-ctx.Done():
 		return controlapi.RolloutView{}, fmt.Errorf("command %d queued but not applied yet: %w", id, ctx.Err())
+	}
+}
+
+// consumedPoll is how often a command handed to another daemon is looked
+// for in the store.
+const consumedPoll = 20 * time.Millisecond
+
+// awaitConsumed waits until command id is no longer pending in the store,
+// and returns the rollout as the store then has it. The daemon that
+// consumed it answers nobody, so whether it applied or refused the
+// command shows in the status only.
+func (m *managed) awaitConsumed(ctx context.Context, id int64) (controlapi.RolloutView, error) {
+	for {
+		pending, err := m.store.db.PendingCommands(ctx, m.name)
+		if err != nil {
+			return controlapi.RolloutView{}, err
+		}
+		if !slices.ContainsFunc(pending, func(c store.Command) bool { return c.ID == id }) {
+			rec, err := m.store.db.Rollout(ctx, m.name)
+			if err != nil {
+				return controlapi.RolloutView{}, err
+			}
+			v := m.view()
+			v.Status = rec.Status
+			return v, nil
+		}
+		select {
+		case <-ctx.Done():
+			return controlapi.RolloutView{}, fmt.Errorf("command %d queued but not applied yet: %w", id, ctx.Err())
+		case <-time.After(consumedPoll):
+		}
 	}
 }
 
