@@ -41,6 +41,8 @@ type AnalysisSpec struct {
 	// The built-in proxy counts, per version, the distinct users who
 	// reached it and those of them who sent a request matching a goal; it
 	// needs a user key (spec.service.traffic.userKey) to tell users apart.
+	// A flag rollout's goals have a name only: the application reports a
+	// conversion event naming the goal its user reached.
 	// +kubebuilder:validation:MaxItems=16
 	// +optional
 	Goals []Goal `json:"goals,omitempty"`
@@ -52,7 +54,7 @@ const MaxGoals = 16
 
 // Goal is a request that counts as a conversion: a user converts when
 // they send one that matches every condition written, in the traffic
-// rules' match syntax (see TrafficRule).
+// rules' match syntax (see TrafficRule). For a flag it is a name only.
 type Goal struct {
 	// Name names the goal in the metric conversion-rate:NAME.
 	Name string `json:"name"`

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
+
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/traffic"
@@ -45,6 +47,10 @@ type Event struct {
 	// Variant is the variant the application was served, when it knows;
 	// pipit's own memory of what it served comes first.
 	Variant string `json:"variant,omitempty"`
+	// Goal names the goal of spec.analysis.goals a conversion reached;
+	// empty for the first. A conversion naming no goal of the rollout
+	// counts for none.
+	Goal string `json:"goal,omitempty"`
 }
 
 // Live is one flag being rolled out: the compiled flag, its state as the
@@ -52,20 +58,24 @@ type Event struct {
 // per variant, which the analysis reads as it reads the proxy's
 // (metric.StatsSource). It is safe for concurrent use.
 type Live struct {
-	flag *Flag
+	flag  *Flag
+	goals []string
 
-	mu          sync.Mutex
-	st          State
-	epoch       uint64
-	stable      *traffic.Counters
-	canary      *traffic.Counters // nil without a canary
-	served      map[string]bool   // targetingKey: served the canary
-	conversions [2]uint64         // stable's, canary's, since each was set
+	mu     sync.Mutex
+	st     State
+	epoch  uint64
+	stable *traffic.Counters
+	canary *traffic.Counters // nil without a canary
+	served map[string]bool   // targetingKey: served the canary
+	// visits counts, during a rollout with goals, the users served each
+	// variant and those who converted, as the proxy's do for a service.
+	visits *traffic.Visits
 }
 
-// NewLive returns f with stable as the variant everybody has.
-func NewLive(f *Flag, stable string) *Live {
-	l := &Live{flag: f, st: State{Stable: stable}, served: map[string]bool{}}
+// NewLive returns f with stable as the variant everybody has; goals
+// name the rollout's goals (spec.analysis.goals), in order.
+func NewLive(f *Flag, stable string, goals []string) *Live {
+	l := &Live{flag: f, goals: goals, st: State{Stable: stable}, served: map[string]bool{}}
 	l.stable = l.counters(stable)
 	return l
 }
@@ -124,7 +134,10 @@ func (l *Live) DeployCanary(_ context.Context, v v1alpha1.VersionRef) error {
 	if l.st.Canary == v.Version && l.canary != nil {
 		return nil
 	}
-	l.st.Canary, l.canary, l.conversions[1] = v.Version, l.counters(v.Version), 0
+	l.st.Canary, l.canary = v.Version, l.counters(v.Version)
+	if len(l.goals) > 0 {
+		l.visits = traffic.NewVisits(l.goals, MaxRemembered, l.epoch)
+	}
 	l.st.Disabled = false
 	clear(l.served)
 	return nil
@@ -138,7 +151,7 @@ func (l *Live) Promote(_ context.Context, v v1alpha1.VersionRef) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.st.Stable != v.Version {
-		l.st.Stable, l.stable, l.conversions[0] = v.Version, l.counters(v.Version), 0
+		l.st.Stable, l.stable = v.Version, l.counters(v.Version)
 	}
 	l.st.Disabled = false
 	if l.st.Canary == v.Version {
@@ -181,7 +194,7 @@ func (l *Live) checkVariant(v v1alpha1.VersionRef) error {
 }
 
 func (l *Live) retire() {
-	l.st.Canary, l.canary, l.conversions[1] = "", nil, 0
+	l.st.Canary, l.canary, l.visits = "", nil, nil
 	clear(l.served)
 }
 
@@ -198,6 +211,12 @@ func (l *Live) Evaluate(ctx map[string]any) (Result, *Failure) {
 		if _, known := l.served[key]; known || len(l.served) < MaxRemembered {
 			l.served[key] = r.Canary
 		}
+		// Users are counted from the first split on: one served before
+		// it, when everybody has the stable variant, would count for the
+		// stable whichever variant the split gives them.
+		if l.visits != nil && l.st.Weight > 0 {
+			l.visits.Observe(userHash(key), r.Canary, 0)
+		}
 	}
 	return r, nil
 }
@@ -209,9 +228,10 @@ func (l *Live) Record(e Event) error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	c, role := l.stable, 0
-	if l.servedCanary(e) {
-		c, role = l.canary, 1
+	canary := l.servedCanary(e)
+	c := l.stable
+	if canary {
+		c = l.canary
 	}
 	switch e.Kind {
 	case EventSuccess, EventError:
@@ -225,10 +245,28 @@ func (l *Live) Record(e Event) error {
 			c.RecordOutcome(class)
 		}
 	case EventConversion:
-		l.conversions[role]++
+		if l.visits != nil {
+			l.visits.Observe(userHash(e.TargetingKey), canary, l.goalBit(e.Goal))
+		}
 	}
 	return nil
 }
+
+// goalBit is the bit of traffic.Visits.Observe's mask for the goal
+// named goal ("" for the first); zero for a goal the rollout has not.
+func (l *Live) goalBit(goal string) uint32 {
+	i := 0
+	if goal != "" {
+		i = slices.Index(l.goals, goal)
+	}
+	if i < 0 || i >= min(len(l.goals), traffic.MaxGoals) {
+		return 0
+	}
+	return 1 << i
+}
+
+// userHash tells users apart in traffic.Visits.
+func userHash(targetingKey string) uint64 { return xxhash.Sum64String(targetingKey) }
 
 // CheckEvent reports what is wrong with e, or returns nil.
 func CheckEvent(e Event) error {
@@ -274,15 +312,10 @@ func (l *Live) Stats() traffic.Stats {
 	if l.canary != nil {
 		s.Canary = l.canary.Snapshot()
 	}
+	if l.visits != nil {
+		s.AddVisits(l.visits)
+	}
 	return s
-}
-
-// Conversions are the conversions reported for the stable and the canary
-// variant since each was set.
-func (l *Live) Conversions() (stable, canary uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.conversions[0], l.conversions[1]
 }
 
 // clip shortens what a client wrote before it goes into an answer.

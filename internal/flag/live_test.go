@@ -8,13 +8,14 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/rollout"
+	"github.com/pipit-dev/pipit/internal/traffic"
 )
 
 // TestLiveAttributesOutcomes checks that outcomes count for the variant
 // each user was served, whatever the variant they claim, and that a
 // promotion or retirement starts new counts.
 func TestLiveAttributesOutcomes(t *testing.T) {
-	l := NewLive(compileCheckout(t), "off")
+	l := NewLive(compileCheckout(t), "off", nil)
 	if err := l.DeployCanary(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {
 		t.Fatal(err)
 	}
@@ -49,9 +50,6 @@ func TestLiveAttributesOutcomes(t *testing.T) {
 	if s.Stable.Version != "off" || int(s.Stable.Requests) != stableUsers || s.Stable.Errors5xx != 0 || s.Stable.LatencyCount() != uint64(stableUsers) {
 		t.Errorf("stable stats %+v, want %d successes", s.Stable, stableUsers)
 	}
-	if st, ca := l.Conversions(); st+ca != 1 {
-		t.Errorf("conversions %d %d", st, ca)
-	}
 	// A key never evaluated is attributed as it hashes.
 	if err := l.Record(Event{TargetingKey: "never-seen", Kind: EventError}); err != nil {
 		t.Fatal(err)
@@ -79,7 +77,7 @@ var liveMistakes = []struct {
 }
 
 func TestLiveRefusesBadEvents(t *testing.T) {
-	l := NewLive(compileCheckout(t), "off")
+	l := NewLive(compileCheckout(t), "off", nil)
 	for _, tc := range liveMistakes {
 		if err := l.Record(tc.e); err == nil || !strings.Contains(err.Error(), tc.reason) {
 			t.Errorf("%+v: %v, want %q", tc.e, err, tc.reason)
@@ -93,7 +91,7 @@ func TestLiveRefusesBadEvents(t *testing.T) {
 // TestLiveRemembersBoundedly checks that the memory of who was served
 // what stops at MaxRemembered.
 func TestLiveRemembersBoundedly(t *testing.T) {
-	l := NewLive(compileCheckout(t), "off")
+	l := NewLive(compileCheckout(t), "off", nil)
 	if err := l.DeployCanary(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +119,7 @@ func TestLiveRemembersBoundedly(t *testing.T) {
 // (disabled for everyone) and deployed again.
 func TestLiveAsTargetAndRouter(t *testing.T) {
 	ctx := context.Background()
-	l := NewLive(compileCheckout(t), "off")
+	l := NewLive(compileCheckout(t), "off", nil)
 	on := v1alpha1.VersionRef{Version: "on"}
 	if err := l.DeployCanary(ctx, on); err != nil {
 		t.Fatal(err)
@@ -147,5 +145,59 @@ func TestLiveAsTargetAndRouter(t *testing.T) {
 	}
 	if err := l.SetWeight(ctx, pct(101), true); err == nil {
 		t.Error("a weight over 100% was set")
+	}
+}
+
+// TestLiveCountsConversionsPerGoal checks that a flag's conversions feed
+// the goals' counts as the proxy's do: each user served during the
+// rollout a visitor of their variant, each goal they report once, for
+// the variant they were served; a goal the rollout has not counts for
+// none, and the counts start over with the next canary.
+func TestLiveCountsConversionsPerGoal(t *testing.T) {
+	ctx := context.Background()
+	l := NewLive(compileCheckout(t), "off", []string{"signup", "purchase"})
+	if err := l.DeployCanary(ctx, v1alpha1.VersionRef{Version: "on"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetWeight(ctx, pct(50), true); err != nil {
+		t.Fatal(err)
+	}
+	var want [2]struct{ visitors, purchases uint64 }
+	for i := range 300 {
+		key := fmt.Sprint("user-", i)
+		r, fail := l.Evaluate(map[string]any{TargetingKey: key})
+		if fail != nil {
+			t.Fatal(fail)
+		}
+		role := 0
+		if r.Canary {
+			role = 1
+		}
+		want[role].visitors++
+		if i%3 == 0 { // twice, and an unknown goal: still one conversion
+			for _, goal := range []string{"purchase", "purchase", "refund"} {
+				if err := l.Record(Event{TargetingKey: key, Kind: EventConversion, Goal: goal}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want[role].purchases++
+		}
+	}
+	s := l.Stats()
+	for role, v := range []traffic.VersionStats{s.Stable, s.Canary} {
+		purchases, _ := v.Conversions("purchase")
+		signups, _ := v.Conversions("")
+		if v.Visitors() != want[role].visitors || purchases != want[role].purchases || signups != 0 {
+			t.Errorf("%s: %d visitors, %d purchases, %d signups; want %d, %d, 0", v.Version, v.Visitors(), purchases, signups, want[role].visitors, want[role].purchases)
+		}
+	}
+	if want[0].visitors == 0 || want[1].visitors == 0 {
+		t.Fatalf("a 50%% split served one variant only: %+v", want)
+	}
+	if err := l.RetireCanary(ctx, v1alpha1.VersionRef{Version: "on"}); err != nil {
+		t.Fatal(err)
+	}
+	if s := l.Stats(); s.Stable.Visitors() != 0 {
+		t.Errorf("after the rollout ended, %d visitors still counted", s.Stable.Visitors())
 	}
 }

@@ -42,6 +42,7 @@ var flagMistakes = []struct {
 	{"rule without to", "    rolloutVariant: on\n", "    rolloutVariant: on\n    rules: [{attributes: {plan: {exact: beta}}}]\n", "spec.flag.rules[0].to", "is required"},
 	{"rule without attributes", "    rolloutVariant: on\n", "    rolloutVariant: on\n    rules: [{to: canary}]\n", "spec.flag.rules[0].attributes", "is required"},
 	{"rule inFile", "    rolloutVariant: on\n", "    rolloutVariant: on\n    rules: [{to: canary, attributes: {plan: {inFile: /etc/beta}}}]\n", "spec.flag.rules[0].attributes[plan].inFile", "in"},
+	{"goal with a condition", "  strategy:", "  analysis: {goals: [{name: purchase, path: {exact: /buy}}]}\n  strategy:", "spec.analysis.goals[0]", "reached by a conversion event naming it"},
 	{"rule bad regex", "    rolloutVariant: on\n", "    rolloutVariant: on\n    rules: [{to: canary, attributes: {email: {regex: '('}}}]\n", "spec.flag.rules[0].attributes[email].regex", "RE2"},
 }
 

@@ -123,9 +123,15 @@ func (v *validator) goals(s *v1alpha1.RolloutSpec) {
 		default:
 			first[g.Name] = i
 		}
-		v.requestConditions(q, &v1alpha1.TrafficRule{Headers: g.Headers, Path: g.Path, Method: g.Method})
-		if len(g.Headers) == 0 && g.Path == nil && g.Method == nil {
+		conditions := len(g.Headers) > 0 || g.Path != nil || g.Method != nil
+		switch {
+		case s.Flag != nil && conditions:
+			v.add(q, "a flag has no requests to match: its goal is reached by a conversion event naming it (\"goal\": %q)", clip(g.Name))
+		case s.Flag != nil:
+		case !conditions:
 			v.add(q, "reaches every request: give it a method, a path or headers")
+		default:
+			v.requestConditions(q, &v1alpha1.TrafficRule{Headers: g.Headers, Path: g.Path, Method: g.Method})
 		}
 	}
 	switch {

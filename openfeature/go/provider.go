@@ -81,6 +81,7 @@ type event struct {
 	Kind         string  `json:"kind"`
 	LatencyMs    float64 `json:"latencyMs,omitempty"`
 	Variant      string  `json:"variant,omitempty"`
+	Goal         string  `json:"goal,omitempty"`
 }
 
 // New returns a provider of opts, sending events until Shutdown.
@@ -270,15 +271,16 @@ func (p *Provider) ObjectEvaluation(ctx context.Context, flag string, def any, f
 // Track implements of.Tracker: the event goes to every flag the user was
 // served, or to the flag named by the "flag" attribute. A name of
 // "success" or "error" is a request's outcome, its value the latency in
-// milliseconds; any other name is a conversion.
+// milliseconds; any other name is a conversion to the goal of that name
+// (spec.analysis.goals).
 func (p *Provider) Track(_ context.Context, name string, evalCtx of.EvaluationContext, details of.TrackingEventDetails) {
 	key := evalCtx.TargetingKey()
 	if key == "" {
 		return
 	}
-	e := event{TargetingKey: key, Kind: EventConversion}
+	e := event{TargetingKey: key, Kind: EventConversion, Goal: name}
 	if name == EventSuccess || name == EventError {
-		e.Kind, e.LatencyMs = name, max(details.Value(), 0)
+		e = event{TargetingKey: key, Kind: name, LatencyMs: max(details.Value(), 0)}
 	}
 	if flag, ok := details.Attribute("flag").(string); ok && flag != "" {
 		p.enqueue(flag, e)

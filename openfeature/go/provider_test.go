@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +141,32 @@ func TestProviderWithTheSDK(t *testing.T) {
 	}
 	if _, err := client.BooleanValue(ctx, "nope", false, user(0)); err == nil || !strings.Contains(err.Error(), "FLAG_NOT_FOUND") {
 		t.Errorf("an unknown flag: %v", err)
+	}
+}
+
+// TestTrackNamesTheGoal checks the events Track sends: an outcome with
+// its latency, and a conversion naming the goal its name is.
+func TestTrackNamesTheGoal(t *testing.T) {
+	got := make(chan []event, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b struct{ Events []event }
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil || r.URL.Path != "/v1/flags/new-checkout/events" {
+			t.Errorf("%s: %v", r.URL.Path, err)
+		}
+		got <- b.Events
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	p := New(Options{URL: srv.URL, FlushInterval: time.Hour})
+	user := of.NewEvaluationContext("user-1", nil)
+	on := func(v float64) of.TrackingEventDetails {
+		return of.NewTrackingEventDetails(v).Add("flag", "new-checkout")
+	}
+	p.Track(context.Background(), "success", user, on(12))
+	p.Track(context.Background(), "purchase", user, on(0))
+	p.Shutdown()
+	want := []event{{TargetingKey: "user-1", Kind: EventSuccess, LatencyMs: 12}, {TargetingKey: "user-1", Kind: EventConversion, Goal: "purchase"}}
+	if events := <-got; !slices.Equal(events, want) {
+		t.Errorf("sent %+v, want %+v", events, want)
 	}
 }

@@ -48,7 +48,7 @@ func serve(t *testing.T) (*httptest.Server, *flag.Live) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return flag.NewLive(f, def)
+		return flag.NewLive(f, def, nil)
 	}
 	checkout := mk("new-checkout", map[string]string{"on": "true", "off": "false"}, "off")
 	if err := checkout.DeployCanary(context.Background(), v1alpha1.VersionRef{Version: "on"}); err != nil {

@@ -33,6 +33,12 @@ type Users struct {
 	RolledOut string
 	// Fails makes the requests of the users who have RolledOut fail.
 	Fails bool
+	// Converts maps a variant to the percentage of its users who reach
+	// the goal Goal (user i converts when i%100 is below it), reported as
+	// a conversion event in each round.
+	Converts map[string]int
+	// Goal is the goal the converting users reach.
+	Goal string
 
 	mu   sync.Mutex
 	had  map[int]string // the variant each user had last
@@ -44,6 +50,7 @@ type Event struct {
 	TargetingKey string  `json:"targetingKey"`
 	Kind         string  `json:"kind"`
 	LatencyMs    float64 `json:"latencyMs,omitempty"`
+	Goal         string  `json:"goal,omitempty"`
 }
 
 // post sends body as JSON to path and returns the answer's status and
@@ -105,6 +112,9 @@ func (u *Users) Round() (map[string]int, error) {
 		}
 		u.note(i, a)
 		events = append(events, Event{TargetingKey: userKey(i), Kind: kind, LatencyMs: 12})
+		if i%100 < u.Converts[a.Variant] {
+			events = append(events, Event{TargetingKey: userKey(i), Kind: "conversion", Goal: u.Goal})
+		}
 	}
 	status, body, err := u.post("/v1/flags/"+u.Key+"/events", map[string]any{"events": events})
 	if err == nil && status != http.StatusAccepted {

@@ -26,7 +26,7 @@ const OFREPAddressFile = "ofrep-address"
 // newFlagPlane builds what a flag rollout has instead of a proxy: the
 // flag, serving stable's variant, and the built-in metrics measured on
 // the outcomes its applications report.
-func (m *managed) newFlagPlane(spec *v1alpha1.FlagSpec, stable v1alpha1.VersionRef) (*dataPlane, error) {
+func (m *managed) newFlagPlane(spec *v1alpha1.FlagSpec, goals []v1alpha1.Goal, stable v1alpha1.VersionRef) (*dataPlane, error) {
 	f, err := flag.Compile(spec, route.Options{Name: m.name, Logger: m.env.log, Clock: m.clock})
 	if err != nil {
 		return nil, err
@@ -34,7 +34,11 @@ func (m *managed) newFlagPlane(spec *v1alpha1.FlagSpec, stable v1alpha1.VersionR
 	if !f.HasVariant(stable.Version) {
 		return nil, fmt.Errorf("the saved stable variant %q is no longer one of flag %s's variants", stable.Version, spec.Key)
 	}
-	live := flag.NewLive(f, stable.Version)
+	names := make([]string, len(goals))
+	for i, g := range goals {
+		names[i] = g.Name
+	}
+	live := flag.NewLive(f, stable.Version, names)
 	return &dataPlane{flag: live, builtin: metric.NewBuiltin(live, m.clock),
 		health: func(string) (bool, string, bool) { return false, "", false }}, nil
 }

@@ -100,6 +100,40 @@ func TestFlagRolloutRolledBack(t *testing.T) {
 	}
 }
 
+// TestFlagRolloutRolledBackOnConversions rolls out a variant whose users
+// buy less: the conversions the application reports for the goal judge
+// it, and it is rolled back with the metric named.
+func TestFlagRolloutRolledBackOnConversions(t *testing.T) {
+	dir := t.TempDir()
+	yaml := strings.Replace(flagYAML, `    metrics:
+    - name: error-rate
+      thresholdRange: {max: 5}
+`, `    goals:
+    - name: purchase
+    metrics:
+    - name: conversion-rate:purchase
+      thresholdRange: {min: 20}
+`, 1)
+	d, _ := startConfig(t, Config{Sources: []Source{{File: "flag.yaml", Data: []byte(yaml)}}, StateDir: dir, OFREPAddr: "127.0.0.1:0"})
+	addr, _ := d.OFREPAddr()
+	token, err := store.ReadTokenFile(dir, store.OFREPTokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &ofreptest.Users{Addr: addr, Token: token, Key: "new-checkout", N: 400, RolledOut: "on",
+		Goal: "purchase", Converts: map[string]int{"off": 40, "on": 5}}
+	ctx, stop := context.WithCancel(context.Background())
+	wait := u.Run(ctx, 20*time.Millisecond)
+	st := waitFor(t, d, 30*time.Second, "the rollback", phaseIs(v1alpha1.PhaseRolledBack))
+	stop()
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(st.Message, "conversion-rate:purchase") {
+		t.Errorf("rolled back for %q, not for the conversion rate", st.Message)
+	}
+}
+
 // TestFlagRolloutsRefused checks the daemon refuses a flag without an
 // OFREP listener, and one flag rolled out twice.
 func TestFlagRolloutsRefused(t *testing.T) {

@@ -180,7 +180,7 @@ func newManaged(ctx, runCtx context.Context, e env, r *v1alpha1.Rollout, raw []b
 // steered by the process target, which probes its replicas itself.
 func (m *managed) newPlane(r *v1alpha1.Rollout, stable v1alpha1.VersionRef, keys route.CookieKeys) (*dataPlane, error) {
 	if r.Spec.Flag != nil {
-		return m.newFlagPlane(r.Spec.Flag, stable)
+		return m.newFlagPlane(r.Spec.Flag, goalsOf(r), stable)
 	}
 	svc := r.Spec.Service
 	cfg := proxy.Config{Name: r.Name, Traffic: svc.Traffic, Goals: goalsOf(r),
