@@ -41,12 +41,12 @@ func newTokenCreateCmd(g *globals) *cobra.Command {
 	var flags *backendFlags
 	var role, output string
 	cmd := &cobra.Command{
-		Use:   "create NAME --role viewer|operator|admin",
+		Use:   "create NAME --role viewer|operator|admin|ofrep",
 		Short: "Make a named token and print its secret, once",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !controlapi.Role(role).Valid() {
-				return BadInputf("--role %q: want viewer, operator or admin", role)
+				return BadInputf("--role %q: want viewer, operator, admin or ofrep", role)
 			}
 			c, err := flags.daemon()
 			if err != nil {
@@ -65,10 +65,10 @@ func newTokenCreateCmd(g *globals) *cobra.Command {
 		},
 	}
 	flags = addDaemonFlags(cmd, g)
-	cmd.Flags().StringVar(&role, "role", "", "the token's role: viewer, operator or admin")
+	cmd.Flags().StringVar(&role, "role", "", "the token's role: viewer, operator or admin on the control API, or ofrep for an application on the OFREP listener")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text (the secret alone) or json")
 	_ = cmd.MarkFlagRequired("role")
-	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"viewer", "operator", "admin"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"viewer", "operator", "admin", "ofrep"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 

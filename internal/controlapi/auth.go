@@ -23,9 +23,15 @@ const (
 	RoleOperator Role = "operator"
 	// RoleAdmin also manages tokens and the cookie keys.
 	RoleAdmin Role = "admin"
+	// RoleOFREP is an application's: it evaluates flags and reports
+	// their outcomes on the OFREP listener, and may do nothing on the
+	// control API. It is outside the order of Roles, and the OFREP
+	// listener takes no other role: an application's token cannot steer
+	// a rollout, and an operator's does not leak into an application.
+	RoleOFREP Role = "ofrep"
 )
 
-// Roles lists the roles from the least to the most allowed.
+// Roles lists the control API's roles from the least to the most allowed.
 var Roles = []Role{RoleViewer, RoleOperator, RoleAdmin}
 
 // AdminName names the daemon's own token, kept in its state directory:
@@ -42,11 +48,11 @@ func (r Role) rank() int {
 	return -1
 }
 
-// Valid reports whether r is one of Roles.
-func (r Role) Valid() bool { return r.rank() >= 0 }
+// Valid reports whether r is one of Roles or RoleOFREP.
+func (r Role) Valid() bool { return r.rank() >= 0 || r == RoleOFREP }
 
-// allows reports whether r may do what need may.
-func (r Role) allows(need Role) bool { return r.Valid() && r.rank() >= need.rank() }
+// allows reports whether r may do what need may on the control API.
+func (r Role) allows(need Role) bool { return r.rank() >= 0 && r.rank() >= need.rank() }
 
 // Identity is who a request authenticated as: the token's name, which the
 // history records as the actor, and its role.

@@ -40,16 +40,17 @@ func (k *keeperBackend) RevokeToken(_ context.Context, name string) error {
 
 var roleCases = []struct {
 	name, method, path, body string
-	// status for a viewer's, an operator's and an admin's token
-	viewer, operator, admin int
+	// status for a viewer's, an operator's, an admin's and an
+	// application's (ofrep) token
+	viewer, operator, admin, ofrep int
 }{
-	{"read a rollout", "GET", "/v1/rollouts/web", "", 200, 200, 200},
-	{"read the history", "GET", "/v1/rollouts/web/events", "", 200, 200, 200},
-	{"steer a rollout", "POST", "/v1/rollouts/web/commands", `{"kind":"pause","actor":"mallory"}`, 403, 200, 200},
-	{"list tokens", "GET", "/v1/tokens", "", 403, 403, 200},
-	{"make a token", "POST", "/v1/tokens", `{"name":"ci","role":"operator"}`, 403, 403, 201},
-	{"revoke a token", "DELETE", "/v1/tokens/ci", "", 403, 403, 204},
-	{"rotate the cookie keys", "POST", "/v1/keys/rotate", "", 403, 403, 200},
+	{"read a rollout", "GET", "/v1/rollouts/web", "", 200, 200, 200, 403},
+	{"read the history", "GET", "/v1/rollouts/web/events", "", 200, 200, 200, 403},
+	{"steer a rollout", "POST", "/v1/rollouts/web/commands", `{"kind":"pause","actor":"mallory"}`, 403, 200, 200, 403},
+	{"list tokens", "GET", "/v1/tokens", "", 403, 403, 200, 403},
+	{"make a token", "POST", "/v1/tokens", `{"name":"ci","role":"ofrep"}`, 403, 403, 201, 403},
+	{"revoke a token", "DELETE", "/v1/tokens/ci", "", 403, 403, 204, 403},
+	{"rotate the cookie keys", "POST", "/v1/keys/rotate", "", 403, 403, 200, 403},
 }
 
 // Each route answers a token by its role: viewers read, operators also
@@ -57,9 +58,10 @@ var roleCases = []struct {
 // and the actor of a command is the token's name whatever the client
 // says.
 func TestRolesDecideWhatATokenMayDo(t *testing.T) {
-	tokens := tokenTable{"v": {Name: "dash", Role: RoleViewer}, "o": {Name: "deployer", Role: RoleOperator}, "a": {Name: AdminName, Role: RoleAdmin}}
+	tokens := tokenTable{"v": {Name: "dash", Role: RoleViewer}, "o": {Name: "deployer", Role: RoleOperator}, "a": {Name: AdminName, Role: RoleAdmin},
+		"f": {Name: "checkout-app", Role: RoleOFREP}}
 	for _, tc := range roleCases {
-		for token, want := range map[string]int{"v": tc.viewer, "o": tc.operator, "a": tc.admin} {
+		for token, want := range map[string]int{"v": tc.viewer, "o": tc.operator, "a": tc.admin, "f": tc.ofrep} {
 			// A backend of its own for each request: a pause applies once.
 			f := &keeperBackend{fakeBackend: newFake()}
 			srv := httptest.NewServer(NewHandler(f, tokens, nil, nil))
@@ -68,7 +70,7 @@ func TestRolesDecideWhatATokenMayDo(t *testing.T) {
 			if code != want {
 				t.Errorf("%s with %s's token: %d %s, want %d", tc.name, tokens[token].Role, code, body, want)
 			}
-			if code == http.StatusForbidden && !strings.Contains(errorOf(t, body), "needs "+string(RoleOperator)) && !strings.Contains(errorOf(t, body), "needs admin") {
+			if code == http.StatusForbidden && !strings.Contains(errorOf(t, body), " needs ") {
 				t.Errorf("%s: refusal %q does not say which role is needed", tc.name, body)
 			}
 			if len(f.submitted) > 0 && f.submitted[0].Actor != tokens[token].Name {
@@ -86,6 +88,10 @@ func TestRolesDecideWhatATokenMayDo(t *testing.T) {
 	if code != 200 || json.Unmarshal(body, &id) != nil || id != tokens["o"] {
 		t.Errorf("whoami: %d %s", code, body)
 	}
+	// An application's token does not open the dashboard either.
+	if code, body, _ := callWith(t, srv, "POST", "/ui/login", `{"token":"f"}`, ""); code != http.StatusForbidden || !strings.Contains(errorOf(t, body), "may not use the dashboard") {
+		t.Errorf("dashboard login with an ofrep token: %d %s, want 403", code, body)
+	}
 }
 
 // A token request is refused, with why, for a name that is no DNS label
@@ -97,7 +103,7 @@ func TestTokenRequestsAreChecked(t *testing.T) {
 	for body, want := range map[string]string{
 		`{"name":"Bad_Name","role":"viewer"}`: "lowercase",
 		`{"name":"admin","role":"viewer"}`:    "daemon's own token",
-		`{"name":"ci","role":"root"}`:         "want one of viewer, operator, admin",
+		`{"name":"ci","role":"root"}`:         "want one of viewer, operator, admin, ofrep",
 		`{"name":"ci","role":"viewer","x":1}`: "unknown field",
 	} {
 		code, out, _ := call(t, srv, "POST", "/v1/tokens", body)

@@ -9,7 +9,7 @@ import (
 )
 
 // check refuses a token name that is not a DNS label or is the admin's,
-// and a role that is none of Roles.
+// and a role that is none of Roles nor RoleOFREP.
 func (t TokenRequest) check() error {
 	switch {
 	case len(validation.IsDNS1123Label(t.Name)) > 0:
@@ -23,9 +23,9 @@ func (t TokenRequest) check() error {
 }
 
 func roleNames() []string {
-	out := make([]string, len(Roles))
-	for i, r := range Roles {
-		out[i] = string(r)
+	out := make([]string, 0, len(Roles)+1)
+	for _, r := range append(Roles, RoleOFREP) {
+		out = append(out, string(r))
 	}
 	return out
 }

@@ -80,6 +80,10 @@ func (s server) login(w http.ResponseWriter, r *http.Request, auth Authenticator
 		s.writeError(w, http.StatusUnauthorized, "invalid token")
 		return
 	}
+	if !id.Role.allows(RoleViewer) {
+		s.writeError(w, http.StatusForbidden, fmt.Sprintf("token %q has the role %s, which may not use the dashboard", id.Name, id.Role))
+		return
+	}
 	sid, csrf, err := s.sessions.create(req.Token)
 	if errors.Is(err, errTooManySessions) {
 		s.writeError(w, http.StatusServiceUnavailable, err.Error())

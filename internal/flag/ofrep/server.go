@@ -46,9 +46,9 @@ type Flags interface {
 // NewHandler serves OFREP over flags: POST /ofrep/v1/evaluate/flags/{key},
 // POST /ofrep/v1/evaluate/flags (bulk, with an ETag) and POST
 // /v1/flags/{key}/events. Every route needs "Authorization: Bearer
-// token"; an empty token refuses them all. log (nil discards) gets
-// refusals at debug level.
-func NewHandler(flags Flags, token string, log *slog.Logger) http.Handler {
+// TOKEN" with a token auth knows. log (nil discards) gets refusals at
+// debug level.
+func NewHandler(flags Flags, auth controlapi.Authenticator, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -57,7 +57,7 @@ func NewHandler(flags Flags, token string, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /ofrep/v1/evaluate/flags/{key}", s.evaluate)
 	mux.HandleFunc("POST /ofrep/v1/evaluate/flags", s.bulk)
 	mux.HandleFunc("POST /v1/flags/{key}/events", s.events)
-	return controlapi.RequireToken(controlapi.SingleToken(token), log, mux)
+	return controlapi.RequireToken(auth, log, mux)
 }
 
 // NewServer returns an HTTP server for h whose timeouts and header limit

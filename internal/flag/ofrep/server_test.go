@@ -15,6 +15,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/flag"
 	"github.com/pipit-dev/pipit/internal/proxy/route"
 )
@@ -58,7 +59,7 @@ func serve(t *testing.T) (*httptest.Server, *flag.Live) {
 		t.Fatal(err)
 	}
 	banner := mk("banner", map[string]string{"blue": `"blue"`, "red": `"red"`}, "blue")
-	srv := httptest.NewUnstartedServer(NewHandler(flagSet{banner, checkout}, token, nil))
+	srv := httptest.NewUnstartedServer(NewHandler(flagSet{banner, checkout}, controlapi.SingleToken(token), nil))
 	cfg := NewServer("", nil, nil)
 	srv.Config.ReadHeaderTimeout, srv.Config.ReadTimeout, srv.Config.MaxHeaderBytes = cfg.ReadHeaderTimeout, cfg.ReadTimeout, cfg.MaxHeaderBytes
 	srv.Start()

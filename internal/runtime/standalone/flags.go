@@ -11,6 +11,7 @@ import (
 	"slices"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/flag"
 	"github.com/pipit-dev/pipit/internal/flag/ofrep"
 	"github.com/pipit-dev/pipit/internal/metric"
@@ -110,7 +111,7 @@ func (d *Daemon) startOFREP(addr string) error {
 	if err := writeFileAtomic(filepath.Join(d.stateDir, OFREPAddressFile), []byte(bound+"\n")); err != nil {
 		return err
 	}
-	d.ofrep = ofrep.NewServer(bound, ofrep.NewHandler(daemonFlags{d}, token, d.log), d.log)
+	d.ofrep = ofrep.NewServer(bound, ofrep.NewHandler(daemonFlags{d}, ofrepAuthenticator{own: controlapi.SingleToken(token), db: d.db}, d.log), d.log)
 	for _, m := range d.all() {
 		if m.dataPlane().flag != nil {
 			m.setAddr(bound, false)

@@ -3,11 +3,13 @@ package standalone
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/flag/ofreptest"
 	"github.com/pipit-dev/pipit/internal/store"
 )
@@ -151,5 +153,54 @@ func TestFlagRolloutsRefused(t *testing.T) {
 		if !errors.As(err, &cfgErr) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("got %v, want a ConfigError with %q", err, tc.want)
 		}
+	}
+}
+
+// TestOFREPTakesApplicationTokensOnly checks who the OFREP listener lets
+// in: its own token and named tokens of the ofrep role, which stop at
+// once when revoked; never a token of the control API, not even the
+// admin's.
+func TestOFREPTakesApplicationTokensOnly(t *testing.T) {
+	d, u := startFlags(t, false)
+	ctx := context.Background()
+	app, err := d.CreateToken(ctx, "checkout-app", controlapi.RoleOFREP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := d.CreateToken(ctx, "ops", controlapi.RoleOperator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := store.LoadOrCreateToken(d.stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evaluate := func(token string) int {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+u.Addr+"/ofrep/v1/evaluate/flags/new-checkout",
+			strings.NewReader(`{"context":{"targetingKey":"user-1"}}`))
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for name, tc := range map[string]struct {
+		token string
+		want  int
+	}{
+		"its own": {u.Token, http.StatusOK}, "an application's": {app.Token, http.StatusOK},
+		"an operator's": {ops.Token, http.StatusUnauthorized}, "the admin's": {admin, http.StatusUnauthorized},
+	} {
+		if got := evaluate(tc.token); got != tc.want {
+			t.Errorf("%s token: %d, want %d", name, got, tc.want)
+		}
+	}
+	if err := d.RevokeToken(ctx, "checkout-app"); err != nil {
+		t.Fatal(err)
+	}
+	if got := evaluate(app.Token); got != http.StatusUnauthorized {
+		t.Errorf("a revoked application token: %d, want 401", got)
 	}
 }

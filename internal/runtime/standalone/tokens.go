@@ -23,11 +23,40 @@ func (a authenticator) Authenticate(ctx context.Context, token string) (controla
 	if id, ok, _ := a.admin.Authenticate(ctx, token); ok {
 		return id, true, nil
 	}
-	t, ok, err := a.db.TokenBySecret(ctx, token)
+	return named(ctx, a.db, token)
+}
+
+// named authenticates one of the store's named tokens.
+func named(ctx context.Context, db *store.Store, token string) (controlapi.Identity, bool, error) {
+	t, ok, err := db.TokenBySecret(ctx, token)
 	if err != nil || !ok {
 		return controlapi.Identity{}, false, err
 	}
 	return controlapi.Identity{Name: t.Name, Role: controlapi.Role(t.Role)}, true, nil
+}
+
+// ofrepName is the identity of the OFREP listener's own token.
+const ofrepName = "ofrep"
+
+// ofrepAuthenticator knows the OFREP listener's own token
+// (store.OFREPTokenFile) and the named tokens of the ofrep role: no
+// other, so that a token that steers rollouts is never handed to an
+// application.
+type ofrepAuthenticator struct {
+	own controlapi.SingleToken
+	db  *store.Store
+}
+
+// Authenticate implements controlapi.Authenticator.
+func (a ofrepAuthenticator) Authenticate(ctx context.Context, token string) (controlapi.Identity, bool, error) {
+	if _, ok, _ := a.own.Authenticate(ctx, token); ok {
+		return controlapi.Identity{Name: ofrepName, Role: controlapi.RoleOFREP}, true, nil
+	}
+	id, ok, err := named(ctx, a.db, token)
+	if err != nil || !ok || id.Role != controlapi.RoleOFREP {
+		return controlapi.Identity{}, false, err
+	}
+	return id, true, nil
 }
 
 // secretBytes is a named token's entropy, as the admin token's.
