@@ -144,7 +144,16 @@ func paths(t *testing.T, p *Proxy) map[string]string {
 	return map[string]string{
 		"fast":     serveWith(t, p, ServerConfig{}),
 		"net/http": serveWith(t, http.HandlerFunc(p.ServeHTTP), ServerConfig{}),
+		// A blue-green preview address: every request to the canary,
+		// which misbehaves as the stable does.
+		"preview": serveWith(t, p.Preview(), ServerConfig{}),
 	}
+}
+
+// misbehavingBoth is a proxy whose stable and canary are both up's.
+func misbehavingBoth(t *testing.T, up *scriptedUpstream, retries int) *Proxy {
+	u := nettest.MustURL(t, "http://"+up.ln.Addr().String())
+	return newProxy(t, Config{Stable: Upstream{Version: "v1", URL: u}, Canary: &Upstream{Version: "v2", URL: u}, Retries: retries})
 }
 
 // checkInnocents sends n requests from n clients at once, each on a
@@ -207,7 +216,7 @@ func TestDesyncMisbehavingUpstream(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newScriptedUpstream(t, misbehaving)
-			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, "http://"+up.ln.Addr().String())}, Retries: -1})
+			p := misbehavingBoth(t, up, -1)
 			for name, base := range paths(t, p) {
 				t.Run(name, func(t *testing.T) {
 					// The misbehaving exchange leaves a pooled connection
@@ -262,7 +271,7 @@ func TestDesyncRequestFraming(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newScriptedUpstream(t, misbehaving)
-			p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, "http://"+up.ln.Addr().String())}})
+			p := misbehavingBoth(t, up, 0)
 			for name, base := range paths(t, p) {
 				t.Run(name, func(t *testing.T) {
 					answer := rawExchange(t, base, tc.request)
