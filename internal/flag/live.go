@@ -70,12 +70,21 @@ type Live struct {
 	// visits counts, during a rollout with goals, the users served each
 	// variant and those who converted, as the proxy's do for a service.
 	visits *traffic.Visits
+	// evaluations counts the answers by variant and reason since the
+	// daemon started, for Prometheus; failed ones under reason ERROR.
+	evaluations map[evaluation]uint64
 }
+
+// evaluation is a kind of answer: its variant and reason.
+type evaluation struct{ variant, reason string }
+
+// reasonError counts the evaluations that failed (OFREP's ERROR reason).
+const reasonError = "ERROR"
 
 // NewLive returns f with stable as the variant everybody has; goals
 // name the rollout's goals (spec.analysis.goals), in order.
 func NewLive(f *Flag, stable string, goals []string) *Live {
-	l := &Live{flag: f, goals: goals, st: State{Stable: stable}, served: map[string]bool{}}
+	l := &Live{flag: f, goals: goals, st: State{Stable: stable}, served: map[string]bool{}, evaluations: map[evaluation]uint64{}}
 	l.stable = l.counters(stable)
 	return l
 }
@@ -205,8 +214,10 @@ func (l *Live) Evaluate(ctx map[string]any) (Result, *Failure) {
 	defer l.mu.Unlock()
 	r, fail := l.flag.Evaluate(l.st, ctx)
 	if fail != nil {
+		l.evaluations[evaluation{reason: reasonError}]++
 		return r, fail
 	}
+	l.evaluations[evaluation{r.Variant, r.Reason}]++
 	if key, ok := ctx[TargetingKey].(string); ok && key != "" && l.canary != nil {
 		if _, known := l.served[key]; known || len(l.served) < MaxRemembered {
 			l.served[key] = r.Canary

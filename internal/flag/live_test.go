@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/traffic"
@@ -193,6 +195,24 @@ func TestLiveCountsConversionsPerGoal(t *testing.T) {
 	}
 	if want[0].visitors == 0 || want[1].visitors == 0 {
 		t.Fatalf("a 50%% split served one variant only: %+v", want)
+	}
+	// Prometheus sees the same counts.
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCollector(l))
+	exported := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			exported[mf.GetName()] += m.GetCounter().GetValue()
+		}
+	}
+	if exported["pipit_flag_visitors_total"] != float64(want[0].visitors+want[1].visitors) ||
+		exported["pipit_flag_conversions_total"] != float64(want[0].purchases+want[1].purchases) ||
+		exported["pipit_flag_evaluations_total"] != 300 {
+		t.Errorf("exported %v, want %+v and 300 evaluations", exported, want)
 	}
 	if err := l.RetireCanary(ctx, v1alpha1.VersionRef{Version: "on"}); err != nil {
 		t.Fatal(err)

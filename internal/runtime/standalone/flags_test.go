@@ -134,6 +134,49 @@ func TestFlagRolloutRolledBackOnConversions(t *testing.T) {
 	if !strings.Contains(st.Message, "conversion-rate:purchase") {
 		t.Errorf("rolled back for %q, not for the conversion rate", st.Message)
 	}
+	// What /metrics shows of the flag.
+	for _, want := range []struct {
+		series string
+		labels map[string]string
+	}{
+		{"pipit_flag_evaluations_total", map[string]string{"flag": "new-checkout", "variant": "on", "reason": "SPLIT"}},
+		{"pipit_flag_evaluations_total", map[string]string{"variant": "off", "reason": "DISABLED"}},
+		{"pipit_flag_outcomes_total", map[string]string{"role": "stable", "variant": "off", "outcome": "success"}},
+	} {
+		if n := sumOf(t, d, want.series, want.labels); n == 0 {
+			t.Errorf("no %s%v exported", want.series, want.labels)
+		}
+	}
+}
+
+// sumOf adds up the values of the daemon's series name whose labels
+// include labels.
+func sumOf(t *testing.T, d *Daemon, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := d.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue metrics
+				}
+			}
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }
 
 // TestFlagRolloutsRefused checks the daemon refuses a flag without an

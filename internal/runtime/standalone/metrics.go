@@ -3,6 +3,7 @@ package standalone
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pipit-dev/pipit/internal/flag"
 	"github.com/pipit-dev/pipit/internal/proxy"
 )
 
@@ -11,11 +12,13 @@ import (
 // standalone rollouts have no namespace.
 const metricsNamespace = ""
 
-// registerMetrics registers the measurements of m's proxy with reg; a
-// flag has no proxy, and its outcomes are in its view.
+// registerMetrics registers the measurements of m's proxy, or of its
+// flag, with reg.
 func (m *managed) registerMetrics(reg prometheus.Registerer) error {
-	if m.dataPlane().proxy == nil {
-		return nil
+	pl := m.dataPlane()
+	if pl.flag != nil {
+		// A reload keeps a flag rollout's plane (it cannot change one).
+		return reg.Register(flag.NewCollector(pl.flag))
 	}
 	return reg.Register(planeCollector{m})
 }
