@@ -58,9 +58,12 @@ generate-check:
 # packages, and a real Kubernetes
 # control plane (etcd from Debian; kube-apiserver, controller-manager,
 # scheduler and kwok built from source once and cached outside the tree:
-# about 15 minutes on two idle cores the first time).
+# about 15 minutes on two idle cores the first time), and Helm with a
+# kustomize build (hack/helm-tools' pins) to check the chart against the
+# kustomize install.
 deps:
 	GO=$(GO) bash hack/install-deadcode.sh >/dev/null
+	GO=$(GO) bash hack/install-helm-tools.sh >/dev/null
 	bash hack/install-debian.sh prometheus /usr/bin/prometheus
 	bash hack/install-debian.sh systemd /usr/bin/systemd-socket-activate
 	bash hack/install-debian.sh r-base-core /usr/bin/Rscript
