@@ -35,6 +35,9 @@ type ClusterTarget struct {
 	// Namespace is the rollout's; Service is pipit's Service of the
 	// version (the stable or the canary one), Workload its Deployment.
 	Namespace, Service, Workload string
+	// Preview is a blue-green rollout's preview Service, which carries
+	// the new version's requests before the switch; empty otherwise.
+	Preview string
 }
 
 // SeriesQueries are the PromQL of one version's cumulative counts, each

@@ -31,12 +31,16 @@ type exportedVersion struct {
 	sumMs   float64
 }
 
+// exportedRoles are the versions' roles, each with a workload and a
+// Service web-ROLE; preview is a blue-green rollout's preview Service.
+var exportedRoles = []string{"canary", "stable", "preview"}
+
 // exportBoundsMs are Istio's default bucket bounds, in milliseconds.
 var exportBoundsMs = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000}
 
 func newMeshExporter() *meshExporter {
 	e := &meshExporter{versions: map[string]*exportedVersion{}}
-	for _, role := range []string{"canary", "stable"} {
+	for _, role := range exportedRoles {
 		e.versions[role] = &exportedVersion{codes: map[int]uint64{}, buckets: make([]uint64, len(exportBoundsMs)+1)}
 	}
 	return e
@@ -62,7 +66,7 @@ func (e *meshExporter) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var b strings.Builder
-	for _, role := range []string{"canary", "stable"} {
+	for _, role := range exportedRoles {
 		v := e.versions[role]
 		istio := fmt.Sprintf(`reporter="destination",destination_workload_namespace="shop",destination_workload="web-%s"`, role)
 		conv := fmt.Sprintf(`namespace="shop",service="web-%s"`, role)
@@ -233,6 +237,40 @@ func TestMonotoneCarriesDropsOver(t *testing.T) {
 			if got := m.next(raw); got != c.want[i] {
 				t.Errorf("%s: read %d (%g) gave %g, want %g", c.name, i, raw, got, c.want[i])
 			}
+		}
+	}
+}
+
+// TestConventionCountsThePreview: with the convention, a blue-green
+// rollout's new version is counted on its preview Service too, which
+// carries its requests before the switch.
+func TestConventionCountsThePreview(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Prometheus")
+	}
+	exp, prom := startMeshPrometheus(t)
+	cs, err := NewClusterStats(prom.URL, ClusterQueriesFor(spec.RouterGatewayAPI), Env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp.serve("canary", 100, 0, 20)
+	exp.serve("preview", 300, 30, 20)
+	canary, stable := clusterTargets("v2")
+	canary.Preview = "web-preview"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		err := cs.Refresh(ctx, canary, stable)
+		if c := cs.Stats().Canary; err == nil && c.Requests == 400 {
+			if c.Errors5xx != 30 {
+				t.Errorf("canary 5xx %d, want the preview's 30", c.Errors5xx)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the canary's requests with its preview's never reached 400 (have %d, last error %v)", cs.Stats().Canary.Requests, err)
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

@@ -115,7 +115,8 @@ func trafficMetric(s *v1alpha1.RolloutSpec) (field, name string) {
 // before the runner decides; a failure leaves the last counts, so the
 // window has no new requests and the metrics no data.
 func (m *managed) refreshCluster(ctx context.Context, st v1alpha1.RolloutStatus) {
-	canary := metric.ClusterTarget{Namespace: m.kp.Namespace, Service: m.kp.CanaryService, Workload: m.kp.CanaryWorkload}
+	canary := metric.ClusterTarget{Namespace: m.kp.Namespace, Service: m.kp.CanaryService, Workload: m.kp.CanaryWorkload,
+		Preview: m.kp.PreviewService}
 	stable := metric.ClusterTarget{Namespace: m.kp.Namespace, Service: m.kp.StableService, Workload: m.kp.StableWorkload}
 	if st.Canary != nil {
 		canary.Version = st.Canary.Version
