@@ -55,10 +55,12 @@ type RolloutSpec struct {
 	// (Kubernetes runtime): they move through the steps together, are
 	// promoted together and roll back together; each has its own
 	// copies, Services and router, set in its entry instead of in
-	// spec.kubernetes.
+	// spec.kubernetes. The list of names cannot change once created: the
+	// installed version holds one template of each.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=20
 	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, b.name == a.name))",message="each Deployment may be named once"
+	// +kubebuilder:validation:XValidation:rule="self.map(t, t.name) == oldSelf.map(t, t.name)",message="the Deployments of targetRefs and their order cannot change: delete the Rollout (pipit hands them back) and create it with the new list"
 	// +optional
 	TargetRefs []DeploymentRef `json:"targetRefs,omitempty"`
 

@@ -159,15 +159,23 @@ func (s *DeploymentSet) join(refs []v1alpha1.VersionRef) v1alpha1.VersionRef {
 	return v1alpha1.VersionRef{Template: strings.Join(hashes, templateSep), Version: strings.Join(labels, versionSep)}
 }
 
+// Holds reports an error unless v is a version of this set: one template
+// of each of its Deployments, as status.stable was written with the same
+// list of Deployments.
+func (s *DeploymentSet) Holds(v v1alpha1.VersionRef) error {
+	_, err := s.parts(v)
+	return err
+}
+
 // parts splits the set's version v into each Deployment's.
 func (s *DeploymentSet) parts(v v1alpha1.VersionRef) ([]v1alpha1.VersionRef, error) {
-	if len(s.workloads) == 1 {
-		return []v1alpha1.VersionRef{v}, nil
-	}
 	hashes := strings.Split(v.Template, templateSep)
 	if len(hashes) != len(s.workloads) {
-		return nil, fmt.Errorf("version %s holds the templates of %d Deployments, and the rollout rolls out %d (%s): a Rollout keeps its list of Deployments; to change it, delete the Rollout and create it again",
+		return nil, fmt.Errorf("version %s holds the templates of %d Deployments, and the rollout rolls out %d (%s): a Rollout keeps its Deployments once installed; delete it (pipit hands them back) and create it with the new list",
 			v.Template, len(hashes), len(s.workloads), strings.Join(s.names, ", "))
+	}
+	if len(s.workloads) == 1 {
+		return []v1alpha1.VersionRef{v}, nil
 	}
 	labels := strings.Split(v.Version, versionSep)
 	out := make([]v1alpha1.VersionRef, len(hashes))

@@ -190,6 +190,9 @@ func TestDeploymentSetOfOne(t *testing.T) {
 	if got := set.Observe(t.Context()); got != only.observed {
 		t.Errorf("observed %+v, want %+v", got, only.observed)
 	}
+	if err := set.Holds(v1alpha1.VersionRef{Template: "aaa.bbb"}); err == nil || !strings.Contains(err.Error(), "rolls out 1 (web)") {
+		t.Errorf("a set of one holding a version of two: %v", err)
+	}
 	only.err = ErrNotReady
 	if err := set.Promote(t.Context(), only.desired); err != ErrNotReady {
 		t.Errorf("promote: %v, want ErrNotReady itself", err)

@@ -176,6 +176,12 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 		cancel()
 		return nil, err
 	}
+	if st := r.Status.Stable; st != nil {
+		if err := m.target.Holds(*st); err != nil {
+			cancel()
+			return nil, fmt.Errorf("%s: %w", targetsField(r), err)
+		}
+	}
 	key := types.NamespacedName{Namespace: r.Namespace, Name: r.Name}
 	m.store = &statusStore{c: rc.Direct, key: key, generation: r.Generation, events: rc.recordEvent}
 	status := *r.Status.DeepCopy()
@@ -278,6 +284,14 @@ func newRelease(c client.Client, r *v1alpha1.Rollout, log *slog.Logger) (*manage
 	m := &managed{}
 	m.target, m.router, err = newTargets(c, r, spec.ResolveKubernetesTargets(r), nil, log)
 	return m, err
+}
+
+// targetsField names the field that lists a rollout's Deployments.
+func targetsField(r *v1alpha1.Rollout) string {
+	if len(r.Spec.TargetRefs) > 0 {
+		return "spec.targetRefs"
+	}
+	return "spec.targetRef"
 }
 
 // newTargets builds the target and the router of each Deployment plans

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
@@ -209,5 +210,35 @@ func TestRolloutCRDServesTheSeveralDeploymentsExample(t *testing.T) {
 	}
 	if len(got.TargetRefs) != 2 || got.TargetRefs[0].Router == nil || got.TargetRefs[1].Service == nil || got.TargetRefs[1].Service.Port != 8080 {
 		t.Errorf("targetRefs read back as %+v", got.TargetRefs)
+	}
+}
+
+// TestTargetRefsListKept: the API server refuses a change to the list of
+// Deployments, and a Rollout switched from targetRefs to targetRef after
+// the install is Stalled, not half-applied.
+func TestTargetRefsListKept(t *testing.T) {
+	t.Parallel()
+	s := startedShop(t, 2, nil)
+	r := s.Rollout("shop")
+	r.Spec.TargetRefs = append(r.Spec.TargetRefs, v1alpha1.DeploymentRef{TargetRef: v1alpha1.TargetRef{Name: "worker"}})
+	if err := s.Client.Update(s.Ctx(), r); err == nil || !strings.Contains(err.Error(), "the Deployments of targetRefs and their order cannot change") {
+		t.Errorf("a third Deployment added: %v, want the API server to refuse it", err)
+	}
+	r = s.Rollout("shop")
+	r.Spec.TargetRefs, r.Spec.TargetRef = nil, &v1alpha1.TargetRef{Name: "frontend"}
+	if err := s.Client.Update(s.Ctx(), r); err != nil {
+		t.Fatal(err)
+	}
+	r = s.WaitRollout("shop", "the Stalled condition", func(r *v1alpha1.Rollout) bool {
+		c := meta.FindStatusCondition(r.Status.Conditions, ConditionStalled)
+		return c != nil && c.Status == "True"
+	})
+	c := meta.FindStatusCondition(r.Status.Conditions, ConditionStalled)
+	if c.Reason != "InvalidSpec" || !strings.Contains(c.Message, "spec.targetRef: version") || !strings.Contains(c.Message, "create it with the new list") {
+		t.Errorf("Stalled condition %+v: want InvalidSpec naming spec.targetRef and what to do", c)
+	}
+	var canary appsv1.Deployment
+	if s.Found("frontend-canary", &canary) && ptr.Deref(canary.Spec.Replicas, 0) != 0 {
+		t.Errorf("the stalled rollout runs %d frontend canaries", ptr.Deref(canary.Spec.Replicas, 0))
 	}
 }
