@@ -19,6 +19,14 @@ type TargetRef struct {
 	Name string `json:"name"`
 }
 
+// DeploymentRef is one Deployment of a coordinated rollout
+// (spec.targetRefs): the workload, and how its versions are run and
+// routed, as spec.targetRef and spec.kubernetes say it for one.
+type DeploymentRef struct {
+	TargetRef      `json:",inline"`
+	KubernetesSpec `json:",inline"`
+}
+
 // KubernetesSpec says how the Kubernetes runtime runs and routes the two
 // versions. Every field has a default, so a Rollout with only a targetRef
 // works: copies named <target>-stable and <target>-canary, Services

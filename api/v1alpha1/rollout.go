@@ -34,11 +34,12 @@ type RolloutList struct {
 }
 
 // RolloutSpec is what the user asks for. A rollout names what it rolls
-// out in one of three ways: Service (the standalone runtime's proxy and
-// upstreams), TargetRef (a workload in the Kubernetes runtime) or Flag
-// (a feature flag served over OFREP by the standalone runtime).
+// out in one of four ways: Service (the standalone runtime's proxy and
+// upstreams), TargetRef (a workload in the Kubernetes runtime),
+// TargetRefs (several workloads rolled out together, Kubernetes runtime)
+// or Flag (a feature flag served over OFREP by the standalone runtime).
 //
-// +kubebuilder:validation:XValidation:rule="(has(self.service) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) + (has(self.flag) ? 1 : 0) == 1",message="set one of service (standalone), targetRef (Kubernetes) and flag (standalone), not both"
+// +kubebuilder:validation:XValidation:rule="(has(self.service) ? 1 : 0) + (has(self.targetRef) ? 1 : 0) + (has(self.targetRefs) ? 1 : 0) + (has(self.flag) ? 1 : 0) == 1",message="set one of service (standalone), targetRef (Kubernetes), targetRefs (several Deployments, Kubernetes) and flag (standalone), not two"
 // +kubebuilder:validation:XValidation:rule="!has(self.kubernetes) || has(self.targetRef)",message="kubernetes needs targetRef"
 type RolloutSpec struct {
 	// Service says where the built-in proxy listens and which upstreams
@@ -49,6 +50,19 @@ type RolloutSpec struct {
 	// TargetRef names the workload rolled out (Kubernetes runtime).
 	// +optional
 	TargetRef *TargetRef `json:"targetRef,omitempty"`
+
+	// TargetRefs names several Deployments rolled out together
+	// (Kubernetes runtime): they move through the steps together, are
+	// promoted together and roll back together; each has its own
+	// copies, Services and router, set in its entry instead of in
+	// spec.kubernetes. The list of names cannot change once created: the
+	// installed version holds one template of each.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=20
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, b.name == a.name))",message="each Deployment may be named once"
+	// +kubebuilder:validation:XValidation:rule="self.map(t, t.name) == oldSelf.map(t, t.name)",message="the Deployments of targetRefs and their order cannot change: delete the Rollout (pipit hands them back) and create it with the new list"
+	// +optional
+	TargetRefs []DeploymentRef `json:"targetRefs,omitempty"`
 
 	// Flag is a feature flag rolled out to a growing share of users
 	// instead of a service: the standalone runtime serves it over

@@ -59,6 +59,12 @@ type RolloutStatus struct {
 	// Canary is the version being rolled out, if any.
 	// +optional
 	Canary *VersionRef `json:"canary,omitempty"`
+	// Targets describe each Deployment of a coordinated rollout
+	// (spec.targetRefs), in the spec's order, as the controller last saw
+	// them; empty for other rollouts.
+	// +kubebuilder:validation:MaxItems=20
+	// +optional
+	Targets []TargetStatus `json:"targets,omitempty"`
 
 	// CurrentStep is the index of the step being run, counted from 0
 	// (people read steps counted from 1: index 2 is "step 3/6"); once
@@ -225,6 +231,32 @@ type Rollback struct {
 	Metric string `json:"metric,omitempty"`
 	// At is when the decision was taken.
 	At metav1.MicroTime `json:"at"`
+}
+
+// TargetStatus is what one Deployment of a coordinated rollout runs:
+// the revision (pod-template hash) and images of its serving copy and of
+// its canary copy, and how many of their pods are ready.
+type TargetStatus struct {
+	// Name of the Deployment.
+	Name string `json:"name"`
+	// StableRevision is the template hash the serving copy runs, and
+	// StableVersion its images.
+	// +optional
+	StableRevision string `json:"stableRevision,omitempty"`
+	// +optional
+	StableVersion string `json:"stableVersion,omitempty"`
+	// StableReady counts the serving copy's ready pods.
+	// +optional
+	StableReady int32 `json:"stableReady,omitempty"`
+	// CanaryRevision is the template hash the canary copy runs while it
+	// has replicas, and CanaryVersion its images.
+	// +optional
+	CanaryRevision string `json:"canaryRevision,omitempty"`
+	// +optional
+	CanaryVersion string `json:"canaryVersion,omitempty"`
+	// CanaryReady counts the canary copy's ready pods.
+	// +optional
+	CanaryReady int32 `json:"canaryReady,omitempty"`
 }
 
 // VersionRef identifies one version of the service.

@@ -117,6 +117,9 @@ func watchView(v controlapi.RolloutView) string {
 	if r := st.Rollback; r != nil {
 		fmt.Fprintf(&b, "Rollback: %s\n", r.Reason)
 	}
+	if t := targetsTable(st.Targets, ""); t != "" {
+		b.WriteString("\n" + t)
+	}
 	b.WriteString("\n")
 	b.WriteString(liveTable(v.Live, ""))
 	return b.String()

@@ -161,6 +161,9 @@ func statusDetail(v controlapi.RolloutView, now time.Time) string {
 			fmt.Fprintf(&b, "  %s %2d  %s\n", mark, i+1, s)
 		}
 	}
+	if t := targetsTable(st.Targets, "  "); t != "" {
+		b.WriteString("\nDeployments:\n" + t)
+	}
 	if a := st.Analysis; len(a.LastResults) > 0 && a.LastCheckAt != nil {
 		fmt.Fprintf(&b, "\nLast check (%s, %s):\n", ago(now, a.LastCheckAt.Time), checkOutcome(a.LastResults))
 		b.WriteString(resultsTable(a.LastResults, v.Metrics))

@@ -208,8 +208,11 @@ func (k *Kube) Submit(ctx context.Context, name string, cmd rollout.Command) (co
 // deployRefusal explains where a new version comes from in Kubernetes.
 func deployRefusal(r *v1alpha1.Rollout) string {
 	target := "the Rollout's target Deployment"
-	if r.Spec.TargetRef != nil {
+	switch {
+	case r.Spec.TargetRef != nil:
 		target = "deployment/" + r.Spec.TargetRef.Name
+	case len(r.Spec.TargetRefs) > 0:
+		target = "deployment/" + r.Spec.TargetRefs[0].Name
 	}
 	return fmt.Sprintf("in Kubernetes a new version is a new pod template: change %s (`kubectl set image %s CONTAINER=IMAGE`, "+
 		"or in Git with GitOps) and the pipit controller rolls it out", target, target)

@@ -218,11 +218,16 @@ func noReadiness(t *target) []hit {
 			}
 		}
 	}
+	targets := map[string]bool{}
 	if ref := t.r.Spec.TargetRef; ref != nil {
-		for _, o := range t.others {
-			if o.Kind == "Deployment" && o.Name == ref.Name {
-				out = append(out, deploymentWithoutReadiness(o)...)
-			}
+		targets[ref.Name] = true
+	}
+	for _, ref := range t.r.Spec.TargetRefs {
+		targets[ref.Name] = true
+	}
+	for _, o := range t.others {
+		if o.Kind == "Deployment" && targets[o.Name] {
+			out = append(out, deploymentWithoutReadiness(o)...)
 		}
 	}
 	return out

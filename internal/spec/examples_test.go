@@ -33,6 +33,9 @@ func TestExamples(t *testing.T) {
 				t.Errorf("%s: Resolve %s: %v", f, r.Name, err)
 			}
 			plans[filepath.Base(f)] = p
+			if filepath.Base(f) == "kubernetes-several.yaml" {
+				checkSeveralExample(t, r)
+			}
 			if filepath.Base(f) == "process.yaml" {
 				proc, notes := r.Spec.Service.Stable.Process, r.Spec.Notifications
 				if proc == nil || proc.Readiness == nil || proc.Liveness == nil || len(notes) != 1 || notes[0].URLEnv == "" {
@@ -86,5 +89,22 @@ func TestExamples(t *testing.T) {
 	hybrid := plans["hybrid.yaml"].Steps
 	if last := hybrid[len(hybrid)-1]; last.Kind != StepApproval || last.Duration != 8*time.Hour || last.OnTimeout != v1alpha1.ApprovalRollback {
 		t.Errorf("hybrid.yaml does not end with an approval that rolls back after 8h: %+v", last)
+	}
+}
+
+// checkSeveralExample checks examples/kubernetes-several.yaml: two
+// Deployments of the Kubernetes runtime, each with its own router.
+func checkSeveralExample(t *testing.T, r *v1alpha1.Rollout) {
+	t.Helper()
+	plans := ResolveKubernetesTargets(r)
+	if RuntimeOf(&r.Spec) != RuntimeKubernetes || len(plans) != 2 {
+		t.Fatalf("kubernetes-several.yaml: runtime %s, %d Deployments; want kubernetes, 2", RuntimeOf(&r.Spec), len(plans))
+	}
+	front, back := plans[0], plans[1]
+	if front.Target != "storefront" || front.Router != RouterGatewayAPI || front.Traffic == nil || front.TargetPort != 8080 {
+		t.Errorf("kubernetes-several.yaml storefront: %+v", front)
+	}
+	if back.Target != "cart-api" || back.Router != RouterReplicas || back.Port != 8080 || back.CanaryService != "cart-api-canary" {
+		t.Errorf("kubernetes-several.yaml cart-api: %+v", back)
 	}
 }

@@ -73,11 +73,32 @@ type KubePlan struct {
 // ResolveKubernetes applies the Kubernetes runtime's defaults to a
 // validated rollout with a targetRef.
 func ResolveKubernetes(r *v1alpha1.Rollout) KubePlan {
-	p := KubePlan{Namespace: r.Namespace, Router: RouterReplicas, Port: DefaultServicePort}
+	var name string
 	if r.Spec.TargetRef != nil {
-		p.Target = r.Spec.TargetRef.Name
+		name = r.Spec.TargetRef.Name
 	}
-	k := r.Spec.Kubernetes
+	return resolveKubernetes(r, name, r.Spec.Kubernetes)
+}
+
+// ResolveKubernetesTargets applies the Kubernetes runtime's defaults to
+// each Deployment of a validated Kubernetes rollout, in the spec's order:
+// the entries of spec.targetRefs, or spec.targetRef alone.
+func ResolveKubernetesTargets(r *v1alpha1.Rollout) []KubePlan {
+	if len(r.Spec.TargetRefs) == 0 {
+		return []KubePlan{ResolveKubernetes(r)}
+	}
+	plans := make([]KubePlan, len(r.Spec.TargetRefs))
+	for i := range r.Spec.TargetRefs {
+		ref := &r.Spec.TargetRefs[i]
+		plans[i] = resolveKubernetes(r, ref.Name, &ref.KubernetesSpec)
+	}
+	return plans
+}
+
+// resolveKubernetes applies the defaults to the Deployment named target
+// of rollout r, run and routed as k says (nil for every default).
+func resolveKubernetes(r *v1alpha1.Rollout, target string, k *v1alpha1.KubernetesSpec) KubePlan {
+	p := KubePlan{Namespace: r.Namespace, Router: RouterReplicas, Port: DefaultServicePort, Target: target}
 	if k == nil {
 		k = &v1alpha1.KubernetesSpec{}
 	}

@@ -31,6 +31,10 @@ func Validate(r *v1alpha1.Rollout) Errors {
 	var v validator
 	v.header(r)
 	switch s := &r.Spec; {
+	case len(s.TargetRefs) > 0 && (s.Service != nil || s.TargetRef != nil || s.Flag != nil):
+		v.add("spec.targetRefs", "names several Deployments rolled out together; set it or one of service (standalone), targetRef (one Deployment) and flag, not two")
+	case len(s.TargetRefs) > 0:
+		v.kubernetesTargets(r)
 	case s.Service != nil && s.TargetRef != nil:
 		v.add("spec", "set service (the standalone runtime's proxy and upstreams) or targetRef (a Kubernetes workload), not both")
 	case s.Flag != nil && (s.Service != nil || s.TargetRef != nil):

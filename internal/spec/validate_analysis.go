@@ -136,7 +136,7 @@ func (v *validator) goals(s *v1alpha1.RolloutSpec) {
 	}
 	switch {
 	case len(goals) == 0:
-	case s.TargetRef != nil:
+	case RuntimeOf(s) == RuntimeKubernetes:
 		v.add(p, "are counted by pipit's own proxy, which does not carry Kubernetes traffic; measure conversions with a prometheus metric")
 	case s.Service != nil && (s.Service.Traffic == nil || len(s.Service.Traffic.UserKey) == 0):
 		v.add(p, "need a user key to tell users apart: set spec.service.traffic.userKey, such as [{header: X-User-ID}]")

@@ -24,54 +24,69 @@ const (
 
 // RuntimeOf says which runtime s is for.
 func RuntimeOf(s *v1alpha1.RolloutSpec) Runtime {
-	if s.TargetRef != nil {
+	if s.TargetRef != nil || len(s.TargetRefs) > 0 {
 		return RuntimeKubernetes
 	}
 	return RuntimeStandalone
 }
 
-// kubernetes checks a Kubernetes rollout: the target, the names it
-// derives, the router, the traffic rules the router can express, and
-// metrics that need pipit's own proxy or processes.
+// kubernetes checks a Kubernetes rollout of one Deployment: the target,
+// the names it derives, the router, the traffic rules the router can
+// express, and metrics that need pipit's own proxy or processes.
 func (v *validator) kubernetes(s *v1alpha1.RolloutSpec) {
-	t := s.TargetRef
-	switch t.APIVersion {
-	case "", "apps/v1":
-	default:
-		v.add("spec.targetRef.apiVersion", "must be apps/v1, not %q", clip(t.APIVersion))
+	v.workload("spec.targetRef", s.TargetRef)
+	v.kubernetesMetricLists(s)
+	if s.Kubernetes != nil {
+		v.kubernetesSettings("spec.kubernetes", s.Kubernetes)
 	}
-	switch t.Kind {
-	case "", "Deployment":
-	default:
-		v.add("spec.targetRef.kind", "must be Deployment, the only kind pipit rolls out today, not %q", clip(t.Kind))
-	}
-	if t.Name == "" {
-		v.add("spec.targetRef.name", "is required: the Deployment to roll out")
-	} else {
-		v.dnsName("spec.targetRef.name", t.Name)
-	}
+}
+
+// kubernetesMetricLists checks the analysis and post-promotion metrics
+// of a Kubernetes rollout.
+func (v *validator) kubernetesMetricLists(s *v1alpha1.RolloutSpec) {
 	if s.Analysis != nil {
 		v.kubernetesMetrics("spec.analysis.metrics", s.Analysis.Metrics)
 	}
 	if s.PostPromotion != nil {
 		v.kubernetesMetrics("spec.postPromotion.metrics", s.PostPromotion.Metrics)
 	}
-	k := s.Kubernetes
-	if k == nil {
-		return
+}
+
+// workload checks the reference to a workload at field p.
+func (v *validator) workload(p string, t *v1alpha1.TargetRef) {
+	switch t.APIVersion {
+	case "", "apps/v1":
+	default:
+		v.add(p+".apiVersion", "must be apps/v1, not %q", clip(t.APIVersion))
 	}
-	v.dnsName("spec.kubernetes.stableWorkload", k.StableWorkload)
-	v.dnsName("spec.kubernetes.canaryWorkload", k.CanaryWorkload)
+	switch t.Kind {
+	case "", "Deployment":
+	default:
+		v.add(p+".kind", "must be Deployment, the only kind pipit rolls out today, not %q", clip(t.Kind))
+	}
+	if t.Name == "" {
+		v.add(p+".name", "is required: the Deployment to roll out")
+	} else {
+		v.dnsName(p+".name", t.Name)
+	}
+}
+
+// kubernetesSettings checks the copies, Services, router and traffic
+// rules of one workload, written at field p (spec.kubernetes, or an
+// entry of spec.targetRefs).
+func (v *validator) kubernetesSettings(p string, k *v1alpha1.KubernetesSpec) {
+	v.dnsName(p+".stableWorkload", k.StableWorkload)
+	v.dnsName(p+".canaryWorkload", k.CanaryWorkload)
 	if sv := k.Service; sv != nil {
-		v.optionalLabel("spec.kubernetes.service.name", sv.Name)
-		v.optionalLabel("spec.kubernetes.service.stableName", sv.StableName)
-		v.optionalLabel("spec.kubernetes.service.canaryName", sv.CanaryName)
-		for _, p := range []struct {
+		v.optionalLabel(p+".service.name", sv.Name)
+		v.optionalLabel(p+".service.stableName", sv.StableName)
+		v.optionalLabel(p+".service.canaryName", sv.CanaryName)
+		for _, port := range []struct {
 			field string
 			port  int32
 		}{{"port", sv.Port}, {"targetPort", sv.TargetPort}} {
-			if p.port < 0 || p.port > 65535 {
-				v.add("spec.kubernetes.service."+p.field, "must be a port from 1 to 65535, not %d", p.port)
+			if port.port < 0 || port.port > 65535 {
+				v.add(p+".service."+port.field, "must be a port from 1 to 65535, not %d", port.port)
 			}
 		}
 	}
@@ -79,26 +94,26 @@ func (v *validator) kubernetes(s *v1alpha1.RolloutSpec) {
 	if r := k.Router; r != nil {
 		gateway, istio = r.GatewayAPI != nil, r.Istio != nil
 		if gateway && istio {
-			v.add("spec.kubernetes.router", "set gatewayAPI or istio, not both")
+			v.add(p+".router", "set gatewayAPI or istio, not both")
 		}
 		if g := r.GatewayAPI; g != nil {
-			v.dnsName("spec.kubernetes.router.gatewayAPI.httpRoute", g.HTTPRoute)
-			for i, p := range g.ParentRefs {
-				f := fmt.Sprintf("spec.kubernetes.router.gatewayAPI.parentRefs[%d]", i)
-				if p.Name == "" {
+			v.dnsName(p+".router.gatewayAPI.httpRoute", g.HTTPRoute)
+			for i, ref := range g.ParentRefs {
+				f := fmt.Sprintf("%s.router.gatewayAPI.parentRefs[%d]", p, i)
+				if ref.Name == "" {
 					v.add(f+".name", "is required: the Gateway's name")
 				}
-				v.dnsName(f+".name", p.Name)
-				v.optionalLabel(f+".namespace", p.Namespace)
+				v.dnsName(f+".name", ref.Name)
+				v.optionalLabel(f+".namespace", ref.Namespace)
 			}
 		}
 		if is := r.Istio; is != nil {
-			v.dnsName("spec.kubernetes.router.istio.virtualService", is.VirtualService)
-			v.dnsName("spec.kubernetes.router.istio.destinationRule", is.DestinationRule)
+			v.dnsName(p+".router.istio.virtualService", is.VirtualService)
+			v.dnsName(p+".router.istio.destinationRule", is.DestinationRule)
 		}
 	}
 	if tr := k.Traffic; tr != nil {
-		v.kubernetesTraffic(tr, gateway, istio)
+		v.kubernetesTraffic(p, tr, gateway, istio)
 	}
 }
 
@@ -119,8 +134,8 @@ func (v *validator) kubernetesMetrics(field string, metrics []v1alpha1.MetricSpe
 // router can express: rules and sticky sessions need a router, the
 // user-key buckets and list files are the built-in proxy's only, and the
 // Gateway API has no negated match.
-func (v *validator) kubernetesTraffic(t *v1alpha1.TrafficSpec, gateway, istio bool) {
-	const p = "spec.kubernetes.traffic"
+func (v *validator) kubernetesTraffic(settings string, t *v1alpha1.TrafficSpec, gateway, istio bool) {
+	p := settings + ".traffic"
 	v.traffic(t, p)
 	if len(t.UserKey) > 0 {
 		v.add(p+".userKey", "sticky percentages by user key are computed by pipit's own proxy; in Kubernetes use stickySession or rules")
@@ -133,7 +148,7 @@ func (v *validator) kubernetesTraffic(t *v1alpha1.TrafficSpec, gateway, istio bo
 	}
 	routed := gateway || istio
 	if !routed && (len(t.Rules) > 0 || t.StickySession != nil || t.Mirror != nil) {
-		v.add(p, "rules, stickySession and mirror need a router: set spec.kubernetes.router.gatewayAPI or .istio")
+		v.add(p, "rules, stickySession and mirror need a router: set %s.router.gatewayAPI or .istio", settings)
 	}
 	for i, r := range t.Rules {
 		rp := fmt.Sprintf("%s.rules[%d]", p, i)

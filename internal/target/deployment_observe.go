@@ -7,6 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/rollout"
 )
 
@@ -22,18 +23,9 @@ func (d *Deployment) Observe(ctx context.Context) rollout.Observed {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	o := rollout.Observed{CanaryHealth: rollout.HealthUnknown}
-	stable, err := d.getCopy(ctx, d.plan.StableWorkload)
-	if err != nil {
-		d.log.Debug("observe stable copy", "err", err)
+	serving, canary, ok := d.observeCopies(ctx)
+	if !ok {
 		return o
-	}
-	canary, err := d.getCopy(ctx, d.plan.CanaryWorkload)
-	if err != nil {
-		d.log.Debug("observe canary copy", "err", err)
-	}
-	serving := stable
-	if servingRole(stable) == RoleCanary {
-		serving, canary = canary, nil
 	}
 	if serving != nil && rolledOut(serving) {
 		o.StableVersion = serving.Annotations[AnnotationTemplateHash]
@@ -47,6 +39,47 @@ func (d *Deployment) Observe(ctx context.Context) rollout.Observed {
 		}
 	}
 	return o
+}
+
+// State reports what the serving copy and the canary copy run and how
+// many of their pods are ready, for the status of a coordinated rollout;
+// what the API server did not tell is left out.
+func (d *Deployment) State(ctx context.Context) v1alpha1.TargetStatus {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	s := v1alpha1.TargetStatus{Name: d.plan.Target}
+	serving, canary, _ := d.observeCopies(ctx)
+	if serving != nil {
+		s.StableRevision = serving.Annotations[AnnotationTemplateHash]
+		s.StableVersion = versionOf(&serving.Spec.Template).Version
+		s.StableReady = serving.Status.ReadyReplicas
+	}
+	if canary != nil && replicasOf(canary) > 0 {
+		s.CanaryRevision = canary.Annotations[AnnotationTemplateHash]
+		s.CanaryVersion = versionOf(&canary.Spec.Template).Version
+		s.CanaryReady = canary.Status.ReadyReplicas
+	}
+	return s
+}
+
+// observeCopies reads the copy serving the stable version and the one
+// running the canary (nil when none does); ok is false when the stable
+// copy could not be read, so nothing is known. A canary copy that could
+// not be read is nil.
+func (d *Deployment) observeCopies(ctx context.Context) (serving, canary *appsv1.Deployment, ok bool) {
+	stable, err := d.getCopy(ctx, d.plan.StableWorkload)
+	if err != nil {
+		d.log.Debug("observe stable copy", "err", err)
+		return nil, nil, false
+	}
+	canary, err = d.getCopy(ctx, d.plan.CanaryWorkload)
+	if err != nil {
+		d.log.Debug("observe canary copy", "err", err)
+	}
+	if servingRole(stable) == RoleCanary {
+		return canary, nil, true
+	}
+	return stable, canary, true
 }
 
 // rolledOut reports whether a Deployment runs its current template on all

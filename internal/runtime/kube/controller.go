@@ -64,7 +64,7 @@ const (
 	notReadyPoll = 10 * time.Second
 )
 
-// targetIndex indexes Rollouts by the name of their target Deployment.
+// targetIndex indexes Rollouts by the names of their target Deployments.
 const targetIndex = "spec.targetRef.name"
 
 // Options configure the controller.
@@ -196,10 +196,15 @@ func (rc *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, co
 		concurrency = 8
 	}
 	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Rollout{}, targetIndex, func(o client.Object) []string {
-		if t := o.(*v1alpha1.Rollout).Spec.TargetRef; t != nil {
-			return []string{t.Name}
+		r := o.(*v1alpha1.Rollout)
+		var names []string
+		if t := r.Spec.TargetRef; t != nil {
+			names = append(names, t.Name)
 		}
-		return nil
+		for _, t := range r.Spec.TargetRefs {
+			names = append(names, t.Name)
+		}
+		return names
 	})
 	if err != nil {
 		return err
@@ -265,7 +270,10 @@ func (rc *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (rec
 		return reconcile.Result{RequeueAfter: notReadyPoll}, nil // a copy is still rolling out
 	}
 	if errors.Is(err, target.ErrTargetNotFound) {
-		msg := fmt.Sprintf("Deployment %s/%s not found: pipit waits for it", r.Namespace, r.Spec.TargetRef.Name)
+		msg := fmt.Sprintf("%v: pipit waits for it", err)
+		if r.Spec.TargetRef != nil {
+			msg = fmt.Sprintf("Deployment %s/%s not found: pipit waits for it", r.Namespace, r.Spec.TargetRef.Name)
+		}
 		return reconcile.Result{RequeueAfter: stalledPoll}, stall(ctx, rc.Direct, req.NamespacedName, r.Generation, "TargetNotFound", msg)
 	}
 	if err != nil {

@@ -206,6 +206,16 @@ var invalidRollouts = []struct {
 }, {
 	name: "negative undoWindow", path: []string{"spec", "undoWindow"}, value: "-1m",
 	field: "spec.undoWindow", reason: "undoWindow must not be negative",
+}, {
+	name: "targetRefs beside service", path: []string{"spec", "targetRefs"}, value: []any{map[string]any{"name": "web"}},
+	field: "spec", reason: "set one of service (standalone), targetRef (Kubernetes), targetRefs",
+}, {
+	name: "targetRefs naming a Deployment twice", path: []string{"spec"},
+	value: map[string]any{
+		"targetRefs": []any{map[string]any{"name": "web"}, map[string]any{"name": "web"}},
+		"strategy":   map[string]any{"steps": []any{map[string]any{"setWeight": int64(10)}}},
+	},
+	field: "spec.targetRefs", reason: "each Deployment may be named once",
 }}
 
 // TestRolloutCRDRefusesInvalidRollouts: what pipit's validator refuses and

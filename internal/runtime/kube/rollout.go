@@ -27,11 +27,16 @@ type managed struct {
 	generation int64
 	runner     *runtime.Runner
 	store      *statusStore
-	target     *target.Deployment
-	router     rollout.RouteRemover
-	hooks      *runtime.Hooks
-	notifier   *notify.Dispatcher
-	cancel     context.CancelFunc
+	// target and router fan each call out to the Deployments of the
+	// rollout (spec.targetRef, or each of spec.targetRefs).
+	target *target.DeploymentSet
+	router rollout.RouteRemover
+	// coordinated is set for a rollout of spec.targetRefs, whose status
+	// lists its Deployments.
+	coordinated bool
+	hooks       *runtime.Hooks
+	notifier    *notify.Dispatcher
+	cancel      context.CancelFunc
 	// converged is set once the saved state was re-applied after a
 	// (re)build, before the first decision.
 	converged bool
@@ -44,8 +49,10 @@ type managed struct {
 	primed bool
 	// refreshed is when cluster was last read.
 	refreshed time.Time
-	kp        spec.KubePlan
-	log       *slog.Logger
+	// kp is the first Deployment's plan, whose traffic the built-in
+	// metrics read.
+	kp  spec.KubePlan
+	log *slog.Logger
 }
 
 // Reading the built-in metrics from Prometheus: at most once a second
@@ -141,10 +148,12 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	if err != nil {
 		return nil, err
 	}
-	kp := spec.ResolveKubernetes(r)
-	kp.UndoWindow = plan.UndoWindow
+	kps := spec.ResolveKubernetesTargets(r)
+	for i := range kps {
+		kps[i].UndoWindow = plan.UndoWindow
+	}
 	log := rc.log().With("rollout", r.Name, "namespace", r.Namespace)
-	meter, cluster, err := rc.newMeter(r, plan, kp, log)
+	meter, cluster, err := rc.newMeter(r, plan, kps[0], log)
 	if err != nil {
 		return nil, err
 	}
@@ -154,19 +163,25 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	}
 	ctx, cancel := context.WithCancel(rc.ctx)
 	m := &managed{
-		generation: r.Generation,
-		target:     target.NewDeployment(rc.Client, r, kp, rc.Clock, log),
-		notifier:   notify.NewDispatcher(notifiers, notify.Options{Clock: rc.Clock, Logger: log}),
-		hooks:      runtime.NewHooks(ctx, r.Name, r.Namespace, plan, rc.Clock, log),
-		cancel:     cancel,
-		meter:      meter,
-		cluster:    cluster,
-		kp:         kp,
-		log:        log,
+		generation:  r.Generation,
+		coordinated: len(r.Spec.TargetRefs) > 0,
+		notifier:    notify.NewDispatcher(notifiers, notify.Options{Clock: rc.Clock, Logger: log}),
+		hooks:       runtime.NewHooks(ctx, r.Name, r.Namespace, plan, rc.Clock, log),
+		cancel:      cancel,
+		meter:       meter,
+		cluster:     cluster,
+		kp:          kps[0],
+		log:         log,
 	}
-	if m.router, err = router.ForKubernetes(rc.Client, r, kp, m.target, log); err != nil {
+	if m.target, m.router, err = newTargets(rc.Client, r, kps, rc.Clock, log); err != nil {
 		cancel()
 		return nil, err
+	}
+	if st := r.Status.Stable; st != nil {
+		if err := m.target.Holds(*st); err != nil {
+			cancel()
+			return nil, fmt.Errorf("%s: %w", targetsField(r), err)
+		}
 	}
 	key := types.NamespacedName{Namespace: r.Namespace, Name: r.Name}
 	m.store = &statusStore{c: rc.Direct, key: key, generation: r.Generation, events: rc.recordEvent}
@@ -238,6 +253,11 @@ func (m *managed) tick(ctx context.Context, r *v1alpha1.Rollout, now time.Time) 
 	if ferr := m.store.flushResults(ctx); ferr != nil && err == nil {
 		err = ferr
 	}
+	if m.coordinated {
+		if serr := m.store.saveTargets(ctx, m.target.States(ctx)); serr != nil && err == nil {
+			err = serr
+		}
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -262,8 +282,32 @@ func (m *managed) release(ctx context.Context) error {
 // invalid spec, or a restart).
 func newRelease(c client.Client, r *v1alpha1.Rollout, log *slog.Logger) (*managed, error) {
 	var err error
-	kp := spec.ResolveKubernetes(r)
-	m := &managed{target: target.NewDeployment(c, r, kp, nil, log)}
-	m.router, err = router.ForKubernetes(c, r, kp, m.target, log)
+	m := &managed{}
+	m.target, m.router, err = newTargets(c, r, spec.ResolveKubernetesTargets(r), nil, log)
 	return m, err
+}
+
+// targetsField names the field that lists a rollout's Deployments.
+func targetsField(r *v1alpha1.Rollout) string {
+	if len(r.Spec.TargetRefs) > 0 {
+		return "spec.targetRefs"
+	}
+	return "spec.targetRef"
+}
+
+// newTargets builds the target and the router of each Deployment plans
+// name, and the set of each that the runner drives.
+func newTargets(c client.Client, r *v1alpha1.Rollout, plans []spec.KubePlan, clock rollout.Clock, log *slog.Logger) (*target.DeploymentSet, rollout.RouteRemover, error) {
+	names := make([]string, len(plans))
+	workloads := make([]target.Workload, len(plans))
+	routers := make([]rollout.RouteRemover, len(plans))
+	for i, kp := range plans {
+		d := target.NewDeployment(c, r, kp, clock, log)
+		rt, err := router.ForKubernetes(c, r, kp, d, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		names[i], workloads[i], routers[i] = kp.Target, d, rt
+	}
+	return target.NewDeploymentSet(names, workloads), router.NewSet(names, routers), nil
 }

@@ -431,7 +431,7 @@ func TestInvalidRolloutIsRefusedOrReportedNeverHalfApplied(t *testing.T) {
 	both.Spec.Service = &v1alpha1.ServiceSpec{Listen: ":8080", Stable: v1alpha1.Upstream{URL: "http://127.0.0.1:1"}}
 	both.Spec.Strategy.Steps = []v1alpha1.Step{{SetWeight: ptr.To(v1alpha1.PercentOf(10))}}
 	err := s.Client.Create(s.Ctx(), &both)
-	if err == nil || !strings.Contains(err.Error(), "not both") {
+	if err == nil || !strings.Contains(err.Error(), "set one of service") {
 		t.Errorf("a Rollout with service and targetRef: %v, want the API server to refuse it", err)
 	}
 

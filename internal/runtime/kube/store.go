@@ -57,6 +57,8 @@ type statusStore struct {
 	// last is the Rollout as the store's last write left it, the base of
 	// the next write; nil until the first write, and after a failed one.
 	last *v1alpha1.Rollout
+	// targets is status.targets as the store last wrote it.
+	targets []v1alpha1.TargetStatus
 }
 
 // eventSink records a rollout's transitions as Kubernetes Events.
@@ -125,6 +127,7 @@ func (s *statusStore) Save(ctx context.Context, st v1alpha1.RolloutStatus, event
 		next.CommandResults = keepLast(append(slices.Clone(r.Status.CommandResults), s.results...), maxCommandResults)
 		next.History = keepLast(append(slices.Clone(r.Status.History), events...), maxHistory)
 		next.Conditions = withStalled(st.Conditions, s.generation, nil)
+		next.Targets = r.Status.Targets // the controller's own, written by saveTargets
 		r.Status = *next
 	})
 	if err != nil {
@@ -159,6 +162,20 @@ func (s *statusStore) flushResults(ctx context.Context) error {
 		return fmt.Errorf("rollout %s: writing command results: %w", s.key, err)
 	}
 	s.results = nil
+	return nil
+}
+
+// saveTargets writes status.targets, what each Deployment of a
+// coordinated rollout runs, when it changed since the last write.
+func (s *statusStore) saveTargets(ctx context.Context, targets []v1alpha1.TargetStatus) error {
+	if s.targets != nil && slices.Equal(targets, s.targets) {
+		return nil
+	}
+	_, err := s.update(ctx, func(r *v1alpha1.Rollout) { r.Status.Targets = targets })
+	if err != nil {
+		return fmt.Errorf("rollout %s: writing status.targets: %w", s.key, err)
+	}
+	s.targets = targets
 	return nil
 }
 

@@ -75,3 +75,28 @@ func TestStatusStoreWritesWithoutReadingAndKeepsOthersWrites(t *testing.T) {
 		t.Errorf("history %v, want %v", reasons, want)
 	}
 }
+
+// TestStatusStoreKeepsTargets: status.targets is written when it changed
+// only, and an engine's save, whose status knows nothing of it, keeps it.
+func TestStatusStoreKeepsTargets(t *testing.T) {
+	e := kubefixture.New(t)
+	e.CreateRollout("store", "  strategy: {steps: [{setWeight: 10}]}\n")
+	s := &statusStore{c: e.Client, key: e.Key("store"), generation: 1}
+	targets := []v1alpha1.TargetStatus{{Name: "frontend", StableRevision: "aaa", StableReady: 2}, {Name: "backend"}}
+	if err := s.saveTargets(e.Ctx(), targets); err != nil {
+		t.Fatal(err)
+	}
+	written := e.Rollout("store").ResourceVersion
+	if err := s.saveTargets(e.Ctx(), slices.Clone(targets)); err != nil {
+		t.Fatal(err)
+	}
+	if rv := e.Rollout("store").ResourceVersion; rv != written {
+		t.Errorf("unchanged targets were written again (resourceVersion %s, then %s)", written, rv)
+	}
+	if err := s.Save(e.Ctx(), v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseProgressing}, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Rollout("store").Status; got.Phase != v1alpha1.PhaseProgressing || !slices.Equal(got.Targets, targets) {
+		t.Errorf("after a save: phase %s, targets %+v; want Progressing with %+v", got.Phase, got.Targets, targets)
+	}
+}
