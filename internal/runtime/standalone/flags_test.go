@@ -41,12 +41,12 @@ spec:
       thresholdRange: {max: 5}
 `
 
-// startFlags starts a daemon serving flagYAML over OFREP and the users
-// of its application.
-func startFlags(t *testing.T, fails bool) (*Daemon, *ofreptest.Users) {
+// startFlags starts a daemon serving the flag rollout of yaml over OFREP
+// and the users of its application.
+func startFlags(t *testing.T, yaml string, fails bool) (*Daemon, *ofreptest.Users) {
 	t.Helper()
 	dir := t.TempDir()
-	d, _ := startConfig(t, Config{Sources: []Source{{File: "flag.yaml", Data: []byte(flagYAML)}}, StateDir: dir, OFREPAddr: "127.0.0.1:0"})
+	d, _ := startConfig(t, Config{Sources: []Source{{File: "flag.yaml", Data: []byte(yaml)}}, StateDir: dir, OFREPAddr: "127.0.0.1:0"})
 	addr, ok := d.OFREPAddr()
 	token, err := store.ReadTokenFile(dir, store.OFREPTokenFile)
 	if !ok || err != nil {
@@ -58,19 +58,26 @@ func startFlags(t *testing.T, fails bool) (*Daemon, *ofreptest.Users) {
 	return d, &ofreptest.Users{Addr: addr, Token: token, Key: "new-checkout", N: 200, RolledOut: "on", Fails: fails}
 }
 
-// TestFlagRolloutPromoted rolls a healthy flag out to everyone: no user
-// who got the new variant loses it on the way, and at the end everyone
-// has it.
-func TestFlagRolloutPromoted(t *testing.T) {
-	d, u := startFlags(t, false)
+// runUntil has u's users make requests until the rollout reaches what
+// cond says, and returns its status then.
+func runUntil(t *testing.T, d *Daemon, u *ofreptest.Users, what string, cond func(v1alpha1.RolloutStatus) bool) v1alpha1.RolloutStatus {
+	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
 	wait := u.Run(ctx, 20*time.Millisecond)
-	waitFor(t, d, 30*time.Second, "a weight of 25%", func(st v1alpha1.RolloutStatus) bool { return st.CanaryWeight >= 25*v1alpha1.PercentScale })
-	st := waitFor(t, d, 30*time.Second, "the promotion", phaseIs(v1alpha1.PhaseSucceeded))
+	st := waitFor(t, d, 30*time.Second, what, cond)
 	stop()
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+// TestFlagRolloutPromoted rolls a healthy flag out to everyone: no user
+// who got the new variant loses it on the way, and at the end everyone
+// has it.
+func TestFlagRolloutPromoted(t *testing.T) {
+	d, u := startFlags(t, flagYAML, false)
+	st := runUntil(t, d, u, "the promotion", phaseIs(v1alpha1.PhaseSucceeded))
 	if st.Stable.Version != "on" || u.Lost() != 0 {
 		t.Errorf("stable %s, users lost on %d times", st.Stable.Version, u.Lost())
 	}
@@ -84,14 +91,8 @@ func TestFlagRolloutPromoted(t *testing.T) {
 // TestFlagRolloutRolledBack rolls out a variant whose requests fail: the
 // error rate its users report rolls it back, and it is off for everyone.
 func TestFlagRolloutRolledBack(t *testing.T) {
-	d, u := startFlags(t, true)
-	ctx, stop := context.WithCancel(context.Background())
-	wait := u.Run(ctx, 20*time.Millisecond)
-	st := waitFor(t, d, 30*time.Second, "the rollback", phaseIs(v1alpha1.PhaseRolledBack))
-	stop()
-	if err := wait(); err != nil {
-		t.Fatal(err)
-	}
+	d, u := startFlags(t, flagYAML, true)
+	st := runUntil(t, d, u, "the rollback", phaseIs(v1alpha1.PhaseRolledBack))
 	if st.CanaryWeight != 0 || !strings.Contains(st.Message, "error-rate") {
 		t.Errorf("rolled back at %s: %s", st.CanaryWeight, st.Message)
 	}
@@ -106,7 +107,6 @@ func TestFlagRolloutRolledBack(t *testing.T) {
 // buy less: the conversions the application reports for the goal judge
 // it, and it is rolled back with the metric named.
 func TestFlagRolloutRolledBackOnConversions(t *testing.T) {
-	dir := t.TempDir()
 	yaml := strings.Replace(flagYAML, `    metrics:
     - name: error-rate
       thresholdRange: {max: 5}
@@ -116,21 +116,9 @@ func TestFlagRolloutRolledBackOnConversions(t *testing.T) {
     - name: conversion-rate:purchase
       thresholdRange: {min: 20}
 `, 1)
-	d, _ := startConfig(t, Config{Sources: []Source{{File: "flag.yaml", Data: []byte(yaml)}}, StateDir: dir, OFREPAddr: "127.0.0.1:0"})
-	addr, _ := d.OFREPAddr()
-	token, err := store.ReadTokenFile(dir, store.OFREPTokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := &ofreptest.Users{Addr: addr, Token: token, Key: "new-checkout", N: 400, RolledOut: "on",
-		Goal: "purchase", Converts: map[string]int{"off": 40, "on": 5}}
-	ctx, stop := context.WithCancel(context.Background())
-	wait := u.Run(ctx, 20*time.Millisecond)
-	st := waitFor(t, d, 30*time.Second, "the rollback", phaseIs(v1alpha1.PhaseRolledBack))
-	stop()
-	if err := wait(); err != nil {
-		t.Fatal(err)
-	}
+	d, u := startFlags(t, yaml, false)
+	u.N, u.Goal, u.Converts = 400, "purchase", map[string]int{"off": 40, "on": 5}
+	st := runUntil(t, d, u, "the rollback", phaseIs(v1alpha1.PhaseRolledBack))
 	if !strings.Contains(st.Message, "conversion-rate:purchase") {
 		t.Errorf("rolled back for %q, not for the conversion rate", st.Message)
 	}
@@ -204,7 +192,7 @@ func TestFlagRolloutsRefused(t *testing.T) {
 // once when revoked; never a token of the control API, not even the
 // admin's.
 func TestOFREPTakesApplicationTokensOnly(t *testing.T) {
-	d, u := startFlags(t, false)
+	d, u := startFlags(t, flagYAML, false)
 	ctx := context.Background()
 	app, err := d.CreateToken(ctx, "checkout-app", controlapi.RoleOFREP)
 	if err != nil {
