@@ -46,6 +46,8 @@ type managed struct {
 	refreshed time.Time
 	kp        spec.KubePlan
 	log       *slog.Logger
+	// cache lists the rollout's RolloutCommands.
+	cache client.Reader
 }
 
 // Reading the built-in metrics from Prometheus: at most once a second
@@ -162,6 +164,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 		cluster:    cluster,
 		kp:         kp,
 		log:        log,
+		cache:      rc.Client,
 	}
 	if m.router, err = router.ForKubernetes(rc.Client, r, kp, m.target, log); err != nil {
 		cancel()
@@ -228,15 +231,17 @@ func (m *managed) tick(ctx context.Context, r *v1alpha1.Rollout, now time.Time) 
 			m.store.deploy = &desired
 		}
 	}
-	m.store.setRequests(r.Status.Commands)
+	cmds, err := listCommands(ctx, m.cache, r)
+	if err != nil {
+		return 0, err
+	}
+	expired := m.store.commands.take(cmds, r.Status.ConsumedCommands, now)
 	if m.cluster != nil && now.Sub(m.refreshed) >= clusterRefreshEvery {
 		m.refreshCluster(ctx, st)
 		m.refreshed = now
 	}
 	next, ok, err := m.runner.Tick(ctx)
-	if ferr := m.store.flushResults(ctx); ferr != nil && err == nil {
-		err = ferr
-	}
+	err = errors.Join(err, m.store.commands.flush(ctx, m.store.c), deleteExpired(ctx, m.store.c, expired))
 	if err != nil {
 		return 0, err
 	}
