@@ -130,6 +130,12 @@ func NewKube(opts KubeOptions) (*Kube, error) {
 	return &Kube{c: c, namespace: ns, server: cfg.Host, clock: rollout.ClockOrSystem(opts.Clock), log: log}, nil
 }
 
+// Namespace is the namespace whose Rollouts k reads and steers.
+func (k *Kube) Namespace() string { return k.namespace }
+
+// Server is the address of k's API server.
+func (k *Kube) Server() string { return k.server }
+
 // kubeScheme knows the Rollout types and the SelfSubjectReview.
 func kubeScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()

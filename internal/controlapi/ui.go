@@ -45,6 +45,10 @@ func (s server) serveDashboard(mux *http.ServeMux, auth Authenticator) {
 	mux.HandleFunc("POST /ui/login", func(w http.ResponseWriter, r *http.Request) { s.login(w, r, auth) })
 	mux.HandleFunc("POST /ui/logout", s.logout)
 	mux.HandleFunc("GET /ui/session", func(w http.ResponseWriter, r *http.Request) {
+		if s.autoLogin != "" && !s.liveSession(r) {
+			s.startSession(w, r, auth, s.autoLogin)
+			return
+		}
 		sid, sess, ok := s.cookieSession(w, r)
 		if !ok {
 			return
@@ -70,7 +74,13 @@ func (s server) login(w http.ResponseWriter, r *http.Request, auth Authenticator
 		s.writeError(w, status, err.Error())
 		return
 	}
-	id, ok, err := auth.Authenticate(r.Context(), req.Token)
+	s.startSession(w, r, auth, req.Token)
+}
+
+// startSession gives the browser a session for token, if auth knows it,
+// and answers with who it is and the session's CSRF token.
+func (s server) startSession(w http.ResponseWriter, r *http.Request, auth Authenticator, token string) {
+	id, ok, err := auth.Authenticate(r.Context(), token)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -80,7 +90,7 @@ func (s server) login(w http.ResponseWriter, r *http.Request, auth Authenticator
 		s.writeError(w, http.StatusUnauthorized, "invalid token")
 		return
 	}
-	sid, csrf, err := s.sessions.create(req.Token)
+	sid, csrf, err := s.sessions.create(token)
 	if errors.Is(err, errTooManySessions) {
 		s.writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
@@ -109,6 +119,17 @@ func sessionCookie(r *http.Request, sid string, maxAge int) *http.Cookie {
 		Name: SessionCookie, Value: sid, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	}
+}
+
+// liveSession reports whether the request carries the cookie of a live
+// session.
+func (s server) liveSession(r *http.Request) bool {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return false
+	}
+	_, ok := s.sessions.lookup(c.Value)
+	return ok
 }
 
 // cookieSession finds the request's live session, and answers 401 when
