@@ -59,15 +59,6 @@ func fakeKube(t *testing.T, funcs *interceptor.Funcs, objs ...ctrlclient.Object)
 		user: "alice"}, c
 }
 
-func getRollout(t *testing.T, c ctrlclient.Client, name string) *v1alpha1.Rollout {
-	t.Helper()
-	r := &v1alpha1.Rollout{}
-	if err := c.Get(context.Background(), ctrlclient.ObjectKey{Namespace: testNamespace, Name: name}, r); err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
 func TestKubeRolloutsSortedAndRendered(t *testing.T) {
 	broken := kubeRollout("api", v1alpha1.PhaseProgressing)
 	broken.Spec.Strategy.Steps = []v1alpha1.Step{{}} // no kind: the spec does not resolve
