@@ -20,7 +20,8 @@ func TestLocalDashboardNeedsNoLoginButCSRF(t *testing.T) {
 
 	code, body, h := u.browserCall(t, "GET", "/ui/session", "", "", nil)
 	var info SessionInfo
-	if code != http.StatusOK || json.Unmarshal(body, &info) != nil || info.Name != "dana" || info.Role != RoleOperator || info.CSRF == "" {
+	if code != http.StatusOK || json.Unmarshal(body, &info) != nil || info.Name != "dana" || info.Role != RoleOperator || info.CSRF == "" ||
+		!info.Automatic {
 		t.Fatalf("GET /ui/session without a cookie: %d %s, want a session of dana", code, body)
 	}
 	cookie := (&http.Response{Header: h}).Cookies()[0].Value

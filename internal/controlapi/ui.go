@@ -20,6 +20,9 @@ type LoginRequest struct {
 type SessionInfo struct {
 	Identity
 	CSRF string `json:"csrf"`
+	// Automatic is set for a session given without a login (see
+	// NewLocalDashboard): logging out of it would only start another.
+	Automatic bool `json:"automatic,omitempty"`
 }
 
 // dashboardCSP lets the page run only its own files: no inline script, no
@@ -55,7 +58,7 @@ func (s server) serveDashboard(mux *http.ServeMux, auth Authenticator) {
 		}
 		id, ok := s.reauthenticate(w, r, auth, sid, sess)
 		if ok {
-			s.writeJSON(w, http.StatusOK, SessionInfo{Identity: id, CSRF: sess.csrf})
+			s.writeJSON(w, http.StatusOK, SessionInfo{Identity: id, CSRF: sess.csrf, Automatic: s.autoLogin != "" && sess.token == s.autoLogin})
 		}
 	})
 }
@@ -97,7 +100,7 @@ func (s server) startSession(w http.ResponseWriter, r *http.Request, auth Authen
 	}
 	http.SetCookie(w, sessionCookie(r, sid, int(SessionTTL.Seconds())))
 	s.log.Info("dashboard: logged in", "name", id.Name, "role", id.Role)
-	s.writeJSON(w, http.StatusOK, SessionInfo{Identity: id, CSRF: csrf})
+	s.writeJSON(w, http.StatusOK, SessionInfo{Identity: id, CSRF: csrf, Automatic: s.autoLogin != "" && token == s.autoLogin})
 }
 
 // logout ends the session; like every action it needs the CSRF token, so
