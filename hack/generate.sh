@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates what controller-gen derives from the API types in
 # api/v1alpha1: the deepcopy methods (zz_generated.deepcopy.go) and the
-# Rollout CustomResourceDefinition in deploy/kubernetes/crd/, and its copy
-# in the Helm chart (deploy/helm/pipit/files/). Run it after
+# CustomResourceDefinitions in deploy/kubernetes/crd/, and their copies
+# in the Helm chart (deploy/helm/pipit/files/crd/). Run it after
 # changing a type or a +kubebuilder marker, and commit the result:
 #   bash hack/generate.sh
 # With --check it generates into a scratch copy instead and fails when the
@@ -27,8 +27,9 @@ generate() {
 	controller_gen object paths=./api/...
 	controller_gen crd:allowDangerousTypes=true paths=./api/... output:crd:artifacts:config=deploy/kubernetes/crd
 	# Helm reads no file outside the chart.
-	mkdir -p deploy/helm/pipit/files
-	cp deploy/kubernetes/crd/pipit.dev_rollouts.yaml deploy/helm/pipit/files/
+	rm -rf deploy/helm/pipit/files/crd
+	mkdir -p deploy/helm/pipit/files/crd
+	cp deploy/kubernetes/crd/*.yaml deploy/helm/pipit/files/crd/
 }
 
 if [ "${1:-}" != "--check" ]; then
@@ -44,7 +45,7 @@ mkdir -p "$scratch/deploy/kubernetes/crd"
 (cd "$scratch" && generate)
 if ! diff -u api/v1alpha1/zz_generated.deepcopy.go "$scratch/api/v1alpha1/zz_generated.deepcopy.go" ||
 	! diff -ru deploy/kubernetes/crd "$scratch/deploy/kubernetes/crd" ||
-	! diff -u deploy/helm/pipit/files/pipit.dev_rollouts.yaml "$scratch/deploy/helm/pipit/files/pipit.dev_rollouts.yaml"; then
+	! diff -ru deploy/helm/pipit/files/crd "$scratch/deploy/helm/pipit/files/crd"; then
 	echo "generated files are out of date: run bash hack/generate.sh and commit the result" >&2
 	exit 1
 fi

@@ -140,31 +140,3 @@ type IstioRouter struct {
 	// +optional
 	DestinationRule string `json:"destinationRule,omitempty"`
 }
-
-// CommandRequest is an operator command left in a Rollout's status for the
-// controller (the `--kube` CLI writes it; the controller consumes it).
-type CommandRequest struct {
-	// ID tells the requester its command apart.
-	ID string `json:"id"`
-	// Kind is the command: pause, resume, promote, promote-full, abort,
-	// retry, approve, reject, undo, set-weight.
-	Kind string `json:"kind"`
-	// Weight is the canary's share of traffic, for set-weight.
-	// +optional
-	Weight *Percent `json:"weight,omitempty"`
-	// Actor is who gave it.
-	// +optional
-	Actor string `json:"actor,omitempty"`
-	// Reason is the operator's reason, kept in the history.
-	// +optional
-	Reason string `json:"reason,omitempty"`
-}
-
-// CommandResult is the answer to one consumed command.
-type CommandResult struct {
-	// ID is the request's.
-	ID string `json:"id"`
-	// Error says why the command was refused; empty when it was applied.
-	// +optional
-	Error string `json:"error,omitempty"`
-}

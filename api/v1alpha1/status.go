@@ -142,15 +142,13 @@ type RolloutStatus struct {
 	// +optional
 	Analysis AnalysisStatus `json:"analysis,omitempty"`
 
-	// Commands are operator commands waiting for the controller
-	// (Kubernetes runtime), oldest first.
-	// +kubebuilder:validation:MaxItems=100
+	// ConsumedCommands names the RolloutCommands (by UID) the controller
+	// applied or refused most recently, newest last. It is written with
+	// the decision they led to, so a command is never applied twice, even
+	// when the controller stops before it answered in the command.
+	// +kubebuilder:validation:MaxItems=50
 	// +optional
-	Commands []CommandRequest `json:"commands,omitempty"`
-	// CommandResults answer the last consumed commands, newest last.
-	// +kubebuilder:validation:MaxItems=20
-	// +optional
-	CommandResults []CommandResult `json:"commandResults,omitempty"`
+	ConsumedCommands []string `json:"consumedCommands,omitempty"`
 	// History holds the latest transitions, oldest first (Kubernetes
 	// runtime; the standalone runtime keeps all of them in its database).
 	// +kubebuilder:validation:MaxItems=100

@@ -2,17 +2,19 @@ package client
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -36,19 +38,12 @@ const (
 	answerTimeout = 60 * time.Second
 	// answerPoll is the time between two looks for that answer.
 	answerPoll = 200 * time.Millisecond
-	// answerGrace bounds the time between the controller taking a command
-	// out of status.commands and its answer appearing in
-	// status.commandResults, which it may write separately.
-	answerGrace = 5 * time.Second
 	// withdrawTimeout bounds taking back a command nobody answered.
 	withdrawTimeout = 10 * time.Second
-	// maxWaitingCommands is what status.commands holds at most (the CRD's
-	// maxItems): more waiting means the controller is not consuming them.
-	maxWaitingCommands = 100
 )
 
-// conflictBackoff paces the tries of a status write that lost a race with
-// the controller, which writes the status at every step of the rollout.
+// conflictBackoff paces the tries of taking back a command that lost a
+// race with the controller's answer.
 var conflictBackoff = wait.Backoff{Steps: 8, Duration: 20 * time.Millisecond, Factor: 2, Jitter: 0.2, Cap: time.Second}
 
 // KubeOptions pick the cluster and the namespace as kubectl's flags do.
@@ -70,9 +65,10 @@ type KubeOptions struct {
 }
 
 // Kube is a controlapi.Backend over a Kubernetes API server. It reads
-// Rollouts, and leaves commands in their status for the pipit controller,
-// which acts on them and answers there: the API server is the only
-// channel between the CLI and the controller.
+// Rollouts, and creates RolloutCommands for the pipit controller, which
+// acts on them and answers in their status: the API server is the only
+// channel between the CLI and the controller, and its RBAC and admission
+// decide who may ask what.
 type Kube struct {
 	c         ctrlclient.Client
 	namespace string
@@ -80,6 +76,10 @@ type Kube struct {
 	server string
 	clock  rollout.Clock
 	log    *slog.Logger
+
+	userMu sync.Mutex
+	// user is the name the API server knows this client as, once asked.
+	user string
 }
 
 var (
@@ -130,11 +130,20 @@ func NewKube(opts KubeOptions) (*Kube, error) {
 	return &Kube{c: c, namespace: ns, server: cfg.Host, clock: rollout.ClockOrSystem(opts.Clock), log: log}, nil
 }
 
-// kubeScheme knows the Rollout types.
+// Namespace is the namespace whose Rollouts k reads and steers.
+func (k *Kube) Namespace() string { return k.namespace }
+
+// Server is the address of k's API server.
+func (k *Kube) Server() string { return k.server }
+
+// kubeScheme knows the Rollout types and the SelfSubjectReview.
 func kubeScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
 	if err := v1alpha1.AddToScheme(s); err != nil {
 		return nil, fmt.Errorf("registering %s: %w", v1alpha1.APIVersion, err)
+	}
+	if err := authenticationv1.AddToScheme(s); err != nil {
+		return nil, fmt.Errorf("registering authentication.k8s.io/v1: %w", err)
 	}
 	return s, nil
 }
@@ -185,10 +194,10 @@ func (k *Kube) Samples(context.Context, string, string, time.Time) ([]controlapi
 		errors.ErrUnsupported)
 }
 
-// Submit leaves cmd in the Rollout's status.commands and waits for the
-// controller's answer in status.commandResults. A command nobody answered
-// within the time allowed is taken back, so that it is never applied
-// later by surprise.
+// Submit creates a RolloutCommand for cmd, in the name of the user the
+// API server knows this client as, and waits for the controller's answer
+// in its status. A command nobody answered within the time allowed is
+// deleted, so that it is never applied later by surprise.
 func (k *Kube) Submit(ctx context.Context, name string, cmd rollout.Command) (controlapi.RolloutView, error) {
 	r, err := k.get(ctx, name)
 	if err != nil {
@@ -197,12 +206,22 @@ func (k *Kube) Submit(ctx context.Context, name string, cmd rollout.Command) (co
 	if cmd.Kind == rollout.CommandDeploy {
 		return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: deployRefusal(r)}
 	}
-	req := v1alpha1.CommandRequest{ID: rand.Text(), Kind: string(cmd.Kind), Weight: cmd.Weight, Actor: cmd.Actor, Reason: cmd.Reason}
-	if err := k.enqueue(ctx, r, cmd, req); err != nil {
+	// The rollout's state is checked first, so that an impossible command
+	// is refused at once with the engine's own reason.
+	if err := engine.Allowed(r.Status, cmd); err != nil {
+		return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: err.Error()}
+	}
+	user, err := k.User(ctx)
+	if err != nil {
 		return controlapi.RolloutView{}, err
 	}
-	k.log.DebugContext(ctx, "command queued for the controller", "rollout", name, "namespace", k.namespace, "kind", req.Kind, "id", req.ID)
-	return k.await(ctx, name, cmd.Kind, req.ID)
+	created, err := k.create(ctx, r, cmd, user)
+	if err != nil {
+		return controlapi.RolloutView{}, err
+	}
+	k.log.DebugContext(ctx, "command created for the controller", "rollout", name, "namespace", k.namespace,
+		"verb", cmd.Kind, "rolloutcommand", created.Name, "user", user)
+	return k.await(ctx, created)
 }
 
 // deployRefusal explains where a new version comes from in Kubernetes.
@@ -218,182 +237,150 @@ func deployRefusal(r *v1alpha1.Rollout) string {
 		"or in Git with GitOps) and the pipit controller rolls it out", target, target)
 }
 
-// enqueue appends req to status.commands, first checking that the
-// rollout's state allows cmd, so an impossible command is refused at once
-// with the engine's own reason. The write carries the resourceVersion
-// read, so a race with the controller is a conflict, tried again on a
-// fresh read, never a lost command or a lost status.
-func (k *Kube) enqueue(ctx context.Context, r *v1alpha1.Rollout, cmd rollout.Command, req v1alpha1.CommandRequest) error {
-	fresh := false
-	return retry.OnError(conflictBackoff, apierrors.IsConflict, func() error {
-		if fresh {
-			var err error
-			if r, err = k.get(ctx, r.Name); err != nil {
-				return err
-			}
-		}
-		fresh = true
-		if err := engine.Allowed(r.Status, cmd); err != nil {
-			return &controlapi.RefusedError{Reason: err.Error()}
-		}
-		if n := len(r.Status.Commands); n >= maxWaitingCommands {
-			return &controlapi.RefusedError{Reason: fmt.Sprintf(
-				"%d commands already wait for the controller: is pipit controller running?", n)}
-		}
-		return k.writeCommands(ctx, r, append(slices.Clone(r.Status.Commands), req))
-	})
-}
-
-// writeCommands replaces r's status.commands, provided r is still the
-// latest version: a merge patch of that list alone with the
-// resourceVersion as a precondition, so that status fields this client
-// does not know (a newer controller's) are kept.
-func (k *Kube) writeCommands(ctx context.Context, r *v1alpha1.Rollout, commands []v1alpha1.CommandRequest) error {
+// User returns the name the API server authenticates this client as,
+// asked once with a SelfSubjectReview: it is the requestedBy of the
+// commands, which the admission policy checks against the same name.
+func (k *Kube) User(ctx context.Context) (string, error) {
+	k.userMu.Lock()
+	defer k.userMu.Unlock()
+	if k.user != "" {
+		return k.user, nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, kubeCallTimeout)
 	defer cancel()
-	patch := ctrlclient.MergeFromWithOptions(r.DeepCopy(), ctrlclient.MergeFromWithOptimisticLock{})
-	r.Status.Commands = commands
-	if err := k.c.Status().Patch(ctx, r, patch); err != nil {
-		// Wrapped, a conflict is still one for the retry.
-		return k.apiError(err, "write status.commands of rollout "+r.Name)
+	review := &authenticationv1.SelfSubjectReview{}
+	if err := k.c.Create(ctx, review); err != nil {
+		return "", k.apiError(err, "ask the API server who this kubeconfig's user is (SelfSubjectReview)")
 	}
-	return nil
+	if review.Status.UserInfo.Username == "" {
+		return "", fmt.Errorf("the API server at %s did not say who this kubeconfig's user is (SelfSubjectReview): "+
+			"commands need a named user", k.server)
+	}
+	k.user = review.Status.UserInfo.Username
+	return k.user, nil
 }
 
-// await polls the rollout until the controller answers command id, the
-// answer timeout passes or ctx ends, all timed on k's clock.
-func (k *Kube) await(ctx context.Context, name string, kind rollout.CommandKind, id string) (controlapi.RolloutView, error) {
+// create creates the RolloutCommand asking for cmd, owned by r so that
+// it goes with it.
+func (k *Kube) create(ctx context.Context, r *v1alpha1.Rollout, cmd rollout.Command, user string) (*v1alpha1.RolloutCommand, error) {
+	ctx, cancel := context.WithTimeout(ctx, kubeCallTimeout)
+	defer cancel()
+	c := &v1alpha1.RolloutCommand{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: r.Name + "-" + string(cmd.Kind) + "-",
+			Namespace:    k.namespace,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.KindRollout, Name: r.Name, UID: r.UID,
+			}},
+		},
+		Spec: v1alpha1.RolloutCommandSpec{Rollout: r.Name, Verb: v1alpha1.CommandVerb(cmd.Kind), Weight: cmd.Weight,
+			Reason: cmd.Reason, RequestedBy: user},
+	}
+	if err := k.c.Create(ctx, c); err != nil {
+		return nil, k.apiError(err, fmt.Sprintf("create the %s command of rollout %s", cmd.Kind, r.Name))
+	}
+	return c, nil
+}
+
+// await polls the command until the controller answers it, the answer
+// timeout passes or ctx ends, all timed on k's clock.
+func (k *Kube) await(ctx context.Context, cmd *v1alpha1.RolloutCommand) (controlapi.RolloutView, error) {
 	start := k.clock.Now()
 	timeout := k.clock.NewTimer(answerTimeout)
 	defer timeout.Stop()
 	poll := k.clock.NewTimer(answerPoll)
 	defer poll.Stop()
 	var lastErr error
-	var takenAt time.Time
 	for {
 		select {
 		case <-ctx.Done():
-			return k.giveUp(ctx, name, kind, id, k.clock.Now().Sub(start), lastErr)
+			return k.giveUp(ctx, cmd, k.clock.Now().Sub(start), lastErr)
 		case <-timeout.C():
-			return k.giveUp(ctx, name, kind, id, k.clock.Now().Sub(start), lastErr)
+			return k.giveUp(ctx, cmd, k.clock.Now().Sub(start), lastErr)
 		case <-poll.C():
 		}
-		view, done, err := k.look(ctx, name, kind, id, &takenAt)
-		if done {
+		got, err := k.getCommand(ctx, cmd)
+		if err != nil && !errors.Is(err, controlapi.ErrNotFound) {
+			// A look that failed may succeed next time; the wait is bounded.
+			lastErr = err
+		} else if view, done, err := k.answer(ctx, cmd, got); done {
 			return view, err
 		}
-		// A look that failed may succeed next time; the wait is bounded.
-		lastErr = err
 		// The next look is a poll interval after this one has ended.
 		poll.Reset(answerPoll)
 	}
 }
 
-// look reads the Rollout once for the answer to command id: done with the
-// view (or the error to return) when it is answered, when the Rollout is
-// gone, or when the command was taken more than answerGrace ago without an
-// answer; otherwise err is why the read failed, if it did. takenAt keeps
-// when the command was first seen taken.
-func (k *Kube) look(ctx context.Context, name string, kind rollout.CommandKind, id string, takenAt *time.Time) (view controlapi.RolloutView, done bool, err error) {
-	r, err := k.get(ctx, name)
-	if errors.Is(err, controlapi.ErrNotFound) {
-		return controlapi.RolloutView{}, true, fmt.Errorf("rollout %s was deleted before the controller answered the %s command", name, kind)
+// getCommand reads cmd again; nil when it is gone.
+func (k *Kube) getCommand(ctx context.Context, cmd *v1alpha1.RolloutCommand) (*v1alpha1.RolloutCommand, error) {
+	ctx, cancel := context.WithTimeout(ctx, kubeCallTimeout)
+	defer cancel()
+	got := &v1alpha1.RolloutCommand{}
+	err := k.c.Get(ctx, ctrlclient.ObjectKeyFromObject(cmd), got)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
 	}
 	if err != nil {
-		return controlapi.RolloutView{}, false, err
+		return nil, k.apiError(err, "get RolloutCommand "+cmd.Name)
 	}
-	switch state, res := lookUp(r, id); state {
-	case answered:
-		view, err := k.result(r, res)
-		return view, true, err
-	case taken:
-		if takenAt.IsZero() {
-			*takenAt = k.clock.Now()
-		}
-		if k.clock.Now().Sub(*takenAt) > answerGrace {
-			return controlapi.RolloutView{}, true, fmt.Errorf("the controller took the %s command, but its answer did not appear "+
-				"in status.commandResults (later commands may have pushed it out); see `pipit history %s`", kind, name)
-		}
-	}
-	return controlapi.RolloutView{}, false, nil
+	return got, nil
 }
 
-// commandState is where an operator command stands in a Rollout's status.
-type commandState int
-
-const (
-	// queued: it waits in status.commands.
-	queued commandState = iota
-	// taken: the controller removed it from status.commands and has not
-	// written its answer yet (it may do so in a later write).
-	taken
-	// answered: its result is in status.commandResults.
-	answered
-)
-
-// lookUp finds command id in r's status.
-func lookUp(r *v1alpha1.Rollout, id string) (commandState, v1alpha1.CommandResult) {
-	for _, res := range r.Status.CommandResults {
-		if res.ID == id {
-			return answered, res
-		}
+// answer turns the command as read into Submit's answer, when there is
+// one: the rollout as the command left it, or the engine's refusal.
+func (k *Kube) answer(ctx context.Context, cmd, got *v1alpha1.RolloutCommand) (view controlapi.RolloutView, done bool, err error) {
+	switch {
+	case got == nil:
+		return controlapi.RolloutView{}, true, fmt.Errorf("RolloutCommand %s was deleted before the controller answered it "+
+			"(was rollout %s deleted?)", cmd.Name, cmd.Spec.Rollout)
+	case !got.Status.Consumed:
+		return controlapi.RolloutView{}, false, nil
+	case got.Status.Result == v1alpha1.CommandRefused:
+		return controlapi.RolloutView{}, true, &controlapi.RefusedError{Reason: got.Status.Message}
 	}
-	if slices.ContainsFunc(r.Status.Commands, func(c v1alpha1.CommandRequest) bool { return c.ID == id }) {
-		return queued, v1alpha1.CommandResult{}
+	r, err := k.get(ctx, cmd.Spec.Rollout)
+	if err != nil {
+		return controlapi.RolloutView{}, true, err
 	}
-	return taken, v1alpha1.CommandResult{}
+	return k.view(r), true, nil
 }
 
-// result turns the controller's answer into Submit's: the rollout as the
-// command left it, or the engine's refusal.
-func (k *Kube) result(r *v1alpha1.Rollout, res v1alpha1.CommandResult) (controlapi.RolloutView, error) {
-	if res.Error != "" {
-		return controlapi.RolloutView{}, &controlapi.RefusedError{Reason: res.Error}
-	}
-	return k.view(r), nil
-}
-
-// giveUp takes back command id after nobody answered it, unless the
-// controller took it meanwhile, and says why it gave up.
-func (k *Kube) giveUp(ctx context.Context, name string, kind rollout.CommandKind, id string, waited time.Duration, lastErr error) (controlapi.RolloutView, error) {
+// giveUp deletes a command nobody answered, unless the controller
+// answered it meanwhile, and says why it gave up.
+func (k *Kube) giveUp(ctx context.Context, cmd *v1alpha1.RolloutCommand, waited time.Duration, lastErr error) (controlapi.RolloutView, error) {
 	why := fmt.Sprintf("the controller did not answer within %s: is pipit controller running?", seconds(waited))
 	if errors.Is(ctx.Err(), context.Canceled) {
 		why = fmt.Sprintf("stopped waiting for the controller's answer after %s", seconds(waited))
 	}
 	if lastErr != nil {
-		why += fmt.Sprintf(" (last look at the rollout: %v)", lastErr)
+		why += fmt.Sprintf(" (last look at the command: %v)", lastErr)
 	}
 	// The caller's context is over; taking the command back is worth a
 	// few more seconds of its own.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), withdrawTimeout)
 	defer cancel()
-	var (
-		final *v1alpha1.Rollout
-		state commandState
-		res   v1alpha1.CommandResult
-	)
+	var answered *v1alpha1.RolloutCommand
 	err := retry.OnError(conflictBackoff, apierrors.IsConflict, func() error {
-		r, err := k.get(wctx, name)
-		if err != nil {
+		got, err := k.getCommand(wctx, cmd)
+		if err != nil || got == nil || got.Status.Consumed {
+			answered = got
 			return err
 		}
-		if state, res = lookUp(r, id); state != queued {
-			final = r
-			return nil
-		}
-		rest := slices.DeleteFunc(slices.Clone(r.Status.Commands), func(c v1alpha1.CommandRequest) bool { return c.ID == id })
-		return k.writeCommands(wctx, r, rest)
+		dctx, dcancel := context.WithTimeout(wctx, kubeCallTimeout)
+		defer dcancel()
+		// Deleted only as read: an answer written meanwhile is a conflict,
+		// and the next try reads it.
+		return k.c.Delete(dctx, got, ctrlclient.Preconditions{UID: &got.UID, ResourceVersion: &got.ResourceVersion})
 	})
 	switch {
-	case err != nil:
-		return controlapi.RolloutView{}, fmt.Errorf("%s; the %s command could not be taken back (%v) and may still be applied later", why, kind, err)
-	case final != nil && state == answered:
-		return k.result(final, res)
-	case final != nil:
-		return controlapi.RolloutView{}, fmt.Errorf("the controller took the %s command but did not answer within %s: "+
-			"see `pipit history %s`", kind, seconds(waited), name)
+	case err != nil && !apierrors.IsNotFound(err):
+		return controlapi.RolloutView{}, fmt.Errorf("%s; the %s command (RolloutCommand %s) could not be taken back (%v) and may still be applied later",
+			why, cmd.Spec.Verb, cmd.Name, err)
+	case answered != nil:
+		view, _, err := k.answer(wctx, cmd, answered)
+		return view, err
 	}
-	return controlapi.RolloutView{}, fmt.Errorf("%s; the %s command was taken back", why, kind)
+	return controlapi.RolloutView{}, fmt.Errorf("%s; the %s command was taken back", why, cmd.Spec.Verb)
 }
 
 // seconds writes a wait as people say it: "60s", "1500ms".

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -43,28 +42,21 @@ func kubeRollout(name string, phase v1alpha1.Phase) *v1alpha1.Rollout {
 }
 
 // fakeKube is a Kube over controller-runtime's fake client holding objs,
-// with the status subresource the CRD declares.
+// with the status subresources the CRDs declare, as the user alice.
 func fakeKube(t *testing.T, funcs *interceptor.Funcs, objs ...ctrlclient.Object) (*Kube, ctrlclient.Client) {
 	t.Helper()
 	s, err := kubeScheme()
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := fake.NewClientBuilder().WithScheme(s).WithStatusSubresource(&v1alpha1.Rollout{}).WithObjects(objs...)
+	b := fake.NewClientBuilder().WithScheme(s).WithStatusSubresource(&v1alpha1.Rollout{}, &v1alpha1.RolloutCommand{}).WithObjects(objs...)
 	if funcs != nil {
 		b = b.WithInterceptorFuncs(*funcs)
 	}
 	c := b.Build()
-	return &Kube{c: c, namespace: testNamespace, server: "https://fake", clock: rollout.SystemClock{}, log: slog.New(slog.DiscardHandler)}, c
-}
-
-func getRollout(t *testing.T, c ctrlclient.Client, name string) *v1alpha1.Rollout {
-	t.Helper()
-	r := &v1alpha1.Rollout{}
-	if err := c.Get(context.Background(), ctrlclient.ObjectKey{Namespace: testNamespace, Name: name}, r); err != nil {
-		t.Fatal(err)
-	}
-	return r
+	// The fake client has no authenticator to review: the user is set.
+	return &Kube{c: c, namespace: testNamespace, server: "https://fake", clock: rollout.SystemClock{}, log: slog.New(slog.DiscardHandler),
+		user: "alice"}, c
 }
 
 func TestKubeRolloutsSortedAndRendered(t *testing.T) {
@@ -152,45 +144,51 @@ func TestKubeSamplesNotAvailable(t *testing.T) {
 }
 
 func TestKubeSubmitRefusals(t *testing.T) {
-	full := kubeRollout("full", v1alpha1.PhaseProgressing)
-	for range maxWaitingCommands {
-		full.Status.Commands = append(full.Status.Commands, v1alpha1.CommandRequest{ID: "x", Kind: "pause"})
-	}
-	k, c := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing), full)
+	k, c := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing))
 	for _, tc := range []struct {
-		name string
 		cmd  rollout.Command
 		want string
 	}{
-		{"web", rollout.Command{Kind: rollout.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: "v3"}}, "kubectl set image deployment/web"},
-		{"web", rollout.Command{Kind: rollout.CommandResume}, "cannot resume a rollout that is Progressing"},
-		{"web", rollout.Command{Kind: rollout.CommandApprove}, "cannot approve a rollout that is Progressing"},
-		{"full", rollout.Command{Kind: rollout.CommandPause}, "100 commands already wait for the controller"},
+		{rollout.Command{Kind: rollout.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: "v3"}}, "kubectl set image deployment/web"},
+		{rollout.Command{Kind: rollout.CommandResume}, "cannot resume a rollout that is Progressing"},
+		{rollout.Command{Kind: rollout.CommandApprove}, "cannot approve a rollout that is Progressing"},
 	} {
 		start := time.Now()
-		_, err := k.Submit(context.Background(), tc.name, tc.cmd)
+		_, err := k.Submit(context.Background(), "web", tc.cmd)
 		var refused *controlapi.RefusedError
 		if !errors.As(err, &refused) || !strings.Contains(refused.Reason, tc.want) {
-			t.Errorf("%s %s: error %v, want a refusal saying %q", tc.cmd.Kind, tc.name, err, tc.want)
+			t.Errorf("%s: error %v, want a refusal saying %q", tc.cmd.Kind, err, tc.want)
 		}
 		if d := time.Since(start); d > answerPoll {
-			t.Errorf("%s %s: refused after %v, want at once", tc.cmd.Kind, tc.name, d)
+			t.Errorf("%s: refused after %v, want at once", tc.cmd.Kind, d)
 		}
 	}
-	if n := len(getRollout(t, c, "web").Status.Commands); n != 0 {
-		t.Errorf("a refused command was queued: %d commands", n)
+	if cmds := listCommands(t, c); len(cmds) != 0 {
+		t.Errorf("a refused command was created: %+v", cmds)
 	}
 	if _, err := k.Submit(context.Background(), "nope", rollout.Command{Kind: rollout.CommandPause}); !errors.Is(err, controlapi.ErrNotFound) {
 		t.Errorf("Submit to a missing rollout: %v, want ErrNotFound", err)
 	}
 }
 
+func listCommands(t *testing.T, c ctrlclient.Client) []v1alpha1.RolloutCommand {
+	t.Helper()
+	var list v1alpha1.RolloutCommandList
+	if err := c.List(context.Background(), &list, ctrlclient.InNamespace(testNamespace)); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+// TestKubeSubmitAnswered: a command is a RolloutCommand owned by the
+// Rollout, in the name of the user the API server knows (not the actor
+// the caller claims); the controller's answer in its status comes back.
 func TestKubeSubmitAnswered(t *testing.T) {
 	k, c := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing))
 	ctl := &kubefixture.FakeController{Client: c, Key: ctrlclient.ObjectKey{Namespace: testNamespace, Name: "web"},
-		Decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
-			if req.Kind == string(rollout.CommandPause) {
-				st.Phase, st.Message = v1alpha1.PhasePaused, "paused by "+req.Actor
+		Decide: func(st *v1alpha1.RolloutStatus, cmd *v1alpha1.RolloutCommand) string {
+			if cmd.Spec.Verb == v1alpha1.CommandVerb(rollout.CommandPause) {
+				st.Phase, st.Message = v1alpha1.PhasePaused, "paused by "+cmd.Spec.RequestedBy
 				return ""
 			}
 			return "the engine says no"
@@ -201,153 +199,92 @@ func TestKubeSubmitAnswered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Name != "web" || v.Status.Phase != v1alpha1.PhasePaused || v.Status.Message != "paused by ana" || len(v.Steps) != 2 {
+	if v.Name != "web" || v.Status.Phase != v1alpha1.PhasePaused || v.Status.Message != "paused by alice" || len(v.Steps) != 2 {
 		t.Errorf("view after pause: %+v, want the rollout as the controller left it", v)
 	}
-	reqs := ctl.Requests()
-	if len(reqs) != 1 || reqs[0].Kind != "pause" || reqs[0].Actor != "ana" || reqs[0].Reason != "db migration" || len(reqs[0].ID) < 16 {
-		t.Errorf("requests seen by the controller: %+v", reqs)
+	cmds := ctl.Commands()
+	if len(cmds) != 1 || cmds[0].Spec != (v1alpha1.RolloutCommandSpec{Rollout: "web", Verb: "pause", Reason: "db migration", RequestedBy: "alice"}) {
+		t.Fatalf("commands seen by the controller: %+v", cmds)
+	}
+	if owners := cmds[0].OwnerReferences; len(owners) != 1 || owners[0].Kind != v1alpha1.KindRollout || owners[0].Name != "web" {
+		t.Errorf("owners %+v, want the Rollout", owners)
 	}
 
-	// The controller refuses the next one, answering in a later write: its
-	// reason comes back.
-	ctl.SetAnswerDelay(3 * answerPoll)
 	_, err = k.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandAbort})
 	var refused *controlapi.RefusedError
 	if !errors.As(err, &refused) || refused.Reason != "the engine says no" {
 		t.Errorf("abort refused by the controller: %v, want its reason", err)
 	}
-	if reqs := ctl.Requests(); len(reqs) != 2 || reqs[1].ID == reqs[0].ID {
-		t.Errorf("requests %+v, want two with distinct IDs", reqs)
+	if cmds := ctl.Commands(); len(cmds) != 2 || cmds[1].Name == cmds[0].Name {
+		t.Errorf("commands %+v, want two with distinct names", cmds)
 	}
 }
 
-// TestKubeSubmitAnswerDropped: once the controller took a command, the
-// client waits answerGrace for its answer and gives up at the first look
-// after that, on its clock: still waiting at answerGrace, gone one look
-// later.
-func TestKubeSubmitAnswerDropped(t *testing.T) {
-	k, c := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing))
-	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
-	k.clock = clock
-	ctl := &kubefixture.FakeController{Client: c, Key: ctrlclient.ObjectKey{Namespace: testNamespace, Name: "web"}, DropResults: true,
-		Decide: func(*v1alpha1.RolloutStatus, v1alpha1.CommandRequest) string { return "" }}
-	errc := make(chan error, 1)
-	go func() {
-		_, err := k.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandPause})
-		errc <- err
-	}()
-	// look moves the clock to the next look and waits until it is done:
-	// the client waits on its answer timeout and its next look again.
-	look := func() {
-		t.Helper()
-		clock.Advance(answerPoll)
-		if !clock.WaitForTimers(2, 10*time.Second) {
-			t.Fatalf("the client waits on %d timers after a look, want 2", clock.Timers())
-		}
-	}
-	if !clock.WaitForTimers(2, 10*time.Second) {
-		t.Fatal("the client does not wait for the answer")
-	}
-	ctl.Once(context.Background()) // takes the command, never answers
-	look()                         // sees it taken
-	for range answerGrace / answerPoll {
-		look()
-	}
-	select {
-	case err := <-errc:
-		t.Fatalf("gave up %v after the command was taken, want after more than %v: %v", answerGrace, answerGrace, err)
-	default:
-	}
-	clock.Advance(answerPoll)
-	select {
-	case err := <-errc:
-		if err == nil || !strings.Contains(err.Error(), "did not appear in status.commandResults") {
-			t.Errorf("error %v, want one saying the answer is missing", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("still waiting %v after the command was taken", answerGrace+answerPoll)
-	}
-}
-
-func TestKubeSubmitRetriesOnConflict(t *testing.T) {
-	var patches, conflicts int
+// TestKubeSubmitAnsweredWhileTakenBack: the controller answers between
+// the client's last look and its deletion: the deletion conflicts, and the
+// answer is returned instead of a timeout.
+func TestKubeSubmitAnsweredWhileTakenBack(t *testing.T) {
+	var deletes int
 	funcs := &interceptor.Funcs{
-		SubResourcePatch: func(ctx context.Context, c ctrlclient.Client, sub string, obj ctrlclient.Object, patch ctrlclient.Patch, opts ...ctrlclient.SubResourcePatchOption) error {
-			patches++
-			if patches == 1 {
-				// The controller writes the status between the CLI's read
-				// and its write.
-				r := &v1alpha1.Rollout{}
-				if err := c.Get(ctx, ctrlclient.ObjectKeyFromObject(obj), r); err != nil {
+		Delete: func(ctx context.Context, c ctrlclient.WithWatch, obj ctrlclient.Object, opts ...ctrlclient.DeleteOption) error {
+			if deletes++; deletes == 1 {
+				cmd := &v1alpha1.RolloutCommand{}
+				if err := c.Get(ctx, ctrlclient.ObjectKeyFromObject(obj), cmd); err != nil {
 					return err
 				}
-				r.Status.Message = "moved on"
-				if err := c.Status().Update(ctx, r); err != nil {
+				cmd.Status = v1alpha1.RolloutCommandStatus{Consumed: true, Result: v1alpha1.CommandRefused, Message: "too late"}
+				if err := c.Status().Update(ctx, cmd); err != nil {
 					return err
 				}
 			}
-			err := c.SubResource(sub).Patch(ctx, obj, patch, opts...)
-			if apierrors.IsConflict(err) {
-				conflicts++
-			}
-			return err
+			return c.Delete(ctx, obj, opts...)
 		},
 	}
 	k, c := fakeKube(t, funcs, kubeRollout("web", v1alpha1.PhaseProgressing))
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	_, err := k.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandPause})
-	if err == nil || !strings.Contains(err.Error(), "did not answer") {
-		t.Fatalf("error %v, want the controller's silence", err)
+	var refused *controlapi.RefusedError
+	if !errors.As(err, &refused) || refused.Reason != "too late" {
+		t.Fatalf("error %v, want the answer written during the deletion", err)
 	}
-	// Queued on the second try, then taken back since nobody answered.
-	if patches != 3 || conflicts != 1 {
-		t.Errorf("%d status writes with %d conflicts, want 3 with 1", patches, conflicts)
-	}
-	// The concurrent write stands.
-	r := getRollout(t, c, "web")
-	if r.Status.Message != "moved on" || len(r.Status.Commands) != 0 {
-		t.Errorf("status message %q, %d commands; want the concurrent write kept and the command taken back",
-			r.Status.Message, len(r.Status.Commands))
+	if cmds := listCommands(t, c); deletes != 1 || len(cmds) != 1 {
+		t.Errorf("%d deletions, %d commands left; want one failed deletion and the answered command kept", deletes, len(cmds))
 	}
 }
 
+// TestKubeSubmitNoController: nobody answers within the answer timeout,
+// counted on the client's clock; the command is deleted, another
+// client's is left alone.
 func TestKubeSubmitNoController(t *testing.T) {
-	queued := v1alpha1.CommandRequest{ID: "someone-else", Kind: "promote"}
-	r := kubeRollout("web", v1alpha1.PhaseProgressing)
-	r.Status.Commands = []v1alpha1.CommandRequest{queued}
-	var patches int
-	funcs := &interceptor.Funcs{
-		SubResourcePatch: func(ctx context.Context, c ctrlclient.Client, sub string, obj ctrlclient.Object, patch ctrlclient.Patch, opts ...ctrlclient.SubResourcePatchOption) error {
-			patches++
-			if patches == 1 {
-				// The command sits in the status while nobody answers.
-				if n := len(obj.(*v1alpha1.Rollout).Status.Commands); n != 2 {
-					t.Errorf("the queued status holds %d commands, want the waiting one and ours", n)
-				}
-			}
-			return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
-		},
+	other := &v1alpha1.RolloutCommand{ObjectMeta: metav1.ObjectMeta{Name: "someone-else", Namespace: testNamespace},
+		Spec: v1alpha1.RolloutCommandSpec{Rollout: "web", Verb: "promote", RequestedBy: "bob"}}
+	k, c := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing), other)
+	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
+	k.clock = clock
+	errc := make(chan error, 1)
+	go func() {
+		_, err := k.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandAbort})
+		errc <- err
+	}()
+	if !clock.WaitForTimers(2, 10*time.Second) {
+		t.Fatal("the client does not wait for the answer")
 	}
-	k, c := fakeKube(t, funcs, r)
-	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	_, err := k.Submit(ctx, "web", rollout.Command{Kind: rollout.CommandAbort})
-	if err == nil || !strings.Contains(err.Error(), "the controller did not answer within") ||
-		!strings.Contains(err.Error(), "is pipit controller running?") || !strings.Contains(err.Error(), "abort command was taken back") {
-		t.Fatalf("error %v, want the controller's silence explained", err)
+	if n := len(listCommands(t, c)); n != 2 {
+		t.Errorf("%d commands while waiting, want the other client's and ours", n)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("gave up after %v, want about the context's 700ms", d)
+	clock.Advance(answerTimeout)
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "the controller did not answer within 60s") ||
+			!strings.Contains(err.Error(), "is pipit controller running?") || !strings.Contains(err.Error(), "abort command was taken back") {
+			t.Fatalf("error %v, want the controller's silence explained", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still waiting after the answer timeout")
 	}
-	if patches != 2 {
-		t.Errorf("%d status writes, want the command queued then taken back", patches)
-	}
-	got := getRollout(t, c, "web").Status.Commands
-	if len(got) != 1 || got[0] != queued {
-		t.Errorf("commands after giving up: %+v, want only the other client's", got)
+	if cmds := listCommands(t, c); len(cmds) != 1 || cmds[0].Name != "someone-else" {
+		t.Errorf("commands after giving up: %+v, want only the other client's", cmds)
 	}
 }
 

@@ -71,14 +71,16 @@ func (r CommandRequest) Command() (rollout.Command, error) {
 // no token so that probes and scrapers work without a secret. Failed
 // requests are logged to log; nil discards them.
 func NewHandler(b Backend, auth Authenticator, metrics http.Handler, log *slog.Logger) http.Handler {
-	return newHandler(b, auth, metrics, log, newSessions(), MaxStreams)
+	return newHandler(b, auth, metrics, log, newSessions(), MaxStreams, "")
 }
 
 // newHandler is NewHandler keeping the dashboard's sessions in sess and
-// serving at most maxStreams event streams at once.
-func newHandler(b Backend, auth Authenticator, metrics http.Handler, log *slog.Logger, sess *sessions, maxStreams int) http.Handler {
+// serving at most maxStreams event streams at once. With autoLogin set, a
+// dashboard without a session gets one for that token, without a login
+// (see NewLocalDashboard).
+func newHandler(b Backend, auth Authenticator, metrics http.Handler, log *slog.Logger, sess *sessions, maxStreams int, autoLogin string) handler {
 	s := server{b: b, log: orDiscard(log), sessions: sess, cross: http.NewCrossOriginProtection(),
-		streams: make(chan struct{}, maxStreams), feeds: newFeeds(b, orDiscard(log))}
+		streams: make(chan struct{}, maxStreams), feeds: newFeeds(b, orDiscard(log)), autoLogin: autoLogin}
 	v1 := http.NewServeMux()
 	v1.HandleFunc("GET /v1/rollouts", s.as(RoleViewer, s.list))
 	v1.HandleFunc("GET /v1/rollouts/{name}", s.as(RoleViewer, s.get))
@@ -180,6 +182,9 @@ type server struct {
 	streams chan struct{}
 	// feeds read the rollouts that streams follow.
 	feeds *feeds
+	// autoLogin is the token a dashboard without a session is given a
+	// session for; empty asks for a login.
+	autoLogin string
 }
 
 // handler is the control API's handler; NewServer ends its event streams

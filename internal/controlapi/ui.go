@@ -20,6 +20,9 @@ type LoginRequest struct {
 type SessionInfo struct {
 	Identity
 	CSRF string `json:"csrf"`
+	// Automatic is set for a session given without a login (see
+	// NewLocalDashboard): logging out of it would only start another.
+	Automatic bool `json:"automatic,omitempty"`
 }
 
 // dashboardCSP lets the page run only its own files: no inline script, no
@@ -45,13 +48,17 @@ func (s server) serveDashboard(mux *http.ServeMux, auth Authenticator) {
 	mux.HandleFunc("POST /ui/login", func(w http.ResponseWriter, r *http.Request) { s.login(w, r, auth) })
 	mux.HandleFunc("POST /ui/logout", s.logout)
 	mux.HandleFunc("GET /ui/session", func(w http.ResponseWriter, r *http.Request) {
+		if s.autoLogin != "" && !s.liveSession(r) {
+			s.startSession(w, r, auth, s.autoLogin)
+			return
+		}
 		sid, sess, ok := s.cookieSession(w, r)
 		if !ok {
 			return
 		}
 		id, ok := s.reauthenticate(w, r, auth, sid, sess)
 		if ok {
-			s.writeJSON(w, http.StatusOK, SessionInfo{Identity: id, CSRF: sess.csrf})
+			s.writeJSON(w, http.StatusOK, SessionInfo{Identity: id, CSRF: sess.csrf, Automatic: s.autoLogin != "" && sess.token == s.autoLogin})
 		}
 	})
 }
@@ -70,7 +77,13 @@ func (s server) login(w http.ResponseWriter, r *http.Request, auth Authenticator
 		s.writeError(w, status, err.Error())
 		return
 	}
-	id, ok, err := auth.Authenticate(r.Context(), req.Token)
+	s.startSession(w, r, auth, req.Token)
+}
+
+// startSession gives the browser a session for token, if auth knows it,
+// and answers with who it is and the session's CSRF token.
+func (s server) startSession(w http.ResponseWriter, r *http.Request, auth Authenticator, token string) {
+	id, ok, err := auth.Authenticate(r.Context(), token)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -84,14 +97,14 @@ func (s server) login(w http.ResponseWriter, r *http.Request, auth Authenticator
 		s.writeError(w, http.StatusForbidden, fmt.Sprintf("token %q has the role %s, which may not use the dashboard", id.Name, id.Role))
 		return
 	}
-	sid, csrf, err := s.sessions.create(req.Token)
+	sid, csrf, err := s.sessions.create(token)
 	if errors.Is(err, errTooManySessions) {
 		s.writeError(w, http.StatusServiceUnavailable, err.Error())
 		return
 	}
 	http.SetCookie(w, sessionCookie(r, sid, int(SessionTTL.Seconds())))
 	s.log.Info("dashboard: logged in", "name", id.Name, "role", id.Role)
-	s.writeJSON(w, http.StatusOK, SessionInfo{Identity: id, CSRF: csrf})
+	s.writeJSON(w, http.StatusOK, SessionInfo{Identity: id, CSRF: csrf, Automatic: s.autoLogin != "" && token == s.autoLogin})
 }
 
 // logout ends the session; like every action it needs the CSRF token, so
@@ -113,6 +126,17 @@ func sessionCookie(r *http.Request, sid string, maxAge int) *http.Cookie {
 		Name: SessionCookie, Value: sid, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil,
 	}
+}
+
+// liveSession reports whether the request carries the cookie of a live
+// session.
+func (s server) liveSession(r *http.Request) bool {
+	c, err := r.Cookie(SessionCookie)
+	if err != nil {
+		return false
+	}
+	_, ok := s.sessions.lookup(c.Value)
+	return ok
 }
 
 // cookieSession finds the request's live session, and answers 401 when

@@ -30,7 +30,7 @@ func newUIServer(t *testing.T, f Backend, auth Authenticator, maxStreams int, tl
 	u := &uiServer{now: time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC)}
 	sess := newSessions()
 	sess.now = func() time.Time { u.mu.Lock(); defer u.mu.Unlock(); return u.now }
-	h := newHandler(f, auth, nil, nil, sess, maxStreams)
+	h := newHandler(f, auth, nil, nil, sess, maxStreams, "")
 	if tls {
 		u.Server = httptest.NewTLSServer(h)
 	} else {

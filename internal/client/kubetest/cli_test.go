@@ -108,26 +108,28 @@ func TestCLICommandsThroughTheController(t *testing.T) {
 		Message: "Rollout of canary nginx:1.1 started", Phase: v1alpha1.PhaseProgressing}}
 	createRollout(e, ns, "web", st)
 	ctl := &kubefixture.FakeController{Client: e.Client, Key: e.Key("web"), Every: controllerEvery,
-		Decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
-			switch rollout.CommandKind(req.Kind) {
+		Decide: func(st *v1alpha1.RolloutStatus, cmd *v1alpha1.RolloutCommand) string {
+			switch rollout.CommandKind(cmd.Spec.Verb) {
 			case rollout.CommandPause:
-				st.Phase, st.Message = v1alpha1.PhasePaused, "paused by "+req.Actor
+				st.Phase, st.Message = v1alpha1.PhasePaused, "paused by "+cmd.Spec.RequestedBy
 			case rollout.CommandAbort:
-				st.Phase, st.Message, st.CanaryWeight = v1alpha1.PhaseAborted, "aborted by "+req.Actor, 0
+				st.Phase, st.Message, st.CanaryWeight = v1alpha1.PhaseAborted, "aborted by "+cmd.Spec.RequestedBy, 0
 			default:
 				return "not in this test"
 			}
-			st.History = append(st.History, v1alpha1.Event{Time: metav1.NowMicro(), Type: v1alpha1.EventNormal, Reason: req.Kind,
-				Message: st.Message + ": " + req.Reason, Phase: st.Phase})
+			st.History = append(st.History, v1alpha1.Event{Time: metav1.NowMicro(), Type: v1alpha1.EventNormal, Reason: string(cmd.Spec.Verb),
+				Message: st.Message + ": " + cmd.Spec.Reason, Phase: st.Phase})
 			return ""
 		}}
 	ctl.Run(t)
+	// The actor a client claims is not the one recorded: the API server
+	// says who the kubeconfig's user is ("admin").
 	t.Setenv("PIPIT_ACTOR", "ci-bot")
 	kube := []string{"--kube", "--kubeconfig", c.Kubeconfig, "-n", ns}
 
 	code, out, errOut := pipit(t, append([]string{"pause", "web", "--reason", "db migration"}, kube...)...)
-	if code != cli.ExitOK || !strings.Contains(out, "web: Paused") || !strings.Contains(out, "paused by ci-bot") {
-		t.Errorf("pause: exit %d: %s%s; want web Paused by ci-bot", code, out, errOut)
+	if code != cli.ExitOK || !strings.Contains(out, "web: Paused") || !strings.Contains(out, "paused by admin") {
+		t.Errorf("pause: exit %d: %s%s; want web Paused by admin", code, out, errOut)
 	}
 	// Refused by the rollout's state before anything is queued.
 	code, _, errOut = pipit(t, append([]string{"approve", "web"}, kube...)...)
@@ -142,14 +144,14 @@ func TestCLICommandsThroughTheController(t *testing.T) {
 	if code != cli.ExitOK || !strings.Contains(out, "web: Aborted") {
 		t.Errorf("abort: exit %d: %s%s", code, out, errOut)
 	}
-	if reqs := ctl.Requests(); len(reqs) != 2 || reqs[0].Kind != "pause" || reqs[0].Actor != "ci-bot" ||
-		reqs[0].Reason != "db migration" || reqs[1].Kind != "abort" {
-		t.Errorf("the controller saw %+v, want pause then abort by ci-bot", reqs)
+	if cmds := ctl.Commands(); len(cmds) != 2 || cmds[0].Spec.Verb != "pause" || cmds[0].Spec.RequestedBy != "admin" ||
+		cmds[0].Spec.Reason != "db migration" || cmds[1].Spec.Verb != "abort" {
+		t.Errorf("the controller saw %+v, want pause then abort by admin", cmds)
 	}
 
 	code, out, errOut = pipit(t, append([]string{"history", "web", "--limit", "2"}, kube...)...)
-	if code != cli.ExitOK || strings.Contains(out, "started") || !strings.Contains(out, "paused by ci-bot: db migration") ||
-		!strings.Contains(out, "aborted by ci-bot") {
+	if code != cli.ExitOK || strings.Contains(out, "started") || !strings.Contains(out, "paused by admin: db migration") ||
+		!strings.Contains(out, "aborted by admin") {
 		t.Errorf("history --limit 2: exit %d:\n%s%s\nwant the last two events", code, out, errOut)
 	}
 	// get --watch on a rollout that has ended shows it, then waits for

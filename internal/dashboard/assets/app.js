@@ -62,7 +62,8 @@ function loggedIn(info) {
   state.me = { name: info.name, role: info.role };
   state.csrf = info.csrf;
   $("who").textContent = info.name + " (" + info.role + ")";
-  $("logout").hidden = false;
+  // A session given without a login (pipit dashboard) has no logout.
+  $("logout").hidden = Boolean(info.automatic);
   route();
 }
 

@@ -2,17 +2,20 @@ package kube
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
+	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/client"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/target"
+	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 // blueGreenSpec previews the new version on the Service web-preview,
@@ -71,7 +74,24 @@ func TestBlueGreenPreviewSwitchAndUndo(t *testing.T) {
 	if _, err := cli.Submit(s.Ctx(), "web", rollout.Command{Kind: rollout.CommandUndo, Actor: "alice", Reason: "bad release"}); err != nil {
 		t.Fatalf("undo: %v", err)
 	}
-	s.WaitPhase("web", v1alpha1.PhaseRolledBack)
+	undone := s.WaitPhase("web", v1alpha1.PhaseRolledBack)
+	// The commands were RolloutCommands in the name of the kubeconfig's
+	// user, whatever actor the caller claimed, and were answered.
+	if i := slices.IndexFunc(undone.Status.History, func(e v1alpha1.Event) bool { return e.Actor == "admin" }); i < 0 {
+		t.Errorf("no event of the history names admin: %s", kubefixture.History(undone))
+	}
+	var cmds v1alpha1.RolloutCommandList
+	if err := s.Client.List(s.Ctx(), &cmds, ctrlclient.InNamespace(s.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds.Items {
+		if !c.Status.Consumed || c.Status.Result != v1alpha1.CommandApplied || c.Spec.RequestedBy != "admin" {
+			t.Errorf("RolloutCommand %s: %+v %+v, want admin's, applied", c.Name, c.Spec, c.Status)
+		}
+	}
+	if len(cmds.Items) != 2 || len(undone.Status.ConsumedCommands) != 2 {
+		t.Errorf("%d RolloutCommands, %d consumed in the status; want the promote and the undo", len(cmds.Items), len(undone.Status.ConsumedCommands))
+	}
 	s.reachesOnly(map[string]string{"web": target.RoleStable, "web-stable": target.RoleStable})
 	s.WaitDeployment("web-canary", "the undone version scaled down", func(d *appsv1.Deployment) bool {
 		return ptr.Deref(d.Spec.Replicas, 1) == 0 && d.Status.Replicas == 0

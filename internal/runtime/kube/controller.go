@@ -190,7 +190,8 @@ type Reconciler struct {
 }
 
 // SetupWithManager registers the controller: Rollouts, the Deployments
-// they target and the copies they own wake it.
+// they target, the copies they own and the RolloutCommands to them wake
+// it.
 func (rc *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, concurrency int) error {
 	if concurrency <= 0 {
 		concurrency = 8
@@ -209,10 +210,14 @@ func (rc *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, co
 	if err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.RolloutCommand{}, commandIndex, indexCommands); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		For(&v1alpha1.Rollout{}).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(rc.rolloutsOf)).
+		Watches(&v1alpha1.RolloutCommand{}, handler.EnqueueRequestsFromMapFunc(rolloutOfCommand)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency, SkipNameValidation: ptr.To(true)}).
 		Complete(rc)
 }

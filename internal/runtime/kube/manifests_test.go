@@ -125,8 +125,9 @@ func TestInstallManifests(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.GetKind()]++
 	}
-	for kind, want := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 1, "ServiceAccount": 1,
-		"ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1} {
+	for kind, want := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 2, "ServiceAccount": 1,
+		"ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1,
+		"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1} {
 		if kinds[kind] != want {
 			t.Errorf("%d objects of kind %s, want %d", kinds[kind], kind, want)
 		}
@@ -170,6 +171,7 @@ func TestInstallManifests(t *testing.T) {
 	}
 
 	t.Run("people's roles", func(t *testing.T) { peopleGetRolloutRights(t, c) })
+	t.Run("people steer through RolloutCommands", func(t *testing.T) { peopleSteerThroughCommands(t, c) })
 	t.Run("the controller needs no more", func(t *testing.T) {
 		controllerRunsWithInstalledRBAC(t, k.Namespace)
 	})

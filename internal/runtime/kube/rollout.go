@@ -53,6 +53,8 @@ type managed struct {
 	// metrics read.
 	kp  spec.KubePlan
 	log *slog.Logger
+	// cache lists the rollout's RolloutCommands.
+	cache client.Reader
 }
 
 // Reading the built-in metrics from Prometheus: at most once a second
@@ -172,6 +174,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 		cluster:     cluster,
 		kp:          kps[0],
 		log:         log,
+		cache:       rc.Client,
 	}
 	if m.target, m.router, err = newTargets(rc.Client, r, kps, rc.Clock, log); err != nil {
 		cancel()
@@ -244,19 +247,19 @@ func (m *managed) tick(ctx context.Context, r *v1alpha1.Rollout, now time.Time) 
 			m.store.deploy = &desired
 		}
 	}
-	m.store.setRequests(r.Status.Commands)
+	cmds, err := listCommands(ctx, m.cache, r)
+	if err != nil {
+		return 0, err
+	}
+	expired := m.store.commands.take(cmds, r.Status.ConsumedCommands, now)
 	if m.cluster != nil && now.Sub(m.refreshed) >= clusterRefreshEvery {
 		m.refreshCluster(ctx, st)
 		m.refreshed = now
 	}
 	next, ok, err := m.runner.Tick(ctx)
-	if ferr := m.store.flushResults(ctx); ferr != nil && err == nil {
-		err = ferr
-	}
+	err = errors.Join(err, m.store.commands.flush(ctx, m.store.c), deleteExpired(ctx, m.store.c, expired))
 	if m.coordinated {
-		if serr := m.store.saveTargets(ctx, m.target.States(ctx)); serr != nil && err == nil {
-			err = serr
-		}
+		err = errors.Join(err, m.store.saveTargets(ctx, m.target.States(ctx)))
 	}
 	if err != nil {
 		return 0, err

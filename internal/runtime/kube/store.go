@@ -20,8 +20,8 @@ import (
 // Bounds of the bookkeeping lists kept in a Rollout's status, so that the
 // object stays small however long it lives.
 const (
-	maxHistory        = 100
-	maxCommandResults = 20
+	maxHistory          = 100
+	maxConsumedCommands = 50
 )
 
 // deployID marks the controller's own deploy command (a new pod template)
@@ -44,16 +44,9 @@ type statusStore struct {
 	generation int64
 	// deploy is the controller's own pending deploy, if any.
 	deploy *v1alpha1.VersionRef
-	// requests are the operator commands last read from the status,
-	// numbered from 1 in order.
-	requests []v1alpha1.CommandRequest
-	// consumed remembers the IDs of commands already applied, so that a
-	// stale read of the status (the cache lags behind the store's own
-	// writes) never applies one twice.
-	consumed map[string]bool
-	// results collects the engine's answers to consumed commands until
-	// they are written with the next save.
-	results []v1alpha1.CommandResult
+	// commands are the operator's RolloutCommands waiting, and what
+	// became of those consumed (see commands.go).
+	commands commandQueue
 	// last is the Rollout as the store's last write left it, the base of
 	// the next write; nil until the first write, and after a failed one.
 	last *v1alpha1.Rollout
@@ -73,18 +66,7 @@ func (s *statusStore) Pending(context.Context) ([]rollout.PendingCommand, error)
 			Reason: "new pod template " + s.deploy.Template,
 		}})
 	}
-	for i, r := range s.requests {
-		out = append(out, rollout.PendingCommand{ID: int64(i + 1), Command: rollout.Command{
-			Kind: rollout.CommandKind(r.Kind), Weight: r.Weight, Actor: r.Actor, Reason: r.Reason,
-		}})
-	}
-	return out, nil
-}
-
-// setRequests takes the operator commands waiting in a status read
-// before a tick, leaving out those already consumed.
-func (s *statusStore) setRequests(reqs []v1alpha1.CommandRequest) {
-	s.requests = slices.DeleteFunc(slices.Clone(reqs), func(r v1alpha1.CommandRequest) bool { return s.consumed[r.ID] })
+	return append(out, s.commands.pending()...), nil
 }
 
 // answer notes the engine's answer to a consumed command.
@@ -93,38 +75,18 @@ func (s *statusStore) answer(id int64, err error) {
 		s.deploy = nil
 		return
 	}
-	if id < 1 || int(id) > len(s.requests) {
-		return
-	}
-	res := v1alpha1.CommandResult{ID: s.requests[id-1].ID}
-	if s.consumed == nil {
-		s.consumed = map[string]bool{}
-	}
-	s.consumed[res.ID] = true
-	if err != nil {
-		res.Error = err.Error()
-	}
-	s.results = append(s.results, res)
+	s.commands.answer(id, err)
 }
 
 // Save writes the engine's status with the bookkeeping the controller
-// owns: consumed commands leave status.commands (commands that arrived
-// meanwhile stay), the events join status.history, the answers of the
-// previous save's commands join status.commandResults.
+// owns: the consumed commands join status.consumedCommands in the same
+// write as the decision they led to, the events join status.history.
 func (s *statusStore) Save(ctx context.Context, st v1alpha1.RolloutStatus, events []v1alpha1.Event, consumed []int64) error {
-	var done []string
-	for _, id := range consumed {
-		if id >= 1 && int(id) <= len(s.requests) {
-			done = append(done, s.requests[id-1].ID)
-		}
-	}
+	done := s.commands.uids(consumed)
 	saved, err := s.update(ctx, func(r *v1alpha1.Rollout) {
 		next := st.DeepCopy()
 		next.ObservedGeneration = s.generation
-		next.Commands = slices.DeleteFunc(slices.Clone(r.Status.Commands), func(c v1alpha1.CommandRequest) bool {
-			return slices.Contains(done, c.ID)
-		})
-		next.CommandResults = keepLast(append(slices.Clone(r.Status.CommandResults), s.results...), maxCommandResults)
+		next.ConsumedCommands = keepLast(append(slices.Clone(r.Status.ConsumedCommands), done...), maxConsumedCommands)
 		next.History = keepLast(append(slices.Clone(r.Status.History), events...), maxHistory)
 		next.Conditions = withStalled(st.Conditions, s.generation, nil)
 		next.Targets = r.Status.Targets // the controller's own, written by saveTargets
@@ -133,35 +95,11 @@ func (s *statusStore) Save(ctx context.Context, st v1alpha1.RolloutStatus, event
 	if err != nil {
 		return fmt.Errorf("rollout %s: writing status: %w", s.key, err)
 	}
-	s.results = nil
 	if s.events != nil {
 		for _, e := range events {
 			s.events(saved, e)
 		}
 	}
-	return nil
-}
-
-// flushResults writes answers that no save carried (a tick whose commands
-// changed nothing is not saved by the runner).
-func (s *statusStore) flushResults(ctx context.Context) error {
-	if len(s.results) == 0 {
-		return nil
-	}
-	var done []string
-	for _, r := range s.results {
-		done = append(done, r.ID)
-	}
-	_, err := s.update(ctx, func(r *v1alpha1.Rollout) {
-		r.Status.Commands = slices.DeleteFunc(r.Status.Commands, func(c v1alpha1.CommandRequest) bool {
-			return slices.Contains(done, c.ID)
-		})
-		r.Status.CommandResults = keepLast(append(r.Status.CommandResults, s.results...), maxCommandResults)
-	})
-	if err != nil {
-		return fmt.Errorf("rollout %s: writing command results: %w", s.key, err)
-	}
-	s.results = nil
 	return nil
 }
 

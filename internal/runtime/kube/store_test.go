@@ -26,8 +26,8 @@ func (c *countingClient) Get(ctx context.Context, key client.ObjectKey, obj clie
 
 // TestStatusStoreWritesWithoutReadingAndKeepsOthersWrites: a save starts
 // from the store's own last write, without reading the Rollout again; when
-// an operator's command was written in between, the API server refuses the
-// stale write and the retry keeps the command.
+// someone else wrote the Rollout in between, the API server refuses the
+// stale write and the retry keeps what they wrote.
 func TestStatusStoreWritesWithoutReadingAndKeepsOthersWrites(t *testing.T) {
 	e := kubefixture.New(t)
 	e.CreateRollout("store", "  strategy: {steps: [{setWeight: 10}]}\n")
@@ -53,19 +53,20 @@ func TestStatusStoreWritesWithoutReadingAndKeepsOthersWrites(t *testing.T) {
 		t.Errorf("saves of a Rollout nobody else wrote read it %d times in all, want once", n)
 	}
 
-	// An operator asks for a pause, as `pipit pause --kube` does.
+	// A person labels the Rollout.
 	r := e.Rollout("store")
-	r.Status.Commands = append(r.Status.Commands, v1alpha1.CommandRequest{ID: "c1", Kind: "pause", Actor: "alice"})
-	if err := e.Client.Status().Update(e.Ctx(), r); err != nil {
+	r.Labels = map[string]string{"team": "shop"}
+	if err := e.Client.Update(e.Ctx(), r); err != nil {
 		t.Fatal(err)
 	}
 	save(v1alpha1.PhaseProgressing, "Checked")
 	if n := c.gets.Load(); n != 2 {
 		t.Errorf("a save after another writer read the Rollout %d times in all, want 2", n)
 	}
-	got := e.Rollout("store").Status
-	if got.Phase != v1alpha1.PhaseProgressing || len(got.Commands) != 1 || got.Commands[0].ID != "c1" {
-		t.Errorf("after the save: phase %s, commands %+v; want Progressing with alice's pause kept", got.Phase, got.Commands)
+	saved := e.Rollout("store")
+	got := saved.Status
+	if got.Phase != v1alpha1.PhaseProgressing || saved.Labels["team"] != "shop" {
+		t.Errorf("after the save: phase %s, labels %v; want Progressing with the label kept", got.Phase, saved.Labels)
 	}
 	var reasons []string
 	for _, ev := range got.History {

@@ -1,5 +1,5 @@
 // Package kubefixture holds what pipit's Kubernetes tests share on top of
-// kubecluster's control plane: pipit's Rollout CRD installed once per test
+// kubecluster's control plane: pipit's CRDs installed once per test
 // binary, an admin client that knows pipit's types, a namespace per test
 // (Env), the user's Deployment and its changes, Rollouts written as YAML,
 // waits that say what they last saw, and a stand-in for the controller's
@@ -36,6 +36,9 @@ const (
 	WaitTimeout = 2 * time.Minute
 	// CRDPath is pipit's Rollout CRD, relative to the repository's root.
 	CRDPath = "deploy/kubernetes/crd/pipit.dev_rollouts.yaml"
+	// CommandCRDPath is pipit's RolloutCommand CRD, relative to the
+	// repository's root.
+	CommandCRDPath = "deploy/kubernetes/crd/pipit.dev_rolloutcommands.yaml"
 )
 
 // pollEvery is the time between two looks of a wait.
@@ -49,7 +52,7 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// crdOnce installs the Rollout CRD once per test binary: all its tests
+// crdOnce installs pipit's CRDs once per test binary: all its tests
 // share the cluster.
 var (
 	crdOnce sync.Once
@@ -57,25 +60,25 @@ var (
 )
 
 // Cluster returns the test binary's shared cluster (see kubecluster.Start)
-// with pipit's Rollout CRD installed and Established.
+// with pipit's Rollout and RolloutCommand CRDs installed and Established.
 func Cluster(t testing.TB) *kubecluster.Cluster {
 	t.Helper()
 	c := kubecluster.Start(t)
-	crdOnce.Do(func() { crdErr = installRolloutCRD(c) })
+	crdOnce.Do(func() { crdErr = installCRDs(c) })
 	if crdErr != nil {
-		t.Fatalf("kubefixture: install the Rollout CRD: %v", crdErr)
+		t.Fatalf("kubefixture: install pipit's CRDs: %v", crdErr)
 	}
 	return c
 }
 
-func installRolloutCRD(c *kubecluster.Cluster) error {
+func installCRDs(c *kubecluster.Cluster) error {
 	root, err := repoRoot()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), WaitTimeout)
 	defer cancel()
-	return c.InstallCRDs(ctx, filepath.Join(root, filepath.FromSlash(CRDPath)))
+	return c.InstallCRDs(ctx, filepath.Join(root, filepath.FromSlash(CRDPath)), filepath.Join(root, filepath.FromSlash(CommandCRDPath)))
 }
 
 // scheme knows what the tests read and write: Kubernetes' own types,

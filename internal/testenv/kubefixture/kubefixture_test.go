@@ -2,6 +2,7 @@ package kubefixture
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -20,7 +21,7 @@ import (
 // fakeEnv is an Env over controller-runtime's fake client, for what needs
 // no real API server.
 func fakeEnv(t *testing.T) *Env {
-	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.Rollout{}).Build()
+	c := fake.NewClientBuilder().WithScheme(scheme).WithStatusSubresource(&v1alpha1.Rollout{}, &v1alpha1.RolloutCommand{}).Build()
 	return &Env{T: t, Namespace: "shop", Client: c}
 }
 
@@ -167,66 +168,41 @@ func TestEnvWaits(t *testing.T) {
 
 func TestFakeControllerAnswers(t *testing.T) {
 	e := fakeEnv(t)
-	r := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "web"}}
-	e.Create(r)
+	e.Create(&v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "web"}})
 	ctl := &FakeController{Client: e.Client, Key: e.Key("web"),
-		Decide: func(st *v1alpha1.RolloutStatus, req v1alpha1.CommandRequest) string {
-			if req.Kind != "pause" {
-				return "no " + req.Kind
+		Decide: func(st *v1alpha1.RolloutStatus, cmd *v1alpha1.RolloutCommand) string {
+			if cmd.Spec.Verb != "pause" {
+				return "no " + string(cmd.Spec.Verb)
 			}
 			st.Phase = v1alpha1.PhasePaused
 			return ""
 		}}
 	ctl.Run(t)
 
-	queue := func(reqs ...v1alpha1.CommandRequest) {
+	ask := func(name, rollout string, verb v1alpha1.CommandVerb) {
 		t.Helper()
-		r := e.Rollout("web")
-		r.Status.Commands = reqs
-		if err := e.Client.Status().Update(e.Ctx(), r); err != nil {
-			t.Fatal(err)
+		e.Create(&v1alpha1.RolloutCommand{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: v1alpha1.RolloutCommandSpec{Rollout: rollout, Verb: verb, RequestedBy: "alice"}})
+	}
+	ask("c1", "web", "pause")
+	ask("c2", "web", "abort")
+	ask("other", "api", "pause")
+	e.Eventually("two answers", func(context.Context) error {
+		if n := len(ctl.Commands()); n != 2 {
+			return fmt.Errorf("%d answered", n)
 		}
+		return nil
+	})
+	if got := Get(e, "c1", &v1alpha1.RolloutCommand{}).Status; !got.Consumed || got.Result != v1alpha1.CommandApplied || got.ConsumedAt == nil {
+		t.Errorf("c1's status %+v, want Applied", got)
 	}
-	answered := func(n int) *v1alpha1.Rollout {
-		t.Helper()
-		return e.WaitRollout("web", "answers", func(r *v1alpha1.Rollout) bool { return len(r.Status.CommandResults) == n })
+	if got := Get(e, "c2", &v1alpha1.RolloutCommand{}).Status; got.Result != v1alpha1.CommandRefused || got.Message != "no abort" {
+		t.Errorf("c2's status %+v, want Refused with the reason", got)
 	}
-	queue(v1alpha1.CommandRequest{ID: "1", Kind: "pause"}, v1alpha1.CommandRequest{ID: "2", Kind: "abort"})
-	got := answered(2)
-	if res := got.Status.CommandResults; res[0] != (v1alpha1.CommandResult{ID: "1"}) || res[1] != (v1alpha1.CommandResult{ID: "2", Error: "no abort"}) {
-		t.Errorf("results %+v", res)
+	if got := Get(e, "other", &v1alpha1.RolloutCommand{}).Status; got.Consumed {
+		t.Errorf("a command to another rollout was answered: %+v", got)
 	}
-	if len(got.Status.Commands) != 0 || got.Status.Phase != v1alpha1.PhasePaused {
-		t.Errorf("status after the answers: %+v, want the commands taken and the pause applied", got.Status)
-	}
-
-	// A delayed answer comes in a second write, after the requests left
-	// status.commands.
-	ctl.SetAnswerDelay(time.Second)
-	queue(v1alpha1.CommandRequest{ID: "3", Kind: "pause"})
-	e.WaitRollout("web", "request 3 taken", func(r *v1alpha1.Rollout) bool { return len(r.Status.Commands) == 0 })
-	if n := len(e.Rollout("web").Status.CommandResults); n != 2 {
-		t.Errorf("%d results right after request 3 was taken, want it not answered yet", n)
-	}
-	answered(3)
-	if reqs := ctl.Requests(); len(reqs) != 3 || reqs[2].ID != "3" {
-		t.Errorf("Requests = %+v, want the three in order", reqs)
-	}
-}
-
-func TestFakeControllerDropsResults(t *testing.T) {
-	e := fakeEnv(t)
-	e.Create(&v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "web"}})
-	ctl := &FakeController{Client: e.Client, Key: e.Key("web"), DropResults: true,
-		Decide: func(*v1alpha1.RolloutStatus, v1alpha1.CommandRequest) string { return "" }}
-	r := e.Rollout("web")
-	r.Status.Commands = []v1alpha1.CommandRequest{{ID: "1", Kind: "pause"}}
-	if err := e.Client.Status().Update(e.Ctx(), r); err != nil {
-		t.Fatal(err)
-	}
-	ctl.Once(e.Ctx())
-	got := e.Rollout("web")
-	if len(got.Status.Commands) != 0 || len(got.Status.CommandResults) != 0 || len(ctl.Requests()) != 1 {
-		t.Errorf("status %+v, requests %v; want the request taken and never answered", got.Status, ctl.Requests())
+	if phase := e.Rollout("web").Status.Phase; phase != v1alpha1.PhasePaused {
+		t.Errorf("phase %s after the pause, want Paused", phase)
 	}
 }
