@@ -17,7 +17,8 @@ var SchemeGroupVersion = schema.GroupVersion{Group: Group, Version: Version}
 // only on apimachinery, so the API package pulls in no controller library.
 var SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
-// AddToScheme adds Rollout and RolloutList to a scheme.
+// AddToScheme adds the Rollout and metric template kinds, and their
+// lists, to a scheme.
 var AddToScheme = SchemeBuilder.AddToScheme
 
 // Resource returns the group-qualified resource of the given name, such as
@@ -27,7 +28,9 @@ func Resource(resource string) schema.GroupResource {
 }
 
 func addKnownTypes(scheme *runtime.Scheme) error {
-	scheme.AddKnownTypes(SchemeGroupVersion, &Rollout{}, &RolloutList{})
+	scheme.AddKnownTypes(SchemeGroupVersion, &Rollout{}, &RolloutList{},
+		&RolloutMetricTemplate{}, &RolloutMetricTemplateList{},
+		&ClusterRolloutMetricTemplate{}, &ClusterRolloutMetricTemplateList{})
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
 }

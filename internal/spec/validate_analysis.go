@@ -213,8 +213,11 @@ func (v *validator) metric(p string, m *v1alpha1.MetricSpec) {
 		v.conversionMetric(p, m.Name)
 	}
 	switch {
+	case m.TemplateRef != nil:
+		v.templateRef(p, m)
 	case m.Provider != nil:
 		v.provider(p+".provider", m.Provider)
+		v.errs = append(v.errs, checkArgs(p+".args", m.Provider, m.Args, nil)...)
 	case m.Name == "":
 		v.add(p+".name", "is required: one of %s, or a name of your own with a provider", metricNames())
 	case !builtin:
@@ -225,11 +228,14 @@ func (v *validator) metric(p string, m *v1alpha1.MetricSpec) {
 				clip(m.Name), metricNames())
 		}
 	}
-	if m.Provider != nil && m.Name == "" {
+	if (m.Provider != nil || m.TemplateRef != nil) && m.Name == "" {
 		v.add(p+".name", "is required")
 	}
+	if m.Args != nil && m.Provider == nil && m.TemplateRef == nil {
+		v.add(p+".args", "are the values of {{ .Args.NAME }} in a provider's query: set them on a metric with a provider or a templateRef")
+	}
 	if m.ThresholdRange != nil {
-		v.threshold(p+".thresholdRange", m.Name, u, builtin && m.Provider == nil, m.ThresholdRange)
+		v.threshold(p+".thresholdRange", m.Name, u, builtin && m.Provider == nil && m.TemplateRef == nil, m.ThresholdRange)
 	}
 	v.condition(p+".successCondition", m.SuccessCondition)
 	v.condition(p+".failureCondition", m.FailureCondition)

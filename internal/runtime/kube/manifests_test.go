@@ -125,7 +125,7 @@ func TestInstallManifests(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.GetKind()]++
 	}
-	for kind, want := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 1, "ServiceAccount": 1,
+	for kind, want := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 3, "ServiceAccount": 1,
 		"ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1} {
 		if kinds[kind] != want {
 			t.Errorf("%d objects of kind %s, want %d", kinds[kind], kind, want)

@@ -38,6 +38,13 @@ const (
 	CRDPath = "deploy/kubernetes/crd/pipit.dev_rollouts.yaml"
 )
 
+// TemplateCRDPaths are the CRDs of the metric templates, namespaced and
+// cluster-scoped, relative to the repository's root.
+var TemplateCRDPaths = []string{
+	"deploy/kubernetes/crd/pipit.dev_rolloutmetrictemplates.yaml",
+	"deploy/kubernetes/crd/pipit.dev_clusterrolloutmetrictemplates.yaml",
+}
+
 // pollEvery is the time between two looks of a wait.
 const pollEvery = 100 * time.Millisecond
 
@@ -49,7 +56,7 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// crdOnce installs the Rollout CRD once per test binary: all its tests
+// crdOnce installs pipit's CRDs once per test binary: all its tests
 // share the cluster.
 var (
 	crdOnce sync.Once
@@ -57,7 +64,8 @@ var (
 )
 
 // Cluster returns the test binary's shared cluster (see kubecluster.Start)
-// with pipit's Rollout CRD installed and Established.
+// with pipit's CRDs (the Rollout's and the metric templates') installed
+// and Established.
 func Cluster(t testing.TB) *kubecluster.Cluster {
 	t.Helper()
 	c := kubecluster.Start(t)
@@ -75,7 +83,11 @@ func installRolloutCRD(c *kubecluster.Cluster) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), WaitTimeout)
 	defer cancel()
-	return c.InstallCRDs(ctx, filepath.Join(root, filepath.FromSlash(CRDPath)))
+	var files []string
+	for _, p := range append([]string{CRDPath}, TemplateCRDPaths...) {
+		files = append(files, filepath.Join(root, filepath.FromSlash(p)))
+	}
+	return c.InstallCRDs(ctx, files...)
 }
 
 // scheme knows what the tests read and write: Kubernetes' own types,
