@@ -25,13 +25,16 @@ import (
 // the Rollout's status when the spec changes or the controller restarts.
 type managed struct {
 	generation int64
-	runner     *runtime.Runner
-	store      *statusStore
-	target     *target.Deployment
-	router     rollout.RouteRemover
-	hooks      *runtime.Hooks
-	notifier   *notify.Dispatcher
-	cancel     context.CancelFunc
+	// measured is the analysis the runner was built for, with the
+	// metric templates expanded.
+	measured measured
+	runner   *runtime.Runner
+	store    *statusStore
+	target   *target.Deployment
+	router   rollout.RouteRemover
+	hooks    *runtime.Hooks
+	notifier *notify.Dispatcher
+	cancel   context.CancelFunc
 	// converged is set once the saved state was re-applied after a
 	// (re)build, before the first decision.
 	converged bool
@@ -154,6 +157,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	ctx, cancel := context.WithCancel(rc.ctx)
 	m := &managed{
 		generation: r.Generation,
+		measured:   measuredOf(r),
 		target:     target.NewDeployment(rc.Client, r, kp, rc.Clock, log),
 		notifier:   notify.NewDispatcher(notifiers, notify.Options{Clock: rc.Clock, Logger: log}),
 		hooks:      runtime.NewHooks(ctx, r.Name, r.Namespace, plan, rc.Clock, log),
