@@ -83,6 +83,10 @@ func TestExamples(t *testing.T) {
 	if p := plans["kubernetes-blue-green.yaml"]; !p.BlueGreen || !reflect.DeepEqual(p.Steps, []PlanStep{{Kind: StepAnalysis, Checks: 3}}) {
 		t.Errorf("kubernetes-blue-green.yaml plan = %+v", p)
 	}
+	if m := plans["metric-templates.yaml"].Analysis.Metrics; len(m) != 2 || m[0].Provider == nil || m[0].Args["route"] != "/checkout" ||
+		*m[0].ThresholdRange.Max != 1 || *m[1].ThresholdRange.Max != 0.1 || m[1].Unit != "%" {
+		t.Errorf("metric-templates.yaml metrics = %+v, want both from the template, the second with its own threshold", m)
+	}
 	hybrid := plans["hybrid.yaml"].Steps
 	if last := hybrid[len(hybrid)-1]; last.Kind != StepApproval || last.Duration != 8*time.Hour || last.OnTimeout != v1alpha1.ApprovalRollback {
 		t.Errorf("hybrid.yaml does not end with an approval that rolls back after 8h: %+v", last)
