@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"text/template"
@@ -246,6 +247,10 @@ func walkArgs(n parse.Node, used map[string]bool) (all bool) {
 			}
 		}
 	case *parse.CommandNode:
+		if name, ok := indexedArg(n); ok {
+			used[name] = true
+			return false
+		}
 		children = n.Args
 	case *parse.IfNode:
 		children = []parse.Node{n.Pipe, n.List, n.ElseList}
@@ -269,3 +274,30 @@ func walkArgs(n parse.Node, used map[string]bool) (all bool) {
 	}
 	return all
 }
+
+// indexedArg recognises {{ index .Args "NAME" }}, how a template names an
+// argument whose name is not an identifier (such as service-name).
+func indexedArg(n *parse.CommandNode) (string, bool) {
+	if len(n.Args) != 3 {
+		return "", false
+	}
+	fn, ok := n.Args[0].(*parse.IdentifierNode)
+	field, ok2 := n.Args[1].(*parse.FieldNode)
+	key, ok3 := n.Args[2].(*parse.StringNode)
+	if !ok || !ok2 || !ok3 || fn.Ident != "index" || len(field.Ident) != 1 || field.Ident[0] != "Args" {
+		return "", false
+	}
+	return key.Text, true
+}
+
+// ArgRef is how a provider's template names the argument name: as
+// {{ .Args.NAME }} when name is an identifier, else with index.
+func ArgRef(name string) string {
+	if identifier.MatchString(name) {
+		return "{{ .Args." + name + " }}"
+	}
+	return fmt.Sprintf("{{ index .Args %q }}", name)
+}
+
+// identifier is a name a template can write after a dot.
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -238,3 +238,17 @@ func TestTemplateRefsListsEveryReference(t *testing.T) {
 		t.Fatalf("a rollout without templateRefs: %v", errs)
 	}
 }
+
+// TestArgsUsedThroughIndex: an argument whose name is not an identifier
+// is written with index, as ArgRef writes it, and still counts as used.
+func TestArgsUsedThroughIndex(t *testing.T) {
+	q := "x{a=\"" + ArgRef("service-name") + "\",b=\"" + ArgRef("zone") + "\"}"
+	if !strings.Contains(q, `index .Args "service-name"`) || !strings.Contains(q, ".Args.zone") {
+		t.Fatalf("ArgRef wrote %s", q)
+	}
+	prov := &v1alpha1.MetricProvider{Prometheus: &v1alpha1.PrometheusProvider{Query: q}}
+	errs := checkArgs("args", prov, map[string]string{"service-name": "web"}, nil)
+	if len(errs) != 1 || !strings.Contains(errs[0].Reason, `argument "zone"`) {
+		t.Fatalf("checkArgs = %v, want only zone missing", errs)
+	}
+}
