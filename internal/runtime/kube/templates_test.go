@@ -90,3 +90,34 @@ func TestTemplatedMetricInCluster(t *testing.T) {
 		t.Errorf("rollback %+v: want the templated metric score named", r.Status.Rollback)
 	}
 }
+
+// TestClusterTemplatedMetricInCluster: a metric names a
+// ClusterRolloutMetricTemplate, found by name from the Rollout's
+// namespace, whose default threshold fails the canary; the Rollout's own
+// unit wins over the template's.
+func TestClusterTemplatedMetricInCluster(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	name := "score-" + s.Namespace
+	tmpl := scoreTemplate(s, 200)
+	tmpl.SetKind(v1alpha1.KindClusterMetricTemplate)
+	tmpl.SetNamespace("")
+	tmpl.SetName(name)
+	if err := unstructured.SetNestedField(tmpl.Object, "pts", "spec", "unit"); err != nil {
+		t.Fatal(err)
+	}
+	cluster := s.Cluster.Dynamic().Resource(clusterTemplateResource)
+	if _, err := cluster.Create(s.Ctx(), tmpl, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cluster.Delete(s.Ctx(), name, metav1.DeleteOptions{}) })
+	s.createWeb(2, strings.NewReplacer("{name: score}", "{name: "+name+", kind: ClusterRolloutMetricTemplate}",
+		"args: {service: web}", "args: {service: web}\n        unit: points").Replace(templatedSpec))
+	s.startController()
+	s.WaitInstalled("web")
+	s.SetImage("web", "registry.example/web:v2")
+	r := s.WaitPhase("web", v1alpha1.PhaseRolledBack)
+	if r.Status.Rollback == nil || r.Status.Rollback.Metric != "score" || !strings.Contains(r.Status.Message, "points") {
+		t.Errorf("rollback %+v, message %q: want score named, with the rollout's unit", r.Status.Rollback, r.Status.Message)
+	}
+}
