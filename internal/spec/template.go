@@ -21,6 +21,11 @@ func TemplateKind(ref *v1alpha1.MetricTemplateRef) string {
 	return ref.Kind
 }
 
+// isBuiltin reports whether m names a built-in metric: one measured by
+// neither a provider nor a template's (the provider is filled in only
+// once the template is expanded).
+func isBuiltin(m v1alpha1.MetricSpec) bool { return m.Provider == nil && m.TemplateRef == nil }
+
 // isTemplateKind reports whether kind is one of the metric template kinds.
 func isTemplateKind(kind string) bool {
 	return kind == v1alpha1.KindMetricTemplate || kind == v1alpha1.KindClusterMetricTemplate

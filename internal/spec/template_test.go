@@ -252,3 +252,22 @@ func TestArgsUsedThroughIndex(t *testing.T) {
 		t.Fatalf("checkArgs = %v, want only zone missing", errs)
 	}
 }
+
+// TestTemplatedMetricIsNotBuiltin: a templated metric may take the name
+// of a built-in one; before it is expanded it is not taken for it (a
+// usage metric in Kubernetes, a conversion metric without goals, a
+// percentage's bounds, the built-in unit).
+func TestTemplatedMetricIsNotBuiltin(t *testing.T) {
+	r := validRollout()
+	ref := &v1alpha1.MetricTemplateRef{Name: "t"}
+	r.Spec.Analysis.Metrics = []v1alpha1.MetricSpec{
+		{Name: "conversion-rate", TemplateRef: ref},
+		{Name: "error-rate", TemplateRef: ref, ThresholdRange: &v1alpha1.ThresholdRange{Max: ptr(500.0)}},
+	}
+	if errs := Validate(r); len(errs) > 0 {
+		t.Fatalf("Validate: %v", errs)
+	}
+	if u := MetricUnit(r.Spec.Analysis.Metrics[1]); u != "" {
+		t.Errorf("MetricUnit = %q, want none until the template says", u)
+	}
+}

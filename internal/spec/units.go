@@ -28,7 +28,7 @@ func MetricUnit(m v1alpha1.MetricSpec) string {
 	if m.Unit != "" {
 		return m.Unit
 	}
-	if m.Provider != nil {
+	if !isBuiltin(m) {
 		return ""
 	}
 	u, builtin := metricUnit(m.Name)
@@ -60,7 +60,7 @@ const maxUnitLength = 16
 func (v *validator) unitField(p string, m *v1alpha1.MetricSpec) {
 	switch u := m.Unit; {
 	case u == "":
-	case m.Provider == nil && m.TemplateRef == nil:
+	case isBuiltin(*m):
 		v.add(p, "is for metrics with a provider or a templateRef; the built-in metrics know their own (docs/spec.md, Built-in metrics)")
 	case len(u) > maxUnitLength:
 		v.add(p, "must be at most %d bytes, such as ms or req/s, not %q", maxUnitLength, clip(u))
