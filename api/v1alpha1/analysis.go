@@ -72,6 +72,8 @@ type Goal struct {
 
 // MetricSpec is one metric measured at every check, for the canary and,
 // where the provider can, for the stable version over the same window.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.provider) || !has(self.templateRef)",message="set provider or templateRef, not both: a templated metric takes the template's provider"
 type MetricSpec struct {
 	// Name of the metric. Without a provider it names a builtin metric of
 	// the traffic: request-success-rate, error-rate, request-count,
@@ -87,6 +89,16 @@ type MetricSpec struct {
 	// Provider measures the metric; default the builtin metrics (see Name).
 	// +optional
 	Provider *MetricProvider `json:"provider,omitempty"`
+	// TemplateRef measures the metric with a template's provider instead
+	// of one written here; the template's thresholds, conditions and unit
+	// are defaults that this metric's own fields override.
+	// +optional
+	TemplateRef *MetricTemplateRef `json:"templateRef,omitempty"`
+	// Args are the values of {{ .Args.NAME }} in the provider's query,
+	// URL and body; they override a template's defaults. Every argument
+	// must be used, and every one used must have a value.
+	// +optional
+	Args map[string]string `json:"args,omitempty"`
 
 	// ThresholdRange is the range the canary's value must stay in.
 	// +optional
@@ -177,6 +189,7 @@ type PrometheusProvider struct {
 	// Query is a Go template of a PromQL query giving one number. It sees
 	// {{ .Rollout }}, {{ .Namespace }}, {{ .Version }}, {{ .Role }}
 	// (canary or stable), {{ .Interval }} (as "60s") and {{ .Vars.NAME }}.
+	// {{ .Args.NAME }} is the metric's argument NAME (see MetricSpec.Args).
 	// It is run once for the canary and once for the stable version.
 	Query string `json:"query"`
 	// Timeout of one query. Default 10s.

@@ -17,7 +17,8 @@ var SchemeGroupVersion = schema.GroupVersion{Group: Group, Version: Version}
 // only on apimachinery, so the API package pulls in no controller library.
 var SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
 
-// AddToScheme adds Rollout, RolloutCommand and their lists to a scheme.
+// AddToScheme adds the Rollout, RolloutCommand and metric template kinds,
+// and their lists, to a scheme.
 var AddToScheme = SchemeBuilder.AddToScheme
 
 // Resource returns the group-qualified resource of the given name, such as
@@ -27,7 +28,9 @@ func Resource(resource string) schema.GroupResource {
 }
 
 func addKnownTypes(scheme *runtime.Scheme) error {
-	scheme.AddKnownTypes(SchemeGroupVersion, &Rollout{}, &RolloutList{}, &RolloutCommand{}, &RolloutCommandList{})
+	scheme.AddKnownTypes(SchemeGroupVersion, &Rollout{}, &RolloutList{}, &RolloutCommand{}, &RolloutCommandList{},
+		&RolloutMetricTemplate{}, &RolloutMetricTemplateList{},
+		&ClusterRolloutMetricTemplate{}, &ClusterRolloutMetricTemplateList{})
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
 }

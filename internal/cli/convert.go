@@ -25,7 +25,9 @@ Rollouts to standard output. An Argo Rollout that embeds its pod template gets a
 Deployment beside it, holding the template, for the pipit Rollout to target.
 
 Templates may come in files of their own: they are looked up across all the
-input. Every field that is not carried over, or is changed on the way, is named
+input. The templates the rollouts use are written as pipit metric templates
+(RolloutMetricTemplate, ClusterRolloutMetricTemplate) before the first rollout
+that uses them, and the rollouts' metrics name them by templateRef with args. Every field that is not carried over, or is changed on the way, is named
 on standard error as FILE:LINE: KIND NAME: FIELD: why. Documents of other kinds
 (Services, VirtualServices) are skipped with a note. docs/kubernetes.md has the
 field-by-field tables.

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/pipit-dev/pipit/internal/spec"
 )
@@ -32,5 +33,27 @@ func readRolloutFiles(files []string, stdin io.Reader, notes io.Writer) []readRe
 		}
 		out[i].src = src
 	}
+	expandTemplates(out)
 	return out
+}
+
+// expandTemplates resolves the templateRefs of the rollouts read from the
+// templates read, all files together as pipit up -f reads them; a file
+// whose rollouts reference a template wrongly becomes invalid.
+func expandTemplates(results []readResult) {
+	var srcs []*spec.Source
+	for _, res := range results {
+		if res.src != nil {
+			srcs = append(srcs, res.src)
+		}
+	}
+	problems := map[string][]string{}
+	for _, e := range spec.ExpandSources(srcs) {
+		problems[e.File] = append(problems[e.File], e.Error())
+	}
+	for i, res := range results {
+		if res.src != nil && len(problems[res.src.Name]) > 0 {
+			results[i] = readResult{problem: strings.Join(problems[res.src.Name], "\n")}
+		}
+	}
 }

@@ -48,7 +48,7 @@ It exits 0 when every file is valid and 2 when any is not.`,
 					invalid++
 					f.Problems = strings.Split(res.problem, "\n")
 				} else {
-					f.File, f.Rollouts = res.src.Name, len(res.src.Documents)
+					f.File, f.Rollouts, f.Templates = res.src.Name, len(res.src.Documents), len(res.src.Templates)
 				}
 				report.Files = append(report.Files, f)
 			}
@@ -70,12 +70,14 @@ type validateReport struct {
 	Files []validatedFile `json:"files"`
 }
 
-// validatedFile is one file's verdict: the rollouts it holds when valid,
-// else every problem, one a line as people read them.
+// validatedFile is one file's verdict: the rollouts and metric templates
+// it holds when valid, else every problem, one a line as people read them.
 type validatedFile struct {
-	File     string   `json:"file"`
-	Rollouts int      `json:"rollouts"`
-	Problems []string `json:"problems"`
+	File     string `json:"file"`
+	Rollouts int    `json:"rollouts"`
+	// Templates are the metric templates the file holds.
+	Templates int      `json:"templates,omitempty"`
+	Problems  []string `json:"problems"`
 }
 
 // text is the report for people: "FILE: ok (N rollouts)", or the problems.
@@ -86,7 +88,11 @@ func (r validateReport) text() string {
 			b.WriteString(strings.Join(f.Problems, "\n") + "\n")
 			continue
 		}
-		fmt.Fprintf(&b, "%s: ok (%s)\n", f.File, countNoun(f.Rollouts, "rollout"))
+		held := countNoun(f.Rollouts, "rollout")
+		if f.Templates > 0 {
+			held += ", " + countNoun(f.Templates, "metric template")
+		}
+		fmt.Fprintf(&b, "%s: ok (%s)\n", f.File, held)
 	}
 	return b.String()
 }

@@ -3,6 +3,7 @@ package convert
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -45,7 +46,7 @@ func (c *converter) argoAnalysis(a field, r *v1alpha1.Rollout) ([]v1alpha1.Metri
 			t.noteHere(fmt.Sprintf("%s %s is not in the input; give it with the Rollout (pipit convert templates.yaml rollout.yaml); its metrics are not carried over", kind, name))
 			continue
 		}
-		for _, m := range c.argoTemplate(td, args, dry) {
+		for _, m := range c.argoTemplate(td, kind, r.Namespace, args, dry) {
 			metrics = append(metrics, m.spec)
 			checks = max(checks, m.count)
 			if m.interval != nil && (interval == nil || m.interval.Duration < interval.Duration) {
@@ -75,24 +76,32 @@ type argoMetric struct {
 	spec     v1alpha1.MetricSpec
 	count    int32
 	interval *metav1.Duration
+	// raw is the provider with the arguments as the template wrote them.
+	raw *v1alpha1.MetricProvider
 }
 
-// argoTemplate converts the metrics of an analysis template, its own
-// argument defaults overridden by the rollout's arguments.
-func (c *converter) argoTemplate(t *doc, given map[string]string, dry map[string]bool) []argoMetric {
+// argoTemplate converts the metrics of an analysis template of kind, its
+// own argument defaults overridden by the rollout's arguments, each into
+// a metric of a pipit template where it can (see argoTemplated).
+func (c *converter) argoTemplate(t *doc, kind, namespace string, given map[string]string, dry map[string]bool) []argoMetric {
 	s := t.top().get("spec")
-	args := argoArgs(s.get("args"))
-	for k, v := range given {
-		args[k] = v
+	defaults := argoArgs(s.get("args"))
+	args := maps.Clone(defaults)
+	maps.Copy(args, given)
+	pipitKind := v1alpha1.KindMetricTemplate
+	if kind == "ClusterAnalysisTemplate" {
+		pipitKind, namespace = v1alpha1.KindClusterMetricTemplate, ""
 	}
 	for _, d := range s.get("dryRun").items() {
 		dry[d.get("metricName").str()] = true
 	}
 	s.drop("measurementRetention", "pipit keeps the last measurements of each metric in its status")
 	var out []argoMetric
-	for _, m := range s.get("metrics").items() {
+	metrics := s.get("metrics").items()
+	for _, m := range metrics {
 		if am, ok := c.argoMetric(m, args); ok {
 			am.spec.DryRun = dry[am.spec.Name] || dry["*"]
+			c.argoTemplated(&am, t, pipitKind, namespace, len(metrics), defaults, given)
 			out = append(out, am)
 		}
 	}
@@ -144,6 +153,7 @@ func (c *converter) argoMetric(m field, args map[string]string) (argoMetric, boo
 		m.whole()
 		return am, false
 	}
+	am.raw = ms.Provider.DeepCopy()
 	if substituteArgs(ms.Provider, args, &missing); len(missing) > 0 {
 		m.whole()
 		m.noteHere(fmt.Sprintf("metric %q uses %s, which has no value; not carried over", ms.Name, strings.Join(missing, ", ")))

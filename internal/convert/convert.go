@@ -6,7 +6,6 @@
 package convert
 
 import (
-	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
@@ -87,6 +86,8 @@ type converter struct {
 	opts      Options
 	res       *Result
 	templates map[string]*doc // by kind/namespace/name
+	// out are the pipit metric templates written.
+	out outTemplates
 }
 
 // Convert converts the Flagger and Argo Rollouts objects of sources.
@@ -149,36 +150,17 @@ func (c *converter) convertOne(d *doc) {
 		objs = c.argoRollout(d)
 	}
 	if objs == nil {
+		c.out.drop()
 		c.res.Failed = append(c.res.Failed, fmt.Sprintf("%s:%d: %s %s", d.file, d.root.Line, d.kind, d.name))
 		d.top().whole()
 		return
 	}
 	d.leftovers()
+	c.res.Objects = append(c.res.Objects, c.out.flush()...)
 	c.res.Objects = append(c.res.Objects, objs...)
-	if !validates(d, objs[0]) {
+	if !c.validates(d, objs[0]) {
 		c.res.Failed = append(c.res.Failed, fmt.Sprintf("%s:%d: %s %s (written, but it does not validate)", d.file, d.root.Line, d.kind, d.name))
 	}
-}
-
-// validates runs the converted rollout through pipit's validation, as
-// `pipit validate` would read it, and notes each problem at the source
-// object.
-func validates(d *doc, rollout any) bool {
-	var b bytes.Buffer
-	if err := Write(&b, []any{rollout}); err != nil {
-		d.note(d.root.Line, "", err.Error())
-		return false
-	}
-	_, err := spec.ParseFile("converted", b.Bytes())
-	var errs spec.Errors
-	if errors.As(err, &errs) {
-		for _, e := range errs {
-			d.note(d.root.Line, "", fmt.Sprintf("the converted rollout does not validate: %s: %s", e.Field, e.Reason))
-		}
-	} else if err != nil {
-		d.note(d.root.Line, "", "the converted rollout does not validate: "+err.Error())
-	}
-	return err == nil
 }
 
 // finishTemplates names the fields of the templates used that were not
@@ -186,7 +168,7 @@ func validates(d *doc, rollout any) bool {
 func (c *converter) finishTemplates() {
 	for _, d := range c.templates {
 		if len(d.used) == 0 {
-			d.note(d.root.Line, "", "not used by any Canary or Rollout of the input; pipit writes a template's metrics into the rollouts that use it, so it is not written on its own")
+			d.note(d.root.Line, "", "not used by any Canary or Rollout of the input; pipit writes the templates the converted rollouts use, so it is not written")
 			continue
 		}
 		d.leftovers()

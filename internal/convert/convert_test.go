@@ -55,12 +55,19 @@ func convertFiles(t *testing.T, files ...string) conversion {
 }
 
 // validOutput reads the output as `pipit validate -` does: every rollout
-// in it must validate, and the Deployments beside them are set aside.
+// in it must validate with the templates written beside it, and the
+// Deployments beside them are set aside.
 // `pipit lint` must find no error in it either: its warnings are the
 // source's own choices (a pause without timeout), carried over.
 func validOutput(t *testing.T, c conversion) *spec.Source {
 	t.Helper()
 	src, err := spec.ReadSource(spec.Stdin, bytes.NewReader(c.out))
+	if err == nil {
+		// The rollouts' templateRefs name templates of the output.
+		if errs := spec.ExpandSources([]*spec.Source{src}); len(errs) > 0 {
+			err = errs
+		}
+	}
 	if err != nil {
 		t.Errorf("the output does not validate:\n%v\noutput:\n%s\nnotes:\n%s", err, c.out, c.notes)
 		return nil

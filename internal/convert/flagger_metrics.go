@@ -69,7 +69,7 @@ func (c *converter) flaggerMetric(m field, cc *canaryContext) (v1alpha1.MetricSp
 	var prom *v1alpha1.PrometheusProvider
 	switch ref, q := m.get("templateRef"), m.get("query"); {
 	case ref.ok():
-		prom = c.flaggerTemplate(ref, cc.r.Namespace)
+		return c.flaggerTemplateMetric(ms, m, ref, cc, vars)
 	case q.ok():
 		prom = &v1alpha1.PrometheusProvider{Address: c.opts.PrometheusURL, Query: q.str()}
 	default:

@@ -1,13 +1,47 @@
 package convert
 
 import (
+	"bytes"
 	"path/filepath"
 	"strings"
 	"testing"
+	"text/template"
 	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/spec"
 )
+
+// expandedQuery reads the conversion's output as pipit up would, with its
+// templates, and runs the query of the first rollout's metric with its
+// arguments and the fields in data.
+func expandedQuery(t *testing.T, c conversion, metric string, data map[string]any) string {
+	t.Helper()
+	src, err := spec.ParseSource("out.yaml", c.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := spec.ExpandSources([]*spec.Source{src}); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	for _, m := range src.Documents[0].Rollout.Spec.Analysis.Metrics {
+		if m.Name != metric {
+			continue
+		}
+		if data == nil {
+			data = map[string]any{}
+		}
+		data["Args"] = m.Args
+		tmpl := template.Must(template.New("").Option("missingkey=error").Parse(m.Provider.Prometheus.Query))
+		var b bytes.Buffer
+		if err := tmpl.Execute(&b, data); err != nil {
+			t.Fatal(err)
+		}
+		return b.String()
+	}
+	t.Fatalf("no metric %s in the output", metric)
+	return ""
+}
 
 // converted converts one testdata file into its single rollout.
 func converted(t *testing.T, name string) (*v1alpha1.Rollout, conversion) {
@@ -46,11 +80,16 @@ func TestFlaggerMeaning(t *testing.T) {
 	if strings.Join(names, ",") != "request-success-rate,errors" {
 		t.Errorf("metrics %v, want request-success-rate and errors (the others have no pipit source)", names)
 	}
-	q := a.Metrics[1].Provider.Prometheus.Query
-	for _, want := range []string{`wl="web-{{ .Role }}"`, `region="eu-west-1"`, `[1m]`, `ns="{{ .Namespace }}"`} {
-		if !strings.Contains(q, want) {
-			t.Errorf("template query %q lacks %s", q, want)
-		}
+	// The MetricTemplate is written as a pipit template, its variables
+	// passed by the metric; expanded, the query is Flagger's for each
+	// version.
+	errs := a.Metrics[1]
+	if errs.Provider != nil || errs.TemplateRef == nil || errs.TemplateRef.Name != "region-errors" {
+		t.Fatalf("errors = %+v, want a templateRef to region-errors", errs)
+	}
+	want := `sum(rate(errors{ns="shop",wl="web-canary",region="eu-west-1"}[1m]))`
+	if got := expandedQuery(t, c, "errors", map[string]any{"Namespace": "shop", "Role": "canary"}); got != want {
+		t.Errorf("the template's query, expanded for the canary, is %s, want %s", got, want)
 	}
 	if !strings.Contains(a.Metrics[0].Provider.Prometheus.Query, "istio_requests_total") {
 		t.Errorf("the Istio rollout's built-in metric is not measured from Istio's metrics: %s", a.Metrics[0].Provider.Prometheus.Query)
@@ -67,15 +106,18 @@ func TestFlaggerMeaning(t *testing.T) {
 // TestArgoMeaning checks an Argo canary with templates and a blue-green
 // Rollout once converted.
 func TestArgoMeaning(t *testing.T) {
-	r, _ := converted(t, "argo-analysis.yaml")
+	r, c0 := converted(t, "argo-analysis.yaml")
 	var success *v1alpha1.MetricSpec
 	for i, m := range r.Spec.Analysis.Metrics {
 		if m.Name == "success-rate" {
 			success = &r.Spec.Analysis.Metrics[i]
 		}
 	}
-	if success == nil || success.SuccessCondition != "result >= 0.95" || !strings.Contains(success.Provider.Prometheus.Query, `service="checkout-canary"`) {
-		t.Fatalf("success-rate = %+v; want the arguments substituted and result[0] read as result", success)
+	if success == nil || success.SuccessCondition != "result >= 0.95" || success.TemplateRef == nil || success.Args["service-name"] != "checkout-canary" {
+		t.Fatalf("success-rate = %+v; want a templateRef with the rollout's argument, the condition's substituted and result[0] read as result", success)
+	}
+	if got := expandedQuery(t, c0, "success-rate", nil); !strings.Contains(got, `service="checkout-canary"`) {
+		t.Errorf("the template's query, expanded, is %s; want the argument's value in it", got)
 	}
 	if s := r.Spec.Strategy.Steps[1]; s.Analysis == nil || s.Analysis.Checks != 4 {
 		t.Errorf("the analysis step is %+v, want 4 checks (the template's count)", s)
@@ -91,8 +133,8 @@ func TestArgoMeaning(t *testing.T) {
 	if p := bg.Spec.PostPromotion; p == nil || p.Duration.Duration != time.Minute || bg.Spec.UndoWindow.Duration != time.Minute {
 		t.Errorf("post promotion %+v, undo window %v: want 3 × 20s, and the undo window at least as long", p, bg.Spec.UndoWindow)
 	}
-	if len(c.res.Objects) != 2 {
-		t.Errorf("wrote %d objects, want the rollout and the Deployment of its template", len(c.res.Objects))
+	if len(c.res.Objects) != 3 {
+		t.Errorf("wrote %d objects, want the metric template, the rollout and the Deployment of its pod template", len(c.res.Objects))
 	}
 }
 

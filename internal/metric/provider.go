@@ -25,6 +25,9 @@ type Query struct {
 	Interval time.Duration
 	// Vars are the analysis' variables.
 	Vars map[string]string
+	// Args are the metric's arguments (MetricSpec.Args), with a
+	// template's defaults filled in.
+	Args map[string]string
 }
 
 // Env is what providers take from the runtime that runs them.

@@ -167,7 +167,7 @@ func (s *Set) measureBuiltin(metrics []spec.PlanMetric, st v1alpha1.RolloutStatu
 
 func (s *Set) measureProvider(ctx context.Context, m spec.PlanMetric, p Provider, st v1alpha1.RolloutStatus) rollout.Measurement {
 	meas := rollout.Measurement{Metric: m.Name}
-	q := Query{Rollout: s.rollout, Namespace: s.namespace, Interval: s.plan.Interval, Vars: s.plan.Vars}
+	q := Query{Rollout: s.rollout, Namespace: s.namespace, Interval: s.plan.Interval, Vars: s.plan.Vars, Args: m.Args}
 	side := func(role string, v *v1alpha1.VersionRef) (*float64, []float64, error) {
 		if v == nil {
 			return nil, nil, nil

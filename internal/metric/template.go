@@ -22,6 +22,8 @@ type templateData struct {
 	// Interval is the window as a Prometheus duration, such as "60s".
 	Interval string
 	Vars     map[string]string
+	// Args are the metric's arguments, such as a template's service.
+	Args map[string]string
 }
 
 // parseTemplate parses a provider template. A missing variable is an error
@@ -37,9 +39,12 @@ func parseTemplate(name, text string) (*template.Template, error) {
 
 // render runs a template for one query.
 func render(t *template.Template, q Query) (string, error) {
-	vars := q.Vars
+	vars, args := q.Vars, q.Args
 	if vars == nil {
 		vars = map[string]string{}
+	}
+	if args == nil {
+		args = map[string]string{}
 	}
 	data := templateData{
 		Rollout:   q.Rollout,
@@ -49,6 +54,7 @@ func render(t *template.Template, q Query) (string, error) {
 		Role:      q.Role,
 		Interval:  promDuration(q.Interval),
 		Vars:      vars,
+		Args:      args,
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, data); err != nil {

@@ -10,6 +10,7 @@ func TestRender(t *testing.T) {
 	q := Query{
 		Rollout: "shop", Namespace: "prod", Version: "v2", Role: "canary",
 		Interval: time.Minute, Vars: map[string]string{"job": "api"},
+		Args: map[string]string{"service": "checkout"},
 	}
 	cases := []struct {
 		name, text, want, err string
@@ -20,7 +21,9 @@ func TestRender(t *testing.T) {
 		{name: "whole seconds", text: `{{ .Interval }}`, interval: 90 * time.Second, want: "90s"},
 		{name: "milliseconds", text: `{{ .Interval }}`, interval: 1500 * time.Millisecond, want: "1500ms"},
 		{name: "url escaping is available", text: `{{ .Vars.job | urlquery }}`, want: "api"},
+		{name: "a template's argument", text: `{{ .Args.service }}/{{ .Vars.job }}`, want: "checkout/api"},
 		{name: "missing variable", text: `{{ .Vars.nope }}`, err: `map has no entry for key "nope"`},
+		{name: "missing argument", text: `{{ .Args.nope }}`, err: `map has no entry for key "nope"`},
 		{name: "unknown field", text: `{{ .Service }}`, err: "can't evaluate field Service"},
 	}
 	for _, c := range cases {

@@ -33,6 +33,7 @@ var (
 	presetType   = reflect.TypeFor[v1alpha1.Preset]()
 	jsonType     = reflect.TypeFor[apiextensionsv1.JSON]()
 	rolloutType  = reflect.TypeFor[v1alpha1.Rollout]()
+	templateType = reflect.TypeFor[v1alpha1.RolloutMetricTemplate]()
 	metaType     = reflect.TypeFor[metav1.ObjectMeta]()
 )
 

@@ -10,9 +10,10 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 )
 
-// TestExamples parses and resolves every example, so that the examples
-// shipped with pipit always load.
-func TestExamples(t *testing.T) {
+// examplePlans parses and resolves every example, and returns their plans
+// by file name.
+func examplePlans(t *testing.T) map[string]Plan {
+	t.Helper()
 	files, err := filepath.Glob("../../examples/*.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -33,10 +34,10 @@ func TestExamples(t *testing.T) {
 				t.Errorf("%s: Resolve %s: %v", f, r.Name, err)
 			}
 			plans[filepath.Base(f)] = p
-			if filepath.Base(f) == "kubernetes-several.yaml" {
+			switch filepath.Base(f) {
+			case "kubernetes-several.yaml":
 				checkSeveralExample(t, r)
-			}
-			if filepath.Base(f) == "process.yaml" {
+			case "process.yaml":
 				proc, notes := r.Spec.Service.Stable.Process, r.Spec.Notifications
 				if proc == nil || proc.Readiness == nil || proc.Liveness == nil || len(notes) != 1 || notes[0].URLEnv == "" {
 					t.Errorf("process.yaml: want a process with readiness and liveness probes and a notifier whose URL comes from the environment")
@@ -44,7 +45,14 @@ func TestExamples(t *testing.T) {
 			}
 		}
 	}
+	return plans
+}
 
+// TestExamples parses and resolves every example, so that the examples
+// shipped with pipit always load, and checks the plans of the canary
+// ones.
+func TestExamples(t *testing.T) {
+	plans := examplePlans(t)
 	// The seed plan: 5% → 25% → 50% → promoted, each stage soaking ten
 	// minutes and then passing one check.
 	var want []PlanStep
@@ -75,6 +83,13 @@ func TestExamples(t *testing.T) {
 	if p := plans["preset.yaml"]; !reflect.DeepEqual(p.Steps, stagesOf([]float64{10}, 5*time.Minute)) {
 		t.Errorf("preset.yaml plan = %+v", p.Steps)
 	}
+}
+
+// TestStrategyExamples checks the plans of the examples of the other
+// strategies and features: the watch after a promotion, blue-green,
+// metric templates, an approval at the end.
+func TestStrategyExamples(t *testing.T) {
+	plans := examplePlans(t)
 	if pp := plans["post-promotion.yaml"].PostPromotion; pp == nil || pp.Duration != 10*time.Minute || len(pp.Metrics) != 2 ||
 		pp.Metrics[1].Compare == nil || plans["post-promotion.yaml"].UndoWindow != 30*time.Minute {
 		t.Errorf("post-promotion.yaml watch = %+v", pp)
@@ -85,6 +100,10 @@ func TestExamples(t *testing.T) {
 	}
 	if p := plans["kubernetes-blue-green.yaml"]; !p.BlueGreen || !reflect.DeepEqual(p.Steps, []PlanStep{{Kind: StepAnalysis, Checks: 3}}) {
 		t.Errorf("kubernetes-blue-green.yaml plan = %+v", p)
+	}
+	if m := plans["metric-templates.yaml"].Analysis.Metrics; len(m) != 2 || m[0].Provider == nil || m[0].Args["route"] != "/checkout" ||
+		*m[0].ThresholdRange.Max != 1 || *m[1].ThresholdRange.Max != 0.1 || m[1].Unit != "%" {
+		t.Errorf("metric-templates.yaml metrics = %+v, want both from the template, the second with its own threshold", m)
 	}
 	hybrid := plans["hybrid.yaml"].Steps
 	if last := hybrid[len(hybrid)-1]; last.Kind != StepApproval || last.Duration != 8*time.Hour || last.OnTimeout != v1alpha1.ApprovalRollback {

@@ -59,7 +59,7 @@ func (v *validator) flag(s *v1alpha1.RolloutSpec) {
 	}
 	if a := s.Analysis; a != nil {
 		for i, m := range a.Metrics {
-			if m.Provider == nil && (m.Name == MetricCPUUsage || m.Name == MetricMemoryUsage) {
+			if isBuiltin(m) && (m.Name == MetricCPUUsage || m.Name == MetricMemoryUsage) {
 				v.add(fmt.Sprintf("spec.analysis.metrics[%d].name", i), "%s is measured on processes pipit runs; a flag has none", m.Name)
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -122,6 +123,14 @@ func parseStream(filename string, data []byte, how reading) (*Source, error) {
 			src.Others = append(src.Others, other)
 			continue
 		}
+		if isTemplateKind(scalarField(root, "kind")) {
+			t, d := decodeTemplate(filename, root)
+			errs = append(errs, d.errs...)
+			if t != nil {
+				src.Templates = append(src.Templates, t)
+			}
+			continue
+		}
 		r, d := decodeDocument(filename, root)
 		errs = append(errs, d.errs...)
 		if r == nil {
@@ -136,7 +145,7 @@ func parseStream(filename string, data []byte, how reading) (*Source, error) {
 		}
 		src.Documents = append(src.Documents, &Document{Rollout: r, File: filename, pos: d.pos})
 	}
-	if len(errs) == 0 && len(src.Documents) == 0 && how != anyManifests {
+	if len(errs) == 0 && len(src.Documents) == 0 && len(src.Templates) == 0 && how != anyManifests {
 		errs = append(errs, &FieldError{File: filename, Reason: "holds no rollout"})
 	}
 	if len(errs) > 0 {
@@ -155,23 +164,44 @@ func decodeDocument(filename string, root *yaml.Node) (*v1alpha1.Rollout, *decod
 		d.report(root, "", "a rollout is a mapping, not a list; separate several rollouts with ---")
 		return nil, d
 	}
-	v, ok := d.value(root, rolloutType, "")
-	if !ok {
+	var r v1alpha1.Rollout
+	if !d.into(root, rolloutType, &r) {
 		return nil, d
+	}
+	d.errs = append(d.errs, d.locate(Validate(&r))...)
+	return &r, d
+}
+
+// decodeTemplate turns one document of a metric template kind into a
+// template and validates it, as decodeDocument does a rollout.
+func decodeTemplate(filename string, root *yaml.Node) (*TemplateDocument, *decoder) {
+	d := &decoder{file: filename, pos: map[string]position{"": at(root)}}
+	var t v1alpha1.RolloutMetricTemplate
+	if !d.into(root, templateType, &t) {
+		return nil, d
+	}
+	d.errs = append(d.errs, d.locate(ValidateTemplate(&t))...)
+	return &TemplateDocument{Template: &t, File: filename, pos: d.pos}, d
+}
+
+// into decodes root, checked against type t, into out; it reports false
+// when the document was refused.
+func (d *decoder) into(root *yaml.Node, t reflect.Type, out any) bool {
+	v, ok := d.value(root, t, "")
+	if !ok {
+		return false
 	}
 	raw, err := json.Marshal(v)
 	if err == nil {
-		var r v1alpha1.Rollout
-		if err = json.Unmarshal(raw, &r); err == nil {
-			d.errs = append(d.errs, d.locate(Validate(&r))...)
-			return &r, d
+		if err = json.Unmarshal(raw, out); err == nil {
+			return true
 		}
 	}
 	// The walk checked every value against its type, so this is a bug
 	// in pipit rather than in the file; still say where.
-	d.errs = append(d.errs, &FieldError{File: filename, Line: root.Line, Column: root.Column,
-		Reason: "pipit could not decode this rollout: " + err.Error()})
-	return nil, d
+	d.errs = append(d.errs, &FieldError{File: d.file, Line: root.Line, Column: root.Column,
+		Reason: "pipit could not decode this document: " + err.Error()})
+	return false
 }
 
 // locate gives validation errors the position of their field, or of its

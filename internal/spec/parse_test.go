@@ -503,5 +503,8 @@ func load(path string) ([]*v1alpha1.Rollout, error) {
 	if err != nil {
 		return nil, err
 	}
+	if errs := ExpandSources([]*Source{src}); len(errs) > 0 {
+		return nil, errs
+	}
 	return src.Rollouts(), nil
 }

@@ -204,7 +204,7 @@ func (v *validator) usageMetrics(s *v1alpha1.RolloutSpec) {
 		versions = append(versions, version{"spec.service.canary", c.Process})
 	}
 	for i, m := range s.Analysis.Metrics {
-		if m.Provider != nil {
+		if !isBuiltin(m) {
 			continue
 		}
 		for _, ver := range versions {
@@ -253,7 +253,7 @@ func CheckCanary(s *v1alpha1.RolloutSpec, v v1alpha1.VersionRef) error {
 	}
 	if s.Analysis != nil {
 		for _, m := range s.Analysis.Metrics {
-			if reason := usageProblem(m.Name, "version "+v.Version, v.Process); m.Provider == nil && reason != "" {
+			if reason := usageProblem(m.Name, "version "+v.Version, v.Process); isBuiltin(m) && reason != "" {
 				return errors.New(reason)
 			}
 		}

@@ -24,6 +24,9 @@ type Source struct {
 	Name string
 	// Documents are the rollouts, in the order they are written.
 	Documents []*Document
+	// Templates are the metric templates, of both kinds, in the order
+	// they are written.
+	Templates []*TemplateDocument
 	// Others are the documents that are not pipit's, such as the
 	// Deployment a Kubernetes rollout's targetRef names.
 	Others []*Other
@@ -53,6 +56,14 @@ type Document struct {
 func (d *Document) Position(field string) (line, column int) {
 	p := nearest(d.pos, field)
 	return p.line, p.column
+}
+
+// TemplateDocument is one valid metric template, of either kind (see
+// ValidateTemplate), with where each of its fields is written.
+type TemplateDocument struct {
+	Template *v1alpha1.RolloutMetricTemplate
+	File     string
+	pos      map[string]position
 }
 
 // Other is a document of another API than pipit's in a manifest stream.
@@ -139,4 +150,53 @@ func scalarField(n *yaml.Node, key string) string {
 		return v.Value
 	}
 	return ""
+}
+
+// ParseSource parses data as ParseFile does, but keeps the metric
+// templates written beside the rollouts: the reader of pipit up's files.
+func ParseSource(filename string, data []byte) (*Source, error) {
+	return parseStream(filename, data, rolloutsOnly)
+}
+
+// ExpandSources resolves the templateRefs of the rollouts of srcs from
+// the templates of srcs, all files together as pipit up -f reads them,
+// and replaces each document's rollout by its expanded copy (see
+// ExpandTemplates). It reports every problem located in its file: a
+// template defined twice, a missing one, an argument.
+func ExpandSources(srcs []*Source) Errors {
+	set := NewTemplateSet("in the files given")
+	var errs Errors
+	first := map[templateKey]string{}
+	for _, src := range srcs {
+		for _, td := range src.Templates {
+			t := td.Template
+			k := keyOf(t.Kind, t.Namespace, t.Name)
+			if prev, dup := first[k]; dup {
+				errs = append(errs, locateIn(td.File, td.pos, Errors{{Field: "metadata.name",
+					Reason: fmt.Sprintf("%s is already defined in %s", k, prev)}})...)
+				continue
+			}
+			first[k] = fmt.Sprintf("%s:%d", td.File, nearest(td.pos, "metadata.name").line)
+			set.Add(t.Kind, t.Namespace, t.Name, &t.Spec)
+		}
+	}
+	for _, src := range srcs {
+		for _, doc := range src.Documents {
+			r, es := ExpandTemplates(doc.Rollout, set)
+			errs = append(errs, locateIn(doc.File, doc.pos, es)...)
+			doc.Rollout = r
+		}
+	}
+	errs.sortByPosition()
+	return errs
+}
+
+// locateIn gives problems found in a document of file the position of
+// their field, or of its nearest parent written.
+func locateIn(file string, pos map[string]position, errs Errors) Errors {
+	for _, e := range errs {
+		p := nearest(pos, e.Field)
+		e.File, e.Line, e.Column = file, p.line, p.column
+	}
+	return errs
 }

@@ -28,7 +28,7 @@ func MetricUnit(m v1alpha1.MetricSpec) string {
 	if m.Unit != "" {
 		return m.Unit
 	}
-	if m.Provider != nil {
+	if !isBuiltin(m) {
 		return ""
 	}
 	u, builtin := metricUnit(m.Name)
@@ -60,8 +60,8 @@ const maxUnitLength = 16
 func (v *validator) unitField(p string, m *v1alpha1.MetricSpec) {
 	switch u := m.Unit; {
 	case u == "":
-	case m.Provider == nil:
-		v.add(p, "is for metrics with a provider; the built-in metrics know their own (docs/spec.md, Built-in metrics)")
+	case isBuiltin(*m):
+		v.add(p, "is for metrics with a provider or a templateRef; the built-in metrics know their own (docs/spec.md, Built-in metrics)")
 	case len(u) > maxUnitLength:
 		v.add(p, "must be at most %d bytes, such as ms or req/s, not %q", maxUnitLength, clip(u))
 	case strings.TrimSpace(u) != u || strings.IndexFunc(u, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0:

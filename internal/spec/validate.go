@@ -105,14 +105,19 @@ func (v *validator) notNegative(field string, n *int32) {
 	}
 }
 
-func (v *validator) header(r *v1alpha1.Rollout) {
-	switch r.APIVersion {
+// apiVersion checks a document's apiVersion, pipit's for every kind.
+func (v *validator) apiVersion(av string) {
+	switch av {
 	case v1alpha1.APIVersion:
 	case "":
 		v.add("apiVersion", "is required: %s", v1alpha1.APIVersion)
 	default:
-		v.add("apiVersion", "must be %s, not %q", v1alpha1.APIVersion, clip(r.APIVersion))
+		v.add("apiVersion", "must be %s, not %q", v1alpha1.APIVersion, clip(av))
 	}
+}
+
+func (v *validator) header(r *v1alpha1.Rollout) {
+	v.apiVersion(r.APIVersion)
 	switch r.Kind {
 	case v1alpha1.KindRollout:
 	case "":

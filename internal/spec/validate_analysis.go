@@ -65,7 +65,7 @@ func CompareDirection(m v1alpha1.MetricSpec) string {
 	if m.Compare != nil && m.Compare.Direction != "" {
 		return m.Compare.Direction
 	}
-	if m.Provider == nil {
+	if isBuiltin(m) {
 		for _, b := range builtinMetrics {
 			if b.name == builtinName(m.Name) {
 				return b.worse
@@ -215,12 +215,15 @@ func (v *validator) metricList(p string, metrics []v1alpha1.MetricSpec) {
 
 func (v *validator) metric(p string, m *v1alpha1.MetricSpec) {
 	u, builtin := metricUnit(m.Name)
-	if _, conv := ConversionGoal(m.Name); conv && m.Provider == nil {
+	if _, conv := ConversionGoal(m.Name); conv && isBuiltin(*m) {
 		v.conversionMetric(p, m.Name)
 	}
 	switch {
+	case m.TemplateRef != nil:
+		v.templateRef(p, m)
 	case m.Provider != nil:
 		v.provider(p+".provider", m.Provider)
+		v.errs = append(v.errs, checkArgs(p+".args", m.Provider, m.Args, nil)...)
 	case m.Name == "":
 		v.add(p+".name", "is required: one of %s, or a name of your own with a provider", metricNames())
 	case !builtin:
@@ -231,11 +234,14 @@ func (v *validator) metric(p string, m *v1alpha1.MetricSpec) {
 				clip(m.Name), metricNames())
 		}
 	}
-	if m.Provider != nil && m.Name == "" {
+	if (m.Provider != nil || m.TemplateRef != nil) && m.Name == "" {
 		v.add(p+".name", "is required")
 	}
+	if m.Args != nil && m.Provider == nil && m.TemplateRef == nil {
+		v.add(p+".args", "are the values of {{ .Args.NAME }} in a provider's query: set them on a metric with a provider or a templateRef")
+	}
 	if m.ThresholdRange != nil {
-		v.threshold(p+".thresholdRange", m.Name, u, builtin && m.Provider == nil, m.ThresholdRange)
+		v.threshold(p+".thresholdRange", m.Name, u, builtin && isBuiltin(*m), m.ThresholdRange)
 	}
 	v.condition(p+".successCondition", m.SuccessCondition)
 	v.condition(p+".failureCondition", m.FailureCondition)
@@ -246,7 +252,7 @@ func (v *validator) metric(p string, m *v1alpha1.MetricSpec) {
 		default:
 			v.add(p+".compare.direction", "must be increase, decrease or either, not %q", clip(c.Direction))
 		}
-		if builtin && m.Provider == nil && m.Name == "request-count" {
+		if builtin && isBuiltin(*m) && m.Name == "request-count" {
 			v.add(p+".compare", "request-count cannot be compared: each version's share of the requests is its weight, not its behaviour; compare request-success-rate or a latency instead")
 		}
 		if f := c.AllowedChange; f != nil && !(*f >= 0 && !math.IsInf(*f, 0)) {

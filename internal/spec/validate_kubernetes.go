@@ -123,7 +123,7 @@ func (v *validator) kubernetesSettings(p string, k *v1alpha1.KubernetesSpec) {
 // (--prometheus-url), from the series of the rollout's router.
 func (v *validator) kubernetesMetrics(field string, metrics []v1alpha1.MetricSpec) {
 	for i, m := range metrics {
-		if m.Provider == nil && (m.Name == MetricCPUUsage || m.Name == MetricMemoryUsage) {
+		if isBuiltin(m) && (m.Name == MetricCPUUsage || m.Name == MetricMemoryUsage) {
 			v.add(fmt.Sprintf("%s[%d].provider", field, i),
 				"is required in Kubernetes for %s: it is measured on the processes pipit runs in standalone mode; use a prometheus provider (such as the kubelet's container_cpu_usage_seconds_total)", m.Name)
 		}

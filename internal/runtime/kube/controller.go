@@ -190,8 +190,8 @@ type Reconciler struct {
 }
 
 // SetupWithManager registers the controller: Rollouts, the Deployments
-// they target, the copies they own and the RolloutCommands to them wake
-// it.
+// they target, the copies they own, the RolloutCommands to them and the
+// metric templates they use wake it.
 func (rc *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, concurrency int) error {
 	if concurrency <= 0 {
 		concurrency = 8
@@ -213,11 +213,16 @@ func (rc *Reconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager, co
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.RolloutCommand{}, commandIndex, indexCommands); err != nil {
 		return err
 	}
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Rollout{}, templateIndex, templateKeys); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		For(&v1alpha1.Rollout{}).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(rc.rolloutsOf)).
 		Watches(&v1alpha1.RolloutCommand{}, handler.EnqueueRequestsFromMapFunc(rolloutOfCommand)).
+		Watches(&v1alpha1.RolloutMetricTemplate{}, handler.EnqueueRequestsFromMapFunc(rc.rolloutsOfTemplate)).
+		Watches(&v1alpha1.ClusterRolloutMetricTemplate{}, handler.EnqueueRequestsFromMapFunc(rc.rolloutsOfTemplate)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: concurrency, SkipNameValidation: ptr.To(true)}).
 		Complete(rc)
 }
@@ -262,7 +267,17 @@ func (rc *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (rec
 		rc.log().Info("rollout refused", "rollout", req.NamespacedName, "err", err)
 		return reconcile.Result{}, stall(ctx, rc.Direct, req.NamespacedName, r.Generation, "InvalidSpec", err.Error())
 	}
-	m, err := rc.managedFor(&r)
+	expanded, problems, err := rc.withTemplates(ctx, &r)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if len(problems) > 0 {
+		rc.forget(req.NamespacedName)
+		// The watch on the templates wakes the rollout when one is
+		// created or changed; the poll is a safety net.
+		return reconcile.Result{RequeueAfter: stalledPoll}, stall(ctx, rc.Direct, req.NamespacedName, r.Generation, "TemplateProblem", problems.Error())
+	}
+	m, err := rc.managedFor(expanded)
 	if err != nil {
 		reason := "InvalidSpec"
 		if _, ok := errors.AsType[*noPrometheusError](err); ok {
@@ -270,7 +285,7 @@ func (rc *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (rec
 		}
 		return reconcile.Result{}, stall(ctx, rc.Direct, req.NamespacedName, r.Generation, reason, err.Error())
 	}
-	wait, err := m.tick(ctx, &r, rc.now())
+	wait, err := m.tick(ctx, expanded, rc.now())
 	if errors.Is(err, target.ErrNotReady) {
 		return reconcile.Result{RequeueAfter: notReadyPoll}, nil // a copy is still rolling out
 	}
@@ -305,8 +320,8 @@ func validate(r *v1alpha1.Rollout) error {
 	return nil
 }
 
-// managedFor returns the rollout's runner, built anew when the spec
-// changed since it was built. The lock is held only to look the runner up
+// managedFor returns the rollout's runner, built anew when the spec, or
+// a metric template it uses, changed since it was built. The lock is held only to look the runner up
 // and to detach or attach one: stopping the old runner waits for its hooks
 // and notifications, which must not hold up the reconciles of other
 // rollouts. Reconciles of one rollout never overlap, so nothing else
@@ -315,7 +330,7 @@ func (rc *Reconciler) managedFor(r *v1alpha1.Rollout) (*managed, error) {
 	key := types.NamespacedName{Namespace: r.Namespace, Name: r.Name}
 	rc.mu.Lock()
 	old := rc.rollouts[key]
-	if old != nil && old.generation == r.Generation {
+	if old != nil && old.generation == r.Generation && old.measured.equal(measuredOf(r)) {
 		rc.mu.Unlock()
 		return old, nil
 	}

@@ -216,6 +216,17 @@ var invalidRollouts = []struct {
 		"strategy":   map[string]any{"steps": []any{map[string]any{"setWeight": int64(10)}}},
 	},
 	field: "spec.targetRefs", reason: "each Deployment may be named once",
+}, {
+	name: "provider and templateRef", path: []string{"spec", "analysis", "metrics"},
+	value: []any{map[string]any{
+		"name": "errors", "templateRef": map[string]any{"name": "error-ratio"},
+		"provider": map[string]any{"prometheus": map[string]any{"address": "http://127.0.0.1:9090", "query": "up"}},
+	}},
+	field: "spec.analysis.metrics[0]", reason: "set provider or templateRef, not both",
+}, {
+	name: "templateRef of another project's kind", path: []string{"spec", "analysis", "metrics"},
+	value: []any{map[string]any{"name": "errors", "templateRef": map[string]any{"name": "t", "kind": "AnalysisTemplate"}}},
+	field: "spec.analysis.metrics[0].templateRef.kind", reason: "supported values",
 }}
 
 // TestRolloutCRDRefusesInvalidRollouts: what pipit's validator refuses and

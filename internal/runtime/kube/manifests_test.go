@@ -125,7 +125,7 @@ func TestInstallManifests(t *testing.T) {
 	for _, o := range objs {
 		kinds[o.GetKind()]++
 	}
-	for kind, want := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 2, "ServiceAccount": 1,
+	for kind, want := range map[string]int{"Namespace": 1, "CustomResourceDefinition": 4, "ServiceAccount": 1,
 		"ClusterRole": 3, "ClusterRoleBinding": 1, "Role": 1, "RoleBinding": 1, "Deployment": 1, "Service": 1,
 		"ValidatingAdmissionPolicy": 1, "ValidatingAdmissionPolicyBinding": 1} {
 		if kinds[kind] != want {
@@ -141,6 +141,8 @@ func TestInstallManifests(t *testing.T) {
 		{Group: "pipit.dev", Resource: "rollouts", Verb: "watch", Namespace: "shop"},
 		{Group: "pipit.dev", Resource: "rollouts", Subresource: "status", Verb: "patch", Namespace: "shop"},
 		{Group: "pipit.dev", Resource: "rollouts", Subresource: "finalizers", Verb: "update", Namespace: "shop"},
+		{Group: "pipit.dev", Resource: "rolloutmetrictemplates", Verb: "watch", Namespace: "shop"},
+		{Group: "pipit.dev", Resource: "clusterrolloutmetrictemplates", Verb: "list"},
 		{Group: "apps", Resource: "deployments", Verb: "create", Namespace: "shop"},
 		{Group: "apps", Resource: "replicasets", Verb: "list", Namespace: "shop"},
 		{Resource: "pods", Verb: "watch", Namespace: "shop"},
@@ -156,6 +158,7 @@ func TestInstallManifests(t *testing.T) {
 		{Resource: "pods", Verb: "delete", Namespace: "shop"},
 		{Group: "apps", Resource: "replicasets", Verb: "delete", Namespace: "shop"},
 		{Group: "pipit.dev", Resource: "rollouts", Verb: "delete", Namespace: "shop"},
+		{Group: "pipit.dev", Resource: "rolloutmetrictemplates", Verb: "update", Namespace: "shop"},
 		{Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Namespace: "kube-system"},
 		{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "create"},
 	}
@@ -257,16 +260,26 @@ func peopleGetRolloutRights(t *testing.T, c *kubecluster.Cluster) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	for _, a := range []authzv1.ResourceAttributes{rollouts("patch", ""), rollouts("delete", ""), rollouts("get", "status")} {
+	templates := func(verb string) authzv1.ResourceAttributes {
+		return authzv1.ResourceAttributes{Group: "pipit.dev", Resource: "rolloutmetrictemplates", Verb: verb, Namespace: ns}
+	}
+	for _, a := range []authzv1.ResourceAttributes{rollouts("patch", ""), rollouts("delete", ""), rollouts("get", "status"),
+		templates("create"), templates("update")} {
 		if !allowedTo(t, c, "editor", a) {
 			t.Errorf("an editor may not %s", describe(a))
 		}
 	}
+	if !allowedTo(t, c, "viewer", templates("list")) {
+		t.Errorf("a viewer may not %s", describe(templates("list")))
+	}
 	for user, a := range map[string]authzv1.ResourceAttributes{"editor": rollouts("patch", "status"),
-		"viewer": rollouts("create", "")} {
+		"viewer": templates("create")} {
 		if allowedTo(t, c, user, a) {
 			t.Errorf("a %s may %s", user, describe(a))
 		}
+	}
+	if allowedTo(t, c, "viewer", rollouts("create", "")) {
+		t.Errorf("a viewer may %s", describe(rollouts("create", "")))
 	}
 }
 

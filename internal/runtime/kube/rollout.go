@@ -25,8 +25,11 @@ import (
 // the Rollout's status when the spec changes or the controller restarts.
 type managed struct {
 	generation int64
-	runner     *runtime.Runner
-	store      *statusStore
+	// measured is the analysis the runner was built for, with the
+	// metric templates expanded.
+	measured measured
+	runner   *runtime.Runner
+	store    *statusStore
 	// target and router fan each call out to the Deployments of the
 	// rollout (spec.targetRef, or each of spec.targetRefs).
 	target *target.DeploymentSet
@@ -166,6 +169,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 	ctx, cancel := context.WithCancel(rc.ctx)
 	m := &managed{
 		generation:  r.Generation,
+		measured:    measuredOf(r),
 		coordinated: len(r.Spec.TargetRefs) > 0,
 		notifier:    notify.NewDispatcher(notifiers, notify.Options{Clock: rc.Clock, Logger: log}),
 		hooks:       runtime.NewHooks(ctx, r.Name, r.Namespace, plan, rc.Clock, log),

@@ -403,29 +403,42 @@ func (d *Daemon) stableReady(f *frontend) bool {
 }
 
 // parseSources parses and validates every file before anything starts, and
-// reports all problems at once.
+// reports all problems at once. The metric templates of the files are
+// expanded into the rollouts' metrics that reference them (a template may
+// be in another file than its rollout), so the rest of the daemon never
+// sees a template, and a reload that changes one changes the analysis
+// of the rollouts using it.
 func parseSources(sources []Source) (rollouts []*v1alpha1.Rollout, raws [][]byte, files []string, err error) {
 	var errs []error
-	seen := map[string]string{}
+	var parsed []*spec.Source
+	data := map[*spec.Source][]byte{}
 	for _, src := range sources {
-		rs, err := spec.ParseFile(src.File, src.Data)
+		s, err := spec.ParseSource(src.File, src.Data)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		for _, r := range rs {
+		parsed = append(parsed, s)
+		data[s] = src.Data
+	}
+	if es := spec.ExpandSources(parsed); len(es) > 0 {
+		errs = append(errs, es)
+	}
+	seen := map[string]string{}
+	for _, src := range parsed {
+		for _, r := range src.Rollouts() {
 			if prev, dup := seen[r.Name]; dup {
-				errs = append(errs, fmt.Errorf("%s: rollout %q is also defined in %s", src.File, r.Name, prev))
+				errs = append(errs, fmt.Errorf("%s: rollout %q is also defined in %s", src.Name, r.Name, prev))
 				continue
 			}
-			seen[r.Name] = src.File
+			seen[r.Name] = src.Name
 			if spec.RuntimeOf(&r.Spec) != spec.RuntimeStandalone {
-				errs = append(errs, fmt.Errorf("%s: rollout %q names a targetRef: it runs in Kubernetes (kubectl apply, pipit controller), not in pipit up", src.File, r.Name))
+				errs = append(errs, fmt.Errorf("%s: rollout %q names a targetRef: it runs in Kubernetes (kubectl apply, pipit controller), not in pipit up", src.Name, r.Name))
 				continue
 			}
 			rollouts = append(rollouts, r)
-			raws = append(raws, src.Data)
-			files = append(files, src.File)
+			raws = append(raws, data[src])
+			files = append(files, src.Name)
 		}
 	}
 	if len(errs) == 0 && len(rollouts) == 0 {

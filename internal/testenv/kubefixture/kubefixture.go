@@ -41,6 +41,13 @@ const (
 	CommandCRDPath = "deploy/kubernetes/crd/pipit.dev_rolloutcommands.yaml"
 )
 
+// TemplateCRDPaths are the CRDs of the metric templates, namespaced and
+// cluster-scoped, relative to the repository's root.
+var TemplateCRDPaths = []string{
+	"deploy/kubernetes/crd/pipit.dev_rolloutmetrictemplates.yaml",
+	"deploy/kubernetes/crd/pipit.dev_clusterrolloutmetrictemplates.yaml",
+}
+
 // pollEvery is the time between two looks of a wait.
 const pollEvery = 100 * time.Millisecond
 
@@ -60,7 +67,8 @@ var (
 )
 
 // Cluster returns the test binary's shared cluster (see kubecluster.Start)
-// with pipit's Rollout and RolloutCommand CRDs installed and Established.
+// with pipit's CRDs (the Rollout's, the RolloutCommand's and the metric
+// templates') installed and Established.
 func Cluster(t testing.TB) *kubecluster.Cluster {
 	t.Helper()
 	c := kubecluster.Start(t)
@@ -78,7 +86,11 @@ func installCRDs(c *kubecluster.Cluster) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), WaitTimeout)
 	defer cancel()
-	return c.InstallCRDs(ctx, filepath.Join(root, filepath.FromSlash(CRDPath)), filepath.Join(root, filepath.FromSlash(CommandCRDPath)))
+	var files []string
+	for _, p := range append([]string{CRDPath, CommandCRDPath}, TemplateCRDPaths...) {
+		files = append(files, filepath.Join(root, filepath.FromSlash(p)))
+	}
+	return c.InstallCRDs(ctx, files...)
 }
 
 // scheme knows what the tests read and write: Kubernetes' own types,
