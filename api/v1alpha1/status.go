@@ -136,6 +136,11 @@ type RolloutStatus struct {
 	// +optional
 	Analysis AnalysisStatus `json:"analysis,omitempty"`
 
+	// Experiment is the state of an experiment (spec.strategy.experiment)
+	// while it runs, then its outcome: the winner with its numbers.
+	// +optional
+	Experiment *ExperimentStatus `json:"experiment,omitempty"`
+
 	// Commands are operator commands waiting for the controller
 	// (Kubernetes runtime), oldest first.
 	// +kubebuilder:validation:MaxItems=100
@@ -407,4 +412,92 @@ const (
 	WatchPassed WatchOutcome = "Passed"
 	WatchFailed WatchOutcome = "Failed"
 	WatchUndone WatchOutcome = "Undone"
+)
+
+// ExperimentStatus is an experiment's numbers and, once it ended, its
+// winner.
+type ExperimentStatus struct {
+	// Goal is the primary goal whose conversion rate decides.
+	Goal string `json:"goal"`
+	// PromoteIf is the rule the verdict followed: better or notWorse.
+	PromoteIf PromoteRule `json:"promoteIf"`
+	// StartedAt is when the treatment got its share of the users; the
+	// maximum duration is counted from it.
+	// +optional
+	StartedAt *metav1.MicroTime `json:"startedAt,omitempty"`
+	// Control is the stable version's users, Treatment the new one's, at
+	// the last check.
+	Control   ExperimentVariant `json:"control"`
+	Treatment ExperimentVariant `json:"treatment"`
+	// Difference is the treatment's conversion rate minus the control's,
+	// in percentage points; Interval its confidence interval (lower,
+	// upper) by the two-proportion z-test, at Confidence.
+	// +optional
+	Difference *float64 `json:"difference,omitempty"`
+	// +optional
+	Interval []float64 `json:"interval,omitempty"`
+	// +optional
+	Confidence float64 `json:"confidence,omitempty"`
+	// PValue is the p-value of the difference: the always-valid one of the
+	// sequential test, or the fixed z-test's when that decided.
+	// +optional
+	PValue *float64 `json:"pValue,omitempty"`
+	// SampleRatioPValue is the p-value of the sample-ratio-mismatch check
+	// of the visitors against the planned split.
+	// +optional
+	SampleRatioPValue *float64 `json:"sampleRatioPValue,omitempty"`
+	// Winner is empty while the experiment runs, then control, treatment
+	// or none.
+	// +optional
+	Winner ExperimentWinner `json:"winner,omitempty"`
+	// Reason says in a sentence why the experiment ended as it did.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Looks are the cumulative counts at each check that looked at the
+	// goal, oldest first: the sequential test is replayed over them, so
+	// that its evidence survives a restart. At most MaxExperimentLooks;
+	// past them the last one is replaced.
+	// +optional
+	Looks []ExperimentLook `json:"looks,omitempty"`
+}
+
+// MaxExperimentLooks bounds ExperimentStatus.Looks, and with it the size
+// of the status.
+const MaxExperimentLooks = 500
+
+// ExperimentVariant is one variant's users.
+type ExperimentVariant struct {
+	// Version is the version the variant runs.
+	// +optional
+	Version string `json:"version,omitempty"`
+	// Visitors is the number of distinct users routed to it, Converted
+	// those of them who reached the goal.
+	Visitors  int64 `json:"visitors"`
+	Converted int64 `json:"converted"`
+	// Rate is Converted/Visitors in percent; unset without visitors.
+	// +optional
+	Rate *float64 `json:"rate,omitempty"`
+}
+
+// ExperimentLook is the cumulative counts of both variants at one check.
+type ExperimentLook struct {
+	ControlVisitors    int64 `json:"controlVisitors"`
+	ControlConverted   int64 `json:"controlConverted"`
+	TreatmentVisitors  int64 `json:"treatmentVisitors"`
+	TreatmentConverted int64 `json:"treatmentConverted"`
+}
+
+// ExperimentWinner names the variant an experiment declared the winner.
+type ExperimentWinner string
+
+// Winners of an experiment.
+const (
+	// WinnerControl: the stable version stays; the treatment converted
+	// worse (or, under notWorse, worse by more than the margin).
+	WinnerControl ExperimentWinner = "control"
+	// WinnerTreatment: the new version is promoted.
+	WinnerTreatment ExperimentWinner = "treatment"
+	// WinnerNone: no winner (a broken split, or no verdict within the
+	// maximum duration); the stable version stays.
+	WinnerNone ExperimentWinner = "none"
 )
