@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"fmt"
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -461,6 +464,34 @@ type ExperimentStatus struct {
 	Looks []ExperimentLook `json:"looks,omitempty"`
 }
 
+// Summary writes the winner, when there is one, both conversion rates, the
+// difference, its interval and the p-value, for the history, notifications
+// and people: "winner treatment (v2) — conversion on checkout: control
+// 10.00% (90/900), treatment 15.00% (135/900), difference +5.00 points
+// (95% interval +1.95 to +8.05), p = 0.0406".
+func (x *ExperimentStatus) Summary() string {
+	var b strings.Builder
+	switch x.Winner {
+	case WinnerControl:
+		b.WriteString("winner control (" + x.Control.Version + ") — ")
+	case WinnerTreatment:
+		b.WriteString("winner treatment (" + x.Treatment.Version + ") — ")
+	case WinnerNone:
+		b.WriteString("no winner — ")
+	}
+	fmt.Fprintf(&b, "conversion on %s: control %s, treatment %s", x.Goal, x.Control.text(), x.Treatment.text())
+	if x.Difference != nil {
+		fmt.Fprintf(&b, ", difference %+.2f points", *x.Difference)
+	}
+	if len(x.Interval) == 2 {
+		fmt.Fprintf(&b, " (%g%% interval %+.2f to %+.2f)", 100*x.Confidence, x.Interval[0], x.Interval[1])
+	}
+	if x.PValue != nil {
+		fmt.Fprintf(&b, ", p = %.3g", *x.PValue)
+	}
+	return b.String()
+}
+
 // MaxExperimentLooks bounds ExperimentStatus.Looks, and with it the size
 // of the status.
 const MaxExperimentLooks = 500
@@ -477,6 +508,14 @@ type ExperimentVariant struct {
 	// Rate is Converted/Visitors in percent; unset without visitors.
 	// +optional
 	Rate *float64 `json:"rate,omitempty"`
+}
+
+// text writes a variant's rate and counts: "12.50% (25/200)".
+func (v ExperimentVariant) text() string {
+	if v.Rate == nil {
+		return fmt.Sprintf("no visitors (%d/%d)", v.Converted, v.Visitors)
+	}
+	return fmt.Sprintf("%.2f%% (%d/%d)", *v.Rate, v.Converted, v.Visitors)
 }
 
 // ExperimentLook is the cumulative counts of both variants at one check.

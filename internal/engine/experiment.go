@@ -40,7 +40,7 @@ func (m *machine) runExperimentStep() verdict {
 	case v1alpha1.WinnerTreatment:
 		return proceed
 	case "":
-		m.st.Message = fmt.Sprintf("experiment on %s: control %s, treatment %s", ex.Goal, variantText(x.Control), variantText(x.Treatment))
+		m.st.Message = "experiment running; " + x.Summary()
 	}
 	return halted
 }
@@ -207,51 +207,16 @@ func replayLooks(looks []v1alpha1.ExperimentLook, alpha float64) (stats.Proporti
 // the notifications; a winner other than the treatment rolls it back.
 func (m *machine) concludeExperiment(x *v1alpha1.ExperimentStatus, winner v1alpha1.ExperimentWinner, reason string) {
 	x.Winner, x.Reason = winner, reason
-	summary := fmt.Sprintf("winner %s — %s", winnerText(x), experimentNumbers(x)) + ": " + reason
+	summary := x.Summary() + ": " + reason
 	m.event(v1alpha1.EventNormal, "ExperimentConcluded", rollout.Command{}, "Experiment concluded: %s", summary)
 	if winner != v1alpha1.WinnerTreatment {
 		m.rollBack(v1alpha1.PhaseRolledBack, "experiment: "+summary, m.plan.Experiment.Metric)
 	}
 }
 
-// winnerText names the winner with its version.
-func winnerText(x *v1alpha1.ExperimentStatus) string {
-	switch x.Winner {
-	case v1alpha1.WinnerControl:
-		return "control (" + x.Control.Version + ")"
-	case v1alpha1.WinnerTreatment:
-		return "treatment (" + x.Treatment.Version + ")"
-	}
-	return string(x.Winner)
-}
-
-// experimentNumbers writes both conversion rates, the difference, its
-// interval and the p-value.
-func experimentNumbers(x *v1alpha1.ExperimentStatus) string {
-	s := fmt.Sprintf("conversion on %s: control %s, treatment %s", x.Goal, variantText(x.Control), variantText(x.Treatment))
-	if x.Difference != nil {
-		s += fmt.Sprintf(", difference %+.2f points", *x.Difference)
-	}
-	if len(x.Interval) == 2 {
-		s += fmt.Sprintf(" (%g%% interval %+.2f to %+.2f)", 100*x.Confidence, x.Interval[0], x.Interval[1])
-	}
-	if x.PValue != nil {
-		s += fmt.Sprintf(", p = %.3g", *x.PValue)
-	}
-	return s
-}
-
 // variant is one variant's counts, with its rate in percent.
 func variant(version string, p stats.Proportion) v1alpha1.ExperimentVariant {
 	return v1alpha1.ExperimentVariant{Version: version, Visitors: int64(p.Trials), Converted: int64(p.Successes), Rate: finite(100 * p.Rate())}
-}
-
-// variantText writes a variant's rate and counts: "12.5% (25/200)".
-func variantText(v v1alpha1.ExperimentVariant) string {
-	if v.Rate == nil {
-		return fmt.Sprintf("no visitors (%d/%d)", v.Converted, v.Visitors)
-	}
-	return fmt.Sprintf("%.2f%% (%d/%d)", *v.Rate, v.Converted, v.Visitors)
 }
 
 // finite returns a pointer to f, or nil when f is NaN or infinite (which
