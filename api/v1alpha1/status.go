@@ -449,6 +449,12 @@ type ExperimentStatus struct {
 	// of the visitors against the planned split.
 	// +optional
 	SampleRatioPValue *float64 `json:"sampleRatioPValue,omitempty"`
+	// SampleRatioFrom is the counts at the experiment's first check: the
+	// sample-ratio check counts the visitors since, so that the users first
+	// seen before the split (all on the control, while the treatment became
+	// healthy) do not weigh on it.
+	// +optional
+	SampleRatioFrom *ExperimentLook `json:"sampleRatioFrom,omitempty"`
 	// Winner is empty while the experiment runs, then control, treatment
 	// or none.
 	// +optional

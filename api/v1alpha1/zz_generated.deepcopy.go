@@ -313,6 +313,11 @@ func (in *ExperimentStatus) DeepCopyInto(out *ExperimentStatus) {
 		*out = new(float64)
 		**out = **in
 	}
+	if in.SampleRatioFrom != nil {
+		in, out := &in.SampleRatioFrom, &out.SampleRatioFrom
+		*out = new(ExperimentLook)
+		**out = **in
+	}
 	if in.Looks != nil {
 		in, out := &in.Looks, &out.Looks
 		*out = make([]ExperimentLook, len(*in))

@@ -89,11 +89,19 @@ func (m *machine) goalCounts(metric string) (control, treatment stats.Proportion
 	return control, treatment, false
 }
 
-// sampleRatioBroken stops the experiment when its visitors do not fit
-// the planned split: its numbers could not be trusted.
+// sampleRatioBroken stops the experiment when its visitors since its
+// first check do not fit the planned split: its numbers could not be
+// trusted. Counts below the first check's (the daemon restarted, and the
+// proxy's counts with it) start the count over.
 func (m *machine) sampleRatioBroken(ex *spec.ExperimentPlan, x *v1alpha1.ExperimentStatus, control, treatment stats.Proportion) bool {
+	from := x.SampleRatioFrom
+	if from == nil || int64(control.Trials) < from.ControlVisitors || int64(treatment.Trials) < from.TreatmentVisitors {
+		x.SampleRatioFrom = &v1alpha1.ExperimentLook{ControlVisitors: int64(control.Trials), TreatmentVisitors: int64(treatment.Trials)}
+		return false
+	}
+	counts := []uint64{control.Trials - uint64(from.ControlVisitors), treatment.Trials - uint64(from.TreatmentVisitors)}
 	planned := []float64{v1alpha1.FullWeight.Float() - ex.Split.Float(), ex.Split.Float()}
-	srm, err := stats.SampleRatioTest([]uint64{control.Trials, treatment.Trials}, planned, 0)
+	srm, err := stats.SampleRatioTest(counts, planned, 0)
 	if err != nil {
 		return false // the split is validated: more than 0, less than 100
 	}
@@ -102,8 +110,8 @@ func (m *machine) sampleRatioBroken(ex *spec.ExperimentPlan, x *v1alpha1.Experim
 		return false
 	}
 	m.concludeExperiment(x, v1alpha1.WinnerNone, fmt.Sprintf(
-		"sample ratio mismatch: control %d and treatment %d visitors against a planned split of %g/%g (expected %.0f and %.0f), chi-square %.4g, p = %.3g < %g",
-		control.Trials, treatment.Trials, planned[0], planned[1], srm.Expected[0], srm.Expected[1], srm.ChiSquare, srm.PValue, stats.DefaultSRMAlpha))
+		"sample ratio mismatch: control %d and treatment %d visitors since the first check against a planned split of %g/%g (expected %.0f and %.0f), chi-square %.4g, p = %.3g < %g",
+		counts[0], counts[1], planned[0], planned[1], srm.Expected[0], srm.Expected[1], srm.ChiSquare, srm.PValue, stats.DefaultSRMAlpha))
 	return true
 }
 

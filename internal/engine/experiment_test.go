@@ -44,20 +44,22 @@ type users struct {
 	treatmentShare             float64
 	controlRate, treatmentRate float64
 	successRate                float64
-	startedAt                  time.Time
+	// preSplit are control visitors first seen before the split, while
+	// the treatment became healthy; a fifth of them converted.
+	preSplit float64
 }
 
 func (u users) measure(s *sim) []rollout.Measurement {
-	if u.startedAt.IsZero() {
-		u.startedAt = s.st.Experiment.StartedAt.Time
-	}
-	minutes := s.now.Sub(u.startedAt).Minutes()
+	minutes := s.now.Sub(s.st.Experiment.StartedAt.Time).Minutes()
 	count := func(visitors, rate float64) *rollout.Conversions {
 		n := math.Floor(visitors)
 		return &rollout.Conversions{Visitors: uint64(n), Converted: uint64(math.Floor(n * rate))}
 	}
+	control := count(minutes*u.perMinute, u.controlRate)
+	control.Visitors += uint64(u.preSplit)
+	control.Converted += uint64(u.preSplit / 5)
 	return append(successRate(u.successRate), rollout.Measurement{Metric: "conversion-rate:checkout",
-		StableUsers: count(minutes*u.perMinute, u.controlRate), CanaryUsers: count(minutes*u.perMinute*u.treatmentShare, u.treatmentRate)})
+		StableUsers: control, CanaryUsers: count(minutes*u.perMinute*u.treatmentShare, u.treatmentRate)})
 }
 
 // runExperiment deploys v2 under the plan with the users and runs it
@@ -90,6 +92,17 @@ func TestExperimentPromotesABetterTreatment(t *testing.T) {
 	}
 }
 
+// The control's users first seen before the split do not count as a
+// broken split: the sample ratio counts the visitors since the first
+// check.
+func TestExperimentSampleRatioIgnoresTheUsersBeforeTheSplit(t *testing.T) {
+	u := users{perMinute: 100, treatmentShare: 1, controlRate: 0.10, treatmentRate: 0.15, successRate: 99.9, preSplit: 400}
+	s := runExperiment(t, experimentPlan(t, v1alpha1.ExperimentStrategy{}), u, v1alpha1.PhaseSucceeded, 2*time.Hour)
+	if x := s.st.Experiment; x.Winner != v1alpha1.WinnerTreatment || x.SampleRatioFrom == nil || x.SampleRatioFrom.ControlVisitors < 400 {
+		t.Errorf("experiment %+v: want v2 the winner, the sample ratio counted from the first check", x)
+	}
+}
+
 func TestExperimentRollsBackAWorseTreatment(t *testing.T) {
 	u := users{perMinute: 100, treatmentShare: 1, controlRate: 0.15, treatmentRate: 0.10, successRate: 99.9}
 	s := runExperiment(t, experimentPlan(t, v1alpha1.ExperimentStrategy{}), u, v1alpha1.PhaseRolledBack, 2*time.Hour)
@@ -102,9 +115,9 @@ func TestExperimentRollsBackAWorseTreatment(t *testing.T) {
 }
 
 // A split that does not hold (the treatment gets 40% of the visitors of
-// a 50/50 split) stops the experiment, whatever the conversions say.
+// a 50/50 split) stops the experiment before it names a winner.
 func TestExperimentStopsOnASampleRatioMismatch(t *testing.T) {
-	u := users{perMinute: 100, treatmentShare: 0.67, controlRate: 0.10, treatmentRate: 0.30, successRate: 99.9}
+	u := users{perMinute: 100, treatmentShare: 0.67, controlRate: 0.10, treatmentRate: 0.10, successRate: 99.9}
 	s := runExperiment(t, experimentPlan(t, v1alpha1.ExperimentStrategy{}), u, v1alpha1.PhaseRolledBack, time.Hour)
 	x := s.st.Experiment
 	if x.Winner != v1alpha1.WinnerNone || !strings.Contains(x.Reason, "sample ratio mismatch: control ") ||
