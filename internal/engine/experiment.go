@@ -45,20 +45,19 @@ func (m *machine) runExperimentStep() verdict {
 	return halted
 }
 
-// judgeExperiment looks at one check's counts of the goal: the split's
-// sample ratio first, then, with enough visitors, the goal's conversion
-// rates, then the maximum duration.
+// judgeExperiment looks at one check's counts of the goal, when it has
+// them: the split's sample ratio first, then, with enough visitors, the
+// goal's conversion rates; then at the maximum duration, counts or not.
 func (m *machine) judgeExperiment(ex *spec.ExperimentPlan, x *v1alpha1.ExperimentStatus) {
 	control, treatment, ok := m.goalCounts(ex.Metric)
-	if !ok {
-		return
+	enough := ok && int64(control.Trials) >= ex.MinSample && int64(treatment.Trials) >= ex.MinSample
+	if ok {
+		x.Control = variant(m.stableVersion(), control)
+		x.Treatment = variant(m.st.Canary.Version, treatment)
+		if m.sampleRatioBroken(ex, x, control, treatment) {
+			return
+		}
 	}
-	x.Control = variant(m.stableVersion(), control)
-	x.Treatment = variant(m.st.Canary.Version, treatment)
-	if m.sampleRatioBroken(ex, x, control, treatment) {
-		return
-	}
-	enough := int64(control.Trials) >= ex.MinSample && int64(treatment.Trials) >= ex.MinSample
 	if enough {
 		m.lookAtGoal(ex, x, control, treatment)
 	}

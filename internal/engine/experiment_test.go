@@ -165,6 +165,17 @@ func TestExperimentWithoutAWinnerEndsAtMaxDuration(t *testing.T) {
 	}
 }
 
+// An experiment whose goal is never counted (no user key reaches the
+// proxy) still ends at maxDuration, with no winner.
+func TestExperimentWithoutCountsEndsAtMaxDuration(t *testing.T) {
+	s := newSim(t, experimentPlan(t, v1alpha1.ExperimentStrategy{MaxDuration: &metav1.Duration{Duration: 10 * time.Minute}}))
+	s.deploy("v2")
+	s.runUntil(v1alpha1.PhaseRolledBack, time.Hour)
+	if x := s.st.Experiment; x.Winner != v1alpha1.WinnerNone || !strings.Contains(x.Reason, "fewer than 100 visitors in a variant") {
+		t.Errorf("experiment %+v: want no winner for want of visitors", x)
+	}
+}
+
 // notWorse promotes a treatment that converts as the control does once
 // the interval rules out a loss of more than the margin.
 func TestExperimentNotWorsePromotesAnEqualTreatment(t *testing.T) {
