@@ -135,6 +135,9 @@ func (m *machine) lookAtGoal(ex *spec.ExperimentPlan, x *v1alpha1.ExperimentStat
 	z := recordTest(x, treatment, control, confidence)
 	x.PValue = finite(seq.PValue)
 	switch {
+	case ex.PromoteIf == v1alpha1.PromoteIfNotWorse && z.Verdict == stats.ProportionNotEnoughData:
+		// Too few conversions for the interval: with none at all it is
+		// empty, and would promote anything.
 	case ex.PromoteIf == v1alpha1.PromoteIfNotWorse && z.ConfInt[0]*100 > -ex.Margin:
 		m.concludeExperiment(x, v1alpha1.WinnerTreatment, fmt.Sprintf("the treatment is not worse: the interval's lower bound is above -%g points", ex.Margin))
 	case ex.PromoteIf == v1alpha1.PromoteIfNotWorse && z.ConfInt[1]*100 < -ex.Margin:
@@ -152,6 +155,10 @@ func (m *machine) lookAtGoal(ex *spec.ExperimentPlan, x *v1alpha1.ExperimentStat
 func (m *machine) decideNotWorseAtTheEnd(ex *spec.ExperimentPlan, x *v1alpha1.ExperimentStatus, control, treatment stats.Proportion) {
 	z := recordTest(x, treatment, control, ex.Confidence)
 	x.PValue = finite(z.PValue)
+	if z.Verdict == stats.ProportionNotEnoughData {
+		m.concludeExperiment(x, v1alpha1.WinnerControl, fmt.Sprintf("at maxDuration %s there are too few conversions for the z-test (%s): the treatment is not shown to be not worse", ex.MaxDuration, z.Reason))
+		return
+	}
 	if z.ConfInt[0]*100 > -ex.Margin {
 		m.concludeExperiment(x, v1alpha1.WinnerTreatment, fmt.Sprintf("at maxDuration %s the fixed z-test finds the treatment not worse: the interval's lower bound is above -%g points", ex.MaxDuration, ex.Margin))
 		return

@@ -199,6 +199,18 @@ func TestExperimentNotWorseDecidesAtMaxDuration(t *testing.T) {
 	}
 }
 
+// notWorse promotes nothing on no conversions at all, whose interval is
+// empty: at maxDuration the control stays.
+func TestExperimentNotWorseWithoutConversionsKeepsTheControl(t *testing.T) {
+	u := users{perMinute: 100, treatmentShare: 1, successRate: 99.9}
+	plan := experimentPlan(t, v1alpha1.ExperimentStrategy{PromoteIf: v1alpha1.PromoteIfNotWorse, Margin: pct(1),
+		MaxDuration: &metav1.Duration{Duration: 10 * time.Minute}})
+	s := runExperiment(t, plan, u, v1alpha1.PhaseRolledBack, time.Hour)
+	if x := s.st.Experiment; x.Winner != v1alpha1.WinnerControl || !strings.Contains(x.Reason, "too few conversions for the z-test") {
+		t.Errorf("experiment %+v: want the control kept for want of conversions", x)
+	}
+}
+
 func TestExperimentRefusesSetWeight(t *testing.T) {
 	u := users{perMinute: 10, treatmentShare: 1, controlRate: 0.10, treatmentRate: 0.10, successRate: 99.9}
 	s := newSim(t, experimentPlan(t, v1alpha1.ExperimentStrategy{}))
