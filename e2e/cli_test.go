@@ -68,6 +68,21 @@ func TestBlueGreenDemo(t *testing.T) {
 	}
 }
 
+// The experiment demo's users buy more often on v2, which wins and is
+// promoted with its numbers shown; faulty, v2 converts worse and loses.
+func TestExperimentDemo(t *testing.T) {
+	r := pipit(t, 120*time.Second, "demo", "--strategy", "experiment")
+	if r.code != 0 || !strings.Contains(r.stdout, "Experiment concluded: winner treatment (v2) — conversion on checkout: control ") ||
+		!strings.Contains(r.stdout, "experiment: winner treatment (v2)") || !strings.Contains(r.stdout, "v2 is now the stable version") {
+		t.Fatalf("pipit demo --strategy experiment: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	r = pipit(t, 120*time.Second, "demo", "--strategy", "experiment", "--faulty")
+	if r.code != 0 || !strings.Contains(r.stdout, "RolledBack after") || !strings.Contains(r.stdout, "experiment: winner control (v1)") ||
+		!strings.Contains(r.stdout, "failing metric: conversion-rate:checkout") {
+		t.Fatalf("pipit demo --strategy experiment --faulty: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
 func TestFaultyDemoRollsBackNamingTheMetric(t *testing.T) {
 	r := pipit(t, 120*time.Second, "demo", "--faulty")
 	if r.code != 0 || !strings.Contains(r.stdout, "RolledBack after") || !strings.Contains(r.stdout, "failing metric: ") {

@@ -141,13 +141,13 @@ func TestNoRequestFailsAcrossReloadHandOverAndRollback(t *testing.T) {
 	}
 }
 
-// sampleApp runs `pipit sample-app` answering version, in a process of
-// its own (the test process is busy sending the load), and returns its
-// URL.
-func sampleApp(t testing.TB, version string) string {
+// sampleApp runs `pipit sample-app` answering version, with more of its
+// flags if given, in a process of its own (the test process is busy
+// sending the load), and returns its URL.
+func sampleApp(t testing.TB, version string, flags ...string) string {
 	t.Helper()
 	addr := freePort(t)
-	cmd := exec.Command(pipitBin, "sample-app", "--listen", addr, "--version", version)
+	cmd := exec.Command(pipitBin, append([]string{"sample-app", "--listen", addr, "--version", version}, flags...)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

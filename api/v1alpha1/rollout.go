@@ -247,13 +247,15 @@ type HealthCheck struct {
 	FailureThreshold int32 `json:"failureThreshold,omitempty"`
 }
 
-// Strategy is the release plan in one of four forms: an explicit list of
+// Strategy is the release plan in one of five forms: an explicit list of
 // canary steps, Flagger's shorthand (interval with stepWeight and
-// maxWeight, or stepWeights), a named preset, or blue-green. The
-// shorthand, presets and blue-green expand into steps; the forms cannot
-// be mixed. (CEL cannot see preset, which has no schema, so pipit's
-// validation alone keeps it apart from the others.)
+// maxWeight, or stepWeights), a named preset, blue-green, or an
+// experiment. The shorthand, presets, blue-green and experiments expand
+// into steps; the forms cannot be mixed. (CEL cannot see preset, which
+// has no schema, so pipit's validation alone keeps it apart from the
+// others.)
 //
+// +kubebuilder:validation:XValidation:rule="!has(self.experiment) || !(has(self.blueGreen) || (has(self.steps) && size(self.steps) > 0) || has(self.stepWeight) || has(self.maxWeight) || has(self.stepWeights))",message="experiment cannot be mixed with steps, the shorthand (stepWeight, maxWeight, stepWeights) or blueGreen"
 // +kubebuilder:validation:XValidation:rule="!has(self.blueGreen) || !((has(self.steps) && size(self.steps) > 0) || has(self.stepWeight) || has(self.maxWeight) || has(self.stepWeights))",message="blueGreen cannot be mixed with steps or the shorthand (stepWeight, maxWeight, stepWeights)"
 // +kubebuilder:validation:XValidation:rule="!(has(self.steps) && size(self.steps) > 0 && (has(self.stepWeight) || has(self.maxWeight) || has(self.stepWeights)))",message="use steps or the shorthand (stepWeight, maxWeight, stepWeights), not both"
 // +kubebuilder:validation:XValidation:rule="!has(self.stepWeights) || !(has(self.stepWeight) || has(self.maxWeight))",message="use stepWeights, or stepWeight with maxWeight, not both"
@@ -302,7 +304,67 @@ type Strategy struct {
 	// to it at once.
 	// +optional
 	BlueGreen *BlueGreenStrategy `json:"blueGreen,omitempty"`
+
+	// Experiment is an A/B test: the new version (treatment) gets a fixed
+	// share of the users, by their sticky user key, beside the stable
+	// version (control) until a test of the primary goal names a winner;
+	// the new version is promoted only if it wins (or, with promoteIf:
+	// notWorse, does not lose by more than a margin).
+	// +optional
+	Experiment *ExperimentStrategy `json:"experiment,omitempty"`
 }
+
+// ExperimentStrategy is an A/B test of the new version against the
+// stable one on a conversion goal. The rollout's analysis metrics are its
+// guardrails: one failing rolls the treatment back at once, as it does a
+// canary.
+type ExperimentStrategy struct {
+	// Split is the treatment's share of the users, held from the start to
+	// the end. Default 50.
+	// +optional
+	Split *Percent `json:"split,omitempty"`
+	// Goal names the primary goal, one of spec.analysis.goals, whose
+	// conversion rate decides. Default the first goal.
+	// +optional
+	Goal string `json:"goal,omitempty"`
+	// PromoteIf is the rule that promotes the treatment: better (default;
+	// its conversion rate is significantly higher) or notWorse (its rate
+	// is, with the confidence asked, no more than margin below the
+	// control's).
+	// +optional
+	PromoteIf PromoteRule `json:"promoteIf,omitempty"`
+	// Margin is how far, in percentage points of conversion rate, the
+	// treatment may fall below the control under promoteIf: notWorse.
+	// Only with notWorse; default 0.
+	// +optional
+	Margin *Percent `json:"margin,omitempty"`
+	// MinSample is how many visitors each variant needs before the goal
+	// is looked at. Default 100.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MinSample *int64 `json:"minSample,omitempty"`
+	// MaxDuration bounds the experiment: with no verdict by then, better
+	// rolls back (no winner) and notWorse decides by the fixed z-test.
+	// Default 24h.
+	// +optional
+	MaxDuration *metav1.Duration `json:"maxDuration,omitempty"`
+	// Confidence is the confidence level of the tests. Default 0.95.
+	// +optional
+	Confidence *float64 `json:"confidence,omitempty"`
+}
+
+// PromoteRule says when an experiment promotes its treatment.
+// +kubebuilder:validation:Enum=better;notWorse
+type PromoteRule string
+
+const (
+	// PromoteIfBetter promotes a treatment that converts significantly
+	// better than the control.
+	PromoteIfBetter PromoteRule = "better"
+	// PromoteIfNotWorse promotes a treatment that converts no more than a
+	// margin worse than the control.
+	PromoteIfNotWorse PromoteRule = "notWorse"
+)
 
 // BlueGreenStrategy is a blue-green release: the new version runs beside
 // the stable one and gets no share of user traffic while it is checked

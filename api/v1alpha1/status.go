@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"fmt"
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -141,6 +144,11 @@ type RolloutStatus struct {
 	// Analysis is the state of the checks.
 	// +optional
 	Analysis AnalysisStatus `json:"analysis,omitempty"`
+
+	// Experiment is the state of an experiment (spec.strategy.experiment)
+	// while it runs, then its outcome: the winner with its numbers.
+	// +optional
+	Experiment *ExperimentStatus `json:"experiment,omitempty"`
 
 	// ConsumedCommands names the RolloutCommands (by UID) the controller
 	// applied or refused most recently, newest last. It is written with
@@ -437,4 +445,134 @@ const (
 	WatchPassed WatchOutcome = "Passed"
 	WatchFailed WatchOutcome = "Failed"
 	WatchUndone WatchOutcome = "Undone"
+)
+
+// ExperimentStatus is an experiment's numbers and, once it ended, its
+// winner.
+type ExperimentStatus struct {
+	// Goal is the primary goal whose conversion rate decides.
+	Goal string `json:"goal"`
+	// PromoteIf is the rule the verdict followed: better or notWorse.
+	PromoteIf PromoteRule `json:"promoteIf"`
+	// StartedAt is when the treatment got its share of the users; the
+	// maximum duration is counted from it.
+	// +optional
+	StartedAt *metav1.MicroTime `json:"startedAt,omitempty"`
+	// Control is the stable version's users, Treatment the new one's, at
+	// the last check.
+	Control   ExperimentVariant `json:"control"`
+	Treatment ExperimentVariant `json:"treatment"`
+	// Difference is the treatment's conversion rate minus the control's,
+	// in percentage points; Interval its confidence interval (lower,
+	// upper) by the two-proportion z-test, at Confidence.
+	// +optional
+	Difference *float64 `json:"difference,omitempty"`
+	// +optional
+	Interval []float64 `json:"interval,omitempty"`
+	// +optional
+	Confidence float64 `json:"confidence,omitempty"`
+	// PValue is the p-value of the difference: the always-valid one of the
+	// sequential test, or the fixed z-test's when that decided.
+	// +optional
+	PValue *float64 `json:"pValue,omitempty"`
+	// SampleRatioPValue is the p-value of the sample-ratio-mismatch check
+	// of the visitors against the planned split.
+	// +optional
+	SampleRatioPValue *float64 `json:"sampleRatioPValue,omitempty"`
+	// SampleRatioFrom is the counts at the experiment's first check: the
+	// sample-ratio check counts the visitors since, so that the users first
+	// seen before the split (all on the control, while the treatment became
+	// healthy) do not weigh on it.
+	// +optional
+	SampleRatioFrom *ExperimentLook `json:"sampleRatioFrom,omitempty"`
+	// Winner is empty while the experiment runs, then control, treatment
+	// or none.
+	// +optional
+	Winner ExperimentWinner `json:"winner,omitempty"`
+	// Reason says in a sentence why the experiment ended as it did.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Looks are the cumulative counts at each check that looked at the
+	// goal, oldest first: the sequential test is replayed over them, so
+	// that its evidence survives a restart. At most MaxExperimentLooks;
+	// past them the last one is replaced.
+	// +optional
+	Looks []ExperimentLook `json:"looks,omitempty"`
+}
+
+// Summary writes the winner, when there is one, both conversion rates, the
+// difference, its interval and the p-value, for the history, notifications
+// and people: "winner treatment (v2) — conversion on checkout: control
+// 10.00% (90/900), treatment 15.00% (135/900), difference +5.00 points
+// (95% interval +1.95 to +8.05), p = 0.0406".
+func (x *ExperimentStatus) Summary() string {
+	var b strings.Builder
+	switch x.Winner {
+	case WinnerControl:
+		b.WriteString("winner control (" + x.Control.Version + ") — ")
+	case WinnerTreatment:
+		b.WriteString("winner treatment (" + x.Treatment.Version + ") — ")
+	case WinnerNone:
+		b.WriteString("no winner — ")
+	}
+	fmt.Fprintf(&b, "conversion on %s: control %s, treatment %s", x.Goal, x.Control.text(), x.Treatment.text())
+	if x.Difference != nil {
+		fmt.Fprintf(&b, ", difference %+.2f points", *x.Difference)
+	}
+	if len(x.Interval) == 2 {
+		fmt.Fprintf(&b, " (%g%% interval %+.2f to %+.2f)", 100*x.Confidence, x.Interval[0], x.Interval[1])
+	}
+	if x.PValue != nil {
+		fmt.Fprintf(&b, ", p = %.3g", *x.PValue)
+	}
+	return b.String()
+}
+
+// MaxExperimentLooks bounds ExperimentStatus.Looks, and with it the size
+// of the status.
+const MaxExperimentLooks = 500
+
+// ExperimentVariant is one variant's users.
+type ExperimentVariant struct {
+	// Version is the version the variant runs.
+	// +optional
+	Version string `json:"version,omitempty"`
+	// Visitors is the number of distinct users routed to it, Converted
+	// those of them who reached the goal.
+	Visitors  int64 `json:"visitors"`
+	Converted int64 `json:"converted"`
+	// Rate is Converted/Visitors in percent; unset without visitors.
+	// +optional
+	Rate *float64 `json:"rate,omitempty"`
+}
+
+// text writes a variant's rate and counts: "12.50% (25/200)".
+func (v ExperimentVariant) text() string {
+	if v.Rate == nil {
+		return fmt.Sprintf("no visitors (%d/%d)", v.Converted, v.Visitors)
+	}
+	return fmt.Sprintf("%.2f%% (%d/%d)", *v.Rate, v.Converted, v.Visitors)
+}
+
+// ExperimentLook is the cumulative counts of both variants at one check.
+type ExperimentLook struct {
+	ControlVisitors    int64 `json:"controlVisitors"`
+	ControlConverted   int64 `json:"controlConverted"`
+	TreatmentVisitors  int64 `json:"treatmentVisitors"`
+	TreatmentConverted int64 `json:"treatmentConverted"`
+}
+
+// ExperimentWinner names the variant an experiment declared the winner.
+type ExperimentWinner string
+
+// Winners of an experiment.
+const (
+	// WinnerControl: the stable version stays; the treatment converted
+	// worse (or, under notWorse, worse by more than the margin).
+	WinnerControl ExperimentWinner = "control"
+	// WinnerTreatment: the new version is promoted.
+	WinnerTreatment ExperimentWinner = "treatment"
+	// WinnerNone: no winner (a broken split, or no verdict within the
+	// maximum duration); the stable version stays.
+	WinnerNone ExperimentWinner = "none"
 )

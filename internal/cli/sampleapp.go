@@ -23,9 +23,10 @@ func newSampleAppCmd(g *globals) *cobra.Command {
 Start one copy per version; give the canary faults to watch pipit roll it back.
 
 Routes:
-  /         JSON {"version": ..., "hostname": ...}, with the configured faults
-  /health   200 "ok", never faulty, so it reports liveness only
-  /version  the version as plain text
+  /          JSON {"version": ..., "hostname": ..., "next": ...}, with the configured faults
+  /health    200 "ok", never faulty, so it reports liveness only
+  /version   the version as plain text
+  /checkout  POST: the goal; --conversion-rate of the answers of / lead there ("next")
 
 Faults apply to "/" only: each answer waits --latency ± a uniform --latency-jitter
 (never less than zero), and --error-rate of the answers are HTTP 500.
@@ -36,7 +37,10 @@ serves until interrupted (SIGINT or SIGTERM), letting requests in flight finish.
   pipit sample-app --listen 127.0.0.1:9001 --version v1
 
   # a canary that fails 20% of its requests and answers in about 150ms
-  pipit sample-app --listen 127.0.0.1:9002 --version v2 --error-rate 0.2 --latency 150ms --latency-jitter 50ms`,
+  pipit sample-app --listen 127.0.0.1:9002 --version v2 --error-rate 0.2 --latency 150ms --latency-jitter 50ms
+
+  # a new version that leads 30% of its visitors to the goal, for an experiment
+  pipit sample-app --listen 127.0.0.1:9002 --version v2 --conversion-rate 0.3`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, _, err := net.SplitHostPort(listen); err != nil {
@@ -58,5 +62,6 @@ serves until interrupted (SIGINT or SIGTERM), letting requests in flight finish.
 	f.Float64Var(&cfg.ErrorRate, "error-rate", 0, "share of requests to / answered with HTTP 500, from 0 to 1")
 	f.DurationVar(&cfg.Latency, "latency", 0, "mean delay before answering /")
 	f.DurationVar(&cfg.LatencyJitter, "latency-jitter", 0, "spread the delay uniformly over latency ± this")
+	f.Float64Var(&cfg.ConversionRate, "conversion-rate", 0, "share of answers of / that lead the visitor to the goal POST /checkout, from 0 to 1")
 	return cmd
 }

@@ -149,6 +149,9 @@ func statusDetail(v controlapi.RolloutView, now time.Time) string {
 	if w := st.Watch; w != nil && w.Until != nil {
 		field("Watch", "%s", watchLine(*w, now))
 	}
+	if x := st.Experiment; x != nil {
+		field("Experiment", "%s", x.Summary())
+	}
 	tw.Flush()
 
 	if len(v.Steps) > 0 {

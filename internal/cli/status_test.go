@@ -110,6 +110,21 @@ func TestStatusDetailShowsWhyItStopped(t *testing.T) {
 	}
 }
 
+// An experiment's winner and numbers are shown in a line of their own.
+func TestStatusDetailShowsTheExperiment(t *testing.T) {
+	now := time.Date(2026, 7, 1, 9, 5, 0, 0, time.UTC)
+	v := webView(now)
+	v.Status.Experiment = &v1alpha1.ExperimentStatus{Goal: "checkout", PromoteIf: v1alpha1.PromoteIfBetter, Winner: v1alpha1.WinnerTreatment,
+		Control:    v1alpha1.ExperimentVariant{Version: "v1", Visitors: 900, Converted: 90, Rate: fptr(10)},
+		Treatment:  v1alpha1.ExperimentVariant{Version: "v2", Visitors: 900, Converted: 135, Rate: fptr(15)},
+		Difference: fptr(5), Interval: []float64{1.95, 8.05}, Confidence: 0.95, PValue: fptr(0.0406)}
+	want := "Experiment:  winner treatment (v2) — conversion on checkout: control 10.00% (90/900), treatment 15.00% (135/900), " +
+		"difference +5.00 points (95% interval +1.95 to +8.05), p = 0.0406\n"
+	if got := statusDetail(v, now); !strings.Contains(got, want) {
+		t.Errorf("detail lacks %q:\n%s", want, got)
+	}
+}
+
 func TestStatusCommand(t *testing.T) {
 	dir := startDaemon(t, newFakeBackend())
 

@@ -101,7 +101,7 @@ spec:
 		t.Errorf("exit %d, want %d", code, ExitBadInput)
 	}
 	want := good + ": ok (2 rollouts)\n" +
-		bad + ":6:3: spec.strategy: needs steps, a preset, blueGreen, or the shorthand stepWeight or stepWeights\n" +
+		bad + ":6:3: spec.strategy: needs steps, a preset, blueGreen, an experiment, or the shorthand stepWeight or stepWeights\n" +
 		bad + `:6:14: spec.strategy.stepweight: unknown field "stepweight", did you mean "stepWeight"?` + "\n" +
 		bad + `:7:3: spec.decision: must be automatic, manual or hybrid, not "auto"` + "\n" +
 		missing + ": no such file or directory\n"

@@ -1,7 +1,8 @@
 // Package demo runs a whole rollout on this machine with nothing else
 // installed: two sample apps, the standalone daemon, steady traffic
 // through its proxy, and the timeline printed as it happens. The rollout
-// is a canary, or a blue-green release with checks on its preview.
+// is a canary, a blue-green release with checks on its preview, or an
+// experiment whose simulated users convert better on the new version.
 package demo
 
 import (
@@ -12,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"text/template"
@@ -27,10 +29,12 @@ import (
 
 // Options configure a demo run.
 type Options struct {
-	// Faulty gives the canary errors and latency; the demo then expects a
-	// rollback instead of a promotion.
+	// Faulty gives the canary errors and latency (in an experiment: a
+	// lower conversion rate); the demo then expects a rollback instead of
+	// a promotion.
 	Faulty bool
-	// Strategy is StrategyCanary (the default) or StrategyBlueGreen.
+	// Strategy is StrategyCanary (the default), StrategyBlueGreen or
+	// StrategyExperiment.
 	Strategy string
 	// Stage is the soak time of each of the three stages.
 	Stage time.Duration
@@ -59,16 +63,28 @@ type Outcome struct {
 
 // The strategies the demo shows.
 const (
-	StrategyCanary    = "canary"
-	StrategyBlueGreen = "blue-green"
+	StrategyCanary     = "canary"
+	StrategyBlueGreen  = "blue-green"
+	StrategyExperiment = "experiment"
 )
 
 // Strategies lists the strategies the demo shows.
-var Strategies = []string{StrategyCanary, StrategyBlueGreen}
+var Strategies = []string{StrategyCanary, StrategyBlueGreen, StrategyExperiment}
+
+// Conversion rates of the experiment's versions: the share of their
+// visitors the sample apps lead to the goal.
+const (
+	stableConversion       = 0.10
+	canaryConversion       = 0.25
+	faultyCanaryConversion = 0.03
+)
 
 // rolloutTemplate is the demo's rollout: the write-up's plan (5% → 25% →
 // 50% → promoted) with short stages and a check every two seconds; or,
-// blue-green, three checks of the preview, then the switch.
+// blue-green, three checks of the preview, then the switch; or an
+// experiment, 50/50 by the users' key, on the goal of the sample app,
+// whose latency guardrail is loose: what is shown is the goal's verdict,
+// and a busy machine's latency is not the treatment's fault.
 var rolloutTemplate = template.Must(template.New("rollout").Parse(`apiVersion: pipit.dev/v1alpha1
 kind: Rollout
 metadata:
@@ -78,8 +94,19 @@ spec:
     listen: 127.0.0.1:0
     stable: {url: "http://{{.Stable}}", version: v1}
     healthCheck: {path: /health, interval: 250ms}
+{{- if .Experiment}}
+    traffic:
+      userKey: [{header: X-User-ID}]
+{{- end}}
   strategy:
-{{- if .BlueGreen}}
+{{- if .Experiment}}
+    experiment:
+      split: 50
+      goal: checkout
+      promoteIf: better
+      minSample: 200
+      maxDuration: 80s
+{{- else if .BlueGreen}}
     blueGreen:
       previewListen: 127.0.0.1:0
       checks: 3
@@ -95,11 +122,15 @@ spec:
   analysis:
     interval: {{.Interval}}
     failureLimit: 1
+{{- if .Experiment}}
+    goals:
+    - {name: checkout, method: {exact: POST}, path: {exact: /checkout}}
+{{- end}}
     metrics:
     - name: request-success-rate
       thresholdRange: {min: 99}
     - name: latency-p99
-      thresholdRange: {max: 100}
+      thresholdRange: {max: {{if .Experiment}}1000{{else}}100{{end}}}
 `))
 
 // timeout bounds a whole demo run.
@@ -117,9 +148,11 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 	if opt.Rate <= 0 {
 		opt.Rate = 200
 	}
-	blueGreen, err := isBlueGreen(opt.Strategy)
-	if err != nil {
-		return Outcome{}, err
+	if opt.Strategy == "" {
+		opt.Strategy = StrategyCanary
+	}
+	if !slices.Contains(Strategies, opt.Strategy) {
+		return Outcome{}, fmt.Errorf("--strategy: unknown strategy %q; the demo shows %s", opt.Strategy, strings.Join(Strategies, ", "))
 	}
 	clock := rollout.ClockOrSystem(opt.Clock)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
@@ -133,7 +166,8 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 		return Outcome{}, err
 	}
 	var doc bytes.Buffer
-	if err := rolloutTemplate.Execute(&doc, map[string]any{"Stable": stableAddr, "Stage": opt.Stage, "Interval": opt.Stage / 3, "BlueGreen": blueGreen}); err != nil {
+	if err := rolloutTemplate.Execute(&doc, map[string]any{"Stable": stableAddr, "Stage": opt.Stage, "Interval": opt.Stage / 3,
+		"BlueGreen": opt.Strategy == StrategyBlueGreen, "Experiment": opt.Strategy == StrategyExperiment}); err != nil {
 		return Outcome{}, err
 	}
 	dir := opt.StateDir
@@ -154,11 +188,8 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 	proxyAddr, _ := d.ProxyAddr("demo")
 
 	out := opt.Out
-	fmt.Fprintf(out, "pipit demo: stable v1 on %s, canary v2 on %s", stableAddr, canaryAddr)
-	if opt.Faulty {
-		fmt.Fprint(out, " (faulty: 20% errors, ~180 ms latency)")
-	}
-	fmt.Fprintf(out, "\nproxy on %s receives %d requests/s", proxyAddr, opt.Rate)
+	fmt.Fprintf(out, "pipit demo: stable v1 on %s, canary v2 on %s%s", stableAddr, canaryAddr, faultText(opt))
+	traffic := sendTraffic(ctx, &wg, out, opt, proxyAddr)
 	if preview, ok := d.PreviewAddr("demo"); ok {
 		// The checks of the new version before the switch are the
 		// preview's requests: a smoke test, as a team would run.
@@ -166,7 +197,6 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 		sendLoad(ctx, &wg, preview, opt.Rate/4)
 	}
 	fmt.Fprintf(out, "; the rollout:\n\n%s\n", indent(doc.String()))
-	load := sendLoad(ctx, &wg, proxyAddr, opt.Rate)
 
 	start := clock.Now()
 	if _, err := d.Submit(ctx, "demo", rollout.Command{Kind: rollout.CommandDeploy, Actor: "demo",
@@ -178,27 +208,33 @@ func Run(ctx context.Context, opt Options) (Outcome, error) {
 		return Outcome{}, err
 	}
 	cancel()
-	summary := <-load
-	return report(out, view, summary, opt.Faulty, clock.Now().Sub(start)), nil
+	return report(out, view, <-traffic, opt.Faulty, clock.Now().Sub(start)), nil
 }
 
-// isBlueGreen reads Options.Strategy.
-func isBlueGreen(strategy string) (bool, error) {
-	switch strategy {
-	case "", StrategyCanary:
-		return false, nil
-	case StrategyBlueGreen:
-		return true, nil
+// faultText says how the canary is faulty, if it is.
+func faultText(opt Options) string {
+	switch {
+	case !opt.Faulty:
+		return ""
+	case opt.Strategy == StrategyExperiment:
+		return fmt.Sprintf(" (faulty: it leads %g%% of its users to buy, v1 %g%%)", 100*faultyCanaryConversion, 100*stableConversion)
 	}
-	return false, fmt.Errorf("--strategy: unknown strategy %q; the demo shows %s", strategy, strings.Join(Strategies, ", "))
+	return " (faulty: 20% errors, ~180 ms latency)"
 }
 
 // startApps starts the sample apps of v1 and of v2, which with
-// opt.Faulty answers with errors and slowly.
+// opt.Faulty answers with errors and slowly (in an experiment, it
+// converts worse instead of better).
 func startApps(ctx context.Context, wg *sync.WaitGroup, opt Options, clock rollout.Clock) (stableAddr, canaryAddr string, err error) {
 	stableCfg := sampleapp.Config{Version: "v1", Latency: 5 * time.Millisecond, LatencyJitter: 3 * time.Millisecond}
 	canaryCfg := sampleapp.Config{Version: "v2", Latency: 6 * time.Millisecond, LatencyJitter: 3 * time.Millisecond}
-	if opt.Faulty {
+	switch {
+	case opt.Strategy == StrategyExperiment:
+		stableCfg.ConversionRate, canaryCfg.ConversionRate = stableConversion, canaryConversion
+		if opt.Faulty {
+			canaryCfg.ConversionRate = faultyCanaryConversion
+		}
+	case opt.Faulty:
 		canaryCfg = sampleapp.Config{Version: "v2", ErrorRate: 0.2, Latency: 180 * time.Millisecond, LatencyJitter: 60 * time.Millisecond}
 	}
 	stableCfg.Clock, stableCfg.Log = clock, opt.Log
@@ -208,6 +244,36 @@ func startApps(ctx context.Context, wg *sync.WaitGroup, opt Options, clock rollo
 	}
 	canaryAddr, err = startApp(ctx, wg, canaryCfg)
 	return stableAddr, canaryAddr, err
+}
+
+// sendTraffic says what traffic the proxy at addr receives and sends it
+// until ctx ends: requests at opt.Rate, or, in an experiment, half as
+// many new users a second, each with a key of their own, who buy when
+// the page leads them to. The channel then gets a line that sums it up.
+func sendTraffic(ctx context.Context, wg *sync.WaitGroup, out io.Writer, opt Options, addr string) <-chan string {
+	if opt.Strategy != StrategyExperiment {
+		fmt.Fprintf(out, "\nproxy on %s receives %d requests/s", addr, opt.Rate)
+		return summarize(sendLoad(ctx, wg, addr, opt.Rate), func(s loadgen.Summary) string {
+			return fmt.Sprintf("traffic: %d requests through the proxy, status codes %s", s.Requests, codes(s.StatusCodes))
+		})
+	}
+	fmt.Fprintf(out, "\nproxy on %s receives %d new users/s, keyed by X-User-ID, who buy (POST /checkout) when the page leads them to", addr, opt.Rate/2)
+	users := make(chan loadgen.UsersSummary, 1)
+	wg.Go(func() {
+		s, _ := loadgen.RunUsers(ctx, loadgen.UsersConfig{URL: "http://" + addr + "/", Rate: opt.Rate / 2, Duration: timeout})
+		users <- s
+	})
+	return summarize(users, func(s loadgen.UsersSummary) string {
+		return fmt.Sprintf("users: v1 %d visitors, %d bought; v2 %d visitors, %d bought", s.Visitors["v1"], s.Converted["v1"], s.Visitors["v2"], s.Converted["v2"])
+	})
+}
+
+// summarize turns the summary that in gets into the line of text it sums
+// up.
+func summarize[S any](in <-chan S, text func(S) string) <-chan string {
+	out := make(chan string, 1)
+	go func() { out <- text(<-in) }()
+	return out
 }
 
 // sendLoad sends rate requests a second to addr until ctx ends; the
@@ -271,7 +337,7 @@ func follow(ctx context.Context, clock rollout.Clock, b controlapi.Backend, out 
 }
 
 // report prints how the rollout ended and why.
-func report(out io.Writer, v controlapi.RolloutView, load loadgen.Summary, faulty bool, took time.Duration) Outcome {
+func report(out io.Writer, v controlapi.RolloutView, traffic string, faulty bool, took time.Duration) Outcome {
 	st := v.Status
 	o := Outcome{Phase: st.Phase, Took: took}
 	want := v1alpha1.PhaseSucceeded
@@ -289,7 +355,10 @@ func report(out io.Writer, v controlapi.RolloutView, load loadgen.Summary, fault
 			fmt.Fprintf(out, "  %-22s %10s %10s  %s\n", r.Name, value(r.Canary), value(r.Stable), r.Verdict)
 		}
 	}
-	fmt.Fprintf(out, "traffic: %d requests through the proxy, status codes %s\n", load.Requests, codes(load.StatusCodes))
+	if x := st.Experiment; x != nil {
+		fmt.Fprintf(out, "experiment: %s\n", x.Summary())
+	}
+	fmt.Fprintln(out, traffic)
 	switch {
 	case st.Phase == v1alpha1.PhaseSucceeded:
 		fmt.Fprintf(out, "\nSucceeded in %.1fs: %s is now the stable version.\n", took.Seconds(), st.Stable.Version)

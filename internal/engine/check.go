@@ -22,6 +22,7 @@ func (m *machine) runDueCheck() verdict {
 	a := &m.st.Analysis
 	a.LastCheckAt = micro(m.now)
 	a.NextCheckAt = micro(m.now.Add(m.plan.Analysis.Interval))
+	m.checked = true
 	metrics, results := m.evaluate()
 	a.LastResults = results
 
@@ -54,10 +55,14 @@ func (m *machine) evaluate() ([]spec.PlanMetric, []v1alpha1.MetricResult) {
 		byName[meas.Metric] = meas
 	}
 	ap := m.plan.Analysis
-	metrics := append([]spec.PlanMetric(nil), ap.Metrics...)
-	results := make([]v1alpha1.MetricResult, 0, len(metrics)+1)
+	metrics := make([]spec.PlanMetric, 0, len(ap.Metrics)+1)
+	results := make([]v1alpha1.MetricResult, 0, len(ap.Metrics)+1)
 	var classified []stats.MetricResult
 	for _, pm := range ap.Metrics {
+		if pm.ExperimentGoal {
+			continue // the experiment judges it, against no limit
+		}
+		metrics = append(metrics, pm)
 		meas, ok := byName[pm.Name]
 		if !ok {
 			meas = rollout.Measurement{Metric: pm.Name}

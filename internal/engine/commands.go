@@ -140,6 +140,9 @@ func (m *machine) applyCommand(c rollout.Command) error {
 		if m.plan.BlueGreen {
 			return errBlueGreenWeight
 		}
+		if m.plan.Experiment != nil {
+			return errExperimentWeight
+		}
 		// Traffic goes only to a canary that is up, as with a setWeight
 		// step; the runtime sees the refusal at once.
 		if *c.Weight > 0 && m.st.CanaryWeight == 0 && m.canaryHealth() != rollout.HealthUp {
@@ -198,6 +201,7 @@ func (m *machine) restart() {
 	m.st.Gate, m.st.Rollback, m.st.PausedAt, m.st.HookWait, m.st.HooksPassed = nil, nil, nil, nil, nil
 	m.st.Watch = nil // a new rollout ends the watch of the last promotion
 	m.st.Analysis = v1alpha1.AnalysisStatus{}
+	m.st.Experiment = nil
 	m.st.StartedAt = micro(m.now)
 	m.st.StepStartedAt = micro(m.now)
 	m.st.WaitingSince = micro(m.now)

@@ -69,6 +69,9 @@ type machine struct {
 	in   Input
 	now  time.Time
 	res  Result
+	// checked is set once a check judged this decision's measurements,
+	// which an experiment then looks at.
+	checked bool
 }
 
 func newMachine(plan spec.Plan, st v1alpha1.RolloutStatus, in Input) *machine {

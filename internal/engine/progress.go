@@ -206,6 +206,8 @@ func (m *machine) runStep() verdict {
 		v = m.runApprovalStep(s)
 	case spec.StepAnalysis:
 		v = m.runAnalysisStep(s)
+	case spec.StepExperiment:
+		v = m.runExperimentStep()
 	}
 	if v == proceed {
 		m.nextStep()

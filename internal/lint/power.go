@@ -94,7 +94,7 @@ func shortStage(field string, weight float64, soak time.Duration, rps, delta flo
 
 // stageSoak adds up the time the steps from index from on hold the
 // weight, up to the next setWeight; known is false when one of them waits
-// for a person.
+// for a person or for an experiment's verdict.
 func stageSoak(plan spec.Plan, from int) (soak time.Duration, known bool) {
 	for _, s := range plan.Steps[from:] {
 		switch s.Kind {
@@ -107,7 +107,7 @@ func stageSoak(plan spec.Plan, from int) (soak time.Duration, known bool) {
 			soak += s.Duration
 		case spec.StepAnalysis:
 			soak += time.Duration(s.Checks) * plan.Analysis.Interval
-		case spec.StepApproval:
+		case spec.StepApproval, spec.StepExperiment:
 			return 0, false
 		}
 	}

@@ -29,6 +29,8 @@ func TestSeverityOf(t *testing.T) {
 		{N, "PromotedFull", SeverityInfo},
 		{N, "Promoted", SeverityInfo},
 		{N, "Retried", SeverityInfo},
+		{N, "ExperimentStarted", SeverityInfo},
+		{N, "ExperimentConcluded", SeverityInfo},
 		{W, "CheckFailed", SeverityWarn},
 		{W, "AwaitingDecision", SeverityWarn}, // the anomaly gate
 		{W, "SomethingNew", SeverityWarn},

@@ -26,6 +26,9 @@ func TestDefaultText(t *testing.T) {
 		{"unknown reason in words", "web", event(W, "PreRolloutHookFailed", "hook db-check answered 500"), map[string]string{FieldCanary: "v3"},
 			"web: Pre rollout hook failed — hook db-check answered 500"},
 		{"no rollout, no message", "", event(N, "Promoted", ""), map[string]string{FieldCanary: "v2"}, "Promoted canary v2"},
+		{"an experiment's winner", "shop", event(N, "ExperimentConcluded", "Experiment concluded: winner treatment (v2) — conversion on checkout: control 10.00% (90/900), treatment 15.00% (135/900)"),
+			map[string]string{FieldCanary: "v2"},
+			"shop: Experiment concluded for canary v2 — Experiment concluded: winner treatment (v2) — conversion on checkout: control 10.00% (90/900), treatment 15.00% (135/900)"},
 		{"headline not about the canary", "web", event(N, "Installed", "loaded from web.yaml"), map[string]string{FieldCanary: "v2"},
 			"web: Installed — loaded from web.yaml"},
 	}
@@ -43,7 +46,8 @@ func TestDefaultText(t *testing.T) {
 func TestHeadlinesCoverEngineReasons(t *testing.T) {
 	for _, r := range []string{"Installed", "Started", "CanaryReplaced", "CanaryReady", "WeightChanged", "CheckPassed",
 		"CheckInconclusive", "CheckFailed", "PauseEnded", "AwaitingDecision", "Approved", "StepSkipped", "Paused", "Resumed",
-		"Promoting", "PromotedFull", "Promoted", "RollingBack", "RolledBack", "Aborted", "Failed", "Retried"} {
+		"Promoting", "PromotedFull", "Promoted", "RollingBack", "RolledBack", "Aborted", "Failed", "Retried",
+		"ExperimentStarted", "ExperimentConcluded"} {
 		if _, ok := headlines[r]; !ok {
 			t.Errorf("no headline for %s", r)
 		}

@@ -1,6 +1,8 @@
 // Package sampleapp is the small HTTP service that tutorials, tests and the
 // demo roll out: it reports its version and can be told to be slow or to fail
-// a share of its requests, so that a canary has something real to judge.
+// a share of its requests, so that a canary has something real to judge, and
+// to lead a share of its visitors to a goal, so that an experiment has
+// conversions to count.
 package sampleapp
 
 import (
@@ -30,6 +32,10 @@ type Config struct {
 	// LatencyJitter spreads the delay uniformly over Latency ± LatencyJitter;
 	// a delay below zero counts as none.
 	LatencyJitter time.Duration
+	// ConversionRate is the share of answers of "/" that lead the visitor
+	// to the goal (their "next" is GoalPath), from 0 to 1: how well this
+	// version sells, for simulated users who follow the lead.
+	ConversionRate float64
 	// Clock times the injected delays; nil is the wall clock.
 	Clock rollout.Clock
 	// Log receives Serve's diagnostics; nil discards them.
@@ -43,6 +49,8 @@ func (c Config) Validate() error {
 		return errors.New("sampleapp: version must not be empty")
 	case !(c.ErrorRate >= 0 && c.ErrorRate <= 1): // also refuses NaN
 		return fmt.Errorf("sampleapp: error rate must be between 0 and 1, got %v", c.ErrorRate)
+	case !(c.ConversionRate >= 0 && c.ConversionRate <= 1):
+		return fmt.Errorf("sampleapp: conversion rate must be between 0 and 1, got %v", c.ConversionRate)
 	case c.Latency < 0:
 		return fmt.Errorf("sampleapp: latency must not be negative, got %v", c.Latency)
 	case c.LatencyJitter < 0:
@@ -53,9 +61,11 @@ func (c Config) Validate() error {
 
 // Handler returns the service's routes:
 //
-//	/         JSON {"version": ..., "hostname": ...}, with the configured faults
-//	/health   200 "ok", never faulty, so that it reports liveness only
-//	/version  the version as plain text, never faulty
+//	/          JSON {"version": ..., "hostname": ..., "next": ...}, with the
+//	           configured faults; next is GoalPath for ConversionRate of them
+//	/health    200 "ok", never faulty, so that it reports liveness only
+//	/version   the version as plain text, never faulty
+//	/checkout  POST: the goal a visitor led to it reaches, never faulty
 //
 // Handler panics if cfg is invalid, as that is a programming error; check
 // settings that come from users with Config.Validate first.
@@ -72,8 +82,13 @@ func Handler(cfg Config) http.Handler {
 	mux.HandleFunc("/{$}", a.root)
 	mux.HandleFunc("GET /health", health)
 	mux.HandleFunc("GET /version", a.version)
+	mux.HandleFunc("POST "+GoalPath, a.version)
 	return mux
 }
+
+// GoalPath is the goal the sample app leads a share of its visitors to:
+// an experiment's goal is {path: {exact: /checkout}, method: {exact: POST}}.
+const GoalPath = "/checkout"
 
 // app holds what the routes share.
 type app struct {
@@ -86,10 +101,12 @@ type app struct {
 type info struct {
 	Version  string `json:"version"`
 	Hostname string `json:"hostname"`
+	// Next is where the page leads the visitor: GoalPath, or empty.
+	Next string `json:"next,omitempty"`
 }
 
 func (a *app) root(w http.ResponseWriter, r *http.Request) {
-	delay, fail := a.faults.draw()
+	delay, fail, convert := a.faults.draw()
 	if delay > 0 {
 		if rollout.Sleep(r.Context(), rollout.ClockOrSystem(a.cfg.Clock), delay) != nil {
 			return // the client has gone; nobody reads the answer
@@ -100,7 +117,11 @@ func (a *app) root(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(info{Version: a.cfg.Version, Hostname: a.hostname})
+	body := info{Version: a.cfg.Version, Hostname: a.hostname}
+	if convert {
+		body.Next = GoalPath
+	}
+	_ = json.NewEncoder(w).Encode(body)
 }
 
 func (a *app) version(w http.ResponseWriter, _ *http.Request) {
@@ -116,30 +137,33 @@ func health(w http.ResponseWriter, _ *http.Request) {
 // faults draws each request's delay and outcome. Every handler has its own
 // random source, guarded by a mutex because requests are served concurrently.
 type faults struct {
-	errorRate float64
-	latency   time.Duration
-	jitter    time.Duration
-	mu        sync.Mutex
-	rng       *rand.Rand
+	errorRate      float64
+	conversionRate float64
+	latency        time.Duration
+	jitter         time.Duration
+	mu             sync.Mutex
+	rng            *rand.Rand
 }
 
 func newFaults(cfg Config) *faults {
 	return &faults{
-		errorRate: cfg.ErrorRate,
-		latency:   cfg.Latency,
-		jitter:    cfg.LatencyJitter,
-		rng:       rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
+		errorRate:      cfg.ErrorRate,
+		conversionRate: cfg.ConversionRate,
+		latency:        cfg.Latency,
+		jitter:         cfg.LatencyJitter,
+		rng:            rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
 	}
 }
 
-// draw returns how long to wait before answering and whether to answer 500.
-func (f *faults) draw() (time.Duration, bool) {
+// draw returns how long to wait before answering, whether to answer 500
+// and whether to lead the visitor to the goal.
+func (f *faults) draw() (delay time.Duration, fail, convert bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delay := f.latency
+	delay = f.latency
 	if f.jitter > 0 {
 		// Uniform over [latency-jitter, latency+jitter].
 		delay += time.Duration(f.rng.Int64N(int64(2*f.jitter)+1)) - f.jitter
 	}
-	return max(delay, 0), f.rng.Float64() < f.errorRate
+	return max(delay, 0), f.rng.Float64() < f.errorRate, f.rng.Float64() < f.conversionRate
 }

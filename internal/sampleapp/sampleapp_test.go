@@ -30,6 +30,8 @@ func TestValidate(t *testing.T) {
 		{"error rate NaN", Config{Version: "v1", ErrorRate: math.NaN()}, "error rate"},
 		{"negative latency", Config{Version: "v1", Latency: -time.Millisecond}, "latency must"},
 		{"negative jitter", Config{Version: "v1", LatencyJitter: -time.Millisecond}, "jitter"},
+		{"conversion rate above one", Config{Version: "v1", ConversionRate: 1.2}, "conversion rate"},
+		{"conversion rate NaN", Config{Version: "v1", ConversionRate: math.NaN()}, "conversion rate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,6 +116,39 @@ func TestErrorRateStatistics(t *testing.T) {
 	}
 }
 
+// A quarter of the answers of / lead to the goal with a conversion rate
+// of 0.25, none without one; the goal itself answers POST.
+func TestConversionRateLeadsToTheGoal(t *testing.T) {
+	const n, rate = 2000, 0.25
+	for _, want := range []float64{rate, 0} {
+		h := Handler(Config{Version: "v2", ConversionRate: want})
+		led := 0
+		for range n {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+			var body info
+			if err := json.NewDecoder(rec.Body).Decode(&body); err != nil {
+				t.Fatal(err)
+			}
+			switch body.Next {
+			case GoalPath:
+				led++
+			case "":
+			default:
+				t.Fatalf("next = %q, want %s or nothing", body.Next, GoalPath)
+			}
+		}
+		if share := float64(led) / n; math.Abs(share-want) > 0.05 {
+			t.Errorf("led %.3f of %d visitors to the goal, want %.2f ± 0.05", share, n, want)
+		}
+	}
+	rec := httptest.NewRecorder()
+	Handler(Config{Version: "v2"}).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, GoalPath, nil))
+	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != "v2" {
+		t.Errorf("POST %s: %d %q, want 200 and the version", GoalPath, rec.Code, rec.Body.String())
+	}
+}
+
 func TestErrorRateExtremes(t *testing.T) {
 	for _, tt := range []struct {
 		rate float64
@@ -163,7 +198,7 @@ func TestDrawStaysWithinJitterAndNeverNegative(t *testing.T) {
 	f := newFaults(Config{Version: "v1", Latency: time.Millisecond, LatencyJitter: 3 * time.Millisecond})
 	var sawZero, sawAboveMean bool
 	for range 2000 {
-		d, _ := f.draw()
+		d, _, _ := f.draw()
 		if d < 0 || d > 4*time.Millisecond {
 			t.Fatalf("delay %v outside [0, 4ms]", d)
 		}

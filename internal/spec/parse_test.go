@@ -45,7 +45,7 @@ var fileProblems = []fileProblem{
 		name: "unknown field suggests the known one",
 		body: "  strategy:\n    stepweight: 5\n",
 		want: []string{
-			"f.yaml:9:3: spec.strategy: needs steps, a preset, blueGreen, or the shorthand stepWeight or stepWeights",
+			"f.yaml:9:3: spec.strategy: needs steps, a preset, blueGreen, an experiment, or the shorthand stepWeight or stepWeights",
 			`f.yaml:10:5: spec.strategy.stepweight: unknown field "stepweight", did you mean "stepWeight"?`,
 		},
 	},

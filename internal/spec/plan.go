@@ -55,6 +55,9 @@ const (
 	// StepApproval waits for a person's approval, up to Duration when it
 	// is not zero, then does OnTimeout.
 	StepApproval
+	// StepExperiment holds an experiment's split until its verdict
+	// (Plan.Experiment): it is done when the treatment won.
+	StepExperiment
 )
 
 func (k StepKind) String() string {
@@ -67,6 +70,8 @@ func (k StepKind) String() string {
 		return "analysis"
 	case StepApproval:
 		return "approval"
+	case StepExperiment:
+		return "experiment"
 	}
 	return fmt.Sprintf("StepKind(%d)", int(k))
 }
@@ -102,6 +107,8 @@ func (s PlanStep) Describe() string {
 			return "approval"
 		}
 		return fmt.Sprintf("approval (timeout %s, then %s)", s.Duration, s.OnTimeout)
+	case StepExperiment:
+		return "experiment until a winner"
 	}
 	return s.Kind.String()
 }
@@ -134,6 +141,10 @@ type PlanMetric struct {
 	ConsecutiveErrorLimit int
 	NoData                v1alpha1.NoDataPolicy
 	NoDataTimeout         time.Duration
+	// ExperimentGoal is set for the experiment's primary goal when the
+	// analysis does not list it: it is measured for the experiment's
+	// verdict, and checked against no limit.
+	ExperimentGoal bool
 }
 
 // SequentialPlan configures the continuous error-rate test.
@@ -170,6 +181,9 @@ type Plan struct {
 	// AutoPromotionAfter, when not zero, bounds a wait for a person to
 	// promote: the promotion then starts on its own.
 	AutoPromotionAfter time.Duration
+	// Experiment is set for an experiment: the steps set its split, then
+	// hold it until its verdict.
+	Experiment *ExperimentPlan
 }
 
 // PostPromotionPlan is the resolved spec.postPromotion.
@@ -210,6 +224,12 @@ func Resolve(s *v1alpha1.RolloutSpec) (Plan, error) {
 	if bg := s.Strategy.BlueGreen; bg != nil {
 		p.BlueGreen, p.AutoPromotionAfter = true, autoPromotionAfter(bg)
 		p.Steps = expandBlueGreen(bg, p.Decision)
+		return p, nil
+	}
+	if ex := s.Strategy.Experiment; ex != nil {
+		p.Experiment = resolveExperiment(ex, goalsOf(s.Analysis))
+		p.Steps = expandExperiment(p.Experiment)
+		p.Analysis.Metrics = withGoalMetric(p.Analysis.Metrics, p.Experiment.Metric)
 		return p, nil
 	}
 	steps, err := expandSteps(&s.Strategy)

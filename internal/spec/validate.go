@@ -60,6 +60,7 @@ func Validate(r *v1alpha1.Rollout) Errors {
 		v.analysis(r.Spec.Analysis)
 		v.goals(&r.Spec)
 	}
+	v.experiment(&r.Spec)
 	switch r.Spec.Decision {
 	case "", v1alpha1.DecisionAutomatic, v1alpha1.DecisionManual, v1alpha1.DecisionHybrid:
 	default:
@@ -250,6 +251,9 @@ func (v *validator) strategy(st *v1alpha1.Strategy) {
 	v.positive(p+".interval", st.Interval)
 	shorthand := st.StepWeight != nil || st.MaxWeight != nil || len(st.StepWeights) > 0
 	switch {
+	case st.Experiment != nil && (st.BlueGreen != nil || st.Preset != nil || len(st.Steps) > 0 || shorthand):
+		v.add(p+".experiment", "cannot be mixed with steps, a preset, blueGreen or the shorthand (stepWeight, maxWeight, stepWeights): an experiment holds one split until its verdict")
+	case st.Experiment != nil:
 	case st.BlueGreen != nil && (st.Preset != nil || len(st.Steps) > 0 || shorthand):
 		v.add(p+".blueGreen", "cannot be mixed with steps, a preset or the shorthand (stepWeight, maxWeight, stepWeights): blue-green switches all traffic at once")
 	case st.BlueGreen != nil:
@@ -258,7 +262,7 @@ func (v *validator) strategy(st *v1alpha1.Strategy) {
 	case len(st.Steps) > 0 && shorthand:
 		v.add(p, "use steps or the shorthand (stepWeight, maxWeight, stepWeights), not both")
 	case len(st.Steps) == 0 && !shorthand && st.Preset == nil:
-		v.add(p, "needs steps, a preset, blueGreen, or the shorthand stepWeight or stepWeights")
+		v.add(p, "needs steps, a preset, blueGreen, an experiment, or the shorthand stepWeight or stepWeights")
 	}
 	if st.Preset != nil {
 		v.preset(st.Preset)

@@ -132,7 +132,7 @@ var refusals = []struct {
 	{"health threshold", func(r *v1alpha1.Rollout) {
 		r.Spec.Service.HealthCheck = &v1alpha1.HealthCheck{FailureThreshold: -1}
 	}, "spec.service.healthCheck.failureThreshold", "must not be negative, not -1"},
-	{"no strategy", func(r *v1alpha1.Rollout) { r.Spec.Strategy = v1alpha1.Strategy{} }, "spec.strategy", "needs steps, a preset, blueGreen, or the shorthand stepWeight or stepWeights"},
+	{"no strategy", func(r *v1alpha1.Rollout) { r.Spec.Strategy = v1alpha1.Strategy{} }, "spec.strategy", "needs steps, a preset, blueGreen, an experiment, or the shorthand stepWeight or stepWeights"},
 	{"strategy interval", func(r *v1alpha1.Rollout) { r.Spec.Strategy.Interval = dur(0) }, "spec.strategy.interval", "must be positive"},
 	{"steps and shorthand", func(r *v1alpha1.Rollout) { r.Spec.Strategy.StepWeight = pct(5) }, "spec.strategy", "use steps or the shorthand"},
 	{"step of no kind", func(r *v1alpha1.Rollout) { r.Spec.Strategy.Steps[1] = v1alpha1.Step{} }, "spec.strategy.steps[1]", "a step needs one of setWeight, pause, analysis or approval"},

@@ -201,6 +201,13 @@ var invalidRollouts = []struct {
 	value: []any{map[string]any{"setWeight": int64(5)}, map[string]any{"pause": map[string]any{"duration": "0s"}}},
 	field: "spec.strategy.steps[1].pause.duration", reason: "pause.duration must be positive",
 }, {
+	name: "experiment and steps", path: []string{"spec", "strategy", "experiment"}, value: map[string]any{},
+	field: "spec.strategy", reason: "experiment cannot be mixed with steps",
+}, {
+	name: "experiment with an unknown rule", path: []string{"spec", "strategy"},
+	value: map[string]any{"experiment": map[string]any{"promoteIf": "faster"}},
+	field: "spec.strategy.experiment.promoteIf", reason: `supported values: "better", "notWorse"`,
+}, {
 	name: "negative progressDeadline", path: []string{"spec", "progressDeadline"}, value: "-1m",
 	field: "spec.progressDeadline", reason: "progressDeadline must be positive",
 }, {
