@@ -25,7 +25,7 @@ import (
 // same cumulative counts the proxy gives in standalone mode. Thresholds,
 // the sequential error-rate test and the comparison of samples then work
 // unchanged. Each router's series are in a file of their own
-// (cluster_istio.go, cluster_convention.go).
+// (cluster_istio.go, cluster_envoygateway.go, cluster_convention.go).
 
 // ClusterTarget names one version's objects, which the series are
 // labelled by.
@@ -38,6 +38,9 @@ type ClusterTarget struct {
 	// Preview is a blue-green rollout's preview Service, which carries
 	// the new version's requests before the switch; empty otherwise.
 	Preview string
+	// EnvoyClusters are the Envoy clusters that Envoy Gateway builds for
+	// the route's backendRefs to the version's Service.
+	EnvoyClusters []string
 }
 
 // SeriesQueries are the PromQL of one version's cumulative counts, each
@@ -60,12 +63,16 @@ type ClusterQueries interface {
 	Queries(t ClusterTarget) SeriesQueries
 }
 
-// ClusterQueriesFor returns the series of a router: Istio's standard
-// metrics for istio, the application's own (the documented convention)
-// for the others.
-func ClusterQueriesFor(router spec.RouterKind) ClusterQueries {
-	if router == spec.RouterIstio {
+// ClusterQueriesFor returns the series of a plan's router: Istio's
+// standard metrics for istio, Envoy's for the Gateway API router of
+// Envoy Gateway, the application's own (the documented convention) for
+// the others.
+func ClusterQueriesFor(p spec.KubePlan) ClusterQueries {
+	switch {
+	case p.Router == spec.RouterIstio:
 		return istioQueries{}
+	case p.Router == spec.RouterGatewayAPI && p.Gateway == v1alpha1.EnvoyGateway:
+		return envoyGatewayQueries{}
 	}
 	return conventionQueries{}
 }

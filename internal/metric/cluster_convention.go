@@ -11,10 +11,9 @@ import (
 // namespace and the Service): http_requests_total with a code label, and
 // the http_request_duration_seconds histogram, the names of Prometheus'
 // client libraries' HTTP middleware. The replica router has no proxy of
-// its own to count requests, and Gateway API implementations count them
-// by route rule rather than by backend (Envoy Gateway's
-// envoy_cluster_upstream_rq_total is per rule unless each backendRef
-// carries a filter), so both read these.
+// its own to count requests, and Gateway API implementations other than
+// Envoy Gateway (see envoyGatewayQueries) count them by route rule rather
+// than by backend, so both read these.
 type conventionQueries struct{}
 
 func (conventionQueries) Queries(t ClusterTarget) SeriesQueries {

@@ -61,59 +61,82 @@ func (e *meshExporter) serve(role string, n, failed uint64, ms float64) {
 	v.sumMs += float64(n) * ms
 }
 
-// ServeHTTP writes Istio's series and the convention's for both roles.
+// exportedSeries names one family of series: the request counter and
+// its code label, the latency histogram, and how many of its unit a
+// millisecond is.
+type exportedSeries struct {
+	requests, code, bucket, sum string
+	perMs                       float64
+}
+
+var (
+	istioSeries      = exportedSeries{"istio_requests_total", "response_code", "istio_request_duration_milliseconds_bucket", "istio_request_duration_milliseconds_sum", 1}
+	conventionSeries = exportedSeries{"http_requests_total", "code", "http_request_duration_seconds_bucket", "http_request_duration_seconds_sum", 0.001}
+	envoySeries      = exportedSeries{"envoy_cluster_upstream_rq", "envoy_response_code", "envoy_cluster_upstream_rq_time_bucket", "envoy_cluster_upstream_rq_time_sum", 1}
+)
+
+// envoyClusters are the Envoy Gateway clusters whose series count each
+// role's requests. Each role's counts are also exported under decoys
+// (envoyDecoys) that a query which does not quote the dot or anchor the
+// name would count too.
+var envoyClusters = map[string]string{
+	"canary":  "httproute/shop/web.v/rule/3/backend/1",
+	"stable":  "httproute/shop/web.v/rule/3/backend/0",
+	"preview": "httproute/shop/web.v/rule/0/backend/0",
+}
+
+func envoyDecoys(name string) []string {
+	return []string{strings.Replace(name, ".", "x", 1), name + "0"}
+}
+
+// ServeHTTP writes Istio's series, the convention's and Envoy Gateway's
+// for every role.
 func (e *meshExporter) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var b strings.Builder
 	for _, role := range exportedRoles {
 		v := e.versions[role]
-		istio := fmt.Sprintf(`reporter="destination",destination_workload_namespace="shop",destination_workload="web-%s"`, role)
-		conv := fmt.Sprintf(`namespace="shop",service="web-%s"`, role)
-		for code, n := range v.codes {
-			fmt.Fprintf(&b, "istio_requests_total{%s,response_code=\"%d\"} %d\n", istio, code, n)
-			fmt.Fprintf(&b, "http_requests_total{%s,code=\"%d\"} %d\n", conv, code, n)
+		v.write(&b, istioSeries, fmt.Sprintf(`reporter="destination",destination_workload_namespace="shop",destination_workload="web-%s"`, role))
+		v.write(&b, conventionSeries, fmt.Sprintf(`namespace="shop",service="web-%s"`, role))
+		for _, name := range append([]string{envoyClusters[role]}, envoyDecoys(envoyClusters[role])...) {
+			v.write(&b, envoySeries, fmt.Sprintf(`envoy_cluster_name=%q`, name))
 		}
-		var cumulative uint64
-		for i, n := range v.buckets {
-			cumulative += n
-			ms, s := "+Inf", "+Inf"
-			if i < len(exportBoundsMs) {
-				ms, s = fmt.Sprint(exportBoundsMs[i]), fmt.Sprint(exportBoundsMs[i]/1000)
-			}
-			fmt.Fprintf(&b, "istio_request_duration_milliseconds_bucket{%s,le=%q} %d\n", istio, ms, cumulative)
-			fmt.Fprintf(&b, "http_request_duration_seconds_bucket{%s,le=%q} %d\n", conv, s, cumulative)
-		}
-		fmt.Fprintf(&b, "istio_request_duration_milliseconds_sum{%s} %g\n", istio, v.sumMs)
-		fmt.Fprintf(&b, "http_request_duration_seconds_sum{%s} %g\n", conv, v.sumMs/1000)
 	}
 	_, _ = w.Write([]byte(b.String()))
 }
 
+// write writes the version's series of one family, labelled labels.
+func (v *exportedVersion) write(b *strings.Builder, s exportedSeries, labels string) {
+	for code, n := range v.codes {
+		fmt.Fprintf(b, "%s{%s,%s=\"%d\"} %d\n", s.requests, labels, s.code, code, n)
+	}
+	var cumulative uint64
+	for i, n := range v.buckets {
+		cumulative += n
+		le := "+Inf"
+		if i < len(exportBoundsMs) {
+			le = fmt.Sprint(exportBoundsMs[i] * s.perMs)
+		}
+		fmt.Fprintf(b, "%s{%s,le=%q} %d\n", s.bucket, labels, le, cumulative)
+	}
+	fmt.Fprintf(b, "%s{%s} %g\n", s.sum, labels, v.sumMs*s.perMs)
+}
+
 // clusterTargets are the objects the exporter's series name.
 func clusterTargets(canaryVersion string) (canary, stable ClusterTarget) {
-	return ClusterTarget{Version: canaryVersion, Namespace: "shop", Service: "web-canary", Workload: "web-canary"},
-		ClusterTarget{Version: "v1", Namespace: "shop", Service: "web-stable", Workload: "web-stable"}
+	return ClusterTarget{Version: canaryVersion, Namespace: "shop", Service: "web-canary", Workload: "web-canary",
+			EnvoyClusters: []string{envoyClusters["canary"]}},
+		ClusterTarget{Version: "v1", Namespace: "shop", Service: "web-stable", Workload: "web-stable",
+			EnvoyClusters: []string{envoyClusters["stable"]}}
 }
 
 // refreshUntil refreshes until the canary has served want requests since
 // the start, that is until Prometheus scraped the last traffic.
 func refreshUntil(t *testing.T, cs *ClusterStats, canaryVersion string, want uint64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	canary, stable := clusterTargets(canaryVersion)
-	for {
-		err := cs.Refresh(ctx, canary, stable)
-		if got := cs.Stats().Canary.Requests; err == nil && got == want {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the canary's requests never reached %d (have %d, last error %v)", want, cs.Stats().Canary.Requests, err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	refreshCanaryUntil(t, cs, canary, stable, want)
 }
 
 // startMeshPrometheus starts an exporter and a real Prometheus scraping it.
@@ -127,6 +150,14 @@ func startMeshPrometheus(t *testing.T) (*meshExporter, *promserver.Server) {
 
 func ptr(x float64) *float64 { return &x }
 
+// clusterPlans are the routers whose series the exporter exports, by name.
+var clusterPlans = map[string]spec.KubePlan{
+	"istio":        {Router: spec.RouterIstio},
+	"gatewayAPI":   {Router: spec.RouterGatewayAPI},
+	"envoyGateway": {Router: spec.RouterGatewayAPI, Gateway: v1alpha1.EnvoyGateway},
+	"replicas":     {Router: spec.RouterReplicas},
+}
+
 // TestClusterBuiltinMetrics measures a good and then a bad canary from
 // each router's series in a real Prometheus: the values, the threshold's
 // verdict and the sequential test's alarm.
@@ -135,9 +166,9 @@ func TestClusterBuiltinMetrics(t *testing.T) {
 		t.Skip("starts Prometheus")
 	}
 	exp, prom := startMeshPrometheus(t)
-	for _, router := range []spec.RouterKind{spec.RouterIstio, spec.RouterGatewayAPI, spec.RouterReplicas} {
-		t.Run(string(router), func(t *testing.T) {
-			cs, err := NewClusterStats(prom.URL, ClusterQueriesFor(router), Env{})
+	for name, plan := range clusterPlans {
+		t.Run(name, func(t *testing.T) {
+			cs, err := NewClusterStats(prom.URL, ClusterQueriesFor(plan), Env{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -241,35 +272,49 @@ func TestMonotoneCarriesDropsOver(t *testing.T) {
 	}
 }
 
-// TestConventionCountsThePreview: with the convention, a blue-green
-// rollout's new version is counted on its preview Service too, which
-// carries its requests before the switch.
-func TestConventionCountsThePreview(t *testing.T) {
+// TestClusterSumsTheCanarysObjects: a version's counts are the sum over
+// its objects: with the convention, a blue-green rollout's new version is
+// counted on its preview Service too, which carries its requests before
+// the switch; with Envoy Gateway, the canary is counted on each cluster
+// the route sends to it (the preview's cluster standing for a second
+// one here).
+func TestClusterSumsTheCanarysObjects(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Prometheus")
 	}
 	exp, prom := startMeshPrometheus(t)
-	cs, err := NewClusterStats(prom.URL, ClusterQueriesFor(spec.RouterGatewayAPI), Env{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	exp.serve("canary", 100, 0, 20)
 	exp.serve("preview", 300, 30, 20)
-	canary, stable := clusterTargets("v2")
-	canary.Preview = "web-preview"
+	for name, plan := range map[string]spec.KubePlan{"convention": clusterPlans["gatewayAPI"], "envoyGateway": clusterPlans["envoyGateway"]} {
+		t.Run(name, func(t *testing.T) {
+			cs, err := NewClusterStats(prom.URL, ClusterQueriesFor(plan), Env{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			canary, stable := clusterTargets("v2")
+			canary.Preview = "web-preview"
+			canary.EnvoyClusters = append(canary.EnvoyClusters, envoyClusters["preview"])
+			refreshCanaryUntil(t, cs, canary, stable, 400)
+			if c := cs.Stats().Canary; c.Errors5xx != 30 {
+				t.Errorf("canary 5xx %d, want the preview's 30", c.Errors5xx)
+			}
+		})
+	}
+}
+
+// refreshCanaryUntil refreshes until the canary has served want requests.
+func refreshCanaryUntil(t *testing.T, cs *ClusterStats, canary, stable ClusterTarget, want uint64) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for {
 		err := cs.Refresh(ctx, canary, stable)
-		if c := cs.Stats().Canary; err == nil && c.Requests == 400 {
-			if c.Errors5xx != 30 {
-				t.Errorf("canary 5xx %d, want the preview's 30", c.Errors5xx)
-			}
+		if got := cs.Stats().Canary.Requests; err == nil && got == want {
 			return
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("the canary's requests with its preview's never reached 400 (have %d, last error %v)", cs.Stats().Canary.Requests, err)
+			t.Fatalf("the canary's requests never reached %d (have %d, last error %v)", want, cs.Stats().Canary.Requests, err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -30,7 +30,7 @@ type managed struct {
 	// target and router fan each call out to the Deployments of the
 	// rollout (spec.targetRef, or each of spec.targetRefs).
 	target *target.DeploymentSet
-	router rollout.RouteRemover
+	router *router.Set
 	// coordinated is set for a rollout of spec.targetRefs, whose status
 	// lists its Deployments.
 	coordinated bool
@@ -83,7 +83,7 @@ func (rc *Reconciler) newMeter(r *v1alpha1.Rollout, plan spec.Plan, kp spec.Kube
 	switch {
 	case rc.PrometheusURL != "" && (field != "" || plan.Analysis.Sequential.Enabled):
 		var err error
-		if cluster, err = metric.NewClusterStats(rc.PrometheusURL, metric.ClusterQueriesFor(kp.Router), cfg.Env); err != nil {
+		if cluster, err = metric.NewClusterStats(rc.PrometheusURL, metric.ClusterQueriesFor(kp), cfg.Env); err != nil {
 			return nil, nil, fmt.Errorf("--prometheus-url: %w", err)
 		}
 		cfg.Builtin = metric.NewBuiltin(cluster, rc.Clock)
@@ -125,6 +125,8 @@ func (m *managed) refreshCluster(ctx context.Context, st v1alpha1.RolloutStatus)
 	canary := metric.ClusterTarget{Namespace: m.kp.Namespace, Service: m.kp.CanaryService, Workload: m.kp.CanaryWorkload,
 		Preview: m.kp.PreviewService}
 	stable := metric.ClusterTarget{Namespace: m.kp.Namespace, Service: m.kp.StableService, Workload: m.kp.StableWorkload}
+	envoy := m.router.EnvoyClusters()
+	canary.EnvoyClusters, stable.EnvoyClusters = envoy.Canary, envoy.Stable
 	if st.Canary != nil {
 		canary.Version = st.Canary.Version
 	}
@@ -297,7 +299,7 @@ func targetsField(r *v1alpha1.Rollout) string {
 
 // newTargets builds the target and the router of each Deployment plans
 // name, and the set of each that the runner drives.
-func newTargets(c client.Client, r *v1alpha1.Rollout, plans []spec.KubePlan, clock rollout.Clock, log *slog.Logger) (*target.DeploymentSet, rollout.RouteRemover, error) {
+func newTargets(c client.Client, r *v1alpha1.Rollout, plans []spec.KubePlan, clock rollout.Clock, log *slog.Logger) (*target.DeploymentSet, *router.Set, error) {
 	names := make([]string, len(plans))
 	workloads := make([]target.Workload, len(plans))
 	routers := make([]rollout.RouteRemover, len(plans))
