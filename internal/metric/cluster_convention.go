@@ -17,12 +17,7 @@ import (
 type conventionQueries struct{}
 
 func (conventionQueries) Queries(t ClusterTarget) SeriesQueries {
-	sel := fmt.Sprintf(`namespace=%q,service=%q`, t.Namespace, t.Service)
-	if t.Preview != "" {
-		// Service names are DNS labels: nothing in them needs quoting
-		// in a regular expression.
-		sel = fmt.Sprintf(`namespace=%q,service=~"%s|%s"`, t.Namespace, t.Service, t.Preview)
-	}
+	sel := fmt.Sprintf(`namespace=%q,service%s`, t.Namespace, oneOf(t.Services))
 	return SeriesQueries{
 		OK:      fmt.Sprintf(`sum(http_requests_total{%s,code!~"5.."})`, sel),
 		Errors:  fmt.Sprintf(`sum(http_requests_total{%s,code=~"5.."})`, sel),

@@ -2,9 +2,6 @@ package metric
 
 import (
 	"fmt"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -18,14 +15,7 @@ import (
 type envoyGatewayQueries struct{}
 
 func (envoyGatewayQueries) Queries(t ClusterTarget) SeriesQueries {
-	quoted := make([]string, len(t.EnvoyClusters))
-	for i, name := range t.EnvoyClusters {
-		quoted[i] = regexp.QuoteMeta(name)
-	}
-	// strconv.Quote makes the expression a PromQL string, escaping the
-	// backslashes of the quoting. Without clusters the selector matches
-	// no series of Envoy's, which all name theirs.
-	sel := "envoy_cluster_name=~" + strconv.Quote("^("+strings.Join(quoted, "|")+")$")
+	sel := "envoy_cluster_name" + oneOf(t.EnvoyClusters)
 	return SeriesQueries{
 		OK:      fmt.Sprintf(`sum(envoy_cluster_upstream_rq{%s,envoy_response_code!~"5.."})`, sel),
 		Errors:  fmt.Sprintf(`sum(envoy_cluster_upstream_rq{%s,envoy_response_code=~"5.."})`, sel),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -20,7 +21,7 @@ import (
 // the canary and the stable of one rollout, as Prometheus scrapes them.
 type meshExporter struct {
 	mu       sync.Mutex
-	versions map[string]*exportedVersion // by role
+	versions map[string]*exportedVersion // by object
 }
 
 // exportedVersion is one version's cumulative traffic: requests by
@@ -31,26 +32,27 @@ type exportedVersion struct {
 	sumMs   float64
 }
 
-// exportedRoles are the versions' roles, each with a workload and a
-// Service web-ROLE; preview is a blue-green rollout's preview Service.
-var exportedRoles = []string{"canary", "stable", "preview"}
+// exportedObjects are the objects the series name, each a workload and a
+// Service of that name: the versions of two Deployments, web and api,
+// and web-preview, a blue-green rollout's preview Service.
+var exportedObjects = []string{"web-canary", "web-stable", "web-preview", "api-canary", "api-stable"}
 
 // exportBoundsMs are Istio's default bucket bounds, in milliseconds.
 var exportBoundsMs = []float64{0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000}
 
 func newMeshExporter() *meshExporter {
 	e := &meshExporter{versions: map[string]*exportedVersion{}}
-	for _, role := range exportedRoles {
-		e.versions[role] = &exportedVersion{codes: map[int]uint64{}, buckets: make([]uint64, len(exportBoundsMs)+1)}
+	for _, obj := range exportedObjects {
+		e.versions[obj] = &exportedVersion{codes: map[int]uint64{}, buckets: make([]uint64, len(exportBoundsMs)+1)}
 	}
 	return e
 }
 
-// serve counts n requests of role, failed of them 5xx, each taking ms.
-func (e *meshExporter) serve(role string, n, failed uint64, ms float64) {
+// serve counts n requests of obj, failed of them 5xx, each taking ms.
+func (e *meshExporter) serve(obj string, n, failed uint64, ms float64) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	v := e.versions[role]
+	v := e.versions[obj]
 	v.codes[200] += n - failed
 	v.codes[503] += failed
 	i := 0
@@ -76,13 +78,15 @@ var (
 )
 
 // envoyClusters are the Envoy Gateway clusters whose series count each
-// role's requests. Each role's counts are also exported under decoys
+// object's requests. Each object's counts are also exported under decoys
 // (envoyDecoys) that a query which does not quote the dot or anchor the
 // name would count too.
 var envoyClusters = map[string]string{
-	"canary":  "httproute/shop/web.v/rule/3/backend/1",
-	"stable":  "httproute/shop/web.v/rule/3/backend/0",
-	"preview": "httproute/shop/web.v/rule/0/backend/0",
+	"web-canary":  "httproute/shop/web.v/rule/3/backend/1",
+	"web-stable":  "httproute/shop/web.v/rule/3/backend/0",
+	"web-preview": "httproute/shop/web.v/rule/0/backend/0",
+	"api-canary":  "httproute/shop/api.v/rule/0/backend/1",
+	"api-stable":  "httproute/shop/api.v/rule/0/backend/0",
 }
 
 func envoyDecoys(name string) []string {
@@ -90,16 +94,16 @@ func envoyDecoys(name string) []string {
 }
 
 // ServeHTTP writes Istio's series, the convention's and Envoy Gateway's
-// for every role.
+// for every object.
 func (e *meshExporter) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var b strings.Builder
-	for _, role := range exportedRoles {
-		v := e.versions[role]
-		v.write(&b, istioSeries, fmt.Sprintf(`reporter="destination",destination_workload_namespace="shop",destination_workload="web-%s"`, role))
-		v.write(&b, conventionSeries, fmt.Sprintf(`namespace="shop",service="web-%s"`, role))
-		for _, name := range append([]string{envoyClusters[role]}, envoyDecoys(envoyClusters[role])...) {
+	for _, obj := range exportedObjects {
+		v := e.versions[obj]
+		v.write(&b, istioSeries, fmt.Sprintf(`reporter="destination",destination_workload_namespace="shop",destination_workload=%q`, obj))
+		v.write(&b, conventionSeries, fmt.Sprintf(`namespace="shop",service=%q`, obj))
+		for _, name := range append([]string{envoyClusters[obj]}, envoyDecoys(envoyClusters[obj])...) {
 			v.write(&b, envoySeries, fmt.Sprintf(`envoy_cluster_name=%q`, name))
 		}
 	}
@@ -123,19 +127,33 @@ func (v *exportedVersion) write(b *strings.Builder, s exportedSeries, labels str
 	fmt.Fprintf(b, "%s{%s} %g\n", s.sum, labels, v.sumMs*s.perMs)
 }
 
-// clusterTargets are the objects the exporter's series name.
-func clusterTargets(canaryVersion string) (canary, stable ClusterTarget) {
-	return ClusterTarget{Version: canaryVersion, Namespace: "shop", Service: "web-canary", Workload: "web-canary",
-			EnvoyClusters: []string{envoyClusters["canary"]}},
-		ClusterTarget{Version: "v1", Namespace: "shop", Service: "web-stable", Workload: "web-stable",
-			EnvoyClusters: []string{envoyClusters["stable"]}}
+// exportedPlan is the plan of Deployment name, whose objects the
+// exporter's series name.
+func exportedPlan(name string) spec.KubePlan {
+	return spec.KubePlan{Namespace: "shop", Target: name, StableService: name + "-stable", CanaryService: name + "-canary",
+		StableWorkload: name + "-stable", CanaryWorkload: name + "-canary"}
+}
+
+// clusterTargets are the objects of the Deployments names, with the Envoy
+// clusters the router would name.
+func clusterTargets(canaryVersion string, names ...string) (canary, stable ClusterTarget) {
+	var plans []spec.KubePlan
+	for _, name := range names {
+		plans = append(plans, exportedPlan(name))
+		canary.EnvoyClusters = append(canary.EnvoyClusters, envoyClusters[name+"-canary"])
+		stable.EnvoyClusters = append(stable.EnvoyClusters, envoyClusters[name+"-stable"])
+	}
+	c, s := ClusterTargets(plans)
+	c.Version, c.EnvoyClusters = canaryVersion, canary.EnvoyClusters
+	s.Version, s.EnvoyClusters = "v1", stable.EnvoyClusters
+	return c, s
 }
 
 // refreshUntil refreshes until the canary has served want requests since
 // the start, that is until Prometheus scraped the last traffic.
 func refreshUntil(t *testing.T, cs *ClusterStats, canaryVersion string, want uint64) {
 	t.Helper()
-	canary, stable := clusterTargets(canaryVersion)
+	canary, stable := clusterTargets(canaryVersion, "web")
 	refreshCanaryUntil(t, cs, canary, stable, want)
 }
 
@@ -173,7 +191,7 @@ func TestClusterBuiltinMetrics(t *testing.T) {
 				t.Fatal(err)
 			}
 			exp.mu.Lock()
-			base := exp.versions["canary"].codes[200] + exp.versions["canary"].codes[503]
+			base := exp.versions["web-canary"].codes[200] + exp.versions["web-canary"].codes[503]
 			exp.mu.Unlock()
 			refreshUntil(t, cs, "v2", base)
 			checkGoodThenBad(t, exp, cs, base)
@@ -199,8 +217,8 @@ func checkGoodThenBad(t *testing.T, exp *meshExporter, cs *ClusterStats, base ui
 	metrics := []spec.PlanMetric{{MetricSpec: success}, {MetricSpec: p99}, {MetricSpec: v1alpha1.MetricSpec{Name: RequestCount}}, {MetricSpec: compared}}
 	judged := map[int]v1alpha1.MetricSpec{0: success, 1: p99, 3: compared} // by index in metrics
 
-	exp.serve("canary", 1000, 0, 20)
-	exp.serve("stable", 9000, 9, 20)
+	exp.serve("web-canary", 1000, 0, 20)
+	exp.serve("web-stable", 9000, 9, 20)
 	refreshUntil(t, cs, "v2", base+1000)
 	got := b.Measure(metrics)
 	wantValue(t, got[0].Canary, 100, 0)
@@ -216,8 +234,8 @@ func checkGoodThenBad(t *testing.T, exp *meshExporter, cs *ClusterStats, base ui
 		t.Errorf("good canary: sequential alarm %+v", alarms)
 	}
 
-	exp.serve("canary", 1000, 100, 700)
-	exp.serve("stable", 9000, 9, 20)
+	exp.serve("web-canary", 1000, 100, 700)
+	exp.serve("web-stable", 9000, 9, 20)
 	refreshUntil(t, cs, "v2", base+2000)
 	got = b.Measure(metrics)
 	wantValue(t, got[0].Canary, 90, 0)
@@ -272,31 +290,34 @@ func TestMonotoneCarriesDropsOver(t *testing.T) {
 	}
 }
 
-// TestClusterSumsTheCanarysObjects: a version's counts are the sum over
-// its objects: with the convention, a blue-green rollout's new version is
-// counted on its preview Service too, which carries its requests before
-// the switch; with Envoy Gateway, the canary is counted on each cluster
-// the route sends to it (the preview's cluster standing for a second
-// one here).
-func TestClusterSumsTheCanarysObjects(t *testing.T) {
+// TestClusterSumsTheDeployments: a version's counts are the sum over the
+// Deployments of the rollout, each read with the router's series; with
+// the convention a blue-green rollout's new version is counted on its
+// preview Service too, which carries its requests before the switch.
+func TestClusterSumsTheDeployments(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Prometheus")
 	}
 	exp, prom := startMeshPrometheus(t)
-	exp.serve("canary", 100, 0, 20)
-	exp.serve("preview", 300, 30, 20)
-	for name, plan := range map[string]spec.KubePlan{"convention": clusterPlans["gatewayAPI"], "envoyGateway": clusterPlans["envoyGateway"]} {
+	exp.serve("web-canary", 100, 0, 20)
+	exp.serve("api-canary", 300, 30, 20)
+	exp.serve("web-preview", 50, 5, 20)
+	exp.serve("api-stable", 7, 0, 20)
+	for name, plan := range clusterPlans {
 		t.Run(name, func(t *testing.T) {
 			cs, err := NewClusterStats(prom.URL, ClusterQueriesFor(plan), Env{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			canary, stable := clusterTargets("v2")
-			canary.Preview = "web-preview"
-			canary.EnvoyClusters = append(canary.EnvoyClusters, envoyClusters["preview"])
-			refreshCanaryUntil(t, cs, canary, stable, 400)
-			if c := cs.Stats().Canary; c.Errors5xx != 30 {
-				t.Errorf("canary 5xx %d, want the preview's 30", c.Errors5xx)
+			canary, stable := clusterTargets("v2", "web", "api")
+			canary.Services = append(canary.Services, "web-preview")
+			requests, failed := uint64(400), uint64(30)
+			if plan.Router != spec.RouterIstio && plan.Gateway == "" {
+				requests, failed = 450, 35 // the convention's, with the preview
+			}
+			refreshCanaryUntil(t, cs, canary, stable, requests)
+			if got := cs.Stats(); got.Canary.Errors5xx != failed || got.Stable.Requests != 7 {
+				t.Errorf("canary 5xx %d, stable requests %d: want %d, 7", got.Canary.Errors5xx, got.Stable.Requests, failed)
 			}
 		})
 	}
@@ -316,6 +337,24 @@ func refreshCanaryUntil(t *testing.T, cs *ClusterStats, canary, stable ClusterTa
 		case <-ctx.Done():
 			t.Fatalf("the canary's requests never reached %d (have %d, last error %v)", want, cs.Stats().Canary.Requests, err)
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// TestClusterTargetsListEveryDeployment: the targets name the objects of
+// every Deployment, in the spec's order, the canary's preview Services
+// with its own.
+func TestClusterTargetsListEveryDeployment(t *testing.T) {
+	web, api := exportedPlan("web"), exportedPlan("api")
+	web.PreviewService = "web-preview"
+	canary, stable := ClusterTargets([]spec.KubePlan{web, api})
+	want := []ClusterTarget{
+		{Namespace: "shop", Services: []string{"web-canary", "web-preview", "api-canary"}, Workloads: []string{"web-canary", "api-canary"}},
+		{Namespace: "shop", Services: []string{"web-stable", "api-stable"}, Workloads: []string{"web-stable", "api-stable"}},
+	}
+	for i, got := range []ClusterTarget{canary, stable} {
+		if !reflect.DeepEqual(got, want[i]) {
+			t.Errorf("target %d: %+v, want %+v", i, got, want[i])
 		}
 	}
 }

@@ -49,10 +49,10 @@ type managed struct {
 	primed bool
 	// refreshed is when cluster was last read.
 	refreshed time.Time
-	// kp is the first Deployment's plan, whose traffic the built-in
-	// metrics read.
-	kp  spec.KubePlan
-	log *slog.Logger
+	// plans are the Deployments' plans, whose traffic the built-in
+	// metrics sum.
+	plans []spec.KubePlan
+	log   *slog.Logger
 }
 
 // Reading the built-in metrics from Prometheus: at most once a second
@@ -74,7 +74,8 @@ func (e *noPrometheusError) Error() string {
 
 // newMeter builds the rollout's Set, and the source of its built-in
 // metrics in Prometheus when it measures any or runs the sequential test
-// and the controller has a Prometheus.
+// and the controller has a Prometheus. The series read are those of kp's
+// router, the first Deployment's.
 func (rc *Reconciler) newMeter(r *v1alpha1.Rollout, plan spec.Plan, kp spec.KubePlan, log *slog.Logger) (*metric.Set, *metric.ClusterStats, error) {
 	cfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, PostPromotion: plan.PostPromotion,
 		Env: metric.Env{Clock: rc.Clock, Log: log}}
@@ -122,9 +123,7 @@ func trafficMetric(s *v1alpha1.RolloutSpec) (field, name string) {
 // before the runner decides; a failure leaves the last counts, so the
 // window has no new requests and the metrics no data.
 func (m *managed) refreshCluster(ctx context.Context, st v1alpha1.RolloutStatus) {
-	canary := metric.ClusterTarget{Namespace: m.kp.Namespace, Service: m.kp.CanaryService, Workload: m.kp.CanaryWorkload,
-		Preview: m.kp.PreviewService}
-	stable := metric.ClusterTarget{Namespace: m.kp.Namespace, Service: m.kp.StableService, Workload: m.kp.StableWorkload}
+	canary, stable := metric.ClusterTargets(m.plans)
 	envoy := m.router.EnvoyClusters()
 	canary.EnvoyClusters, stable.EnvoyClusters = envoy.Canary, envoy.Stable
 	if st.Canary != nil {
@@ -172,7 +171,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 		cancel:      cancel,
 		meter:       meter,
 		cluster:     cluster,
-		kp:          kps[0],
+		plans:       kps,
 		log:         log,
 	}
 	if m.target, m.router, err = newTargets(rc.Client, r, kps, rc.Clock, log); err != nil {
