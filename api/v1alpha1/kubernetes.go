@@ -110,8 +110,11 @@ type GatewayAPIRouter struct {
 	// backendRef it writes a RequestHeaderModifier filter setting
 	// X-Pipit-Role (stable or canary), which makes Envoy Gateway build
 	// an Envoy cluster per backendRef, whose envoy_cluster_* series then
-	// tell the versions apart. Empty reads the application's metrics.
-	// +kubebuilder:validation:Enum=envoyGateway
+	// tell the versions apart. istio: Istio's Gateway API implementation,
+	// in front of pods with sidecars, read through Istio's standard
+	// metrics as for the istio router. Empty reads the application's
+	// metrics.
+	// +kubebuilder:validation:Enum=envoyGateway;istio
 	// +optional
 	Implementation GatewayImplementation `json:"implementation,omitempty"`
 }
@@ -120,8 +123,13 @@ type GatewayAPIRouter struct {
 // pipit knows.
 type GatewayImplementation string
 
-// EnvoyGateway is Envoy Gateway (gateway.envoyproxy.io).
-const EnvoyGateway GatewayImplementation = "envoyGateway"
+// The Gateway API implementations whose series pipit reads.
+const (
+	// EnvoyGateway is Envoy Gateway (gateway.envoyproxy.io).
+	EnvoyGateway GatewayImplementation = "envoyGateway"
+	// IstioGateway is Istio's Gateway API implementation.
+	IstioGateway GatewayImplementation = "istio"
+)
 
 // GatewayParentRef names a Gateway (or a listener of one).
 type GatewayParentRef struct {

@@ -99,14 +99,15 @@ type ClusterQueries interface {
 }
 
 // ClusterQueriesFor returns the series of a plan's router: Istio's
-// standard metrics for istio, Envoy's for the Gateway API router of
-// Envoy Gateway, the application's own (the documented convention) for
-// the others.
+// standard metrics for istio and the Gateway API router of Istio's
+// implementation, Envoy's for the Gateway API router of Envoy Gateway,
+// the application's own (the documented convention) for the others.
 func ClusterQueriesFor(p spec.KubePlan) ClusterQueries {
+	gateway := p.Router == spec.RouterGatewayAPI
 	switch {
-	case p.Router == spec.RouterIstio:
+	case p.Router == spec.RouterIstio, gateway && p.Gateway == v1alpha1.IstioGateway:
 		return istioQueries{}
-	case p.Router == spec.RouterGatewayAPI && p.Gateway == v1alpha1.EnvoyGateway:
+	case gateway && p.Gateway == v1alpha1.EnvoyGateway:
 		return envoyGatewayQueries{}
 	}
 	return conventionQueries{}

@@ -173,6 +173,7 @@ var clusterPlans = map[string]spec.KubePlan{
 	"istio":        {Router: spec.RouterIstio},
 	"gatewayAPI":   {Router: spec.RouterGatewayAPI},
 	"envoyGateway": {Router: spec.RouterGatewayAPI, Gateway: v1alpha1.EnvoyGateway},
+	"istioGateway": {Router: spec.RouterGatewayAPI, Gateway: v1alpha1.IstioGateway},
 	"replicas":     {Router: spec.RouterReplicas},
 }
 
@@ -312,7 +313,7 @@ func TestClusterSumsTheDeployments(t *testing.T) {
 			canary, stable := clusterTargets("v2", "web", "api")
 			canary.Services = append(canary.Services, "web-preview")
 			requests, failed := uint64(400), uint64(30)
-			if plan.Router != spec.RouterIstio && plan.Gateway == "" {
+			if ClusterQueriesFor(plan) == (conventionQueries{}) {
 				requests, failed = 450, 35 // the convention's, with the preview
 			}
 			refreshCanaryUntil(t, cs, canary, stable, requests)
