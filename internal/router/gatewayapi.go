@@ -47,6 +47,11 @@ func AddToScheme(s *runtime.Scheme) error { return gatewayv1.Install(s) }
 // RequestMirror filter to the canary; it copies all of the rule's
 // requests, the canary's share included, which the API cannot tell apart.
 //
+// For Envoy Gateway (the plan's Gateway), every backendRef to a version
+// also sets the X-Pipit-Role request header, so that the built-in
+// metrics can tell the versions' Envoy clusters apart
+// (gatewayapi_envoy.go).
+//
 // When the Rollout is deleted, Remove gives the user's route back as it
 // was before pipit split it: the stable and canary Services go with the
 // Rollout, the apex Service stays.
