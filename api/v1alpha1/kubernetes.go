@@ -104,7 +104,32 @@ type GatewayAPIRouter struct {
 	// ParentRefs attach a route pipit creates to Gateways.
 	// +optional
 	ParentRefs []GatewayParentRef `json:"parentRefs,omitempty"`
+	// Implementation names the Gateway API implementation serving the
+	// route, for the built-in metrics to be read from its own series
+	// rather than the application's. envoyGateway: pipit gives each
+	// backendRef it writes a RequestHeaderModifier filter setting
+	// X-Pipit-Role (stable or canary), which makes Envoy Gateway build
+	// an Envoy cluster per backendRef, whose envoy_cluster_* series then
+	// tell the versions apart. istio: Istio's Gateway API implementation,
+	// in front of pods with sidecars, read through Istio's standard
+	// metrics as for the istio router. Empty reads the application's
+	// metrics.
+	// +kubebuilder:validation:Enum=envoyGateway;istio
+	// +optional
+	Implementation GatewayImplementation `json:"implementation,omitempty"`
 }
+
+// GatewayImplementation is a Gateway API implementation whose series
+// pipit knows.
+type GatewayImplementation string
+
+// The Gateway API implementations whose series pipit reads.
+const (
+	// EnvoyGateway is Envoy Gateway (gateway.envoyproxy.io).
+	EnvoyGateway GatewayImplementation = "envoyGateway"
+	// IstioGateway is Istio's Gateway API implementation.
+	IstioGateway GatewayImplementation = "istio"
+)
 
 // GatewayParentRef names a Gateway (or a listener of one).
 type GatewayParentRef struct {

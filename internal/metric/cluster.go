@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,19 +27,55 @@ import (
 // same cumulative counts the proxy gives in standalone mode. Thresholds,
 // the sequential error-rate test and the comparison of samples then work
 // unchanged. Each router's series are in a file of their own
-// (cluster_istio.go, cluster_convention.go).
+// (cluster_istio.go, cluster_envoygateway.go, cluster_convention.go).
 
 // ClusterTarget names one version's objects, which the series are
-// labelled by.
+// labelled by: those of every Deployment of the rollout, whose traffic
+// the built-in metrics sum.
 type ClusterTarget struct {
 	// Version is the version the role runs; empty when it runs none.
 	Version string
-	// Namespace is the rollout's; Service is pipit's Service of the
-	// version (the stable or the canary one), Workload its Deployment.
-	Namespace, Service, Workload string
-	// Preview is a blue-green rollout's preview Service, which carries
-	// the new version's requests before the switch; empty otherwise.
-	Preview string
+	// Namespace is the rollout's.
+	Namespace string
+	// Services are pipit's Services of the version (the stable or the
+	// canary ones), and for the new version of a blue-green rollout the
+	// preview Services too, which carry its requests before the switch.
+	Services []string
+	// Workloads are the version's copies of the Deployments.
+	Workloads []string
+	// EnvoyClusters are the Envoy clusters that Envoy Gateway builds for
+	// the route's backendRefs to the version's Services.
+	EnvoyClusters []string
+}
+
+// ClusterTargets are the objects of the canary and of the stable of the
+// Deployments plans name; the versions and Envoy clusters are the
+// caller's to fill in.
+func ClusterTargets(plans []spec.KubePlan) (canary, stable ClusterTarget) {
+	for _, p := range plans {
+		canary.Namespace, stable.Namespace = p.Namespace, p.Namespace
+		canary.Services = append(canary.Services, p.CanaryService)
+		if p.PreviewService != "" {
+			canary.Services = append(canary.Services, p.PreviewService)
+		}
+		stable.Services = append(stable.Services, p.StableService)
+		canary.Workloads = append(canary.Workloads, p.CanaryWorkload)
+		stable.Workloads = append(stable.Workloads, p.StableWorkload)
+	}
+	return canary, stable
+}
+
+// oneOf is a PromQL label matcher (=~ and a string) selecting the values
+// names and no other. Without names it selects only an empty or missing
+// label, which the series read all have.
+func oneOf(names []string) string {
+	quoted := make([]string, len(names))
+	for i, name := range names {
+		quoted[i] = regexp.QuoteMeta(name)
+	}
+	// strconv.Quote makes the expression a PromQL string, escaping the
+	// backslashes of the quoting.
+	return "=~" + strconv.Quote("^("+strings.Join(quoted, "|")+")$")
 }
 
 // SeriesQueries are the PromQL of one version's cumulative counts, each
@@ -60,12 +98,17 @@ type ClusterQueries interface {
 	Queries(t ClusterTarget) SeriesQueries
 }
 
-// ClusterQueriesFor returns the series of a router: Istio's standard
-// metrics for istio, the application's own (the documented convention)
-// for the others.
-func ClusterQueriesFor(router spec.RouterKind) ClusterQueries {
-	if router == spec.RouterIstio {
+// ClusterQueriesFor returns the series of a plan's router: Istio's
+// standard metrics for istio and the Gateway API router of Istio's
+// implementation, Envoy's for the Gateway API router of Envoy Gateway,
+// the application's own (the documented convention) for the others.
+func ClusterQueriesFor(p spec.KubePlan) ClusterQueries {
+	gateway := p.Router == spec.RouterGatewayAPI
+	switch {
+	case p.Router == spec.RouterIstio, gateway && p.Gateway == v1alpha1.IstioGateway:
 		return istioQueries{}
+	case gateway && p.Gateway == v1alpha1.EnvoyGateway:
+		return envoyGatewayQueries{}
 	}
 	return conventionQueries{}
 }

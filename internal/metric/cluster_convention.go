@@ -11,19 +11,13 @@ import (
 // namespace and the Service): http_requests_total with a code label, and
 // the http_request_duration_seconds histogram, the names of Prometheus'
 // client libraries' HTTP middleware. The replica router has no proxy of
-// its own to count requests, and Gateway API implementations count them
-// by route rule rather than by backend (Envoy Gateway's
-// envoy_cluster_upstream_rq_total is per rule unless each backendRef
-// carries a filter), so both read these.
+// its own to count requests, and Gateway API implementations other than
+// Envoy Gateway (see envoyGatewayQueries) count them by route rule rather
+// than by backend, so both read these.
 type conventionQueries struct{}
 
 func (conventionQueries) Queries(t ClusterTarget) SeriesQueries {
-	sel := fmt.Sprintf(`namespace=%q,service=%q`, t.Namespace, t.Service)
-	if t.Preview != "" {
-		// Service names are DNS labels: nothing in them needs quoting
-		// in a regular expression.
-		sel = fmt.Sprintf(`namespace=%q,service=~"%s|%s"`, t.Namespace, t.Service, t.Preview)
-	}
+	sel := fmt.Sprintf(`namespace=%q,service%s`, t.Namespace, oneOf(t.Services))
 	return SeriesQueries{
 		OK:      fmt.Sprintf(`sum(http_requests_total{%s,code!~"5.."})`, sel),
 		Errors:  fmt.Sprintf(`sum(http_requests_total{%s,code=~"5.."})`, sel),

@@ -6,13 +6,13 @@ import (
 )
 
 // istioQueries read Istio's standard metrics as the destination's sidecar
-// reports them, by the version's workload (pipit's copy of the
-// Deployment): so whether the VirtualService routes by Service or by a
+// reports them, by the version's workloads (pipit's copies of the
+// Deployments): so whether the VirtualService routes by Service or by a
 // DestinationRule's subsets does not matter.
 type istioQueries struct{}
 
 func (istioQueries) Queries(t ClusterTarget) SeriesQueries {
-	sel := fmt.Sprintf(`reporter="destination",destination_workload_namespace=%q,destination_workload=%q`, t.Namespace, t.Workload)
+	sel := fmt.Sprintf(`reporter="destination",destination_workload_namespace=%q,destination_workload%s`, t.Namespace, oneOf(t.Workloads))
 	return SeriesQueries{
 		OK:      fmt.Sprintf(`sum(istio_requests_total{%s,response_code!~"5.."})`, sel),
 		Errors:  fmt.Sprintf(`sum(istio_requests_total{%s,response_code=~"5.."})`, sel),

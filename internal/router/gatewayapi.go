@@ -47,6 +47,11 @@ func AddToScheme(s *runtime.Scheme) error { return gatewayv1.Install(s) }
 // RequestMirror filter to the canary; it copies all of the rule's
 // requests, the canary's share included, which the API cannot tell apart.
 //
+// For Envoy Gateway (the plan's Gateway), every backendRef to a version
+// also sets the X-Pipit-Role request header, so that the built-in
+// metrics can tell the versions' Envoy clusters apart
+// (gatewayapi_envoy.go).
+//
 // When the Rollout is deleted, Remove gives the user's route back as it
 // was before pipit split it: the stable and canary Services go with the
 // Rollout, the apex Service stays.
@@ -58,6 +63,8 @@ type GatewayAPI struct {
 	weight atomic.Int32
 	// noSession is set once the API server dropped sessionPersistence.
 	noSession atomic.Bool
+	// clusters are the Envoy clusters of the route as last written.
+	clusters atomic.Pointer[EnvoyClusters]
 }
 
 // NewGatewayAPI returns the router of the HTTPRoute plan.HTTPRoute in
@@ -146,6 +153,7 @@ func (g *GatewayAPI) write(ctx context.Context, w v1alpha1.Percent, live bool) e
 		g.log.Info(res.String()+" HTTPRoute", "weight", w, "canaryLive", live)
 		g.checkSession(route, session)
 	}
+	g.noteClusters(route)
 	return nil
 }
 
@@ -351,11 +359,12 @@ func (g *GatewayAPI) dropSession(r *gatewayv1.HTTPRouteRule) {
 }
 
 // backendRef is a reference to one of the rollout's Services, with the
-// defaults the API server would fill in.
+// defaults the API server would fill in, the user's filters and pipit's
+// role header when it has one (roleFilters).
 func (g *GatewayAPI) backendRef(service string, weight int32, filters []gatewayv1.HTTPRouteFilter) gatewayv1.HTTPBackendRef {
 	return gatewayv1.HTTPBackendRef{
 		BackendRef: gatewayv1.BackendRef{BackendObjectReference: g.serviceRef(service), Weight: ptr.To(weight)},
-		Filters:    filters,
+		Filters:    g.roleFilters(service, filters),
 	}
 }
 

@@ -59,3 +59,17 @@ func (s *Set) each(act func(rollout.RouteRemover) error) error {
 	}
 	return errors.Join(errs...)
 }
+
+// EnvoyClusters are the Envoy clusters of every router that routes
+// through Envoy Gateway, in the spec's order.
+func (s *Set) EnvoyClusters() EnvoyClusters {
+	var all EnvoyClusters
+	for _, r := range s.routers {
+		if g, ok := r.(*GatewayAPI); ok {
+			c := g.EnvoyClusters()
+			all.Stable = append(all.Stable, c.Stable...)
+			all.Canary = append(all.Canary, c.Canary...)
+		}
+	}
+	return all
+}

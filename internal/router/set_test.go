@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -64,5 +65,34 @@ func TestSetWeight(t *testing.T) {
 	one := NewSet([]string{"web"}, []rollout.RouteRemover{fe})
 	if err := one.SetWeight(t.Context(), 0, true); err != fe.err {
 		t.Errorf("a set of one: %v, want the router's own error", err)
+	}
+}
+
+// TestSetEnvoyClusters: the set names the Envoy clusters of each of its
+// routers through Envoy Gateway, in order, and of no other.
+func TestSetEnvoyClusters(t *testing.T) {
+	c := newFakeClient(t, nil)
+	var routers []rollout.RouteRemover
+	for _, name := range []string{"web", "api", "plain"} {
+		ro := gatewayRollout(name, nil)
+		if name != "plain" {
+			ro.Spec.Kubernetes.Router.GatewayAPI.Implementation = v1alpha1.EnvoyGateway
+		}
+		p := plan(ro)
+		p.StableService, p.CanaryService = name+"-stable", name+"-canary"
+		g := NewGatewayAPI(c, ro, p, nil)
+		if err := g.SetWeight(testCtx(t), 5000, true); err != nil {
+			t.Fatal(err)
+		}
+		routers = append(routers, g)
+	}
+	routers = append(routers, &Replicas{})
+	got := NewSet([]string{"web", "api", "plain", "worker"}, routers).EnvoyClusters()
+	want := EnvoyClusters{
+		Stable: []string{"httproute/" + testNamespace + "/web/rule/0/backend/0", "httproute/" + testNamespace + "/api/rule/0/backend/0"},
+		Canary: []string{"httproute/" + testNamespace + "/web/rule/0/backend/1", "httproute/" + testNamespace + "/api/rule/0/backend/1"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("clusters %+v, want %+v", got, want)
 	}
 }

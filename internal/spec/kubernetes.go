@@ -60,6 +60,9 @@ type KubePlan struct {
 	// HTTPRoute and ParentRefs: the Gateway API router's route.
 	HTTPRoute  string
 	ParentRefs []v1alpha1.GatewayParentRef
+	// Gateway is the Gateway API implementation serving the route, when
+	// the built-in metrics are read from its series; empty otherwise.
+	Gateway v1alpha1.GatewayImplementation
 	// VirtualService, Hosts, Gateways and DestinationRule: the Istio
 	// router's objects; DestinationRule is empty when routing by Service.
 	VirtualService  string
@@ -126,6 +129,7 @@ func resolveKubernetes(r *v1alpha1.Rollout, target string, k *v1alpha1.Kubernete
 		p.Router = RouterGatewayAPI
 		p.HTTPRoute = or(g.HTTPRoute, p.Service)
 		p.ParentRefs = g.ParentRefs
+		p.Gateway = g.Implementation
 	}
 	if is := k.Router.Istio; is != nil {
 		p.Router = RouterIstio

@@ -98,6 +98,11 @@ func (v *validator) kubernetesSettings(p string, k *v1alpha1.KubernetesSpec) {
 		}
 		if g := r.GatewayAPI; g != nil {
 			v.dnsName(p+".router.gatewayAPI.httpRoute", g.HTTPRoute)
+			switch g.Implementation {
+			case "", v1alpha1.EnvoyGateway, v1alpha1.IstioGateway:
+			default:
+				v.add(p+".router.gatewayAPI.implementation", "must be %s, %s or empty, not %q", v1alpha1.EnvoyGateway, v1alpha1.IstioGateway, g.Implementation)
+			}
 			for i, ref := range g.ParentRefs {
 				f := fmt.Sprintf("%s.router.gatewayAPI.parentRefs[%d]", p, i)
 				if ref.Name == "" {

@@ -31,6 +31,8 @@ func TestValidateKubernetes(t *testing.T) {
 		{"bad copy name", "  kubernetes: {stableWorkload: Web_Stable}\n", "spec.kubernetes.stableWorkload", "not a valid object name"},
 		{"bad port", "  kubernetes: {service: {port: 70000}}\n", "spec.kubernetes.service.port", "1 to 65535"},
 		{"two routers", "  kubernetes: {router: {gatewayAPI: {}, istio: {}}}\n", "spec.kubernetes.router", "not both"},
+		{"gateway implementation", "  kubernetes: {router: {gatewayAPI: {implementation: contour}}}\n",
+			"spec.kubernetes.router.gatewayAPI.implementation", "must be envoyGateway, istio or empty"},
 		{"rules without router", "  kubernetes: {traffic: {rules: [{to: canary, headers: {canary: {exact: 'true'}}}]}}\n",
 			"spec.kubernetes.traffic", "need a router"},
 		{"user key", "  kubernetes: {router: {istio: {}}, traffic: {userKey: [{header: X-User}]}}\n",

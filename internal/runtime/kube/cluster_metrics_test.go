@@ -2,6 +2,7 @@ package kube
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -12,11 +13,11 @@ import (
 	"github.com/pipit-dev/pipit/internal/testenv/promserver"
 )
 
-// appExporter serves the application-level convention's request counts
-// (http_requests_total by namespace, Service and code) of a steady load:
-// the stable Service's requests all succeed, a fifth of the canary's fail.
-// The counts grow with the time since the start, as a real service's do.
-func appExporter(t *testing.T, namespace string) string {
+// loadExporter serves the request counts of a steady load, which write
+// writes as series by Service and status: the stable Service's requests
+// all succeed, a fifth of the canary's fail. The counts grow with the
+// time since the start, as a real service's do.
+func loadExporter(t *testing.T, write func(w io.Writer, service string, code, n int)) string {
 	t.Helper()
 	start := time.Now()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -25,12 +26,20 @@ func appExporter(t *testing.T, namespace string) string {
 			service         string
 			perSec, failing float64
 		}{{"web-stable", 200, 0}, {"web-canary", 50, 10}} {
-			fmt.Fprintf(w, "http_requests_total{namespace=%q,service=%q,code=\"200\"} %d\n", namespace, v.service, int(secs*(v.perSec-v.failing)))
-			fmt.Fprintf(w, "http_requests_total{namespace=%q,service=%q,code=\"503\"} %d\n", namespace, v.service, int(secs*v.failing))
+			write(w, v.service, 200, int(secs*(v.perSec-v.failing)))
+			write(w, v.service, 503, int(secs*v.failing))
 		}
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL + "/metrics"
+}
+
+// appExporter serves the load as the application-level convention's
+// request counts (http_requests_total by namespace, Service and code).
+func appExporter(t *testing.T, namespace string) string {
+	return loadExporter(t, func(w io.Writer, service string, code, n int) {
+		fmt.Fprintf(w, "http_requests_total{namespace=%q,service=%q,code=\"%d\"} %d\n", namespace, service, code, n)
+	})
 }
 
 // clusterMetricSpecs are rollouts with the replica router measuring a
@@ -85,5 +94,43 @@ func TestBuiltinMetricFromPrometheusRollsBack(t *testing.T) {
 				t.Errorf("rollback %+v, want one on %s", r.Status.Rollback, tc.rollbackMetric)
 			}
 		})
+	}
+}
+
+// TestBuiltinMetricFromEnvoyGatewayRollsBack rolls a bad canary back on a
+// built-in metric read from Envoy Gateway's series: the controller reads
+// the clusters of the route its router wrote, rule 0 being pipit's rule
+// for the traffic rule and rule 1 the split one.
+func TestBuiltinMetricFromEnvoyGatewayRollsBack(t *testing.T) {
+	t.Parallel()
+	s := newScenario(t)
+	clusters := map[string]string{"web-stable": "httproute/" + s.Namespace + "/web/rule/1/backend/0", "web-canary": "httproute/" + s.Namespace + "/web/rule/1/backend/1"}
+	exporter := loadExporter(t, func(w io.Writer, service string, code, n int) {
+		fmt.Fprintf(w, "envoy_cluster_upstream_rq{envoy_cluster_name=%q,envoy_response_code=\"%d\"} %d\n", clusters[service], code, n)
+	})
+	s.prometheusURL = promserver.Start(t, []string{exporter}, 200*time.Millisecond).URL
+	s.createWeb(4, `
+  kubernetes:
+    router:
+      gatewayAPI:
+        parentRefs: [{name: gw}]
+        implementation: envoyGateway
+    traffic:
+      rules:
+        - name: force-canary
+          to: canary
+          headers: {canary: {exact: "true"}}
+  strategy:
+    steps:
+      - setWeight: 25
+      - pause: {duration: 2s}
+      - analysis: {}
+`+clusterMetricSpecs[0].spec)
+	s.startController()
+	s.WaitInstalled("web")
+	s.SetImage("web", "registry.example/web:v2")
+	r := s.WaitPhase("web", v1alpha1.PhaseRolledBack)
+	if r.Status.Rollback == nil || r.Status.Rollback.Metric != clusterMetricSpecs[0].rollbackMetric {
+		t.Errorf("rollback %+v, want one on %s", r.Status.Rollback, clusterMetricSpecs[0].rollbackMetric)
 	}
 }

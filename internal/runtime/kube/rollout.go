@@ -33,7 +33,7 @@ type managed struct {
 	// target and router fan each call out to the Deployments of the
 	// rollout (spec.targetRef, or each of spec.targetRefs).
 	target *target.DeploymentSet
-	router rollout.RouteRemover
+	router *router.Set
 	// coordinated is set for a rollout of spec.targetRefs, whose status
 	// lists its Deployments.
 	coordinated bool
@@ -52,10 +52,10 @@ type managed struct {
 	primed bool
 	// refreshed is when cluster was last read.
 	refreshed time.Time
-	// kp is the first Deployment's plan, whose traffic the built-in
-	// metrics read.
-	kp  spec.KubePlan
-	log *slog.Logger
+	// plans are the Deployments' plans, whose traffic the built-in
+	// metrics sum.
+	plans []spec.KubePlan
+	log   *slog.Logger
 	// cache lists the rollout's RolloutCommands.
 	cache client.Reader
 }
@@ -79,7 +79,8 @@ func (e *noPrometheusError) Error() string {
 
 // newMeter builds the rollout's Set, and the source of its built-in
 // metrics in Prometheus when it measures any or runs the sequential test
-// and the controller has a Prometheus.
+// and the controller has a Prometheus. The series read are those of kp's
+// router, the first Deployment's.
 func (rc *Reconciler) newMeter(r *v1alpha1.Rollout, plan spec.Plan, kp spec.KubePlan, log *slog.Logger) (*metric.Set, *metric.ClusterStats, error) {
 	cfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, PostPromotion: plan.PostPromotion,
 		Env: metric.Env{Clock: rc.Clock, Log: log}}
@@ -88,7 +89,7 @@ func (rc *Reconciler) newMeter(r *v1alpha1.Rollout, plan spec.Plan, kp spec.Kube
 	switch {
 	case rc.PrometheusURL != "" && (field != "" || plan.Analysis.Sequential.Enabled):
 		var err error
-		if cluster, err = metric.NewClusterStats(rc.PrometheusURL, metric.ClusterQueriesFor(kp.Router), cfg.Env); err != nil {
+		if cluster, err = metric.NewClusterStats(rc.PrometheusURL, metric.ClusterQueriesFor(kp), cfg.Env); err != nil {
 			return nil, nil, fmt.Errorf("--prometheus-url: %w", err)
 		}
 		cfg.Builtin = metric.NewBuiltin(cluster, rc.Clock)
@@ -127,9 +128,9 @@ func trafficMetric(s *v1alpha1.RolloutSpec) (field, name string) {
 // before the runner decides; a failure leaves the last counts, so the
 // window has no new requests and the metrics no data.
 func (m *managed) refreshCluster(ctx context.Context, st v1alpha1.RolloutStatus) {
-	canary := metric.ClusterTarget{Namespace: m.kp.Namespace, Service: m.kp.CanaryService, Workload: m.kp.CanaryWorkload,
-		Preview: m.kp.PreviewService}
-	stable := metric.ClusterTarget{Namespace: m.kp.Namespace, Service: m.kp.StableService, Workload: m.kp.StableWorkload}
+	canary, stable := metric.ClusterTargets(m.plans)
+	envoy := m.router.EnvoyClusters()
+	canary.EnvoyClusters, stable.EnvoyClusters = envoy.Canary, envoy.Stable
 	if st.Canary != nil {
 		canary.Version = st.Canary.Version
 	}
@@ -176,7 +177,7 @@ func (rc *Reconciler) newManaged(r *v1alpha1.Rollout) (*managed, error) {
 		cancel:      cancel,
 		meter:       meter,
 		cluster:     cluster,
-		kp:          kps[0],
+		plans:       kps,
 		log:         log,
 		cache:       rc.Client,
 	}
@@ -304,7 +305,7 @@ func targetsField(r *v1alpha1.Rollout) string {
 
 // newTargets builds the target and the router of each Deployment plans
 // name, and the set of each that the runner drives.
-func newTargets(c client.Client, r *v1alpha1.Rollout, plans []spec.KubePlan, clock rollout.Clock, log *slog.Logger) (*target.DeploymentSet, rollout.RouteRemover, error) {
+func newTargets(c client.Client, r *v1alpha1.Rollout, plans []spec.KubePlan, clock rollout.Clock, log *slog.Logger) (*target.DeploymentSet, *router.Set, error) {
 	names := make([]string, len(plans))
 	workloads := make([]target.Workload, len(plans))
 	routers := make([]rollout.RouteRemover, len(plans))
