@@ -162,6 +162,16 @@ type RolloutStatus struct {
 	// +kubebuilder:validation:MaxItems=100
 	// +optional
 	History []Event `json:"history,omitempty"`
+	// RecentChecks holds the values of the latest analysis checks, oldest
+	// first, for the dashboard's metric charts (Kubernetes runtime; the
+	// standalone runtime keeps every check's in its database, as samples).
+	// The controller keeps the last 60, written with the decision of the
+	// check, and leaves out the results' messages (the last check's are
+	// in analysis.lastResults): about 100 bytes a metric a check, so some
+	// 30 KB for five metrics, well within an object's 1.5 MB.
+	// +kubebuilder:validation:MaxItems=60
+	// +optional
+	RecentChecks []AnalysisCheck `json:"recentChecks,omitempty"`
 
 	// Conditions in the Kubernetes style, for tools that wait on them.
 	// Keyed by type, so server-side apply merges them one by one.
@@ -321,6 +331,15 @@ type AnalysisStatus struct {
 	// are checked against.
 	// +optional
 	Metrics []MetricStatus `json:"metrics,omitempty"`
+}
+
+// AnalysisCheck is the results of one analysis check.
+type AnalysisCheck struct {
+	// At is when the check ran.
+	At metav1.MicroTime `json:"at"`
+	// Results are each metric's values and verdict.
+	// +optional
+	Results []MetricResult `json:"results,omitempty"`
 }
 
 // MetricStatus counts one metric's measurements in the current rollout.

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"text/tabwriter"
 	"time"
@@ -26,8 +25,9 @@ func newSamplesCmd(g *globals) *cobra.Command {
 		Long: `samples prints what each analysis check of a rollout measured: the local time of the
 check, the metric, the canary's and the stable's values, and the verdict. The
 standalone daemon keeps every check's results, within its retention (pipit up
---retention, --retention-keep); in Kubernetes only the last check's are kept, in
-the Rollout's status, so the verb exits 2 with --kube.
+--retention, --retention-keep); in Kubernetes (--kube) the controller keeps the
+last 60 checks' values and verdicts, without their messages, in the Rollout's
+status.recentChecks.
 
 --metric keeps one metric; --since keeps the checks made at or after a time, given
 in RFC 3339 (2026-07-01T12:00:00Z) or as an age (90m, 36h, 7d ago). -o json and
@@ -50,9 +50,6 @@ in RFC 3339 (2026-07-01T12:00:00Z) or as an age (90m, 36h, 7d ago). -o json and
 				return BadInputf("this backend keeps no analysis samples")
 			}
 			samples, err := reader.Samples(cmd.Context(), args[0], metric, from)
-			if errors.Is(err, errors.ErrUnsupported) {
-				return BadInput(err)
-			}
 			if err != nil {
 				return err
 			}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
-	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
 
 func webSamples() []controlapi.Sample {
@@ -66,7 +65,6 @@ func TestSamplesCommand(t *testing.T) {
 		t.Fatalf("no samples: exit %d, %q", code, out)
 	}
 
-	kubeconfig := kubefixture.Kubeconfig(t, "https://127.0.0.1:6443", "team")
 	for _, tt := range []struct {
 		args []string
 		code int
@@ -76,7 +74,6 @@ func TestSamplesCommand(t *testing.T) {
 		{[]string{"samples", "web", "--since", "last week", "--state-dir", dir}, ExitBadInput, `--since "last week": want an RFC 3339 time`},
 		{[]string{"samples", "web", "-o", "xml", "--state-dir", dir}, ExitBadInput, "--output"},
 		{[]string{"samples", "nope", "--state-dir", dir}, ExitFailed, "not found"},
-		{[]string{"samples", "web", "--kube", "--kubeconfig", kubeconfig}, ExitBadInput, "not available on Kubernetes"},
 	} {
 		if code, _, errOut := run(t, tt.args...); code != tt.code || !strings.Contains(errOut, tt.want) {
 			t.Errorf("%v: exit %d, stderr %q; want %d mentioning %q", tt.args, code, errOut, tt.code, tt.want)

@@ -187,11 +187,27 @@ func (k *Kube) Events(ctx context.Context, name string, limit int) ([]v1alpha1.E
 	return evs, nil
 }
 
-// Samples always fails, with an error wrapping errors.ErrUnsupported: a
-// cluster keeps only the last check's results, in the Rollout's status.
-func (k *Kube) Samples(context.Context, string, string, time.Time) ([]controlapi.Sample, error) {
-	return nil, fmt.Errorf("analysis samples are not available on Kubernetes: a cluster keeps only the last check's results, in the Rollout's status.analysis.lastResults; the standalone daemon (pipit up) keeps every check's: %w",
-		errors.ErrUnsupported)
+// Samples returns the results of metric (of every metric when it is
+// empty) from the checks made at or after since, oldest first, out of
+// those the controller keeps in the Rollout's status.recentChecks: the
+// last 60, without their messages.
+func (k *Kube) Samples(ctx context.Context, name, metric string, since time.Time) ([]controlapi.Sample, error) {
+	r, err := k.get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	var out []controlapi.Sample
+	for _, check := range r.Status.RecentChecks {
+		if check.At.Time.Before(since) {
+			continue
+		}
+		for _, res := range check.Results {
+			if metric == "" || res.Name == metric {
+				out = append(out, controlapi.Sample{At: check.At.Time, MetricResult: res})
+			}
+		}
+	}
+	return out, nil
 }
 
 // Submit creates a RolloutCommand for cmd, in the name of the user the

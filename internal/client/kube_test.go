@@ -132,14 +132,32 @@ func TestKubeEvents(t *testing.T) {
 	}
 }
 
-// TestKubeSamplesNotAvailable: a cluster keeps no samples; asking says so
-// and where the last check's results are, without a call to the cluster.
-func TestKubeSamplesNotAvailable(t *testing.T) {
-	k, _ := fakeKube(t, nil, kubeRollout("web", v1alpha1.PhaseProgressing))
-	_, err := k.Samples(context.Background(), "web", "", time.Time{})
-	if !errors.Is(err, errors.ErrUnsupported) || !strings.Contains(err.Error(), "not available on Kubernetes") ||
-		!strings.Contains(err.Error(), "lastResults") {
-		t.Fatalf("err = %v, want ErrUnsupported saying samples are not available on Kubernetes", err)
+// TestKubeSamples: the samples are the controller's recent checks in the
+// Rollout's status, one per metric a check, filtered by metric and time.
+func TestKubeSamples(t *testing.T) {
+	r := kubeRollout("web", v1alpha1.PhaseProgressing)
+	start := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	for i := range 3 {
+		canary, stable := float64(i), 1.0
+		r.Status.RecentChecks = append(r.Status.RecentChecks, v1alpha1.AnalysisCheck{
+			At: metav1.NewMicroTime(start.Add(time.Duration(i) * time.Minute)),
+			Results: []v1alpha1.MetricResult{
+				{Name: "latency", Canary: &canary, Stable: &stable, Verdict: v1alpha1.VerdictSuccessful},
+				{Name: "errors", Verdict: v1alpha1.VerdictNoData},
+			}})
+	}
+	k, _ := fakeKube(t, nil, r)
+	ctx := context.Background()
+	all, err := k.Samples(ctx, "web", "", time.Time{})
+	if err != nil || len(all) != 6 || all[0].Name != "latency" || all[1].Name != "errors" || !all[5].At.Equal(start.Add(2*time.Minute)) {
+		t.Fatalf("every sample = %+v, %v; want both metrics of the 3 checks, oldest first", all, err)
+	}
+	got, err := k.Samples(ctx, "web", "latency", start.Add(time.Minute))
+	if err != nil || len(got) != 2 || *got[0].Canary != 1 || *got[1].Canary != 2 || !got[0].At.Equal(start.Add(time.Minute)) {
+		t.Fatalf("latency since the second check = %+v, %v; want its values 1 and 2", got, err)
+	}
+	if _, err := k.Samples(ctx, "nope", "", time.Time{}); !errors.Is(err, controlapi.ErrNotFound) {
+		t.Errorf("Samples of an unknown rollout: err = %v, want ErrNotFound", err)
 	}
 }
 

@@ -44,14 +44,16 @@ type KeyRotator interface {
 	RotateCookieKeys(ctx context.Context) (KeyRotation, error)
 }
 
-// SampleReader is a Backend that keeps the results of every analysis
-// check: the standalone daemon, in process and over HTTP. In Kubernetes
-// only the last check's results are kept, in the Rollout's status.
+// SampleReader is a Backend that keeps the results of the analysis
+// checks: the standalone daemon, in process and over HTTP, keeps every
+// check's; in Kubernetes the controller keeps the last 60 checks' in the
+// Rollout's status.recentChecks, without their messages.
 type SampleReader interface {
 	// Samples returns the rollout's results of metric (of every metric
 	// when it is empty) from the checks made at or after since, oldest
 	// first; an error wrapping ErrNotFound when there is no such rollout.
-	// Retention (pipit up --retention) bounds how far back they go.
+	// Retention (pipit up --retention) bounds how far back they go in
+	// the standalone daemon, the last 60 checks in Kubernetes.
 	Samples(ctx context.Context, name, metric string, since time.Time) ([]Sample, error)
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/cli"
+	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/testenv/kubecluster"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
@@ -193,5 +194,20 @@ func TestCLIUnreachableCluster(t *testing.T) {
 	code, _, errOut := pipit(t, "status", "--kube", "--kubeconfig", path)
 	if code != cli.ExitFailed || !strings.Contains(errOut, "cannot reach the Kubernetes API server at "+server) {
 		t.Errorf("status against %s: exit %d: %s; want exit 1 naming the server", server, code, errOut)
+	}
+}
+
+// TestCLISamplesOfACluster: pipit samples --kube prints the checks the
+// controller keeps in the Rollout's status.
+func TestCLISamplesOfACluster(t *testing.T) {
+	e := kubefixture.New(t)
+	st := progressing()
+	st.RecentChecks = recentChecks
+	createRollout(e, e.Namespace, "web", st)
+	code, out, errOut := pipit(t, "samples", "--kube", "--kubeconfig", e.Cluster.Kubeconfig, "-n", e.Namespace, "web", "--metric", "latency", "-o", "json")
+	var samples []controlapi.Sample
+	if code != cli.ExitOK || json.Unmarshal([]byte(out), &samples) != nil || len(samples) != 2 ||
+		*samples[1].Canary != 300 || samples[1].Verdict != v1alpha1.VerdictFailed {
+		t.Errorf("samples web --metric latency: exit %d, %s%s; want its 2 checks, the last at 300, Failed", code, out, errOut)
 	}
 }

@@ -18,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/cli"
@@ -137,13 +138,30 @@ func call(t *testing.T, c *http.Client, method, url, csrf string, body, out any)
 	return resp.StatusCode
 }
 
+// recentChecks are two checks of a latency and an error rate, as the
+// controller keeps them in the Rollout's status.
+var recentChecks = []v1alpha1.AnalysisCheck{
+	{At: metav1.NewMicroTime(time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)), Results: []v1alpha1.MetricResult{
+		{Name: "latency", Canary: ptr.To(120.0), Stable: ptr.To(100.0), Verdict: v1alpha1.VerdictSuccessful},
+		{Name: "error-rate", Verdict: v1alpha1.VerdictNoData},
+	}},
+	{At: metav1.NewMicroTime(time.Date(2026, 12, 7, 1, 1, 0, 0, time.UTC)), Results: []v1alpha1.MetricResult{
+		{Name: "latency", Canary: ptr.To(300.0), Stable: ptr.To(110.0), Verdict: v1alpha1.VerdictFailed},
+		{Name: "error-rate", Canary: ptr.To(0.5), Stable: ptr.To(0.4), Verdict: v1alpha1.VerdictSuccessful},
+	}},
+}
+
 // TestDashboardOfACluster: pipit dashboard serves the dashboard of the
 // namespace's Rollouts without a login, as the kubeconfig's user; a
 // promote through it is a RolloutCommand in that user's name; an action
 // without the session's CSRF token, or a request naming another host, is
-// refused.
+// refused. The metric charts' samples are the checks the controller keeps
+// in the Rollout's status.
 func TestDashboardOfACluster(t *testing.T) {
-	e := progressingWeb(t)
+	e := kubefixture.New(t)
+	st := progressing()
+	st.RecentChecks = recentChecks
+	createRollout(e, e.Namespace, "web", st)
 	ctl := &kubefixture.FakeController{Client: e.Client, Key: e.Key("web"), Every: controllerEvery,
 		Decide: func(st *v1alpha1.RolloutStatus, cmd *v1alpha1.RolloutCommand) string {
 			st.Message = fmt.Sprintf("%s by %s", cmd.Spec.Verb, cmd.Spec.RequestedBy)
@@ -164,6 +182,11 @@ func TestDashboardOfACluster(t *testing.T) {
 	var list controlapi.RolloutList
 	if code := call(t, c, "GET", base+"/v1/rollouts", "", nil, &list); code != http.StatusOK || len(list.Rollouts) != 1 || list.Rollouts[0].Name != "web" {
 		t.Fatalf("GET /v1/rollouts: %d %+v, want web", code, list)
+	}
+	var samples controlapi.SampleList
+	if code := call(t, c, "GET", base+"/v1/rollouts/web/samples?metric=latency", "", nil, &samples); code != http.StatusOK ||
+		len(samples.Samples) != 2 || *samples.Samples[0].Canary != 120 || *samples.Samples[1].Stable != 110 {
+		t.Errorf("GET the samples of latency: %d %+v, want the 2 checks the controller kept", code, samples)
 	}
 	promote := controlapi.CommandRequest{Kind: "promote", Reason: "looks good", Actor: "mallory"}
 	if code := call(t, c, "POST", base+"/v1/rollouts/web/commands", "", promote, nil); code != http.StatusForbidden {

@@ -16,6 +16,8 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
+	"github.com/pipit-dev/pipit/internal/client"
+	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/target"
 	"github.com/pipit-dev/pipit/internal/testenv/kubefixture"
 )
@@ -199,6 +201,30 @@ func TestGatewayAPIPromotes(t *testing.T) {
 	for _, reason := range []string{"Started", "WeightChanged", "CheckPassed", "Promoted"} {
 		s.waitEvent("web", reason)
 	}
+	samples := s.samples("success-rate")
+	if len(samples) < 2 {
+		t.Fatalf("samples of success-rate after a promotion through two checked steps: %+v, want at least 2", samples)
+	}
+	for i, smp := range samples {
+		if smp.Canary == nil || *smp.Canary != 100 || smp.Verdict != v1alpha1.VerdictSuccessful || (i > 0 && !smp.At.After(samples[i-1].At)) {
+			t.Errorf("sample %d of %d: %+v at %s, want the canary at 100, Successful, after the previous", i, len(samples), smp.MetricResult, smp.At)
+		}
+	}
+}
+
+// samples returns the results of metric of rollout web, as the Kubernetes
+// backend of pipit dashboard and pipit samples reads them.
+func (s *scenario) samples(metric string) []controlapi.Sample {
+	s.T.Helper()
+	k, err := client.NewKube(client.KubeOptions{Kubeconfig: s.Cluster.Kubeconfig, Namespace: s.Namespace})
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	samples, err := k.Samples(s.Ctx(), "web", metric, time.Time{})
+	if err != nil {
+		s.T.Fatal(err)
+	}
+	return samples
 }
 
 func TestGatewayAPIRollsBackOnFailingMetric(t *testing.T) {
@@ -226,6 +252,10 @@ func TestGatewayAPIRollsBackOnFailingMetric(t *testing.T) {
 		t.Errorf("RollingBack event %q: want a Warning naming the metric", ev[0])
 	}
 	checkRolledBackSeries(t, s.Namespace)
+	samples := s.samples("success-rate")
+	if n := len(samples); n == 0 || samples[n-1].Canary == nil || *samples[n-1].Canary != 50 || samples[n-1].Verdict != v1alpha1.VerdictFailed {
+		t.Errorf("samples of success-rate after the rollback: %+v, want the last at 50, Failed", samples)
+	}
 }
 
 // checkRolledBackSeries checks the controller's series of rollout web in

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -22,6 +23,9 @@ import (
 const (
 	maxHistory          = 100
 	maxConsumedCommands = 50
+	// maxRecentChecks bounds status.recentChecks, the dashboard's charts:
+	// an hour of checks at the default interval of one a minute.
+	maxRecentChecks = 60
 )
 
 // deployID marks the controller's own deploy command (a new pod template)
@@ -88,6 +92,7 @@ func (s *statusStore) Save(ctx context.Context, st v1alpha1.RolloutStatus, event
 		next.ObservedGeneration = s.generation
 		next.ConsumedCommands = keepLast(append(slices.Clone(r.Status.ConsumedCommands), done...), maxConsumedCommands)
 		next.History = keepLast(append(slices.Clone(r.Status.History), events...), maxHistory)
+		next.RecentChecks = withCheck(r.Status.RecentChecks, next.Analysis)
 		next.Conditions = withStalled(st.Conditions, s.generation, nil)
 		next.Targets = r.Status.Targets // the controller's own, written by saveTargets
 		r.Status = *next
@@ -179,6 +184,28 @@ func withStalled(conds []metav1.Condition, generation int64, cond *metav1.Condit
 func sameCondition(a, b metav1.Condition) bool {
 	return a.Type == b.Type && a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message &&
 		a.ObservedGeneration == b.ObservedGeneration
+}
+
+// withCheck returns the recent checks with the analysis' last check
+// appended when it is newer than the latest kept, without the results'
+// messages, and at most maxRecentChecks of them. A status is saved many
+// times between two checks, and once more after a new rollout reset the
+// analysis: neither adds a check.
+func withCheck(checks []v1alpha1.AnalysisCheck, a v1alpha1.AnalysisStatus) []v1alpha1.AnalysisCheck {
+	if a.LastCheckAt == nil || len(a.LastResults) == 0 {
+		return checks
+	}
+	// The API server keeps microseconds (metav1.MicroTime's JSON): the
+	// check keeps the same time, so it compares with the one read back.
+	at := metav1.NewMicroTime(a.LastCheckAt.Truncate(time.Microsecond))
+	if n := len(checks); n > 0 && !at.After(checks[n-1].At.Time) {
+		return checks
+	}
+	results := slices.Clone(a.LastResults)
+	for i := range results {
+		results[i].Message = ""
+	}
+	return keepLast(append(slices.Clone(checks), v1alpha1.AnalysisCheck{At: at, Results: results}), maxRecentChecks)
 }
 
 func keepLast[T any](s []T, n int) []T {

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -99,5 +100,46 @@ func TestStatusStoreKeepsTargets(t *testing.T) {
 	}
 	if got := e.Rollout("store").Status; got.Phase != v1alpha1.PhaseProgressing || !slices.Equal(got.Targets, targets) {
 		t.Errorf("after a save: phase %s, targets %+v; want Progressing with %+v", got.Phase, got.Targets, targets)
+	}
+}
+
+// TestWithCheckKeepsTheLastChecks: a check joins the ring once, however
+// often the status is saved before the next, without its messages and
+// with the API server's microseconds; a reset analysis adds nothing; the
+// ring keeps the last maxRecentChecks, oldest first.
+func TestWithCheckKeepsTheLastChecks(t *testing.T) {
+	start := time.Date(2026, 12, 7, 1, 0, 0, 123456789, time.UTC)
+	analysisAt := func(i int) v1alpha1.AnalysisStatus {
+		at := metav1.NewMicroTime(start.Add(time.Duration(i) * time.Minute))
+		canary, stable := float64(i), 99.5
+		return v1alpha1.AnalysisStatus{LastCheckAt: &at, LastResults: []v1alpha1.MetricResult{{
+			Name: "latency", Canary: &canary, Stable: &stable, Verdict: v1alpha1.VerdictSuccessful, Message: "latency within max 250ms",
+		}}}
+	}
+	var ring []v1alpha1.AnalysisCheck
+	ring = withCheck(ring, analysisAt(0))
+	ring = withCheck(ring, analysisAt(0))
+	ring = withCheck(ring, v1alpha1.AnalysisStatus{})
+	if len(ring) != 1 {
+		t.Fatalf("one check saved twice and a reset analysis: %d checks kept, want 1", len(ring))
+	}
+	r := ring[0].Results[0]
+	if r.Message != "" || *r.Canary != 0 || *r.Stable != 99.5 || r.Verdict != v1alpha1.VerdictSuccessful {
+		t.Errorf("kept %+v, want the values and verdict without the message", r)
+	}
+	if want := start.Truncate(time.Microsecond); !ring[0].At.Time.Equal(want) {
+		t.Errorf("kept at %s, want %s", ring[0].At.Time, want)
+	}
+	for i := 1; i < maxRecentChecks+10; i++ {
+		ring = withCheck(ring, analysisAt(i))
+	}
+	if len(ring) != maxRecentChecks {
+		t.Fatalf("%d checks kept, want the last %d", len(ring), maxRecentChecks)
+	}
+	if first, last := *ring[0].Results[0].Canary, *ring[len(ring)-1].Results[0].Canary; first != 10 || last != maxRecentChecks+9 {
+		t.Errorf("kept checks %v to %v, want 10 to %d", first, last, maxRecentChecks+9)
+	}
+	if older := withCheck(ring, analysisAt(3)); len(older) != maxRecentChecks || *older[len(older)-1].Results[0].Canary != maxRecentChecks+9 {
+		t.Errorf("a check older than the latest kept was added")
 	}
 }
