@@ -101,6 +101,16 @@ func TestReapplyMatchesTheSavedPhase(t *testing.T) {
 		}},
 		{"rolled back", v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseRolledBack, Stable: v1, Canary: v2}, []rollout.Action{
 			{Kind: rollout.ActionRetireCanary, Version: v2},
+			{Kind: rollout.ActionPromote, Version: v1},
+			{Kind: rollout.ActionSetWeight},
+		}},
+		{"aborted", v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseAborted, Stable: v1, Canary: v2}, []rollout.Action{
+			{Kind: rollout.ActionRetireCanary, Version: v2},
+			{Kind: rollout.ActionPromote, Version: v1},
+			{Kind: rollout.ActionSetWeight},
+		}},
+		{"succeeded", v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseSucceeded, Stable: v2, Previous: v1}, []rollout.Action{
+			{Kind: rollout.ActionPromote, Version: v2},
 			{Kind: rollout.ActionSetWeight},
 		}},
 	} {

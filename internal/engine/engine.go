@@ -109,7 +109,8 @@ func running(p v1alpha1.Phase) bool { return !p.Terminal() && p != v1alpha1.Phas
 // Reapply returns the actions that make the world match a saved status
 // again — after a restart, or after an action failed — before anything new
 // is decided: the stable installed, the canary running or retired as its
-// phase says, a promotion in flight carried on, and the weight applied.
+// phase says, a promotion in flight carried on, the stable promoted again
+// once the rollout ended, and the weight applied.
 // Before the first install there is nothing to re-apply: the router's
 // objects may need the stable version's to exist.
 func Reapply(st v1alpha1.RolloutStatus) []rollout.Action {
@@ -129,6 +130,17 @@ func Reapply(st v1alpha1.RolloutStatus) []rollout.Action {
 		if st.Phase == v1alpha1.PhasePromoting {
 			acts = append(acts, rollout.Action{Kind: rollout.ActionPromote, Version: st.Canary})
 		}
+	}
+	if st.Phase.Terminal() {
+		// An undo names the previous version the stable before the
+		// target switches back to it: promoting the stable again finishes
+		// a switch that failed or was cut short, and every target's
+		// Promote of the version it serves changes nothing. It comes
+		// after the canary is retired: a Deployment target would switch
+		// its Services to a canary copy that still runs the stable's
+		// version. Not during a rollout, for the same reason; an undo's
+		// switch is finished by the re-apply before a new rollout starts.
+		acts = append(acts, rollout.Action{Kind: rollout.ActionPromote, Version: st.Stable})
 	}
 	return append(acts, rollout.Action{Kind: rollout.ActionSetWeight, Weight: st.CanaryWeight, CanaryLive: CanaryLive(st.Phase)})
 }

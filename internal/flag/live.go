@@ -153,6 +153,8 @@ func (l *Live) DeployCanary(_ context.Context, v v1alpha1.VersionRef) error {
 }
 
 // Promote makes v's variant the one everybody has (rollout.Target).
+// Promoting the variant everybody has changes nothing: a rolled-back
+// variant stays disabled when the engine re-applies the stable.
 func (l *Live) Promote(_ context.Context, v v1alpha1.VersionRef) error {
 	if err := l.checkVariant(v); err != nil {
 		return err
@@ -161,8 +163,8 @@ func (l *Live) Promote(_ context.Context, v v1alpha1.VersionRef) error {
 	defer l.mu.Unlock()
 	if l.st.Stable != v.Version {
 		l.st.Stable, l.stable = v.Version, l.counters(v.Version)
+		l.st.Disabled = false
 	}
-	l.st.Disabled = false
 	if l.st.Canary == v.Version {
 		l.retire()
 	}

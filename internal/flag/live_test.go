@@ -142,6 +142,11 @@ func TestLiveAsTargetAndRouter(t *testing.T) {
 	if fail != nil || r.Variant != "off" || r.Reason != ReasonDisabled || l.Observe(ctx).CanaryVersion != "" {
 		t.Fatalf("after the rollback: %+v %v", r, fail)
 	}
+	// Re-applying the rolled-back status promotes the stable again: no
+	// change, the rolled-back variant stays disabled.
+	if err := l.Promote(ctx, v1alpha1.VersionRef{Version: "off"}); err != nil || !l.State().Disabled {
+		t.Fatalf("the stable promoted again: %v, %+v", err, l.State())
+	}
 	if err := l.DeployCanary(ctx, on); err != nil || l.State().Disabled {
 		t.Fatalf("deployed again: %v, %+v", err, l.State())
 	}

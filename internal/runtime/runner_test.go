@@ -17,14 +17,15 @@ import (
 // world is a fake target, router, meter and store in one, recording the
 // order in which things happen.
 type world struct {
-	log       []string
-	weight    v1alpha1.Percent
-	stable    string
-	canary    string
-	saved     []v1alpha1.RolloutStatus
-	pending   []rollout.PendingCommand
-	failSave  bool
-	failRoute int // SetWeight calls left to fail
+	log         []string
+	weight      v1alpha1.Percent
+	stable      string
+	canary      string
+	saved       []v1alpha1.RolloutStatus
+	pending     []rollout.PendingCommand
+	failSave    bool
+	failRoute   int // SetWeight calls left to fail
+	failPromote int // Promote calls left to fail
 	// promoteLater: Promote is asked for but the target does not serve
 	// the new stable version until the test sets stable itself.
 	promoteLater bool
@@ -39,6 +40,10 @@ func (w *world) DeployCanary(_ context.Context, v v1alpha1.VersionRef) error {
 }
 func (w *world) Promote(_ context.Context, v v1alpha1.VersionRef) error {
 	w.log = append(w.log, "promote "+v.Version)
+	if w.failPromote > 0 {
+		w.failPromote--
+		return errors.New("target unavailable")
+	}
 	if !w.promoteLater {
 		w.stable = v.Version
 	}
@@ -238,5 +243,42 @@ func TestConvergeReappliesTheSavedState(t *testing.T) {
 	r.Converge(context.Background())
 	if w.log[0] != "retire v2" || w.weight != 0 {
 		t.Errorf("rolled-back rollout converged to %v", w.log)
+	}
+}
+
+// TestRunnerRetriesTheSwitchBackOfAnUndo: an undo saves the previous
+// version as the stable before the target switches back; when that switch
+// fails, re-applying the saved status switches again, so the target does
+// not go on serving the undone version while the status names the
+// previous one.
+func TestRunnerRetriesTheSwitchBackOfAnUndo(t *testing.T) {
+	clock := fakeclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	w := &world{pending: []rollout.PendingCommand{deploy(1, "v2")}}
+	r := newRunner(w, clock)
+	for _, d := range []time.Duration{0, time.Second, time.Minute} {
+		clock.Advance(d)
+		r.Tick(context.Background())
+	}
+	if r.Status.Phase != v1alpha1.PhaseSucceeded || w.stable != "v2" {
+		t.Fatalf("phase %s serving %s, want Succeeded on v2", r.Status.Phase, w.stable)
+	}
+	w.pending = []rollout.PendingCommand{{ID: 2, Command: rollout.Command{Kind: rollout.CommandUndo, Actor: "bob"}}}
+	w.failPromote = 1
+	clock.Advance(time.Second)
+	r.Tick(context.Background())
+	if r.Status.Phase != v1alpha1.PhaseRolledBack || r.Status.Stable.Version != "v1" || w.stable != "v2" {
+		t.Fatalf("after the failed switch: phase %s, status stable %s, serving %s", r.Status.Phase, r.Status.Stable.Version, w.stable)
+	}
+	clock.Advance(time.Second)
+	if _, _, err := r.Tick(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w.stable != "v1" {
+		t.Errorf("the target still serves %s after re-applying an undo to v1", w.stable)
+	}
+	// A restart converges the same way.
+	w.stable, w.log = "v2", nil
+	if err := r.Converge(context.Background()); err != nil || w.stable != "v1" {
+		t.Errorf("converge after a restart: serving %s, err %v, log %v", w.stable, err, w.log)
 	}
 }

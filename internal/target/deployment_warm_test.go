@@ -2,6 +2,7 @@ package target
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -163,4 +164,78 @@ func TestIstioSubsetsKeepTheApexOnBothCopies(t *testing.T) {
 	if got := f.service("web-stable").Spec.Selector[LabelRole]; got != RoleStable {
 		t.Errorf("the stable Service selects role %q", got)
 	}
+}
+
+// TestDeploymentPromoteOfTheStableAgainChangesNothing: the engine promotes the
+// stable again when it re-applies an ended rollout; on the copies already
+// serving it, that writes no Deployment and no Service, so no Pod rolls.
+func TestDeploymentPromoteOfTheStableAgainChangesNothing(t *testing.T) {
+	f, clock := warmFixture(t)
+	v1 := f.install()
+	v2 := f.deployCanary("web:v2")
+	f.markRolledOut("web-canary")
+	f.promoteTwice("after the promotion", v2)
+	f.promoteTwice("after the undo", v1)
+	f.wantServing(RoleStable, v1, "")
+
+	// After the window, once the stable copy took the version over.
+	v3 := f.deployCanary("web:v3")
+	f.markRolledOut("web-canary")
+	f.promoteTwice("after the promotion", v3)
+	clock.Advance(time.Hour)
+	f.setStatus("web-stable", rolledOutStatus(1))
+	if err := f.d.RetireWarm(f.ctx); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("RetireWarm = %v, want ErrNotReady", err)
+	}
+	f.markRolledOut("web-stable")
+	if err := f.d.RetireWarm(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.promoteTwice("after consolidation", v3)
+	f.wantServing(RoleStable, v3, "")
+}
+
+// TestDeploymentWithoutUndoWindowPromoteOfTheStableAgainChangesNothing:
+// without an undo window the stable copy runs the promoted version, and
+// promoting it again, after the promotion or after a later rollback,
+// writes nothing either.
+func TestDeploymentWithoutUndoWindowPromoteOfTheStableAgainChangesNothing(t *testing.T) {
+	f := newKubeFixture(t, spec.RouterGatewayAPI, webTarget("web:v1", 3))
+	f.install()
+	v2 := f.deployCanary("web:v2")
+	f.promoteTwice("after the promotion", v2)
+	if err := f.d.RetireCanary(f.ctx, v2); err != nil {
+		t.Fatal(err)
+	}
+	v3 := f.deployCanary("web:v3")
+	if err := f.d.RetireCanary(f.ctx, v3); err != nil {
+		t.Fatal(err)
+	}
+	f.promoteTwice("after a rollback", v2)
+}
+
+// promoteTwice promotes v, then fails unless promoting it again, as the
+// engine's re-apply does, writes nothing.
+func (f *kubeFixture) promoteTwice(when string, v v1alpha1.VersionRef) {
+	f.t.Helper()
+	if err := f.d.Promote(f.ctx, v); err != nil {
+		f.t.Fatal(err)
+	}
+	before := f.resourceVersions()
+	if err := f.d.Promote(f.ctx, v); err != nil {
+		f.t.Fatal(err)
+	}
+	if after := f.resourceVersions(); after != before {
+		f.t.Errorf("%s: promoting %s again wrote %s, was %s", when, v.Template, after, before)
+	}
+}
+
+// resourceVersions is the resource versions of the copies and Services,
+// which change with every write.
+func (f *kubeFixture) resourceVersions() string {
+	f.t.Helper()
+	return strings.Join([]string{
+		f.deployment("web-stable").ResourceVersion, f.deployment("web-canary").ResourceVersion,
+		f.service("web").ResourceVersion, f.service("web-stable").ResourceVersion, f.service("web-canary").ResourceVersion,
+	}, "/")
 }

@@ -548,6 +548,30 @@ func TestUndoInsideTheWindowSwitchesBackAtOnce(t *testing.T) {
 	}
 }
 
+// TestProcessPromoteOfTheStableAgainChangesNothing: the engine promotes the
+// stable again when it re-applies an ended rollout, after a promotion as
+// after an undo; neither restarts a replica nor ends the undo window.
+func TestProcessPromoteOfTheStableAgainChangesNothing(t *testing.T) {
+	t.Parallel()
+	h, v1, v2 := promoted(t, time.Minute, nil)
+	must(t, h.p.Promote(context.Background(), ref("v2")))
+	if r := h.p.Replicas("v2")[0]; r.PID != v2.PID || r.Restarts != 0 {
+		t.Errorf("v2 was restarted: %+v, before %+v", r, v2)
+	}
+	if prev, _, ok := h.p.UndoUntil(); !ok || prev.Version != "v1" || !alive(v1.PID) {
+		t.Fatalf("after promoting v2 again: undo to %v possible %v, v1 alive %v", prev, ok, alive(v1.PID))
+	}
+	must(t, h.p.Promote(context.Background(), ref("v1"))) // the undo
+	must(t, h.p.Promote(context.Background(), ref("v1"))) // re-applied
+	if r := h.ep.get(RoleStable); r.version != "v1" || urlStrings(r.urls)[0] != v1.URL.String() {
+		t.Fatalf("stable role after the undo re-applied = %+v, want v1 at %s", r, v1.URL)
+	}
+	if r := h.p.Replicas("v1")[0]; r.PID != v1.PID || r.Restarts != 0 {
+		t.Errorf("v1 was restarted: %+v, before %+v", r, v1)
+	}
+	nettest.Eventually(t, "the undone version is drained", func() bool { return !alive(v2.PID) })
+}
+
 func TestPromoteKeepsTheOldStableWhileTheProxyCannotBeTold(t *testing.T) {
 	t.Parallel()
 	clock := fakeclock.New(time.Date(2026, 7, 1, 12, 0, 0, 0, time.UTC))
