@@ -270,13 +270,18 @@ func TestDesyncRequestFraming(t *testing.T) {
 		{"HTTP/2.0 as an HTTP/1 request", "GET /a HTTP/2.0\r\nHost: x\r\n\r\n", 505},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up := newScriptedUpstream(t, misbehaving)
-			p := misbehavingBoth(t, up, 0)
-			for name, base := range paths(t, p) {
+			for _, name := range []string{"fast", "net/http", "preview"} {
 				t.Run(name, func(t *testing.T) {
+					// An upstream of its own: what another path forwarded
+					// is not this one's.
+					up := newScriptedUpstream(t, misbehaving)
+					base := paths(t, misbehavingBoth(t, up, 0))[name]
 					answer := rawExchange(t, base, tc.request)
 					checkInnocents(t, base, 8)
-					if name != "fast" {
+					if name == "net/http" {
+						// Go's server reads on after a request it takes,
+						// and forwards the attacker's next request as the
+						// attacker's own; the innocents are what counts.
 						return
 					}
 					if want := fmt.Sprintf("HTTP/1.1 %d ", tc.fast); !strings.HasPrefix(answer, want) {

@@ -492,8 +492,13 @@ func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	body := req.Body()
-	if len(body) > 0 {
-		req.Header.SetContentLength(len(body)) // it may have come chunked
+	if len(body) > 0 || req.Header.ContentLength() != 0 {
+		// The body was read whole, perhaps chunked: net/http reads it
+		// again by its length, and not a byte of what follows.
+		req.Header.SetContentLength(len(body))
+	}
+	if ambiguous && info != nil {
+		info.closeAfterReplay = true
 	}
 	replay := append(bytes.Clone(req.Header.Header()), body...)
 	ctx.HijackSetNoResponse(true)
@@ -507,6 +512,9 @@ func (s *Server) serveH1(ctx *fasthttp.RequestCtx) {
 // the fast path does.
 func (s *Server) serveStd(w http.ResponseWriter, r *http.Request) {
 	info := requestConnInfo(r)
+	if info.closeAfterReplay {
+		w.Header().Set("Connection", "close")
+	}
 	if r.TLS == nil {
 		r.TLS = info.tls
 	}

@@ -38,6 +38,12 @@ type connInfo struct {
 	// sends the same one on every request of a connection, so it is
 	// made a string once. Only the connection's goroutine uses it.
 	host string
+	// closeAfterReplay is set when the fast path hands net/http a
+	// connection whose request was framed ambiguously (Content-Length
+	// and Transfer-Encoding both): net/http must close it after that
+	// request's answer, as the fast path would (RFC 9112 6.1), and never
+	// read what follows as requests of its own.
+	closeAfterReplay bool
 }
 
 // hostString returns b as a string, the last one when it is the same.
