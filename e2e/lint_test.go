@@ -54,7 +54,7 @@ func TestLintAndValidateStdin(t *testing.T) {
 	var report struct {
 		Findings []struct{ Rule, File, Problem string } `json:"findings"`
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil || r.code != 1 || len(report.Findings) != 2 ||
+	if err := json.Unmarshal([]byte(r.stdout), &report); err != nil || r.code != 1 || len(report.Findings) != 3 ||
 		!strings.Contains(r.stderr, "note: skipping <stdin>:30: Deployment web (apps/v1): not a pipit rollout") {
 		t.Fatalf("lint -: exit %d, %v\nstdout:\n%s\nstderr:\n%s", r.code, err, r.stdout, r.stderr)
 	}
@@ -62,7 +62,7 @@ func TestLintAndValidateStdin(t *testing.T) {
 		t.Errorf("finding: %+v", f)
 	}
 	r = pipitWithInput(t, 30*time.Second, string(stream), "validate", "-")
-	if r.code != 0 || r.stdout != "<stdin>: ok (2 rollouts)\n" || !strings.Contains(r.stderr, "note: skipping <stdin>:43: Service web (v1)") {
+	if r.code != 0 || r.stdout != "<stdin>: ok (3 rollouts)\n" || !strings.Contains(r.stderr, "note: skipping <stdin>:43: Service web (v1)") {
 		t.Errorf("validate -: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 }
