@@ -237,6 +237,10 @@ var framingSeeds = []string{
 	"\r\n\nGET /lead HTTP/1.1\r\nHost: x\r\n\r\n",
 	"\r\r\nGET /lead HTTP/1.1\r\nHost: x\r\n\r\n",
 	"\n0 /0 HTTP/1.0\r\n0000:00\r\n\r\n", // found by the fuzzer in CI
+	// Found by the fuzzer in CI: a target without a normal form, then a
+	// request on the same connection, which net/http closes after its 400.
+	"POST /% HTTP/1.1\r\nHost:00\r\n00000000000000:00\r\nTrAnsfer-EnCoding: Chunked\r\n\r\n0\r\n\r\n000 /0 HTTP/1.0\r\n0000:00\r\n\r\n",
+	"GET /a%zz HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n",
 }
 
 func FuzzRequestFraming(f *testing.F) {

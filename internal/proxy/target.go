@@ -53,7 +53,9 @@ func normalizeFastRequest(ctx *fasthttp.RequestCtx) bool {
 		norm, changed, err = normalizePath(path)
 	}
 	if err != nil {
-		ctx.Error(err.Error(), http.StatusBadRequest)
+		// Closed after the answer, as net/http closes after a 400: the
+		// client's next bytes are not read as a request of their own.
+		answerClientFault(ctx, http.StatusBadRequest, err.Error())
 		return false
 	}
 	rest, cleaned := cleanQuery(rest)
