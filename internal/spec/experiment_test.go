@@ -17,12 +17,7 @@ func withExperiment() *v1alpha1.Rollout {
 }
 
 // experimentRefusals break withExperiment one way each.
-var experimentRefusals = []struct {
-	name   string
-	break_ func(r *v1alpha1.Rollout)
-	field  string
-	reason string
-}{
+var experimentRefusals = []refusal{
 	{"mixed with steps", func(r *v1alpha1.Rollout) { r.Spec.Strategy.Steps = []v1alpha1.Step{{SetWeight: pct(5)}} },
 		"spec.strategy.experiment", "cannot be mixed with steps, a preset, blueGreen or the shorthand"},
 	{"mixed with blue-green", func(r *v1alpha1.Rollout) { r.Spec.Strategy.BlueGreen = &v1alpha1.BlueGreenStrategy{} },
@@ -52,19 +47,7 @@ func TestValidateExperiment(t *testing.T) {
 	if errs := Validate(withExperiment()); len(errs) > 0 {
 		t.Fatalf("a valid experiment is refused:\n%v", errs)
 	}
-	for _, tt := range experimentRefusals {
-		t.Run(tt.name, func(t *testing.T) {
-			r := withExperiment()
-			tt.break_(r)
-			errs := Validate(r)
-			if len(errs) != 1 {
-				t.Fatalf("got %d problems, want 1:\n%v", len(errs), errs)
-			}
-			if e := errs[0]; e.Field != tt.field || !strings.Contains(e.Reason, tt.reason) {
-				t.Errorf("got %s: %s\nwant %s: …%s…", e.Field, e.Reason, tt.field, tt.reason)
-			}
-		})
-	}
+	checkRefusals(t, withExperiment, experimentRefusals)
 }
 
 // An experiment without a user key is refused twice over: the goals and

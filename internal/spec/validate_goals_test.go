@@ -1,7 +1,6 @@
 package spec
 
 import (
-	"strings"
 	"testing"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
@@ -23,12 +22,7 @@ func withGoals() *v1alpha1.Rollout {
 }
 
 // goalRefusals break withGoals one way each.
-var goalRefusals = []struct {
-	name   string
-	break_ func(r *v1alpha1.Rollout)
-	field  string
-	reason string
-}{
+var goalRefusals = []refusal{
 	{"goal without name", func(r *v1alpha1.Rollout) {
 		r.Spec.Analysis.Goals[1].Name = ""
 		r.Spec.Analysis.Metrics = r.Spec.Analysis.Metrics[:2]
@@ -64,19 +58,7 @@ func TestValidateGoals(t *testing.T) {
 	if errs := Validate(withGoals()); len(errs) > 0 {
 		t.Fatalf("a valid rollout with goals is refused:\n%v", errs)
 	}
-	for _, tt := range goalRefusals {
-		t.Run(tt.name, func(t *testing.T) {
-			r := withGoals()
-			tt.break_(r)
-			errs := Validate(r)
-			if len(errs) != 1 {
-				t.Fatalf("got %d problems, want 1:\n%v", len(errs), errs)
-			}
-			if e := errs[0]; e.Field != tt.field || !strings.Contains(e.Reason, tt.reason) {
-				t.Errorf("got %s: %s\nwant %s: …%s…", e.Field, e.Reason, tt.field, tt.reason)
-			}
-		})
-	}
+	checkRefusals(t, withGoals, goalRefusals)
 }
 
 // TestConversionDirection: a lower conversion rate is the bad change,

@@ -59,13 +59,36 @@ func webMetric(name string) v1alpha1.MetricSpec {
 	}}}
 }
 
-// refusals break validRollout one way each, with the field Validate must name and part of its reason.
-var refusals = []struct {
+// refusal breaks a valid rollout one way, with the field Validate must
+// name and part of its reason.
+type refusal struct {
 	name   string
 	break_ func(r *v1alpha1.Rollout)
 	field  string
 	reason string
-}{
+}
+
+// checkRefusals breaks a rollout from base one way for each case, and
+// checks that Validate refuses it for that reason alone.
+func checkRefusals(t *testing.T, base func() *v1alpha1.Rollout, cases []refusal) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			r := base()
+			tt.break_(r)
+			errs := Validate(r)
+			if len(errs) != 1 {
+				t.Fatalf("got %d problems, want 1:\n%v", len(errs), errs)
+			}
+			if e := errs[0]; e.Field != tt.field || !strings.Contains(e.Reason, tt.reason) {
+				t.Errorf("got %s: %s\nwant %s: …%s…", e.Field, e.Reason, tt.field, tt.reason)
+			}
+		})
+	}
+}
+
+// refusals break validRollout one way each.
+var refusals = []refusal{
 	{"no apiVersion", func(r *v1alpha1.Rollout) { r.APIVersion = "" }, "apiVersion", "is required: pipit.dev/v1alpha1"},
 	{"other apiVersion", func(r *v1alpha1.Rollout) { r.APIVersion = "argoproj.io/v1alpha1" }, "apiVersion", `must be pipit.dev/v1alpha1, not "argoproj.io/v1alpha1"`},
 	{"other kind", func(r *v1alpha1.Rollout) { r.Kind = "Canary" }, "kind", `must be Rollout, not "Canary"`},
@@ -301,21 +324,7 @@ var refusals = []struct {
 	{"progress deadline", func(r *v1alpha1.Rollout) { r.Spec.ProgressDeadline = dur(0) }, "spec.progressDeadline", "must be positive, not 0s"},
 }
 
-func TestValidateRefuses(t *testing.T) {
-	for _, tt := range refusals {
-		t.Run(tt.name, func(t *testing.T) {
-			r := validRollout()
-			tt.break_(r)
-			errs := Validate(r)
-			if len(errs) != 1 {
-				t.Fatalf("got %d problems, want 1:\n%v", len(errs), errs)
-			}
-			if e := errs[0]; e.Field != tt.field || !strings.Contains(e.Reason, tt.reason) {
-				t.Errorf("got %s: %s\nwant %s: …%s…", e.Field, e.Reason, tt.field, tt.reason)
-			}
-		})
-	}
-}
+func TestValidateRefuses(t *testing.T) { checkRefusals(t, validRollout, refusals) }
 
 func TestValidateReportsEveryProblem(t *testing.T) {
 	r := validRollout()
