@@ -19,16 +19,7 @@ import (
 // preview on a free port, two checks of it before the switch and an undo
 // window of a minute.
 func blueGreenYAML(stableURL string) []byte {
-	return []byte(fmt.Sprintf(`apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata:
-  name: web
-spec:
-  service:
-    listen: 127.0.0.1:0
-    stable: {url: %q, version: v1}
-    healthCheck: {interval: 100ms, timeout: 2s, failureThreshold: 2}
-  strategy:
+	return []byte(fmt.Sprintf(webService+`  strategy:
     blueGreen:
       previewListen: 127.0.0.1:0
       checks: 2

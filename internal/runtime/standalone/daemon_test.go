@@ -30,10 +30,10 @@ func app(t *testing.T, cfg sampleapp.Config) *httptest.Server {
 	return s
 }
 
-// rolloutYAML is a short rollout: 5% → 1s → 50% → pause → promoted, with a
-// check every 300ms and fast health checks.
-func rolloutYAML(stableURL, lastPause string) []byte {
-	return []byte(fmt.Sprintf(`apiVersion: pipit.dev/v1alpha1
+// webService heads the test rollouts named web: a service on a free
+// port whose stable version v1 is the URL formatted into it (%q),
+// health-checked every 100 ms.
+const webService = `apiVersion: pipit.dev/v1alpha1
 kind: Rollout
 metadata:
   name: web
@@ -42,7 +42,12 @@ spec:
     listen: 127.0.0.1:0
     stable: {url: %q, version: v1}
     healthCheck: {interval: 100ms, timeout: 2s, failureThreshold: 2}
-  strategy:
+`
+
+// rolloutYAML is a short rollout: 5% → 1s → 50% → pause → promoted, with a
+// check every 300ms and fast health checks.
+func rolloutYAML(stableURL, lastPause string) []byte {
+	return []byte(fmt.Sprintf(webService+`  strategy:
     steps:
     - setWeight: 5
     - pause: {duration: 1s}

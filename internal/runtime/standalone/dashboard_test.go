@@ -28,16 +28,7 @@ const screenshotsEnv = "PIPIT_DASHBOARD_SCREENSHOTS"
 // manualYAML is a canary that waits for a person's promote after each
 // stage: 20%, then 60%.
 func manualYAML(stableURL string) []byte {
-	return []byte(fmt.Sprintf(`apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata:
-  name: web
-spec:
-  service:
-    listen: 127.0.0.1:0
-    stable: {url: %q, version: v1}
-    healthCheck: {interval: 100ms, timeout: 2s, failureThreshold: 2}
-  strategy:
+	return []byte(fmt.Sprintf(webService+`  strategy:
     steps:
     - setWeight: 20
     - setWeight: 60

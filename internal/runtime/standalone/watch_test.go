@@ -18,16 +18,7 @@ import (
 // promotion, reusing the analysis metric, inside an undo window of a
 // minute.
 func watchedRolloutYAML(stableURL, watch string) []byte {
-	return []byte(fmt.Sprintf(`apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata:
-  name: web
-spec:
-  service:
-    listen: 127.0.0.1:0
-    stable: {url: %q, version: v1}
-    healthCheck: {interval: 100ms, timeout: 2s, failureThreshold: 2}
-  strategy:
+	return []byte(fmt.Sprintf(webService+`  strategy:
     steps:
     - setWeight: 50
     - pause: {duration: 1s}
