@@ -11,6 +11,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/loadgen"
+	"github.com/pipit-dev/pipit/internal/testenv/promserver"
 )
 
 // experimentRollout is an A/B test of v2 against v1 on the goal checkout,
@@ -78,5 +79,56 @@ func TestExperimentNamesTheWinner(t *testing.T) {
 	}
 	if !strings.Contains(concluded, "winner treatment (v2) — conversion on checkout: control ") || !strings.Contains(concluded, "interval") {
 		t.Errorf("history's ExperimentConcluded: %q, want the winner with its numbers", concluded)
+	}
+}
+
+// kubeExperimentSpec is an experiment behind a Gateway API route: the
+// requests with the header X-Variant: b go to the canary, and the goal is
+// counted from the application's counters in Prometheus.
+const kubeExperimentSpec = `
+  kubernetes:
+    router:
+      gatewayAPI:
+        parentRefs: [{name: gw}]
+    traffic:
+      rules:
+        - {name: variant-b, to: canary, headers: {X-Variant: {exact: b}}}
+  strategy:
+    experiment: {minSample: 200, maxDuration: 5m}
+  analysis:
+    interval: 1s
+    goals:
+      - name: checkout
+        prometheus:
+          visitors: sum(increase(visitors_total{service="web-{{ .Role }}"}[{{ .Elapsed }}]))
+          conversions: sum(increase(checkouts_total{service="web-{{ .Role }}"}[{{ .Elapsed }}]))
+`
+
+// TestKubeExperimentNamesTheWinner runs an experiment through `pipit
+// controller --prometheus-url`: the treatment gets its group's requests
+// with no weight, converts 20% of its users against the control's 10%, is
+// named the winner in `pipit status --kube`, and promoted.
+func TestKubeExperimentNamesTheWinner(t *testing.T) {
+	t.Parallel()
+	e := newKubeEnv(t, 2, kubeExperimentSpec)
+	counters := promserver.Counters(t, map[string]float64{
+		`visitors_total{service="web-stable"}`: 100, `checkouts_total{service="web-stable"}`: 10,
+		`visitors_total{service="web-canary"}`: 100, `checkouts_total{service="web-canary"}`: 20,
+	})
+	prom := promserver.Start(t, []string{counters}, 200*time.Millisecond)
+	e.startController(false, "--prometheus-url", prom.URL)
+	e.WaitInstalled("web")
+	e.SetImage("web", "registry.example/web:v2")
+	e.WaitRollout("web", "the experiment under way", func(r *v1alpha1.Rollout) bool { return r.Status.Experiment != nil })
+	if res := e.kubectlVerb("status", "web"); res.code != 0 || !strings.Contains(res.stdout, "(the treatment gets the requests its traffic rules send it)") {
+		t.Errorf("pipit status --kube mid-experiment: exit %d\n%s%s", res.code, res.stdout, res.stderr)
+	}
+	r := e.WaitPhase("web", v1alpha1.PhaseSucceeded)
+	if x := r.Status.Experiment; x == nil || x.Winner != v1alpha1.WinnerTreatment {
+		t.Fatalf("experiment %+v: want the treatment the winner", x)
+	}
+	res := e.kubectlVerb("status", "web")
+	if res.code != 0 || !strings.Contains(res.stdout, "winner treatment") || !strings.Contains(res.stdout, "conversion on checkout: control 10.") {
+		t.Errorf("pipit status --kube after the experiment: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 }

@@ -46,13 +46,15 @@ type controllerProc struct {
 	done    chan struct{}
 }
 
-// startController runs the real binary against the test's namespace.
-// With leaderElect, it competes for a Lease with short timings.
-func (e *kubeEnv) startController(leaderElect bool) *controllerProc {
+// startController runs the real binary against the test's namespace,
+// with more flags if given. With leaderElect, it competes for a Lease
+// with short timings.
+func (e *kubeEnv) startController(leaderElect bool, flags ...string) *controllerProc {
 	e.T.Helper()
 	metrics := freePort(e.T)
 	args := []string{"controller", "--kubeconfig", e.Cluster.Kubeconfig, "--namespace", e.Namespace,
 		"--metrics-bind-address", metrics, "--health-probe-bind-address", "", "--log-level", "debug"}
+	args = append(args, flags...)
 	if leaderElect {
 		args = append(args, "--leader-elect", "--leader-election-namespace", e.Namespace,
 			"--leader-election-lease-duration", "4s", "--leader-election-renew-deadline", "3s",

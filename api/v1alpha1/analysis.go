@@ -52,9 +52,14 @@ type AnalysisSpec struct {
 // for each user it tracks.
 const MaxGoals = 16
 
-// Goal is a request that counts as a conversion: a user converts when
-// they send one that matches every condition written, in the traffic
-// rules' match syntax (see TrafficRule). For a flag it is a name only.
+// Goal is what counts as a conversion. Either a request: a user
+// converts when they send one that matches every condition written, in
+// the traffic rules' match syntax (see TrafficRule), counted by pipit's
+// proxy; or counts the application exports to Prometheus (Prometheus),
+// the only form in Kubernetes, where pipit's proxy carries no traffic.
+// For a flag it is a name only.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.prometheus) || (!has(self.method) && !has(self.path) && !has(self.headers))",message="a goal is counted by prometheus or by request conditions (method, path, headers), not both"
 type Goal struct {
 	// Name names the goal in the metric conversion-rate:NAME.
 	Name string `json:"name"`
@@ -68,6 +73,50 @@ type Goal struct {
 	// Headers maps header names (any case) to conditions on their values.
 	// +optional
 	Headers map[string]StringMatch `json:"headers,omitempty"`
+	// Prometheus counts the goal's users from the application's own
+	// series instead of pipit's proxy; the request conditions are then
+	// not set.
+	// +optional
+	Prometheus *PrometheusGoal `json:"prometheus,omitempty"`
+}
+
+// PrometheusGoal counts a goal's users of each version with two PromQL
+// queries, run once for the canary (the treatment) and once for the
+// stable version (the control) at every check. Each gives one number:
+// the users since the experiment started (since the rollout started
+// outside an experiment), which {{ .Elapsed }} spans, such as
+// sum(increase(shop_visitors_total{service="web-{{ .Role }}"}[{{ .Elapsed }}])).
+// The templates see the fields of a Prometheus metric's query.
+type PrometheusGoal struct {
+	// Address of the Prometheus server, such as http://prometheus:9090.
+	// Default in Kubernetes: the controller's --prometheus-url; required
+	// in standalone mode.
+	// +optional
+	Address string `json:"address,omitempty"`
+	// Visitors is a Go template of the query counting the version's
+	// users: those who could reach the goal.
+	Visitors string `json:"visitors"`
+	// Conversions is a Go template of the query counting those of them
+	// who reached it.
+	Conversions string `json:"conversions"`
+	// Timeout of one query. Default 10s.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// Auth to send with every request.
+	// +optional
+	Auth *HTTPAuth `json:"auth,omitempty"`
+	// Headers to send with every request.
+	// +optional
+	Headers map[string]string `json:"headers,omitempty"`
+	// TLS options for an https address.
+	// +optional
+	TLS *TLSOptions `json:"tls,omitempty"`
+}
+
+// Provider is the Prometheus provider that runs the goal's queries,
+// with query as its query.
+func (g PrometheusGoal) Provider(query string) PrometheusProvider {
+	return PrometheusProvider{Address: g.Address, Query: query, Timeout: g.Timeout, Auth: g.Auth, Headers: g.Headers, TLS: g.TLS}
 }
 
 // MetricSpec is one metric measured at every check, for the canary and,
@@ -188,7 +237,9 @@ type PrometheusProvider struct {
 	Address string `json:"address"`
 	// Query is a Go template of a PromQL query giving one number. It sees
 	// {{ .Rollout }}, {{ .Namespace }}, {{ .Version }}, {{ .Role }}
-	// (canary or stable), {{ .Interval }} (as "60s") and {{ .Vars.NAME }}.
+	// (canary or stable), {{ .Interval }} (as "60s"), {{ .Elapsed }} (the
+	// time since the experiment, or else the rollout, started, as "3600s")
+	// and {{ .Vars.NAME }}.
 	// {{ .Args.NAME }} is the metric's argument NAME (see MetricSpec.Args).
 	// It is run once for the canary and once for the stable version.
 	Query string `json:"query"`

@@ -82,10 +82,12 @@ type RolloutStatus struct {
 	// CanaryWeight is the share of traffic the canary should receive now.
 	// +optional
 	CanaryWeight Percent `json:"canaryWeight"`
-	// Previewing is set while a blue-green rollout's new version is under
-	// test on its preview address (and to requests the traffic rules
-	// send it), with no share of user traffic yet: it is checked and
-	// watched as a canary with traffic is.
+	// Previewing is set while the canary is under test with no share of
+	// the weight: a blue-green rollout's new version on its preview
+	// address (and the requests the traffic rules send it), or, in
+	// Kubernetes, an experiment's treatment on the requests of its group,
+	// which the traffic rules send it. It is checked and watched as a
+	// canary with traffic is.
 	// +optional
 	Previewing bool `json:"previewing,omitempty"`
 

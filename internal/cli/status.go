@@ -136,9 +136,12 @@ func statusDetail(v controlapi.RolloutView, now time.Time) string {
 	}
 	field("Stable", "%s", versionWithURL(st.Stable))
 	field("Canary", "%s", versionWithURL(st.Canary))
-	if st.Previewing {
+	switch {
+	case st.Previewing && st.Experiment != nil:
+		field("Weight", "%s (the treatment gets the requests its traffic rules send it)", st.CanaryWeight)
+	case st.Previewing:
 		field("Weight", "%s (previewed with no user traffic; the promotion switches all of it)", st.CanaryWeight)
-	} else {
+	default:
 		field("Weight", "%s", st.CanaryWeight)
 	}
 	field("Step", "%s", stepLabel(v))

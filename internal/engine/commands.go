@@ -57,6 +57,9 @@ func Allowed(st v1alpha1.RolloutStatus, cmd rollout.Command) error {
 func checkArguments(st v1alpha1.RolloutStatus, cmd rollout.Command) error {
 	switch cmd.Kind {
 	case rollout.CommandSetWeight:
+		if st.Experiment != nil {
+			return errExperimentWeight
+		}
 		if st.Previewing {
 			return errBlueGreenWeight
 		}

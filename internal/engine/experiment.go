@@ -29,6 +29,7 @@ func (m *machine) runExperimentStep() verdict {
 	if x == nil {
 		x = &v1alpha1.ExperimentStatus{Goal: ex.Goal, PromoteIf: ex.PromoteIf, StartedAt: micro(m.now)}
 		m.st.Experiment = x
+		m.openTreatmentGroup(ex)
 		m.event(v1alpha1.EventNormal, "ExperimentStarted", rollout.Command{},
 			"Experiment started: treatment %s gets %s of the users, control %s the rest; goal %s, promoted if %s",
 			m.st.Canary.Version, ex.Split, m.stableVersion(), ex.Goal, ex.PromoteIf)
@@ -43,6 +44,18 @@ func (m *machine) runExperimentStep() verdict {
 		m.st.Message = "experiment running; " + x.Summary()
 	}
 	return halted
+}
+
+// openTreatmentGroup puts the treatment under test when the traffic rules
+// send it its group, with no weight: it is checked and watched as a
+// canary with a share of the traffic is, and the first check comes one
+// interval later, so that its window holds the group's requests.
+func (m *machine) openTreatmentGroup(ex *spec.ExperimentPlan) {
+	if !ex.ByRules || exposed(m.st) {
+		return
+	}
+	m.st.Previewing = true
+	m.st.Analysis.NextCheckAt = micro(m.now.Add(m.plan.Analysis.Interval))
 }
 
 // judgeExperiment looks at one check's counts of the goal, when it has

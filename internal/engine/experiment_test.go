@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,8 +18,13 @@ import (
 // every minute, with the success rate as its guardrail.
 func experimentPlan(t *testing.T, ex v1alpha1.ExperimentStrategy) spec.Plan {
 	t.Helper()
+	return validPlan(t, experimentRollout(ex))
+}
+
+// experimentRollout is the rollout of experimentPlan.
+func experimentRollout(ex v1alpha1.ExperimentStrategy) *v1alpha1.Rollout {
 	min99 := 99.0
-	r := &v1alpha1.Rollout{
+	return &v1alpha1.Rollout{
 		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.APIVersion, Kind: v1alpha1.KindRollout},
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
 		Spec: v1alpha1.RolloutSpec{
@@ -32,7 +38,6 @@ func experimentPlan(t *testing.T, ex v1alpha1.ExperimentStrategy) spec.Plan {
 			},
 		},
 	}
-	return validPlan(t, r)
 }
 
 // users simulates an experiment's users as the proxy counts them since
@@ -89,6 +94,42 @@ func TestExperimentPromotesABetterTreatment(t *testing.T) {
 	}
 	if h := s.history(); !strings.Contains(h, "Experiment concluded: winner treatment (v2) — conversion on checkout: control 10.") {
 		t.Errorf("history does not name the winner with its numbers:\n%s", h)
+	}
+}
+
+// In Kubernetes the traffic rules send the treatment group to the canary:
+// the weight stays 0 until the winner is promoted, and the treatment is
+// checked all the same, as a blue-green preview is.
+func TestExperimentByRulesKeepsTheWeightAtZero(t *testing.T) {
+	r := experimentRollout(v1alpha1.ExperimentStrategy{})
+	r.Spec.Service, r.Spec.TargetRef = nil, &v1alpha1.TargetRef{Name: "web"}
+	r.Spec.Kubernetes = &v1alpha1.KubernetesSpec{
+		Router: &v1alpha1.KubernetesRouter{GatewayAPI: &v1alpha1.GatewayAPIRouter{HTTPRoute: "web"}},
+		Traffic: &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{
+			{To: v1alpha1.DestinationCanary, Headers: map[string]v1alpha1.StringMatch{"X-Variant": {Exact: "treatment"}}},
+		}},
+	}
+	r.Spec.Analysis.Goals[0] = v1alpha1.Goal{Name: "checkout", Prometheus: &v1alpha1.PrometheusGoal{Visitors: "v", Conversions: "c"}}
+	plan := validPlan(t, r)
+	u := users{perMinute: 100, treatmentShare: 1, controlRate: 0.10, treatmentRate: 0.15, successRate: 99.9}
+	s := newSim(t, plan)
+	s.measure = u.measure
+	s.deploy("v2")
+	s.advance(2 * time.Minute)
+	if !s.st.Previewing || s.weight != 0 || !checking(s.st) || s.st.Analysis.LastCheckAt == nil {
+		t.Fatalf("previewing %v at %s, checking %v, last check %v: want the group under test with no weight, checked",
+			s.st.Previewing, s.weight, checking(s.st), s.st.Analysis.LastCheckAt)
+	}
+	s.step(rollout.Command{Kind: rollout.CommandSetWeight, Weight: new(v1alpha1.Percent(10 * v1alpha1.PercentScale)), Actor: "bob"})
+	if len(s.refused) != 1 || s.refused[0] != errExperimentWeight {
+		t.Errorf("setting a weight mid-experiment: refused %v, want errExperimentWeight", s.refused)
+	}
+	s.runUntil(v1alpha1.PhaseSucceeded, 2*time.Hour)
+	if x := s.st.Experiment; s.stable != "v2" || x.Winner != v1alpha1.WinnerTreatment || s.st.Previewing {
+		t.Fatalf("stable %s, experiment %+v, previewing %v: want v2 promoted as the winner", s.stable, x, s.st.Previewing)
+	}
+	if w := s.sawWeights(); !slices.Equal(w, []v1alpha1.Percent{0, v1alpha1.FullWeight}) {
+		t.Errorf("weights %v, want 0 through the experiment, then all of it", w)
 	}
 }
 

@@ -23,6 +23,9 @@ type Query struct {
 	Role    string
 	// Interval is the window, ending now.
 	Interval time.Duration
+	// Elapsed is the time since the experiment started, or else the
+	// rollout (whole seconds, at least one).
+	Elapsed time.Duration
 	// Vars are the analysis' variables.
 	Vars map[string]string
 	// Args are the metric's arguments (MetricSpec.Args), with a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis"
@@ -28,6 +29,7 @@ type Set struct {
 	usage            UsageSource // nil where pipit runs no processes
 	providers        map[string]Provider
 	monitor          *analysis.RateMonitor
+	clock            rollout.Clock
 }
 
 // SetConfig says what a Set measures.
@@ -44,6 +46,9 @@ type SetConfig struct {
 	// Usage measures cpu-usage and memory-usage: the process target; nil
 	// when the versions are not processes pipit runs.
 	Usage UsageSource
+	// GoalPrometheus is the Prometheus that counts the goals that name
+	// none (the controller's --prometheus-url); empty when there is none.
+	GoalPrometheus string
 	// Env is the providers' clock and logger.
 	Env
 }
@@ -51,7 +56,8 @@ type SetConfig struct {
 // NewSet builds the providers of every metric. It fails on a metric it
 // cannot measure, naming it.
 func NewSet(cfg SetConfig) (*Set, error) {
-	s := &Set{rollout: cfg.Rollout, namespace: cfg.Namespace, plan: cfg.Plan, builtin: cfg.Builtin, usage: cfg.Usage}
+	s := &Set{rollout: cfg.Rollout, namespace: cfg.Namespace, plan: cfg.Plan, builtin: cfg.Builtin, usage: cfg.Usage,
+		clock: rollout.ClockOrSystem(cfg.Clock)}
 	var err error
 	if s.providers, err = newProviders(cfg.Plan.Metrics, cfg); err != nil {
 		return nil, err
@@ -76,6 +82,14 @@ func newProviders(metrics []spec.PlanMetric, cfg SetConfig) (map[string]Provider
 	for _, m := range metrics {
 		if m.Hook != nil {
 			continue // measured by the runtime's hook runner
+		}
+		if m.GoalCounts != nil {
+			p, err := NewGoalCounts(*m.GoalCounts, cfg.GoalPrometheus, cfg.Env)
+			if err != nil {
+				return nil, fmt.Errorf("metric %s: %w", m.Name, err)
+			}
+			providers[m.Name] = p
+			continue
 		}
 		if m.Provider == nil && isUsage(m.Name) {
 			if cfg.Usage == nil {
@@ -166,8 +180,11 @@ func (s *Set) measureBuiltin(metrics []spec.PlanMetric, st v1alpha1.RolloutStatu
 }
 
 func (s *Set) measureProvider(ctx context.Context, m spec.PlanMetric, p Provider, st v1alpha1.RolloutStatus) rollout.Measurement {
+	q := Query{Rollout: s.rollout, Namespace: s.namespace, Interval: s.plan.Interval, Elapsed: s.elapsed(st), Vars: s.plan.Vars, Args: m.Args}
+	if g, ok := p.(*GoalCounts); ok {
+		return measureGoal(ctx, m.Name, g, q, st)
+	}
 	meas := rollout.Measurement{Metric: m.Name}
-	q := Query{Rollout: s.rollout, Namespace: s.namespace, Interval: s.plan.Interval, Vars: s.plan.Vars, Args: m.Args}
 	side := func(role string, v *v1alpha1.VersionRef) (*float64, []float64, error) {
 		if v == nil {
 			return nil, nil, nil
@@ -203,6 +220,48 @@ func (s *Set) measureProvider(ctx context.Context, m spec.PlanMetric, p Provider
 		meas.Err = fmt.Errorf("stable: %w", err)
 	}
 	meas.Stable, meas.StableSamples = stable, stableSamples
+	return meas
+}
+
+// elapsed is the time since the experiment started, else since the
+// rollout started, in whole seconds: the window of the goals' counts.
+// Without either it is the analysis interval.
+func (s *Set) elapsed(st v1alpha1.RolloutStatus) time.Duration {
+	from := st.StartedAt
+	if st.Experiment != nil && st.Experiment.StartedAt != nil {
+		from = st.Experiment.StartedAt
+	}
+	if from == nil {
+		return max(s.plan.Interval.Round(time.Second), time.Second)
+	}
+	d := s.clock.Now().Sub(from.Time)
+	return max((d + time.Second - 1).Truncate(time.Second), time.Second)
+}
+
+// measureGoal counts a goal's users of each version: the conversion
+// rates, with the counts behind them.
+func measureGoal(ctx context.Context, name string, g *GoalCounts, q Query, st v1alpha1.RolloutStatus) rollout.Measurement {
+	meas := rollout.Measurement{Metric: name}
+	side := func(role string, v *v1alpha1.VersionRef) (*float64, *rollout.Conversions, error) {
+		if v == nil {
+			return nil, nil, nil
+		}
+		q := q
+		q.Role, q.Version = role, v.Version
+		c, err := g.Conversions(ctx, q)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", role, err)
+		}
+		r, err := rate(c)
+		if err != nil {
+			return nil, &c, nil
+		}
+		return &r, &c, nil
+	}
+	var errCanary, errStable error
+	meas.Canary, meas.CanaryUsers, errCanary = side("canary", st.Canary)
+	meas.Stable, meas.StableUsers, errStable = side("stable", st.Stable)
+	meas.Err = errors.Join(errCanary, errStable)
 	return meas
 }
 

@@ -21,6 +21,9 @@ type templateData struct {
 	Role    string
 	// Interval is the window as a Prometheus duration, such as "60s".
 	Interval string
+	// Elapsed is the time since the experiment started, or else the
+	// rollout, as a Prometheus duration: the window of a goal's counts.
+	Elapsed string
 	Vars     map[string]string
 	// Args are the metric's arguments, such as a template's service.
 	Args map[string]string
@@ -53,6 +56,7 @@ func render(t *template.Template, q Query) (string, error) {
 		Variant:   q.Version,
 		Role:      q.Role,
 		Interval:  promDuration(q.Interval),
+		Elapsed:   promDuration(q.Elapsed),
 		Vars:      vars,
 		Args:      args,
 	}

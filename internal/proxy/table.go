@@ -21,7 +21,8 @@ type table struct {
 	stable *backend
 	canary *backend // nil: no canary
 	// visits counts the goals' visitors and conversions of both versions
-	// since the canary was set; nil without goals.
+	// since the canary first got a share of the traffic; nil without
+	// goals.
 	visits *traffic.Visits
 }
 
@@ -53,10 +54,13 @@ func (t *table) backend(role string) *backend {
 }
 
 // choose routes r (route.Table.Route): the decision, and the backend it
-// sends r to.
+// sends r to. Users are counted from the first split on: at weight 0 a
+// user sent to stable might be in the canary's buckets, and would be
+// counted for stable however they are routed once the split starts.
+// Users a rule sends to the canary are counted at once.
 func (t *table) choose(r *http.Request) (*backend, route.Decision) {
 	d := t.Route(r)
-	if d.HasUser && t.visits != nil {
+	if d.HasUser && t.visits != nil && (d.Canary || t.Weight() > 0) {
 		t.visits.Observe(d.User, d.Canary, d.Goals)
 	}
 	if d.Canary {

@@ -86,8 +86,8 @@ func TestExamples(t *testing.T) {
 }
 
 // TestStrategyExamples checks the plans of the examples of the other
-// strategies and features: the watch after a promotion, blue-green,
-// metric templates, an approval at the end.
+// strategies and features: the watch after a promotion, blue-green, an
+// experiment in Kubernetes, metric templates, an approval at the end.
 func TestStrategyExamples(t *testing.T) {
 	plans := examplePlans(t)
 	if pp := plans["post-promotion.yaml"].PostPromotion; pp == nil || pp.Duration != 10*time.Minute || len(pp.Metrics) != 2 ||
@@ -104,6 +104,10 @@ func TestStrategyExamples(t *testing.T) {
 	if m := plans["metric-templates.yaml"].Analysis.Metrics; len(m) != 2 || m[0].Provider == nil || m[0].Args["route"] != "/checkout" ||
 		*m[0].ThresholdRange.Max != 1 || *m[1].ThresholdRange.Max != 0.1 || m[1].Unit != "%" {
 		t.Errorf("metric-templates.yaml metrics = %+v, want both from the template, the second with its own threshold", m)
+	}
+	if p := plans["kubernetes-experiment.yaml"]; p.Experiment == nil || !p.Experiment.ByRules || p.Steps[0].Weight != 0 ||
+		p.Analysis.Metrics[len(p.Analysis.Metrics)-1].GoalCounts == nil {
+		t.Errorf("kubernetes-experiment.yaml plan = %+v, want an experiment by rules at weight 0, its goal counted in Prometheus", p)
 	}
 	hybrid := plans["hybrid.yaml"].Steps
 	if last := hybrid[len(hybrid)-1]; last.Kind != StepApproval || last.Duration != 8*time.Hour || last.OnTimeout != v1alpha1.ApprovalRollback {

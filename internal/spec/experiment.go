@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -20,6 +21,11 @@ const (
 type ExperimentPlan struct {
 	// Split is the treatment's share of the users.
 	Split v1alpha1.Percent
+	// ByRules is set when the traffic rules send the treatment group to
+	// the canary (in Kubernetes), rather than the weight: Split is then
+	// the share of users that whatever sets the rules' header or cookie
+	// gives the treatment, which the sample-ratio check holds it to.
+	ByRules bool
 	// Goal names the primary goal; Metric is its conversion metric
 	// (conversion-rate:GOAL), which the runtime measures at each check.
 	Goal, Metric string
@@ -79,18 +85,60 @@ func (v *validator) experimentGoal(s *v1alpha1.RolloutSpec) {
 	}
 }
 
-// experimentRuntime refuses an experiment where it cannot run: only the
-// standalone proxy splits users by a sticky key and counts their goals.
+// experimentRuntime refuses an experiment where it cannot split users
+// for good. The standalone proxy splits them by a sticky key. In
+// Kubernetes, whose routers split requests rather than users, the
+// treatment group is the requests the traffic rules send to the canary
+// (a header or cookie that something else gives a share of the users,
+// as Flagger's A/B testing does), and every other request goes to the
+// control.
 func (v *validator) experimentRuntime(s *v1alpha1.RolloutSpec) {
 	const p = "spec.strategy.experiment"
 	switch {
 	case s.Flag != nil:
 		v.add(p, "has no meaning for a flag yet: experiments split the users of a service (spec.service); roll a flag out in steps")
-	case s.TargetRef != nil:
-		v.add(p, "runs in the standalone runtime only for now (spec.service): in Kubernetes the routers' header and cookie matches and Prometheus goals are not wired to experiments yet; roll out in steps, with a conversion metric from Prometheus")
+	case RuntimeOf(s) == RuntimeKubernetes:
+		for _, k := range kubernetesSettingsOf(s) {
+			v.experimentRules(k.field, k.settings)
+		}
 	case s.Service != nil && (s.Service.Traffic == nil || len(s.Service.Traffic.UserKey) == 0):
 		v.add(p, "splits users by a sticky key, so that each stays in one variant: set spec.service.traffic.userKey, such as [{header: X-User-ID}]")
 	}
+}
+
+// experimentRules checks that a Deployment's router sends the treatment
+// group to the canary: a router, and a traffic rule to the canary.
+func (v *validator) experimentRules(field string, k *v1alpha1.KubernetesSpec) {
+	routed := k != nil && k.Router != nil && (k.Router.GatewayAPI != nil || k.Router.Istio != nil)
+	if !routed {
+		v.add(field+".router", "an experiment in Kubernetes sends its treatment group by a header or cookie match: set router.gatewayAPI or router.istio")
+		return
+	}
+	toCanary := k.Traffic != nil && slices.ContainsFunc(k.Traffic.Rules, func(r v1alpha1.TrafficRule) bool { return r.To == v1alpha1.DestinationCanary })
+	if !toCanary {
+		v.add(field+".traffic.rules", "an experiment in Kubernetes sends its treatment group to the canary by a rule: add one with to: canary, such as {to: canary, cookies: {variant: {exact: treatment}}}; the share of users who carry it is the experiment's split")
+	}
+}
+
+// kubernetesSetting is one Deployment's settings and where they are
+// written.
+type kubernetesSetting struct {
+	field    string
+	settings *v1alpha1.KubernetesSpec
+}
+
+// kubernetesSettingsOf lists the settings of each Deployment a
+// Kubernetes rollout names: spec.kubernetes, or each entry of
+// spec.targetRefs.
+func kubernetesSettingsOf(s *v1alpha1.RolloutSpec) []kubernetesSetting {
+	if len(s.TargetRefs) == 0 {
+		return []kubernetesSetting{{"spec.kubernetes", s.Kubernetes}}
+	}
+	out := make([]kubernetesSetting, len(s.TargetRefs))
+	for i := range s.TargetRefs {
+		out[i] = kubernetesSetting{fmt.Sprintf("spec.targetRefs[%d]", i), &s.TargetRefs[i].KubernetesSpec}
+	}
+	return out
 }
 
 // resolveExperiment applies the experiment's defaults; goals are
@@ -122,9 +170,15 @@ func resolveExperiment(ex *v1alpha1.ExperimentStrategy, goals []v1alpha1.Goal) *
 }
 
 // expandExperiment turns an experiment into its steps: the split, set
-// once, then the experiment itself, which holds it until a verdict.
+// once, then the experiment itself, which holds it until a verdict. When
+// the traffic rules pick the treatment group (in Kubernetes) the weight
+// stays 0: no request outside the group goes to the treatment.
 func expandExperiment(ex *ExperimentPlan) []PlanStep {
-	return []PlanStep{{Kind: StepSetWeight, Weight: ex.Split}, {Kind: StepExperiment}}
+	w := ex.Split
+	if ex.ByRules {
+		w = 0
+	}
+	return []PlanStep{{Kind: StepSetWeight, Weight: w}, {Kind: StepExperiment}}
 }
 
 func goalsOf(a *v1alpha1.AnalysisSpec) []v1alpha1.Goal {
@@ -145,4 +199,23 @@ func withGoalMetric(metrics []PlanMetric, name string) []PlanMetric {
 	}
 	return append(metrics, PlanMetric{MetricSpec: v1alpha1.MetricSpec{Name: name}, ExperimentGoal: true,
 		ConsecutiveErrorLimit: DefaultConsecutiveErrors, NoData: v1alpha1.NoDataIgnore, NoDataTimeout: DefaultNoDataTimeout})
+}
+
+// withGoalCounts gives each built-in conversion metric whose goal is
+// counted in Prometheus that goal's queries.
+func withGoalCounts(metrics []PlanMetric, goals []v1alpha1.Goal) {
+	for i, m := range metrics {
+		name, ok := ConversionGoal(m.Name)
+		if !ok || m.Provider != nil || m.TemplateRef != nil || len(goals) == 0 {
+			continue
+		}
+		if name == "" {
+			name = goals[0].Name
+		}
+		for _, g := range goals {
+			if g.Name == name && g.Prometheus != nil {
+				metrics[i].GoalCounts = g.Prometheus
+			}
+		}
+	}
 }

@@ -60,13 +60,111 @@ func TestExperimentNeedsAUserKey(t *testing.T) {
 	}
 }
 
-func TestExperimentRefusedInKubernetes(t *testing.T) {
+// kubeExperiment is a valid experiment in Kubernetes: the Gateway API
+// sends the requests with the cookie variant=treatment to the canary, and
+// the goal is counted in Prometheus.
+func kubeExperiment() *v1alpha1.Rollout {
 	r := withExperiment()
 	r.Spec.Service = nil
 	r.Spec.TargetRef = &v1alpha1.TargetRef{Kind: "Deployment", Name: "web"}
-	r.Spec.Analysis.Goals, r.Spec.Analysis.Metrics = nil, r.Spec.Analysis.Metrics[:1]
-	if !strings.Contains(Validate(r).Error(), "spec.strategy.experiment: runs in the standalone runtime only") {
-		t.Errorf("an experiment in Kubernetes: %v", Validate(r))
+	r.Spec.Kubernetes = &v1alpha1.KubernetesSpec{
+		Router: &v1alpha1.KubernetesRouter{GatewayAPI: &v1alpha1.GatewayAPIRouter{HTTPRoute: "web"}},
+		Traffic: &v1alpha1.TrafficSpec{Rules: []v1alpha1.TrafficRule{
+			{To: v1alpha1.DestinationCanary, Cookies: map[string]v1alpha1.StringMatch{"variant": {Exact: "treatment"}}},
+		}},
+	}
+	r.Spec.Analysis.Goals = []v1alpha1.Goal{{Name: "checkout", Prometheus: &v1alpha1.PrometheusGoal{
+		Visitors:    `sum(increase(shop_visitors_total{service="web-{{ .Role }}"}[{{ .Elapsed }}]))`,
+		Conversions: `sum(increase(shop_checkouts_total{service="web-{{ .Role }}"}[{{ .Elapsed }}]))`,
+	}}}
+	r.Spec.Analysis.Metrics = []v1alpha1.MetricSpec{{Name: "request-success-rate", ThresholdRange: &v1alpha1.ThresholdRange{Min: ptr(99.0)}}}
+	return r
+}
+
+// kubeExperimentRefusals break kubeExperiment one way each.
+var kubeExperimentRefusals = []refusal{
+	{"no router", func(r *v1alpha1.Rollout) { r.Spec.Kubernetes = nil },
+		"spec.kubernetes.router", "sends its treatment group by a header or cookie match: set router.gatewayAPI or router.istio"},
+	{"no rule to the canary", func(r *v1alpha1.Rollout) { r.Spec.Kubernetes.Traffic.Rules[0].To = v1alpha1.DestinationStable },
+		"spec.kubernetes.traffic.rules", "add one with to: canary"},
+	{"goal of requests", func(r *v1alpha1.Rollout) {
+		r.Spec.Analysis.Goals[0] = v1alpha1.Goal{Name: "checkout", Path: &v1alpha1.StringMatch{Exact: "/checkout"}}
+	},
+		"spec.analysis.goals[0]", "does not carry Kubernetes traffic: count the goal's users in Prometheus"},
+	{"goal counted twice", func(r *v1alpha1.Rollout) { r.Spec.Analysis.Goals[0].Path = &v1alpha1.StringMatch{Exact: "/checkout"} },
+		"spec.analysis.goals[0]", "is counted by prometheus or by request conditions"},
+	{"no visitors query", func(r *v1alpha1.Rollout) { r.Spec.Analysis.Goals[0].Prometheus.Visitors = " " },
+		"spec.analysis.goals[0].prometheus.visitors", "is required: a PromQL query counting the version's users"},
+	{"broken template", func(r *v1alpha1.Rollout) { r.Spec.Analysis.Goals[0].Prometheus.Conversions = "sum(x{role=\"{{ .Role \"})" },
+		"spec.analysis.goals[0].prometheus.conversions", "is not a valid template"},
+	{"bad address", func(r *v1alpha1.Rollout) { r.Spec.Analysis.Goals[0].Prometheus.Address = "prometheus:9090" },
+		"spec.analysis.goals[0].prometheus.address", "http"},
+}
+
+func TestValidateExperimentInKubernetes(t *testing.T) {
+	if errs := Validate(kubeExperiment()); len(errs) > 0 {
+		t.Fatalf("a valid experiment in Kubernetes is refused:\n%v", errs)
+	}
+	checkRefusals(t, kubeExperiment, kubeExperimentRefusals)
+}
+
+// Every Deployment of targetRefs sends its treatment group by a rule.
+func TestExperimentOverTargetRefsNeedsRulesForEach(t *testing.T) {
+	r := kubeExperiment()
+	r.Spec.TargetRef, r.Spec.Kubernetes = nil, nil
+	r.Spec.TargetRefs = []v1alpha1.DeploymentRef{
+		{TargetRef: v1alpha1.TargetRef{Name: "web"}, KubernetesSpec: *kubeExperiment().Spec.Kubernetes},
+		{TargetRef: v1alpha1.TargetRef{Name: "api"}},
+	}
+	errs := Validate(r)
+	if len(errs) != 1 || errs[0].Field != "spec.targetRefs[1].router" {
+		t.Errorf("an experiment over two Deployments, the second without a router: %v", errs)
+	}
+}
+
+// In Kubernetes the rules pick the treatment group: the weight stays 0,
+// the split is what the sample-ratio check holds the group to, and the
+// goal's queries measure its metric.
+func TestResolveExperimentInKubernetes(t *testing.T) {
+	r := kubeExperiment()
+	r.Spec.Strategy.Experiment.Split = pct(10)
+	p, err := Resolve(&r.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Experiment.ByRules || p.Experiment.Split != 10*v1alpha1.PercentScale {
+		t.Errorf("plan.Experiment = %+v, want the group picked by rules, at a planned 10%%", *p.Experiment)
+	}
+	if p.Steps[0].Kind != StepSetWeight || p.Steps[0].Weight != 0 {
+		t.Errorf("first step %+v, want setWeight 0", p.Steps[0])
+	}
+	last := p.Analysis.Metrics[len(p.Analysis.Metrics)-1]
+	if last.Name != "conversion-rate:checkout" || last.GoalCounts != r.Spec.Analysis.Goals[0].Prometheus {
+		t.Errorf("the goal's metric %+v is not measured by the goal's queries", last)
+	}
+}
+
+// A standalone rollout may count a goal in Prometheus too, at an address
+// of its own: pipit up has no default Prometheus.
+func TestStandalonePrometheusGoalNeedsAnAddress(t *testing.T) {
+	r := withGoals()
+	r.Spec.Analysis.Goals[1] = v1alpha1.Goal{Name: "signup", Prometheus: kubeExperiment().Spec.Analysis.Goals[0].Prometheus}
+	errs := Validate(r)
+	if len(errs) != 1 || errs[0].Field != "spec.analysis.goals[1].prometheus.address" || !strings.Contains(errs[0].Reason, "required in standalone mode") {
+		t.Fatalf("a standalone Prometheus goal without an address: %v", errs)
+	}
+	r.Spec.Analysis.Goals[1].Prometheus.Address = "http://127.0.0.1:9090"
+	if errs := Validate(r); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	p, err := Resolve(&r.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range p.Analysis.Metrics {
+		if counted := m.GoalCounts != nil; counted != (m.Name == "conversion-rate:signup") {
+			t.Errorf("metric %s counted in Prometheus: %v", m.Name, counted)
+		}
 	}
 }
 

@@ -145,6 +145,9 @@ type PlanMetric struct {
 	// analysis does not list it: it is measured for the experiment's
 	// verdict, and checked against no limit.
 	ExperimentGoal bool
+	// GoalCounts is set for a conversion metric whose goal is counted in
+	// Prometheus: the queries that measure it, in place of the proxy.
+	GoalCounts *v1alpha1.PrometheusGoal
 }
 
 // SequentialPlan configures the continuous error-rate test.
@@ -220,7 +223,11 @@ func Resolve(s *v1alpha1.RolloutSpec) (Plan, error) {
 			})
 		}
 	}
+	withGoalCounts(p.Analysis.Metrics, goalsOf(s.Analysis))
 	p.PostPromotion = resolvePostPromotion(s.PostPromotion, p.Analysis)
+	if p.PostPromotion != nil {
+		withGoalCounts(p.PostPromotion.Metrics, goalsOf(s.Analysis))
+	}
 	if bg := s.Strategy.BlueGreen; bg != nil {
 		p.BlueGreen, p.AutoPromotionAfter = true, autoPromotionAfter(bg)
 		p.Steps = expandBlueGreen(bg, p.Decision)
@@ -228,8 +235,10 @@ func Resolve(s *v1alpha1.RolloutSpec) (Plan, error) {
 	}
 	if ex := s.Strategy.Experiment; ex != nil {
 		p.Experiment = resolveExperiment(ex, goalsOf(s.Analysis))
+		p.Experiment.ByRules = RuntimeOf(s) == RuntimeKubernetes
 		p.Steps = expandExperiment(p.Experiment)
 		p.Analysis.Metrics = withGoalMetric(p.Analysis.Metrics, p.Experiment.Metric)
+		withGoalCounts(p.Analysis.Metrics, goalsOf(s.Analysis))
 		return p, nil
 	}
 	steps, err := expandSteps(&s.Strategy)

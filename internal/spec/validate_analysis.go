@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"text/template"
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/analysis/condition"
@@ -123,24 +124,58 @@ func (v *validator) goals(s *v1alpha1.RolloutSpec) {
 		default:
 			first[g.Name] = i
 		}
-		conditions := len(g.Headers) > 0 || g.Path != nil || g.Method != nil
-		switch {
-		case s.Flag != nil && conditions:
-			v.add(q, "a flag has no requests to match: its goal is reached by a conversion event naming it (\"goal\": %q)", clip(g.Name))
-		case s.Flag != nil:
-		case !conditions:
-			v.add(q, "reaches every request: give it a method, a path or headers")
-		default:
-			v.requestConditions(q, &v1alpha1.TrafficRule{Headers: g.Headers, Path: g.Path, Method: g.Method})
-		}
+		v.goal(s, q, g)
 	}
-	switch {
-	case len(goals) == 0:
-	case RuntimeOf(s) == RuntimeKubernetes:
-		v.add(p, "are counted by pipit's own proxy, which does not carry Kubernetes traffic; measure conversions with a prometheus metric")
-	case s.Service != nil && (s.Service.Traffic == nil || len(s.Service.Traffic.UserKey) == 0):
+	proxied := slices.ContainsFunc(goals, func(g v1alpha1.Goal) bool { return g.Prometheus == nil })
+	if proxied && s.Service != nil && (s.Service.Traffic == nil || len(s.Service.Traffic.UserKey) == 0) {
 		v.add(p, "need a user key to tell users apart: set spec.service.traffic.userKey, such as [{header: X-User-ID}]")
 	}
+}
+
+// goal checks how one goal is counted: by pipit's proxy from request
+// conditions, by Prometheus queries (the only way in Kubernetes), or, for
+// a flag, by the application's events naming it.
+func (v *validator) goal(s *v1alpha1.RolloutSpec, q string, g v1alpha1.Goal) {
+	conditions := len(g.Headers) > 0 || g.Path != nil || g.Method != nil
+	switch {
+	case s.Flag != nil && (conditions || g.Prometheus != nil):
+		v.add(q, "a flag has no requests to match: its goal is reached by a conversion event naming it (\"goal\": %q)", clip(g.Name))
+	case s.Flag != nil:
+	case g.Prometheus != nil && conditions:
+		v.add(q, "is counted by prometheus or by request conditions (method, path, headers), not both")
+	case g.Prometheus != nil:
+		v.prometheusGoal(s, q+".prometheus", g.Prometheus)
+	case RuntimeOf(s) == RuntimeKubernetes:
+		v.add(q, "request conditions are counted by pipit's own proxy, which does not carry Kubernetes traffic: count the goal's users in Prometheus with prometheus: {visitors, conversions}")
+	case !conditions:
+		v.add(q, "reaches every request: give it a method, a path or headers, or count it with prometheus: {visitors, conversions}")
+	default:
+		v.requestConditions(q, &v1alpha1.TrafficRule{Headers: g.Headers, Path: g.Path, Method: g.Method})
+	}
+}
+
+// prometheusGoal checks a goal's queries and where they run: the
+// controller has a default Prometheus, pipit up has none.
+func (v *validator) prometheusGoal(s *v1alpha1.RolloutSpec, q string, g *v1alpha1.PrometheusGoal) {
+	switch {
+	case g.Address != "":
+		if reason := checkURL(g.Address, true); reason != "" {
+			v.add(q+".address", "%s", reason)
+		}
+	case RuntimeOf(s) == RuntimeStandalone:
+		v.add(q+".address", "is required in standalone mode, such as http://127.0.0.1:9090 (in Kubernetes it defaults to the controller's --prometheus-url)")
+	}
+	for _, query := range []struct{ field, text string }{{"visitors", g.Visitors}, {"conversions", g.Conversions}} {
+		switch _, err := template.New(query.field).Parse(query.text); {
+		case strings.TrimSpace(query.text) == "":
+			v.add(q+"."+query.field, "is required: a PromQL query counting the version's users, such as sum(increase(shop_visitors_total{service=\"web-{{ .Role }}\"}[{{ .Elapsed }}]))")
+		case err != nil:
+			v.add(q+"."+query.field, "is not a valid template: %v", err)
+		}
+	}
+	v.positive(q+".timeout", g.Timeout)
+	v.auth(q+".auth", g.Auth)
+	v.tls(q+".tls", g.TLS)
 }
 
 // conversionMetric checks that a conversion metric names a goal of

@@ -234,6 +234,13 @@ var invalidRollouts = []struct {
 	name: "templateRef of another project's kind", path: []string{"spec", "analysis", "metrics"},
 	value: []any{map[string]any{"name": "errors", "templateRef": map[string]any{"name": "t", "kind": "AnalysisTemplate"}}},
 	field: "spec.analysis.metrics[0].templateRef.kind", reason: "supported values",
+}, {
+	name: "goal counted by requests and by Prometheus", path: []string{"spec", "analysis", "goals"},
+	value: []any{map[string]any{
+		"name": "checkout", "path": map[string]any{"exact": "/checkout"},
+		"prometheus": map[string]any{"visitors": "v", "conversions": "c"},
+	}},
+	field: "spec.analysis.goals[0]", reason: "a goal is counted by prometheus or by request conditions",
 }}
 
 // TestRolloutCRDRefusesInvalidRollouts: what pipit's validator refuses and

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -159,5 +160,30 @@ func TestSlowHookDoesNotBlockOtherRollouts(t *testing.T) {
 	}
 	if err := <-rebuilt; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A goal counted in Prometheus that names no address, where the
+// controller has no --prometheus-url, stalls its rollout with the field
+// and both ways out named.
+func TestGoalWithoutPrometheusStalls(t *testing.T) {
+	rc := unitReconciler(t)
+	r := unitRollout(t, "shop", `
+  analysis:
+    goals:
+      - name: checkout
+        prometheus: {visitors: "sum(v)", conversions: "sum(c)"}
+    metrics:
+      - name: conversion-rate
+        thresholdRange: {min: 1}
+`)
+	_, err := rc.managedFor(r)
+	want := "spec.analysis.goals[0].prometheus.address: goal checkout is counted by queries, which the controller reads from Prometheus; start pipit controller with --prometheus-url, or give the goal an address"
+	if _, ok := errors.AsType[*noPrometheusError](err); !ok || err.Error() != want {
+		t.Errorf("err %v\nwant %s", err, want)
+	}
+	rc.PrometheusURL = "http://127.0.0.1:9090"
+	if _, err := rc.managedFor(r); err != nil {
+		t.Errorf("with --prometheus-url: %v", err)
 	}
 }

@@ -69,12 +69,32 @@ const (
 	clusterRefreshTimeout = 5 * time.Second
 )
 
-// noPrometheusError is the error of a rollout measuring a built-in metric when the
+// noPrometheusError is the error of a rollout measuring a built-in metric,
+// or counting a goal in Prometheus without naming one, when the
 // controller was given no Prometheus to read it from.
-type noPrometheusError struct{ field, metric string }
+type noPrometheusError struct {
+	// field is where the rollout asks for it; what is what is read, and
+	// instead how the rollout itself could say where.
+	field, what, instead string
+}
 
 func (e *noPrometheusError) Error() string {
-	return fmt.Sprintf("%s: %s is a built-in metric, which the controller reads from Prometheus; start pipit controller with --prometheus-url, or give the metric a provider", e.field, e.metric)
+	return fmt.Sprintf("%s: %s, which the controller reads from Prometheus; start pipit controller with --prometheus-url, or %s", e.field, e.what, e.instead)
+}
+
+// unaddressedGoal is the error of the first goal counted in Prometheus
+// that names no address; nil when every one names one.
+func unaddressedGoal(s *v1alpha1.RolloutSpec) *noPrometheusError {
+	if s.Analysis == nil {
+		return nil
+	}
+	for i, g := range s.Analysis.Goals {
+		if g.Prometheus != nil && g.Prometheus.Address == "" {
+			return &noPrometheusError{field: fmt.Sprintf("spec.analysis.goals[%d].prometheus.address", i),
+				what: fmt.Sprintf("goal %s is counted by queries", g.Name), instead: "give the goal an address"}
+		}
+	}
+	return nil
 }
 
 // newMeter builds the rollout's Set, and the source of its built-in
@@ -83,7 +103,7 @@ func (e *noPrometheusError) Error() string {
 // router, the first Deployment's.
 func (rc *Reconciler) newMeter(r *v1alpha1.Rollout, plan spec.Plan, kp spec.KubePlan, log *slog.Logger) (*metric.Set, *metric.ClusterStats, error) {
 	cfg := metric.SetConfig{Rollout: r.Name, Namespace: r.Namespace, Plan: plan.Analysis, PostPromotion: plan.PostPromotion,
-		Env: metric.Env{Clock: rc.Clock, Log: log}}
+		GoalPrometheus: rc.PrometheusURL, Env: metric.Env{Clock: rc.Clock, Log: log}}
 	field, name := trafficMetric(&r.Spec)
 	var cluster *metric.ClusterStats
 	switch {
@@ -94,14 +114,19 @@ func (rc *Reconciler) newMeter(r *v1alpha1.Rollout, plan spec.Plan, kp spec.Kube
 		}
 		cfg.Builtin = metric.NewBuiltin(cluster, rc.Clock)
 	case field != "":
-		return nil, nil, &noPrometheusError{field: field, metric: name}
+		return nil, nil, &noPrometheusError{field: field, what: name + " is a built-in metric", instead: "give the metric a provider"}
+	}
+	if err := unaddressedGoal(&r.Spec); err != nil && rc.PrometheusURL == "" {
+		return nil, nil, err
 	}
 	meter, err := metric.NewSet(cfg)
 	return meter, cluster, err
 }
 
 // trafficMetric names the first metric of the spec that is a built-in
-// metric of the traffic, and its field; "" when there is none.
+// metric of the traffic, and its field; "" when there is none. The
+// conversion metrics are not: in a cluster their goals' own queries count
+// them.
 func trafficMetric(s *v1alpha1.RolloutSpec) (field, name string) {
 	type list struct {
 		field   string
@@ -116,7 +141,7 @@ func trafficMetric(s *v1alpha1.RolloutSpec) (field, name string) {
 	}
 	for _, l := range lists {
 		for i, m := range l.metrics {
-			if m.Provider == nil && metric.IsTrafficMetric(m.Name) {
+			if _, conversion := spec.ConversionGoal(m.Name); m.Provider == nil && metric.IsTrafficMetric(m.Name) && !conversion {
 				return fmt.Sprintf("%s[%d].provider", l.field, i), m.Name
 			}
 		}

@@ -187,29 +187,40 @@ func TestTargetRefsOneDeploymentNeverReadyRollsAllBack(t *testing.T) {
 	s.rolledBackToV1("after the rollback")
 }
 
-// TestRolloutCRDServesTheSeveralDeploymentsExample: the API server keeps
-// every field of examples/kubernetes-several.yaml, the per-Deployment
-// settings of spec.targetRefs included.
-func TestRolloutCRDServesTheSeveralDeploymentsExample(t *testing.T) {
+// TestRolloutCRDServesTheKubernetesExamples: the API server keeps every
+// field of the examples of several Deployments (the per-Deployment
+// settings of spec.targetRefs) and of an experiment (its goal counted in
+// Prometheus).
+func TestRolloutCRDServesTheKubernetesExamples(t *testing.T) {
 	t.Parallel()
 	c := kubefixture.Cluster(t)
-	objs, err := readObjects(kubefixture.RepoPath(t, "examples/kubernetes-several.yaml"))
-	if err != nil || len(objs) != 1 {
-		t.Fatalf("examples/kubernetes-several.yaml: %d objects, %v", len(objs), err)
-	}
-	ns := c.Namespace(t)
-	objs[0].SetNamespace(ns)
-	rollouts := c.Dynamic().Resource(rolloutResource).Namespace(ns)
-	created, err := rollouts.Create(kubefixture.CallContext(t), objs[0].DeepCopy(), metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("create the example Rollout: %v", err)
-	}
-	got, want := typed(t, created).Spec, typed(t, objs[0]).Spec
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("spec read back differs:\n got %+v\nwant %+v", got, want)
-	}
-	if len(got.TargetRefs) != 2 || got.TargetRefs[0].Router == nil || got.TargetRefs[1].Service == nil || got.TargetRefs[1].Service.Port != 8080 {
-		t.Errorf("targetRefs read back as %+v", got.TargetRefs)
+	for file, check := range map[string]func(v1alpha1.RolloutSpec) bool{
+		"kubernetes-several.yaml": func(got v1alpha1.RolloutSpec) bool {
+			return len(got.TargetRefs) == 2 && got.TargetRefs[0].Router != nil && got.TargetRefs[1].Service != nil && got.TargetRefs[1].Service.Port == 8080
+		},
+		"kubernetes-experiment.yaml": func(got v1alpha1.RolloutSpec) bool {
+			return got.Strategy.Experiment != nil && len(got.Analysis.Goals) == 1 && got.Analysis.Goals[0].Prometheus != nil &&
+				strings.Contains(got.Analysis.Goals[0].Prometheus.Visitors, "{{ .Elapsed }}")
+		},
+	} {
+		objs, err := readObjects(kubefixture.RepoPath(t, "examples/"+file))
+		if err != nil || len(objs) != 1 {
+			t.Fatalf("examples/%s: %d objects, %v", file, len(objs), err)
+		}
+		ns := c.Namespace(t)
+		objs[0].SetNamespace(ns)
+		rollouts := c.Dynamic().Resource(rolloutResource).Namespace(ns)
+		created, err := rollouts.Create(kubefixture.CallContext(t), objs[0].DeepCopy(), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatalf("create the Rollout of examples/%s: %v", file, err)
+		}
+		got, want := typed(t, created).Spec, typed(t, objs[0]).Spec
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("examples/%s: spec read back differs:\n got %+v\nwant %+v", file, got, want)
+		}
+		if !check(got) {
+			t.Errorf("examples/%s read back as %+v", file, got)
+		}
 	}
 }
 

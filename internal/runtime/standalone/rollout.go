@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -218,12 +219,13 @@ func (m *managed) newPlane(r *v1alpha1.Rollout, stable v1alpha1.VersionRef, keys
 	return pl, nil
 }
 
-// goalsOf is r's spec.analysis.goals, which its proxy counts.
+// goalsOf is r's spec.analysis.goals that its proxy, or its flag's
+// events, count: not those counted in Prometheus.
 func goalsOf(r *v1alpha1.Rollout) []v1alpha1.Goal {
 	if r.Spec.Analysis == nil {
 		return nil
 	}
-	return r.Spec.Analysis.Goals
+	return slices.DeleteFunc(slices.Clone(r.Spec.Analysis.Goals), func(g v1alpha1.Goal) bool { return g.Prometheus != nil })
 }
 
 // newTarget builds the target that steers m's proxy: the process target
