@@ -24,7 +24,7 @@ type templateData struct {
 	// Elapsed is the time since the experiment started, or else the
 	// rollout, as a Prometheus duration: the window of a goal's counts.
 	Elapsed string
-	Vars     map[string]string
+	Vars    map[string]string
 	// Args are the metric's arguments, such as a template's service.
 	Args map[string]string
 }

@@ -18,6 +18,10 @@ var buyGoal = []v1alpha1.Goal{{Name: "buy", Method: &v1alpha1.StringMatch{Exact:
 
 var byUser = &v1alpha1.TrafficSpec{UserKey: []v1alpha1.UserKeySource{{Header: "X-User-ID"}}}
 
+// leastWeight is the least share of traffic a canary can have, at which
+// the users are counted and (almost) all of them go to stable.
+const leastWeight v1alpha1.Percent = 1
+
 // goalProxy is a proxy at weight that counts buyGoal's conversions.
 func goalProxy(t *testing.T, weight v1alpha1.Percent, maxUsers int) *Proxy {
 	t.Helper()
@@ -98,10 +102,12 @@ func TestGoalsCountedOnBothPaths(t *testing.T) {
 // higher weight converts for stable, where they were first seen; a new
 // canary starts the counts over.
 func TestGoalsAttributeToTheFirstVersion(t *testing.T) {
-	p := goalProxy(t, 0, 0)
+	p := goalProxy(t, leastWeight, 0)
 	url := front(t, p)
 	for i := range 20 {
-		visit(t, url, http.MethodGet, "/", "u"+strconv.Itoa(i))
+		if v := visit(t, url, http.MethodGet, "/", "u"+strconv.Itoa(i)); v != "v1" {
+			t.Fatalf("at the least weight user %d went to %s", i, v)
+		}
 	}
 	if err := p.SetWeight(v1alpha1.FullWeight); err != nil {
 		t.Fatal(err)
@@ -130,6 +136,46 @@ func TestGoalsAttributeToTheFirstVersion(t *testing.T) {
 	}
 }
 
+// TestGoalsCountedFromTheFirstSplit: at weight 0 the users sent to
+// stable are not counted — some are in the canary's buckets and will be
+// routed to it once it has a share — while those a rule sends to the
+// canary are; the split starts the count.
+func TestGoalsCountedFromTheFirstSplit(t *testing.T) {
+	stable, canary := newUpstream(t, "v1"), newUpstream(t, "v2")
+	c := canary.upstream(t)
+	traffic := &v1alpha1.TrafficSpec{UserKey: byUser.UserKey, Rules: []v1alpha1.TrafficRule{
+		{To: v1alpha1.DestinationCanary, Headers: map[string]v1alpha1.StringMatch{"X-Beta": {}}},
+	}}
+	p := newProxy(t, Config{Stable: stable.upstream(t), Canary: &c, Name: "shop", Traffic: traffic, Goals: buyGoal})
+	url := front(t, p)
+	for i := range 10 {
+		visit(t, url, http.MethodPost, "/buy", "u"+strconv.Itoa(i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url+"/buy", nil)
+	req.Header.Set("X-User-ID", "beta")
+	req.Header.Set("X-Beta", "1")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if s := p.Stats(); s.Stable.Visitors() != 0 || s.Canary.Visitors() != 1 || conversions(t, s.Canary) != 1 {
+		t.Errorf("at weight 0: stable %d visitors, canary %d/%d; want none on stable, the rule's user on the canary",
+			s.Stable.Visitors(), conversions(t, s.Canary), s.Canary.Visitors())
+	}
+	if err := p.SetWeight(50 * v1alpha1.PercentScale); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		visit(t, url, http.MethodGet, "/", "u"+strconv.Itoa(i))
+	}
+	if s := p.Stats(); s.Stable.Visitors()+s.Canary.Visitors() != 11 {
+		t.Errorf("after the split: %d + %d visitors, want the 10 users counted besides the rule's one", s.Stable.Visitors(), s.Canary.Visitors())
+	}
+}
+
 // TestGoalsCapHolds: the proxy remembers no more users than its bound.
 func TestGoalsCapHolds(t *testing.T) {
 	p := goalProxy(t, 50*v1alpha1.PercentScale, 64)
@@ -152,7 +198,7 @@ func TestGoalsCapHolds(t *testing.T) {
 func TestGoalsExported(t *testing.T) {
 	// One user a shard: u1 and u2 fall in different shards (the hash is
 	// deterministic), and more users soon meet a full one.
-	p := goalProxy(t, 0, 32)
+	p := goalProxy(t, leastWeight, 32)
 	url := front(t, p)
 	visit(t, url, http.MethodGet, "/", "u1")
 	visit(t, url, http.MethodPost, "/buy", "u2")

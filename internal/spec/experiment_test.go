@@ -95,7 +95,9 @@ var kubeExperimentRefusals = []refusal{
 		"spec.analysis.goals[0]", "is counted by prometheus or by request conditions"},
 	{"no visitors query", func(r *v1alpha1.Rollout) { r.Spec.Analysis.Goals[0].Prometheus.Visitors = " " },
 		"spec.analysis.goals[0].prometheus.visitors", "is required: a PromQL query counting the version's users"},
-	{"broken template", func(r *v1alpha1.Rollout) { r.Spec.Analysis.Goals[0].Prometheus.Conversions = "sum(x{role=\"{{ .Role \"})" },
+	{"broken template", func(r *v1alpha1.Rollout) {
+		r.Spec.Analysis.Goals[0].Prometheus.Conversions = "sum(x{role=\"{{ .Role \"})"
+	},
 		"spec.analysis.goals[0].prometheus.conversions", "is not a valid template"},
 	{"bad address", func(r *v1alpha1.Rollout) { r.Spec.Analysis.Goals[0].Prometheus.Address = "prometheus:9090" },
 		"spec.analysis.goals[0].prometheus.address", "http"},
