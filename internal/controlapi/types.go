@@ -146,6 +146,11 @@ type RolloutView struct {
 	// Units maps each metric with a known unit to it ("%", "ms"), as the
 	// CLI prints its values; the dashboard labels its charts with them.
 	Units map[string]string `json:"units,omitempty"`
+	// ExperimentMargin is an experiment's margin in percentage points
+	// under promoteIf: notWorse, which its status does not carry; unset
+	// for any other rollout.
+	// +optional
+	ExperimentMargin *float64 `json:"experimentMargin,omitempty"`
 	// AnalysisInterval is the time between checks.
 	AnalysisInterval Duration `json:"analysisInterval"`
 	// ExpectedRequestsPerSecond is the traffic the rollout file states,

@@ -22,6 +22,10 @@ func NewView(name string, plan spec.Plan, st v1alpha1.RolloutStatus) RolloutView
 			v.Units[pm.Name] = u
 		}
 	}
+	if ex := plan.Experiment; ex != nil && ex.PromoteIf == v1alpha1.PromoteIfNotWorse {
+		margin := ex.Margin
+		v.ExperimentMargin = &margin
+	}
 	for _, s := range plan.Steps {
 		v.Steps = append(v.Steps, s.Describe())
 	}

@@ -4,7 +4,7 @@
 // into the page as text, never as HTML.
 "use strict";
 
-const state = { me: null, csrf: "", stream: null, listTimer: null, charts: {}, view: null, name: "" };
+const state = { me: null, csrf: "", stream: null, listTimer: null, charts: {}, view: null, name: "", looksDrawn: "" };
 
 const ACTIONS = [
   { kind: "promote", label: "Promote", text: "Skip to the next step of the plan." },
@@ -67,15 +67,22 @@ function loggedIn(info) {
   route();
 }
 
-const pct = (w) => (w === undefined || w === null ? "0" : w) + "%";
-const num = (v, unit) => (v === undefined || v === null ? "–" : (Math.round(v * 100) / 100) + (unit || ""));
+const absent = (v) => v === undefined || v === null;
+const pct = (w) => (absent(w) ? "0" : w) + "%";
+const num = (v, unit) => (absent(v) ? "–" : (Math.round(v * 100) / 100) + (unit || ""));
 // withUnit writes a value as the CLI does (spec.WithUnit): percent and
 // time units stick to the number, the others follow a space.
 const STUCK = new Set(["%", "ns", "us", "µs", "ms", "s", "m", "h"]);
-const withUnit = (v, unit) => (v === undefined || v === null ? "–" : !unit ? num(v) : num(v, (STUCK.has(unit) ? "" : " ") + unit));
+const withUnit = (v, unit) => (absent(v) ? "–" : !unit ? num(v) : num(v, (STUCK.has(unit) ? "" : " ") + unit));
 const unitOf = (metric) => ((state.view && state.view.units) || {})[metric] || "";
 const version = (ref) => (ref ? ref.version : "–");
 const when = (t) => (t ? new Date(t).toLocaleString() : "");
+// rate is a conversion rate in percent with two decimals; signed a
+// difference in percentage points with its sign, as pipit status writes
+// them; pValue has three significant digits.
+const rate = (v) => (absent(v) ? "–" : Number(v).toFixed(2) + "%");
+const signed = (v) => (v >= 0 ? "+" : "") + Number(v).toFixed(2);
+const pValue = (p) => (absent(p) ? "–" : Number(p).toPrecision(3));
 
 function lastVerdict(st) {
   const rs = (st.analysis && st.analysis.lastResults) || [];
@@ -114,6 +121,7 @@ function showDetail(name) {
   show("detail");
   state.name = name;
   state.view = null;
+  state.looksDrawn = "";
   $("d-name").textContent = name;
   $("d-action-result").textContent = "";
   renderActions();
@@ -153,6 +161,7 @@ function renderView(v) {
   fact(dl, "Last verdict", lastVerdict(st));
   $("d-message").textContent = st.message || "";
   renderLive(v.live);
+  renderExperiment(st.experiment);
 }
 
 function renderLive(live) {
@@ -187,10 +196,90 @@ function renderHistory(events) {
   drawWeight(events);
 }
 
+// ---- experiment ----
+
+// renderExperiment shows an experiment's numbers and winner, and hides
+// the panel of a rollout that runs none.
+function renderExperiment(x) {
+  $("d-experiment").hidden = !x;
+  if (!x) {
+    clearCharts("experiment");
+    state.looksDrawn = "";
+    return;
+  }
+  renderExperimentFacts(x);
+  renderVariants(x);
+  $("d-x-reason").textContent = x.reason || "";
+  drawConversion(x.looks || []);
+}
+
+function renderExperimentFacts(x) {
+  const dl = $("d-x-facts");
+  dl.replaceChildren();
+  fact(dl, "Winner", winnerText(x), "winner winner-" + (x.winner || "running"));
+  fact(dl, "Goal", x.goal);
+  fact(dl, "Rule", ruleText(x.promoteIf));
+  fact(dl, "Started", when(x.startedAt) || "–");
+  fact(dl, "Difference", absent(x.difference) ? "–" : signed(x.difference) + " points");
+  if (x.interval && x.interval.length === 2) {
+    fact(dl, "Interval (" + Math.round(x.confidence * 1000) / 10 + "%)", signed(x.interval[0]) + " to " + signed(x.interval[1]) + " points");
+  }
+  fact(dl, "p-value", pValue(x.pValue));
+  fact(dl, "Sample ratio p-value", pValue(x.sampleRatioPValue));
+}
+
+// winnerText names the winner with its version ("treatment (v2)"), or
+// says the experiment runs while it has none.
+function winnerText(x) {
+  if (!x.winner) return "running";
+  const variant = x[x.winner]; // control or treatment; none has no variant
+  return variant && variant.version ? x.winner + " (" + variant.version + ")" : x.winner;
+}
+
+// ruleText is the promotion rule with its margin, which only notWorse has.
+function ruleText(rule) {
+  const margin = state.view && state.view.experimentMargin;
+  return absent(margin) ? rule : rule + ", margin " + Number(margin).toFixed(2) + " points";
+}
+
+function renderVariants(x) {
+  const body = $("d-x-variants");
+  body.replaceChildren();
+  for (const role of ["control", "treatment"]) {
+    const v = x[role] || {}, tr = el("tr");
+    tr.append(el("td", v.version ? role + " " + v.version : role), el("td", v.visitors || 0), el("td", v.converted || 0), el("td", rate(v.rate)));
+    body.append(tr);
+  }
+}
+
+// lookRate is one side's cumulative conversion rate at a look, in percent;
+// null (a gap) without visitors.
+const lookRate = (converted, visitors) => (visitors > 0 ? (100 * converted) / visitors : null);
+const rateSeries = (label, stroke) => ({ label, stroke, width: 2, value: (u, v) => rate(v) });
+
+// drawConversion charts both variants' conversion rate at each look; the
+// looks change once a check, so the same looks are not drawn again.
+function drawConversion(looks) {
+  const key = JSON.stringify(looks);
+  if (key === state.looksDrawn) return;
+  state.looksDrawn = key;
+  const target = $("d-x-chart");
+  clearCharts("experiment");
+  target.replaceChildren();
+  if (looks.length === 0) {
+    target.textContent = "No look yet: the goal is looked at once both variants have their minimum sample.";
+    return;
+  }
+  const xs = looks.map((l, i) => i + 1);
+  const control = looks.map((l) => lookRate(l.controlConverted, l.controlVisitors));
+  const treatment = looks.map((l) => lookRate(l.treatmentConverted, l.treatmentVisitors));
+  chart("experiment", target, "", [rateSeries("control", "#1a7f37"), rateSeries("treatment", "#d9822b")], [xs, control, treatment], "look");
+}
+
 // ---- charts ----
 
-// clearCharts destroys the charts of one group ("weight", "metrics"), or
-// of all groups.
+// clearCharts destroys the charts of one group ("weight", "metrics",
+// "experiment"), or of all groups.
 function clearCharts(group) {
   for (const g of Object.keys(state.charts)) {
     if (group && g !== group) continue;
@@ -199,9 +288,16 @@ function clearCharts(group) {
   }
 }
 
-function chart(group, target, title, series, data) {
+// chart draws series over data[0], times in seconds; with countLabel, over
+// whole numbers (looks) labelled so instead.
+function chart(group, target, title, series, data, countLabel) {
   const width = Math.max(280, target.clientWidth || 600);
-  const u = new uPlot({ title, width, height: 200, series: [{}].concat(series), scales: { x: { time: true } } }, data, target);
+  const opts = { title, width, height: 200, series: [{}].concat(series), scales: { x: { time: !countLabel } } };
+  if (countLabel) {
+    opts.series[0] = { label: countLabel };
+    opts.axes = [{ label: countLabel, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500] }, {}];
+  }
+  const u = new uPlot(opts, data, target);
   (state.charts[group] = state.charts[group] || []).push(u);
   return u;
 }

@@ -61,7 +61,11 @@ func browser(t *testing.T, limit time.Duration) context.Context {
 
 // waitText waits until the visible text of the element sel holds want.
 func waitText(sel, want string) chromedp.Action[chromedp.Void] {
-	expr := fmt.Sprintf(`(document.querySelector(%q) || {}).innerText?.includes(%q)`, sel, want)
+	return waitTrue(fmt.Sprintf(`(document.querySelector(%q) || {}).innerText?.includes(%q)`, sel, want))
+}
+
+// waitTrue waits until the script expr is true in the page.
+func waitTrue(expr string) chromedp.Action[chromedp.Void] {
 	poll := chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(60*time.Second))
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 		_, err := poll(ctx, tg)
@@ -195,4 +199,82 @@ func pageText(ctx context.Context) string {
 		return "(unreadable: " + err.Error() + ")"
 	}
 	return text
+}
+
+// experimentYAML is an A/B test of v2 against v1 on the sample app's goal
+// (POST /checkout), its users keyed by X-User-ID, looked at every 300ms
+// once both variants have 50 visitors.
+func experimentYAML(stableURL string) []byte {
+	return []byte(fmt.Sprintf(webService+`    traffic:
+      userKey: [{header: X-User-ID}]
+  strategy:
+    experiment:
+      minSample: 50
+      maxDuration: 1m
+  analysis:
+    interval: 300ms
+    goals:
+    - {name: checkout, method: {exact: POST}, path: {exact: /checkout}}
+    metrics:
+    - name: request-success-rate
+      thresholdRange: {min: 99}
+`, stableURL))
+}
+
+// bothVariantsVisited holds once the experiment's table has a row per
+// variant, each with visitors.
+const bothVariantsVisited = `(() => {
+  const rows = [...document.querySelectorAll("#d-x-variants tr")];
+  return rows.length === 2 && rows.every((r) => Number(r.children[1].textContent) > 0);
+})()`
+
+// In a real headless Chromium: a viewer opens a rollout that runs an
+// experiment, whose simulated users convert at 10% on v1 and 30% on v2,
+// sees the experiment's panel count both variants' visitors, then name the
+// treatment the winner beside the chart of the conversion at each look.
+func TestDashboardShowsAnExperiment(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Chromium")
+	}
+	stable := app(t, sampleapp.Config{Version: "v1", ConversionRate: 0.1})
+	canary := app(t, sampleapp.Config{Version: "v2", ConversionRate: 0.3})
+	d, c := startDaemon(t, t.TempDir(), experimentYAML(stable.URL))
+	bob, err := d.CreateToken(context.Background(), "bob", controlapi.RoleViewer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := d.ProxyAddr("web")
+	loadCtx, stopLoad := context.WithCancel(context.Background())
+	t.Cleanup(stopLoad)
+	go loadgen.RunUsers(loadCtx, loadgen.UsersConfig{URL: "http://" + addr + "/", Rate: 100, Duration: time.Minute, Timeout: 5 * time.Second})
+	deployV2(t, c, canary.URL)
+
+	ctx := browser(t, time.Minute)
+	err = chromedp.Do(ctx,
+		chromedp.Navigate("http://"+d.APIAddr()+"/ui/#/rollouts/web"),
+		chromedp.WaitVisible(chromedp.CSS("#token")),
+		chromedp.SendKeys(chromedp.CSS("#token"), bob.Token),
+		chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#d-experiment")),
+		waitText("#d-x-facts", "checkout"),
+		waitText("#d-x-variants", "control v1"),
+		waitText("#d-x-variants", "treatment v2"),
+		waitTrue(bothVariantsVisited),
+	)
+	if err != nil {
+		t.Fatalf("open the experiment: %v\npage: %s", err, pageText(ctx))
+	}
+	err = chromedp.Do(ctx,
+		waitText("#d-x-facts .winner", "treatment (v2)"),
+		waitText("#d-x-chart", "treatment"),
+		chromedp.WaitVisible(chromedp.CSS("#d-x-chart canvas")),
+		waitText("#d-x-facts", "Interval (95%)"),
+	)
+	if err != nil {
+		t.Fatalf("see the treatment win: %v\npage: %s", err, pageText(ctx))
+	}
+	screenshot(t, ctx, "dashboard-experiment.png")
+	if st := waitFor(t, c, 10*time.Second, "the winner in status", func(st v1alpha1.RolloutStatus) bool { return st.Experiment != nil }); st.Experiment.Winner != v1alpha1.WinnerTreatment {
+		t.Errorf("the page shows the treatment winning, the status %+v", st.Experiment)
+	}
 }
