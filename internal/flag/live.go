@@ -258,8 +258,11 @@ func (l *Live) Record(e Event) error {
 			c.RecordOutcome(class)
 		}
 	case EventConversion:
+		// Only a user served since the split converts for a variant:
+		// one served before it had the stable variant, whichever the
+		// split gives them.
 		if l.visits != nil {
-			l.visits.Observe(userHash(e.TargetingKey), canary, l.goalBit(e.Goal))
+			l.visits.Reach(userHash(e.TargetingKey), l.goalBit(e.Goal))
 		}
 	}
 	return nil

@@ -159,11 +159,19 @@ func TestLiveAsTargetAndRouter(t *testing.T) {
 // the goals' counts as the proxy's do: each user served during the
 // rollout a visitor of their variant, each goal they report once, for
 // the variant they were served; a goal the rollout has not counts for
-// none, and the counts start over with the next canary.
+// none, nor does a user seen before the split, and the counts start over
+// with the next canary.
 func TestLiveCountsConversionsPerGoal(t *testing.T) {
 	ctx := context.Background()
 	l := NewLive(compileCheckout(t), "off", []string{"signup", "purchase"})
 	if err := l.DeployCanary(ctx, v1alpha1.VersionRef{Version: "on"}); err != nil {
+		t.Fatal(err)
+	}
+	// A user served and converting before the split counts for nobody.
+	if _, fail := l.Evaluate(map[string]any{TargetingKey: "early"}); fail != nil {
+		t.Fatal(fail)
+	}
+	if err := l.Record(Event{TargetingKey: "early", Kind: EventConversion, Goal: "purchase"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.SetWeight(ctx, pct(50), true); err != nil {
@@ -216,8 +224,8 @@ func TestLiveCountsConversionsPerGoal(t *testing.T) {
 	}
 	if exported["pipit_flag_visitors_total"] != float64(want[0].visitors+want[1].visitors) ||
 		exported["pipit_flag_conversions_total"] != float64(want[0].purchases+want[1].purchases) ||
-		exported["pipit_flag_evaluations_total"] != 300 {
-		t.Errorf("exported %v, want %+v and 300 evaluations", exported, want)
+		exported["pipit_flag_evaluations_total"] != 301 {
+		t.Errorf("exported %v, want %+v and 301 evaluations", exported, want)
 	}
 	if err := l.RetireCanary(ctx, v1alpha1.VersionRef{Version: "on"}); err != nil {
 		t.Fatal(err)

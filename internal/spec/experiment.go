@@ -86,7 +86,8 @@ func (v *validator) experimentGoal(s *v1alpha1.RolloutSpec) {
 }
 
 // experimentRuntime refuses an experiment where it cannot split users
-// for good. The standalone proxy splits them by a sticky key. In
+// for good. The standalone proxy splits them by a sticky key, a flag by
+// its evaluations' targetingKey. In
 // Kubernetes, whose routers split requests rather than users, the
 // treatment group is the requests the traffic rules send to the canary
 // (a header or cookie that something else gives a share of the users,
@@ -96,7 +97,8 @@ func (v *validator) experimentRuntime(s *v1alpha1.RolloutSpec) {
 	const p = "spec.strategy.experiment"
 	switch {
 	case s.Flag != nil:
-		v.add(p, "has no meaning for a flag yet: experiments split the users of a service (spec.service); roll a flag out in steps")
+		// The flag's weight splits its users by targetingKey, a key of
+		// their own, and its goals are the events they report.
 	case RuntimeOf(s) == RuntimeKubernetes:
 		for _, k := range kubernetesSettingsOf(s) {
 			v.experimentRules(k.field, k.settings)

@@ -43,6 +43,8 @@ var flagMistakes = []struct {
 	{"rule without attributes", "    rolloutVariant: on\n", "    rolloutVariant: on\n    rules: [{to: canary}]\n", "spec.flag.rules[0].attributes", "is required"},
 	{"rule inFile", "    rolloutVariant: on\n", "    rolloutVariant: on\n    rules: [{to: canary, attributes: {plan: {inFile: /etc/beta}}}]\n", "spec.flag.rules[0].attributes[plan].inFile", "in"},
 	{"goal with a condition", "  strategy:", "  analysis: {goals: [{name: purchase, path: {exact: /buy}}]}\n  strategy:", "spec.analysis.goals[0]", "reached by a conversion event naming it"},
+	{"goal counted in Prometheus", "  strategy:", "  analysis: {goals: [{name: purchase, prometheus: {address: 'http://127.0.0.1:9090', visitors: v, conversions: c}}]}\n  strategy:", "spec.analysis.goals[0]", "reached by a conversion event naming it"},
+	{"experiment without a goal", "    steps: [{setWeight: 5}, {setWeight: 25}, {setWeight: 50}]", "    experiment: {}", "spec.strategy.experiment", "decides on a conversion goal"},
 	{"rule bad regex", "    rolloutVariant: on\n", "    rolloutVariant: on\n    rules: [{to: canary, attributes: {email: {regex: '('}}}]\n", "spec.flag.rules[0].attributes[email].regex", "RE2"},
 }
 
@@ -103,5 +105,23 @@ func TestFlagVariantValues(t *testing.T) {
 		if got := FlagValueKind([]byte(raw)); got != want {
 			t.Errorf("FlagValueKind(%s) = %q, want %q", raw, got, want)
 		}
+	}
+}
+
+// TestFlagExperiment: a flag is A/B tested by its evaluations'
+// targetingKey, which needs no user key, on a goal its events name.
+func TestFlagExperiment(t *testing.T) {
+	src := strings.Replace(flagBase, "    steps: [{setWeight: 5}, {setWeight: 25}, {setWeight: 50}]",
+		"    experiment: {split: 20}\n  analysis: {goals: [{name: purchase}]}", 1)
+	rs, err := ParseFile("flag.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Resolve(&rs[0].Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Experiment == nil || p.Experiment.ByRules || p.Steps[0].Weight != 20*v1alpha1.PercentScale {
+		t.Errorf("plan %+v, want the experiment's split of 20%% set by the flag's weight", p)
 	}
 }

@@ -80,11 +80,29 @@ func NewVisits(goals []string, maxUsers int, epoch uint64) *Visits {
 // goals (bit i for goal i; zero for none). It takes one shard's lock for
 // a map lookup and allocates only when a map grows.
 func (v *Visits) Observe(user uint64, canary bool, goals uint32) {
+	v.observe(user, canary, goals, true)
+}
+
+// Reach counts the goals in the mask goals for user, but only for a user
+// already counted as a visitor: a conversion reported for a user not
+// seen since the split started says nothing of either version.
+func (v *Visits) Reach(user uint64, goals uint32) {
+	v.observe(user, false, goals, false)
+}
+
+// observe counts a request of user, who is a new visitor of the canary or
+// of stable when unseen and visit is set, and is ignored when unseen
+// otherwise.
+func (v *Visits) observe(user uint64, canary bool, goals uint32, visit bool) {
 	sh := &v.shards[user%visitShards]
 	goals &= visitGoalMask
 	sh.mu.Lock()
 	state, seen := sh.users[user]
 	if !seen {
+		if !visit {
+			sh.mu.Unlock()
+			return
+		}
 		if len(sh.users) >= v.perShard {
 			sh.mu.Unlock()
 			v.untracked.Add(1)

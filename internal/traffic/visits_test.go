@@ -76,6 +76,20 @@ func TestVisitsAttributeToFirstVersion(t *testing.T) {
 	}
 }
 
+// TestVisitsReachCountsOnlyVisitors: a goal reported for a user not
+// counted as a visitor counts for nobody, and does not make them one.
+func TestVisitsReachCountsOnlyVisitors(t *testing.T) {
+	v := NewVisits(goals, 0, 1)
+	v.Reach(7, 1)
+	v.Observe(8, true, 0)
+	v.Reach(8, 1)
+	s := visitsOf(v)
+	if s.Stable.Visitors() != 0 || conv(t, s.Stable, "buy") != 0 || s.Canary.Visitors() != 1 || conv(t, s.Canary, "buy") != 1 {
+		t.Errorf("stable %d/%d, canary %d/%d; want 0/0 and 1/1", conv(t, s.Stable, "buy"), s.Stable.Visitors(),
+			conv(t, s.Canary, "buy"), s.Canary.Visitors())
+	}
+}
+
 // TestVisitsCapHolds: past the cap new users are not remembered, and
 // concurrent users are counted exactly below it.
 func TestVisitsCapHolds(t *testing.T) {

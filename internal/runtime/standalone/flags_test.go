@@ -122,6 +122,10 @@ func TestFlagRolloutRolledBackOnConversions(t *testing.T) {
 	if !strings.Contains(st.Message, "conversion-rate:purchase") {
 		t.Errorf("rolled back for %q, not for the conversion rate", st.Message)
 	}
+	// One more round, so that the users see the flag off for everyone.
+	if _, err := u.Round(); err != nil {
+		t.Fatal(err)
+	}
 	// What /metrics shows of the flag.
 	for _, want := range []struct {
 		series string
@@ -134,6 +138,41 @@ func TestFlagRolloutRolledBackOnConversions(t *testing.T) {
 		if n := sumOf(t, d, want.series, want.labels); n == 0 {
 			t.Errorf("no %s%v exported", want.series, want.labels)
 		}
+	}
+}
+
+// flagExperimentYAML is an A/B test of the flag's variant on against off
+// on the goal purchase, half of the users each.
+const flagExperimentYAML = `apiVersion: pipit.dev/v1alpha1
+kind: Rollout
+metadata: {name: web}
+spec:
+  flag:
+    key: new-checkout
+    variants: {on: true, off: false}
+    defaultVariant: off
+    rolloutVariant: on
+  strategy:
+    experiment: {split: 50, minSample: 100, maxDuration: 1m}
+  analysis:
+    interval: 200ms
+    goals:
+    - name: purchase
+`
+
+// TestFlagExperimentNamesTheWinner runs an experiment on a flag: half of
+// the users get the variant on, whose users report the goal three times
+// as often, and it is named the winner with its numbers and promoted.
+func TestFlagExperimentNamesTheWinner(t *testing.T) {
+	d, u := startFlags(t, flagExperimentYAML, false)
+	u.N, u.Goal, u.Converts = 600, "purchase", map[string]int{"off": 10, "on": 30}
+	st := runUntil(t, d, u, "the experiment's end", func(st v1alpha1.RolloutStatus) bool { return st.Phase.Terminal() })
+	x := st.Experiment
+	if st.Phase != v1alpha1.PhaseSucceeded || x == nil || x.Winner != v1alpha1.WinnerTreatment || st.Stable.Version != "on" {
+		t.Fatalf("phase %s, experiment %+v: want on promoted as the winner", st.Phase, x)
+	}
+	if x.Control.Visitors < 100 || x.Treatment.Visitors < 100 || x.Control.Version != "off" || x.Treatment.Version != "on" || x.SampleRatioFrom == nil {
+		t.Errorf("experiment %+v: want at least 100 users of off and of on, the sample ratio counted", x)
 	}
 }
 
