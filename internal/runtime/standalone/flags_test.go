@@ -14,9 +14,8 @@ import (
 	"github.com/pipit-dev/pipit/internal/store"
 )
 
-// flagYAML is the write-up's flag rolled out 5 → 25 → 50 → 100, with
-// the error rate its applications report checked every 200 ms.
-const flagYAML = `apiVersion: pipit.dev/v1alpha1
+// flagHead is the write-up's flag, on rolled out against off.
+const flagHead = `apiVersion: pipit.dev/v1alpha1
 kind: Rollout
 metadata: {name: web}
 spec:
@@ -25,7 +24,11 @@ spec:
     variants: {on: true, off: false}
     defaultVariant: off
     rolloutVariant: on
-  strategy:
+`
+
+// flagYAML is the flag rolled out 5 → 25 → 50 → 100, with the error
+// rate its applications report checked every 200 ms.
+const flagYAML = flagHead + `  strategy:
     steps:
     - setWeight: 5
     - pause: {duration: 600ms}
@@ -143,16 +146,7 @@ func TestFlagRolloutRolledBackOnConversions(t *testing.T) {
 
 // flagExperimentYAML is an A/B test of the flag's variant on against off
 // on the goal purchase, half of the users each.
-const flagExperimentYAML = `apiVersion: pipit.dev/v1alpha1
-kind: Rollout
-metadata: {name: web}
-spec:
-  flag:
-    key: new-checkout
-    variants: {on: true, off: false}
-    defaultVariant: off
-    rolloutVariant: on
-  strategy:
+const flagExperimentYAML = flagHead + `  strategy:
     experiment: {split: 50, minSample: 100, maxDuration: 1m}
   analysis:
     interval: 200ms
