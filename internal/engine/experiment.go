@@ -241,6 +241,19 @@ func (m *machine) concludeExperiment(x *v1alpha1.ExperimentStatus, winner v1alph
 	}
 }
 
+// stopExperiment records that an experiment ended before a verdict of
+// its own — a guardrail or the progress deadline rolled the treatment
+// back, or a person promoted or aborted it — so that neither its status
+// nor its history shows it still running.
+func (m *machine) stopExperiment(how string) {
+	x := m.st.Experiment
+	if x == nil || x.Winner != "" {
+		return
+	}
+	x.Winner, x.Reason = v1alpha1.WinnerNone, "stopped before a verdict: "+how
+	m.event(v1alpha1.EventNormal, "ExperimentConcluded", rollout.Command{}, "Experiment concluded: %s: %s", x.Summary(), x.Reason)
+}
+
 // variant is one variant's counts, with its rate in percent.
 func variant(version string, p stats.Proportion) v1alpha1.ExperimentVariant {
 	return v1alpha1.ExperimentVariant{Version: version, Visitors: int64(p.Trials), Converted: int64(p.Successes), Rate: finite(100 * p.Rate())}

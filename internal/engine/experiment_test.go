@@ -181,8 +181,36 @@ func TestExperimentGuardrailRollsBackAtOnce(t *testing.T) {
 	if took > time.Minute+time.Second {
 		t.Errorf("rolled back after %s, want at the first check (1m)", took)
 	}
-	if s.st.Rollback.Metric != "request-success-rate" || s.st.Experiment.Winner != "" {
-		t.Errorf("rollback %+v, winner %q: want the guardrail to blame and no winner", s.st.Rollback, s.st.Experiment.Winner)
+	x := s.st.Experiment
+	if s.st.Rollback.Metric != "request-success-rate" || x.Winner != v1alpha1.WinnerNone || !strings.Contains(x.Reason, "stopped before a verdict: request-success-rate") {
+		t.Errorf("rollback %+v, experiment %+v: want the guardrail to blame and no winner", s.st.Rollback, x)
+	}
+	if h := s.history(); !strings.Contains(h, "Experiment concluded: no winner") {
+		t.Errorf("history does not say the experiment ended:\n%s", h)
+	}
+}
+
+// A person who promotes or aborts mid-experiment ends it with no winner,
+// said in the status and the history.
+func TestExperimentEndedByAPerson(t *testing.T) {
+	u := users{perMinute: 100, treatmentShare: 1, controlRate: 0.10, treatmentRate: 0.10, successRate: 99.9}
+	for _, tc := range []struct {
+		cmd   rollout.CommandKind
+		phase v1alpha1.Phase
+		how   string
+	}{
+		{rollout.CommandPromoteFull, v1alpha1.PhaseSucceeded, "the treatment is promoted without one"},
+		{rollout.CommandAbort, v1alpha1.PhaseAborted, "aborted by carol"},
+	} {
+		s := newSim(t, experimentPlan(t, v1alpha1.ExperimentStrategy{}))
+		s.measure = u.measure
+		s.deploy("v2")
+		s.advance(5 * time.Minute)
+		s.step(rollout.Command{Kind: tc.cmd, Actor: "carol"})
+		s.runUntil(tc.phase, time.Minute)
+		if x := s.st.Experiment; x.Winner != v1alpha1.WinnerNone || !strings.Contains(x.Reason, "stopped before a verdict: "+tc.how) {
+			t.Errorf("%s: experiment %+v, want no winner and why", tc.cmd, x)
+		}
 	}
 }
 

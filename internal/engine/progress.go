@@ -360,6 +360,7 @@ func (m *machine) awaitDecision(kind v1alpha1.GateKind, reason string) {
 // switch: all traffic moves from none to all in one weight change, which
 // every router applies at once (one routing table, one route update).
 func (m *machine) startPromotion() {
+	m.stopExperiment("the treatment is promoted without one")
 	m.st.Gate, m.st.PausedAt = nil, nil
 	m.st.WaitingSince = micro(m.now)
 	m.recordBaselines()
@@ -402,6 +403,7 @@ func (m *machine) finishPromotion() {
 
 // rollBack takes all traffic off the canary and records why.
 func (m *machine) rollBack(outcome v1alpha1.Phase, reason, metric string) {
+	m.stopExperiment(reason)
 	m.st.Rollback = &v1alpha1.Rollback{Outcome: outcome, Reason: reason, Metric: metric, At: *micro(m.now)}
 	m.st.Gate, m.st.PausedAt, m.st.HookWait = nil, nil, nil
 	m.st.WaitingSince = micro(m.now)
