@@ -1,7 +1,7 @@
 // Package ofrep serves the flags pipit rolls out over OpenFeature's
-// remote evaluation protocol (OFREP): single and bulk evaluation, and the
-// events applications report for the analysis, all behind a read-only
-// bearer token of their own.
+// remote evaluation protocol (OFREP): single and bulk evaluation, the
+// configuration providers read, and the events applications report for
+// the analysis, all behind a read-only bearer token of their own.
 package ofrep
 
 import (
@@ -44,8 +44,8 @@ type Flags interface {
 }
 
 // NewHandler serves OFREP over flags: POST /ofrep/v1/evaluate/flags/{key},
-// POST /ofrep/v1/evaluate/flags (bulk, with an ETag) and POST
-// /v1/flags/{key}/events. Every route needs "Authorization: Bearer
+// POST /ofrep/v1/evaluate/flags (bulk, with an ETag), GET
+// /ofrep/v1/configuration and POST /v1/flags/{key}/events. Every route needs "Authorization: Bearer
 // TOKEN" with a token auth knows. log (nil discards) gets refusals at
 // debug level.
 func NewHandler(flags Flags, auth controlapi.Authenticator, log *slog.Logger) http.Handler {
@@ -57,6 +57,7 @@ func NewHandler(flags Flags, auth controlapi.Authenticator, log *slog.Logger) ht
 	mux.HandleFunc("POST /ofrep/v1/evaluate/flags/{key}", s.evaluate)
 	mux.HandleFunc("POST /ofrep/v1/evaluate/flags", s.bulk)
 	mux.HandleFunc("POST /v1/flags/{key}/events", s.events)
+	mux.HandleFunc("GET /ofrep/v1/configuration", s.configuration)
 	return controlapi.RequireToken(auth, log, mux)
 }
 
@@ -130,7 +131,53 @@ func (s server) bulk(w http.ResponseWriter, r *http.Request) {
 			ans.Flags = append(ans.Flags, res)
 		}
 	}
-	body, err := json.Marshal(ans)
+	s.writeTagged(w, r, ans)
+}
+
+// MinPollingInterval is the least time between two polls of the bulk
+// evaluation a provider is told to keep (OFREP's configuration): a flag's
+// weight moves at a rollout's steps, seconds or minutes apart, so polling
+// faster only costs the server.
+const MinPollingInterval = time.Second
+
+// configurationAnswer is OFREP's configuration: what pipit serves and how
+// providers should keep its answers.
+type configurationAnswer struct {
+	Name         string `json:"name"`
+	Capabilities struct {
+		CacheInvalidation struct {
+			Polling struct {
+				Enabled              bool  `json:"enabled"`
+				MinPollingIntervalMs int64 `json:"minPollingIntervalMs"`
+			} `json:"polling"`
+		} `json:"cacheInvalidation"`
+		FlagEvaluation struct {
+			SupportedTypes []string `json:"supportedTypes"`
+		} `json:"flagEvaluation"`
+		Caching struct {
+			Enabled bool `json:"enabled"`
+		} `json:"caching"`
+	} `json:"capabilities"`
+}
+
+// configuration answers OFREP's configuration: the bulk evaluation may be
+// polled (its ETag says when nothing changed); a server provider must not
+// cache single evaluations, whose answer a rollout's next step changes;
+// and every type of value a flag's variants may hold is served.
+func (s server) configuration(w http.ResponseWriter, r *http.Request) {
+	var c configurationAnswer
+	c.Name = "pipit"
+	c.Capabilities.CacheInvalidation.Polling.Enabled = true
+	c.Capabilities.CacheInvalidation.Polling.MinPollingIntervalMs = MinPollingInterval.Milliseconds()
+	c.Capabilities.FlagEvaluation.SupportedTypes = []string{"boolean", "string", "int", "float", "object"}
+	s.writeTagged(w, r, c)
+}
+
+// writeTagged writes v with an ETag of its body, or 304 Not Modified to a
+// client whose If-None-Match names that ETag: the answer may be kept if
+// checked again first.
+func (s server) writeTagged(w http.ResponseWriter, r *http.Request, v any) {
+	body, err := json.Marshal(v)
 	if err != nil {
 		s.write(w, http.StatusInternalServerError, flag.Failure{ErrorCode: flag.ErrGeneral, ErrorDetails: "encoding the answer failed"})
 		return
@@ -138,7 +185,6 @@ func (s server) bulk(w http.ResponseWriter, r *http.Request) {
 	sum := sha256.Sum256(body)
 	etag := `"` + hex.EncodeToString(sum[:16]) + `"`
 	w.Header().Set("ETag", etag)
-	// The answer may be kept, if checked again first: the ETag.
 	w.Header().Set("Cache-Control", "no-cache")
 	if etagMatches(r.Header.Values("If-None-Match"), etag) {
 		w.WriteHeader(http.StatusNotModified)

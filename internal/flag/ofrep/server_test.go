@@ -162,6 +162,42 @@ func TestBulkETag(t *testing.T) {
 	}
 }
 
+// TestConfiguration checks OFREP's configuration: polling with its
+// least interval, no caching of single evaluations, an ETag, and the
+// token asked for as on every route.
+func TestConfiguration(t *testing.T) {
+	srv, _ := serve(t)
+	get := func(headers map[string]string) (*http.Response, string) {
+		req, err := http.NewRequest(http.MethodGet, srv.URL+"/ofrep/v1/configuration", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	bearer := "Bearer " + token
+	resp, body := get(map[string]string{"Authorization": bearer})
+	want := `{"name":"pipit","capabilities":{"cacheInvalidation":{"polling":{"enabled":true,"minPollingIntervalMs":1000}},` +
+		`"flagEvaluation":{"supportedTypes":["boolean","string","int","float","object"]},"caching":{"enabled":false}}}`
+	if resp.StatusCode != 200 || body != want || resp.Header.Get("ETag") == "" {
+		t.Fatalf("configuration: %d %s (ETag %q)\nwant %s", resp.StatusCode, body, resp.Header.Get("ETag"), want)
+	}
+	if resp, body := get(map[string]string{"Authorization": bearer, "If-None-Match": resp.Header.Get("ETag")}); resp.StatusCode != 304 || body != "" {
+		t.Errorf("If-None-Match: %d %q, want 304", resp.StatusCode, body)
+	}
+	if resp, _ := get(nil); resp.StatusCode != 401 {
+		t.Errorf("without a token: %d, want 401", resp.StatusCode)
+	}
+}
+
 // TestHugeHeaderRefused checks the header limit: a client that sends
 // more than MaxHeaderBytes of header gets 431, not a buffer.
 func TestHugeHeaderRefused(t *testing.T) {
