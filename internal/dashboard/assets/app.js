@@ -313,11 +313,15 @@ function drawWeight(events) {
   chart("weight", target, "", [{ label: "canary %", stroke: "#2456c8", width: 2, paths: uPlot.paths.stepped({ align: 1 }) }], [xs, ys]);
 }
 
+// loadSamples charts the checks of the rollout's latest run: those since
+// it started, not an earlier canary's.
 async function loadSamples(name) {
   const target = $("d-metrics");
+  const started = state.view && state.view.status.startedAt;
+  const since = started ? "?since=" + encodeURIComponent(started) : "";
   let data;
   try {
-    data = await api("GET", "/v1/rollouts/" + encodeURIComponent(name) + "/samples");
+    data = await api("GET", "/v1/rollouts/" + encodeURIComponent(name) + "/samples" + since);
   } catch (e) {
     target.textContent = "No samples: " + e.message;
     return;
