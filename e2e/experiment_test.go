@@ -124,11 +124,15 @@ func TestKubeExperimentNamesTheWinner(t *testing.T) {
 		t.Errorf("pipit status --kube mid-experiment: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 	r := e.WaitPhase("web", v1alpha1.PhaseSucceeded)
-	if x := r.Status.Experiment; x == nil || x.Winner != v1alpha1.WinnerTreatment {
+	x := r.Status.Experiment
+	if x == nil || x.Winner != v1alpha1.WinnerTreatment {
 		t.Fatalf("experiment %+v: want the treatment the winner", x)
 	}
+	if c, tr := x.Control.Rate, x.Treatment.Rate; c == nil || tr == nil || *c < 8 || *c > 12 || *tr < 17 || *tr > 23 {
+		t.Errorf("experiment %+v: want the control near 10%% and the treatment near 20%%", x)
+	}
 	res := e.kubectlVerb("status", "web")
-	if res.code != 0 || !strings.Contains(res.stdout, "winner treatment") || !strings.Contains(res.stdout, "conversion on checkout: control 10.") {
+	if res.code != 0 || !strings.Contains(res.stdout, "winner treatment") || !strings.Contains(res.stdout, "conversion on checkout: control ") {
 		t.Errorf("pipit status --kube after the experiment: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 	}
 }
