@@ -147,8 +147,11 @@ function fact(dl, term, value, cls) {
 }
 
 function renderView(v) {
+  const before = state.view;
   state.view = v;
   const st = v.status, dl = $("d-facts");
+  // A new run charts its own checks from its start.
+  if (before && before.status.startedAt !== st.startedAt) loadSamples(state.name).catch((err) => console.warn(err));
   dl.replaceChildren();
   fact(dl, "Phase", st.phase || "Idle", "phase phase-" + st.phase);
   fact(dl, "Step", st.stepLabel || "–");

@@ -14,7 +14,9 @@ import (
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/controlapi"
 	"github.com/pipit-dev/pipit/internal/loadgen"
+	"github.com/pipit-dev/pipit/internal/rollout"
 	"github.com/pipit-dev/pipit/internal/sampleapp"
+	"github.com/pipit-dev/pipit/internal/testenv/nettest"
 	"github.com/pipit-dev/pipit/internal/testenv/tools"
 )
 
@@ -138,6 +140,25 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	if last := events[len(events)-1]; !strings.Contains(historyText(events), "60%") || !actedBy(events, "alice") {
 		t.Errorf("history has no promote by alice; last %+v%s", last, historyText(events))
+	}
+	newRunChartsItsOwnChecks(t, ctx, c)
+}
+
+// newRunChartsItsOwnChecks deploys v3 in place of the canary under way,
+// at an address where nothing answers, so that it never gets traffic nor
+// checks, and waits for the verdicts to be empty: v2's are not mixed in.
+func newRunChartsItsOwnChecks(t *testing.T, ctx context.Context, c controlapi.Backend) {
+	t.Helper()
+	if _, err := c.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandDeploy, Actor: "test",
+		Canary: &v1alpha1.VersionRef{Version: "v3", URL: nettest.DeadURL(t).String()}}); err != nil {
+		t.Fatal(err)
+	}
+	err := chromedp.Do(ctx,
+		waitText("#d-facts", "v3"),
+		waitTrue(`document.querySelectorAll("#d-verdicts tr").length === 0`),
+	)
+	if err != nil {
+		t.Fatalf("the verdicts of the new run: %v\npage: %s", err, pageText(ctx))
 	}
 }
 
