@@ -56,7 +56,8 @@ Without a readiness probe a replica is ready once its port accepts connections.
 A flag rollout (spec.flag) takes --version alone: the variant to roll out.
 
 Deploying while another canary is in flight replaces that canary and starts the
-analysis again from the first step.
+analysis again from the first step; deploying the stable version then takes the
+canary back at once, with no analysis (the rollout ends Aborted).
 
 It exits 2 if the URL or the process description is not valid, and 1 if the
 rollout cannot take this canary now (for example while it is promoting, or a

@@ -76,9 +76,10 @@ func checkArguments(st v1alpha1.RolloutStatus, cmd rollout.Command) error {
 	return nil
 }
 
-// checkDeploy refuses a deploy of no version, of the stable version, or of
-// the canary already being rolled out; and, those mistakes told first,
-// one that comes while a promotion or rollback is under way.
+// checkDeploy refuses a deploy of no version, of the stable version when
+// no canary is in flight (in flight, it takes the canary back), or of the
+// canary already being rolled out; and, those mistakes told first, one
+// that comes while a promotion or rollback is under way.
 func checkDeploy(st v1alpha1.RolloutStatus, canary *v1alpha1.VersionRef, p v1alpha1.Phase) error {
 	if canary == nil || canary.Version == "" {
 		return fmt.Errorf("deploy needs a canary version")
@@ -183,7 +184,16 @@ func (m *machine) install(c rollout.Command) {
 }
 
 // deploy starts rolling out a new canary, replacing any canary in flight.
+// The stable version deployed again while a canary is in flight is a
+// change of mind, not a canary of the stable against itself: the canary
+// is taken back at once, with no analysis, as Argo Rollouts does when a
+// template goes back to the stable one.
 func (m *machine) deploy(c rollout.Command) {
+	if m.st.Stable.ID() == c.Canary.ID() {
+		m.rollBack(v1alpha1.PhaseAborted, fmt.Sprintf("stable version %s deployed again by %s%s: canary %s taken back at once",
+			m.st.Stable.Version, actorOf(c), because(c), m.st.Canary.Version), "")
+		return
+	}
 	canary := *c.Canary
 	old := m.st.Canary
 	replacing := old != nil && !m.st.Phase.Terminal() && m.st.Phase != v1alpha1.PhaseIdle

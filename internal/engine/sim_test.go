@@ -571,6 +571,24 @@ func TestRefusedCommands(t *testing.T) {
 	}
 }
 
+// Deploying the stable version again while a canary is in flight takes
+// the canary back at once, with no analysis, rather than roll the stable
+// out against itself.
+func TestDeployingTheStableTakesTheCanaryBack(t *testing.T) {
+	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
+	s.deploy("v2")
+	s.advance(30 * time.Second)
+	if s.weight == 0 || s.st.Phase != v1alpha1.PhaseProgressing {
+		t.Fatalf("phase %s at %s, want v2 under way with traffic", s.st.Phase, s.weight)
+	}
+	s.step(rollout.Command{Kind: rollout.CommandDeploy, Canary: &v1alpha1.VersionRef{Version: "v1"}, Actor: "dave"})
+	s.runUntil(v1alpha1.PhaseAborted, time.Minute)
+	if s.stable != "v1" || s.weight != 0 || s.st.Canary.Version != "v2" || len(s.refused) != 0 ||
+		!strings.Contains(s.st.Rollback.Reason, "stable version v1 deployed again by dave: canary v2 taken back at once") {
+		t.Errorf("stable %s at %s, canary %+v, refused %v, rollback %+v: want v2 taken back for v1", s.stable, s.weight, s.st.Canary, s.refused, s.st.Rollback)
+	}
+}
+
 func TestStepIsDeterministic(t *testing.T) {
 	s := newSim(t, seedPlan(v1alpha1.DecisionAutomatic, 1))
 	s.deploy("v2")

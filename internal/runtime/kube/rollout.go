@@ -123,6 +123,18 @@ func (rc *Reconciler) newMeter(r *v1alpha1.Rollout, plan spec.Plan, kp spec.Kube
 	return meter, cluster, err
 }
 
+// backToStable reports whether the Deployment went back to the stable
+// version's template while a canary is under way: deployed, that takes the
+// canary back at once (see the engine's deploy). Not while it is being
+// promoted or rolled back, which the engine lets finish.
+func backToStable(st v1alpha1.RolloutStatus, desired v1alpha1.VersionRef) bool {
+	switch st.Phase {
+	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused, v1alpha1.PhaseAwaitingDecision:
+		return st.Canary != nil && desired.Template == st.Stable.Template
+	}
+	return false
+}
+
 // trafficMetric names the first metric of the spec that is a built-in
 // metric of the traffic, and its field; "" when there is none. The
 // conversion metrics are not: in a cluster their goals' own queries count
@@ -273,7 +285,7 @@ func (m *managed) tick(ctx context.Context, r *v1alpha1.Rollout, now time.Time) 
 		if err := m.target.RetireWarm(ctx); err != nil && !errors.Is(err, target.ErrNotReady) {
 			return 0, err
 		}
-		if desired.Template != st.Stable.Template && (st.Canary == nil || desired.Template != st.Canary.Template) {
+		if desired.Template != st.Stable.Template && (st.Canary == nil || desired.Template != st.Canary.Template) || backToStable(st, desired) {
 			m.store.deploy = &desired
 		}
 	}

@@ -212,6 +212,35 @@ func TestGatewayAPIPromotes(t *testing.T) {
 	}
 }
 
+// TestTemplateBackToStableTakesTheCanaryBack: the Deployment set back to
+// the stable version's image mid-rollout takes the canary back at once,
+// as Argo Rollouts does, instead of rolling the stable out as a canary.
+func TestTemplateBackToStableTakesTheCanaryBack(t *testing.T) {
+	t.Parallel()
+	s, _ := installedScenario(t, `
+  kubernetes:
+    router:
+      gatewayAPI:
+        parentRefs: [{name: gw}]
+  strategy:
+    steps:
+      - setWeight: 20
+      - pause: {}
+`)
+	s.SetImage("web", "registry.example/web:v2")
+	s.WaitRollout("web", "the pause at 20%", func(r *v1alpha1.Rollout) bool { return r.Status.Phase == v1alpha1.PhaseAwaitingDecision })
+	s.SetImage("web", "registry.example/web:v1")
+	r := s.WaitPhase("web", v1alpha1.PhaseAborted)
+	if r.Status.Rollback == nil || !strings.Contains(r.Status.Rollback.Reason, "stable version registry.example/web:v1 deployed again") ||
+		r.Status.Stable == nil || !strings.Contains(r.Status.Stable.Version, "web:v1") {
+		t.Errorf("rollback %+v, stable %+v: want v2 taken back for the stable v1", r.Status.Rollback, r.Status.Stable)
+	}
+	s.routeAllStable("after the template went back")
+	s.WaitDeployment("web-canary", "the canary scaled to zero", func(d *appsv1.Deployment) bool {
+		return ptr.Deref(d.Spec.Replicas, 1) == 0
+	})
+}
+
 // samples returns the results of metric of rollout web, as the Kubernetes
 // backend of pipit dashboard and pipit samples reads them.
 func (s *scenario) samples(metric string) []controlapi.Sample {
