@@ -24,10 +24,10 @@ func TestValidateNotifier(t *testing.T) {
 		{"no type", v1alpha1.NotifierSpec{URL: u}, "unknown type"},
 		{"no url", v1alpha1.NotifierSpec{Type: "teams"}, "exactly one of url, urlEnv and urlFile"},
 		{"two urls", v1alpha1.NotifierSpec{Type: "teams", URL: u, URLFile: "/x"}, "exactly one of"},
-		{"not http", v1alpha1.NotifierSpec{Type: "discord", URL: "ftp://x/y"}, "http or https"},
+		{"not http", v1alpha1.NotifierSpec{Type: "discord", URL: "ftp://x/y"}, "notifier discord: url: "},
 		{"no host", v1alpha1.NotifierSpec{Type: "discord", URL: "https:///y"}, "no host"},
 		{"bad severity", v1alpha1.NotifierSpec{Type: "slack", URL: u, Severity: "critical"}, `unknown severity "critical"`},
-		{"bad timeout", v1alpha1.NotifierSpec{Type: "slack", URL: u, Timeout: &metav1.Duration{}}, "timeout must be positive"},
+		{"bad timeout", v1alpha1.NotifierSpec{Type: "slack", URL: u, Timeout: &metav1.Duration{}}, "notifier slack: timeout: must be positive"},
 		{"bad template", v1alpha1.NotifierSpec{Name: "ops", Type: "slack", URL: u, Template: "{{.Nope}}"}, "notifier ops: template:"},
 	}
 	for _, c := range cases {
@@ -41,6 +41,29 @@ func TestValidateNotifier(t *testing.T) {
 			}
 		})
 	}
+}
+
+// notifierRefusals break a rollout's one notifier one way each: the
+// refusal names the notifier's field.
+var notifierRefusals = []refusal{
+	{"unknown type", func(r *v1alpha1.Rollout) { r.Spec.Notifications[0].Type = "pager" }, "spec.notifications[0].type", `unknown type "pager"`},
+	{"bad url", func(r *v1alpha1.Rollout) { r.Spec.Notifications[0].URL = "ftp://x/y" }, "spec.notifications[0].url", "http or https"},
+	{"two urls", func(r *v1alpha1.Rollout) { r.Spec.Notifications[0].URLEnv = "HOOK" }, "spec.notifications[0]", "exactly one of url, urlEnv and urlFile"},
+	{"bad severity", func(r *v1alpha1.Rollout) { r.Spec.Notifications[0].Severity = "critical" }, "spec.notifications[0].severity", `unknown severity "critical"`},
+	{"bad timeout", func(r *v1alpha1.Rollout) { r.Spec.Notifications[0].Timeout = &metav1.Duration{} }, "spec.notifications[0].timeout", "must be positive"},
+	{"bad template", func(r *v1alpha1.Rollout) { r.Spec.Notifications[0].Template = "{{.Nope}}" }, "spec.notifications[0].template", "Nope"},
+}
+
+func TestValidateNotificationsNameTheField(t *testing.T) {
+	withNotifier := func() *v1alpha1.Rollout {
+		r := validRollout()
+		r.Spec.Notifications = []v1alpha1.NotifierSpec{{Name: "ops", Type: "slack", URL: "https://hooks.example.test/x"}}
+		return r
+	}
+	if errs := Validate(withNotifier()); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	checkRefusals(t, withNotifier, notifierRefusals)
 }
 
 func TestParseSeverity(t *testing.T) {
