@@ -43,6 +43,9 @@ func (v *validator) listener(p string, s *v1alpha1.ServiceSpec) {
 	if l := s.Limits; l != nil {
 		v.positiveCount(p+".limits.maxConnections", l.MaxConnections)
 		v.positiveCount(p+".limits.maxConnectionsPerClient", l.MaxConnectionsPerClient)
+		if all, each := l.MaxConnections, l.MaxConnectionsPerClient; all != nil && each != nil && *all > 0 && *each > *all {
+			v.add(p+".limits.maxConnectionsPerClient", "is %d, more than maxConnections (%d): no client can reach it; the bound per client is at most the bound of all", *each, *all)
+		}
 	}
 }
 

@@ -133,6 +133,9 @@ var refusals = []refusal{
 	{"negative connections per client", func(r *v1alpha1.Rollout) {
 		r.Spec.Service.Limits = &v1alpha1.ListenerLimits{MaxConnectionsPerClient: ptr(int32(-1))}
 	}, "spec.service.limits.maxConnectionsPerClient", "must be positive, not -1"},
+	{"more connections per client than in all", func(r *v1alpha1.Rollout) {
+		r.Spec.Service.Limits = &v1alpha1.ListenerLimits{MaxConnections: ptr(int32(100)), MaxConnectionsPerClient: ptr(int32(200))}
+	}, "spec.service.limits.maxConnectionsPerClient", "is 200, more than maxConnections (100)"},
 	{"mixed kinds", func(r *v1alpha1.Rollout) {
 		r.Spec.Service.Canary = &v1alpha1.Upstream{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app"}}
 	}, "spec.service.canary", "must be of the same kind as the stable"},
