@@ -22,6 +22,8 @@ type Answer struct {
 	Variant   string `json:"variant"`
 	Reason    string `json:"reason"`
 	ErrorCode string `json:"errorCode"`
+	// Value is the variant's value, as JSON.
+	Value json.RawMessage `json:"value"`
 }
 
 // Users are N users, user-0 to user-N-1, of an application that reads

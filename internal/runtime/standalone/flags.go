@@ -113,11 +113,16 @@ func (d *Daemon) startOFREP(addr string) error {
 	}
 	d.ofrep = ofrep.NewServer(bound, ofrep.NewHandler(daemonFlags{d}, ofrepAuthenticator{own: controlapi.SingleToken(token), db: d.db}, d.log), d.log)
 	for _, m := range d.all() {
-		if m.dataPlane().flag != nil {
-			m.setAddr(bound, false)
-		}
+		d.noteOFREPAddr(m)
 	}
 	return nil
+}
+
+// noteOFREPAddr tells m, if it is a flag rollout, where it is served.
+func (d *Daemon) noteOFREPAddr(m *managed) {
+	if d.ofrepLn != nil && m.dataPlane().flag != nil {
+		m.setAddr(d.ofrepLn.Addr().String(), false)
+	}
 }
 
 // serveOFREP serves the OFREP listener, if there is one.

@@ -50,15 +50,24 @@ func startFlags(t *testing.T, yaml string, fails bool) (*Daemon, *ofreptest.User
 	t.Helper()
 	dir := t.TempDir()
 	d, _ := startConfig(t, Config{Sources: []Source{{File: "flag.yaml", Data: []byte(yaml)}}, StateDir: dir, OFREPAddr: "127.0.0.1:0"})
+	u := ofrepUsers(t, d, dir)
+	u.Fails = fails
+	if v, err := d.Rollout(context.Background(), "web"); err != nil || v.Listen != u.Addr || v.Flag != "new-checkout" {
+		t.Fatalf("view %+v, %v; want it listening on %s", v, err, u.Addr)
+	}
+	return d, u
+}
+
+// ofrepUsers are 200 users of flag new-checkout, rolling on out, served
+// by d's OFREP listener; dir is d's state directory.
+func ofrepUsers(t *testing.T, d *Daemon, dir string) *ofreptest.Users {
+	t.Helper()
 	addr, ok := d.OFREPAddr()
 	token, err := store.ReadTokenFile(dir, store.OFREPTokenFile)
 	if !ok || err != nil {
 		t.Fatalf("OFREP on %q (%v): %v", addr, ok, err)
 	}
-	if v, err := d.Rollout(context.Background(), "web"); err != nil || v.Listen != addr || v.Flag != "new-checkout" {
-		t.Fatalf("view %+v, %v; want it listening on %s", v, err, addr)
-	}
-	return d, &ofreptest.Users{Addr: addr, Token: token, Key: "new-checkout", N: 200, RolledOut: "on", Fails: fails}
+	return &ofreptest.Users{Addr: addr, Token: token, Key: "new-checkout", N: 200, RolledOut: "on"}
 }
 
 // runUntil has u's users make requests until the rollout reaches what

@@ -15,20 +15,20 @@ const metricsNamespace = ""
 // registerMetrics registers the measurements of m's proxy, or of its
 // flag, with reg.
 func (m *managed) registerMetrics(reg prometheus.Registerer) error {
-	pl := m.dataPlane()
-	if pl.flag != nil {
-		// A reload keeps a flag rollout's plane (it cannot change one).
-		return reg.Register(flag.NewCollector(pl.flag))
-	}
 	return reg.Register(planeCollector{m})
 }
 
 // planeCollector exposes the measurements of a rollout's current proxy and
-// health checks, which a reload may rebuild.
+// health checks, or of its current flag, which a reload may rebuild. A
+// rollout stays a service or a flag for life, so what it describes never
+// changes.
 type planeCollector struct{ m *managed }
 
-func (c planeCollector) current() *proxy.Collector {
+func (c planeCollector) current() prometheus.Collector {
 	pl := c.m.dataPlane()
+	if pl.flag != nil {
+		return flag.NewCollector(pl.flag)
+	}
 	return proxy.NewCollector(pl.proxy, pl.checker)
 }
 

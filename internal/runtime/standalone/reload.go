@@ -141,43 +141,18 @@ func (d *Daemon) planReload(sources []Source) (*reloadPlan, error) {
 			p.removed = append(p.removed, m)
 		}
 	}
-	return p, errors.Join(append(errs, p.flagsChanged())...)
-}
-
-// flagsChanged refuses a reload that adds, removes or changes a flag
-// rollout: the OFREP listener is set up at start only, so far.
-func (p *reloadPlan) flagsChanged() error {
-	var names []string
-	for _, a := range p.added {
-		if a.r.Spec.Flag != nil {
-			names = append(names, a.r.Name)
-		}
-	}
-	for _, m := range p.removed {
-		if m.spec().Spec.Flag != nil {
-			names = append(names, m.name)
-		}
-	}
-	for _, c := range p.changed {
-		if c.next.Spec.Flag != nil || c.m.spec().Spec.Flag != nil {
-			names = append(names, c.m.name)
-		}
-	}
-	if len(names) == 0 {
-		return nil
-	}
-	return fmt.Errorf("flag rollouts %s: a reload does not add, remove or change flag rollouts yet; restart pipit up (their state is kept)", strings.Join(names, ", "))
+	// A reload cannot open the OFREP listener: a daemon started without
+	// one refuses flag rollouts as at start.
+	return p, errors.Join(append(errs, checkFlags(rollouts, files, d.ofrepName))...)
 }
 
 // changeTo works out what changes when m takes next, or nil when nothing
 // does, and refuses what cannot change now.
 func (m *managed) changeTo(next *v1alpha1.Rollout, raw []byte, file string) (*rolloutChange, error) {
 	cur := m.spec()
-	if cur.Spec.Flag != nil || next.Spec.Flag != nil {
-		if reflect.DeepEqual(cur.Spec, next.Spec) && cur.Namespace == next.Namespace {
-			return nil, nil
-		}
-		return &rolloutChange{m: m, next: next}, nil // refused by flagsChanged
+	if (cur.Spec.Flag == nil) != (next.Spec.Flag == nil) {
+		return nil, fmt.Errorf("%s: rollout %q: spec.flag: a reload cannot switch a rollout between spec.flag and spec.service; give the rollout a new name instead",
+			file, next.Name)
 	}
 	fields := changedFields(cur, next)
 	if len(fields) == 0 {
@@ -188,6 +163,9 @@ func (m *managed) changeTo(next *v1alpha1.Rollout, raw []byte, file string) (*ro
 		return nil, fmt.Errorf("%s: rollout %q: %w", file, next.Name, err)
 	}
 	c := &rolloutChange{m: m, next: next, raw: raw, file: file, plan: plan, fields: fields}
+	if next.Spec.Flag != nil {
+		return c, m.checkFlagChange(c)
+	}
 	if !slices.Contains(fields, "spec.service.stable") {
 		return c, nil
 	}
@@ -205,33 +183,49 @@ func (m *managed) changeTo(next *v1alpha1.Rollout, raw []byte, file string) (*ro
 	return c, nil
 }
 
+// checkFlagChange refuses a change of spec.flag while a variant is being
+// rolled out, whose users would change variant under it, and one that
+// drops the variant every user has now. The flag is rebuilt (build) with
+// the new spec.flag; any other change keeps it, and with it what each
+// user was served.
+func (m *managed) checkFlagChange(c *rolloutChange) error {
+	changed := slices.DeleteFunc(slices.Clone(c.fields), func(f string) bool { return !slices.Contains(flagFields, f) })
+	if len(changed) == 0 {
+		return nil
+	}
+	st := m.snapshot()
+	if inFlight(st.Phase) {
+		return fmt.Errorf("%s: rollout %q: %s: changed while variant %s is being rolled out (%s); leave spec.flag as it was until the rollout has ended, or abort it first",
+			c.file, c.next.Name, strings.Join(changed, ", "), st.Canary.Version, st.Phase)
+	}
+	if _, ok := c.next.Spec.Flag.Variants[st.Stable.Version]; !ok {
+		return fmt.Errorf("%s: rollout %q: spec.flag.variants: the variant every user has now, %q, is not one of them; keep it until another variant has been promoted",
+			c.file, c.next.Name, st.Stable.Version)
+	}
+	return nil
+}
+
 // inFlight reports whether a canary is being rolled out in phase p, to
 // the end of its promotion or rollback.
 func inFlight(p v1alpha1.Phase) bool {
 	return p != "" && p != v1alpha1.PhaseIdle && !p.Terminal()
 }
 
-// changedFields names the fields of the spec on which a and b differ.
+// changedFields names the fields of the spec on which a and b differ,
+// for a service and for a flag alike: the fields of the kind a rollout is
+// not are zero on both sides.
 func changedFields(a, b *v1alpha1.Rollout) []string {
 	as, bs := a.Spec, b.Spec
-	av, bv := as.Service, bs.Service
-	fields := []struct {
-		name string
-		x, y any
-	}{
-		{"metadata.namespace", a.Namespace, b.Namespace},
-		{"spec.service.listen", av.Listen, bv.Listen}, {"spec.service.host", av.Host, bv.Host},
-		{"spec.service.pathPrefix", av.PathPrefix, bv.PathPrefix}, {"spec.service.stable", av.Stable, bv.Stable},
-		{"spec.service.canary", av.Canary, bv.Canary}, {"spec.service.healthCheck", av.HealthCheck, bv.HealthCheck},
-		{"spec.service.traffic", av.Traffic, bv.Traffic}, {"spec.service.tls", av.TLS, bv.TLS},
-		{"spec.service.versionHeader", av.VersionHeader, bv.VersionHeader},
-		{"spec.service.trustedProxies", av.TrustedProxies, bv.TrustedProxies}, {"spec.service.limits", av.Limits, bv.Limits},
+	fields := []specField{{"metadata.namespace", a.Namespace, b.Namespace}}
+	fields = append(fields, serviceFields(valueOf(as.Service), valueOf(bs.Service))...)
+	fields = append(fields, flagSpecFields(valueOf(as.Flag), valueOf(bs.Flag))...)
+	fields = append(fields, []specField{
 		{"spec.strategy", as.Strategy, bs.Strategy}, {"spec.analysis", as.Analysis, bs.Analysis},
 		{"spec.analysis.goals", goalsOf(a), goalsOf(b)},
 		{"spec.decision", as.Decision, bs.Decision}, {"spec.progressDeadline", as.ProgressDeadline, bs.ProgressDeadline},
 		{"spec.undoWindow", as.UndoWindow, bs.UndoWindow}, {"spec.webhooks", as.Webhooks, bs.Webhooks},
 		{"spec.notifications", as.Notifications, bs.Notifications}, {"spec.postPromotion", as.PostPromotion, bs.PostPromotion},
-	}
+	}...)
 	var out []string
 	for _, f := range fields {
 		if !reflect.DeepEqual(f.x, f.y) {
@@ -244,9 +238,58 @@ func changedFields(a, b *v1alpha1.Rollout) []string {
 	return out
 }
 
-// planeFields are the fields a rollout's proxy is built with: changing
-// one rebuilds it.
-var planeFields = []string{"spec.service.traffic", "spec.service.healthCheck", "spec.service.versionHeader", "spec.analysis.goals"}
+// specField is one field of two specs compared, as the spec names it.
+type specField struct {
+	name string
+	x, y any
+}
+
+// valueOf is *p, or the zero value when p is nil.
+func valueOf[T any](p *T) T {
+	var v T
+	if p != nil {
+		v = *p
+	}
+	return v
+}
+
+// serviceFields are the fields of spec.service of two rollouts.
+func serviceFields(av, bv v1alpha1.ServiceSpec) []specField {
+	return []specField{
+		{"spec.service.listen", av.Listen, bv.Listen}, {"spec.service.host", av.Host, bv.Host},
+		{"spec.service.pathPrefix", av.PathPrefix, bv.PathPrefix}, {"spec.service.stable", av.Stable, bv.Stable},
+		{"spec.service.canary", av.Canary, bv.Canary}, {"spec.service.healthCheck", av.HealthCheck, bv.HealthCheck},
+		{"spec.service.traffic", av.Traffic, bv.Traffic}, {"spec.service.tls", av.TLS, bv.TLS},
+		{"spec.service.versionHeader", av.VersionHeader, bv.VersionHeader},
+		{"spec.service.trustedProxies", av.TrustedProxies, bv.TrustedProxies}, {"spec.service.limits", av.Limits, bv.Limits},
+	}
+}
+
+// flagFields name the fields of spec.flag: changing one rebuilds the
+// flag.
+var flagFields = []string{"spec.flag.key", "spec.flag.variants", "spec.flag.defaultVariant", "spec.flag.rolloutVariant",
+	"spec.flag.salt", "spec.flag.rules"}
+
+// flagSpecFields are the fields of spec.flag of two rollouts, named as
+// flagFields.
+func flagSpecFields(af, bf v1alpha1.FlagSpec) []specField {
+	values := [][2]any{{af.Key, bf.Key}, {af.Variants, bf.Variants}, {af.DefaultVariant, bf.DefaultVariant},
+		{af.RolloutVariant, bf.RolloutVariant}, {af.Salt, bf.Salt}, {af.Rules, bf.Rules}}
+	out := make([]specField, len(values))
+	for i, v := range values {
+		out[i] = specField{flagFields[i], v[0], v[1]}
+	}
+	return out
+}
+
+// planeFields are the fields a rollout's proxy, or its flag, is built
+// with: changing one rebuilds it.
+var planeFields = append([]string{"spec.service.traffic", "spec.service.healthCheck", "spec.service.versionHeader", "spec.analysis.goals"},
+	flagFields...)
+
+// canaryFields name the canary a rollout file names: a change queues a
+// deploy of it (deployFromFile).
+var canaryFields = []string{"spec.service.canary", "spec.flag.rolloutVariant"}
 
 // prepare opens the new listeners and builds what the reload adds or
 // replaces, starting the processes of added rollouts; it changes nothing
@@ -401,7 +444,7 @@ func (p *reloadPlan) undo(ctx context.Context) {
 	}
 	for _, c := range p.changed {
 		if c.plane != nil {
-			c.plane.proxy.Close()
+			c.plane.close()
 		}
 	}
 	for _, s := range p.servers {
@@ -436,9 +479,6 @@ func (m *managed) applyChange(ctx context.Context, c *rolloutChange) {
 	r := m.runner
 	m.mu.Lock()
 	m.rollout, m.plan = c.next, c.plan
-	if c.plane != nil {
-		c.oldPlane, m.plane = m.plane, c.plane
-	}
 	m.mu.Unlock()
 	m.store.spec = c.raw
 	r.Store, r.Plan = m.store, c.plan
@@ -458,7 +498,13 @@ func (m *managed) applyChange(ctx context.Context, c *rolloutChange) {
 		m.wg.Go(func() { c.notifier.Run(m.ctx) })
 	}
 	if c.plane != nil {
+		// Steered before it is swapped in: OFREP serves a flag from the
+		// current plane at once, and its users keep their variants only
+		// if it has the old one's weight already.
 		m.switchPlane(ctx, c.plane)
+		m.mu.Lock()
+		c.oldPlane, m.plane = m.plane, c.plane
+		m.mu.Unlock()
 	}
 	m.recordChange(ctx, c)
 	m.publish() // readers see the change once Reload returns
@@ -518,7 +564,7 @@ func (m *managed) recordChange(ctx context.Context, c *rolloutChange) {
 			m.log.Warn("installing the new stable version; retrying on the next tick", "err", err)
 		}
 	}
-	if slices.Contains(c.fields, "spec.service.canary") {
+	if slices.ContainsFunc(c.fields, func(f string) bool { return slices.Contains(canaryFields, f) }) {
 		if err := m.deployFromFile(ctx, st); err != nil {
 			m.log.Warn("queueing the deploy of the file's canary", "err", err)
 		}
@@ -545,7 +591,7 @@ func (d *Daemon) commit(ctx context.Context, p *reloadPlan) {
 	closing := d.switchFrontends(p)
 	for _, c := range p.changed {
 		if c.oldPlane != nil {
-			c.oldPlane.proxy.Close()
+			c.oldPlane.close()
 		}
 	}
 	drain, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainWait)
@@ -571,6 +617,7 @@ func (d *Daemon) startAdded(ctx context.Context, a addedRollout) {
 		d.log.Warn("exposing the metrics of an added rollout", "rollout", m.name, "err", err)
 	}
 	m.exportMetrics()
+	d.noteOFREPAddr(m)
 	st := m.runner.Status
 	ev := reloadedEvent(st, metav1.NewMicroTime(m.clock.Now()), "Added from %s by a reload", a.file)
 	if err := m.store.Save(ctx, st, []v1alpha1.Event{ev}, nil); err != nil {

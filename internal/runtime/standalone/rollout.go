@@ -230,12 +230,9 @@ func goalsOf(r *v1alpha1.Rollout) []v1alpha1.Goal {
 
 // newTarget builds the target that steers m's proxy: the process target
 // when the versions are processes, which it starts, else the static
-// target with the proxy's health checker.
+// target with the proxy's health checker, or a flag's own.
 func (m *managed) newTarget(ctx context.Context) (rollout.Target, error) {
-	if m.plane.flag != nil {
-		return m.plane.flag, nil
-	}
-	if m.rollout.Spec.Service.Stable.Process == nil {
+	if m.plane.flag != nil || m.rollout.Spec.Service.Stable.Process == nil {
 		return m.targetOn(m.plane), nil
 	}
 	t, err := m.newProcessTarget(ctx, m.env.stateDir, m.env.inherit.takePipes(m.name))
@@ -247,8 +244,11 @@ func (m *managed) newTarget(ctx context.Context) (rollout.Target, error) {
 }
 
 // targetOn is m's target steering the proxy of pl: for a process rollout,
-// its one process target.
+// its one process target; for a flag, the flag.
 func (m *managed) targetOn(pl *dataPlane) rollout.Target {
+	if pl.flag != nil {
+		return pl.flag
+	}
 	if m.process != nil {
 		return processTarget{Process: m.process, versions: m.versions, proxy: pl.proxy}
 	}
