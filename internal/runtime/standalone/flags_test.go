@@ -168,14 +168,47 @@ const flagExperimentYAML = flagHead + `  strategy:
 // as often, and it is named the winner with its numbers and promoted.
 func TestFlagExperimentNamesTheWinner(t *testing.T) {
 	d, u := startFlags(t, flagExperimentYAML, false)
-	u.N, u.Goal, u.Converts = 600, "purchase", map[string]int{"off": 10, "on": 30}
-	st := runUntil(t, d, u, "the experiment's end", func(st v1alpha1.RolloutStatus) bool { return st.Phase.Terminal() })
+	u.Goal, u.Converts = "purchase", map[string]int{"off": 10, "on": 30}
+	st := newUsersUntil(t, d, u, func(st v1alpha1.RolloutStatus) bool { return st.Phase.Terminal() })
 	x := st.Experiment
 	if st.Phase != v1alpha1.PhaseSucceeded || x == nil || x.Winner != v1alpha1.WinnerTreatment || st.Stable.Version != "on" {
 		t.Fatalf("phase %s, experiment %+v: want on promoted as the winner", st.Phase, x)
 	}
 	if x.Control.Visitors < 100 || x.Treatment.Visitors < 100 || x.Control.Version != "off" || x.Treatment.Version != "on" || x.SampleRatioFrom == nil {
 		t.Errorf("experiment %+v: want at least 100 users of off and of on, the sample ratio counted", x)
+	}
+}
+
+// maxRoundUsers bounds the users of one round: each reports an outcome
+// and maybe a conversion, in one batch of at most ofrep.MaxEvents.
+const maxRoundUsers = 720
+
+// newUsersUntil has 40 new users come every 20 ms (up to maxRoundUsers),
+// each reporting the goal in the round they are first served, as an
+// experiment's users keep coming; until the rollout reaches what cond
+// says, within 30 s. The
+// sequential test takes its evidence from each check's new visitors and
+// their conversions: conversions of users counted at an earlier check
+// alone add none (see docs/experiments.md).
+func newUsersUntil(t *testing.T, d *Daemon, u *ofreptest.Users, cond func(v1alpha1.RolloutStatus) bool) v1alpha1.RolloutStatus {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		v, err := d.Rollout(context.Background(), "web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(v.Status) {
+			return v.Status
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not reached within 30s: phase %s, %s", v.Status.Phase, v.Status.Message)
+		}
+		u.N = min(u.N+40, maxRoundUsers)
+		if _, err := u.Round(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
