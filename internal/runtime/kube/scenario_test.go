@@ -41,14 +41,18 @@ const analysisSteps = `
         thresholdRange: {min: 99}
 `
 
-// gatewaySpec is a Rollout's spec behind a Gateway API route, with a rule
-// that sends the requests with the header canary: true to the canary.
-const gatewaySpec = `
+// gatewayRouter is the start of a Rollout's spec behind a Gateway API
+// route of the Gateway gw.
+const gatewayRouter = `
   kubernetes:
     router:
       gatewayAPI:
         parentRefs: [{name: gw}]
-    traffic:
+`
+
+// gatewaySpec is a Rollout's spec behind a Gateway API route, with a rule
+// that sends the requests with the header canary: true to the canary.
+const gatewaySpec = gatewayRouter + `    traffic:
       rules:
         - name: force-canary
           to: canary
@@ -217,12 +221,7 @@ func TestGatewayAPIPromotes(t *testing.T) {
 // as Argo Rollouts does, instead of rolling the stable out as a canary.
 func TestTemplateBackToStableTakesTheCanaryBack(t *testing.T) {
 	t.Parallel()
-	s, _ := installedScenario(t, `
-  kubernetes:
-    router:
-      gatewayAPI:
-        parentRefs: [{name: gw}]
-  strategy:
+	s, _ := installedScenario(t, gatewayRouter+`  strategy:
     steps:
       - setWeight: 20
       - pause: {}
@@ -429,12 +428,7 @@ func containsInOrder(seen []int64, want ...int64) bool {
 
 func TestNewTemplateMidRolloutRestartsAnalysis(t *testing.T) {
 	t.Parallel()
-	s := startedScenario(t, 2, `
-  kubernetes:
-    router:
-      gatewayAPI:
-        parentRefs: [{name: gw}]
-  strategy:
+	s := startedScenario(t, 2, gatewayRouter+`  strategy:
     steps:
       - setWeight: 20
       - pause: {duration: 1s}
