@@ -14,6 +14,7 @@ import (
 
 	"github.com/pipit-dev/pipit/api/v1alpha1"
 	"github.com/pipit-dev/pipit/internal/sampleapp"
+	"github.com/pipit-dev/pipit/internal/testenv/promserver"
 )
 
 // goalRolloutYAML judges the canary by its conversion rate against the
@@ -123,4 +124,29 @@ func TestConversionRateDecides(t *testing.T) {
 			t.Errorf("stable after the promotion: %+v", st.Stable)
 		}
 	})
+}
+
+// TestConversionRateFromPrometheusGoal: a goal the application counts in
+// Prometheus judges a standalone canary as the proxy's counts do, with no
+// user key: a canary whose users buy less is rolled back on it.
+func TestConversionRateFromPrometheusGoal(t *testing.T) {
+	counters := promserver.Counters(t, map[string]float64{
+		`visitors_total{version="v1"}`: 100, `buys_total{version="v1"}`: 50,
+		`visitors_total{version="v2"}`: 100, `buys_total{version="v2"}`: 10,
+	})
+	prom := promserver.Start(t, []string{counters}, 200*time.Millisecond)
+	stable, canary := app(t, sampleapp.Config{Version: "v1"}), app(t, sampleapp.Config{Version: "v2"})
+	yaml := strings.Replace(strings.Replace(string(goalRolloutYAML(stable.URL)),
+		"    - {name: buy, method: {exact: POST}, path: {exact: /buy}}\n", fmt.Sprintf(`    - name: buy
+      prometheus:
+        address: %s
+        visitors: sum(increase(visitors_total{version="{{ .Version }}"}[{{ .Elapsed }}]))
+        conversions: sum(increase(buys_total{version="{{ .Version }}"}[{{ .Elapsed }}]))
+`, prom.URL), 1), "    traffic:\n      userKey: [{header: X-User-ID}]\n", "", 1)
+	_, c := startDaemon(t, t.TempDir(), []byte(yaml))
+	deployV2(t, c, canary.URL)
+	st := waitFor(t, c, 60*time.Second, "the rollback", func(st v1alpha1.RolloutStatus) bool { return st.Phase.Terminal() })
+	if st.Phase != v1alpha1.PhaseRolledBack || st.Rollback == nil || !strings.Contains(st.Rollback.Reason, "conversion-rate Low") {
+		t.Errorf("phase %s, rollback %+v: want conversion-rate named Low", st.Phase, st.Rollback)
+	}
 }
