@@ -203,11 +203,11 @@ func (m *managed) newPlane(r *v1alpha1.Rollout, stable v1alpha1.VersionRef, keys
 		pl.builtin = metric.NewBuiltin(pl.proxy, m.clock)
 		return pl, nil
 	}
-	u, err := target.URLOf(stable)
+	urls, err := target.URLsOf(stable)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Stable = proxy.Upstream{Version: stable.Version, URL: u}
+	cfg.Stable = proxy.Upstream{Version: stable.Version, URL: urls[0], Replicas: urls[1:]}
 	if pl.proxy, err = proxy.New(cfg); err != nil {
 		return nil, err
 	}
@@ -578,11 +578,16 @@ func fileVersions(r *v1alpha1.Rollout) (stable, canary *v1alpha1.VersionRef) {
 	return versionOf(r.Spec.Service.Stable), canary
 }
 
-// versionOf names an upstream's version, defaulting to its URL.
+// versionOf names an upstream's version, defaulting to its URL (the
+// first of its machines').
 func versionOf(u v1alpha1.Upstream) *v1alpha1.VersionRef {
 	v := u.Version
-	if v == "" {
+	switch {
+	case v != "":
+	case u.URL == "" && len(u.URLs) > 0:
+		v = u.URLs[0]
+	default:
 		v = u.URL
 	}
-	return &v1alpha1.VersionRef{Version: v, URL: u.URL, Process: u.Process}
+	return &v1alpha1.VersionRef{Version: v, URL: u.URL, URLs: slices.Clone(u.URLs), Process: u.Process}
 }
