@@ -30,6 +30,15 @@ type processFlags struct {
 	canaries []string
 }
 
+// deployExample is the help's examples of pipit deploy.
+const deployExample = `  pipit deploy web --canary http://127.0.0.1:9002 --version v2
+  pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --reason "release 1.4"
+  pipit deploy web --canary http://10.0.0.7:8080 --canary http://10.0.0.8:8080 --version v2
+  pipit deploy web --version v2 --command ./server --arg --port={{ .Port }} --env MODE=canary --replicas 2
+  pipit deploy web --version v2 --from v2.yaml
+  pipit deploy new-checkout --version on
+  pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --wait --timeout 30m`
+
 func newDeployCmd(g *globals) *cobra.Command {
 	var (
 		canary v1alpha1.VersionRef
@@ -73,14 +82,8 @@ With --wait it then shows the rollout as 'pipit get --watch' does until it ends,
 and exits with its outcome, for a CI job to gate on: 0 when the new version was
 promoted, 1 when it was rolled back, aborted or failed, 124 when --timeout passed
 first (as timeout(1); the rollout goes on) and 130 when interrupted.`,
-		Example: `  pipit deploy web --canary http://127.0.0.1:9002 --version v2
-  pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --reason "release 1.4"
-  pipit deploy web --canary http://10.0.0.7:8080 --canary http://10.0.0.8:8080 --version v2
-  pipit deploy web --version v2 --command ./server --arg --port={{ .Port }} --env MODE=canary --replicas 2
-  pipit deploy web --version v2 --from v2.yaml
-  pipit deploy new-checkout --version on
-  pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --wait --timeout 30m`,
-		Args: exactArgs(1),
+		Example: deployExample,
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := proc.describe(cmd, &canary); err != nil {
 				return BadInput(err)
