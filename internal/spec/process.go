@@ -268,6 +268,8 @@ func checkReachedAt(v v1alpha1.VersionRef) error {
 	switch {
 	case v.URL != "" && v.URLs != nil:
 		return fmt.Errorf("version %s: give one URL or the URLs of its machines, not both", v.Version)
+	case v.URL == "" && v.URLs == nil:
+		return fmt.Errorf("version %s: a URL is required, or the URLs of its machines", v.Version)
 	case v.URLs == nil:
 		if reason := checkURL(v.URL, true); reason != "" {
 			return fmt.Errorf("version %s: url %s", v.Version, reason)
