@@ -36,15 +36,16 @@ const (
 
 // Config configures a Checker. Zero values take the defaults.
 type Config struct {
-	// Path is requested with GET on each upstream; 2xx and 3xx are
-	// healthy (redirects are not followed).
+	// Path is requested with GET on each machine of each upstream; 2xx
+	// and 3xx are healthy (redirects are not followed).
 	Path string
-	// Interval between two probes of an upstream.
+	// Interval between two probes of a machine.
 	Interval time.Duration
 	// Timeout of one probe.
 	Timeout time.Duration
-	// FailureThreshold is how many probes in a row must fail before an
-	// upstream is down. One success makes it healthy again.
+	// FailureThreshold is how many probes in a row must fail before a
+	// machine is down, and out of rotation. One success makes it healthy
+	// again.
 	FailureThreshold int
 	// PassiveFailures is the passive check: this many transport errors
 	// in a row on live traffic to one upstream (refused, reset, timed
@@ -54,7 +55,8 @@ type Config struct {
 	// it down again. Negative turns the passive check off.
 	PassiveFailures int
 	// OnChange is called when an upstream's health becomes known or
-	// changes, including the first verdict on a new upstream. It runs on
+	// changes, including the first verdict on a new upstream, and when
+	// a machine goes out of rotation or comes back. It runs on
 	// the checker's goroutine, one call at a time, as soon as the change
 	// is seen; it may call the Proxy (SetWeight) but should not block.
 	OnChange func(role string, healthy bool, reason string)
