@@ -207,24 +207,35 @@ type ServiceTLS struct {
 }
 
 // Upstream is one version of the service: already running and reached
-// over HTTP at URL, or run by pipit itself as local processes. Exactly
-// one of URL and Process is set, and the stable and the canary of a
-// rollout are of the same kind.
+// over HTTP at URL, or at each of URLs (a fleet of machines), or run by
+// pipit itself as local processes. Exactly one of URL, URLs and Process
+// is set, and the stable and the canary of a rollout are of the same
+// kind (reached by URL, or run by pipit).
 //
-// +kubebuilder:validation:XValidation:rule="has(self.url) != has(self.process)",message="set url or process, not both: a version is reached at a URL or run by pipit"
+// +kubebuilder:validation:XValidation:rule="(has(self.url) ? 1 : 0) + (has(self.urls) ? 1 : 0) + (has(self.process) ? 1 : 0) == 1",message="set one of url, urls and process: a version is reached at a URL, at the URLs of its machines, or run by pipit"
 // +kubebuilder:validation:XValidation:rule="!has(self.process) || has(self.version)",message="version is required with process"
 type Upstream struct {
 	// URL is the base URL requests are sent to, such as
 	// http://127.0.0.1:9001.
 	// +optional
 	URL string `json:"url,omitempty"`
+	// URLs are the base URLs of the machines serving the version (a
+	// fleet of VMs): requests are spread round-robin over the machines
+	// in rotation, the health check probes each and takes one that
+	// fails out of rotation until it passes again.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, b == a))",message="each URL may be listed once"
+	// +optional
+	URLs []string `json:"urls,omitempty"`
 	// Process declares the version as processes pipit starts, probes,
 	// restarts and drains (standalone runtime); the proxy balances across
 	// the ready ones.
 	// +optional
 	Process *ProcessSpec `json:"process,omitempty"`
 	// Version is a label for people (v1.4.2, a commit); defaults to the
-	// URL, and is required with Process.
+	// URL (the first of URLs), and is required with Process.
 	// +optional
 	Version string `json:"version,omitempty"`
 }

@@ -284,6 +284,11 @@ type VersionRef struct {
 	// URL is where the version is reached (standalone).
 	// +optional
 	URL string `json:"url,omitempty"`
+	// URLs are the machines the version is reached at, when it is served
+	// by several (standalone); the status keeps them so that a restarted
+	// daemon reaches the same machines.
+	// +optional
+	URLs []string `json:"urls,omitempty"`
 	// Process is how pipit runs the version when it runs it itself
 	// (standalone). The status keeps the whole description so that a
 	// restarted daemon can start the version again.

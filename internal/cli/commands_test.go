@@ -27,7 +27,7 @@ func TestDeploy(t *testing.T) {
 		t.Fatalf("output %q, want %q", out, want)
 	}
 	got := f.submitted[0]
-	if got.Kind != rollout.CommandDeploy || *got.Canary != (v1alpha1.VersionRef{Version: "v8", URL: "http://127.0.0.1:9009"}) ||
+	if got.Kind != rollout.CommandDeploy || !reflect.DeepEqual(*got.Canary, v1alpha1.VersionRef{Version: "v8", URL: "http://127.0.0.1:9009"}) ||
 		got.Actor != controlapi.AdminName || got.Reason != "release 8" {
 		t.Fatalf("daemon got %+v", got)
 	}
@@ -38,6 +38,15 @@ func TestDeploy(t *testing.T) {
 	}
 	if c := f.submitted[1].Canary; c.Version != "https://127.0.0.1:9010/" || c.URL != c.Version {
 		t.Fatalf("canary %+v", c)
+	}
+
+	// A fleet: --canary once per machine, the first naming the version.
+	if code, _, errOut := run(t, "deploy", "web", "--canary", "http://10.0.0.7:8080", "--canary", "http://10.0.0.8:8080", "--state-dir", dir); code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	fleet := v1alpha1.VersionRef{Version: "http://10.0.0.7:8080", URLs: []string{"http://10.0.0.7:8080", "http://10.0.0.8:8080"}}
+	if c := f.submitted[2].Canary; !reflect.DeepEqual(*c, fleet) {
+		t.Fatalf("canary %+v, want %+v", c, fleet)
 	}
 }
 
@@ -81,6 +90,8 @@ func TestDeployBadInput(t *testing.T) {
 		{"no scheme", []string{"web", "--canary", "127.0.0.1:9002"}, "--canary"},
 		{"other scheme", []string{"web", "--canary", "ftp://127.0.0.1/"}, "not an absolute http or https URL"},
 		{"no host", []string{"web", "--canary", "http:///x"}, "not an absolute http or https URL"},
+		{"machine given twice", []string{"web", "--canary", "http://10.0.0.7:8080", "--canary", "http://10.0.0.7:8080"}, `"http://10.0.0.7:8080" is given twice`},
+		{"bad machine", []string{"web", "--canary", "http://10.0.0.7:8080", "--canary", "10.0.0.8:8080"}, "--canary"},
 		{"URL and command", []string{"web", "--canary", "http://127.0.0.1:9", "--command", "app"}, "give one of --canary, --command and --from"},
 		{"process without version", []string{"web", "--command", "app"}, "--version: a label is required"},
 		{"arg without command", []string{"web", "--canary", "http://127.0.0.1:9", "--arg", "x"}, "go with --command"},

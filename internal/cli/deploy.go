@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,12 +20,24 @@ func init() { register(newDeployCmd) }
 // waitInterval is the time between two looks at the rollout with --wait.
 const waitInterval = time.Second
 
-// processFlags describe a process canary on the command line.
+// processFlags describe a canary on the command line: the URLs it is
+// reached at, or the processes that run it.
 type processFlags struct {
 	command, workdir, from string
 	args, env              []string
 	replicas               int32
+	// canaries are the --canary URLs: one, or the machines of a fleet.
+	canaries []string
 }
+
+// deployExample is the help's examples of pipit deploy.
+const deployExample = `  pipit deploy web --canary http://127.0.0.1:9002 --version v2
+  pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --reason "release 1.4"
+  pipit deploy web --canary http://10.0.0.7:8080 --canary http://10.0.0.8:8080 --version v2
+  pipit deploy web --version v2 --command ./server --arg --port={{ .Port }} --env MODE=canary --replicas 2
+  pipit deploy web --version v2 --from v2.yaml
+  pipit deploy new-checkout --version on
+  pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --wait --timeout 30m`
 
 func newDeployCmd(g *globals) *cobra.Command {
 	var (
@@ -37,13 +50,15 @@ func newDeployCmd(g *globals) *cobra.Command {
 		}
 	)
 	cmd := &cobra.Command{
-		Use:   "deploy NAME (--canary URL | --version V --command CMD [--arg A]... | --version V --from FILE | --version VARIANT)",
+		Use:   "deploy NAME (--canary URL [--canary URL]... | --version V --command CMD [--arg A]... | --version V --from FILE | --version VARIANT)",
 		Short: "Start rolling a new version out",
 		Long: `deploy starts rolling out a new version: it waits for it to become healthy, then
 gives it the share of traffic of each step in turn while the checks pass.
 
 A rollout whose versions are URLs takes the version served at --canary; --version
-labels it in status and history and defaults to the URL.
+labels it in status and history and defaults to the URL. A version served by a
+fleet of machines takes --canary once per machine (at most 64): requests are
+spread over them, and the health check takes a failing one out of rotation.
 
 A rollout whose versions are processes pipit runs takes a process description and a
 --version label (required): either --command with its --arg, --env, --workdir and
@@ -67,13 +82,8 @@ With --wait it then shows the rollout as 'pipit get --watch' does until it ends,
 and exits with its outcome, for a CI job to gate on: 0 when the new version was
 promoted, 1 when it was rolled back, aborted or failed, 124 when --timeout passed
 first (as timeout(1); the rollout goes on) and 130 when interrupted.`,
-		Example: `  pipit deploy web --canary http://127.0.0.1:9002 --version v2
-  pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --reason "release 1.4"
-  pipit deploy web --version v2 --command ./server --arg --port={{ .Port }} --env MODE=canary --replicas 2
-  pipit deploy web --version v2 --from v2.yaml
-  pipit deploy new-checkout --version on
-  pipit deploy web --canary http://10.0.0.7:8080 --version "$GIT_SHA" --wait --timeout 30m`,
-		Args: exactArgs(1),
+		Example: deployExample,
+		Args:    exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := proc.describe(cmd, &canary); err != nil {
 				return BadInput(err)
@@ -93,7 +103,7 @@ first (as timeout(1); the rollout goes on) and 130 when interrupted.`,
 	}
 	flags = addCommandFlags(cmd, g)
 	f := cmd.Flags()
-	f.StringVar(&canary.URL, "canary", "", "base URL of the new version, such as http://127.0.0.1:9002")
+	f.StringArrayVar(&proc.canaries, "canary", nil, "base URL of the new version, such as http://127.0.0.1:9002 (repeat it for each machine of a fleet)")
 	f.StringVar(&canary.Version, "version", "", "label of the new version (default: the URL; required for processes)")
 	f.StringVar(&proc.command, "command", "", "program to run as the new version (a rollout of processes)")
 	f.StringArrayVar(&proc.args, "arg", nil, "argument of --command (repeatable, in order)")
@@ -132,13 +142,7 @@ func (p *processFlags) describe(cmd *cobra.Command, v *v1alpha1.VersionRef) erro
 		return errors.New("--arg, --env, --workdir and --replicas go with --command")
 	}
 	if cmd.Flags().Changed("canary") {
-		if err := checkUpstreamURL(v.URL); err != nil {
-			return fmt.Errorf("--canary: %w", err)
-		}
-		if v.Version == "" {
-			v.Version = v.URL
-		}
-		return nil
+		return p.describeURLs(v)
 	}
 	if v.Version == "" {
 		return errors.New("--version: a label is required for a process version, such as v2 or a commit")
@@ -151,6 +155,31 @@ func (p *processFlags) describe(cmd *cobra.Command, v *v1alpha1.VersionRef) erro
 		return fmt.Errorf("the process description:\n%w", err)
 	}
 	v.Process = &s
+	return nil
+}
+
+// describeURLs completes v from --canary: one URL, or the machines of a
+// fleet, each checked and none twice.
+func (p *processFlags) describeURLs(v *v1alpha1.VersionRef) error {
+	if len(p.canaries) > spec.MaxUpstreamURLs {
+		return fmt.Errorf("--canary: %d URLs, more than the %d machines a version may have", len(p.canaries), spec.MaxUpstreamURLs)
+	}
+	for i, u := range p.canaries {
+		if err := checkUpstreamURL(u); err != nil {
+			return fmt.Errorf("--canary: %w", err)
+		}
+		if slices.Contains(p.canaries[:i], u) {
+			return fmt.Errorf("--canary: %q is given twice", u)
+		}
+	}
+	if len(p.canaries) == 1 {
+		v.URL = p.canaries[0]
+	} else {
+		v.URLs = p.canaries
+	}
+	if v.Version == "" {
+		v.Version = p.canaries[0]
+	}
 	return nil
 }
 

@@ -184,7 +184,10 @@ func statusDetail(v controlapi.RolloutView, now time.Time) string {
 }
 
 func versionWithURL(r *v1alpha1.VersionRef) string {
-	if r == nil || r.URL == "" || r.URL == r.Version {
+	switch {
+	case r != nil && len(r.URLs) > 0:
+		return r.Version + "  " + strings.Join(r.URLs, " ")
+	case r == nil || r.URL == "" || r.URL == r.Version:
 		return version(r)
 	}
 	return r.Version + "  " + r.URL

@@ -79,6 +79,15 @@ Live metrics (since 30s ago):
 	}
 }
 
+func TestStatusDetailShowsTheMachinesOfAFleet(t *testing.T) {
+	now := time.Date(2026, 7, 1, 9, 5, 0, 0, time.UTC)
+	v := webView(now)
+	v.Status.Canary = &v1alpha1.VersionRef{Version: "v2", URLs: []string{"http://10.0.0.7:8080", "http://10.0.0.8:8080"}}
+	if got, want := statusDetail(v, now), "Canary:    v2  http://10.0.0.7:8080 http://10.0.0.8:8080\n"; !strings.Contains(got, want) {
+		t.Fatalf("statusDetail:\n%s\nwant a line %q", got, want)
+	}
+}
+
 func TestStatusDetailShowsWhyItStopped(t *testing.T) {
 	now := time.Date(2026, 7, 1, 9, 5, 0, 0, time.UTC)
 	v := webView(now)

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -148,11 +149,11 @@ func TestRoundTrip(t *testing.T) {
 
 	canary := &v1alpha1.VersionRef{Version: "v2", URL: "http://127.0.0.1:9002"}
 	v, err = c.Submit(ctx, "api", rollout.Command{Kind: rollout.CommandDeploy, Canary: canary, Actor: "ann", Reason: "ship it"})
-	if err != nil || v.Status.Phase != v1alpha1.PhaseProgressing || *v.Status.Canary != *canary {
+	if err != nil || v.Status.Phase != v1alpha1.PhaseProgressing || !reflect.DeepEqual(*v.Status.Canary, *canary) {
 		t.Fatalf("Submit = %+v, %v", v, err)
 	}
 	got := f.submitted[0]
-	if got.Kind != rollout.CommandDeploy || *got.Canary != *canary || got.Actor != controlapi.AdminName || got.Reason != "ship it" {
+	if got.Kind != rollout.CommandDeploy || !reflect.DeepEqual(*got.Canary, *canary) || got.Actor != controlapi.AdminName || got.Reason != "ship it" {
 		t.Fatalf("backend got %+v", got)
 	}
 }

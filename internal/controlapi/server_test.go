@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -511,8 +512,15 @@ func TestDeployPassesTheCanary(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("status %d: %s", code, body)
 	}
-	if len(f.submitted) != 1 || f.submitted[0].Canary == nil || *f.submitted[0].Canary != (v1alpha1.VersionRef{Version: "v9", URL: "http://127.0.0.1:9"}) {
+	if len(f.submitted) != 1 || f.submitted[0].Canary == nil || !reflect.DeepEqual(*f.submitted[0].Canary, v1alpha1.VersionRef{Version: "v9", URL: "http://127.0.0.1:9"}) {
 		t.Fatalf("backend got %+v", f.submitted)
+	}
+	// A fleet's machines travel as a list.
+	code, body, _ = call(t, srv, "POST", "/v1/rollouts/api/commands",
+		`{"kind":"deploy","canary":{"version":"v10","urls":["http://10.0.0.7:8080","http://10.0.0.8:8080"]}}`)
+	fleet := v1alpha1.VersionRef{Version: "v10", URLs: []string{"http://10.0.0.7:8080", "http://10.0.0.8:8080"}}
+	if code != 200 || len(f.submitted) != 2 || !reflect.DeepEqual(*f.submitted[1].Canary, fleet) {
+		t.Fatalf("status %d: %s; backend got %+v", code, body, f.submitted)
 	}
 }
 

@@ -29,9 +29,9 @@ import (
 // routing table is swapped in at once; requests already routed finish on
 // the replica they were sent to.
 //
-// A health checker (NewHealthChecker) probes only the first URL of an
-// upstream and skips a version without one; the replicas' health is the
-// caller's business.
+// A health checker (NewHealthChecker) probes every replica, and takes
+// one that fails out of rotation until it passes again; a replica that
+// stays keeps its place in or out of rotation.
 func (p *Proxy) SetEndpoints(role, version string, urls []*url.URL) error {
 	if role != RoleStable && role != RoleCanary {
 		return fmt.Errorf("unknown role %q", role)

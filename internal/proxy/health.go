@@ -19,13 +19,27 @@ func NewHealthChecker(p *Proxy, cfg health.Config) (*health.Checker, error) {
 // healthTarget is a Proxy as its health checker sees it.
 type healthTarget struct{ p *Proxy }
 
-// Upstream implements health.Target.
-func (t healthTarget) Upstream(role string) (id health.ID, probe *url.URL, ok bool) {
+// Upstream implements health.Target: the version in role and the base
+// URLs of its replicas, the machines probed.
+func (t healthTarget) Upstream(role string) (version string, machines []*url.URL, ok bool) {
 	b := t.p.table.Load().backend(role)
 	if b == nil {
-		return health.ID{}, nil, false
+		return "", nil, false
 	}
-	return healthID(b), b.up.URL, true
+	for _, ep := range b.up.replicas.Endpoints() {
+		machines = append(machines, ep.URL())
+	}
+	return b.up.Version, machines, true
+}
+
+// SetOutOfRotation implements health.Target. It holds the proxy's lock,
+// as SetEndpoints does, so a group swapped in meanwhile cannot miss it.
+func (t healthTarget) SetOutOfRotation(role, version string, out []string) {
+	t.p.mu.Lock()
+	defer t.p.mu.Unlock()
+	if b := t.p.table.Load().backend(role); b != nil && b.up.Version == version {
+		b.up.replicas.SetOutOfRotation(out)
+	}
 }
 
 // AttachPassive implements health.Target.
@@ -35,11 +49,3 @@ func (t healthTarget) AttachPassive(s *health.Passive) bool {
 
 // DetachPassive implements health.Target.
 func (t healthTarget) DetachPassive(s *health.Passive) { t.p.passive.CompareAndSwap(s, nil) }
-
-// healthID identifies b's upstream for health: its version and first URL.
-func healthID(b *backend) health.ID {
-	if b.up.URL == nil { // a version with no ready replica (SetEndpoints)
-		return health.ID{Version: b.up.Version}
-	}
-	return health.ID{Version: b.up.Version, URL: b.up.URL.String()}
-}

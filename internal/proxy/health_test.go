@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -245,5 +246,55 @@ func TestNewHealthCheckerRefusesNegatives(t *testing.T) {
 		if _, err := NewHealthChecker(p, cfg); err == nil {
 			t.Errorf("accepted %+v", cfg)
 		}
+	}
+}
+
+// TestHealthCheckerTakesAMachineOutOfRotation: a machine whose health
+// check fails gets no request while the others share them, and gets its
+// share again once it passes; the version stays healthy throughout.
+func TestHealthCheckerTakesAMachineOutOfRotation(t *testing.T) {
+	a, b := newUpstream(t, "v1"), newUpstream(t, "v1")
+	var sickDown atomic.Bool
+	var sickHits atomic.Int64
+	sick := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			if sickDown.Load() {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			return
+		}
+		sickHits.Add(1)
+	}))
+	defer sick.Close()
+	p := newProxy(t, Config{Stable: Upstream{Version: "v1", URL: nettest.MustURL(t, a.URL),
+		Replicas: []*url.URL{nettest.MustURL(t, sick.URL), nettest.MustURL(t, b.URL)}}})
+	_, changes := runChecker(t, p, health.Config{Interval: 20 * time.Millisecond, FailureThreshold: 2}, nil)
+	if c := nextChange(t, changes); !c.healthy || c.reason != "all 3 machines in rotation" {
+		t.Fatalf("first change %+v", c)
+	}
+	addr := front(t, p)
+	spread := func(n int) (sick, others int64) {
+		s0, o0 := sickHits.Load(), a.hits.Load()+b.hits.Load()
+		for range n {
+			if code, _, _ := get(t, http.DefaultClient, addr+"/"); code != http.StatusOK {
+				t.Fatalf("status %d", code)
+			}
+		}
+		return sickHits.Load() - s0, a.hits.Load() + b.hits.Load() - o0
+	}
+
+	sickDown.Store(true)
+	if c := nextChange(t, changes); !c.healthy || !strings.HasPrefix(c.reason, "2 of 3 machines in rotation; out of rotation: "+sick.URL) {
+		t.Fatalf("change %+v, want the sick machine out of rotation", c)
+	}
+	if s, o := spread(30); s != 0 || o != 30 {
+		t.Errorf("with a machine out of rotation it got %d requests and the others %d, want 0 and 30", s, o)
+	}
+	sickDown.Store(false)
+	if c := nextChange(t, changes); !c.healthy || c.reason != "all 3 machines in rotation" {
+		t.Fatalf("change %+v, want every machine back", c)
+	}
+	if s, o := spread(30); s != 10 || o != 20 {
+		t.Errorf("with every machine back the sick one got %d requests and the others %d, want 10 and 20", s, o)
 	}
 }

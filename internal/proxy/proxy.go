@@ -320,7 +320,7 @@ func (p *Proxy) account(b *backend, class traffic.Class, d time.Duration, reason
 	// Swapping the counter back to zero lets exactly one request report
 	// each run of Threshold errors, and the next run report again.
 	if sink != nil && n >= sink.Threshold() && b.consecutiveErrors.CompareAndSwap(n, 0) {
-		sink.Report(b.role, healthID(b), n, reason)
+		sink.Report(b.role, b.up.Version, n, reason)
 	}
 }
 

@@ -37,6 +37,8 @@ func examplePlans(t *testing.T) map[string]Plan {
 			switch filepath.Base(f) {
 			case "kubernetes-several.yaml":
 				checkSeveralExample(t, r)
+			case "fleet.yaml":
+				checkFleetExample(t, r)
 			case "process.yaml":
 				proc, notes := r.Spec.Service.Stable.Process, r.Spec.Notifications
 				if proc == nil || proc.Readiness == nil || proc.Liveness == nil || len(notes) != 1 || notes[0].URLEnv == "" {
@@ -68,6 +70,9 @@ func TestExamples(t *testing.T) {
 	}
 	if p := plans["flagger-shorthand.yaml"]; len(p.Steps) != 20 || p.Steps[18].Weight != 50000 || p.Analysis.Interval != time.Minute {
 		t.Errorf("flagger-shorthand.yaml plan = %+v", p)
+	}
+	if p := plans["fleet.yaml"]; len(p.Steps) != 4 || p.Steps[0].Weight != 10000 || p.Steps[2].Weight != 50000 || len(p.Analysis.Metrics) != 2 {
+		t.Errorf("fleet.yaml plan = %+v", p)
 	}
 	if p := plans["fine-weights.yaml"]; len(p.Steps) != 16 || p.Steps[0].Weight != 100 || p.Steps[2].Weight != 500 {
 		t.Errorf("fine-weights.yaml plan = %+v", p)
@@ -129,5 +134,16 @@ func checkSeveralExample(t *testing.T, r *v1alpha1.Rollout) {
 	}
 	if back.Target != "cart-api" || back.Router != RouterReplicas || back.Port != 8080 || back.CanaryService != "cart-api-canary" {
 		t.Errorf("kubernetes-several.yaml cart-api: %+v", back)
+	}
+}
+
+// checkFleetExample checks that fleet.yaml's versions are fleets: three
+// machines for the stable, two for the canary, each its own.
+func checkFleetExample(t *testing.T, r *v1alpha1.Rollout) {
+	t.Helper()
+	svc := r.Spec.Service
+	if svc == nil || len(svc.Stable.URLs) != 3 || svc.Stable.URL != "" || svc.Canary == nil || len(svc.Canary.URLs) != 2 ||
+		slices.ContainsFunc(svc.Canary.URLs, func(u string) bool { return slices.Contains(svc.Stable.URLs, u) }) {
+		t.Errorf("fleet.yaml: want a stable of three machines and a canary of two others, got %+v", svc)
 	}
 }

@@ -143,7 +143,7 @@ func (v *validator) flagRule(p string, r *v1alpha1.FlagRule) {
 
 // checkFlagCanary reports why v cannot be rolled out as a variant of f.
 func checkFlagCanary(f *v1alpha1.FlagSpec, v v1alpha1.VersionRef) error {
-	if v.URL != "" || v.Process != nil {
+	if v.URL != "" || v.URLs != nil || v.Process != nil {
 		return fmt.Errorf("flag %s rolls out variants: deploy one with --version VARIANT, not a URL or a process", f.Key)
 	}
 	if _, ok := f.Variants[v.Version]; !ok {

@@ -113,6 +113,14 @@ var fileProblems = []fileProblem{
 		},
 	},
 	{
+		name: "machines of a canary",
+		body: "    canary:\n      urls:\n        - http://10.0.0.7:8080\n        - http://10.0.0.7:8080\n        - ftp://10.0.0.9\n" + steps,
+		want: []string{
+			`f.yaml:12:11: spec.service.canary.urls[1]: "http://10.0.0.7:8080" is listed already, as spec.service.canary.urls[0]`,
+			`f.yaml:13:11: spec.service.canary.urls[2]: must be an absolute http or https URL such as http://127.0.0.1:9001, not "ftp://10.0.0.9"`,
+		},
+	},
+	{
 		name: "weights going down",
 		body: steps + "      - setWeight: 50\n      - setWeight: 25\n",
 		want: []string{"f.yaml:13:9: spec.strategy.steps[2].setWeight: weights must not go down: 25 after 50"},

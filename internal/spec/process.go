@@ -246,7 +246,7 @@ func CheckCanary(s *v1alpha1.RolloutSpec, v v1alpha1.VersionRef) error {
 	case s.Service.Stable.Process == nil && v.Process != nil:
 		return fmt.Errorf("rollout's versions are reached at URLs: deploy %s with a URL, not a process", v.Version)
 	case v.Process == nil:
-		return nil
+		return checkReachedAt(v)
 	}
 	if _, err := ResolveProcess(*v.Process); err != nil {
 		return fmt.Errorf("version %s: %w", v.Version, err)
@@ -257,6 +257,29 @@ func CheckCanary(s *v1alpha1.RolloutSpec, v v1alpha1.VersionRef) error {
 				return errors.New(reason)
 			}
 		}
+	}
+	return nil
+}
+
+// checkReachedAt explains what is wrong with where v, a version reached
+// by URL, is reached: at one URL, or at the URLs of its machines (as
+// spec.service.*.urls are checked), not both.
+func checkReachedAt(v v1alpha1.VersionRef) error {
+	switch {
+	case v.URL != "" && v.URLs != nil:
+		return fmt.Errorf("version %s: give one URL or the URLs of its machines, not both", v.Version)
+	case v.URL == "" && v.URLs == nil:
+		return fmt.Errorf("version %s: a URL is required, or the URLs of its machines", v.Version)
+	case v.URLs == nil:
+		if reason := checkURL(v.URL, true); reason != "" {
+			return fmt.Errorf("version %s: url %s", v.Version, reason)
+		}
+		return nil
+	}
+	var val validator
+	val.urls("urls", v.URLs)
+	if len(val.errs) > 0 {
+		return fmt.Errorf("version %s: %w", v.Version, val.errs)
 	}
 	return nil
 }

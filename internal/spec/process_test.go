@@ -77,6 +77,11 @@ func TestCheckCanary(t *testing.T) {
 		want string
 	}{
 		{"url to urls", urls, v1alpha1.VersionRef{Version: "v2", URL: "http://127.0.0.1:9002"}, ""},
+		{"machines", urls, v1alpha1.VersionRef{Version: "v2", URLs: []string{"http://10.0.0.7:8080", "http://10.0.0.8:8080"}}, ""},
+		{"url and machines", urls, v1alpha1.VersionRef{Version: "v2", URL: "http://10.0.0.6:8080", URLs: []string{"http://10.0.0.7:8080"}}, "not both"},
+		{"machine twice", urls, v1alpha1.VersionRef{Version: "v2", URLs: []string{"http://10.0.0.7:8080", "http://10.0.0.7:8080"}}, `urls[1]: "http://10.0.0.7:8080" is listed already`},
+		{"bad machine", urls, v1alpha1.VersionRef{Version: "v2", URLs: []string{"http://10.0.0.7:8080", "ftp://10.0.0.8"}}, "urls[1]: must be an absolute http or https URL"},
+		{"no url", urls, v1alpha1.VersionRef{Version: "v2"}, "version v2: a URL is required"},
 		{"process to urls", urls, v1alpha1.VersionRef{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app"}}, "reached at URLs"},
 		{"url to processes", procs, v1alpha1.VersionRef{Version: "v2", URL: "http://127.0.0.1:9002"}, "run as processes"},
 		{"process with limit", procs, v1alpha1.VersionRef{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}}, ""},

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -154,7 +155,7 @@ func (v *validator) service(s *v1alpha1.ServiceSpec) {
 	if s.Canary != nil {
 		v.upstream(p+".canary", s.Canary)
 		// A version that is both is reported once, above.
-		both := func(u *v1alpha1.Upstream) bool { return u.URL != "" && u.Process != nil }
+		both := func(u *v1alpha1.Upstream) bool { return u.Process != nil && (u.URL != "" || u.URLs != nil) }
 		if !both(&s.Stable) && !both(s.Canary) && (s.Canary.Process != nil) != (s.Stable.Process != nil) {
 			v.add(p+".canary", "must be of the same kind as the stable: both urls or both processes")
 		}
@@ -183,21 +184,57 @@ func (v *validator) service(s *v1alpha1.ServiceSpec) {
 }
 
 func (v *validator) upstream(field string, u *v1alpha1.Upstream) {
+	set := 0
+	for _, isSet := range []bool{u.URL != "", u.URLs != nil, u.Process != nil} {
+		if isSet {
+			set++
+		}
+	}
 	switch {
-	case u.URL != "" && u.Process != nil:
-		v.add(field, "set url or process, not both: a version is reached at a URL or run by pipit")
+	case set > 1:
+		v.add(field, "set one of url, urls and process, not two: a version is reached at a URL, at the URLs of its machines, or run by pipit")
+	case u.URLs != nil:
+		v.urls(field+".urls", u.URLs)
 	case u.Process != nil:
 		v.process(field+".process", u.Process)
 		if u.Version == "" {
 			v.add(field+".version", "is required with process: it names the version's processes and logs")
 		}
 	case u.URL == "":
-		v.add(field+".url", "is required, such as http://127.0.0.1:9001, unless process is set")
+		v.add(field+".url", "is required, such as http://127.0.0.1:9001, unless urls or process is set")
 	default:
 		if reason := checkURL(u.URL, true); reason != "" {
 			v.add(field+".url", "%s", reason)
 		}
 	}
+}
+
+// MaxUpstreamURLs is how many machines one version may list in urls.
+const MaxUpstreamURLs = 64
+
+// urls checks the machines of a version: at least one and at most
+// MaxUpstreamURLs absolute http(s) URLs, none listed twice.
+func (v *validator) urls(field string, urls []string) {
+	switch {
+	case len(urls) == 0:
+		v.add(field, "must list at least one URL, such as http://10.0.0.7:8080")
+	case len(urls) > MaxUpstreamURLs:
+		v.add(field, "lists %d URLs, more than the %d allowed", len(urls), MaxUpstreamURLs)
+	}
+	for i, u := range urls {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if reason := checkURL(u, true); reason != "" {
+			v.add(f, "%s", reason)
+		} else if j := slices.Index(urls[:i], u); j >= 0 {
+			v.add(f, "%q is listed already, as %s[%d]", clip(redacted(u)), field, j)
+		}
+	}
+}
+
+// redacted is s, a valid URL, less any password.
+func redacted(s string) string {
+	u, _ := url.Parse(s)
+	return u.Redacted()
 }
 
 // checkListen explains what is wrong with a listen address, or returns "".

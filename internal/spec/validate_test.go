@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -109,7 +110,31 @@ var refusals = []refusal{
 	{"canary without url", func(r *v1alpha1.Rollout) { r.Spec.Service.Canary.URL = "" }, "spec.service.canary.url", "is required"},
 	{"url and process", func(r *v1alpha1.Rollout) {
 		r.Spec.Service.Stable.Process = &v1alpha1.ProcessSpec{Command: "app"}
-	}, "spec.service.stable", "set url or process, not both"},
+	}, "spec.service.stable", "set one of url, urls and process, not two"},
+	{"url and urls", func(r *v1alpha1.Rollout) {
+		r.Spec.Service.Stable.URLs = []string{"http://10.0.0.7:8080"}
+	}, "spec.service.stable", "set one of url, urls and process, not two"},
+	{"bad entry in urls", func(r *v1alpha1.Rollout) {
+		r.Spec.Service.Stable = v1alpha1.Upstream{URLs: []string{"http://10.0.0.7:8080", "http://10.0.0.8:8080", "10.0.0.9:8080"}}
+	}, "spec.service.stable.urls[2]", "is not a valid URL"},
+	{"url without host in urls", func(r *v1alpha1.Rollout) {
+		r.Spec.Service.Canary = &v1alpha1.Upstream{URLs: []string{"http:///x"}}
+	}, "spec.service.canary.urls[0]", `"http:///x" has no host`},
+	{"duplicate in urls", func(r *v1alpha1.Rollout) {
+		r.Spec.Service.Stable = v1alpha1.Upstream{URLs: []string{"http://10.0.0.7:8080", "http://10.0.0.8:8080", "http://10.0.0.7:8080"}}
+	}, "spec.service.stable.urls[2]", `"http://10.0.0.7:8080" is listed already, as spec.service.stable.urls[0]`},
+	{"empty urls", func(r *v1alpha1.Rollout) {
+		r.Spec.Service.Stable = v1alpha1.Upstream{URLs: []string{}}
+	}, "spec.service.stable.urls", "must list at least one URL"},
+	{"too many urls", func(r *v1alpha1.Rollout) {
+		r.Spec.Service.Stable = v1alpha1.Upstream{URLs: make([]string, 65)}
+		for i := range r.Spec.Service.Stable.URLs {
+			r.Spec.Service.Stable.URLs[i] = fmt.Sprintf("http://10.0.0.%d:8080", i)
+		}
+	}, "spec.service.stable.urls", "lists 65 URLs, more than the 64 allowed"},
+	{"urls and process", func(r *v1alpha1.Rollout) {
+		r.Spec.Service.Canary = &v1alpha1.Upstream{Version: "v2", URLs: []string{"http://10.0.0.7:8080"}, Process: &v1alpha1.ProcessSpec{Command: "app"}}
+	}, "spec.service.canary", "set one of url, urls and process, not two"},
 	{"process without version", func(r *v1alpha1.Rollout) {
 		r.Spec.Service.Stable = v1alpha1.Upstream{Process: &v1alpha1.ProcessSpec{Command: "app"}}
 		r.Spec.Service.Canary = &v1alpha1.Upstream{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app"}}

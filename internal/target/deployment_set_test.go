@@ -82,11 +82,11 @@ func TestDeploymentSetVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := v1alpha1.VersionRef{Template: "aaa.bbb", Version: "frontend=web:2; backend=api:1,sidecar:1"}
-	if v != want {
+	if !reflect.DeepEqual(v, want) {
 		t.Fatalf("desired %+v, want %+v", v, want)
 	}
 	parts, err := set.parts(v)
-	if err != nil || parts[1] != (v1alpha1.VersionRef{Template: "bbb", Version: "api:1,sidecar:1"}) {
+	if err != nil || !reflect.DeepEqual(parts[1], v1alpha1.VersionRef{Template: "bbb", Version: "api:1,sidecar:1"}) {
 		t.Errorf("parts %+v, %v", parts, err)
 	}
 	for _, act := range []func(context.Context, v1alpha1.VersionRef) error{set.Install, set.DeployCanary, set.Promote, set.RetireCanary} {
@@ -184,7 +184,7 @@ func TestDeploymentSetOfOne(t *testing.T) {
 	only := &fakeWorkload{name: "web", desired: v1alpha1.VersionRef{Template: "aaa", Version: "web:2"}, calls: calls,
 		observed: rollout.Observed{CanaryVersion: "aaa", CanaryHealth: rollout.HealthDown, CanaryReason: "crash", StableVersion: "zzz"}}
 	set := NewDeploymentSet([]string{"web"}, []Workload{only})
-	if v, err := set.Desired(t.Context()); err != nil || v != only.desired {
+	if v, err := set.Desired(t.Context()); err != nil || !reflect.DeepEqual(v, only.desired) {
 		t.Errorf("desired %+v, %v", v, err)
 	}
 	if got := set.Observe(t.Context()); got != only.observed {

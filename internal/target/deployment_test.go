@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -235,7 +236,7 @@ func TestDesiredNamesTheTargetsTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := v1alpha1.VersionRef{Version: "web:v1,envoy:1.30", Template: TemplateHash(&f.deployment("web").Spec.Template)}
-	if v != want {
+	if !reflect.DeepEqual(v, want) {
 		t.Errorf("Desired = %+v, want %+v", v, want)
 	}
 

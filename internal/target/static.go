@@ -37,14 +37,15 @@ type Static struct {
 	Health HealthSource
 }
 
-// DeployCanary points the proxy's canary role at v. Pointing it at the
-// version and URL it has already is no change at all.
+// DeployCanary points the proxy's canary role at v, at each of its
+// machines when it has several. Pointing it at the version and URLs it
+// has already is no change at all.
 func (s *Static) DeployCanary(_ context.Context, v v1alpha1.VersionRef) error {
-	u, err := URLOf(v)
+	urls, err := URLsOf(v)
 	if err != nil {
 		return err
 	}
-	return s.Proxy.SetEndpoints(RoleCanary, v.Version, []*url.URL{u})
+	return s.Proxy.SetEndpoints(RoleCanary, v.Version, urls)
 }
 
 // Install points the proxy's stable role at v, as Promote does: the first
@@ -54,11 +55,11 @@ func (s *Static) Install(ctx context.Context, v v1alpha1.VersionRef) error { ret
 // Promote points the proxy's stable role at v, keeping the canary role as
 // it is until the canary is retired, so no request is dropped in between.
 func (s *Static) Promote(_ context.Context, v v1alpha1.VersionRef) error {
-	u, err := URLOf(v)
+	urls, err := URLsOf(v)
 	if err != nil {
 		return err
 	}
-	return s.Proxy.SetEndpoints(RoleStable, v.Version, []*url.URL{u})
+	return s.Proxy.SetEndpoints(RoleStable, v.Version, urls)
 }
 
 // RetireCanary takes the canary role off the proxy if it still points at v.
@@ -95,11 +96,21 @@ func (s *Static) Observe(context.Context) rollout.Observed {
 	return o
 }
 
-// URLOf is the URL of a version reached by URL: http or https, with a host.
-func URLOf(v v1alpha1.VersionRef) (*url.URL, error) {
-	u, err := url.Parse(v.URL)
-	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return nil, fmt.Errorf("version %s: %q is not an http(s) URL", v.Version, v.URL)
+// URLsOf are the base URLs of a version reached by URL: its machines'
+// (URLs) when it lists them, else its one URL; each http or https, with a
+// host.
+func URLsOf(v v1alpha1.VersionRef) ([]*url.URL, error) {
+	raw := v.URLs
+	if raw == nil {
+		raw = []string{v.URL}
 	}
-	return u, nil
+	urls := make([]*url.URL, len(raw))
+	for i, s := range raw {
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			return nil, fmt.Errorf("version %s: %q is not an http(s) URL", v.Version, s)
+		}
+		urls[i] = u
+	}
+	return urls, nil
 }

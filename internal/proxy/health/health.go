@@ -1,6 +1,7 @@
 // Package health judges the proxy's upstreams: active health checks
-// (Checker probes each role's upstream on an interval and hears of
-// bursts of transport errors on live traffic, the passive check) and
+// (Checker probes each machine of each role's upstream on an interval,
+// takes a failing machine out of rotation, and hears of bursts of
+// transport errors on live traffic, the passive check) and
 // passive outlier detection (Outliers, which tells the proxy when to
 // eject its canary). It sees the proxy only through Target, and reports
 // through callbacks; it routes nothing itself.
@@ -14,6 +15,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,15 +36,16 @@ const (
 
 // Config configures a Checker. Zero values take the defaults.
 type Config struct {
-	// Path is requested with GET on each upstream; 2xx and 3xx are
-	// healthy (redirects are not followed).
+	// Path is requested with GET on each machine of each upstream; 2xx
+	// and 3xx are healthy (redirects are not followed).
 	Path string
-	// Interval between two probes of an upstream.
+	// Interval between two probes of a machine.
 	Interval time.Duration
 	// Timeout of one probe.
 	Timeout time.Duration
-	// FailureThreshold is how many probes in a row must fail before an
-	// upstream is down. One success makes it healthy again.
+	// FailureThreshold is how many probes in a row must fail before a
+	// machine is down, and out of rotation. One success makes it healthy
+	// again.
 	FailureThreshold int
 	// PassiveFailures is the passive check: this many transport errors
 	// in a row on live traffic to one upstream (refused, reset, timed
@@ -51,7 +55,8 @@ type Config struct {
 	// it down again. Negative turns the passive check off.
 	PassiveFailures int
 	// OnChange is called when an upstream's health becomes known or
-	// changes, including the first verdict on a new upstream. It runs on
+	// changes, including the first verdict on a new upstream, and when
+	// a machine goes out of rotation or comes back. It runs on
 	// the checker's goroutine, one call at a time, as soon as the change
 	// is seen; it may call the Proxy (SetWeight) but should not block.
 	OnChange func(role string, healthy bool, reason string)
@@ -64,10 +69,15 @@ type Config struct {
 
 // Target is what a Checker needs of the proxy whose upstreams it checks.
 type Target interface {
-	// Upstream returns the upstream in role now: its identity and the
-	// URL to probe under, nil when it has no ready replica; ok is false
-	// when the role has no upstream.
-	Upstream(role string) (id ID, probe *url.URL, ok bool)
+	// Upstream returns the upstream in role now: its version and the
+	// base URLs of its machines (none when it has no ready replica); ok
+	// is false when the role has no upstream.
+	Upstream(role string) (version string, machines []*url.URL, ok bool)
+	// SetOutOfRotation takes the machines listed in out (by base URL)
+	// out of the rotation of role, and puts its other machines back,
+	// when role still serves version; requests in flight are not
+	// dropped. With every machine out, all of them stay in rotation.
+	SetOutOfRotation(role, version string, out []string)
 	// AttachPassive makes the proxy report bursts of transport errors
 	// to p; false when another Passive is attached already.
 	AttachPassive(p *Passive) bool
@@ -78,8 +88,10 @@ type Target interface {
 // roles are the roles checked, in the order they are probed.
 var roles = [...]string{route.RoleStable, route.RoleCanary}
 
-// Checker probes the proxy's current upstreams and follows them as they
-// are replaced: a new upstream in a role starts unknown.
+// Checker probes every machine of the proxy's current upstreams and
+// follows them as they are replaced: a new version in a role, or a new
+// machine of it, starts unknown. A role is healthy while one of its
+// machines is, and down once all of them are.
 type Checker struct {
 	target  Target
 	cfg     Config
@@ -90,33 +102,41 @@ type Checker struct {
 	results chan probeResult
 	passive chan passiveSignal
 
-	mu     sync.Mutex // guards states; only Run's goroutine writes them
+	mu     sync.Mutex // guards states; only Run's goroutine changes them
 	states map[string]*roleState
 }
 
-// ID identifies an upstream for health: a new version or a new address
-// is a new upstream.
-type ID struct {
-	Version string
-	// URL is the upstream's first URL; empty when it has no ready
-	// replica.
-	URL string
+// roleState is what the checker knows of the upstream in one role.
+type roleState struct {
+	version string
+	present bool
+	// machines are the upstream's machines, in its order.
+	machines []*machineState
+	// passive is why a burst of transport errors marked the version down;
+	// empty when none did since the last successful probe.
+	passive string
+	// known, healthy and reason are the role's verdict (see verdict),
+	// and out the machines out of rotation, as last reported.
+	known, healthy bool
+	reason         string
+	out            []string
+	// probing are the machines with a probe in flight, by URL; kept when
+	// the upstream is replaced, so a machine never has two.
+	probing map[string]bool
 }
 
-type roleState struct {
-	id       ID
-	known    bool
-	healthy  bool
-	reason   string
-	failures int
-	probing  bool
+// machineState is what the checker knows of one machine.
+type machineState struct {
+	url            string
+	known, healthy bool
+	reason         string
+	failures       int
 }
 
 type probeResult struct {
-	role   string
-	id     ID
-	ok     bool
-	reason string
+	role, version, url string
+	ok                 bool
+	reason             string
 }
 
 // Passive receives bursts of transport errors from the request path
@@ -130,18 +150,17 @@ type Passive struct {
 func (s *Passive) Threshold() int64 { return s.threshold }
 
 type passiveSignal struct {
-	role   string
-	id     ID
-	reason string
+	role, version, reason string
 }
 
 // Report tells of a burst of n transport errors in a row, the last for
-// reason, from the upstream id in role. It never blocks a request: when
-// the checker is behind, a burst is dropped, and the next one will be
-// reported.
-func (s *Passive) Report(role string, id ID, n int64, reason string) {
+// reason, from version in role. It marks the version down, not one of
+// its machines: the proxy counts errors per version. It never blocks a
+// request: when the checker is behind, a burst is dropped, and the next
+// one will be reported.
+func (s *Passive) Report(role, version string, n int64, reason string) {
 	select {
-	case s.ch <- passiveSignal{role, id, fmt.Sprintf("%d transport errors in a row on live traffic, last: %s", n, reason)}:
+	case s.ch <- passiveSignal{role, version, fmt.Sprintf("%d transport errors in a row on live traffic, last: %s", n, reason)}:
 	default:
 	}
 }
@@ -180,9 +199,11 @@ func NewChecker(target Target, cfg Config) (*Checker, error) {
 			// A redirect is an answer: the upstream is up.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		results: make(chan probeResult, 2), // at most one probe per role in flight
+		results: make(chan probeResult, 2*len(roles)),
 		passive: make(chan passiveSignal, 4),
-		states:  map[string]*roleState{route.RoleStable: {}, route.RoleCanary: {}},
+		states: map[string]*roleState{
+			route.RoleStable: {probing: map[string]bool{}}, route.RoleCanary: {probing: map[string]bool{}},
+		},
 	}, nil
 }
 
@@ -224,9 +245,9 @@ func (h *Checker) Run(ctx context.Context) error {
 			next.Reset(h.cfg.Interval)
 			h.probeAll(ctx, &probes)
 		case r := <-h.results:
-			h.observe(r.role, r.id, r.ok, r.reason, false)
+			h.observe(r)
 		case s := <-h.passive:
-			h.observe(s.role, s.id, false, s.reason, true)
+			h.markPassive(s)
 		}
 	}
 }
@@ -241,7 +262,7 @@ func (h *Checker) forgetPending() {
 		default:
 			h.mu.Lock()
 			for _, st := range h.states {
-				st.probing = false
+				clear(st.probing)
 			}
 			h.mu.Unlock()
 			return
@@ -249,8 +270,10 @@ func (h *Checker) forgetPending() {
 	}
 }
 
-// Health returns the state of the upstream in role. known is false until
-// the first verdict on the current upstream, and when the role has none.
+// Health returns the verdict on the upstream in role: healthy while one
+// of its machines is, with a reason naming the machines out of rotation.
+// known is false until the first verdict on the current upstream, and
+// when the role has none.
 func (h *Checker) Health(role string) (healthy bool, reason string, known bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -261,40 +284,64 @@ func (h *Checker) Health(role string) (healthy bool, reason string, known bool) 
 	return st.healthy, st.reason, st.known
 }
 
-// probeAll starts a probe of each current upstream not already being
-// probed; a slow upstream never holds up the other.
+// probeAll starts a probe of each machine of each current upstream not
+// already being probed; a slow machine never holds up the others.
 func (h *Checker) probeAll(ctx context.Context, probes *sync.WaitGroup) {
 	for _, role := range roles {
-		id, probe, ok := h.target.Upstream(role)
+		version, machines, ok := h.target.Upstream(role)
 		h.mu.Lock()
-		st := h.follow(role, id, ok)
-		start := ok && probe != nil && !st.probing
-		st.probing = st.probing || start
+		st := h.follow(role, version, machines, ok)
+		var start []*url.URL
+		for i, m := range st.machines {
+			if !st.probing[m.url] {
+				st.probing[m.url] = true
+				start = append(start, machines[i])
+			}
+		}
 		h.mu.Unlock()
-		if start {
-			target := probe.JoinPath(h.cfg.Path).String()
-			probes.Go(func() { h.results <- h.probe(ctx, role, id, target) })
+		for _, base := range start {
+			target := base.JoinPath(h.cfg.Path).String()
+			probes.Go(func() {
+				r := h.probe(ctx, target)
+				r.role, r.version, r.url = role, version, base.String()
+				select {
+				case h.results <- r:
+				case <-ctx.Done(): // Run stopped reading; forgetPending clears the flag
+				}
+			})
 		}
 	}
 }
 
-// follow resets role's state when its upstream (id, when the role has
-// one) is no longer the one judged. Callers hold h.mu.
-func (h *Checker) follow(role string, id ID, ok bool) *roleState {
+// follow brings role's state to the upstream in it now (version with
+// machines, when ok): a new version starts afresh, a machine that left is
+// forgotten and a new one starts unknown. Callers hold h.mu.
+func (h *Checker) follow(role, version string, machines []*url.URL, ok bool) *roleState {
 	st := h.states[role]
 	if !ok {
-		id = ID{}
+		version, machines = "", nil
 	}
-	if st.id != id {
-		*st = roleState{id: id, probing: st.probing}
+	if st.version != version || st.present != ok {
+		*st = roleState{version: version, present: ok, probing: st.probing}
 	}
+	next := make([]*machineState, len(machines))
+	for i, u := range machines {
+		us := u.String()
+		if j := slices.IndexFunc(st.machines, func(m *machineState) bool { return m.url == us }); j >= 0 {
+			next[i] = st.machines[j]
+		} else {
+			next[i] = &machineState{url: us}
+		}
+	}
+	st.machines = next
 	return st
 }
 
-func (h *Checker) probe(ctx context.Context, role string, id ID, target string) probeResult {
+// probe requests target, a machine's health path, once.
+func (h *Checker) probe(ctx context.Context, target string) probeResult {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
-	res := probeResult{role: role, id: id}
+	var res probeResult
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
 		res.reason = err.Error()
@@ -312,40 +359,108 @@ func (h *Checker) probe(ctx context.Context, role string, id ID, target string) 
 	return res
 }
 
-// observe applies one probe result or passive signal (now: mark down at
-// once) to the upstream it was about, and calls OnChange on a transition.
-func (h *Checker) observe(role string, id ID, ok bool, reason string, now bool) {
-	current, _, present := h.target.Upstream(role)
+// observe applies one probe result to the machine it was about, unless
+// the machine has since left its role's upstream.
+func (h *Checker) observe(r probeResult) {
+	version, machines, present := h.target.Upstream(r.role)
 	h.mu.Lock()
-	st := h.follow(role, current, present)
-	if !now {
-		st.probing = false
-	}
-	if st.id != id || !present {
+	st := h.follow(r.role, version, machines, present)
+	delete(st.probing, r.url)
+	i := slices.IndexFunc(st.machines, func(m *machineState) bool { return m.url == r.url })
+	if !present || st.version != r.version || i < 0 {
 		h.mu.Unlock()
-		return // about an upstream that has since been replaced
+		return
 	}
-	changed := false
-	if ok {
-		st.failures = 0
-		changed = !st.known || !st.healthy
-		st.known, st.healthy, st.reason = true, true, reason
+	m := st.machines[i]
+	if r.ok {
+		m.failures = 0
+		m.known, m.healthy, m.reason = true, true, r.reason
+		st.passive = "" // one successful probe clears a burst's verdict
 	} else {
-		st.failures++
-		if now || st.failures >= h.cfg.FailureThreshold {
-			if !now && st.failures > 1 {
-				reason = fmt.Sprintf("%s (%d failures in a row)", reason, st.failures)
+		m.failures++
+		if m.failures >= h.cfg.FailureThreshold {
+			if m.failures > 1 {
+				r.reason = fmt.Sprintf("%s (%d failures in a row)", r.reason, m.failures)
 			}
-			changed = !st.known || st.healthy
-			st.known, st.healthy, st.reason = true, false, reason
+			m.known, m.healthy, m.reason = true, false, r.reason
 		}
 	}
+	h.settle(r.role, st)
+}
+
+// markPassive marks the version a burst of transport errors came from
+// down at once, without waiting for probes.
+func (h *Checker) markPassive(s passiveSignal) {
+	version, machines, present := h.target.Upstream(s.role)
+	h.mu.Lock()
+	st := h.follow(s.role, version, machines, present)
+	if !present || st.version != s.version {
+		h.mu.Unlock()
+		return
+	}
+	st.passive = s.reason
+	h.settle(s.role, st)
+}
+
+// settle judges role again from st and unlocks h.mu, which the caller
+// holds; then it tells the target of a change of the machines out of
+// rotation, and OnChange of a change of verdict or of those machines.
+func (h *Checker) settle(role string, st *roleState) {
+	known, healthy, reason, out := st.verdict()
+	moved := !slices.Equal(out, st.out)
+	changed := known && (!st.known || healthy != st.healthy || moved)
+	st.known, st.healthy, st.reason, st.out = known, healthy, reason, out
+	version := st.version
 	h.mu.Unlock()
+	if moved {
+		h.log.Info("machines out of rotation changed", "role", role, "version", version, "out", out)
+		h.target.SetOutOfRotation(role, version, out)
+	}
 	if !changed {
 		return
 	}
-	h.log.Info("upstream health changed", "role", role, "version", id.Version, "healthy", ok, "reason", reason)
+	h.log.Info("upstream health changed", "role", role, "version", version, "healthy", healthy, "reason", reason)
 	if h.cfg.OnChange != nil {
-		h.cfg.OnChange(role, ok, reason)
+		h.cfg.OnChange(role, healthy, reason)
 	}
+}
+
+// verdict judges the upstream from its machines: healthy while one is,
+// down once every one is known down or a burst of transport errors
+// marked the version down, unknown otherwise. out are the machines known
+// down, to be taken out of rotation.
+func (st *roleState) verdict() (known, healthy bool, reason string, out []string) {
+	var up, down []*machineState
+	for _, m := range st.machines {
+		switch {
+		case m.known && m.healthy:
+			up = append(up, m)
+		case m.known:
+			down = append(down, m)
+			out = append(out, m.url)
+		}
+	}
+	n := len(st.machines)
+	switch {
+	case st.passive != "":
+		return true, false, st.passive, out
+	case n == 1 && st.machines[0].known: // one machine: its own words
+		return true, st.machines[0].healthy, st.machines[0].reason, out
+	case len(up) > 0 && len(down) == 0: // those not probed yet are in rotation too
+		return true, true, fmt.Sprintf("all %d machines in rotation", n), out
+	case len(up) > 0:
+		return true, true, fmt.Sprintf("%d of %d machines in rotation; out of rotation: %s", n-len(down), n, describe(down)), out
+	case n > 0 && len(down) == n:
+		return true, false, fmt.Sprintf("all %d machines down: %s", n, describe(down)), out
+	}
+	return false, false, "", out
+}
+
+// describe names machines with the reason of each.
+func describe(machines []*machineState) string {
+	parts := make([]string, len(machines))
+	for i, m := range machines {
+		parts[i] = fmt.Sprintf("%s (%s)", m.url, m.reason)
+	}
+	return strings.Join(parts, ", ")
 }

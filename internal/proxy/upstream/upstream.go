@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,41 +24,77 @@ import (
 
 // Group is the endpoints of one version of the service, one per replica
 // address, over which requests are spread round-robin. It is immutable
-// but for the round-robin position; a new set of replicas is a new Group,
-// which may share the endpoints (and their connections) of those that
-// stay.
+// but for the round-robin position and which endpoints are in rotation;
+// a new set of replicas is a new Group, which may share the endpoints
+// (and their connections) of those that stay.
 type Group struct {
 	endpoints []*Endpoint
-	next      atomic.Uint32 // round-robin position over endpoints
-	rewrite   bool          // some endpoint has a base path or query: see Endpoint.targetFor
+	// rotation are the endpoints requests go to, when some are out of
+	// rotation; nil when all are in.
+	rotation atomic.Pointer[[]*Endpoint]
+	next     atomic.Uint32 // round-robin position over the rotation
+	rewrite  bool          // some endpoint has a base path or query: see Endpoint.targetFor
 }
 
 // NewGroup returns the group of endpoints; none is a version with no
-// ready replica.
+// ready replica. Endpoints out of rotation in another group stay out.
 func NewGroup(endpoints []*Endpoint) *Group {
 	g := &Group{endpoints: endpoints}
 	for _, ep := range endpoints {
 		g.rewrite = g.rewrite || ep.base
 	}
+	g.rotate()
 	return g
+}
+
+// SetOutOfRotation takes the endpoints whose base URLs are listed in out
+// out of rotation, and puts the others back. Requests in flight finish
+// where they are. With every endpoint out, all stay in rotation: a
+// request has nowhere better to go. Calls, and NewGroup of groups sharing
+// endpoints, must not run at the same time.
+func (s *Group) SetOutOfRotation(out []string) {
+	for _, ep := range s.endpoints {
+		ep.out.Store(slices.Contains(out, ep.url.String()))
+	}
+	s.rotate()
+}
+
+// rotate sets the rotation from the endpoints' marks.
+func (s *Group) rotate() {
+	var in []*Endpoint
+	for _, ep := range s.endpoints {
+		if !ep.out.Load() {
+			in = append(in, ep)
+		}
+	}
+	if len(in) == 0 || len(in) == len(s.endpoints) {
+		s.rotation.Store(nil)
+		return
+	}
+	s.rotation.Store(&in)
 }
 
 // Endpoints are the group's endpoints, in order; the caller must not
 // change the slice.
 func (s *Group) Endpoints() []*Endpoint { return s.endpoints }
 
-// Pick returns the endpoint for a request's attempt: round-robin for the
-// first (attempt 0, which sets first), and the following ones in order
-// for retries, so a retry goes to another replica when there is one.
+// Pick returns the endpoint for a request's attempt, among those in
+// rotation: round-robin for the first (attempt 0, which sets first), and
+// the following ones in order for retries, so a retry goes to another
+// replica when there is one.
 func (s *Group) Pick(first *uint32, attempt int) *Endpoint {
-	n := uint32(len(s.endpoints))
+	endpoints := s.endpoints
+	if r := s.rotation.Load(); r != nil {
+		endpoints = *r
+	}
+	n := uint32(len(endpoints))
 	if n == 1 {
-		return s.endpoints[0]
+		return endpoints[0]
 	}
 	if attempt == 0 {
 		*first = s.next.Add(1)
 	}
-	return s.endpoints[(*first+uint32(attempt))%n]
+	return endpoints[(*first+uint32(attempt))%n]
 }
 
 // CloseIdle closes the idle connections of every endpoint.
@@ -76,6 +113,9 @@ type Endpoint struct {
 	// are joined (see targetFor); empty when the URL has neither.
 	base bool
 	pool connPool
+	// out marks an endpoint taken out of rotation (Group.SetOutOfRotation);
+	// it stays out in the next group of its version.
+	out atomic.Bool
 }
 
 // NewEndpoint returns the endpoint of u, an http or https URL with a

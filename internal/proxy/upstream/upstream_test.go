@@ -154,3 +154,40 @@ func TestPoolDropsAConnectionWithStrayBytes(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // the stray answer arrives
 	}
 }
+
+// TestGroupRoutesOverTheEndpointsInRotation: endpoints out of rotation
+// get no request, first try or retry, and stay out in the next group of
+// their version; with every one out, all are tried.
+func TestGroupRoutesOverTheEndpointsInRotation(t *testing.T) {
+	cfg := testConfig()
+	var eps []*Endpoint
+	for _, u := range []string{"http://10.0.0.7:8080", "http://10.0.0.8:8080", "http://10.0.0.9:8080"} {
+		eps = append(eps, NewEndpoint(nettest.MustURL(t, u), cfg))
+	}
+	picked := func(g *Group) map[string]int {
+		seen := map[string]int{}
+		for range 6 {
+			var first uint32
+			for attempt := range 2 {
+				seen[g.Pick(&first, attempt).URL().Host]++
+			}
+		}
+		return seen
+	}
+	g := NewGroup(eps)
+	g.SetOutOfRotation([]string{"http://10.0.0.8:8080"})
+	if seen := picked(g); seen["10.0.0.7:8080"] != 6 || seen["10.0.0.9:8080"] != 6 || len(seen) != 2 {
+		t.Fatalf("picks %v, want 10.0.0.8 skipped and the others evenly", seen)
+	}
+	if seen := picked(NewGroup(eps[1:])); seen["10.0.0.9:8080"] != 12 || len(seen) != 1 {
+		t.Fatalf("picks in the next group %v, want 10.0.0.8 still out", seen)
+	}
+	g.SetOutOfRotation([]string{"http://10.0.0.7:8080", "http://10.0.0.8:8080", "http://10.0.0.9:8080"})
+	if seen := picked(g); len(seen) != 3 {
+		t.Fatalf("picks with every endpoint out %v, want all three", seen)
+	}
+	g.SetOutOfRotation(nil)
+	if seen := picked(g); len(seen) != 3 || seen["10.0.0.8:8080"] != 4 {
+		t.Fatalf("picks with every endpoint back %v, want all three evenly", seen)
+	}
+}

@@ -154,11 +154,15 @@ var invalidRollouts = []struct {
 		"url": "http://127.0.0.1:9002", "version": "v2",
 		"process": map[string]any{"command": "./app"},
 	},
-	field: "spec.service.canary", reason: "set url or process, not both",
+	field: "spec.service.canary", reason: "set one of url, urls and process",
 }, {
 	name: "upstream with neither", path: []string{"spec", "service", "stable"},
 	value: map[string]any{"version": "v1"},
-	field: "spec.service.stable", reason: "set url or process",
+	field: "spec.service.stable", reason: "set one of url, urls and process",
+}, {
+	name: "upstream with a machine listed twice", path: []string{"spec", "service", "stable"},
+	value: map[string]any{"urls": []any{"http://10.0.0.7:8080", "http://10.0.0.7:8080"}},
+	field: "spec.service.stable.urls", reason: "each URL may be listed once",
 }, {
 	name: "steps and shorthand", path: []string{"spec", "strategy", "stepWeight"}, value: int64(10),
 	field: "spec.strategy", reason: "use steps or the shorthand",

@@ -177,7 +177,7 @@ func (m *managed) changeTo(next *v1alpha1.Rollout, raw []byte, file string) (*ro
 	st := m.snapshot()
 	if inFlight(st.Phase) {
 		return nil, fmt.Errorf("%s: rollout %q: spec.service.stable: changed from %s to %s while canary %s is in flight (%s); leave the stable as it was until the rollout has finished, or abort it first",
-			file, next.Name, versionOf(was).Version, versionOf(now).Version, st.Canary.Version, st.Phase)
+			file, next.Name, reachedAt(was), reachedAt(now), st.Canary.Version, st.Phase)
 	}
 	c.install = st.Stable == nil || !reflect.DeepEqual(*st.Stable, *versionOf(now))
 	return c, nil

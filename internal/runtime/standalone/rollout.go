@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -203,11 +204,11 @@ func (m *managed) newPlane(r *v1alpha1.Rollout, stable v1alpha1.VersionRef, keys
 		pl.builtin = metric.NewBuiltin(pl.proxy, m.clock)
 		return pl, nil
 	}
-	u, err := target.URLOf(stable)
+	urls, err := target.URLsOf(stable)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Stable = proxy.Upstream{Version: stable.Version, URL: u}
+	cfg.Stable = proxy.Upstream{Version: stable.Version, URL: urls[0], Replicas: urls[1:]}
 	if pl.proxy, err = proxy.New(cfg); err != nil {
 		return nil, err
 	}
@@ -322,11 +323,29 @@ func (m *managed) deployFromFile(ctx context.Context, st v1alpha1.RolloutStatus)
 	if v == nil {
 		return nil
 	}
-	if (st.Stable != nil && st.Stable.Version == v.Version) || (st.Canary != nil && st.Canary.Version == v.Version) {
+	if (st.Stable != nil && st.Stable.Version == v.Version) || (st.Canary != nil && sameReach(*st.Canary, *v)) {
 		return nil
 	}
 	_, err := m.store.enqueue(ctx, deployCommand(*v, "rollout file"))
 	return err
+}
+
+// reachedAt names an upstream for people: its version, and the machines
+// it is served by when it lists them.
+func reachedAt(u v1alpha1.Upstream) string {
+	v := versionOf(u).Version
+	if len(u.URLs) > 0 {
+		return fmt.Sprintf("%s (%s)", v, strings.Join(u.URLs, ", "))
+	}
+	return v
+}
+
+// sameReach reports whether a and b are the same version reached the
+// same way: the same label at the same URL, or on the same machines (in
+// the same order), so that a file's canary moved to other machines is a
+// new canary. A process version is known by its label.
+func sameReach(a, b v1alpha1.VersionRef) bool {
+	return a.Version == b.Version && a.URL == b.URL && slices.Equal(a.URLs, b.URLs)
 }
 
 // notify sends the events to the rollout's notifiers, never blocking,
@@ -578,11 +597,16 @@ func fileVersions(r *v1alpha1.Rollout) (stable, canary *v1alpha1.VersionRef) {
 	return versionOf(r.Spec.Service.Stable), canary
 }
 
-// versionOf names an upstream's version, defaulting to its URL.
+// versionOf names an upstream's version, defaulting to its URL (the
+// first of its machines').
 func versionOf(u v1alpha1.Upstream) *v1alpha1.VersionRef {
 	v := u.Version
-	if v == "" {
+	switch {
+	case v != "":
+	case u.URL == "" && len(u.URLs) > 0:
+		v = u.URLs[0]
+	default:
 		v = u.URL
 	}
-	return &v1alpha1.VersionRef{Version: v, URL: u.URL, Process: u.Process}
+	return &v1alpha1.VersionRef{Version: v, URL: u.URL, URLs: slices.Clone(u.URLs), Process: u.Process}
 }
