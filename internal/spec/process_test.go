@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -82,6 +83,7 @@ func TestCheckCanary(t *testing.T) {
 		{"machine twice", urls, v1alpha1.VersionRef{Version: "v2", URLs: []string{"http://10.0.0.7:8080", "http://10.0.0.7:8080"}}, `urls[1]: "http://10.0.0.7:8080" is listed already`},
 		{"bad machine", urls, v1alpha1.VersionRef{Version: "v2", URLs: []string{"http://10.0.0.7:8080", "ftp://10.0.0.8"}}, "urls[1]: must be an absolute http or https URL"},
 		{"no url", urls, v1alpha1.VersionRef{Version: "v2"}, "version v2: a URL is required"},
+		{"too many machines", urls, v1alpha1.VersionRef{Version: "v2", URLs: manyMachines(MaxUpstreamURLs + 1)}, "lists 65 URLs, more than the 64 allowed"},
 		{"process to urls", urls, v1alpha1.VersionRef{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app"}}, "reached at URLs"},
 		{"url to processes", procs, v1alpha1.VersionRef{Version: "v2", URL: "http://127.0.0.1:9002"}, "run as processes"},
 		{"process with limit", procs, v1alpha1.VersionRef{Version: "v2", Process: &v1alpha1.ProcessSpec{Command: "app", MemoryLimitBytes: &limit}}, ""},
@@ -125,4 +127,13 @@ memoryLimitBytes: 268435456
 			t.Errorf("error %v\nwant it to contain %q", err, w)
 		}
 	}
+}
+
+// manyMachines lists the URLs of n machines.
+func manyMachines(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("http://10.0.%d.%d:8080", i/250, i%250+1)
+	}
+	return out
 }
