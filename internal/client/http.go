@@ -5,6 +5,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -326,6 +327,15 @@ func (c *HTTP) do(ctx context.Context, method, path string, body []byte, out any
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if method != http.MethodGet {
+		// With a key, Go's transport sends the request again on a new
+		// connection when a kept-alive one turns out closed with no
+		// answer: a daemon that handed over, or shut down, closes its
+		// idle connections, and a command may be written to one just as
+		// it goes. A server that answered is never asked twice, nor is a
+		// request over a connection that was not reused.
+		req.Header.Set("Idempotency-Key", rand.Text())
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {

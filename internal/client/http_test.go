@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -293,6 +294,42 @@ func TestCommandsAreNotRetried(t *testing.T) {
 	}
 	if n := l.accepted.Load(); n != 1 || len(f.submitted) != 0 {
 		t.Fatalf("%d connections, %d commands applied; want 1 and 0", n, len(f.submitted))
+	}
+}
+
+// TestCommandOverAClosedKeptAliveConnectionIsSentAgain: a daemon that
+// hands over closes its kept-alive connections, and a command written to
+// one just then gets no answer; the client sends it again on a new
+// connection, where it is applied once.
+func TestCommandOverAClosedKeptAliveConnectionIsSentAgain(t *testing.T) {
+	f := newFake()
+	api := controlapi.NewHandler(f, controlapi.SingleToken(testToken), nil, nil)
+	type connKey struct{}
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Context().Value(connKey{}).(int32) == 1 && r.Method == http.MethodPost {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err == nil {
+				conn.Close() // read, and gone with no answer, as a daemon handing over
+			}
+			return
+		}
+		api.ServeHTTP(w, r)
+	}))
+	srv.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, conns.Add(1))
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := NewHTTP(srv.URL, testToken)
+	if _, err := c.Rollout(context.Background(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Submit(context.Background(), "web", rollout.Command{Kind: rollout.CommandPause}); err != nil {
+		t.Fatalf("a command over the kept-alive connection closed under it: %v", err)
+	}
+	if n := conns.Load(); n != 2 || len(f.submitted) != 1 {
+		t.Fatalf("%d connections, %d commands applied; want 2 and 1", n, len(f.submitted))
 	}
 }
 
